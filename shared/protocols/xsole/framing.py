@@ -1,0 +1,114 @@
+"""Cutting a byte stream into XSole frames: resync on magic, length limits, CRC."""
+
+from __future__ import annotations
+
+import binascii
+import struct
+from dataclasses import dataclass
+
+from shared.protocols.xsole.constants import MAGIC, VERSION
+
+MIN_LENGTH = 2
+MAX_LENGTH = 1024
+HEADER_SIZE = 8  # magic, version, type, length, seq
+_HEADER = struct.Struct(">2sBBHH")
+_CRC = struct.Struct(">H")
+
+
+class XSoleProtocolError(Exception):
+    """The peer broke the framing rules badly enough that the connection must close."""
+
+
+@dataclass(frozen=True, slots=True)
+class RawFrame:
+    """A frame whose CRC matched: type, seq and the undecoded payload."""
+
+    type: int
+    seq: int
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class BadCrc:
+    """A frame was dropped because its CRC did not match (it gets no ACK)."""
+
+    type: int
+    seq: int
+
+
+def crc16(data: bytes | memoryview) -> int:
+    """CRC-16/CCITT-FALSE, as the contract specifies."""
+    return binascii.crc_hqx(data, 0xFFFF)
+
+
+def encode_frame(frame_type: int, seq: int, payload: bytes = b"") -> bytes:
+    """One complete frame, CRC included."""
+    length = MIN_LENGTH + len(payload)
+    if length > MAX_LENGTH:
+        raise ValueError(f"payload of {len(payload)} bytes exceeds the frame limit")
+    body = _HEADER.pack(MAGIC, VERSION, frame_type, length, seq & 0xFFFF)[2:] + payload
+    return MAGIC + body + _CRC.pack(crc16(body))
+
+
+class FrameBuffer:
+    """Accumulates received bytes and hands out whole frames.
+
+    `feed` never fails; `next_frame` returns None until a whole frame is buffered,
+    and raises XSoleProtocolError for a length outside 2..1024 (the contract closes
+    the connection then, since nothing after it can be trusted to be framed).
+    """
+
+    __slots__ = ("_buf", "_pos", "skipped_bytes")
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+        self._pos = 0
+        self.skipped_bytes = 0
+
+    def feed(self, data: bytes) -> None:
+        if self._pos:
+            # Compact lazily: only when something was consumed, once per feed.
+            del self._buf[: self._pos]
+            self._pos = 0
+        self._buf += data
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buf) - self._pos
+
+    def next_frame(self) -> RawFrame | BadCrc | None:
+        buf, pos = self._buf, self._pos
+        end = len(buf)
+        while True:
+            if end - pos < 2:
+                # Keep a lone trailing 'X': it may be the first half of a magic.
+                keep = pos if (end - pos == 1 and buf[pos] == MAGIC[0]) else end
+                self._skip_to(keep)
+                return None
+            if buf[pos] != 0x58 or buf[pos + 1] != 0x53:
+                found = buf.find(MAGIC, pos + 1)
+                self._skip_to(found if found >= 0 else end - 1)
+                pos = self._pos
+                continue
+            break
+        if end - pos < HEADER_SIZE:
+            return None
+        _, version, frame_type, length, seq = _HEADER.unpack_from(buf, pos)
+        if not MIN_LENGTH <= length <= MAX_LENGTH:
+            raise XSoleProtocolError(f"frame length {length} outside {MIN_LENGTH}..{MAX_LENGTH}")
+        total = HEADER_SIZE + length
+        if end - pos < total:
+            return None
+        self._pos = pos + total
+        crc_at = pos + 6 + length
+        view = memoryview(buf)
+        try:
+            if crc16(view[pos + 2 : crc_at]) != _CRC.unpack_from(buf, crc_at)[0] or version != VERSION:
+                return BadCrc(frame_type, seq)
+            return RawFrame(frame_type, seq, bytes(view[pos + HEADER_SIZE : crc_at]))
+        finally:
+            view.release()
+
+    def _skip_to(self, new_pos: int) -> None:
+        self.skipped_bytes += new_pos - self._pos
+        self._pos = new_pos

@@ -1,0 +1,209 @@
+"""Typed XSole events for every frame type, in both directions, and their codec.
+
+Fields keep the wire's integer units (lat_e7 is 1e-7 degree, speed_cms is cm/s)
+so that a decoded frame re-encodes to the same bytes; properties give the
+human units.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from typing import Union
+
+from shared.protocols.xsole.constants import FLAG_BUFFERED, FLAG_FIX_VALID, FrameType
+from shared.protocols.xsole.framing import RawFrame, encode_frame
+
+
+def imei_to_bcd(imei: str) -> bytes:
+    """15 IMEI digits as 8 BCD bytes, led by a zero nibble."""
+    if len(imei) != 15 or not imei.isdigit():
+        raise ValueError(f"an IMEI is 15 digits, got {imei!r}")
+    return bytes.fromhex("0" + imei)
+
+
+def imei_from_bcd(raw: bytes) -> str | None:
+    """The IMEI in 8 BCD bytes, or None when they are not 0 + 15 decimal digits."""
+    digits = raw.hex()
+    if digits[0] != "0" or not digits[1:].isdigit():
+        return None
+    return digits[1:]
+
+
+@dataclass(frozen=True, slots=True)
+class Login:
+    seq: int
+    imei: str
+    firmware: int
+    token: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    seq: int
+    ts: int
+    battery: int
+    rssi: int
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    seq: int
+    ts: int
+    lat_e7: int
+    lon_e7: int
+    alt_m: int
+    speed_cms: int
+    course_ddeg: int
+    sats: int
+    hdop_d: int
+    battery: int
+    flags: int
+
+    @property
+    def fix_valid(self) -> bool:
+        return bool(self.flags & FLAG_FIX_VALID)
+
+    @property
+    def buffered(self) -> bool:
+        return bool(self.flags & FLAG_BUFFERED)
+
+
+@dataclass(frozen=True, slots=True)
+class Activity:
+    seq: int
+    ts: int
+    steps: int
+    state: int
+    cadence: int
+    battery: int
+    flags: int
+
+    @property
+    def buffered(self) -> bool:
+        return bool(self.flags & FLAG_BUFFERED)
+
+
+@dataclass(frozen=True, slots=True)
+class Alarm:
+    seq: int
+    ts: int
+    kind: int
+    lat_e7: int
+    lon_e7: int
+    battery: int
+    flags: int
+
+    @property
+    def fix_valid(self) -> bool:
+        return bool(self.flags & FLAG_FIX_VALID)
+
+    @property
+    def buffered(self) -> bool:
+        return bool(self.flags & FLAG_BUFFERED)
+
+
+@dataclass(frozen=True, slots=True)
+class CommandResult:
+    seq: int
+    cmd_seq: int
+    status: int
+
+
+@dataclass(frozen=True, slots=True)
+class LoginAck:
+    seq: int
+    status: int
+    server_time: int
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    seq: int
+    status: int
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    seq: int
+    cmd: int
+    args: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class UnsupportedFrame:
+    """A well-framed frame of a type the receiver does not take."""
+
+    seq: int
+    type: int
+
+
+@dataclass(frozen=True, slots=True)
+class MalformedFrame:
+    """A well-framed frame of a known type whose payload is too short to decode."""
+
+    seq: int
+    type: int
+    reason: str
+
+
+DeviceEvent = Union[Login, Heartbeat, Position, Activity, Alarm, CommandResult]
+ServerEvent = Union[LoginAck, Ack, Command]
+
+# type -> (event class, payload layout). A longer payload than the layout is
+# accepted and its tail ignored, so newer firmware may append fields.
+_LAYOUTS: dict[int, tuple[type, struct.Struct]] = {
+    FrameType.HEARTBEAT: (Heartbeat, struct.Struct(">IBb")),
+    FrameType.POSITION: (Position, struct.Struct(">IiihHHBBBB")),
+    FrameType.ACTIVITY: (Activity, struct.Struct(">IHBBBB")),
+    FrameType.ALARM: (Alarm, struct.Struct(">IBiiBB")),
+    FrameType.COMMAND_RESULT: (CommandResult, struct.Struct(">HB")),
+    FrameType.LOGIN_ACK: (LoginAck, struct.Struct(">BI")),
+    FrameType.ACK: (Ack, struct.Struct(">B")),
+}
+_LOGIN = struct.Struct(">8sH16s")
+_COMMAND = struct.Struct(">BB")
+_TYPE_OF = {cls: frame_type for frame_type, (cls, _) in _LAYOUTS.items()}
+
+
+def decode(frame: RawFrame) -> DeviceEvent | ServerEvent | UnsupportedFrame | MalformedFrame:
+    """The typed event carried by one CRC-checked frame. Never raises."""
+    payload = frame.payload
+    layout = _LAYOUTS.get(frame.type)
+    if layout is not None:
+        cls, fmt = layout
+        if len(payload) < fmt.size:
+            return MalformedFrame(frame.seq, frame.type, f"payload of {len(payload)} bytes, need {fmt.size}")
+        return cls(frame.seq, *fmt.unpack_from(payload))
+    if frame.type == FrameType.LOGIN:
+        if len(payload) < _LOGIN.size:
+            return MalformedFrame(frame.seq, frame.type, f"payload of {len(payload)} bytes, need {_LOGIN.size}")
+        bcd, firmware, token = _LOGIN.unpack_from(payload)
+        imei = imei_from_bcd(bcd)
+        if imei is None:
+            return MalformedFrame(frame.seq, frame.type, "IMEI is not BCD")
+        return Login(frame.seq, imei, firmware, token)
+    if frame.type == FrameType.COMMAND:
+        if len(payload) < _COMMAND.size or len(payload) < _COMMAND.size + payload[1]:
+            return MalformedFrame(frame.seq, frame.type, "command arguments cut short")
+        cmd, argc = _COMMAND.unpack_from(payload)
+        return Command(frame.seq, cmd, bytes(payload[2 : 2 + argc]))
+    return UnsupportedFrame(frame.seq, frame.type)
+
+
+def encode(event: DeviceEvent | ServerEvent) -> bytes:
+    """The complete frame (header, payload, CRC) for an event."""
+    if isinstance(event, Login):
+        payload = _LOGIN.pack(imei_to_bcd(event.imei), event.firmware, event.token)
+        return encode_frame(FrameType.LOGIN, event.seq, payload)
+    if isinstance(event, Command):
+        payload = _COMMAND.pack(event.cmd, len(event.args)) + event.args
+        return encode_frame(FrameType.COMMAND, event.seq, payload)
+    frame_type = _TYPE_OF[type(event)]
+    _, fmt = _LAYOUTS[frame_type]
+    fields = [getattr(event, name) for name in event.__slots__[1:]]  # type: ignore[union-attr]
+    return encode_frame(frame_type, event.seq, fmt.pack(*fields))
+
+
+def encode_ack(seq: int, status: int) -> bytes:
+    return encode_frame(FrameType.ACK, seq, bytes((status,)))

@@ -1,0 +1,125 @@
+"""One device connection's protocol state, sans-IO (after h11's Connection).
+
+The listener feeds received bytes with `receive_data` and drains `next_event`.
+Login checks and durability are the caller's business: the session pauses
+after a LOGIN until `accept_login`/`reject_login`, and telemetry events come
+out for the caller to store and then ACK with `ack`.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from shared.protocols.xsole.constants import AckStatus, FrameType, LoginStatus
+from shared.protocols.xsole.framing import BadCrc, FrameBuffer, XSoleProtocolError, encode_frame
+from shared.protocols.xsole.messages import (
+    Activity,
+    Alarm,
+    CommandResult,
+    DeviceEvent,
+    Heartbeat,
+    Login,
+    LoginAck,
+    MalformedFrame,
+    Position,
+    decode,
+    encode,
+    encode_ack,
+)
+
+MAX_BAD_FRAMES_IN_A_ROW = 10
+_TELEMETRY = (Heartbeat, Position, Activity, Alarm, CommandResult)
+
+
+class SessionState(enum.Enum):
+    AWAITING_LOGIN = "awaiting_login"
+    LOGIN_PENDING = "login_pending"  # LOGIN handed out, waiting for the caller's verdict
+    ONLINE = "online"
+    CLOSED = "closed"
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """Bytes the session needs sent at once (maybe none), then maybe a close."""
+
+    data: bytes
+    close: bool
+    reason: str
+
+
+class DeviceSession:
+    __slots__ = ("_frames", "state", "imei", "bad_frames_in_a_row", "_command_seq")
+
+    def __init__(self) -> None:
+        self._frames = FrameBuffer()
+        self.state = SessionState.AWAITING_LOGIN
+        self.imei: str | None = None
+        self.bad_frames_in_a_row = 0
+        self._command_seq = 0
+
+    def receive_data(self, data: bytes) -> None:
+        self._frames.feed(data)
+
+    @property
+    def skipped_bytes(self) -> int:
+        return self._frames.skipped_bytes
+
+    def next_event(self) -> Login | DeviceEvent | Reply | None:
+        """The next thing to act on, or None (need more data, paused or closed)."""
+        while self.state in (SessionState.AWAITING_LOGIN, SessionState.ONLINE):
+            try:
+                frame = self._frames.next_frame()
+            except XSoleProtocolError as exc:
+                return self._close(str(exc))
+            if frame is None:
+                return None
+            if isinstance(frame, BadCrc):
+                self.bad_frames_in_a_row += 1
+                if self.bad_frames_in_a_row >= MAX_BAD_FRAMES_IN_A_ROW:
+                    return self._close(f"{self.bad_frames_in_a_row} bad frames in a row")
+                continue
+            self.bad_frames_in_a_row = 0
+            event = decode(frame)
+            if self.state is SessionState.AWAITING_LOGIN:
+                if isinstance(event, Login):
+                    self.state = SessionState.LOGIN_PENDING
+                    return event
+                if isinstance(event, MalformedFrame) and event.type == FrameType.LOGIN:
+                    return self._close(f"malformed LOGIN: {event.reason}")
+                return self._close("frame before login", encode_ack(frame.seq, AckStatus.NOT_LOGGED_IN))
+            if isinstance(event, _TELEMETRY):
+                return event
+            if isinstance(event, MalformedFrame):
+                return Reply(encode_ack(event.seq, AckStatus.REJECTED), False, event.reason)
+            # A second LOGIN, a server-only type or an unknown one.
+            return Reply(encode_ack(frame.seq, AckStatus.UNSUPPORTED), False, f"unsupported type 0x{frame.type:02x}")
+        return None
+
+    def accept_login(self, imei: str, server_time: int, login_seq: int) -> bytes:
+        self._require(SessionState.LOGIN_PENDING)
+        self.state = SessionState.ONLINE
+        self.imei = imei
+        return encode(LoginAck(login_seq, LoginStatus.ACCEPTED, server_time))
+
+    def reject_login(self, status: LoginStatus, server_time: int, login_seq: int) -> Reply:
+        self._require(SessionState.LOGIN_PENDING)
+        self.state = SessionState.CLOSED
+        return Reply(encode(LoginAck(login_seq, status, server_time)), True, f"login refused: {status.name}")
+
+    def ack(self, seq: int, status: AckStatus = AckStatus.STORED) -> bytes:
+        return encode_ack(seq, status)
+
+    def command(self, cmd: int, args: bytes = b"") -> tuple[int, bytes]:
+        """A COMMAND frame on the server's own counter: (its seq, its bytes)."""
+        self._command_seq = (self._command_seq + 1) & 0xFFFF
+        payload = bytes((cmd, len(args))) + args
+        return self._command_seq, encode_frame(FrameType.COMMAND, self._command_seq, payload)
+
+    def _close(self, reason: str, data: bytes = b"") -> Reply:
+        self.state = SessionState.CLOSED
+        return Reply(data, True, reason)
+
+    def _require(self, state: SessionState) -> None:
+        if self.state is not state:
+            raise RuntimeError(f"session is {self.state.value}, not {state.value}")
