@@ -30,6 +30,17 @@ from shared.protocols.xsole.messages import (
 
 MAX_BAD_FRAMES_IN_A_ROW = 10
 _TELEMETRY = (Heartbeat, Position, Activity, Alarm, CommandResult)
+# Only these get ACK 1 when cut short; a short LOGIN or server-only frame is
+# still an unsupported type here, whatever its payload.
+_TELEMETRY_TYPES = frozenset(
+    (
+        FrameType.HEARTBEAT,
+        FrameType.POSITION,
+        FrameType.ACTIVITY,
+        FrameType.ALARM,
+        FrameType.COMMAND_RESULT,
+    )
+)
 
 
 class SessionState(enum.Enum):
@@ -90,7 +101,7 @@ class DeviceSession:
                 return self._close("frame before login", encode_ack(frame.seq, AckStatus.NOT_LOGGED_IN))
             if isinstance(event, _TELEMETRY):
                 return event
-            if isinstance(event, MalformedFrame):
+            if isinstance(event, MalformedFrame) and event.type in _TELEMETRY_TYPES:
                 return Reply(encode_ack(event.seq, AckStatus.REJECTED), False, event.reason)
             # A second LOGIN, a server-only type or an unknown one.
             return Reply(encode_ack(frame.seq, AckStatus.UNSUPPORTED), False, f"unsupported type 0x{frame.type:02x}")

@@ -1,0 +1,157 @@
+"""Runtime components wrapping the ports, and the process layouts built from them."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+
+from shared.bus.memory import MemoryBus
+from shared.bus.outbox import OutboxRelay
+from shared.config import Settings
+from shared.http import HttpServer, health_app
+from shared.logging import get_logger
+from shared.protocols.xsole import imei_to_bcd
+from shared.runtime import Component, Runtime
+from shared.store import DeviceExists, Store, hash_device_token
+from shared.store.sqlite import SqliteStore
+from services.listener.server import Listener
+
+log = get_logger("solewatch")
+
+DEFAULT_TENANT = "default"
+
+
+def build_store(settings: Settings) -> Store:
+    if settings.mongodb_url:
+        raise NotImplementedError("the MongoDB store arrives with the distributed mode")
+    return SqliteStore(settings.sqlite_path, synchronous=settings.sqlite_synchronous)
+
+
+class StoreComponent:
+    name = "store"
+
+    def __init__(self, store: Store):
+        self.store = store
+
+    async def start(self) -> None:
+        await self.store.open()
+
+    async def drain(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        await self.store.close()
+
+    async def reload(self, settings: Settings) -> None:
+        pass
+
+    async def check_ready(self) -> str | None:
+        try:
+            await self.store.ping()
+        except Exception as exc:
+            return f"store unreachable: {exc}"
+        return None
+
+
+class BusComponent:
+    name = "bus"
+
+    def __init__(self, bus: MemoryBus):
+        self.bus = bus
+
+    async def start(self) -> None:
+        await self.bus.start()
+
+    async def drain(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        await self.bus.close()
+
+    async def reload(self, settings: Settings) -> None:
+        pass
+
+    async def check_ready(self) -> str | None:
+        return None
+
+
+class SimulatorComponent:
+    """Simulated insoles streaming to this process's own listener (`run --simulate N`)."""
+
+    name = "simulator"
+
+    def __init__(self, store: Store, listener: Listener, count: int, rate: float):
+        self._store = store
+        self._listener = listener
+        self._count = count
+        self._rate = rate
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[object] | None = None
+
+    async def start(self) -> None:
+        from services.simulator import run_simulation
+
+        insoles = await register_simulated_insoles(self._store, self._count)
+        host = self._listener.settings.bind
+        if host in ("0.0.0.0", "::"):
+            host = "127.0.0.1"
+        self._task = asyncio.create_task(
+            run_simulation(host, self._listener.port, insoles, rate=self._rate, stop=self._stop), name="simulator",
+        )
+        log.info("simulating_insoles", devices=self._count, rate=self._rate)
+
+    async def drain(self) -> None:
+        self._stop.set()
+        if self._task:
+            try:
+                await asyncio.wait_for(self._task, 5)
+            except (TimeoutError, Exception):
+                self._task.cancel()
+
+    async def close(self) -> None:
+        pass
+
+    async def reload(self, settings: Settings) -> None:
+        pass
+
+    async def check_ready(self) -> str | None:
+        return None
+
+
+async def register_device(store: Store, *, imei: str, name: str, tenant: str = DEFAULT_TENANT) -> tuple[dict[str, str], bytes]:
+    """Register a device in a tenant; returns its public description and its new secret."""
+    imei_to_bcd(imei)  # refuses anything but 15 digits, before touching the store
+    tenant_id = await store.ensure_tenant(tenant)
+    token = secrets.token_bytes(16)
+    device = await store.add_device(tenant_id=tenant_id, imei=imei, name=name, token_hash=hash_device_token(token))
+    return {"imei": device.imei, "name": device.name, "tenant": tenant, "token": token.hex()}, token
+
+
+async def register_simulated_insoles(store: Store, count: int) -> list:  # list[SimulatedInsole]
+    """Register (or re-key, when they exist) `count` simulated insoles in the default tenant."""
+    from services.simulator import SimulatedInsole, simulated_imeis
+
+    insoles = []
+    for index, imei in enumerate(simulated_imeis(count)):
+        try:
+            _, token = await register_device(store, imei=imei, name=f"Simulated worker {index + 1}")
+        except DeviceExists:
+            token = secrets.token_bytes(16)
+            await store.set_device_token(imei=imei, token_hash=hash_device_token(token))
+        insoles.append(SimulatedInsole(imei=imei, token=token))
+    return insoles
+
+
+def embedded_runtime(settings: Settings, load_settings, *, simulate: int = 0, rate: float = 0.2) -> tuple[Runtime, Listener]:
+    """The all-in-one process: every service over the embedded adapters."""
+    store = build_store(settings)
+    bus = MemoryBus()
+    relay = OutboxRelay(store, bus)
+    listener = Listener(settings, store, on_committed=relay.notify)
+    components: list[Component] = [StoreComponent(store), BusComponent(bus), relay, listener]
+    runtime = Runtime(components, load_settings)
+    runtime.components.append(HttpServer(settings, health_app("solewatch", runtime)))
+    if simulate:
+        runtime.components.append(SimulatorComponent(store, listener, simulate, rate))
+    return runtime, listener
+

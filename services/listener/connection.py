@@ -1,0 +1,196 @@
+"""One device's TCP connection: bytes to the sans-IO session, frames to the committer.
+
+This is the only place that knows about the socket. Reading stops while a
+login is being checked, while the connection has too many frames awaiting
+durability, and while the committer is full; that is the backpressure that
+keeps memory bounded when the store is slow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING
+
+from shared.logging import get_logger
+from shared.protocols.xsole import (
+    AckStatus, DeviceSession, Login, LoginStatus, Reply, SessionState, validate,
+)
+from shared.protocols.xsole.messages import encode_ack
+from shared.store.port import Device, FrameRecord, token_matches
+from services.listener import metrics
+
+if TYPE_CHECKING:
+    from services.listener.server import Listener
+
+log = get_logger("solewatch.listener")
+
+
+class DeviceConnection(asyncio.Protocol):
+    def __init__(self, listener: "Listener"):
+        self.listener = listener
+        self.session = DeviceSession()
+        self.transport: asyncio.Transport | None = None
+        self.device: Device | None = None
+        self.last_activity = time.monotonic()
+        self.unacked = 0
+        self.peer: str = "?"
+        self._acks = bytearray()
+        self._paused = False
+        self._closing = False
+
+    # -- asyncio.Protocol ------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  (uvloop's are not asyncio.Transport subclasses)
+        peer = transport.get_extra_info("peername")
+        self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
+        if not self.listener.admit(self):
+            metrics.connections_refused.inc()
+            self._closing = True
+            transport.abort()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closing = True
+        self.listener.forget(self)
+
+    def data_received(self, data: bytes) -> None:
+        self.last_activity = time.monotonic()
+        self.session.receive_data(data)
+        self._process()
+
+    # -- frames ------------------------------------------------------------------------
+
+    def _process(self) -> None:
+        session = self.session
+        listener = self.listener
+        committer = listener.committer
+        window = listener.settings.max_unacked_per_connection
+        now = time.time()
+        while not self._closing:
+            if self.unacked >= window:
+                self._pause()
+                return
+            if committer.overloaded:
+                committer.stall(self)
+                self._pause()
+                return
+            event = session.next_event()
+            if event is None:
+                if session.state is SessionState.LOGIN_PENDING:
+                    return  # stay paused until the login is decided
+                break
+            if type(event) is Reply:
+                self._reply(event)
+                continue
+            if type(event) is Login:
+                self._pause()
+                listener.spawn(self._login(event))
+                return
+            metrics.frames_of(type(event)).inc()
+            reason = validate(event, now)  # type: ignore[arg-type]
+            if reason is not None:
+                metrics.frames_rejected.inc()
+                metrics.ACKS_BY_STATUS[AckStatus.REJECTED].inc()
+                self._write(encode_ack(event.seq, AckStatus.REJECTED))  # type: ignore[union-attr]
+                log.info("frame_rejected", imei=session.imei, seq=event.seq, reason=reason)  # type: ignore[union-attr]
+                continue
+            device = self.device
+            assert device is not None
+            self.unacked += 1
+            committer.submit(FrameRecord(device.id, device.tenant_id, device.imei, event, now), self)  # type: ignore[arg-type]
+        self._resume()
+
+    def _reply(self, reply: Reply) -> None:
+        if reply.data:
+            self._write(reply.data)
+        if reply.close:
+            self.close(reply.reason)
+        elif reply.reason:
+            log.info("frame_refused", imei=self.session.imei, reason=reply.reason)
+        if reply.data[3:4] == b"\x80":  # an ACK: count it by its status byte
+            metrics.ACKS_BY_STATUS[AckStatus(reply.data[8])].inc()
+
+    async def _login(self, login: Login) -> None:
+        server_time = int(time.time())
+        try:
+            device = await self.listener.store.device_by_imei(login.imei)
+        except Exception as exc:
+            # We cannot tell a good token from a bad one: let the device retry later.
+            log.error("login_lookup_failed", imei=login.imei, error=str(exc))
+            metrics.logins.labels("store_unavailable").inc()
+            self.close("store unavailable during login")
+            return
+        if self._closing:
+            return
+        if device is None:
+            status = LoginStatus.UNKNOWN_DEVICE
+        elif not token_matches(login.token, device.token_hash):
+            status = LoginStatus.BAD_TOKEN
+        elif not device.enabled:
+            status = LoginStatus.DISABLED
+        else:
+            status = LoginStatus.ACCEPTED
+        metrics.logins.labels(status.name.lower()).inc()
+        if status is not LoginStatus.ACCEPTED:
+            log.warning("login_refused", imei=login.imei, status=status.name, peer=self.peer)
+            self._reply(self.session.reject_login(status, server_time, login.seq))
+            return
+        assert device is not None
+        self.device = device
+        self._write(self.session.accept_login(login.imei, server_time, login.seq))
+        log.info("device_online", imei=login.imei, firmware=f"0x{login.firmware:04x}", peer=self.peer)
+        self.listener.logged_in(self)
+        self._process()
+
+    # -- acknowledgements and commands (called by the committer and the listener) ----------
+
+    def queue_ack(self, seq: int, status: AckStatus) -> None:
+        self.unacked -= 1
+        self._acks += encode_ack(seq, status)
+
+    def flush_acks(self) -> None:
+        if self._acks:
+            self._write(bytes(self._acks))
+            self._acks.clear()
+        if self._paused and not self._closing:
+            self._process()  # frames held back by the window can go now
+
+    def resume_if_possible(self) -> None:
+        if self._paused and not self._closing and self.session.state is SessionState.ONLINE:
+            self._process()
+
+    def send(self, data: bytes) -> None:
+        self._write(data)
+
+    # -- socket helpers ------------------------------------------------------------------
+
+    def _write(self, data: bytes) -> None:
+        if self.transport is not None and not self._closing:
+            self.transport.write(data)
+
+    def _pause(self) -> None:
+        if not self._paused and self.transport is not None:
+            self._paused = True
+            self.transport.pause_reading()
+
+    def _resume(self) -> None:
+        if self._paused and self.transport is not None and not self._closing:
+            self._paused = False
+            self.transport.resume_reading()
+
+    def close(self, reason: str) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        metrics.connections_closed.labels(_reason_label(reason)).inc()
+        log.info("connection_closed", imei=self.session.imei, peer=self.peer, reason=reason)
+        if self.transport is not None:
+            self.transport.close()  # flushes what was written (a final ACK or LOGIN_ACK) first
+
+
+def _reason_label(reason: str) -> str:
+    for label in ("bad frames", "length", "login", "before login", "idle", "replaced", "draining", "store"):
+        if label in reason:
+            return label.replace(" ", "_")
+    return "other"

@@ -1,0 +1,152 @@
+"""solewatch's one settings model: environment, an optional file, base64 secrets.
+
+Settings are built in each entry point (`load_settings()`) and passed down,
+never read from a module-level global, so tests and SIGHUP reloads can build
+fresh ones.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import tempfile
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    DotEnvSettingsSource,
+    JsonConfigSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+CONFIG_FILE_ENV = "SOLEWATCH_CONFIG_FILE"
+# Settings that name a file; each may instead come base64-encoded in <NAME>_BASE64.
+FILE_SETTINGS = ("tls_cert", "tls_key")
+
+
+class SettingsError(ValueError):
+    """The settings cannot be used as given."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SOLEWATCH_", extra="ignore", populate_by_name=True)
+
+    # Where things listen.
+    bind: str = "127.0.0.1"
+    http_port: int = Field(8000, ge=0, le=65535)
+    listener_port: int = Field(9000, ge=0, le=65535)
+
+    # Embedded defaults; an URL switches that port to its server adapter.
+    data_dir: Path = Path("./solewatch-data")
+    mongodb_url: str | None = None
+    amqp_url: str | None = None
+    redis_url: str | None = None
+    mqtt_url: str | None = None
+
+    admin_email: str | None = None
+    admin_password: SecretStr | None = None
+
+    smtp_host: str | None = None
+    smtp_port: int = 587
+    smtp_user: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_from: str | None = None
+    smtp_starttls: bool = True
+
+    twilio_account_sid: str | None = Field(None, validation_alias=AliasChoices("TWILIO_ACCOUNT_SID", "twilio_account_sid"))
+    twilio_auth_token: SecretStr | None = Field(None, validation_alias=AliasChoices("TWILIO_AUTH_TOKEN", "twilio_auth_token"))
+    sms_from: str | None = None
+    twilio_base_url: str | None = None
+
+    offline_after: float = Field(600, gt=0)
+
+    # Listener behaviour (contract defaults).
+    idle_timeout: float = Field(300, gt=0, description="seconds of silence before a device connection is closed")
+    max_connections: int = Field(19_000, gt=0)
+    max_unacked_per_connection: int = Field(64, gt=0, description="frames awaiting durability before a connection stops being read")
+    commit_max_batch: int = Field(4096, gt=0, description="frames in one store transaction at most")
+    max_pending_frames: int = Field(50_000, gt=0, description="frames awaiting durability before every connection stops being read")
+    command_poll_interval: float = Field(2.0, gt=0)
+
+    # SQLite durability: FULL fsyncs the WAL at every commit, so an ACK survives
+    # a power cut too; group commit keeps that affordable.
+    sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
+
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_cert_base64: SecretStr | None = None
+    tls_key_base64: SecretStr | None = None
+
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    environment: Literal["development", "production"] = "development"
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _materialize_base64_files(self) -> "Settings":
+        for name in FILE_SETTINGS:
+            encoded = getattr(self, f"{name}_base64")
+            if encoded is None:
+                continue
+            if getattr(self, name) is not None:
+                raise SettingsError(f"give {name} as a path or as base64, not both")
+            try:
+                content = base64.b64decode(encoded.get_secret_value(), validate=True)
+            except ValueError as exc:
+                raise SettingsError(f"SOLEWATCH_{name.upper()}_BASE64 is not valid base64") from exc
+            object.__setattr__(self, name, _write_private_file(name, content))
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise SettingsError("TLS needs both a certificate and a key")
+        return self
+
+    @cached_property
+    def sqlite_path(self) -> Path:
+        return self.data_dir / "solewatch.db"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = os.environ.get(CONFIG_FILE_ENV)
+        if config_file:
+            sources.append(_file_source(settings_cls, Path(config_file)))
+        return tuple(sources)
+
+
+def _file_source(settings_cls: type[BaseSettings], path: Path) -> PydanticBaseSettingsSource:
+    """Environment variables win over the file; the file's format follows its suffix."""
+    if not path.is_file():
+        raise SettingsError(f"{CONFIG_FILE_ENV} names {path}, which is not a readable file")
+    if path.suffix == ".toml":
+        return TomlConfigSettingsSource(settings_cls, toml_file=path)
+    if path.suffix == ".json":
+        return JsonConfigSettingsSource(settings_cls, json_file=path)
+    return DotEnvSettingsSource(settings_cls, env_file=path)
+
+
+def _write_private_file(name: str, content: bytes) -> Path:
+    directory = Path(tempfile.mkdtemp(prefix="solewatch-secrets-"))
+    path = directory / name
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(content)
+    return path
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from the environment and the optional config file; overrides win."""
+    return Settings(**overrides)

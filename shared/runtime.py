@@ -1,0 +1,136 @@
+"""How every solewatch process lives: start, serve, reload on SIGHUP, drain on SIGTERM.
+
+A process is a list of components started in order and stopped in reverse
+order. Stopping happens in two passes, as uvicorn does: every component first
+drains (stops taking work and finishes what it holds), then every one closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Callable, Sequence
+from typing import Protocol, runtime_checkable
+
+from shared.config import Settings
+from shared.logging import get_logger
+
+log = get_logger("solewatch.runtime")
+
+
+@runtime_checkable
+class Component(Protocol):
+    name: str
+
+    async def start(self) -> None: ...
+
+    async def drain(self) -> None:
+        """Stop taking new work and finish, or safely hand back, what is in flight."""
+
+    async def close(self) -> None: ...
+
+    async def reload(self, settings: Settings) -> None:
+        """Apply new settings and reconnect to backends."""
+
+    async def check_ready(self) -> str | None:
+        """None when ready, else why not."""
+
+
+class Runtime:
+    def __init__(self, components: Sequence[Component], load_settings: Callable[[], Settings]):
+        self.components = list(components)
+        self._load_settings = load_settings
+        self._stop = asyncio.Event()
+        self._started: list[Component] = []
+        self.draining = False
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def readiness(self) -> dict[str, str | None]:
+        """Each component's reason for not being ready (None when it is)."""
+        if self.draining:
+            return {"runtime": "draining"}
+        reasons: dict[str, str | None] = {}
+        for component in self.components:
+            try:
+                reasons[component.name] = await asyncio.wait_for(component.check_ready(), 2.0)
+            except Exception as exc:  # a failing probe means not ready, not a crash
+                reasons[component.name] = f"readiness check failed: {exc!r}"
+        return reasons
+
+    async def reload(self) -> None:
+        try:
+            settings = self._load_settings()
+        except Exception as exc:
+            log.error("reload_refused", error=str(exc))
+            return
+        for component in self._started:
+            try:
+                await component.reload(settings)
+            except Exception:
+                log.exception("reload_failed", component=component.name)
+        log.info("reloaded")
+
+    async def run(self) -> None:
+        """Start everything, serve until asked to stop, then drain and close."""
+        loop = asyncio.get_running_loop()
+        self._install_signals(loop)
+        try:
+            for component in self.components:
+                await component.start()
+                self._started.append(component)
+                log.info("component_started", component=component.name)
+            log.info("ready", components=[c.name for c in self.components])
+            await self._stop.wait()
+        finally:
+            await self._shutdown()
+            self._remove_signals(loop)
+
+    async def _shutdown(self) -> None:
+        self.draining = True
+        log.info("draining")
+        for component in reversed(self._started):
+            try:
+                await component.drain()
+            except Exception:
+                log.exception("drain_failed", component=component.name)
+        for component in reversed(self._started):
+            try:
+                await component.close()
+            except Exception:
+                log.exception("close_failed", component=component.name)
+        self._started.clear()
+        log.info("stopped")
+
+    def _install_signals(self, loop: asyncio.AbstractEventLoop) -> None:
+        try:
+            loop.add_signal_handler(signal.SIGTERM, self._on_stop_signal, "SIGTERM")
+            loop.add_signal_handler(signal.SIGINT, self._on_stop_signal, "SIGINT")
+            loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
+        except (NotImplementedError, RuntimeError):  # not the main thread, or no signals here
+            pass
+
+    def _remove_signals(self, loop: asyncio.AbstractEventLoop) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            try:
+                loop.remove_signal_handler(sig)
+            except (NotImplementedError, RuntimeError):
+                pass
+
+    def _on_stop_signal(self, name: str) -> None:
+        if self._stop.is_set():
+            log.warning("second_stop_signal_exiting_now", signal=name)
+            raise SystemExit(1)
+        log.info("stop_requested", signal=name)
+        self._stop.set()
+
+
+def run_process(main: Callable[[], "asyncio.Future[None] | object"]) -> None:
+    """Run a coroutine function on uvloop when it is installed."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main())  # type: ignore[arg-type]
+    else:
+        uvloop.run(main())  # type: ignore[arg-type]

@@ -1,0 +1,125 @@
+"""What solewatch needs from storage, whatever engine holds it."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from shared.protocols.xsole import DeviceEvent
+
+
+class DeviceExists(Exception):
+    """A device with that IMEI is already registered."""
+
+
+class StoreUnavailable(Exception):
+    """The storage engine cannot be reached or refused the write; nothing was stored."""
+
+
+def hash_device_token(token: bytes) -> bytes:
+    # Device tokens are 128 random bits issued by us, so a plain SHA-256 resists
+    # guessing as well as a slow password hash would, and keeps 1,000 devices
+    # logging in at once cheap.
+    return hashlib.sha256(token).digest()
+
+
+def token_matches(token: bytes, token_hash: bytes) -> bool:
+    return hmac.compare_digest(hash_device_token(token), token_hash)
+
+
+@dataclass(frozen=True, slots=True)
+class Device:
+    id: int
+    tenant_id: int
+    imei: str
+    name: str
+    token_hash: bytes
+    enabled: bool
+    created_at: float
+    last_seen: float | None = None
+    battery: int | None = None
+    last_fix_ts: int | None = None
+    last_lat_e7: int | None = None
+    last_lon_e7: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FrameRecord:
+    """One accepted device frame on its way to durable storage."""
+
+    device_id: int
+    tenant_id: int
+    imei: str
+    event: DeviceEvent
+    received_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEntry:
+    id: int
+    topic: str
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class PositionRow:
+    ts: int
+    seq: int
+    lat_e7: int
+    lon_e7: int
+    alt_m: int
+    speed_cms: int
+    course_ddeg: int
+    sats: int
+    hdop_d: int
+    battery: int
+    flags: int
+
+
+@dataclass(frozen=True, slots=True)
+class CommandRecord:
+    id: int
+    device_id: int
+    imei: str
+    cmd: int
+    args: bytes
+    status: str  # pending, sent, done, failed, unsupported
+    seq: int | None
+
+
+class Store(Protocol):
+    """Storage port. Every write is idempotent where a device may retransmit."""
+
+    async def open(self) -> None: ...
+    async def close(self) -> None: ...
+    async def ping(self) -> None:
+        """Raise StoreUnavailable when the engine cannot serve."""
+
+    async def ensure_tenant(self, name: str) -> int: ...
+    async def add_device(self, *, tenant_id: int, imei: str, name: str, token_hash: bytes) -> Device: ...
+    async def set_device_token(self, *, imei: str, token_hash: bytes) -> None: ...
+    async def device_by_imei(self, imei: str) -> Device | None: ...
+
+    async def commit_frames(self, records: Sequence[FrameRecord]) -> None:
+        """Store the frames and their outbox messages in one atomic, durable write.
+
+        A record already stored (same device, frame type, device timestamp and
+        seq) is skipped, and an ALARM already stored adds no new outbox message.
+        """
+
+    async def positions(
+        self, device_id: int, *, since: int | None = None, until: int | None = None,
+        after: tuple[int, int] | None = None, limit: int = 100,
+    ) -> list[PositionRow]: ...
+    async def count_stored(self, device_id: int) -> dict[str, int]:
+        """How many frames of each kind are stored for the device."""
+
+    async def outbox_pending(self, limit: int) -> list[OutboxEntry]: ...
+    async def outbox_remove(self, ids: Sequence[int]) -> None: ...
+
+    async def enqueue_command(self, *, device_id: int, cmd: int, args: bytes = b"") -> int: ...
+    async def commands_to_send(self, device_ids: Sequence[int] | None = None) -> list[CommandRecord]: ...
+    async def mark_command_sent(self, command_id: int, seq: int) -> None: ...

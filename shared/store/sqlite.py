@@ -1,0 +1,335 @@
+"""The embedded store: SQLite in WAL mode, one writer thread, one reader thread.
+
+Writes go through a single thread (SQLite has one writer at a time anyway), so
+a whole group of frames from many connections commits in one transaction.
+Reads use their own connection and never wait for a write, thanks to WAL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from shared.protocols.xsole import Activity, Alarm, CommandResult, Heartbeat, Position
+from shared.protocols.xsole.validation import MAX_FUTURE_SKEW_S
+from shared.store.messages import TOPIC_ALARM, TOPIC_TELEMETRY, alarm_message, telemetry_message
+from shared.store.port import (
+    CommandRecord,
+    Device,
+    DeviceExists,
+    FrameRecord,
+    OutboxEntry,
+    PositionRow,
+    StoreUnavailable,
+)
+
+T = TypeVar("T")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS tenants (
+    id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, created_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS devices (
+    id INTEGER PRIMARY KEY, tenant_id INTEGER NOT NULL REFERENCES tenants(id),
+    imei TEXT NOT NULL UNIQUE, name TEXT NOT NULL, token_hash BLOB NOT NULL,
+    enabled INTEGER NOT NULL DEFAULT 1, created_at REAL NOT NULL,
+    last_seen REAL, battery INTEGER, last_fix_ts INTEGER, last_lat_e7 INTEGER, last_lon_e7 INTEGER);
+CREATE INDEX IF NOT EXISTS devices_by_tenant ON devices(tenant_id);
+-- Telemetry tables are keyed by (device, device timestamp, seq): a retransmitted
+-- frame carries the same three and is ignored on insert.
+CREATE TABLE IF NOT EXISTS positions (
+    device_id INTEGER NOT NULL, ts INTEGER NOT NULL, seq INTEGER NOT NULL,
+    lat_e7 INTEGER NOT NULL, lon_e7 INTEGER NOT NULL, alt_m INTEGER NOT NULL,
+    speed_cms INTEGER NOT NULL, course_ddeg INTEGER NOT NULL, sats INTEGER NOT NULL,
+    hdop_d INTEGER NOT NULL, battery INTEGER NOT NULL, flags INTEGER NOT NULL,
+    received_at REAL NOT NULL, PRIMARY KEY (device_id, ts, seq)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS heartbeats (
+    device_id INTEGER NOT NULL, ts INTEGER NOT NULL, seq INTEGER NOT NULL,
+    battery INTEGER NOT NULL, rssi INTEGER NOT NULL, received_at REAL NOT NULL,
+    PRIMARY KEY (device_id, ts, seq)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS activities (
+    device_id INTEGER NOT NULL, ts INTEGER NOT NULL, seq INTEGER NOT NULL,
+    steps INTEGER NOT NULL, state INTEGER NOT NULL, cadence INTEGER NOT NULL,
+    battery INTEGER NOT NULL, flags INTEGER NOT NULL, received_at REAL NOT NULL,
+    PRIMARY KEY (device_id, ts, seq)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS alarms (
+    id INTEGER PRIMARY KEY, device_id INTEGER NOT NULL, device_ts INTEGER NOT NULL,
+    seq INTEGER NOT NULL, ts INTEGER NOT NULL, kind INTEGER NOT NULL,
+    lat_e7 INTEGER NOT NULL, lon_e7 INTEGER NOT NULL, battery INTEGER NOT NULL,
+    flags INTEGER NOT NULL, received_at REAL NOT NULL, UNIQUE (device_id, device_ts, seq));
+CREATE TABLE IF NOT EXISTS commands (
+    id INTEGER PRIMARY KEY, device_id INTEGER NOT NULL, cmd INTEGER NOT NULL,
+    args BLOB NOT NULL, status TEXT NOT NULL DEFAULT 'pending', seq INTEGER,
+    created_at REAL NOT NULL, sent_at REAL, result_at REAL);
+CREATE INDEX IF NOT EXISTS commands_open ON commands(status, device_id) WHERE status IN ('pending', 'sent');
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL, payload BLOB NOT NULL,
+    created_at REAL NOT NULL);
+"""
+
+_COMMAND_STATUS = {0: "done", 1: "failed", 2: "unsupported"}
+_DEVICE_COLUMNS = (
+    "id, tenant_id, imei, name, token_hash, enabled, created_at, last_seen, battery,"
+    " last_fix_ts, last_lat_e7, last_lon_e7"
+)
+
+
+def _device(row: tuple[Any, ...] | None) -> Device | None:
+    if row is None:
+        return None
+    values = list(row)
+    values[5] = bool(values[5])
+    return Device(*values)
+
+
+class SqliteStore:
+    """Storage port on SQLite (WAL). All blocking calls run off the event loop."""
+
+    def __init__(self, path: Path, *, synchronous: str = "FULL"):
+        self.path = path
+        self._synchronous = synchronous
+        self._writer_thread = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
+        self._reader_thread = ThreadPoolExecutor(1, thread_name_prefix="sqlite-reader")
+        self._writer: sqlite3.Connection | None = None
+        self._reader: sqlite3.Connection | None = None
+
+    # -- plumbing ---------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={self._synchronous}")
+        conn.execute("PRAGMA foreign_keys=ON")
+        return conn
+
+    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        def run() -> T:
+            assert self._writer is not None, "store is not open"
+            try:
+                self._writer.execute("BEGIN IMMEDIATE")
+                result = fn(self._writer)
+                self._writer.execute("COMMIT")
+                return result
+            except BaseException:
+                if self._writer.in_transaction:
+                    self._writer.execute("ROLLBACK")
+                raise
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._writer_thread, run)
+        except sqlite3.OperationalError as exc:
+            raise StoreUnavailable(str(exc)) from exc
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        def run() -> T:
+            assert self._reader is not None, "store is not open"
+            return fn(self._reader)
+        return await asyncio.get_running_loop().run_in_executor(self._reader_thread, run)
+
+    async def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        loop = asyncio.get_running_loop()
+        self._writer = await loop.run_in_executor(self._writer_thread, self._connect)
+        await loop.run_in_executor(self._writer_thread, self._writer.executescript, SCHEMA)
+        self._reader = await loop.run_in_executor(self._reader_thread, self._connect)
+
+    async def close(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self._writer is not None:
+            await loop.run_in_executor(self._writer_thread, self._writer.close)
+            self._writer = None
+        if self._reader is not None:
+            await loop.run_in_executor(self._reader_thread, self._reader.close)
+            self._reader = None
+        self._writer_thread.shutdown(wait=True)
+        self._reader_thread.shutdown(wait=True)
+
+    async def ping(self) -> None:
+        if self._reader is None:
+            raise StoreUnavailable("store is not open")
+        await self._read(lambda c: c.execute("SELECT 1").fetchone())
+
+    # -- tenants and devices -------------------------------------------------------
+
+    async def ensure_tenant(self, name: str) -> int:
+        def run(c: sqlite3.Connection) -> int:
+            c.execute("INSERT OR IGNORE INTO tenants(name, created_at) VALUES (?, ?)", (name, time.time()))
+            return c.execute("SELECT id FROM tenants WHERE name = ?", (name,)).fetchone()[0]
+        return await self._write(run)
+
+    async def add_device(self, *, tenant_id: int, imei: str, name: str, token_hash: bytes) -> Device:
+        def run(c: sqlite3.Connection) -> Device:
+            try:
+                c.execute(
+                    "INSERT INTO devices(tenant_id, imei, name, token_hash, created_at) VALUES (?, ?, ?, ?, ?)",
+                    (tenant_id, imei, name, token_hash, time.time()),
+                )
+            except sqlite3.IntegrityError as exc:
+                raise DeviceExists(imei) from exc
+            return _device(c.execute(f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE imei = ?", (imei,)).fetchone())  # type: ignore[return-value]
+        return await self._write(run)
+
+    async def set_device_token(self, *, imei: str, token_hash: bytes) -> None:
+        await self._write(lambda c: c.execute("UPDATE devices SET token_hash = ? WHERE imei = ?", (token_hash, imei)))
+
+    async def device_by_imei(self, imei: str) -> Device | None:
+        return await self._read(
+            lambda c: _device(c.execute(f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE imei = ?", (imei,)).fetchone())
+        )
+
+    # -- ingestion -------------------------------------------------------------------
+
+    async def commit_frames(self, records: Sequence[FrameRecord]) -> None:
+        await self._write(lambda c: _commit_frames(c, records))
+
+    async def positions(
+        self, device_id: int, *, since: int | None = None, until: int | None = None,
+        after: tuple[int, int] | None = None, limit: int = 100,
+    ) -> list[PositionRow]:
+        clauses, params = ["device_id = ?"], [device_id]
+        if since is not None:
+            clauses.append("ts >= ?"); params.append(since)  # noqa: E702
+        if until is not None:
+            clauses.append("ts <= ?"); params.append(until)  # noqa: E702
+        if after is not None:
+            clauses.append("(ts, seq) > (?, ?)"); params.extend(after)  # noqa: E702
+        sql = (
+            "SELECT ts, seq, lat_e7, lon_e7, alt_m, speed_cms, course_ddeg, sats, hdop_d, battery, flags"
+            f" FROM positions WHERE {' AND '.join(clauses)} ORDER BY ts, seq LIMIT ?"
+        )
+        rows = await self._read(lambda c: c.execute(sql, (*params, limit)).fetchall())
+        return [PositionRow(*row) for row in rows]
+
+    async def count_stored(self, device_id: int) -> dict[str, int]:
+        def run(c: sqlite3.Connection) -> dict[str, int]:
+            return {
+                table: c.execute(f"SELECT count(*) FROM {table} WHERE device_id = ?", (device_id,)).fetchone()[0]
+                for table in ("positions", "heartbeats", "activities", "alarms")
+            }
+        return await self._read(run)
+
+    async def outbox_pending(self, limit: int) -> list[OutboxEntry]:
+        rows = await self._read(
+            lambda c: c.execute("SELECT id, topic, payload FROM outbox ORDER BY id LIMIT ?", (limit,)).fetchall()
+        )
+        return [OutboxEntry(*row) for row in rows]
+
+    async def outbox_remove(self, ids: Sequence[int]) -> None:
+        await self._write(lambda c: c.executemany("DELETE FROM outbox WHERE id = ?", [(i,) for i in ids]))
+
+    # -- downlink commands -----------------------------------------------------------
+
+    async def enqueue_command(self, *, device_id: int, cmd: int, args: bytes = b"") -> int:
+        def run(c: sqlite3.Connection) -> int:
+            cursor = c.execute(
+                "INSERT INTO commands(device_id, cmd, args, created_at) VALUES (?, ?, ?, ?)",
+                (device_id, cmd, args, time.time()),
+            )
+            return int(cursor.lastrowid or 0)
+        return await self._write(run)
+
+    async def commands_to_send(self, device_ids: Sequence[int] | None = None) -> list[CommandRecord]:
+        sql = (
+            "SELECT c.id, c.device_id, d.imei, c.cmd, c.args, c.status, c.seq FROM commands c"
+            " JOIN devices d ON d.id = c.device_id WHERE c.status = 'pending'"
+        )
+        params: tuple[Any, ...] = ()
+        if device_ids is not None:
+            sql += f" AND c.device_id IN ({','.join('?' * len(device_ids))})"
+            params = tuple(device_ids)
+        rows = await self._read(lambda c: c.execute(sql + " ORDER BY c.id", params).fetchall())
+        return [CommandRecord(*row) for row in rows]
+
+    async def mark_command_sent(self, command_id: int, seq: int) -> None:
+        await self._write(lambda c: c.execute(
+            "UPDATE commands SET status = 'sent', seq = ?, sent_at = ? WHERE id = ? AND status = 'pending'",
+            (seq, time.time(), command_id),
+        ))
+
+    async def command(self, command_id: int) -> CommandRecord | None:
+        row = await self._read(lambda c: c.execute(
+            "SELECT c.id, c.device_id, d.imei, c.cmd, c.args, c.status, c.seq FROM commands c"
+            " JOIN devices d ON d.id = c.device_id WHERE c.id = ?", (command_id,),
+        ).fetchone())
+        return CommandRecord(*row) if row else None
+
+
+def _commit_frames(c: sqlite3.Connection, records: Sequence[FrameRecord]) -> None:
+    """The body of one ingest transaction (runs on the writer thread)."""
+    positions, heartbeats, activities, others = [], [], [], []
+    latest: dict[int, FrameRecord] = {}
+    for record in records:
+        event = record.event
+        if isinstance(event, Position):
+            positions.append((
+                record.device_id, event.ts, event.seq, event.lat_e7, event.lon_e7, event.alt_m,
+                event.speed_cms, event.course_ddeg, event.sats, event.hdop_d, event.battery, event.flags,
+                record.received_at,
+            ))
+        elif isinstance(event, Heartbeat):
+            heartbeats.append((record.device_id, event.ts, event.seq, event.battery, event.rssi, record.received_at))
+        elif isinstance(event, Activity):
+            activities.append((
+                record.device_id, event.ts, event.seq, event.steps, event.state, event.cadence,
+                event.battery, event.flags, record.received_at,
+            ))
+        else:
+            others.append(record)
+        latest[record.device_id] = record
+    c.executemany("INSERT OR IGNORE INTO positions VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", positions)
+    c.executemany("INSERT OR IGNORE INTO heartbeats VALUES (?,?,?,?,?,?)", heartbeats)
+    c.executemany("INSERT OR IGNORE INTO activities VALUES (?,?,?,?,?,?,?,?,?)", activities)
+    now = time.time()
+    for record in others:
+        event = record.event
+        if isinstance(event, Alarm):
+            _insert_alarm(c, record, event, now)
+        elif isinstance(event, CommandResult):
+            c.execute(
+                "UPDATE commands SET status = ?, result_at = ? WHERE device_id = ? AND seq = ? AND status = 'sent'",
+                (_COMMAND_STATUS.get(event.status, "failed"), now, record.device_id, event.cmd_seq),
+            )
+    _update_device_state(c, latest.values(), positions)
+    telemetry = telemetry_message(records)
+    if telemetry is not None:
+        c.execute("INSERT INTO outbox(topic, payload, created_at) VALUES (?, ?, ?)", (TOPIC_TELEMETRY, telemetry, now))
+
+
+def _insert_alarm(c: sqlite3.Connection, record: FrameRecord, event: Alarm, now: float) -> None:
+    # A clock more than the allowed skew ahead would put the alarm in the future;
+    # the server's receive time stands in, the device's own ts stays the key.
+    ts = event.ts if event.ts <= record.received_at + MAX_FUTURE_SKEW_S else int(record.received_at)
+    cursor = c.execute(
+        "INSERT OR IGNORE INTO alarms(device_id, device_ts, seq, ts, kind, lat_e7, lon_e7, battery, flags,"
+        " received_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
+        (record.device_id, event.ts, event.seq, ts, event.kind, event.lat_e7, event.lon_e7,
+         event.battery, event.flags, record.received_at),
+    )
+    if cursor.rowcount == 1:  # a retransmission inserts nothing and raises nothing new
+        c.execute(
+            "INSERT INTO outbox(topic, payload, created_at) VALUES (?, ?, ?)",
+            (TOPIC_ALARM, alarm_message(record, int(cursor.lastrowid or 0), ts), now),
+        )
+
+
+def _update_device_state(c: sqlite3.Connection, latest: Any, positions: list[tuple[Any, ...]]) -> None:
+    seen = [(r.received_at, r.device_id) for r in latest]
+    c.executemany("UPDATE devices SET last_seen = max(coalesce(last_seen, 0), ?) WHERE id = ?", seen)
+    batteries = [
+        (r.event.battery, r.device_id) for r in latest
+        if isinstance(r.event, (Position, Heartbeat, Activity, Alarm)) and r.event.battery <= 100
+    ]
+    c.executemany("UPDATE devices SET battery = ? WHERE id = ?", batteries)
+    newest_fix: dict[int, tuple[Any, ...]] = {}
+    for row in positions:
+        if row[11] & 1 and (row[0] not in newest_fix or row[1] > newest_fix[row[0]][1]):
+            newest_fix[row[0]] = row
+    # Buffered frames arrive late: only a newer fix replaces the last position.
+    c.executemany(
+        "UPDATE devices SET last_fix_ts = ?, last_lat_e7 = ?, last_lon_e7 = ?"
+        " WHERE id = ? AND (last_fix_ts IS NULL OR last_fix_ts < ?)",
+        [(row[1], row[3], row[4], row[0], row[1]) for row in newest_fix.values()],
+    )
