@@ -118,3 +118,7 @@ async def _devices(settings: Settings, args: argparse.Namespace) -> None:
             sys.stdout.write(orjson.dumps({"command_id": command_id, "imei": args.imei, "cmd": args.cmd}).decode() + "\n")
     finally:
         await store.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import secrets
 
+import orjson
+
+from shared.bus import Message
 from shared.bus.memory import MemoryBus
 from shared.bus.outbox import OutboxRelay
 from shared.config import Settings
@@ -13,6 +16,7 @@ from shared.logging import get_logger
 from shared.protocols.xsole import imei_to_bcd
 from shared.runtime import Component, Runtime
 from shared.store import DeviceExists, Store, hash_device_token
+from shared.store.messages import TOPIC_ALARM
 from shared.store.sqlite import SqliteStore
 from services.listener.server import Listener
 
@@ -142,10 +146,18 @@ async def register_simulated_insoles(store: Store, count: int) -> list:  # list[
     return insoles
 
 
+async def journal_alarm(message: Message) -> None:
+    """Every alarm that reaches the bus is written to the log: operators see SOS at once."""
+    alarm = orjson.loads(message.payload)
+    log.warning("alarm_delivered", alarm_id=alarm["alarm_id"], imei=alarm["imei"], kind=alarm["kind"],
+                seq=alarm["seq"], ts=alarm["ts"], lat=alarm["lat"], lon=alarm["lon"], message_id=message.message_id)
+
+
 def embedded_runtime(settings: Settings, load_settings, *, simulate: int = 0, rate: float = 0.2) -> tuple[Runtime, Listener]:
     """The all-in-one process: every service over the embedded adapters."""
     store = build_store(settings)
     bus = MemoryBus()
+    bus.subscribe("alarm-journal", [TOPIC_ALARM], journal_alarm)
     relay = OutboxRelay(store, bus)
     listener = Listener(settings, store, on_committed=relay.notify)
     components: list[Component] = [StoreComponent(store), BusComponent(bus), relay, listener]

@@ -73,21 +73,24 @@ class Runtime:
         log.info("reloaded")
 
     async def run(self) -> None:
-        """Start everything, serve until asked to stop, then drain and close."""
+        """Start everything, serve until asked to stop (SIGTERM, SIGINT), then drain and close."""
         loop = asyncio.get_running_loop()
         self._install_signals(loop)
         try:
-            for component in self.components:
-                await component.start()
-                self._started.append(component)
-                log.info("component_started", component=component.name)
-            log.info("ready", components=[c.name for c in self.components])
+            await self.start()
             await self._stop.wait()
         finally:
-            await self._shutdown()
+            await self.shutdown()
             self._remove_signals(loop)
 
-    async def _shutdown(self) -> None:
+    async def start(self) -> None:
+        for component in self.components:
+            await component.start()
+            self._started.append(component)
+            log.info("component_started", component=component.name)
+        log.info("ready", components=[c.name for c in self.components])
+
+    async def shutdown(self) -> None:
         self.draining = True
         log.info("draining")
         for component in reversed(self._started):

@@ -26,7 +26,9 @@ EXAMPLES = json.loads(
 EXAMPLE_IDS = [example["name"] for example in EXAMPLES]
 
 
-def frames_of(chunks: Iterable[bytes], buffer: FrameBuffer | None = None) -> list[RawFrame | BadCrc]:
+def frames_of(
+    chunks: Iterable[bytes], buffer: FrameBuffer | None = None
+) -> list[RawFrame | BadCrc]:
     """Feed `chunks` one after another, draining every whole frame after each."""
     buffer = buffer if buffer is not None else FrameBuffer()
     out: list[RawFrame | BadCrc] = []

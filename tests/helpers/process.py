@@ -1,0 +1,75 @@
+"""Running `solewatch` as a real subprocess, as a user would."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class SolewatchProcess:
+    def __init__(self, data_dir: Path, *args: str, log_path: Path, env: dict[str, str] | None = None):
+        self.data_dir = data_dir
+        self.args = args
+        self.log_path = log_path
+        self.http_port = free_port()
+        self.listener_port = free_port()
+        self.env = {
+            **os.environ,
+            "SOLEWATCH_DATA_DIR": str(data_dir),
+            "SOLEWATCH_HTTP_PORT": str(self.http_port),
+            "SOLEWATCH_LISTENER_PORT": str(self.listener_port),
+            "SOLEWATCH_BIND": "127.0.0.1",
+            **(env or {}),
+        }
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 20.0) -> "SolewatchProcess":
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "services.cli", *self.args], env=self.env, stdout=log, stderr=log,
+            cwd=Path(__file__).resolve().parents[2],
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"solewatch exited with {self.proc.returncode}: {self.log_path.read_text()[-2000:]}")
+            try:
+                if httpx.get(f"http://127.0.0.1:{self.http_port}/readyz", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise TimeoutError(f"solewatch not ready after {timeout} s: {self.log_path.read_text()[-2000:]}")
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """Another `solewatch` command against the same settings (devices add...)."""
+        return subprocess.run([sys.executable, "-m", "services.cli", *args], env=self.env,
+                              capture_output=True, text=True, timeout=30, check=False)
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def terminate(self, timeout: float = 20.0) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout)
+
+    def stop_quietly(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
