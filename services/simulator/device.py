@@ -12,11 +12,12 @@ import asyncio
 import random
 import time
 from collections import deque
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
 
 import structlog
 
+from services.simulator.walk import DEFAULT_SOS_PER_MINUTE, InsoleTelemetry
 from shared.protocols.xsole import (
     Ack,
     AckStatus,
@@ -37,12 +38,16 @@ from shared.protocols.xsole import (
     decode,
     encode,
 )
-from services.simulator.walk import DEFAULT_SOS_PER_MINUTE, InsoleTelemetry
 
 log = structlog.get_logger("solewatch.simulator")
 
 _SUPPORTED_COMMANDS = frozenset(
-    (CommandCode.LOCATE_NOW, CommandCode.SET_INTERVAL, CommandCode.VIBRATE, CommandCode.ALARM_ACKNOWLEDGED)
+    (
+        CommandCode.LOCATE_NOW,
+        CommandCode.SET_INTERVAL,
+        CommandCode.VIBRATE,
+        CommandCode.ALARM_ACKNOWLEDGED,
+    )
 )
 
 
@@ -190,8 +195,12 @@ class InsoleDevice:
         self._clock = clock
         self._seq = 0
         self.telemetry = InsoleTelemetry(
-            rng, clock(), next_seq=self._next_seq, position_interval=1.0 / rate,
-            activity_interval=b.activity_interval, heartbeat_interval=b.heartbeat_interval,
+            rng,
+            clock(),
+            next_seq=self._next_seq,
+            position_interval=1.0 / rate,
+            activity_interval=b.activity_interval,
+            heartbeat_interval=b.heartbeat_interval,
             sos_per_minute=sos_per_minute,
         )
         self.link: _Link | None = None
@@ -214,7 +223,11 @@ class InsoleDevice:
 
     async def run(self) -> None:
         """Live until the stop event or the deadline, then flush briefly and hang up."""
-        await self._sleep(self._rng.uniform(0, min(self.behaviour.startup_spread, self.telemetry.position_interval)))
+        await self._sleep(
+            self._rng.uniform(
+                0, min(self.behaviour.startup_spread, self.telemetry.position_interval)
+            )
+        )
         try:
             while not self._stopping():
                 now = self._clock()
@@ -245,7 +258,9 @@ class InsoleDevice:
             self._login[1].set_result(None)
 
     def _stopping(self) -> bool:
-        return self._stop.is_set() or (self._deadline is not None and self._clock() >= self._deadline)
+        return self._stop.is_set() or (
+            self._deadline is not None and self._clock() >= self._deadline
+        )
 
     def _next_wake(self) -> float:
         wake = self.telemetry.next_due
@@ -286,7 +301,7 @@ class InsoleDevice:
     def _record(self, now: float) -> None:
         self._enqueue(self.telemetry.advance(now, buffered=not self.online))
 
-    def _enqueue(self, events: list[DeviceEvent]) -> None:
+    def _enqueue(self, events: Sequence[DeviceEvent]) -> None:
         buffered = not self.online
         for event in events:
             out = _Outgoing(event.seq, encode(event), event)
@@ -369,7 +384,11 @@ class InsoleDevice:
         elif isinstance(event, Command):
             self._on_command(event)
         elif isinstance(event, LoginAck):
-            if self._login is not None and self._login[0] == event.seq and not self._login[1].done():
+            if (
+                self._login is not None
+                and self._login[0] == event.seq
+                and not self._login[1].done()
+            ):
                 self._login[1].set_result(event)
         else:
             log.warning("simulator.unexpected_frame", imei=self.imei, frame=type(event).__name__)
@@ -394,7 +413,12 @@ class InsoleDevice:
             stats.acks_stored += 1
         elif ack.status == AckStatus.REJECTED:
             stats.acks_rejected += 1
-            log.warning("simulator.frame_rejected", imei=self.imei, seq=ack.seq, frame=type(out.event).__name__)
+            log.warning(
+                "simulator.frame_rejected",
+                imei=self.imei,
+                seq=ack.seq,
+                frame=type(out.event).__name__,
+            )
         else:
             stats.acks_other += 1
         for pending in self._in_flight.values():
@@ -406,7 +430,9 @@ class InsoleDevice:
     def _on_command(self, command: Command) -> None:
         self.stats.commands_received += 1
         now = self._clock()
-        status = CommandStatus.DONE if command.cmd in _SUPPORTED_COMMANDS else CommandStatus.UNSUPPORTED
+        status = (
+            CommandStatus.DONE if command.cmd in _SUPPORTED_COMMANDS else CommandStatus.UNSUPPORTED
+        )
         if command.cmd == CommandCode.LOCATE_NOW:
             self._enqueue(self.telemetry.locate_now(now))
         elif command.cmd == CommandCode.SET_INTERVAL and len(command.args) in (1, 2):
@@ -416,7 +442,13 @@ class InsoleDevice:
                 self._arm(self.telemetry.next_due)
         if status is CommandStatus.UNSUPPORTED:
             self.stats.commands_unsupported += 1
-        log.info("simulator.command", imei=self.imei, seq=command.seq, cmd=command.cmd, status=status.name)
+        log.info(
+            "simulator.command",
+            imei=self.imei,
+            seq=command.seq,
+            cmd=command.cmd,
+            status=status.name,
+        )
         self._enqueue([CommandResult(self._next_seq(), command.seq, int(status))])
         self._pump()
 
@@ -444,7 +476,12 @@ class InsoleDevice:
         except (OSError, TimeoutError) as exc:
             stats.connect_failures += 1
             delay = self._schedule_reconnect(self._clock())
-            log.info("simulator.connect_failed", imei=self.imei, error=repr(exc), retry_in=round(delay, 1))
+            log.info(
+                "simulator.connect_failed",
+                imei=self.imei,
+                error=repr(exc),
+                retry_in=round(delay, 1),
+            )
             return
         self.link = link
         seq = self._next_seq()
@@ -476,7 +513,9 @@ class InsoleDevice:
             delay = self._refused_backoff * self._rng.uniform(0.75, 1.25)
             self._reconnect_at = now + delay
             log.warning(
-                "simulator.login_refused", imei=self.imei, status=_status_name(ack.status),
+                "simulator.login_refused",
+                imei=self.imei,
+                status=_status_name(ack.status),
                 retry_in=round(delay, 1),
             )
             self._hang_up()
@@ -490,7 +529,12 @@ class InsoleDevice:
         self._ever_online = True
         if b.gap_every:
             self._next_gap_at = now + self._rng.expovariate(1 / b.gap_every)
-        log.info("simulator.logged_in", imei=self.imei, resending=len(self._in_flight), queued=len(self._queue))
+        log.info(
+            "simulator.logged_in",
+            imei=self.imei,
+            resending=len(self._in_flight),
+            queued=len(self._queue),
+        )
         for out in list(self._in_flight.values()):
             out.tries = 0
             self._transmit(out)  # same seq, same bytes as before the drop

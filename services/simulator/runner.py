@@ -8,7 +8,12 @@ import time
 
 import structlog
 
-from services.simulator.device import InsoleBehaviour, InsoleDevice, SimulatedInsole, SimulationStats
+from services.simulator.device import (
+    InsoleBehaviour,
+    InsoleDevice,
+    SimulatedInsole,
+    SimulationStats,
+)
 from services.simulator.walk import DEFAULT_SOS_PER_MINUTE, luhn_check_digit
 
 log = structlog.get_logger("solewatch.simulator")
@@ -17,7 +22,7 @@ IMEI_PREFIX = "35999900"  # 8-digit TAC reserved here for simulated insoles
 
 
 def simulated_imeis(count: int, first: int = 0) -> list[str]:
-    """`count` valid 15-digit IMEIs (TAC 35999900, serial from `first`, Luhn digit), always the same."""
+    """`count` valid IMEIs (TAC 35999900, serials from `first`, Luhn digit), always the same."""
     if count < 0 or first < 0 or first + count > 1_000_000:
         raise ValueError("simulated IMEI serials run from 0 to 999999")
     imeis = []
@@ -54,12 +59,27 @@ async def run_simulation(
     seeds = random.Random(seed)
     devices = [
         InsoleDevice(
-            insole, host, port, rate=rate, rng=random.Random(seeds.getrandbits(64)), stats=stats,
-            stop=stop, deadline=deadline, sos_per_minute=sos_probability, behaviour=behaviour,
+            insole,
+            host,
+            port,
+            rate=rate,
+            rng=random.Random(seeds.getrandbits(64)),
+            stats=stats,
+            stop=stop,
+            deadline=deadline,
+            sos_per_minute=sos_probability,
+            behaviour=behaviour,
         )
         for insole in insoles
     ]
-    log.info("simulator.starting", host=host, port=port, insoles=len(devices), rate=rate, duration=duration)
+    log.info(
+        "simulator.starting",
+        host=host,
+        port=port,
+        insoles=len(devices),
+        rate=rate,
+        duration=duration,
+    )
 
     async def relay_stop() -> None:
         await stop.wait()

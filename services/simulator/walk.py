@@ -18,7 +18,6 @@ from shared.protocols.xsole import (
     ActivityState,
     Alarm,
     AlarmKind,
-    DeviceEvent,
     Heartbeat,
     Position,
 )
@@ -29,6 +28,8 @@ LOW_BATTERY_PCT = 15.0
 DEFAULT_SOS_PER_MINUTE = 1 / 60  # about one SOS per insole per hour
 _MAX_STEP_S = 5.0  # longest stretch simulated as a straight line
 _TWO_PI = 2 * math.pi
+
+Recorded = Heartbeat | Position | Activity | Alarm  # what an insole records by itself
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,8 +61,17 @@ class Walker:
     """A random walk in local metres around a site: walking bouts, pauses, rare lying still."""
 
     __slots__ = (
-        "site", "x", "y", "heading", "speed", "gait", "step_length", "odometer_m",
-        "m_per_deg_lon", "_rng", "_gait_left",
+        "_gait_left",
+        "_rng",
+        "gait",
+        "heading",
+        "m_per_deg_lon",
+        "odometer_m",
+        "site",
+        "speed",
+        "step_length",
+        "x",
+        "y",
     )
 
     def __init__(self, rng: random.Random, site: Site | None = None) -> None:
@@ -194,10 +204,10 @@ class InsoleTelemetry:
     def next_due(self) -> float:
         return min(self._next_position, self._next_activity, self._next_heartbeat)
 
-    def advance(self, until: float, *, buffered: bool = False) -> list[DeviceEvent]:
+    def advance(self, until: float, *, buffered: bool = False) -> list[Recorded]:
         """All frames due up to `until`; `buffered` marks them recorded while offline."""
         flags = FLAG_BUFFERED if buffered else 0
-        out: list[DeviceEvent] = []
+        out: list[Recorded] = []
         while (t := self.next_due) <= until:
             self._move_to(t, flags, out)
             if self._next_position <= t:
@@ -212,10 +222,10 @@ class InsoleTelemetry:
                 self._next_heartbeat += self.heartbeat_interval
         return out
 
-    def locate_now(self, now: float, *, buffered: bool = False) -> list[DeviceEvent]:
+    def locate_now(self, now: float, *, buffered: bool = False) -> list[Recorded]:
         """A POSITION right now (the locate-now command), plus any alarm the move raised."""
         flags = FLAG_BUFFERED if buffered else 0
-        out: list[DeviceEvent] = []
+        out: list[Recorded] = []
         self._move_to(max(now, self.t), flags, out)
         out.append(self._position(self.t, flags))
         return out
@@ -227,7 +237,7 @@ class InsoleTelemetry:
         self._next_position = min(self._next_position, self.t + seconds)
         self.position_interval = seconds
 
-    def _move_to(self, t: float, flags: int, out: list[DeviceEvent]) -> None:
+    def _move_to(self, t: float, flags: int, out: list[Recorded]) -> None:
         dt = t - self.t
         if dt <= 0:
             return
@@ -266,9 +276,17 @@ class InsoleTelemetry:
         speed_cms = max(0, round(w.speed * 100 + rng.gauss(0.0, 5.0))) if w.speed else 0
         alt = round(w.site.alt_m + self._alt_offset + rng.gauss(0.0, 1.5))
         return Position(
-            seq=self._next_seq(), ts=int(t), lat_e7=lat_e7, lon_e7=lon_e7, alt_m=alt,
-            speed_cms=speed_cms, course_ddeg=round(math.degrees(w.heading) * 10) % 3600,
-            sats=sats, hdop_d=hdop_d, battery=self._battery_pct(), flags=flags,
+            seq=self._next_seq(),
+            ts=int(t),
+            lat_e7=lat_e7,
+            lon_e7=lon_e7,
+            alt_m=alt,
+            speed_cms=speed_cms,
+            course_ddeg=round(math.degrees(w.heading) * 10) % 3600,
+            sats=sats,
+            hdop_d=hdop_d,
+            battery=self._battery_pct(),
+            flags=flags,
         )
 
     def _activity(self, t: float, flags: int) -> Activity:
@@ -276,8 +294,13 @@ class InsoleTelemetry:
         self._steps -= steps
         w = self.walker
         return Activity(
-            seq=self._next_seq(), ts=int(t), steps=steps, state=int(w.gait.value),
-            cadence=min(255, round(w.cadence)), battery=self._battery_pct(), flags=flags,
+            seq=self._next_seq(),
+            ts=int(t),
+            steps=steps,
+            state=int(w.gait.value),
+            cadence=min(255, round(w.cadence)),
+            battery=self._battery_pct(),
+            flags=flags,
         )
 
     def _heartbeat(self, t: float) -> Heartbeat:
@@ -289,8 +312,13 @@ class InsoleTelemetry:
         if self._last_fix_valid:
             flags |= FLAG_FIX_VALID
         return Alarm(
-            seq=self._next_seq(), ts=int(t), kind=int(kind), lat_e7=lat_e7, lon_e7=lon_e7,
-            battery=self._battery_pct(), flags=flags,
+            seq=self._next_seq(),
+            ts=int(t),
+            kind=int(kind),
+            lat_e7=lat_e7,
+            lon_e7=lon_e7,
+            battery=self._battery_pct(),
+            flags=flags,
         )
 
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 from shared.protocols.xsole import (
-    Ack, BadCrc, FrameBuffer, Login, LoginAck, decode, encode,
+    Ack, Activity, Alarm, BadCrc, FrameBuffer, Heartbeat, Login, LoginAck, Position, decode, encode,
 )
+from shared.protocols.xsole.constants import FLAG_FIX_VALID
 
 
 class XSoleTestClient:
@@ -31,6 +33,14 @@ class XSoleTestClient:
         self.writer.write(data)
         await self.writer.drain()
 
+    async def send_in_pieces(self, *items: object, size: int = 1, pause: float = 0.001) -> None:
+        """Like `send`, but as many small writes of `size` bytes with a pause between them."""
+        data = b"".join(item if isinstance(item, (bytes, bytearray)) else encode(item) for item in items)  # type: ignore[arg-type]
+        for start in range(0, len(data), size):
+            self.writer.write(data[start : start + size])
+            await self.writer.drain()
+            await asyncio.sleep(pause)
+
     async def recv(self, timeout: float = 3.0) -> object:
         """The next frame from the server, decoded; raises TimeoutError or EOFError."""
         async def read_one() -> object:
@@ -54,6 +64,26 @@ class XSoleTestClient:
                 acks[frame.seq] = frame.status
                 received += 1
         return acks
+
+    async def recv_ack_list(self, count: int, timeout: float = 5.0) -> list[tuple[int, int]]:
+        """(seq, status) of the next `count` ACKs in arrival order, repeats kept."""
+        acks: list[tuple[int, int]] = []
+        while len(acks) < count:
+            frame = await self.recv(timeout)
+            if isinstance(frame, Ack):
+                acks.append((frame.seq, frame.status))
+        return acks
+
+    async def frames_until_closed(self, timeout: float = 3.0) -> list[object]:
+        """Every frame the server sends until it closes; raises TimeoutError if it stays open."""
+        async def read_all() -> list[object]:
+            frames: list[object] = []
+            while True:
+                try:
+                    frames.append(await self.recv(timeout))
+                except (EOFError, ConnectionError):
+                    return frames
+        return await asyncio.wait_for(read_all(), timeout)
 
     async def login(self, imei: str, token: bytes, *, firmware: int = 0x0102) -> LoginAck:
         seq = self.next_seq()
@@ -81,3 +111,25 @@ class XSoleTestClient:
             await self.writer.wait_closed()
         except ConnectionError:
             pass
+
+    # -- device frames with plausible defaults, numbered on this client's counter ---------
+
+    def position(self, **fields: int) -> Position:
+        values = {"ts": int(time.time()), "lat_e7": 436163000, "lon_e7": 70553000, "alt_m": 12,
+                  "speed_cms": 140, "course_ddeg": 2705, "sats": 9, "hdop_d": 8, "battery": 87,
+                  "flags": FLAG_FIX_VALID} | fields
+        return Position(self.next_seq(), **values)
+
+    def heartbeat(self, **fields: int) -> Heartbeat:
+        values = {"ts": int(time.time()), "battery": 87, "rssi": -71} | fields
+        return Heartbeat(self.next_seq(), **values)
+
+    def activity(self, **fields: int) -> Activity:
+        values = {"ts": int(time.time()), "steps": 42, "state": 2, "cadence": 96, "battery": 87,
+                  "flags": 0} | fields
+        return Activity(self.next_seq(), **values)
+
+    def alarm(self, **fields: int) -> Alarm:
+        values = {"ts": int(time.time()), "kind": 1, "lat_e7": 436163000, "lon_e7": 70553000,
+                  "battery": 87, "flags": FLAG_FIX_VALID} | fields
+        return Alarm(self.next_seq(), **values)
