@@ -20,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from services.components import BusComponent
 from shared.bus.port import Message
 from shared.http import HttpServer
-from shared.protocols.xsole import Login, LoginAck, encode
+from shared.protocols.xsole import Ack, Login, LoginAck, encode
 from shared.protocols.xsole.constants import FLAG_BUFFERED, FLAG_FIX_VALID
 from shared.store.port import StoreUnavailable
 from tests.conftest import embedded_settings
@@ -391,3 +391,19 @@ async def test_metrics_count_bad_crc_frames(solewatch):
 
     assert grew(before, after, "listener_bad_frames_total") == 1
     await device.close()
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "services/listener/connection.py _reason_label tries 'login' before 'before login', so "
+    "'frame before login' is counted as reason=\"login\" and the before_login label never appears"
+))
+async def test_metrics_tell_a_frame_before_login_from_a_refused_login(solewatch):
+    before = await scrape(solewatch)
+    device = await solewatch.device()
+    heartbeat = device.heartbeat()
+    await device.send(heartbeat)
+    assert await device.frames_until_closed() == [Ack(heartbeat.seq, 3)]
+
+    after = await scrape(solewatch)
+
+    assert grew(before, after, "listener_connections_closed_total", reason="before_login") == 1

@@ -1,0 +1,197 @@
+"""What the benchmarks share: device credentials, server processes, load generators, figures."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import socket
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+
+from shared.store import hash_device_token
+from shared.store.sqlite import SqliteStore
+
+ROOT = Path(__file__).resolve().parents[1]
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+async def register_devices(data_dir: Path, count: int) -> list[tuple[str, str]]:
+    """`count` devices in a fresh embedded store; returns (imei, token hex) pairs."""
+    store = SqliteStore(data_dir / "solewatch.db", synchronous="NORMAL")
+    await store.open()
+    try:
+        tenant_id = await store.ensure_tenant("default")
+        credentials = []
+        for i in range(count):
+            imei = f"35{i:013d}"
+            token = secrets.token_bytes(16)
+            await store.add_device(tenant_id=tenant_id, imei=imei, name=f"bench {i}", token_hash=hash_device_token(token))
+            credentials.append((imei, token.hex()))
+        return credentials
+    finally:
+        await store.close()
+
+
+def process_cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def process_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+class ServerProcess:
+    """A server under test, as its own process."""
+
+    def __init__(self, argv: list[str], env: dict[str, str] | None = None):
+        self.argv = argv
+        self.env = {**os.environ, **(env or {})}
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> "ServerProcess":
+        self.proc = await asyncio.create_subprocess_exec(
+            *self.argv, env=self.env, cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+        )
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    async def stop(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.terminate()
+            try:
+                await asyncio.wait_for(self.proc.wait(), 20)
+            except TimeoutError:
+                self.proc.kill()
+                await self.proc.wait()
+
+
+async def start_baseline() -> tuple[ServerProcess, int]:
+    server = await ServerProcess([sys.executable, "-m", "bench.baseline", "0"]).start()
+    assert server.proc is not None and server.proc.stdout is not None
+    port = int((await server.proc.stdout.readline()).decode())
+    return server, port
+
+
+async def start_solewatch(data_dir: Path, **settings: Any) -> tuple[ServerProcess, int, int]:
+    listener_port, http_port = free_port(), free_port()
+    env = {
+        "SOLEWATCH_DATA_DIR": str(data_dir), "SOLEWATCH_LISTENER_PORT": str(listener_port),
+        "SOLEWATCH_HTTP_PORT": str(http_port), "SOLEWATCH_BIND": "127.0.0.1", "SOLEWATCH_LOG_LEVEL": "warning",
+        **{f"SOLEWATCH_{k.upper()}": str(v) for k, v in settings.items()},
+    }
+    server = await ServerProcess([sys.executable, "-m", "services.cli", "listener"], env).start()
+    deadline = time.monotonic() + 30
+    async with httpx.AsyncClient() as http:
+        while time.monotonic() < deadline:
+            try:
+                if (await http.get(f"http://127.0.0.1:{http_port}/readyz")).status_code == 200:
+                    return server, listener_port, http_port
+            except httpx.HTTPError:
+                pass
+            await asyncio.sleep(0.1)
+    await server.stop()
+    raise RuntimeError("solewatch did not become ready")
+
+
+async def run_loadgens(port: int, credentials: list[tuple[str, str]], *, processes: int, **spec: Any) -> dict[str, Any]:
+    """Run the load generators in parallel processes and merge their figures."""
+    shares = [credentials[i::processes] for i in range(processes)]
+    procs = []
+    result_paths: list[Path] = []
+    for index, share in enumerate(shares):
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bench.loadgen", cwd=ROOT,
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        )
+        result_path = Path(tempfile.mkstemp(prefix="loadgen-", suffix=".json")[1])
+        result_paths.append(result_path)
+        payload = {"host": "127.0.0.1", "port": port, "credentials": share, "ts_offset": index * 7,
+                   "result_path": str(result_path), **spec}
+        assert proc.stdin is not None
+        proc.stdin.write(orjson.dumps(payload))
+        proc.stdin.close()
+        procs.append(proc)
+    for proc in procs:
+        await proc.wait()
+    results = [orjson.loads(path.read_bytes()) for path in result_paths]
+    for path in result_paths:
+        path.unlink()
+    windows = [r["window"] for r in results]
+    latencies = sorted(x for r in results for x in r["latencies"])
+    seconds = max(r["seconds"] for r in results) or 1.0
+    return {
+        "acked": sum(r["acked"] for r in results), "refused": sum(r["refused"] for r in results),
+        "logged_in": sum(r["logged_in"] for r in results), "lost": sum(r["lost"] for r in results),
+        "fps": sum(r["acked"] for r in results) / seconds, "seconds": seconds,
+        "loadgen_cpu_seconds": sum(r["cpu_seconds"] for r in results),
+        "p50_ms": percentile(latencies, 0.50) * 1000, "p99_ms": percentile(latencies, 0.99) * 1000,
+        "window": (min(w[0] for w in windows), max(w[1] for w in windows)),
+    }
+
+
+class CpuSampler:
+    """Samples a process's CPU time so that any wall-clock window can be read afterwards."""
+
+    def __init__(self, pid: int, every: float = 0.1):
+        self.pid = pid
+        self.every = every
+        self.samples: list[tuple[float, float]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> "CpuSampler":
+        self._task = asyncio.create_task(self._run())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+
+    async def _run(self) -> None:
+        while True:
+            self.samples.append((time.time(), process_cpu_seconds(self.pid)))
+            await asyncio.sleep(self.every)
+
+    def cpu_between(self, start: float, end: float) -> float:
+        def at(t: float) -> float:
+            before = [s for s in self.samples if s[0] <= t]
+            after = [s for s in self.samples if s[0] >= t]
+            if not before or not after:
+                return (before or after)[-1 if before else 0][1]
+            (t0, c0), (t1, c1) = before[-1], after[0]
+            return c0 if t1 == t0 else c0 + (c1 - c0) * (t - t0) / (t1 - t0)
+        return at(end) - at(start)
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    if not sorted_values:
+        return float("nan")
+    return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
+
+
+def print_table(title: str, rows: list[tuple[str, str]]) -> None:
+    width = max(len(name) for name, _ in rows)
+    sys.stdout.write(f"\n{title}\n{'-' * len(title)}\n")
+    for name, value in rows:
+        sys.stdout.write(f"{name.ljust(width)}  {value}\n")
+    sys.stdout.flush()

@@ -1,0 +1,78 @@
+"""`solewatch bench ingest`: durable frames per second against a raw-socket baseline.
+
+Both servers face the same load generators on the same machine in the same
+run, so the ratio holds even when the machine is shared and noisy.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from bench.common import (
+    CpuSampler, print_table, process_rss_mb, register_devices, run_loadgens, start_baseline, start_solewatch,
+)
+
+
+async def measure(port: int, pid: int, credentials: list[tuple[str, str]], **load: Any) -> dict[str, Any]:
+    async with CpuSampler(pid) as cpu:
+        figures = await run_loadgens(port, credentials, **load)
+    figures["server_cpu_seconds"] = cpu.cpu_between(*figures["window"])
+    figures["rss_mb"] = process_rss_mb(pid)
+    return figures
+
+
+async def run(*, connections: int = 1000, seconds: float = 10.0, warmup: float = 3.0, window: int = 8,
+              processes: int = 2, rate: float = 0.0) -> dict[str, Any]:
+    load = {"processes": processes, "seconds": seconds, "warmup": warmup, "window": window, "rate": rate}
+    with tempfile.TemporaryDirectory(prefix="solewatch-bench-") as tmp:
+        data_dir = Path(tmp)
+        credentials = await register_devices(data_dir, connections)
+
+        baseline, port = await start_baseline()
+        try:
+            base = await measure(port, baseline.pid, credentials, **load)
+        finally:
+            await baseline.stop()
+
+        server, port, _ = await start_solewatch(data_dir, max_connections=connections + 100)
+        try:
+            durable = await measure(port, server.pid, credentials, **load)
+        finally:
+            await server.stop()
+
+    figures = {
+        "mode": "embedded",
+        "connections": connections,
+        "window": window,
+        "offered_fps": rate or None,
+        "durable_fps": round(durable["fps"]),
+        "baseline_fps": round(base["fps"]),
+        "ratio": round(durable["fps"] / base["fps"], 3) if base["fps"] else None,
+        "ack_p50_ms": round(durable["p50_ms"], 2),
+        "ack_p99_ms": round(durable["p99_ms"], 2),
+        "baseline_ack_p50_ms": round(base["p50_ms"], 2),
+        "baseline_ack_p99_ms": round(base["p99_ms"], 2),
+        "cpu_s_per_1000_frames": round(durable["server_cpu_seconds"] / max(durable["acked"], 1) * 1000, 4),
+        "baseline_cpu_s_per_1000_frames": round(base["server_cpu_seconds"] / max(base["acked"], 1) * 1000, 4),
+        "rss_mb": round(durable["rss_mb"], 1),
+        "logged_in": durable["logged_in"],
+        "refused": durable["refused"],
+        "seconds": round(durable["seconds"], 2),
+    }
+    return figures
+
+
+def report(figures: dict[str, Any]) -> None:
+    print_table(f"ingest: {figures['connections']} connections, window {figures['window']}, {figures['mode']}", [
+        ("durable frames/s", f"{figures['durable_fps']:,}"),
+        ("raw baseline frames/s", f"{figures['baseline_fps']:,}"),
+        ("ratio durable / baseline", f"{figures['ratio']:.1%}" if figures["ratio"] else "n/a"),
+        ("ACK latency p50 / p99", f"{figures['ack_p50_ms']} / {figures['ack_p99_ms']} ms"),
+        ("baseline ACK p50 / p99", f"{figures['baseline_ack_p50_ms']} / {figures['baseline_ack_p99_ms']} ms"),
+        ("server CPU s per 1,000 frames", f"{figures['cpu_s_per_1000_frames']} (baseline {figures['baseline_cpu_s_per_1000_frames']})"),
+        ("server RSS", f"{figures['rss_mb']} MB"),
+        ("devices logged in", f"{figures['logged_in']}"),
+        ("frames refused", f"{figures['refused']}"),
+    ])
