@@ -34,6 +34,11 @@ class EmbeddedSolewatch:
         token = secrets.token_bytes(16)
         await self.store.add_device(tenant_id=tenant_id, imei=imei, name=f"worker {imei[-4:]}",
                                     token_hash=hash_device_token(token))
+        if not enabled:
+            import sqlite3
+
+            with sqlite3.connect(self.settings.sqlite_path) as db:
+                db.execute("UPDATE devices SET enabled = 0 WHERE imei = ?", (imei,))
         return token
 
     async def device(self) -> XSoleTestClient:

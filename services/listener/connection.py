@@ -38,6 +38,7 @@ class DeviceConnection(asyncio.Protocol):
         self._acks = bytearray()
         self._paused = False
         self._closing = False
+        self._bad_frames_counted = 0
 
     # -- asyncio.Protocol ------------------------------------------------------------
 
@@ -99,12 +100,20 @@ class DeviceConnection(asyncio.Protocol):
             assert device is not None
             self.unacked += 1
             committer.submit(FrameRecord(device.id, device.tenant_id, device.imei, event, now), self)  # type: ignore[arg-type]
+        self._count_bad_frames()
         self._resume()
+
+    def _count_bad_frames(self) -> None:
+        dropped = self.session.bad_frames - self._bad_frames_counted
+        if dropped:
+            metrics.bad_frames.inc(dropped)
+            self._bad_frames_counted = self.session.bad_frames
 
     def _reply(self, reply: Reply) -> None:
         if reply.data:
             self._write(reply.data)
         if reply.close:
+            self._count_bad_frames()
             self.close(reply.reason)
         elif reply.reason:
             log.info("frame_refused", imei=self.session.imei, reason=reply.reason)
@@ -190,7 +199,9 @@ class DeviceConnection(asyncio.Protocol):
 
 
 def _reason_label(reason: str) -> str:
-    for label in ("bad frames", "length", "login", "before login", "idle", "replaced", "draining", "store"):
+    reason = reason.lower()
+    for label in ("bad frames", "length", "before login", "store", "malformed login", "login", "idle", "replaced",
+                  "draining"):
         if label in reason:
             return label.replace(" ", "_")
     return "other"

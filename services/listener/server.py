@@ -123,7 +123,7 @@ class Listener:
             # The device reconnected before its old socket timed out: the new one wins.
             previous.close("replaced by a newer connection")
         self.online[imei] = conn
-        self.spawn(self._send_pending_commands(conn))
+        self.spawn(self._send_pending_commands(conn, include_unanswered=True))
 
     async def _sweep_idle(self) -> None:
         while True:
@@ -171,10 +171,12 @@ class Listener:
                 if conn is not None:
                     await self._send_command(conn, command)
 
-    async def _send_pending_commands(self, conn: DeviceConnection) -> None:
+    async def _send_pending_commands(self, conn: DeviceConnection, *, include_unanswered: bool = False) -> None:
         assert conn.device is not None
         try:
-            pending = await self.store.commands_to_send([conn.device.id])
+            # After a reconnect (include_unanswered), commands sent on the old
+            # connection but never answered go again, with the same seq.
+            pending = await self.store.commands_to_send([conn.device.id], include_unanswered=include_unanswered)
         except Exception as exc:
             log.warning("command_lookup_failed", imei=conn.device.imei, error=str(exc))
             return
@@ -186,8 +188,8 @@ class Listener:
             return
         self._commands_in_flight.add(command.id)
         try:
-            seq, frame = conn.session.command(command.cmd, command.args)
-            conn.send(frame)
+            seq = command_seq(command.id)
+            conn.send(conn.session.command(seq, command.cmd, command.args))
             await self.store.mark_command_sent(command.id, seq)
             metrics.commands_sent.inc()
             log.info("command_sent", imei=command.imei, cmd=command.cmd, seq=seq, command_id=command.id)
@@ -195,6 +197,12 @@ class Listener:
             log.warning("command_send_failed", imei=command.imei, command_id=command.id, error=str(exc))
         finally:
             self._commands_in_flight.discard(command.id)
+
+
+def command_seq(command_id: int) -> int:
+    """The COMMAND frame seq of a command: from its id, so it is the same on every
+    resend and differs between a device's last 65,535 commands."""
+    return command_id & 0xFFFF
 
 
 def _tls_context(settings: Settings) -> ssl.SSLContext | None:

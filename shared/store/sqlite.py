@@ -37,7 +37,8 @@ CREATE TABLE IF NOT EXISTS devices (
     id INTEGER PRIMARY KEY, tenant_id INTEGER NOT NULL REFERENCES tenants(id),
     imei TEXT NOT NULL UNIQUE, name TEXT NOT NULL, token_hash BLOB NOT NULL,
     enabled INTEGER NOT NULL DEFAULT 1, created_at REAL NOT NULL,
-    last_seen REAL, battery INTEGER, last_fix_ts INTEGER, last_lat_e7 INTEGER, last_lon_e7 INTEGER);
+    last_seen REAL, battery INTEGER, last_fix_ts INTEGER, last_lat_e7 INTEGER, last_lon_e7 INTEGER,
+    battery_ts INTEGER);
 CREATE INDEX IF NOT EXISTS devices_by_tenant ON devices(tenant_id);
 -- Telemetry tables are keyed by (device, device timestamp, seq): a retransmitted
 -- frame carries the same three and is ignored on insert.
@@ -231,10 +232,13 @@ class SqliteStore:
             return int(cursor.lastrowid or 0)
         return await self._write(run)
 
-    async def commands_to_send(self, device_ids: Sequence[int] | None = None) -> list[CommandRecord]:
+    async def commands_to_send(
+        self, device_ids: Sequence[int] | None = None, *, include_unanswered: bool = False,
+    ) -> list[CommandRecord]:
+        statuses = "'pending', 'sent'" if include_unanswered else "'pending'"
         sql = (
             "SELECT c.id, c.device_id, d.imei, c.cmd, c.args, c.status, c.seq FROM commands c"
-            " JOIN devices d ON d.id = c.device_id WHERE c.status = 'pending'"
+            f" JOIN devices d ON d.id = c.device_id WHERE c.status IN ({statuses})"
         )
         params: tuple[Any, ...] = ()
         if device_ids is not None:
@@ -245,7 +249,7 @@ class SqliteStore:
 
     async def mark_command_sent(self, command_id: int, seq: int) -> None:
         await self._write(lambda c: c.execute(
-            "UPDATE commands SET status = 'sent', seq = ?, sent_at = ? WHERE id = ? AND status = 'pending'",
+            "UPDATE commands SET status = 'sent', seq = ?, sent_at = ? WHERE id = ? AND status IN ('pending', 'sent')",
             (seq, time.time(), command_id),
         ))
 
@@ -260,7 +264,6 @@ class SqliteStore:
 def _commit_frames(c: sqlite3.Connection, records: Sequence[FrameRecord]) -> None:
     """The body of one ingest transaction (runs on the writer thread)."""
     positions, heartbeats, activities, others = [], [], [], []
-    latest: dict[int, FrameRecord] = {}
     for record in records:
         event = record.event
         if isinstance(event, Position):
@@ -278,7 +281,6 @@ def _commit_frames(c: sqlite3.Connection, records: Sequence[FrameRecord]) -> Non
             ))
         else:
             others.append(record)
-        latest[record.device_id] = record
     c.executemany("INSERT OR IGNORE INTO positions VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", positions)
     c.executemany("INSERT OR IGNORE INTO heartbeats VALUES (?,?,?,?,?,?)", heartbeats)
     c.executemany("INSERT OR IGNORE INTO activities VALUES (?,?,?,?,?,?,?,?,?)", activities)
@@ -292,7 +294,7 @@ def _commit_frames(c: sqlite3.Connection, records: Sequence[FrameRecord]) -> Non
                 "UPDATE commands SET status = ?, result_at = ? WHERE device_id = ? AND seq = ? AND status = 'sent'",
                 (_COMMAND_STATUS.get(event.status, "failed"), now, record.device_id, event.cmd_seq),
             )
-    _update_device_state(c, latest.values(), positions)
+    _update_device_state(c, records, positions)
     telemetry = telemetry_message(records)
     if telemetry is not None:
         c.execute("INSERT INTO outbox(topic, payload, created_at) VALUES (?, ?, ?)", (TOPIC_TELEMETRY, telemetry, now))
@@ -315,19 +317,28 @@ def _insert_alarm(c: sqlite3.Connection, record: FrameRecord, event: Alarm, now:
         )
 
 
-def _update_device_state(c: sqlite3.Connection, latest: Any, positions: list[tuple[Any, ...]]) -> None:
-    seen = [(r.received_at, r.device_id) for r in latest]
-    c.executemany("UPDATE devices SET last_seen = max(coalesce(last_seen, 0), ?) WHERE id = ?", seen)
-    batteries = [
-        (r.event.battery, r.device_id) for r in latest
-        if isinstance(r.event, (Position, Heartbeat, Activity, Alarm)) and r.event.battery <= 100
-    ]
-    c.executemany("UPDATE devices SET battery = ? WHERE id = ?", batteries)
+def _update_device_state(c: sqlite3.Connection, records: Sequence[FrameRecord], positions: list[tuple[Any, ...]]) -> None:
+    # Buffered frames arrive late: only a newer reading replaces the device's
+    # battery or last position.
+    last_seen: dict[int, float] = {}
+    battery: dict[int, tuple[int, int]] = {}
+    for r in records:
+        last_seen[r.device_id] = r.received_at
+        event = r.event
+        if isinstance(event, (Position, Heartbeat, Activity, Alarm)) and event.battery <= 100:
+            known = battery.get(r.device_id)
+            if known is None or event.ts >= known[0]:
+                battery[r.device_id] = (event.ts, event.battery)
+    c.executemany("UPDATE devices SET last_seen = max(coalesce(last_seen, 0), ?) WHERE id = ?",
+                  [(seen, device_id) for device_id, seen in last_seen.items()])
+    c.executemany(
+        "UPDATE devices SET battery = ?, battery_ts = ? WHERE id = ? AND (battery_ts IS NULL OR battery_ts <= ?)",
+        [(level, ts, device_id, ts) for device_id, (ts, level) in battery.items()],
+    )
     newest_fix: dict[int, tuple[Any, ...]] = {}
     for row in positions:
         if row[11] & 1 and (row[0] not in newest_fix or row[1] > newest_fix[row[0]][1]):
             newest_fix[row[0]] = row
-    # Buffered frames arrive late: only a newer fix replaces the last position.
     c.executemany(
         "UPDATE devices SET last_fix_ts = ?, last_lat_e7 = ?, last_lon_e7 = ?"
         " WHERE id = ? AND (last_fix_ts IS NULL OR last_fix_ts < ?)",

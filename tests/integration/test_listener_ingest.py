@@ -261,10 +261,6 @@ async def test_buffered_older_positions_are_stored_but_do_not_replace_the_last_p
     await device.close()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "shared/store/sqlite.py _update_device_state sets devices.battery from the last frame of "
-    "the batch whatever its ts, so a buffered frame recorded an hour ago overwrites the current battery"
-))
 async def test_buffered_older_frame_does_not_replace_the_current_battery(solewatch):
     device = await solewatch.logged_in_device(IMEI)
     now = int(time.time())
@@ -374,10 +370,6 @@ async def test_metrics_count_stored_frames_and_logins(solewatch):
     await device.close()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "services/listener/metrics.py defines listener_bad_frames_total but nothing increments it: "
-    "DeviceSession.next_event swallows BadCrc frames without telling the connection"
-))
 async def test_metrics_count_bad_crc_frames(solewatch):
     device = await solewatch.logged_in_device(IMEI)
     before = await scrape(solewatch)
@@ -393,10 +385,6 @@ async def test_metrics_count_bad_crc_frames(solewatch):
     await device.close()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "services/listener/connection.py _reason_label tries 'login' before 'before login', so "
-    "'frame before login' is counted as reason=\"login\" and the before_login label never appears"
-))
 async def test_metrics_tell_a_frame_before_login_from_a_refused_login(solewatch):
     before = await scrape(solewatch)
     device = await solewatch.device()

@@ -158,11 +158,6 @@ async def test_command_queued_while_offline_is_delivered_right_after_login(solew
     await device.close()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "COMMAND seqs restart at 1 with every connection (DeviceSession._command_seq) and "
-    "_commit_frames marks every 'sent' command of the device with that seq: a result "
-    "for the new command also completes a command lost with the old connection"
-))
 async def test_command_result_completes_only_the_command_it_answers(solewatch):
     token = await solewatch.register(IMEI)
     device_id = (await solewatch.store.device_by_imei(IMEI)).id
@@ -175,13 +170,17 @@ async def test_command_result_completes_only_the_command_it_answers(solewatch):
 
     second = await solewatch.device()
     assert (await second.login(IMEI, token)).status == 0
+    resent = await second.recv()  # the unanswered command comes again, same seq
+    assert isinstance(resent, Command) and resent.cmd == 1
     answered_id = await solewatch.listener.queue_command(device_id=device_id, cmd=3)
     command = await second.recv()
-    assert isinstance(command, Command) and command.cmd == 3
+    assert isinstance(command, Command) and command.cmd == 3 and command.seq != resent.seq
     await _answer_command(second, command)
 
     assert (await solewatch.store.command(answered_id)).status == "done"
-    assert (await solewatch.store.command(lost_id)).status != "done"
+    assert (await solewatch.store.command(lost_id)).status == "sent"
+    await _answer_command(second, resent)
+    assert (await solewatch.store.command(lost_id)).status == "done"
     await second.close()
 
 

@@ -245,7 +245,8 @@ async def test_commands_get_results(serve: Serve) -> None:
             (CommandCode.LOCATE_NOW, b""),
             (CommandCode.REBOOT, b""),
         ):
-            seq, frame = session.command(cmd, args)
+            seq = 100 + len(listener.commands_sent)
+            frame = session.command(seq, cmd, args)
             listener.commands_sent[seq] = cmd
             writer.write(frame)
 

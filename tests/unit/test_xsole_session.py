@@ -313,26 +313,16 @@ def test_frames_split_anywhere_come_out_whole() -> None:
 # --- commands --------------------------------------------------------------------
 
 
-def test_command_uses_its_own_counter() -> None:
+def test_command_carries_the_seq_the_caller_chose() -> None:
     session = online_session()
     session.receive_data(heartbeat(500))
     drain(session)
 
-    seq1, data1 = session.command(4)
-    seq2, data2 = session.command(2, b"\x00\x3c")
-
-    assert (seq1, seq2) == (1, 2)
-    assert server_frame(data1) == Command(1, 4, b"")
-    assert server_frame(data2) == Command(2, 2, b"\x00\x3c")
+    assert server_frame(session.command(7, 4)) == Command(7, 4, b"")
+    assert server_frame(session.command(8, 2, b"\x00\x3c")) == Command(8, 2, b"\x00\x3c")
 
 
-def test_command_counter_wraps_at_0xffff() -> None:
+def test_command_seq_is_cut_to_16_bits() -> None:
     session = online_session()
 
-    seqs = [session.command(1)[0] for _ in range(0x10001)]
-
-    assert seqs[0] == 1
-    assert seqs[0xFFFE] == 0xFFFF
-    assert seqs[0xFFFF] == 0
-    assert seqs[0x10000] == 1
-    assert server_frame(session.command(3)[1]) == Command(2, 3, b"")
+    assert server_frame(session.command(0x10003, 1)) == Command(3, 1, b"")

@@ -60,14 +60,14 @@ class Reply:
 
 
 class DeviceSession:
-    __slots__ = ("_frames", "state", "imei", "bad_frames_in_a_row", "_command_seq")
+    __slots__ = ("_frames", "state", "imei", "bad_frames_in_a_row", "bad_frames")
 
     def __init__(self) -> None:
         self._frames = FrameBuffer()
         self.state = SessionState.AWAITING_LOGIN
         self.imei: str | None = None
         self.bad_frames_in_a_row = 0
-        self._command_seq = 0
+        self.bad_frames = 0  # dropped for a bad CRC or version, since the connection opened
 
     def receive_data(self, data: bytes) -> None:
         self._frames.feed(data)
@@ -86,6 +86,7 @@ class DeviceSession:
             if frame is None:
                 return None
             if isinstance(frame, BadCrc):
+                self.bad_frames += 1
                 self.bad_frames_in_a_row += 1
                 if self.bad_frames_in_a_row >= MAX_BAD_FRAMES_IN_A_ROW:
                     return self._close(f"{self.bad_frames_in_a_row} bad frames in a row")
@@ -121,11 +122,10 @@ class DeviceSession:
     def ack(self, seq: int, status: AckStatus = AckStatus.STORED) -> bytes:
         return encode_ack(seq, status)
 
-    def command(self, cmd: int, args: bytes = b"") -> tuple[int, bytes]:
-        """A COMMAND frame on the server's own counter: (its seq, its bytes)."""
-        self._command_seq = (self._command_seq + 1) & 0xFFFF
-        payload = bytes((cmd, len(args))) + args
-        return self._command_seq, encode_frame(FrameType.COMMAND, self._command_seq, payload)
+    def command(self, seq: int, cmd: int, args: bytes = b"") -> bytes:
+        """A COMMAND frame. The caller picks the seq: it must stay the same when the
+        command is sent again after a reconnect, so the result can be matched to it."""
+        return encode_frame(FrameType.COMMAND, seq & 0xFFFF, bytes((cmd, len(args))) + args)
 
     def _close(self, reason: str, data: bytes = b"") -> Reply:
         self.state = SessionState.CLOSED
