@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from shared.logging import get_logger
 from shared.protocols.xsole import (
@@ -68,6 +68,16 @@ class DeviceConnection(asyncio.Protocol):
         committer = listener.committer
         window = listener.settings.max_unacked_per_connection
         now = time.time()
+        accepted: dict[type, int] = {}
+        try:
+            self._process_frames(session, committer, window, now, accepted)
+        finally:
+            for event_type, count in accepted.items():
+                metrics.frames_of(event_type).inc(count)
+
+    def _process_frames(self, session: DeviceSession, committer: Any, window: int, now: float,
+                        accepted: dict[type, int]) -> None:
+        listener = self.listener
         while not self._closing:
             if self.unacked >= window:
                 self._pause()
@@ -88,7 +98,7 @@ class DeviceConnection(asyncio.Protocol):
                 self._pause()
                 listener.spawn(self._login(event))
                 return
-            metrics.frames_of(type(event)).inc()
+            accepted[type(event)] = accepted.get(type(event), 0) + 1
             reason = validate(event, now)  # type: ignore[arg-type]
             if reason is not None:
                 metrics.frames_rejected.inc()

@@ -3,11 +3,17 @@
 Topics: `telemetry` carries one commit's positions, heartbeats, activity and
 command results (many frames per message keeps the bus cheap); `alarm` carries
 one newly stored ALARM, exactly once per alarm.
+
+A telemetry message is a table per frame kind, `{"columns": [...], "rows":
+[[...], ...]}`, with the wire's integer units: building a dict per frame cost
+more than storing the frame. `telemetry_items` turns it back into dicts for
+consumers.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 import orjson
 
@@ -18,34 +24,39 @@ from shared.store.port import FrameRecord
 TOPIC_TELEMETRY = "telemetry"
 TOPIC_ALARM = "alarm"
 
+_HEAD = ("tenant_id", "device_id", "imei")
+COLUMNS: dict[str, tuple[str, ...]] = {
+    "positions": _HEAD + Position._fields,
+    "heartbeats": _HEAD + Heartbeat._fields,
+    "activities": _HEAD + Activity._fields,
+    "command_results": _HEAD + CommandResult._fields,
+}
+_KIND_OF = {Position: "positions", Heartbeat: "heartbeats", Activity: "activities", CommandResult: "command_results"}
+
 
 def telemetry_message(records: Iterable[FrameRecord]) -> bytes | None:
     """One message for a commit's non-alarm frames, or None when there are none."""
-    positions, heartbeats, activities, results = [], [], [], []
+    tables: dict[str, list[tuple[Any, ...]]] = {}
     for record in records:
-        event = record.event
-        head = {"tenant_id": record.tenant_id, "device_id": record.device_id, "imei": record.imei}
-        if isinstance(event, Position):
-            positions.append(head | {
-                "ts": event.ts, "lat": event.lat_e7 / 1e7, "lon": event.lon_e7 / 1e7, "alt": event.alt_m,
-                "speed": event.speed_cms / 100, "course": event.course_ddeg / 10, "sats": event.sats,
-                "hdop": event.hdop_d / 10, "battery": event.battery, "fix_valid": event.fix_valid,
-                "buffered": event.buffered,
-            })
-        elif isinstance(event, Heartbeat):
-            heartbeats.append(head | {"ts": event.ts, "battery": event.battery, "rssi": event.rssi})
-        elif isinstance(event, Activity):
-            activities.append(head | {
-                "ts": event.ts, "steps": event.steps, "state": event.state, "cadence": event.cadence,
-                "battery": event.battery, "buffered": event.buffered,
-            })
-        elif isinstance(event, CommandResult):
-            results.append(head | {"cmd_seq": event.cmd_seq, "status": event.status})
-    if not (positions or heartbeats or activities or results):
+        kind = _KIND_OF.get(type(record.event))
+        if kind is not None:
+            rows = tables.get(kind)
+            if rows is None:
+                rows = tables[kind] = []
+            rows.append((record.tenant_id, record.device_id, record.imei, *record.event))
+    if not tables:
         return None
-    return orjson.dumps({
-        "positions": positions, "heartbeats": heartbeats, "activities": activities, "command_results": results,
-    })
+    return orjson.dumps({kind: {"columns": COLUMNS[kind], "rows": rows} for kind, rows in tables.items()})
+
+
+def telemetry_items(payload: bytes, kind: str) -> Iterator[dict[str, Any]]:
+    """The frames of one kind in a telemetry message, as dicts keyed by column."""
+    table = orjson.loads(payload).get(kind)
+    if table is None:
+        return
+    columns = table["columns"]
+    for row in table["rows"]:
+        yield dict(zip(columns, row))
 
 
 def alarm_message(record: FrameRecord, alarm_id: int, ts: int) -> bytes:
@@ -59,4 +70,3 @@ def alarm_message(record: FrameRecord, alarm_id: int, ts: int) -> bytes:
         "battery": event.battery if event.battery <= 100 else None, "buffered": event.buffered,
         "received_at": record.received_at,
     })
-

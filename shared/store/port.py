@@ -6,7 +6,7 @@ import hashlib
 import hmac
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from shared.protocols.xsole import DeviceEvent
 
@@ -46,9 +46,8 @@ class Device:
     last_lon_e7: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class FrameRecord:
-    """One accepted device frame on its way to durable storage."""
+class FrameRecord(NamedTuple):
+    """One accepted device frame on its way to durable storage (a NamedTuple: one per frame)."""
 
     device_id: int
     tenant_id: int

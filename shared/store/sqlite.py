@@ -281,9 +281,9 @@ def _commit_frames(c: sqlite3.Connection, records: Sequence[FrameRecord]) -> Non
             ))
         else:
             others.append(record)
-    c.executemany("INSERT OR IGNORE INTO positions VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", positions)
-    c.executemany("INSERT OR IGNORE INTO heartbeats VALUES (?,?,?,?,?,?)", heartbeats)
-    c.executemany("INSERT OR IGNORE INTO activities VALUES (?,?,?,?,?,?,?,?,?)", activities)
+    _insert_rows(c, "positions", positions)
+    _insert_rows(c, "heartbeats", heartbeats)
+    _insert_rows(c, "activities", activities)
     now = time.time()
     for record in others:
         event = record.event
@@ -298,6 +298,31 @@ def _commit_frames(c: sqlite3.Connection, records: Sequence[FrameRecord]) -> Non
     telemetry = telemetry_message(records)
     if telemetry is not None:
         c.execute("INSERT INTO outbox(topic, payload, created_at) VALUES (?, ?, ?)", (TOPIC_TELEMETRY, telemetry, now))
+
+
+_ROWS_PER_INSERT = 256
+_insert_sql: dict[tuple[str, int, int], str] = {}
+
+
+def _insert_rows(c: sqlite3.Connection, table: str, rows: list[tuple[Any, ...]]) -> None:
+    """INSERT OR IGNORE many rows, a few hundred per statement.
+
+    executemany steps once per row, and each step gives the GIL away and must win
+    it back from the busy event loop thread; under load that convoy, not SQLite,
+    was the limit. One statement per few hundred rows crosses it a few times per
+    batch instead.
+    """
+    if not rows:
+        return
+    width = len(rows[0])
+    for start in range(0, len(rows), _ROWS_PER_INSERT):
+        chunk = rows[start : start + _ROWS_PER_INSERT]
+        key = (table, width, len(chunk))
+        sql = _insert_sql.get(key)
+        if sql is None:
+            row = "(" + ",".join("?" * width) + ")"
+            sql = _insert_sql[key] = f"INSERT OR IGNORE INTO {table} VALUES " + ",".join([row] * len(chunk))
+        c.execute(sql, [value for row in chunk for value in row])
 
 
 def _insert_alarm(c: sqlite3.Connection, record: FrameRecord, event: Alarm, now: float) -> None:

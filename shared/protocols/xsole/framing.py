@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import binascii
 import struct
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from shared.protocols.xsole.constants import MAGIC, VERSION
 
@@ -19,8 +19,7 @@ class XSoleProtocolError(Exception):
     """The peer broke the framing rules badly enough that the connection must close."""
 
 
-@dataclass(frozen=True, slots=True)
-class RawFrame:
+class RawFrame(NamedTuple):
     """A frame whose CRC matched: type, seq and the undecoded payload."""
 
     type: int
@@ -28,8 +27,7 @@ class RawFrame:
     payload: bytes
 
 
-@dataclass(frozen=True, slots=True)
-class BadCrc:
+class BadCrc(NamedTuple):
     """A frame was dropped because its CRC did not match (it gets no ACK)."""
 
     type: int

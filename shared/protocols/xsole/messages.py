@@ -3,13 +3,18 @@
 Fields keep the wire's integer units (lat_e7 is 1e-7 degree, speed_cms is cm/s)
 so that a decoded frame re-encodes to the same bytes; properties give the
 human units.
+
+The frames that arrive by the tens of thousands per second (telemetry, ACKs)
+are typed NamedTuples: as immutable as a frozen dataclass, four times cheaper
+to build, and equal only to an event of the same type. The rare ones (LOGIN,
+COMMAND, refusals) are frozen slotted dataclasses.
 """
 
 from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import Union
+from typing import Any, NamedTuple, Union
 
 from shared.protocols.xsole.constants import FLAG_BUFFERED, FLAG_FIX_VALID, FrameType
 from shared.protocols.xsole.framing import RawFrame, encode_frame
@@ -38,16 +43,14 @@ class Login:
     token: bytes
 
 
-@dataclass(frozen=True, slots=True)
-class Heartbeat:
+class Heartbeat(NamedTuple):
     seq: int
     ts: int
     battery: int
     rssi: int
 
 
-@dataclass(frozen=True, slots=True)
-class Position:
+class Position(NamedTuple):
     seq: int
     ts: int
     lat_e7: int
@@ -69,8 +72,7 @@ class Position:
         return bool(self.flags & FLAG_BUFFERED)
 
 
-@dataclass(frozen=True, slots=True)
-class Activity:
+class Activity(NamedTuple):
     seq: int
     ts: int
     steps: int
@@ -84,8 +86,7 @@ class Activity:
         return bool(self.flags & FLAG_BUFFERED)
 
 
-@dataclass(frozen=True, slots=True)
-class Alarm:
+class Alarm(NamedTuple):
     seq: int
     ts: int
     kind: int
@@ -103,22 +104,19 @@ class Alarm:
         return bool(self.flags & FLAG_BUFFERED)
 
 
-@dataclass(frozen=True, slots=True)
-class CommandResult:
+class CommandResult(NamedTuple):
     seq: int
     cmd_seq: int
     status: int
 
 
-@dataclass(frozen=True, slots=True)
-class LoginAck:
+class LoginAck(NamedTuple):
     seq: int
     status: int
     server_time: int
 
 
-@dataclass(frozen=True, slots=True)
-class Ack:
+class Ack(NamedTuple):
     seq: int
     status: int
 
@@ -147,6 +145,23 @@ class MalformedFrame:
     reason: str
 
 
+def _same_type_eq(self: tuple[Any, ...], other: object) -> bool:
+    return type(self) is type(other) and tuple.__eq__(self, other)  # type: ignore[arg-type]
+
+
+def _same_type_ne(self: tuple[Any, ...], other: object) -> bool:
+    return not _same_type_eq(self, other)
+
+
+def _typed_hash(self: tuple[Any, ...]) -> int:
+    return hash((type(self).__name__, tuple(self)))
+
+
+for _event in (Heartbeat, Position, Activity, Alarm, CommandResult, LoginAck, Ack):
+    _event.__eq__ = _same_type_eq  # type: ignore[method-assign,assignment]
+    _event.__ne__ = _same_type_ne  # type: ignore[method-assign,assignment]
+    _event.__hash__ = _typed_hash  # type: ignore[method-assign,assignment]
+
 DeviceEvent = Union[Login, Heartbeat, Position, Activity, Alarm, CommandResult]
 ServerEvent = Union[LoginAck, Ack, Command]
 
@@ -164,6 +179,7 @@ _LAYOUTS: dict[int, tuple[type, struct.Struct]] = {
 _LOGIN = struct.Struct(">8sH16s")
 _COMMAND = struct.Struct(">BB")
 _TYPE_OF = {cls: frame_type for frame_type, (cls, _) in _LAYOUTS.items()}
+_new_tuple = tuple.__new__  # builds a NamedTuple without the Python-level __new__
 
 
 def decode(frame: RawFrame) -> DeviceEvent | ServerEvent | UnsupportedFrame | MalformedFrame:
@@ -174,7 +190,7 @@ def decode(frame: RawFrame) -> DeviceEvent | ServerEvent | UnsupportedFrame | Ma
         cls, fmt = layout
         if len(payload) < fmt.size:
             return MalformedFrame(frame.seq, frame.type, f"payload of {len(payload)} bytes, need {fmt.size}")
-        return cls(frame.seq, *fmt.unpack_from(payload))
+        return _new_tuple(cls, (frame.seq, *fmt.unpack_from(payload)))
     if frame.type == FrameType.LOGIN:
         if len(payload) < _LOGIN.size:
             return MalformedFrame(frame.seq, frame.type, f"payload of {len(payload)} bytes, need {_LOGIN.size}")
@@ -201,9 +217,17 @@ def encode(event: DeviceEvent | ServerEvent) -> bytes:
         return encode_frame(FrameType.COMMAND, event.seq, payload)
     frame_type = _TYPE_OF[type(event)]
     _, fmt = _LAYOUTS[frame_type]
-    fields = [getattr(event, name) for name in event.__slots__[1:]]  # type: ignore[union-attr]
-    return encode_frame(frame_type, event.seq, fmt.pack(*fields))
+    return encode_frame(frame_type, event.seq, fmt.pack(*event[1:]))
+
+
+_stored_acks: dict[int, bytes] = {}
 
 
 def encode_ack(seq: int, status: int) -> bytes:
+    """An ACK frame. The status-0 ones, one per stored frame, are built once per seq."""
+    if status == 0:
+        ack = _stored_acks.get(seq)
+        if ack is None:
+            ack = _stored_acks[seq] = encode_frame(FrameType.ACK, seq, b"\x00")
+        return ack
     return encode_frame(FrameType.ACK, seq, bytes((status,)))
