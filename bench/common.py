@@ -129,7 +129,7 @@ async def run_loadgens(port: int, credentials: list[tuple[str, str]], *, process
         payload = {"host": "127.0.0.1", "port": port, "credentials": share, "ts_offset": index * 7,
                    "result_path": str(result_path), **spec}
         assert proc.stdin is not None
-        proc.stdin.write(orjson.dumps(payload))
+        proc.stdin.write(orjson.dumps(payload) + b"\n")
         proc.stdin.close()
         procs.append(proc)
     for proc in procs:

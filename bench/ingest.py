@@ -76,3 +76,67 @@ def report(figures: dict[str, Any]) -> None:
         ("devices logged in", f"{figures['logged_in']}"),
         ("frames refused", f"{figures['refused']}"),
     ])
+
+
+async def sweep(*, connections: int = 1000, seconds: float = 4.0, warmup: float = 1.5, window: int = 8,
+                processes: int = 2, fractions: tuple[float, ...] = (0.1, 0.25, 0.5, 0.75, 0.9, 1.1, 1.5)) -> dict[str, Any]:
+    """Throughput and ACK latency against offered load, for solewatch and the baseline.
+
+    Offered loads are fractions of solewatch's unthrottled throughput, measured first.
+    """
+    load = {"processes": processes, "seconds": seconds, "warmup": warmup, "window": window}
+    points: dict[str, list[dict[str, Any]]] = {"solewatch": [], "baseline": []}
+    with tempfile.TemporaryDirectory(prefix="solewatch-bench-") as tmp:
+        data_dir = Path(tmp)
+        credentials = await register_devices(data_dir, connections)
+        server, port, _ = await start_solewatch(data_dir, max_connections=connections + 100)
+        try:
+            ceiling = await measure(port, server.pid, credentials, ts_offset=0, **load)
+            offered = [round(ceiling["fps"] * f) for f in fractions]
+            for index, rate in enumerate(offered, start=1):
+                figures = await measure(port, server.pid, credentials, rate=rate, ts_offset=index * 50_000, **load)
+                points["solewatch"].append(_point(rate, figures))
+        finally:
+            await server.stop()
+        baseline, port = await start_baseline()
+        try:
+            for rate in offered:
+                points["baseline"].append(_point(rate, await measure(port, baseline.pid, credentials, rate=rate, **load)))
+        finally:
+            await baseline.stop()
+    return {"connections": connections, "window": window, "ceiling_fps": round(ceiling["fps"]), "points": points}
+
+
+def _point(offered: float, figures: dict[str, Any]) -> dict[str, Any]:
+    return {"offered_fps": offered, "acked_fps": round(figures["fps"]),
+            "p50_ms": round(figures["p50_ms"], 2), "p99_ms": round(figures["p99_ms"], 2)}
+
+
+def plot(result: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for name, style in (("solewatch", "o-"), ("baseline", "s--")):
+        pts = result["points"][name]
+        offered = [p["offered_fps"] / 1000 for p in pts]
+        label = "solewatch (durable, SQLite FULL)" if name == "solewatch" else "raw baseline (frame + CRC + ACK)"
+        left.plot(offered, [p["acked_fps"] / 1000 for p in pts], style, label=label)
+        right.plot(offered, [p["p50_ms"] for p in pts], style, label=f"{name} p50")
+        right.plot(offered, [p["p99_ms"] for p in pts], style.replace("-", ":"), label=f"{name} p99", alpha=0.7)
+    left.set_xlabel("offered load (k frames/s)")
+    left.set_ylabel("acknowledged (k frames/s)")
+    left.set_title(f"Throughput, {result['connections']:,} connections")
+    left.grid(alpha=0.3)
+    left.legend()
+    right.set_xlabel("offered load (k frames/s)")
+    right.set_ylabel("ACK latency (ms)")
+    right.set_yscale("log")
+    right.set_title(f"ACK latency (window {result['window']} frames per device)")
+    right.grid(alpha=0.3, which="both")
+    right.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)

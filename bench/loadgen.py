@@ -144,6 +144,8 @@ class LoadGenerator:
             conn = InsoleLoad(self, imei, bytes.fromhex(token_hex), index)
             await loop.create_connection(lambda c=conn: c, self.host, self.port)
             self.connections.append(conn)
+            if index % 500 == 499:
+                await asyncio.sleep(0)  # let LOGIN_ACKs in while connecting thousands
         deadline = time.monotonic() + 60
         while self.logged_in < len(self.connections) and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
@@ -188,7 +190,7 @@ class LoadGenerator:
 
 
 def main() -> None:
-    spec = orjson.loads(sys.stdin.buffer.read())
+    spec = orjson.loads(sys.stdin.buffer.readline())  # one line: stdin stays open in idle mode
     try:
         import uvloop
         runner = uvloop.run

@@ -45,6 +45,9 @@ def _parser() -> argparse.ArgumentParser:
     command.add_argument("imei")
     command.add_argument("cmd", choices=["locate-now", "set-interval", "vibrate", "alarm-acknowledged", "reboot"])
     command.add_argument("--args", default="", help="argument bytes as hex")
+    from bench.cli import add_parser as add_bench_parser
+
+    add_bench_parser(sub)
     return parser
 
 
@@ -55,6 +58,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     except (SettingsError, ValueError) as exc:
         sys.exit(f"solewatch: invalid settings: {exc}")
     configure_logging(settings.log_level)
+    if args.command == "bench":
+        from bench.cli import run as run_bench
+
+        run_bench(args)  # its own event loop; servers under test are separate processes
+        return
     handler = {"run": _run, "listener": _run, "simulate": _simulate, "devices": _devices}[args.command]
     try:
         run_process(lambda: handler(settings, args))

@@ -1,0 +1,52 @@
+"""`solewatch bench NAME`: run a benchmark, print its table, optionally save its figures as JSON."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from pathlib import Path
+
+import orjson
+
+BENCHMARKS = ("ingest", "connections")
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    bench = sub.add_parser("bench", help="benchmarks that print their figures (see docs/performance.md)")
+    bench.add_argument("name", choices=BENCHMARKS)
+    bench.add_argument("--seconds", type=float, default=10.0, help="measuring window (ingest)")
+    bench.add_argument("--warmup", type=float, default=3.0)
+    bench.add_argument("--connections", type=int, default=None,
+                       help="device connections (default: 1,000 for ingest, 19,000 for connections)")
+    bench.add_argument("--window", type=int, default=8, help="unacknowledged frames per device (ingest)")
+    bench.add_argument("--processes", type=int, default=2, help="load generator processes")
+    bench.add_argument("--json", type=Path, default=None, help="write the figures here as flat JSON")
+    bench.add_argument("--sweep", type=Path, default=None, metavar="PNG",
+                       help="ingest: also sweep offered load and plot throughput and latency to PNG")
+
+
+def run(args: argparse.Namespace) -> None:
+    asyncio.run(_run(args))
+
+
+async def _run(args: argparse.Namespace) -> None:
+    if args.name == "ingest":
+        from bench import ingest
+
+        figures = await ingest.run(connections=args.connections or 1000, seconds=args.seconds,
+                                   warmup=args.warmup, window=args.window, processes=args.processes)
+        ingest.report(figures)
+        if args.sweep:
+            result = await ingest.sweep(connections=args.connections or 1000, window=args.window,
+                                        processes=args.processes)
+            ingest.plot(result, args.sweep)
+            args.sweep.with_suffix(".json").write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
+            print(f"\nsweep plotted to {args.sweep}")
+    else:
+        from bench import connections
+
+        figures = await connections.run(connections=args.connections or 19_000, processes=args.processes)
+        connections.report(figures)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_bytes(orjson.dumps(figures, option=orjson.OPT_INDENT_2))

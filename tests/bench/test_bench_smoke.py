@@ -1,0 +1,37 @@
+"""The benchmarks keep working: a tiny run of each, figures checked for sense, never for speed."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import orjson
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def run_bench(tmp_path, *args: str) -> dict:
+    out = tmp_path / "figures.json"
+    done = subprocess.run([sys.executable, "-m", "services.cli", "bench", *args, "--json", str(out)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return orjson.loads(out.read_bytes()) | {"stdout": done.stdout}
+
+
+def test_ingest_bench_compares_durable_ingest_with_the_raw_baseline(tmp_path):
+    figures = run_bench(tmp_path, "ingest", "--connections", "20", "--seconds", "1", "--warmup", "0.5")
+    for key in ("durable_fps", "baseline_fps", "ratio", "ack_p50_ms", "ack_p99_ms", "rss_mb", "connections", "mode"):
+        assert key in figures
+    assert figures["connections"] == 20 and figures["logged_in"] == 20 and figures["mode"] == "embedded"
+    assert figures["durable_fps"] > 0 and figures["baseline_fps"] > 0
+    assert figures["refused"] == 0
+    assert figures["ratio"] == pytest.approx(figures["durable_fps"] / figures["baseline_fps"], rel=0.01)
+    assert "durable frames/s" in figures["stdout"]
+
+
+def test_connections_bench_holds_every_connection(tmp_path):
+    figures = run_bench(tmp_path, "connections", "--connections", "300")
+    assert figures["held"] == 300
+    assert figures["rss_per_connection_kb"] > 0
+    assert "RSS per connection" in figures["stdout"]
