@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from services.listener.server import Listener
 
 log = get_logger("solewatch.listener")
+_new_record = tuple.__new__  # FrameRecord without its Python-level __new__: one per frame
 
 
 class DeviceConnection(asyncio.Protocol):
@@ -109,7 +110,7 @@ class DeviceConnection(asyncio.Protocol):
             device = self.device
             assert device is not None
             self.unacked += 1
-            committer.submit(FrameRecord(device.id, device.tenant_id, device.imei, event, now), self)  # type: ignore[arg-type]
+            committer.submit(_new_record(FrameRecord, (device.id, device.tenant_id, device.imei, event, now)), self)
         self._count_bad_frames()
         self._resume()
 

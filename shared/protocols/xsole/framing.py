@@ -59,16 +59,18 @@ class FrameBuffer:
     __slots__ = ("_buf", "_pos", "skipped_bytes")
 
     def __init__(self) -> None:
-        self._buf = bytearray()
+        # Received bytes, immutable: in the common case a read holds whole frames
+        # and is parsed where it lies, with no copy into a buffer.
+        self._buf = b""
         self._pos = 0
         self.skipped_bytes = 0
 
     def feed(self, data: bytes) -> None:
-        if self._pos:
-            # Compact lazily: only when something was consumed, once per feed.
-            del self._buf[: self._pos]
-            self._pos = 0
-        self._buf += data
+        if self._pos < len(self._buf):
+            self._buf = self._buf[self._pos :] + data  # a partial frame is left: at most ~1 KB
+        else:
+            self._buf = bytes(data)
+        self._pos = 0
 
     @property
     def buffered(self) -> int:
@@ -77,35 +79,39 @@ class FrameBuffer:
     def next_frame(self) -> RawFrame | BadCrc | None:
         buf, pos = self._buf, self._pos
         end = len(buf)
+        if end - pos < HEADER_SIZE or buf[pos] != 0x58 or buf[pos + 1] != 0x53:
+            if not self._resync():
+                return None
+            buf, pos = self._buf, self._pos
+            if end - pos < HEADER_SIZE:
+                return None
+        length = (buf[pos + 4] << 8) | buf[pos + 5]
+        if length < MIN_LENGTH or length > MAX_LENGTH:
+            raise XSoleProtocolError(f"frame length {length} outside {MIN_LENGTH}..{MAX_LENGTH}")
+        crc_at = pos + 6 + length
+        if end < crc_at + 2:
+            return None
+        self._pos = crc_at + 2
+        frame_type = buf[pos + 3]
+        seq = (buf[pos + 6] << 8) | buf[pos + 7]
+        if crc16(buf[pos + 2 : crc_at]) != (buf[crc_at] << 8) | buf[crc_at + 1] or buf[pos + 2] != VERSION:
+            return BadCrc(frame_type, seq)
+        return RawFrame(frame_type, seq, buf[pos + HEADER_SIZE : crc_at])
+
+    def _resync(self) -> bool:
+        """Skip to the next magic; True when one starts at the new position."""
+        buf, pos = self._buf, self._pos
+        end = len(buf)
         while True:
             if end - pos < 2:
                 # Keep a lone trailing 'X': it may be the first half of a magic.
-                keep = pos if (end - pos == 1 and buf[pos] == MAGIC[0]) else end
-                self._skip_to(keep)
-                return None
-            if buf[pos] != 0x58 or buf[pos + 1] != 0x53:
-                found = buf.find(MAGIC, pos + 1)
-                self._skip_to(found if found >= 0 else end - 1)
-                pos = self._pos
-                continue
-            break
-        if end - pos < HEADER_SIZE:
-            return None
-        _, version, frame_type, length, seq = _HEADER.unpack_from(buf, pos)
-        if not MIN_LENGTH <= length <= MAX_LENGTH:
-            raise XSoleProtocolError(f"frame length {length} outside {MIN_LENGTH}..{MAX_LENGTH}")
-        total = HEADER_SIZE + length
-        if end - pos < total:
-            return None
-        self._pos = pos + total
-        crc_at = pos + 6 + length
-        view = memoryview(buf)
-        try:
-            if crc16(view[pos + 2 : crc_at]) != _CRC.unpack_from(buf, crc_at)[0] or version != VERSION:
-                return BadCrc(frame_type, seq)
-            return RawFrame(frame_type, seq, bytes(view[pos + HEADER_SIZE : crc_at]))
-        finally:
-            view.release()
+                self._skip_to(pos if (end - pos == 1 and buf[pos] == MAGIC[0]) else end)
+                return False
+            if buf[pos] == 0x58 and buf[pos + 1] == 0x53:
+                return True
+            found = buf.find(MAGIC, pos + 1)
+            self._skip_to(found if found >= 0 else end - 1)
+            pos = self._pos
 
     def _skip_to(self, new_pos: int) -> None:
         self.skipped_bytes += new_pos - self._pos

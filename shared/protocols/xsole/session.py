@@ -59,6 +59,11 @@ class Reply:
     reason: str
 
 
+_ONLINE = SessionState.ONLINE
+_AWAITING_LOGIN = SessionState.AWAITING_LOGIN
+_TELEMETRY_CLASSES = frozenset(_TELEMETRY)
+
+
 class DeviceSession:
     __slots__ = ("_frames", "state", "imei", "bad_frames_in_a_row", "bad_frames")
 
@@ -78,30 +83,31 @@ class DeviceSession:
 
     def next_event(self) -> Login | DeviceEvent | Reply | None:
         """The next thing to act on, or None (need more data, paused or closed)."""
-        while self.state in (SessionState.AWAITING_LOGIN, SessionState.ONLINE):
+        frames = self._frames
+        while self.state is _ONLINE or self.state is _AWAITING_LOGIN:
             try:
-                frame = self._frames.next_frame()
+                frame = frames.next_frame()
             except XSoleProtocolError as exc:
                 return self._close(str(exc))
             if frame is None:
                 return None
-            if isinstance(frame, BadCrc):
+            if type(frame) is BadCrc:
                 self.bad_frames += 1
                 self.bad_frames_in_a_row += 1
                 if self.bad_frames_in_a_row >= MAX_BAD_FRAMES_IN_A_ROW:
                     return self._close(f"{self.bad_frames_in_a_row} bad frames in a row")
                 continue
             self.bad_frames_in_a_row = 0
-            event = decode(frame)
-            if self.state is SessionState.AWAITING_LOGIN:
+            event = decode(frame)  # type: ignore[arg-type]
+            if self.state is _ONLINE and type(event) in _TELEMETRY_CLASSES:
+                return event  # the hot path: one telemetry frame after another
+            if self.state is _AWAITING_LOGIN:
                 if isinstance(event, Login):
                     self.state = SessionState.LOGIN_PENDING
                     return event
                 if isinstance(event, MalformedFrame) and event.type == FrameType.LOGIN:
                     return self._close(f"malformed LOGIN: {event.reason}")
                 return self._close("frame before login", encode_ack(frame.seq, AckStatus.NOT_LOGGED_IN))
-            if isinstance(event, _TELEMETRY):
-                return event
             if isinstance(event, MalformedFrame) and event.type in _TELEMETRY_TYPES:
                 return Reply(encode_ack(event.seq, AckStatus.REJECTED), False, event.reason)
             # A second LOGIN, a server-only type or an unknown one.
