@@ -28,6 +28,9 @@ _new_record = tuple.__new__  # FrameRecord without its Python-level __new__: one
 
 
 class DeviceConnection(asyncio.Protocol):
+    __slots__ = ("listener", "session", "transport", "device", "last_activity", "unacked", "peer",
+                 "_acks", "_paused", "_closing", "_bad_frames_counted")
+
     def __init__(self, listener: "Listener"):
         self.listener = listener
         self.session = DeviceSession()

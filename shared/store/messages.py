@@ -5,14 +5,16 @@ command results (many frames per message keeps the bus cheap); `alarm` carries
 one newly stored ALARM, exactly once per alarm.
 
 A telemetry message is a table per frame kind, `{"columns": [...], "rows":
-[[...], ...]}`, with the wire's integer units: building a dict per frame cost
-more than storing the frame. `telemetry_items` turns it back into dicts for
-consumers.
+[[...], ...]}`, with the wire's integer units, plus `devices` mapping each
+device id to its tenant and IMEI: the very rows the store inserts, since
+building a dict per frame cost more than storing the frame. `telemetry_items`
+turns it back into dicts for consumers.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -24,39 +26,70 @@ from shared.store.port import FrameRecord
 TOPIC_TELEMETRY = "telemetry"
 TOPIC_ALARM = "alarm"
 
-_HEAD = ("tenant_id", "device_id", "imei")
+# Row layout shared by the telemetry tables and messages: the device's id, the
+# event's own fields in wire order (seq first), then when it was received.
 COLUMNS: dict[str, tuple[str, ...]] = {
-    "positions": _HEAD + Position._fields,
-    "heartbeats": _HEAD + Heartbeat._fields,
-    "activities": _HEAD + Activity._fields,
-    "command_results": _HEAD + CommandResult._fields,
+    "positions": ("device_id", *Position._fields, "received_at"),
+    "heartbeats": ("device_id", *Heartbeat._fields, "received_at"),
+    "activities": ("device_id", *Activity._fields, "received_at"),
+    "command_results": ("device_id", *CommandResult._fields, "received_at"),
 }
 _KIND_OF = {Position: "positions", Heartbeat: "heartbeats", Activity: "activities", CommandResult: "command_results"}
 
 
-def telemetry_message(records: Iterable[FrameRecord]) -> bytes | None:
-    """One message for a commit's non-alarm frames, or None when there are none."""
-    tables: dict[str, list[tuple[Any, ...]]] = {}
+@dataclass(slots=True)
+class Telemetry:
+    """One commit's frames sorted by kind: rows ready to store and to publish."""
+
+    tables: dict[str, list[tuple[Any, ...]]] = field(default_factory=dict)
+    devices: dict[int, tuple[int, str]] = field(default_factory=dict)  # device id -> (tenant id, IMEI)
+    alarms: list[FrameRecord] = field(default_factory=list)
+
+    def rows(self, kind: str) -> list[tuple[Any, ...]]:
+        return self.tables.get(kind, [])
+
+
+def split_telemetry(records: Iterable[FrameRecord]) -> Telemetry:
+    """One pass over a commit's records; the only per-frame work besides the insert."""
+    telemetry = Telemetry()
+    tables, devices = telemetry.tables, telemetry.devices
+    kind_of = _KIND_OF
     for record in records:
-        kind = _KIND_OF.get(type(record.event))
-        if kind is not None:
+        event = record.event
+        kind = kind_of.get(type(event))
+        if kind is None:
+            telemetry.alarms.append(record)
+        else:
             rows = tables.get(kind)
             if rows is None:
                 rows = tables[kind] = []
-            rows.append((record.tenant_id, record.device_id, record.imei, *record.event))
-    if not tables:
+            rows.append((record.device_id, *event, record.received_at))
+        devices[record.device_id] = (record.tenant_id, record.imei)
+    return telemetry
+
+
+def telemetry_message(telemetry: Telemetry) -> bytes | None:
+    """One message for a commit's non-alarm frames, or None when there are none."""
+    if not telemetry.tables:
         return None
-    return orjson.dumps({kind: {"columns": COLUMNS[kind], "rows": rows} for kind, rows in tables.items()})
+    message: dict[str, Any] = {kind: {"columns": COLUMNS[kind], "rows": rows} for kind, rows in telemetry.tables.items()}
+    message["devices"] = {str(device_id): ids for device_id, ids in telemetry.devices.items()}
+    return orjson.dumps(message)
 
 
 def telemetry_items(payload: bytes, kind: str) -> Iterator[dict[str, Any]]:
-    """The frames of one kind in a telemetry message, as dicts keyed by column."""
-    table = orjson.loads(payload).get(kind)
+    """The frames of one kind in a telemetry message, as dicts keyed by column,
+    with the device's tenant id and IMEI added."""
+    message = orjson.loads(payload)
+    table = message.get(kind)
     if table is None:
         return
+    devices = message["devices"]
     columns = table["columns"]
     for row in table["rows"]:
-        yield dict(zip(columns, row))
+        item = dict(zip(columns, row))
+        item["tenant_id"], item["imei"] = devices[str(item["device_id"])]
+        yield item
 
 
 def alarm_message(record: FrameRecord, alarm_id: int, ts: int) -> bytes:

@@ -10,14 +10,18 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
+from itertools import chain
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from shared.protocols.xsole import Activity, Alarm, CommandResult, Heartbeat, Position
+from shared.protocols.xsole import Alarm
+from shared.protocols.xsole.constants import FLAG_FIX_VALID
 from shared.protocols.xsole.validation import MAX_FUTURE_SKEW_S
-from shared.store.messages import TOPIC_ALARM, TOPIC_TELEMETRY, alarm_message, telemetry_message
+from shared.store.messages import (
+    COLUMNS, TOPIC_ALARM, TOPIC_TELEMETRY, Telemetry, alarm_message, split_telemetry, telemetry_message,
+)
 from shared.store.port import (
     CommandRecord,
     Device,
@@ -42,18 +46,19 @@ CREATE TABLE IF NOT EXISTS devices (
 CREATE INDEX IF NOT EXISTS devices_by_tenant ON devices(tenant_id);
 -- Telemetry tables are keyed by (device, device timestamp, seq): a retransmitted
 -- frame carries the same three and is ignored on insert.
+-- Columns follow the frame's field order (shared/store/messages.py COLUMNS).
 CREATE TABLE IF NOT EXISTS positions (
-    device_id INTEGER NOT NULL, ts INTEGER NOT NULL, seq INTEGER NOT NULL,
+    device_id INTEGER NOT NULL, seq INTEGER NOT NULL, ts INTEGER NOT NULL,
     lat_e7 INTEGER NOT NULL, lon_e7 INTEGER NOT NULL, alt_m INTEGER NOT NULL,
     speed_cms INTEGER NOT NULL, course_ddeg INTEGER NOT NULL, sats INTEGER NOT NULL,
     hdop_d INTEGER NOT NULL, battery INTEGER NOT NULL, flags INTEGER NOT NULL,
     received_at REAL NOT NULL, PRIMARY KEY (device_id, ts, seq)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS heartbeats (
-    device_id INTEGER NOT NULL, ts INTEGER NOT NULL, seq INTEGER NOT NULL,
+    device_id INTEGER NOT NULL, seq INTEGER NOT NULL, ts INTEGER NOT NULL,
     battery INTEGER NOT NULL, rssi INTEGER NOT NULL, received_at REAL NOT NULL,
     PRIMARY KEY (device_id, ts, seq)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS activities (
-    device_id INTEGER NOT NULL, ts INTEGER NOT NULL, seq INTEGER NOT NULL,
+    device_id INTEGER NOT NULL, seq INTEGER NOT NULL, ts INTEGER NOT NULL,
     steps INTEGER NOT NULL, state INTEGER NOT NULL, cadence INTEGER NOT NULL,
     battery INTEGER NOT NULL, flags INTEGER NOT NULL, received_at REAL NOT NULL,
     PRIMARY KEY (device_id, ts, seq)) WITHOUT ROWID;
@@ -263,41 +268,22 @@ class SqliteStore:
 
 def _commit_frames(c: sqlite3.Connection, records: Sequence[FrameRecord]) -> None:
     """The body of one ingest transaction (runs on the writer thread)."""
-    positions, heartbeats, activities, others = [], [], [], []
-    for record in records:
-        event = record.event
-        if isinstance(event, Position):
-            positions.append((
-                record.device_id, event.ts, event.seq, event.lat_e7, event.lon_e7, event.alt_m,
-                event.speed_cms, event.course_ddeg, event.sats, event.hdop_d, event.battery, event.flags,
-                record.received_at,
-            ))
-        elif isinstance(event, Heartbeat):
-            heartbeats.append((record.device_id, event.ts, event.seq, event.battery, event.rssi, record.received_at))
-        elif isinstance(event, Activity):
-            activities.append((
-                record.device_id, event.ts, event.seq, event.steps, event.state, event.cadence,
-                event.battery, event.flags, record.received_at,
-            ))
-        else:
-            others.append(record)
-    _insert_rows(c, "positions", positions)
-    _insert_rows(c, "heartbeats", heartbeats)
-    _insert_rows(c, "activities", activities)
+    telemetry = split_telemetry(records)
+    for kind in ("positions", "heartbeats", "activities"):
+        _insert_rows(c, kind, telemetry.rows(kind))
     now = time.time()
-    for record in others:
-        event = record.event
-        if isinstance(event, Alarm):
-            _insert_alarm(c, record, event, now)
-        elif isinstance(event, CommandResult):
-            c.execute(
-                "UPDATE commands SET status = ?, result_at = ? WHERE device_id = ? AND seq = ? AND status = 'sent'",
-                (_COMMAND_STATUS.get(event.status, "failed"), now, record.device_id, event.cmd_seq),
-            )
-    _update_device_state(c, records, positions)
-    telemetry = telemetry_message(records)
-    if telemetry is not None:
-        c.execute("INSERT INTO outbox(topic, payload, created_at) VALUES (?, ?, ?)", (TOPIC_TELEMETRY, telemetry, now))
+    for record in telemetry.alarms:
+        _insert_alarm(c, record, record.event, now)  # type: ignore[arg-type]
+    for row in telemetry.rows("command_results"):
+        device_id, _, cmd_seq, status, _ = row
+        c.execute(
+            "UPDATE commands SET status = ?, result_at = ? WHERE device_id = ? AND seq = ? AND status = 'sent'",
+            (_COMMAND_STATUS.get(status, "failed"), now, device_id, cmd_seq),
+        )
+    _update_device_state(c, telemetry)
+    message = telemetry_message(telemetry)
+    if message is not None:
+        c.execute("INSERT INTO outbox(topic, payload, created_at) VALUES (?, ?, ?)", (TOPIC_TELEMETRY, message, now))
 
 
 _ROWS_PER_INSERT = 256
@@ -322,7 +308,7 @@ def _insert_rows(c: sqlite3.Connection, table: str, rows: list[tuple[Any, ...]])
         if sql is None:
             row = "(" + ",".join("?" * width) + ")"
             sql = _insert_sql[key] = f"INSERT OR IGNORE INTO {table} VALUES " + ",".join([row] * len(chunk))
-        c.execute(sql, [value for row in chunk for value in row])
+        c.execute(sql, list(chain.from_iterable(chunk)))
 
 
 def _insert_alarm(c: sqlite3.Connection, record: FrameRecord, event: Alarm, now: float) -> None:
@@ -342,30 +328,44 @@ def _insert_alarm(c: sqlite3.Connection, record: FrameRecord, event: Alarm, now:
         )
 
 
-def _update_device_state(c: sqlite3.Connection, records: Sequence[FrameRecord], positions: list[tuple[Any, ...]]) -> None:
+_BATTERY_AT = {kind: COLUMNS[kind].index("battery") for kind in ("positions", "heartbeats", "activities")}
+_TS_AT = COLUMNS["positions"].index("ts")  # the same in every telemetry table
+_FLAGS_AT = COLUMNS["positions"].index("flags")
+_LAT_AT = COLUMNS["positions"].index("lat_e7")
+_LON_AT = COLUMNS["positions"].index("lon_e7")
+
+
+def _update_device_state(c: sqlite3.Connection, telemetry: Telemetry) -> None:
     # Buffered frames arrive late: only a newer reading replaces the device's
     # battery or last position.
     last_seen: dict[int, float] = {}
     battery: dict[int, tuple[int, int]] = {}
-    for r in records:
-        last_seen[r.device_id] = r.received_at
-        event = r.event
-        if isinstance(event, (Position, Heartbeat, Activity, Alarm)) and event.battery <= 100:
-            known = battery.get(r.device_id)
-            if known is None or event.ts >= known[0]:
-                battery[r.device_id] = (event.ts, event.battery)
+    newest_fix: dict[int, tuple[Any, ...]] = {}
+    for kind, battery_at in _BATTERY_AT.items():
+        for row in telemetry.rows(kind):
+            device_id, ts = row[0], row[_TS_AT]
+            last_seen[device_id] = row[-1]
+            level = row[battery_at]
+            if level <= 100:
+                known = battery.get(device_id)
+                if known is None or ts >= known[0]:
+                    battery[device_id] = (ts, level)
+            if kind == "positions" and row[_FLAGS_AT] & FLAG_FIX_VALID:
+                fix = newest_fix.get(device_id)
+                if fix is None or ts > fix[_TS_AT]:
+                    newest_fix[device_id] = row
+    for record in telemetry.alarms:
+        last_seen[record.device_id] = record.received_at
+    for row in telemetry.rows("command_results"):
+        last_seen[row[0]] = row[-1]
     c.executemany("UPDATE devices SET last_seen = max(coalesce(last_seen, 0), ?) WHERE id = ?",
                   [(seen, device_id) for device_id, seen in last_seen.items()])
     c.executemany(
         "UPDATE devices SET battery = ?, battery_ts = ? WHERE id = ? AND (battery_ts IS NULL OR battery_ts <= ?)",
         [(level, ts, device_id, ts) for device_id, (ts, level) in battery.items()],
     )
-    newest_fix: dict[int, tuple[Any, ...]] = {}
-    for row in positions:
-        if row[11] & 1 and (row[0] not in newest_fix or row[1] > newest_fix[row[0]][1]):
-            newest_fix[row[0]] = row
     c.executemany(
         "UPDATE devices SET last_fix_ts = ?, last_lat_e7 = ?, last_lon_e7 = ?"
         " WHERE id = ? AND (last_fix_ts IS NULL OR last_fix_ts < ?)",
-        [(row[1], row[3], row[4], row[0], row[1]) for row in newest_fix.values()],
+        [(row[_TS_AT], row[_LAT_AT], row[_LON_AT], row[0], row[_TS_AT]) for row in newest_fix.values()],
     )
