@@ -39,8 +39,9 @@ async def _run(args: argparse.Namespace) -> None:
         if args.sweep:
             result = await ingest.sweep(connections=args.connections or 1000, window=args.window,
                                         processes=args.processes)
-            ingest.plot(result, args.sweep)
+            args.sweep.parent.mkdir(parents=True, exist_ok=True)
             args.sweep.with_suffix(".json").write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
+            ingest.plot(result, args.sweep)
             print(f"\nsweep plotted to {args.sweep}")
     else:
         from bench import connections

@@ -126,8 +126,11 @@ async def run_loadgens(port: int, credentials: list[tuple[str, str]], *, process
         )
         result_path = Path(tempfile.mkstemp(prefix="loadgen-", suffix=".json")[1])
         result_paths.append(result_path)
-        payload = {"host": "127.0.0.1", "port": port, "credentials": share, "ts_offset": index * 7,
+        payload = {"host": "127.0.0.1", "port": port, "credentials": share,
                    "result_path": str(result_path), **spec}
+        # Each process offers its share of the load, in its own range of timestamps.
+        payload["rate"] = spec.get("rate", 0) / processes
+        payload["ts_offset"] = spec.get("ts_offset", 0) - index * 7
         assert proc.stdin is not None
         proc.stdin.write(orjson.dumps(payload) + b"\n")
         proc.stdin.close()

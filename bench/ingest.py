@@ -94,7 +94,7 @@ async def sweep(*, connections: int = 1000, seconds: float = 4.0, warmup: float 
             ceiling = await measure(port, server.pid, credentials, ts_offset=0, **load)
             offered = [round(ceiling["fps"] * f) for f in fractions]
             for index, rate in enumerate(offered, start=1):
-                figures = await measure(port, server.pid, credentials, rate=rate, ts_offset=index * 50_000, **load)
+                figures = await measure(port, server.pid, credentials, rate=rate, ts_offset=-index * 50_000, **load)
                 points["solewatch"].append(_point(rate, figures))
         finally:
             await server.stop()
@@ -108,7 +108,7 @@ async def sweep(*, connections: int = 1000, seconds: float = 4.0, warmup: float 
 
 
 def _point(offered: float, figures: dict[str, Any]) -> dict[str, Any]:
-    return {"offered_fps": offered, "acked_fps": round(figures["fps"]),
+    return {"offered_fps": offered, "acked_fps": round(figures["fps"]), "refused": figures["refused"],
             "p50_ms": round(figures["p50_ms"], 2), "p99_ms": round(figures["p99_ms"], 2)}
 
 
@@ -119,13 +119,13 @@ def plot(result: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for name, style in (("solewatch", "o-"), ("baseline", "s--")):
+    for name, style, p99_style in (("solewatch", "o-", "o:"), ("baseline", "s--", "s:")):
         pts = result["points"][name]
         offered = [p["offered_fps"] / 1000 for p in pts]
         label = "solewatch (durable, SQLite FULL)" if name == "solewatch" else "raw baseline (frame + CRC + ACK)"
         left.plot(offered, [p["acked_fps"] / 1000 for p in pts], style, label=label)
         right.plot(offered, [p["p50_ms"] for p in pts], style, label=f"{name} p50")
-        right.plot(offered, [p["p99_ms"] for p in pts], style.replace("-", ":"), label=f"{name} p99", alpha=0.7)
+        right.plot(offered, [p["p99_ms"] for p in pts], p99_style, label=f"{name} p99", alpha=0.7)
     left.set_xlabel("offered load (k frames/s)")
     left.set_ylabel("acknowledged (k frames/s)")
     left.set_title(f"Throughput, {result['connections']:,} connections")

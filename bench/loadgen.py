@@ -129,6 +129,8 @@ class LoadGenerator:
         self.warmup = spec.get("warmup", 2.0)
         self.seconds = spec.get("seconds", 5.0)
         self.idle = spec.get("idle", False)  # log in and hold the connection, send nothing
+        # In the past (the contract refuses timestamps 5 minutes ahead), and apart
+        # for each run against the same store so frames are new, not retransmissions.
         self.base_ts = int(time.time()) - 86_400 + spec.get("ts_offset", 0)
         self.figures = Figures()
         self.connections: list[InsoleLoad] = []
@@ -173,13 +175,17 @@ class LoadGenerator:
         return self.report(elapsed, cpu)
 
     async def _tick(self, every: float = 0.02) -> None:
-        grant = self.rate_per_conn * every
-        cap = max(self.window, grant * 2)
+        # Grants follow the clock, not the tick count, so a late tick still offers the full rate.
+        cap = max(self.window, self.rate_per_conn * every * 2)
+        last = time.perf_counter()
         while True:
+            await asyncio.sleep(every)
+            now = time.perf_counter()
+            grant = self.rate_per_conn * (now - last)
+            last = now
             for conn in self.connections:
                 conn.tokens = min(conn.tokens + grant, cap)
                 conn.top_up()
-            await asyncio.sleep(every)
 
     def report(self, elapsed: float, cpu: float) -> dict:
         return {

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
+from functools import lru_cache
 from itertools import chain
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -335,6 +336,29 @@ _LAT_AT = COLUMNS["positions"].index("lat_e7")
 _LON_AT = COLUMNS["positions"].index("lon_e7")
 
 
+_DEVICES_PER_UPDATE = 256
+
+
+@lru_cache(maxsize=64)
+def _device_update_sql(rows: int) -> str:
+    # One statement for a whole commit's devices (see _insert_rows on why few
+    # statements). SET expressions all see the row as it was, so each CASE can
+    # compare with the stored timestamps.
+    values = ",".join(["(?,?,?,?,?,?,?)"] * rows)
+    newer_battery = "v.battery_ts IS NOT NULL AND (devices.battery_ts IS NULL OR devices.battery_ts <= v.battery_ts)"
+    newer_fix = "v.fix_ts IS NOT NULL AND (devices.last_fix_ts IS NULL OR devices.last_fix_ts < v.fix_ts)"
+    return (
+        f"WITH v(id, seen, battery, battery_ts, fix_ts, lat, lon) AS (VALUES {values}) "
+        "UPDATE devices SET last_seen = max(coalesce(devices.last_seen, 0), v.seen),"
+        f" battery = CASE WHEN {newer_battery} THEN v.battery ELSE devices.battery END,"
+        f" battery_ts = CASE WHEN {newer_battery} THEN v.battery_ts ELSE devices.battery_ts END,"
+        f" last_fix_ts = CASE WHEN {newer_fix} THEN v.fix_ts ELSE devices.last_fix_ts END,"
+        f" last_lat_e7 = CASE WHEN {newer_fix} THEN v.lat ELSE devices.last_lat_e7 END,"
+        f" last_lon_e7 = CASE WHEN {newer_fix} THEN v.lon ELSE devices.last_lon_e7 END"
+        " FROM v WHERE devices.id = v.id"
+    )
+
+
 def _update_device_state(c: sqlite3.Connection, telemetry: Telemetry) -> None:
     # Buffered frames arrive late: only a newer reading replaces the device's
     # battery or last position.
@@ -358,14 +382,11 @@ def _update_device_state(c: sqlite3.Connection, telemetry: Telemetry) -> None:
         last_seen[record.device_id] = record.received_at
     for row in telemetry.rows("command_results"):
         last_seen[row[0]] = row[-1]
-    c.executemany("UPDATE devices SET last_seen = max(coalesce(last_seen, 0), ?) WHERE id = ?",
-                  [(seen, device_id) for device_id, seen in last_seen.items()])
-    c.executemany(
-        "UPDATE devices SET battery = ?, battery_ts = ? WHERE id = ? AND (battery_ts IS NULL OR battery_ts <= ?)",
-        [(level, ts, device_id, ts) for device_id, (ts, level) in battery.items()],
-    )
-    c.executemany(
-        "UPDATE devices SET last_fix_ts = ?, last_lat_e7 = ?, last_lon_e7 = ?"
-        " WHERE id = ? AND (last_fix_ts IS NULL OR last_fix_ts < ?)",
-        [(row[_TS_AT], row[_LAT_AT], row[_LON_AT], row[0], row[_TS_AT]) for row in newest_fix.values()],
-    )
+    updates = []
+    for device_id, seen in last_seen.items():
+        battery_ts, level = battery.get(device_id, (None, None))
+        fix = newest_fix.get(device_id)
+        updates.append((device_id, seen, level, battery_ts, *((fix[_TS_AT], fix[_LAT_AT], fix[_LON_AT]) if fix else (None,) * 3)))
+    for start in range(0, len(updates), _DEVICES_PER_UPDATE):
+        chunk = updates[start : start + _DEVICES_PER_UPDATE]
+        c.execute(_device_update_sql(len(chunk)), list(chain.from_iterable(chunk)))
