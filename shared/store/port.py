@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
 from shared.protocols.xsole import DeviceEvent
+from shared.store.accounts import AccountStore
+from shared.store.alerts import AlertStore
 
 
 class DeviceExists(Exception):
@@ -89,7 +91,7 @@ class CommandRecord:
     seq: int | None
 
 
-class Store(Protocol):
+class Store(AccountStore, AlertStore, Protocol):
     """Storage port. Every write is idempotent where a device may retransmit."""
 
     async def open(self) -> None: ...
@@ -101,6 +103,9 @@ class Store(Protocol):
     async def add_device(self, *, tenant_id: int, imei: str, name: str, token_hash: bytes) -> Device: ...
     async def set_device_token(self, *, imei: str, token_hash: bytes) -> None: ...
     async def device_by_imei(self, imei: str) -> Device | None: ...
+    async def device(self, device_id: int) -> Device | None: ...
+    async def devices(self, tenant_id: int, *, after_id: int | None = None, limit: int = 100) -> list[Device]:
+        """A tenant's devices by id; `after_id` is the cursor."""
 
     async def commit_frames(self, records: Sequence[FrameRecord]) -> None:
         """Store the frames and their outbox messages in one atomic, durable write.

@@ -23,6 +23,8 @@ from shared.protocols.xsole.validation import MAX_FUTURE_SKEW_S
 from shared.store.messages import (
     COLUMNS, TOPIC_ALARM, TOPIC_TELEMETRY, Telemetry, alarm_message, split_telemetry, telemetry_message,
 )
+from shared.store.sqlite_accounts import SqliteAccounts
+from shared.store.sqlite_alerts import SqliteAlerts
 from shared.store.port import (
     CommandRecord,
     Device,
@@ -93,8 +95,12 @@ def _device(row: tuple[Any, ...] | None) -> Device | None:
     return Device(*values)
 
 
-class SqliteStore:
-    """Storage port on SQLite (WAL). All blocking calls run off the event loop."""
+class SqliteStore(SqliteAccounts, SqliteAlerts):
+    """Storage port on SQLite (WAL). All blocking calls run off the event loop.
+
+    Account and alert methods live in their own modules (sqlite_accounts.py,
+    sqlite_alerts.py) as mixins over the same connections and threads.
+    """
 
     def __init__(self, path: Path, *, synchronous: str = "FULL"):
         self.path = path
@@ -140,7 +146,8 @@ class SqliteStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         loop = asyncio.get_running_loop()
         self._writer = await loop.run_in_executor(self._writer_thread, self._connect)
-        await loop.run_in_executor(self._writer_thread, self._writer.executescript, SCHEMA)
+        schema = SCHEMA + SqliteAccounts.SCHEMA + SqliteAlerts.SCHEMA
+        await loop.run_in_executor(self._writer_thread, self._writer.executescript, schema)
         self._reader = await loop.run_in_executor(self._reader_thread, self._connect)
 
     async def close(self) -> None:
@@ -178,6 +185,18 @@ class SqliteStore:
                 raise DeviceExists(imei) from exc
             return _device(c.execute(f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE imei = ?", (imei,)).fetchone())  # type: ignore[return-value]
         return await self._write(run)
+
+    async def device(self, device_id: int) -> Device | None:
+        return await self._read(
+            lambda c: _device(c.execute(f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE id = ?", (device_id,)).fetchone())
+        )
+
+    async def devices(self, tenant_id: int, *, after_id: int | None = None, limit: int = 100) -> list[Device]:
+        rows = await self._read(lambda c: c.execute(
+            f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE tenant_id = ? AND id > ? ORDER BY id LIMIT ?",
+            (tenant_id, after_id or 0, limit),
+        ).fetchall())
+        return [_device(row) for row in rows]  # type: ignore[misc]
 
     async def set_device_token(self, *, imei: str, token_hash: bytes) -> None:
         await self._write(lambda c: c.execute("UPDATE devices SET token_hash = ? WHERE imei = ?", (token_hash, imei)))

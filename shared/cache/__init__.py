@@ -1,0 +1,5 @@
+"""The cache port (sessions, rate limits, device state) and its adapters."""
+
+from shared.cache.port import Cache
+
+__all__ = ["Cache"]

@@ -1,0 +1,23 @@
+"""What solewatch keeps in a cache: short-lived, shared between processes, losable.
+
+Nothing here may be the only copy of anything acknowledged to a device or a user.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class Cache(Protocol):
+    async def start(self) -> None: ...
+    async def close(self) -> None: ...
+    async def ping(self) -> None:
+        """Raise when the cache cannot serve."""
+
+    async def get(self, key: str) -> bytes | None: ...
+    async def set(self, key: str, value: bytes, *, ttl: float | None = None) -> None: ...
+    async def set_if_absent(self, key: str, value: bytes, *, ttl: float | None = None) -> bool:
+        """Set only when the key does not exist; True when this call set it."""
+    async def delete(self, key: str) -> None: ...
+    async def incr(self, key: str, *, ttl: float) -> int:
+        """Add one and return the new count; the key expires `ttl` seconds after its first increment."""

@@ -1,0 +1,88 @@
+"""Alerts, their timeline, contacts and notification records: the port's alerting half.
+
+Every change to an alert is written together with an outbox message on the
+`alert` topic, so dashboards and notifiers hear of it exactly as stored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+AlertStatus = Literal["open", "acknowledged", "resolved"]
+ALERT_KINDS = ("sos", "fall", "no_motion", "low_battery", "off_foot", "tamper",
+               "offline", "geofence_exit", "geofence_enter")
+TOPIC_ALERT = "alert"
+
+
+class AlertTransitionRefused(Exception):
+    """The alert is not in a status that allows this change (acknowledging a resolved alert)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    id: int
+    tenant_id: int
+    device_id: int
+    imei: str
+    kind: str
+    ts: int  # when it happened, unix seconds (device time for alarms)
+    lat: float | None
+    lon: float | None
+    battery: int | None
+    status: AlertStatus
+    created_at: float
+    alarm_id: int | None = None  # the ALARM frame it came from, when it did
+    acknowledged_at: float | None = None
+    acknowledged_by: str | None = None
+    resolved_at: float | None = None
+    resolved_by: str | None = None
+    resolution_note: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AlertEvent:
+    """One line of an alert's timeline."""
+
+    alert_id: int
+    at: float
+    action: str  # raised, notified, notification_failed, acknowledged, resolved...
+    actor: str | None
+    detail: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Contact:
+    id: int
+    tenant_id: int
+    name: str
+    email: str | None
+    phone: str | None  # E.164
+    kinds: tuple[str, ...]
+    created_at: float
+
+
+class AlertStore(Protocol):
+    async def raise_alert_from_alarm(self, alarm: dict[str, Any]) -> tuple[Alert, bool]:
+        """The alert for an `alarm` bus message; (alert, True) only the first time for that alarm."""
+
+    async def alert(self, tenant_id: int, alert_id: int) -> Alert | None: ...
+    async def alerts(self, tenant_id: int, *, status: AlertStatus | None = None, imei: str | None = None,
+                     before_id: int | None = None, limit: int = 50) -> list[Alert]:
+        """Newest first; `before_id` is the cursor (ids below it)."""
+
+    async def acknowledge_alert(self, tenant_id: int, alert_id: int, *, by: str) -> Alert | None:
+        """None when there is no such alert in the tenant; AlertTransitionRefused when resolved."""
+    async def resolve_alert(self, tenant_id: int, alert_id: int, *, by: str, note: str | None = None) -> Alert | None: ...
+    async def alert_timeline(self, tenant_id: int, alert_id: int) -> list[AlertEvent]: ...
+    async def add_alert_event(self, alert_id: int, *, action: str, actor: str | None, detail: dict[str, Any]) -> None: ...
+
+    async def add_contact(self, *, tenant_id: int, name: str, email: str | None, phone: str | None,
+                          kinds: tuple[str, ...]) -> Contact: ...
+    async def contacts(self, tenant_id: int) -> list[Contact]: ...
+    async def delete_contact(self, tenant_id: int, contact_id: int) -> bool: ...
+
+    async def claim_notification(self, *, alert_id: int, contact_id: int, channel: str, step: int) -> bool:
+        """Exactly-once key: True for the one caller that should send this notification."""
+    async def finish_notification(self, *, alert_id: int, contact_id: int, channel: str, step: int,
+                                  status: str, attempts: int, error: str | None = None) -> None: ...
