@@ -10,9 +10,14 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
+from datetime import UTC, datetime
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+import orjson
+
+from shared.bus import Bus
+from shared.cache import Cache
 from shared.config import Settings
 from shared.logging import get_logger
 from shared.store.port import CommandRecord, Store
@@ -23,14 +28,30 @@ from services.listener.connection import DeviceConnection
 log = get_logger("solewatch.listener")
 
 DRAIN_TIMEOUT_S = 10.0
+ONLINE_MARK_TTL_S = 90.0
+TOPIC_DEVICE_STATUS = "device_status"
+
+
+def online_key(device_id: int) -> str:
+    """Cache key present while a listener holds the device's connection."""
+    return f"device:{device_id}:online"
+
+
+def iso_utc(unix: float) -> str:
+    return datetime.fromtimestamp(unix, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 class Listener:
     name = "listener"
 
-    def __init__(self, settings: Settings, store: Store, *, on_committed: Callable[[], None] | None = None):
+    def __init__(
+        self, settings: Settings, store: Store, *, on_committed: Callable[[], None] | None = None,
+        cache: Cache | None = None, bus: Bus | None = None,
+    ):
         self.settings = settings
         self.store = store
+        self.cache = cache
+        self.bus = bus
         self.committer = GroupCommitter(
             store, max_batch=settings.commit_max_batch, max_pending=settings.max_pending_frames,
             on_committed=on_committed,
@@ -59,11 +80,20 @@ class Listener:
         self.spawn(self._sweep_idle())
         self.spawn(self._poll_commands())
         self.spawn(self._report_progress())
+        if self.cache is not None:
+            self.spawn(self._keep_online_marks())
         log.info("listening", bind=self.settings.bind, port=self.port, tls=self.settings.tls_cert is not None)
 
     async def drain(self) -> None:
         """Stop accepting, stop reading, let every queued frame commit and be ACKed, then close."""
         self._draining = True
+        if self.cache is not None:
+            for conn in list(self.online.values()):
+                if conn.device is not None:
+                    try:
+                        await self.cache.delete(online_key(conn.device.id))
+                    except Exception:
+                        break
         if self._server is not None:
             self._server.close()
         for conn in list(self.connections):
@@ -114,6 +144,8 @@ class Listener:
         imei = conn.session.imei
         if imei is not None and self.online.get(imei) is conn:
             del self.online[imei]
+            if not self._draining:
+                self.spawn(self._announce(conn, online=False))
 
     def logged_in(self, conn: DeviceConnection) -> None:
         imei = conn.session.imei
@@ -124,6 +156,38 @@ class Listener:
             previous.close("replaced by a newer connection")
         self.online[imei] = conn
         self.spawn(self._send_pending_commands(conn, include_unanswered=True))
+        self.spawn(self._announce(conn, online=True))
+
+    async def _announce(self, conn: DeviceConnection, *, online: bool) -> None:
+        """Mark the device online or offline in the cache and tell live dashboards."""
+        device = conn.device
+        assert device is not None
+        try:
+            if self.cache is not None:
+                if online:
+                    await self.cache.set(online_key(device.id), b"1", ttl=ONLINE_MARK_TTL_S)
+                elif conn.session.imei not in self.online:  # not already replaced by a newer connection
+                    await self.cache.delete(online_key(device.id))
+            if self.bus is not None:
+                fresh = await self.store.device(device.id) or device
+                status = {
+                    "tenant_id": device.tenant_id, "imei": device.imei, "online": online, "battery": fresh.battery,
+                    "last_seen": iso_utc(fresh.last_seen) if fresh.last_seen else None,
+                }
+                await self.bus.publish(TOPIC_DEVICE_STATUS, orjson.dumps(status),
+                                       message_id=f"status-{device.id}-{time.time_ns()}")
+        except Exception as exc:  # live status is best effort; the frames are what must not be lost
+            log.warning("device_status_failed", imei=device.imei, error=str(exc))
+
+    async def _keep_online_marks(self) -> None:
+        # Online marks expire unless refreshed, so a crashed listener's devices
+        # do not stay "online" in a shared cache forever.
+        assert self.cache is not None
+        while True:
+            await asyncio.sleep(ONLINE_MARK_TTL_S / 3)
+            for conn in list(self.online.values()):
+                if conn.device is not None:
+                    await self.cache.set(online_key(conn.device.id), b"1", ttl=ONLINE_MARK_TTL_S)
 
     async def _sweep_idle(self) -> None:
         while True:
@@ -154,6 +218,10 @@ class Listener:
             if conn.device is not None and conn.device.id == device_id:
                 await self._send_pending_commands(conn)
         return command_id
+
+    async def send_command(self, *, device_id: int, cmd: int, args: bytes = b"") -> int:
+        """The CommandSender port, for the API in the same process."""
+        return await self.queue_command(device_id=device_id, cmd=cmd, args=args)
 
     async def _poll_commands(self) -> None:
         # Commands queued by another process (the CLI, the API service) reach us here.
