@@ -51,12 +51,34 @@ class Settings(BaseSettings):
     admin_email: str | None = None
     admin_password: SecretStr | None = None
 
+    # Authentication (services/authn). Without a JWT secret, development
+    # generates one under data_dir; production refuses to start (tokens.signing_secret).
+    jwt_secret: SecretStr | None = Field(None, description="HS256 key of access tokens, at least 32 characters")
+    access_token_ttl: int = Field(900, gt=0, description="seconds an access token is valid")
+    refresh_token_ttl: int = Field(30 * 24 * 3600, gt=0, description="seconds a refresh token stays usable")
+    login_max_failures_per_account: int = Field(5, gt=0, description="failed logins on one email per window")
+    login_max_failures_per_address: int = Field(20, gt=0, description="failed logins from one client address per window")
+    login_failure_window: float = Field(900, gt=0, description="seconds failures are counted over, and the lockout after")
+
     smtp_host: str | None = None
     smtp_port: int = 587
     smtp_user: str | None = None
     smtp_password: SecretStr | None = None
     smtp_from: str | None = None
     smtp_starttls: bool = True
+    smtp_timeout: float = Field(30, gt=0, description="seconds for one SMTP connection and send")
+    smtp_ca_file: Path | None = Field(None, description="CA bundle to verify the SMTP server's certificate (system CAs otherwise)")
+
+    # Notifications: a failed send is retried notification_max_attempts times in
+    # all, waiting notification_backoff seconds, doubling up to notification_backoff_max.
+    notification_max_attempts: int = Field(5, ge=1)
+    notification_backoff: float = Field(1.0, ge=0)
+    notification_backoff_max: float = Field(16.0, ge=0)
+    notification_concurrency: int = Field(20, gt=0, description="sends in progress at once, all channels together")
+    notification_claim_timeout: float = Field(
+        300, gt=0, description="seconds after which a notification claimed by a process that went silent is sent again",
+    )
+    notification_drain_timeout: float = Field(10, ge=0, description="seconds a stopping process waits for sends in progress")
 
     twilio_account_sid: str | None = Field(None, validation_alias=AliasChoices("TWILIO_ACCOUNT_SID", "twilio_account_sid"))
     twilio_auth_token: SecretStr | None = Field(None, validation_alias=AliasChoices("TWILIO_AUTH_TOKEN", "twilio_auth_token"))

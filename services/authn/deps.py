@@ -1,13 +1,29 @@
-"""Who is calling: FastAPI dependencies that every protected route uses."""
+"""Who is calling: FastAPI dependencies that every protected route uses.
+
+Roles, within the caller's own tenant: a viewer reads; a supervisor also
+acknowledges and resolves alerts; an admin does everything (devices, contacts,
+API keys). A platform admin may also create tenants.
+
+    async def list_devices(principal: CurrentPrincipal, ctx: ContextDep): ...
+    async def ack_alert(principal: SupervisorPrincipal, ...): ...
+    async def add_device(principal: AdminPrincipal, ...): ...
+"""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
-from fastapi import Depends, Request
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
-from shared.store.accounts import Role
+from services.authn.apikeys import hash_api_key, looks_like_api_key
+from services.authn.tokens import AccessClaims, InvalidToken, verify_access_token
+from services.context import ServiceContext
+from shared.cache import Cache
+from shared.config import Settings
+from shared.store.accounts import AccountStore, Role
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,9 +43,95 @@ class Principal:
         return self.email or f"api-key:{self.api_key_id}"
 
 
-async def current_principal(request: Request) -> Principal:
+def get_context(request: Request) -> ServiceContext:
+    """The process's ServiceContext, set by the app factory as `app.state.context`."""
+    return request.app.state.context  # type: ignore[no-any-return]
+
+
+ContextDep = Annotated[ServiceContext, Depends(get_context)]
+
+_bearer = HTTPBearer(auto_error=False, bearerFormat="JWT", description="an access token from POST /api/v1/auth/token")
+_api_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="a partner API key (`sw_...`)")
+
+
+def _unauthorized(detail: str, *, token_given: bool) -> HTTPException:
+    challenge = 'Bearer error="invalid_token"' if token_given else "Bearer"
+    return HTTPException(status.HTTP_401_UNAUTHORIZED, detail, headers={"WWW-Authenticate": challenge})
+
+
+def principal_from_claims(claims: AccessClaims) -> Principal:
+    return Principal(
+        tenant_id=claims.tenant_id, role=claims.role, via="token", user_id=claims.user_id, email=claims.email,
+        platform_admin=claims.platform_admin, session_id=claims.session_id,
+    )
+
+
+async def authenticate_access_token(settings: Settings, cache: Cache, token: str) -> Principal:
+    """The principal behind an access token (signature, expiry, session not revoked); InvalidToken otherwise.
+
+    For callers outside FastAPI routes, such as the Socket.IO server's connect handler.
+    """
+    return principal_from_claims(await verify_access_token(settings, cache, token))
+
+
+async def authenticate_api_key(store: AccountStore, key: str) -> Principal | None:
+    """The principal behind a partner API key; None when unknown or revoked."""
+    if not looks_like_api_key(key):
+        return None
+    record = await store.api_key_by_hash(hash_api_key(key))
+    if record is None or record.revoked:
+        return None
+    return Principal(tenant_id=record.tenant_id, role=record.role, via="api_key", api_key_id=record.id)
+
+
+async def current_principal(
+    ctx: ContextDep,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    api_key: Annotated[str | None, Depends(_api_key)],
+) -> Principal:
     """Resolve `Authorization: Bearer` or `X-API-Key` to a principal; 401 otherwise."""
-    raise NotImplementedError("implemented by the authn service")
+    if bearer is not None:
+        try:
+            return await authenticate_access_token(ctx.settings, ctx.cache, bearer.credentials)
+        except InvalidToken as exc:
+            raise _unauthorized(str(exc), token_given=True) from None
+    if api_key is not None:
+        principal = await authenticate_api_key(ctx.store, api_key)
+        if principal is None:
+            raise _unauthorized("invalid or revoked API key", token_given=True)
+        return principal
+    raise _unauthorized("not authenticated", token_given=False)
 
 
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
+
+
+def require_role(*roles: Role) -> Callable[[Principal], Awaitable[Principal]]:
+    """A dependency admitting only principals with one of these roles (403 otherwise)."""
+    allowed = frozenset(roles)
+
+    async def dependency(principal: CurrentPrincipal) -> Principal:
+        if principal.role not in allowed:
+            raise HTTPException(status.HTTP_403_FORBIDDEN, f"this needs the role {' or '.join(sorted(allowed))}")
+        return principal
+
+    return dependency
+
+
+async def require_platform_admin(principal: CurrentPrincipal) -> Principal:
+    if not principal.platform_admin:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "this needs a platform admin")
+    return principal
+
+
+async def require_user(principal: CurrentPrincipal) -> Principal:
+    """A signed-in user, not an API key (for account management a leaked key must not extend itself)."""
+    if principal.via != "token":
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "this needs a signed-in user, not an API key")
+    return principal
+
+
+AdminPrincipal = Annotated[Principal, Depends(require_role("admin"))]
+SupervisorPrincipal = Annotated[Principal, Depends(require_role("admin", "supervisor"))]
+ViewerPrincipal = CurrentPrincipal  # every role reads
+PlatformAdminPrincipal = Annotated[Principal, Depends(require_platform_admin)]

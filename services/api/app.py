@@ -1,0 +1,98 @@
+"""The HTTP application: health endpoints, the REST API, its OpenAPI spec, and Socket.IO."""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+import socketio  # type: ignore[import-untyped]
+from fastapi import FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
+
+from services.api import alerts, contacts, devices
+from services.api.errors import install_error_handlers
+from services.authn.models import ErrorOut
+from services.authn.routes import router as authn_router
+from services.context import ServiceContext
+from services.wss.server import create_socketio, subscribe_live_updates
+from shared.http import health_app
+from shared.runtime import Runtime
+
+OPENAPI_URL = "/api/v1/openapi.json"
+DOCS_URL = "/api/v1/docs"
+
+DESCRIPTION = """\
+Lone-worker safety: XSole insoles, their positions, the alerts they raise and
+who is told about them. Every resource belongs to the caller's tenant.
+
+Authenticate with `Authorization: Bearer <access_token>` (from `POST
+/api/v1/auth/token`) or, for partner integrations, `X-API-Key: <key>`.
+Errors are JSON `{"detail": ...}`. Lists are paginated: pass the page's
+`next_cursor` as `cursor` until it is null.
+
+Live updates (`position`, `alert`, `device_status`) come over Socket.IO at
+`/socket.io`, connecting with `auth={"token": "<access_token>"}`.
+"""
+
+TAGS = [
+    {"name": "auth", "description": "tokens for users: log in, refresh, log out"},
+    {"name": "tenants", "description": "tenants and their first admin (platform admins)"},
+    {"name": "api-keys", "description": "keys for partner integrations (tenant admins)"},
+    {"name": "devices", "description": "insoles: registration, live state, position history"},
+    {"name": "alerts", "description": "alarms raised by insoles or detected by the server, and their handling"},
+    {"name": "contacts", "description": "who is told about which kinds of alert"},
+]
+
+# Answers any authenticated operation may give besides its own.
+_COMMON_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorOut, "description": "missing, invalid or expired credentials"},
+    403: {"model": ErrorOut, "description": "the caller's role does not allow this"},
+    429: {"model": ErrorOut, "description": "too many requests, retry later"},
+    503: {"model": ErrorOut, "description": "storage unavailable, retry after `Retry-After` seconds"},
+}
+
+
+def create_app(context: ServiceContext, runtime: Runtime, *, live_updates: bool = True) -> socketio.ASGIApp:
+    """The whole HTTP surface of a process; the FastAPI app is `.other_asgi_app`.
+
+    With `live_updates`, this process's bus consumers forward positions,
+    alerts and device status to the Socket.IO clients (they subscribe now, so
+    before the outbox relay starts).
+    """
+    app = health_app("solewatch", runtime)
+    app.title = "solewatch API"
+    app.version = _version()
+    app.description = DESCRIPTION
+    app.openapi_tags = TAGS
+    app.state.context = context
+    install_error_handlers(app)
+    app.include_router(authn_router)
+    for module in (devices, alerts, contacts):
+        app.include_router(module.router, responses=_COMMON_ERRORS)
+    _serve_openapi(app)
+
+    sio = create_socketio(context)
+    if live_updates:
+        subscribe_live_updates(context, sio)
+    return socketio.ASGIApp(sio, other_asgi_app=app, socketio_path="socket.io")
+
+
+def _serve_openapi(app: FastAPI) -> None:
+    # health_app turned FastAPI's own spec and docs routes off; serve them under the API prefix.
+    app.openapi_url = OPENAPI_URL
+
+    @app.get(OPENAPI_URL, include_in_schema=False)
+    async def openapi_json() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @app.get(DOCS_URL, include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url=OPENAPI_URL, title="solewatch API")
+
+
+def _version() -> str:
+    try:
+        return version("solewatch")
+    except PackageNotFoundError:
+        return "0.0.0"

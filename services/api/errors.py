@@ -1,0 +1,75 @@
+"""Every error as JSON `{"detail": ...}`, with no stack trace ever leaving the process."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from shared.logging import get_logger
+from shared.store import StoreUnavailable
+
+log = get_logger("solewatch.api")
+
+STORE_RETRY_AFTER_S = 5
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(RequestValidationError, _invalid_request)  # type: ignore[arg-type]
+    app.add_exception_handler(HTTPException, _http_error)  # type: ignore[arg-type]
+    app.add_exception_handler(StoreUnavailable, _store_unavailable)  # type: ignore[arg-type]
+    app.add_middleware(CatchAll)
+
+
+async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+    return JSONResponse({"detail": [_field_error(error) for error in exc.errors()]}, status_code=422)
+
+
+def _field_error(error: dict[str, Any]) -> dict[str, Any]:
+    # Keep where and why; drop the rejected input, which may be a password.
+    return {"loc": list(error.get("loc", ())), "msg": str(error.get("msg", "")), "type": str(error.get("type", ""))}
+
+
+async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
+    return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+
+async def _store_unavailable(request: Request, exc: StoreUnavailable) -> JSONResponse:
+    log.warning("store_unavailable", path=request.url.path, error=str(exc))
+    return JSONResponse({"detail": "storage is unavailable, retry later"}, status_code=503,
+                        headers={"Retry-After": str(STORE_RETRY_AFTER_S)})
+
+
+class CatchAll:
+    """Turn any unexpected exception into a logged 500 JSON answer.
+
+    Starlette's own `Exception` handler answers too but then re-raises, which
+    makes the server log the trace a second time; this middleware, just inside
+    it, swallows the exception once it is logged.
+    """
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def send_tracking(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_tracking)
+        except Exception:
+            log.exception("request_failed", method=scope.get("method"), path=scope.get("path"))
+            if started:  # too late for a clean answer: let the server drop the connection
+                raise
+            await JSONResponse({"detail": "internal server error"}, status_code=500)(scope, receive, send)

@@ -1,0 +1,68 @@
+"""What people do to alerts (the API calls these): acknowledge and resolve, with their side effects."""
+
+from __future__ import annotations
+
+from shared.alerts.ledger import CHANNEL_DEVICE, DEVICE_RECIPIENT, NotificationKey
+from shared.logging import get_logger
+from shared.protocols.xsole import CommandCode
+from shared.store import Store
+from shared.store.alerts import Alert
+from services.context import CommandSender, ServiceContext
+from services.notifications.metrics import notifications_sent
+
+log = get_logger("solewatch.alerts")
+
+
+async def acknowledge_alert(context: ServiceContext, *, tenant_id: int, alert_id: int, by: str) -> Alert | None:
+    """Acknowledge an alert; None when the tenant has no such alert.
+
+    An alert raised by a device's ALARM also sends that device COMMAND
+    alarm-acknowledged (cmd 4), now if it is connected, else when it reconnects:
+    exactly once per alert, however often (or concurrently) it is acknowledged.
+    Raises AlertTransitionRefused when the alert is already resolved.
+    """
+    alert = await context.store.acknowledge_alert(tenant_id, alert_id, by=by)
+    if alert is not None:
+        await tell_device_acknowledged(context.store, context.commands, alert)
+    return alert
+
+
+async def resolve_alert(context: ServiceContext, *, tenant_id: int, alert_id: int, by: str,
+                        note: str | None = None) -> Alert | None:
+    """Resolve an open or acknowledged alert (resolving twice changes nothing); None when there is no such alert."""
+    return await context.store.resolve_alert(tenant_id, alert_id, by=by, note=note)
+
+
+async def tell_device_acknowledged(store: Store, commands: CommandSender, alert: Alert, *,
+                                   claimed: bool = False) -> bool:
+    """Queue cmd 4 for the alert's device once; True when this call queued it.
+
+    The notification ledger is the exactly-once key (channel `device`). When
+    queueing fails after the claim, the claim is handed back as `interrupted`
+    and the notifications service sends it later: the acknowledgement itself
+    already succeeded and must not fail because of the device.
+    """
+    if alert.alarm_id is None or alert.status == "open":
+        return False  # no device alarm to answer, or nothing acknowledged yet
+    key = NotificationKey(alert.id, DEVICE_RECIPIENT, CHANNEL_DEVICE, 1)._asdict()
+    if not claimed and not await store.claim_notification(**key):
+        return False
+    try:
+        command_id = await commands.send_command(device_id=alert.device_id, cmd=CommandCode.ALARM_ACKNOWLEDGED)
+    except Exception as exc:
+        log.warning("device_ack_command_failed", alert_id=alert.id, device_id=alert.device_id, error=str(exc))
+        try:
+            await store.finish_notification(**key, status="interrupted", attempts=1, error=str(exc))
+        except Exception:
+            log.exception("device_ack_command_not_recorded", alert_id=alert.id)
+        return False
+    notifications_sent.labels(CHANNEL_DEVICE).inc()
+    try:
+        await store.finish_notification(**key, status="sent", attempts=1)
+        await store.add_alert_event(alert.id, action="device_notified", actor=None, detail={
+            "command": "alarm-acknowledged", "cmd": int(CommandCode.ALARM_ACKNOWLEDGED), "command_id": command_id,
+        })
+    except Exception:  # queued all the same; at worst the unfinished claim sends it once more
+        log.exception("device_ack_command_not_recorded", alert_id=alert.id)
+    log.info("device_ack_command_queued", alert_id=alert.id, imei=alert.imei, command_id=command_id)
+    return True

@@ -1,0 +1,66 @@
+"""The notifications service: alarms become alerts, new alerts become notifications."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from shared.config import Settings
+from shared.logging import get_logger
+from shared.store.alerts import TOPIC_ALERT
+from shared.store.messages import TOPIC_ALARM
+from services.context import ServiceContext
+from services.notifications.dispatcher import DispatchPolicy, NotificationDispatcher
+from services.notifications.email import EmailNotifier
+from services.notifications.engine import AlertEngine
+from services.notifications.notifier import Notifier
+
+log = get_logger("solewatch.notifications")
+
+NotifierFactory = Callable[[Settings], list[Notifier]]
+
+
+def build_notifiers(settings: Settings) -> list[Notifier]:
+    """One notifier per configured channel (SMS joins here when Twilio is configured)."""
+    notifiers: list[Notifier] = []
+    if settings.smtp_host:
+        notifiers.append(EmailNotifier(settings))
+    return notifiers
+
+
+class NotificationsService:
+    """Runtime component. Subscribes at construction, so no message the outbox
+    relay delivers at start-up finds it missing; place it before the relay in a
+    process's component list, so that the relay's last pass at drain still
+    reaches it."""
+
+    name = "notifications"
+
+    def __init__(self, context: ServiceContext, *, on_committed: Callable[[], None] | None = None,
+                 notifier_factory: NotifierFactory = build_notifiers):
+        self._factory = notifier_factory
+        self.engine = AlertEngine(context.store, on_committed=on_committed)
+        self.dispatcher = NotificationDispatcher(
+            context.store, notifier_factory(context.settings), policy=DispatchPolicy.from_settings(context.settings),
+            commands=context.commands,
+        )
+        context.bus.subscribe("alert-engine", [TOPIC_ALARM], self.engine.handle)
+        context.bus.subscribe("notification-dispatcher", [TOPIC_ALERT], self.dispatcher.handle)
+
+    async def start(self) -> None:
+        self.dispatcher.start()
+        log.info("notifications_started", channels=self.dispatcher.channels)
+
+    async def drain(self) -> None:
+        await self.dispatcher.drain()
+
+    async def close(self) -> None:
+        await self.dispatcher.close()
+
+    async def reload(self, settings: Settings) -> None:
+        self.dispatcher.configure(self._factory(settings), DispatchPolicy.from_settings(settings))
+        log.info("notifications_reloaded", channels=self.dispatcher.channels)
+
+    async def check_ready(self) -> str | None:
+        # An SMTP outage must not take the process out of service: ingestion and
+        # the API go on, and failures show in logs and notification metrics.
+        return None

@@ -1,0 +1,146 @@
+"""Live updates over Socket.IO: each dashboard joins its tenant's room and hears
+that tenant's positions, alerts and device status as the bus delivers them.
+
+Live events are best effort (the REST API holds the truth): a failure to emit
+is logged and dropped, never retried by the bus, and a message nobody is
+watching costs no more than a look at the room table.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+import socketio  # type: ignore[import-untyped]
+from socketio.async_pubsub_manager import AsyncPubSubManager  # type: ignore[import-untyped]
+from socketio.exceptions import ConnectionRefusedError  # type: ignore[import-untyped]
+
+from services.authn.deps import authenticate_access_token
+from services.authn.tokens import InvalidToken
+from services.context import ServiceContext
+from shared.alerts import iso_utc
+from shared.bus import Handler, Message
+from shared.logging import get_logger
+from shared.store.alerts import TOPIC_ALERT
+from shared.store.messages import TOPIC_TELEMETRY, telemetry_items
+
+log = get_logger("solewatch.wss")
+
+TOPIC_DEVICE_STATUS = "device_status"
+EMIT_TIMEOUT_S = 5.0
+NAMESPACE = "/"
+
+
+def tenant_room(tenant_id: int | str) -> str:
+    return f"tenant:{tenant_id}"
+
+
+def create_socketio(
+    context: ServiceContext, *, client_manager: socketio.AsyncManager | None = None,
+    cors_allowed_origins: str | list[str] | None = None,
+) -> socketio.AsyncServer:
+    """A Socket.IO server admitting clients that present a valid access token.
+
+    `client_manager` is left to python-socketio's in-process default unless a
+    distributed deployment passes a pub/sub manager; `cors_allowed_origins`
+    None means same-origin only (the dashboard is served from the same port).
+    """
+    sio = socketio.AsyncServer(async_mode="asgi", client_manager=client_manager,
+                               cors_allowed_origins=cors_allowed_origins, logger=False, engineio_logger=False)
+
+    @sio.event
+    async def connect(sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+        token = auth.get("token") if isinstance(auth, dict) else None
+        if not isinstance(token, str) or not token:
+            raise ConnectionRefusedError("unauthorized")
+        try:
+            caller = await authenticate_access_token(context.settings, context.cache, token)
+        except InvalidToken:
+            # Expired, forged or revoked: the client learns only this.
+            raise ConnectionRefusedError("unauthorized") from None
+        except Exception:  # the cache holding revocations is down: refuse rather than guess
+            log.exception("socket_auth_failed")
+            raise ConnectionRefusedError("temporarily unavailable") from None
+        await sio.save_session(sid, {"tenant_id": caller.tenant_id, "user_id": caller.user_id,
+                                     "session_id": caller.session_id})
+        await sio.enter_room(sid, tenant_room(caller.tenant_id))
+
+    return sio
+
+
+class LiveUpdates:
+    """The bus consumers feeding a Socket.IO server; they subscribe when built."""
+
+    def __init__(self, context: ServiceContext, sio: socketio.AsyncServer, *, consumer: str = "wss"):
+        self._sio = sio
+        bus = context.bus
+        bus.subscribe(f"{consumer}-positions", [TOPIC_TELEMETRY], self._guarded(self.on_telemetry))
+        bus.subscribe(f"{consumer}-alerts", [TOPIC_ALERT], self._guarded(self.on_alert))
+        bus.subscribe(f"{consumer}-device-status", [TOPIC_DEVICE_STATUS], self._guarded(self.on_device_status))
+
+    def _rooms(self) -> Mapping[Any, Any] | None:
+        """This process's rooms and their members, or None when clients may be anywhere (a pub/sub manager)."""
+        manager = self._sio.manager
+        if isinstance(manager, AsyncPubSubManager):
+            return None
+        return manager.rooms.get(NAMESPACE, {})  # type: ignore[no-any-return]
+
+    def _watched(self, room: str) -> bool:
+        rooms = self._rooms()
+        return rooms is None or bool(rooms.get(room))
+
+    async def on_telemetry(self, message: Message) -> None:
+        rooms = self._rooms()
+        if rooms is not None and not rooms:
+            return  # no dashboard connected: do not even parse the message
+        watched: dict[int, bool] = {}
+        for item in telemetry_items(message.payload, "positions"):
+            tenant_id = item["tenant_id"]
+            room = tenant_room(tenant_id)
+            if tenant_id not in watched:
+                watched[tenant_id] = rooms is None or bool(rooms.get(room))
+            if watched[tenant_id]:
+                await self._sio.emit("position", live_position(item), to=room)
+
+    async def on_alert(self, message: Message) -> None:
+        payload = orjson.loads(message.payload)
+        room = tenant_room(payload["tenant_id"])
+        if self._watched(room):
+            await self._sio.emit("alert", payload["alert"], to=room)
+
+    async def on_device_status(self, message: Message) -> None:
+        payload = orjson.loads(message.payload)
+        room = tenant_room(payload["tenant_id"])
+        if self._watched(room):
+            last_seen = payload.get("last_seen")
+            if isinstance(last_seen, int | float):
+                last_seen = iso_utc(last_seen)
+            await self._sio.emit("device_status", {
+                "imei": payload["imei"], "online": bool(payload["online"]),
+                "battery": payload.get("battery"), "last_seen": last_seen,
+            }, to=room)
+
+    @staticmethod
+    def _guarded(handler: Handler) -> Handler:
+        async def deliver(message: Message) -> None:
+            try:
+                await asyncio.wait_for(handler(message), EMIT_TIMEOUT_S)
+            except Exception as exc:  # noqa: BLE001 (TimeoutError too: a stuck emitter must not hold the bus)
+                log.warning("live_update_dropped", topic=message.topic, message_id=message.message_id,
+                            error=repr(exc))
+        return deliver
+
+
+def live_position(item: dict[str, Any]) -> dict[str, Any]:
+    """A telemetry position row as the `position` event, in the REST API's units."""
+    return {
+        "imei": item["imei"], "ts": iso_utc(item["ts"]), "lat": item["lat_e7"] / 1e7, "lon": item["lon_e7"] / 1e7,
+        "speed": item["speed_cms"] / 100, "course": item["course_ddeg"] / 10, "battery": item["battery"],
+    }
+
+
+def subscribe_live_updates(context: ServiceContext, sio: socketio.AsyncServer) -> LiveUpdates:
+    """Forward this process's bus messages to `sio`'s clients."""
+    return LiveUpdates(context, sio)
