@@ -45,6 +45,13 @@ def _parser() -> argparse.ArgumentParser:
     command.add_argument("imei")
     command.add_argument("cmd", choices=["locate-now", "set-interval", "vibrate", "alarm-acknowledged", "reboot"])
     command.add_argument("--args", default="", help="argument bytes as hex")
+    tenants = sub.add_parser("tenants", help="manage tenants")
+    tenants_sub = tenants.add_subparsers(dest="action", required=True)
+    tenant_add = tenants_sub.add_parser("add", help="create a tenant and its first admin; prints JSON")
+    tenant_add.add_argument("name")
+    tenant_add.add_argument("--admin-email", required=True)
+    tenant_add.add_argument("--admin-password", required=True)
+
     from bench.cli import add_parser as add_bench_parser
 
     add_bench_parser(sub)
@@ -63,7 +70,8 @@ def main(argv: Sequence[str] | None = None) -> None:
 
         run_bench(args)  # its own event loop; servers under test are separate processes
         return
-    handler = {"run": _run, "listener": _run, "simulate": _simulate, "devices": _devices}[args.command]
+    handler = {"run": _run, "listener": _run, "simulate": _simulate, "devices": _devices,
+               "tenants": _tenants}[args.command]
     try:
         run_process(lambda: handler(settings, args))
     except KeyboardInterrupt:
@@ -126,6 +134,23 @@ async def _devices(settings: Settings, args: argparse.Namespace) -> None:
             sys.stdout.write(orjson.dumps({"command_id": command_id, "imei": args.imei, "cmd": args.cmd}).decode() + "\n")
     finally:
         await store.close()
+
+
+async def _tenants(settings: Settings, args: argparse.Namespace) -> None:
+    from services.authn.bootstrap import InvalidAccount, add_tenant
+    from services.components import build_store
+    from shared.store.accounts import TenantExists, UserExists
+
+    store = build_store(settings)
+    await store.open()
+    try:
+        created = await add_tenant(store, name=args.name, admin_email=args.admin_email,
+                                   admin_password=args.admin_password)
+    except (InvalidAccount, TenantExists, UserExists) as exc:
+        sys.exit(f"solewatch: {type(exc).__name__}: {exc}")
+    finally:
+        await store.close()
+    sys.stdout.write(orjson.dumps(created).decode() + "\n")
 
 
 if __name__ == "__main__":

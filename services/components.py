@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import sys
 
 import orjson
 
 from shared.bus import Message
 from shared.bus.memory import MemoryBus
 from shared.bus.outbox import OutboxRelay
+from shared.cache import Cache
+from shared.cache.memory import MemoryCache
 from shared.config import Settings
 from shared.http import HttpServer, health_app
 from shared.logging import get_logger
@@ -18,7 +21,12 @@ from shared.runtime import Component, Runtime
 from shared.store import DeviceExists, Store, hash_device_token
 from shared.store.messages import TOPIC_ALARM
 from shared.store.sqlite import SqliteStore
+from services.api.app import create_app
+from services.authn.bootstrap import ensure_first_admin
+from services.authn.tokens import signing_secret
+from services.context import ServiceContext
 from services.listener.server import Listener
+from services.notifications.service import NotificationsService
 
 log = get_logger("solewatch")
 
@@ -153,17 +161,86 @@ async def journal_alarm(message: Message) -> None:
                 seq=alarm["seq"], ts=alarm["ts"], lat=alarm["lat"], lon=alarm["lon"], message_id=message.message_id)
 
 
+class CacheComponent:
+    name = "cache"
+
+    def __init__(self, cache: Cache):
+        self.cache = cache
+
+    async def start(self) -> None:
+        await self.cache.start()
+
+    async def drain(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        await self.cache.close()
+
+    async def reload(self, settings: Settings) -> None:
+        pass
+
+    async def check_ready(self) -> str | None:
+        try:
+            await self.cache.ping()
+        except Exception as exc:
+            return f"cache unreachable: {exc}"
+        return None
+
+
+class AccountsBootstrap:
+    """Checks the token signing secret and creates the first admin when there is no user."""
+
+    name = "accounts"
+
+    def __init__(self, settings: Settings, store: Store):
+        self._settings = settings
+        self._store = store
+
+    async def start(self) -> None:
+        signing_secret(self._settings)  # refuses to start without a usable secret
+        created = await ensure_first_admin(self._settings, self._store)
+        if created and created.get("generated"):
+            # Shown once, on stdout, for the person who just ran `solewatch run`.
+            sys.stdout.write(
+                f"\nsolewatch: created the first admin of tenant {created['tenant']!r}:\n"
+                f"  email:    {created['email']}\n  password: {created['password']}\n"
+                "Set SOLEWATCH_ADMIN_EMAIL and SOLEWATCH_ADMIN_PASSWORD to choose them yourself.\n\n"
+            )
+            sys.stdout.flush()
+        elif created:
+            log.info("first_admin_created", email=created["email"], tenant=created["tenant"])
+
+    async def drain(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
+
+    async def reload(self, settings: Settings) -> None:
+        self._settings = settings
+
+    async def check_ready(self) -> str | None:
+        return None
+
+
 def embedded_runtime(settings: Settings, load_settings, *, simulate: int = 0, rate: float = 0.2) -> tuple[Runtime, Listener]:
     """The all-in-one process: every service over the embedded adapters."""
     store = build_store(settings)
+    cache = MemoryCache()
     bus = MemoryBus()
     bus.subscribe("alarm-journal", [TOPIC_ALARM], journal_alarm)
     relay = OutboxRelay(store, bus)
-    listener = Listener(settings, store, on_committed=relay.notify)
-    components: list[Component] = [StoreComponent(store), BusComponent(bus), relay, listener]
+    store.on_write = relay.notify  # anything written with an outbox message goes out at once
+    listener = Listener(settings, store, on_committed=relay.notify, cache=cache, bus=bus)
+    context = ServiceContext(settings=settings, store=store, cache=cache, bus=bus, commands=listener)
+    # Consumers subscribe as they are built, before the relay delivers anything.
+    notifications = NotificationsService(context, on_committed=relay.notify)
+    components: list[Component] = [
+        StoreComponent(store), AccountsBootstrap(settings, store), CacheComponent(cache), BusComponent(bus),
+        notifications, relay, listener,
+    ]
     runtime = Runtime(components, load_settings)
-    runtime.components.append(HttpServer(settings, health_app("solewatch", runtime)))
+    runtime.components.append(HttpServer(settings, create_app(context, runtime)))
     if simulate:
         runtime.components.append(SimulatorComponent(store, listener, simulate, rate))
     return runtime, listener
-

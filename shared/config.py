@@ -34,7 +34,8 @@ class SettingsError(ValueError):
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="SOLEWATCH_", extra="ignore", populate_by_name=True)
+    model_config = SettingsConfigDict(env_prefix="SOLEWATCH_", extra="ignore", populate_by_name=True,
+                                      hide_input_in_errors=True)
 
     # Where things listen.
     bind: str = "127.0.0.1"

@@ -109,6 +109,9 @@ class SqliteStore(SqliteAccounts, SqliteAlerts):
         self._reader_thread = ThreadPoolExecutor(1, thread_name_prefix="sqlite-reader")
         self._writer: sqlite3.Connection | None = None
         self._reader: sqlite3.Connection | None = None
+        # Called on the event loop after every committed write, so the outbox
+        # relay can move what it wrote without waiting for its next poll.
+        self.on_write: Callable[[], None] | None = None
 
     # -- plumbing ---------------------------------------------------------------
 
@@ -132,15 +135,21 @@ class SqliteStore(SqliteAccounts, SqliteAlerts):
                     self._writer.execute("ROLLBACK")
                 raise
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._writer_thread, run)
+            result = await asyncio.get_running_loop().run_in_executor(self._writer_thread, run)
         except sqlite3.OperationalError as exc:
             raise StoreUnavailable(str(exc)) from exc
+        if self.on_write is not None:
+            self.on_write()
+        return result
 
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         def run() -> T:
             assert self._reader is not None, "store is not open"
             return fn(self._reader)
-        return await asyncio.get_running_loop().run_in_executor(self._reader_thread, run)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._reader_thread, run)
+        except sqlite3.OperationalError as exc:
+            raise StoreUnavailable(str(exc)) from exc
 
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
