@@ -8,7 +8,7 @@ from pathlib import Path
 
 import orjson
 
-BENCHMARKS = ("ingest", "connections")
+BENCHMARKS = ("ingest", "connections", "latency")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -43,6 +43,12 @@ async def _run(args: argparse.Namespace) -> None:
             args.sweep.with_suffix(".json").write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
             ingest.plot(result, args.sweep)
             print(f"\nsweep plotted to {args.sweep}")
+    elif args.name == "latency":
+        from bench import latency
+
+        figures = await latency.run(connections=args.connections or 200, seconds=args.seconds,
+                                    warmup=args.warmup, processes=args.processes)
+        latency.report(figures)
     else:
         from bench import connections
 

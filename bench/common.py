@@ -93,14 +93,14 @@ async def start_baseline() -> tuple[ServerProcess, int]:
     return server, port
 
 
-async def start_solewatch(data_dir: Path, **settings: Any) -> tuple[ServerProcess, int, int]:
+async def start_solewatch(data_dir: Path, command: str = "listener", **settings: Any) -> tuple[ServerProcess, int, int]:
     listener_port, http_port = free_port(), free_port()
     env = {
         "SOLEWATCH_DATA_DIR": str(data_dir), "SOLEWATCH_LISTENER_PORT": str(listener_port),
         "SOLEWATCH_HTTP_PORT": str(http_port), "SOLEWATCH_BIND": "127.0.0.1", "SOLEWATCH_LOG_LEVEL": "warning",
         **{f"SOLEWATCH_{k.upper()}": str(v) for k, v in settings.items()},
     }
-    server = await ServerProcess([sys.executable, "-m", "services.cli", "listener"], env).start()
+    server = await ServerProcess([sys.executable, "-m", "services.cli", command], env).start()
     deadline = time.monotonic() + 30
     async with httpx.AsyncClient() as http:
         while time.monotonic() < deadline:
@@ -140,6 +140,7 @@ async def run_loadgens(port: int, credentials: list[tuple[str, str]], *, process
     results = [orjson.loads(path.read_bytes()) for path in result_paths]
     for path in result_paths:
         path.unlink()
+    sends = [s for r in results for s in r.get("sends", [])]
     windows = [r["window"] for r in results]
     latencies = sorted(x for r in results for x in r["latencies"])
     seconds = max(r["seconds"] for r in results) or 1.0
@@ -150,6 +151,7 @@ async def run_loadgens(port: int, credentials: list[tuple[str, str]], *, process
         "loadgen_cpu_seconds": sum(r["cpu_seconds"] for r in results),
         "p50_ms": percentile(latencies, 0.50) * 1000, "p99_ms": percentile(latencies, 0.99) * 1000,
         "window": (min(w[0] for w in windows), max(w[1] for w in windows)),
+        "sends": sends,
     }
 
 

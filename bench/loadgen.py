@@ -82,6 +82,8 @@ class InsoleLoad(asyncio.Protocol):
             frames.append(self.frame())
             if self.seq % LATENCY_SAMPLE_EVERY == 0:
                 self.sent_at[self.seq] = now
+                if gen.record_sends and gen.measuring:
+                    gen.sends.append((self.imei, gen.base_ts + self.seq, time.time()))
         self.inflight += room
         self.transport.write(b"".join(frames))
 
@@ -139,6 +141,10 @@ class LoadGenerator:
         self.logged_in = 0
         self.lost = 0
         self.window_wall = [0.0, 0.0]
+        # With record_sends, the wall-clock send time of sampled frames, by (IMEI, ts):
+        # another process (a Socket.IO client) can then time the frame end to end.
+        self.record_sends = spec.get("record_sends", False)
+        self.sends: list[tuple[str, int, float]] = []
 
     async def run(self) -> dict:
         loop = asyncio.get_running_loop()
@@ -192,6 +198,7 @@ class LoadGenerator:
             "connections": len(self.connections), "logged_in": self.logged_in, "lost": self.lost,
             "acked": self.figures.acked, "refused": self.figures.refused, "seconds": elapsed,
             "cpu_seconds": cpu, "latencies": self.figures.latencies, "window": self.window_wall,
+            "sends": self.sends,
         }
 
 

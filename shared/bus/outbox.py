@@ -33,6 +33,9 @@ class OutboxRelay:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._last_relayed = 0  # entries up to this id are on the bus (this run)
+        self._relayed_ids: list[int] = []
+        self._remover: asyncio.Task[None] | None = None
         self.last_error: str | None = None
 
     def notify(self) -> None:
@@ -49,6 +52,8 @@ class OutboxRelay:
         self._wake.set()
         if self._task:
             await self._task
+        if self._remover is not None:
+            await self._remover
 
     async def close(self) -> None:
         if self._task and not self._task.done():
@@ -61,15 +66,30 @@ class OutboxRelay:
         return self.last_error
 
     async def relay_once(self) -> int:
-        entries = await self._store.outbox_pending(self._batch)
+        entries = await self._store.outbox_pending(self._batch, after_id=self._last_relayed)
         backlog.set(len(entries))
         for entry in entries:
             await self._bus.publish(entry.topic, entry.payload, message_id=f"outbox-{entry.id}")
             relayed.labels(entry.topic).inc()
-        if entries:
-            await self._store.outbox_remove([e.id for e in entries])
+            self._last_relayed = entry.id
+            self._relayed_ids.append(entry.id)
         backlog.set(0)
+        if self._relayed_ids and (self._remover is None or self._remover.done()):
+            self._remover = asyncio.create_task(self._remove_relayed(), name="outbox-remove")
         return len(entries)
+
+    async def _remove_relayed(self) -> None:
+        # Removal runs beside the relay, not before its next read: it is a write and
+        # would queue behind ingest commits. If we crash first, the entries are
+        # relayed again after restart (consumers dedupe by message id).
+        while self._relayed_ids:
+            ids, self._relayed_ids = self._relayed_ids, []
+            try:
+                await self._store.outbox_remove(ids)
+            except Exception as exc:
+                self._relayed_ids.extend(ids)
+                log.warning("outbox_remove_failed", entries=len(ids), error=str(exc))
+                await asyncio.sleep(self._poll_interval)
 
     async def _run(self) -> None:
         while True:

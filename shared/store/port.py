@@ -121,7 +121,8 @@ class Store(AccountStore, AlertStore, Protocol):
     async def count_stored(self, device_id: int) -> dict[str, int]:
         """How many frames of each kind are stored for the device."""
 
-    async def outbox_pending(self, limit: int) -> list[OutboxEntry]: ...
+    async def outbox_pending(self, limit: int, *, after_id: int = 0) -> list[OutboxEntry]:
+        """Outbox entries in commit order, from the first id above `after_id`."""
     async def outbox_remove(self, ids: Sequence[int]) -> None: ...
 
     async def enqueue_command(self, *, device_id: int, cmd: int, args: bytes = b"") -> int: ...

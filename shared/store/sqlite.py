@@ -246,10 +246,10 @@ class SqliteStore(SqliteAccounts, SqliteAlerts):
             }
         return await self._read(run)
 
-    async def outbox_pending(self, limit: int) -> list[OutboxEntry]:
-        rows = await self._read(
-            lambda c: c.execute("SELECT id, topic, payload FROM outbox ORDER BY id LIMIT ?", (limit,)).fetchall()
-        )
+    async def outbox_pending(self, limit: int, *, after_id: int = 0) -> list[OutboxEntry]:
+        rows = await self._read(lambda c: c.execute(
+            "SELECT id, topic, payload FROM outbox WHERE id > ? ORDER BY id LIMIT ?", (after_id, limit),
+        ).fetchall())
         return [OutboxEntry(*row) for row in rows]
 
     async def outbox_remove(self, ids: Sequence[int]) -> None:

@@ -1,0 +1,89 @@
+"""`solewatch bench latency`: from a frame's send to its `position` event at a dashboard.
+
+Insoles (load generator processes) send POSITION frames at a fixed rate to an
+all-in-one solewatch; a Socket.IO client signed in as the tenant's admin
+receives the `position` events. Sampled frames are matched by (IMEI, ts) and
+timed on the machine's wall clock, which both processes share.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import socketio
+
+from bench.common import percentile, print_table, register_devices, run_loadgens, start_solewatch
+
+ADMIN = ("bench@solewatch.local", "bench password 1")
+
+
+def _iso(ts: int) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+async def run(*, rates: tuple[int, ...] = (1000, 10_000), connections: int = 200, seconds: float = 10.0,
+              warmup: float = 2.0, processes: int = 2) -> dict[str, Any]:
+    figures: dict[str, Any] = {"mode": "embedded", "connections": connections}
+    with tempfile.TemporaryDirectory(prefix="solewatch-bench-") as tmp:
+        data_dir = Path(tmp)
+        credentials = await register_devices(data_dir, connections)
+        server, port, http_port = await start_solewatch(
+            data_dir, command="run", admin_email=ADMIN[0], admin_password=ADMIN[1],
+            max_connections=connections + 100,
+        )
+        client = socketio.AsyncClient(reconnection=False)
+        received: dict[tuple[str, str], float] = {}
+
+        @client.on("position")
+        async def on_position(data: dict[str, Any]) -> None:
+            received.setdefault((data["imei"], data["ts"]), time.time())
+
+        try:
+            base = f"http://127.0.0.1:{http_port}"
+            async with httpx.AsyncClient(base_url=base) as http:
+                token = (await http.post("/api/v1/auth/token", json={"email": ADMIN[0], "password": ADMIN[1]})).json()
+            await client.connect(base, auth={"token": token["access_token"]}, transports=["websocket"],
+                                 wait_timeout=10)
+            for index, rate in enumerate(rates):
+                received.clear()
+                load = await run_loadgens(port, credentials, processes=processes, seconds=seconds, warmup=warmup,
+                                          window=8, rate=rate, record_sends=True, ts_offset=-(index + 1) * 100_000)
+                await asyncio.sleep(1.0)  # let the last events arrive
+                delays = sorted(
+                    received[(imei, _iso(ts))] - sent for imei, ts, sent in load["sends"] if (imei, _iso(ts)) in received
+                )
+                missing = len(load["sends"]) - len(delays)
+                key = f"{rate // 1000}k" if rate >= 1000 else str(rate)
+                figures |= {
+                    f"rate_{key}_acked_fps": round(load["fps"]),
+                    f"rate_{key}_samples": len(delays),
+                    f"rate_{key}_missing": missing,
+                    f"rate_{key}_p50_ms": round(percentile(delays, 0.5) * 1000, 2),
+                    f"rate_{key}_p99_ms": round(percentile(delays, 0.99) * 1000, 2),
+                    f"rate_{key}_max_ms": round(delays[-1] * 1000, 2) if delays else None,
+                    f"rate_{key}_ack_p99_ms": round(load["p99_ms"], 2),
+                }
+        finally:
+            if client.connected:
+                await client.disconnect()
+            await server.stop()
+    figures["rates"] = list(rates)
+    return figures
+
+
+def report(figures: dict[str, Any]) -> None:
+    rows = []
+    for rate in figures["rates"]:
+        key = f"{rate // 1000}k" if rate >= 1000 else str(rate)
+        rows.append((f"{rate:,} frames/s offered", (
+            f"acked {figures[f'rate_{key}_acked_fps']:,}/s; send → position event p50 {figures[f'rate_{key}_p50_ms']} ms,"
+            f" p99 {figures[f'rate_{key}_p99_ms']} ms, max {figures[f'rate_{key}_max_ms']} ms"
+            f" ({figures[f'rate_{key}_samples']:,} samples, {figures[f'rate_{key}_missing']} missing)"
+        )))
+    print_table(f"latency: {figures['connections']} insoles → solewatch run → one Socket.IO dashboard", rows)

@@ -1,0 +1,26 @@
+"""`solewatch bench latency` keeps working: a tiny run, figures checked for sense, never for speed."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import orjson
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def test_latency_bench_times_frames_to_their_position_events(tmp_path):
+    out = tmp_path / "latency.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "services.cli", "bench", "latency", "--connections", "20", "--seconds", "1",
+         "--warmup", "0.5", "--json", str(out)], capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    figures = orjson.loads(out.read_bytes())
+    for rate in ("1k", "10k"):
+        assert figures[f"rate_{rate}_samples"] > 0
+        assert figures[f"rate_{rate}_missing"] == 0  # every sampled frame reached the dashboard
+        assert 0 < figures[f"rate_{rate}_p50_ms"] <= figures[f"rate_{rate}_p99_ms"] <= figures[f"rate_{rate}_max_ms"]
+    assert "send → position event" in done.stdout
