@@ -34,6 +34,10 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--port", type=int, default=None, help="listener port (default: SOLEWATCH_LISTENER_PORT)")
     sim.add_argument("--duration", type=float, default=None, help="seconds to run (default: until stopped)")
     sim.add_argument("--seed", type=int, default=None)
+    sim.add_argument("--device", action="append", default=[], metavar="IMEI:TOKEN",
+                     help="simulate this registered device (repeatable) instead of registering simulated ones")
+    sim.add_argument("--sos-per-minute", type=float, default=None,
+                     help="chance of an SOS per insole per minute (default: about one an hour)")
 
     devices = sub.add_parser("devices", help="manage devices in the store")
     devices_sub = devices.add_subparsers(dest="action", required=True)
@@ -91,12 +95,20 @@ async def _simulate(settings: Settings, args: argparse.Namespace) -> None:
     from services.components import build_store, register_simulated_insoles
     from services.simulator import run_simulation
 
-    store = build_store(settings)
-    await store.open()
-    try:
-        insoles = await register_simulated_insoles(store, args.devices)
-    finally:
-        await store.close()
+    from services.simulator import SimulatedInsole
+
+    if args.device:
+        try:
+            insoles = [SimulatedInsole(imei=d.split(":")[0], token=bytes.fromhex(d.split(":")[1])) for d in args.device]
+        except (IndexError, ValueError) as exc:
+            sys.exit(f"solewatch: --device takes IMEI:TOKEN (the 32 hex characters from registration): {exc}")
+    else:
+        store = build_store(settings)
+        await store.open()
+        try:
+            insoles = await register_simulated_insoles(store, args.devices)
+        finally:
+            await store.close()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     import signal
@@ -106,6 +118,7 @@ async def _simulate(settings: Settings, args: argparse.Namespace) -> None:
     stats = await run_simulation(
         args.host or settings.bind, args.port or settings.listener_port, insoles,
         rate=args.rate, duration=args.duration, seed=args.seed, stop=stop,
+        **({"sos_probability": args.sos_per_minute} if args.sos_per_minute is not None else {}),
     )
     log.info("simulation_finished", **{k: v for k, v in vars(stats).items() if isinstance(v, (int, float))})
 
