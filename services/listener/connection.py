@@ -28,7 +28,7 @@ _new_record = tuple.__new__  # FrameRecord without its Python-level __new__: one
 
 
 class DeviceConnection(asyncio.Protocol):
-    __slots__ = ("listener", "session", "transport", "device", "last_activity", "unacked", "peer",
+    __slots__ = ("listener", "session", "transport", "device", "last_activity", "unacked", "peer", "last_seen_wall",
                  "_acks", "_paused", "_closing", "_bad_frames_counted")
 
     def __init__(self, listener: "Listener"):
@@ -37,6 +37,7 @@ class DeviceConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.device: Device | None = None
         self.last_activity = time.monotonic()
+        self.last_seen_wall = time.time()
         self.unacked = 0
         self.peer: str = "?"
         self._acks = bytearray()
@@ -61,6 +62,7 @@ class DeviceConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.last_activity = time.monotonic()
+        self.last_seen_wall = time.time()
         self.session.receive_data(data)
         self._process()
 

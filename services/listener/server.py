@@ -169,10 +169,10 @@ class Listener:
                 elif conn.session.imei not in self.online:  # not already replaced by a newer connection
                     await self.cache.delete(online_key(device.id))
             if self.bus is not None:
-                fresh = await self.store.device(device.id) or device
+                # The battery as of login: the next frames' positions carry fresher ones.
                 status = {
-                    "tenant_id": device.tenant_id, "imei": device.imei, "online": online, "battery": fresh.battery,
-                    "last_seen": iso_utc(fresh.last_seen) if fresh.last_seen else None,
+                    "tenant_id": device.tenant_id, "imei": device.imei, "online": online, "battery": device.battery,
+                    "last_seen": iso_utc(conn.last_seen_wall),
                 }
                 await self.bus.publish(TOPIC_DEVICE_STATUS, orjson.dumps(status),
                                        message_id=f"status-{device.id}-{time.time_ns()}")
