@@ -178,7 +178,9 @@ async def test_a_failing_emit_is_dropped_without_holding_the_bus(
         raise RuntimeError("transport gone")
 
     monkeypatch.setattr(wss_server, "EMIT_TIMEOUT_S", 0.2)
+    # Positions go out through engine.io directly (one encode per event), the rest through emit.
     monkeypatch.setattr(api.asgi.engineio_server, "emit", broken_emit)
+    monkeypatch.setattr(api.asgi.engineio_server.eio, "send", broken_emit)
     failures_before = handler_failures.labels("wss-positions")._value.get()
     try:
         started = time.monotonic()
