@@ -65,7 +65,7 @@ class ServerProcess:
         self.env = {**os.environ, **(env or {})}
         self.proc: asyncio.subprocess.Process | None = None
 
-    async def start(self) -> "ServerProcess":
+    async def start(self) -> ServerProcess:
         self.proc = await asyncio.create_subprocess_exec(
             *self.argv, env=self.env, cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
         )
@@ -164,7 +164,7 @@ class CpuSampler:
         self.samples: list[tuple[float, float]] = []
         self._task: asyncio.Task[None] | None = None
 
-    async def __aenter__(self) -> "CpuSampler":
+    async def __aenter__(self) -> CpuSampler:
         self._task = asyncio.create_task(self._run())
         return self
 

@@ -11,7 +11,13 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import (
-    CpuSampler, print_table, process_rss_mb, register_devices, run_loadgens, start_baseline, start_solewatch,
+    CpuSampler,
+    print_table,
+    process_rss_mb,
+    register_devices,
+    run_loadgens,
+    start_baseline,
+    start_solewatch,
 )
 
 

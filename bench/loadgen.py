@@ -35,9 +35,9 @@ class Figures:
 
 
 class InsoleLoad(asyncio.Protocol):
-    __slots__ = ("gen", "imei", "token", "transport", "seq", "inflight", "sent_at", "buf", "tokens", "index")
+    __slots__ = ("buf", "gen", "imei", "index", "inflight", "sent_at", "seq", "token", "tokens", "transport")
 
-    def __init__(self, gen: "LoadGenerator", imei: str, token: bytes, index: int):
+    def __init__(self, gen: LoadGenerator, imei: str, token: bytes, index: int):
         self.gen = gen
         self.imei = imei
         self.token = token

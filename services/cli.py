@@ -93,9 +93,7 @@ async def _run(settings: Settings, args: argparse.Namespace) -> None:
 
 async def _simulate(settings: Settings, args: argparse.Namespace) -> None:
     from services.components import build_store, register_simulated_insoles
-    from services.simulator import run_simulation
-
-    from services.simulator import SimulatedInsole
+    from services.simulator import SimulatedInsole, run_simulation
 
     if args.device:
         try:

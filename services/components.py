@@ -8,25 +8,25 @@ import sys
 
 import orjson
 
-from shared.bus import Message
-from shared.bus.memory import MemoryBus
-from shared.bus.outbox import OutboxRelay
-from shared.cache import Cache
-from shared.cache.memory import MemoryCache
-from shared.config import Settings
-from shared.http import HttpServer, health_app
-from shared.logging import get_logger
-from shared.protocols.xsole import imei_to_bcd
-from shared.runtime import Component, Runtime
-from shared.store import DeviceExists, Store, hash_device_token
-from shared.store.messages import TOPIC_ALARM
-from shared.store.sqlite import SqliteStore
 from services.api.app import create_app
 from services.authn.bootstrap import ensure_first_admin
 from services.authn.tokens import signing_secret
 from services.context import ServiceContext
 from services.listener.server import Listener
 from services.notifications.service import NotificationsService
+from shared.bus import Message
+from shared.bus.memory import MemoryBus
+from shared.bus.outbox import OutboxRelay
+from shared.cache import Cache
+from shared.cache.memory import MemoryCache
+from shared.config import Settings
+from shared.http import HttpServer
+from shared.logging import get_logger
+from shared.protocols.xsole import imei_to_bcd
+from shared.runtime import Component, Runtime
+from shared.store import DeviceExists, Store, hash_device_token
+from shared.store.messages import TOPIC_ALARM
+from shared.store.sqlite import SqliteStore
 
 log = get_logger("solewatch")
 

@@ -114,7 +114,7 @@ class Settings(BaseSettings):
         return value.lower() if isinstance(value, str) else value
 
     @model_validator(mode="after")
-    def _materialize_base64_files(self) -> "Settings":
+    def _materialize_base64_files(self) -> Settings:
         for name in FILE_SETTINGS:
             encoded = getattr(self, f"{name}_base64")
             if encoded is None:

@@ -129,7 +129,7 @@ class Runtime:
         self._stop.set()
 
 
-def run_process(main: Callable[[], "asyncio.Future[None] | object"]) -> None:
+def run_process(main: Callable[[], asyncio.Future[None] | object]) -> None:
     """Run a coroutine function on uvloop when it is installed."""
     try:
         import uvloop

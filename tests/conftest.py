@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from services.components import DEFAULT_TENANT, embedded_runtime
+from services.listener.server import Listener
 from shared.config import Settings
 from shared.runtime import Runtime
 from shared.store import Store, hash_device_token
-from services.components import DEFAULT_TENANT, embedded_runtime
-from services.listener.server import Listener
 from tests.helpers.xsole_client import XSoleTestClient
 
 

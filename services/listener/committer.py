@@ -13,10 +13,10 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
+from services.listener import metrics
 from shared.logging import get_logger
 from shared.protocols.xsole import AckStatus
 from shared.store.port import FrameRecord, Store
-from services.listener import metrics
 
 log = get_logger("solewatch.listener.commit")
 

@@ -12,13 +12,19 @@ import asyncio
 import time
 from typing import TYPE_CHECKING, Any
 
+from services.listener import metrics
 from shared.logging import get_logger
 from shared.protocols.xsole import (
-    AckStatus, DeviceSession, Login, LoginStatus, Reply, SessionState, validate,
+    AckStatus,
+    DeviceSession,
+    Login,
+    LoginStatus,
+    Reply,
+    SessionState,
+    validate,
 )
 from shared.protocols.xsole.messages import encode_ack
 from shared.store.port import Device, FrameRecord, token_matches
-from services.listener import metrics
 
 if TYPE_CHECKING:
     from services.listener.server import Listener
@@ -28,10 +34,22 @@ _new_record = tuple.__new__  # FrameRecord without its Python-level __new__: one
 
 
 class DeviceConnection(asyncio.Protocol):
-    __slots__ = ("listener", "session", "transport", "device", "last_activity", "unacked", "peer", "last_seen_wall",
-                 "_acks", "_paused", "_closing", "_bad_frames_counted")
+    __slots__ = (
+        "_acks",
+        "_bad_frames_counted",
+        "_closing",
+        "_paused",
+        "device",
+        "last_activity",
+        "last_seen_wall",
+        "listener",
+        "peer",
+        "session",
+        "transport",
+        "unacked",
+    )
 
-    def __init__(self, listener: "Listener"):
+    def __init__(self, listener: Listener):
         self.listener = listener
         self.session = DeviceSession()
         self.transport: asyncio.Transport | None = None

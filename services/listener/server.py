@@ -10,20 +10,20 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
-from datetime import UTC, datetime
 from collections.abc import Callable, Coroutine
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
+from services.listener import metrics
+from services.listener.committer import GroupCommitter
+from services.listener.connection import DeviceConnection
 from shared.bus import Bus
 from shared.cache import Cache
 from shared.config import Settings
 from shared.logging import get_logger
 from shared.store.port import CommandRecord, Store
-from services.listener import metrics
-from services.listener.committer import GroupCommitter
-from services.listener.connection import DeviceConnection
 
 log = get_logger("solewatch.listener")
 

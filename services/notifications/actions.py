@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+from services.context import CommandSender, ServiceContext
+from services.notifications.metrics import notifications_sent
 from shared.alerts.ledger import CHANNEL_DEVICE, DEVICE_RECIPIENT, NotificationKey
 from shared.logging import get_logger
 from shared.protocols.xsole import CommandCode
 from shared.store import Store
 from shared.store.alerts import Alert
-from services.context import CommandSender, ServiceContext
-from services.notifications.metrics import notifications_sent
 
 log = get_logger("solewatch.alerts")
 

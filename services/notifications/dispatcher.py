@@ -19,13 +19,6 @@ from typing import Any
 
 import orjson
 
-from shared.alerts import alert_to_api
-from shared.alerts.ledger import CHANNEL_DEVICE, NotificationKey, NotificationRecord, NotificationRecovery
-from shared.bus import Message
-from shared.config import Settings
-from shared.logging import get_logger
-from shared.store import Store
-from shared.store.alerts import Contact
 from services.context import CommandSender
 from services.notifications.actions import tell_device_acknowledged
 from services.notifications.metrics import (
@@ -37,6 +30,18 @@ from services.notifications.metrics import (
     notifications_sent,
 )
 from services.notifications.notifier import AlertNotice, NotificationFailed, Notifier
+from shared.alerts import alert_to_api
+from shared.alerts.ledger import (
+    CHANNEL_DEVICE,
+    NotificationKey,
+    NotificationRecord,
+    NotificationRecovery,
+)
+from shared.bus import Message
+from shared.config import Settings
+from shared.logging import get_logger
+from shared.store import Store
+from shared.store.alerts import Contact
 
 log = get_logger("solewatch.notifications")
 

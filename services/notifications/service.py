@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from shared.config import Settings
-from shared.logging import get_logger
-from shared.store.alerts import TOPIC_ALERT
-from shared.store.messages import TOPIC_ALARM
 from services.context import ServiceContext
 from services.notifications.dispatcher import DispatchPolicy, NotificationDispatcher
 from services.notifications.email import EmailNotifier
 from services.notifications.engine import AlertEngine
 from services.notifications.notifier import Notifier
+from shared.config import Settings
+from shared.logging import get_logger
+from shared.store.alerts import TOPIC_ALERT
+from shared.store.messages import TOPIC_ALARM
 
 log = get_logger("solewatch.notifications")
 

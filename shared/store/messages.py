@@ -87,7 +87,7 @@ def telemetry_items(payload: bytes, kind: str) -> Iterator[dict[str, Any]]:
     devices = message["devices"]
     columns = table["columns"]
     for row in table["rows"]:
-        item = dict(zip(columns, row))
+        item = dict(zip(columns, row, strict=True))
         item["tenant_id"], item["imei"] = devices[str(item["device_id"])]
         yield item
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from functools import lru_cache
-from itertools import chain
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import lru_cache
+from itertools import chain
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -21,10 +21,14 @@ from shared.protocols.xsole import Alarm
 from shared.protocols.xsole.constants import FLAG_FIX_VALID
 from shared.protocols.xsole.validation import MAX_FUTURE_SKEW_S
 from shared.store.messages import (
-    COLUMNS, TOPIC_ALARM, TOPIC_TELEMETRY, Telemetry, alarm_message, split_telemetry, telemetry_message,
+    COLUMNS,
+    TOPIC_ALARM,
+    TOPIC_TELEMETRY,
+    Telemetry,
+    alarm_message,
+    split_telemetry,
+    telemetry_message,
 )
-from shared.store.sqlite_accounts import SqliteAccounts
-from shared.store.sqlite_alerts import SqliteAlerts
 from shared.store.port import (
     CommandRecord,
     Device,
@@ -34,6 +38,8 @@ from shared.store.port import (
     PositionRow,
     StoreUnavailable,
 )
+from shared.store.sqlite_accounts import SqliteAccounts
+from shared.store.sqlite_alerts import SqliteAlerts
 
 T = TypeVar("T")
 
@@ -226,11 +232,14 @@ class SqliteStore(SqliteAccounts, SqliteAlerts):
     ) -> list[PositionRow]:
         clauses, params = ["device_id = ?"], [device_id]
         if since is not None:
-            clauses.append("ts >= ?"); params.append(since)  # noqa: E702
+            clauses.append("ts >= ?")
+            params.append(since)
         if until is not None:
-            clauses.append("ts <= ?"); params.append(until)  # noqa: E702
+            clauses.append("ts <= ?")
+            params.append(until)
         if after is not None:
-            clauses.append("(ts, seq) > (?, ?)"); params.extend(after)  # noqa: E702
+            clauses.append("(ts, seq) > (?, ?)")
+            params.extend(after)
         sql = (
             "SELECT ts, seq, lat_e7, lon_e7, alt_m, speed_cms, course_ddeg, sats, hdop_d, battery, flags"
             f" FROM positions WHERE {' AND '.join(clauses)} ORDER BY ts, seq LIMIT ?"

@@ -16,7 +16,14 @@ import orjson
 
 from shared.alerts.ledger import NotificationRecord
 from shared.alerts.serialize import alert_to_api
-from shared.store.alerts import TOPIC_ALERT, Alert, AlertEvent, AlertStatus, AlertTransitionRefused, Contact
+from shared.store.alerts import (
+    TOPIC_ALERT,
+    Alert,
+    AlertEvent,
+    AlertStatus,
+    AlertTransitionRefused,
+    Contact,
+)
 
 T = TypeVar("T")
 

@@ -36,7 +36,7 @@ class SolewatchProcess:
         }
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout: float = 20.0) -> "SolewatchProcess":
+    def start(self, timeout: float = 20.0) -> SolewatchProcess:
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "services.cli", *self.args], env=self.env, stdout=log, stderr=log,

@@ -6,7 +6,17 @@ import asyncio
 import time
 
 from shared.protocols.xsole import (
-    Ack, Activity, Alarm, BadCrc, FrameBuffer, Heartbeat, Login, LoginAck, Position, decode, encode,
+    Ack,
+    Activity,
+    Alarm,
+    BadCrc,
+    FrameBuffer,
+    Heartbeat,
+    Login,
+    LoginAck,
+    Position,
+    decode,
+    encode,
 )
 from shared.protocols.xsole.constants import FLAG_FIX_VALID
 
@@ -19,7 +29,7 @@ class XSoleTestClient:
         self._seq = 0
 
     @classmethod
-    async def connect(cls, host: str, port: int) -> "XSoleTestClient":
+    async def connect(cls, host: str, port: int) -> XSoleTestClient:
         reader, writer = await asyncio.open_connection(host, port)
         return cls(reader, writer)
 

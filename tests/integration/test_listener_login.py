@@ -10,8 +10,6 @@ import asyncio
 import sqlite3
 import time
 
-import pytest
-
 from shared.protocols.xsole import Ack, Command, CommandResult, Login, LoginAck
 
 IMEI = "356307042441013"

@@ -100,7 +100,7 @@ class FakeListener:
                             )
                             return
                         imei = event.imei
-                        first_connection = not any(l.imei == imei for l in self.logins[:-1])
+                        first_connection = not any(login.imei == imei for login in self.logins[:-1])
                         writer.write(session.accept_login(imei, int(time.time()), event.seq))
                         if self.on_login is not None:
                             self.on_login(self, imei, writer, session)
@@ -162,9 +162,9 @@ async def test_insoles_log_in_and_stream_at_the_rate(serve: Serve) -> None:
         "127.0.0.1", port, insoles, rate=10.0, duration=1.5, seed=1, behaviour=FAST
     )
 
-    assert {l.imei for l in listener.logins} == {i.imei for i in insoles}
-    assert all(l.firmware == 0x0102 for l in listener.logins)
-    assert sorted(l.seq for l in listener.logins) == [1, 1, 1]  # each insole's first frame
+    assert {login.imei for login in listener.logins} == {i.imei for i in insoles}
+    assert all(login.firmware == 0x0102 for login in listener.logins)
+    assert sorted(login.seq for login in listener.logins) == [1, 1, 1]  # each insole's first frame
     now = time.time()
     for insole in insoles:
         positions = listener.of(insole.imei, Position)
@@ -274,7 +274,7 @@ async def test_reconnects_after_the_server_hangs_up(serve: Serve) -> None:
     )
 
     for insole in insoles:
-        logins = [l for l in listener.logins if l.imei == insole.imei]
+        logins = [login for login in listener.logins if login.imei == insole.imei]
         assert len(logins) >= 2
         assert logins[1].seq > logins[0].seq  # the seq counter runs on across connections
         mine = [r for r in listener.received if r.imei == insole.imei]

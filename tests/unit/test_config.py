@@ -51,7 +51,7 @@ def test_environment_wins_over_the_config_file(monkeypatch, tmp_path):
 
 def test_missing_config_file_is_a_clear_error(monkeypatch, tmp_path):
     monkeypatch.setenv("SOLEWATCH_CONFIG_FILE", str(tmp_path / "nope.toml"))
-    with pytest.raises(SettingsError, match="nope.toml"):
+    with pytest.raises(SettingsError, match=r"nope\.toml"):
         load_settings()
 
 

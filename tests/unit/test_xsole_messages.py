@@ -30,9 +30,9 @@ from shared.protocols.xsole import (
     encode_frame,
     imei_from_bcd,
     imei_to_bcd,
+    messages,
     validate,
 )
-from shared.protocols.xsole import messages
 from shared.protocols.xsole.validation import MAX_FUTURE_SKEW_S, alarm_fix
 
 EXAMPLES = json.loads(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 from hypothesis import HealthCheck, given, settings
@@ -67,7 +68,7 @@ def chunkings(draw: st.DrawFn, data: bytes) -> list[bytes]:
         return [data[i : i + 1] for i in range(len(data))]
     cuts = sorted(set(draw(st.lists(st.integers(0, len(data)), max_size=30))))
     bounds = [0, *cuts, len(data)]
-    return [data[a:b] for a, b in zip(bounds, bounds[1:])]
+    return [data[a:b] for a, b in itertools.pairwise(bounds)]
 
 
 def drain(chunks: Sequence[bytes]) -> tuple[list[RawFrame | BadCrc], bool, int]:

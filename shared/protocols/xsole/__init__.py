@@ -5,8 +5,8 @@ Nothing here touches a socket, a clock or asyncio; callers pass the time in.
 
 from shared.protocols.xsole.constants import (
     AckStatus,
-    AlarmKind,
     ActivityState,
+    AlarmKind,
     CommandCode,
     CommandStatus,
     FrameType,

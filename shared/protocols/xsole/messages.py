@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import Any, NamedTuple, Union
+from typing import Any, NamedTuple
 
 from shared.protocols.xsole.constants import FLAG_BUFFERED, FLAG_FIX_VALID, FrameType
 from shared.protocols.xsole.framing import RawFrame, encode_frame
@@ -162,8 +162,8 @@ for _event in (Heartbeat, Position, Activity, Alarm, CommandResult, LoginAck, Ac
     _event.__ne__ = _same_type_ne  # type: ignore[method-assign,assignment]
     _event.__hash__ = _typed_hash  # type: ignore[method-assign,assignment]
 
-DeviceEvent = Union[Login, Heartbeat, Position, Activity, Alarm, CommandResult]
-ServerEvent = Union[LoginAck, Ack, Command]
+DeviceEvent = Login | Heartbeat | Position | Activity | Alarm | CommandResult
+ServerEvent = LoginAck | Ack | Command
 
 # type -> (event class, payload layout). A longer payload than the layout is
 # accepted and its tail ignored, so newer firmware may append fields.

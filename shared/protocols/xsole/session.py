@@ -65,7 +65,7 @@ _TELEMETRY_CLASSES = frozenset(_TELEMETRY)
 
 
 class DeviceSession:
-    __slots__ = ("_frames", "state", "imei", "bad_frames_in_a_row", "bad_frames")
+    __slots__ = ("_frames", "bad_frames", "bad_frames_in_a_row", "imei", "state")
 
     def __init__(self) -> None:
         self._frames = FrameBuffer()
