@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import sys
+from collections.abc import Awaitable, Callable
 
 import orjson
 
@@ -17,7 +18,6 @@ from services.notifications.service import NotificationsService
 from shared.bus import Message
 from shared.bus.memory import MemoryBus
 from shared.bus.outbox import OutboxRelay
-from shared.cache import Cache
 from shared.cache.memory import MemoryCache
 from shared.config import Settings
 from shared.http import HttpServer
@@ -39,51 +39,33 @@ def build_store(settings: Settings) -> Store:
     return SqliteStore(settings.sqlite_path, synchronous=settings.sqlite_synchronous)
 
 
-class StoreComponent:
-    name = "store"
+class PortComponent:
+    """A port's adapter as a runtime component: opened first, closed last, ready while it answers."""
 
-    def __init__(self, store: Store):
-        self.store = store
+    def __init__(self, name: str, *, start: Callable[[], Awaitable[None]], close: Callable[[], Awaitable[None]],
+                 ping: Callable[[], Awaitable[None]] | None = None):
+        self.name = name
+        self._start, self._close, self._ping = start, close, ping
 
     async def start(self) -> None:
-        await self.store.open()
+        await self._start()
 
     async def drain(self) -> None:
         pass
 
     async def close(self) -> None:
-        await self.store.close()
+        await self._close()
 
     async def reload(self, settings: Settings) -> None:
         pass
 
     async def check_ready(self) -> str | None:
+        if self._ping is None:
+            return None
         try:
-            await self.store.ping()
+            await self._ping()
         except Exception as exc:
-            return f"store unreachable: {exc}"
-        return None
-
-
-class BusComponent:
-    name = "bus"
-
-    def __init__(self, bus: MemoryBus):
-        self.bus = bus
-
-    async def start(self) -> None:
-        await self.bus.start()
-
-    async def drain(self) -> None:
-        pass
-
-    async def close(self) -> None:
-        await self.bus.close()
-
-    async def reload(self, settings: Settings) -> None:
-        pass
-
-    async def check_ready(self) -> str | None:
+            return f"{self.name} unreachable: {exc}"
         return None
 
 
@@ -161,32 +143,6 @@ async def journal_alarm(message: Message) -> None:
                 seq=alarm["seq"], ts=alarm["ts"], lat=alarm["lat"], lon=alarm["lon"], message_id=message.message_id)
 
 
-class CacheComponent:
-    name = "cache"
-
-    def __init__(self, cache: Cache):
-        self.cache = cache
-
-    async def start(self) -> None:
-        await self.cache.start()
-
-    async def drain(self) -> None:
-        pass
-
-    async def close(self) -> None:
-        await self.cache.close()
-
-    async def reload(self, settings: Settings) -> None:
-        pass
-
-    async def check_ready(self) -> str | None:
-        try:
-            await self.cache.ping()
-        except Exception as exc:
-            return f"cache unreachable: {exc}"
-        return None
-
-
 class AccountsBootstrap:
     """Checks the token signing secret and creates the first admin when there is no user."""
 
@@ -236,7 +192,10 @@ def embedded_runtime(settings: Settings, load_settings, *, simulate: int = 0, ra
     # Consumers subscribe as they are built, before the relay delivers anything.
     notifications = NotificationsService(context, on_committed=relay.notify)
     components: list[Component] = [
-        StoreComponent(store), AccountsBootstrap(settings, store), CacheComponent(cache), BusComponent(bus),
+        PortComponent("store", start=store.open, close=store.close, ping=store.ping),
+        AccountsBootstrap(settings, store),
+        PortComponent("cache", start=cache.start, close=cache.close, ping=cache.ping),
+        PortComponent("bus", start=bus.start, close=bus.close),
         notifications, relay, listener,
     ]
     runtime = Runtime(components, load_settings)

@@ -14,6 +14,7 @@ from services.listener.server import Listener
 from shared.config import Settings
 from shared.runtime import Runtime
 from shared.store import Store, hash_device_token
+from shared.store.sqlite import SqliteStore
 from tests.helpers.xsole_client import XSoleTestClient
 
 
@@ -56,6 +57,17 @@ def embedded_settings(data_dir: Path, **overrides: object) -> Settings:
     values: dict[str, object] = {"data_dir": data_dir, "listener_port": 0, "http_port": 0, "bind": "127.0.0.1"}
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
+    """A fresh embedded store, opened for the test and closed after it."""
+    opened = SqliteStore(tmp_path / "solewatch.db", synchronous="NORMAL")
+    await opened.open()
+    try:
+        yield opened
+    finally:
+        await opened.close()
 
 
 @pytest.fixture

@@ -25,8 +25,9 @@ from services.authn.models import ErrorOut
 from services.context import ServiceContext
 from services.listener.server import online_key  # the mark the listener keeps while connected
 from shared.alerts import iso_utc
+from shared.protocols.xsole import Position
 from shared.protocols.xsole.constants import FLAG_BUFFERED
-from shared.store import Device, DeviceExists, PositionRow, hash_device_token
+from shared.store import Device, DeviceExists, hash_device_token
 
 router = APIRouter(prefix="/api/v1/devices", tags=["devices"])
 
@@ -47,7 +48,7 @@ async def device_view(context: ServiceContext, device: Device) -> dict[str, Any]
     }
 
 
-def position_view(row: PositionRow) -> dict[str, Any]:
+def position_view(row: Position) -> dict[str, Any]:
     """A stored position in the API's units (the store keeps the wire's integers)."""
     return {
         "ts": iso_utc(row.ts), "lat": row.lat_e7 / 1e7, "lon": row.lon_e7 / 1e7, "alt": row.alt_m,

@@ -6,7 +6,6 @@ from shared.store.port import (
     DeviceExists,
     FrameRecord,
     OutboxEntry,
-    PositionRow,
     Store,
     StoreUnavailable,
     hash_device_token,
@@ -14,6 +13,6 @@ from shared.store.port import (
 )
 
 __all__ = [
-    "CommandRecord", "Device", "DeviceExists", "FrameRecord", "OutboxEntry", "PositionRow",
+    "CommandRecord", "Device", "DeviceExists", "FrameRecord", "OutboxEntry",
     "Store", "StoreUnavailable", "hash_device_token", "token_matches",
 ]

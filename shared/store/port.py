@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
-from shared.protocols.xsole import DeviceEvent
+from shared.protocols.xsole import DeviceEvent, Position
 from shared.store.accounts import AccountStore
 from shared.store.alerts import AlertStore
 
@@ -66,21 +66,6 @@ class OutboxEntry:
 
 
 @dataclass(frozen=True, slots=True)
-class PositionRow:
-    ts: int
-    seq: int
-    lat_e7: int
-    lon_e7: int
-    alt_m: int
-    speed_cms: int
-    course_ddeg: int
-    sats: int
-    hdop_d: int
-    battery: int
-    flags: int
-
-
-@dataclass(frozen=True, slots=True)
 class CommandRecord:
     id: int
     device_id: int
@@ -117,7 +102,8 @@ class Store(AccountStore, AlertStore, Protocol):
     async def positions(
         self, device_id: int, *, since: int | None = None, until: int | None = None,
         after: tuple[int, int] | None = None, limit: int = 100,
-    ) -> list[PositionRow]: ...
+    ) -> list[Position]:
+        """A device's stored positions, oldest first; `after` is a (ts, seq) cursor."""
     async def count_stored(self, device_id: int) -> dict[str, int]:
         """How many frames of each kind are stored for the device."""
 

@@ -17,7 +17,7 @@ from itertools import chain
 from pathlib import Path
 from typing import Any, TypeVar
 
-from shared.protocols.xsole import Alarm
+from shared.protocols.xsole import Alarm, Position
 from shared.protocols.xsole.constants import FLAG_FIX_VALID
 from shared.protocols.xsole.validation import MAX_FUTURE_SKEW_S
 from shared.store.messages import (
@@ -35,7 +35,6 @@ from shared.store.port import (
     DeviceExists,
     FrameRecord,
     OutboxEntry,
-    PositionRow,
     StoreUnavailable,
 )
 from shared.store.sqlite_accounts import SqliteAccounts
@@ -229,7 +228,7 @@ class SqliteStore(SqliteAccounts, SqliteAlerts):
     async def positions(
         self, device_id: int, *, since: int | None = None, until: int | None = None,
         after: tuple[int, int] | None = None, limit: int = 100,
-    ) -> list[PositionRow]:
+    ) -> list[Position]:
         clauses, params = ["device_id = ?"], [device_id]
         if since is not None:
             clauses.append("ts >= ?")
@@ -241,11 +240,11 @@ class SqliteStore(SqliteAccounts, SqliteAlerts):
             clauses.append("(ts, seq) > (?, ?)")
             params.extend(after)
         sql = (
-            "SELECT ts, seq, lat_e7, lon_e7, alt_m, speed_cms, course_ddeg, sats, hdop_d, battery, flags"
+            f"SELECT {', '.join(Position._fields)}"
             f" FROM positions WHERE {' AND '.join(clauses)} ORDER BY ts, seq LIMIT ?"
         )
         rows = await self._read(lambda c: c.execute(sql, (*params, limit)).fetchall())
-        return [PositionRow(*row) for row in rows]
+        return [Position(*row) for row in rows]
 
     async def count_stored(self, device_id: int) -> dict[str, int]:
         def run(c: sqlite3.Connection) -> dict[str, int]:

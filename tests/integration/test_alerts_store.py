@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -25,15 +23,6 @@ from shared.store.sqlite import SqliteStore
 
 TS = 1767225600  # 2026-01-01T00:00:00Z
 
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    store = SqliteStore(tmp_path / "solewatch.db", synchronous="NORMAL")
-    await store.open()
-    try:
-        yield store
-    finally:
-        await store.close()
 
 
 async def add_device(store: SqliteStore, imei: str, *, tenant: str = "acme") -> Device:

@@ -12,7 +12,6 @@ from services.authn.bootstrap import InvalidAccount, add_tenant, ensure_first_ad
 from services.authn.passwords import verify_password
 from shared.config import Settings, SettingsError
 from shared.store.accounts import TenantExists, UserExists
-from shared.store.sqlite import SqliteStore
 
 
 @pytest.fixture(autouse=True)
@@ -21,15 +20,6 @@ def cheap_hasher(monkeypatch):
     for name in [name for name in os.environ if name.startswith("SOLEWATCH_")]:
         monkeypatch.delenv(name)
 
-
-@pytest.fixture
-async def store(tmp_path):
-    store = SqliteStore(tmp_path / "solewatch.db", synchronous="NORMAL")
-    await store.open()
-    try:
-        yield store
-    finally:
-        await store.close()
 
 
 async def test_without_settings_a_demo_admin_gets_a_random_password(store, tmp_path):

@@ -10,16 +10,6 @@ from shared.store.accounts import TenantExists, UserExists
 from shared.store.sqlite import SqliteStore
 
 
-@pytest.fixture
-async def store(tmp_path):
-    store = SqliteStore(tmp_path / "solewatch.db", synchronous="NORMAL")
-    await store.open()
-    try:
-        yield store
-    finally:
-        await store.close()
-
-
 async def test_tenants(store):
     acme = await store.create_tenant("acme")
     with pytest.raises(TenantExists):

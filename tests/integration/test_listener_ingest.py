@@ -17,7 +17,6 @@ import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from services.components import BusComponent
 from shared.bus.port import Message
 from shared.http import HttpServer
 from shared.protocols.xsole import Ack, Login, LoginAck, encode
@@ -54,7 +53,7 @@ async def stored_seqs(solewatch, imei: str = IMEI) -> list[int]:
 
 def alarm_recorder(solewatch) -> list[dict]:
     """Every `alarm` message the in-process bus delivers from now on."""
-    bus = next(c.bus for c in solewatch.runtime.components if isinstance(c, BusComponent))
+    bus = solewatch.listener.bus
     received: list[dict] = []
 
     async def record(message: Message) -> None:
