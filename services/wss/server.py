@@ -9,6 +9,7 @@ watching costs no more than a look at the room table.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,8 +18,8 @@ import socketio  # type: ignore[import-untyped]
 from socketio.async_pubsub_manager import AsyncPubSubManager  # type: ignore[import-untyped]
 from socketio.exceptions import ConnectionRefusedError  # type: ignore[import-untyped]
 
-from services.authn.deps import authenticate_access_token
-from services.authn.tokens import InvalidToken
+from services.authn.deps import principal_from_claims
+from services.authn.tokens import InvalidToken, session_revoked, verify_access_token
 from services.context import ServiceContext
 from shared.alerts import iso_utc
 from shared.bus import Handler, Message
@@ -30,6 +31,7 @@ log = get_logger("solewatch.wss")
 
 TOPIC_DEVICE_STATUS = "device_status"
 EMIT_TIMEOUT_S = 5.0
+SESSION_CHECK_S = 10.0
 NAMESPACE = "/"
 
 
@@ -50,13 +52,16 @@ def create_socketio(
     sio = socketio.AsyncServer(async_mode="asgi", client_manager=client_manager,
                                cors_allowed_origins=cors_allowed_origins, logger=False, engineio_logger=False)
 
+    guard = SessionGuard(context, sio)
+
     @sio.event
     async def connect(sid: str, environ: dict[str, Any], auth: Any = None) -> None:
         token = auth.get("token") if isinstance(auth, dict) else None
         if not isinstance(token, str) or not token:
             raise ConnectionRefusedError("unauthorized")
         try:
-            caller = await authenticate_access_token(context.settings, context.cache, token)
+            claims = await verify_access_token(context.settings, context.cache, token)
+            caller = principal_from_claims(claims)
         except InvalidToken:
             # Expired, forged or revoked: the client learns only this.
             raise ConnectionRefusedError("unauthorized") from None
@@ -66,8 +71,51 @@ def create_socketio(
         await sio.save_session(sid, {"tenant_id": caller.tenant_id, "user_id": caller.user_id,
                                      "session_id": caller.session_id})
         await sio.enter_room(sid, tenant_room(caller.tenant_id))
+        guard.watch(sid, claims.session_id, claims.expires_at)
+
+    @sio.event
+    async def disconnect(sid: str, *args: Any) -> None:
+        guard.forget(sid)
 
     return sio
+
+
+class SessionGuard:
+    """Ends live sockets whose session was logged out or whose access token expired.
+
+    A token is checked at connect only by Socket.IO itself; without this, a
+    dashboard signed out elsewhere would go on receiving its tenant's events.
+    Clients reconnect with a fresh token (the dashboard refreshes it first).
+    """
+
+    def __init__(self, context: ServiceContext, sio: socketio.AsyncServer):
+        self._cache = context.cache
+        self._sio = sio
+        self._watched: dict[str, tuple[str, int]] = {}  # sid -> (session id, token expiry)
+        self._task: asyncio.Task[None] | None = None
+
+    def watch(self, sid: str, session_id: str, expires_at: int) -> None:
+        self._watched[sid] = (session_id, expires_at)
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run(), name="wss-session-guard")
+
+    def forget(self, sid: str) -> None:
+        self._watched.pop(sid, None)
+
+    async def _run(self) -> None:
+        while self._watched:
+            await asyncio.sleep(SESSION_CHECK_S)
+            now = time.time()
+            for sid, (session_id, expires_at) in list(self._watched.items()):
+                try:
+                    ended = expires_at <= now or await session_revoked(self._cache, session_id)
+                except Exception as exc:  # cache down: keep the socket, check again next round
+                    log.warning("socket_session_check_failed", error=str(exc))
+                    continue
+                if ended:
+                    self.forget(sid)
+                    await self._sio.disconnect(sid)
+                    log.info("socket_session_ended", sid=sid, expired=expires_at <= now)
 
 
 class LiveUpdates:

@@ -191,3 +191,20 @@ async def test_a_failing_emit_is_dropped_without_holding_the_bus(
     finally:
         monkeypatch.undo()
         await dashboard.client.disconnect()
+
+
+async def test_logging_out_ends_the_live_socket_of_that_session(
+    served: tuple[ApiHarness, str], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(wss_server, "SESSION_CHECK_S", 0.1)
+    api, url = served
+    tenant = await api.tenant()
+    signed_out, still_in = await api.caller(tenant, "viewer"), await api.caller(tenant, "viewer")
+    ended_dashboard = await connect(url, signed_out)
+    kept_dashboard = await connect(url, still_in)
+
+    await revoke_session(api.settings, api.cache, decode_access_token(api.settings, signed_out.token).session_id)
+
+    await eventually(lambda: not ended_dashboard.client.connected, "the signed-out socket to be closed", timeout=15)
+    assert kept_dashboard.client.connected
+    await kept_dashboard.client.disconnect()
