@@ -404,7 +404,7 @@ def _update_device_state(c: sqlite3.Connection, telemetry: Telemetry) -> None:
     for kind, battery_at in _BATTERY_AT.items():
         for row in telemetry.rows(kind):
             device_id, ts = row[0], row[_TS_AT]
-            last_seen[device_id] = row[-1]
+            last_seen[device_id] = max(row[-1], last_seen.get(device_id, 0.0))
             level = row[battery_at]
             if level <= 100:
                 known = battery.get(device_id)
@@ -415,9 +415,9 @@ def _update_device_state(c: sqlite3.Connection, telemetry: Telemetry) -> None:
                 if fix is None or ts > fix[_TS_AT]:
                     newest_fix[device_id] = row
     for record in telemetry.alarms:
-        last_seen[record.device_id] = record.received_at
+        last_seen[record.device_id] = max(record.received_at, last_seen.get(record.device_id, 0.0))
     for row in telemetry.rows("command_results"):
-        last_seen[row[0]] = row[-1]
+        last_seen[row[0]] = max(row[-1], last_seen.get(row[0], 0.0))
     updates = []
     for device_id, seen in last_seen.items():
         battery_ts, level = battery.get(device_id, (None, None))

@@ -1,0 +1,147 @@
+"""Adapters under the shared contract suites: every cache, bus and store adapter
+passes the same tests.
+
+Each port has a table of factories, one per adapter. A factory takes the test's
+`tmp_path` and is an async context manager that yields a ready adapter and
+cleans up after it (`@asynccontextmanager` over an async generator):
+
+- a cache, started;
+- a bus, *not* started: tests subscribe first, then call `start()`, the order
+  services follow; the fixture closes it. It must give up on a message after
+  `BUS_MAX_ATTEMPTS` deliveries with a backoff of a few tens of milliseconds;
+- a store, opened and empty.
+
+Every test of a suite runs once per entry of its table, with the entry's name
+as the test id (`test_get_set_delete[memory]`).
+
+To add an adapter (the distributed mode: Redis, RabbitMQ, MongoDB), write its
+factory here and add one entry, for example:
+
+    @asynccontextmanager
+    async def make_redis_cache(tmp_path: Path) -> AsyncIterator[Cache]:
+        url = os.environ.get("SOLEWATCH_TEST_REDIS_URL")
+        if not url:
+            pytest.skip("SOLEWATCH_TEST_REDIS_URL is not set")
+        cache = RedisCache(url)
+        await cache.start()
+        try:
+            yield cache
+        finally:
+            await cache.close()
+
+    CACHE_FACTORIES["redis"] = make_redis_cache
+
+A server shared by many tests needs no cleaning between them for the cache and
+the bus: the suites name their keys, topics and consumers with `unique()`. A
+store must start empty, so a MongoDB factory opens a database of its own (a
+random name) and drops it on the way out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
+
+import pytest
+
+from shared.bus import Bus
+from shared.bus.memory import MemoryBus
+from shared.cache import Cache
+from shared.cache.memory import MemoryCache
+from shared.store import Store
+from shared.store.sqlite import SqliteStore
+
+# The attempt limit every bus factory configures, so the at-least-once tests
+# know when a failing message is given up on.
+BUS_MAX_ATTEMPTS = 3
+
+
+@asynccontextmanager
+async def make_memory_cache(tmp_path: Path) -> AsyncIterator[Cache]:
+    cache = MemoryCache()
+    await cache.start()
+    try:
+        yield cache
+    finally:
+        await cache.close()
+
+
+@asynccontextmanager
+async def make_memory_bus(tmp_path: Path) -> AsyncIterator[Bus]:
+    bus = MemoryBus(max_attempts=BUS_MAX_ATTEMPTS, first_backoff=0.01)
+    try:
+        yield bus
+    finally:
+        await bus.close()
+
+
+@asynccontextmanager
+async def make_sqlite_store(tmp_path: Path) -> AsyncIterator[Store]:
+    # NORMAL: durability across power cuts is not what these tests look at, speed is.
+    store = SqliteStore(tmp_path / "contract.db", synchronous="NORMAL")
+    await store.open()
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+CACHE_FACTORIES: dict[str, Callable[[Path], AbstractAsyncContextManager[Cache]]] = {
+    "memory": make_memory_cache,
+}
+BUS_FACTORIES: dict[str, Callable[[Path], AbstractAsyncContextManager[Bus]]] = {
+    "memory": make_memory_bus,
+}
+STORE_FACTORIES: dict[str, Callable[[Path], AbstractAsyncContextManager[Store]]] = {
+    "sqlite": make_sqlite_store,
+}
+
+
+@pytest.fixture(params=list(CACHE_FACTORIES))
+async def cache(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Cache]:
+    async with CACHE_FACTORIES[request.param](tmp_path) as adapter:
+        yield adapter
+
+
+@pytest.fixture(params=list(BUS_FACTORIES))
+async def bus(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Bus]:
+    """A bus not yet started: subscribe, then `await bus.start()`."""
+    async with BUS_FACTORIES[request.param](tmp_path) as adapter:
+        yield adapter
+
+
+@pytest.fixture(params=list(STORE_FACTORIES))
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    # A directory of its own: the outbox test pairs this store with a bus that may use tmp_path too.
+    async with STORE_FACTORIES[request.param](tmp_path / "store") as adapter:
+        yield adapter
+
+
+@pytest.fixture
+def unique() -> Callable[[str], str]:
+    """Names no other test uses (keys, topics, consumers), for servers shared between tests."""
+    run = uuid.uuid4().hex[:10]
+    return lambda name: f"contract-{run}-{name}"
+
+
+async def eventually(condition: Callable[[], bool | Awaitable[bool]], *, timeout: float = 2.0,
+                     interval: float = 0.01) -> None:
+    """Wait until `condition()` holds, failing the test after `timeout` seconds.
+
+    Adapters may deliver or expire asynchronously, so tests wait for an outcome
+    rather than assume it is there when a call returns.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if not isinstance(result, bool):
+            result = await result
+        if result:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition still false after {timeout} s")
+        await asyncio.sleep(interval)
