@@ -90,6 +90,7 @@ class Settings(BaseSettings):
 
     # Listener behaviour (contract defaults).
     idle_timeout: float = Field(300, gt=0, description="seconds of silence before a device connection is closed")
+    login_timeout: float = Field(30, gt=0, description="seconds a new connection has to log in before it is closed")
     max_connections: int = Field(19_000, gt=0)
     max_unacked_per_connection: int = Field(64, gt=0, description="frames awaiting durability before a connection stops being read")
     commit_max_batch: int = Field(4096, gt=0, description="frames in one store transaction at most")

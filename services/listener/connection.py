@@ -43,6 +43,7 @@ class DeviceConnection(asyncio.Protocol):
         "last_activity",
         "last_seen_wall",
         "listener",
+        "opened_at",
         "peer",
         "session",
         "transport",
@@ -54,7 +55,7 @@ class DeviceConnection(asyncio.Protocol):
         self.session = DeviceSession()
         self.transport: asyncio.Transport | None = None
         self.device: Device | None = None
-        self.last_activity = time.monotonic()
+        self.last_activity = self.opened_at = time.monotonic()
         self.last_seen_wall = time.time()
         self.unacked = 0
         self.peer: str = "?"
@@ -234,7 +235,7 @@ class DeviceConnection(asyncio.Protocol):
 
 def _reason_label(reason: str) -> str:
     reason = reason.lower()
-    for label in ("bad frames", "length", "before login", "store", "malformed login", "login", "idle", "replaced",
+    for label in ("bad frames", "length", "before login", "store", "malformed login", "no login", "login", "idle", "replaced",
                   "draining"):
         if label in reason:
             return label.replace(" ", "_")

@@ -191,11 +191,15 @@ class Listener:
 
     async def _sweep_idle(self) -> None:
         while True:
-            timeout = self.settings.idle_timeout
-            await asyncio.sleep(min(max(timeout / 4, 0.05), 5.0))
-            deadline = time.monotonic() - timeout
-            for conn in [c for c in self.connections if c.last_activity < deadline]:
-                conn.close(f"idle for more than {timeout:g} s")
+            timeout, login_timeout = self.settings.idle_timeout, self.settings.login_timeout
+            await asyncio.sleep(min(max(min(timeout, login_timeout) / 4, 0.05), 5.0))
+            now = time.monotonic()
+            for conn in list(self.connections):
+                if conn.last_activity < now - timeout:
+                    conn.close(f"idle for more than {timeout:g} s")
+                elif conn.device is None and conn.opened_at < now - login_timeout:
+                    # Not logged in yet: a slot held without credentials is a cheap attack.
+                    conn.close(f"no login within {login_timeout:g} s")
 
     async def _report_progress(self, every: float = 10.0) -> None:
         # So that someone watching the logs sees frames flow without any other tool.

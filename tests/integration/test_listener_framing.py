@@ -200,6 +200,32 @@ async def test_connection_that_never_logs_in_is_closed(solewatch):
     assert await device.closed_by_server(timeout=5)
 
 
+@pytest.mark.parametrize("solewatch_settings", [{"login_timeout": 0.5}], indirect=True, ids=["login_timeout=0.5"])
+async def test_a_connection_that_chatters_without_logging_in_is_closed(solewatch):
+    # Not silent, so the idle timeout (300 s) never fires: only the login deadline does.
+    device = await solewatch.device()
+    closed = False
+    for _ in range(40):
+        try:
+            await device.send(b"noise, no magic here")
+        except ConnectionError:
+            closed = True
+            break
+        if await device.closed_by_server(timeout=0.1):
+            closed = True
+            break
+    assert closed, "a connection that never logged in was kept for 4 s"
+
+
+@pytest.mark.parametrize("solewatch_settings", [{"login_timeout": 0.5}], indirect=True, ids=["login_timeout=0.5"])
+async def test_the_login_deadline_spares_logged_in_devices(solewatch):
+    device = await solewatch.logged_in_device(IMEI)
+    await asyncio.sleep(1.2)
+    heartbeat = device.heartbeat()
+    await device.send(heartbeat)
+    assert await device.recv_acks(1) == {heartbeat.seq: 0}
+
+
 @SHORT_IDLE
 async def test_connection_sending_heartbeats_stays_open(solewatch):
     device = await solewatch.logged_in_device(IMEI)

@@ -1,0 +1,83 @@
+"""The cache of the distributed mode, on a Redis server (redis-py's asyncio client).
+
+Redis holds only losable state: sessions, rate limits, online marks. A flushed or
+restarted Redis costs users a login and resets a few counters; nothing acknowledged
+to a device or a user lives only here (see shared/cache/port.py), so the server
+runs without persistence.
+
+Keys are used as given: callers namespace them. Values are bytes both ways.
+"""
+
+from __future__ import annotations
+
+import math
+
+import redis.asyncio as aioredis
+from redis.commands.core import AsyncScript
+
+# INCR and the window's expiry in one step, so the window starts at the first
+# increment and no crash between two commands can leave a counter that never expires.
+_INCR_IN_WINDOW = """
+local count = redis.call('INCR', KEYS[1])
+if count == 1 then
+    redis.call('PEXPIRE', KEYS[1], ARGV[1])
+end
+return count
+"""
+
+
+def _milliseconds(ttl: float) -> int:
+    # Rounded up, and at least 1 ms: a key may expire a little late, never early.
+    return max(1, math.ceil(ttl * 1000))
+
+
+class RedisCache:
+    name = "cache"
+
+    def __init__(self, url: str) -> None:
+        self._url = url
+        self._client: aioredis.Redis | None = None
+        self._incr_script: AsyncScript | None = None
+
+    async def start(self) -> None:
+        client = aioredis.from_url(self._url, decode_responses=False)
+        try:
+            await client.ping()
+        except BaseException:
+            await client.aclose()
+            raise
+        self._client = client
+        self._incr_script = client.register_script(_INCR_IN_WINDOW)
+
+    async def close(self) -> None:
+        client, self._client, self._incr_script = self._client, None, None
+        if client is not None:
+            await client.aclose()
+
+    @property
+    def _redis(self) -> aioredis.Redis:
+        if self._client is None:
+            raise RuntimeError("RedisCache is not started")
+        return self._client
+
+    async def ping(self) -> None:
+        await self._redis.ping()
+
+    async def get(self, key: str) -> bytes | None:
+        value: bytes | None = await self._redis.get(key)
+        return value
+
+    async def set(self, key: str, value: bytes, *, ttl: float | None = None) -> None:
+        await self._redis.set(key, value, px=None if ttl is None else _milliseconds(ttl))
+
+    async def set_if_absent(self, key: str, value: bytes, *, ttl: float | None = None) -> bool:
+        done = await self._redis.set(key, value, nx=True, px=None if ttl is None else _milliseconds(ttl))
+        return bool(done)
+
+    async def delete(self, key: str) -> None:
+        await self._redis.delete(key)
+
+    async def incr(self, key: str, *, ttl: float) -> int:
+        if self._incr_script is None:
+            raise RuntimeError("RedisCache is not started")
+        return int(await self._incr_script(keys=[key], args=[_milliseconds(ttl)]))
