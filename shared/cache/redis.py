@@ -11,6 +11,7 @@ Keys are used as given: callers namespace them. Values are bytes both ways.
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
@@ -64,8 +65,8 @@ class RedisCache:
         await self._redis.ping()
 
     async def get(self, key: str) -> bytes | None:
-        value: bytes | None = await self._redis.get(key)
-        return value
+        # decode_responses=False: the client's str-or-bytes annotation is only bytes here.
+        return cast(bytes | None, await self._redis.get(key))
 
     async def set(self, key: str, value: bytes, *, ttl: float | None = None) -> None:
         await self._redis.set(key, value, px=None if ttl is None else _milliseconds(ttl))

@@ -15,21 +15,18 @@ Every test of a suite runs once per entry of its table, with the entry's name
 as the test id (`test_get_set_delete[memory]`).
 
 To add an adapter (the distributed mode: Redis, RabbitMQ, MongoDB), write its
-factory here and add one entry, for example:
+factory here and add one entry. An adapter needing a server names, in the
+port's `*_SERVERS` table, the session fixture of tests/harness/servers.py that
+starts one; its factory then also gets that server's URL:
 
     @asynccontextmanager
-    async def make_redis_cache(tmp_path: Path) -> AsyncIterator[Cache]:
-        url = os.environ.get("SOLEWATCH_TEST_REDIS_URL")
-        if not url:
-            pytest.skip("SOLEWATCH_TEST_REDIS_URL is not set")
-        cache = RedisCache(url)
-        await cache.start()
-        try:
-            yield cache
-        finally:
-            await cache.close()
+    async def make_redis_cache(tmp_path: Path, url: str) -> AsyncIterator[Cache]:
+        ...
 
     CACHE_FACTORIES["redis"] = make_redis_cache
+    CACHE_SERVERS["redis"] = "redis_server"
+
+Without the server installed, that adapter's tests skip (scripts/test installs it).
 
 A server shared by many tests needs no cleaning between them for the cache and
 the bus: the suites name their keys, topics and consumers with `unique()`. A
@@ -52,8 +49,10 @@ from shared.bus import Bus
 from shared.bus.memory import MemoryBus
 from shared.cache import Cache
 from shared.cache.memory import MemoryCache
+from shared.cache.redis import RedisCache
 from shared.store import Store
 from shared.store.sqlite import SqliteStore
+from tests.harness.servers import redis_server  # noqa: F401  (the fixture, registered by import)
 
 # The attempt limit every bus factory configures, so the at-least-once tests
 # know when a failing message is given up on.
@@ -63,6 +62,16 @@ BUS_MAX_ATTEMPTS = 3
 @asynccontextmanager
 async def make_memory_cache(tmp_path: Path) -> AsyncIterator[Cache]:
     cache = MemoryCache()
+    await cache.start()
+    try:
+        yield cache
+    finally:
+        await cache.close()
+
+
+@asynccontextmanager
+async def make_redis_cache(tmp_path: Path, url: str) -> AsyncIterator[Cache]:
+    cache = RedisCache(url)
     await cache.start()
     try:
         yield cache
@@ -90,8 +99,13 @@ async def make_sqlite_store(tmp_path: Path) -> AsyncIterator[Store]:
         await store.close()
 
 
-CACHE_FACTORIES: dict[str, Callable[[Path], AbstractAsyncContextManager[Cache]]] = {
+CACHE_FACTORIES: dict[str, Callable[..., AbstractAsyncContextManager[Cache]]] = {
     "memory": make_memory_cache,
+    "redis": make_redis_cache,
+}
+# Adapters needing a server: the harness fixture whose URL their factory gets after tmp_path.
+CACHE_SERVERS: dict[str, str] = {
+    "redis": "redis_server",
 }
 BUS_FACTORIES: dict[str, Callable[[Path], AbstractAsyncContextManager[Bus]]] = {
     "memory": make_memory_bus,
@@ -103,7 +117,9 @@ STORE_FACTORIES: dict[str, Callable[[Path], AbstractAsyncContextManager[Store]]]
 
 @pytest.fixture(params=list(CACHE_FACTORIES))
 async def cache(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Cache]:
-    async with CACHE_FACTORIES[request.param](tmp_path) as adapter:
+    server = CACHE_SERVERS.get(request.param)
+    urls = [request.getfixturevalue(server)] if server else []
+    async with CACHE_FACTORIES[request.param](tmp_path, *urls) as adapter:
         yield adapter
 
 
