@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import socketio
+import socketio  # type: ignore[import-untyped]
 
 from bench.common import percentile, print_table, register_devices, run_loadgens, start_solewatch
 

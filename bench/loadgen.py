@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import binascii
+import functools
 import os
 import resource
 import struct
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 
@@ -150,7 +153,7 @@ class LoadGenerator:
         loop = asyncio.get_running_loop()
         for index, (imei, token_hex) in enumerate(self.credentials):
             conn = InsoleLoad(self, imei, bytes.fromhex(token_hex), index)
-            await loop.create_connection(lambda c=conn: c, self.host, self.port)
+            await loop.create_connection(functools.partial(_same, conn), self.host, self.port)
             self.connections.append(conn)
             if index % 500 == 499:
                 await asyncio.sleep(0)  # let LOGIN_ACKs in while connecting thousands
@@ -202,8 +205,13 @@ class LoadGenerator:
         }
 
 
+def _same(conn: InsoleLoad) -> InsoleLoad:
+    return conn
+
+
 def main() -> None:
     spec = orjson.loads(sys.stdin.buffer.readline())  # one line: stdin stays open in idle mode
+    runner: Callable[..., Any]
     try:
         import uvloop
         runner = uvloop.run

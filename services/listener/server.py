@@ -12,7 +12,7 @@ import ssl
 import time
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
@@ -66,7 +66,7 @@ class Listener:
     @property
     def port(self) -> int:
         assert self._server is not None
-        return self._server.sockets[0].getsockname()[1]
+        return int(cast(asyncio.Server, self._server).sockets[0].getsockname()[1])
 
     # -- component ------------------------------------------------------------------------
 

@@ -63,7 +63,7 @@ def split_telemetry(records: Iterable[FrameRecord]) -> Telemetry:
             rows = tables.get(kind)
             if rows is None:
                 rows = tables[kind] = []
-            rows.append((record.device_id, *event, record.received_at))
+            rows.append((record.device_id, *event, record.received_at))  # type: ignore[misc]  # telemetry events are tuples
         devices[record.device_id] = (record.tenant_id, record.imei)
     return telemetry
 

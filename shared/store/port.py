@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
@@ -78,6 +78,10 @@ class CommandRecord:
 
 class Store(AccountStore, AlertStore, Protocol):
     """Storage port. Every write is idempotent where a device may retransmit."""
+
+    # Called on the event loop after each committed write, so the outbox relay
+    # can move new entries at once instead of at its next poll.
+    on_write: Callable[[], None] | None
 
     async def open(self) -> None: ...
     async def close(self) -> None: ...
