@@ -10,15 +10,20 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, cast
 
 from services.listener import metrics
 from shared.logging import get_logger
 from shared.protocols.xsole import (
     AckStatus,
+    Activity,
+    Alarm,
+    CommandResult,
     DeviceSession,
+    Heartbeat,
     Login,
     LoginStatus,
+    Position,
     Reply,
     SessionState,
     validate,
@@ -30,6 +35,7 @@ if TYPE_CHECKING:
     from services.listener.server import Listener
 
 log = get_logger("solewatch.listener")
+_KIND: dict[type, str] = {cls: cls.__name__.lower() for cls in (Heartbeat, Position, Activity, Alarm, CommandResult)}
 _new_record = tuple.__new__  # FrameRecord without its Python-level __new__: one per frame
 
 
@@ -93,17 +99,8 @@ class DeviceConnection(asyncio.Protocol):
         listener = self.listener
         committer = listener.committer
         window = listener.settings.max_unacked_per_connection
-        now = time.time()
-        accepted: dict[type, int] = {}
-        try:
-            self._process_frames(session, committer, window, now, accepted)
-        finally:
-            for event_type, count in accepted.items():
-                metrics.frames_of(event_type).inc(count)
-
-    def _process_frames(self, session: DeviceSession, committer: Any, window: int, now: float,
-                        accepted: dict[type, int]) -> None:
-        listener = self.listener
+        now = self.last_seen_wall  # when these bytes arrived, even if processed after a pause
+        received = metrics.FRAMES_RECEIVED
         while not self._closing:
             if self.unacked >= window:
                 self._pause()
@@ -124,7 +121,8 @@ class DeviceConnection(asyncio.Protocol):
                 self._pause()
                 listener.spawn(self._login(event))
                 return
-            accepted[type(event)] = accepted.get(type(event), 0) + 1
+            kind = _KIND[type(event)]
+            received[kind] = received.get(kind, 0) + 1
             reason = validate(event, now)  # type: ignore[arg-type]
             if reason is not None:
                 metrics.frames_rejected.inc()
