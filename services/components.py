@@ -186,11 +186,11 @@ def embedded_runtime(settings: Settings, load_settings, *, simulate: int = 0, ra
     bus = MemoryBus()
     bus.subscribe("alarm-journal", [TOPIC_ALARM], journal_alarm)
     relay = OutboxRelay(store, bus)
-    store.on_write = relay.notify  # anything written with an outbox message goes out at once
-    listener = Listener(settings, store, on_committed=relay.notify, cache=cache, bus=bus)
+    store.on_write = relay.notify  # every commit (frames, alerts) wakes the relay: one mechanism for all
+    listener = Listener(settings, store, cache=cache, bus=bus)
     context = ServiceContext(settings=settings, store=store, cache=cache, bus=bus, commands=listener)
     # Consumers subscribe as they are built, before the relay delivers anything.
-    notifications = NotificationsService(context, on_committed=relay.notify)
+    notifications = NotificationsService(context)
     components: list[Component] = [
         PortComponent("store", start=store.open, close=store.close, ping=store.ping),
         AccountsBootstrap(settings, store),

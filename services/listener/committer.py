@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
 from typing import Protocol
 
 from services.listener import metrics
@@ -32,12 +31,10 @@ class GroupCommitter:
 
     def __init__(
         self, store: Store, *, max_batch: int, max_pending: int,
-        on_committed: Callable[[], None] | None = None,
     ):
         self._store = store
         self.max_batch = max_batch
         self.max_pending = max_pending
-        self._on_committed = on_committed
         self._pending: list[tuple[FrameRecord, AckSink]] = []
         self._stalled: set[AckSink] = set()
         self._wake = asyncio.Event()
@@ -108,8 +105,6 @@ class GroupCommitter:
         for sink in touched:
             sink.flush_acks()
         metrics.ACKS_BY_STATUS[status].inc(len(batch))
-        if status is AckStatus.STORED and self._on_committed is not None:
-            self._on_committed()
 
     def _resume_stalled(self) -> None:
         if self._stalled and len(self._pending) < self.max_pending // 2:

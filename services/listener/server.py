@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -45,8 +45,7 @@ class Listener:
     name = "listener"
 
     def __init__(
-        self, settings: Settings, store: Store, *, on_committed: Callable[[], None] | None = None,
-        cache: Cache | None = None, bus: Bus | None = None,
+        self, settings: Settings, store: Store, *, cache: Cache | None = None, bus: Bus | None = None,
     ):
         self.settings = settings
         self.store = store
@@ -54,7 +53,6 @@ class Listener:
         self.bus = bus
         self.committer = GroupCommitter(
             store, max_batch=settings.commit_max_batch, max_pending=settings.max_pending_frames,
-            on_committed=on_committed,
         )
         self.connections: set[DeviceConnection] = set()
         self.online: dict[str, DeviceConnection] = {}  # imei -> its logged-in connection

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import orjson
 
 from shared.bus import Message
@@ -19,9 +17,8 @@ class AlertEngine:
     with it, so a crash between the two cannot tell anyone of an alert that was
     not stored, or store one nobody hears of."""
 
-    def __init__(self, store: Store, *, on_committed: Callable[[], None] | None = None):
+    def __init__(self, store: Store):
         self._store = store
-        self._on_committed = on_committed
 
     async def handle(self, message: Message) -> None:
         alarm = orjson.loads(message.payload)
@@ -31,5 +28,3 @@ class AlertEngine:
             return
         log.warning("alert_raised", alert_id=alert.id, tenant_id=alert.tenant_id, imei=alert.imei, kind=alert.kind,
                     alarm_id=alarm["alarm_id"], lat=alert.lat, lon=alert.lon)
-        if self._on_committed is not None:
-            self._on_committed()  # relay the alert now rather than at the next poll

@@ -35,10 +35,9 @@ class NotificationsService:
 
     name = "notifications"
 
-    def __init__(self, context: ServiceContext, *, on_committed: Callable[[], None] | None = None,
-                 notifier_factory: NotifierFactory = build_notifiers):
+    def __init__(self, context: ServiceContext, *, notifier_factory: NotifierFactory = build_notifiers):
         self._factory = notifier_factory
-        self.engine = AlertEngine(context.store, on_committed=on_committed)
+        self.engine = AlertEngine(context.store)
         self.dispatcher = NotificationDispatcher(
             context.store, notifier_factory(context.settings), policy=DispatchPolicy.from_settings(context.settings),
             commands=context.commands,

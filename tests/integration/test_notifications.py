@@ -202,9 +202,10 @@ async def start_alerting(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitabl
         await store.open()
         bus = MemoryBus(first_backoff=0.01)
         relay = OutboxRelay(store, bus, poll_interval=0.05)
+        store.on_write = relay.notify
         commands = FakeCommands()
         context = ServiceContext(settings=settings, store=store, cache=MemoryCache(), bus=bus, commands=commands)
-        service = NotificationsService(context, on_committed=relay.notify)
+        service = NotificationsService(context)
         await service.start()
         await relay.start()
         alerting = Alerting(settings, store, relay, service, context, commands)
