@@ -18,6 +18,7 @@ from services.notifications.service import NotificationsService
 from shared.bus import Message
 from shared.bus.memory import MemoryBus
 from shared.bus.outbox import OutboxRelay
+from shared.bus.topics import TOPIC_ALARM
 from shared.cache.memory import MemoryCache
 from shared.config import Settings
 from shared.http import HttpServer
@@ -25,7 +26,6 @@ from shared.logging import get_logger
 from shared.protocols.xsole import imei_to_bcd
 from shared.runtime import Component, Runtime
 from shared.store import DeviceExists, Store, hash_device_token
-from shared.store.messages import TOPIC_ALARM
 from shared.store.sqlite import SqliteStore
 
 log = get_logger("solewatch")

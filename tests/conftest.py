@@ -15,6 +15,9 @@ from shared.config import Settings
 from shared.runtime import Runtime
 from shared.store import Store, hash_device_token
 from shared.store.sqlite import SqliteStore
+
+# The private servers of tests/harness/servers.py, as session fixtures every test can ask for.
+from tests.harness.servers import amqp_server, mqtt_server, redis_server  # noqa: F401
 from tests.helpers.xsole_client import XSoleTestClient
 
 

@@ -20,6 +20,7 @@ from services.listener import metrics
 from services.listener.committer import GroupCommitter
 from services.listener.connection import DeviceConnection
 from shared.bus import Bus
+from shared.bus.topics import TOPIC_DEVICE_STATUS
 from shared.cache import Cache
 from shared.config import Settings
 from shared.logging import get_logger
@@ -29,7 +30,6 @@ log = get_logger("solewatch.listener")
 
 DRAIN_TIMEOUT_S = 10.0
 ONLINE_MARK_TTL_S = 90.0
-TOPIC_DEVICE_STATUS = "device_status"
 
 
 def online_key(device_id: int) -> str:

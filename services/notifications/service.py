@@ -9,10 +9,9 @@ from services.notifications.dispatcher import DispatchPolicy, NotificationDispat
 from services.notifications.email import EmailNotifier
 from services.notifications.engine import AlertEngine
 from services.notifications.notifier import Notifier
+from shared.bus.topics import TOPIC_ALARM, TOPIC_ALERT
 from shared.config import Settings
 from shared.logging import get_logger
-from shared.store.alerts import TOPIC_ALERT
-from shared.store.messages import TOPIC_ALARM
 
 log = get_logger("solewatch.notifications")
 

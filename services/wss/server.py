@@ -23,13 +23,12 @@ from services.authn.tokens import InvalidToken, session_revoked, verify_access_t
 from services.context import ServiceContext
 from shared.alerts import iso_utc
 from shared.bus import Handler, Message
+from shared.bus.topics import TOPIC_ALERT, TOPIC_DEVICE_STATUS, TOPIC_TELEMETRY
 from shared.logging import get_logger
-from shared.store.alerts import TOPIC_ALERT
-from shared.store.messages import TOPIC_TELEMETRY, telemetry_items
+from shared.store.messages import telemetry_items
 
 log = get_logger("solewatch.wss")
 
-TOPIC_DEVICE_STATUS = "device_status"
 EMIT_TIMEOUT_S = 5.0
 SESSION_CHECK_S = 10.0
 NAMESPACE = "/"

@@ -9,10 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
+from shared.bus.topics import TOPIC_ALERT as TOPIC_ALERT  # re-exported for the store adapters
+
 AlertStatus = Literal["open", "acknowledged", "resolved"]
 ALERT_KINDS = ("sos", "fall", "no_motion", "low_battery", "off_foot", "tamper",
                "offline", "geofence_exit", "geofence_enter")
-TOPIC_ALERT = "alert"
 
 
 class AlertTransitionRefused(Exception):

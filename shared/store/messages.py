@@ -19,12 +19,12 @@ from typing import Any
 
 import orjson
 
+# Re-exported: the store adapters name the outbox topics from here.
+from shared.bus.topics import TOPIC_ALARM as TOPIC_ALARM
+from shared.bus.topics import TOPIC_TELEMETRY as TOPIC_TELEMETRY
 from shared.protocols.xsole import Activity, Alarm, AlarmKind, CommandResult, Heartbeat, Position
 from shared.protocols.xsole.validation import alarm_fix
 from shared.store.port import FrameRecord
-
-TOPIC_TELEMETRY = "telemetry"
-TOPIC_ALARM = "alarm"
 
 # Row layout shared by the telemetry tables and messages: the device's id, the
 # event's own fields in wire order (seq first), then when it was received.

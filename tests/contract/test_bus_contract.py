@@ -18,10 +18,11 @@ import orjson
 
 from shared.bus import Bus, Message
 from shared.bus.outbox import OutboxRelay
+from shared.bus.topics import TOPIC_ALARM, TOPIC_TELEMETRY
 from shared.protocols.xsole import Alarm, AlarmKind, Heartbeat, Position
 from shared.protocols.xsole.constants import FLAG_FIX_VALID
 from shared.store import FrameRecord, Store, hash_device_token
-from shared.store.messages import TOPIC_ALARM, TOPIC_TELEMETRY, telemetry_items
+from shared.store.messages import telemetry_items
 from tests.contract.conftest import BUS_MAX_ATTEMPTS, eventually
 
 Unique = Callable[[str], str]

@@ -16,13 +16,14 @@ import orjson
 import pytest
 
 from shared.alerts.ledger import NotificationKey, NotificationRecovery
+from shared.bus.topics import TOPIC_ALARM, TOPIC_ALERT, TOPIC_TELEMETRY
 from shared.protocols.xsole import Activity, Alarm, AlarmKind, CommandCode, CommandResult, Heartbeat, Position
 from shared.protocols.xsole.constants import FLAG_BUFFERED, FLAG_FIX_VALID
 from shared.protocols.xsole.validation import MAX_FUTURE_SKEW_S
 from shared.store import Device, DeviceExists, FrameRecord, Store, hash_device_token
 from shared.store.accounts import TenantExists, UserExists
-from shared.store.alerts import TOPIC_ALERT, Alert, AlertTransitionRefused
-from shared.store.messages import TOPIC_ALARM, TOPIC_TELEMETRY, telemetry_items
+from shared.store.alerts import Alert, AlertTransitionRefused
+from shared.store.messages import telemetry_items
 
 TS = 1767225600  # 2026-01-01T00:00:00Z
 IMEI = "356307042441013"

@@ -14,11 +14,11 @@ import pytest
 
 from shared.alerts import alert_to_api
 from shared.alerts.ledger import NotificationRecovery
+from shared.bus.topics import TOPIC_ALARM, TOPIC_ALERT
 from shared.protocols.xsole import Alarm
 from shared.protocols.xsole.constants import FLAG_FIX_VALID
 from shared.store import Device, FrameRecord, hash_device_token
-from shared.store.alerts import TOPIC_ALERT, AlertTransitionRefused
-from shared.store.messages import TOPIC_ALARM
+from shared.store.alerts import AlertTransitionRefused
 from shared.store.sqlite import SqliteStore
 
 TS = 1767225600  # 2026-01-01T00:00:00Z

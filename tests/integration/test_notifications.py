@@ -29,12 +29,13 @@ from services.notifications import NotificationsService, acknowledge_alert, reso
 from shared.alerts.ledger import CHANNEL_DEVICE, DEVICE_RECIPIENT
 from shared.bus.memory import MemoryBus
 from shared.bus.outbox import OutboxRelay
+from shared.bus.topics import TOPIC_ALERT
 from shared.cache.memory import MemoryCache
 from shared.config import Settings
 from shared.protocols.xsole import Alarm, CommandCode
 from shared.protocols.xsole.constants import FLAG_FIX_VALID
 from shared.store import Device, FrameRecord, StoreUnavailable, hash_device_token
-from shared.store.alerts import TOPIC_ALERT, Alert, AlertTransitionRefused
+from shared.store.alerts import Alert, AlertTransitionRefused
 from shared.store.sqlite import SqliteStore
 
 TS = 1767225600  # 2026-01-01T00:00:00Z

@@ -23,9 +23,10 @@ from services.wss.server import LiveUpdates
 from shared.bus import Message
 from shared.bus.memory import handler_failures
 from shared.bus.outbox import OutboxRelay
+from shared.bus.topics import TOPIC_TELEMETRY
 from shared.http import HttpServer
 from shared.store import Device, FrameRecord
-from shared.store.messages import TOPIC_TELEMETRY, split_telemetry, telemetry_message
+from shared.store.messages import split_telemetry, telemetry_message
 from tests.helpers.api import T0, ApiHarness, Caller, api_harness, position
 
 IMEI_A = "356307042441013"

@@ -1,0 +1,25 @@
+"""The bus topics, and the consumers every deployment has.
+
+Known consumers get their queues declared by whichever service starts first
+(see shared/bus/amqp_topology.py), so nothing published to them is dropped
+because their own service has not started yet.
+"""
+
+from __future__ import annotations
+
+TOPIC_TELEMETRY = "telemetry"  # one commit's positions, heartbeats, activity, command results
+TOPIC_ALARM = "alarm"  # one newly stored ALARM frame
+TOPIC_ALERT = "alert"  # an alert raised, acknowledged or resolved
+TOPIC_DEVICE_STATUS = "device_status"  # a device came online or went offline
+TOPIC_INGEST = "ingest"  # distributed mode: frames a listener has ACKed, for the storage writer
+
+ALERT_TOPICS = frozenset({TOPIC_ALARM, TOPIC_ALERT})
+
+KNOWN_CONSUMERS: dict[str, list[str]] = {
+    "store-writer": [TOPIC_INGEST],
+    "alert-engine": [TOPIC_ALARM],
+    "notification-dispatcher": [TOPIC_ALERT],
+    "wss-positions": [TOPIC_TELEMETRY],
+    "wss-alerts": [TOPIC_ALERT],
+    "wss-device-status": [TOPIC_DEVICE_STATUS],
+}
