@@ -93,7 +93,7 @@ async def start_baseline() -> tuple[ServerProcess, int]:
     return server, port
 
 
-async def start_solewatch(data_dir: Path, command: str = "listener", **settings: Any) -> tuple[ServerProcess, int, int]:
+async def start_solewatch(data_dir: Path, command: str = "run", **settings: Any) -> tuple[ServerProcess, int, int]:
     listener_port, http_port = free_port(), free_port()
     env = {
         "SOLEWATCH_DATA_DIR": str(data_dir), "SOLEWATCH_LISTENER_PORT": str(listener_port),

@@ -26,7 +26,16 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--simulate", type=int, default=0, metavar="N", help="also stream N simulated insoles")
     run.add_argument("--rate", type=float, default=0.2, help="positions per second per simulated insole")
 
-    sub.add_parser("listener", help="the XSole TCP listener alone")
+    # The distributed mode: one service per process (services/distributed.py).
+    for service, description in (
+        ("listener", "XSole TCP (and MQTT) ingestion and the storage writer"),
+        ("api", "the REST API"),
+        ("authn", "sign-in, tokens and API keys"),
+        ("wss", "Socket.IO live updates"),
+        ("notifications", "alerts from alarms, SMS and email"),
+    ):
+        sub.add_parser(service, help=f"distributed mode: {description}, on RabbitMQ, Redis and MongoDB")
+    sub.add_parser("migrate", help="create the store's collections, tables and indexes, and the first admin; then exit")
 
     sim = sub.add_parser("simulate", help="simulated insoles speaking XSole v1 to a listener")
     sim.add_argument("--devices", type=int, default=20)
@@ -75,8 +84,8 @@ def main(argv: Sequence[str] | None = None) -> None:
 
         run_bench(args)  # its own event loop; servers under test are separate processes
         return
-    handler = {"run": _run, "listener": _run, "simulate": _simulate, "devices": _devices,
-               "tenants": _tenants}[args.command]
+    handler = {"run": _run, "simulate": _simulate, "devices": _devices, "tenants": _tenants,
+               "migrate": _migrate}.get(args.command, _service)
     try:
         run_process(lambda: handler(settings, args))
     except KeyboardInterrupt:
@@ -90,6 +99,28 @@ async def _run(settings: Settings, args: argparse.Namespace) -> None:
         settings, load_settings, simulate=getattr(args, "simulate", 0), rate=getattr(args, "rate", 0.2),
     )
     await runtime.run()
+
+
+async def _service(settings: Settings, args: argparse.Namespace) -> None:
+    from services.distributed import service_runtime
+
+    try:
+        runtime = service_runtime(args.command, settings, load_settings)
+    except SettingsError as exc:
+        sys.exit(f"solewatch: {exc}")
+    await runtime.run()
+
+
+async def _migrate(settings: Settings, args: argparse.Namespace) -> None:
+    from services.components import AccountsBootstrap, build_store
+
+    store = build_store(settings)
+    await store.open()  # every adapter creates what is missing when opened
+    try:
+        await AccountsBootstrap(settings, store).start()
+    finally:
+        await store.close()
+    log.info("migrated", store=type(store).__name__)
 
 
 async def _simulate(settings: Settings, args: argparse.Namespace) -> None:

@@ -53,12 +53,18 @@ _COMMON_ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def create_app(context: ServiceContext, runtime: Runtime, *, live_updates: bool = True) -> socketio.ASGIApp:
-    """The whole HTTP surface of a process; the FastAPI app is `.other_asgi_app`.
+def create_app(
+    context: ServiceContext, runtime: Runtime, *, live_updates: bool = True, auth: bool = True, rest: bool = True,
+    sio: socketio.AsyncServer | None = None,
+) -> socketio.ASGIApp:
+    """The HTTP surface of a process; the FastAPI app is `.other_asgi_app`.
 
-    With `live_updates`, this process's bus consumers forward positions,
-    alerts and device status to the Socket.IO clients (they subscribe now, so
-    before the outbox relay starts).
+    All-in-one, a process serves all of it. In the distributed mode the authn
+    service serves only `auth`, the api service only `rest`, and the wss
+    service only Socket.IO with `live_updates` (and a pub/sub `sio` whose
+    emits reach every wss process's clients). With `live_updates`, this
+    process's bus consumers forward positions, alerts and device status to
+    the Socket.IO clients (they subscribe now, before the outbox relay starts).
     """
     app = health_app("solewatch", runtime)
     app.title = "solewatch API"
@@ -67,12 +73,14 @@ def create_app(context: ServiceContext, runtime: Runtime, *, live_updates: bool 
     app.openapi_tags = TAGS
     app.state.context = context
     install_error_handlers(app)
-    app.include_router(authn_router)
-    for module in (devices, alerts, contacts):
-        app.include_router(module.router, responses=_COMMON_ERRORS)
+    if auth:
+        app.include_router(authn_router)
+    if rest:
+        for module in (devices, alerts, contacts):
+            app.include_router(module.router, responses=_COMMON_ERRORS)
     _serve_openapi(app)
 
-    sio = create_socketio(context)
+    sio = sio or create_socketio(context)
     if live_updates:
         subscribe_live_updates(context, sio)
     return socketio.ASGIApp(sio, other_asgi_app=app, socketio_path="socket.io")

@@ -1,21 +1,31 @@
-"""Group commit: frames from every connection share one store transaction.
+"""Group commit: frames from every connection share one durability step.
 
-While one transaction is being written on the store's thread, the event loop
-keeps reading and queues the next frames, so the batch size grows with the
-load and durability costs one fsync per batch, not per frame. ACKs go out only
-after the commit returns (contract rule 2).
+While one batch is being made durable, the event loop keeps reading and
+queues the next frames, so the batch size grows with the load and durability
+costs one fsync (or one confirmed publish) per batch, not per frame. ACKs go
+out only after that step returns (contract rule 2).
+
+The step is the store's transaction in the all-in-one mode, and in the
+distributed mode a publish to the storage writer's durable quorum queue,
+confirmed by the broker (see `publish_to_writer`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
 from services.listener import metrics
+from shared.bus import Bus
+from shared.bus.topics import TOPIC_INGEST
 from shared.logging import get_logger
 from shared.protocols.xsole import AckStatus
-from shared.store.port import FrameRecord, Store
+from shared.store.messages import ingest_message
+from shared.store.port import FrameRecord
+
+MakeDurable = Callable[[Sequence[FrameRecord]], Awaitable[None]]
 
 log = get_logger("solewatch.listener.commit")
 
@@ -29,10 +39,8 @@ class AckSink(Protocol):
 class GroupCommitter:
     name = "committer"
 
-    def __init__(
-        self, store: Store, *, max_batch: int, max_pending: int,
-    ):
-        self._store = store
+    def __init__(self, make_durable: MakeDurable, *, max_batch: int, max_pending: int):
+        self._make_durable = make_durable
         self.max_batch = max_batch
         self.max_pending = max_pending
         self._pending: list[tuple[FrameRecord, AckSink]] = []
@@ -86,11 +94,11 @@ class GroupCommitter:
     async def _commit(self, batch: list[tuple[FrameRecord, AckSink]]) -> None:
         started = time.perf_counter()
         try:
-            await self._store.commit_frames([record for record, _ in batch])
+            await self._make_durable([record for record, _ in batch])
         except Exception as exc:
             # Nothing was stored: tell the devices to retry rather than hold their frames.
             status = AckStatus.BUSY
-            self.last_error = f"store commit failed: {exc}"
+            self.last_error = f"frames not made durable: {exc}"
             log.error("commit_failed", frames=len(batch), error=str(exc))
         else:
             status = AckStatus.STORED
@@ -111,3 +119,18 @@ class GroupCommitter:
             stalled, self._stalled = self._stalled, set()
             for sink in stalled:
                 sink.resume_if_possible()
+
+
+def publish_to_writer(bus: Bus) -> MakeDurable:
+    """The distributed durability step: one confirmed publish per batch.
+
+    Once the broker confirms, the batch sits replicated in the storage
+    writer's quorum queue and is stored from there idempotently (a redelivery
+    inserts nothing twice), so the listener may ACK without waiting for MongoDB.
+    """
+    async def publish(records: Sequence[FrameRecord]) -> None:
+        first = records[0]
+        # Stable for this batch only: redeliveries of it dedupe, a retransmitted frame is a new message.
+        message_id = f"ingest-{first.device_id}-{first.event.ts}-{first.event.seq}-{first.received_at}-{len(records)}"
+        await bus.publish(TOPIC_INGEST, ingest_message(records), message_id=message_id)
+    return publish

@@ -17,10 +17,10 @@ from typing import Any, cast
 import orjson
 
 from services.listener import metrics
-from services.listener.committer import GroupCommitter
+from services.listener.committer import GroupCommitter, MakeDurable
 from services.listener.connection import DeviceConnection
-from shared.bus import Bus
-from shared.bus.topics import TOPIC_DEVICE_STATUS
+from shared.bus import Bus, Message
+from shared.bus.topics import TOPIC_COMMAND, TOPIC_DEVICE_STATUS
 from shared.cache import Cache
 from shared.config import Settings
 from shared.logging import get_logger
@@ -46,13 +46,14 @@ class Listener:
 
     def __init__(
         self, settings: Settings, store: Store, *, cache: Cache | None = None, bus: Bus | None = None,
+        make_durable: MakeDurable | None = None,
     ):
         self.settings = settings
         self.store = store
         self.cache = cache
         self.bus = bus
         self.committer = GroupCommitter(
-            store, max_batch=settings.commit_max_batch, max_pending=settings.max_pending_frames,
+            make_durable or store.commit_frames, max_batch=settings.commit_max_batch, max_pending=settings.max_pending_frames,
         )
         self.connections: set[DeviceConnection] = set()
         self.online: dict[str, DeviceConnection] = {}  # imei -> its logged-in connection
@@ -60,6 +61,10 @@ class Listener:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._commands_in_flight: set[int] = set()
         self._draining = False
+        if bus is not None:
+            # Commands queued by another process (the API, the notifications
+            # service) announce themselves; the listener holding the device sends at once.
+            bus.subscribe("listener-commands", [TOPIC_COMMAND], self._on_command_queued, broadcast=True)
 
     @property
     def port(self) -> int:
@@ -224,6 +229,12 @@ class Listener:
     async def send_command(self, *, device_id: int, cmd: int, args: bytes = b"") -> int:
         """The CommandSender port, for the API in the same process."""
         return await self.queue_command(device_id=device_id, cmd=cmd, args=args)
+
+    async def _on_command_queued(self, message: Message) -> None:
+        device_id = orjson.loads(message.payload)["device_id"]
+        for conn in list(self.online.values()):
+            if conn.device is not None and conn.device.id == device_id:
+                await self._send_pending_commands(conn)
 
     async def _poll_commands(self) -> None:
         # Commands queued by another process (the CLI, the API service) reach us here.

@@ -24,7 +24,13 @@ import aio_pika
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustChannel, AbstractRobustConnection
 from prometheus_client import Counter
 
-from shared.bus.amqp_topology import Topology, declare_consumer_queue, declare_exchanges, declare_known_consumers
+from shared.bus.amqp_topology import (
+    Topology,
+    declare_consumer_queue,
+    declare_exchanges,
+    declare_known_consumers,
+    declare_process_queue,
+)
 from shared.bus.port import Handler, Message
 from shared.logging import get_logger
 
@@ -46,6 +52,7 @@ class _Subscription:
     consumer: str
     topics: list[str]
     handler: Handler
+    broadcast: bool
 
 
 class AmqpBus:
@@ -66,8 +73,8 @@ class AmqpBus:
         self._tasks: set[asyncio.Task[None]] = set()
         self._closing = False
 
-    def subscribe(self, consumer: str, topics: list[str], handler: Handler) -> None:
-        self._subscriptions.append(_Subscription(consumer, list(topics), handler))
+    def subscribe(self, consumer: str, topics: list[str], handler: Handler, *, broadcast: bool = False) -> None:
+        self._subscriptions.append(_Subscription(consumer, list(topics), handler, broadcast))
 
     async def start(self) -> None:
         self._connection = await asyncio.wait_for(aio_pika.connect_robust(self._url), CONNECT_TIMEOUT_S)
@@ -87,6 +94,12 @@ class AmqpBus:
         if self._connection is not None:
             await self._connection.close()
             self._connection = None
+
+    async def drain(self) -> None:
+        pass  # consumers stop with close(); what they had not acked is redelivered
+
+    async def reload(self, settings: object) -> None:
+        pass
 
     async def check_ready(self) -> str | None:
         if self._connection is None or self._connection.is_closed or not self._connection.connected.is_set():
@@ -118,7 +131,10 @@ class AmqpBus:
         assert self._connection is not None
         channel = await self._connection.channel()
         await channel.set_qos(prefetch_count=self._prefetch)
-        queue = await declare_consumer_queue(channel, self.topology, subscription.consumer, subscription.topics)
+        if subscription.broadcast:
+            queue = await declare_process_queue(channel, self.topology, subscription.topics)
+        else:
+            queue = await declare_consumer_queue(channel, self.topology, subscription.consumer, subscription.topics)
         inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
 
         async def enqueue(message: AbstractIncomingMessage) -> None:
@@ -142,6 +158,10 @@ class AmqpBus:
                 raise
             except Exception:
                 handler_failures.labels(subscription.consumer).inc()
+                if subscription.broadcast:  # best effort, and its queue has no delivery limit
+                    log.exception("broadcast_handler_failed", consumer=subscription.consumer, topic=topic)
+                    await self._settle(incoming.ack())
+                    continue
                 attempt = _delivery_count(incoming) + 1
                 log.exception("handler_failed", consumer=subscription.consumer, topic=topic,
                               message_id=message.message_id, attempt=attempt,

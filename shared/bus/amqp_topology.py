@@ -10,6 +10,8 @@
   queue's `x-delivery-limit` (a quorum queue feature) dead-letters it once it
   was delivered `max_attempts` times, so a poison message is never retried
   forever and never blocks the messages behind it.
+- Broadcast subscriptions get a server-named exclusive queue per process,
+  deleted with its connection: wake-up signals, not data.
 - Dead letters: the direct exchange `<prefix>.dead` routes a consumer's dead
   messages to `<prefix>.dead.<consumer>`, a quorum queue where an operator can
   read them (and shovel them back with RabbitMQ's own tools).
@@ -101,3 +103,12 @@ async def declare_consumer_queue(
 async def declare_known_consumers(channel: AbstractChannel, topology: Topology) -> None:
     for consumer, topics in KNOWN_CONSUMERS.items():
         await declare_consumer_queue(channel, topology, consumer, topics)
+
+
+async def declare_process_queue(channel: AbstractChannel, topology: Topology, topics: Iterable[str]) -> AbstractQueue:
+    """A queue of this process alone, gone with its connection, for broadcast subscriptions."""
+    exchanges = await declare_exchanges(channel, topology)
+    queue = await channel.declare_queue(exclusive=True, auto_delete=True)
+    for topic in topics:
+        await queue.bind(exchanges[topology.exchange_for(topic)], routing_key=topic)
+    return queue

@@ -36,7 +36,8 @@ class MemoryBus:
     async def close(self) -> None:
         pass
 
-    def subscribe(self, consumer: str, topics: list[str], handler: Handler) -> None:
+    def subscribe(self, consumer: str, topics: list[str], handler: Handler, *, broadcast: bool = False) -> None:
+        # One process: every subscription is both shared and broadcast.
         for topic in topics:
             self._subscribers[topic].append((consumer, handler))
 

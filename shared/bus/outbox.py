@@ -3,15 +3,22 @@
 At-least-once: an entry is removed only after the bus has taken it safely, so
 a crash between the two publishes it again after restart (consumers dedupe by
 message id).
+
+Where several processes share one store (the distributed mode), a lease in
+the shared cache lets one relay at a time move entries; the others stand by
+and take over within the lease's lifetime when it stops.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
+import uuid
 
 from prometheus_client import Counter, Gauge
 
 from shared.bus.port import Bus
+from shared.cache import Cache
 from shared.config import Settings
 from shared.logging import get_logger
 from shared.store.port import Store
@@ -22,11 +29,42 @@ relayed = Counter("outbox_relayed_total", "Outbox messages handed to the bus", [
 backlog = Gauge("outbox_backlog", "Outbox messages read but not yet relayed")
 
 
+class CacheLease:
+    """One holder at a time among processes sharing `cache`, renewed while in use."""
+
+    def __init__(self, cache: Cache, key: str = "outbox-relay:leader", *, ttl: float = 10.0):
+        self._cache = cache
+        self._key = key
+        self._ttl = ttl
+        self._me = uuid.uuid4().hex.encode()
+        self._renewed_at: float | None = None
+
+    async def held(self) -> bool:
+        now = time.monotonic()
+        if self._renewed_at is not None and now - self._renewed_at < self._ttl / 3:
+            return True
+        holder = await self._cache.get(self._key)
+        if holder == self._me:
+            await self._cache.set(self._key, self._me, ttl=self._ttl)
+        elif holder is not None or not await self._cache.set_if_absent(self._key, self._me, ttl=self._ttl):
+            self._renewed_at = None
+            return False
+        self._renewed_at = now
+        return True
+
+    async def release(self) -> None:
+        if self._renewed_at is not None and await self._cache.get(self._key) == self._me:
+            await self._cache.delete(self._key)
+        self._renewed_at = None
+
+
 class OutboxRelay:
     name = "outbox"
 
-    def __init__(self, store: Store, bus: Bus, *, batch: int = 200, poll_interval: float = 1.0):
+    def __init__(self, store: Store, bus: Bus, *, batch: int = 200, poll_interval: float = 1.0,
+                 lease: CacheLease | None = None):
         self._store = store
+        self._lease = lease
         self._bus = bus
         self._batch = batch
         self._poll_interval = poll_interval
@@ -54,6 +92,11 @@ class OutboxRelay:
             await self._task
         if self._remover is not None:
             await self._remover
+        if self._lease is not None:
+            try:
+                await self._lease.release()
+            except Exception as exc:  # the cache is down: the lease expires by itself
+                log.warning("outbox_lease_release_failed", error=str(exc))
 
     async def close(self) -> None:
         if self._task and not self._task.done():
@@ -66,6 +109,8 @@ class OutboxRelay:
         return self.last_error
 
     async def relay_once(self) -> int:
+        if self._lease is not None and not await self._lease.held():
+            return 0
         entries = await self._store.outbox_pending(self._batch, after_id=self._last_relayed)
         backlog.set(len(entries))
         for entry in entries:

@@ -12,6 +12,7 @@ TOPIC_ALARM = "alarm"  # one newly stored ALARM frame
 TOPIC_ALERT = "alert"  # an alert raised, acknowledged or resolved
 TOPIC_DEVICE_STATUS = "device_status"  # a device came online or went offline
 TOPIC_INGEST = "ingest"  # distributed mode: frames a listener has ACKed, for the storage writer
+TOPIC_COMMAND = "command"  # distributed mode: a command was queued for a device (a wake-up for its listener)
 
 ALERT_TOPICS = frozenset({TOPIC_ALARM, TOPIC_ALERT})
 

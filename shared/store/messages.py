@@ -103,3 +103,27 @@ def alarm_message(record: FrameRecord, alarm_id: int, ts: int) -> bytes:
         "battery": event.battery if event.battery <= 100 else None, "buffered": event.buffered,
         "received_at": record.received_at,
     })
+
+
+# -- ingest: frames a listener made durable on the bus, for the storage writer ------------
+
+_EVENT_TYPES: tuple[type, ...] = (Position, Heartbeat, Activity, Alarm, CommandResult)
+_EVENT_CODE = {cls: code for code, cls in enumerate(_EVENT_TYPES)}
+
+
+def ingest_message(records: Iterable[FrameRecord]) -> bytes:
+    """A batch of accepted frames as one bus message: `[[device, tenant, imei, kind, [fields], received_at], ...]`."""
+    return orjson.dumps([
+        [r.device_id, r.tenant_id, r.imei, _EVENT_CODE[type(r.event)], [*r.event], r.received_at] for r in records
+    ])
+
+
+def ingest_records(payload: bytes) -> list[FrameRecord]:
+    """The frames of an ingest message; raises ValueError on anything else (a poison message)."""
+    try:
+        return [
+            FrameRecord(int(device_id), int(tenant_id), str(imei), _EVENT_TYPES[code](*fields), float(received_at))
+            for device_id, tenant_id, imei, code, fields, received_at in orjson.loads(payload)
+        ]
+    except (TypeError, IndexError) as exc:
+        raise ValueError(f"not an ingest message: {exc}") from exc

@@ -1,4 +1,6 @@
-"""The whole contract, black-box: `solewatch run` as a subprocess, real clients only.
+"""The whole contract, black-box, real clients only, against both ways to run:
+`solewatch run` as one subprocess, and the distributed mode (every service its
+own process, two listeners and two wss, on real RabbitMQ and Redis).
 
 XSole frames over TCP, httpx for REST, the python-socketio client for live
 events and an aiosmtpd server receiving the alert emails.
@@ -16,7 +18,8 @@ import socketio
 from aiosmtpd.controller import Controller
 
 from shared.protocols.xsole import Alarm, AlarmKind, Command, CommandCode, Position
-from tests.helpers.process import SolewatchProcess, free_port
+from tests.e2e.deployments import AllInOne, Distributed
+from tests.helpers.process import free_port
 from tests.helpers.xsole_client import XSoleTestClient
 
 pytestmark = pytest.mark.slow
@@ -85,14 +88,26 @@ def mailbox():
     controller.stop()
 
 
-async def test_the_whole_contract(tmp_path, mailbox):
+@pytest.fixture(params=["all-in-one", "distributed"])
+async def deployment(request, tmp_path):
+    if request.param == "all-in-one":
+        running = AllInOne(tmp_path)
+    else:
+        running = Distributed(tmp_path, request.getfixturevalue("amqp_server"), request.getfixturevalue("redis_server"))
+    try:
+        yield running
+    finally:
+        await running.close()
+
+
+async def test_the_whole_contract(deployment, mailbox):
     box, smtp_port = mailbox
     env = {
         "SOLEWATCH_ADMIN_EMAIL": ADMIN[0], "SOLEWATCH_ADMIN_PASSWORD": ADMIN[1],
         "SOLEWATCH_SMTP_HOST": "127.0.0.1", "SOLEWATCH_SMTP_PORT": str(smtp_port),
         "SOLEWATCH_SMTP_STARTTLS": "false", "SOLEWATCH_SMTP_FROM": "alerts@solewatch.example",
     }
-    process = SolewatchProcess(tmp_path / "data", "run", log_path=tmp_path / "run.log", env=env).start()
+    process = await deployment.start(env)
     base = f"http://127.0.0.1:{process.http_port}"
     try:
         async with httpx.AsyncClient(base_url=base, timeout=10) as http:
@@ -220,7 +235,7 @@ async def test_the_whole_contract(tmp_path, mailbox):
         assert process.terminate() == 0
 
     # --- everything survives a restart
-    process = SolewatchProcess(tmp_path / "data", "run", log_path=tmp_path / "run2.log", env=env).start()
+    process = await deployment.start(env)
     try:
         async with httpx.AsyncClient(base_url=base.rsplit(":", 1)[0] + f":{process.http_port}", timeout=10) as http:
             admin = await login(http, *ADMIN)

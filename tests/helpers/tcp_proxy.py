@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 
 
 class TcpProxy:
-    """Forwards 127.0.0.1:<port> to a target; `cut()` drops every link, `refuse` rejects new ones."""
+    """Forwards 127.0.0.1:<port> to its targets (round robin, like a TCP load balancer);
+    `cut()` drops every link, `refuse` rejects new ones."""
 
-    def __init__(self, target_host: str, target_port: int):
-        self.target = (target_host, target_port)
+    def __init__(self, *targets: tuple[str, int]):
+        self._targets = itertools.cycle(targets)
         self.refuse = False
         self._server: asyncio.Server | None = None
         self._links: set[asyncio.StreamWriter] = set()
@@ -40,7 +42,7 @@ class TcpProxy:
             writer.transport.abort()
             return
         try:
-            upstream_reader, upstream_writer = await asyncio.open_connection(*self.target)
+            upstream_reader, upstream_writer = await asyncio.open_connection(*next(self._targets))
         except OSError:
             writer.transport.abort()
             return

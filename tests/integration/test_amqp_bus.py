@@ -204,7 +204,7 @@ async def _ready(bus: AmqpBus) -> bool:
 @pytest.fixture
 async def proxy(amqp_server: str) -> AsyncIterator[TcpProxy]:
     target = urlsplit(amqp_server)
-    proxy = TcpProxy(target.hostname or "127.0.0.1", target.port or 5672)
+    proxy = TcpProxy((target.hostname or "127.0.0.1", target.port or 5672))
     await proxy.start()
     try:
         yield proxy
