@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from shared.cache import CacheUnavailable
 from shared.logging import get_logger
 from shared.store import StoreUnavailable
 
@@ -22,6 +23,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _invalid_request)  # type: ignore[arg-type]
     app.add_exception_handler(HTTPException, _http_error)  # type: ignore[arg-type]
     app.add_exception_handler(StoreUnavailable, _store_unavailable)  # type: ignore[arg-type]
+    app.add_exception_handler(CacheUnavailable, _cache_unavailable)  # type: ignore[arg-type]
     app.add_middleware(CatchAll)
 
 
@@ -41,6 +43,14 @@ async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
 async def _store_unavailable(request: Request, exc: StoreUnavailable) -> JSONResponse:
     log.warning("store_unavailable", path=request.url.path, error=str(exc))
     return JSONResponse({"detail": "storage is unavailable, retry later"}, status_code=503,
+                        headers={"Retry-After": str(STORE_RETRY_AFTER_S)})
+
+
+async def _cache_unavailable(request: Request, exc: CacheUnavailable) -> JSONResponse:
+    # Sessions and rate limits live in the cache: without it no request can be
+    # checked, so the answer is "retry later", not a 500 or a hang.
+    log.warning("cache_unavailable", path=request.url.path, error=str(exc))
+    return JSONResponse({"detail": "sessions are unavailable, retry later"}, status_code=503,
                         headers={"Retry-After": str(STORE_RETRY_AFTER_S)})
 
 

@@ -25,6 +25,11 @@ from shared.protocols.xsole import AckStatus
 from shared.store.messages import ingest_message
 from shared.store.port import FrameRecord
 
+# A failed commit makes the listener not ready for this long (unless one succeeds
+# meanwhile): long enough for a probe to see it, short enough that a listener
+# whose backend is back does not wait for traffic that avoids it to turn ready.
+FAILURE_REPORTED_FOR_S = 5.0
+
 MakeDurable = Callable[[Sequence[FrameRecord]], Awaitable[None]]
 
 log = get_logger("solewatch.listener.commit")
@@ -50,6 +55,13 @@ class GroupCommitter:
         self._idle.set()
         self._task: asyncio.Task[None] | None = None
         self.last_error: str | None = None
+        self._last_error_at = 0.0
+
+    @property
+    def recent_error(self) -> str | None:
+        if self.last_error and time.monotonic() - self._last_error_at < FAILURE_REPORTED_FOR_S:
+            return self.last_error
+        return None
 
     @property
     def overloaded(self) -> bool:
@@ -99,6 +111,7 @@ class GroupCommitter:
             # Nothing was stored: tell the devices to retry rather than hold their frames.
             status = AckStatus.BUSY
             self.last_error = f"frames not made durable: {exc}"
+            self._last_error_at = time.monotonic()
             log.error("commit_failed", frames=len(batch), error=str(exc))
         else:
             status = AckStatus.STORED

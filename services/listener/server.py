@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -24,7 +24,7 @@ from shared.bus.topics import TOPIC_COMMAND, TOPIC_DEVICE_STATUS
 from shared.cache import Cache
 from shared.config import Settings
 from shared.logging import get_logger
-from shared.store.port import CommandRecord, Store
+from shared.store.port import CommandRecord, FrameRecord, Store
 
 log = get_logger("solewatch.listener")
 
@@ -53,7 +53,7 @@ class Listener:
         self.cache = cache
         self.bus = bus
         self.committer = GroupCommitter(
-            make_durable or store.commit_frames, max_batch=settings.commit_max_batch, max_pending=settings.max_pending_frames,
+            make_durable or self._commit_to_store, max_batch=settings.commit_max_batch, max_pending=settings.max_pending_frames,
         )
         self.connections: set[DeviceConnection] = set()
         self.online: dict[str, DeviceConnection] = {}  # imei -> its logged-in connection
@@ -65,6 +65,10 @@ class Listener:
             # Commands queued by another process (the API, the notifications
             # service) announce themselves; the listener holding the device sends at once.
             bus.subscribe("listener-commands", [TOPIC_COMMAND], self._on_command_queued, broadcast=True)
+
+    async def _commit_to_store(self, records: Sequence[FrameRecord]) -> None:
+        # Looked up at each commit, not bound once: the store may be wrapped after construction.
+        await self.store.commit_frames(records)
 
     @property
     def port(self) -> int:
@@ -125,7 +129,7 @@ class Listener:
     async def check_ready(self) -> str | None:
         if self._server is None or not self._server.is_serving():
             return "not accepting connections"
-        return self.committer.last_error
+        return self.committer.recent_error
 
     # -- connections ----------------------------------------------------------------------
 

@@ -1,5 +1,5 @@
 """The cache port (sessions, rate limits, device state) and its adapters."""
 
-from shared.cache.port import Cache
+from shared.cache.port import Cache, CacheUnavailable
 
-__all__ = ["Cache"]
+__all__ = ["Cache", "CacheUnavailable"]

@@ -8,6 +8,10 @@ from __future__ import annotations
 from typing import Protocol
 
 
+class CacheUnavailable(ConnectionError):
+    """The cache server cannot be reached; callers answer "retry later", never crash."""
+
+
 class Cache(Protocol):
     async def start(self) -> None: ...
     async def close(self) -> None: ...

@@ -10,11 +10,23 @@ Keys are used as given: callers namespace them. Values are bytes both ways.
 
 from __future__ import annotations
 
+import functools
 import math
-from typing import cast
+from collections.abc import Awaitable, Callable
+from typing import ParamSpec, TypeVar, cast
 
 import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from shared.cache.port import CacheUnavailable
+
+P = ParamSpec("P")
+T = TypeVar("T")
+# A request waits this long at most for a Redis that is gone before answering 503.
+CONNECT_TIMEOUT_S = 2.0
+COMMAND_TIMEOUT_S = 5.0
 
 # INCR and the window's expiry in one step, so the window starts at the first
 # increment and no crash between two commands can leave a counter that never expires.
@@ -25,6 +37,16 @@ if count == 1 then
 end
 return count
 """
+
+
+def _unavailable_when_unreachable(method: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
+    @functools.wraps(method)
+    async def call(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return await method(*args, **kwargs)
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            raise CacheUnavailable(f"redis unreachable: {exc}") from exc
+    return call
 
 
 def _milliseconds(ttl: float) -> int:
@@ -41,7 +63,8 @@ class RedisCache:
         self._incr_script: AsyncScript | None = None
 
     async def start(self) -> None:
-        client = aioredis.from_url(self._url, decode_responses=False)
+        client = aioredis.from_url(self._url, decode_responses=False, socket_connect_timeout=CONNECT_TIMEOUT_S,
+                                   socket_timeout=COMMAND_TIMEOUT_S)
         try:
             await client.ping()
         except BaseException:
@@ -61,23 +84,29 @@ class RedisCache:
             raise RuntimeError("RedisCache is not started")
         return self._client
 
+    @_unavailable_when_unreachable
     async def ping(self) -> None:
         await self._redis.ping()
 
+    @_unavailable_when_unreachable
     async def get(self, key: str) -> bytes | None:
         # decode_responses=False: the client's str-or-bytes annotation is only bytes here.
         return cast(bytes | None, await self._redis.get(key))
 
+    @_unavailable_when_unreachable
     async def set(self, key: str, value: bytes, *, ttl: float | None = None) -> None:
         await self._redis.set(key, value, px=None if ttl is None else _milliseconds(ttl))
 
+    @_unavailable_when_unreachable
     async def set_if_absent(self, key: str, value: bytes, *, ttl: float | None = None) -> bool:
         done = await self._redis.set(key, value, nx=True, px=None if ttl is None else _milliseconds(ttl))
         return bool(done)
 
+    @_unavailable_when_unreachable
     async def delete(self, key: str) -> None:
         await self._redis.delete(key)
 
+    @_unavailable_when_unreachable
     async def incr(self, key: str, *, ttl: float) -> int:
         if self._incr_script is None:
             raise RuntimeError("RedisCache is not started")
