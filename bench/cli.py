@@ -20,6 +20,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
                        help="device connections (default: 1,000 for ingest, 19,000 for connections)")
     bench.add_argument("--window", type=int, default=8, help="unacknowledged frames per device (ingest)")
     bench.add_argument("--processes", type=int, default=2, help="load generator processes")
+    bench.add_argument("--mode", choices=("embedded", "distributed"), default="embedded",
+                       help="ingest: the all-in-one process, or listener processes on RabbitMQ and Redis")
+    bench.add_argument("--listeners", type=int, default=2, help="listener processes (ingest --mode distributed)")
     bench.add_argument("--json", type=Path, default=None, help="write the figures here as flat JSON")
     bench.add_argument("--sweep", type=Path, default=None, metavar="PNG",
                        help="ingest: also sweep offered load and plot throughput and latency to PNG")
@@ -34,7 +37,8 @@ async def _run(args: argparse.Namespace) -> None:
         from bench import ingest
 
         figures = await ingest.run(connections=args.connections or 1000, seconds=args.seconds,
-                                   warmup=args.warmup, window=args.window, processes=args.processes)
+                                   warmup=args.warmup, window=args.window, processes=args.processes,
+                                   mode=args.mode, listeners=args.listeners)
         ingest.report(figures)
         if args.sweep:
             result = await ingest.sweep(connections=args.connections or 1000, window=args.window,

@@ -114,8 +114,13 @@ async def start_solewatch(data_dir: Path, command: str = "run", **settings: Any)
     raise RuntimeError("solewatch did not become ready")
 
 
-async def run_loadgens(port: int, credentials: list[tuple[str, str]], *, processes: int, **spec: Any) -> dict[str, Any]:
-    """Run the load generators in parallel processes and merge their figures."""
+async def run_loadgens(port: int | list[int], credentials: list[tuple[str, str]], *, processes: int,
+                       **spec: Any) -> dict[str, Any]:
+    """Run the load generators in parallel processes and merge their figures.
+
+    With several ports (several listener processes), load generator i drives port i modulo their number.
+    """
+    ports = port if isinstance(port, list) else [port]
     shares = [credentials[i::processes] for i in range(processes)]
     procs = []
     result_paths: list[Path] = []
@@ -126,7 +131,7 @@ async def run_loadgens(port: int, credentials: list[tuple[str, str]], *, process
         )
         result_path = Path(tempfile.mkstemp(prefix="loadgen-", suffix=".json")[1])
         result_paths.append(result_path)
-        payload = {"host": "127.0.0.1", "port": port, "credentials": share,
+        payload = {"host": "127.0.0.1", "port": ports[index % len(ports)], "credentials": share,
                    "result_path": str(result_path), **spec}
         # Each process offers its share of the load, in its own range of timestamps.
         payload["rate"] = spec.get("rate", 0) / processes

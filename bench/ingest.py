@@ -6,7 +6,10 @@ run, so the ratio holds even when the machine is shared and noisy.
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -21,16 +24,25 @@ from bench.common import (
 )
 
 
-async def measure(port: int, pid: int, credentials: list[tuple[str, str]], **load: Any) -> dict[str, Any]:
-    async with CpuSampler(pid) as cpu:
+async def measure(port: int | list[int], pid: int | list[int], credentials: list[tuple[str, str]],
+                  **load: Any) -> dict[str, Any]:
+    """Figures of one load run; CPU and RSS summed over the server's processes."""
+    pids = pid if isinstance(pid, list) else [pid]
+    samplers = [CpuSampler(p) for p in pids]
+    for sampler in samplers:
+        await sampler.__aenter__()
+    try:
         figures = await run_loadgens(port, credentials, **load)
-    figures["server_cpu_seconds"] = cpu.cpu_between(*figures["window"])
-    figures["rss_mb"] = process_rss_mb(pid)
+    finally:
+        for sampler in samplers:
+            await sampler.__aexit__()
+    figures["server_cpu_seconds"] = sum(s.cpu_between(*figures["window"]) for s in samplers)
+    figures["rss_mb"] = sum(process_rss_mb(p) for p in pids)
     return figures
 
 
 async def run(*, connections: int = 1000, seconds: float = 10.0, warmup: float = 3.0, window: int = 8,
-              processes: int = 2, rate: float = 0.0) -> dict[str, Any]:
+              processes: int = 2, rate: float = 0.0, mode: str = "embedded", listeners: int = 2) -> dict[str, Any]:
     load = {"processes": processes, "seconds": seconds, "warmup": warmup, "window": window, "rate": rate}
     with tempfile.TemporaryDirectory(prefix="solewatch-bench-") as tmp:
         data_dir = Path(tmp)
@@ -42,14 +54,18 @@ async def run(*, connections: int = 1000, seconds: float = 10.0, warmup: float =
         finally:
             await baseline.stop()
 
-        server, port, _ = await start_solewatch(data_dir, max_connections=connections + 100)
-        try:
-            durable = await measure(port, server.pid, credentials, **load)
-        finally:
-            await server.stop()
+        if mode == "distributed":
+            durable = await _measure_distributed(data_dir, credentials, listeners=listeners, **load)
+        else:
+            server, port, _ = await start_solewatch(data_dir, max_connections=connections + 100)
+            try:
+                durable = await measure(port, server.pid, credentials, **load)
+            finally:
+                await server.stop()
 
     figures = {
-        "mode": "embedded",
+        "mode": mode,
+        "listener_processes": listeners if mode == "distributed" else 1,
         "connections": connections,
         "window": window,
         "offered_fps": rate or None,
@@ -66,12 +82,71 @@ async def run(*, connections: int = 1000, seconds: float = 10.0, warmup: float =
         "logged_in": durable["logged_in"],
         "refused": durable["refused"],
         "seconds": round(durable["seconds"], 2),
+        **({key: round(durable[key]) if key == "stored_fps" else durable[key]
+            for key in ("stored_frames", "stored_fps", "writer_drain_s")} if mode == "distributed" else {}),
     }
     return figures
 
 
+async def _measure_distributed(data_dir: Path, credentials: list[tuple[str, str]], *, listeners: int,
+                               **load: Any) -> dict[str, Any]:
+    """`listeners` listener processes on private RabbitMQ and Redis servers, storing into one SQLite file.
+
+    ACK 0 means confirmed by RabbitMQ into the storage writer's quorum queue;
+    the servers' CPU is not counted in the server figures (they share the two cores).
+    """
+    from tests.harness.servers import rabbitmq_process, redis_process, started
+
+    amqp = await asyncio.to_thread(started, rabbitmq_process, _subdir(data_dir, "rabbitmq"))
+    redis = await asyncio.to_thread(started, redis_process, _subdir(data_dir, "redis"))
+    servers = []
+    try:
+        for _ in range(listeners):
+            servers.append(await start_solewatch(
+                data_dir, command="listener", amqp_url=amqp.url, redis_url=redis.url,
+                max_connections=len(credentials) + 100, jwt_secret="bench-" + "x" * 40,
+            ))
+        started_at = time.monotonic()
+        figures = await measure([port for _, port, _ in servers], [server.pid for server, _, _ in servers],
+                                credentials, **load)
+        load_ended = time.monotonic()
+        stored = await _stored_when_settled(data_dir)
+        # The writers' sustained rate: everything stored, over the load and the drain after it.
+        figures["stored_frames"] = stored
+        figures["writer_drain_s"] = round(time.monotonic() - load_ended, 1)
+        figures["stored_fps"] = stored / (time.monotonic() - started_at)
+        return figures
+    finally:
+        for server, _, _ in servers:
+            await server.stop()
+        await asyncio.to_thread(redis.stop_all)
+        await asyncio.to_thread(amqp.stop_all)
+
+
+async def _stored_when_settled(data_dir: Path, *, quiet: float = 2.0, limit: float = 180.0) -> int:
+    """Positions in the store once the count has not moved for `quiet` seconds."""
+    def count() -> int:
+        with sqlite3.connect(data_dir / "solewatch.db", timeout=30) as db:
+            return int(db.execute("SELECT count(*) FROM positions").fetchone()[0])
+
+    last, last_change, began = -1, time.monotonic(), time.monotonic()
+    while time.monotonic() - last_change < quiet and time.monotonic() - began < limit:
+        now_stored = await asyncio.to_thread(count)
+        if now_stored != last:
+            last, last_change = now_stored, time.monotonic()
+        await asyncio.sleep(0.25)
+    return last
+
+
+def _subdir(parent: Path, name: str) -> Path:
+    path = parent / name
+    path.mkdir()
+    return path
+
+
 def report(figures: dict[str, Any]) -> None:
-    print_table(f"ingest: {figures['connections']} connections, window {figures['window']}, {figures['mode']}", [
+    mode = figures["mode"] + (f", {figures['listener_processes']} listener processes" if figures["mode"] == "distributed" else "")
+    print_table(f"ingest: {figures['connections']} connections, window {figures['window']}, {mode}", [
         ("durable frames/s", f"{figures['durable_fps']:,}"),
         ("raw baseline frames/s", f"{figures['baseline_fps']:,}"),
         ("ratio durable / baseline", f"{figures['ratio']:.1%}" if figures["ratio"] else "n/a"),
@@ -81,6 +156,8 @@ def report(figures: dict[str, Any]) -> None:
         ("server RSS", f"{figures['rss_mb']} MB"),
         ("devices logged in", f"{figures['logged_in']}"),
         ("frames refused", f"{figures['refused']}"),
+        *([("stored by the writers, sustained", f"{figures['stored_fps']:,} frames/s ({figures['stored_frames']:,} frames,"
+            f" drained {figures['writer_drain_s']} s after the load)")] if figures["mode"] == "distributed" else []),
     ])
 
 
