@@ -8,6 +8,8 @@ and durability in the group committer.
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 import ssl
 import time
 from collections.abc import Coroutine, Sequence
@@ -33,7 +35,8 @@ ONLINE_MARK_TTL_S = 90.0
 
 
 def online_key(device_id: int) -> str:
-    """Cache key present while a listener holds the device's connection."""
+    """Cache key present while a listener holds the device's connection; its value
+    names that listener (host:pid), the registry of which process holds which device."""
     return f"device:{device_id}:online"
 
 
@@ -61,6 +64,7 @@ class Listener:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._commands_in_flight: set[int] = set()
         self._draining = False
+        self.instance = f"{socket.gethostname()}:{os.getpid()}".encode()
         if bus is not None:
             # Commands queued by another process (the API, the notifications
             # service) announce themselves; the listener holding the device sends at once.
@@ -172,7 +176,7 @@ class Listener:
         try:
             if self.cache is not None:
                 if online:
-                    await self.cache.set(online_key(device.id), b"1", ttl=ONLINE_MARK_TTL_S)
+                    await self.cache.set(online_key(device.id), self.instance, ttl=ONLINE_MARK_TTL_S)
                 elif conn.session.imei not in self.online:  # not already replaced by a newer connection
                     await self.cache.delete(online_key(device.id))
             if self.bus is not None:
@@ -194,7 +198,7 @@ class Listener:
             await asyncio.sleep(ONLINE_MARK_TTL_S / 3)
             for conn in list(self.online.values()):
                 if conn.device is not None:
-                    await self.cache.set(online_key(conn.device.id), b"1", ttl=ONLINE_MARK_TTL_S)
+                    await self.cache.set(online_key(conn.device.id), self.instance, ttl=ONLINE_MARK_TTL_S)
 
     async def _sweep_idle(self) -> None:
         while True:
