@@ -48,6 +48,11 @@ class Settings(BaseSettings):
     amqp_url: str | None = None
     redis_url: str | None = None
     mqtt_url: str | None = None
+    mqtt_topic_prefix: str = Field("xsole", pattern=r"^[^+#]+$",
+                                   description="devices publish to {prefix}/{imei}/up and read {prefix}/{imei}/down")
+    mqtt_shared_group: str = Field("solewatch", pattern=r"^[^/+#]*$",
+                                   description="shared-subscription group splitting the devices' messages between "
+                                               "listeners (docs/mqtt.md); empty for a plain subscription")
 
     admin_email: str | None = None
     admin_password: SecretStr | None = None
