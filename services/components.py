@@ -35,7 +35,12 @@ DEFAULT_TENANT = "default"
 
 def build_store(settings: Settings) -> Store:
     if settings.mongodb_url:
-        raise NotImplementedError("the MongoDB store arrives with the distributed mode")
+        from pymongo.uri_parser import parse_uri
+
+        from shared.store.mongo import MongoStore
+
+        # The database named in the URL's path (mongodb://host/NAME), else "solewatch".
+        return MongoStore(settings.mongodb_url, parse_uri(settings.mongodb_url)["database"] or "solewatch")
     return SqliteStore(settings.sqlite_path, synchronous=settings.sqlite_synchronous)
 
 
@@ -198,6 +203,10 @@ def embedded_runtime(settings: Settings, load_settings, *, simulate: int = 0, ra
         PortComponent("bus", start=bus.start, close=bus.close),
         notifications, relay, listener,
     ]
+    if settings.mqtt_url:
+        from services.listener.mqtt import MqttIngest
+
+        components.append(MqttIngest(settings, listener))
     runtime = Runtime(components, load_settings)
     runtime.components.append(HttpServer(settings, create_app(context, runtime)))
     if simulate:

@@ -108,7 +108,7 @@ class GroupCommitter:
         try:
             await self._make_durable([record for record, _ in batch])
         except Exception as exc:
-            # Nothing was stored: tell the devices to retry rather than hold their frames.
+            # Not durable (maybe partly stored; a retry completes it): tell the devices to retry.
             status = AckStatus.BUSY
             self.last_error = f"frames not made durable: {exc}"
             self._last_error_at = time.monotonic()

@@ -29,6 +29,9 @@ relayed = Counter("outbox_relayed_total", "Outbox messages handed to the bus", [
 backlog = Gauge("outbox_backlog", "Outbox messages read but not yet relayed")
 
 
+RESCAN_EVERY_S = 10.0
+
+
 class CacheLease:
     """One holder at a time among processes sharing `cache`, renewed while in use."""
 
@@ -72,6 +75,7 @@ class OutboxRelay:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._last_relayed = 0  # entries up to this id are on the bus (this run)
+        self._rescanned_at = time.monotonic()
         self._relayed_ids: list[int] = []
         self._remover: asyncio.Task[None] | None = None
         self.last_error: str | None = None
@@ -111,6 +115,10 @@ class OutboxRelay:
     async def relay_once(self) -> int:
         if self._lease is not None and not await self._lease.held():
             return 0
+        if time.monotonic() - self._rescanned_at > RESCAN_EVERY_S:
+            # Where several processes write one outbox, an entry can become visible
+            # after a higher id was relayed: read from the start now and then.
+            self._last_relayed, self._rescanned_at = 0, time.monotonic()
         entries = await self._store.outbox_pending(self._batch, after_id=self._last_relayed)
         backlog.set(len(entries))
         for entry in entries:

@@ -18,7 +18,7 @@ class DeviceExists(Exception):
 
 
 class StoreUnavailable(Exception):
-    """The storage engine cannot be reached or refused the write; nothing was stored."""
+    """The storage engine cannot be reached or refused the write; retry the whole call."""
 
 
 def hash_device_token(token: bytes) -> bytes:
@@ -97,9 +97,13 @@ class Store(AccountStore, AlertStore, Protocol):
         """A tenant's devices by id; `after_id` is the cursor."""
 
     async def commit_frames(self, records: Sequence[FrameRecord]) -> None:
-        """Store the frames and their outbox messages in one atomic, durable write.
+        """Store the frames and their outbox messages durably.
 
-        A record already stored (same device, frame type, device timestamp and
+        All or nothing on SQLite (one transaction). On MongoDB a failed call may
+        have stored part of the batch, and calling again with the same records
+        completes it without doubling anything: callers retry everything after a
+        failure (devices retransmit unacknowledged frames), so both give the
+        same result. A record already stored (same device, frame type, device timestamp and
         seq) is skipped, and an ALARM already stored adds no new outbox message.
         """
 

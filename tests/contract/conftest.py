@@ -46,13 +46,15 @@ from pathlib import Path
 import pytest
 
 from shared.bus import Bus
+from shared.bus.amqp import AmqpBus
 from shared.bus.memory import MemoryBus
 from shared.cache import Cache
 from shared.cache.memory import MemoryCache
 from shared.cache.redis import RedisCache
 from shared.store import Store
 from shared.store.sqlite import SqliteStore
-from tests.harness.servers import redis_server  # noqa: F401  (the fixture, registered by import)
+from tests.contract.mongo_shim import mongodb_store, mongomock_store
+from tests.harness.servers import amqp_server, redis_server  # noqa: F401  (the fixtures, registered by import)
 
 # The attempt limit every bus factory configures, so the at-least-once tests
 # know when a failing message is given up on.
@@ -89,6 +91,16 @@ async def make_memory_bus(tmp_path: Path) -> AsyncIterator[Bus]:
 
 
 @asynccontextmanager
+async def make_amqp_bus(tmp_path: Path, url: str) -> AsyncIterator[Bus]:
+    # A prefix per test: its exchanges and queues are its own on the shared broker.
+    bus = AmqpBus(url, prefix=f"test-{uuid.uuid4().hex[:8]}", max_attempts=BUS_MAX_ATTEMPTS, first_backoff=0.01)
+    try:
+        yield bus
+    finally:
+        await bus.close()
+
+
+@asynccontextmanager
 async def make_sqlite_store(tmp_path: Path) -> AsyncIterator[Store]:
     # NORMAL: durability across power cuts is not what these tests look at, speed is.
     store = SqliteStore(tmp_path / "contract.db", synchronous="NORMAL")
@@ -99,6 +111,21 @@ async def make_sqlite_store(tmp_path: Path) -> AsyncIterator[Store]:
         await store.close()
 
 
+@asynccontextmanager
+async def make_mongomock_store(tmp_path: Path) -> AsyncIterator[Store]:
+    # The MongoDB adapter on mongomock-motor's emulator, always (tests/contract/mongo_shim.py).
+    async with mongomock_store() as store:
+        yield store
+
+
+@asynccontextmanager
+async def make_mongodb_store(tmp_path: Path) -> AsyncIterator[Store]:
+    # The MongoDB adapter on the server SOLEWATCH_TEST_MONGODB_URL names, in a database of
+    # its own (random name, dropped at the end); skipped when the variable is unset.
+    async with mongodb_store() as store:
+        yield store
+
+
 CACHE_FACTORIES: dict[str, Callable[..., AbstractAsyncContextManager[Cache]]] = {
     "memory": make_memory_cache,
     "redis": make_redis_cache,
@@ -107,11 +134,17 @@ CACHE_FACTORIES: dict[str, Callable[..., AbstractAsyncContextManager[Cache]]] = 
 CACHE_SERVERS: dict[str, str] = {
     "redis": "redis_server",
 }
-BUS_FACTORIES: dict[str, Callable[[Path], AbstractAsyncContextManager[Bus]]] = {
+BUS_FACTORIES: dict[str, Callable[..., AbstractAsyncContextManager[Bus]]] = {
     "memory": make_memory_bus,
+    "rabbitmq": make_amqp_bus,
+}
+BUS_SERVERS: dict[str, str] = {
+    "rabbitmq": "amqp_server",
 }
 STORE_FACTORIES: dict[str, Callable[[Path], AbstractAsyncContextManager[Store]]] = {
     "sqlite": make_sqlite_store,
+    "mongomock": make_mongomock_store,
+    "mongodb": make_mongodb_store,
 }
 
 
@@ -126,7 +159,9 @@ async def cache(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
 @pytest.fixture(params=list(BUS_FACTORIES))
 async def bus(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Bus]:
     """A bus not yet started: subscribe, then `await bus.start()`."""
-    async with BUS_FACTORIES[request.param](tmp_path) as adapter:
+    server = BUS_SERVERS.get(request.param)
+    urls = [request.getfixturevalue(server)] if server else []
+    async with BUS_FACTORIES[request.param](tmp_path, *urls) as adapter:
         yield adapter
 
 

@@ -1,0 +1,310 @@
+"""MongoDB adapter, alerting half: alerts, timeline, contacts, notifications (a mixin of MongoStore).
+
+Every alert creation or status change is announced: a timeline line and an
+`alert` outbox message, once per change. SQLite writes all three in one
+transaction; here the change itself and its announcement go in one
+single-document write (the alert, with the announcement in `pending_changes`),
+which is atomic. Then:
+
+1. the timeline line is inserted, keyed by (alert, change): a repeat is skipped;
+2. the outbox message is queued, keyed by alert and change;
+3. the announcement is pulled from `pending_changes`.
+
+A stop anywhere leaves the announcement pending, and whoever next touches the
+alert (the alarm delivered again, an acknowledgement retried, or the next
+`open()`) finishes it. Only a stop between 2 and 3, after the relay has taken
+the message away, can queue the same message twice; dashboards and notifiers
+key on the alert id and status.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import AbstractAsyncContextManager
+from dataclasses import fields, replace
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import orjson
+from pymongo import IndexModel
+from pymongo.errors import DuplicateKeyError
+
+from shared.alerts.ledger import NotificationRecord
+from shared.alerts.serialize import alert_to_api
+from shared.store.alerts import TOPIC_ALERT, Alert, AlertEvent, AlertStatus, AlertTransitionRefused, Contact
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from pymongo.asynchronous.database import AsyncDatabase
+
+Document = dict[str, Any]
+
+_ALERT_FIELDS = tuple(field.name for field in fields(Alert) if field.name != "id")
+_NOTIFICATION_KEY = ("alert_id", "contact_id", "channel", "step")
+
+
+def _alert(doc: Document) -> Alert:
+    stored: dict[str, Any] = {name: doc.get(name) for name in _ALERT_FIELDS}  # absent: None
+    return Alert(doc["_id"], **stored)
+
+
+def _alert_doc(alert: Alert) -> Document:
+    doc = {"_id": alert.id, **{name: getattr(alert, name) for name in _ALERT_FIELDS}}
+    if alert.alarm_id is None:
+        # Absent rather than null: the unique index on alarm_id covers only alerts that have one.
+        del doc["alarm_id"]
+    return doc
+
+
+def _announcement(alert: Alert, change: str, *, action: str, actor: str | None, at: float,
+                  detail: dict[str, Any]) -> Document:
+    """What a change must tell: its timeline line and its outbox message."""
+    payload = orjson.dumps({"event": change, "tenant_id": alert.tenant_id, "alert": alert_to_api(alert)})
+    return {"change": change, "payload": payload,
+            "line": {"at": at, "action": action, "actor": actor, "detail": detail}}
+
+
+def _contact(doc: Document) -> Contact:
+    return Contact(doc["_id"], doc["tenant_id"], doc["name"], doc["email"], doc["phone"], tuple(doc["kinds"]),
+                   doc["created_at"])
+
+
+def _notification(doc: Document) -> NotificationRecord:
+    return NotificationRecord(doc["alert_id"], doc["tenant_id"], doc["contact_id"], doc["channel"], doc["step"],
+                              doc["status"], doc["attempts"], doc.get("error"), doc["updated_at"])
+
+
+class MongoAlerts:
+    INDEXES: ClassVar[dict[str, list[IndexModel]]] = {
+        "alerts": [
+            # One alert per alarm, however often the alarm is delivered.
+            IndexModel("alarm_id", name="alerts_by_alarm", unique=True,
+                       partialFilterExpression={"alarm_id": {"$exists": True}}),
+            IndexModel([("tenant_id", 1), ("_id", 1)], name="alerts_by_tenant"),
+            IndexModel([("tenant_id", 1), ("status", 1), ("_id", 1)], name="alerts_by_status"),
+            IndexModel([("tenant_id", 1), ("imei", 1), ("_id", 1)], name="alerts_by_imei"),
+        ],
+        "alert_events": [
+            IndexModel([("alert_id", 1), ("at", 1)], name="alert_events_by_alert"),
+            # A change's line is written once, however often its announcement is retried.
+            IndexModel([("alert_id", 1), ("change", 1)], name="alert_events_by_change", unique=True,
+                       partialFilterExpression={"change": {"$exists": True}}),
+        ],
+        "contacts": [IndexModel([("tenant_id", 1), ("_id", 1)], name="contacts_by_tenant")],
+        # One document per notification: its key is the exactly-once guarantee (claim = insert).
+        "notifications": [
+            IndexModel(list(_NOTIFICATION_KEY), name="notifications_by_key", unique=True),
+            IndexModel([("status", 1), ("updated_at", 1)], name="notifications_unfinished"),
+        ],
+    }
+
+    if TYPE_CHECKING:  # provided by MongoStore
+        _db: AsyncDatabase[Document]
+        def _write(self, *, deadline: bool = True) -> AbstractAsyncContextManager[AsyncDatabase[Document]]: ...
+        def _read(self, *, deadline: bool = True) -> AbstractAsyncContextManager[AsyncDatabase[Document]]: ...
+        async def _new_id(self, name: str) -> int: ...
+        async def _insert_new(self, collection: str, docs: list[Document]) -> None: ...
+        async def _append_outbox(self, entries: Sequence[tuple[str, bytes, str | None]]) -> None: ...
+
+    # -- alerts ---------------------------------------------------------------------
+
+    async def raise_alert_from_alarm(self, alarm: dict[str, Any]) -> tuple[Alert, bool]:
+        """The alert for an `alarm` bus message; True for the one call that announced
+        its creation (the first, unless that one stopped before announcing it)."""
+        async with self._write() as db:
+            doc = await db.alerts.find_one({"alarm_id": alarm["alarm_id"]})
+            if doc is None:
+                now = time.time()
+                alert = Alert(await self._new_id("alerts"), alarm["tenant_id"], alarm["device_id"], alarm["imei"],
+                              alarm["kind"], int(alarm["ts"]), alarm.get("lat"), alarm.get("lon"), alarm.get("battery"),
+                              "open", now, alarm_id=alarm["alarm_id"])
+                created = _announcement(alert, "created", action="raised", actor=None, at=now,
+                                        detail={"alarm_id": alarm["alarm_id"], "kind": alert.kind})
+                doc = {**_alert_doc(alert), "pending_changes": [created]}
+                try:
+                    await db.alerts.insert_one(doc)
+                except DuplicateKeyError:  # a concurrent delivery of the same alarm stored it first
+                    doc = await db.alerts.find_one({"alarm_id": alarm["alarm_id"]})
+                    assert doc is not None, "alerts are never deleted"
+            announced = await self._announce_changes(doc)
+            return _alert(doc), "created" in announced
+
+    async def alert(self, tenant_id: int, alert_id: int) -> Alert | None:
+        async with self._read() as db:
+            doc = await db.alerts.find_one({"_id": alert_id, "tenant_id": tenant_id})
+        return _alert(doc) if doc else None
+
+    async def alerts(self, tenant_id: int, *, status: AlertStatus | None = None, imei: str | None = None,
+                     before_id: int | None = None, limit: int = 50) -> list[Alert]:
+        query: Document = {"tenant_id": tenant_id}
+        if status is not None:
+            query["status"] = status
+        if imei is not None:
+            query["imei"] = imei
+        if before_id is not None:
+            query["_id"] = {"$lt": before_id}
+        async with self._read() as db:
+            docs = await db.alerts.find(query).sort("_id", -1).limit(limit).to_list(None)
+        return [_alert(doc) for doc in docs]
+
+    async def acknowledge_alert(self, tenant_id: int, alert_id: int, *, by: str) -> Alert | None:
+        async with self._write():
+            while True:
+                alert = await self._current_alert(tenant_id, alert_id)
+                if alert is None or alert.status == "acknowledged":
+                    return alert  # acknowledging twice changes nothing and tells nobody
+                if alert.status == "resolved":
+                    raise AlertTransitionRefused(f"alert {alert_id} is resolved")
+                now = time.time()
+                changed = replace(alert, status="acknowledged", acknowledged_at=now, acknowledged_by=by)
+                if await self._change_alert(alert, changed, _announcement(
+                        changed, "acknowledged", action="acknowledged", actor=by, at=now, detail={})):
+                    return changed
+
+    async def resolve_alert(self, tenant_id: int, alert_id: int, *, by: str, note: str | None = None) -> Alert | None:
+        async with self._write():
+            while True:
+                alert = await self._current_alert(tenant_id, alert_id)
+                if alert is None or alert.status == "resolved":
+                    return alert
+                now = time.time()
+                changed = replace(alert, status="resolved", resolved_at=now, resolved_by=by, resolution_note=note)
+                if await self._change_alert(alert, changed, _announcement(
+                        changed, "resolved", action="resolved", actor=by, at=now, detail={"note": note} if note else {})):
+                    return changed
+
+    async def alert_timeline(self, tenant_id: int, alert_id: int) -> list[AlertEvent]:
+        async with self._read() as db:
+            if await db.alerts.find_one({"_id": alert_id, "tenant_id": tenant_id}, {"_id": 1}) is None:
+                return []
+            # By time: a line whose announcement was finished late still shows when its change happened.
+            docs = await db.alert_events.find({"alert_id": alert_id}).sort([("at", 1), ("_id", 1)]).to_list(None)
+        return [AlertEvent(alert_id, doc["at"], doc["action"], doc["actor"], doc["detail"]) for doc in docs]
+
+    async def add_alert_event(self, alert_id: int, *, action: str, actor: str | None, detail: dict[str, Any]) -> None:
+        async with self._write() as db:
+            await db.alert_events.insert_one(
+                {"alert_id": alert_id, "at": time.time(), "action": action, "actor": actor, "detail": detail})
+
+    async def _current_alert(self, tenant_id: int, alert_id: int) -> Alert | None:
+        """The tenant's alert, once any change an earlier call left unannounced is announced
+        (so its line and message come before those of the next change)."""
+        doc = await self._db.alerts.find_one({"_id": alert_id, "tenant_id": tenant_id})
+        if doc is None:
+            return None
+        await self._announce_changes(doc)
+        return _alert(doc)
+
+    async def _change_alert(self, alert: Alert, changed: Alert, announcement: Document) -> bool:
+        """Store a status change with its announcement, then announce it; False when the
+        alert's status moved meanwhile (the caller looks again)."""
+        fields_changed = {name: getattr(changed, name) for name in _ALERT_FIELDS
+                          if getattr(changed, name) != getattr(alert, name)}
+        result = await self._db.alerts.update_one(
+            {"_id": alert.id, "status": alert.status},
+            {"$set": fields_changed, "$push": {"pending_changes": announcement}},
+        )
+        if result.matched_count == 0:
+            return False
+        await self._announce_changes({"_id": alert.id, "pending_changes": [announcement]})
+        return True
+
+    async def _announce_changes(self, doc: Document) -> set[str]:
+        """Announce an alert's pending changes (module docstring); the changes this call cleared."""
+        pending = doc.get("pending_changes") or []
+        if not pending:
+            return set()
+        alert_id = doc["_id"]
+        await self._insert_new("alert_events", [
+            {"alert_id": alert_id, "change": announcement["change"], **announcement["line"]} for announcement in pending
+        ])
+        await self._append_outbox([
+            (TOPIC_ALERT, announcement["payload"], f"alert:{alert_id}:{announcement['change']}") for announcement in pending
+        ])
+        cleared = set()
+        for announcement in pending:
+            change = announcement["change"]
+            result = await self._db.alerts.update_one(
+                {"_id": alert_id, "pending_changes.change": change}, {"$pull": {"pending_changes": {"change": change}}},
+            )
+            if result.modified_count:
+                cleared.add(change)
+        return cleared
+
+    async def _finish_alert_changes(self) -> None:
+        """Announce the changes a stopped process left pending (at open)."""
+        for doc in await self._db.alerts.find({"pending_changes.change": {"$exists": True}}).sort("_id").to_list(None):
+            await self._announce_changes(doc)
+
+    # -- contacts -------------------------------------------------------------------
+
+    async def add_contact(self, *, tenant_id: int, name: str, email: str | None, phone: str | None,
+                          kinds: tuple[str, ...]) -> Contact:
+        async with self._write() as db:
+            contact = Contact(await self._new_id("contacts"), tenant_id, name, email, phone, tuple(kinds), time.time())
+            await db.contacts.insert_one({"_id": contact.id, "tenant_id": tenant_id, "name": name, "email": email,
+                                          "phone": phone, "kinds": list(kinds), "created_at": contact.created_at})
+            return contact
+
+    async def contacts(self, tenant_id: int) -> list[Contact]:
+        async with self._read() as db:
+            docs = await db.contacts.find({"tenant_id": tenant_id}).sort("_id").to_list(None)
+        return [_contact(doc) for doc in docs]
+
+    async def delete_contact(self, tenant_id: int, contact_id: int) -> bool:
+        async with self._write() as db:
+            result = await db.contacts.delete_one({"_id": contact_id, "tenant_id": tenant_id})
+            return result.deleted_count == 1
+
+    # -- notifications ----------------------------------------------------------------
+
+    async def claim_notification(self, *, alert_id: int, contact_id: int, channel: str, step: int) -> bool:
+        async with self._write() as db:
+            # The tenant is kept with the claim, so records list without a lookup (SQLite joins).
+            alert = await db.alerts.find_one({"_id": alert_id}, {"tenant_id": 1})
+            if alert is None:
+                raise ValueError(f"no alert with id {alert_id}")
+            now = time.time()
+            try:
+                await db.notifications.insert_one({
+                    "alert_id": alert_id, "contact_id": contact_id, "channel": channel, "step": step,
+                    "tenant_id": alert["tenant_id"], "status": "claimed", "attempts": 0, "error": None,
+                    "created_at": now, "updated_at": now,
+                })
+            except DuplicateKeyError:
+                return False
+            return True
+
+    async def finish_notification(self, *, alert_id: int, contact_id: int, channel: str, step: int,
+                                  status: str, attempts: int, error: str | None = None) -> None:
+        # Also called with status 'claimed' between attempts: that touch keeps the
+        # claim from looking abandoned while its sender is still retrying.
+        async with self._write() as db:
+            await db.notifications.update_one(
+                {"alert_id": alert_id, "contact_id": contact_id, "channel": channel, "step": step},
+                {"$set": {"status": status, "attempts": attempts, "error": error, "updated_at": time.time()}},
+            )
+
+    async def unfinished_notifications(self, *, stale_before: float, limit: int = 100) -> list[NotificationRecord]:
+        async with self._read() as db:
+            docs = await db.notifications.find({"$or": [
+                {"status": "interrupted"}, {"status": "claimed", "updated_at": {"$lt": stale_before}},
+            ]}).sort("updated_at").limit(limit).to_list(None)
+        return [_notification(doc) for doc in docs]
+
+    async def reclaim_notification(self, record: NotificationRecord) -> bool:
+        # Compare-and-set on the record exactly as listed: of several processes
+        # recovering at once, one wins; a sender that touched its claim since keeps it.
+        async with self._write() as db:
+            result = await db.notifications.update_one(
+                {"alert_id": record.alert_id, "contact_id": record.contact_id, "channel": record.channel,
+                 "step": record.step, "status": record.status, "updated_at": record.updated_at},
+                {"$set": {"status": "claimed", "updated_at": max(time.time(), record.updated_at + 1e-3)}},
+            )
+            return result.modified_count == 1
+
+    async def notifications_of(self, tenant_id: int, alert_id: int) -> list[NotificationRecord]:
+        async with self._read() as db:
+            docs = await db.notifications.find({"alert_id": alert_id, "tenant_id": tenant_id}).sort(
+                [("created_at", 1), ("_id", 1)]).to_list(None)
+        return [_notification(doc) for doc in docs]
