@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
@@ -142,8 +143,7 @@ def publish_to_writer(bus: Bus) -> MakeDurable:
     inserts nothing twice), so the listener may ACK without waiting for MongoDB.
     """
     async def publish(records: Sequence[FrameRecord]) -> None:
-        first = records[0]
-        # Stable for this batch only: redeliveries of it dedupe, a retransmitted frame is a new message.
-        message_id = f"ingest-{first.device_id}-{first.event.ts}-{first.event.seq}-{first.received_at}-{len(records)}"
-        await bus.publish(TOPIC_INGEST, ingest_message(records), message_id=message_id)
+        # One id per batch: the broker's redeliveries of it keep it; a retransmitted
+        # frame comes in a new batch, and the store's keys dedupe it.
+        await bus.publish(TOPIC_INGEST, ingest_message(records), message_id=f"ingest-{uuid.uuid4().hex}")
     return publish

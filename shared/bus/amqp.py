@@ -18,7 +18,9 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Coroutine
 from dataclasses import dataclass
+from typing import Any
 
 import aio_pika
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustChannel, AbstractRobustConnection
@@ -179,17 +181,17 @@ class AmqpBus:
         await asyncio.sleep(delay)
         await self._settle(incoming.nack(requeue=True))
 
-    async def _settle(self, settling: object) -> None:
+    async def _settle(self, settling: Awaitable[object]) -> None:
         try:
-            await settling  # type: ignore[misc]
+            await settling
         except Exception as exc:
             # The channel went away with the link: the broker redelivers the
             # message to whoever consumes next, which is at-least-once.
             if not self._closing:
                 log.warning("settle_failed", error=repr(exc))
 
-    def _later(self, coro: object) -> None:
-        task = asyncio.create_task(coro)  # type: ignore[arg-type]
+    def _later(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 

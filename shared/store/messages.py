@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
@@ -114,7 +114,8 @@ _EVENT_CODE = {cls: code for code, cls in enumerate(_EVENT_TYPES)}
 def ingest_message(records: Iterable[FrameRecord]) -> bytes:
     """A batch of accepted frames as one bus message: `[[device, tenant, imei, kind, [fields], received_at], ...]`."""
     return orjson.dumps([
-        [r.device_id, r.tenant_id, r.imei, _EVENT_CODE[type(r.event)], [*r.event], r.received_at] for r in records
+        [r.device_id, r.tenant_id, r.imei, _EVENT_CODE[type(r.event)], [*cast(tuple[Any, ...], r.event)], r.received_at]
+        for r in records
     ])
 
 
