@@ -8,7 +8,7 @@ from pathlib import Path
 
 import orjson
 
-BENCHMARKS = ("ingest", "connections", "latency")
+BENCHMARKS = ("ingest", "connections", "latency", "alarm")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -47,6 +47,12 @@ async def _run(args: argparse.Namespace) -> None:
             args.sweep.with_suffix(".json").write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
             ingest.plot(result, args.sweep)
             print(f"\nsweep plotted to {args.sweep}")
+    elif args.name == "alarm":
+        from bench import alarm
+
+        figures = await alarm.run(connections=args.connections or 1000, seconds=args.seconds, warmup=args.warmup,
+                                  processes=args.processes)
+        alarm.report(figures)
     elif args.name == "latency":
         from bench import latency
 

@@ -28,14 +28,15 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-async def register_devices(data_dir: Path, count: int) -> list[tuple[str, str]]:
-    """`count` devices in a fresh embedded store; returns (imei, token hex) pairs."""
+async def register_devices(data_dir: Path, count: int, *, first: int = 0) -> list[tuple[str, str]]:
+    """`count` devices in the embedded store (IMEIs from number `first` on, named
+    `bench N`); returns (imei, token hex) pairs."""
     store = SqliteStore(data_dir / "solewatch.db", synchronous="NORMAL")
     await store.open()
     try:
         tenant_id = await store.ensure_tenant("default")
         credentials = []
-        for i in range(count):
+        for i in range(first, first + count):
             imei = f"35{i:013d}"
             token = secrets.token_bytes(16)
             await store.add_device(tenant_id=tenant_id, imei=imei, name=f"bench {i}", token_hash=hash_device_token(token))
@@ -93,9 +94,12 @@ async def start_baseline() -> tuple[ServerProcess, int]:
     return server, port
 
 
-async def start_solewatch(data_dir: Path, command: str = "run", **settings: Any) -> tuple[ServerProcess, int, int]:
+async def start_solewatch(data_dir: Path, command: str = "run", *, env: dict[str, str] | None = None,
+                          **settings: Any) -> tuple[ServerProcess, int, int]:
+    """solewatch `command` as a process, once ready; `settings` become SOLEWATCH_* variables, `env` is added as is."""
     listener_port, http_port = free_port(), free_port()
     env = {
+        **(env or {}),
         "SOLEWATCH_DATA_DIR": str(data_dir), "SOLEWATCH_LISTENER_PORT": str(listener_port),
         "SOLEWATCH_HTTP_PORT": str(http_port), "SOLEWATCH_BIND": "127.0.0.1", "SOLEWATCH_LOG_LEVEL": "warning",
         **{f"SOLEWATCH_{k.upper()}": str(v) for k, v in settings.items()},

@@ -84,12 +84,15 @@ class Settings(BaseSettings):
     notification_claim_timeout: float = Field(
         300, gt=0, description="seconds after which a notification claimed by a process that went silent is sent again",
     )
+    escalation_check_interval: float = Field(1.0, gt=0, description="seconds between checks for escalation steps due")
     notification_drain_timeout: float = Field(10, ge=0, description="seconds a stopping process waits for sends in progress")
 
     twilio_account_sid: str | None = Field(None, validation_alias=AliasChoices("TWILIO_ACCOUNT_SID", "twilio_account_sid"))
     twilio_auth_token: SecretStr | None = Field(None, validation_alias=AliasChoices("TWILIO_AUTH_TOKEN", "twilio_auth_token"))
     sms_from: str | None = None
     twilio_base_url: str | None = None
+    public_url: str | None = Field(None, description="externally reachable base URL of the API (https://solewatch.example), "
+                                                     "for callbacks from providers such as Twilio's delivery status")
 
     offline_after: float = Field(600, gt=0)
 

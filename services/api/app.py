@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 
-from services.api import alerts, contacts, devices
+from services.api import alerts, contacts, devices, escalation, geofences, webhooks
 from services.api.errors import install_error_handlers
 from services.authn.models import ErrorOut
 from services.authn.routes import router as authn_router
@@ -42,6 +42,9 @@ TAGS = [
     {"name": "devices", "description": "insoles: registration, live state, position history"},
     {"name": "alerts", "description": "alarms raised by insoles or detected by the server, and their handling"},
     {"name": "contacts", "description": "who is told about which kinds of alert"},
+    {"name": "geofences", "description": "areas whose crossing raises geofence_exit or geofence_enter alerts"},
+    {"name": "escalation", "description": "who is told next while nobody acknowledges an alert"},
+    {"name": "webhooks", "description": "callbacks from providers (Twilio's SMS delivery status), signed by them"},
 ]
 
 # Answers any authenticated operation may give besides its own.
@@ -76,8 +79,9 @@ def create_app(
     if auth:
         app.include_router(authn_router)
     if rest:
-        for module in (devices, alerts, contacts):
+        for module in (devices, alerts, contacts, escalation, geofences):
             app.include_router(module.router, responses=_COMMON_ERRORS)
+        app.include_router(webhooks.router)  # called by providers, who sign instead of logging in
     _serve_openapi(app)
 
     sio = sio or create_socketio(context)

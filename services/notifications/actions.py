@@ -23,6 +23,8 @@ async def acknowledge_alert(context: ServiceContext, *, tenant_id: int, alert_id
     """
     alert = await context.store.acknowledge_alert(tenant_id, alert_id, by=by)
     if alert is not None:
+        # Escalation stops now (the escalator would also stop at its next check).
+        await context.store.cancel_escalation(alert.id)
         await tell_device_acknowledged(context.store, context.commands, alert)
     return alert
 
@@ -30,7 +32,10 @@ async def acknowledge_alert(context: ServiceContext, *, tenant_id: int, alert_id
 async def resolve_alert(context: ServiceContext, *, tenant_id: int, alert_id: int, by: str,
                         note: str | None = None) -> Alert | None:
     """Resolve an open or acknowledged alert (resolving twice changes nothing); None when there is no such alert."""
-    return await context.store.resolve_alert(tenant_id, alert_id, by=by, note=note)
+    alert = await context.store.resolve_alert(tenant_id, alert_id, by=by, note=note)
+    if alert is not None:
+        await context.store.cancel_escalation(alert.id)
+    return alert
 
 
 async def tell_device_acknowledged(store: Store, commands: CommandSender, alert: Alert, *,

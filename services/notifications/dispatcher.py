@@ -45,7 +45,7 @@ from shared.store.alerts import Contact
 
 log = get_logger("solewatch.notifications")
 
-FIRST_STEP = 1  # later escalation steps (tell the next contacts if nobody acknowledges) get 2, 3...
+FIRST_STEP = 1  # later escalation steps (services/notifications/escalation.py) get 2, 3...
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,22 +138,36 @@ class NotificationDispatcher:
         if event.get("event") != "created":
             return  # acknowledgements and resolutions notify nobody (yet)
         alert, tenant_id = event["alert"], event["tenant_id"]
+        contacts = await self._store.contacts(tenant_id)
+        policy = await self._store.escalation_policy(tenant_id)
+        first = policy.step(FIRST_STEP) if policy else None
+        if policy is not None and first is not None:
+            contacts = [contact for contact in contacts if contact.id in first.contact_ids]
+            if policy.step(FIRST_STEP + 1) is not None:
+                # Idempotent: a redelivered alert keeps the plan made the first time.
+                await self._store.schedule_escalation(alert_id=alert["id"], tenant_id=tenant_id, step=FIRST_STEP + 1,
+                                                      due_at=time.time() + first.wait_s)
+        await self.notify(tenant_id, alert, contacts, step=FIRST_STEP, message_id=message.message_id)
+
+    async def notify(self, tenant_id: int, alert: dict[str, Any], contacts: Iterable[Contact], *, step: int,
+                     message_id: str | None = None) -> None:
+        """Tell `contacts` who want this kind of alert, through every channel that reaches them, once per step."""
         notifiers = list(self._notifiers.values())
         if not notifiers:
             log.warning("alert_not_notified", alert_id=alert["id"], reason="no notification channel configured")
             return
         notice: AlertNotice | None = None
-        for contact in await self._store.contacts(tenant_id):
+        for contact in contacts:
             if not wants(contact, alert["kind"]):
                 continue
             reaching = [notifier for notifier in notifiers if notifier.reaches(contact)]
             if not reaching:
                 log.warning("contact_unreachable", alert_id=alert["id"], contact_id=contact.id, channels=self.channels)
             for notifier in reaching:
-                key = NotificationKey(alert["id"], contact.id, notifier.channel, FIRST_STEP)
+                key = NotificationKey(alert["id"], contact.id, notifier.channel, step)
                 if not await self._store.claim_notification(**key._asdict()):
                     log.info("notification_already_claimed", alert_id=key.alert_id, contact_id=contact.id,
-                             channel=key.channel, message_id=message.message_id)
+                             channel=key.channel, step=step, message_id=message_id)
                     continue
                 if self._stopping:  # too late to send: the next start does
                     await self._store.finish_notification(**key._asdict(), status="interrupted", attempts=0)
@@ -185,12 +199,12 @@ class NotificationDispatcher:
         try:
             for attempt in range(1, self.policy.max_attempts + 1):
                 attempts += 1
-                error, permanent = await self._attempt(notifier, contact, notice)
+                error, permanent, provider_id = await self._attempt(notifier, contact, notice)
                 if error is None:
                     decided = True
                     log.info("notification_sent", **fields, attempts=attempts)
                     notifications_sent.labels(key.channel).inc()
-                    await self._record(key, contact, "sent", attempts, None)
+                    await self._record(key, contact, "sent", attempts, None, provider_id=provider_id)
                     return
                 if permanent or attempt == self.policy.max_attempts:
                     decided = True
@@ -214,12 +228,14 @@ class NotificationDispatcher:
         except Exception:  # the store failed us; the claim stays and is re-driven once stale
             log.exception("notification_bookkeeping_failed", **fields, attempts=attempts)
 
-    async def _attempt(self, notifier: Notifier, contact: Contact, notice: AlertNotice) -> tuple[str | None, bool]:
-        """One send: (None, False) when it went through, else (error, permanent)."""
+    async def _attempt(self, notifier: Notifier, contact: Contact, notice: AlertNotice
+                       ) -> tuple[str | None, bool, str | None]:
+        """One send: (None, False, provider id) when it went through, else (error, permanent, None)."""
+        provider_id: str | None = None
         async with self._semaphore:
             started = time.perf_counter()
             try:
-                await notifier.send(contact=contact, notice=notice)
+                provider_id = await notifier.send(contact=contact, notice=notice)
                 outcome, error, permanent = "sent", None, False
             except NotificationFailed as exc:
                 permanent = exc.permanent
@@ -230,10 +246,12 @@ class NotificationDispatcher:
             finally:
                 notification_seconds.labels(notifier.channel).observe(time.perf_counter() - started)
         notification_attempts.labels(notifier.channel, outcome).inc()
-        return error, permanent
+        return error, permanent, provider_id
 
-    async def _record(self, key: NotificationKey, contact: Contact, status: str, attempts: int, error: str | None) -> None:
-        await self._store.finish_notification(**key._asdict(), status=status, attempts=attempts, error=error)
+    async def _record(self, key: NotificationKey, contact: Contact, status: str, attempts: int, error: str | None,
+                      *, provider_id: str | None = None) -> None:
+        await self._store.finish_notification(**key._asdict(), status=status, attempts=attempts, error=error,
+                                              provider_id=provider_id)
         detail: dict[str, Any] = {"channel": key.channel, "contact_id": contact.id, "contact": contact.name,
                                   "attempts": attempts}
         if error is not None:

@@ -51,6 +51,7 @@ class EmailNotifier:
         return message
 
     async def send(self, *, contact: Contact, notice: AlertNotice) -> None:
+        """Send the email; None: SMTP reports no delivery status back."""
         message = self.message(contact=contact, notice=notice)
         try:
             await self._deliver(message, contact.email or "")

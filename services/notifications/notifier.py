@@ -1,4 +1,4 @@
-"""The notifier port: one implementation per channel (email now, SMS next), same inputs.
+"""The notifier port: one implementation per channel (email, SMS), same inputs.
 
 A notifier formats and sends one alert to one contact. It knows nothing of
 retries, claims or the timeline: the dispatcher owns those.
@@ -76,5 +76,6 @@ class Notifier(Protocol):
     def reaches(self, contact: Contact) -> bool:
         """Whether this channel can reach the contact at all (an email address, a phone number)."""
 
-    async def send(self, *, contact: Contact, notice: AlertNotice) -> None:
-        """Send once; raise NotificationFailed when it did not go through."""
+    async def send(self, *, contact: Contact, notice: AlertNotice) -> str | None:
+        """Send once; raise NotificationFailed when it did not go through. The provider's id of
+        what it sent, when it reports delivery later (a Twilio message SID), else None."""

@@ -8,7 +8,9 @@ from services.context import ServiceContext
 from services.notifications.dispatcher import DispatchPolicy, NotificationDispatcher
 from services.notifications.email import EmailNotifier
 from services.notifications.engine import AlertEngine
+from services.notifications.escalation import Escalator
 from services.notifications.notifier import Notifier
+from services.notifications.sms import SmsNotifier, sms_configured
 from shared.bus.topics import TOPIC_ALARM, TOPIC_ALERT
 from shared.config import Settings
 from shared.logging import get_logger
@@ -19,10 +21,12 @@ NotifierFactory = Callable[[Settings], list[Notifier]]
 
 
 def build_notifiers(settings: Settings) -> list[Notifier]:
-    """One notifier per configured channel (SMS joins here when Twilio is configured)."""
+    """One notifier per configured channel: email with an SMTP host, SMS with a Twilio account."""
     notifiers: list[Notifier] = []
     if settings.smtp_host:
         notifiers.append(EmailNotifier(settings))
+    if sms_configured(settings):
+        notifiers.append(SmsNotifier(settings))
     return notifiers
 
 
@@ -41,21 +45,27 @@ class NotificationsService:
             context.store, notifier_factory(context.settings), policy=DispatchPolicy.from_settings(context.settings),
             commands=context.commands,
         )
+        self.escalator = Escalator(context.store, self.dispatcher,
+                                   check_interval=context.settings.escalation_check_interval)
         context.bus.subscribe("alert-engine", [TOPIC_ALARM], self.engine.handle)
         context.bus.subscribe("notification-dispatcher", [TOPIC_ALERT], self.dispatcher.handle)
 
     async def start(self) -> None:
         self.dispatcher.start()
+        self.escalator.start()
         log.info("notifications_started", channels=self.dispatcher.channels)
 
     async def drain(self) -> None:
+        await self.escalator.stop()
         await self.dispatcher.drain()
 
     async def close(self) -> None:
+        await self.escalator.stop()
         await self.dispatcher.close()
 
     async def reload(self, settings: Settings) -> None:
         self.dispatcher.configure(self._factory(settings), DispatchPolicy.from_settings(settings))
+        self.escalator.check_interval = settings.escalation_check_interval
         log.info("notifications_reloaded", channels=self.dispatcher.channels)
 
     async def check_ready(self) -> str | None:

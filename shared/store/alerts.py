@@ -16,6 +16,29 @@ ALERT_KINDS = ("sos", "fall", "no_motion", "low_battery", "off_foot", "tamper",
                "offline", "geofence_exit", "geofence_enter")
 
 
+# Where a provider's delivery status ends: nothing after these is news (delivered, then a late `sent`).
+FINAL_DELIVERY_STATUSES = frozenset({"delivered", "undelivered", "failed", "read", "canceled"})
+
+
+def delivery_status_is_news(previous: str | None, status: str) -> bool:
+    """Whether a delivery status callback changes what is known of a notification."""
+    if previous == status:
+        return False
+    return previous not in FINAL_DELIVERY_STATUSES or status in FINAL_DELIVERY_STATUSES
+
+
+def delivery_status_detail(*, provider_id: str, status: str, error_code: str | None, channel: str, contact_id: int,
+                           contact: str | None) -> dict[str, Any]:
+    """The detail of a `delivery_status` timeline line."""
+    detail: dict[str, Any] = {"status": status, "channel": channel, "contact_id": contact_id,
+                              "provider_id": provider_id}
+    if contact is not None:
+        detail["contact"] = contact
+    if error_code:
+        detail["error_code"] = error_code
+    return detail
+
+
 class AlertTransitionRefused(Exception):
     """The alert is not in a status that allows this change (acknowledging a resolved alert)."""
 
@@ -86,4 +109,12 @@ class AlertStore(Protocol):
     async def claim_notification(self, *, alert_id: int, contact_id: int, channel: str, step: int) -> bool:
         """Exactly-once key: True for the one caller that should send this notification."""
     async def finish_notification(self, *, alert_id: int, contact_id: int, channel: str, step: int,
-                                  status: str, attempts: int, error: str | None = None) -> None: ...
+                                  status: str, attempts: int, error: str | None = None,
+                                  provider_id: str | None = None) -> None:
+        """Record where a notification stands; `provider_id` is the provider's id of what was sent
+        (a Twilio message SID), for its delivery status callbacks."""
+    async def record_delivery_status(self, *, provider_id: str, status: str, error_code: str | None) -> int | None:
+        """A provider's news of a notification it took (`delivered`, `undelivered`...): stored with
+        a `delivery_status` timeline line; the alert's id, or None for an unknown provider id.
+        The status already known, or an interim one after a final one (callbacks may arrive late
+        or twice), changes nothing."""

@@ -51,6 +51,9 @@ from shared.store.messages import (
 )
 from shared.store.mongo_accounts import MongoAccounts
 from shared.store.mongo_alerts import MongoAlerts
+from shared.store.mongo_detections import MongoDetections
+from shared.store.mongo_escalation import MongoEscalation
+from shared.store.mongo_geofences import MongoGeofences
 from shared.store.port import CommandRecord, Device, DeviceExists, FrameRecord, OutboxEntry, StoreUnavailable
 
 Document = dict[str, Any]
@@ -151,7 +154,7 @@ def _alarm_doc(alarm_id: int, record: FrameRecord) -> Document:
     }
 
 
-class MongoStore(MongoAccounts, MongoAlerts):
+class MongoStore(MongoAccounts, MongoAlerts, MongoEscalation, MongoDetections, MongoGeofences):
     """Storage port on MongoDB (6.0 or later). Account and alert methods live in
     mongo_accounts.py and mongo_alerts.py, as mixins over the same database."""
 
@@ -222,7 +225,7 @@ class MongoStore(MongoAccounts, MongoAlerts):
             except OperationFailure as exc:
                 if exc.code != NAMESPACE_EXISTS:
                     raise
-        for collection, indexes in (INDEXES | MongoAccounts.INDEXES | MongoAlerts.INDEXES).items():
+        for collection, indexes in (INDEXES | MongoAccounts.INDEXES | MongoAlerts.INDEXES | MongoEscalation.INDEXES | MongoGeofences.INDEXES).items():
             # One create_index per index rather than create_indexes: the emulator's
             # create_indexes drops partialFilterExpression, making partial unique
             # indexes refuse documents they should let through.

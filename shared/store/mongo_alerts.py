@@ -30,7 +30,16 @@ from pymongo.errors import DuplicateKeyError
 
 from shared.alerts.ledger import NotificationRecord
 from shared.alerts.serialize import alert_to_api
-from shared.store.alerts import TOPIC_ALERT, Alert, AlertEvent, AlertStatus, AlertTransitionRefused, Contact
+from shared.store.alerts import (
+    TOPIC_ALERT,
+    Alert,
+    AlertEvent,
+    AlertStatus,
+    AlertTransitionRefused,
+    Contact,
+    delivery_status_detail,
+    delivery_status_is_news,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -95,6 +104,9 @@ class MongoAlerts:
         "notifications": [
             IndexModel(list(_NOTIFICATION_KEY), name="notifications_by_key", unique=True),
             IndexModel([("status", 1), ("updated_at", 1)], name="notifications_unfinished"),
+            # Delivery status callbacks name a notification by the provider's id (a Twilio message SID).
+            IndexModel("provider_id", name="notifications_by_provider_id",
+                       partialFilterExpression={"provider_id": {"$exists": True}}),
         ],
     }
 
@@ -276,14 +288,43 @@ class MongoAlerts:
             return True
 
     async def finish_notification(self, *, alert_id: int, contact_id: int, channel: str, step: int,
-                                  status: str, attempts: int, error: str | None = None) -> None:
+                                  status: str, attempts: int, error: str | None = None,
+                                  provider_id: str | None = None) -> None:
         # Also called with status 'claimed' between attempts: that touch keeps the
         # claim from looking abandoned while its sender is still retrying.
+        change: Document = {"status": status, "attempts": attempts, "error": error, "updated_at": time.time()}
+        if provider_id is not None:  # absent otherwise: the provider_id index covers only sent notifications
+            change["provider_id"] = provider_id
         async with self._write() as db:
             await db.notifications.update_one(
-                {"alert_id": alert_id, "contact_id": contact_id, "channel": channel, "step": step},
-                {"$set": {"status": status, "attempts": attempts, "error": error, "updated_at": time.time()}},
+                {"alert_id": alert_id, "contact_id": contact_id, "channel": channel, "step": step}, {"$set": change},
             )
+
+    async def record_delivery_status(self, *, provider_id: str, status: str, error_code: str | None) -> int | None:
+        async with self._write() as db:
+            while True:
+                doc = await db.notifications.find_one({"provider_id": provider_id})
+                if doc is None:
+                    return None
+                alert_id: int = doc["alert_id"]
+                previous = doc.get("delivery_status")
+                if not delivery_status_is_news(previous, status):
+                    return alert_id
+                now = time.time()
+                # Compare-and-set on the status read, so of two callbacks at once each is judged on the other's result.
+                result = await db.notifications.update_one(
+                    {"_id": doc["_id"], "delivery_status": previous},
+                    {"$set": {"delivery_status": status, "delivery_error_code": error_code, "updated_at": now}},
+                )
+                if result.modified_count == 1:
+                    break
+            contact = await db.contacts.find_one({"_id": doc["contact_id"]}, {"name": 1})
+            detail = delivery_status_detail(provider_id=provider_id, status=status, error_code=error_code,
+                                            channel=doc["channel"], contact_id=doc["contact_id"],
+                                            contact=contact["name"] if contact else None)
+            await db.alert_events.insert_one(
+                {"alert_id": alert_id, "at": now, "action": "delivery_status", "actor": None, "detail": detail})
+            return alert_id
 
     async def unfinished_notifications(self, *, stale_before: float, limit: int = 100) -> list[NotificationRecord]:
         async with self._read() as db:

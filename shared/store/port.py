@@ -11,6 +11,8 @@ from typing import NamedTuple, Protocol
 from shared.protocols.xsole import DeviceEvent, Position
 from shared.store.accounts import AccountStore
 from shared.store.alerts import AlertStore
+from shared.store.detections import DetectionStore
+from shared.store.escalation import EscalationStore
 
 
 class DeviceExists(Exception):
@@ -76,7 +78,7 @@ class CommandRecord:
     seq: int | None
 
 
-class Store(AccountStore, AlertStore, Protocol):
+class Store(AccountStore, AlertStore, EscalationStore, DetectionStore, Protocol):
     """Storage port. Every write is idempotent where a device may retransmit."""
 
     # Called on the event loop after each committed write, so the outbox relay

@@ -23,6 +23,8 @@ from shared.store.alerts import (
     AlertStatus,
     AlertTransitionRefused,
     Contact,
+    delivery_status_detail,
+    delivery_status_is_news,
 )
 
 T = TypeVar("T")
@@ -68,6 +70,12 @@ CREATE TABLE IF NOT EXISTS notifications (
     UNIQUE (alert_id, contact_id, channel, step));
 CREATE INDEX IF NOT EXISTS notifications_unfinished ON notifications(updated_at)
     WHERE status IN ('claimed', 'interrupted');
+-- What a provider said of a notification it took, by its id there (a Twilio message SID).
+-- A table of its own rather than columns of notifications: databases made before it
+-- simply gain it on open.
+CREATE TABLE IF NOT EXISTS notification_deliveries (
+    provider_id TEXT PRIMARY KEY, alert_id INTEGER NOT NULL, contact_id INTEGER NOT NULL,
+    channel TEXT NOT NULL, step INTEGER NOT NULL, status TEXT, error_code TEXT, updated_at REAL NOT NULL);
 """
 
     # Provided by SqliteStore.
@@ -191,14 +199,43 @@ CREATE INDEX IF NOT EXISTS notifications_unfinished ON notifications(updated_at)
         return await self._write(run)  # type: ignore[no-any-return]
 
     async def finish_notification(self, *, alert_id: int, contact_id: int, channel: str, step: int,
-                                  status: str, attempts: int, error: str | None = None) -> None:
+                                  status: str, attempts: int, error: str | None = None,
+                                  provider_id: str | None = None) -> None:
         # Also called with status 'claimed' between attempts: that touch keeps the
         # claim from looking abandoned while its sender is still retrying.
-        await self._write(lambda c: c.execute(
-            "UPDATE notifications SET status = ?, attempts = ?, error = ?, updated_at = ?"
-            " WHERE alert_id = ? AND contact_id = ? AND channel = ? AND step = ?",
-            (status, attempts, error, time.time(), alert_id, contact_id, channel, step),
-        ))
+        def run(c: sqlite3.Connection) -> None:
+            now = time.time()
+            key = (alert_id, contact_id, channel, step)
+            c.execute("UPDATE notifications SET status = ?, attempts = ?, error = ?, updated_at = ?"
+                      " WHERE alert_id = ? AND contact_id = ? AND channel = ? AND step = ?",
+                      (status, attempts, error, now, *key))
+            if provider_id is not None:
+                c.execute("INSERT OR IGNORE INTO notification_deliveries(provider_id, alert_id, contact_id, channel,"
+                          " step, updated_at) VALUES (?,?,?,?,?,?)", (provider_id, *key, now))
+        await self._write(run)
+
+    async def record_delivery_status(self, *, provider_id: str, status: str, error_code: str | None) -> int | None:
+        def run(c: sqlite3.Connection) -> int | None:
+            row = c.execute(
+                "SELECT d.alert_id, d.contact_id, d.channel, d.step, d.status, ct.name FROM notification_deliveries d"
+                " LEFT JOIN contacts ct ON ct.id = d.contact_id WHERE d.provider_id = ?", (provider_id,),
+            ).fetchone()
+            if row is None:
+                return None
+            alert_id, contact_id, channel, step, previous, contact = row
+            if not delivery_status_is_news(previous, status):
+                return int(alert_id)
+            now = time.time()
+            c.execute("UPDATE notification_deliveries SET status = ?, error_code = ?, updated_at = ? WHERE provider_id = ?",
+                      (status, error_code, now, provider_id))
+            c.execute("UPDATE notifications SET updated_at = ?"
+                      " WHERE alert_id = ? AND contact_id = ? AND channel = ? AND step = ?",
+                      (now, alert_id, contact_id, channel, step))
+            _add_event(c, alert_id, now, "delivery_status", None,
+                       delivery_status_detail(provider_id=provider_id, status=status, error_code=error_code,
+                                              channel=channel, contact_id=contact_id, contact=contact))
+            return int(alert_id)
+        return await self._write(run)  # type: ignore[no-any-return]
 
     async def unfinished_notifications(self, *, stale_before: float, limit: int = 100) -> list[NotificationRecord]:
         rows = await self._read(lambda c: c.execute(

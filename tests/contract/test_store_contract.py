@@ -669,3 +669,59 @@ async def test_a_tenant_reads_nothing_of_another(store: Store) -> None:
     assert await store.api_keys(us) == []
     if isinstance(store, NotificationRecovery):
         assert await store.notifications_of(us, their_alert.id) == []
+
+
+# -- delivery status of notifications (SMS through Twilio) -------------------------------------
+
+
+async def delivery_lines(store: Store, alert: Alert) -> list[dict[str, Any]]:
+    return [e.detail for e in await store.alert_timeline(alert.tenant_id, alert.id) if e.action == "delivery_status"]
+
+
+async def test_delivery_status_reaches_the_notification_with_that_provider_id(store: Store) -> None:
+    device = await add_device(store)
+    alert = await raised_alert(store, device)
+    ana = await store.add_contact(tenant_id=device.tenant_id, name="Ana", email=None, phone="+33612345678", kinds=())
+    key = NotificationKey(alert.id, ana.id, "sms", 1)._asdict()
+    assert await store.claim_notification(**key)
+    await store.finish_notification(**key, status="sent", attempts=1, provider_id="SM0001")
+
+    assert await store.record_delivery_status(provider_id="SM0001", status="sent", error_code=None) == alert.id
+    assert await store.record_delivery_status(provider_id="SM0001", status="undelivered", error_code="30003") == alert.id
+    assert await delivery_lines(store, alert) == [
+        {"status": "sent", "channel": "sms", "contact_id": ana.id, "contact": "Ana", "provider_id": "SM0001"},
+        {"status": "undelivered", "channel": "sms", "contact_id": ana.id, "contact": "Ana", "provider_id": "SM0001",
+         "error_code": "30003"},
+    ]
+    if isinstance(store, NotificationRecovery):  # the send's own outcome stands
+        [record] = await store.notifications_of(device.tenant_id, alert.id)
+        assert (record.status, record.attempts, record.error) == ("sent", 1, None)
+
+
+async def test_repeated_late_and_unknown_delivery_statuses_change_nothing(store: Store) -> None:
+    device = await add_device(store)
+    alert = await raised_alert(store, device)
+    key = NotificationKey(alert.id, 7, "sms", 1)._asdict()  # a contact deleted since: its history stays
+    assert await store.claim_notification(**key)
+    await store.finish_notification(**key, status="sent", attempts=2, provider_id="SM0002")
+    other = NotificationKey(alert.id, 8, "sms", 1)._asdict()
+    assert await store.claim_notification(**other)
+    await store.finish_notification(**other, status="failed", attempts=1, error="invalid number")
+
+    for status in ("queued", "queued", "delivered", "sent", "delivered"):  # Twilio retries, and may be late
+        assert await store.record_delivery_status(provider_id="SM0002", status=status, error_code=None) == alert.id
+    assert [(d["status"], d["contact_id"], "contact" in d) for d in await delivery_lines(store, alert)] == [
+        ("queued", 7, False), ("delivered", 7, False)]
+    assert await store.record_delivery_status(provider_id="SM-unknown", status="delivered", error_code=None) is None
+    assert len(await delivery_lines(store, alert)) == 2
+
+
+async def test_concurrent_delivery_statuses_are_each_recorded_once(store: Store) -> None:
+    device = await add_device(store)
+    alert = await raised_alert(store, device)
+    key = NotificationKey(alert.id, 1, "sms", 1)._asdict()
+    assert await store.claim_notification(**key)
+    await store.finish_notification(**key, status="sent", attempts=1, provider_id="SM0003")
+    await asyncio.gather(*(store.record_delivery_status(provider_id="SM0003", status="delivered", error_code=None)
+                           for _ in range(10)))
+    assert [d["status"] for d in await delivery_lines(store, alert)] == ["delivered"]

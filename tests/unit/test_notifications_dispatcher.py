@@ -34,7 +34,8 @@ class LedgerStore:
         return True
 
     async def finish_notification(self, *, alert_id: int, contact_id: int, channel: str, step: int,
-                                  status: str, attempts: int, error: str | None = None) -> None:
+                                  status: str, attempts: int, error: str | None = None,
+                                  provider_id: str | None = None) -> None:
         self.notifications[(alert_id, contact_id, channel, step)] = {"status": status, "attempts": attempts}
 
     async def add_alert_event(self, alert_id: int, *, action: str, actor: str | None, detail: dict[str, Any]) -> None:
@@ -42,6 +43,9 @@ class LedgerStore:
 
     async def device_by_imei(self, imei: str) -> None:
         return None
+
+    async def escalation_policy(self, tenant_id: int) -> None:
+        return None  # no policy: every matching contact at step 1
 
     async def tenant(self, tenant_id: int) -> None:
         return None

@@ -1,0 +1,64 @@
+"""/api/v1/escalation-policy: who is told at each step while nobody acknowledges an alert."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, HTTPException
+from pydantic import BaseModel, ConfigDict, Field
+
+from services.api.deps import AdminPrincipal, ContextDep, CurrentPrincipal
+from services.authn.models import ErrorOut
+from shared.alerts import iso_utc
+from shared.store.escalation import MAX_STEPS, EscalationPolicy, EscalationStep
+
+router = APIRouter(prefix="/api/v1/escalation-policy", tags=["escalation"])
+
+MAX_WAIT_S = 24 * 3600
+
+
+class StepIn(BaseModel):
+    contacts: list[int] = Field(min_length=1, max_length=50, description="ids of the tenant's contacts to tell")
+    wait_s: float = Field(300, ge=10, le=MAX_WAIT_S,
+                          description="seconds to wait for an acknowledgement before the next step")
+    model_config = ConfigDict(extra="forbid")
+
+
+class PolicyIn(BaseModel):
+    steps: list[StepIn] = Field(max_length=MAX_STEPS, description="in order; empty removes the policy")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"steps": [
+        {"contacts": [1], "wait_s": 120}, {"contacts": [2, 3], "wait_s": 300}]}]})
+
+
+class StepOut(BaseModel):
+    contacts: list[int]
+    wait_s: float
+
+
+class PolicyOut(BaseModel):
+    steps: list[StepOut] = Field(description="empty: every contact who wants the alert's kind is told at once")
+    updated_at: str | None
+
+
+def policy_view(policy: EscalationPolicy | None) -> dict[str, Any]:
+    if policy is None:
+        return {"steps": [], "updated_at": None}
+    return {"steps": [{"contacts": list(s.contact_ids), "wait_s": s.wait_s} for s in policy.steps],
+            "updated_at": iso_utc(policy.updated_at, millis=True)}
+
+
+@router.get("", response_model=PolicyOut, summary="The tenant's escalation policy")
+async def get_policy(context: ContextDep, principal: CurrentPrincipal) -> dict[str, Any]:
+    return policy_view(await context.store.escalation_policy(principal.tenant_id))
+
+
+@router.put("", response_model=PolicyOut, summary="Replace the tenant's escalation policy (admin)",
+            responses={422: {"model": ErrorOut, "description": "a step names a contact the tenant does not have"}})
+async def put_policy(body: PolicyIn, context: ContextDep, principal: AdminPrincipal) -> dict[str, Any]:
+    known = {contact.id for contact in await context.store.contacts(principal.tenant_id)}
+    unknown = sorted({cid for step in body.steps for cid in step.contacts} - known)
+    if unknown:
+        raise HTTPException(422, f"no such contacts in this tenant: {unknown}")
+    steps = [EscalationStep(tuple(dict.fromkeys(step.contacts)), step.wait_s) for step in body.steps]
+    policy = await context.store.set_escalation_policy(principal.tenant_id, steps)
+    return policy_view(policy if steps else None)

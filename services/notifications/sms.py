@@ -1,0 +1,106 @@
+"""SMS notifications through Twilio's Messages API (TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN, SOLEWATCH_SMS_FROM).
+
+With SOLEWATCH_PUBLIC_URL set, each message asks Twilio to report its delivery
+to services/api/webhooks.py, which adds it to the alert's timeline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+import aiohttp
+from twilio.base import values  # type: ignore[import-untyped]
+from twilio.base.exceptions import TwilioException  # type: ignore[import-untyped]
+from twilio.http.async_http_client import AsyncTwilioHttpClient  # type: ignore[import-untyped]
+from twilio.rest import Client  # type: ignore[import-untyped]
+
+from services.notifications.notifier import AlertNotice, NotificationFailed
+from shared.config import Settings
+from shared.store.alerts import Contact
+
+STATUS_CALLBACK_PATH = "/api/v1/webhooks/twilio/status"
+E164 = re.compile(r"^\+[1-9]\d{1,14}$")
+MAX_BODY = 306  # two concatenated GSM-7 segments (153 characters each) at most
+REQUEST_TIMEOUT = 30.0  # seconds for one request to Twilio
+
+# Twilio errors no retry can fix, whatever HTTP status carries them: invalid or
+# unreachable numbers, opted-out recipients, numbers outside the allowed regions.
+PERMANENT_CODES = frozenset({21211, 21212, 21408, 21606, 21610, 21612, 21614})
+
+
+def sms_configured(settings: Settings) -> bool:
+    """Whether the settings name a Twilio account, its token and a sender."""
+    return bool(settings.twilio_account_sid and settings.twilio_auth_token and settings.sms_from)
+
+
+def status_callback_url(settings: Settings) -> str | None:
+    """Where Twilio reports delivery: the API's webhook under the public URL, when there is one."""
+    return settings.public_url.rstrip("/") + STATUS_CALLBACK_PATH if settings.public_url else None
+
+
+class SmsNotifier:
+    channel = "sms"
+
+    def __init__(self, settings: Settings, *, timeout: float | None = None):
+        if not (settings.twilio_account_sid and settings.twilio_auth_token and settings.sms_from):
+            raise ValueError("SMS notifications need TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN and SOLEWATCH_SMS_FROM")
+        self._account_sid = settings.twilio_account_sid
+        self._auth_token = settings.twilio_auth_token.get_secret_value()
+        self._sender = settings.sms_from
+        self._base_url = settings.twilio_base_url.rstrip("/") if settings.twilio_base_url else None
+        self._status_callback = status_callback_url(settings)
+        self._timeout = timeout or REQUEST_TIMEOUT
+
+    def reaches(self, contact: Contact) -> bool:
+        return bool(contact.phone and E164.match(contact.phone))
+
+    async def send(self, *, contact: Contact, notice: AlertNotice) -> str | None:
+        """Hand the SMS to Twilio; its message SID, which delivery status callbacks name."""
+        assert contact.phone
+        try:
+            async with asyncio.timeout(self._timeout):
+                return await self._create(to=contact.phone, body=sms_body(notice))
+        except TwilioException as exc:
+            raise _failure(exc) from exc
+        except TimeoutError as exc:
+            # Twilio may have taken it all the same: a retry then texts twice, which
+            # beats not at all for an SOS.
+            raise NotificationFailed(f"Twilio did not answer within {self._timeout:g} s") from exc
+        except (aiohttp.ClientError, OSError) as exc:  # unreachable, connection reset
+            raise NotificationFailed(f"Twilio unavailable: {type(exc).__name__}: {exc}") from exc
+
+    async def _create(self, *, to: str, body: str) -> str | None:
+        # A session per send, closed with it: alerts are rare, and nothing is left
+        # open when a reload (SIGHUP) replaces this notifier. (The library's own
+        # timeout only applies per call, hence asyncio.timeout in send.)
+        async with AsyncTwilioHttpClient() as http:
+            client = Client(self._account_sid, self._auth_token, http_client=http)
+            if self._base_url:
+                client.api.base_url = self._base_url
+            message = await client.messages.create_async(
+                to=to, from_=self._sender, body=body, status_callback=self._status_callback or values.unset,
+            )
+        return message.sid
+
+
+def _failure(exc: TwilioException) -> NotificationFailed:
+    """An error answer of Twilio's API (TwilioRestException, or TwilioServiceException for
+    RFC 9457 answers): 4xx but 429 is the request's fault, 5xx and 429 may pass later."""
+    status, code = getattr(exc, "status", None), getattr(exc, "code", None)
+    if not isinstance(status, int):  # the library refused the request before sending it
+        return NotificationFailed(f"Twilio misconfigured: {type(exc).__name__}: {exc}", permanent=True)
+    message = getattr(exc, "msg", None) or getattr(exc, "detail", None) or getattr(exc, "title", None) or ""
+    permanent = code in PERMANENT_CODES or (400 <= status < 500 and status != 429)
+    described = f"Twilio HTTP {status}" + (f" error {code}" if code else "") + (f": {message}" if message else "")
+    return NotificationFailed(described, permanent=permanent)
+
+
+def sms_body(notice: AlertNotice) -> str:
+    """A short text: kind, worker, when, where; under MAX_BODY characters."""
+    alert = notice.alert
+    worker = notice.worker if len(notice.worker) <= 60 else notice.worker[:57] + "..."
+    where = f"Map: {notice.map_url}" if notice.map_url else "Location unknown (no GPS fix)."
+    body = (f"solewatch {notice.kind_label}: {worker}, {notice.when}. {where}"
+            f" Contact them now, then acknowledge alert #{alert['id']}.")
+    return body if len(body) <= MAX_BODY else body[:MAX_BODY - 3] + "..."
