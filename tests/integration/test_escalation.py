@@ -13,6 +13,7 @@ import time
 from services.notifications.actions import acknowledge_alert, resolve_alert
 from services.notifications.escalation import Escalator
 from shared.store.escalation import EscalationStep
+from tests.helpers.fake_twilio import FakeTwilio
 from tests.integration.test_notifications import eventually, smtp, start_alerting  # noqa: F401
 
 HOUR = 3600.0
@@ -108,3 +109,31 @@ async def test_resolving_ends_the_plan(smtp, start_alerting):
     [alert] = await app.alerts()
     await resolve_alert(app.context, tenant_id=alert.tenant_id, alert_id=alert.id, by="ops")
     assert await app.store.due_escalations(time.time() + 10 * HOUR) == []
+
+
+async def test_sos_texts_and_emails_step_one_then_step_two_while_nobody_acknowledges(smtp, start_alerting):
+    # The scenario on both channels: the real twilio client against the local fake, aiosmtpd for email.
+    async with FakeTwilio(account_sid="AC" + "5678abcd" * 4, auth_token="escalation-test-token") as twilio:
+        app = await start_alerting(smtp, escalation_check_interval=HOUR, twilio_account_sid=twilio.account_sid,
+                                   twilio_auth_token=twilio.auth_token, sms_from="+15550000000",
+                                   twilio_base_url=twilio.url)
+        device = await app.device()
+        lead = await app.store.add_contact(tenant_id=device.tenant_id, name="Lead", email="lead@acme.test",
+                                           phone="+33612345678", kinds=())
+        manager = await app.store.add_contact(tenant_id=device.tenant_id, name="Manager", email=None,
+                                              phone="+33698765432", kinds=())
+        await app.store.set_escalation_policy(device.tenant_id, [EscalationStep((lead.id,), 60),
+                                                                 EscalationStep((manager.id,), 60)])
+        await app.alarm(device)
+        await eventually(lambda: len(smtp.messages) == 1 and len(twilio.accepted) == 1)
+        await app.settle()
+        assert [r.to for r in twilio.accepted] == ["+33612345678"]
+
+        assert await app.service.escalator.escalate_due(time.time() + 61) == 1
+        await eventually(lambda: len(twilio.accepted) == 2)
+        await app.settle()
+        assert [r.to for r in twilio.accepted] == ["+33612345678", "+33698765432"]
+        assert len(smtp.messages) == 1  # the manager has no email
+        [alert] = await app.alerts()
+        steps = [(d["contact"], d["channel"]) for action, d in await app.actions(alert) if action == "notified"]
+        assert sorted(steps) == [("Lead", "email"), ("Lead", "sms"), ("Manager", "sms")]
