@@ -35,3 +35,20 @@ def test_connections_bench_holds_every_connection(tmp_path):
     assert figures["held"] == 300
     assert figures["rss_per_connection_kb"] > 0
     assert "RSS per connection" in figures["stdout"]
+
+
+def test_distributed_ingest_bench_runs_listeners_on_a_broker(tmp_path, amqp_server):
+    # amqp_server: only so the test skips where RabbitMQ is not installed; the bench starts its own.
+    figures = run_bench(tmp_path, "ingest", "--mode", "distributed", "--connections", "20", "--seconds", "1",
+                        "--warmup", "0.5")
+    assert figures["mode"] == "distributed" and figures["listener_processes"] == 2
+    assert figures["logged_in"] == 20 and figures["refused"] == 0 and figures["durable_fps"] > 0
+    assert figures["stored_frames"] > 0  # the storage writers stored what the listeners acknowledged
+    assert "stored by the writers" in figures["stdout"]
+
+
+def test_alarm_bench_times_alarms_to_their_sms(tmp_path):
+    figures = run_bench(tmp_path, "alarm", "--connections", "20", "--seconds", "1", "--warmup", "0.5")
+    assert figures["alarms"] > 0
+    assert 0 < figures["alarm_to_sms_p50_ms"] <= figures["alarm_to_sms_p99_ms"] <= figures["alarm_to_sms_max_ms"]
+    assert "ALARM frame to SMS request" in figures["stdout"]
