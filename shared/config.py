@@ -95,6 +95,8 @@ class Settings(BaseSettings):
                                                      "for callbacks from providers such as Twilio's delivery status")
 
     offline_after: float = Field(600, gt=0)
+    no_motion_after: float = Field(600, gt=0, description="seconds of still or lying before a no_motion alert")
+    low_battery_threshold: int = Field(15, ge=1, le=99, description="battery percent below which low_battery is raised")
 
     # Listener behaviour (contract defaults).
     idle_timeout: float = Field(300, gt=0, description="seconds of silence before a device connection is closed")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from services.context import ServiceContext
+from services.notifications.detection import DetectionService
 from services.notifications.dispatcher import DispatchPolicy, NotificationDispatcher
 from services.notifications.email import EmailNotifier
 from services.notifications.engine import AlertEngine
@@ -47,25 +48,30 @@ class NotificationsService:
         )
         self.escalator = Escalator(context.store, self.dispatcher,
                                    check_interval=context.settings.escalation_check_interval)
+        self.detection = DetectionService(context)
         context.bus.subscribe("alert-engine", [TOPIC_ALARM], self.engine.handle)
         context.bus.subscribe("notification-dispatcher", [TOPIC_ALERT], self.dispatcher.handle)
 
     async def start(self) -> None:
         self.dispatcher.start()
         self.escalator.start()
+        await self.detection.start()
         log.info("notifications_started", channels=self.dispatcher.channels)
 
     async def drain(self) -> None:
+        await self.detection.drain()
         await self.escalator.stop()
         await self.dispatcher.drain()
 
     async def close(self) -> None:
+        await self.detection.close()
         await self.escalator.stop()
         await self.dispatcher.close()
 
     async def reload(self, settings: Settings) -> None:
         self.dispatcher.configure(self._factory(settings), DispatchPolicy.from_settings(settings))
         self.escalator.check_interval = settings.escalation_check_interval
+        await self.detection.reload(settings)
         log.info("notifications_reloaded", channels=self.dispatcher.channels)
 
     async def check_ready(self) -> str | None:

@@ -13,6 +13,7 @@ from shared.store.accounts import AccountStore
 from shared.store.alerts import AlertStore
 from shared.store.detections import DetectionStore
 from shared.store.escalation import EscalationStore
+from shared.store.geofences import GeofenceStore
 
 
 class DeviceExists(Exception):
@@ -78,7 +79,7 @@ class CommandRecord:
     seq: int | None
 
 
-class Store(AccountStore, AlertStore, EscalationStore, DetectionStore, Protocol):
+class Store(AccountStore, AlertStore, EscalationStore, DetectionStore, GeofenceStore, Protocol):
     """Storage port. Every write is idempotent where a device may retransmit."""
 
     # Called on the event loop after each committed write, so the outbox relay

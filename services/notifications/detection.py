@@ -1,0 +1,186 @@
+"""Server-side danger detection: telemetry in, detected alerts out.
+
+Consumes `telemetry` messages and feeds each frame to the detectors
+(services/notifications/detectors/), keeping each device's state per detector
+in the cache (shared by every notifications process, so competing consumers
+see one state), and applies what they detect: a raise becomes an alert keyed
+by condition and device (raised once however often it is detected), a clear
+resolves it. Silence has no frame: one process at a time (a lease in the
+cache) checks every device's offline state on a clock.
+
+ALARM frames are not fed here: the alert engine already makes one alert of
+each. Buffered or late frames raise nothing (the detectors' own rule).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from prometheus_client import Counter
+
+from services.context import ServiceContext
+from services.notifications.detectors import (
+    Detection,
+    GeofenceDetector,
+    LowBatteryDetector,
+    NoMotionDetector,
+    OfflineDetector,
+    telemetry_frames,
+)
+from shared.bus import Message
+from shared.bus.outbox import CacheLease
+from shared.bus.topics import TOPIC_TELEMETRY
+from shared.config import Settings
+from shared.logging import get_logger
+from shared.store.detections import DetectedCondition
+from shared.store.geofences import Geofence
+
+log = get_logger("solewatch.detection")
+
+detections_applied = Counter("detections_total", "Conditions detected on the server", ["kind", "action"])
+
+STATE_TTL_S = 14 * 24 * 3600  # long: an expired state reads as "never seen", which raises nothing
+GEOFENCES_CACHED_S = 30.0  # a new or deleted geofence applies within this long
+STARTUP_GRACE_S = 30.0  # let the consumer catch up on queued frames before calling anyone silent
+CLEAR_NOTES = {
+    "offline": "device back online",
+    "no_motion": "the worker is moving again",
+    "low_battery": "battery charged",
+    "geofence_exit": "back inside the geofence",
+    "geofence_enter": "left the geofence",
+}
+
+
+def state_key(detector: str, device_id: int) -> str:
+    return f"detect:{detector}:{device_id}"
+
+
+def condition_key(detection: Detection) -> str:
+    key = f"{detection.kind}:{detection.device_id}"
+    geofence_id = detection.detail.get("geofence_id")
+    return key if geofence_id is None else f"{key}:{geofence_id}"
+
+
+class DetectionService:
+    name = "detection"
+
+    def __init__(self, context: ServiceContext):
+        self._store = context.store
+        self._cache = context.cache
+        self._lease = CacheLease(context.cache, "offline-check:leader")
+        self._geofences: dict[int, tuple[float, list[Geofence]]] = {}
+        self._task: asyncio.Task[None] | None = None
+        self.configure(context.settings)
+        context.bus.subscribe("detectors", [TOPIC_TELEMETRY], self.handle)
+
+    def configure(self, settings: Settings) -> None:
+        self.offline = OfflineDetector(settings.offline_after)
+        self._detectors = (self.offline, NoMotionDetector(settings.no_motion_after),
+                           LowBatteryDetector(settings.low_battery_threshold), GeofenceDetector())
+        # Often enough that an offline alert is at most a few percent late.
+        self.check_interval = max(1.0, min(30.0, settings.offline_after / 20))
+
+    # -- component --------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._check_silence(), name="offline-check")
+
+    async def drain(self) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    async def reload(self, settings: Settings) -> None:
+        self.configure(settings)
+
+    async def check_ready(self) -> str | None:
+        return None
+
+    # -- frames -------------------------------------------------------------------------
+
+    async def handle(self, message: Message) -> None:
+        now = time.time()
+        states: dict[str, bytes | None] = {}  # this message's frames of one device share a read and a write
+        for frame in telemetry_frames(message.payload):
+            for detector in self._detectors:
+                if frame["frame"] not in detector.frames:
+                    continue
+                key = state_key(detector.name, frame["device_id"])
+                if key not in states:
+                    states[key] = await self._cache.get(key)
+                extra: dict[str, Any] = {}
+                if isinstance(detector, GeofenceDetector):
+                    extra["geofences"] = await self._tenant_geofences(frame["tenant_id"], now)
+                states[key], found = detector.observe(states[key], frame, now=now, **extra)
+                for detection in found:
+                    await self._apply(detection)
+        for key, state in states.items():
+            if state is None:
+                await self._cache.delete(key)
+            else:
+                await self._cache.set(key, state, ttl=STATE_TTL_S)
+
+    async def _tenant_geofences(self, tenant_id: int, now: float) -> list[Geofence]:
+        cached = self._geofences.get(tenant_id)
+        if cached is None or now - cached[0] > GEOFENCES_CACHED_S:
+            cached = (now, await self._store.geofences(tenant_id))
+            self._geofences[tenant_id] = cached
+        return cached[1]
+
+    async def _apply(self, detection: Detection) -> None:
+        key = condition_key(detection)
+        detections_applied.labels(detection.kind, detection.action).inc()
+        if detection.action == "clear":
+            cleared = await self._store.clear_detected_alert(key, note=CLEAR_NOTES.get(detection.kind, "cleared"))
+            if cleared is not None:
+                log.info("detected_alert_cleared", alert_id=cleared.id, kind=detection.kind, imei=detection.imei)
+            return
+        alert, created = await self._store.raise_detected_alert(DetectedCondition(
+            key=key, tenant_id=detection.tenant_id, device_id=detection.device_id, imei=detection.imei,
+            kind=detection.kind, ts=detection.ts, lat=detection.lat, lon=detection.lon, battery=detection.battery,
+            detail=detection.detail,
+        ))
+        if created:
+            log.warning("alert_detected", alert_id=alert.id, kind=alert.kind, imei=alert.imei, key=key)
+
+    # -- silence ------------------------------------------------------------------------
+
+    async def _check_silence(self) -> None:
+        await asyncio.sleep(STARTUP_GRACE_S)
+        while True:
+            try:
+                if await self._lease.held():
+                    await self.check_offline(time.time())
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the store or the cache is away: the states wait, try again next round
+                log.exception("offline_check_failed")
+            await asyncio.sleep(self.check_interval)
+
+    async def check_offline(self, now: float) -> int:
+        """Every device's silence checked against the clock; how many conditions changed."""
+        changed = 0
+        for tenant in await self._store.tenants():
+            after: int | None = None
+            while devices := await self._store.devices(tenant.id, after_id=after, limit=500):
+                after = devices[-1].id
+                for device in devices:
+                    key = state_key(self.offline.name, device.id)
+                    state = await self._cache.get(key)
+                    if state is None:
+                        continue
+                    new_state, found = self.offline.check(state, now=now)
+                    if new_state is None:
+                        await self._cache.delete(key)
+                    elif new_state != state:
+                        await self._cache.set(key, new_state, ttl=STATE_TTL_S)
+                    for detection in found:
+                        await self._apply(detection)
+                        changed += 1
+        return changed
