@@ -1,9 +1,11 @@
 """Server-side danger detection: telemetry in, detected alerts out.
 
-Consumes `telemetry` messages and feeds each frame to the detectors
-(services/notifications/detectors/), keeping each device's state per detector
-in the cache (shared by every notifications process, so competing consumers
-see one state), and applies what they detect: a raise becomes an alert keyed
+Consumes `telemetry` messages and feeds each device's newest frame of each
+kind in the message to the detectors (services/notifications/detectors/),
+keeping each device's states, one per detector, under one cache key (shared
+by every notifications process, so competing consumers see one state; one
+read and one write per device and message keeps this cheap beside ingestion
+in the all-in-one process), and applies what they detect: a raise becomes an alert keyed
 by condition and device (raised once however often it is detected), a clear
 resolves it. Silence has no frame: one process at a time (a lease in the
 cache) checks every device's offline state on a clock.
@@ -18,6 +20,7 @@ import asyncio
 import time
 from typing import Any
 
+import orjson
 from prometheus_client import Counter
 
 from services.context import ServiceContext
@@ -27,7 +30,7 @@ from services.notifications.detectors import (
     LowBatteryDetector,
     NoMotionDetector,
     OfflineDetector,
-    telemetry_frames,
+    latest_telemetry_frames,
 )
 from shared.bus import Message
 from shared.bus.outbox import CacheLease
@@ -53,8 +56,20 @@ CLEAR_NOTES = {
 }
 
 
-def state_key(detector: str, device_id: int) -> str:
-    return f"detect:{detector}:{device_id}"
+def state_key(device_id: int) -> str:
+    return f"detect:{device_id}"
+
+
+def load_states(stored: bytes | None) -> dict[str, bytes]:
+    """A device's detector states by detector name (each detector's own bytes)."""
+    if not stored:
+        return {}
+    return {name: state.encode() for name, state in orjson.loads(stored).items()}
+
+
+def dump_states(states: dict[str, bytes | None]) -> bytes | None:
+    kept = {name: state.decode() for name, state in states.items() if state is not None}
+    return orjson.dumps(kept) if kept else None
 
 
 def condition_key(detection: Detection) -> str:
@@ -106,25 +121,30 @@ class DetectionService:
 
     async def handle(self, message: Message) -> None:
         now = time.time()
-        states: dict[str, bytes | None] = {}  # this message's frames of one device share a read and a write
-        for frame in telemetry_frames(message.payload):
+        devices: dict[int, dict[str, bytes | None]] = {}  # device id -> its states, read once per message
+        for frame in latest_telemetry_frames(message.payload):
+            device_id = frame["device_id"]
+            states = devices.get(device_id)
+            if states is None:
+                states = devices[device_id] = dict(load_states(await self._cache.get(state_key(device_id))))
             for detector in self._detectors:
                 if frame["frame"] not in detector.frames:
                     continue
-                key = state_key(detector.name, frame["device_id"])
-                if key not in states:
-                    states[key] = await self._cache.get(key)
                 extra: dict[str, Any] = {}
                 if isinstance(detector, GeofenceDetector):
                     extra["geofences"] = await self._tenant_geofences(frame["tenant_id"], now)
-                states[key], found = detector.observe(states[key], frame, now=now, **extra)
+                states[detector.name], found = detector.observe(states.get(detector.name), frame, now=now, **extra)
                 for detection in found:
                     await self._apply(detection)
-        for key, state in states.items():
-            if state is None:
-                await self._cache.delete(key)
-            else:
-                await self._cache.set(key, state, ttl=STATE_TTL_S)
+        for device_id, states in devices.items():
+            await self._store_states(device_id, states)
+
+    async def _store_states(self, device_id: int, states: dict[str, bytes | None]) -> None:
+        stored = dump_states(states)
+        if stored is None:
+            await self._cache.delete(state_key(device_id))
+        else:
+            await self._cache.set(state_key(device_id), stored, ttl=STATE_TTL_S)
 
     async def _tenant_geofences(self, tenant_id: int, now: float) -> list[Geofence]:
         cached = self._geofences.get(tenant_id)
@@ -171,15 +191,15 @@ class DetectionService:
             while devices := await self._store.devices(tenant.id, after_id=after, limit=500):
                 after = devices[-1].id
                 for device in devices:
-                    key = state_key(self.offline.name, device.id)
-                    state = await self._cache.get(key)
+                    states = load_states(await self._cache.get(state_key(device.id)))
+                    state = states.get(self.offline.name)
                     if state is None:
                         continue
                     new_state, found = self.offline.check(state, now=now)
-                    if new_state is None:
-                        await self._cache.delete(key)
-                    elif new_state != state:
-                        await self._cache.set(key, new_state, ttl=STATE_TTL_S)
+                    if new_state != state:
+                        # A frame handled meanwhile may have written newer states: at worst
+                        # that frame's update is lost and the next one redoes it.
+                        await self._store_states(device.id, {**states, self.offline.name: new_state})
                     for detection in found:
                         await self._apply(detection)
                         changed += 1

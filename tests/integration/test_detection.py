@@ -20,14 +20,13 @@ LAT, LON = 436163000, 70553000
 
 
 async def _positions(app, device, received: list[float], *, battery: int = 80, lat: int = LAT) -> None:  # type: ignore[no-untyped-def]
-    records = []
+    """One commit per frame, as a device sending every few seconds gets."""
     for at in received:
         app.seq += 1
         event = Position(app.seq, int(at), lat, LON, 12, 140, 900, 9, 11, battery, FLAG_FIX_VALID)
-        records.append(FrameRecord(device.id, device.tenant_id, device.imei, event, at))
-    await app.store.commit_frames(records)
-    app.relay.notify()
-    await app.settle()
+        await app.store.commit_frames([FrameRecord(device.id, device.tenant_id, device.imei, event, at)])
+        app.relay.notify()
+        await app.settle()
 
 
 async def _alerts_of(app, kind: str) -> list:  # type: ignore[no-untyped-def]
@@ -94,6 +93,18 @@ async def test_leaving_a_geofence_raises_geofence_exit(smtp, start_alerting):
     assert alert.status == "open" and alert.lat == (LAT + 50_000) / 1e7
     timeline = await app.actions(alert)
     assert timeline[0][0] == "raised" and timeline[0][1]["geofence"] == "Depot"
+
+
+async def test_detectors_judge_each_device_by_its_newest_frame_of_a_commit(smtp, start_alerting):
+    app = await start_alerting(smtp)
+    device = await app.device()
+    now = time.time()
+    burst = [Position(n, int(now) - 10 + n, LAT, LON, 12, 140, 900, 9, 11, battery, FLAG_FIX_VALID)
+             for n, battery in ((1, 9), (2, 8), (3, 60))]  # low, then charged, all in one commit
+    await app.store.commit_frames([FrameRecord(device.id, device.tenant_id, device.imei, p, now) for p in burst])
+    app.relay.notify()
+    await app.settle()
+    assert await _alerts_of(app, "low_battery") == []
 
 
 async def test_buffered_frames_from_long_ago_raise_nothing(smtp, start_alerting):

@@ -25,7 +25,14 @@ device whose clock is off (`frames.is_fresh`).
 """
 
 from services.notifications.detectors.base import Detection, DetectionAction, Detector
-from services.notifications.detectors.frames import FRAME_KEY, FrameKind, alarm_frame, is_fresh, telemetry_frames
+from services.notifications.detectors.frames import (
+    FRAME_KEY,
+    FrameKind,
+    alarm_frame,
+    is_fresh,
+    latest_telemetry_frames,
+    telemetry_frames,
+)
 from services.notifications.detectors.geofence import GeofenceDetector
 from services.notifications.detectors.low_battery import LowBatteryDetector
 from services.notifications.detectors.no_motion import NoMotionDetector, ShiftWindow
@@ -33,5 +40,6 @@ from services.notifications.detectors.offline import OfflineDetector
 
 __all__ = [
     "FRAME_KEY", "Detection", "DetectionAction", "Detector", "FrameKind", "GeofenceDetector", "LowBatteryDetector",
-    "NoMotionDetector", "OfflineDetector", "ShiftWindow", "alarm_frame", "is_fresh", "telemetry_frames",
+    "NoMotionDetector", "OfflineDetector", "ShiftWindow", "alarm_frame", "is_fresh", "latest_telemetry_frames",
+    "telemetry_frames",
 ]

@@ -39,6 +39,38 @@ def telemetry_frames(payload: bytes) -> list[dict[str, Any]]:
     return frames
 
 
+def latest_telemetry_frames(payload: bytes) -> list[dict[str, Any]]:
+    """Like `telemetry_frames`, but only each device's newest frame of each kind.
+
+    A commit can carry several frames of one device (a window of frames in
+    flight, a burst after a coverage gap). The detectors' conditions depend on
+    the newest: its battery, its fix, its activity, when it was received; the
+    older ones of the same commit would only be judged late. Picking before
+    building dicts keeps detection cheap beside ingestion.
+    """
+    message = orjson.loads(payload)
+    devices = message.get("devices", {})
+    frames: list[dict[str, Any]] = []
+    for kind in TELEMETRY_KINDS:
+        table = message.get(kind)
+        if not table:
+            continue
+        columns = table["columns"]
+        device_at, ts_at, seq_at = columns.index("device_id"), columns.index("ts"), columns.index("seq")
+        newest: dict[int, list[Any]] = {}
+        for row in table["rows"]:
+            kept = newest.get(row[device_at])
+            if kept is None or (row[ts_at], row[seq_at]) > (kept[ts_at], kept[seq_at]):
+                newest[row[device_at]] = row
+        for device_id, row in newest.items():
+            item = dict(zip(columns, row, strict=True))
+            item["tenant_id"], item["imei"] = devices[str(device_id)]
+            item[FRAME_KEY] = kind
+            frames.append(item)
+    frames.sort(key=frame_ts)
+    return frames
+
+
 def alarm_frame(alarm: dict[str, Any] | bytes) -> dict[str, Any]:
     """An `alarm` bus message (its payload or the decoded dict) as a frame for the detectors."""
     frame = orjson.loads(alarm) if isinstance(alarm, bytes) else dict(alarm)
