@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import sys
 from collections.abc import Callable, Sequence
 from typing import Protocol, runtime_checkable
 
@@ -129,8 +130,16 @@ class Runtime:
         self._stop.set()
 
 
+# The storage writer thread needs the GIL only briefly per statement; with
+# Python's default 5 ms switch interval it waited behind the busy event loop
+# for most of each batch (measured: 46k rows/s at 5 ms, 154k at 1 ms, for an
+# event loop keeping 88% of its own pace).
+GIL_SWITCH_INTERVAL_S = 0.001
+
+
 def run_process(main: Callable[[], asyncio.Future[None] | object]) -> None:
     """Run a coroutine function on uvloop when it is installed."""
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
     try:
         import uvloop
     except ImportError:
