@@ -39,6 +39,17 @@ _KIND: dict[type, str] = {cls: cls.__name__.lower() for cls in (Heartbeat, Posit
 _new_record = tuple.__new__  # FrameRecord without its Python-level __new__: one per frame
 
 
+def login_verdict(device: Device | None, token: bytes) -> LoginStatus:
+    """The LOGIN_ACK status for a device record (None: unknown IMEI) and the token it presented."""
+    if device is None:
+        return LoginStatus.UNKNOWN_DEVICE
+    if not token_matches(token, device.token_hash):
+        return LoginStatus.BAD_TOKEN
+    if not device.enabled:
+        return LoginStatus.DISABLED
+    return LoginStatus.ACCEPTED
+
+
 class DeviceConnection(asyncio.Protocol):
     __slots__ = (
         "_acks",
@@ -166,14 +177,7 @@ class DeviceConnection(asyncio.Protocol):
             return
         if self._closing:
             return
-        if device is None:
-            status = LoginStatus.UNKNOWN_DEVICE
-        elif not token_matches(login.token, device.token_hash):
-            status = LoginStatus.BAD_TOKEN
-        elif not device.enabled:
-            status = LoginStatus.DISABLED
-        else:
-            status = LoginStatus.ACCEPTED
+        status = login_verdict(device, login.token)
         metrics.logins.labels(status.name.lower()).inc()
         if status is not LoginStatus.ACCEPTED:
             log.warning("login_refused", imei=login.imei, status=status.name, peer=self.peer)

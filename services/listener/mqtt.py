@@ -67,6 +67,7 @@ import orjson
 from prometheus_client import Counter, Gauge
 
 from services.listener import metrics
+from services.listener.connection import login_verdict
 from shared.cache import Cache
 from shared.cache.memory import MemoryCache
 from shared.config import Settings
@@ -91,7 +92,7 @@ from shared.protocols.xsole import (
     validate,
 )
 from shared.protocols.xsole.messages import encode_ack
-from shared.store.port import Device, FrameRecord, token_matches
+from shared.store.port import Device, FrameRecord
 
 if TYPE_CHECKING:
     from services.listener.connection import DeviceConnection
@@ -604,14 +605,7 @@ class MqttDevice:
                 log.error("login_lookup_failed", imei=login.imei, error=str(exc), transport="mqtt")
                 metrics.logins.labels("store_unavailable").inc()
                 return None
-            if device is None:
-                status = LoginStatus.UNKNOWN_DEVICE
-            elif not token_matches(login.token, device.token_hash):
-                status = LoginStatus.BAD_TOKEN
-            elif not device.enabled:
-                status = LoginStatus.DISABLED
-            else:
-                status = LoginStatus.ACCEPTED
+            status = login_verdict(device, login.token)
         metrics.logins.labels(status.name.lower()).inc()
         if status is not LoginStatus.ACCEPTED or device is None:
             log.warning("login_refused", imei=login.imei, status=status.name, peer=self.peer)
