@@ -10,11 +10,12 @@ from fastapi import FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 
-from services.api import alerts, contacts, devices, escalation, geofences, webhooks
+from services.api import alerts, contacts, device_settings, devices, escalation, geofences, webhooks
 from services.api.errors import install_error_handlers
 from services.authn.models import ErrorOut
 from services.authn.routes import router as authn_router
 from services.context import ServiceContext
+from services.dashboard import mount_dashboard
 from services.wss.server import create_socketio, subscribe_live_updates
 from shared.http import health_app
 from shared.runtime import Runtime
@@ -79,9 +80,10 @@ def create_app(
     if auth:
         app.include_router(authn_router)
     if rest:
-        for module in (devices, alerts, contacts, escalation, geofences):
+        for module in (devices, device_settings, alerts, contacts, escalation, geofences):
             app.include_router(module.router, responses=_COMMON_ERRORS)
         app.include_router(webhooks.router)  # called by providers, who sign instead of logging in
+        mount_dashboard(app)  # the supervisor's web dashboard at / (services/dashboard)
     _serve_openapi(app)
 
     sio = sio or create_socketio(context)

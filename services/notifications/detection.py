@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -30,6 +31,7 @@ from services.notifications.detectors import (
     LowBatteryDetector,
     NoMotionDetector,
     OfflineDetector,
+    ShiftWindow,
     latest_telemetry_frames,
 )
 from shared.bus import Message
@@ -46,6 +48,7 @@ detections_applied = Counter("detections_total", "Conditions detected on the ser
 
 STATE_TTL_S = 14 * 24 * 3600  # long: an expired state reads as "never seen", which raises nothing
 GEOFENCES_CACHED_S = 30.0  # a new or deleted geofence applies within this long
+SETTINGS_CACHED_S = 30.0  # and a device's changed settings within this long
 STARTUP_GRACE_S = 30.0  # let the consumer catch up on queued frames before calling anyone silent
 CLEAR_NOTES = {
     "offline": "device back online",
@@ -54,6 +57,14 @@ CLEAR_NOTES = {
     "geofence_exit": "back inside the geofence",
     "geofence_enter": "left the geofence",
 }
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceOverrides:
+    """A device's own detection settings, as the detectors take them (None: the default)."""
+
+    offline_after: float | None
+    shift: ShiftWindow | None
 
 
 def state_key(device_id: int) -> str:
@@ -86,6 +97,7 @@ class DetectionService:
         self._cache = context.cache
         self._lease = CacheLease(context.cache, "offline-check:leader")
         self._geofences: dict[int, tuple[float, list[Geofence]]] = {}
+        self._device_overrides: dict[int, tuple[float, DeviceOverrides]] = {}
         self._task: asyncio.Task[None] | None = None
         self.configure(context.settings)
         context.bus.subscribe("detectors", [TOPIC_TELEMETRY], self.handle)
@@ -133,6 +145,10 @@ class DetectionService:
                 extra: dict[str, Any] = {}
                 if isinstance(detector, GeofenceDetector):
                     extra["geofences"] = await self._tenant_geofences(frame["tenant_id"], now)
+                elif isinstance(detector, OfflineDetector):
+                    extra["offline_after"] = (await self._overrides(device_id, now)).offline_after
+                elif isinstance(detector, NoMotionDetector):
+                    extra["shift"] = (await self._overrides(device_id, now)).shift
                 states[detector.name], found = detector.observe(states.get(detector.name), frame, now=now, **extra)
                 for detection in found:
                     await self._apply(detection)
@@ -145,6 +161,16 @@ class DetectionService:
             await self._cache.delete(state_key(device_id))
         else:
             await self._cache.set(state_key(device_id), stored, ttl=STATE_TTL_S)
+
+    async def _overrides(self, device_id: int, now: float) -> DeviceOverrides:
+        cached = self._device_overrides.get(device_id)
+        if cached is None or now - cached[0] > SETTINGS_CACHED_S:
+            settings = await self._store.device_settings(device_id)
+            shift = settings.shift
+            overrides = DeviceOverrides(settings.offline_after,
+                                        ShiftWindow.of(shift["hours"], shift.get("timezone", "UTC")) if shift else None)
+            cached = self._device_overrides[device_id] = (now, overrides)
+        return cached[1]
 
     async def _tenant_geofences(self, tenant_id: int, now: float) -> list[Geofence]:
         cached = self._geofences.get(tenant_id)
@@ -195,7 +221,8 @@ class DetectionService:
                     state = states.get(self.offline.name)
                     if state is None:
                         continue
-                    new_state, found = self.offline.check(state, now=now)
+                    offline_after = (await self._overrides(device.id, now)).offline_after
+                    new_state, found = self.offline.check(state, now=now, offline_after=offline_after)
                     if new_state != state:
                         # A frame handled meanwhile may have written newer states: at worst
                         # that frame's update is lost and the next one redoes it.

@@ -52,6 +52,7 @@ from shared.store.messages import (
 from shared.store.mongo_accounts import MongoAccounts
 from shared.store.mongo_alerts import MongoAlerts
 from shared.store.mongo_detections import MongoDetections
+from shared.store.mongo_device_settings import MongoDeviceSettings
 from shared.store.mongo_escalation import MongoEscalation
 from shared.store.mongo_geofences import MongoGeofences
 from shared.store.port import CommandRecord, Device, DeviceExists, FrameRecord, OutboxEntry, StoreUnavailable
@@ -154,7 +155,8 @@ def _alarm_doc(alarm_id: int, record: FrameRecord) -> Document:
     }
 
 
-class MongoStore(MongoAccounts, MongoAlerts, MongoEscalation, MongoDetections, MongoGeofences):
+class MongoStore(MongoAccounts, MongoAlerts, MongoEscalation, MongoDetections, MongoGeofences,
+                 MongoDeviceSettings):
     """Storage port on MongoDB (6.0 or later). Account and alert methods live in
     mongo_accounts.py and mongo_alerts.py, as mixins over the same database."""
 

@@ -12,6 +12,7 @@ from shared.protocols.xsole import DeviceEvent, Position
 from shared.store.accounts import AccountStore
 from shared.store.alerts import AlertStore
 from shared.store.detections import DetectionStore
+from shared.store.device_settings import DeviceSettingsStore
 from shared.store.escalation import EscalationStore
 from shared.store.geofences import GeofenceStore
 
@@ -79,7 +80,8 @@ class CommandRecord:
     seq: int | None
 
 
-class Store(AccountStore, AlertStore, EscalationStore, DetectionStore, GeofenceStore, Protocol):
+class Store(AccountStore, AlertStore, EscalationStore, DetectionStore, GeofenceStore, DeviceSettingsStore,
+            Protocol):
     """Storage port. Every write is idempotent where a device may retransmit."""
 
     # Called on the event loop after each committed write, so the outbox relay

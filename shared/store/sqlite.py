@@ -40,6 +40,7 @@ from shared.store.port import (
 from shared.store.sqlite_accounts import SqliteAccounts
 from shared.store.sqlite_alerts import SqliteAlerts
 from shared.store.sqlite_detections import SqliteDetections
+from shared.store.sqlite_device_settings import SqliteDeviceSettings
 from shared.store.sqlite_escalation import SqliteEscalation
 from shared.store.sqlite_geofences import SqliteGeofences
 
@@ -103,7 +104,8 @@ def _device(row: tuple[Any, ...] | None) -> Device | None:
     return Device(*values)
 
 
-class SqliteStore(SqliteAccounts, SqliteAlerts, SqliteEscalation, SqliteDetections, SqliteGeofences):
+class SqliteStore(SqliteAccounts, SqliteAlerts, SqliteEscalation, SqliteDetections, SqliteGeofences,
+                  SqliteDeviceSettings):
     """Storage port on SQLite (WAL). All blocking calls run off the event loop.
 
     Account and alert methods live in their own modules (sqlite_accounts.py,
@@ -163,7 +165,8 @@ class SqliteStore(SqliteAccounts, SqliteAlerts, SqliteEscalation, SqliteDetectio
         self.path.parent.mkdir(parents=True, exist_ok=True)
         loop = asyncio.get_running_loop()
         self._writer = await loop.run_in_executor(self._writer_thread, self._connect)
-        schema = "".join(part.SCHEMA for part in (SqliteAccounts, SqliteAlerts, SqliteEscalation, SqliteDetections, SqliteGeofences))
+        schema = "".join(part.SCHEMA for part in (SqliteAccounts, SqliteAlerts, SqliteEscalation, SqliteDetections,
+                                                       SqliteGeofences, SqliteDeviceSettings))
         schema = SCHEMA + schema
         await loop.run_in_executor(self._writer_thread, self._writer.executescript, schema)
         self._reader = await loop.run_in_executor(self._reader_thread, self._connect)

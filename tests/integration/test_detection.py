@@ -117,3 +117,16 @@ async def test_buffered_frames_from_long_ago_raise_nothing(smtp, start_alerting)
     app.relay.notify()
     await app.settle()
     assert await _alerts_of(app, "low_battery") == []
+
+
+async def test_a_devices_own_offline_delay_applies(smtp, start_alerting):
+    from shared.store.device_settings import DeviceSettings
+
+    app = await start_alerting(smtp, offline_after=OFFLINE_AFTER)
+    device = await app.device()
+    await app.store.set_device_settings(device.id, DeviceSettings(offline_after=120.0))
+    now = time.time()
+    await _positions(app, device, [now - 130])
+    assert await app.service.detection.check_offline(now) == 1  # 130 s > its 120 s, though < the 600 s default
+    [alert] = await _alerts_of(app, "offline")
+    assert alert.status == "open"
