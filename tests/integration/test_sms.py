@@ -176,6 +176,27 @@ async def test_an_invalid_number_fails_at_once_and_the_email_still_goes_out(twil
     assert statuses == {"email": ("sent", 1), "sms": ("failed", 1)}
 
 
+async def test_a_gateway_that_keeps_failing_is_retried_then_recorded_failed_while_email_goes_out(
+        twilio, smtp, texting):  # noqa: F811
+    app = await texting(smtp, notification_max_attempts=3)
+    device = await app.device()
+    await app.contact(device, "Ana", "ana@acme.test", phone=BOB)
+    twilio.fail_next(10, status=503, message="Service Unavailable")
+
+    await app.alarm(device)
+    await eventually(lambda: smtp.messages)
+    await app.settle()
+
+    assert [r.answered for r in twilio.requests] == [503, 503, 503]  # the attempt limit, then it stops
+    [alert] = await app.alerts()
+    outcomes = await notified(app, alert)
+    assert outcomes["Ana/email"][0] == "notified"
+    action, detail = outcomes["Ana/sms"]
+    assert action == "notification_failed" and detail["attempts"] == 3 and "503" in detail["error"]
+    statuses = {r.channel: (r.status, r.attempts) for r in await app.store.notifications_of(alert.tenant_id, alert.id)}
+    assert statuses == {"email": ("sent", 1), "sms": ("failed", 3)}
+
+
 async def test_a_redelivered_alert_message_sends_no_second_sms(twilio, texting):
     app = await texting()
     device = await app.device()
