@@ -35,6 +35,7 @@ def _parser() -> argparse.ArgumentParser:
         ("notifications", "alerts from alarms, SMS and email"),
     ):
         sub.add_parser(service, help=f"distributed mode: {description}, on RabbitMQ, Redis and MongoDB")
+    sub.add_parser("openapi", help="print the HTTP API's OpenAPI spec (JSON) and exit")
     sub.add_parser("migrate", help="create the store's collections, tables and indexes, and the first admin; then exit")
 
     sim = sub.add_parser("simulate", help="simulated insoles speaking XSole v1 to a listener")
@@ -79,6 +80,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     except (SettingsError, ValueError) as exc:
         sys.exit(f"solewatch: invalid settings: {exc}")
     configure_logging(settings.log_level)
+    if args.command == "openapi":
+        from services.api.spec import openapi_spec
+
+        sys.stdout.write(orjson.dumps(openapi_spec(), option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode() + "\n")
+        return
     if args.command == "bench":
         from bench.cli import run as run_bench
 

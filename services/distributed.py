@@ -100,7 +100,9 @@ def _listener(settings: Settings, backends: Backends) -> tuple[list[Component], 
 
 def _api(settings: Settings, backends: Backends) -> tuple[list[Component], Callable[[Runtime], object]]:
     return ([*backends.ports(), backends.bus, backends.relay()],
-            lambda runtime: create_app(backends.context, runtime, live_updates=False, auth=False))
+            # With the auth routes too, so that its /api/v1/openapi.json (the one the proxy
+            # serves) documents the whole API; the proxy sends auth requests to authn.
+            lambda runtime: create_app(backends.context, runtime, live_updates=False))
 
 
 def _authn(settings: Settings, backends: Backends) -> tuple[list[Component], Callable[[Runtime], object]]:
