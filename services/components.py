@@ -48,9 +48,10 @@ class PortComponent:
     """A port's adapter as a runtime component: opened first, closed last, ready while it answers."""
 
     def __init__(self, name: str, *, start: Callable[[], Awaitable[None]], close: Callable[[], Awaitable[None]],
-                 ping: Callable[[], Awaitable[None]] | None = None):
+                 ping: Callable[[], Awaitable[None]] | None = None,
+                 reload: Callable[[Settings], Awaitable[None]] | None = None):
         self.name = name
-        self._start, self._close, self._ping = start, close, ping
+        self._start, self._close, self._ping, self._reload = start, close, ping, reload
 
     async def start(self) -> None:
         await self._start()
@@ -62,7 +63,8 @@ class PortComponent:
         await self._close()
 
     async def reload(self, settings: Settings) -> None:
-        pass
+        if self._reload is not None:
+            await self._reload(settings)
 
     async def check_ready(self) -> str | None:
         if self._ping is None:

@@ -79,7 +79,8 @@ class Backends:
     def ports(self) -> list[Component]:
         return [
             PortComponent("store", start=self.store.open, close=self.store.close, ping=self.store.ping),
-            PortComponent("cache", start=self.cache.start, close=self.cache.close, ping=self.cache.ping),
+            PortComponent("cache", start=self.cache.start, close=self.cache.close, ping=self.cache.ping,
+                          reload=lambda settings: self.cache.reconnect(settings.redis_url or "")),
         ]
 
     def relay(self) -> OutboxRelay:

@@ -98,6 +98,10 @@ class Settings(BaseSettings):
     no_motion_after: float = Field(600, gt=0, description="seconds of still or lying before a no_motion alert")
     low_battery_threshold: int = Field(15, ge=1, le=99, description="battery percent below which low_battery is raised")
 
+    # The dashboard's map background; empty for none (the map still works on a plain background).
+    map_tile_url: str = Field("https://tile.openstreetmap.org/{z}/{x}/{y}.png",
+                              description="Leaflet tile URL template ({z}/{x}/{y}, optional {s})")
+
     # Listener behaviour (contract defaults).
     idle_timeout: float = Field(300, gt=0, description="seconds of silence before a device connection is closed")
     login_timeout: float = Field(30, gt=0, description="seconds a new connection has to log in before it is closed")

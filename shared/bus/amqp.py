@@ -100,8 +100,15 @@ class AmqpBus:
     async def drain(self) -> None:
         pass  # consumers stop with close(); what they had not acked is redelivered
 
-    async def reload(self, settings: object) -> None:
-        pass
+    async def reload(self, settings: Any) -> None:
+        """A new SOLEWATCH_AMQP_URL (SIGHUP): reconnect there, with every subscription; unacked
+        messages go back to their queues and are redelivered. The same URL changes nothing."""
+        url = getattr(settings, "amqp_url", None)
+        if not url or url == self._url:
+            return
+        await self.close()
+        self._url, self._closing, self._tasks = url, False, set()
+        await self.start()
 
     async def check_ready(self) -> str | None:
         if self._connection is None or self._connection.is_closed or not self._connection.connected.is_set():

@@ -30,6 +30,7 @@ backlog = Gauge("outbox_backlog", "Outbox messages read but not yet relayed")
 
 
 RESCAN_EVERY_S = 10.0
+MAX_FAILURE_BACKOFF_S = 5.0
 
 
 class CacheLease:
@@ -145,15 +146,22 @@ class OutboxRelay:
                 await asyncio.sleep(self._poll_interval)
 
     async def _run(self) -> None:
+        failures = 0
         while True:
             try:
                 moved = await self.relay_once()
-                self.last_error = None
+                if failures:
+                    log.info("outbox_relay_resumed", after_failures=failures)
+                failures, self.last_error = 0, None
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # keep relaying after any failure, store outage included
+            except Exception as exc:  # keep relaying after any failure, store or cache outage included
                 self.last_error = f"relay failed: {exc}"
-                log.exception("outbox_relay_failed")
+                if failures == 0:  # once per outage, not at every retry
+                    log.exception("outbox_relay_failed")
+                failures += 1
+                # Back off while a backend is away (up to 5 s), rather than spin at the poll interval.
+                await asyncio.sleep(min(self._poll_interval * 2 ** min(failures, 10), MAX_FAILURE_BACKOFF_S))
                 moved = 0
             if self._stopping and moved == 0:
                 return

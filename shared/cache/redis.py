@@ -75,6 +75,15 @@ class RedisCache:
         self._client = client
         self._incr_script = client.register_script(_INCR_IN_WINDOW)
 
+    async def reconnect(self, url: str) -> None:
+        """Use the server at `url` from now on (SIGHUP with a new SOLEWATCH_REDIS_URL); a no-op for the same URL."""
+        if url == self._url:
+            return
+        old, self._url = self._client, url
+        await self.start()
+        if old is not None:
+            await old.aclose()
+
     async def close(self) -> None:
         client, self._client, self._incr_script = self._client, None, None
         if client is not None:

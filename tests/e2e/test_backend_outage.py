@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,10 +34,13 @@ def redis(tmp_path: Path) -> Iterator[ServerProcess]:
     server.stop()
 
 
+def _service_env(amqp_url: str) -> dict[str, str]:
+    return {"SOLEWATCH_AMQP_URL": amqp_url, "SOLEWATCH_JWT_SECRET": "outage-test-secret-0123456789-0123456789",
+            "SOLEWATCH_ADMIN_EMAIL": ADMIN[0], "SOLEWATCH_ADMIN_PASSWORD": ADMIN[1]}
+
+
 def _service(tmp_path: Path, name: str, amqp_url: str, redis_url: str) -> SolewatchProcess:
-    env = {"SOLEWATCH_AMQP_URL": amqp_url, "SOLEWATCH_REDIS_URL": redis_url,
-           "SOLEWATCH_JWT_SECRET": "outage-test-secret-0123456789-0123456789",
-           "SOLEWATCH_ADMIN_EMAIL": ADMIN[0], "SOLEWATCH_ADMIN_PASSWORD": ADMIN[1]}
+    env = {**_service_env(amqp_url), "SOLEWATCH_REDIS_URL": redis_url}
     return SolewatchProcess(tmp_path / "data", name, log_path=tmp_path / f"{name}.log", env=env).start(timeout=40)
 
 
@@ -132,3 +136,34 @@ async def _stored_positions(listener: SolewatchProcess) -> int:
         return count if count == 2 else 0
     finally:
         await store.close()
+
+
+async def test_sighup_moves_a_service_to_a_new_redis(tmp_path: Path, amqp_server: str, redis: ServerProcess) -> None:
+    # Settings from a file, as an operator rotating a backend would change them.
+    config = tmp_path / "solewatch.toml"
+    config.write_text(f'redis_url = "{redis.url}"\n')
+    authn = _service(tmp_path, "authn", amqp_server, redis.url)
+    env = {"SOLEWATCH_CONFIG_FILE": str(config)}
+    api = SolewatchProcess(tmp_path / "data", "api", log_path=tmp_path / "api.log",
+                           env={**_service_env(amqp_server), **env}).start(timeout=40)
+    (tmp_path / "second-redis").mkdir()
+    second = started(redis_process, tmp_path / "second-redis")
+    try:
+        async with httpx.AsyncClient(timeout=10) as http:
+            login = await http.post(f"http://127.0.0.1:{authn.http_port}/api/v1/auth/token",
+                                    json={"email": ADMIN[0], "password": ADMIN[1]})
+            headers = {"Authorization": f"Bearer {login.json()['access_token']}"}
+            devices = f"http://127.0.0.1:{api.http_port}/api/v1/devices"
+            assert (await http.get(devices, headers=headers)).status_code == 200
+
+            config.write_text(f'redis_url = "{second.url}"\n')
+            redis.stop()  # the old one goes away for good
+            assert api.proc is not None
+            api.proc.send_signal(signal.SIGHUP)
+            back = await _until(lambda: _status_is(http, devices, headers, 200))
+            assert back.json()["items"] == []
+            await _until(lambda: _ready(http, api.http_port))
+    finally:
+        second.stop()
+        assert api.terminate() == 0
+        assert authn.terminate() == 0
