@@ -26,7 +26,7 @@ class _NoCommands:
 
 def openapi_spec() -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="solewatch-spec-") as tmp:
-        settings = Settings(data_dir=Path(tmp))
+        settings = Settings.model_validate({"data_dir": Path(tmp)})
         # Never opened: building the spec reads only the routes and models.
         context = ServiceContext(settings=settings, store=SqliteStore(settings.sqlite_path), cache=MemoryCache(),
                                  bus=MemoryBus(), commands=_NoCommands())

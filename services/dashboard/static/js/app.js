@@ -1,0 +1,366 @@
+// The solewatch dashboard: sign-in, then the live map, workers, alerts and
+// history of the signed-in user's tenant, from the public REST API and
+// Socket.IO events only (docs/dashboard.md).
+import { AlertsPanel, SosCue } from "./alerts.js";
+import { Api, ApiError, Session, SessionEnded, appUrl } from "./api.js";
+import { byTestId } from "./dom.js";
+import { HistoryPanel } from "./history.js";
+import { connectLive } from "./live.js";
+import { WorkerMap } from "./map.js";
+import { unlockAudio } from "./sound.js";
+import { Store } from "./store.js";
+import { WorkersPanel } from "./workers.js";
+
+const RELOAD_EVERY_MS = 60_000; // live events are best effort: resynchronise now and then
+const TICK_EVERY_MS = 5_000; // "12 s ago" labels
+const phone = window.matchMedia("(max-width: 899px)");
+
+const SESSION_MESSAGES = {
+  expired: "Your session has expired. Please sign in again.",
+  "signed-out": "You have signed out.",
+  "signed-out-elsewhere": "You were signed out in another tab.",
+};
+
+class Notice {
+  constructor(element) {
+    this.element = element;
+    this.timer = null;
+  }
+
+  unavailable(seconds, status) {
+    const what = status ? `The server is unavailable (${status})` : "The server cannot be reached";
+    let left = Math.ceil(seconds);
+    this._show("unavailable", `${what}. Retrying in ${left} s…`);
+    clearInterval(this.timer);
+    this.timer = setInterval(() => {
+      left -= 1;
+      if (left <= 0) {
+        clearInterval(this.timer);
+        this.element.textContent = `${what}. Retrying now…`;
+      } else {
+        this.element.textContent = `${what}. Retrying in ${left} s…`;
+      }
+    }, 1000);
+  }
+
+  error(message) {
+    this._show("error", message);
+    clearInterval(this.timer);
+    this.timer = setTimeout(() => this.hide(), 8000);
+  }
+
+  recovered() {
+    if (this.element.dataset.kind === "unavailable" && !this.element.hidden) this.hide();
+  }
+
+  hide() {
+    clearInterval(this.timer);
+    this.element.hidden = true;
+    this.element.dataset.kind = "";
+  }
+
+  _show(kind, text) {
+    this.element.dataset.kind = kind;
+    this.element.textContent = text;
+    this.element.hidden = false;
+  }
+}
+
+async function loadConfig() {
+  try {
+    const response = await fetch(appUrl("dashboard-config.json"), { cache: "no-cache" });
+    if (response.ok) return await response.json();
+  } catch {
+    // defaults below: no tiles
+  }
+  return { tile_url: null, tile_attribution: "", low_battery_threshold: 15 };
+}
+
+class Dashboard {
+  constructor(config) {
+    this.config = config;
+    this.store = new Store(config);
+    this.notice = new Notice(byTestId("notice"));
+    this.session = new Session({ onWait: (s, status) => this.notice.unavailable(s, status) });
+    this.api = new Api(this.session, {
+      onWait: (s, status) => this.notice.unavailable(s, status),
+      onOk: () => this.notice.recovered(),
+      onSessionEnded: (reason) => this.end(reason),
+    });
+    this.session.addEventListener("ended", (event) => this.end(event.detail));
+    this.live = null;
+    this.timers = [];
+    this.views = null;
+    this.active = false;
+    this.reloading = null;
+    this.reloadAgain = false;
+    this.buffered = null;
+    this._wireLogin();
+    this._wireNavigation();
+  }
+
+  async start() {
+    byTestId("booting").hidden = true;
+    if (this.session.signedIn) await this.enter();
+    else this.showLogin("");
+  }
+
+  // -- signing in and out ------------------------------------------------------------
+
+  _wireLogin() {
+    const form = byTestId("login-form");
+    const message = byTestId("login-message");
+    const submit = byTestId("login-submit");
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      unlockAudio(); // a user gesture: the SOS tones may play from now on
+      const email = form.elements.email.value.trim();
+      const password = form.elements.password.value;
+      if (!email || !password) {
+        this._say(message, "Enter your email and password.");
+        return;
+      }
+      submit.disabled = true;
+      this._say(message, "");
+      try {
+        await this.session.signIn(email, password, (seconds, status) => this._say(message,
+          `${status ? `The server is unavailable (${status})` : "The server cannot be reached"}. ` +
+          `Retrying in ${Math.ceil(seconds)} s…`));
+        form.elements.password.value = "";
+        await this.enter();
+      } catch (error) {
+        this._say(message, signInError(error));
+      } finally {
+        submit.disabled = false;
+      }
+    });
+    byTestId("sign-out").addEventListener("click", async () => {
+      this.stop();
+      await this.session.signOut();
+      this.showLogin(SESSION_MESSAGES["signed-out"]);
+    });
+    document.addEventListener("pointerdown", unlockAudio);
+    document.addEventListener("keydown", unlockAudio);
+  }
+
+  _say(element, text) {
+    element.textContent = text;
+    element.hidden = !text;
+  }
+
+  showLogin(text) {
+    byTestId("app").hidden = true;
+    byTestId("login-screen").hidden = false;
+    this._say(byTestId("login-message"), text);
+    byTestId("login-email").focus();
+  }
+
+  async enter() {
+    byTestId("login-screen").hidden = true;
+    byTestId("app").hidden = false;
+    this.active = true;
+    this._createViews();
+    this.setView("map");
+    try {
+      const me = await this.api.get("api/v1/auth/me");
+      byTestId("tenant-name").textContent = me.tenant.name;
+      byTestId("user-email").textContent = me.email ?? "";
+      document.body.dataset.role = me.role;
+    } catch (error) {
+      if (error instanceof SessionEnded) return;
+      this.notice.error(`Could not load your account: ${error.message}`);
+    }
+    if (!this.active) return;
+    this.live = connectLive(this.session, {
+      onEvent: (name, data) => this._event(name, data),
+      onStatus: (state) => this._liveStatus(state),
+      onConnected: () => this.reload(),
+      onSessionEnded: (reason) => this.end(reason),
+    });
+    this.timers.push(setInterval(() => this._tick(), TICK_EVERY_MS));
+    this.timers.push(setInterval(() => this.reload(), RELOAD_EVERY_MS));
+  }
+
+  /** The session is over (expired, revoked, signed out elsewhere): back to the sign-in form, saying why. */
+  end(reason) {
+    if (!this.active) return;
+    this.stop();
+    this.session.clear();
+    this.showLogin(SESSION_MESSAGES[reason] ?? SESSION_MESSAGES.expired);
+  }
+
+  stop() {
+    this.active = false;
+    this.live?.close();
+    this.live = null;
+    for (const timer of this.timers) clearInterval(timer);
+    this.timers = [];
+    this.buffered = null;
+    this.notice.hide();
+    if (this.views) {
+      this.views.sos.stop();
+      this.views.history.clear();
+      this.views.map.fitted = false;
+    }
+    this.store.reset();
+  }
+
+  // -- data ------------------------------------------------------------------------------
+
+  _createViews() {
+    if (this.views) return;
+    const focusWorker = (imei) => this.focusWorker(imei);
+    const error = (message) => this.notice.error(message);
+    const map = new WorkerMap(byTestId("map"), this.store, this.config, {
+      showTrack: (imei) => {
+        this.setView("history");
+        this.views.history.show(imei);
+      },
+      showAlerts: (imei) => {
+        this.setView("alerts");
+        this.views.alerts.highlight(imei);
+      },
+    });
+    const alerts = new AlertsPanel(byTestId("panel-alerts"), this.store, this.api, { focusWorker, error });
+    const sos = new SosCue(byTestId("sos-banner"), this.store, {
+      acknowledge: (id, button) => alerts.acknowledge(id, button), focusWorker,
+    });
+    const workers = new WorkersPanel(byTestId("panel-workers"), this.store, { select: focusWorker });
+    const history = new HistoryPanel(byTestId("panel-history"), this.store, this.api, map, {
+      error, trackShown: () => {}, viewMap: () => this.setView("map"),
+    });
+    this.views = { map, alerts, sos, workers, history };
+    this.store.addEventListener("devices", () => {
+      map.render();
+      workers.render();
+      history.refreshWorkers();
+      alerts.render(); // worker names
+    });
+    this.store.addEventListener("alerts", () => {
+      alerts.render();
+      sos.render();
+      const open = this.store.alertsWithStatus("open").length;
+      const badge = byTestId("open-alert-count");
+      badge.textContent = String(open);
+      badge.hidden = open === 0;
+    });
+  }
+
+  /** Load everything shown from the REST API; live events arriving meanwhile are applied after. */
+  reload() {
+    if (this.reloading) {
+      this.reloadAgain = true;
+      return this.reloading;
+    }
+    this.reloading = this._reload().finally(() => {
+      this.reloading = null;
+      if (this.reloadAgain && this.active) {
+        this.reloadAgain = false;
+        this.reload();
+      }
+    });
+    return this.reloading;
+  }
+
+  async _reload() {
+    this.buffered ??= [];
+    try {
+      const [devices, open, acknowledged, resolved, geofences] = await Promise.all([
+        this.api.all("api/v1/devices", { limit: 1000 }),
+        this.api.all("api/v1/alerts", { status: "open", limit: 500 }),
+        this.api.all("api/v1/alerts", { status: "acknowledged", limit: 500 }),
+        this.api.get("api/v1/alerts", { status: "resolved", limit: 20 }).then((page) => page.items),
+        this.api.get("api/v1/geofences").then((page) => page.items, (error) => {
+          if (error instanceof SessionEnded) throw error;
+          return []; // geofences are a bonus: never keep the rest from showing
+        }),
+      ]);
+      if (!this.active) return;
+      this.store.setDevices(devices);
+      this.store.setAlerts([...open, ...acknowledged, ...resolved]);
+      this.views.map.setGeofences(geofences);
+      const queued = this.buffered ?? [];
+      this.buffered = null;
+      for (const [name, data] of queued) this._apply(name, data);
+    } catch (error) {
+      this.buffered = null;
+      if (!(error instanceof SessionEnded)) this.notice.error(`Could not load the data: ${error.message}`);
+    }
+  }
+
+  _event(name, data) {
+    if (!this.active) return;
+    if (this.buffered) this.buffered.push([name, data]);
+    else this._apply(name, data);
+  }
+
+  _apply(name, data) {
+    if (name === "position") {
+      if (!this.store.applyPosition(data)) this._fetchDevice(data.imei);
+    } else if (name === "device_status") {
+      if (!this.store.applyStatus(data)) this._fetchDevice(data.imei);
+    } else if (name === "alert") {
+      if (this.store.upsertAlert(data)) this.views.sos.notifyNew(data);
+      if (!this.store.devices.has(data.imei)) this._fetchDevice(data.imei); // registered since the last load
+    }
+  }
+
+  async _fetchDevice(imei) {
+    try {
+      this.store.upsertDevice(await this.api.get(`api/v1/devices/${imei}`));
+    } catch (error) {
+      if (!(error instanceof SessionEnded)) console.warn("device not loaded", imei, error);
+    }
+  }
+
+  _tick() {
+    this.views.workers.render();
+    this.views.alerts.render();
+    this.views.map.render();
+  }
+
+  _liveStatus(state) {
+    const element = byTestId("live-status");
+    element.dataset.state = state;
+    element.textContent = { connecting: "Connecting…", live: "Live", reconnecting: "Reconnecting…" }[state];
+  }
+
+  // -- views -----------------------------------------------------------------------------
+
+  _wireNavigation() {
+    for (const button of byTestId("nav").querySelectorAll("button[data-view]")) {
+      button.addEventListener("click", () => this.setView(button.dataset.view));
+    }
+    phone.addEventListener("change", () => this.views?.map.resized());
+    this.setView("map");
+  }
+
+  setView(view) {
+    document.body.dataset.view = view;
+    for (const button of byTestId("nav").querySelectorAll("button[data-view]")) {
+      const current = button.dataset.view === view || (!phone.matches && view === "map" && button.dataset.view === "workers");
+      button.setAttribute("aria-current", current ? "page" : "false");
+    }
+    if (view === "map") this.views?.map.resized();
+  }
+
+  focusWorker(imei) {
+    if (phone.matches) this.setView("map");
+    this.views.map.resized();
+    this.views.map.focus(imei);
+  }
+}
+
+function signInError(error) {
+  if (error instanceof ApiError) {
+    if (error.status === 401) return "Wrong email or password.";
+    if (error.status === 422) return "Enter a valid email address and your password.";
+    if (error.status === 429) return "Too many failed sign-ins: wait a few minutes, then try again.";
+    return `Could not sign in: ${error.message}`;
+  }
+  return `Could not sign in: ${error.message}`;
+}
+
+const dashboard = new Dashboard(await loadConfig());
+window.solewatchDashboard = dashboard; // for debugging from the console
+await dashboard.start();

@@ -1,0 +1,250 @@
+// The live map: a marker per worker coloured by state, geofences, a track.
+// Tiles are optional: without them the map is a plain background with a scale
+// and a coordinates readout, and everything else works the same.
+import "../vendor/leaflet/leaflet.js";
+import { KIND_LABELS, STATE_LABELS, ago, clock, coords, h } from "./dom.js";
+
+const L = window.L;
+const WORLD = { center: [20, 0], zoom: 2 };
+const FOCUS_ZOOM = 17;
+const LABELS_ZOOM = 15;
+
+export class WorkerMap {
+  /** actions: showTrack(imei), showAlerts(imei). */
+  constructor(element, store, config, actions) {
+    this.element = element;
+    this.store = store;
+    this.actions = actions;
+    this.map = L.map(element, { worldCopyJump: true, zoomSnap: 0.5 }).setView(WORLD.center, WORLD.zoom);
+    this.markers = new Map();
+    this.workers = L.layerGroup().addTo(this.map);
+    this.geofences = L.layerGroup().addTo(this.map);
+    this.track = L.layerGroup().addTo(this.map);
+    this.popup = L.popup({ maxWidth: 300, autoPanPadding: [16, 16] });
+    this.openImei = null;
+    this.fitted = false;
+    // data-idle: no pan or zoom animation under way (tests wait for it before screenshots)
+    this.map.on("movestart zoomstart", () => { element.dataset.idle = "false"; });
+    this.map.on("moveend zoomend", () => { element.dataset.idle = "true"; });
+    element.dataset.idle = "true";
+    // Names beside the markers once zoomed in enough for them not to pile up.
+    this.map.on("zoomend", () => element.classList.toggle("show-labels", this.map.getZoom() >= LABELS_ZOOM));
+    this.map.on("popupclose", (event) => {
+      if (event.popup === this.popup) this.openImei = null;
+    });
+
+    this.tileNote = this._control("topright", "tile-note", "tiles-unavailable");
+    this.tileNote.hidden = true;
+    if (config.tile_url) {
+      const tiles = L.tileLayer(config.tile_url, { maxZoom: 19, attribution: config.tile_attribution ?? "" });
+      tiles.on("tileerror", () => this._tilesReachable(false));
+      tiles.on("tileload", () => this._tilesReachable(true));
+      tiles.addTo(this.map);
+    } else {
+      this._tilesReachable(false, "No map tiles configured: plain background");
+    }
+    L.control.scale({ imperial: false, maxWidth: 160 }).addTo(this.map);
+    this._coordinatesReadout();
+    L.control.layers(null, { Workers: this.workers, Geofences: this.geofences, Track: this.track }).addTo(this.map);
+  }
+
+  _control(position, className, testid) {
+    const Control = L.Control.extend({
+      onAdd: () => {
+        const el = h("div", { class: `leaflet-control ${className}`, "data-testid": testid });
+        L.DomEvent.disableClickPropagation(el);
+        return el;
+      },
+    });
+    const control = new Control({ position });
+    control.addTo(this.map);
+    return control.getContainer();
+  }
+
+  _tilesReachable(reachable, message = "Map tiles unavailable: plain background") {
+    this.tileNote.textContent = message;
+    this.tileNote.hidden = reachable;
+    this.element.classList.toggle("no-tiles", !reachable);
+  }
+
+  _coordinatesReadout() {
+    const readout = this._control("bottomright", "map-coords", "map-coords");
+    const show = (latlng) => {
+      readout.textContent = coords(latlng.lat, L.Util.wrapNum(latlng.lng, [-180, 180], true));
+    };
+    this.map.on("mousemove", (event) => show(event.latlng));
+    this.map.on("move mouseout", () => show(this.map.getCenter()));
+    show(this.map.getCenter());
+  }
+
+  // Leaflet starts an animated move on the next frame; say so now (moveend always follows).
+  _moving() {
+    this.element.dataset.idle = "false";
+  }
+
+  /** The map became visible again (phone views): Leaflet has to measure it. */
+  resized() {
+    this.map.invalidateSize();
+  }
+
+  render() {
+    const seen = new Set();
+    for (const device of this.store.devices.values()) {
+      const position = device.last_position;
+      if (!position) continue;
+      seen.add(device.imei);
+      let marker = this.markers.get(device.imei);
+      if (!marker) {
+        marker = L.marker([position.lat, position.lon], {
+          icon: L.divIcon({ className: "worker-marker", iconSize: [26, 26] }),
+          title: device.name,
+          riseOnHover: true,
+        });
+        marker.imei = device.imei;
+        marker.bindTooltip(device.name, { permanent: true, direction: "right", offset: [12, 0], className: "worker-label" });
+        marker.on("add", () => this._decorate(marker));
+        marker.on("click", () => this.openDetails(marker.imei));
+        this.markers.set(device.imei, marker);
+        marker.addTo(this.workers);
+      } else {
+        const at = marker.getLatLng();
+        if (at.lat !== position.lat || at.lng !== position.lon) marker.setLatLng([position.lat, position.lon]);
+      }
+      this._decorate(marker);
+    }
+    for (const [imei, marker] of this.markers) {
+      if (!seen.has(imei)) {
+        this.workers.removeLayer(marker);
+        this.markers.delete(imei);
+      }
+    }
+    if (!this.fitted && seen.size > 0) {
+      this.fitted = true;
+      const bounds = L.latLngBounds([...this.markers.values()].map((m) => m.getLatLng()));
+      this._moving();
+      this.map.fitBounds(bounds, { padding: [40, 40], maxZoom: FOCUS_ZOOM });
+    }
+    if (this.openImei) this._refreshDetails();
+  }
+
+  _decorate(marker) {
+    const el = marker.getElement();
+    const device = this.store.devices.get(marker.imei);
+    if (!el || !device) return;
+    const state = this.store.stateOf(device);
+    el.setAttribute("data-testid", `marker-${device.imei}`);
+    el.dataset.state = state;
+    el.dataset.lat = device.last_position.lat;
+    el.dataset.lon = device.last_position.lon;
+    el.setAttribute("aria-label", `${device.name}: ${STATE_LABELS[state]}`);
+    for (const name of Object.keys(STATE_LABELS)) el.classList.toggle(`state-${name}`, name === state);
+  }
+
+  openDetails(imei) {
+    const device = this.store.devices.get(imei);
+    if (!device?.last_position) return;
+    this.openImei = imei;
+    this.popup.setLatLng([device.last_position.lat, device.last_position.lon]).setContent(this._details(device));
+    if (!this.map.hasLayer(this.popup)) this.popup.openOn(this.map);
+  }
+
+  _refreshDetails() {
+    const device = this.store.devices.get(this.openImei);
+    if (!device?.last_position) return;
+    this.popup.setLatLng([device.last_position.lat, device.last_position.lon]).setContent(this._details(device));
+  }
+
+  focus(imei) {
+    const device = this.store.devices.get(imei);
+    if (!device?.last_position) return;
+    this._moving();
+    this.map.setView([device.last_position.lat, device.last_position.lon], Math.max(this.map.getZoom(), FOCUS_ZOOM));
+    this.openDetails(imei);
+  }
+
+  _details(device) {
+    const state = this.store.stateOf(device);
+    const position = device.last_position;
+    const row = (label, value, testid) => [h("dt", { text: label }), h("dd", { "data-testid": testid, text: value })];
+    const unresolved = [...this.store.alerts.values()].filter((a) => a.imei === device.imei && a.status !== "resolved");
+    return h("div", { class: "worker-details", "data-testid": "worker-details", "data-imei": device.imei },
+      h("div", { class: "details-title" },
+        h("span", { class: `dot state-${state}` }),
+        h("strong", { "data-testid": "details-name", text: device.name })),
+      h("div", { class: "muted", text: `IMEI ${device.imei}` }),
+      h("dl", {},
+        row("State", STATE_LABELS[state], "details-state"),
+        row("Connection", device.online ? "online" : "offline", "details-online"),
+        row("Battery", device.battery === null || device.battery === undefined ? "—" : `${device.battery} %`, "details-battery"),
+        row("Last seen", ago(device.last_seen), "details-last-seen"),
+        row("Speed", device.speed === undefined ? "—" : `${device.speed.toFixed(1)} m/s`, "details-speed"),
+        row("Position", coords(position.lat, position.lon), "details-position"),
+        row("Fix time", clock(position.ts), "details-fix-time")),
+      unresolved.length ? h("ul", { class: "details-alerts", "data-testid": "details-alerts" },
+        unresolved.map((a) => h("li", { text: `${KIND_LABELS[a.kind] ?? a.kind} · ${a.status} · ${clock(a.ts)}` }))) : null,
+      h("div", { class: "button-row" },
+        h("button", { type: "button", class: "quiet", "data-testid": "details-track",
+          onclick: () => this.actions.showTrack(device.imei), text: "Track" }),
+        h("button", { type: "button", class: "quiet", "data-testid": "details-alerts-button",
+          onclick: () => this.actions.showAlerts(device.imei), text: "Alerts" })));
+  }
+
+  setGeofences(fences) {
+    this.geofences.clearLayers();
+    for (const fence of fences) {
+      const shape = fence.geometry;
+      const style = { className: "geofence", color: "#6a1b9a", weight: 2, fillOpacity: 0.08, dashArray: "6 4" };
+      let layer;
+      if (shape.type === "Circle") {
+        layer = L.circle([shape.center[1], shape.center[0]], { ...style, radius: shape.radius_m });
+      } else if (shape.type === "Polygon") {
+        layer = L.polygon(shape.coordinates.map((ring) => ring.map(([lon, lat]) => [lat, lon])), style);
+      } else {
+        continue;
+      }
+      layer.bindTooltip(fence.name, { permanent: true, direction: "center", className: "geofence-label" });
+      layer.on("add", () => {
+        layer.getElement()?.setAttribute("data-testid", `geofence-${fence.id}`);
+        layer.getElement()?.setAttribute("aria-label", `Geofence ${fence.name}`);
+      });
+      layer.addTo(this.geofences);
+    }
+  }
+
+  showTrack(positions, alerts) {
+    this.map.closePopup();
+    this.track.clearLayers();
+    const points = positions.map((p) => [p.lat, p.lon]);
+    const bounds = L.latLngBounds(points);
+    if (points.length) {
+      const line = L.polyline(points, { className: "track-line", color: "#1565c0", weight: 4, opacity: 0.85 });
+      line.on("add", () => {
+        line.getElement()?.setAttribute("data-testid", "track-line");
+        line.getElement()?.setAttribute("data-points", String(points.length));
+      });
+      line.addTo(this.track);
+      L.circleMarker(points[0], { radius: 6, color: "#1565c0", fillColor: "#fff", fillOpacity: 1 })
+        .bindTooltip(`Start ${clock(positions[0].ts)}`).addTo(this.track);
+      L.circleMarker(points.at(-1), { radius: 6, color: "#1565c0", fillColor: "#1565c0", fillOpacity: 1 })
+        .bindTooltip(`End ${clock(positions.at(-1).ts)}`).addTo(this.track);
+    }
+    for (const alert of alerts) {
+      if (alert.lat === null || alert.lon === null) continue;
+      const marker = L.marker([alert.lat, alert.lon], {
+        icon: L.divIcon({ className: "track-alert", html: "!", iconSize: [24, 24] }),
+        title: `${KIND_LABELS[alert.kind] ?? alert.kind} ${clock(alert.ts)}`,
+      });
+      marker.on("add", () => marker.getElement()?.setAttribute("data-testid", `track-alert-${alert.id}`));
+      marker.addTo(this.track);
+      bounds.extend([alert.lat, alert.lon]);
+    }
+    if (bounds.isValid()) {
+      this._moving();
+      this.map.fitBounds(bounds, { padding: [40, 40], maxZoom: 19 });
+    }
+  }
+
+  clearTrack() {
+    this.track.clearLayers();
+  }
+}
