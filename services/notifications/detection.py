@@ -34,6 +34,7 @@ from services.notifications.detectors import (
     ShiftWindow,
     latest_telemetry_frames,
 )
+from services.notifications.detectors.frames import frame_ts
 from shared.bus import Message
 from shared.bus.outbox import CacheLease
 from shared.bus.topics import TOPIC_TELEMETRY
@@ -49,6 +50,7 @@ detections_applied = Counter("detections_total", "Conditions detected on the ser
 STATE_TTL_S = 14 * 24 * 3600  # long: an expired state reads as "never seen", which raises nothing
 GEOFENCES_CACHED_S = 30.0  # a new or deleted geofence applies within this long
 SETTINGS_CACHED_S = 30.0  # and a device's changed settings within this long
+COALESCE_S = 0.5  # a device's frames are judged at most this long after they arrive
 STARTUP_GRACE_S = 30.0  # let the consumer catch up on queued frames before calling anyone silent
 CLEAR_NOTES = {
     "offline": "device back online",
@@ -99,6 +101,8 @@ class DetectionService:
         self._geofences: dict[int, tuple[float, list[Geofence]]] = {}
         self._device_overrides: dict[int, tuple[float, DeviceOverrides]] = {}
         self._task: asyncio.Task[None] | None = None
+        self._pending: dict[tuple[int, str], dict[str, Any]] = {}  # (device, frame kind) -> newest frame
+        self._flusher: asyncio.Task[None] | None = None
         self.configure(context.settings)
         context.bus.subscribe("detectors", [TOPIC_TELEMETRY], self.handle)
 
@@ -115,9 +119,18 @@ class DetectionService:
         self._task = asyncio.create_task(self._check_silence(), name="offline-check")
 
     async def drain(self) -> None:
+        if self._flusher is not None:
+            self._flusher.cancel()
+        try:
+            await self.flush()
+        except Exception:
+            log.exception("detection_failed")
         await self.close()
 
     async def close(self) -> None:
+        if self._flusher is not None:
+            self._flusher.cancel()
+            await asyncio.gather(self._flusher, return_exceptions=True)
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
@@ -132,9 +145,36 @@ class DetectionService:
     # -- frames -------------------------------------------------------------------------
 
     async def handle(self, message: Message) -> None:
-        now = time.time()
-        devices: dict[int, dict[str, bytes | None]] = {}  # device id -> its states, read once per message
+        """Keep each device's newest frame of each kind; they are judged within COALESCE_S.
+
+        A device sending many frames a second is judged a few times a second,
+        not once per frame: what the detectors decide on (a silence of
+        minutes, a battery level, a crossing confirmed by fixes) does not
+        change faster, and ingestion shares this process. A crash loses at
+        most COALESCE_S of detection input, which the device's next frames
+        make up for (no detection depends on one frame alone).
+        """
         for frame in latest_telemetry_frames(message.payload):
+            key = (frame["device_id"], frame["frame"])
+            kept = self._pending.get(key)
+            if kept is None or (frame_ts(frame), frame["seq"]) >= (frame_ts(kept), kept["seq"]):
+                self._pending[key] = frame
+        if self._pending and (self._flusher is None or self._flusher.done()):
+            self._flusher = asyncio.create_task(self._flush_soon(), name="detection-flush")
+
+    async def _flush_soon(self) -> None:
+        await asyncio.sleep(COALESCE_S)
+        try:
+            await self.flush()
+        except Exception:  # a backend is away: these frames are not judged; the next ones are
+            log.exception("detection_failed")
+
+    async def flush(self) -> None:
+        """Judge the frames kept so far, now."""
+        pending, self._pending = self._pending, {}
+        now = time.time()
+        devices: dict[int, dict[str, bytes | None]] = {}  # device id -> its states, read once per flush
+        for frame in sorted(pending.values(), key=frame_ts):
             device_id = frame["device_id"]
             states = devices.get(device_id)
             if states is None:

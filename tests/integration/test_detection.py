@@ -130,3 +130,16 @@ async def test_a_devices_own_offline_delay_applies(smtp, start_alerting):
     assert await app.service.detection.check_offline(now) == 1  # 130 s > its 120 s, though < the 600 s default
     [alert] = await _alerts_of(app, "offline")
     assert alert.status == "open"
+
+
+async def test_frames_arriving_together_are_judged_by_the_newest(smtp, start_alerting):
+    # Two commits within the coalescing delay: the charged battery of the second decides.
+    app = await start_alerting(smtp)
+    device = await app.device()
+    now = time.time()
+    for seq, battery in ((1, 9), (2, 60)):
+        event = Position(seq, int(now) - 10 + seq, LAT, LON, 12, 140, 900, 9, 11, battery, FLAG_FIX_VALID)
+        await app.store.commit_frames([FrameRecord(device.id, device.tenant_id, device.imei, event, now)])
+    app.relay.notify()
+    await app.settle()
+    assert await _alerts_of(app, "low_battery") == []

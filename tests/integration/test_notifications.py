@@ -163,9 +163,12 @@ class Alerting:
         self.relay.notify()
 
     async def settle(self) -> None:
-        """Until everything committed has been relayed and every send has ended."""
+        """Until everything committed has been relayed, judged by the detectors (without
+        waiting for their coalescing delay), and every send has ended."""
         async def quiet() -> bool:
             return not await self.store.outbox_pending(1)
+        await eventually(quiet)
+        await self.service.detection.flush()
         await eventually(quiet)
         await self.service.dispatcher.idle()
 

@@ -19,6 +19,9 @@ class XSoleProtocolError(Exception):
     """The peer broke the framing rules badly enough that the connection must close."""
 
 
+_new_tuple = tuple.__new__  # a NamedTuple without its Python-level __new__: one per frame received
+
+
 class RawFrame(NamedTuple):
     """A frame whose CRC matched: type, seq and the undecoded payload."""
 
@@ -96,7 +99,7 @@ class FrameBuffer:
         seq = (buf[pos + 6] << 8) | buf[pos + 7]
         if crc16(buf[pos + 2 : crc_at]) != (buf[crc_at] << 8) | buf[crc_at + 1] or buf[pos + 2] != VERSION:
             return BadCrc(frame_type, seq)
-        return RawFrame(frame_type, seq, buf[pos + HEADER_SIZE : crc_at])
+        return _new_tuple(RawFrame, (frame_type, seq, buf[pos + HEADER_SIZE : crc_at]))
 
     def _resync(self) -> bool:
         """Skip to the next magic; True when one starts at the new position."""
