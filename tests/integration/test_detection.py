@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (pytest fixtures imported from test_notifications, then named as arguments)
 """Server-detected alerts end to end in one process: frames committed by the store,
 relayed on the in-process bus, detected, raised once, told to contacts, cleared.
 
@@ -13,7 +12,7 @@ import time
 from shared.protocols.xsole import Position
 from shared.protocols.xsole.constants import FLAG_FIX_VALID
 from shared.store import FrameRecord
-from tests.integration.test_notifications import eventually, smtp, start_alerting  # noqa: F401
+from tests.helpers.alerting import eventually
 
 OFFLINE_AFTER = 600.0
 LAT, LON = 436163000, 70553000

@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (pytest fixtures imported from test_notifications, then named as arguments)
 """Escalation: step 1 at once, the next steps while nobody acknowledges, never twice, stopped by an ack.
 
 Driven in this event loop over SQLite, the in-process bus and a real SMTP
@@ -13,8 +12,8 @@ import time
 from services.notifications.actions import acknowledge_alert, resolve_alert
 from services.notifications.escalation import Escalator
 from shared.store.escalation import EscalationStep
+from tests.helpers.alerting import eventually
 from tests.helpers.fake_twilio import FakeTwilio
-from tests.integration.test_notifications import eventually, smtp, start_alerting  # noqa: F401
 
 HOUR = 3600.0
 

@@ -38,7 +38,6 @@ from shared.protocols.xsole import (
     encode,
 )
 from shared.protocols.xsole.constants import FLAG_FIX_VALID
-from tests.harness.servers import mqtt_server  # noqa: F401  (the fixture, registered by import)
 
 IMEI = "356307042441013"
 OTHER_IMEI = "356307042441021"
@@ -116,7 +115,7 @@ def prefix() -> str:
 
 
 @pytest.fixture
-def broker(mqtt_server: str) -> tuple[str, int]:  # noqa: F811
+def broker(mqtt_server: str) -> tuple[str, int]:
     url = urlsplit(mqtt_server)
     assert url.hostname and url.port
     return url.hostname, url.port
@@ -139,7 +138,7 @@ async def stop_ingest(ingest: MqttIngest) -> None:
 
 
 @pytest.fixture
-async def ingest(solewatch, mqtt_server: str, prefix: str) -> AsyncIterator[MqttIngest]:  # noqa: F811
+async def ingest(solewatch, mqtt_server: str, prefix: str) -> AsyncIterator[MqttIngest]:
     bridge = await start_ingest(solewatch, mqtt_server, prefix)
     try:
         yield bridge
@@ -479,7 +478,7 @@ async def _not_ready(bridge: MqttIngest) -> bool:
 
 
 async def test_two_listeners_in_one_shared_group_split_the_messages_and_share_the_sessions(
-    solewatch, mqtt_server, connect, prefix,  # noqa: F811
+    solewatch, mqtt_server, connect, prefix,
 ):
     first = await start_ingest(solewatch, mqtt_server, prefix)
     second = await start_ingest(solewatch, mqtt_server, prefix)
@@ -501,7 +500,7 @@ async def test_two_listeners_in_one_shared_group_split_the_messages_and_share_th
 
 
 async def test_when_the_listener_holding_a_device_stops_another_one_delivers_its_commands(
-    solewatch, mqtt_server, connect, prefix,  # noqa: F811
+    solewatch, mqtt_server, connect, prefix,
 ):
     # A short idle timeout: sessions are refreshed, and orphans adopted, every tenth of it.
     bridges = [await start_ingest(solewatch, mqtt_server, prefix, idle_timeout=2) for _ in range(2)]
@@ -529,7 +528,7 @@ async def test_when_the_listener_holding_a_device_stops_another_one_delivers_its
             await stop_ingest(bridge)
 
 
-async def test_drain_stores_and_acknowledges_what_was_received(solewatch, mqtt_server, connect, prefix, monkeypatch):  # noqa: F811
+async def test_drain_stores_and_acknowledges_what_was_received(solewatch, mqtt_server, connect, prefix, monkeypatch):
     committer = solewatch.listener.committer
     make_durable = committer._make_durable
 
@@ -555,7 +554,7 @@ async def _frames_in_flight(bridge: MqttIngest) -> bool:
     return device is not None and device.unacked > 0
 
 
-async def test_a_silent_session_expires_and_the_device_must_log_in_again(solewatch, mqtt_server, connect, prefix):  # noqa: F811
+async def test_a_silent_session_expires_and_the_device_must_log_in_again(solewatch, mqtt_server, connect, prefix):
     bridge = await start_ingest(solewatch, mqtt_server, prefix, idle_timeout=0.5)
     try:
         token = await solewatch.register(IMEI)

@@ -22,14 +22,8 @@ from shared.config import Settings
 from shared.runtime import Runtime
 from shared.store.alerts import Alert, Contact
 from shared.store.sqlite import SqliteStore
+from tests.helpers.alerting import Alerting, eventually, free_port
 from tests.helpers.fake_twilio import FakeTwilio
-from tests.integration.test_notifications import (  # noqa: F401  (smtp and start_alerting: fixtures, registered by import)
-    Alerting,
-    eventually,
-    free_port,
-    smtp,
-    start_alerting,
-)
 
 SENDER = "+15005550006"
 PUBLIC_URL = "https://solewatch.example"
@@ -50,7 +44,7 @@ def sms_settings(twilio: FakeTwilio, **overrides: Any) -> dict[str, Any]:
 
 
 @pytest.fixture
-async def texting(twilio: FakeTwilio, start_alerting: Callable[..., Awaitable[Alerting]]  # noqa: F811
+async def texting(twilio: FakeTwilio, start_alerting: Callable[..., Awaitable[Alerting]]
                   ) -> Callable[..., Awaitable[Alerting]]:
     """start_alerting with SMS on the fake (and email when given an SMTP server)."""
     async def start(smtp_sink: Any = None, **overrides: Any) -> Alerting:
@@ -153,7 +147,7 @@ async def test_a_twilio_that_does_not_answer_in_time_is_tried_again(twilio, text
     assert action == "notified" and detail["attempts"] == 2
 
 
-async def test_an_invalid_number_fails_at_once_and_the_email_still_goes_out(twilio, smtp, texting):  # noqa: F811
+async def test_an_invalid_number_fails_at_once_and_the_email_still_goes_out(twilio, smtp, texting):
     app = await texting(smtp)
     device = await app.device()
     await app.contact(device, "Ana", "ana@acme.test")
@@ -177,7 +171,7 @@ async def test_an_invalid_number_fails_at_once_and_the_email_still_goes_out(twil
 
 
 async def test_a_gateway_that_keeps_failing_is_retried_then_recorded_failed_while_email_goes_out(
-        twilio, smtp, texting):  # noqa: F811
+        twilio, smtp, texting):
     app = await texting(smtp, notification_max_attempts=3)
     device = await app.device()
     await app.contact(device, "Ana", "ana@acme.test", phone=BOB)
@@ -303,7 +297,7 @@ async def test_a_report_without_a_good_signature_is_refused_and_changes_nothing(
     assert await app.actions(alert) == before
 
 
-async def test_the_webhook_is_not_found_without_sms(start_alerting, twilio):  # noqa: F811
+async def test_the_webhook_is_not_found_without_sms(start_alerting, twilio):
     app = await start_alerting(None)  # no Twilio account configured
     async with webhook_client(app) as api:
         answer = await twilio.send_status_callback(CALLBACK_URL, message_sid="SM1", status="delivered", client=api,
