@@ -1,0 +1,325 @@
+"""MongoDB adapter, ingestion (a mixin of MongoStore): frames in, positions out.
+
+The ordering argument that replaces a transaction is at `commit_frames`:
+frames are stored (idempotently) before the messages announcing them are
+queued, so a call cut short is completed by the caller's retry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import calendar
+import time
+from collections.abc import Callable, Coroutine, Sequence
+from contextlib import AbstractAsyncContextManager
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from pymongo import UpdateMany, UpdateOne
+
+from shared.protocols.xsole import Alarm, Position
+from shared.protocols.xsole.constants import FLAG_FIX_VALID
+from shared.protocols.xsole.validation import MAX_FUTURE_SKEW_S
+from shared.store.messages import (
+    COLUMNS,
+    TOPIC_ALARM,
+    TOPIC_TELEMETRY,
+    Telemetry,
+    alarm_message,
+    split_telemetry,
+    telemetry_message,
+)
+from shared.store.port import FrameRecord
+
+if TYPE_CHECKING:
+    from pymongo.asynchronous.database import AsyncDatabase
+
+Document = dict[str, Any]
+OutboxWrite = tuple[str, bytes, str | None]  # topic, payload, and the key that makes writing it idempotent
+
+DUPLICATE_KEY = 11000
+_COMMAND_STATUS = {0: "done", 1: "failed", 2: "unsupported"}
+TELEMETRY_KEY = ("device_id", "ts", "seq")
+_MEASUREMENTS = Position._fields[2:]  # what follows seq and ts
+# Where a telemetry row (messages.COLUMNS) holds the frame's ts and seq: the same in every table.
+_TS_AT, _SEQ_AT = COLUMNS["positions"].index("ts"), COLUMNS["positions"].index("seq")
+
+
+def _datetime(ts: int) -> datetime:
+    return datetime.fromtimestamp(ts, UTC)
+
+
+def _unix(moment: datetime) -> int:
+    # utctimetuple() reads an aware date in UTC and takes a naive one as UTC (a
+    # client made without tz_aware), so either kind of client gives the same ts.
+    return calendar.timegm(moment.utctimetuple())
+
+
+def _position(doc: Document) -> Position:
+    return Position(doc["seq"], _unix(doc["time"]), *(doc[field] for field in _MEASUREMENTS))
+
+
+def _alarm(record: FrameRecord) -> Alarm:
+    event = record.event
+    assert isinstance(event, Alarm)
+    return event
+
+
+def _alarm_key(record: FrameRecord) -> Document:
+    event = _alarm(record)
+    return {"device_id": record.device_id, "device_ts": event.ts, "seq": event.seq}
+
+
+def _alarm_doc(alarm_id: int, record: FrameRecord) -> Document:
+    """An alarm as stored, with the message announcing it (`pending_message`)."""
+    event = _alarm(record)
+    # As in SQLite: a clock too far ahead would date the alarm in the future, so
+    # the receive time stands in; the device's own ts stays the key.
+    ts = event.ts if event.ts <= record.received_at + MAX_FUTURE_SKEW_S else int(record.received_at)
+    return {
+        "_id": alarm_id, **_alarm_key(record), "ts": ts, "kind": event.kind, "lat_e7": event.lat_e7,
+        "lon_e7": event.lon_e7, "battery": event.battery, "flags": event.flags, "received_at": record.received_at,
+        "pending_message": alarm_message(record, alarm_id, ts),
+    }
+
+
+
+class MongoIngest:
+    """Frames in, positions out; and the outbox messages they produce."""
+
+    if TYPE_CHECKING:  # provided by MongoStore
+        on_write: Callable[[], None] | None
+        _db: AsyncDatabase[Document]
+        def _write(self, *, deadline: bool = True) -> AbstractAsyncContextManager[AsyncDatabase[Document]]: ...
+        def _read(self, *, deadline: bool = True) -> AbstractAsyncContextManager[AsyncDatabase[Document]]: ...
+        async def _new_ids(self, name: str, count: int = 1) -> range: ...
+        async def _insert_new(self, collection: str, docs: list[Document]) -> None: ...
+        async def _append_outbox(self, entries: Sequence[OutboxWrite]) -> None: ...
+
+    async def commit_frames(self, records: Sequence[FrameRecord]) -> None:
+        """Store the frames, then queue their messages.
+
+        Without a transaction, the order is the guarantee. The caller acknowledges
+        frames only once this returns and sends them all again after a failure, so
+        a stop between any two writes must leave what the next attempt completes:
+
+        1. Reads and ids only: which alarms are new; their ids and messages. A
+           frame the message can't describe (an unknown alarm kind) fails here,
+           before anything is stored.
+        2. The frames, each kind on its own (concurrently). Every insert skips
+           what its unique key already holds; a position is inserted before its
+           key in position_keys, so a stop between the two leaves a position the
+           next attempt may store again, never a key without its position.
+           Each new alarm is stored with its message in `pending_message`, in one
+           single-document (so atomic) insert.
+        3. The outbox: every alarm of the commit still pending (new, or left by
+           an attempt that stopped after 2), keyed by alarm, then the telemetry
+           message (every attempt queues one, as SQLite does for retransmissions).
+        4. The alarms' `pending_message` is cleared. A stop before this queues the
+           alarm's message again on the next attempt only if the relay has
+           already taken the first copy away; consumers key alarms on alarm_id.
+        """
+        telemetry = split_telemetry(records)
+        telemetry_payload = telemetry_message(telemetry)
+        async with self._write():
+            new_alarms = await self._prepare_alarms(telemetry.alarms)
+            await _all(
+                self._store_positions(telemetry.rows("positions")),
+                self._store_rows("heartbeats", telemetry.rows("heartbeats")),
+                self._store_rows("activities", telemetry.rows("activities")),
+                self._insert_new("alarms", new_alarms),
+                self._apply_command_results(telemetry.rows("command_results")),
+                self._update_device_state(telemetry),
+            )
+            pending: list[Document] = []
+            if telemetry.alarms:
+                pending = await self._db.alarms.find({
+                    "$or": [_alarm_key(record) for record in telemetry.alarms], "pending_message": {"$exists": True},
+                }).sort("_id").to_list(None)
+            telemetry_entry: list[OutboxWrite] = [(TOPIC_TELEMETRY, telemetry_payload, None)] if telemetry_payload else []
+            await self._announce_alarms(pending, followed_by=telemetry_entry)
+
+    async def _prepare_alarms(self, records: list[FrameRecord]) -> list[Document]:
+        """The documents of the alarms not stored yet, each with its id and message."""
+        first_copies: dict[tuple[int, ...], FrameRecord] = {}
+        for record in records:  # a retransmission may share a commit with its first copy
+            first_copies.setdefault(tuple(_alarm_key(record).values()), record)
+        if not first_copies:
+            return []
+        stored = await self._db.alarms.find(
+            {"$or": [_alarm_key(record) for record in first_copies.values()]}, {"device_id": 1, "device_ts": 1, "seq": 1},
+        ).to_list(None)
+        for doc in stored:
+            first_copies.pop((doc["device_id"], doc["device_ts"], doc["seq"]), None)
+        if not first_copies:
+            return []
+        ids = await self._new_ids("alarms", len(first_copies))
+        return [_alarm_doc(alarm_id, record) for alarm_id, record in zip(ids, first_copies.values(), strict=True)]
+
+    async def _announce_alarms(self, alarms: list[Document], *, followed_by: Sequence[OutboxWrite] = ()) -> None:
+        """Queue the pending messages of these alarms (then `followed_by`), and clear them."""
+        await self._append_outbox([
+            *((TOPIC_ALARM, doc["pending_message"], f"alarm:{doc['_id']}") for doc in alarms), *followed_by,
+        ])
+        if alarms:
+            await self._db.alarms.update_many(
+                {"_id": {"$in": [doc["_id"] for doc in alarms]}}, {"$unset": {"pending_message": ""}},
+            )
+
+    async def _store_rows(self, kind: str, rows: list[tuple[Any, ...]]) -> None:
+        columns = COLUMNS[kind]
+        await self._insert_new(kind, [dict(zip(columns, row, strict=True)) for row in rows])
+
+    async def _store_positions(self, rows: list[tuple[Any, ...]]) -> None:
+        # A time-series collection has no unique index: position_keys holds the
+        # keys of the stored positions and is checked first.
+        if not rows:
+            return
+        first_copies: dict[tuple[int, int, int], tuple[Any, ...]] = {}
+        for row in rows:
+            first_copies.setdefault((row[0], row[_TS_AT], row[_SEQ_AT]), row)
+        by_device: dict[int, list[int]] = {}
+        for device_id, ts, _ in first_copies:
+            by_device.setdefault(device_id, []).append(ts)
+        stored = await self._db.position_keys.find(
+            {"$or": [{"device_id": device_id, "ts": {"$in": ts}} for device_id, ts in by_device.items()]},
+            {"_id": 0, "device_id": 1, "ts": 1, "seq": 1},
+        ).to_list(None)
+        for key in stored:
+            first_copies.pop((key["device_id"], key["ts"], key["seq"]), None)
+        if not first_copies:
+            return
+        positions = []
+        for row in first_copies.values():
+            doc = dict(zip(COLUMNS["positions"], row, strict=True))
+            doc["time"] = _datetime(doc.pop("ts"))
+            positions.append(doc)
+        await self._db.positions.insert_many(positions, ordered=False)
+        await self._insert_new("position_keys", [dict(zip(TELEMETRY_KEY, key, strict=True)) for key in first_copies])
+
+    async def _apply_command_results(self, rows: list[tuple[Any, ...]]) -> None:
+        if not rows:
+            return
+        now = time.time()
+        await self._db.commands.bulk_write([
+            UpdateMany({"device_id": device_id, "seq": cmd_seq, "status": "sent"},
+                       {"$set": {"status": _COMMAND_STATUS.get(status, "failed"), "result_at": now}})
+            for device_id, _, cmd_seq, status, _ in rows
+        ], ordered=False)
+
+    async def _update_device_state(self, telemetry: Telemetry) -> None:
+        # Buffered frames arrive late: only a newer reading replaces the device's
+        # battery or last fix. Each update compares with what is stored, so
+        # commits racing on one device end with the newest reading.
+        updates: list[UpdateOne] = []
+        for device_id, (seen, battery, fix) in _device_readings(telemetry).items():
+            updates.append(UpdateOne({"_id": device_id}, {"$max": {"last_seen": seen}}))
+            if battery is not None:
+                battery_ts, level = battery
+                updates.append(UpdateOne(
+                    {"_id": device_id, "$or": [{"battery_ts": None}, {"battery_ts": {"$lte": battery_ts}}]},
+                    {"$set": {"battery": level, "battery_ts": battery_ts}},
+                ))
+            if fix is not None:
+                fix_ts, lat_e7, lon_e7 = fix
+                updates.append(UpdateOne(
+                    {"_id": device_id, "$or": [{"last_fix_ts": None}, {"last_fix_ts": {"$lt": fix_ts}}]},
+                    {"$set": {"last_fix_ts": fix_ts, "last_lat_e7": lat_e7, "last_lon_e7": lon_e7}},
+                ))
+        if updates:
+            await self._db.devices.bulk_write(updates, ordered=False)
+
+    async def positions(
+        self, device_id: int, *, since: int | None = None, until: int | None = None,
+        after: tuple[int, int] | None = None, limit: int = 100,
+    ) -> list[Position]:
+        # A stop between storing a position and its key, or two commits racing on
+        # one position, can store it twice: copies are adjacent in (time, seq)
+        # order and all but the first are dropped, fetching more to fill the page.
+        found: list[Position] = []
+        cursor = after
+        async with self._read() as db:
+            while len(found) < limit:
+                wanted = limit - len(found)
+                docs = await db.positions.find(_positions_query(device_id, since, until, cursor)).sort(
+                    [("time", 1), ("seq", 1)]).limit(wanted).to_list(None)
+                for doc in docs:
+                    position = _position(doc)
+                    if not found or (found[-1].ts, found[-1].seq) != (position.ts, position.seq):
+                        found.append(position)
+                if len(docs) < wanted:
+                    break
+                cursor = (found[-1].ts, found[-1].seq)  # strictly after: the next page holds no copy of it
+        return found
+
+    async def count_stored(self, device_id: int) -> dict[str, int]:
+        async with self._read() as db:
+            return {
+                # A position counts once its key is stored: copies stored twice count once.
+                "positions": await db.position_keys.count_documents({"device_id": device_id}),
+                **{kind: await db[kind].count_documents({"device_id": device_id})
+                   for kind in ("heartbeats", "activities", "alarms")},
+            }
+
+
+def _positions_query(device_id: int, since: int | None, until: int | None, after: tuple[int, int] | None) -> Document:
+    time_range: Document = {}
+    if since is not None:
+        time_range["$gte"] = _datetime(since)
+    if until is not None:
+        time_range["$lte"] = _datetime(until)
+    query: Document = {"device_id": device_id}
+    if after is not None:
+        after_time, after_seq = _datetime(after[0]), after[1]
+        # The cursor also bounds the range from below, so the index is entered at it.
+        if since is None or after[0] >= since:
+            time_range["$gte"] = after_time
+        query["$or"] = [{"time": {"$gt": after_time}}, {"time": after_time, "seq": {"$gt": after_seq}}]
+    if time_range:
+        query["time"] = time_range
+    return query
+
+
+_BATTERY_AT = {kind: COLUMNS[kind].index("battery") for kind in ("positions", "heartbeats", "activities")}
+_FLAGS_AT = COLUMNS["positions"].index("flags")
+_LAT_AT = COLUMNS["positions"].index("lat_e7")
+_LON_AT = COLUMNS["positions"].index("lon_e7")
+
+
+def _device_readings(
+    telemetry: Telemetry,
+) -> dict[int, tuple[float, tuple[int, int] | None, tuple[int, int, int] | None]]:
+    """Per device of a commit: when last heard from, its newest battery level as
+    (ts, level), and its newest valid fix as (ts, lat_e7, lon_e7)."""
+    last_seen: dict[int, float] = {}
+    battery: dict[int, tuple[int, int]] = {}
+    newest_fix: dict[int, tuple[int, int, int]] = {}
+    for kind, battery_at in _BATTERY_AT.items():
+        for row in telemetry.rows(kind):
+            device_id, ts = row[0], row[_TS_AT]
+            last_seen[device_id] = max(row[-1], last_seen.get(device_id, 0.0))
+            level = row[battery_at]
+            if level <= 100:  # above 100: level unknown
+                known = battery.get(device_id)
+                if known is None or ts >= known[0]:
+                    battery[device_id] = (ts, level)
+            if kind == "positions" and row[_FLAGS_AT] & FLAG_FIX_VALID:
+                fix = newest_fix.get(device_id)
+                if fix is None or ts > fix[0]:
+                    newest_fix[device_id] = (ts, row[_LAT_AT], row[_LON_AT])
+    for record in telemetry.alarms:
+        last_seen[record.device_id] = max(record.received_at, last_seen.get(record.device_id, 0.0))
+    for row in telemetry.rows("command_results"):
+        last_seen[row[0]] = max(row[-1], last_seen.get(row[0], 0.0))
+    return {device_id: (seen, battery.get(device_id), newest_fix.get(device_id)) for device_id, seen in last_seen.items()}
+
+
+async def _all(*writes: Coroutine[Any, Any, object]) -> None:
+    """Run independent writes at once. The first failure is raised as itself (so
+    StoreUnavailable translation sees it), the others are cancelled."""
+    try:
+        async with asyncio.TaskGroup() as group:
+            for write in writes:
+                group.create_task(write)
+    except BaseExceptionGroup as failed:
+        raise failed.exceptions[0] from None
