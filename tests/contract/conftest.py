@@ -148,20 +148,22 @@ STORE_FACTORIES: dict[str, Callable[[Path], AbstractAsyncContextManager[Store]]]
 }
 
 
+def _server_urls(request: pytest.FixtureRequest, servers: dict[str, str]) -> list[str]:
+    """The URL of the harness server this adapter needs, if any (starting it, or skipping when not installed)."""
+    server = servers.get(request.param)
+    return [request.getfixturevalue(server)] if server else []
+
+
 @pytest.fixture(params=list(CACHE_FACTORIES))
 async def cache(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Cache]:
-    server = CACHE_SERVERS.get(request.param)
-    urls = [request.getfixturevalue(server)] if server else []
-    async with CACHE_FACTORIES[request.param](tmp_path, *urls) as adapter:
+    async with CACHE_FACTORIES[request.param](tmp_path, *_server_urls(request, CACHE_SERVERS)) as adapter:
         yield adapter
 
 
 @pytest.fixture(params=list(BUS_FACTORIES))
 async def bus(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Bus]:
     """A bus not yet started: subscribe, then `await bus.start()`."""
-    server = BUS_SERVERS.get(request.param)
-    urls = [request.getfixturevalue(server)] if server else []
-    async with BUS_FACTORIES[request.param](tmp_path, *urls) as adapter:
+    async with BUS_FACTORIES[request.param](tmp_path, *_server_urls(request, BUS_SERVERS)) as adapter:
         yield adapter
 
 
