@@ -15,7 +15,8 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections import deque
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from services.listener import metrics
@@ -23,7 +24,8 @@ from shared.bus import Bus
 from shared.bus.topics import TOPIC_INGEST
 from shared.logging import get_logger
 from shared.protocols.xsole import AckStatus
-from shared.store.messages import ingest_message
+from shared.protocols.xsole.bulk import HOT_TYPES
+from shared.store.messages import KIND_OF_TYPE, Telemetry, ingest_message
 from shared.store.port import FrameRecord
 
 # A failed commit makes the listener not ready for this long (unless one succeeds
@@ -31,15 +33,32 @@ from shared.store.port import FrameRecord
 # whose backend is back does not wait for traffic that avoids it to turn ready.
 FAILURE_REPORTED_FOR_S = 5.0
 
-MakeDurable = Callable[[Sequence[FrameRecord]], Awaitable[None]]
+MakeDurable = Callable[[Telemetry], Awaitable[None]]
 
 log = get_logger("solewatch.listener.commit")
 
 
 class AckSink(Protocol):
-    def queue_ack(self, seq: int, status: AckStatus) -> None: ...
+    def queue_acks(self, seqs: list[int], status: AckStatus) -> None: ...
     def flush_acks(self) -> None: ...
     def resume_if_possible(self) -> None: ...
+
+
+class Batch:
+    """Frames for one durability step, and whom to ACK once it is done.
+
+    Connections fill it in place: the hot path appends rows to `rows_by_type`
+    (the very lists of `telemetry.tables`), the general path adds records.
+    """
+
+    __slots__ = ("acks", "frames", "rows_by_type", "telemetry")
+
+    def __init__(self) -> None:
+        self.telemetry = Telemetry()
+        self.rows_by_type = {frame_type: self.telemetry.tables.setdefault(KIND_OF_TYPE[frame_type], [])
+                             for frame_type in HOT_TYPES}
+        self.acks: list[tuple[AckSink, list[int]]] = []  # in arrival order, so each device gets its ACKs in order
+        self.frames = 0
 
 
 class GroupCommitter:
@@ -49,7 +68,9 @@ class GroupCommitter:
         self._make_durable = make_durable
         self.max_batch = max_batch
         self.max_pending = max_pending
-        self._pending: list[tuple[FrameRecord, AckSink]] = []
+        self.batch = Batch()  # the one being filled
+        self._full: deque[Batch] = deque()  # filled up to max_batch, waiting their turn
+        self.pending = 0  # frames submitted and not yet answered
         self._stalled: set[AckSink] = set()
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
@@ -66,10 +87,28 @@ class GroupCommitter:
 
     @property
     def overloaded(self) -> bool:
-        return len(self._pending) >= self.max_pending
+        return self.pending >= self.max_pending
+
+    def submitted(self, sink: AckSink, seqs: list[int], device: tuple[int, int, str]) -> None:
+        """`sink` put the rows for `seqs` into `self.batch`; `device` is (id, tenant id, IMEI)."""
+        batch = self.batch
+        batch.acks.append((sink, seqs))
+        batch.telemetry.devices[device[0]] = (device[1], device[2])
+        self._added(batch, len(seqs))
 
     def submit(self, record: FrameRecord, sink: AckSink) -> None:
-        self._pending.append((record, sink))
+        """One frame from the general path."""
+        batch = self.batch
+        batch.telemetry.add(record)
+        batch.acks.append((sink, [record.event.seq]))
+        self._added(batch, 1)
+
+    def _added(self, batch: Batch, frames: int) -> None:
+        batch.frames += frames
+        self.pending += frames
+        if batch.frames >= self.max_batch:
+            self._full.append(batch)
+            self.batch = Batch()
         self._idle.clear()
         self._wake.set()
 
@@ -92,47 +131,71 @@ class GroupCommitter:
             except asyncio.CancelledError:
                 pass
 
+    def _next_batch(self) -> Batch | None:
+        if self._full:
+            return self._full.popleft()
+        if self.batch.frames:
+            batch, self.batch = self.batch, Batch()
+            return batch
+        return None
+
     async def _run(self) -> None:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            while self._pending:
-                batch = self._pending[: self.max_batch]
-                del self._pending[: self.max_batch]
-                metrics.pending_frames.set(len(self._pending))
+            while (batch := self._next_batch()) is not None:
+                metrics.pending_frames.set(self.pending)
                 await self._commit(batch)
+                self.pending -= batch.frames
                 self._resume_stalled()
             self._idle.set()
 
-    async def _commit(self, batch: list[tuple[FrameRecord, AckSink]]) -> None:
+    async def _commit(self, batch: Batch) -> None:
         started = time.perf_counter()
+        telemetry = batch.telemetry
+        telemetry.drop_empty_tables()
+        _count_received(telemetry)
         try:
-            await self._make_durable([record for record, _ in batch])
+            await self._make_durable(telemetry)
         except Exception as exc:
             # Not durable (maybe partly stored; a retry completes it): tell the devices to retry.
             status = AckStatus.BUSY
             self.last_error = f"frames not made durable: {exc}"
             self._last_error_at = time.monotonic()
-            log.error("commit_failed", frames=len(batch), error=str(exc))
+            log.error("commit_failed", frames=batch.frames, error=str(exc))
         else:
             status = AckStatus.STORED
             self.last_error = None
             metrics.commit_seconds.observe(time.perf_counter() - started)
-            metrics.commit_frames.observe(len(batch))
-            metrics.frames_stored.inc(len(batch))
+            metrics.commit_frames.observe(batch.frames)
+            metrics.frames_stored.inc(batch.frames)
         touched: dict[AckSink, None] = {}
-        for record, sink in batch:
-            sink.queue_ack(record.event.seq, status)
+        for sink, seqs in batch.acks:
+            sink.queue_acks(seqs, status)
             touched[sink] = None
         for sink in touched:
             sink.flush_acks()
-        metrics.ACKS_BY_STATUS[status].inc(len(batch))
+        metrics.ACKS_BY_STATUS[status].inc(batch.frames)
 
     def _resume_stalled(self) -> None:
-        if self._stalled and len(self._pending) < self.max_pending // 2:
+        if self._stalled and self.pending < self.max_pending // 2:
             stalled, self._stalled = self._stalled, set()
             for sink in stalled:
                 sink.resume_if_possible()
+
+
+_RECEIVED_LABEL = {"positions": "position", "heartbeats": "heartbeat", "activities": "activity",
+                   "command_results": "commandresult"}
+
+
+def _count_received(telemetry: Telemetry) -> None:
+    # Once per batch: the hot path keeps no per-frame tally.
+    received = metrics.FRAMES_RECEIVED
+    for kind, rows in telemetry.tables.items():
+        label = _RECEIVED_LABEL[kind]
+        received[label] = received.get(label, 0) + len(rows)
+    if telemetry.alarms:
+        received["alarm"] = received.get("alarm", 0) + len(telemetry.alarms)
 
 
 def publish_to_writer(bus: Bus) -> MakeDurable:
@@ -142,8 +205,8 @@ def publish_to_writer(bus: Bus) -> MakeDurable:
     writer's quorum queue and is stored from there idempotently (a redelivery
     inserts nothing twice), so the listener may ACK without waiting for MongoDB.
     """
-    async def publish(records: Sequence[FrameRecord]) -> None:
+    async def publish(telemetry: Telemetry) -> None:
         # One id per batch: the broker's redeliveries of it keep it; a retransmitted
         # frame comes in a new batch, and the store's keys dedupe it.
-        await bus.publish(TOPIC_INGEST, ingest_message(records), message_id=f"ingest-{uuid.uuid4().hex}")
+        await bus.publish(TOPIC_INGEST, ingest_message(telemetry), message_id=f"ingest-{uuid.uuid4().hex}")
     return publish

@@ -16,26 +16,20 @@ from services.listener import metrics
 from shared.logging import get_logger
 from shared.protocols.xsole import (
     AckStatus,
-    Activity,
-    Alarm,
-    CommandResult,
     DeviceSession,
-    Heartbeat,
     Login,
     LoginStatus,
-    Position,
     Reply,
     SessionState,
     validate,
 )
-from shared.protocols.xsole.messages import encode_ack
+from shared.protocols.xsole.messages import encode_ack, encode_acks
 from shared.store.port import Device, FrameRecord, token_matches
 
 if TYPE_CHECKING:
     from services.listener.server import Listener
 
 log = get_logger("solewatch.listener")
-_KIND: dict[type, str] = {cls: cls.__name__.lower() for cls in (Heartbeat, Position, Activity, Alarm, CommandResult)}
 _new_record = tuple.__new__  # FrameRecord without its Python-level __new__: one per frame
 
 
@@ -55,6 +49,7 @@ class DeviceConnection(asyncio.Protocol):
         "_acks",
         "_bad_frames_counted",
         "_closing",
+        "_device_ids",
         "_paused",
         "device",
         "last_activity",
@@ -69,6 +64,7 @@ class DeviceConnection(asyncio.Protocol):
 
     def __init__(self, listener: Listener):
         self.listener = listener
+        self._device_ids: tuple[int, int, str] = (0, 0, "")
         self.session = DeviceSession()
         self.transport: asyncio.Transport | None = None
         self.device: Device | None = None
@@ -111,7 +107,6 @@ class DeviceConnection(asyncio.Protocol):
         committer = listener.committer
         window = listener.settings.max_unacked_per_connection
         now = self.last_seen_wall  # when these bytes arrived, even if processed after a pause
-        received = metrics.FRAMES_RECEIVED
         while not self._closing:
             if self.unacked >= window:
                 self._pause()
@@ -120,33 +115,45 @@ class DeviceConnection(asyncio.Protocol):
                 committer.stall(self)
                 self._pause()
                 return
-            event = session.next_event()
-            if event is None:
-                if session.state is SessionState.LOGIN_PENDING:
-                    return  # stay paused until the login is decided
-                break
-            if type(event) is Reply:
-                self._reply(event)
-                continue
-            if type(event) is Login:
-                self._pause()
-                listener.spawn(self._login(event))
-                return
-            kind = _KIND[type(event)]
-            received[kind] = received.get(kind, 0) + 1
-            reason = validate(event, now)  # type: ignore[arg-type]
-            if reason is not None:
-                metrics.frames_rejected.inc()
-                metrics.ACKS_BY_STATUS[AckStatus.REJECTED].inc()
-                self._write(encode_ack(event.seq, AckStatus.REJECTED))  # type: ignore[union-attr]
-                log.info("frame_rejected", imei=session.imei, seq=event.seq, reason=reason)  # type: ignore[union-attr]
-                continue
             device = self.device
-            assert device is not None
-            self.unacked += 1
-            committer.submit(_new_record(FrameRecord, (device.id, device.tenant_id, device.imei, event, now)), self)
+            if device is not None:
+                # The hot path first: whole, in-range telemetry frames straight into the batch's rows.
+                seqs: list[int] = []
+                taken = session.take_telemetry(device.id, now, committer.batch.rows_by_type, seqs, window - self.unacked)
+                if taken:
+                    self.unacked += taken
+                    committer.submitted(self, seqs, self._device_ids)
+                    continue
+            if not self._general_path_step(now):
+                break
         self._count_bad_frames()
         self._resume()
+
+    def _general_path_step(self, now: float) -> bool:
+        """Handle the next event the hot path left; False when there is none for now."""
+        session = self.session
+        event = session.next_event()
+        if event is None:
+            return False
+        if type(event) is Reply:
+            self._reply(event)
+            return True
+        if type(event) is Login:
+            self._pause()
+            self.listener.spawn(self._login(event))
+            return False
+        reason = validate(event, now)  # type: ignore[arg-type]
+        if reason is not None:
+            metrics.frames_rejected.inc()
+            metrics.ACKS_BY_STATUS[AckStatus.REJECTED].inc()
+            self._write(encode_ack(event.seq, AckStatus.REJECTED))  # type: ignore[union-attr]
+            log.info("frame_rejected", imei=session.imei, seq=event.seq, reason=reason)  # type: ignore[union-attr]
+            return True
+        device = self.device
+        assert device is not None
+        self.unacked += 1
+        self.listener.committer.submit(_new_record(FrameRecord, (device.id, device.tenant_id, device.imei, event, now)), self)
+        return True
 
     def _count_bad_frames(self) -> None:
         dropped = self.session.bad_frames - self._bad_frames_counted
@@ -185,6 +192,7 @@ class DeviceConnection(asyncio.Protocol):
             return
         assert device is not None
         self.device = device
+        self._device_ids = (device.id, device.tenant_id, device.imei)
         self._write(self.session.accept_login(login.imei, server_time, login.seq))
         log.info("device_online", imei=login.imei, firmware=f"0x{login.firmware:04x}", peer=self.peer)
         self.listener.logged_in(self)
@@ -192,9 +200,9 @@ class DeviceConnection(asyncio.Protocol):
 
     # -- acknowledgements and commands (called by the committer and the listener) ----------
 
-    def queue_ack(self, seq: int, status: AckStatus) -> None:
-        self.unacked -= 1
-        self._acks += encode_ack(seq, status)
+    def queue_acks(self, seqs: list[int], status: AckStatus) -> None:
+        self.unacked -= len(seqs)
+        self._acks += encode_acks(seqs, status)
 
     def flush_acks(self) -> None:
         if self._acks:

@@ -26,9 +26,9 @@ commit_seconds = Histogram(
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
 )
 ACKS_BY_STATUS = {status: acks_sent.labels(status.name.lower()) for status in AckStatus}
-# Frames received are counted once per frame, on the hot path: a plain dict of
-# ints there, turned into a Prometheus counter only when /metrics is scraped
-# (a Counter's lock cost more than parsing the frame's header).
+# Valid frames received, counted once per group commit by the committer: a
+# plain dict of ints, turned into a Prometheus counter only when /metrics is
+# scraped (a Counter's lock per frame cost more than parsing the frame's header).
 FRAMES_RECEIVED: dict[str, int] = {}
 
 

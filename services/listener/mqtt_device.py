@@ -22,24 +22,19 @@ from shared.cache import Cache
 from shared.logging import get_logger
 from shared.protocols.xsole import (
     AckStatus,
-    Activity,
-    Alarm,
     BadCrc,
-    CommandResult,
     DeviceSession,
     FrameBuffer,
     FrameType,
-    Heartbeat,
     Login,
     LoginStatus,
-    Position,
     RawFrame,
     Reply,
     SessionState,
     XSoleProtocolError,
     validate,
 )
-from shared.protocols.xsole.messages import encode_ack
+from shared.protocols.xsole.messages import encode_ack, encode_acks
 from shared.store.port import Device, FrameRecord
 
 if TYPE_CHECKING:
@@ -57,7 +52,6 @@ messages_dropped = Counter("listener_mqtt_messages_dropped_total",
 sessions_ended = Counter("listener_mqtt_sessions_ended_total", "Device sessions over MQTT ended by the listener",
                          ["reason"])
 
-_KIND: dict[type, str] = {cls: cls.__name__.lower() for cls in (Heartbeat, Position, Activity, Alarm, CommandResult)}
 
 
 class SessionInfo(NamedTuple):
@@ -176,7 +170,6 @@ class MqttDevice:
     async def _frames(self, session: DeviceSession, info: SessionInfo | None, received_at: float) -> None:
         listener = self.ingest.listener
         committer = listener.committer
-        received = metrics.FRAMES_RECEIVED
         while True:
             if self.unacked >= listener.settings.max_unacked_per_connection or committer.overloaded:
                 await self._wait_for_room()
@@ -196,8 +189,6 @@ class MqttDevice:
                     return
                 continue
             assert info is not None  # the session hands out telemetry only once online
-            kind = _KIND[type(event)]
-            received[kind] = received.get(kind, 0) + 1
             reason = validate(event, received_at)  # type: ignore[arg-type]
             if reason is not None:
                 metrics.frames_rejected.inc()
@@ -326,9 +317,9 @@ class MqttDevice:
 
     # -- AckSink (called by the committer) and what the listener calls -----------------------
 
-    def queue_ack(self, seq: int, status: AckStatus) -> None:
-        self.unacked -= 1
-        self._out += encode_ack(seq, status)
+    def queue_acks(self, seqs: list[int], status: AckStatus) -> None:
+        self.unacked -= len(seqs)
+        self._out += encode_acks(seqs, status)
 
     def flush_acks(self) -> None:
         # The ACKs of one commit, and any reply queued before them, in one message.

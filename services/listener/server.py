@@ -12,7 +12,7 @@ import os
 import socket
 import ssl
 import time
-from collections.abc import Coroutine, Sequence
+from collections.abc import Coroutine
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -26,7 +26,8 @@ from shared.bus.topics import TOPIC_COMMAND, TOPIC_DEVICE_STATUS
 from shared.cache import Cache
 from shared.config import Settings
 from shared.logging import get_logger
-from shared.store.port import CommandRecord, FrameRecord, Store
+from shared.store.messages import Telemetry
+from shared.store.port import CommandRecord, Store
 
 log = get_logger("solewatch.listener")
 
@@ -70,9 +71,9 @@ class Listener:
             # service) announce themselves; the listener holding the device sends at once.
             bus.subscribe("listener-commands", [TOPIC_COMMAND], self._on_command_queued, broadcast=True)
 
-    async def _commit_to_store(self, records: Sequence[FrameRecord]) -> None:
+    async def _commit_to_store(self, telemetry: Telemetry) -> None:
         # Looked up at each commit, not bound once: the store may be wrapped after construction.
-        await self.store.commit_frames(records)
+        await self.store.commit_telemetry(telemetry)
 
     @property
     def port(self) -> int:

@@ -15,7 +15,7 @@ from shared.bus import Bus, Message
 from shared.bus.topics import TOPIC_INGEST
 from shared.config import Settings
 from shared.store import Store
-from shared.store.messages import ingest_records
+from shared.store.messages import ingest_telemetry
 
 WRITER_CONSUMER = "store-writer"
 
@@ -30,10 +30,10 @@ class StoreWriter:
         bus.subscribe(WRITER_CONSUMER, [TOPIC_INGEST], self.handle)
 
     async def handle(self, message: Message) -> None:
-        records = ingest_records(message.payload)  # ValueError: poison, dead-lettered after the retries
-        if records:
-            await self._store.commit_frames(records)
-            frames_written.inc(len(records))
+        telemetry = ingest_telemetry(message.payload)  # ValueError: poison, dead-lettered after the retries
+        if frames := telemetry.frames:
+            await self._store.commit_telemetry(telemetry)
+            frames_written.inc(frames)
 
     async def start(self) -> None:
         pass

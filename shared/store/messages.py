@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any, cast
 
 import orjson
@@ -22,7 +23,8 @@ import orjson
 # Re-exported: the store adapters name the outbox topics from here.
 from shared.bus.topics import TOPIC_ALARM as TOPIC_ALARM
 from shared.bus.topics import TOPIC_TELEMETRY as TOPIC_TELEMETRY
-from shared.protocols.xsole import Activity, Alarm, AlarmKind, CommandResult, Heartbeat, Position
+from shared.protocols.xsole import Activity, Alarm, AlarmKind, CommandResult, FrameType, Heartbeat, Position
+from shared.protocols.xsole.constants import FLAG_FIX_VALID
 from shared.protocols.xsole.validation import alarm_fix
 from shared.store.port import FrameRecord
 
@@ -35,11 +37,18 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "command_results": ("device_id", *CommandResult._fields, "received_at"),
 }
 _KIND_OF = {Position: "positions", Heartbeat: "heartbeats", Activity: "activities", CommandResult: "command_results"}
+KIND_OF_TYPE = {FrameType.POSITION: "positions", FrameType.HEARTBEAT: "heartbeats", FrameType.ACTIVITY: "activities",
+                FrameType.COMMAND_RESULT: "command_results"}
 
 
 @dataclass(slots=True)
 class Telemetry:
-    """One commit's frames sorted by kind: rows ready to store and to publish."""
+    """A commit's frames sorted by kind: rows ready to store and to publish.
+
+    The listener's hot path appends rows straight into `tables` (see
+    `shared.protocols.xsole.bulk`); frames that took the general path come in
+    as records through `add`.
+    """
 
     tables: dict[str, list[tuple[Any, ...]]] = field(default_factory=dict)
     devices: dict[int, tuple[int, str]] = field(default_factory=dict)  # device id -> (tenant id, IMEI)
@@ -48,31 +57,94 @@ class Telemetry:
     def rows(self, kind: str) -> list[tuple[Any, ...]]:
         return self.tables.get(kind, [])
 
+    def add(self, record: FrameRecord) -> None:
+        event = record.event
+        kind = _KIND_OF.get(type(event))
+        if kind is None:
+            self.alarms.append(record)
+        else:
+            rows = self.tables.get(kind)
+            if rows is None:
+                rows = self.tables[kind] = []
+            rows.append((record.device_id, *event, record.received_at))  # type: ignore[misc]  # telemetry events are tuples
+        self.devices[record.device_id] = (record.tenant_id, record.imei)
+
+    @property
+    def frames(self) -> int:
+        return sum(map(len, self.tables.values())) + len(self.alarms)
+
+    def drop_empty_tables(self) -> None:
+        self.tables = {kind: rows for kind, rows in self.tables.items() if rows}
+
 
 def split_telemetry(records: Iterable[FrameRecord]) -> Telemetry:
-    """One pass over a commit's records; the only per-frame work besides the insert."""
+    """The records of a commit, sorted by kind."""
     telemetry = Telemetry()
-    tables, devices = telemetry.tables, telemetry.devices
-    kind_of = _KIND_OF
     for record in records:
-        event = record.event
-        kind = kind_of.get(type(event))
-        if kind is None:
-            telemetry.alarms.append(record)
-        else:
-            rows = tables.get(kind)
-            if rows is None:
-                rows = tables[kind] = []
-            rows.append((record.device_id, *event, record.received_at))  # type: ignore[misc]  # telemetry events are tuples
-        devices[record.device_id] = (record.tenant_id, record.imei)
+        telemetry.add(record)
     return telemetry
+
+
+_BATTERY_AT = {kind: COLUMNS[kind].index("battery") for kind in ("positions", "heartbeats", "activities")}
+_TS_AT = COLUMNS["positions"].index("ts")  # the same in every telemetry table
+_FLAGS_AT = COLUMNS["positions"].index("flags")
+_LAT_AT = COLUMNS["positions"].index("lat_e7")
+_LON_AT = COLUMNS["positions"].index("lon_e7")
+_DEVICE = itemgetter(0)
+_RECEIVED = itemgetter(-1)
+_TS = itemgetter(_TS_AT)
+KEY_ORDER = itemgetter(0, _TS_AT, COLUMNS["positions"].index("seq"))  # (device, ts, seq): the tables' primary key
+
+Reading = tuple[float, "tuple[int, int] | None", "tuple[int, int, int] | None"]
+
+
+def _newest(rows: list[tuple[Any, ...]]) -> dict[int, tuple[Any, ...]]:
+    """Each device's newest row by device time (the later one received on a tie).
+
+    Built by C-level calls only (a stable sort and a dict of the last row per
+    device), since this runs over every frame of every commit."""
+    return dict(zip(map(_DEVICE, ordered := sorted(rows, key=_TS)), ordered, strict=True))
+
+
+def device_readings(telemetry: Telemetry) -> dict[int, Reading]:
+    """Per device of a commit: when last heard from, its newest battery level as
+    (ts, level), and its newest valid fix as (ts, lat_e7, lon_e7). Buffered frames
+    arrive late, so "newest" is by device time, not by arrival."""
+    last_seen: dict[int, float] = {}
+    battery: dict[int, tuple[int, int]] = {}
+    newest_fix: dict[int, tuple[int, int, int]] = {}
+    for kind in COLUMNS:
+        rows = telemetry.rows(kind)
+        if not rows:
+            continue
+        # A device's frames reach a commit in arrival order: its last row was received last.
+        for device_id, received_at in dict(zip(map(_DEVICE, rows), map(_RECEIVED, rows), strict=True)).items():
+            if received_at > last_seen.get(device_id, 0.0):
+                last_seen[device_id] = received_at
+        battery_at = _BATTERY_AT.get(kind)
+        if battery_at is None:
+            continue  # command results carry no battery
+        levels = rows
+        if max(map(itemgetter(battery_at), rows)) > 100:  # above 100: level unknown
+            levels = [row for row in rows if row[battery_at] <= 100]
+        for device_id, row in _newest(levels).items():
+            known = battery.get(device_id)
+            if known is None or row[_TS_AT] >= known[0]:
+                battery[device_id] = (row[_TS_AT], row[battery_at])
+        if kind == "positions":
+            for device_id, row in _newest([row for row in rows if row[_FLAGS_AT] & FLAG_FIX_VALID]).items():
+                newest_fix[device_id] = (row[_TS_AT], row[_LAT_AT], row[_LON_AT])
+    for record in telemetry.alarms:
+        last_seen[record.device_id] = max(record.received_at, last_seen.get(record.device_id, 0.0))
+    return {device_id: (seen, battery.get(device_id), newest_fix.get(device_id)) for device_id, seen in last_seen.items()}
 
 
 def telemetry_message(telemetry: Telemetry) -> bytes | None:
     """One message for a commit's non-alarm frames, or None when there are none."""
-    if not telemetry.tables:
+    tables = {kind: rows for kind, rows in telemetry.tables.items() if rows}
+    if not tables:
         return None
-    message: dict[str, Any] = {kind: {"columns": COLUMNS[kind], "rows": rows} for kind, rows in telemetry.tables.items()}
+    message: dict[str, Any] = {kind: {"columns": COLUMNS[kind], "rows": rows} for kind, rows in tables.items()}
     message["devices"] = {str(device_id): ids for device_id, ids in telemetry.devices.items()}
     return orjson.dumps(message)
 
@@ -107,24 +179,41 @@ def alarm_message(record: FrameRecord, alarm_id: int, ts: int) -> bytes:
 
 # -- ingest: frames a listener made durable on the bus, for the storage writer ------------
 
+# The codes of the older list-of-frames layout.
 _EVENT_TYPES: tuple[type, ...] = (Position, Heartbeat, Activity, Alarm, CommandResult)
-_EVENT_CODE = {cls: code for code, cls in enumerate(_EVENT_TYPES)}
 
 
-def ingest_message(records: Iterable[FrameRecord]) -> bytes:
-    """A batch of accepted frames as one bus message: `[[device, tenant, imei, kind, [fields], received_at], ...]`."""
-    return orjson.dumps([
-        [r.device_id, r.tenant_id, r.imei, _EVENT_CODE[type(r.event)], [*cast(tuple[Any, ...], r.event)], r.received_at]
-        for r in records
-    ])
+def ingest_message(telemetry: Telemetry) -> bytes:
+    """A batch of accepted frames as one bus message: the telemetry tables as
+    they are, the devices, and each alarm as `[device, tenant, imei, [fields], received_at]`."""
+    return orjson.dumps({
+        "tables": {kind: rows for kind, rows in telemetry.tables.items() if rows},
+        "devices": {str(device_id): ids for device_id, ids in telemetry.devices.items()},
+        "alarms": [[r.device_id, r.tenant_id, r.imei, [*cast(tuple[Any, ...], r.event)], r.received_at]
+                   for r in telemetry.alarms],
+    })
 
 
-def ingest_records(payload: bytes) -> list[FrameRecord]:
+def ingest_telemetry(payload: bytes) -> Telemetry:
     """The frames of an ingest message; raises ValueError on anything else (a poison message)."""
     try:
-        return [
-            FrameRecord(int(device_id), int(tenant_id), str(imei), _EVENT_TYPES[code](*fields), float(received_at))
-            for device_id, tenant_id, imei, code, fields, received_at in orjson.loads(payload)
-        ]
-    except (TypeError, IndexError) as exc:
-        raise ValueError(f"not an ingest message: {exc}") from exc
+        message = orjson.loads(payload)
+        if isinstance(message, list):  # the list-of-frames layout that queues may still hold from older listeners
+            return split_telemetry(
+                FrameRecord(int(device_id), int(tenant_id), str(imei), _EVENT_TYPES[code](*fields), float(received_at))
+                for device_id, tenant_id, imei, code, fields, received_at in message
+            )
+        tables = {}
+        for kind, rows in message["tables"].items():
+            width = len(COLUMNS[kind])
+            tables[kind] = [tuple(row) for row in rows]
+            if any(len(row) != width or not all(isinstance(v, int | float) for v in row) for row in tables[kind]):
+                raise ValueError(f"a {kind} row is not {width} numbers")
+        return Telemetry(
+            tables=tables,
+            devices={int(device_id): (int(tenant_id), str(imei)) for device_id, (tenant_id, imei) in message["devices"].items()},
+            alarms=[FrameRecord(int(device_id), int(tenant_id), str(imei), Alarm(*fields), float(received_at))
+                    for device_id, tenant_id, imei, fields, received_at in message["alarms"]],
+        )
+    except (TypeError, IndexError, KeyError, AttributeError, orjson.JSONDecodeError) as exc:
+        raise ValueError(f"not an ingest message: {exc!r}") from exc

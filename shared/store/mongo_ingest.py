@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 from pymongo import UpdateMany, UpdateOne
 
 from shared.protocols.xsole import Alarm, Position
-from shared.protocols.xsole.constants import FLAG_FIX_VALID
 from shared.protocols.xsole.validation import MAX_FUTURE_SKEW_S
 from shared.store.messages import (
     COLUMNS,
@@ -26,6 +25,7 @@ from shared.store.messages import (
     TOPIC_TELEMETRY,
     Telemetry,
     alarm_message,
+    device_readings,
     split_telemetry,
     telemetry_message,
 )
@@ -97,6 +97,9 @@ class MongoIngest:
         async def _append_outbox(self, entries: Sequence[OutboxWrite]) -> None: ...
 
     async def commit_frames(self, records: Sequence[FrameRecord]) -> None:
+        await self.commit_telemetry(split_telemetry(records))
+
+    async def commit_telemetry(self, telemetry: Telemetry) -> None:
         """Store the frames, then queue their messages.
 
         Without a transaction, the order is the guarantee. The caller acknowledges
@@ -119,7 +122,6 @@ class MongoIngest:
            alarm's message again on the next attempt only if the relay has
            already taken the first copy away; consumers key alarms on alarm_id.
         """
-        telemetry = split_telemetry(records)
         telemetry_payload = telemetry_message(telemetry)
         async with self._write():
             new_alarms = await self._prepare_alarms(telemetry.alarms)
@@ -212,7 +214,7 @@ class MongoIngest:
         # battery or last fix. Each update compares with what is stored, so
         # commits racing on one device end with the newest reading.
         updates: list[UpdateOne] = []
-        for device_id, (seen, battery, fix) in _device_readings(telemetry).items():
+        for device_id, (seen, battery, fix) in device_readings(telemetry).items():
             updates.append(UpdateOne({"_id": device_id}, {"$max": {"last_seen": seen}}))
             if battery is not None:
                 battery_ts, level = battery
@@ -278,40 +280,6 @@ def _positions_query(device_id: int, since: int | None, until: int | None, after
     if time_range:
         query["time"] = time_range
     return query
-
-
-_BATTERY_AT = {kind: COLUMNS[kind].index("battery") for kind in ("positions", "heartbeats", "activities")}
-_FLAGS_AT = COLUMNS["positions"].index("flags")
-_LAT_AT = COLUMNS["positions"].index("lat_e7")
-_LON_AT = COLUMNS["positions"].index("lon_e7")
-
-
-def _device_readings(
-    telemetry: Telemetry,
-) -> dict[int, tuple[float, tuple[int, int] | None, tuple[int, int, int] | None]]:
-    """Per device of a commit: when last heard from, its newest battery level as
-    (ts, level), and its newest valid fix as (ts, lat_e7, lon_e7)."""
-    last_seen: dict[int, float] = {}
-    battery: dict[int, tuple[int, int]] = {}
-    newest_fix: dict[int, tuple[int, int, int]] = {}
-    for kind, battery_at in _BATTERY_AT.items():
-        for row in telemetry.rows(kind):
-            device_id, ts = row[0], row[_TS_AT]
-            last_seen[device_id] = max(row[-1], last_seen.get(device_id, 0.0))
-            level = row[battery_at]
-            if level <= 100:  # above 100: level unknown
-                known = battery.get(device_id)
-                if known is None or ts >= known[0]:
-                    battery[device_id] = (ts, level)
-            if kind == "positions" and row[_FLAGS_AT] & FLAG_FIX_VALID:
-                fix = newest_fix.get(device_id)
-                if fix is None or ts > fix[0]:
-                    newest_fix[device_id] = (ts, row[_LAT_AT], row[_LON_AT])
-    for record in telemetry.alarms:
-        last_seen[record.device_id] = max(record.received_at, last_seen.get(record.device_id, 0.0))
-    for row in telemetry.rows("command_results"):
-        last_seen[row[0]] = max(row[-1], last_seen.get(row[0], 0.0))
-    return {device_id: (seen, battery.get(device_id), newest_fix.get(device_id)) for device_id, seen in last_seen.items()}
 
 
 async def _all(*writes: Coroutine[Any, Any, object]) -> None:

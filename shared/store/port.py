@@ -6,7 +6,7 @@ import hashlib
 import hmac
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from shared.protocols.xsole import DeviceEvent, Position
 from shared.store.accounts import AccountStore
@@ -15,6 +15,9 @@ from shared.store.detections import DetectionStore
 from shared.store.device_settings import DeviceSettingsStore
 from shared.store.escalation import EscalationStore
 from shared.store.geofences import GeofenceStore
+
+if TYPE_CHECKING:
+    from shared.store.messages import Telemetry  # which builds on FrameRecord below
 
 
 class DeviceExists(Exception):
@@ -102,7 +105,10 @@ class Store(AccountStore, AlertStore, EscalationStore, DetectionStore, GeofenceS
         """A tenant's devices by id; `after_id` is the cursor."""
 
     async def commit_frames(self, records: Sequence[FrameRecord]) -> None:
-        """Store the frames and their outbox messages durably.
+        """`commit_telemetry` for frames as records."""
+
+    async def commit_telemetry(self, telemetry: Telemetry) -> None:
+        """Store a batch of frames and their outbox messages durably.
 
         All or nothing on SQLite (one transaction). On MongoDB a failed call may
         have stored part of the batch, and calling again with the same records

@@ -18,14 +18,14 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from shared.protocols.xsole import Alarm, Position
-from shared.protocols.xsole.constants import FLAG_FIX_VALID
 from shared.protocols.xsole.validation import MAX_FUTURE_SKEW_S
 from shared.store.messages import (
-    COLUMNS,
+    KEY_ORDER,
     TOPIC_ALARM,
     TOPIC_TELEMETRY,
     Telemetry,
     alarm_message,
+    device_readings,
     split_telemetry,
     telemetry_message,
 )
@@ -130,6 +130,13 @@ class SqliteStore(SqliteAccounts, SqliteAlerts, SqliteEscalation, SqliteDetectio
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(f"PRAGMA synchronous={self._synchronous}")
         conn.execute("PRAGMA foreign_keys=ON")
+        # A commit of a few thousand frames from a thousand devices touches a
+        # thousand pages, so the default checkpoint every 1,000 WAL pages ran at
+        # every commit and wrote each page twice. Every 16,000 pages (64 MB) a
+        # hot page is copied to the database once for several commits; the WAL
+        # file is cut back to 64 MB after each checkpoint.
+        conn.execute("PRAGMA wal_autocheckpoint=16000")
+        conn.execute(f"PRAGMA journal_size_limit={64 * 1024 * 1024}")
         return conn
 
     async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
@@ -230,7 +237,10 @@ class SqliteStore(SqliteAccounts, SqliteAlerts, SqliteEscalation, SqliteDetectio
     # -- ingestion -------------------------------------------------------------------
 
     async def commit_frames(self, records: Sequence[FrameRecord]) -> None:
-        await self._write(lambda c: _commit_frames(c, records))
+        await self.commit_telemetry(split_telemetry(records))
+
+    async def commit_telemetry(self, telemetry: Telemetry) -> None:
+        await self._write(lambda c: _commit_telemetry(c, telemetry))
 
     async def positions(
         self, device_id: int, *, since: int | None = None, until: int | None = None,
@@ -310,9 +320,8 @@ class SqliteStore(SqliteAccounts, SqliteAlerts, SqliteEscalation, SqliteDetectio
         return CommandRecord(*row) if row else None
 
 
-def _commit_frames(c: sqlite3.Connection, records: Sequence[FrameRecord]) -> None:
+def _commit_telemetry(c: sqlite3.Connection, telemetry: Telemetry) -> None:
     """The body of one ingest transaction (runs on the writer thread)."""
-    telemetry = split_telemetry(records)
     for kind in ("positions", "heartbeats", "activities"):
         _insert_rows(c, kind, telemetry.rows(kind))
     now = time.time()
@@ -346,6 +355,7 @@ def _insert_rows(c: sqlite3.Connection, table: str, rows: list[tuple[Any, ...]])
     """
     if not rows:
         return
+    rows = sorted(rows, key=KEY_ORDER)  # in key order, each B-tree page takes its rows together
     width = len(rows[0])
     for start in range(0, len(rows), _ROWS_PER_INSERT):
         chunk = rows[start : start + _ROWS_PER_INSERT]
@@ -374,13 +384,6 @@ def _insert_alarm(c: sqlite3.Connection, record: FrameRecord, event: Alarm, now:
         )
 
 
-_BATTERY_AT = {kind: COLUMNS[kind].index("battery") for kind in ("positions", "heartbeats", "activities")}
-_TS_AT = COLUMNS["positions"].index("ts")  # the same in every telemetry table
-_FLAGS_AT = COLUMNS["positions"].index("flags")
-_LAT_AT = COLUMNS["positions"].index("lat_e7")
-_LON_AT = COLUMNS["positions"].index("lon_e7")
-
-
 _DEVICES_PER_UPDATE = 256
 
 
@@ -405,33 +408,10 @@ def _device_update_sql(rows: int) -> str:
 
 
 def _update_device_state(c: sqlite3.Connection, telemetry: Telemetry) -> None:
-    # Buffered frames arrive late: only a newer reading replaces the device's
-    # battery or last position.
-    last_seen: dict[int, float] = {}
-    battery: dict[int, tuple[int, int]] = {}
-    newest_fix: dict[int, tuple[Any, ...]] = {}
-    for kind, battery_at in _BATTERY_AT.items():
-        for row in telemetry.rows(kind):
-            device_id, ts = row[0], row[_TS_AT]
-            last_seen[device_id] = max(row[-1], last_seen.get(device_id, 0.0))
-            level = row[battery_at]
-            if level <= 100:
-                known = battery.get(device_id)
-                if known is None or ts >= known[0]:
-                    battery[device_id] = (ts, level)
-            if kind == "positions" and row[_FLAGS_AT] & FLAG_FIX_VALID:
-                fix = newest_fix.get(device_id)
-                if fix is None or ts > fix[_TS_AT]:
-                    newest_fix[device_id] = row
-    for record in telemetry.alarms:
-        last_seen[record.device_id] = max(record.received_at, last_seen.get(record.device_id, 0.0))
-    for row in telemetry.rows("command_results"):
-        last_seen[row[0]] = max(row[-1], last_seen.get(row[0], 0.0))
-    updates = []
-    for device_id, seen in last_seen.items():
-        battery_ts, level = battery.get(device_id, (None, None))
-        fix = newest_fix.get(device_id)
-        updates.append((device_id, seen, level, battery_ts, *((fix[_TS_AT], fix[_LAT_AT], fix[_LON_AT]) if fix else (None,) * 3)))
+    updates = [
+        (device_id, seen, *((battery[1], battery[0]) if battery else (None, None)), *(fix if fix else (None,) * 3))
+        for device_id, (seen, battery, fix) in device_readings(telemetry).items()
+    ]
     for start in range(0, len(updates), _DEVICES_PER_UPDATE):
         chunk = updates[start : start + _DEVICES_PER_UPDATE]
         c.execute(_device_update_sql(len(chunk)), list(chain.from_iterable(chunk)))

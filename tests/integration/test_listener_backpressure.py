@@ -23,16 +23,16 @@ def solewatch_settings(tmp_path):
 
 async def test_slow_store_pauses_reading_instead_of_queueing_everything(solewatch, monkeypatch):
     committer = solewatch.listener.committer
-    real_commit = solewatch.store.commit_frames
+    real_commit = solewatch.store.commit_telemetry
     most_pending = 0
 
-    async def slow_commit(records):
+    async def slow_commit(telemetry):
         nonlocal most_pending
-        most_pending = max(most_pending, len(committer._pending) + len(records))
+        most_pending = max(most_pending, committer.pending)  # the batch being committed is still counted
         await asyncio.sleep(0.02)  # a store ten times slower than usual
-        await real_commit(records)
+        await real_commit(telemetry)
 
-    monkeypatch.setattr(solewatch.store, "commit_frames", slow_commit)
+    monkeypatch.setattr(solewatch.store, "commit_telemetry", slow_commit)
     devices = [await solewatch.logged_in_device(f"35630704244{i:04d}") for i in range(DEVICES)]
     now = int(time.time()) - 3600
     for device in devices:
@@ -42,8 +42,8 @@ async def test_slow_store_pauses_reading_instead_of_queueing_everything(solewatc
     acks = await asyncio.gather(*(device.recv_acks(FRAMES, timeout=30) for device in devices))
 
     assert all(set(a.values()) == {0} and len(a) == FRAMES for a in acks)
-    # Submitting stops at the limit; one commit's batch may be in flight on top of it.
-    assert most_pending <= MAX_PENDING + committer.max_batch
+    # Submitting stops at the limit; the read that reached it may add one window on top.
+    assert most_pending <= MAX_PENDING + solewatch.settings.max_unacked_per_connection
     for i in range(DEVICES):
         device = await solewatch.store.device_by_imei(f"35630704244{i:04d}")
         assert (await solewatch.store.count_stored(device.id))["positions"] == FRAMES

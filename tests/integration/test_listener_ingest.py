@@ -283,13 +283,13 @@ async def test_buffered_older_frame_does_not_replace_the_current_battery(solewat
 async def test_small_ack_window_loses_no_frame(solewatch, monkeypatch):
     store = solewatch.store
     batch_sizes: list[int] = []
-    commit = store.commit_frames
+    commit = store.commit_telemetry
 
-    async def recording_commit(records):
-        batch_sizes.append(len(records))
-        await commit(records)
+    async def recording_commit(telemetry):
+        batch_sizes.append(telemetry.frames)
+        await commit(telemetry)
 
-    monkeypatch.setattr(store, "commit_frames", recording_commit)
+    monkeypatch.setattr(store, "commit_telemetry", recording_commit)
     device = await solewatch.logged_in_device(IMEI)
     now = int(time.time())
     positions = [device.position(ts=now - 500 + i) for i in range(500)]
@@ -305,16 +305,16 @@ async def test_small_ack_window_loses_no_frame(solewatch, monkeypatch):
 
 async def test_store_failure_gets_ack_4_and_the_retransmission_is_stored_once(solewatch, monkeypatch):
     store = solewatch.store
-    commit = store.commit_frames
+    commit = store.commit_telemetry
     failures = [StoreUnavailable("disk I/O error")]
 
-    async def failing_once(records):
+    async def failing_once(telemetry):
         if failures:
             raise failures.pop()
-        await commit(records)
+        await commit(telemetry)
 
     device = await solewatch.logged_in_device(IMEI)
-    monkeypatch.setattr(store, "commit_frames", failing_once)
+    monkeypatch.setattr(store, "commit_telemetry", failing_once)
     position = device.position()
 
     await device.send(position)

@@ -79,6 +79,14 @@ class FrameBuffer:
     def buffered(self) -> int:
         return len(self._buf) - self._pos
 
+    def unread(self) -> tuple[bytes, int]:
+        """The buffer and where its unread bytes start, for a decoder that reads
+        whole frames in place (`bulk.take_telemetry`) and then calls `consumed_to`."""
+        return self._buf, self._pos
+
+    def consumed_to(self, pos: int) -> None:
+        self._pos = pos
+
     def next_frame(self) -> RawFrame | BadCrc | None:
         buf, pos = self._buf, self._pos
         end = len(buf)

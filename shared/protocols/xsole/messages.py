@@ -167,7 +167,7 @@ ServerEvent = LoginAck | Ack | Command
 
 # type -> (event class, payload layout). A longer payload than the layout is
 # accepted and its tail ignored, so newer firmware may append fields.
-_LAYOUTS: dict[int, tuple[type, struct.Struct]] = {
+LAYOUTS: dict[int, tuple[type, struct.Struct]] = {
     FrameType.HEARTBEAT: (Heartbeat, struct.Struct(">IBb")),
     FrameType.POSITION: (Position, struct.Struct(">IiihHHBBBB")),
     FrameType.ACTIVITY: (Activity, struct.Struct(">IHBBBB")),
@@ -178,14 +178,14 @@ _LAYOUTS: dict[int, tuple[type, struct.Struct]] = {
 }
 _LOGIN = struct.Struct(">8sH16s")
 _COMMAND = struct.Struct(">BB")
-_TYPE_OF = {cls: frame_type for frame_type, (cls, _) in _LAYOUTS.items()}
+_TYPE_OF = {cls: frame_type for frame_type, (cls, _) in LAYOUTS.items()}
 _new_tuple = tuple.__new__  # builds a NamedTuple without the Python-level __new__
 
 
 def decode(frame: RawFrame) -> DeviceEvent | ServerEvent | UnsupportedFrame | MalformedFrame:
     """The typed event carried by one CRC-checked frame. Never raises."""
     payload = frame.payload
-    layout = _LAYOUTS.get(frame.type)
+    layout = LAYOUTS.get(frame.type)
     if layout is not None:
         cls, fmt = layout
         if len(payload) < fmt.size:
@@ -216,7 +216,7 @@ def encode(event: DeviceEvent | ServerEvent) -> bytes:
         payload = _COMMAND.pack(event.cmd, len(event.args)) + event.args
         return encode_frame(FrameType.COMMAND, event.seq, payload)
     frame_type = _TYPE_OF[type(event)]
-    _, fmt = _LAYOUTS[frame_type]
+    _, fmt = LAYOUTS[frame_type]
     return encode_frame(frame_type, event.seq, fmt.pack(*event[1:]))
 
 
@@ -231,3 +231,8 @@ def encode_ack(seq: int, status: int) -> bytes:
             ack = _stored_acks[seq] = encode_frame(FrameType.ACK, seq, b"\x00")
         return ack
     return encode_frame(FrameType.ACK, seq, bytes((status,)))
+
+
+def encode_acks(seqs: list[int], status: int) -> bytes:
+    """The ACK frames for several frames, back to back."""
+    return b"".join([encode_ack(seq, status) for seq in seqs])

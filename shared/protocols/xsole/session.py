@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import Any
 
+from shared.protocols.xsole.bulk import take_telemetry
 from shared.protocols.xsole.constants import AckStatus, FrameType, LoginStatus
 from shared.protocols.xsole.framing import BadCrc, FrameBuffer, XSoleProtocolError, encode_frame
 from shared.protocols.xsole.messages import (
@@ -113,6 +115,23 @@ class DeviceSession:
             # A second LOGIN, a server-only type or an unknown one.
             return Reply(encode_ack(frame.seq, AckStatus.UNSUPPORTED), False, f"unsupported type 0x{frame.type:02x}")
         return None
+
+    def take_telemetry(
+        self, key: int, received_at: float, rows_by_type: dict[int, list[tuple[Any, ...]]], seqs: list[int], limit: int,
+    ) -> int:
+        """The hot path, while online: decode up to `limit` buffered in-range
+        telemetry frames straight into storage rows (see `bulk.take_telemetry`).
+        Returns how many it took; `next_event` then handles whatever stopped it."""
+        if self.state is not _ONLINE or limit <= 0:
+            return 0
+        frames = self._frames
+        buf, pos = frames.unread()
+        before = len(seqs)
+        frames.consumed_to(take_telemetry(buf, pos, key, received_at, rows_by_type, seqs, limit))
+        taken = len(seqs) - before
+        if taken:
+            self.bad_frames_in_a_row = 0
+        return taken
 
     def accept_login(self, imei: str, server_time: int, login_seq: int) -> bytes:
         self._require(SessionState.LOGIN_PENDING)

@@ -1,13 +1,26 @@
-"""Rule 5 of the contract: values out of range are refused with ACK status 1."""
+"""Rule 5 of the contract: values out of range are refused with ACK status 1.
+
+The rules read a frame's fields after its seq, as `struct` unpacks them, so the
+general path (a typed event) and the hot path (`bulk.py`, fields straight from
+the bytes) judge with the very same code.
+"""
 
 from __future__ import annotations
 
-from shared.protocols.xsole.constants import ActivityState, AlarmKind
+from collections.abc import Callable
+from typing import Any
+
+from shared.protocols.xsole.constants import ActivityState, AlarmKind, FrameType
 from shared.protocols.xsole.messages import Activity, Alarm, DeviceEvent, Heartbeat, Position
 
 MAX_FUTURE_SKEW_S = 300
 _LAT_LIMIT = 90 * 10**7
 _LON_LIMIT = 180 * 10**7
+_ACTIVITY_STATES = frozenset(int(s) for s in ActivityState)
+_ALARM_KINDS = frozenset(int(k) for k in AlarmKind)
+
+Fields = tuple[Any, ...]
+FieldsCheck = Callable[[Fields, float], "str | None"]
 
 
 def _invalid_fix(lat_e7: int, lon_e7: int) -> str | None:
@@ -26,27 +39,58 @@ def _common(ts: int, battery: int, now: float) -> str | None:
     return None
 
 
-def validate(event: DeviceEvent, now: float) -> str | None:
-    """Why `event` must be refused, or None when its values are in range.
+def position_problem(fields: Fields, now: float) -> str | None:
+    """(ts, lat_e7, lon_e7, alt_m, speed_cms, course_ddeg, sats, hdop_d, battery, flags)"""
+    if fields[5] > 3599:
+        return "course above 359.9 degrees"
+    return _invalid_fix(fields[1], fields[2]) or _common(fields[0], fields[8], now)
+
+
+def heartbeat_problem(fields: Fields, now: float) -> str | None:
+    """(ts, battery, rssi)"""
+    return _common(fields[0], fields[1], now)
+
+
+def activity_problem(fields: Fields, now: float) -> str | None:
+    """(ts, steps, state, cadence, battery, flags)"""
+    if fields[2] not in _ACTIVITY_STATES:
+        return f"unknown activity state {fields[2]}"
+    return _common(fields[0], fields[4], now)
+
+
+def alarm_problem(fields: Fields, now: float) -> str | None:
+    """(ts, kind, lat_e7, lon_e7, battery, flags)
 
     An ALARM is judged only by its kind: a fix or clock that is off must never
     cost a worker their SOS, so the store keeps such an alarm with the
     location marked unknown (see `alarm_fix`) rather than refusing it.
     """
-    if isinstance(event, Position):
-        if event.course_ddeg > 3599:
-            return "course above 359.9 degrees"
-        return _invalid_fix(event.lat_e7, event.lon_e7) or _common(event.ts, event.battery, now)
-    if isinstance(event, Heartbeat):
-        return _common(event.ts, event.battery, now)
-    if isinstance(event, Activity):
-        if event.state not in _ACTIVITY_STATES:
-            return f"unknown activity state {event.state}"
-        return _common(event.ts, event.battery, now)
-    if isinstance(event, Alarm):
-        if event.kind not in _ALARM_KINDS:
-            return f"unknown alarm kind {event.kind}"
+    if fields[1] not in _ALARM_KINDS:
+        return f"unknown alarm kind {fields[1]}"
     return None
+
+
+def no_problem(fields: Fields, now: float) -> str | None:
+    return None
+
+
+# Frame type -> its rule; every device telemetry type has one.
+CHECKS: dict[int, FieldsCheck] = {
+    FrameType.POSITION: position_problem,
+    FrameType.HEARTBEAT: heartbeat_problem,
+    FrameType.ACTIVITY: activity_problem,
+    FrameType.ALARM: alarm_problem,
+    FrameType.COMMAND_RESULT: no_problem,
+}
+_CHECK_OF: dict[type, FieldsCheck] = {
+    Position: position_problem, Heartbeat: heartbeat_problem, Activity: activity_problem, Alarm: alarm_problem,
+}
+
+
+def validate(event: DeviceEvent, now: float) -> str | None:
+    """Why `event` must be refused, or None when its values are in range."""
+    check = _CHECK_OF.get(type(event))
+    return None if check is None else check(event[1:], now)  # type: ignore[index]  # telemetry events are tuples
 
 
 def alarm_fix(event: Alarm) -> tuple[int, int] | None:
@@ -54,7 +98,3 @@ def alarm_fix(event: Alarm) -> tuple[int, int] | None:
     if _invalid_fix(event.lat_e7, event.lon_e7) or (event.lat_e7 == 0 and event.lon_e7 == 0):
         return None
     return event.lat_e7, event.lon_e7
-
-
-_ACTIVITY_STATES = frozenset(int(s) for s in ActivityState)
-_ALARM_KINDS = frozenset(int(k) for k in AlarmKind)
