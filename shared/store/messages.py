@@ -215,5 +215,5 @@ def ingest_telemetry(payload: bytes) -> Telemetry:
             alarms=[FrameRecord(int(device_id), int(tenant_id), str(imei), Alarm(*fields), float(received_at))
                     for device_id, tenant_id, imei, fields, received_at in message["alarms"]],
         )
-    except (TypeError, IndexError, KeyError, AttributeError, orjson.JSONDecodeError) as exc:
+    except (ValueError, TypeError, IndexError, KeyError, AttributeError) as exc:  # orjson.JSONDecodeError is a ValueError
         raise ValueError(f"not an ingest message: {exc!r}") from exc

@@ -11,6 +11,7 @@ like a buffered frame.
 
 from __future__ import annotations
 
+from operator import itemgetter
 from typing import Any, Literal
 
 import orjson
@@ -56,12 +57,10 @@ def latest_telemetry_frames(payload: bytes) -> list[dict[str, Any]]:
         if not table:
             continue
         columns = table["columns"]
-        device_at, ts_at, seq_at = columns.index("device_id"), columns.index("ts"), columns.index("seq")
-        newest: dict[int, list[Any]] = {}
-        for row in table["rows"]:
-            kept = newest.get(row[device_at])
-            if kept is None or (row[ts_at], row[seq_at]) > (kept[ts_at], kept[seq_at]):
-                newest[row[device_at]] = row
+        # Sorted by (ts, seq), each device's last row is its newest: C-level calls
+        # only, since this runs over every frame stored.
+        ordered = sorted(table["rows"], key=itemgetter(columns.index("ts"), columns.index("seq")))
+        newest = dict(zip(map(itemgetter(columns.index("device_id")), ordered), ordered, strict=True))
         for device_id, row in newest.items():
             item = dict(zip(columns, row, strict=True))
             item["tenant_id"], item["imei"] = devices[str(device_id)]
