@@ -8,6 +8,7 @@ because their own service has not started yet.
 from __future__ import annotations
 
 TOPIC_TELEMETRY = "telemetry"  # one commit's positions, heartbeats, activity, command results
+TOPIC_TELEMETRY_LATEST = "telemetry_latest"  # one commit's newest frame of each kind per device, for detection
 TOPIC_ALARM = "alarm"  # one newly stored ALARM frame
 TOPIC_ALERT = "alert"  # an alert raised, acknowledged or resolved
 TOPIC_DEVICE_STATUS = "device_status"  # a device came online or went offline
@@ -20,8 +21,14 @@ KNOWN_CONSUMERS: dict[str, list[str]] = {
     "store-writer": [TOPIC_INGEST],
     "alert-engine": [TOPIC_ALARM],
     "notification-dispatcher": [TOPIC_ALERT],
-    "detectors": [TOPIC_TELEMETRY],
+    "detectors": [TOPIC_TELEMETRY_LATEST],
     "wss-positions": [TOPIC_TELEMETRY],
     "wss-alerts": [TOPIC_ALERT],
     "wss-device-status": [TOPIC_DEVICE_STATUS],
+}
+
+# Bindings earlier versions declared and this one no longer wants: removed at
+# start, so an upgraded deployment does not keep feeding a queue what it dropped.
+RETIRED_BINDINGS: dict[str, list[str]] = {
+    "detectors": [TOPIC_TELEMETRY],  # detection reads TOPIC_TELEMETRY_LATEST instead
 }

@@ -23,6 +23,7 @@ import orjson
 # Re-exported: the store adapters name the outbox topics from here.
 from shared.bus.topics import TOPIC_ALARM as TOPIC_ALARM
 from shared.bus.topics import TOPIC_TELEMETRY as TOPIC_TELEMETRY
+from shared.bus.topics import TOPIC_TELEMETRY_LATEST as TOPIC_TELEMETRY_LATEST
 from shared.protocols.xsole import Activity, Alarm, AlarmKind, CommandResult, FrameType, Heartbeat, Position
 from shared.protocols.xsole.constants import FLAG_FIX_VALID
 from shared.protocols.xsole.validation import alarm_fix
@@ -53,6 +54,10 @@ class Telemetry:
     tables: dict[str, list[tuple[Any, ...]]] = field(default_factory=dict)
     devices: dict[int, tuple[int, str]] = field(default_factory=dict)  # device id -> (tenant id, IMEI)
     alarms: list[FrameRecord] = field(default_factory=list)
+    key_ordered: bool = False  # every table sorted by its primary key (see `order_by_key`)
+    # Device id -> when its last row was received; kept by `order_by_key`, since
+    # rows are in arrival order only until then.
+    last_received: dict[int, float] = field(default_factory=dict)
 
     def rows(self, kind: str) -> list[tuple[Any, ...]]:
         return self.tables.get(kind, [])
@@ -73,6 +78,23 @@ class Telemetry:
     def frames(self) -> int:
         return sum(map(len, self.tables.values())) + len(self.alarms)
 
+    def order_by_key(self) -> None:
+        """Sort every table by (device, ts, seq), once.
+
+        Inserted in key order, each B-tree page takes its rows together; and
+        each device's last row is then its newest, which is how `device_readings`
+        and `latest_message` find it without a pass of Python per row."""
+        if self.key_ordered:
+            return
+        last_received = self.last_received
+        for rows in self.tables.values():
+            # A device's rows are in arrival order here: its last one was received last.
+            for device_id, received_at in dict(zip(map(_DEVICE, rows), map(_RECEIVED, rows), strict=True)).items():
+                if received_at > last_received.get(device_id, 0.0):
+                    last_received[device_id] = received_at
+            rows.sort(key=KEY_ORDER)
+        self.key_ordered = True
+
     def drop_empty_tables(self) -> None:
         self.tables = {kind: rows for kind, rows in self.tables.items() if rows}
 
@@ -92,35 +114,30 @@ _LAT_AT = COLUMNS["positions"].index("lat_e7")
 _LON_AT = COLUMNS["positions"].index("lon_e7")
 _DEVICE = itemgetter(0)
 _RECEIVED = itemgetter(-1)
-_TS = itemgetter(_TS_AT)
 KEY_ORDER = itemgetter(0, _TS_AT, COLUMNS["positions"].index("seq"))  # (device, ts, seq): the tables' primary key
 
 Reading = tuple[float, "tuple[int, int] | None", "tuple[int, int, int] | None"]
 
 
-def _newest(rows: list[tuple[Any, ...]]) -> dict[int, tuple[Any, ...]]:
-    """Each device's newest row by device time (the later one received on a tie).
-
-    Built by C-level calls only (a stable sort and a dict of the last row per
-    device), since this runs over every frame of every commit."""
-    return dict(zip(map(_DEVICE, ordered := sorted(rows, key=_TS)), ordered, strict=True))
+def _newest(key_ordered_rows: list[tuple[Any, ...]]) -> dict[int, tuple[Any, ...]]:
+    """Each device's newest row by device time and seq (the later one received on
+    a tie): its last one in key order. C-level calls only, since this runs over
+    every frame of every commit."""
+    return dict(zip(map(_DEVICE, key_ordered_rows), key_ordered_rows, strict=True))
 
 
 def device_readings(telemetry: Telemetry) -> dict[int, Reading]:
     """Per device of a commit: when last heard from, its newest battery level as
     (ts, level), and its newest valid fix as (ts, lat_e7, lon_e7). Buffered frames
     arrive late, so "newest" is by device time, not by arrival."""
-    last_seen: dict[int, float] = {}
     battery: dict[int, tuple[int, int]] = {}
     newest_fix: dict[int, tuple[int, int, int]] = {}
+    telemetry.order_by_key()
+    last_seen = dict(telemetry.last_received)
     for kind in COLUMNS:
         rows = telemetry.rows(kind)
         if not rows:
             continue
-        # A device's frames reach a commit in arrival order: its last row was received last.
-        for device_id, received_at in dict(zip(map(_DEVICE, rows), map(_RECEIVED, rows), strict=True)).items():
-            if received_at > last_seen.get(device_id, 0.0):
-                last_seen[device_id] = received_at
         battery_at = _BATTERY_AT.get(kind)
         if battery_at is None:
             continue  # command results carry no battery
@@ -147,6 +164,20 @@ def telemetry_message(telemetry: Telemetry) -> bytes | None:
     message: dict[str, Any] = {kind: {"columns": COLUMNS[kind], "rows": rows} for kind, rows in tables.items()}
     message["devices"] = {str(device_id): ids for device_id, ids in telemetry.devices.items()}
     return orjson.dumps(message)
+
+
+def latest_message(telemetry: Telemetry) -> bytes | None:
+    """A telemetry message with only each device's newest frame of each kind (no
+    command results), or None when there are none: what detection judges. A
+    commit holds several frames per device (a window in flight, a burst after a
+    coverage gap) and detection only needs the newest, so this message is far
+    smaller to read than the whole commit's."""
+    latest = Telemetry(devices=telemetry.devices)
+    telemetry.order_by_key()
+    for kind in ("positions", "heartbeats", "activities"):
+        if rows := telemetry.rows(kind):
+            latest.tables[kind] = list(_newest(rows).values())
+    return telemetry_message(latest)
 
 
 def telemetry_items(payload: bytes, kind: str) -> Iterator[dict[str, Any]]:

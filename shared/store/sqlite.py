@@ -20,12 +20,13 @@ from typing import Any, TypeVar
 from shared.protocols.xsole import Alarm, Position
 from shared.protocols.xsole.validation import MAX_FUTURE_SKEW_S
 from shared.store.messages import (
-    KEY_ORDER,
     TOPIC_ALARM,
     TOPIC_TELEMETRY,
+    TOPIC_TELEMETRY_LATEST,
     Telemetry,
     alarm_message,
     device_readings,
+    latest_message,
     split_telemetry,
     telemetry_message,
 )
@@ -322,6 +323,7 @@ class SqliteStore(SqliteAccounts, SqliteAlerts, SqliteEscalation, SqliteDetectio
 
 def _commit_telemetry(c: sqlite3.Connection, telemetry: Telemetry) -> None:
     """The body of one ingest transaction (runs on the writer thread)."""
+    telemetry.order_by_key()
     for kind in ("positions", "heartbeats", "activities"):
         _insert_rows(c, kind, telemetry.rows(kind))
     now = time.time()
@@ -334,9 +336,9 @@ def _commit_telemetry(c: sqlite3.Connection, telemetry: Telemetry) -> None:
             (_COMMAND_STATUS.get(status, "failed"), now, device_id, cmd_seq),
         )
     _update_device_state(c, telemetry)
-    message = telemetry_message(telemetry)
-    if message is not None:
-        c.execute("INSERT INTO outbox(topic, payload, created_at) VALUES (?, ?, ?)", (TOPIC_TELEMETRY, message, now))
+    for topic, message in ((TOPIC_TELEMETRY, telemetry_message(telemetry)), (TOPIC_TELEMETRY_LATEST, latest_message(telemetry))):
+        if message is not None:
+            c.execute("INSERT INTO outbox(topic, payload, created_at) VALUES (?, ?, ?)", (topic, message, now))
 
 
 # 2,048 rows of 13 columns stay under SQLite's 32,766 bound parameters per statement.
@@ -355,7 +357,6 @@ def _insert_rows(c: sqlite3.Connection, table: str, rows: list[tuple[Any, ...]])
     """
     if not rows:
         return
-    rows = sorted(rows, key=KEY_ORDER)  # in key order, each B-tree page takes its rows together
     width = len(rows[0])
     for start in range(0, len(rows), _ROWS_PER_INSERT):
         chunk = rows[start : start + _ROWS_PER_INSERT]
