@@ -167,6 +167,10 @@ class GroupCommitter:
             status = AckStatus.STORED
             self.last_error = None
             metrics.commit_seconds.observe(time.perf_counter() - started)
+            import os
+            import sys
+            if os.environ.get("XX_TRACE"):
+                sys.stderr.write(f"TRACE {batch.frames} {1000*(time.perf_counter() - started):.1f}\n")
             metrics.commit_frames.observe(batch.frames)
             metrics.frames_stored.inc(batch.frames)
         touched: dict[AckSink, None] = {}

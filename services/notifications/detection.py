@@ -1,8 +1,7 @@
 """Server-side danger detection: telemetry in, detected alerts out.
 
-Consumes `telemetry_latest` messages (each commit's newest frame of each kind
-per device, published beside the whole commit's `telemetry` message) and
-feeds those frames to the detectors (services/notifications/detectors/),
+Consumes `telemetry` messages (each commit's newest frame of each kind per
+device) and feeds those frames to the detectors (services/notifications/detectors/),
 keeping each device's states, one per detector, under one cache key (shared
 by every notifications process, so competing consumers see one state; one
 read and one write per device and message keeps this cheap beside ingestion
@@ -38,7 +37,7 @@ from services.notifications.detectors import (
 from services.notifications.detectors.frames import frame_ts
 from shared.bus import Message
 from shared.bus.outbox import CacheLease
-from shared.bus.topics import TOPIC_TELEMETRY_LATEST
+from shared.bus.topics import TOPIC_TELEMETRY
 from shared.config import Settings
 from shared.logging import get_logger
 from shared.store.detections import DetectedCondition
@@ -105,7 +104,7 @@ class DetectionService:
         self._pending: dict[tuple[int, str], dict[str, Any]] = {}  # (device, frame kind) -> newest frame
         self._flusher: asyncio.Task[None] | None = None
         self.configure(context.settings)
-        context.bus.subscribe("detectors", [TOPIC_TELEMETRY_LATEST], self.handle)
+        context.bus.subscribe("detectors", [TOPIC_TELEMETRY], self.handle)
 
     def configure(self, settings: Settings) -> None:
         self.offline = OfflineDetector(settings.offline_after)

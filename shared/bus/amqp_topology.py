@@ -32,7 +32,7 @@ from typing import Any
 from aio_pika import ExchangeType
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
 
-from shared.bus.topics import ALERT_TOPICS, KNOWN_CONSUMERS, RETIRED_BINDINGS
+from shared.bus.topics import ALERT_TOPICS, KNOWN_CONSUMERS
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,10 +102,7 @@ async def declare_consumer_queue(
 
 async def declare_known_consumers(channel: AbstractChannel, topology: Topology) -> None:
     for consumer, topics in KNOWN_CONSUMERS.items():
-        queue = await declare_consumer_queue(channel, topology, consumer, topics)
-        exchanges = await declare_exchanges(channel, topology)
-        for topic in RETIRED_BINDINGS.get(consumer, []):
-            await queue.unbind(exchanges[topology.exchange_for(topic)], routing_key=topic)  # a no-op when absent
+        await declare_consumer_queue(channel, topology, consumer, topics)
 
 
 async def declare_process_queue(channel: AbstractChannel, topology: Topology, topics: Iterable[str]) -> AbstractQueue:

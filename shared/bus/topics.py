@@ -7,8 +7,7 @@ because their own service has not started yet.
 
 from __future__ import annotations
 
-TOPIC_TELEMETRY = "telemetry"  # one commit's positions, heartbeats, activity, command results
-TOPIC_TELEMETRY_LATEST = "telemetry_latest"  # one commit's newest frame of each kind per device, for detection
+TOPIC_TELEMETRY = "telemetry"  # one commit's newest position, heartbeat and activity of each device
 TOPIC_ALARM = "alarm"  # one newly stored ALARM frame
 TOPIC_ALERT = "alert"  # an alert raised, acknowledged or resolved
 TOPIC_DEVICE_STATUS = "device_status"  # a device came online or went offline
@@ -21,14 +20,8 @@ KNOWN_CONSUMERS: dict[str, list[str]] = {
     "store-writer": [TOPIC_INGEST],
     "alert-engine": [TOPIC_ALARM],
     "notification-dispatcher": [TOPIC_ALERT],
-    "detectors": [TOPIC_TELEMETRY_LATEST],
+    "detectors": [TOPIC_TELEMETRY],
     "wss-positions": [TOPIC_TELEMETRY],
     "wss-alerts": [TOPIC_ALERT],
     "wss-device-status": [TOPIC_DEVICE_STATUS],
-}
-
-# Bindings earlier versions declared and this one no longer wants: removed at
-# start, so an upgraded deployment does not keep feeding a queue what it dropped.
-RETIRED_BINDINGS: dict[str, list[str]] = {
-    "detectors": [TOPIC_TELEMETRY],  # detection reads TOPIC_TELEMETRY_LATEST instead
 }

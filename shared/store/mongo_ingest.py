@@ -23,11 +23,9 @@ from shared.store.messages import (
     COLUMNS,
     TOPIC_ALARM,
     TOPIC_TELEMETRY,
-    TOPIC_TELEMETRY_LATEST,
     Telemetry,
     alarm_message,
     device_readings,
-    latest_message,
     split_telemetry,
     telemetry_message,
 )
@@ -119,13 +117,12 @@ class MongoIngest:
            single-document (so atomic) insert.
         3. The outbox: every alarm of the commit still pending (new, or left by
            an attempt that stopped after 2), keyed by alarm, then the telemetry
-           message and the newest-frames message for detection (every attempt
-           queues them, as SQLite does for retransmissions).
+           message (every attempt queues one, as SQLite does for retransmissions).
         4. The alarms' `pending_message` is cleared. A stop before this queues the
            alarm's message again on the next attempt only if the relay has
            already taken the first copy away; consumers key alarms on alarm_id.
         """
-        telemetry_payload, latest_payload = telemetry_message(telemetry), latest_message(telemetry)
+        telemetry_payload = telemetry_message(telemetry)
         async with self._write():
             new_alarms = await self._prepare_alarms(telemetry.alarms)
             await _all(
@@ -141,11 +138,7 @@ class MongoIngest:
                 pending = await self._db.alarms.find({
                     "$or": [_alarm_key(record) for record in telemetry.alarms], "pending_message": {"$exists": True},
                 }).sort("_id").to_list(None)
-            telemetry_entry: list[OutboxWrite] = [
-                (topic, payload, None)
-                for topic, payload in ((TOPIC_TELEMETRY, telemetry_payload), (TOPIC_TELEMETRY_LATEST, latest_payload))
-                if payload
-            ]
+            telemetry_entry: list[OutboxWrite] = [(TOPIC_TELEMETRY, telemetry_payload, None)] if telemetry_payload else []
             await self._announce_alarms(pending, followed_by=telemetry_entry)
 
     async def _prepare_alarms(self, records: list[FrameRecord]) -> list[Document]:

@@ -18,7 +18,7 @@ import orjson
 
 from shared.bus import Bus, Message
 from shared.bus.outbox import OutboxRelay
-from shared.bus.topics import TOPIC_ALARM, TOPIC_TELEMETRY, TOPIC_TELEMETRY_LATEST
+from shared.bus.topics import TOPIC_ALARM, TOPIC_TELEMETRY
 from shared.protocols.xsole import Alarm, AlarmKind, Heartbeat, Position
 from shared.protocols.xsole.constants import FLAG_FIX_VALID
 from shared.store import FrameRecord, Store, hash_device_token
@@ -216,13 +216,12 @@ async def test_outbox_entries_reach_the_bus_and_survive_a_relay_crash(store: Sto
     # The relay publishes on the real topic names: against a shared broker, run this
     # test alone on them (no parallel test run publishing telemetry meanwhile).
     received = Recorder()
-    bus.subscribe(unique("consumer"), [TOPIC_TELEMETRY, TOPIC_TELEMETRY_LATEST, TOPIC_ALARM], received)
+    bus.subscribe(unique("consumer"), [TOPIC_TELEMETRY, TOPIC_ALARM], received)
     await bus.start()
     for records in await _device_records(store):
         await store.commit_frames(records)
     entries = await store.outbox_pending(100)
-    assert [e.topic for e in entries] == [TOPIC_TELEMETRY, TOPIC_TELEMETRY_LATEST, TOPIC_ALARM,
-                                          TOPIC_TELEMETRY, TOPIC_TELEMETRY_LATEST]
+    assert [e.topic for e in entries] == [TOPIC_TELEMETRY, TOPIC_ALARM, TOPIC_TELEMETRY]
 
     # The first relay hands one entry over, then crashes before removing it.
     crashed = OutboxRelay(_RemovalLostInCrash(store), bus, batch=1)  # type: ignore[arg-type]
@@ -245,7 +244,7 @@ async def test_outbox_entries_reach_the_bus_and_survive_a_relay_crash(store: Sto
     assert len(received.messages) == 1 + len(entries)
     redelivered = received.messages[1:]
     assert first_delivery in redelivered
-    for topic in (TOPIC_TELEMETRY, TOPIC_TELEMETRY_LATEST, TOPIC_ALARM):  # order is kept per topic
+    for topic in (TOPIC_TELEMETRY, TOPIC_ALARM):  # order is kept per topic
         assert [m.payload for m in redelivered if m.topic == topic] == [e.payload for e in entries if e.topic == topic]
     assert len({m.message_id for m in redelivered}) == len(entries)  # one id per entry: consumers can dedupe
 
@@ -261,7 +260,8 @@ async def test_outbox_entries_reach_the_bus_and_survive_a_relay_crash(store: Sto
 def _assert_payloads(messages: list[Message]) -> None:
     telemetry = [m for m in messages if m.topic == TOPIC_TELEMETRY]
     positions = [p for m in telemetry for p in telemetry_items(m.payload, "positions")]
-    assert [(p["seq"], p["ts"], p["imei"]) for p in positions] == [(n, TS + n, "356307042441013") for n in range(1, 4)]
+    # The first commit's three positions of one device: its newest is published.
+    assert [(p["seq"], p["ts"], p["imei"]) for p in positions] == [(3, TS + 3, "356307042441013")]
     heartbeats = [h for m in telemetry for h in telemetry_items(m.payload, "heartbeats")]
     assert [(h["seq"], h["battery"]) for h in heartbeats] == [(5, 78)]
     [alarm] = [orjson.loads(m.payload) for m in messages if m.topic == TOPIC_ALARM]

@@ -16,7 +16,7 @@ import orjson
 import pytest
 
 from shared.alerts.ledger import NotificationKey, NotificationRecovery
-from shared.bus.topics import TOPIC_ALARM, TOPIC_ALERT, TOPIC_TELEMETRY, TOPIC_TELEMETRY_LATEST
+from shared.bus.topics import TOPIC_ALARM, TOPIC_ALERT, TOPIC_TELEMETRY
 from shared.protocols.xsole import Activity, Alarm, AlarmKind, CommandCode, CommandResult, Heartbeat, Position
 from shared.protocols.xsole.constants import FLAG_BUFFERED, FLAG_FIX_VALID
 from shared.protocols.xsole.validation import MAX_FUTURE_SKEW_S
@@ -229,15 +229,15 @@ async def test_a_commit_publishes_its_telemetry(store: Store) -> None:
         frame(device, position(1, TS + 1)), frame(other, position(1, TS + 1, lat=LAT + 5)),
         frame(device, Heartbeat(2, TS + 2, 79, -70)),
     ])
-    entry, latest = await store.outbox_pending(10)
-    assert (entry.topic, latest.topic) == (TOPIC_TELEMETRY, TOPIC_TELEMETRY_LATEST)
+    [entry] = await store.outbox_pending(10)
+    assert entry.topic == TOPIC_TELEMETRY
     positions = list(telemetry_items(entry.payload, "positions"))
     assert [(p["imei"], p["tenant_id"], p["seq"], p["lat_e7"]) for p in positions] == [
         (IMEI, device.tenant_id, 1, LAT), (OTHER_IMEI, other.tenant_id, 1, LAT + 5)]
     assert [(h["imei"], h["battery"]) for h in telemetry_items(entry.payload, "heartbeats")] == [(IMEI, 79)]
 
 
-async def test_a_commit_publishes_each_devices_newest_frames_for_detection(store: Store) -> None:
+async def test_a_commit_publishes_each_devices_newest_frames(store: Store) -> None:
     device = await add_device(store)
     other = await add_device(store, OTHER_IMEI, tenant="globex")
     buffered = FLAG_BUFFERED | FLAG_FIX_VALID
@@ -248,7 +248,7 @@ async def test_a_commit_publishes_each_devices_newest_frames_for_detection(store
         frame(device, Heartbeat(4, TS + 4, 79, -70)), frame(device, Heartbeat(5, TS + 5, 78, -70)),
         frame(device, CommandResult(6, 1, 0)),
     ])
-    [latest] = [e for e in await store.outbox_pending(10) if e.topic == TOPIC_TELEMETRY_LATEST]
+    [latest] = await store.outbox_pending(10)
 
     positions = sorted((p["imei"], p["seq"], p["lat_e7"]) for p in telemetry_items(latest.payload, "positions"))
     assert positions == [(IMEI, 3, LAT + 3), (OTHER_IMEI, 1, LAT + 5)]
@@ -334,10 +334,9 @@ async def test_outbox_in_commit_order_with_cursor_and_removal(store: Store) -> N
         await store.commit_frames([frame(device, position(n, TS + n))])
     await store.commit_frames([frame(device, sos(6, TS + 6))])
     entries = await store.outbox_pending(100)
-    assert [e.topic for e in entries] == [TOPIC_TELEMETRY, TOPIC_TELEMETRY_LATEST] * 5 + [TOPIC_ALARM]
-    assert [e.id for e in entries] == sorted(e.id for e in entries) and len({e.id for e in entries}) == 11
-    assert [[p["seq"] for p in telemetry_items(e.payload, "positions")] for e in entries[:10]] == [
-        [n] for n in range(1, 6) for _ in range(2)]
+    assert [e.topic for e in entries] == [TOPIC_TELEMETRY] * 5 + [TOPIC_ALARM]
+    assert [e.id for e in entries] == sorted(e.id for e in entries) and len({e.id for e in entries}) == 6
+    assert [[p["seq"] for p in telemetry_items(e.payload, "positions")] for e in entries[:5]] == [[n] for n in range(1, 6)]
 
     assert await store.outbox_pending(2) == entries[:2]
     assert await store.outbox_pending(2, after_id=entries[1].id) == entries[2:4]
@@ -352,7 +351,7 @@ async def test_outbox_in_commit_order_with_cursor_and_removal(store: Store) -> N
 
     # Ids keep growing after removal, so a relay's cursor never skips a new entry.
     await store.commit_frames([frame(device, position(7, TS + 7))])
-    new, _ = await store.outbox_pending(100, after_id=entries[-1].id)
+    [new] = await store.outbox_pending(100, after_id=entries[-1].id)
     assert new.id > entries[-1].id
 
 

@@ -109,8 +109,9 @@ async def test_each_tenant_hears_only_its_own_events(served: tuple[ApiHarness, s
     supervisor_a = await api.caller(tenant_a, "supervisor")
     live_a, live_b = await connect(url, supervisor_a), await connect(url, await api.caller(tenant_b, "viewer"))
     try:
-        # positions: one telemetry message mixing both tenants' devices
-        await publish_positions(api, (device_a, 2, T0), (device_b, 2, T0 + 1), (device_a, 3, T0 + 2))
+        # positions: telemetry messages mixing both tenants' devices (each carries a device's newest)
+        await publish_positions(api, (device_a, 2, T0), (device_b, 2, T0 + 1))
+        await publish_positions(api, (device_a, 3, T0 + 2))
         await eventually(lambda: len(live_a.of("position")) == 2 and len(live_b.of("position")) == 1, "positions")
         assert live_a.of("position") == [
             {"imei": IMEI_A, "ts": "2026-01-01T00:00:00Z", "lat": 43.6163, "lon": 7.0553, "speed": 2.5,

@@ -565,25 +565,29 @@ def test_a_skewed_device_clock_neither_raises_nor_clears() -> None:
 # -- wiring ----------------------------------------------------------------------------------------
 
 
-def test_frames_from_a_telemetry_message_feed_every_detector() -> None:
-    """The bus's telemetry message, through telemetry_frames, in device time order across frame kinds."""
-    events: list[Position | Heartbeat | Activity] = [
+def test_frames_from_telemetry_messages_feed_every_detector() -> None:
+    """The bus's telemetry messages, commit after commit, through telemetry_frames,
+    in device time order across frame kinds within a message."""
+    still = [Activity(3 + i, T0 + i * 60, 0, STILL, 0, 12, 0) for i in range(15)]
+    last_commit: list[Position | Heartbeat | Activity] = [
         Position(1, T0 + 890, round(SITE[0] * 1e7), round(SITE[1] * 1e7), 0, 0, 0, 9, 9, 11, FLAG_FIX_VALID),
         Heartbeat(2, T0 + 880, 12, -60),
-        *(Activity(3 + i, T0 + i * 60, 0, STILL, 0, 12, 0) for i in range(15)),
+        Activity(18, T0 + 885, 0, STILL, 0, 12, 0),
     ]
-    records = [FrameRecord(DEVICE_ID, TENANT_ID, IMEI, event, event.ts + 1) for event in events]
-    payload = telemetry_message(split_telemetry(records))
-    assert payload is not None
-    frames = telemetry_frames(payload)
-    assert [f["ts"] for f in frames] == sorted(f["ts"] for f in frames)
+    commits = [[event] for event in still] + [last_commit]
     detectors: list[Any] = [NoMotionDetector(600), LowBatteryDetector(15), OfflineDetector(600), GeofenceDetector()]
     states: dict[str, bytes | None] = {}
     found: list[Detection] = []
-    for frame in frames:
-        for detector in detectors:
-            if frame["frame"] in detector.frames:
-                states[detector.name], detections = detector.observe(states.get(detector.name), frame, now=T0 + 900)
-                found += detections
+    for events in commits:
+        payload = telemetry_message(split_telemetry(
+            FrameRecord(DEVICE_ID, TENANT_ID, IMEI, event, event.ts + 1) for event in events))
+        assert payload is not None
+        frames = telemetry_frames(payload)
+        assert [f["ts"] for f in frames] == sorted(f["ts"] for f in frames)
+        for frame in frames:
+            for detector in detectors:
+                if frame["frame"] in detector.frames:
+                    states[detector.name], detections = detector.observe(states.get(detector.name), frame, now=T0 + 900)
+                    found += detections
     assert sorted(actions(found)) == [("low_battery", "raise"), ("no_motion", "raise")]
     assert all(len(state or b"") < 200 for state in states.values())  # small enough for a cache entry per device
