@@ -25,6 +25,7 @@ from shared.bus.topics import TOPIC_INGEST
 from shared.logging import get_logger
 from shared.protocols.xsole import AckStatus
 from shared.protocols.xsole.bulk import HOT_TYPES
+from shared.protocols.xsole.session import FrameRun
 from shared.store.messages import KIND_OF_TYPE, Telemetry, ingest_message
 from shared.store.port import FrameRecord
 
@@ -54,7 +55,7 @@ class Batch:
     __slots__ = ("acks", "frames", "rows_by_type", "telemetry")
 
     def __init__(self) -> None:
-        self.telemetry = Telemetry()
+        self.telemetry = Telemetry(runs=[])
         self.rows_by_type = {frame_type: self.telemetry.tables.setdefault(KIND_OF_TYPE[frame_type], [])
                              for frame_type in HOT_TYPES}
         self.acks: list[tuple[AckSink, list[int]]] = []  # in arrival order, so each device gets its ACKs in order
@@ -89,11 +90,15 @@ class GroupCommitter:
     def overloaded(self) -> bool:
         return self.pending >= self.max_pending
 
-    def submitted(self, sink: AckSink, seqs: list[int], device: tuple[int, int, str]) -> None:
-        """`sink` put the rows for `seqs` into `self.batch`; `device` is (id, tenant id, IMEI)."""
+    def submitted(self, sink: AckSink, seqs: list[int], device: tuple[int, int, str], run: FrameRun,
+                  received_at: float) -> None:
+        """`sink` put the rows for `seqs` into `self.batch`, taken from `run`;
+        `device` is (id, tenant id, IMEI)."""
         batch = self.batch
         batch.acks.append((sink, seqs))
-        batch.telemetry.devices[device[0]] = (device[1], device[2])
+        telemetry = batch.telemetry
+        telemetry.devices[device[0]] = (device[1], device[2])
+        telemetry.runs.append((device[0], run.first_ts, run.last_ts, received_at, run.frames))  # type: ignore[union-attr]
         self._added(batch, len(seqs))
 
     def submit(self, record: FrameRecord, sink: AckSink) -> None:

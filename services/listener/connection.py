@@ -119,10 +119,10 @@ class DeviceConnection(asyncio.Protocol):
             if device is not None:
                 # The hot path first: whole, in-range telemetry frames straight into the batch's rows.
                 seqs: list[int] = []
-                taken = session.take_telemetry(device.id, now, committer.batch.rows_by_type, seqs, window - self.unacked)
-                if taken:
-                    self.unacked += taken
-                    committer.submitted(self, seqs, self._device_ids)
+                run = session.take_telemetry(device.id, now, committer.batch.rows_by_type, seqs, window - self.unacked)
+                if run is not None:
+                    self.unacked += len(seqs)
+                    committer.submitted(self, seqs, self._device_ids, run, now)
                     continue
             if not self._general_path_step(now):
                 break

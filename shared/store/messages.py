@@ -23,7 +23,7 @@ import orjson
 # Re-exported: the store adapters name the outbox topics from here.
 from shared.bus.topics import TOPIC_ALARM as TOPIC_ALARM
 from shared.bus.topics import TOPIC_TELEMETRY as TOPIC_TELEMETRY
-from shared.protocols.xsole import Activity, Alarm, AlarmKind, CommandResult, FrameType, Heartbeat, Position
+from shared.protocols.xsole import Activity, Alarm, AlarmKind, CommandResult, FrameType, Heartbeat, Position, encode
 from shared.protocols.xsole.constants import FLAG_FIX_VALID
 from shared.protocols.xsole.validation import alarm_fix
 from shared.store.port import FrameRecord
@@ -37,6 +37,9 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "command_results": ("device_id", *CommandResult._fields, "received_at"),
 }
 _KIND_OF = {Position: "positions", Heartbeat: "heartbeats", Activity: "activities", CommandResult: "command_results"}
+_EVENT_OF: dict[str, Any] = {"positions": Position, "heartbeats": Heartbeat, "activities": Activity}
+# (device id, first device ts, last device ts, received at, the frames' bytes as received)
+StoredRun = tuple[int, int, int, float, bytes]
 KIND_OF_TYPE = {FrameType.POSITION: "positions", FrameType.HEARTBEAT: "heartbeats", FrameType.ACTIVITY: "activities",
                 FrameType.COMMAND_RESULT: "command_results"}
 
@@ -57,6 +60,9 @@ class Telemetry:
     # Device id -> when its last row was received; kept by `order_by_key`, since
     # rows are in arrival order only until then.
     last_received: dict[int, float] = field(default_factory=dict)
+    # The same frames (alarms and command results aside) as received, for a store
+    # that keeps them that way (SQLite); None: not captured, `frame_runs` builds them.
+    runs: list[StoredRun] | None = None
 
     def rows(self, kind: str) -> list[tuple[Any, ...]]:
         return self.tables.get(kind, [])
@@ -71,7 +77,20 @@ class Telemetry:
             if rows is None:
                 rows = self.tables[kind] = []
             rows.append((record.device_id, *event, record.received_at))  # type: ignore[misc]  # telemetry events are tuples
+            if self.runs is not None and kind != "command_results":
+                ts = event.ts  # type: ignore[union-attr]
+                self.runs.append((record.device_id, ts, ts, record.received_at, encode(event)))  # type: ignore[arg-type]
         self.devices[record.device_id] = (record.tenant_id, record.imei)
+
+    def frame_runs(self) -> list[StoredRun]:
+        """The commit's positions, heartbeats and activities as runs of frames:
+        as the listener received them, or one frame per run rebuilt from the rows."""
+        if self.runs is None:
+            self.runs = [
+                (row[0], row[_TS_AT], row[_TS_AT], row[-1], encode(event_class(*row[1:-1])))
+                for kind, event_class in _EVENT_OF.items() for row in self.rows(kind)
+            ]
+        return self.runs
 
     @property
     def frames(self) -> int:

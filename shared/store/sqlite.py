@@ -10,14 +10,15 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from itertools import chain
 from pathlib import Path
 from typing import Any, TypeVar
 
-from shared.protocols.xsole import Alarm, Position
+from shared.logging import get_logger
+from shared.protocols.xsole import Alarm
 from shared.protocols.xsole.validation import MAX_FUTURE_SKEW_S
 from shared.store.messages import (
     TOPIC_ALARM,
@@ -42,8 +43,10 @@ from shared.store.sqlite_detections import SqliteDetections
 from shared.store.sqlite_device_settings import SqliteDeviceSettings
 from shared.store.sqlite_escalation import SqliteEscalation
 from shared.store.sqlite_geofences import SqliteGeofences
+from shared.store.sqlite_runs import SqliteRuns, migrate_row_tables, statement_sizes, store_runs
 
 T = TypeVar("T")
+log = get_logger("solewatch.store")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS tenants (
@@ -55,24 +58,7 @@ CREATE TABLE IF NOT EXISTS devices (
     last_seen REAL, battery INTEGER, last_fix_ts INTEGER, last_lat_e7 INTEGER, last_lon_e7 INTEGER,
     battery_ts INTEGER);
 CREATE INDEX IF NOT EXISTS devices_by_tenant ON devices(tenant_id);
--- Telemetry tables are keyed by (device, device timestamp, seq): a retransmitted
--- frame carries the same three and is ignored on insert.
--- Columns follow the frame's field order (shared/store/messages.py COLUMNS).
-CREATE TABLE IF NOT EXISTS positions (
-    device_id INTEGER NOT NULL, seq INTEGER NOT NULL, ts INTEGER NOT NULL,
-    lat_e7 INTEGER NOT NULL, lon_e7 INTEGER NOT NULL, alt_m INTEGER NOT NULL,
-    speed_cms INTEGER NOT NULL, course_ddeg INTEGER NOT NULL, sats INTEGER NOT NULL,
-    hdop_d INTEGER NOT NULL, battery INTEGER NOT NULL, flags INTEGER NOT NULL,
-    received_at REAL NOT NULL, PRIMARY KEY (device_id, ts, seq)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS heartbeats (
-    device_id INTEGER NOT NULL, seq INTEGER NOT NULL, ts INTEGER NOT NULL,
-    battery INTEGER NOT NULL, rssi INTEGER NOT NULL, received_at REAL NOT NULL,
-    PRIMARY KEY (device_id, ts, seq)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS activities (
-    device_id INTEGER NOT NULL, seq INTEGER NOT NULL, ts INTEGER NOT NULL,
-    steps INTEGER NOT NULL, state INTEGER NOT NULL, cadence INTEGER NOT NULL,
-    battery INTEGER NOT NULL, flags INTEGER NOT NULL, received_at REAL NOT NULL,
-    PRIMARY KEY (device_id, ts, seq)) WITHOUT ROWID;
+-- Positions, heartbeats and activities are kept in frame_runs (shared/store/sqlite_runs.py).
 CREATE TABLE IF NOT EXISTS alarms (
     id INTEGER PRIMARY KEY, device_id INTEGER NOT NULL, device_ts INTEGER NOT NULL,
     seq INTEGER NOT NULL, ts INTEGER NOT NULL, kind INTEGER NOT NULL,
@@ -103,7 +89,7 @@ def _device(row: tuple[Any, ...] | None) -> Device | None:
     return Device(*values)
 
 
-class SqliteStore(SqliteAccounts, SqliteAlerts, SqliteEscalation, SqliteDetections, SqliteGeofences,
+class SqliteStore(SqliteRuns, SqliteAccounts, SqliteAlerts, SqliteEscalation, SqliteDetections, SqliteGeofences,
                   SqliteDeviceSettings):
     """Storage port on SQLite (WAL). All blocking calls run off the event loop.
 
@@ -125,7 +111,7 @@ class SqliteStore(SqliteAccounts, SqliteAlerts, SqliteEscalation, SqliteDetectio
     # -- plumbing ---------------------------------------------------------------
 
     def _connect(self) -> sqlite3.Connection:
-        # Room in the statement cache for every chunk size of every batch statement (see _statement_chunks).
+        # Room in the statement cache for every size of every batch statement (see statement_sizes).
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30, cached_statements=256)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(f"PRAGMA synchronous={self._synchronous}")
@@ -173,9 +159,12 @@ class SqliteStore(SqliteAccounts, SqliteAlerts, SqliteEscalation, SqliteDetectio
         loop = asyncio.get_running_loop()
         self._writer = await loop.run_in_executor(self._writer_thread, self._connect)
         schema = "".join(part.SCHEMA for part in (SqliteAccounts, SqliteAlerts, SqliteEscalation, SqliteDetections,
-                                                       SqliteGeofences, SqliteDeviceSettings))
+                                                       SqliteGeofences, SqliteDeviceSettings, SqliteRuns))
         schema = SCHEMA + schema
         await loop.run_in_executor(self._writer_thread, self._writer.executescript, schema)
+        moved = await loop.run_in_executor(self._writer_thread, migrate_row_tables, self._writer)
+        if moved:
+            log.info("store_migrated", frames=moved, to="frame_runs")
         self._reader = await loop.run_in_executor(self._reader_thread, self._connect)
 
     async def close(self) -> None:
@@ -242,35 +231,6 @@ class SqliteStore(SqliteAccounts, SqliteAlerts, SqliteEscalation, SqliteDetectio
     async def commit_telemetry(self, telemetry: Telemetry) -> None:
         await self._write(lambda c: _commit_telemetry(c, telemetry))
 
-    async def positions(
-        self, device_id: int, *, since: int | None = None, until: int | None = None,
-        after: tuple[int, int] | None = None, limit: int = 100,
-    ) -> list[Position]:
-        clauses, params = ["device_id = ?"], [device_id]
-        if since is not None:
-            clauses.append("ts >= ?")
-            params.append(since)
-        if until is not None:
-            clauses.append("ts <= ?")
-            params.append(until)
-        if after is not None:
-            clauses.append("(ts, seq) > (?, ?)")
-            params.extend(after)
-        sql = (
-            f"SELECT {', '.join(Position._fields)}"
-            f" FROM positions WHERE {' AND '.join(clauses)} ORDER BY ts, seq LIMIT ?"
-        )
-        rows = await self._read(lambda c: c.execute(sql, (*params, limit)).fetchall())
-        return [Position(*row) for row in rows]
-
-    async def count_stored(self, device_id: int) -> dict[str, int]:
-        def run(c: sqlite3.Connection) -> dict[str, int]:
-            return {
-                table: c.execute(f"SELECT count(*) FROM {table} WHERE device_id = ?", (device_id,)).fetchone()[0]
-                for table in ("positions", "heartbeats", "activities", "alarms")
-            }
-        return await self._read(run)
-
     async def outbox_pending(self, limit: int, *, after_id: int = 0) -> list[OutboxEntry]:
         rows = await self._read(lambda c: c.execute(
             "SELECT id, topic, payload FROM outbox WHERE id > ? ORDER BY id LIMIT ?", (after_id, limit),
@@ -322,9 +282,7 @@ class SqliteStore(SqliteAccounts, SqliteAlerts, SqliteEscalation, SqliteDetectio
 
 def _commit_telemetry(c: sqlite3.Connection, telemetry: Telemetry) -> None:
     """The body of one ingest transaction (runs on the writer thread)."""
-    telemetry.order_by_key()
-    for kind in ("positions", "heartbeats", "activities"):
-        _insert_rows(c, kind, telemetry.rows(kind))
+    store_runs(c, telemetry.frame_runs())
     now = time.time()
     for record in telemetry.alarms:
         _insert_alarm(c, record, record.event, now)  # type: ignore[arg-type]
@@ -338,51 +296,6 @@ def _commit_telemetry(c: sqlite3.Connection, telemetry: Telemetry) -> None:
     message = telemetry_message(telemetry)
     if message is not None:
         c.execute("INSERT INTO outbox(topic, payload, created_at) VALUES (?, ?, ?)", (TOPIC_TELEMETRY, message, now))
-
-
-# 2,048 rows of 13 columns stay under SQLite's 32,766 bound parameters per statement.
-_ROWS_PER_INSERT = 2048
-_insert_sql: dict[tuple[str, int, int], str] = {}
-
-
-def _statement_chunks(rows: int, most: int) -> Iterator[tuple[int, int]]:
-    """(start, size) of the statements for `rows` rows: as many of `most` (a power
-    of two) as fit, then the remainder as its binary digits, 1,952 as 1,024 + 512 +
-    256 + 128 + 32. Each size is one statement text, so a handful of texts serve
-    every commit from the connection's statement cache; preparing a fresh
-    statement of a thousand rows took ~6 ms, more than running it."""
-    start = 0
-    while rows - start >= most:
-        yield start, most
-        start += most
-    size = most
-    while start < rows:
-        size >>= 1
-        if rows - start >= size:
-            yield start, size
-            start += size
-
-
-def _insert_rows(c: sqlite3.Connection, table: str, rows: list[tuple[Any, ...]]) -> None:
-    """INSERT OR IGNORE many rows, up to 2,048 per statement.
-
-    executemany steps once per row, and each step gives the GIL away and must win
-    it back from the busy event loop thread; under load that convoy, not SQLite,
-    was the limit. One statement per couple of thousand rows crosses it once or
-    twice per batch instead (256 rows per statement: 46k rows/s against a busy
-    thread; 2,048: 95k, and 154k with a 1 ms GIL switch interval).
-    """
-    if not rows:
-        return
-    width = len(rows[0])
-    for start, size in _statement_chunks(len(rows), _ROWS_PER_INSERT):
-        chunk = rows[start : start + size]
-        key = (table, width, len(chunk))
-        sql = _insert_sql.get(key)
-        if sql is None:
-            row = "(" + ",".join("?" * width) + ")"
-            sql = _insert_sql[key] = f"INSERT OR IGNORE INTO {table} VALUES " + ",".join([row] * len(chunk))
-        c.execute(sql, list(chain.from_iterable(chunk)))
 
 
 def _insert_alarm(c: sqlite3.Connection, record: FrameRecord, event: Alarm, now: float) -> None:
@@ -407,8 +320,9 @@ _DEVICES_PER_UPDATE = 256
 
 @lru_cache(maxsize=64)
 def _device_update_sql(rows: int) -> str:
-    # One statement for a whole commit's devices (see _insert_rows on why few
-    # statements). SET expressions all see the row as it was, so each CASE can
+    # One statement for a whole commit's devices: executemany steps once per row,
+    # and each step gives the GIL away and must win it back from the busy event
+    # loop thread; under load that convoy, not SQLite, was the limit. SET expressions all see the row as it was, so each CASE can
     # compare with the stored timestamps.
     values = ",".join(["(?,?,?,?,?,?,?)"] * rows)
     newer_battery = "v.battery_ts IS NOT NULL AND (devices.battery_ts IS NULL OR devices.battery_ts <= v.battery_ts)"
@@ -430,6 +344,6 @@ def _update_device_state(c: sqlite3.Connection, telemetry: Telemetry) -> None:
         (device_id, seen, *((battery[1], battery[0]) if battery else (None, None)), *(fix if fix else (None,) * 3))
         for device_id, (seen, battery, fix) in device_readings(telemetry).items()
     ]
-    for start, size in _statement_chunks(len(updates), _DEVICES_PER_UPDATE):
+    for start, size in statement_sizes(len(updates), _DEVICES_PER_UPDATE):
         chunk = updates[start : start + size]
         c.execute(_device_update_sql(len(chunk)), list(chain.from_iterable(chunk)))

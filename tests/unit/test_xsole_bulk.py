@@ -31,6 +31,7 @@ from shared.protocols.xsole import (
     validate,
 )
 from shared.protocols.xsole.bulk import HOT_TYPES
+from shared.protocols.xsole.session import FrameRun
 from shared.protocols.xsole.framing import crc16
 
 NOW = 1_800_000_000.0
@@ -99,10 +100,13 @@ def run(chunks: list[bytes], *, hot: bool, window: int) -> tuple[dict[int, list[
     session = online()
     rows_by_type: dict[int, list[tuple[Any, ...]]] = {t: [] for t in HOT_TYPES}
     answers: list[Any] = []
+    runs: list[bytes] = []
+    hot_seqs: list[int] = []
     for chunk in chunks:
         session.receive_data(chunk)
         while True:
-            if hot and session.take_telemetry(KEY, NOW, rows_by_type, [], window):
+            if hot and (run := session.take_telemetry(KEY, NOW, rows_by_type, hot_seqs, window)) is not None:
+                runs.append(run.frames)
                 continue
             event = session.next_event()
             if event is None:
@@ -117,7 +121,18 @@ def run(chunks: list[bytes], *, hot: bool, window: int) -> tuple[dict[int, list[
                 answers.append(("alarm", event))
             else:
                 rows_by_type[TYPE_OF[type(event)]].append((KEY, *event, NOW))  # type: ignore[misc]
+    # The runs hold exactly the frames the hot path took, as received.
+    assert [int.from_bytes(raw[6:8], "big") for run in runs for raw in _frames_of(run)] == hot_seqs
     return rows_by_type, answers, session.state, session.bad_frames
+
+
+def _frames_of(run: bytes) -> list[bytes]:
+    frames, pos = [], 0
+    while pos < len(run):
+        end = pos + 8 + int.from_bytes(run[pos + 4 : pos + 6], "big")
+        frames.append(run[pos:end])
+        pos = end
+    return frames
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -133,7 +148,9 @@ def test_a_run_of_positions_becomes_storage_rows_in_one_call() -> None:
     rows_by_type: dict[int, list[tuple[Any, ...]]] = {t: [] for t in HOT_TYPES}
     seqs: list[int] = []
 
-    assert session.take_telemetry(KEY, NOW, rows_by_type, seqs, 64) == 8
+    run = session.take_telemetry(KEY, NOW, rows_by_type, seqs, 64)
+
+    assert run == FrameRun(int(NOW) - 60, int(NOW) - 53, b"".join(map(encode, positions)))  # the bytes as received
 
     assert rows_by_type[FrameType.POSITION] == [(KEY, *p, NOW) for p in positions]
     assert seqs == list(range(8))
@@ -146,9 +163,11 @@ def test_the_window_limits_a_run_and_the_rest_stays_buffered() -> None:
     rows_by_type: dict[int, list[tuple[Any, ...]]] = {t: [] for t in HOT_TYPES}
     seqs: list[int] = []
 
-    assert session.take_telemetry(KEY, NOW, rows_by_type, seqs, 3) == 3
-    assert session.take_telemetry(KEY, NOW, rows_by_type, seqs, 3) == 2
+    first, second = (session.take_telemetry(KEY, NOW, rows_by_type, seqs, 3) for _ in range(2))
+    assert first is not None and second is not None
+    assert (len(first.frames), len(second.frames)) == (3 * len(encode(Heartbeat(0, 0, 0, 0))), 2 * len(encode(Heartbeat(0, 0, 0, 0))))
     assert seqs == [0, 1, 2, 3, 4]
+    assert session.take_telemetry(KEY, NOW, rows_by_type, seqs, 3) is None
 
 
 def test_nothing_is_taken_before_login() -> None:
@@ -156,7 +175,7 @@ def test_nothing_is_taken_before_login() -> None:
     session.receive_data(encode(Heartbeat(1, int(NOW), 80, -60)))
     rows_by_type: dict[int, list[tuple[Any, ...]]] = {t: [] for t in HOT_TYPES}
 
-    assert session.take_telemetry(KEY, NOW, rows_by_type, [], 64) == 0
+    assert session.take_telemetry(KEY, NOW, rows_by_type, [], 64) is None
     reply = session.next_event()
     assert isinstance(reply, Reply) and reply.close  # frame before login: ACK 3, closed
 
@@ -167,6 +186,6 @@ def test_an_oversized_length_is_left_for_the_general_path_to_close() -> None:
     body = b"\x01\x10" + struct.pack(">HH", 1025, 1) + encode(Position(1, int(NOW), 0, 0, 0, 0, 0, 0, 0, 50, 1))[8:-2]
     body += bytes(4 + 1025 - len(body))  # version, type, length, then seq and payload: 1025 bytes
     session.receive_data(b"XS" + body + crc16(body).to_bytes(2, "big"))
-    assert session.take_telemetry(KEY, NOW, {t: [] for t in HOT_TYPES}, [], 64) == 0
+    assert session.take_telemetry(KEY, NOW, {t: [] for t in HOT_TYPES}, [], 64) is None
     reply = session.next_event()
     assert isinstance(reply, Reply) and reply.close

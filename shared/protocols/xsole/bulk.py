@@ -32,17 +32,20 @@ HOT_TYPES: tuple[int, ...] = (FrameType.POSITION, FrameType.HEARTBEAT, FrameType
 
 _HEADER = struct.Struct(">HBBHH")  # magic, version, type, length, seq
 _MAGIC = int.from_bytes(MAGIC, "big")
-_HOT: dict[int, tuple[Callable[[Any, int], tuple[Any, ...]], int, FieldsCheck]] = {
-    frame_type: (LAYOUTS[frame_type][1].unpack_from, 2 + LAYOUTS[frame_type][1].size, CHECKS[frame_type])
+_HOT: dict[int, tuple[Callable[[Any, int], tuple[Any, ...]], int, FieldsCheck, bool]] = {
+    frame_type: (LAYOUTS[frame_type][1].unpack_from, 2 + LAYOUTS[frame_type][1].size, CHECKS[frame_type],
+                 frame_type != FrameType.COMMAND_RESULT)  # whether its first field is the device's ts
     for frame_type in HOT_TYPES
 }
+NO_TS = (2**32, -1)  # the (first, last) device time of a run without timestamps
 
 
 def take_telemetry(
     buf: bytes, pos: int, key: int, received_at: float,
     rows_by_type: dict[int, list[tuple[Any, ...]]], seqs: list[int], limit: int,
-) -> int:
-    """Decode up to `limit` frames of `buf` from `pos`; return where the run stopped.
+) -> tuple[int, int, int]:
+    """Decode up to `limit` frames of `buf` from `pos`; return where the run
+    stopped and the earliest and latest device time in it (`NO_TS` if none).
 
     Each frame taken appends `(key, seq, *fields, received_at)` (the layout of
     `shared.store.messages.COLUMNS`) to `rows_by_type[frame type]`, and its seq
@@ -53,13 +56,14 @@ def take_telemetry(
     crc = binascii.crc_hqx
     hot = _HOT
     taken = 0
+    first_ts, last_ts = NO_TS
     while taken < limit and end - pos >= 10:
         magic, version, frame_type, length, seq = unpack_header(buf, pos)
         after = pos + 8 + length
         spec = hot.get(frame_type)
         if magic != _MAGIC or version != VERSION or spec is None or after > end or length > MAX_LENGTH:
             break
-        unpack, min_length, check = spec
+        unpack, min_length, check, has_ts = spec
         # A CRC-16/CCITT-FALSE over the data followed by its CRC leaves 0.
         if length < min_length or crc(buf[pos + 2 : after], 0xFFFF):
             break
@@ -68,6 +72,12 @@ def take_telemetry(
             break
         rows_by_type[frame_type].append((key, seq, *fields, received_at))
         seqs.append(seq)
+        if has_ts:
+            ts = fields[0]
+            if ts < first_ts:
+                first_ts = ts
+            if ts > last_ts:
+                last_ts = ts
         pos = after
         taken += 1
-    return pos
+    return pos, first_ts, last_ts

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from shared.protocols.xsole.bulk import take_telemetry
 from shared.protocols.xsole.constants import AckStatus, FrameType, LoginStatus
@@ -43,6 +43,15 @@ _TELEMETRY_TYPES = frozenset(
         FrameType.COMMAND_RESULT,
     )
 )
+
+
+class FrameRun(NamedTuple):
+    """Consecutive frames taken by the hot path: their bytes as received (CRCs
+    included) and the earliest and latest device time among them."""
+
+    first_ts: int
+    last_ts: int
+    frames: bytes
 
 
 class SessionState(enum.Enum):
@@ -118,20 +127,21 @@ class DeviceSession:
 
     def take_telemetry(
         self, key: int, received_at: float, rows_by_type: dict[int, list[tuple[Any, ...]]], seqs: list[int], limit: int,
-    ) -> int:
+    ) -> FrameRun | None:
         """The hot path, while online: decode up to `limit` buffered in-range
         telemetry frames straight into storage rows (see `bulk.take_telemetry`).
-        Returns how many it took; `next_event` then handles whatever stopped it."""
+        Returns the run of frames taken, or None; `next_event` then handles
+        whatever stopped it."""
         if self.state is not _ONLINE or limit <= 0:
-            return 0
+            return None
         frames = self._frames
         buf, pos = frames.unread()
-        before = len(seqs)
-        frames.consumed_to(take_telemetry(buf, pos, key, received_at, rows_by_type, seqs, limit))
-        taken = len(seqs) - before
-        if taken:
-            self.bad_frames_in_a_row = 0
-        return taken
+        end, first_ts, last_ts = take_telemetry(buf, pos, key, received_at, rows_by_type, seqs, limit)
+        if end == pos:
+            return None
+        frames.consumed_to(end)
+        self.bad_frames_in_a_row = 0
+        return FrameRun(first_ts, last_ts, buf[pos:end])
 
     def accept_login(self, imei: str, server_time: int, login_seq: int) -> bytes:
         self._require(SessionState.LOGIN_PENDING)
