@@ -22,6 +22,7 @@ from bench.common import (
     start_baseline,
     start_solewatch,
 )
+from shared.protocols.xsole import Position, encode
 
 
 async def measure(port: int | list[int], pid: int | list[int], credentials: list[tuple[str, str]],
@@ -123,11 +124,15 @@ async def _measure_distributed(data_dir: Path, credentials: list[tuple[str, str]
         await asyncio.to_thread(amqp.stop_all)
 
 
+_POSITION_FRAME = len(encode(Position(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)))
+
+
 async def _stored_when_settled(data_dir: Path, *, quiet: float = 2.0, limit: float = 180.0) -> int:
     """Positions in the store once the count has not moved for `quiet` seconds."""
     def count() -> int:
         with sqlite3.connect(data_dir / "solewatch.db", timeout=30) as db:
-            return int(db.execute("SELECT count(*) FROM positions").fetchone()[0])
+            # The load generators send POSITION frames only, each of _POSITION_FRAME bytes, kept in runs.
+            return int(db.execute("SELECT coalesce(sum(length(frames)), 0) FROM frame_runs").fetchone()[0]) // _POSITION_FRAME
 
     last, last_change, began = -1, time.monotonic(), time.monotonic()
     while time.monotonic() - last_change < quiet and time.monotonic() - began < limit:

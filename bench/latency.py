@@ -2,8 +2,11 @@
 
 Insoles (load generator processes) send POSITION frames at a fixed rate to an
 all-in-one solewatch; a Socket.IO client signed in as the tenant's admin
-receives the `position` events. Sampled frames are matched by (IMEI, ts) and
-timed on the machine's wall clock, which both processes share.
+receives the `position` events. A telemetry message carries each insole's
+newest position of a commit, so a sampled frame counts as shown at the first
+`position` event of its insole at its time or later: the delay measured is
+how long the map lagged behind the frame. Sends and events are timed on the
+machine's wall clock, which both processes share.
 """
 
 from __future__ import annotations
@@ -27,6 +30,11 @@ def _iso(ts: int) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _shown_at(events: list[tuple[str, float]], ts: str) -> float | None:
+    """When the first event at `ts` or later arrived (ISO-8601 UTC strings compare in time order)."""
+    return min((arrival for event_ts, arrival in events if event_ts >= ts), default=None)
+
+
 async def run(*, rates: tuple[int, ...] = (1000, 10_000), connections: int = 200, seconds: float = 10.0,
               warmup: float = 2.0, processes: int = 2) -> dict[str, Any]:
     figures: dict[str, Any] = {"mode": "embedded", "connections": connections}
@@ -38,11 +46,11 @@ async def run(*, rates: tuple[int, ...] = (1000, 10_000), connections: int = 200
             max_connections=connections + 100,
         )
         client = socketio.AsyncClient(reconnection=False)
-        received: dict[tuple[str, str], float] = {}
+        received: dict[str, list[tuple[str, float]]] = {}  # IMEI -> (ts, arrival) of its position events, in order
 
         @client.on("position")
         async def on_position(data: dict[str, Any]) -> None:
-            received.setdefault((data["imei"], data["ts"]), time.time())
+            received.setdefault(data["imei"], []).append((data["ts"], time.time()))
 
         try:
             base = f"http://127.0.0.1:{http_port}"
@@ -56,7 +64,8 @@ async def run(*, rates: tuple[int, ...] = (1000, 10_000), connections: int = 200
                                           window=8, rate=rate, record_sends=True, ts_offset=-(index + 1) * 100_000)
                 await asyncio.sleep(1.0)  # let the last events arrive
                 delays = sorted(
-                    received[(imei, _iso(ts))] - sent for imei, ts, sent in load["sends"] if (imei, _iso(ts)) in received
+                    shown - sent for imei, ts, sent in load["sends"]
+                    if (shown := _shown_at(received.get(imei, []), _iso(ts))) is not None
                 )
                 missing = len(load["sends"]) - len(delays)
                 key = f"{rate // 1000}k" if rate >= 1000 else str(rate)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import sqlite3
 import time
 
 import orjson
@@ -13,6 +12,7 @@ import pytest
 
 from shared.protocols.xsole import Ack, Position
 from tests.helpers.process import SolewatchProcess
+from tests.helpers.stored import frames_on_disk
 from tests.helpers.xsole_client import XSoleTestClient
 
 pytestmark = pytest.mark.slow
@@ -67,8 +67,7 @@ async def test_sigterm_drains_and_keeps_every_acknowledged_frame(tmp_path):
     assert process.proc.wait(20) == 0
     assert acked, "the drain acknowledged nothing"
 
-    with sqlite3.connect(tmp_path / "data" / "solewatch.db") as db:
-        stored = {seq for (seq,) in db.execute("SELECT seq FROM positions")}
+    stored = {seq for (_, kind, _, seq) in frames_on_disk(tmp_path / "data" / "solewatch.db") if kind == "positions"}
     assert acked <= stored
     log = process.log_path.read_text()
     assert '"draining"' in log and '"stopped"' in log

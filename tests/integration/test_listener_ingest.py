@@ -23,6 +23,7 @@ from shared.protocols.xsole import Ack, Login, LoginAck, encode
 from shared.protocols.xsole.constants import FLAG_BUFFERED, FLAG_FIX_VALID
 from shared.store.port import StoreUnavailable
 from tests.conftest import embedded_settings
+from tests.helpers.stored import frames_on_disk
 
 IMEI = "356307042441013"
 
@@ -212,11 +213,12 @@ async def test_ack_0_means_the_frame_is_already_on_disk(solewatch):
     }
     alarm = device.alarm()
 
-    for table, frame in frames.items():
+    for kind, frame in frames.items():
         await device.send(frame)
         assert await device.recv_ack_list(1) == [(frame.seq, 0)]
-        # Nothing awaited in between: the row must be there for any other reader already.
-        assert _rows_on_disk(solewatch, f"SELECT count(*) FROM {table} WHERE seq = ?", frame.seq) == 1
+        # Nothing awaited in between: the frame must be there for any other reader already.
+        on_disk = frames_on_disk(solewatch.settings.sqlite_path)
+        assert [n for (_, k, ts, seq), n in on_disk.items() if (k, ts, seq) == (kind, frame.ts, frame.seq)] == [1]
     await device.send(alarm)
     assert await device.recv_ack_list(1) == [(alarm.seq, 0)]
     assert _rows_on_disk(solewatch, "SELECT count(*) FROM alarms WHERE seq = ?", alarm.seq) == 1

@@ -31,8 +31,8 @@ from shared.protocols.xsole import (
     validate,
 )
 from shared.protocols.xsole.bulk import HOT_TYPES
-from shared.protocols.xsole.session import FrameRun
 from shared.protocols.xsole.framing import crc16
+from shared.protocols.xsole.session import FrameRun
 
 NOW = 1_800_000_000.0
 KEY = 7
