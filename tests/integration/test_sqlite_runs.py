@@ -18,8 +18,8 @@ import pytest
 
 from shared.protocols.xsole import Heartbeat, Position, encode
 from shared.store import Device, hash_device_token
-from shared.store.sqlite import SqliteStore
 from shared.store.messages import StoredRun, Telemetry
+from shared.store.sqlite import SqliteStore
 from shared.store.sqlite_runs import RUN_SPAN_S
 from tests.helpers.stored import frames_on_disk
 
