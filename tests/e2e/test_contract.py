@@ -189,7 +189,12 @@ async def test_the_whole_contract(deployment, mailbox):
             listed_b = (await http.get("/api/v1/devices", headers=auth(other))).json()["items"]
             assert [d["imei"] for d in listed_b] == [IMEI_B]
 
-            await eventually(lambda: _async(len(live_a.of("position")) >= 5), what="position events")
+            # The burst's newest position reaches the dashboard (one event per device and commit at least).
+            newest = items[-1]
+            await eventually(lambda: _async(any(p["ts"] == newest["ts"] for p in live_a.of("position"))),
+                             what="position events")
+            shown = live_a.of("position")[-1]
+            assert shown == {"imei": IMEI_A} | {key: newest[key] for key in ("ts", "lat", "lon", "speed", "course", "battery")}
             assert {p["imei"] for p in live_a.of("position")} == {IMEI_A}
             assert {p["imei"] for p in live_b.of("position")} <= {IMEI_B}
 
