@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from operator import itemgetter
+from itertools import compress, repeat
+from operator import and_, itemgetter
 from typing import Any, cast
 
 import orjson
@@ -135,6 +136,7 @@ _LON_AT = COLUMNS["positions"].index("lon_e7")
 _DEVICE = itemgetter(0)
 _RECEIVED = itemgetter(-1)
 _TS = itemgetter(_TS_AT)
+_FLAGS = itemgetter(_FLAGS_AT)
 
 Reading = tuple[float, "tuple[int, int] | None", "tuple[int, int, int] | None"]
 
@@ -169,7 +171,8 @@ def device_readings(telemetry: Telemetry) -> dict[int, Reading]:
             if known is None or row[_TS_AT] >= known[0]:
                 battery[device_id] = (row[_TS_AT], row[battery_at])
         if kind == "positions":
-            for device_id, row in _newest([row for row in rows if row[_FLAGS_AT] & FLAG_FIX_VALID]).items():
+            fixes = list(compress(rows, map(and_, map(_FLAGS, rows), repeat(FLAG_FIX_VALID))))  # C-level filter
+            for device_id, row in _newest(fixes).items():
                 newest_fix[device_id] = (row[_TS_AT], row[_LAT_AT], row[_LON_AT])
     for record in telemetry.alarms:
         last_seen[record.device_id] = max(record.received_at, last_seen.get(record.device_id, 0.0))

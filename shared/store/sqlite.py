@@ -12,8 +12,6 @@ import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from functools import lru_cache
-from itertools import chain
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -45,7 +43,7 @@ from shared.store.sqlite_detections import SqliteDetections
 from shared.store.sqlite_device_settings import SqliteDeviceSettings
 from shared.store.sqlite_escalation import SqliteEscalation
 from shared.store.sqlite_geofences import SqliteGeofences
-from shared.store.sqlite_runs import SqliteRuns, migrate_row_tables, statement_sizes, store_runs
+from shared.store.sqlite_runs import SqliteRuns, many, migrate_row_tables, store_runs
 
 T = TypeVar("T")
 OUTBOX_DELETE_DELAY_S = 0.5
@@ -123,7 +121,7 @@ class SqliteStore(SqliteRuns, SqliteAccounts, SqliteAlerts, SqliteEscalation, Sq
     # -- plumbing ---------------------------------------------------------------
 
     def _connect(self) -> sqlite3.Connection:
-        # Room in the statement cache for every size of every batch statement (see statement_sizes).
+        # Room in the statement cache for every size of every batch statement (see padded_batches).
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30, cached_statements=256)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(f"PRAGMA synchronous={self._synchronous}")
@@ -186,6 +184,7 @@ class SqliteStore(SqliteRuns, SqliteAccounts, SqliteAlerts, SqliteEscalation, Sq
         moved = await loop.run_in_executor(self._writer_thread, migrate_row_tables, self._writer)
         if moved:
             log.info("store_migrated", frames=moved, to="frame_runs")
+        await loop.run_in_executor(self._writer_thread, self._load_newest_stored, self._writer)
         self._reader = await loop.run_in_executor(self._reader_thread, self._connect)
 
     async def close(self) -> None:
@@ -255,7 +254,7 @@ class SqliteStore(SqliteRuns, SqliteAccounts, SqliteAlerts, SqliteEscalation, Sq
         await self.commit_telemetry(split_telemetry(records))
 
     async def commit_telemetry(self, telemetry: Telemetry) -> None:
-        await self._write(lambda c: _commit_telemetry(c, telemetry))
+        await self._write(lambda c: _commit_telemetry(c, telemetry, self._newest_stored))
 
     async def outbox_pending(self, limit: int, *, after_id: int = 0) -> list[OutboxEntry]:
         hidden = set(self._relayed)
@@ -322,9 +321,9 @@ class SqliteStore(SqliteRuns, SqliteAccounts, SqliteAlerts, SqliteEscalation, Sq
         return CommandRecord(*row) if row else None
 
 
-def _commit_telemetry(c: sqlite3.Connection, telemetry: Telemetry) -> None:
+def _commit_telemetry(c: sqlite3.Connection, telemetry: Telemetry, newest_stored: dict[int, int]) -> None:
     """The body of one ingest transaction (runs on the writer thread)."""
-    store_runs(c, telemetry.frame_runs())
+    store_runs(c, telemetry.frame_runs(), newest_stored)
     now = time.time()
     for record in telemetry.alarms:
         _insert_alarm(c, record, record.event, now)  # type: ignore[arg-type]
@@ -357,28 +356,21 @@ def _insert_alarm(c: sqlite3.Connection, record: FrameRecord, event: Alarm, now:
         )
 
 
-_DEVICES_PER_UPDATE = 256
-
-
-@lru_cache(maxsize=64)
-def _device_update_sql(rows: int) -> str:
-    # One statement for a whole commit's devices: executemany steps once per row,
-    # and each step gives the GIL away and must win it back from the busy event
-    # loop thread; under load that convoy, not SQLite, was the limit. SET expressions all see the row as it was, so each CASE can
-    # compare with the stored timestamps.
-    values = ",".join(["(?,?,?,?,?,?,?)"] * rows)
-    newer_battery = "v.battery_ts IS NOT NULL AND (devices.battery_ts IS NULL OR devices.battery_ts <= v.battery_ts)"
-    newer_fix = "v.fix_ts IS NOT NULL AND (devices.last_fix_ts IS NULL OR devices.last_fix_ts < v.fix_ts)"
-    return (
-        f"WITH v(id, seen, battery, battery_ts, fix_ts, lat, lon) AS (VALUES {values}) "
-        "UPDATE devices SET last_seen = max(coalesce(devices.last_seen, 0), v.seen),"
-        f" battery = CASE WHEN {newer_battery} THEN v.battery ELSE devices.battery END,"
-        f" battery_ts = CASE WHEN {newer_battery} THEN v.battery_ts ELSE devices.battery_ts END,"
-        f" last_fix_ts = CASE WHEN {newer_fix} THEN v.fix_ts ELSE devices.last_fix_ts END,"
-        f" last_lat_e7 = CASE WHEN {newer_fix} THEN v.lat ELSE devices.last_lat_e7 END,"
-        f" last_lon_e7 = CASE WHEN {newer_fix} THEN v.lon ELSE devices.last_lon_e7 END"
-        " FROM v WHERE devices.id = v.id"
-    )
+# One statement for a whole commit's devices (see padded_batches); a padding row's
+# NULL id matches no device. SET expressions all see the row as it was, so each
+# CASE can compare with the stored timestamps.
+_NEWER_BATTERY = "v.battery_ts IS NOT NULL AND (devices.battery_ts IS NULL OR devices.battery_ts <= v.battery_ts)"
+_NEWER_FIX = "v.fix_ts IS NOT NULL AND (devices.last_fix_ts IS NULL OR devices.last_fix_ts < v.fix_ts)"
+_DEVICE_UPDATE = (
+    "WITH v(id, seen, battery, battery_ts, fix_ts, lat, lon) AS (VALUES {values}) "
+    "UPDATE devices SET last_seen = max(coalesce(devices.last_seen, 0), v.seen),"
+    f" battery = CASE WHEN {_NEWER_BATTERY} THEN v.battery ELSE devices.battery END,"
+    f" battery_ts = CASE WHEN {_NEWER_BATTERY} THEN v.battery_ts ELSE devices.battery_ts END,"
+    f" last_fix_ts = CASE WHEN {_NEWER_FIX} THEN v.fix_ts ELSE devices.last_fix_ts END,"
+    f" last_lat_e7 = CASE WHEN {_NEWER_FIX} THEN v.lat ELSE devices.last_lat_e7 END,"
+    f" last_lon_e7 = CASE WHEN {_NEWER_FIX} THEN v.lon ELSE devices.last_lon_e7 END"
+    " FROM v WHERE devices.id = v.id"
+)
 
 
 def _update_device_state(c: sqlite3.Connection, telemetry: Telemetry) -> None:
@@ -386,6 +378,4 @@ def _update_device_state(c: sqlite3.Connection, telemetry: Telemetry) -> None:
         (device_id, seen, *((battery[1], battery[0]) if battery else (None, None)), *(fix if fix else (None,) * 3))
         for device_id, (seen, battery, fix) in device_readings(telemetry).items()
     ]
-    for start, size in statement_sizes(len(updates), _DEVICES_PER_UPDATE):
-        chunk = updates[start : start + size]
-        c.execute(_device_update_sql(len(chunk)), list(chain.from_iterable(chunk)))
+    many(c, _DEVICE_UPDATE, 7, updates)

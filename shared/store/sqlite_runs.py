@@ -35,7 +35,6 @@ from shared.store.messages import StoredRun
 RUN_SPAN_S = 3600
 _KIND_OF_TYPE = {FrameType.POSITION: "positions", FrameType.HEARTBEAT: "heartbeats", FrameType.ACTIVITY: "activities"}
 _EVENT_TYPES = (Position, Heartbeat, Activity)
-_RUNS_PER_STATEMENT = 1024  # 5 or 3 bound parameters each: under SQLite's 32,766
 _BY_DEVICE_AND_START = itemgetter(0, 1)
 
 
@@ -58,31 +57,29 @@ def decode_frames(frames: bytes) -> Iterator[tuple[bytes, Any]]:
             yield frames[start : len(frames) - buffer.buffered], event
 
 
-def statement_sizes(rows: int, most: int) -> Iterator[tuple[int, int]]:
-    """(start, size) of the statements for `rows` rows: as many of `most` (a power
-    of two) as fit, then the remainder as its binary digits, 1,952 as 1,024 + 512 +
-    256 + 128 + 32. Each size is one statement text, so a handful of texts serve
-    every commit from the connection's statement cache; preparing a fresh
-    statement of a thousand rows took ~6 ms, more than running it."""
-    start = 0
-    while rows - start >= most:
-        yield start, most
-        start += most
-    size = most
-    while start < rows:
-        size >>= 1
-        if rows - start >= size:
-            yield start, size
-            start += size
+def padded_batches(rows: list[tuple[Any, ...]], width: int, most: int = 1024) -> Iterator[tuple[int, list[Any]]]:
+    """`rows` as statements of at most `most` rows (a power of two): each one's
+    size and flat parameters, padded with rows of NULLs up to a power of two.
+
+    One statement per thousand rows, and only a handful of statement texts,
+    all kept in the connection's statement cache: preparing a fresh statement
+    of a thousand rows took ~6 ms, more than running it, and every statement
+    hands the GIL to the busy event loop and must win it back. The SQL drops
+    the padding: a NULL id joins nothing (see `many`)."""
+    for start in range(0, len(rows), most):
+        chunk = rows[start : start + most]
+        size = 1 << (len(chunk) - 1).bit_length()
+        params = list(chain.from_iterable(chunk))
+        params += [None] * (width * (size - len(chunk)))
+        yield size, params
 
 
-def _many(c: sqlite3.Connection, head: str, width: int, rows: list[tuple[Any, ...]], tail: str = "") -> list[Any]:
-    """Run `head VALUES (?, ...), ... tail` over `rows` in few statements; the rows it returns."""
+def many(c: sqlite3.Connection, sql: str, width: int, rows: list[tuple[Any, ...]]) -> list[Any]:
+    """Run `sql`, whose `{values}` stands for a VALUES list, over `rows` in few statements; the rows it returns."""
     found: list[Any] = []
     placeholder = "(" + ",".join("?" * width) + ")"
-    for start, size in statement_sizes(len(rows), _RUNS_PER_STATEMENT):
-        sql = f"{head} VALUES {','.join([placeholder] * size)} {tail}"
-        found += c.execute(sql, list(chain.from_iterable(rows[start : start + size]))).fetchall()
+    for size, params in padded_batches(rows, width):
+        found += c.execute(sql.format(values=",".join([placeholder] * size)), params).fetchall()
     return found
 
 
@@ -110,21 +107,26 @@ def _without_stored(run: StoredRun, stored: set[tuple[int, int, int]]) -> Stored
     return device_id, min(times), max(times), received_at, b"".join(kept)
 
 
-def store_runs(c: sqlite3.Connection, runs: list[StoredRun]) -> None:
-    """Insert a commit's runs, each frame once (see the module docstring)."""
+def store_runs(c: sqlite3.Connection, runs: list[StoredRun], newest_stored: dict[int, int]) -> None:
+    """Insert a commit's runs, each frame once (see the module docstring).
+
+    `newest_stored` maps every device with stored runs to the latest device
+    time among them; a run starting after it cannot hold a stored frame, and
+    needs no look at the table. It is raised here as runs are inserted (a
+    transaction rolled back leaves it too high, which only costs a look).
+    """
     # A run of command results alone has no device time and holds no history.
     runs = sorted(chain.from_iterable(_split_long(run) for run in runs if run[1] <= run[2]), key=_BY_DEVICE_AND_START)
     if not runs:
         return
-    overlapping = {device_id for (device_id,) in _many(
-        c, "WITH r(d, lo, hi) AS (", 3, [(d, lo, hi) for d, lo, hi, _, _ in runs],
+    probe = [(d, lo, hi) for d, lo, hi, _, _ in runs if lo <= newest_stored.get(d, -1)]
+    overlapping = {device_id for (device_id,) in many(
         # CROSS JOIN keeps the commit's runs as the outer loop: without it the
         # planner may scan every stored run and probe the commit's.
-        # Indexed by (device, last_ts): a run newer than all its device's stored
-        # ones, the usual case, finds nothing at the first step.
-        f") SELECT DISTINCT r.d FROM r CROSS JOIN frame_runs AS f WHERE f.device_id = r.d"
-        f" AND f.last_ts BETWEEN r.lo AND r.hi + {RUN_SPAN_S} AND f.first_ts <= r.hi",
-    )}
+        c, "WITH r(d, lo, hi) AS (VALUES {values}) SELECT DISTINCT r.d FROM r CROSS JOIN frame_runs AS f"
+        f" WHERE f.device_id = r.d AND f.last_ts BETWEEN r.lo AND r.hi + {RUN_SPAN_S} AND f.first_ts <= r.hi",
+        3, probe,
+    )} if probe else set()
     # Runs of one device in this commit that overlap each other (sorted by start).
     device, reach = None, 0  # the device of the runs seen last, and the latest time they cover
     for device_id, first_ts, last_ts, _, _ in runs:
@@ -134,7 +136,11 @@ def store_runs(c: sqlite3.Connection, runs: list[StoredRun]) -> None:
         device = device_id
     if overlapping:
         runs = _dedupe(c, runs, overlapping)
-    _many(c, "INSERT INTO frame_runs(device_id, first_ts, last_ts, received_at, frames)", 5, runs)
+    many(c, "INSERT INTO frame_runs(device_id, first_ts, last_ts, received_at, frames)"
+             " SELECT * FROM (VALUES {values}) WHERE column1 IS NOT NULL", 5, runs)
+    for device_id, _, last_ts, _, _ in runs:
+        if last_ts > newest_stored.get(device_id, -1):
+            newest_stored[device_id] = last_ts
 
 
 def _dedupe(c: sqlite3.Connection, runs: list[StoredRun], devices: set[int]) -> list[StoredRun]:
@@ -172,6 +178,13 @@ CREATE INDEX IF NOT EXISTS frame_runs_by_device ON frame_runs(device_id, last_ts
 
     # Provided by SqliteStore.
     _read: Callable[[Callable[[sqlite3.Connection], Any]], Awaitable[Any]]
+
+    # Device id -> the latest device time of its stored runs; see store_runs.
+    # Loaded when the store opens, then kept by the writer thread alone.
+    _newest_stored: dict[int, int]
+
+    def _load_newest_stored(self, c: sqlite3.Connection) -> None:
+        self._newest_stored = dict(c.execute("SELECT device_id, max(last_ts) FROM frame_runs GROUP BY device_id"))
 
     async def positions(
         self, device_id: int, *, since: int | None = None, until: int | None = None,
@@ -228,11 +241,12 @@ def migrate_row_tables(c: sqlite3.Connection) -> int:
         c.execute("BEGIN IMMEDIATE")
         try:
             rows = c.execute(f"SELECT device_id, received_at, {', '.join(event_class._fields)} FROM {table}")
-            while chunk := rows.fetchmany(_RUNS_PER_STATEMENT * 16):
+            while chunk := rows.fetchmany(16_384):
                 runs = [(device_id, fields[1], fields[1], received_at, encode(event_class(*fields)))
                         for device_id, received_at, *fields in chunk]
                 # No dedupe needed: the old table's key made each frame unique.
-                _many(c, "INSERT INTO frame_runs(device_id, first_ts, last_ts, received_at, frames)", 5, runs)
+                many(c, "INSERT INTO frame_runs(device_id, first_ts, last_ts, received_at, frames)"
+                         " SELECT * FROM (VALUES {values}) WHERE column1 IS NOT NULL", 5, runs)
                 moved += len(runs)
             c.execute(f"DROP TABLE {table}")
             c.execute("COMMIT")
