@@ -32,9 +32,8 @@ from services.notifications.detectors import (
     NoMotionDetector,
     OfflineDetector,
     ShiftWindow,
-    latest_telemetry_frames,
 )
-from services.notifications.detectors.frames import frame_ts
+from services.notifications.detectors.frames import LatestRow, frame_ts, latest_telemetry_rows
 from shared.bus import Message
 from shared.bus.outbox import CacheLease
 from shared.bus.topics import TOPIC_TELEMETRY
@@ -101,7 +100,7 @@ class DetectionService:
         self._geofences: dict[int, tuple[float, list[Geofence]]] = {}
         self._device_overrides: dict[int, tuple[float, DeviceOverrides]] = {}
         self._task: asyncio.Task[None] | None = None
-        self._pending: dict[tuple[int, str], dict[str, Any]] = {}  # (device, frame kind) -> newest frame
+        self._pending: dict[tuple[int, str], LatestRow] = {}  # (device, frame kind) -> newest frame
         self._flusher: asyncio.Task[None] | None = None
         self.configure(context.settings)
         context.bus.subscribe("detectors", [TOPIC_TELEMETRY], self.handle)
@@ -154,11 +153,12 @@ class DetectionService:
         most COALESCE_S of detection input, which the device's next frames
         make up for (no detection depends on one frame alone).
         """
-        for frame in latest_telemetry_frames(message.payload):
-            key = (frame["device_id"], frame["frame"])
-            kept = self._pending.get(key)
-            if kept is None or (frame_ts(frame), frame["seq"]) >= (frame_ts(kept), kept["seq"]):
-                self._pending[key] = frame
+        pending = self._pending
+        for latest in latest_telemetry_rows(message.payload):
+            key = (latest.device_id, latest.kind)
+            kept = pending.get(key)
+            if kept is None or (latest.ts, latest.seq) >= (kept.ts, kept.seq):
+                pending[key] = latest
         if self._pending and (self._flusher is None or self._flusher.done()):
             self._flusher = asyncio.create_task(self._flush_soon(), name="detection-flush")
 
@@ -174,7 +174,7 @@ class DetectionService:
         pending, self._pending = self._pending, {}
         now = time.time()
         devices: dict[int, dict[str, bytes | None]] = {}  # device id -> its states, read once per flush
-        for frame in sorted(pending.values(), key=frame_ts):
+        for frame in sorted((latest.frame() for latest in pending.values()), key=frame_ts):
             device_id = frame["device_id"]
             states = devices.get(device_id)
             if states is None:

@@ -57,8 +57,8 @@ class Telemetry:
     tables: dict[str, list[tuple[Any, ...]]] = field(default_factory=dict)
     devices: dict[int, tuple[int, str]] = field(default_factory=dict)  # device id -> (tenant id, IMEI)
     alarms: list[FrameRecord] = field(default_factory=list)
-    key_ordered: bool = False  # every table sorted by (device, ts) (see `order_by_key`)
-    # Device id -> when its last row was received; kept by `order_by_key`, since
+    time_ordered: bool = False  # every table sorted by device time (see `order_by_time`)
+    # Device id -> when its last row was received; kept by `order_by_time`, since
     # rows are in arrival order only until then.
     last_received: dict[int, float] = field(default_factory=dict)
     # The same frames (alarms and command results aside) as received, for a store
@@ -97,13 +97,12 @@ class Telemetry:
     def frames(self) -> int:
         return sum(map(len, self.tables.values())) + len(self.alarms)
 
-    def order_by_key(self) -> None:
-        """Sort every table by device, then device time, then arrival, once.
+    def order_by_time(self) -> None:
+        """Sort every table by device time (then arrival), once.
 
-        Inserted in key order, each B-tree page takes its rows together; and
-        each device's last row is then its newest, which is how `device_readings`
-        and `latest_message` find it without a pass of Python per row."""
-        if self.key_ordered:
+        Each device's last row is then its newest, which is how `device_readings`
+        and `telemetry_message` find it without a pass of Python per row."""
+        if self.time_ordered:
             return
         last_received = self.last_received
         for rows in self.tables.values():
@@ -111,10 +110,8 @@ class Telemetry:
             for device_id, received_at in dict(zip(map(_DEVICE, rows), map(_RECEIVED, rows), strict=True)).items():
                 if received_at > last_received.get(device_id, 0.0):
                     last_received[device_id] = received_at
-            # Two stable sorts on one int each: half the cost of one on a (device, ts, seq) tuple.
             rows.sort(key=_TS)
-            rows.sort(key=_DEVICE)
-        self.key_ordered = True
+        self.time_ordered = True
 
     def drop_empty_tables(self) -> None:
         self.tables = {kind: rows for kind, rows in self.tables.items() if rows}
@@ -141,11 +138,11 @@ _FLAGS = itemgetter(_FLAGS_AT)
 Reading = tuple[float, "tuple[int, int] | None", "tuple[int, int, int] | None"]
 
 
-def _newest(key_ordered_rows: list[tuple[Any, ...]]) -> dict[int, tuple[Any, ...]]:
+def _newest(time_ordered_rows: list[tuple[Any, ...]]) -> dict[int, tuple[Any, ...]]:
     """Each device's newest row by device time (the later one received on a tie):
-    its last one in key order. C-level calls only, since this runs over
+    its last one in time order. C-level calls only, since this runs over
     every frame of every commit."""
-    return dict(zip(map(_DEVICE, key_ordered_rows), key_ordered_rows, strict=True))
+    return dict(zip(map(_DEVICE, time_ordered_rows), time_ordered_rows, strict=True))
 
 
 def device_readings(telemetry: Telemetry) -> dict[int, Reading]:
@@ -154,7 +151,7 @@ def device_readings(telemetry: Telemetry) -> dict[int, Reading]:
     arrive late, so "newest" is by device time, not by arrival."""
     battery: dict[int, tuple[int, int]] = {}
     newest_fix: dict[int, tuple[int, int, int]] = {}
-    telemetry.order_by_key()
+    telemetry.order_by_time()
     last_seen = dict(telemetry.last_received)
     for kind in COLUMNS:
         rows = telemetry.rows(kind)
@@ -193,7 +190,7 @@ def telemetry_message(telemetry: Telemetry) -> bytes | None:
     positions are history, served by the REST API). Publishing every frame
     cost as much as storing it: the outbox held each commit twice.
     """
-    telemetry.order_by_key()
+    telemetry.order_by_time()
     tables = {kind: list(_newest(rows).values()) for kind in PUBLISHED_KINDS if (rows := telemetry.rows(kind))}
     if not tables:
         return None

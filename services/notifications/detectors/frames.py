@@ -12,7 +12,7 @@ like a buffered frame.
 from __future__ import annotations
 
 from operator import itemgetter
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import orjson
 
@@ -40,34 +40,55 @@ def telemetry_frames(payload: bytes) -> list[dict[str, Any]]:
     return frames
 
 
-def latest_telemetry_frames(payload: bytes) -> list[dict[str, Any]]:
-    """Like `telemetry_frames`, but only each device's newest frame of each kind.
+class LatestRow(NamedTuple):
+    """A device's newest frame of one kind in a telemetry message, not yet a frame dict."""
+
+    device_id: int
+    kind: FrameKind
+    ts: int
+    seq: int
+    columns: tuple[str, ...]
+    row: list[Any]
+    ids: tuple[int, str]  # (tenant id, IMEI)
+
+    def frame(self) -> dict[str, Any]:
+        item = dict(zip(self.columns, self.row, strict=True))
+        item["tenant_id"], item["imei"] = self.ids
+        item[FRAME_KEY] = self.kind
+        return item
+
+
+def latest_telemetry_rows(payload: bytes) -> list[LatestRow]:
+    """Each device's newest frame of each kind in a telemetry message.
 
     A commit can carry several frames of one device (a window of frames in
     flight, a burst after a coverage gap). The detectors' conditions depend on
     the newest: its battery, its fix, its activity, when it was received; the
-    older ones of the same commit would only be judged late. Picking before
-    building dicts keeps detection cheap beside ingestion.
+    older ones of the same commit would only be judged late. Rows become frame
+    dicts (`LatestRow.frame`) only when judged: a caller that keeps the newest
+    across messages builds one dict per device and kind, not per message.
     """
     message = orjson.loads(payload)
     devices = message.get("devices", {})
-    frames: list[dict[str, Any]] = []
+    latest: list[LatestRow] = []
     for kind in TELEMETRY_KINDS:
         table = message.get(kind)
         if not table:
             continue
-        columns = table["columns"]
+        columns = tuple(table["columns"])
+        ts_at, seq_at = columns.index("ts"), columns.index("seq")
         # Sorted by (ts, seq), each device's last row is its newest: C-level calls
-        # only, since this runs over every frame stored.
-        ordered = sorted(table["rows"], key=itemgetter(columns.index("ts"), columns.index("seq")))
+        # only, since this runs over every message.
+        ordered = sorted(table["rows"], key=itemgetter(ts_at, seq_at))
         newest = dict(zip(map(itemgetter(columns.index("device_id")), ordered), ordered, strict=True))
-        for device_id, row in newest.items():
-            item = dict(zip(columns, row, strict=True))
-            item["tenant_id"], item["imei"] = devices[str(device_id)]
-            item[FRAME_KEY] = kind
-            frames.append(item)
-    frames.sort(key=frame_ts)
-    return frames
+        latest += [LatestRow(device_id, kind, row[ts_at], row[seq_at], columns, row, tuple(devices[str(device_id)]))
+                   for device_id, row in newest.items()]
+    return latest
+
+
+def latest_telemetry_frames(payload: bytes) -> list[dict[str, Any]]:
+    """`latest_telemetry_rows` as frame dicts, in device time order."""
+    return sorted((row.frame() for row in latest_telemetry_rows(payload)), key=frame_ts)
 
 
 def alarm_frame(alarm: dict[str, Any] | bytes) -> dict[str, Any]:

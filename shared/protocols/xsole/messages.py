@@ -220,19 +220,27 @@ def encode(event: DeviceEvent | ServerEvent) -> bytes:
     return encode_frame(frame_type, event.seq, fmt.pack(*event[1:]))
 
 
-_stored_acks: dict[int, bytes] = {}
+class _StoredAcks(dict[int, bytes]):
+    """seq -> the ACK status 0 frame for it, built the first time it is asked for."""
+
+    def __missing__(self, seq: int) -> bytes:
+        ack = self[seq] = encode_frame(FrameType.ACK, seq, b"\x00")
+        return ack
+
+
+_stored_acks = _StoredAcks()
+_stored_ack_of = _stored_acks.__getitem__
 
 
 def encode_ack(seq: int, status: int) -> bytes:
     """An ACK frame. The status-0 ones, one per stored frame, are built once per seq."""
     if status == 0:
-        ack = _stored_acks.get(seq)
-        if ack is None:
-            ack = _stored_acks[seq] = encode_frame(FrameType.ACK, seq, b"\x00")
-        return ack
+        return _stored_acks[seq]
     return encode_frame(FrameType.ACK, seq, bytes((status,)))
 
 
 def encode_acks(seqs: list[int], status: int) -> bytes:
     """The ACK frames for several frames, back to back."""
+    if status == 0:
+        return b"".join(map(_stored_ack_of, seqs))
     return b"".join([encode_ack(seq, status) for seq in seqs])
