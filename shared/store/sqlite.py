@@ -254,7 +254,12 @@ class SqliteStore(SqliteRuns, SqliteAccounts, SqliteAlerts, SqliteEscalation, Sq
         await self.commit_telemetry(split_telemetry(records))
 
     async def commit_telemetry(self, telemetry: Telemetry) -> None:
-        await self._write(lambda c: _commit_telemetry(c, telemetry, self._newest_stored))
+        # The Python half (device states, the message) runs here, on the event
+        # loop, which holds the GIL anyway: on the writer thread it had to win
+        # the GIL from the busy loop again and again, which stretched every
+        # commit, and each device waits for its commit to be ACKed.
+        updates, message = _device_updates(telemetry), telemetry_message(telemetry)
+        await self._write(lambda c: _commit_telemetry(c, telemetry, updates, message, self._newest_stored))
 
     async def outbox_pending(self, limit: int, *, after_id: int = 0) -> list[OutboxEntry]:
         hidden = set(self._relayed)
@@ -321,7 +326,8 @@ class SqliteStore(SqliteRuns, SqliteAccounts, SqliteAlerts, SqliteEscalation, Sq
         return CommandRecord(*row) if row else None
 
 
-def _commit_telemetry(c: sqlite3.Connection, telemetry: Telemetry, newest_stored: dict[int, int]) -> None:
+def _commit_telemetry(c: sqlite3.Connection, telemetry: Telemetry, device_updates: list[tuple[Any, ...]],
+                      message: bytes | None, newest_stored: dict[int, int]) -> None:
     """The body of one ingest transaction (runs on the writer thread)."""
     store_runs(c, telemetry.frame_runs(), newest_stored)
     now = time.time()
@@ -333,8 +339,7 @@ def _commit_telemetry(c: sqlite3.Connection, telemetry: Telemetry, newest_stored
             "UPDATE commands SET status = ?, result_at = ? WHERE device_id = ? AND seq = ? AND status = 'sent'",
             (_COMMAND_STATUS.get(status, "failed"), now, device_id, cmd_seq),
         )
-    _update_device_state(c, telemetry)
-    message = telemetry_message(telemetry)
+    many(c, _DEVICE_UPDATE, 7, device_updates)
     if message is not None:
         c.execute("INSERT INTO outbox(topic, payload, created_at) VALUES (?, ?, ?)", (TOPIC_TELEMETRY, message, now))
 
@@ -373,9 +378,9 @@ _DEVICE_UPDATE = (
 )
 
 
-def _update_device_state(c: sqlite3.Connection, telemetry: Telemetry) -> None:
-    updates = [
+def _device_updates(telemetry: Telemetry) -> list[tuple[Any, ...]]:
+    """The rows of _DEVICE_UPDATE for a commit."""
+    return [
         (device_id, seen, *((battery[1], battery[0]) if battery else (None, None)), *(fix if fix else (None,) * 3))
         for device_id, (seen, battery, fix) in device_readings(telemetry).items()
     ]
-    many(c, _DEVICE_UPDATE, 7, updates)
