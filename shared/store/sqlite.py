@@ -43,7 +43,7 @@ from shared.store.sqlite_detections import SqliteDetections
 from shared.store.sqlite_device_settings import SqliteDeviceSettings
 from shared.store.sqlite_escalation import SqliteEscalation
 from shared.store.sqlite_geofences import SqliteGeofences
-from shared.store.sqlite_runs import SqliteRuns, many, migrate_row_tables, store_runs
+from shared.store.sqlite_runs import RunPlan, SqliteRuns, many, migrate_row_tables, plan_runs, store_runs
 
 T = TypeVar("T")
 OUTBOX_DELETE_DELAY_S = 0.5
@@ -258,8 +258,9 @@ class SqliteStore(SqliteRuns, SqliteAccounts, SqliteAlerts, SqliteEscalation, Sq
         # loop, which holds the GIL anyway: on the writer thread it had to win
         # the GIL from the busy loop again and again, which stretched every
         # commit, and each device waits for its commit to be ACKed.
+        plan = plan_runs(telemetry.frame_runs(), self._newest_stored)
         updates, message = _device_updates(telemetry), telemetry_message(telemetry)
-        await self._write(lambda c: _commit_telemetry(c, telemetry, updates, message, self._newest_stored))
+        await self._write(lambda c: _commit_telemetry(c, telemetry, plan, updates, message))
 
     async def outbox_pending(self, limit: int, *, after_id: int = 0) -> list[OutboxEntry]:
         hidden = set(self._relayed)
@@ -326,10 +327,10 @@ class SqliteStore(SqliteRuns, SqliteAccounts, SqliteAlerts, SqliteEscalation, Sq
         return CommandRecord(*row) if row else None
 
 
-def _commit_telemetry(c: sqlite3.Connection, telemetry: Telemetry, device_updates: list[tuple[Any, ...]],
-                      message: bytes | None, newest_stored: dict[int, int]) -> None:
+def _commit_telemetry(c: sqlite3.Connection, telemetry: Telemetry, plan: RunPlan, device_updates: list[tuple[Any, ...]],
+                      message: bytes | None) -> None:
     """The body of one ingest transaction (runs on the writer thread)."""
-    store_runs(c, telemetry.frame_runs(), newest_stored)
+    store_runs(c, plan)
     now = time.time()
     for record in telemetry.alarms:
         _insert_alarm(c, record, record.event, now)  # type: ignore[arg-type]

@@ -26,7 +26,7 @@ import sqlite3
 from collections.abc import Awaitable, Callable, Iterator
 from itertools import chain
 from operator import itemgetter
-from typing import Any
+from typing import Any, NamedTuple
 
 from shared.protocols.xsole import BadCrc, FrameBuffer, FrameType, Position, XSoleProtocolError, decode, encode
 from shared.protocols.xsole.messages import Activity, Heartbeat
@@ -107,40 +107,58 @@ def _without_stored(run: StoredRun, stored: set[tuple[int, int, int]]) -> Stored
     return device_id, min(times), max(times), received_at, b"".join(kept)
 
 
-def store_runs(c: sqlite3.Connection, runs: list[StoredRun], newest_stored: dict[int, int]) -> None:
-    """Insert a commit's runs, each frame once (see the module docstring).
+class RunPlan(NamedTuple):
+    """A commit's runs, ready for `store_runs`: sorted by device and start, long
+    ones split, with the ones that need a look at the table for stored copies
+    and the devices whose runs overlap each other within the commit."""
+
+    runs: list[StoredRun]
+    probe: list[tuple[int, int, int]]  # (device, first_ts, last_ts)
+    overlapping: set[int]
+
+
+def plan_runs(runs: list[StoredRun], newest_stored: dict[int, int]) -> RunPlan:
+    """The Python half of storing runs, for the event loop (see SqliteStore.commit_telemetry).
 
     `newest_stored` maps every device with stored runs to the latest device
-    time among them; a run starting after it cannot hold a stored frame, and
-    needs no look at the table. It is raised here as runs are inserted (a
-    transaction rolled back leaves it too high, which only costs a look).
+    time among them; a run starting after it cannot hold a stored frame and
+    needs no look at the table. It is raised here, when the commit is planned:
+    the writer stores commits in the order they are planned, so the next plan
+    already sees this one's runs as stored (a transaction rolled back leaves
+    it too high, which only costs a look).
     """
     # A run of command results alone has no device time and holds no history.
     runs = sorted(chain.from_iterable(_split_long(run) for run in runs if run[1] <= run[2]), key=_BY_DEVICE_AND_START)
-    if not runs:
-        return
     probe = [(d, lo, hi) for d, lo, hi, _, _ in runs if lo <= newest_stored.get(d, -1)]
-    overlapping = {device_id for (device_id,) in many(
-        # CROSS JOIN keeps the commit's runs as the outer loop: without it the
-        # planner may scan every stored run and probe the commit's.
-        c, "WITH r(d, lo, hi) AS (VALUES {values}) SELECT DISTINCT r.d FROM r CROSS JOIN frame_runs AS f"
-        f" WHERE f.device_id = r.d AND f.last_ts BETWEEN r.lo AND r.hi + {RUN_SPAN_S} AND f.first_ts <= r.hi",
-        3, probe,
-    )} if probe else set()
-    # Runs of one device in this commit that overlap each other (sorted by start).
+    overlapping: set[int] = set()
     device, reach = None, 0  # the device of the runs seen last, and the latest time they cover
     for device_id, first_ts, last_ts, _, _ in runs:
         if device_id == device and first_ts <= reach:
             overlapping.add(device_id)
         reach = max(reach, last_ts) if device_id == device else last_ts
         device = device_id
+        if last_ts > newest_stored.get(device_id, -1):
+            newest_stored[device_id] = last_ts
+    return RunPlan(runs, probe, overlapping)
+
+
+def store_runs(c: sqlite3.Connection, plan: RunPlan) -> None:
+    """Insert a commit's runs, each frame once (see the module docstring)."""
+    runs, overlapping = plan.runs, set(plan.overlapping)
+    if not runs:
+        return
+    if plan.probe:
+        overlapping.update(device_id for (device_id,) in many(
+            # CROSS JOIN keeps the commit's runs as the outer loop: without it the
+            # planner may scan every stored run and probe the commit's.
+            c, "WITH r(d, lo, hi) AS (VALUES {values}) SELECT DISTINCT r.d FROM r CROSS JOIN frame_runs AS f"
+            f" WHERE f.device_id = r.d AND f.last_ts BETWEEN r.lo AND r.hi + {RUN_SPAN_S} AND f.first_ts <= r.hi",
+            3, plan.probe,
+        ))
     if overlapping:
         runs = _dedupe(c, runs, overlapping)
     many(c, "INSERT INTO frame_runs(device_id, first_ts, last_ts, received_at, frames)"
              " SELECT * FROM (VALUES {values}) WHERE column1 IS NOT NULL", 5, runs)
-    for device_id, _, last_ts, _, _ in runs:
-        if last_ts > newest_stored.get(device_id, -1):
-            newest_stored[device_id] = last_ts
 
 
 def _dedupe(c: sqlite3.Connection, runs: list[StoredRun], devices: set[int]) -> list[StoredRun]:
@@ -179,8 +197,8 @@ CREATE INDEX IF NOT EXISTS frame_runs_by_device ON frame_runs(device_id, last_ts
     # Provided by SqliteStore.
     _read: Callable[[Callable[[sqlite3.Connection], Any]], Awaitable[Any]]
 
-    # Device id -> the latest device time of its stored runs; see store_runs.
-    # Loaded when the store opens, then kept by the writer thread alone.
+    # Device id -> the latest device time of its stored runs; see plan_runs.
+    # Loaded when the store opens, then kept on the event loop.
     _newest_stored: dict[int, int]
 
     def _load_newest_stored(self, c: sqlite3.Connection) -> None:
