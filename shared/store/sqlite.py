@@ -43,7 +43,16 @@ from shared.store.sqlite_detections import SqliteDetections
 from shared.store.sqlite_device_settings import SqliteDeviceSettings
 from shared.store.sqlite_escalation import SqliteEscalation
 from shared.store.sqlite_geofences import SqliteGeofences
-from shared.store.sqlite_runs import RunPlan, SqliteRuns, many, migrate_row_tables, plan_runs, store_runs
+from shared.store.sqlite_runs import (
+    RunPlan,
+    SqliteRuns,
+    Statement,
+    migrate_row_tables,
+    plan_runs,
+    run_statements,
+    statements,
+    store_runs,
+)
 
 T = TypeVar("T")
 OUTBOX_DELETE_DELAY_S = 0.5
@@ -137,6 +146,7 @@ class SqliteStore(SqliteRuns, SqliteAccounts, SqliteAlerts, SqliteEscalation, Sq
 
     async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         deleting, self._to_delete = self._to_delete, []
+        deleting_ids = orjson.dumps(deleting)
 
         def run() -> T:
             assert self._writer is not None, "store is not open"
@@ -145,7 +155,7 @@ class SqliteStore(SqliteRuns, SqliteAccounts, SqliteAlerts, SqliteEscalation, Sq
                 result = fn(self._writer)
                 if deleting:
                     self._writer.execute(
-                        "DELETE FROM outbox WHERE id IN (SELECT value FROM json_each(?))", (orjson.dumps(deleting),))
+                        "DELETE FROM outbox WHERE id IN (SELECT value FROM json_each(?))", (deleting_ids,))
                 self._writer.execute("COMMIT")
                 return result
             except BaseException:
@@ -327,7 +337,7 @@ class SqliteStore(SqliteRuns, SqliteAccounts, SqliteAlerts, SqliteEscalation, Sq
         return CommandRecord(*row) if row else None
 
 
-def _commit_telemetry(c: sqlite3.Connection, telemetry: Telemetry, plan: RunPlan, device_updates: list[tuple[Any, ...]],
+def _commit_telemetry(c: sqlite3.Connection, telemetry: Telemetry, plan: RunPlan, device_updates: list[Statement],
                       message: bytes | None) -> None:
     """The body of one ingest transaction (runs on the writer thread)."""
     store_runs(c, plan)
@@ -340,7 +350,7 @@ def _commit_telemetry(c: sqlite3.Connection, telemetry: Telemetry, plan: RunPlan
             "UPDATE commands SET status = ?, result_at = ? WHERE device_id = ? AND seq = ? AND status = 'sent'",
             (_COMMAND_STATUS.get(status, "failed"), now, device_id, cmd_seq),
         )
-    many(c, _DEVICE_UPDATE, 7, device_updates)
+    run_statements(c, device_updates)
     if message is not None:
         c.execute("INSERT INTO outbox(topic, payload, created_at) VALUES (?, ?, ?)", (TOPIC_TELEMETRY, message, now))
 
@@ -379,9 +389,9 @@ _DEVICE_UPDATE = (
 )
 
 
-def _device_updates(telemetry: Telemetry) -> list[tuple[Any, ...]]:
-    """The rows of _DEVICE_UPDATE for a commit."""
-    return [
+def _device_updates(telemetry: Telemetry) -> list[Statement]:
+    """The statements updating the commit's devices."""
+    return statements(_DEVICE_UPDATE, 7, [
         (device_id, seen, *((battery[1], battery[0]) if battery else (None, None)), *(fix if fix else (None,) * 3))
         for device_id, (seen, battery, fix) in device_readings(telemetry).items()
-    ]
+    ])

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Awaitable, Callable, Iterator
+from functools import lru_cache
 from itertools import chain
 from operator import itemgetter
 from typing import Any, NamedTuple
@@ -65,7 +66,7 @@ def padded_batches(rows: list[tuple[Any, ...]], width: int, most: int = 1024) ->
     all kept in the connection's statement cache: preparing a fresh statement
     of a thousand rows took ~6 ms, more than running it, and every statement
     hands the GIL to the busy event loop and must win it back. The SQL drops
-    the padding: a NULL id joins nothing (see `many`)."""
+    the padding: a NULL id joins nothing, matches nothing."""
     for start in range(0, len(rows), most):
         chunk = rows[start : start + most]
         size = 1 << (len(chunk) - 1).bit_length()
@@ -74,12 +75,26 @@ def padded_batches(rows: list[tuple[Any, ...]], width: int, most: int = 1024) ->
         yield size, params
 
 
-def many(c: sqlite3.Connection, sql: str, width: int, rows: list[tuple[Any, ...]]) -> list[Any]:
-    """Run `sql`, whose `{values}` stands for a VALUES list, over `rows` in few statements; the rows it returns."""
+Statement = tuple[str, list[Any]]  # SQL text and its parameters
+
+
+def statements(sql: str, width: int, rows: list[tuple[Any, ...]]) -> list[Statement]:
+    """`sql`, whose `{values}` stands for a VALUES list of `width` columns, over
+    `rows` as few statements. Built on the event loop, run by `run_statements`
+    on the writer thread, which then holds the GIL for as little as it can."""
+    return [(_values_sql(sql, width, size), params) for size, params in padded_batches(rows, width)]
+
+
+@lru_cache(maxsize=256)
+def _values_sql(sql: str, width: int, size: int) -> str:
+    return sql.format(values=",".join(["(" + ",".join("?" * width) + ")"] * size))
+
+
+def run_statements(c: sqlite3.Connection, batch: list[Statement]) -> list[Any]:
+    """Run the statements; the rows they return."""
     found: list[Any] = []
-    placeholder = "(" + ",".join("?" * width) + ")"
-    for size, params in padded_batches(rows, width):
-        found += c.execute(sql.format(values=",".join([placeholder] * size)), params).fetchall()
+    for sql, params in batch:
+        found += c.execute(sql, params).fetchall()
     return found
 
 
@@ -109,11 +124,13 @@ def _without_stored(run: StoredRun, stored: set[tuple[int, int, int]]) -> Stored
 
 class RunPlan(NamedTuple):
     """A commit's runs, ready for `store_runs`: sorted by device and start, long
-    ones split, with the ones that need a look at the table for stored copies
-    and the devices whose runs overlap each other within the commit."""
+    ones split, the statements inserting them, the statements looking for
+    stored copies of the runs that may have some, and the devices whose runs
+    overlap each other within the commit."""
 
     runs: list[StoredRun]
-    probe: list[tuple[int, int, int]]  # (device, first_ts, last_ts)
+    insert: list[Statement]
+    probe: list[Statement]
     overlapping: set[int]
 
 
@@ -139,26 +156,24 @@ def plan_runs(runs: list[StoredRun], newest_stored: dict[int, int]) -> RunPlan:
         device = device_id
         if last_ts > newest_stored.get(device_id, -1):
             newest_stored[device_id] = last_ts
-    return RunPlan(runs, probe, overlapping)
+    return RunPlan(runs, statements(_INSERT_RUNS, 5, runs), statements(_PROBE_RUNS, 3, probe), overlapping)
 
 
 def store_runs(c: sqlite3.Connection, plan: RunPlan) -> None:
     """Insert a commit's runs, each frame once (see the module docstring)."""
-    runs, overlapping = plan.runs, set(plan.overlapping)
-    if not runs:
-        return
-    if plan.probe:
-        overlapping.update(device_id for (device_id,) in many(
-            # CROSS JOIN keeps the commit's runs as the outer loop: without it the
-            # planner may scan every stored run and probe the commit's.
-            c, "WITH r(d, lo, hi) AS (VALUES {values}) SELECT DISTINCT r.d FROM r CROSS JOIN frame_runs AS f"
-            f" WHERE f.device_id = r.d AND f.last_ts BETWEEN r.lo AND r.hi + {RUN_SPAN_S} AND f.first_ts <= r.hi",
-            3, plan.probe,
-        ))
-    if overlapping:
-        runs = _dedupe(c, runs, overlapping)
-    many(c, "INSERT INTO frame_runs(device_id, first_ts, last_ts, received_at, frames)"
-             " SELECT * FROM (VALUES {values}) WHERE column1 IS NOT NULL", 5, runs)
+    overlapping = plan.overlapping | {device_id for (device_id,) in run_statements(c, plan.probe)}
+    insert = plan.insert
+    if overlapping:  # rare: decode, leave out the copies, insert what is left
+        insert = statements(_INSERT_RUNS, 5, _dedupe(c, plan.runs, overlapping))
+    run_statements(c, insert)
+
+
+_INSERT_RUNS = ("INSERT INTO frame_runs(device_id, first_ts, last_ts, received_at, frames)"
+                " SELECT * FROM (VALUES {values}) WHERE column1 IS NOT NULL")
+# CROSS JOIN keeps the commit's runs as the outer loop: without it the planner
+# may scan every stored run and probe the commit's.
+_PROBE_RUNS = ("WITH r(d, lo, hi) AS (VALUES {values}) SELECT DISTINCT r.d FROM r CROSS JOIN frame_runs AS f"
+               f" WHERE f.device_id = r.d AND f.last_ts BETWEEN r.lo AND r.hi + {RUN_SPAN_S} AND f.first_ts <= r.hi")
 
 
 def _dedupe(c: sqlite3.Connection, runs: list[StoredRun], devices: set[int]) -> list[StoredRun]:
@@ -263,8 +278,7 @@ def migrate_row_tables(c: sqlite3.Connection) -> int:
                 runs = [(device_id, fields[1], fields[1], received_at, encode(event_class(*fields)))
                         for device_id, received_at, *fields in chunk]
                 # No dedupe needed: the old table's key made each frame unique.
-                many(c, "INSERT INTO frame_runs(device_id, first_ts, last_ts, received_at, frames)"
-                         " SELECT * FROM (VALUES {values}) WHERE column1 IS NOT NULL", 5, runs)
+                run_statements(c, statements(_INSERT_RUNS, 5, runs))
                 moved += len(runs)
             c.execute(f"DROP TABLE {table}")
             c.execute("COMMIT")
