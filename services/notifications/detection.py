@@ -33,7 +33,7 @@ from services.notifications.detectors import (
     OfflineDetector,
     ShiftWindow,
 )
-from services.notifications.detectors.frames import LatestRow, frame_ts, latest_telemetry_rows
+from services.notifications.detectors.frames import FrameKind, frame_ts, latest_telemetry_tables, make_frame
 from shared.bus import Message
 from shared.bus.outbox import CacheLease
 from shared.bus.topics import TOPIC_TELEMETRY
@@ -100,7 +100,8 @@ class DetectionService:
         self._geofences: dict[int, tuple[float, list[Geofence]]] = {}
         self._device_overrides: dict[int, tuple[float, DeviceOverrides]] = {}
         self._task: asyncio.Task[None] | None = None
-        self._pending: dict[tuple[int, str], LatestRow] = {}  # (device, frame kind) -> newest frame
+        # Frame kind -> device id -> its newest row so far: (columns, row, the message's devices).
+        self._pending: dict[FrameKind, dict[int, tuple[tuple[str, ...], list[Any], dict[str, list[Any]]]]] = {}
         self._flusher: asyncio.Task[None] | None = None
         self.configure(context.settings)
         context.bus.subscribe("detectors", [TOPIC_TELEMETRY], self.handle)
@@ -153,12 +154,13 @@ class DetectionService:
         most COALESCE_S of detection input, which the device's next frames
         make up for (no detection depends on one frame alone).
         """
-        pending = self._pending
-        for latest in latest_telemetry_rows(message.payload):
-            key = (latest.device_id, latest.kind)
-            kept = pending.get(key)
-            if kept is None or (latest.ts, latest.seq) >= (kept.ts, kept.seq):
-                pending[key] = latest
+        for table in latest_telemetry_tables(message.payload):
+            pending = self._pending.setdefault(table.kind, {})
+            ts_at, seq_at = table.columns.index("ts"), table.columns.index("seq")
+            for device_id, row in table.newest.items():
+                kept = pending.get(device_id)
+                if kept is None or (row[ts_at], row[seq_at]) >= (kept[1][ts_at], kept[1][seq_at]):
+                    pending[device_id] = (table.columns, row, table.devices)
         if self._pending and (self._flusher is None or self._flusher.done()):
             self._flusher = asyncio.create_task(self._flush_soon(), name="detection-flush")
 
@@ -174,7 +176,9 @@ class DetectionService:
         pending, self._pending = self._pending, {}
         now = time.time()
         devices: dict[int, dict[str, bytes | None]] = {}  # device id -> its states, read once per flush
-        for frame in sorted((latest.frame() for latest in pending.values()), key=frame_ts):
+        frames = [make_frame(kind, columns, row, ids)
+                  for kind, rows in pending.items() for columns, row, ids in rows.values()]
+        for frame in sorted(frames, key=frame_ts):
             device_id = frame["device_id"]
             states = devices.get(device_id)
             if states is None:

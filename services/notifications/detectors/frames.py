@@ -40,55 +40,55 @@ def telemetry_frames(payload: bytes) -> list[dict[str, Any]]:
     return frames
 
 
-class LatestRow(NamedTuple):
-    """A device's newest frame of one kind in a telemetry message, not yet a frame dict."""
+class LatestTable(NamedTuple):
+    """A telemetry message's table of one kind, reduced to each device's newest row."""
 
-    device_id: int
     kind: FrameKind
-    ts: int
-    seq: int
     columns: tuple[str, ...]
-    row: list[Any]
-    ids: tuple[int, str]  # (tenant id, IMEI)
+    devices: dict[str, list[Any]]  # the message's device id (as text) -> [tenant id, IMEI]
+    newest: dict[int, list[Any]]  # device id -> its newest row
 
-    def frame(self) -> dict[str, Any]:
-        item = dict(zip(self.columns, self.row, strict=True))
-        item["tenant_id"], item["imei"] = self.ids
-        item[FRAME_KEY] = self.kind
-        return item
+    def frame(self, device_id: int) -> dict[str, Any]:
+        return make_frame(self.kind, self.columns, self.newest[device_id], self.devices)
 
 
-def latest_telemetry_rows(payload: bytes) -> list[LatestRow]:
-    """Each device's newest frame of each kind in a telemetry message.
+def make_frame(kind: FrameKind, columns: tuple[str, ...], row: list[Any], devices: dict[str, list[Any]]) -> dict[str, Any]:
+    """A frame dict from a telemetry message's row."""
+    frame = dict(zip(columns, row, strict=True))
+    frame["tenant_id"], frame["imei"] = devices[str(frame["device_id"])]
+    frame[FRAME_KEY] = kind
+    return frame
+
+
+def latest_telemetry_tables(payload: bytes) -> list[LatestTable]:
+    """Each device's newest frame of each kind in a telemetry message, by kind.
 
     A commit can carry several frames of one device (a window of frames in
     flight, a burst after a coverage gap). The detectors' conditions depend on
     the newest: its battery, its fix, its activity, when it was received; the
     older ones of the same commit would only be judged late. Rows become frame
-    dicts (`LatestRow.frame`) only when judged: a caller that keeps the newest
+    dicts only when judged (`make_frame`): a caller that keeps the newest
     across messages builds one dict per device and kind, not per message.
     """
     message = orjson.loads(payload)
     devices = message.get("devices", {})
-    latest: list[LatestRow] = []
+    tables: list[LatestTable] = []
     for kind in TELEMETRY_KINDS:
         table = message.get(kind)
         if not table:
             continue
         columns = tuple(table["columns"])
-        ts_at, seq_at = columns.index("ts"), columns.index("seq")
         # Sorted by (ts, seq), each device's last row is its newest: C-level calls
         # only, since this runs over every message.
-        ordered = sorted(table["rows"], key=itemgetter(ts_at, seq_at))
+        ordered = sorted(table["rows"], key=itemgetter(columns.index("ts"), columns.index("seq")))
         newest = dict(zip(map(itemgetter(columns.index("device_id")), ordered), ordered, strict=True))
-        latest += [LatestRow(device_id, kind, row[ts_at], row[seq_at], columns, row, tuple(devices[str(device_id)]))
-                   for device_id, row in newest.items()]
-    return latest
+        tables.append(LatestTable(kind, columns, devices, newest))
+    return tables
 
 
 def latest_telemetry_frames(payload: bytes) -> list[dict[str, Any]]:
-    """`latest_telemetry_rows` as frame dicts, in device time order."""
-    return sorted((row.frame() for row in latest_telemetry_rows(payload)), key=frame_ts)
+    """`latest_telemetry_tables` as frame dicts, in device time order."""
+    return sorted((t.frame(device_id) for t in latest_telemetry_tables(payload) for device_id in t.newest), key=frame_ts)
 
 
 def alarm_frame(alarm: dict[str, Any] | bytes) -> dict[str, Any]:
