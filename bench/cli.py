@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 from pathlib import Path
 
 import orjson
@@ -33,6 +34,11 @@ def run(args: argparse.Namespace) -> None:
 
 
 async def _run(args: argparse.Namespace) -> None:
+    # The alarm and distributed benches start their servers with the test
+    # harness (tests/harness, tests/helpers), which is not an installed package.
+    root = str(Path(__file__).resolve().parents[1])
+    if root not in sys.path:
+        sys.path.insert(0, root)
     if args.name == "ingest":
         from bench import ingest
 
