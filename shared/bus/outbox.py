@@ -148,6 +148,9 @@ class OutboxRelay:
     async def _run(self) -> None:
         failures = 0
         while True:
+            # Cleared before the pass, not after: a commit notified during the pass
+            # must wake the next one at once, not wait for the poll interval.
+            self._wake.clear()
             try:
                 moved = await self.relay_once()
                 if failures:
@@ -167,7 +170,6 @@ class OutboxRelay:
                 return
             if moved == self._batch or (self._stopping and moved):
                 continue
-            self._wake.clear()
             try:
                 await asyncio.wait_for(self._wake.wait(), self._poll_interval)
             except TimeoutError:

@@ -55,7 +55,6 @@ from shared.store.sqlite_runs import (
 )
 
 T = TypeVar("T")
-OUTBOX_DELETE_DELAY_S = 0.5
 log = get_logger("solewatch.store")
 
 SCHEMA = """
@@ -117,15 +116,6 @@ class SqliteStore(SqliteRuns, SqliteAccounts, SqliteAlerts, SqliteEscalation, Sq
         # Called on the event loop after every committed write, so the outbox
         # relay can move what it wrote without waiting for its next poll.
         self.on_write: Callable[[], None] | None = None
-        # Outbox entries the relay has handed over are deleted by the next write
-        # transaction (or after OUTBOX_DELETE_DELAY_S when none comes) instead of
-        # a transaction, and its fsync, of their own after every commit. Until
-        # then outbox_pending hides them; a crash meanwhile relays them again
-        # under the same message ids, which delivery at least once allows.
-        self._relayed: set[int] = set()
-        self._to_delete: list[int] = []
-        self._delete_timer: asyncio.TimerHandle | None = None
-        self._delete_task: asyncio.Task[None] | None = None
 
     # -- plumbing ---------------------------------------------------------------
 
@@ -145,17 +135,11 @@ class SqliteStore(SqliteRuns, SqliteAccounts, SqliteAlerts, SqliteEscalation, Sq
         return conn
 
     async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        deleting, self._to_delete = self._to_delete, []
-        deleting_ids = orjson.dumps(deleting)
-
         def run() -> T:
             assert self._writer is not None, "store is not open"
             try:
                 self._writer.execute("BEGIN IMMEDIATE")
                 result = fn(self._writer)
-                if deleting:
-                    self._writer.execute(
-                        "DELETE FROM outbox WHERE id IN (SELECT value FROM json_each(?))", (deleting_ids,))
                 self._writer.execute("COMMIT")
                 return result
             except BaseException:
@@ -164,12 +148,8 @@ class SqliteStore(SqliteRuns, SqliteAccounts, SqliteAlerts, SqliteEscalation, Sq
                 raise
         try:
             result = await asyncio.get_running_loop().run_in_executor(self._writer_thread, run)
-        except BaseException as exc:
-            self._to_delete += deleting
-            if isinstance(exc, sqlite3.OperationalError):
-                raise StoreUnavailable(str(exc)) from exc
-            raise
-        self._relayed.difference_update(deleting)
+        except sqlite3.OperationalError as exc:
+            raise StoreUnavailable(str(exc)) from exc
         if self.on_write is not None:
             self.on_write()
         return result
@@ -199,11 +179,6 @@ class SqliteStore(SqliteRuns, SqliteAccounts, SqliteAlerts, SqliteEscalation, Sq
 
     async def close(self) -> None:
         loop = asyncio.get_running_loop()
-        if self._delete_timer is not None:
-            self._delete_timer.cancel()
-            self._delete_timer = None
-        if self._to_delete and self._writer is not None:
-            await self._flush_deletes()
         if self._writer is not None:
             await loop.run_in_executor(self._writer_thread, self._writer.close)
             self._writer = None
@@ -273,29 +248,14 @@ class SqliteStore(SqliteRuns, SqliteAccounts, SqliteAlerts, SqliteEscalation, Sq
         await self._write(lambda c: _commit_telemetry(c, telemetry, plan, updates, message))
 
     async def outbox_pending(self, limit: int, *, after_id: int = 0) -> list[OutboxEntry]:
-        hidden = set(self._relayed)
         rows = await self._read(lambda c: c.execute(
-            "SELECT id, topic, payload FROM outbox WHERE id > ? ORDER BY id LIMIT ?", (after_id, limit + len(hidden)),
+            "SELECT id, topic, payload FROM outbox WHERE id > ? ORDER BY id LIMIT ?", (after_id, limit),
         ).fetchall())
-        return [OutboxEntry(*row) for row in rows if row[0] not in hidden][:limit]
+        return [OutboxEntry(*row) for row in rows]
 
     async def outbox_remove(self, ids: Sequence[int]) -> None:
-        fresh = [i for i in ids if i not in self._relayed]
-        self._relayed.update(fresh)
-        self._to_delete += fresh
-        if self._to_delete and self._delete_timer is None:
-            self._delete_timer = asyncio.get_running_loop().call_later(OUTBOX_DELETE_DELAY_S, self._delete_relayed)
-
-    def _delete_relayed(self) -> None:
-        self._delete_timer = None
-        if self._to_delete and self._writer is not None:
-            self._delete_task = asyncio.create_task(self._flush_deletes())
-
-    async def _flush_deletes(self) -> None:
-        try:
-            await self._write(lambda c: None)
-        except StoreUnavailable as exc:
-            log.warning("outbox_delete_failed", error=str(exc))  # kept for the next write
+        await self._write(lambda c: c.execute("DELETE FROM outbox WHERE id IN (SELECT value FROM json_each(?))",
+                                              (orjson.dumps(list(ids)),)))
 
     # -- downlink commands -----------------------------------------------------------
 

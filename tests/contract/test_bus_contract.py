@@ -267,3 +267,41 @@ def _assert_payloads(messages: list[Message]) -> None:
     [alarm] = [orjson.loads(m.payload) for m in messages if m.topic == TOPIC_ALARM]
     assert (alarm["kind"], alarm["imei"], alarm["device_ts"], alarm["seq"]) == ("sos", "356307042441013", TS + 4, 4)
     assert (alarm["lat"], alarm["lon"], alarm["battery"]) == (43.6163004, 7.0553, 79)
+
+
+class _CommitDuringRead:
+    """The store as a relay sees it when a commit lands (and notifies) while the relay reads."""
+
+    def __init__(self, store: Store, commit: Callable[[], Any]) -> None:
+        self._store = store
+        self._commit = commit
+        self.relay: OutboxRelay | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    async def outbox_pending(self, limit: int, *, after_id: int = 0) -> Any:
+        entries = await self._store.outbox_pending(limit, after_id=after_id)
+        commit, self._commit = self._commit, None
+        if commit is not None:
+            await commit()
+            assert self.relay is not None
+            self.relay.notify()  # what the store's on_write hook does after a commit
+        return entries
+
+
+async def test_a_commit_notified_during_a_relay_pass_is_relayed_without_waiting_for_the_poll(
+        store: Store, bus: Bus, unique: Unique) -> None:
+    received = Recorder()
+    bus.subscribe(unique("consumer"), [TOPIC_TELEMETRY, TOPIC_ALARM], received)
+    await bus.start()
+    positions, alarm, _ = await _device_records(store)
+    await store.commit_frames(positions)
+    racing = _CommitDuringRead(store, lambda: store.commit_frames(alarm))
+    relay = racing.relay = OutboxRelay(racing, bus, poll_interval=30.0)  # type: ignore[arg-type]
+    await relay.start()
+    try:
+        # Both the first entry and the one committed during the first pass arrive, long before the poll.
+        await eventually(lambda: {m.topic for m in received.messages} == {TOPIC_TELEMETRY, TOPIC_ALARM}, timeout=5)
+    finally:
+        await relay.close()
