@@ -179,6 +179,11 @@ _PROBE_RUNS = ("WITH r(d, lo, hi) AS (VALUES {values}) SELECT DISTINCT r.d FROM 
 def _dedupe(c: sqlite3.Connection, runs: list[StoredRun], devices: set[int]) -> list[StoredRun]:
     """The runs less frames already stored or earlier in the commit, for `devices`."""
     kept: list[StoredRun] = []
+    spans: dict[int, tuple[int, int]] = {}  # device -> the time its runs of this commit cover
+    for device_id, first_ts, last_ts, _, _ in runs:
+        if device_id in devices:
+            lo, hi = spans.get(device_id, (first_ts, last_ts))
+            spans[device_id] = (min(lo, first_ts), max(hi, last_ts))
     stored: dict[int, set[tuple[int, int, int]]] = {}
     for run in runs:
         device_id = run[0]
@@ -188,8 +193,7 @@ def _dedupe(c: sqlite3.Connection, runs: list[StoredRun], devices: set[int]) -> 
         known = stored.get(device_id)
         if known is None:
             known = stored[device_id] = set()
-            lo = min(r[1] for r in runs if r[0] == device_id)
-            hi = max(r[2] for r in runs if r[0] == device_id)
+            lo, hi = spans[device_id]
             for (frames,) in c.execute(
                 "SELECT frames FROM frame_runs WHERE device_id = ? AND last_ts BETWEEN ? AND ? AND first_ts <= ?",
                 (device_id, lo, hi + RUN_SPAN_S, hi),
