@@ -38,11 +38,13 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "command_results": ("device_id", *CommandResult._fields, "received_at"),
 }
 _KIND_OF = {Position: "positions", Heartbeat: "heartbeats", Activity: "activities", CommandResult: "command_results"}
-_EVENT_OF: dict[str, Any] = {"positions": Position, "heartbeats": Heartbeat, "activities": Activity}
+# The telemetry kept as history and published (command results only update their command).
+TELEMETRY_EVENTS: dict[str, Any] = {"positions": Position, "heartbeats": Heartbeat, "activities": Activity}
+TELEMETRY_KIND_OF_TYPE = {FrameType.POSITION: "positions", FrameType.HEARTBEAT: "heartbeats",
+                          FrameType.ACTIVITY: "activities"}
 # (device id, first device ts, last device ts, received at, the frames' bytes as received)
 StoredRun = tuple[int, int, int, float, bytes]
-KIND_OF_TYPE = {FrameType.POSITION: "positions", FrameType.HEARTBEAT: "heartbeats", FrameType.ACTIVITY: "activities",
-                FrameType.COMMAND_RESULT: "command_results"}
+KIND_OF_TYPE = {**TELEMETRY_KIND_OF_TYPE, FrameType.COMMAND_RESULT: "command_results"}
 
 
 @dataclass(slots=True)
@@ -89,7 +91,7 @@ class Telemetry:
         if self.runs is None:
             self.runs = [
                 (row[0], row[_TS_AT], row[_TS_AT], row[-1], encode(event_class(*row[1:-1])))
-                for kind, event_class in _EVENT_OF.items() for row in self.rows(kind)
+                for kind, event_class in TELEMETRY_EVENTS.items() for row in self.rows(kind)
             ]
         return self.runs
 
@@ -176,7 +178,7 @@ def device_readings(telemetry: Telemetry) -> dict[int, Reading]:
     return {device_id: (seen, battery.get(device_id), newest_fix.get(device_id)) for device_id, seen in last_seen.items()}
 
 
-PUBLISHED_KINDS = ("positions", "heartbeats", "activities")
+PUBLISHED_KINDS = tuple(TELEMETRY_EVENTS)
 
 
 def telemetry_message(telemetry: Telemetry) -> bytes | None:

@@ -29,13 +29,11 @@ from itertools import chain
 from operator import itemgetter
 from typing import Any, NamedTuple
 
-from shared.protocols.xsole import BadCrc, FrameBuffer, FrameType, Position, XSoleProtocolError, decode, encode
-from shared.protocols.xsole.messages import Activity, Heartbeat
-from shared.store.messages import StoredRun
+from shared.protocols.xsole import BadCrc, FrameBuffer, Position, XSoleProtocolError, decode, encode
+from shared.store.messages import TELEMETRY_EVENTS, TELEMETRY_KIND_OF_TYPE, StoredRun
 
 RUN_SPAN_S = 3600
-_KIND_OF_TYPE = {FrameType.POSITION: "positions", FrameType.HEARTBEAT: "heartbeats", FrameType.ACTIVITY: "activities"}
-_EVENT_TYPES = (Position, Heartbeat, Activity)
+_EVENT_TYPES = tuple(TELEMETRY_EVENTS.values())
 _BY_DEVICE_AND_START = itemgetter(0, 1)
 
 
@@ -254,17 +252,14 @@ CREATE INDEX IF NOT EXISTS frame_runs_by_device ON frame_runs(device_id, last_ts
 
     async def count_stored(self, device_id: int) -> dict[str, int]:
         def run(c: sqlite3.Connection) -> dict[str, int]:
-            counts = dict.fromkeys(_KIND_OF_TYPE.values(), 0)
+            counts = dict.fromkeys(TELEMETRY_EVENTS, 0)
             for (frames,) in c.execute("SELECT frames FROM frame_runs WHERE device_id = ?", (device_id,)):
                 for raw, _ in decode_frames(frames):
-                    counts[_KIND_OF_TYPE[raw[3]]] += 1
+                    counts[TELEMETRY_KIND_OF_TYPE[raw[3]]] += 1
             counts["alarms"] = c.execute("SELECT count(*) FROM alarms WHERE device_id = ?", (device_id,)).fetchone()[0]
             return counts
 
         return await self._read(run)  # type: ignore[no-any-return]
-
-
-_LEGACY_TABLES: dict[str, Any] = {"positions": Position, "heartbeats": Heartbeat, "activities": Activity}
 
 
 def migrate_row_tables(c: sqlite3.Connection) -> int:
@@ -274,7 +269,7 @@ def migrate_row_tables(c: sqlite3.Connection) -> int:
         "SELECT name FROM sqlite_master WHERE type = 'table' AND name IN ('positions', 'heartbeats', 'activities')")]
     moved = 0
     for table in present:
-        event_class = _LEGACY_TABLES[table]
+        event_class = TELEMETRY_EVENTS[table]  # the old tables were named after the kinds
         c.execute("BEGIN IMMEDIATE")
         try:
             rows = c.execute(f"SELECT device_id, received_at, {', '.join(event_class._fields)} FROM {table}")

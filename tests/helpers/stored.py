@@ -10,9 +10,8 @@ import sqlite3
 from collections import Counter
 from pathlib import Path
 
+from shared.store.messages import TELEMETRY_KIND_OF_TYPE
 from shared.store.sqlite_runs import decode_frames
-
-KIND_OF_TYPE = {0x02: "heartbeats", 0x10: "positions", 0x11: "activities"}
 
 
 def frames_on_disk(db_path: Path | str) -> Counter[tuple[int, str, int, int]]:
@@ -22,7 +21,7 @@ def frames_on_disk(db_path: Path | str) -> Counter[tuple[int, str, int, int]]:
     try:
         for device_id, frames in db.execute("SELECT device_id, frames FROM frame_runs"):
             for raw, event in decode_frames(frames):
-                stored[(device_id, KIND_OF_TYPE[raw[3]], event.ts, event.seq)] += 1
+                stored[(device_id, TELEMETRY_KIND_OF_TYPE[raw[3]], event.ts, event.seq)] += 1
     finally:
         db.close()
     return stored
