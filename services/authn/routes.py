@@ -68,25 +68,38 @@ def client_address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
+_THROTTLED = {429: {"model": ErrorOut, "description": "Too many failed logins from this address; retry later",
+                    "headers": {"Retry-After": {"description": "seconds to wait before trying again",
+                                                "schema": {"type": "integer", "minimum": 1}}}}}
+
+
 @router.post("/auth/token", tags=["auth"], summary="Log in with email and password",
-             responses=_errors(401, 429))
+             responses={**_errors(401), **_THROTTLED})
 async def issue_token(body: TokenRequest, request: Request, response: Response, ctx: ContextDep) -> TokenResponse:
     """A new session: an access token and a refresh token.
 
-    Failed logins are limited per account and per client address; over the
-    limit the answer is 429 with `Retry-After`, whatever the password.
+    Failed logins slow down the address they come from, never the account
+    everywhere: after a few failures of one email from one address, that
+    email waits a delay doubling with each further failure before it may be
+    tried again from there, and an address failing on many emails is refused
+    for a while. Meanwhile the answer is 429 with `Retry-After`, whatever the
+    password. The right password from another address still works.
     """
     limiter = LoginRateLimiter.from_settings(ctx.settings, ctx.cache)
     address = client_address(request)
     try:
         attempt = await limiter.begin(account=body.email, address=address)
     except RateLimited as exc:
-        log.warning("login_rate_limited", address=address, retry_after=exc.retry_after)
+        log.warning("login_rate_limited", address=address, reason=exc.reason, retry_after=exc.retry_after)
         raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS, "too many failed logins; try again later",
                             headers={"Retry-After": str(exc.retry_after)}) from None
-    user = await ctx.store.user_by_email(body.email)
-    # An unknown email costs the same argon2 work as a wrong password: no timing oracle.
-    check = await verify_password(user.password_hash if user else None, body.password)
+    try:
+        user = await ctx.store.user_by_email(body.email)
+        # An unknown email costs the same argon2 work as a wrong password: no timing oracle.
+        check = await verify_password(user.password_hash if user else None, body.password)
+    except BaseException:
+        await limiter.abandoned(attempt)  # storage down, or the client left: the next try need not wait
+        raise
     if user is None or not check.ok:
         await limiter.failed(attempt)
         log.info("login_failed", address=address)

@@ -42,6 +42,9 @@ SECRET_FILE = "jwt-secret"
 # other processes running a little behind.
 _CLOCK_MARGIN_S = 60
 
+# Every key of the table above (services/authn/state.py keeps them across restarts).
+KEY_PREFIXES = ("refresh:", "session:", "refresh-used:", "session-revoked:")
+
 _generated_secrets: dict[Path, str] = {}
 
 

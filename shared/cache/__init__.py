@@ -1,4 +1,4 @@
-"""The cache port (sessions, rate limits, device state) and its adapters."""
+"""The cache port (sessions, rate limits, device state) and its adapters: memory, SQLite, Redis, split."""
 
 from shared.cache.port import Cache, CacheUnavailable
 

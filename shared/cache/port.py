@@ -1,6 +1,9 @@
-"""What solewatch keeps in a cache: short-lived, shared between processes, losable.
+"""What solewatch keeps in a cache: short-lived state shared between processes.
 
-Nothing here may be the only copy of anything acknowledged to a device or a user.
+Nothing here may be the only copy of a frame or an alert. Sessions, revocations
+and login throttling do live only here, so the adapters that hold them keep them
+across a restart of solewatch's processes: Redis with its append-only file, and
+in the all-in-one mode the SQLite cache (services/authn/state.py).
 """
 
 from __future__ import annotations

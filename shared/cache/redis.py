@@ -1,9 +1,8 @@
 """The cache of the distributed mode, on a Redis server (redis-py's asyncio client).
 
-Redis holds only losable state: sessions, rate limits, online marks. A flushed or
-restarted Redis costs users a login and resets a few counters; nothing acknowledged
-to a device or a user lives only here (see shared/cache/port.py), so the server
-runs without persistence.
+Redis holds short-lived state: sessions, rate limits, online marks. No frame or
+alert lives only here (see shared/cache/port.py); sessions and revocations do, so
+the deployment runs Redis with its append-only file (compose/compose.yml).
 
 Keys are used as given: callers namespace them. Values are bytes both ways.
 """

@@ -51,6 +51,7 @@ from shared.bus.memory import MemoryBus
 from shared.cache import Cache
 from shared.cache.memory import MemoryCache
 from shared.cache.redis import RedisCache
+from shared.cache.sqlite import SqliteCache
 from shared.store import Store
 from shared.store.sqlite import SqliteStore
 from tests.contract.mongo_shim import mongodb_store, mongomock_store
@@ -64,6 +65,17 @@ BUS_MAX_ATTEMPTS = 3
 @asynccontextmanager
 async def make_memory_cache(tmp_path: Path) -> AsyncIterator[Cache]:
     cache = MemoryCache()
+    await cache.start()
+    try:
+        yield cache
+    finally:
+        await cache.close()
+
+
+@asynccontextmanager
+async def make_sqlite_cache(tmp_path: Path) -> AsyncIterator[Cache]:
+    # The all-in-one mode's persistent cache (sessions, login throttling).
+    cache = SqliteCache(tmp_path / "cache.db")
     await cache.start()
     try:
         yield cache
@@ -128,6 +140,7 @@ async def make_mongodb_store(tmp_path: Path) -> AsyncIterator[Store]:
 
 CACHE_FACTORIES: dict[str, Callable[..., AbstractAsyncContextManager[Cache]]] = {
     "memory": make_memory_cache,
+    "sqlite": make_sqlite_cache,
     "redis": make_redis_cache,
 }
 # Adapters needing a server: the harness fixture whose URL their factory gets after tmp_path.
