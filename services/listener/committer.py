@@ -33,6 +33,10 @@ from shared.store.port import FrameRecord
 # meanwhile): long enough for a probe to see it, short enough that a listener
 # whose backend is back does not wait for traffic that avoids it to turn ready.
 FAILURE_REPORTED_FOR_S = 5.0
+# While commits keep failing (a full disk, a store that is down), one summary
+# line this often at most: every failed batch logging its own line filled the
+# very volume that was full with hundreds of lines a second.
+OUTAGE_SUMMARY_EVERY_S = 60.0
 
 MakeDurable = Callable[[Telemetry], Awaitable[None]]
 
@@ -62,6 +66,53 @@ class Batch:
         self.frames = 0
 
 
+class CommitOutage:
+    """Logs a run of failed commits as a state change, not batch by batch.
+
+    The first failure logs `commit_failing`; while failures go on,
+    `commit_still_failing` sums them up at most every `summary_every`
+    seconds; the first success after them logs `commit_recovered`. Devices
+    get ACK 4 for every failed batch all the same (the committer's job).
+    """
+
+    def __init__(self, *, summary_every: float = OUTAGE_SUMMARY_EVERY_S,
+                 clock: Callable[[], float] = time.monotonic):
+        self.summary_every = summary_every
+        self._clock = clock
+        self.failing_since: float | None = None
+        self.failed_batches = 0  # since the outage began
+        self.frames_refused = 0
+        self._summarized_at = 0.0
+        self._unsummarized = (0, 0)  # (batches, frames) failed since the last line
+
+    def failed(self, frames: int, error: str) -> None:
+        now = self._clock()
+        self.failed_batches += 1
+        self.frames_refused += frames
+        if self.failing_since is None:
+            self.failing_since = self._summarized_at = now
+            self._unsummarized = (0, 0)
+            log.error("commit_failing", frames=frames, error=error,
+                      detail="frames get ACK 4 (retry later) until a commit succeeds")
+            return
+        batches, refused = self._unsummarized
+        self._unsummarized = (batches + 1, refused + frames)
+        if now - self._summarized_at >= self.summary_every:
+            log.error("commit_still_failing", failed_batches=self._unsummarized[0],
+                      frames_refused=self._unsummarized[1], over_s=round(now - self._summarized_at, 1),
+                      failing_for_s=round(now - self.failing_since, 1), error=error)
+            self._summarized_at = now
+            self._unsummarized = (0, 0)
+
+    def succeeded(self) -> None:
+        if self.failing_since is None:
+            return
+        log.warning("commit_recovered", failed_batches=self.failed_batches, frames_refused=self.frames_refused,
+                    failed_for_s=round(self._clock() - self.failing_since, 1))
+        self.failing_since = None
+        self.failed_batches = self.frames_refused = 0
+
+
 class GroupCommitter:
     name = "committer"
 
@@ -79,6 +130,7 @@ class GroupCommitter:
         self._task: asyncio.Task[None] | None = None
         self.last_error: str | None = None
         self._last_error_at = 0.0
+        self.outage = CommitOutage()
 
     @property
     def recent_error(self) -> str | None:
@@ -167,15 +219,13 @@ class GroupCommitter:
             status = AckStatus.BUSY
             self.last_error = f"frames not made durable: {exc}"
             self._last_error_at = time.monotonic()
-            log.error("commit_failed", frames=batch.frames, error=str(exc))
+            self.outage.failed(batch.frames, str(exc))
+            metrics.commits_failed.inc()
         else:
             status = AckStatus.STORED
             self.last_error = None
+            self.outage.succeeded()
             metrics.commit_seconds.observe(time.perf_counter() - started)
-            import os
-            import sys
-            if os.environ.get("XX_TRACE"):
-                sys.stderr.write(f"TRACE {batch.frames} {1000*(time.perf_counter() - started):.1f}\n")
             metrics.commit_frames.observe(batch.frames)
             metrics.frames_stored.inc(batch.frames)
         touched: dict[AckSink, None] = {}

@@ -48,6 +48,7 @@ class DeviceConnection(asyncio.Protocol):
     __slots__ = (
         "_acks",
         "_bad_frames_counted",
+        "_close_timer",
         "_closing",
         "_device_ids",
         "_paused",
@@ -75,6 +76,7 @@ class DeviceConnection(asyncio.Protocol):
         self._acks = bytearray()
         self._paused = False
         self._closing = False
+        self._close_timer: asyncio.TimerHandle | None = None
         self._bad_frames_counted = 0
 
     # -- asyncio.Protocol ------------------------------------------------------------
@@ -91,6 +93,8 @@ class DeviceConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closing = True
+        if self._close_timer is not None:
+            self._close_timer.cancel()
         self.listener.forget(self)
 
     def data_received(self, data: bytes) -> None:
@@ -187,8 +191,7 @@ class DeviceConnection(asyncio.Protocol):
         status = login_verdict(device, login.token)
         metrics.logins.labels(status.name.lower()).inc()
         if status is not LoginStatus.ACCEPTED:
-            log.warning("login_refused", imei=login.imei, status=status.name, peer=self.peer)
-            self._reply(self.session.reject_login(status, server_time, login.seq))
+            await self._refuse_login(login, status, server_time)
             return
         assert device is not None
         self.device = device
@@ -197,6 +200,24 @@ class DeviceConnection(asyncio.Protocol):
         log.info("device_online", imei=login.imei, firmware=f"0x{login.firmware:04x}", peer=self.peer)
         self.listener.logged_in(self)
         self._process()
+
+    async def _refuse_login(self, login: Login, status: LoginStatus, server_time: int) -> None:
+        """LOGIN_ACK with the refusal at once, then close: at once the first time, after a
+        growing delay while this IMEI or this address keeps failing (login_backoff.py)."""
+        reply = self.session.reject_login(status, server_time, login.seq)
+        self._write(reply.data)
+        self._count_bad_frames()
+        address = self.transport.get_extra_info("peername") if self.transport is not None else None
+        failures, delay = await self.listener.login_backoff.refused(
+            imei=login.imei, address=address[0] if address else None, status=status)
+        log.warning("login_refused", imei=login.imei, status=status.name, peer=self.peer,
+                    consecutive_failures=failures, held_s=delay)
+        if delay <= 0 or self._closing:
+            self.close(reply.reason)
+            return
+        # Reading stays paused (since the LOGIN), so nothing more is read or stored meanwhile.
+        metrics.logins_held.inc()
+        self._close_timer = asyncio.get_running_loop().call_later(delay, self.close, reply.reason)
 
     # -- acknowledgements and commands (called by the committer and the listener) ----------
 

@@ -217,6 +217,13 @@ class MqttDevice:
         ingest = self.ingest
         server_time = int(time.time())
         device: Device | None = None
+        backoff = ingest.listener.login_backoff
+        if await backoff.held(self.imei):
+            # Repeated wrong tokens on this topic: what TCP does by holding the connection,
+            # unread, before closing it. No LOGIN_ACK; the device tries again later.
+            messages_dropped.labels("login_backoff").inc()
+            log.info("login_held", imei=self.imei, peer=self.peer)
+            return None
         if login.imei != self.imei:
             log.warning("login_refused_topic_mismatch", topic_imei=self.imei, login_imei=login.imei)
             status = LoginStatus.UNKNOWN_DEVICE  # no such device *on this topic*
@@ -231,9 +238,13 @@ class MqttDevice:
             status = login_verdict(device, login.token)
         metrics.logins.labels(status.name.lower()).inc()
         if status is not LoginStatus.ACCEPTED or device is None:
-            log.warning("login_refused", imei=login.imei, status=status.name, peer=self.peer)
             reply = session.reject_login(status, server_time, login.seq)
             self._reply(reply)
+            # The topic is the device's own (broker ACLs), so only the IMEI counts here.
+            failures, delay = await backoff.refused(imei=self.imei, address=None, status=status)
+            await backoff.hold(self.imei, delay)
+            log.warning("login_refused", imei=login.imei, status=status.name, peer=self.peer,
+                        consecutive_failures=failures, held_s=delay)
             # As a refused LOGIN closes its TCP connection, it ends the topic's session.
             await self._end(reply.reason, had_session=True)
             return None

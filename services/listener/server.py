@@ -21,6 +21,7 @@ import orjson
 from services.listener import metrics
 from services.listener.committer import GroupCommitter, MakeDurable
 from services.listener.connection import DeviceConnection
+from services.listener.login_backoff import LoginBackoff
 from shared.bus import Bus, Message
 from shared.bus.topics import TOPIC_COMMAND, TOPIC_DEVICE_STATUS
 from shared.cache import Cache
@@ -66,6 +67,7 @@ class Listener:
         self._commands_in_flight: set[int] = set()
         self._draining = False
         self.instance = f"{socket.gethostname()}:{os.getpid()}".encode()
+        self.login_backoff = LoginBackoff(cache, lambda: self.settings)
         if bus is not None:
             # Commands queued by another process (the API, the notifications
             # service) announce themselves; the listener holding the device sends at once.

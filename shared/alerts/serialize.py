@@ -35,3 +35,18 @@ def alert_to_api(alert: Alert) -> dict[str, Any]:
         "resolved_by": alert.resolved_by,
         "resolution_note": alert.resolution_note,
     }
+
+
+def alarm_raised_detail(alarm: dict[str, Any]) -> dict[str, Any]:
+    """The detail of the `raised` timeline line of an alert from an `alarm` message.
+
+    When the device's clock was implausible the alert is dated by the receive
+    time (`shared/protocols/xsole/validation.py`, `alarm_time`); what the device
+    said is kept here, so nobody loses it.
+    """
+    detail: dict[str, Any] = {"alarm_id": alarm["alarm_id"], "kind": alarm["kind"]}
+    device_ts = alarm.get("device_ts")
+    if device_ts is not None and int(device_ts) != int(alarm["ts"]):
+        detail["device_ts"] = iso_utc(int(device_ts))
+        detail["dated_by"] = "received_at"  # the device's clock was implausible
+    return detail

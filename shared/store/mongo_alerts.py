@@ -29,7 +29,7 @@ from pymongo import IndexModel
 from pymongo.errors import DuplicateKeyError
 
 from shared.alerts.ledger import NotificationRecord
-from shared.alerts.serialize import alert_to_api
+from shared.alerts.serialize import alarm_raised_detail, alert_to_api
 from shared.store.alerts import (
     TOPIC_ALERT,
     Alert,
@@ -131,7 +131,7 @@ class MongoAlerts:
                               alarm["kind"], int(alarm["ts"]), alarm.get("lat"), alarm.get("lon"), alarm.get("battery"),
                               "open", now, alarm_id=alarm["alarm_id"])
                 created = _announcement(alert, "created", action="raised", actor=None, at=now,
-                                        detail={"alarm_id": alarm["alarm_id"], "kind": alert.kind})
+                                        detail=alarm_raised_detail(alarm))
                 doc = {**_alert_doc(alert), "pending_changes": [created]}
                 try:
                     await db.alerts.insert_one(doc)

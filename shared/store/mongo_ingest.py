@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from pymongo import UpdateMany, UpdateOne
 
 from shared.protocols.xsole import Alarm, Position
-from shared.protocols.xsole.validation import MAX_FUTURE_SKEW_S
+from shared.protocols.xsole.validation import alarm_time
 from shared.store.messages import (
     COLUMNS,
     TOPIC_ALARM,
@@ -73,9 +73,9 @@ def _alarm_key(record: FrameRecord) -> Document:
 def _alarm_doc(alarm_id: int, record: FrameRecord) -> Document:
     """An alarm as stored, with the message announcing it (`pending_message`)."""
     event = _alarm(record)
-    # As in SQLite: a clock too far ahead would date the alarm in the future, so
+    # As in SQLite: a clock far ahead or years behind would misdate the alarm, so
     # the receive time stands in; the device's own ts stays the key.
-    ts = event.ts if event.ts <= record.received_at + MAX_FUTURE_SKEW_S else int(record.received_at)
+    ts = alarm_time(event.ts, record.received_at)
     return {
         "_id": alarm_id, **_alarm_key(record), "ts": ts, "kind": event.kind, "lat_e7": event.lat_e7,
         "lon_e7": event.lon_e7, "battery": event.battery, "flags": event.flags, "received_at": record.received_at,

@@ -19,7 +19,7 @@ import orjson
 
 from shared.logging import get_logger
 from shared.protocols.xsole import Alarm
-from shared.protocols.xsole.validation import MAX_FUTURE_SKEW_S
+from shared.protocols.xsole.validation import alarm_time
 from shared.store.messages import (
     TOPIC_ALARM,
     TOPIC_TELEMETRY,
@@ -316,9 +316,9 @@ def _commit_telemetry(c: sqlite3.Connection, telemetry: Telemetry, plan: RunPlan
 
 
 def _insert_alarm(c: sqlite3.Connection, record: FrameRecord, event: Alarm, now: float) -> None:
-    # A clock more than the allowed skew ahead would put the alarm in the future;
-    # the server's receive time stands in, the device's own ts stays the key.
-    ts = event.ts if event.ts <= record.received_at + MAX_FUTURE_SKEW_S else int(record.received_at)
+    # A clock far ahead or years behind (ts 0) would misdate the alarm and its
+    # alert; the server's receive time stands in, the device's own ts stays the key.
+    ts = alarm_time(event.ts, record.received_at)
     cursor = c.execute(
         "INSERT OR IGNORE INTO alarms(device_id, device_ts, seq, ts, kind, lat_e7, lon_e7, battery, flags,"
         " received_at) VALUES (?,?,?,?,?,?,?,?,?,?)",

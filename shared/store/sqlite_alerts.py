@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 import orjson
 
 from shared.alerts.ledger import NotificationRecord
-from shared.alerts.serialize import alert_to_api
+from shared.alerts.serialize import alarm_raised_detail, alert_to_api
 from shared.store.alerts import (
     TOPIC_ALERT,
     Alert,
@@ -98,7 +98,7 @@ CREATE TABLE IF NOT EXISTS notification_deliveries (
                 return Alert(*row), False
             alert = _alert_by_id(c, int(cursor.lastrowid or 0))
             _record_change(c, alert, "created", action="raised", actor=None, now=now,
-                           detail={"alarm_id": alarm["alarm_id"], "kind": alert.kind})
+                           detail=alarm_raised_detail(alarm))
             return alert, True
         return await self._write(run)  # type: ignore[no-any-return]
 

@@ -14,6 +14,12 @@ from shared.protocols.xsole.constants import ActivityState, AlarmKind, FrameType
 from shared.protocols.xsole.messages import Activity, Alarm, DeviceEvent, Heartbeat, Position
 
 MAX_FUTURE_SKEW_S = 300
+# How old an ALARM's ts may plausibly be. An insole buffers what it records
+# while offline for hours or days, and the alarm then keeps its own time; a
+# clock before XSole v1 existed (ts 0 after a flat RTC battery, 2000-01-01, a GPS
+# week rollover) or years behind the receive time is a fault, not a buffer.
+EARLIEST_PLAUSIBLE_TS = 1735689600  # 2025-01-01T00:00:00Z
+MAX_ALARM_AGE_S = 3 * 365 * 24 * 3600
 _LAT_LIMIT = 90 * 10**7
 _LON_LIMIT = 180 * 10**7
 _ACTIVITY_STATES = frozenset(int(s) for s in ActivityState)
@@ -91,6 +97,19 @@ def validate(event: DeviceEvent, now: float) -> str | None:
     """Why `event` must be refused, or None when its values are in range."""
     check = _CHECK_OF.get(type(event))
     return None if check is None else check(event[1:], now)  # type: ignore[index]  # telemetry events are tuples
+
+
+def alarm_clock_plausible(device_ts: int, received_at: float) -> bool:
+    """Whether an ALARM's ts can be when it happened: not before EARLIEST_PLAUSIBLE_TS,
+    at most MAX_ALARM_AGE_S before it was received and at most MAX_FUTURE_SKEW_S after."""
+    earliest = max(EARLIEST_PLAUSIBLE_TS, received_at - MAX_ALARM_AGE_S)
+    return earliest <= device_ts <= received_at + MAX_FUTURE_SKEW_S
+
+
+def alarm_time(device_ts: int, received_at: float) -> int:
+    """When an alarm happened, for its alert: the device's ts, or the receive
+    time when the device's clock is implausible (the device's ts is kept beside it)."""
+    return device_ts if alarm_clock_plausible(device_ts, received_at) else int(received_at)
 
 
 def alarm_fix(event: Alarm) -> tuple[int, int] | None:
