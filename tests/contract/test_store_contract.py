@@ -25,7 +25,8 @@ from shared.store.accounts import TenantExists, UserExists
 from shared.store.alerts import Alert, AlertTransitionRefused
 from shared.store.messages import telemetry_items
 
-TS = 1767225600  # 2026-01-01T00:00:00Z
+# Yesterday, midnight UTC: alarms must read as recent, or the store dates their alerts by receive time.
+TS = int(time.time()) // 86400 * 86400 - 86400
 IMEI = "356307042441013"
 OTHER_IMEI = "356307042441021"
 LAT, LON = 436163000, 70553000

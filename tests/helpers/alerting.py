@@ -37,7 +37,8 @@ from shared.store.alerts import Alert
 from shared.store.sqlite import SqliteStore
 from tests.helpers.process import free_port
 
-TS = 1767225600  # 2026-01-01T00:00:00Z
+# Yesterday, midnight UTC: alarms must read as recent, or the store dates their alerts by receive time.
+TS = int(time.time()) // 86400 * 86400 - 86400
 SOS, FALL = 1, 2
 
 
