@@ -10,6 +10,7 @@ on this machine; anything else is aborted and fails the test.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import shutil
 from collections.abc import AsyncIterator, Iterator
@@ -30,7 +31,9 @@ CHROMIUM_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
     "--disable-component-update", "--disable-sync", "--no-first-run",
 ]
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+# Screenshots go to a temporary folder, so the suite never rewrites the README's committed ones;
+# scripts/screenshots names docs/screenshots here to refresh those (docs/dashboard.md).
+SCREENSHOTS_ENV = "SOLEWATCH_SCREENSHOTS_DIR"
 ADMIN = ("admin@acme.example", "correct horse battery")
 SIMULATED = 5
 VIEWPORTS: dict[str, dict[str, Any]] = {
@@ -124,11 +127,35 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 FAILED = pytest.StashKey[bool]()
 
 
+REPOSITORY = Path(__file__).resolve().parents[2]
+COMMITTED_SCREENSHOTS = REPOSITORY / "docs" / "screenshots"
+
+
+def screenshots_state() -> dict[str, tuple[int, str]]:
+    """Each file in docs/screenshots/: its modification time (ns) and SHA-256."""
+    return {path.name: (path.stat().st_mtime_ns, hashlib.sha256(path.read_bytes()).hexdigest())
+            for path in sorted(COMMITTED_SCREENSHOTS.iterdir()) if path.is_file()}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def committed_screenshots() -> dict[str, tuple[int, str]]:
+    """docs/screenshots/ as the browser tests found it, for test_screenshots to compare."""
+    return screenshots_state()
+
+
+@pytest.fixture(scope="session")
+def screenshots_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the tests' screenshots go: $SOLEWATCH_SCREENSHOTS_DIR, else a temporary folder."""
+    chosen = os.environ.get(SCREENSHOTS_ENV)
+    return Path(chosen) if chosen else tmp_path_factory.mktemp("screenshots")
+
+
 class Browser:
     """Headless Debian chromium; each page in its own context, watched for what it fetches."""
 
-    def __init__(self, browser: Any):
+    def __init__(self, browser: Any, screenshots: Path):
         self.browser = browser
+        self.screenshots = screenshots
         self.pages: list[tuple[Any, list[str]]] = []
 
     async def open(self, server: Server, form: str = "desktop") -> tuple[Any, Traffic]:
@@ -169,6 +196,16 @@ class Browser:
         await page.goto(server.url + "/")
         return page, traffic
 
+    async def screenshot(self, page: Any, name: str) -> Path:
+        """`name`.png in the screenshots folder, once the map has finished moving; its path."""
+        from playwright.async_api import expect
+
+        await expect(page.get_by_test_id("map")).to_have_attribute("data-idle", "true")
+        self.screenshots.mkdir(parents=True, exist_ok=True)
+        path = self.screenshots / f"{name}.png"
+        await page.screenshot(path=str(path))
+        return path
+
     async def keep_evidence(self, folder: Path) -> None:
         """After a failure: each page's screenshot and console, for whoever reads the report."""
         folder.mkdir(parents=True, exist_ok=True)
@@ -181,7 +218,7 @@ class Browser:
 
 
 @pytest.fixture
-async def browser(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Browser]:
+async def browser(request: pytest.FixtureRequest, tmp_path: Path, screenshots_dir: Path) -> AsyncIterator[Browser]:
     reason = _missing_browser()
     if reason:
         pytest.skip(reason)
@@ -190,7 +227,7 @@ async def browser(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
     expect.set_options(timeout=20_000)
     async with async_playwright() as playwright:
         launched = await playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        watched = Browser(launched)
+        watched = Browser(launched, screenshots_dir)
         try:
             yield watched
             if request.node.stash.get(FAILED, False):
@@ -208,11 +245,3 @@ async def sign_in(page: Any, email: str, password: str) -> None:
     await expect(page.get_by_test_id("app")).to_be_visible()
     await expect(page.get_by_test_id("live-status")).to_have_text("Live")
 
-
-async def screenshot(page: Any, name: str) -> None:
-    """Saved under docs/screenshots/ (README), once the map has finished moving."""
-    from playwright.async_api import expect
-
-    await expect(page.get_by_test_id("map")).to_have_attribute("data-idle", "true")
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    await page.screenshot(path=str(SCREENSHOTS / f"{name}.png"))

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from shared.protocols.xsole import Command, CommandCode
-from tests.browser.conftest import Browser, Server, screenshot, sign_in
+from tests.browser.conftest import Browser, Server, sign_in
 from tests.helpers.xsole_client import XSoleTestClient
 
 pytestmark = pytest.mark.slow
@@ -33,8 +33,9 @@ async def _expect() -> Any:
     return expect
 
 
-async def register_insole(server: Server, imei: str, name: str) -> XSoleTestClient:
-    async with server.user(*server.admin) as admin:
+async def register_insole(server: Server, imei: str, name: str, admin_login: tuple[str, str] | None = None) -> XSoleTestClient:
+    """A device registered by that admin (the platform's by default), its insole connected and logged in."""
+    async with server.user(*(admin_login or server.admin)) as admin:
         created = await admin.post("/api/v1/devices", json={"imei": imei, "name": name})
         assert created.status_code == 201, created.text
         token = bytes.fromhex(created.json()["token"])
@@ -97,7 +98,7 @@ async def test_a_supervisor_receives_and_handles_an_sos(form: str, browser: Brow
     track += await walk(insole, START[form][0] + 2000, START[form][1] + 2000, steps=1)
     await expect(marker).to_have_attribute("data-lat", str(track[-1][0]))
     await expect(marker).to_have_attribute("data-lon", str(track[-1][1]))
-    await screenshot(page, f"{form}-live-map")
+    await browser.screenshot(page, f"{form}-live-map")
 
     # click a marker for the worker's details
     await marker.click()
@@ -131,7 +132,7 @@ async def test_a_supervisor_receives_and_handles_an_sos(form: str, browser: Brow
     shown = await page.locator('[data-testid^="worker-row-"]').evaluate_all("rows => rows.map(r => r.dataset.state)")
     assert set(shown) == {"alert"} and len(shown) < len(server.simulated) + 1
     await page.get_by_test_id("worker-filter").select_option("all")
-    await screenshot(page, f"{form}-sos")
+    await browser.screenshot(page, f"{form}-sos")
 
     await show_view(page, form, "alerts")
     alert_row = page.get_by_test_id("alerts-open").locator(f'[data-imei="{imei}"][data-kind="sos"]')
@@ -166,7 +167,7 @@ async def test_a_supervisor_receives_and_handles_an_sos(form: str, browser: Brow
     await expect(page.get_by_test_id(f"alert-resolution-{alert_id}")).to_contain_text(note)
     await expect(timeline.locator('[data-action="resolved"]')).to_have_count(1)
     await expect(marker).to_have_attribute("data-state", "ok")
-    await screenshot(page, f"{form}-alert-timeline")
+    await browser.screenshot(page, f"{form}-alert-timeline")
 
     # --- history: the worker's track with its alert, exported
     await show_view(page, form, "history")
@@ -193,7 +194,7 @@ async def test_a_supervisor_receives_and_handles_an_sos(form: str, browser: Brow
     await expect(page.get_by_test_id("track-line")).to_have_attribute("data-points", str(len(track)))
     await expect(page.get_by_test_id("track-line")).to_be_visible()
     await expect(page.get_by_test_id(f"track-alert-{alert_id}")).to_be_visible()
-    await screenshot(page, f"{form}-history")
+    await browser.screenshot(page, f"{form}-history")
 
     # --- the session survives a reload; signing out ends it
     await page.reload()

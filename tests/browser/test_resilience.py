@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from tests.browser.conftest import Browser, Server, screenshot, sign_in
+from tests.browser.conftest import Browser, Server, sign_in
 
 pytestmark = pytest.mark.slow
 
@@ -97,5 +97,5 @@ async def test_without_tiles_the_map_keeps_a_scale_coordinates_and_geofences(bro
         await expect(page.get_by_test_id(f"geofence-{fence['id']}")).to_be_attached()
     await expect(page.locator(".geofence-label", has_text="Depot")).to_have_count(1)
     await expect(page.locator(".geofence-label", has_text="Quarry pit")).to_have_count(1)
-    await screenshot(page, "desktop-no-tiles-geofences")
+    await browser.screenshot(page, "desktop-no-tiles-geofences")
     assert traffic.off_machine == []

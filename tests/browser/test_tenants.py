@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.browser.conftest import Browser, Server, screenshot, sign_in
+from tests.browser.conftest import Browser, Server, sign_in
 from tests.browser.test_dashboard import register_insole, walk
 from tests.helpers.xsole_client import XSoleTestClient
 
@@ -59,7 +59,7 @@ async def test_each_tenant_sees_only_its_own_workers_and_alerts(browser: Browser
     await expect(page_b.get_by_test_id("sos-banner").locator(f'[data-imei="{IMEI_A}"]')).to_have_count(0)
     await page_b.get_by_test_id("nav-workers").click()
     await expect(page_b.locator('[data-testid^="worker-row-"]')).to_have_count(1)
-    await screenshot(page_b, "phone-other-tenant")
+    await browser.screenshot(page_b, "phone-other-tenant")
 
     # Page A: the simulated workers and its own, never B's.
     await expect(page_a.get_by_test_id(f"marker-{server.simulated[0]}")).to_be_visible()

@@ -25,6 +25,11 @@ export const KIND_LABELS = {
   tamper: "Tamper", offline: "Offline", geofence_exit: "Left geofence", geofence_enter: "Entered geofence",
 };
 
+// Names compare as people read them: numbers by value ("worker 2" before "worker 10"),
+// case and accents aside.
+const NAME_ORDER = new Intl.Collator(undefined, { numeric: true, sensitivity: "base" });
+export const compareNames = (a, b) => NAME_ORDER.compare(a, b);
+
 export const STATE_LABELS = { ok: "OK", alert: "Alert", offline: "Offline", low_battery: "Low battery" };
 
 export function ago(iso, now = Date.now()) {

@@ -1,7 +1,7 @@
 // History: a worker's track over a chosen time range, drawn on the map with the
 // alerts raised meanwhile, and exported as GeoJSON or CSV.
 import { ApiError, SessionEnded } from "./api.js";
-import { KIND_LABELS, byTestId, clock, h, toLocalInput } from "./dom.js";
+import { KIND_LABELS, byTestId, clock, compareNames, h, toLocalInput } from "./dom.js";
 import { download, trackLength, trackToCsv, trackToGeoJson } from "./export.js";
 
 const PAGE = 1000;
@@ -46,7 +46,7 @@ export class HistoryPanel {
 
   refreshWorkers() {
     const selected = this.worker.value;
-    const devices = [...this.store.devices.values()].sort((a, b) => a.name.localeCompare(b.name));
+    const devices = [...this.store.devices.values()].sort((a, b) => compareNames(a.name, b.name));
     const current = [...this.worker.options].map((o) => o.value).join();
     if (current === devices.map((d) => d.imei).join()) return;
     this.worker.replaceChildren(...devices.map((d) => h("option", { value: d.imei, text: `${d.name} (${d.imei})` })));

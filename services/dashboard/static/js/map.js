@@ -2,12 +2,16 @@
 // Tiles are optional: without them the map is a plain background with a scale
 // and a coordinates readout, and everything else works the same.
 import "../vendor/leaflet/leaflet.js";
-import { KIND_LABELS, STATE_LABELS, ago, clock, coords, h } from "./dom.js";
+import { KIND_LABELS, STATE_LABELS, ago, clock, compareNames, coords, h } from "./dom.js";
 
 const L = window.L;
 const WORLD = { center: [20, 0], zoom: 2 };
 const FOCUS_ZOOM = 17;
 const LABELS_ZOOM = 15;
+const LABEL_OFFSET = 16; // px from a marker's centre to its name: clear of the 26 px icon
+const MARKER_HALF = 15; // px: half a marker icon with its border, as an obstacle to names
+const LABEL_GAP = 3; // px kept free around a name
+const LABEL_PRIORITY = { alert: 0, low_battery: 1, offline: 2, ok: 3 }; // whose name is placed first
 
 export class WorkerMap {
   /** actions: showTrack(imei), showAlerts(imei). */
@@ -27,8 +31,9 @@ export class WorkerMap {
     this.map.on("movestart zoomstart", () => { element.dataset.idle = "false"; });
     this.map.on("moveend zoomend", () => { element.dataset.idle = "true"; });
     element.dataset.idle = "true";
-    // Names beside the markers once zoomed in enough for them not to pile up.
-    this.map.on("zoomend", () => element.classList.toggle("show-labels", this.map.getZoom() >= LABELS_ZOOM));
+    // Names beside the markers once zoomed in enough, placed again whenever the view changes.
+    this.labelsPending = false;
+    this.map.on("zoomend moveend resize overlayadd", () => this._scheduleLabels());
     this.map.on("popupclose", (event) => {
       if (event.popup === this.popup) this.openImei = null;
     });
@@ -44,6 +49,7 @@ export class WorkerMap {
       this._tilesReachable(false, "No map tiles configured: plain background");
     }
     L.control.scale({ imperial: false, maxWidth: 160 }).addTo(this.map);
+    this._keepScaleAboveAttribution();
     this._coordinatesReadout();
     L.control.layers(null, { Workers: this.workers, Geofences: this.geofences, Track: this.track }).addTo(this.map);
   }
@@ -65,6 +71,25 @@ export class WorkerMap {
     this.tileNote.textContent = message;
     this.tileNote.hidden = reachable;
     this.element.classList.toggle("no-tiles", !reachable);
+  }
+
+  // The attribution runs along the bottom edge and can be wide (OpenStreetMap's credit): on a
+  // narrow map it would reach the scale bar, so the bottom-left corner sits just above it.
+  _keepScaleAboveAttribution() {
+    const attribution = this.map.attributionControl?.getContainer();
+    if (!attribution) return;
+    const follow = () => this.element.style.setProperty("--attribution-height", `${attribution.offsetHeight}px`);
+    new ResizeObserver(follow).observe(attribution);
+    follow();
+  }
+
+  // Popups keep clear of the controls in the map's corners (the tiles note, layers, zoom,
+  // scale, attribution): Leaflet pans a popup inside these paddings, its top (and close
+  // button) first when it cannot fit whole.
+  _padPopup() {
+    const tallest = (selector) => Math.max(0, ...[...this.element.querySelectorAll(selector)].map((c) => c.offsetHeight));
+    this.popup.options.autoPanPaddingTopLeft = L.point(16, tallest(".leaflet-top") + 8);
+    this.popup.options.autoPanPaddingBottomRight = L.point(16, tallest(".leaflet-bottom") + 8);
   }
 
   _coordinatesReadout() {
@@ -97,12 +122,18 @@ export class WorkerMap {
       if (!marker) {
         marker = L.marker([position.lat, position.lon], {
           icon: L.divIcon({ className: "worker-marker", iconSize: [26, 26] }),
-          title: device.name,
           riseOnHover: true,
         });
         marker.imei = device.imei;
-        marker.bindTooltip(device.name, { permanent: true, direction: "right", offset: [12, 0], className: "worker-label" });
+        marker.bindTooltip(device.name, {
+          permanent: true, direction: "right", offset: [LABEL_OFFSET, 0], className: "worker-label" });
         marker.on("add", () => this._decorate(marker));
+        // A name left out for lack of room (or below LABELS_ZOOM) shows while the pointer is on its marker.
+        marker.on("mouseover", () => {
+          marker.getTooltip().getElement()?.classList.add("label-hover");
+          marker.getTooltip().update(); // measured while hidden: place it again now that it shows
+        });
+        marker.on("mouseout", () => marker.getTooltip().getElement()?.classList.remove("label-hover"));
         marker.on("click", () => this.openDetails(marker.imei));
         this.markers.set(device.imei, marker);
         marker.addTo(this.workers);
@@ -125,6 +156,70 @@ export class WorkerMap {
       this.map.fitBounds(bounds, { padding: [40, 40], maxZoom: FOCUS_ZOOM });
     }
     if (this.openImei) this._refreshDetails();
+    this._scheduleLabels();
+  }
+
+  // Once per frame at most: positions arrive in bursts.
+  _scheduleLabels() {
+    if (this.labelsPending) return;
+    this.labelsPending = true;
+    requestAnimationFrame(() => {
+      this.labelsPending = false;
+      this._placeLabels();
+    });
+  }
+
+  // Each name goes right of its marker, else left, where it overlaps no other name, no marker
+  // and no map control and stays inside the map; else it is left out (hover shows it). Workers
+  // in alert are named first. Sizes are all read before any label is moved (one layout).
+  _placeLabels() {
+    const show = this.map.getZoom() >= LABELS_ZOOM;
+    this.element.classList.toggle("show-labels", show);
+    if (!show) return;
+    const size = this.map.getSize();
+    const origin = this.element.getBoundingClientRect();
+    const taken = [...this.element.querySelectorAll(".leaflet-control")].map((control) => control.getBoundingClientRect())
+      .filter((r) => r.width > 0) // a hidden control takes no room
+      .map((r) => ({ left: r.left - origin.left, top: r.top - origin.top, right: r.right - origin.left, bottom: r.bottom - origin.top }));
+    const labels = [];
+    for (const marker of this.markers.values()) {
+      const el = marker.getTooltip()?.getElement();
+      if (!el?.isConnected) continue;
+      el.classList.remove("label-hidden");
+      const at = this.map.latLngToContainerPoint(marker.getLatLng());
+      const device = this.store.devices.get(marker.imei);
+      const icon = { left: at.x - MARKER_HALF, top: at.y - MARKER_HALF, right: at.x + MARKER_HALF, bottom: at.y + MARKER_HALF, icon: true };
+      taken.push(icon);
+      labels.push({ marker, el, at, icon, rank: device ? LABEL_PRIORITY[this.store.stateOf(device)] : 9, name: device?.name ?? "" });
+    }
+    for (const label of labels) [label.width, label.height] = [label.el.offsetWidth, label.el.offsetHeight];
+    labels.sort((a, b) => a.rank - b.rank || compareNames(a.name, b.name));
+
+    const inside = (r) => r.left >= 0 && r.top >= 0 && r.right <= size.x && r.bottom <= size.y;
+    const apart = (a, b, gap) => a.right + gap <= b.left || b.right + gap <= a.left || a.bottom + gap <= b.top || b.bottom + gap <= a.top;
+    // Markers on top of one's own are one blob with it: the name goes beside the blob.
+    const free = (r, icon) => taken.every((t) => t === icon || apart(r, t, LABEL_GAP) || (t.icon && !apart(t, icon, 0)));
+    for (const label of labels) {
+      const { at, width, height } = label;
+      const top = at.y - Math.round(height / 2);
+      const sides = {
+        right: { left: at.x + LABEL_OFFSET, top, right: at.x + LABEL_OFFSET + width, bottom: top + height },
+        left: { left: at.x - LABEL_OFFSET - width, top, right: at.x - LABEL_OFFSET, bottom: top + height },
+      };
+      const side = Object.keys(sides).find((name) => inside(sides[name]) && free(sides[name], label.icon));
+      if (!side) {
+        label.el.classList.add("label-hidden");
+        continue;
+      }
+      taken.push(sides[side]);
+      // Placed where Leaflet itself puts it for this direction, so its own zoom animation agrees.
+      const tooltip = label.marker.getTooltip();
+      tooltip.options.direction = side;
+      tooltip.options.offset = L.point(side === "right" ? LABEL_OFFSET : -LABEL_OFFSET, 0);
+      L.DomUtil.setPosition(label.el, this.map.containerPointToLayerPoint([sides[side].left, sides[side].top]).round());
+      label.el.classList.toggle("leaflet-tooltip-right", side === "right");
+      label.el.classList.toggle("leaflet-tooltip-left", side === "left");
+    }
   }
 
   _decorate(marker) {
@@ -137,6 +232,9 @@ export class WorkerMap {
     el.dataset.lat = device.last_position.lat;
     el.dataset.lon = device.last_position.lon;
     el.setAttribute("aria-label", `${device.name}: ${STATE_LABELS[state]}`);
+    const tooltip = marker.getTooltip();
+    if (tooltip.getContent() !== device.name) tooltip.setContent(device.name);
+    tooltip.getElement()?.setAttribute("data-testid", `marker-label-${device.imei}`);
     for (const name of Object.keys(STATE_LABELS)) el.classList.toggle(`state-${name}`, name === state);
   }
 
@@ -144,6 +242,7 @@ export class WorkerMap {
     const device = this.store.devices.get(imei);
     if (!device?.last_position) return;
     this.openImei = imei;
+    this._padPopup();
     this.popup.setLatLng([device.last_position.lat, device.last_position.lon]).setContent(this._details(device));
     if (!this.map.hasLayer(this.popup)) this.popup.openOn(this.map);
   }
@@ -151,6 +250,7 @@ export class WorkerMap {
   _refreshDetails() {
     const device = this.store.devices.get(this.openImei);
     if (!device?.last_position) return;
+    this._padPopup();
     this.popup.setLatLng([device.last_position.lat, device.last_position.lon]).setContent(this._details(device));
   }
 

@@ -1,5 +1,5 @@
 // The workers list: status, battery, last seen; search by name or IMEI, filter by state.
-import { STATE_LABELS, ago, byTestId, h } from "./dom.js";
+import { STATE_LABELS, ago, byTestId, compareNames, h } from "./dom.js";
 
 const STATE_ORDER = { alert: 0, low_battery: 1, offline: 2, ok: 3 };
 
@@ -30,7 +30,8 @@ export class WorkersPanel {
       if (term && !device.name.toLowerCase().includes(term) && !device.imei.includes(term)) continue;
       shown.push({ device, state });
     }
-    shown.sort((a, b) => STATE_ORDER[a.state] - STATE_ORDER[b.state] || a.device.name.localeCompare(b.device.name));
+    shown.sort((a, b) => STATE_ORDER[a.state] - STATE_ORDER[b.state] || compareNames(a.device.name, b.device.name) ||
+      a.device.imei.localeCompare(b.device.imei));
 
     const rows = shown.map(({ device, state }) => this._row(device, state));
     const current = [...this.list.children];
