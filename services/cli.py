@@ -4,18 +4,32 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import signal
 import sys
+import traceback
 from collections.abc import Sequence
 
 import orjson
 
+from services.simulator.runner import FLEET_SOS_PER_MINUTE
 from shared.config import Settings, SettingsError, load_settings
 from shared.logging import configure_logging, get_logger
-from shared.runtime import run_process
+from shared.runtime import Runtime, run_process
 from shared.store import DeviceExists
 
 log = get_logger("solewatch")
+
+
+def _sos_per_minute(text: str) -> float:
+    value = float(text)
+    if not (value >= 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"{text} is not a number of SOS per minute (0 or more)")
+    return value
+
+
+SOS_HELP = (f"SOS raised per minute by the simulated insoles together (default: {FLEET_SOS_PER_MINUTE:g}, "
+            f"the first within {1.5 * 60 / FLEET_SOS_PER_MINUTE:g} s; 0: none)")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -25,6 +39,7 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="every service in one process on the embedded defaults")
     run.add_argument("--simulate", type=int, default=0, metavar="N", help="also stream N simulated insoles")
     run.add_argument("--rate", type=float, default=0.2, help="positions per second per simulated insole")
+    run.add_argument("--sos-per-minute", type=_sos_per_minute, default=FLEET_SOS_PER_MINUTE, help=SOS_HELP)
 
     # The distributed mode: one service per process (services/distributed.py).
     for service, description in (
@@ -47,8 +62,7 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--seed", type=int, default=None)
     sim.add_argument("--device", action="append", default=[], metavar="IMEI:TOKEN",
                      help="simulate this registered device (repeatable) instead of registering simulated ones")
-    sim.add_argument("--sos-per-minute", type=float, default=None,
-                     help="chance of an SOS per insole per minute (default: about one an hour)")
+    sim.add_argument("--sos-per-minute", type=_sos_per_minute, default=FLEET_SOS_PER_MINUTE, help=SOS_HELP)
 
     devices = sub.add_parser("devices", help="manage devices in the store")
     devices_sub = devices.add_subparsers(dest="action", required=True)
@@ -102,9 +116,9 @@ async def _run(settings: Settings, args: argparse.Namespace) -> None:
     from services.components import embedded_runtime
 
     runtime, _ = embedded_runtime(
-        settings, load_settings, simulate=getattr(args, "simulate", 0), rate=getattr(args, "rate", 0.2),
+        settings, load_settings, simulate=args.simulate, rate=args.rate, sos_per_minute=args.sos_per_minute,
     )
-    await runtime.run()
+    await _run_or_explain(runtime, settings)
 
 
 async def _service(settings: Settings, args: argparse.Namespace) -> None:
@@ -114,7 +128,23 @@ async def _service(settings: Settings, args: argparse.Namespace) -> None:
         runtime = service_runtime(args.command, settings, load_settings)
     except SettingsError as exc:
         sys.exit(f"solewatch: {exc}")
-    await runtime.run()
+    await _run_or_explain(runtime, settings)
+
+
+async def _run_or_explain(runtime: Runtime, settings: Settings) -> None:
+    """Run until stopped; a failure to start is one sentence on stderr and exit status 1.
+
+    The traceback is for developers: printed only at SOLEWATCH_LOG_LEVEL=debug.
+    Runtime.run has already closed whatever had started when the error comes here.
+    """
+    from services.startup import startup_failure
+
+    try:
+        await runtime.run()
+    except Exception as exc:
+        if settings.log_level == "debug":
+            traceback.print_exception(exc)
+        sys.exit(f"solewatch: {startup_failure(exc, settings)}")
 
 
 async def _migrate(settings: Settings, args: argparse.Namespace) -> None:
@@ -149,12 +179,30 @@ async def _simulate(settings: Settings, args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    host, port = args.host or settings.bind, args.port or settings.listener_port
     stats = await run_simulation(
-        args.host or settings.bind, args.port or settings.listener_port, insoles,
-        rate=args.rate, duration=args.duration, seed=args.seed, stop=stop,
-        **({"sos_probability": args.sos_per_minute} if args.sos_per_minute is not None else {}),
+        host, port, insoles, rate=args.rate, duration=args.duration, seed=args.seed, stop=stop,
+        sos_per_minute=args.sos_per_minute, give_up_unreachable=True,
     )
-    log.info("simulation_finished", **{k: v for k, v in vars(stats).items() if isinstance(v, (int, float))})
+    # run_simulation has logged the final counts (simulator.finished); a run that sent nothing fails.
+    if stats.connections_made == 0:
+        sys.exit(f"solewatch: could not connect to a listener at {host}:{port} ({await _connect_error(host, port)}), "
+                 "so nothing was sent; start `solewatch run` first, or give --host and --port")
+    if stats.logins == 0:
+        sys.exit(f"solewatch: the listener at {host}:{port} accepted no login ({stats.logins_refused} refused), "
+                 "so nothing was sent; check the --device IMEI:TOKEN pairs, or that it uses this data directory")
+
+
+async def _connect_error(host: str, port: int) -> str:
+    """Why a connection to host:port fails, in the system's words (asked once more, for the message)."""
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 5)
+    except TimeoutError:
+        return "no answer within 5 s"
+    except OSError as exc:
+        return (exc.strerror or str(exc)).lower()
+    writer.close()
+    return "it accepts connections only now"
 
 
 async def _devices(settings: Settings, args: argparse.Namespace) -> None:

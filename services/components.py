@@ -10,16 +10,17 @@ from collections.abc import Awaitable, Callable
 import orjson
 
 from services.api.app import create_app
-from services.authn.bootstrap import ensure_first_admin
+from services.authn.bootstrap import ensure_first_admin, ignored_admin_settings
+from services.authn.state import embedded_cache
 from services.authn.tokens import signing_secret
 from services.context import ServiceContext
 from services.listener.server import Listener
 from services.notifications.service import NotificationsService
+from services.startup import Preflight
 from shared.bus import Message
 from shared.bus.memory import MemoryBus
 from shared.bus.outbox import OutboxRelay
 from shared.bus.topics import TOPIC_ALARM
-from shared.cache.memory import MemoryCache
 from shared.config import Settings
 from shared.http import HttpServer
 from shared.logging import get_logger
@@ -81,25 +82,29 @@ class SimulatorComponent:
 
     name = "simulator"
 
-    def __init__(self, store: Store, listener: Listener, count: int, rate: float):
+    def __init__(self, store: Store, listener: Listener, count: int, rate: float, sos_per_minute: float | None = None):
         self._store = store
         self._listener = listener
         self._count = count
         self._rate = rate
+        self._sos_per_minute = sos_per_minute  # None: the simulator's default
         self._stop = asyncio.Event()
         self._task: asyncio.Task[object] | None = None
 
     async def start(self) -> None:
         from services.simulator import run_simulation
+        from services.simulator.runner import FLEET_SOS_PER_MINUTE
 
+        sos = FLEET_SOS_PER_MINUTE if self._sos_per_minute is None else self._sos_per_minute
         insoles = await register_simulated_insoles(self._store, self._count)
         host = self._listener.settings.bind
         if host in ("0.0.0.0", "::"):
             host = "127.0.0.1"
         self._task = asyncio.create_task(
-            run_simulation(host, self._listener.port, insoles, rate=self._rate, stop=self._stop), name="simulator",
+            run_simulation(host, self._listener.port, insoles, rate=self._rate, stop=self._stop, sos_per_minute=sos),
+            name="simulator",
         )
-        log.info("simulating_insoles", devices=self._count, rate=self._rate)
+        log.info("simulating_insoles", devices=self._count, rate=self._rate, sos_per_minute=sos)
 
     async def drain(self) -> None:
         self._stop.set()
@@ -172,6 +177,11 @@ class AccountsBootstrap:
             sys.stdout.flush()
         elif created:
             log.info("first_admin_created", email=created["email"], tenant=created["tenant"])
+        elif ignored := await ignored_admin_settings(self._settings, self._store):
+            # A log line for the record, and the sentence plainly for whoever started the process.
+            log.warning("admin_settings_ignored", reason=ignored)
+            sys.stderr.write(f"solewatch: {ignored}\n")
+            sys.stderr.flush()
 
     async def drain(self) -> None:
         pass
@@ -186,10 +196,11 @@ class AccountsBootstrap:
         return None
 
 
-def embedded_runtime(settings: Settings, load_settings, *, simulate: int = 0, rate: float = 0.2) -> tuple[Runtime, Listener]:
+def embedded_runtime(settings: Settings, load_settings, *, simulate: int = 0, rate: float = 0.2,
+                     sos_per_minute: float | None = None) -> tuple[Runtime, Listener]:
     """The all-in-one process: every service over the embedded adapters."""
     store = build_store(settings)
-    cache = MemoryCache()
+    cache = embedded_cache(settings)  # sessions and login throttling persist; the rest stays in memory
     bus = MemoryBus()
     bus.subscribe("alarm-journal", [TOPIC_ALARM], journal_alarm)
     relay = OutboxRelay(store, bus)
@@ -199,8 +210,8 @@ def embedded_runtime(settings: Settings, load_settings, *, simulate: int = 0, ra
     # Consumers subscribe as they are built, before the relay delivers anything.
     notifications = NotificationsService(context)
     components: list[Component] = [
+        Preflight(settings),  # the data directory is ours, the ports are free: before anything is created
         PortComponent("store", start=store.open, close=store.close, ping=store.ping),
-        AccountsBootstrap(settings, store),
         PortComponent("cache", start=cache.start, close=cache.close, ping=cache.ping),
         PortComponent("bus", start=bus.start, close=bus.close),
         notifications, relay, listener,
@@ -211,6 +222,8 @@ def embedded_runtime(settings: Settings, load_settings, *, simulate: int = 0, ra
         components.append(MqttIngest(settings, listener))
     runtime = Runtime(components, load_settings)
     runtime.components.append(HttpServer(settings, create_app(context, runtime)))
+    # The first admin once every socket is bound: a failed start never shows a password it then forgets.
+    runtime.components.append(AccountsBootstrap(settings, store))
     if simulate:
-        runtime.components.append(SimulatorComponent(store, listener, simulate, rate))
+        runtime.components.append(SimulatorComponent(store, listener, simulate, rate, sos_per_minute))
     return runtime, listener

@@ -49,6 +49,10 @@ def configure_logging(level: str = "info", *, json: bool = True) -> None:
         logging.getLogger(name).propagate = True
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    # twilio's HTTP clients log every request and response at INFO, about ten
+    # lines per SMS (headers included); solewatch logs one line per notification
+    # (notification_sent). Their detail stays available at the debug level.
+    logging.getLogger("twilio").setLevel(logging.DEBUG if numeric <= logging.DEBUG else logging.WARNING)
 
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:

@@ -44,6 +44,7 @@ class Runtime:
         self._load_settings = load_settings
         self._stop = asyncio.Event()
         self._started: list[Component] = []
+        self.starting = False
         self.draining = False
 
     def request_stop(self) -> None:
@@ -53,6 +54,10 @@ class Runtime:
         """Each component's reason for not being ready (None when it is)."""
         if self.draining:
             return {"runtime": "draining"}
+        if self.starting:
+            # Components that serve (HTTP) start before the last ones (the first admin):
+            # ready means all of them are.
+            return {"runtime": "starting"}
         reasons: dict[str, str | None] = {}
         for component in self.components:
             try:
@@ -86,10 +91,12 @@ class Runtime:
             self._remove_signals(loop)
 
     async def start(self) -> None:
+        self.starting = True
         for component in self.components:
             await component.start()
             self._started.append(component)
             log.info("component_started", component=component.name)
+        self.starting = False
         log.info("ready", components=[c.name for c in self.components])
 
     async def shutdown(self) -> None:

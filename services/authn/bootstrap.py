@@ -7,7 +7,7 @@ from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
 
-from services.authn.passwords import check_new_password, hash_password
+from services.authn.passwords import check_new_password, hash_password, verify_password
 from shared.config import Settings, SettingsError
 from shared.logging import get_logger
 from shared.store.accounts import AccountStore, TenantExists, UserExists
@@ -56,6 +56,30 @@ async def ensure_first_admin(settings: Settings, store: Store) -> dict[str, Any]
     log.info("first_admin_created", email=user.email, tenant=DEFAULT_TENANT, generated_password=generated)
     return {"tenant": DEFAULT_TENANT, "tenant_id": tenant_id, "email": user.email,
             "password": password if generated else None, "generated": generated}
+
+
+async def ignored_admin_settings(settings: Settings, store: Store) -> str | None:
+    """Why SOLEWATCH_ADMIN_EMAIL/PASSWORD do nothing on this start, as a sentence; None when they are not set
+    or already describe a user who signs in with that password.
+
+    They only ever create the first admin of an empty store. Silently ignoring
+    them left people with a 401 and no clue (a walkthrough rerun in a data
+    directory where the demo admin had been created).
+    """
+    email = (settings.admin_email or "").strip().lower()
+    password = settings.admin_password.get_secret_value() if settings.admin_password else None
+    if not email and password is None:
+        return None
+    user = await store.user_by_email(email) if email else None
+    if user is not None:
+        if password is None or (await verify_password(user.password_hash, password)).ok:
+            return None
+        return (f"SOLEWATCH_ADMIN_PASSWORD is ignored: {user.email} already exists with another password "
+                "(the setting only creates the first admin); sign in with its current password")
+    where = "the MongoDB database" if settings.mongodb_url else f"the data directory {settings.data_dir}"
+    return (f"SOLEWATCH_ADMIN_EMAIL and SOLEWATCH_ADMIN_PASSWORD are ignored: {where} already has users, and "
+            "they only create the first admin of an empty one; sign in as an existing user, or start with "
+            "another SOLEWATCH_DATA_DIR")
 
 
 def _first_admin_credentials(settings: Settings) -> tuple[str, str | None]:

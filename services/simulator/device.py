@@ -72,6 +72,7 @@ class SimulationStats:
     logins_refused: int = 0
     login_timeouts: int = 0
     connect_failures: int = 0
+    connections_made: int = 0  # TCP connections that opened, whatever came of the login
     connections_lost: int = 0
     reconnects: int = 0  # logins after a previous session of the same insole ended
     frames_sent: int = 0  # first transmissions (LOGIN excluded)
@@ -256,6 +257,11 @@ class InsoleDevice:
             self._waiter.set_result(None)
         if self._stop.is_set() and self._login is not None and not self._login[1].done():
             self._login[1].set_result(None)
+
+    def raise_sos(self) -> None:
+        """The worker presses SOS now: sent at once when online, else as soon as it reconnects."""
+        self._enqueue(self.telemetry.sos_now(self._clock(), buffered=not self.online))
+        self._pump()
 
     def _stopping(self) -> bool:
         return self._stop.is_set() or (
@@ -446,7 +452,7 @@ class InsoleDevice:
             "simulator.command",
             imei=self.imei,
             seq=command.seq,
-            cmd=command.cmd,
+            cmd=_command_name(command.cmd),
             status=status.name,
         )
         self._enqueue([CommandResult(self._next_seq(), command.seq, int(status))])
@@ -484,6 +490,7 @@ class InsoleDevice:
             )
             return
         self.link = link
+        stats.connections_made += 1
         seq = self._next_seq()
         login_ack: asyncio.Future[LoginAck | None] = loop.create_future()
         self._login = (seq, login_ack)
@@ -579,6 +586,13 @@ class InsoleDevice:
 def _resolve(waiter: asyncio.Future[None]) -> None:
     if not waiter.done():
         waiter.set_result(None)
+
+
+def _command_name(cmd: int) -> str:
+    try:
+        return CommandCode(cmd).name
+    except ValueError:
+        return str(cmd)
 
 
 def _status_name(status: int) -> str:

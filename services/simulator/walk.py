@@ -230,6 +230,14 @@ class InsoleTelemetry:
         out.append(self._position(self.t, flags))
         return out
 
+    def sos_now(self, now: float, *, buffered: bool = False) -> list[Recorded]:
+        """The worker presses SOS right now, plus any alarm the move up to now raised."""
+        flags = FLAG_BUFFERED if buffered else 0
+        out: list[Recorded] = []
+        self._move_to(max(now, self.t), flags, out)
+        out.append(self._alarm(self.t, AlarmKind.SOS, flags))
+        return out
+
     def set_position_interval(self, seconds: float) -> None:
         """Change the POSITION interval from the next report on."""
         if seconds <= 0:

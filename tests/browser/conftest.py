@@ -92,8 +92,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         # A closed port on this machine: the map runs without tiles, as on an offline site.
         "SOLEWATCH_MAP_TILE_URL": f"http://127.0.0.1:{free_port()}/tiles/{{z}}/{{x}}/{{y}}.png",
     }
+    # No random SOS: the tests raise their own, and count alerts and markers.
     process = SolewatchProcess(tmp / "data", "run", "--simulate", str(SIMULATED), "--rate", "1",
-                               log_path=tmp / "solewatch.log", env=env).start()
+                               "--sos-per-minute", "0", log_path=tmp / "solewatch.log", env=env).start()
     try:
         yield Server(process)
     finally:
