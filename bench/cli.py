@@ -9,7 +9,7 @@ from pathlib import Path
 
 import orjson
 
-BENCHMARKS = ("ingest", "connections", "latency", "alarm")
+BENCHMARKS = ("ingest", "connections", "latency", "alarm", "hostile-http", "handshakes")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -65,6 +65,17 @@ async def _run(args: argparse.Namespace) -> None:
         figures = await latency.run(connections=args.connections or 200, seconds=args.seconds,
                                     warmup=args.warmup, processes=args.processes)
         latency.report(figures)
+    elif args.name == "hostile-http":
+        from bench import hostile_http  # `python -m bench.hostile_http --source DIR` runs another checkout
+
+        figures = await hostile_http.run(source=Path(getattr(args, "source", None) or hostile_http.ROOT), runs=3,
+                                         rss_bytes=400_000_000, stall_bytes=300_000_000)
+        hostile_http.report(figures)
+    elif args.name == "handshakes":
+        from bench import handshakes  # `python -m bench.handshakes DIR` runs another checkout
+
+        figures = await handshakes.run(handshakes=args.connections or 22_000)
+        handshakes.report(figures)
     else:
         from bench import connections
 

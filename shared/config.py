@@ -40,6 +40,8 @@ class Settings(BaseSettings):
     # Where things listen.
     bind: str = "127.0.0.1"
     http_port: int = Field(8000, ge=0, le=65535)
+    max_request_body: int = Field(1024 * 1024, ge=1, description="bytes an HTTP request body may have (413 above); "
+                                                                  "enforced while reading, on every route")
     listener_port: int = Field(9000, ge=0, le=65535)
 
     # Embedded defaults; an URL switches that port to its server adapter.
@@ -62,9 +64,13 @@ class Settings(BaseSettings):
     jwt_secret: SecretStr | None = Field(None, description="HS256 key of access tokens, at least 32 characters")
     access_token_ttl: int = Field(900, gt=0, description="seconds an access token is valid")
     refresh_token_ttl: int = Field(30 * 24 * 3600, gt=0, description="seconds a refresh token stays usable")
-    login_max_failures_per_account: int = Field(5, gt=0, description="failed logins on one email per window")
-    login_max_failures_per_address: int = Field(20, gt=0, description="failed logins from one client address per window")
-    login_failure_window: float = Field(900, gt=0, description="seconds failures are counted over, and the lockout after")
+    # Login throttling (services/authn/ratelimit.py, docs/security.md): per email and address, then per address.
+    login_free_failures: int = Field(3, ge=0, description="failed logins of one email from one address before delays")
+    login_first_delay: float = Field(1, gt=0, description="seconds of the first delay; each further failure doubles it")
+    login_max_delay: float = Field(900, gt=0, description="the longest delay between two logins of one email from one address")
+    login_max_failures_per_address: int = Field(30, gt=0, description="logins not succeeding from one address per window, "
+                                                                       "across emails")
+    login_failure_window: float = Field(3600, gt=0, description="seconds failures are remembered")
 
     smtp_host: str | None = None
     smtp_port: int = 587
@@ -102,6 +108,12 @@ class Settings(BaseSettings):
     map_tile_url: str = Field("https://tile.openstreetmap.org/{z}/{x}/{y}.png",
                               description="Leaflet tile URL template ({z}/{x}/{y}, optional {s})")
 
+    # Live updates (services/wss/handshakes.py): Engine.IO sessions opened without a token yet.
+    wss_max_half_open_sessions: int = Field(1000, gt=0, description="sessions waiting for an authenticated Socket.IO "
+                                                                    "CONNECT at once; handshakes beyond get 503")
+    wss_handshake_timeout: float = Field(10, gt=0, description="seconds a new session has to authenticate before "
+                                                               "it is closed")
+
     # Listener behaviour (contract defaults).
     idle_timeout: float = Field(300, gt=0, description="seconds of silence before a device connection is closed")
     login_timeout: float = Field(30, gt=0, description="seconds a new connection has to log in before it is closed")
@@ -110,6 +122,12 @@ class Settings(BaseSettings):
     commit_max_batch: int = Field(4096, gt=0, description="frames in one store transaction at most")
     max_pending_frames: int = Field(50_000, gt=0, description="frames awaiting durability before every connection stops being read")
     command_poll_interval: float = Field(2.0, gt=0)
+    # Wrong device tokens (services/listener/login_backoff.py): LOGIN_ACK 2 at once, then the
+    # connection is held this long before it is closed, doubling per consecutive failure.
+    device_login_backoff: float = Field(1.0, ge=0, description="seconds a refused device connection is held after "
+                                                               "its IMEI's or address's second consecutive failure")
+    device_login_backoff_max: float = Field(30.0, ge=0, description="the longest hold (the login timeout cuts it too)")
+    device_login_failure_window: float = Field(900, gt=0, description="seconds device login failures are counted over")
 
     # SQLite durability: FULL fsyncs the WAL at every commit, so an ACK survives
     # a power cut too; group commit keeps that affordable.

@@ -9,6 +9,8 @@ import socketio  # type: ignore[import-untyped]
 from fastapi import FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from swagger_ui_bundle import swagger_ui_path  # type: ignore[import-untyped]
 
 from services.api import alerts, contacts, device_settings, devices, escalation, geofences, webhooks
 from services.api.errors import install_error_handlers
@@ -22,6 +24,7 @@ from shared.runtime import Runtime
 
 OPENAPI_URL = "/api/v1/openapi.json"
 DOCS_URL = "/api/v1/docs"
+DOCS_ASSETS_URL = "/api/v1/docs/assets"  # Swagger UI's files, from the swagger-ui-bundle-v2 package: no CDN
 
 DESCRIPTION = """\
 Lone-worker safety: XSole insoles, their positions, the alerts they raise and
@@ -95,6 +98,14 @@ def create_app(
 def _serve_openapi(app: FastAPI) -> None:
     # health_app turned FastAPI's own spec and docs routes off; serve them under the API prefix.
     app.openapi_url = OPENAPI_URL
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = document_common_answers(generate())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
     @app.get(OPENAPI_URL, include_in_schema=False)
     async def openapi_json() -> JSONResponse:
@@ -102,7 +113,37 @@ def _serve_openapi(app: FastAPI) -> None:
 
     @app.get(DOCS_URL, include_in_schema=False)
     async def docs() -> HTMLResponse:
-        return get_swagger_ui_html(openapi_url=OPENAPI_URL, title="solewatch API")
+        return get_swagger_ui_html(
+            openapi_url=OPENAPI_URL, title="solewatch API", swagger_favicon_url=f"{DOCS_ASSETS_URL}/favicon-32x32.png",
+            swagger_js_url=f"{DOCS_ASSETS_URL}/swagger-ui-bundle.js", swagger_css_url=f"{DOCS_ASSETS_URL}/swagger-ui.css",
+        )
+
+    app.mount(DOCS_ASSETS_URL, StaticFiles(directory=swagger_ui_path), name="swagger-ui")
+
+
+_VALIDATION_ERROR = {"$ref": "#/components/schemas/HTTPValidationError"}
+_ERROR = {"$ref": "#/components/schemas/ErrorOut"}
+
+
+def document_common_answers(spec: dict[str, Any]) -> dict[str, Any]:
+    """Add to the generated spec the answers that come from the framework rather than a route.
+
+    Every operation taking a body may get 400 (a body that cannot be parsed,
+    such as a form where JSON is expected) and 413 (over the body limit,
+    shared/http.py); every 422 has the validation list as its `detail`, also
+    where a route only describes why it may answer 422.
+    """
+    for path in spec.get("paths", {}).values():
+        for operation in path.values():
+            responses = operation.setdefault("responses", {})
+            if "requestBody" in operation:
+                responses.setdefault("400", {"description": "the body cannot be parsed",
+                                             "content": {"application/json": {"schema": _ERROR}}})
+                responses.setdefault("413", {"description": "the body is larger than the server accepts",
+                                             "content": {"application/json": {"schema": _ERROR}}})
+            if "422" in responses:
+                responses["422"]["content"] = {"application/json": {"schema": _VALIDATION_ERROR}}
+    return spec
 
 
 def _version() -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fastapi import APIRouter
@@ -16,9 +16,14 @@ from shared.store.device_settings import DeviceSettings
 router = APIRouter(prefix="/api/v1/devices", tags=["devices"])
 
 
+Hour = Annotated[float, Field(ge=0, le=24, strict=True)]  # strict: JSON's true is not an hour
+# Distinct ends (uniqueItems) say in the schema what _within_a_day checks: a span of no length is refused.
+Span = Annotated[tuple[Hour, Hour], Field(json_schema_extra={"uniqueItems": True})]
+
+
 class Shift(BaseModel):
-    hours: list[tuple[float, float]] = Field(min_length=1, max_length=6,
-                                             description="local [start, end) hours, 0-24; an end before its start runs past midnight")
+    hours: list[Span] = Field(min_length=1, max_length=6,
+                              description="local [start, end) hours, 0-24; an end before its start runs past midnight")
     timezone: str = Field("UTC", description="IANA name, e.g. Europe/Paris")
     model_config = ConfigDict(extra="forbid")
 
@@ -41,7 +46,7 @@ class Shift(BaseModel):
 
 
 class DeviceSettingsIn(BaseModel):
-    offline_after: float | None = Field(None, ge=30, le=7 * 24 * 3600,
+    offline_after: float | None = Field(None, ge=30, le=7 * 24 * 3600, strict=True,
                                         description="seconds of silence before offline; null: the default")
     shift: Shift | None = Field(None, description="when no_motion counts; null: at any hour")
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [

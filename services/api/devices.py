@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Query
+from pydantic import BeforeValidator
 
 from services.api.deps import AdminPrincipal, ContextDep, CurrentPrincipal
 from services.api.models import (
@@ -20,7 +21,7 @@ from services.api.models import (
     DeviceRegistered,
     PositionPage,
 )
-from services.api.pagination import Cursor, Limit, decode_cursor, encode_cursor
+from services.api.pagination import Cursor, Limit, PairCursor, decode_cursor, encode_cursor
 from services.authn.models import ErrorOut
 from services.context import ServiceContext
 from services.listener.server import online_key  # the mark the listener keeps while connected
@@ -32,7 +33,21 @@ from shared.store import Device, DeviceExists, hash_device_token
 router = APIRouter(prefix="/api/v1/devices", tags=["devices"])
 
 Imei = Annotated[str, Path(pattern=IMEI_PATTERN, description="the device's 15-digit IMEI")]
-Instant = Annotated[datetime | None, Query(description="ISO-8601; UTC when no offset is given")]
+
+
+def _iso_8601(value: object) -> object:
+    # pydantic would also read a bare number (1.5, 4e-291) as unix seconds; the spec says ISO-8601 date-time.
+    if isinstance(value, str):
+        try:
+            float(value)
+        except ValueError:
+            return value
+        raise ValueError("expected an ISO-8601 date-time, such as 2026-01-01T00:00:00Z")
+    return value
+
+
+Instant = Annotated[datetime | None, Query(description="ISO-8601; UTC when no offset is given"),
+                    BeforeValidator(_iso_8601)]
 
 
 async def device_view(context: ServiceContext, device: Device) -> dict[str, Any]:
@@ -89,21 +104,25 @@ async def register_device(body: DeviceIn, context: ContextDep, principal: AdminP
     return await device_view(context, device) | {"token": token.hex()}
 
 
-@router.get("/{imei}", response_model=DeviceOut, summary="One device with its live state")
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorOut, "description": "no such device in the caller's tenant"}}
+
+
+@router.get("/{imei}", response_model=DeviceOut, summary="One device with its live state", responses=_NOT_FOUND)
 async def get_device(imei: Imei, context: ContextDep, principal: CurrentPrincipal) -> dict[str, Any]:
     return await device_view(context, await tenant_device(context, principal.tenant_id, imei))
 
 
-@router.get("/{imei}/positions", response_model=PositionPage, summary="A device's positions, oldest first")
+@router.get("/{imei}/positions", response_model=PositionPage, summary="A device's positions, oldest first",
+            responses=_NOT_FOUND)
 async def list_positions(
     imei: Imei, context: ContextDep, principal: CurrentPrincipal,
-    since: Instant = None, until: Instant = None, limit: Limit = 100, cursor: Cursor = None,
+    since: Instant = None, until: Instant = None, limit: Limit = 100, cursor: PairCursor = None,
 ) -> dict[str, Any]:
     start, end = _unix(since, math.ceil), _unix(until, math.floor)
-    if start is not None and end is not None and start > end:
-        raise HTTPException(422, "since is after until")
     after = decode_cursor(cursor, 2) if cursor else None
     device = await tenant_device(context, principal.tenant_id, imei)
+    if start is not None and end is not None and start > end:
+        return {"items": [], "next_cursor": None}  # an empty window, as valid a question as any other
     rows = await context.store.positions(device.id, since=start, until=end,
                                          after=after, limit=limit + 1)  # type: ignore[arg-type]
     page = rows[:limit]

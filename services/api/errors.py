@@ -1,13 +1,20 @@
-"""Every error as JSON `{"detail": ...}`, with no stack trace ever leaving the process."""
+"""Every error as JSON `{"detail": ...}`, with no stack trace ever leaving the process.
+
+One shape per status, as the OpenAPI spec documents it: 422's `detail` is
+always the list of invalid fields (`[{"loc", "msg", "type"}]`), every other
+status's is a message.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi import HTTPException as FastAPIHTTPException
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.cache import CacheUnavailable
@@ -36,8 +43,31 @@ def _field_error(error: dict[str, Any]) -> dict[str, Any]:
     return {"loc": list(error.get("loc", ())), "msg": str(error.get("msg", "")), "type": str(error.get("type", ""))}
 
 
+def invalid_field(*loc: str | int, msg: str, type: str = "value_error") -> HTTPException:
+    """A 422 naming one invalid field, shaped like the validation errors FastAPI raises."""
+    return FastAPIHTTPException(422, [{"loc": list(loc), "msg": msg, "type": type}])  # its detail may be a list
+
+
 async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
-    return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+    detail: Any = exc.detail
+    if exc.status_code == 422 and not isinstance(detail, list):
+        detail = [{"loc": [], "msg": str(detail), "type": "value_error"}]
+    headers = exc.headers
+    if exc.status_code == 405:
+        # Starlette's Allow names the methods of the one route it tried; a path
+        # with a GET route and a POST route supports both.
+        headers = {**(headers or {}), "Allow": ", ".join(_allowed_methods(request))}
+    return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=headers)
+
+
+_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    # Ask the router which methods it would route for this path (routers may nest, as included ones do).
+    routes = request.app.router.routes
+    return [method for method in _METHODS
+            if any(route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes)]
 
 
 async def _store_unavailable(request: Request, exc: StoreUnavailable) -> JSONResponse:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.api.deps import AdminPrincipal, ContextDep, CurrentPrincipal
-from services.authn.models import ErrorOut
 from shared.alerts import iso_utc
 from shared.store.escalation import MAX_STEPS, EscalationPolicy, EscalationStep
 
@@ -18,8 +17,10 @@ MAX_WAIT_S = 24 * 3600
 
 
 class StepIn(BaseModel):
-    contacts: list[int] = Field(min_length=1, max_length=50, description="ids of the tenant's contacts to tell")
-    wait_s: float = Field(300, ge=10, le=MAX_WAIT_S,
+    # Strict numbers: JSON's true is neither a contact id nor a wait.
+    contacts: list[Annotated[int, Field(strict=True)]] = Field(min_length=1, max_length=50,
+                                                               description="ids of the tenant's contacts to tell")
+    wait_s: float = Field(300, ge=10, le=MAX_WAIT_S, strict=True,
                           description="seconds to wait for an acknowledgement before the next step")
     model_config = ConfigDict(extra="forbid")
 
@@ -53,12 +54,14 @@ async def get_policy(context: ContextDep, principal: CurrentPrincipal) -> dict[s
 
 
 @router.put("", response_model=PolicyOut, summary="Replace the tenant's escalation policy (admin)",
-            responses={422: {"model": ErrorOut, "description": "a step names a contact the tenant does not have"}})
+            responses={422: {"description": "invalid steps, or a step names a contact the tenant does not have"}})
 async def put_policy(body: PolicyIn, context: ContextDep, principal: AdminPrincipal) -> dict[str, Any]:
     known = {contact.id for contact in await context.store.contacts(principal.tenant_id)}
-    unknown = sorted({cid for step in body.steps for cid in step.contacts} - known)
+    unknown = [{"loc": ["body", "steps", number, "contacts", index], "msg": f"no contact {cid} in this tenant",
+                "type": "unknown_contact"}
+               for number, step in enumerate(body.steps) for index, cid in enumerate(step.contacts) if cid not in known]
     if unknown:
-        raise HTTPException(422, f"no such contacts in this tenant: {unknown}")
+        raise HTTPException(422, unknown)
     steps = [EscalationStep(tuple(dict.fromkeys(step.contacts)), step.wait_s) for step in body.steps]
     policy = await context.store.set_escalation_policy(principal.tenant_id, steps)
     return policy_view(policy if steps else None)

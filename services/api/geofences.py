@@ -15,7 +15,7 @@ from fastapi import APIRouter, HTTPException, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from services.api.deps import AdminPrincipal, ContextDep, CurrentPrincipal, ResourceId
-from services.api.models import IMEI_PATTERN
+from services.api.models import IMEI_PATTERN, ShortName
 from services.authn.models import ErrorOut
 from services.context import ServiceContext
 from shared.alerts import iso_utc
@@ -33,7 +33,13 @@ _NOT_FOUND: dict[int | str, dict[str, Any]] = {
 }
 
 Crossing = Literal["enter", "exit"]
-Position = Annotated[list[float], Field(min_length=2, max_length=3, description="[lon, lat] (an altitude is dropped)")]
+# The ranges are checked by _lon_lat; the schema says them too, so clients (and fuzzers) know them.
+# Numbers are strict: JSON's true is not a coordinate, nor "7.05".
+Number = Annotated[float, Field(strict=True)]
+Position = Annotated[list[Number], Field(min_length=2, max_length=3, description="[lon, lat] (an altitude is dropped)",
+                                        json_schema_extra={"prefixItems": [
+                                            {"type": "number", "minimum": -180, "maximum": 180},
+                                            {"type": "number", "minimum": -90, "maximum": 90}]})]
 
 
 def _lon_lat(position: list[float]) -> list[float]:
@@ -48,7 +54,7 @@ def _lon_lat(position: list[float]) -> list[float]:
 class CircleGeometry(BaseModel):
     type: Literal["Circle"]
     center: Position
-    radius_m: float = Field(gt=0, le=MAX_RADIUS_M, description="metres")
+    radius_m: float = Field(gt=0, le=MAX_RADIUS_M, strict=True, description="metres")
     model_config = ConfigDict(extra="forbid")
 
     @field_validator("center")
@@ -97,7 +103,7 @@ def _exit_only() -> list[Crossing]:
 
 
 class GeofenceIn(BaseModel):
-    name: str = Field(min_length=1, max_length=100)
+    name: ShortName
     geometry: Geometry
     devices: list[Annotated[str, Field(pattern=IMEI_PATTERN)]] = Field(
         default_factory=list, max_length=MAX_DEVICES,
@@ -105,7 +111,7 @@ class GeofenceIn(BaseModel):
     )
     alert_on: list[Crossing] = Field(default_factory=_exit_only, min_length=1,
                                      description="which crossings raise an alert; exit when omitted")
-    model_config = ConfigDict(str_strip_whitespace=True, extra="forbid", json_schema_extra={"examples": [
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
         {"name": "Depot", "geometry": {"type": "Circle", "center": [7.0553, 43.6163], "radius_m": 250},
          "devices": [], "alert_on": ["exit"]},
         {"name": "Quarry pit", "geometry": {"type": "Polygon", "coordinates": [[

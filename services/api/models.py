@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, model_validator
 
 from shared.store.alerts import ALERT_KINDS
 
@@ -18,6 +18,11 @@ E164_PATTERN = r"^\+[1-9]\d{6,14}$"
 
 _TS = "2026-01-01T00:00:00Z"
 
+# A name is held to the spec's length as sent, needs one character that is not
+# whitespace, and is stored trimmed (trimming first would accept what the spec refuses).
+ShortName = Annotated[str, Field(min_length=1, max_length=100, pattern=r"\S"), AfterValidator(str.strip)]
+LongName = Annotated[str, Field(min_length=1, max_length=200, pattern=r"\S"), AfterValidator(str.strip)]
+
 
 def _examples(*examples: dict[str, Any]) -> ConfigDict:
     return ConfigDict(json_schema_extra={"examples": list(examples)})
@@ -28,8 +33,8 @@ def _examples(*examples: dict[str, Any]) -> ConfigDict:
 
 class DeviceIn(BaseModel):
     imei: str = Field(pattern=IMEI_PATTERN, description="15 decimal digits")
-    name: str = Field(min_length=1, max_length=100, description="who wears it, or where it is used")
-    model_config = ConfigDict(str_strip_whitespace=True, extra="forbid",
+    name: ShortName = Field(description="who wears it, or where it is used")
+    model_config = ConfigDict(extra="forbid",
                               json_schema_extra={"examples": [{"imei": "356307042441013", "name": "Alice"}]})
 
 
@@ -143,15 +148,18 @@ class ResolveIn(BaseModel):
 
 
 class ContactIn(BaseModel):
-    name: str = Field(min_length=1, max_length=200)
+    name: LongName
     email: EmailStr | None = None
     phone: str | None = Field(None, pattern=E164_PATTERN, description="E.164, e.g. +33612345678")
     kinds: list[AlertKind] = Field(default_factory=lambda: list(ALERT_KINDS),  # type: ignore[arg-type]
                                    min_length=1,
                                    description="the alert kinds this contact is told about; all when omitted")
-    model_config = ConfigDict(str_strip_whitespace=True, extra="forbid", json_schema_extra={"examples": [{
-        "name": "Night supervisor", "email": "night@acme.example", "phone": "+33612345678", "kinds": ["sos", "fall"],
-    }]})
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        # What _reachable checks, said in the schema: an email, a phone number, or both.
+        "anyOf": [{"required": [name], "properties": {name: {"type": "string"}}} for name in ("email", "phone")],
+        "examples": [{"name": "Night supervisor", "email": "night@acme.example", "phone": "+33612345678",
+                      "kinds": ["sos", "fall"]}],
+    })
 
     @model_validator(mode="after")
     def _reachable(self) -> ContactIn:
