@@ -1,4 +1,5 @@
-"""`solewatch bench alarm`: from an ALARM frame's arrival to its SMS request at the phone gateway.
+"""`solewatch bench alarm`: from an ALARM frame to its SMS at the phone gateway, and on to
+COMMAND alarm-acknowledged at the insole once the supervisor replies to that SMS.
 
 An all-in-one solewatch, configured with Twilio pointing at a local HTTP fake
 of Twilio's Messages API (in this process), streams positions from 1,000
@@ -6,6 +7,12 @@ insoles (load generator processes) while a few other insoles send SOS alarms,
 one at a time each. Each alarm's time is taken when its frame is written to
 the socket, and matched with the arrival of the SMS naming its worker, on the
 wall clock the processes share. The alert's contact has a phone only.
+
+The reply path (CONTRACT §6): as soon as the SMS arrives, the bench plays
+Twilio posting the supervisor's reply (the SMS's code, signed as Twilio signs)
+to POST /api/v1/webhooks/twilio/sms, and times the COMMAND 4 the insole then
+gets. ALARM to COMMAND 4 is ALARM to SMS plus reply to COMMAND 4: the reply's
+own latency (the supervisor typing, the phone network) is left out.
 """
 
 from __future__ import annotations
@@ -18,16 +25,22 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 from aiohttp import web
+from twilio.request_validator import RequestValidator  # type: ignore[import-untyped]
 
 from bench.common import percentile, print_table, register_devices, run_loadgens, start_solewatch
-from shared.protocols.xsole import Alarm, AlarmKind
+from shared.protocols.xsole import Alarm, AlarmKind, Command, CommandCode, CommandResult
 from shared.protocols.xsole.constants import FLAG_FIX_VALID
 from shared.store.sqlite import SqliteStore
 from tests.helpers.xsole_client import XSoleTestClient
 
 ACCOUNT_SID = "AC" + "0" * 32
 FIRST_ALARM_DEVICE = 900_000  # IMEI numbers of the alarm senders, far from the streaming ones
+SUPERVISOR_PHONE = "+15550001111"
+PUBLIC_URL = "https://solewatch.bench.example"  # what Twilio would call; replies are signed over it
+SMS_REPLY_PATH = "/api/v1/webhooks/twilio/sms"
+REPLY_CODE = re.compile(r"Reply (\d{4}) to acknowledge\.$")
 
 
 class SmsGateway:
@@ -63,16 +76,37 @@ async def _add_phone_contact(data_dir: Path) -> None:
     await store.open()
     try:
         tenant_id = await store.ensure_tenant("default")
-        await store.add_contact(tenant_id=tenant_id, name="Night supervisor", email=None, phone="+15550001111",
+        await store.add_contact(tenant_id=tenant_id, name="Night supervisor", email=None, phone=SUPERVISOR_PHONE,
                                 kinds=("sos",))
     finally:
         await store.close()
 
 
-async def _send_alarms(port: int, credentials: list[tuple[str, str]], gateway: SmsGateway, *,
-                       seconds: float, interval: float) -> list[float]:
-    """Each alarm insole sends an SOS, waits for its SMS, pauses, again; the latencies."""
-    latencies: list[float] = []
+class Supervisor:
+    """Twilio posting the supervisor's reply to an alert SMS, signed with the account's token."""
+
+    def __init__(self, http_port: int, auth_token: str):
+        self._url = f"http://127.0.0.1:{http_port}{SMS_REPLY_PATH}"
+        self._validator = RequestValidator(auth_token)
+        self._http = httpx.AsyncClient(timeout=10)
+
+    async def reply(self, body: str) -> None:
+        form = {"MessageSid": "SM" + secrets.token_hex(16), "AccountSid": ACCOUNT_SID, "From": SUPERVISOR_PHONE,
+                "To": "+15550000000", "Body": body}
+        signature = self._validator.compute_signature(PUBLIC_URL + SMS_REPLY_PATH, form)
+        response = await self._http.post(self._url, data=form, headers={"X-Twilio-Signature": signature})
+        if response.status_code != 200 or "acknowledged by you" not in response.text:
+            raise RuntimeError(f"the reply was not taken: {response.status_code} {response.text[:200]}")
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+
+async def _send_alarms(port: int, credentials: list[tuple[str, str]], gateway: SmsGateway, supervisor: Supervisor,
+                       *, seconds: float, interval: float) -> dict[str, list[float]]:
+    """Each alarm insole sends an SOS, waits for its SMS, has it answered, waits for COMMAND 4,
+    pauses, again; the latencies of each leg."""
+    latencies: dict[str, list[float]] = {"sms": [], "reply": [], "total": []}
     deadline = time.monotonic() + seconds
 
     async def insole(imei: str, token: str, number: int) -> None:
@@ -84,9 +118,20 @@ async def _send_alarms(port: int, credentials: list[tuple[str, str]], gateway: S
             alarm = Alarm(device.next_seq(), int(time.time()), AlarmKind.SOS, 436163000, 70553000, 80, FLAG_FIX_VALID)
             sent = time.time()
             await device.send(alarm)
-            arrival = await _sms_naming(gateway, worker, after=seen, timeout=10)
-            if arrival is not None:
-                latencies.append(arrival - sent)
+            found = await _sms_naming(gateway, worker, after=seen, timeout=10)
+            if found is None:
+                continue
+            arrival, body = found
+            latencies["sms"].append(arrival - sent)
+            code = REPLY_CODE.search(body)
+            if code is None:
+                raise RuntimeError(f"the alert SMS has no reply code: {body!r}")
+            replied = time.time()
+            await supervisor.reply(code.group(1))
+            commanded = await _acknowledged(device, timeout=10)
+            if commanded is not None:
+                latencies["reply"].append(commanded - replied)
+                latencies["total"].append(arrival - sent + commanded - replied)
             await asyncio.sleep(interval)
         await device.close()
 
@@ -95,13 +140,31 @@ async def _send_alarms(port: int, credentials: list[tuple[str, str]], gateway: S
     return latencies
 
 
-async def _sms_naming(gateway: SmsGateway, worker: str, *, after: int, timeout: float) -> float | None:
+async def _acknowledged(device: XSoleTestClient, *, timeout: float) -> float | None:
+    """When COMMAND alarm-acknowledged reached the insole (its result is sent back, as an insole
+    does); ACKs of earlier frames are skipped."""
+    deadline = time.monotonic() + timeout
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            frame = await device.recv(timeout=left)
+        except TimeoutError:
+            return None
+        if isinstance(frame, Command):
+            arrived = time.time()
+            await device.send(CommandResult(device.next_seq(), frame.seq, 0))
+            if frame.cmd == CommandCode.ALARM_ACKNOWLEDGED:
+                return arrived
+    return None
+
+
+async def _sms_naming(gateway: SmsGateway, worker: str, *, after: int, timeout: float) -> tuple[float, str] | None:
+    """(arrival, body) of the first SMS naming `worker` among those after the first `after`."""
     deadline = time.monotonic() + timeout
     named = re.compile(rf"\b{re.escape(worker)}\b")
     while time.monotonic() < deadline:
         for arrived, body in gateway.arrivals[after:]:
             if named.search(body):
-                return arrived
+                return arrived, body
         await asyncio.sleep(0.002)
     return None
 
@@ -115,27 +178,39 @@ async def run(*, connections: int = 1000, seconds: float = 10.0, warmup: float =
         streaming = await register_devices(data_dir, connections)
         alarming = await register_devices(data_dir, alarm_insoles, first=FIRST_ALARM_DEVICE)
         await _add_phone_contact(data_dir)
-        server, port, _ = await start_solewatch(
+        auth_token = secrets.token_hex(16)
+        server, port, http_port = await start_solewatch(
             data_dir, command="run", max_connections=connections + alarm_insoles + 100,
-            twilio_base_url=f"http://127.0.0.1:{gateway.port}", sms_from="+15550000000",
-            env={"TWILIO_ACCOUNT_SID": ACCOUNT_SID, "TWILIO_AUTH_TOKEN": secrets.token_hex(16)},
+            twilio_base_url=f"http://127.0.0.1:{gateway.port}", sms_from="+15550000000", public_url=PUBLIC_URL,
+            env={"TWILIO_ACCOUNT_SID": ACCOUNT_SID, "TWILIO_AUTH_TOKEN": auth_token},
         )
+        supervisor = Supervisor(http_port, auth_token)
         try:
             load = asyncio.create_task(run_loadgens(port, streaming, processes=processes, seconds=seconds + warmup,
                                                     warmup=0.5, window=8, rate=rate))
             await asyncio.sleep(warmup)
-            latencies = sorted(await _send_alarms(port, alarming, gateway, seconds=seconds, interval=alarm_interval))
+            legs = await _send_alarms(port, alarming, gateway, supervisor, seconds=seconds, interval=alarm_interval)
             streamed = await load
         finally:
+            await supervisor.close()
             await server.stop()
             await gateway.close()
+    latencies, replies, totals = sorted(legs["sms"]), sorted(legs["reply"]), sorted(legs["total"])
     return {
         "mode": "embedded", "connections": connections, "offered_fps": rate, "streamed_fps": round(streamed["fps"]),
         "alarms": len(latencies), "alarm_insoles": alarm_insoles,
         "alarm_to_sms_p50_ms": round(percentile(latencies, 0.50) * 1000, 2) if latencies else None,
         "alarm_to_sms_p99_ms": round(percentile(latencies, 0.99) * 1000, 2) if latencies else None,
         "alarm_to_sms_max_ms": round(latencies[-1] * 1000, 2) if latencies else None,
+        "acknowledged": len(totals),
+        "reply_to_command_p50_ms": _ms(replies, 0.50), "reply_to_command_p99_ms": _ms(replies, 0.99),
+        "alarm_to_command_p50_ms": _ms(totals, 0.50), "alarm_to_command_p99_ms": _ms(totals, 0.99),
+        "alarm_to_command_max_ms": round(totals[-1] * 1000, 2) if totals else None,
     }
+
+
+def _ms(values: list[float], q: float) -> float | None:
+    return round(percentile(values, q) * 1000, 2) if values else None
 
 
 def report(figures: dict[str, Any]) -> None:
@@ -145,4 +220,10 @@ def report(figures: dict[str, Any]) -> None:
         ("ALARM frame to SMS request, p50", f"{figures['alarm_to_sms_p50_ms']} ms"),
         ("ALARM frame to SMS request, p99", f"{figures['alarm_to_sms_p99_ms']} ms"),
         ("ALARM frame to SMS request, max", f"{figures['alarm_to_sms_max_ms']} ms"),
+        ("alarms acknowledged by SMS reply", f"{figures['acknowledged']}"),
+        ("SMS reply to COMMAND 4 at the insole, p50", f"{figures['reply_to_command_p50_ms']} ms"),
+        ("SMS reply to COMMAND 4 at the insole, p99", f"{figures['reply_to_command_p99_ms']} ms"),
+        ("ALARM to COMMAND 4, reply's own latency excluded, p50", f"{figures['alarm_to_command_p50_ms']} ms"),
+        ("ALARM to COMMAND 4, reply's own latency excluded, p99", f"{figures['alarm_to_command_p99_ms']} ms"),
+        ("ALARM to COMMAND 4, reply's own latency excluded, max", f"{figures['alarm_to_command_max_ms']} ms"),
     ])

@@ -96,9 +96,17 @@ class Settings(BaseSettings):
     twilio_account_sid: str | None = Field(None, validation_alias=AliasChoices("TWILIO_ACCOUNT_SID", "twilio_account_sid"))
     twilio_auth_token: SecretStr | None = Field(None, validation_alias=AliasChoices("TWILIO_AUTH_TOKEN", "twilio_auth_token"))
     sms_from: str | None = None
+    voice_from: str | None = Field(None, description="caller ID of alert calls (E.164); SOLEWATCH_SMS_FROM when unset")
     twilio_base_url: str | None = None
     public_url: str | None = Field(None, description="externally reachable base URL of the API (https://solewatch.example), "
                                                      "for callbacks from providers such as Twilio's delivery status")
+    # Web Push (services/notifications/push.py): without a key, one is made once and kept in the store.
+    vapid_private_key: SecretStr | None = Field(None, description="VAPID private key signing Web Push (PEM, or "
+                                                                  "base64url of the raw P-256 key)")
+    vapid_subject: str | None = Field(None, pattern=r"^(mailto:|https://)",
+                                      description="VAPID contact for push services (mailto: or https:); "
+                                                  "the admin's email, else the public URL, when unset")
+    push_ack_token_ttl: int = Field(4 * 3600, gt=0, description="seconds a pushed alert's Acknowledge action works")
 
     offline_after: float = Field(600, gt=0)
     no_motion_after: float = Field(600, gt=0, description="seconds of still or lying before a no_motion alert")

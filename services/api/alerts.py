@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, HTTPException, Query
+from fastapi import APIRouter, Body, Header, HTTPException, Query
 
 from services.api.deps import ContextDep, CurrentPrincipal, ResourceId, SupervisorPrincipal
 from services.api.models import (
@@ -57,10 +57,15 @@ async def get_alert(alert_id: ResourceId, context: ContextDep, principal: Curren
 
 @router.post("/{alert_id}/ack", response_model=AlertOut, responses=_CHANGE_RESPONSES,
              summary="Acknowledge an alert (supervisor); the insole vibrates to say help is coming")
-async def ack_alert(alert_id: ResourceId, context: ContextDep, principal: SupervisorPrincipal) -> dict[str, Any]:
+async def ack_alert(
+    alert_id: ResourceId, context: ContextDep, principal: SupervisorPrincipal,
+    client: Annotated[str | None, Header(alias="X-Solewatch-Client", description=(
+        "`dashboard` when the dashboard sends it; the timeline then says the alert was acknowledged"
+        " via the dashboard rather than via the API"))] = None,
+) -> dict[str, Any]:
     try:
         alert = await acknowledge_alert(context, tenant_id=principal.tenant_id, alert_id=alert_id,
-                                        by=principal.actor)
+                                        by=principal.actor, via="dashboard" if client == "dashboard" else "api")
     except AlertTransitionRefused:
         raise HTTPException(409, "the alert is resolved and can no longer be acknowledged") from None
     return alert_to_api(_found(alert))

@@ -12,7 +12,18 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from swagger_ui_bundle import swagger_ui_path  # type: ignore[import-untyped]
 
-from services.api import alerts, contacts, device_settings, devices, escalation, geofences, webhooks
+from services.api import (
+    alerts,
+    contacts,
+    device_settings,
+    devices,
+    escalation,
+    geofences,
+    webhooks,
+    webhooks_sms,
+    webhooks_voice,
+)
+from services.api import push as web_push
 from services.api.errors import install_error_handlers
 from services.authn.models import ErrorOut
 from services.authn.routes import router as authn_router
@@ -48,7 +59,8 @@ TAGS = [
     {"name": "contacts", "description": "who is told about which kinds of alert"},
     {"name": "geofences", "description": "areas whose crossing raises geofence_exit or geofence_enter alerts"},
     {"name": "escalation", "description": "who is told next while nobody acknowledges an alert"},
-    {"name": "webhooks", "description": "callbacks from providers (Twilio's SMS delivery status), signed by them"},
+    {"name": "push", "description": "Web Push: new alerts as notifications on supervisors' browsers and phones"},
+    {"name": "webhooks", "description": "callbacks from Twilio (delivery status, SMS replies, voice calls), signed by it"},
 ]
 
 # Answers any authenticated operation may give besides its own.
@@ -86,6 +98,10 @@ def create_app(
         for module in (devices, device_settings, alerts, contacts, escalation, geofences):
             app.include_router(module.router, responses=_COMMON_ERRORS)
         app.include_router(webhooks.router)  # called by providers, who sign instead of logging in
+        app.include_router(web_push.router, responses=_COMMON_ERRORS)
+        app.include_router(web_push.ack_router)  # the notification's button: its token is the credential
+        app.include_router(webhooks_sms.router)  # replies to alert SMS (CONTRACT §6)
+        app.include_router(webhooks_voice.router)  # alert calls: script, key pressed, status (CONTRACT §6)
         mount_dashboard(app)  # the supervisor's web dashboard at / (services/dashboard)
     _serve_openapi(app)
 

@@ -126,6 +126,9 @@ def mount_dashboard(app: FastAPI, directory: Path = STATIC_DIR) -> None:
     except OSError as exc:  # a broken install must not take the REST API down with it
         log.error("dashboard_files_missing", directory=str(directory), error=str(exc))
         return
+    from services.dashboard.pwa import mount_pwa  # here: pwa.py builds on this module
+
+    mount_pwa(app, files)  # the manifest and service worker that make it an installable app
 
     @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
     async def dashboard_index(request: Request) -> Response:

@@ -2,26 +2,49 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from services.context import CommandSender, ServiceContext
 from services.notifications.metrics import notifications_sent
 from shared.alerts.ledger import CHANNEL_DEVICE, DEVICE_RECIPIENT, NotificationKey
 from shared.logging import get_logger
 from shared.protocols.xsole import CommandCode
 from shared.store import Store
-from shared.store.alerts import Alert
+from shared.store.alerts import Alert, Contact
 
 log = get_logger("solewatch.alerts")
 
 
-async def acknowledge_alert(context: ServiceContext, *, tenant_id: int, alert_id: int, by: str) -> Alert | None:
+# How an acknowledgement reached solewatch; recorded as `via` on the `acknowledged` timeline line.
+ACK_CHANNELS = frozenset({"dashboard", "api", "sms", "voice", "push"})
+
+
+def contact_actor(contact: Contact) -> str:
+    """How a contact who acknowledged (by SMS reply, key press, push) appears as `by`: their name,
+    as the supervisor knows them; the timeline line's detail also carries their `contact_id`."""
+    return contact.name
+
+
+async def acknowledge_alert(context: ServiceContext, *, tenant_id: int, alert_id: int, by: str,
+                            via: str = "api", contact_id: int | None = None) -> Alert | None:
     """Acknowledge an alert; None when the tenant has no such alert.
+
+    `by` is who: a signed-in user's `principal.actor`, or for a contact
+    `contact_actor(contact)` with `contact_id` set. `via` (one of ACK_CHANNELS)
+    is how; both land in the `acknowledged` timeline line's detail, e.g.
+    {"via": "sms", "contact_id": 7}. Only the first acknowledgement is recorded.
 
     An alert raised by a device's ALARM also sends that device COMMAND
     alarm-acknowledged (cmd 4), now if it is connected, else when it reconnects:
     exactly once per alert, however often (or concurrently) it is acknowledged.
     Raises AlertTransitionRefused when the alert is already resolved.
     """
-    alert = await context.store.acknowledge_alert(tenant_id, alert_id, by=by)
+    if via not in ACK_CHANNELS:
+        raise ValueError(f"unknown acknowledgement channel {via!r}")
+    detail: dict[str, Any] = {"via": via}
+    if contact_id is not None:
+        detail["contact_id"] = contact_id
+    alert = await context.store.acknowledge_alert(tenant_id, alert_id, by=by, detail=detail)
     if alert is not None:
         # Escalation stops now (the escalator would also stop at its next check).
         await context.store.cancel_escalation(alert.id)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +42,7 @@ from shared.config import Settings
 from shared.logging import get_logger
 from shared.store import Store
 from shared.store.alerts import Contact
+from shared.store.escalation import DEFAULT_CHANNELS
 
 log = get_logger("solewatch.notifications")
 
@@ -141,20 +142,25 @@ class NotificationDispatcher:
         contacts = await self._store.contacts(tenant_id)
         policy = await self._store.escalation_policy(tenant_id)
         first = policy.step(FIRST_STEP) if policy else None
+        channels = DEFAULT_CHANNELS  # without a policy, as before steps named channels: no calls
         if policy is not None and first is not None:
             contacts = [contact for contact in contacts if contact.id in first.contact_ids]
+            channels = first.channels
             if policy.step(FIRST_STEP + 1) is not None:
                 # Idempotent: a redelivered alert keeps the plan made the first time.
                 await self._store.schedule_escalation(alert_id=alert["id"], tenant_id=tenant_id, step=FIRST_STEP + 1,
                                                       due_at=time.time() + first.wait_s)
-        await self.notify(tenant_id, alert, contacts, step=FIRST_STEP, message_id=message.message_id)
+        await self.notify(tenant_id, alert, contacts, step=FIRST_STEP, channels=channels,
+                          message_id=message.message_id)
 
     async def notify(self, tenant_id: int, alert: dict[str, Any], contacts: Iterable[Contact], *, step: int,
-                     message_id: str | None = None) -> None:
-        """Tell `contacts` who want this kind of alert, through every channel that reaches them, once per step."""
-        notifiers = list(self._notifiers.values())
+                     channels: Collection[str] = DEFAULT_CHANNELS, message_id: str | None = None) -> None:
+        """Tell `contacts` who want this kind of alert, through each of `channels` that is configured
+        and reaches them, once per step."""
+        notifiers = [notifier for notifier in self._notifiers.values() if notifier.channel in channels]
         if not notifiers:
-            log.warning("alert_not_notified", alert_id=alert["id"], reason="no notification channel configured")
+            log.warning("alert_not_notified", alert_id=alert["id"], step=step, channels=list(channels),
+                        reason="none of these channels is configured")
             return
         notice: AlertNotice | None = None
         for contact in contacts:
@@ -162,7 +168,8 @@ class NotificationDispatcher:
                 continue
             reaching = [notifier for notifier in notifiers if notifier.reaches(contact)]
             if not reaching:
-                log.warning("contact_unreachable", alert_id=alert["id"], contact_id=contact.id, channels=self.channels)
+                log.warning("contact_unreachable", alert_id=alert["id"], contact_id=contact.id,
+                            channels=[n.channel for n in notifiers])
             for notifier in reaching:
                 key = NotificationKey(alert["id"], contact.id, notifier.channel, step)
                 if not await self._store.claim_notification(**key._asdict()):

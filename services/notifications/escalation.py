@@ -1,6 +1,7 @@
 """Escalation: if nobody acknowledges an alert in time, tell the next step's contacts.
 
-Step 1 is told when the alert is raised (the dispatcher plans step 2 then).
+Step 1 is told when the alert is raised (the dispatcher plans step 2 then);
+each step through the channels it names (a `voice` step phones its contacts).
 This loop takes the steps that fell due from the store, where the plan lives:
 a restart delays a step by at most one check, and with several notifications
 processes each step is claimed by exactly one. It stops at the first check
@@ -75,9 +76,11 @@ class Escalator:
         if not await store.claim_escalation(scheduled, next_due_at=now + step.wait_s if following else None):
             return 0  # another process took this step
         escalations.labels("taken").inc()
-        log.warning("alert_escalated", alert_id=alert.id, step=scheduled.step, contact_ids=list(step.contact_ids))
-        await store.add_alert_event(alert.id, action="escalated", actor=None,
-                                    detail={"step": scheduled.step, "contact_ids": list(step.contact_ids)})
+        log.warning("alert_escalated", alert_id=alert.id, step=scheduled.step, contact_ids=list(step.contact_ids),
+                    channels=list(step.channels))
+        await store.add_alert_event(alert.id, action="escalated", actor=None, detail={
+            "step": scheduled.step, "contact_ids": list(step.contact_ids), "channels": list(step.channels)})
         contacts = [c for c in await store.contacts(alert.tenant_id) if c.id in step.contact_ids]
-        await self._dispatcher.notify(alert.tenant_id, alert_to_api(alert), contacts, step=scheduled.step)
+        await self._dispatcher.notify(alert.tenant_id, alert_to_api(alert), contacts, step=scheduled.step,
+                                      channels=step.channels)
         return 1

@@ -11,23 +11,29 @@ from services.notifications.email import EmailNotifier
 from services.notifications.engine import AlertEngine
 from services.notifications.escalation import Escalator
 from services.notifications.notifier import Notifier
+from services.notifications.push import PushNotifier
 from services.notifications.sms import SmsNotifier, sms_configured
+from services.notifications.voice import VoiceNotifier, voice_configured
 from shared.bus.topics import TOPIC_ALARM, TOPIC_ALERT
 from shared.config import Settings
 from shared.logging import get_logger
+from shared.store import Store
 
 log = get_logger("solewatch.notifications")
 
-NotifierFactory = Callable[[Settings], list[Notifier]]
+NotifierFactory = Callable[[Settings, Store], list[Notifier]]
 
 
-def build_notifiers(settings: Settings) -> list[Notifier]:
-    """One notifier per configured channel: email with an SMTP host, SMS with a Twilio account."""
+def build_notifiers(settings: Settings, store: Store | None = None) -> list[Notifier]:
+    """One notifier per configured channel: email with an SMTP host, SMS with a Twilio account
+    (with `store`, SMS issue the codes a reply acknowledges with)."""
     notifiers: list[Notifier] = []
     if settings.smtp_host:
         notifiers.append(EmailNotifier(settings))
     if sms_configured(settings):
-        notifiers.append(SmsNotifier(settings))
+        notifiers.append(SmsNotifier(settings, codes=store))
+    if voice_configured(settings):  # used only by escalation steps naming `voice`
+        notifiers.append(VoiceNotifier(settings))
     return notifiers
 
 
@@ -41,9 +47,10 @@ class NotificationsService:
 
     def __init__(self, context: ServiceContext, *, notifier_factory: NotifierFactory = build_notifiers):
         self._factory = notifier_factory
+        self._store = context.store
         self.engine = AlertEngine(context.store)
         self.dispatcher = NotificationDispatcher(
-            context.store, notifier_factory(context.settings), policy=DispatchPolicy.from_settings(context.settings),
+            context.store, notifier_factory(context.settings, context.store), policy=DispatchPolicy.from_settings(context.settings),
             commands=context.commands,
         )
         self.escalator = Escalator(context.store, self.dispatcher,
@@ -51,6 +58,9 @@ class NotificationsService:
         self.detection = DetectionService(context)
         context.bus.subscribe("alert-engine", [TOPIC_ALARM], self.engine.handle)
         context.bus.subscribe("notification-dispatcher", [TOPIC_ALERT], self.dispatcher.handle)
+        # Web Push in a consumer of its own: a slow push service never holds up SMS and email.
+        self.push = PushNotifier(context)
+        context.bus.subscribe("push-notifier", [TOPIC_ALERT], self.push.handle)
 
     async def start(self) -> None:
         self.dispatcher.start()
@@ -62,14 +72,16 @@ class NotificationsService:
         await self.detection.drain()
         await self.escalator.stop()
         await self.dispatcher.drain()
+        await self.push.drain(self.dispatcher.policy.drain_timeout)
 
     async def close(self) -> None:
         await self.detection.close()
         await self.escalator.stop()
         await self.dispatcher.close()
+        await self.push.close()
 
     async def reload(self, settings: Settings) -> None:
-        self.dispatcher.configure(self._factory(settings), DispatchPolicy.from_settings(settings))
+        self.dispatcher.configure(self._factory(settings, self._store), DispatchPolicy.from_settings(settings))
         self.escalator.check_interval = settings.escalation_check_interval
         await self.detection.reload(settings)
         log.info("notifications_reloaded", channels=self.dispatcher.channels)

@@ -2,6 +2,10 @@
 
 With SOLEWATCH_PUBLIC_URL set, each message asks Twilio to report its delivery
 to services/api/webhooks.py, which adds it to the alert's timeline.
+
+Each message ends with `Reply <CODE> to acknowledge.` (CONTRACT §6): the code
+is issued in the store for that phone and alert, and a reply carrying it is
+handled by services/api/webhooks_sms.py.
 """
 
 from __future__ import annotations
@@ -17,7 +21,11 @@ from twilio.rest import Client  # type: ignore[import-untyped]
 
 from services.notifications.notifier import AlertNotice, NotificationFailed
 from shared.config import Settings
+from shared.logging import get_logger
 from shared.store.alerts import Contact
+from shared.store.sms_replies import SmsReplyStore
+
+log = get_logger("solewatch.notifications")
 
 STATUS_CALLBACK_PATH = "/api/v1/webhooks/twilio/status"
 E164 = re.compile(r"^\+[1-9]\d{1,14}$")
@@ -42,7 +50,7 @@ def status_callback_url(settings: Settings) -> str | None:
 class SmsNotifier:
     channel = "sms"
 
-    def __init__(self, settings: Settings, *, timeout: float | None = None):
+    def __init__(self, settings: Settings, *, codes: SmsReplyStore | None = None, timeout: float | None = None):
         if not (settings.twilio_account_sid and settings.twilio_auth_token and settings.sms_from):
             raise ValueError("SMS notifications need TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN and SOLEWATCH_SMS_FROM")
         self._account_sid = settings.twilio_account_sid
@@ -51,6 +59,7 @@ class SmsNotifier:
         self._base_url = settings.twilio_base_url.rstrip("/") if settings.twilio_base_url else None
         self._status_callback = status_callback_url(settings)
         self._timeout = timeout or REQUEST_TIMEOUT
+        self._codes = codes
 
     def reaches(self, contact: Contact) -> bool:
         return bool(contact.phone and E164.match(contact.phone))
@@ -58,17 +67,31 @@ class SmsNotifier:
     async def send(self, *, contact: Contact, notice: AlertNotice) -> str | None:
         """Hand the SMS to Twilio; its message SID, which delivery status callbacks name."""
         assert contact.phone
+        code = await self._reply_code(contact, notice)
         try:
             async with asyncio.timeout(self._timeout):
-                return await self._create(to=contact.phone, body=sms_body(notice))
+                return await self._create(to=contact.phone, body=sms_body(notice, code))
         except TwilioException as exc:
-            raise _failure(exc) from exc
+            raise twilio_failure(exc) from exc
         except TimeoutError as exc:
             # Twilio may have taken it all the same: a retry then texts twice, which
             # beats not at all for an SOS.
             raise NotificationFailed(f"Twilio did not answer within {self._timeout:g} s") from exc
         except (aiohttp.ClientError, OSError) as exc:  # unreachable, connection reset
             raise NotificationFailed(f"Twilio unavailable: {type(exc).__name__}: {exc}") from exc
+
+    async def _reply_code(self, contact: Contact, notice: AlertNotice) -> str | None:
+        """The code a reply acknowledges with; None without a store, or when the store fails:
+        the alert must still go out, asking to acknowledge on the dashboard instead."""
+        if self._codes is None:
+            return None
+        assert contact.phone
+        try:
+            return await self._codes.issue_reply_code(tenant_id=notice.tenant_id, alert_id=int(notice.alert["id"]),
+                                                      contact_id=contact.id, phone=contact.phone)
+        except Exception as exc:
+            log.warning("sms_reply_code_failed", alert_id=notice.alert["id"], contact_id=contact.id, error=repr(exc))
+            return None
 
     async def _create(self, *, to: str, body: str) -> str | None:
         # A session per send, closed with it: alerts are rare, and nothing is left
@@ -84,7 +107,7 @@ class SmsNotifier:
         return message.sid
 
 
-def _failure(exc: TwilioException) -> NotificationFailed:
+def twilio_failure(exc: TwilioException) -> NotificationFailed:
     """An error answer of Twilio's API (TwilioRestException, or TwilioServiceException for
     RFC 9457 answers): 4xx but 429 is the request's fault, 5xx and 429 may pass later."""
     status, code = getattr(exc, "status", None), getattr(exc, "code", None)
@@ -96,11 +119,13 @@ def _failure(exc: TwilioException) -> NotificationFailed:
     return NotificationFailed(described, permanent=permanent)
 
 
-def sms_body(notice: AlertNotice) -> str:
-    """A short text: kind, worker, when, where; under MAX_BODY characters."""
+def sms_body(notice: AlertNotice, code: str | None = None) -> str:
+    """A short text: kind, worker, when, where, then how to acknowledge; under MAX_BODY
+    characters. With a reply code it ends `Reply <CODE> to acknowledge.`, never cut off."""
     alert = notice.alert
     worker = notice.worker if len(notice.worker) <= 60 else notice.worker[:57] + "..."
     where = f"Map: {notice.map_url}" if notice.map_url else "Location unknown (no GPS fix)."
-    body = (f"solewatch {notice.kind_label}: {worker}, {notice.when}. {where}"
-            f" Contact them now, then acknowledge alert #{alert['id']}.")
-    return body if len(body) <= MAX_BODY else body[:MAX_BODY - 3] + "..."
+    body = f"solewatch {notice.kind_label} #{alert['id']}: {worker}, {notice.when}. {where} Contact them now."
+    ending = f" Reply {code} to acknowledge." if code else " Then acknowledge it on the dashboard."
+    room = MAX_BODY - len(ending)
+    return (body if len(body) <= room else body[:room - 3] + "...") + ending

@@ -20,6 +20,7 @@ KNOWN_CONSUMERS: dict[str, list[str]] = {
     "store-writer": [TOPIC_INGEST],
     "alert-engine": [TOPIC_ALARM],
     "notification-dispatcher": [TOPIC_ALERT],
+    "push-notifier": [TOPIC_ALERT],
     "detectors": [TOPIC_TELEMETRY],
     "wss-positions": [TOPIC_TELEMETRY],
     "wss-alerts": [TOPIC_ALERT],

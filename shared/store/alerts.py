@@ -17,7 +17,9 @@ ALERT_KINDS = ("sos", "fall", "no_motion", "low_battery", "off_foot", "tamper",
 
 
 # Where a provider's delivery status ends: nothing after these is news (delivered, then a late `sent`).
-FINAL_DELIVERY_STATUSES = frozenset({"delivered", "undelivered", "failed", "read", "canceled"})
+# A call ends completed, busy, no-answer, failed or canceled (Twilio's CallStatus).
+FINAL_DELIVERY_STATUSES = frozenset({"delivered", "undelivered", "failed", "read", "canceled",
+                                     "completed", "busy", "no-answer"})
 
 
 def delivery_status_is_news(previous: str | None, status: str) -> bool:
@@ -95,8 +97,10 @@ class AlertStore(Protocol):
                      before_id: int | None = None, limit: int = 50) -> list[Alert]:
         """Newest first; `before_id` is the cursor (ids below it)."""
 
-    async def acknowledge_alert(self, tenant_id: int, alert_id: int, *, by: str) -> Alert | None:
-        """None when there is no such alert in the tenant; AlertTransitionRefused when resolved."""
+    async def acknowledge_alert(self, tenant_id: int, alert_id: int, *, by: str,
+                                detail: dict[str, Any] | None = None) -> Alert | None:
+        """None when there is no such alert in the tenant; AlertTransitionRefused when resolved.
+        `detail` goes on the `acknowledged` timeline line: how (`via`) and, for a contact, who."""
     async def resolve_alert(self, tenant_id: int, alert_id: int, *, by: str, note: str | None = None) -> Alert | None: ...
     async def alert_timeline(self, tenant_id: int, alert_id: int) -> list[AlertEvent]: ...
     async def add_alert_event(self, alert_id: int, *, action: str, actor: str | None, detail: dict[str, Any]) -> None: ...

@@ -6,21 +6,50 @@ step. A raised alert tells step 1 at once; the store keeps, per open alert,
 the next step and when it is due, so escalation survives restarts and, with
 several notifications processes, each step is taken by exactly one of them
 (`claim_escalation`). Without a policy every matching contact is told at step 1.
+
+Each step also names the channels it uses: a step may phone its contacts
+(`voice`) where SMS and email, the default, would not wake anyone.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 MAX_STEPS = 10
+STEP_CHANNELS: tuple[str, ...] = ("sms", "email", "voice")  # the channels a step may name (CONTRACT §6)
+DEFAULT_CHANNELS: tuple[str, ...] = ("sms", "email")  # a step naming none, and every alert notified without a policy
+
+
+def step_channels(channels: Sequence[str] | None) -> tuple[str, ...]:
+    """The channels as stored: known ones, each once, in the order given; the default for None."""
+    if channels is None:
+        return DEFAULT_CHANNELS
+    unknown = [channel for channel in channels if channel not in STEP_CHANNELS]
+    if unknown or not channels:
+        raise ValueError(f"a step's channels are a non-empty subset of {', '.join(STEP_CHANNELS)}; got {list(channels)}")
+    return tuple(dict.fromkeys(channels))
 
 
 @dataclass(frozen=True, slots=True)
 class EscalationStep:
     contact_ids: tuple[int, ...]
     wait_s: float  # how long to wait for an acknowledgement before the next step
+    channels: tuple[str, ...] = DEFAULT_CHANNELS  # how its contacts are told
+
+    def __post_init__(self) -> None:
+        # Normalised here so that every store keeps, and every reader gets, the same tuple.
+        object.__setattr__(self, "channels", step_channels(self.channels))
+
+    def encoded(self) -> dict[str, object]:
+        """The step as both stores keep it (JSON in SQLite, a sub-document in MongoDB)."""
+        return {"contact_ids": list(self.contact_ids), "wait_s": self.wait_s, "channels": list(self.channels)}
+
+    @classmethod
+    def decoded(cls, doc: dict[str, Any]) -> EscalationStep:
+        """The inverse of `encoded`; a step stored before channels existed gets the default ones."""
+        return cls(tuple(doc["contact_ids"]), float(doc["wait_s"]), step_channels(doc.get("channels")))
 
 
 @dataclass(frozen=True, slots=True)

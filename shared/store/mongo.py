@@ -42,6 +42,8 @@ from shared.store.mongo_device_settings import MongoDeviceSettings
 from shared.store.mongo_escalation import MongoEscalation
 from shared.store.mongo_geofences import MongoGeofences
 from shared.store.mongo_ingest import DUPLICATE_KEY, TELEMETRY_KEY, MongoIngest, OutboxWrite
+from shared.store.mongo_push import MongoPush
+from shared.store.mongo_sms_replies import MongoSmsReplies
 from shared.store.port import CommandRecord, Device, DeviceExists, OutboxEntry, StoreUnavailable
 
 Document = dict[str, Any]
@@ -98,7 +100,7 @@ def _command(doc: Document, imei: str) -> CommandRecord:
 
 
 class MongoStore(MongoIngest, MongoAccounts, MongoAlerts, MongoEscalation, MongoDetections, MongoGeofences,
-                 MongoDeviceSettings):
+                 MongoDeviceSettings, MongoPush, MongoSmsReplies):
     """Storage port on MongoDB (6.0 or later). Account and alert methods live in
     mongo_accounts.py and mongo_alerts.py, as mixins over the same database."""
 
@@ -169,7 +171,8 @@ class MongoStore(MongoIngest, MongoAccounts, MongoAlerts, MongoEscalation, Mongo
             except OperationFailure as exc:
                 if exc.code != NAMESPACE_EXISTS:
                     raise
-        for collection, indexes in (INDEXES | MongoAccounts.INDEXES | MongoAlerts.INDEXES | MongoEscalation.INDEXES | MongoGeofences.INDEXES).items():
+        for collection, indexes in (INDEXES | MongoAccounts.INDEXES | MongoAlerts.INDEXES | MongoEscalation.INDEXES | MongoGeofences.INDEXES
+                                   | MongoPush.INDEXES | MongoSmsReplies.INDEXES).items():
             # One create_index per index rather than create_indexes: the emulator's
             # create_indexes drops partialFilterExpression, making partial unique
             # indexes refuse documents they should let through.

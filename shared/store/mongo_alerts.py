@@ -159,7 +159,8 @@ class MongoAlerts:
             docs = await db.alerts.find(query).sort("_id", -1).limit(limit).to_list(None)
         return [_alert(doc) for doc in docs]
 
-    async def acknowledge_alert(self, tenant_id: int, alert_id: int, *, by: str) -> Alert | None:
+    async def acknowledge_alert(self, tenant_id: int, alert_id: int, *, by: str,
+                                detail: dict[str, Any] | None = None) -> Alert | None:
         async with self._write():
             while True:
                 alert = await self._current_alert(tenant_id, alert_id)
@@ -170,7 +171,7 @@ class MongoAlerts:
                 now = time.time()
                 changed = replace(alert, status="acknowledged", acknowledged_at=now, acknowledged_by=by)
                 if await self._change_alert(alert, changed, _announcement(
-                        changed, "acknowledged", action="acknowledged", actor=by, at=now, detail={})):
+                        changed, "acknowledged", action="acknowledged", actor=by, at=now, detail=detail or {})):
                     return changed
 
     async def resolve_alert(self, tenant_id: int, alert_id: int, *, by: str, note: str | None = None) -> Alert | None:

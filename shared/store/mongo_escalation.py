@@ -24,7 +24,7 @@ Document = dict[str, Any]
 def _policy(doc: Document | None) -> EscalationPolicy | None:
     if doc is None:
         return None
-    steps = tuple(EscalationStep(tuple(s["contact_ids"]), float(s["wait_s"])) for s in doc["steps"])
+    steps = tuple(EscalationStep.decoded(s) for s in doc["steps"])
     return EscalationPolicy(doc["_id"], steps, doc["updated_at"])
 
 
@@ -45,7 +45,7 @@ class MongoEscalation:
         now = time.time()
         async with self._write() as db:
             if steps:
-                encoded = [{"contact_ids": list(s.contact_ids), "wait_s": s.wait_s} for s in steps]
+                encoded = [s.encoded() for s in steps]
                 await db.escalation_policies.replace_one(
                     {"_id": tenant_id}, {"_id": tenant_id, "steps": encoded, "updated_at": now}, upsert=True)
             else:

@@ -15,6 +15,8 @@ from shared.store.detections import DetectionStore
 from shared.store.device_settings import DeviceSettingsStore
 from shared.store.escalation import EscalationStore
 from shared.store.geofences import GeofenceStore
+from shared.store.push import PushStore
+from shared.store.sms_replies import SmsReplyStore
 
 if TYPE_CHECKING:
     from shared.store.messages import Telemetry  # which builds on FrameRecord below
@@ -84,7 +86,7 @@ class CommandRecord:
 
 
 class Store(AccountStore, AlertStore, EscalationStore, DetectionStore, GeofenceStore, DeviceSettingsStore,
-            Protocol):
+            PushStore, SmsReplyStore, Protocol):
     """Storage port. Every write is idempotent where a device may retransmit."""
 
     # Called on the event loop after each committed write, so the outbox relay

@@ -43,6 +43,7 @@ from shared.store.sqlite_detections import SqliteDetections
 from shared.store.sqlite_device_settings import SqliteDeviceSettings
 from shared.store.sqlite_escalation import SqliteEscalation
 from shared.store.sqlite_geofences import SqliteGeofences
+from shared.store.sqlite_push import SqlitePush
 from shared.store.sqlite_runs import (
     RunPlan,
     SqliteRuns,
@@ -53,6 +54,7 @@ from shared.store.sqlite_runs import (
     statements,
     store_runs,
 )
+from shared.store.sqlite_sms_replies import SqliteSmsReplies
 
 T = TypeVar("T")
 log = get_logger("solewatch.store")
@@ -99,7 +101,7 @@ def _device(row: tuple[Any, ...] | None) -> Device | None:
 
 
 class SqliteStore(SqliteRuns, SqliteAccounts, SqliteAlerts, SqliteEscalation, SqliteDetections, SqliteGeofences,
-                  SqliteDeviceSettings):
+                  SqliteDeviceSettings, SqlitePush, SqliteSmsReplies):
     """Storage port on SQLite (WAL). All blocking calls run off the event loop.
 
     Account and alert methods live in their own modules (sqlite_accounts.py,
@@ -168,7 +170,8 @@ class SqliteStore(SqliteRuns, SqliteAccounts, SqliteAlerts, SqliteEscalation, Sq
         loop = asyncio.get_running_loop()
         self._writer = await loop.run_in_executor(self._writer_thread, self._connect)
         schema = "".join(part.SCHEMA for part in (SqliteAccounts, SqliteAlerts, SqliteEscalation, SqliteDetections,
-                                                       SqliteGeofences, SqliteDeviceSettings, SqliteRuns))
+                                                       SqliteGeofences, SqliteDeviceSettings, SqliteRuns, SqlitePush,
+                                                       SqliteSmsReplies))
         schema = SCHEMA + schema
         await loop.run_in_executor(self._writer_thread, self._writer.executescript, schema)
         moved = await loop.run_in_executor(self._writer_thread, migrate_row_tables, self._writer)

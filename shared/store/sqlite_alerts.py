@@ -120,7 +120,8 @@ CREATE TABLE IF NOT EXISTS notification_deliveries (
         rows = await self._read(lambda c: c.execute(sql, (*params, limit)).fetchall())
         return [Alert(*row) for row in rows]
 
-    async def acknowledge_alert(self, tenant_id: int, alert_id: int, *, by: str) -> Alert | None:
+    async def acknowledge_alert(self, tenant_id: int, alert_id: int, *, by: str,
+                                detail: dict[str, Any] | None = None) -> Alert | None:
         def run(c: sqlite3.Connection) -> Alert | None:
             alert = _alert_in_tenant(c, tenant_id, alert_id)
             if alert is None or alert.status == "acknowledged":
@@ -131,7 +132,7 @@ CREATE TABLE IF NOT EXISTS notification_deliveries (
             c.execute("UPDATE alerts SET status = 'acknowledged', acknowledged_at = ?, acknowledged_by = ? WHERE id = ?",
                       (now, by, alert_id))
             alert = _alert_by_id(c, alert_id)
-            _record_change(c, alert, "acknowledged", action="acknowledged", actor=by, now=now, detail={})
+            _record_change(c, alert, "acknowledged", action="acknowledged", actor=by, now=now, detail=detail or {})
             return alert
         return await self._write(run)  # type: ignore[no-any-return]
 

@@ -17,7 +17,7 @@ T = TypeVar("T")
 def _policy(row: tuple[int, bytes, float] | None) -> EscalationPolicy | None:
     if row is None:
         return None
-    steps = tuple(EscalationStep(tuple(s["contact_ids"]), float(s["wait_s"])) for s in orjson.loads(row[1]))
+    steps = tuple(EscalationStep.decoded(s) for s in orjson.loads(row[1]))
     return EscalationPolicy(row[0], steps, row[2])
 
 
@@ -43,7 +43,7 @@ CREATE INDEX IF NOT EXISTS escalations_due ON escalations(due_at);
 
     async def set_escalation_policy(self, tenant_id: int, steps: Sequence[EscalationStep]) -> EscalationPolicy:
         now = time.time()
-        encoded = orjson.dumps([{"contact_ids": list(s.contact_ids), "wait_s": s.wait_s} for s in steps])
+        encoded = orjson.dumps([s.encoded() for s in steps])
 
         def run(c: sqlite3.Connection) -> None:
             if steps:

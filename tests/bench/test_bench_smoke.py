@@ -51,4 +51,7 @@ def test_alarm_bench_times_alarms_to_their_sms(tmp_path):
     figures = run_bench(tmp_path, "alarm", "--connections", "20", "--seconds", "1", "--warmup", "0.5")
     assert figures["alarms"] > 0
     assert 0 < figures["alarm_to_sms_p50_ms"] <= figures["alarm_to_sms_p99_ms"] <= figures["alarm_to_sms_max_ms"]
+    # The reply path: every SMS answered with its code brought COMMAND 4 to the insole.
+    assert figures["acknowledged"] == figures["alarms"]
+    assert 0 < figures["alarm_to_command_p50_ms"] <= figures["alarm_to_command_p99_ms"]
     assert "ALARM frame to SMS request" in figures["stdout"]

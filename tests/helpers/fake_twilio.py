@@ -1,4 +1,4 @@
-"""A local fake of Twilio's Messages API, for the real twilio client to talk to.
+"""A local fake of Twilio's Messages and Calls APIs, for the real twilio client to talk to.
 
 Serves `POST /2010-04-01/Accounts/{sid}/Messages.json` on 127.0.0.1 the way Twilio
 does: form fields in, 201 JSON with a fresh `SM...` SID out, Twilio's JSON error
@@ -6,6 +6,12 @@ body (`code`, `message`, `status`) on failure. Records every request, can fail o
 stall the next ones on demand, and plays Twilio's side of delivery status
 callbacks: a form POST to the message's StatusCallback, signed with the account's
 auth token (`X-Twilio-Signature`, computed by twilio's RequestValidator).
+
+`POST /2010-04-01/Accounts/{sid}/Calls.json` takes a call (To, From, Url,
+StatusCallback, StatusCallbackEvent...) and answers 201 with a `CA...` SID; the
+test then plays the phone: `answer(call)` fetches the call's TwiML from its Url,
+`press(twiml, digits)` posts the key to the Gather's action, `report_call(call,
+status)` sends a call status callback, all signed as Twilio signs them.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import asyncio
 import base64
 import contextlib
 import secrets
+import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,6 +65,34 @@ class SmsRequest:
 
 
 @dataclass
+class CallRequest:
+    """One request to the Calls API, recorded on arrival."""
+
+    account_sid: str
+    form: dict[str, str]
+    status_callback_events: list[str]  # StatusCallbackEvent, which Twilio takes repeated
+    authorization: str | None
+    answered: int | None = None
+    sid: str | None = None
+
+    @property
+    def to(self) -> str | None:
+        return self.form.get("To")
+
+    @property
+    def from_(self) -> str | None:
+        return self.form.get("From")
+
+    @property
+    def url(self) -> str | None:
+        return self.form.get("Url")
+
+    @property
+    def status_callback(self) -> str | None:
+        return self.form.get("StatusCallback")
+
+
+@dataclass
 class _Failure:
     status: int
     code: int | None
@@ -71,6 +106,7 @@ class FakeTwilio:
     account_sid: str = "AC" + "0" * 32
     auth_token: str = "fake-auth-token"
     requests: list[SmsRequest] = field(default_factory=list)
+    calls: list[CallRequest] = field(default_factory=list)
     _failures: list[_Failure] = field(default_factory=list)
     _delays: list[float] = field(default_factory=list)
     _runner: web.AppRunner | None = None
@@ -98,6 +134,11 @@ class FakeTwilio:
     def accepted(self) -> list[SmsRequest]:
         """The messages Twilio took (answered 201)."""
         return [r for r in self.requests if r.sid is not None]
+
+    @property
+    def accepted_calls(self) -> list[CallRequest]:
+        """The calls Twilio took (answered 201)."""
+        return [c for c in self.calls if c.sid is not None]
 
     # -- Twilio calling back ------------------------------------------------------------------
 
@@ -137,11 +178,53 @@ class FakeTwilio:
         return await self.send_status_callback(request.status_callback, message_sid=message_sid, status=status,
                                                **options)
 
+    # -- playing the phone of a call ---------------------------------------------------------------
+
+    def call_form(self, call: CallRequest, **fields: str) -> dict[str, str]:
+        """The fields Twilio posts with each request about a call."""
+        assert call.sid
+        return {"AccountSid": self.account_sid, "CallSid": call.sid, "From": call.from_ or "", "To": call.to or "",
+                "Direction": "outbound-api", "ApiVersion": "2010-04-01", **fields}
+
+    async def _post_signed(self, url: str, form: dict[str, str], *, signed: bool, deliver_to: str | None,
+                           client: httpx.AsyncClient | None) -> httpx.Response:
+        headers = {"User-Agent": "TwilioProxy/1.1"}
+        if signed:
+            headers["X-Twilio-Signature"] = self.signature(url, form)
+        if client is not None:
+            return await client.post(deliver_to or url, data=form, headers=headers)
+        async with httpx.AsyncClient() as own:
+            return await own.post(deliver_to or url, data=form, headers=headers)
+
+    async def answer(self, call: CallRequest, *, signed: bool = True, url: str | None = None,
+                     client: httpx.AsyncClient | None = None) -> httpx.Response:
+        """The callee picked up: Twilio fetches the call's TwiML (or that of `url`, a Redirect's)."""
+        target = url or call.url
+        assert target, "the call was placed without a Url"
+        return await self._post_signed(target, self.call_form(call, CallStatus="in-progress"), signed=signed,
+                                       deliver_to=None, client=client)
+
+    async def press(self, call: CallRequest, twiml: str, digits: str, *, signed: bool = True,
+                    client: httpx.AsyncClient | None = None) -> httpx.Response:
+        """The callee pressed `digits` while `twiml`'s Gather listened: Twilio posts them to its action."""
+        gather = ET.fromstring(twiml).find("Gather")
+        assert gather is not None and gather.get("action"), f"no Gather with an action in {twiml}"
+        form = self.call_form(call, CallStatus="in-progress", Digits=digits)
+        return await self._post_signed(str(gather.get("action")), form, signed=signed, deliver_to=None, client=client)
+
+    async def report_call(self, call: CallRequest, status: str, *, signed: bool = True,
+                          client: httpx.AsyncClient | None = None, **fields: str) -> httpx.Response:
+        """A call status callback (in-progress, completed, busy, no-answer, failed) to its StatusCallback."""
+        assert call.status_callback, "the call was placed without a StatusCallback"
+        return await self._post_signed(call.status_callback, self.call_form(call, CallStatus=status, **fields),
+                                       signed=signed, deliver_to=None, client=client)
+
     # -- the server ------------------------------------------------------------------
 
     async def start(self) -> None:
         app = web.Application()
         app.router.add_post("/2010-04-01/Accounts/{account_sid}/Messages.json", self._create_message)
+        app.router.add_post("/2010-04-01/Accounts/{account_sid}/Calls.json", self._create_call)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -183,8 +266,37 @@ class FakeTwilio:
             "uri": f"/2010-04-01/Accounts/{account_sid}/Messages/{sid}.json",
         }, status=201)
 
-    def _answer(self, received: SmsRequest, failure: _Failure) -> web.Response:
+    async def _create_call(self, request: web.Request) -> web.Response:
+        account_sid = request.match_info["account_sid"]
+        posted = await request.post()
+        form = {key: str(value) for key, value in posted.items()}
+        received = CallRequest(account_sid, form, [str(v) for v in posted.getall("StatusCallbackEvent", [])],
+                               request.headers.get("Authorization"))
+        self.calls.append(received)
+        if _credentials(received.authorization) != (self.account_sid, self.auth_token) or account_sid != self.account_sid:
+            return self._answer(received, _Failure(401, 20003, "Authenticate"))
+        if self._failures:
+            return self._answer(received, self._failures.pop(0))
+        if not form.get("To") or not form.get("From") or not (form.get("Url") or form.get("Twiml")):
+            return self._answer(received, _Failure(400, 21205, "A 'To', 'From' and 'Url' or 'Twiml' are required"))
+        received.answered, received.sid = 201, "CA" + secrets.token_hex(16)
+        sid = received.sid
+        return web.json_response({
+            "sid": sid, "account_sid": account_sid, "to": form["To"], "from": form["From"], "status": "queued",
+            "direction": "outbound-api", "api_version": "2010-04-01",
+            "uri": f"/2010-04-01/Accounts/{account_sid}/Calls/{sid}.json",
+        }, status=201)
+
+    def _answer(self, received: SmsRequest | CallRequest, failure: _Failure) -> web.Response:
         received.answered = failure.status
         body = {"code": failure.code, "message": failure.message, "status": failure.status,
                 "more_info": f"https://www.twilio.com/docs/errors/{failure.code}"}
         return web.json_response(body, status=failure.status)
+
+
+def _credentials(authorization: str | None) -> tuple[str, str] | None:
+    """The Basic auth user and password of an Authorization header."""
+    if not authorization or not authorization.startswith("Basic "):
+        return None
+    user, _, password = base64.b64decode(authorization[6:]).decode().partition(":")
+    return user, password

@@ -33,7 +33,8 @@ async def test_an_admin_sets_the_policy_everyone_reads_it_and_an_empty_one_remov
     assert (await api.http.put("/api/v1/escalation-policy", headers=viewer.headers, json=body)).status_code == 403
     saved = await api.http.put("/api/v1/escalation-policy", headers=admin.headers, json=body)
     assert saved.status_code == 200, saved.text
-    expected = [{"contacts": [first], "wait_s": 120.0}, {"contacts": [second, first], "wait_s": 600.0}]
+    expected = [{"contacts": [first], "wait_s": 120.0, "channels": ["sms", "email"]},
+                {"contacts": [second, first], "wait_s": 600.0, "channels": ["sms", "email"]}]
     assert saved.json()["steps"] == expected and saved.json()["updated_at"].endswith("Z")
     assert (await api.http.get("/api/v1/escalation-policy", headers=viewer.headers)).json()["steps"] == expected
 

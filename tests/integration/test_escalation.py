@@ -46,7 +46,7 @@ async def test_nobody_acknowledges_so_the_next_step_is_told_after_its_wait(smtp,
     assert smtp.messages[1]["To"] == "Bob <bob@acme.test>"  # Cy wants falls only
     assert await escalator.escalate_due(time.time() + 10 * HOUR) == 0  # step 2 was the last
     timeline = await app.actions(alert)
-    assert ("escalated", {"step": 2, "contact_ids": [ids["bob"], ids["cy"]]}) in timeline
+    assert ("escalated", {"step": 2, "contact_ids": [ids["bob"], ids["cy"]], "channels": ["sms", "email"]}) in timeline
     notified = [(d["contact"], d["channel"]) for action, d in timeline if action == "notified"]
     assert notified == [("Ana", "email"), ("Bob", "email")]
 

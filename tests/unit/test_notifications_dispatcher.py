@@ -102,12 +102,13 @@ async def test_only_new_alerts_are_notified():
 
 async def test_each_reachable_contact_on_each_channel_once():
     store = LedgerStore([contact(1, "Ana"), contact(2, "Bob", kinds=("fall",)), contact(3, "Cy", email=False)])
-    email, pager = ScriptedNotifier("email"), ScriptedNotifier("pager")
+    # SMS and email: the channels an alert without an escalation policy goes out on.
+    email, pager = ScriptedNotifier("email"), ScriptedNotifier("sms")
     dispatcher = NotificationDispatcher(store, [email, pager], policy=FAST)  # type: ignore[arg-type]
     await asyncio.gather(*(dispatcher.handle(created()) for _ in range(3)))
     await dispatcher.idle()
     assert (email.sent, pager.sent) == (["Ana"], ["Ana"])
-    assert set(store.notifications) == {(1, 1, "email", 1), (1, 1, "pager", 1)}
+    assert set(store.notifications) == {(1, 1, "email", 1), (1, 1, "sms", 1)}
 
 
 async def test_transient_errors_are_retried_until_the_last_attempt():

@@ -12,6 +12,11 @@ const ACTION_LABELS = {
   resolved: "Resolved", escalated: "Escalated", delivery: "Delivery report",
 };
 
+// How an acknowledgement came (the `via` of an `acknowledged` line): "Acknowledged by Ana via SMS reply".
+const ACK_VIA_LABELS = {
+  dashboard: "dashboard", api: "API", sms: "SMS reply", voice: "phone call", push: "push notification",
+};
+
 export class AlertsPanel {
   /** actions: focusWorker(imei), error(message). */
   constructor(root, store, api, actions) {
@@ -112,6 +117,7 @@ export class AlertsPanel {
         h("time", { datetime: entry.at, text: clock(entry.at) }), " ",
         h("strong", { text: ACTION_LABELS[entry.action] ?? entry.action }),
         entry.actor ? ` by ${entry.actor}` : "",
+        entry.detail?.via ? ` via ${ACK_VIA_LABELS[entry.detail.via] ?? entry.detail.via}` : "",
         describe(entry.detail))));
     } catch (error) {
       this._failed(error, "load the timeline");

@@ -194,7 +194,9 @@ export class Api {
       }
       const response = await fetchRetrying(url, {
         method,
-        headers: { Authorization: `Bearer ${this.session.accessToken}`, ...(body ? JSON_HEADERS : {}) },
+        // X-Solewatch-Client: the timeline then says "via dashboard" for what is done here.
+        headers: { Authorization: `Bearer ${this.session.accessToken}`, "X-Solewatch-Client": "dashboard",
+          ...(body ? JSON_HEADERS : {}) },
         body: body ? JSON.stringify(body) : undefined,
         cache: "no-store",
       }, { onWait: this.hooks.onWait, alive: () => this.session.signedIn });

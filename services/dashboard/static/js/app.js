@@ -5,6 +5,7 @@ import { AlertsPanel, SosCue } from "./alerts.js";
 import { Api, ApiError, Session, SessionEnded, appUrl } from "./api.js";
 import { byTestId } from "./dom.js";
 import { HistoryPanel } from "./history.js";
+import { PushToggle, registerServiceWorker } from "./push.js";
 import { connectLive } from "./live.js";
 import { WorkerMap } from "./map.js";
 import { unlockAudio } from "./sound.js";
@@ -97,6 +98,8 @@ class Dashboard {
     this.buffered = null;
     this._wireLogin();
     this._wireNavigation();
+    this.push = new PushToggle(this.api, byTestId("push-toggle"), (id) => this.showAlert(id));
+    registerServiceWorker();
   }
 
   async start() {
@@ -135,6 +138,7 @@ class Dashboard {
       }
     });
     byTestId("sign-out").addEventListener("click", async () => {
+      await this.push.unsubscribe().catch(() => {}); // this device stops getting that user's alerts
       this.stop();
       await this.session.signOut();
       this.showLogin(SESSION_MESSAGES["signed-out"]);
@@ -166,6 +170,7 @@ class Dashboard {
       byTestId("tenant-name").textContent = me.tenant.name;
       byTestId("user-email").textContent = me.email ?? "";
       document.body.dataset.role = me.role;
+      this.push.show(me.role).catch(() => {});
     } catch (error) {
       if (error instanceof SessionEnded) return;
       this.notice.error(`Could not load your account: ${error.message}`);
@@ -179,6 +184,15 @@ class Dashboard {
     });
     this.timers.push(setInterval(() => this._tick(), TICK_EVERY_MS));
     this.timers.push(setInterval(() => this.reload(), RELOAD_EVERY_MS));
+    const pushed = /^#alert-(\d+)$/.exec(location.hash); // a notification opened the dashboard
+    if (pushed) this.showAlert(Number(pushed[1]));
+  }
+
+  /** The alerts view with that alert's details open (a notification was clicked). */
+  showAlert(id) {
+    if (!this.views) return;
+    this.setView("alerts");
+    if (!this.views.alerts.expanded.has(id)) this.views.alerts.toggle(id).catch(() => {});
   }
 
   /** The session is over (expired, revoked, signed out elsewhere): back to the sign-in form, saying why. */
