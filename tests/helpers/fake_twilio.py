@@ -30,14 +30,14 @@ from twilio.request_validator import RequestValidator  # type: ignore[import-unt
 
 
 @dataclass
-class SmsRequest:
-    """One request to the Messages API, recorded on arrival."""
+class ApiRequest:
+    """One request to Twilio's REST API, recorded on arrival."""
 
     account_sid: str
     form: dict[str, str]
     authorization: str | None
     answered: int | None = None  # the HTTP status it got, once answered
-    sid: str | None = None  # the message's SID when it was accepted
+    sid: str | None = None  # the message's or call's SID when it was accepted
 
     @property
     def to(self) -> str | None:
@@ -46,10 +46,6 @@ class SmsRequest:
     @property
     def from_(self) -> str | None:
         return self.form.get("From")
-
-    @property
-    def body(self) -> str | None:
-        return self.form.get("Body")
 
     @property
     def status_callback(self) -> str | None:
@@ -65,31 +61,23 @@ class SmsRequest:
 
 
 @dataclass
-class CallRequest:
-    """One request to the Calls API, recorded on arrival."""
-
-    account_sid: str
-    form: dict[str, str]
-    status_callback_events: list[str]  # StatusCallbackEvent, which Twilio takes repeated
-    authorization: str | None
-    answered: int | None = None
-    sid: str | None = None
+class SmsRequest(ApiRequest):
+    """A request to the Messages API."""
 
     @property
-    def to(self) -> str | None:
-        return self.form.get("To")
+    def body(self) -> str | None:
+        return self.form.get("Body")
 
-    @property
-    def from_(self) -> str | None:
-        return self.form.get("From")
+
+@dataclass
+class CallRequest(ApiRequest):
+    """A request to the Calls API."""
+
+    status_callback_events: list[str] = field(default_factory=list)  # StatusCallbackEvent, which Twilio takes repeated
 
     @property
     def url(self) -> str | None:
         return self.form.get("Url")
-
-    @property
-    def status_callback(self) -> str | None:
-        return self.form.get("StatusCallback")
 
 
 @dataclass
@@ -270,8 +258,8 @@ class FakeTwilio:
         account_sid = request.match_info["account_sid"]
         posted = await request.post()
         form = {key: str(value) for key, value in posted.items()}
-        received = CallRequest(account_sid, form, [str(v) for v in posted.getall("StatusCallbackEvent", [])],
-                               request.headers.get("Authorization"))
+        received = CallRequest(account_sid, form, request.headers.get("Authorization"),
+                               status_callback_events=[str(v) for v in posted.getall("StatusCallbackEvent", [])])
         self.calls.append(received)
         if _credentials(received.authorization) != (self.account_sid, self.auth_token) or account_sid != self.account_sid:
             return self._answer(received, _Failure(401, 20003, "Authenticate"))
