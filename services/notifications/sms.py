@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Awaitable
+from typing import TypeVar
 
 import aiohttp
 from twilio.base import values  # type: ignore[import-untyped]
@@ -26,6 +28,8 @@ from shared.store.alerts import Contact
 from shared.store.sms_replies import SmsReplyStore
 
 log = get_logger("solewatch.notifications")
+
+T = TypeVar("T")
 
 STATUS_CALLBACK_PATH = "/api/v1/webhooks/twilio/status"
 E164 = re.compile(r"^\+[1-9]\d{1,14}$")
@@ -68,17 +72,7 @@ class SmsNotifier:
         """Hand the SMS to Twilio; its message SID, which delivery status callbacks name."""
         assert contact.phone
         code = await self._reply_code(contact, notice)
-        try:
-            async with asyncio.timeout(self._timeout):
-                return await self._create(to=contact.phone, body=sms_body(notice, code))
-        except TwilioException as exc:
-            raise twilio_failure(exc) from exc
-        except TimeoutError as exc:
-            # Twilio may have taken it all the same: a retry then texts twice, which
-            # beats not at all for an SOS.
-            raise NotificationFailed(f"Twilio did not answer within {self._timeout:g} s") from exc
-        except (aiohttp.ClientError, OSError) as exc:  # unreachable, connection reset
-            raise NotificationFailed(f"Twilio unavailable: {type(exc).__name__}: {exc}") from exc
+        return await twilio_request(self._create(to=contact.phone, body=sms_body(notice, code)), self._timeout)
 
     async def _reply_code(self, contact: Contact, notice: AlertNotice) -> str | None:
         """The code a reply acknowledges with; None without a store, or when the store fails:
@@ -105,6 +99,21 @@ class SmsNotifier:
                 to=to, from_=self._sender, body=body, status_callback=self._status_callback or values.unset,
             )
         return message.sid
+
+
+async def twilio_request(request: Awaitable[T], timeout: float) -> T:
+    """Await one request to Twilio's API, its failures turned into NotificationFailed."""
+    try:
+        async with asyncio.timeout(timeout):
+            return await request
+    except TwilioException as exc:
+        raise twilio_failure(exc) from exc
+    except TimeoutError as exc:
+        # Twilio may have taken it all the same: a retry then texts or rings twice,
+        # which beats not at all for an SOS.
+        raise NotificationFailed(f"Twilio did not answer within {timeout:g} s") from exc
+    except (aiohttp.ClientError, OSError) as exc:  # unreachable, connection reset
+        raise NotificationFailed(f"Twilio unavailable: {type(exc).__name__}: {exc}") from exc
 
 
 def twilio_failure(exc: TwilioException) -> NotificationFailed:

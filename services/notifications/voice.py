@@ -14,17 +14,14 @@ else SOLEWATCH_SMS_FROM) and SOLEWATCH_PUBLIC_URL, where Twilio reaches the API.
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlencode
 
-import aiohttp
-from twilio.base.exceptions import TwilioException  # type: ignore[import-untyped]
 from twilio.http.async_http_client import AsyncTwilioHttpClient  # type: ignore[import-untyped]
 from twilio.rest import Client  # type: ignore[import-untyped]
 
-from services.notifications.notifier import AlertNotice, NotificationFailed
-from services.notifications.sms import E164, REQUEST_TIMEOUT, twilio_failure
+from services.notifications.notifier import AlertNotice
+from services.notifications.sms import E164, REQUEST_TIMEOUT, twilio_request
 from shared.config import Settings
 from shared.store.alerts import Contact
 
@@ -83,15 +80,7 @@ class VoiceNotifier:
         assert contact.phone
         url = call_url(self._settings, VOICE_PATH, tenant_id=notice.tenant_id, alert_id=int(notice.alert["id"]),
                        contact_id=contact.id)
-        try:
-            async with asyncio.timeout(self._timeout):
-                return await self._create(to=contact.phone, url=url)
-        except TwilioException as exc:
-            raise twilio_failure(exc) from exc
-        except TimeoutError as exc:  # Twilio may have taken it: a retry may ring twice, better than never
-            raise NotificationFailed(f"Twilio did not answer within {self._timeout:g} s") from exc
-        except (aiohttp.ClientError, OSError) as exc:
-            raise NotificationFailed(f"Twilio unavailable: {type(exc).__name__}: {exc}") from exc
+        return await twilio_request(self._create(to=contact.phone, url=url), self._timeout)
 
     async def _create(self, *, to: str, url: str) -> str | None:
         # A session per call, as SmsNotifier does: calls are rare and a reload leaves nothing open.
