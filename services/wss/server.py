@@ -21,6 +21,7 @@ from socketio.exceptions import ConnectionRefusedError  # type: ignore[import-un
 from services.authn.deps import principal_from_claims
 from services.authn.tokens import InvalidToken, session_revoked, verify_access_token
 from services.context import ServiceContext
+from services.wss.handshakes import HalfOpenSessions, is_handshake
 from shared.alerts import iso_utc
 from shared.bus import Handler, Message
 from shared.bus.topics import TOPIC_ALERT, TOPIC_DEVICE_STATUS, TOPIC_TELEMETRY
@@ -48,8 +49,11 @@ def create_socketio(
     distributed deployment passes a pub/sub manager; `cors_allowed_origins`
     None means same-origin only (the dashboard is served from the same port).
     """
-    sio = socketio.AsyncServer(async_mode="asgi", client_manager=client_manager,
-                               cors_allowed_origins=cors_allowed_origins, logger=False, engineio_logger=False)
+    settings = context.settings
+    sio = GuardedServer(max_half_open=settings.wss_max_half_open_sessions,
+                        handshake_timeout=settings.wss_handshake_timeout,
+                        async_mode="asgi", client_manager=client_manager,
+                        cors_allowed_origins=cors_allowed_origins, logger=False, engineio_logger=False)
 
     guard = SessionGuard(context, sio)
 
@@ -70,6 +74,7 @@ def create_socketio(
         await sio.save_session(sid, {"tenant_id": caller.tenant_id, "user_id": caller.user_id,
                                      "session_id": caller.session_id})
         await sio.enter_room(sid, tenant_room(caller.tenant_id))
+        sio.half_open.authenticated(sio.manager.eio_sid_from_sid(sid, NAMESPACE))
         guard.watch(sid, claims.session_id, claims.expires_at)
 
     @sio.event
@@ -77,6 +82,48 @@ def create_socketio(
         guard.forget(sid)
 
     return sio
+
+
+class GuardedServer(socketio.AsyncServer):  # type: ignore[misc]
+    """python-socketio's server with a bound on half-open sessions (services/wss/handshakes.py).
+
+    It follows each Engine.IO session from its handshake until its Socket.IO
+    CONNECT is authenticated (the `connect` handler calls
+    `half_open.authenticated`) or it ends, through python-socketio's two
+    Engine.IO event handlers, and refuses a handshake while too many wait.
+    """
+
+    def __init__(self, *, max_half_open: int, handshake_timeout: float, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.half_open = HalfOpenSessions(limit=max_half_open, timeout=handshake_timeout,
+                                          close=self._close_half_open, release_after=self.eio.ping_interval + 1)
+
+    async def handle_request(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
+        if is_handshake(scope) and self.half_open.full():
+            return await self.half_open.refuse(scope, send)
+        return await super().handle_request(scope, receive, send)
+
+    async def _handle_eio_connect(self, eio_sid: str, environ: dict[str, Any]) -> Any:
+        self.half_open.opened(eio_sid)
+        # python-socketio keeps each session's environ for the `connect` handler, and
+        # with it the whole ASGI request that opened it (its receive and send
+        # callables, uvicorn's request cycle, a body reader of a class built for that
+        # request): most of a session's memory. Our handler reads none of it, and the
+        # transports do not use this copy (python-engineio hands them each request's).
+        kept = {key: value for key, value in environ.items() if not key.startswith(("asgi.", "wsgi."))}
+        return await super()._handle_eio_connect(eio_sid, kept)
+
+    async def _handle_eio_disconnect(self, eio_sid: str, reason: Any) -> None:
+        self.half_open.ended(eio_sid)
+        await super()._handle_eio_disconnect(eio_sid, reason)
+
+    async def _close_half_open(self, eio_sid: str) -> None:
+        # Not `eio.disconnect`: it waits until the client has read the CLOSE
+        # packet, which an abandoned polling session never does. This is what
+        # python-engineio itself does to a session whose ping went unanswered.
+        socket = self.eio.sockets.pop(eio_sid, None)
+        if socket is not None:
+            await socket.close(wait=False, abort=False, reason=self.eio.reason.SERVER_DISCONNECT)
 
 
 class SessionGuard:

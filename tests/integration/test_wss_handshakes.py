@@ -1,0 +1,115 @@
+"""Half-open live sessions (Engine.IO handshakes without an authenticated CONNECT) are bounded.
+
+A real uvicorn server, raw HTTP handshakes as an attacker sends them, and the
+python-socketio client as dashboards connect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import httpx
+import pytest
+import socketio  # type: ignore[import-untyped]
+
+from shared.http import HttpServer
+from tests.helpers.api import ApiHarness, api_harness
+
+HANDSHAKE = "/socket.io/?EIO=4&transport=polling"
+LIMIT = 5
+TIMEOUT_S = 1.0
+
+
+@pytest.fixture
+async def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[tuple[ApiHarness, str]]:
+    monkeypatch.setenv("SOLEWATCH_WSS_MAX_HALF_OPEN_SESSIONS", str(LIMIT))
+    monkeypatch.setenv("SOLEWATCH_WSS_HANDSHAKE_TIMEOUT", str(TIMEOUT_S))
+    async with api_harness(tmp_path) as api:
+        server = HttpServer(api.settings, api.asgi)  # type: ignore[arg-type]
+        await server.start()
+        try:
+            yield api, f"http://127.0.0.1:{server.port}"
+        finally:
+            await server.close()
+
+
+async def eventually(check: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+def session_id(response: httpx.Response) -> str:
+    """The sid of an Engine.IO OPEN packet (`0{"sid": ...}`)."""
+    assert response.status_code == 200 and response.text.startswith("0"), response.text
+    return str(httpx.Response(200, content=response.text[1:]).json()["sid"])
+
+
+async def dashboard(url: str, token: str) -> socketio.AsyncClient:
+    client = socketio.AsyncClient(reconnection=False)
+    await client.connect(url, auth={"token": token}, socketio_path="socket.io", wait_timeout=5)
+    return client
+
+
+async def test_abandoned_handshakes_are_bounded_refused_then_closed(served: tuple[ApiHarness, str]) -> None:
+    api, url = served
+    async with httpx.AsyncClient(base_url=url) as http:
+        sids = [session_id(await http.get(HANDSHAKE)) for _ in range(LIMIT)]
+
+        refused = await http.get(HANDSHAKE)
+        assert refused.status_code == 503
+        assert refused.headers["content-type"] == "application/json"
+        assert int(refused.headers["retry-after"]) >= 1
+        assert "retry later" in refused.json()["detail"]
+        # Not only the attacker: a dashboard with a good token waits its turn too.
+        caller = await api.caller(await api.tenant(), "viewer")
+        with pytest.raises(socketio.exceptions.ConnectionError):
+            await dashboard(url, caller.token)
+
+        # Once the handshake timeout has passed, the abandoned sessions are gone...
+        sio = api.asgi.engineio_server
+        await eventually(lambda: not any(sid in sio.eio.sockets for sid in sids), "abandoned sessions closed")
+        stale = await http.get(f"{HANDSHAKE}&sid={sids[0]}")
+        assert stale.status_code == 400
+        # ...and their places are free again.
+        live = await dashboard(url, caller.token)
+        try:
+            assert live.connected
+        finally:
+            await live.disconnect()
+        assert session_id(await http.get(HANDSHAKE))
+
+
+async def test_a_session_whose_token_is_refused_is_closed_after_the_timeout(served: tuple[ApiHarness, str]) -> None:
+    api, url = served
+    async with httpx.AsyncClient(base_url=url) as http:
+        sid = session_id(await http.get(HANDSHAKE))
+        # A Socket.IO CONNECT with a bad token, as the client library sends it; then nothing.
+        assert (await http.post(f"{HANDSHAKE}&sid={sid}", content='40{"token":"junk"}')).status_code == 200
+        answer = await http.get(f"{HANDSHAKE}&sid={sid}")
+        assert answer.text.startswith("44") and "unauthorized" in answer.text  # CONNECT_ERROR
+        sio = api.asgi.engineio_server
+        await eventually(lambda: sid not in sio.eio.sockets, "the unauthenticated session closed")
+        assert (await http.get(f"{HANDSHAKE}&sid={sid}")).status_code == 400
+
+
+async def test_authenticated_dashboards_neither_count_nor_time_out(served: tuple[ApiHarness, str]) -> None:
+    api, url = served
+    tenant = await api.tenant()
+    # More dashboards than half-open places: each frees its place once authenticated.
+    clients = [await dashboard(url, (await api.caller(tenant, "viewer")).token) for _ in range(LIMIT + 2)]
+    try:
+        await asyncio.sleep(TIMEOUT_S * 2)  # well past the handshake timeout
+        assert all(client.connected for client in clients)
+        received: list[object] = []
+        clients[-1].on("device_status", received.append)
+        await api.asgi.engineio_server.emit("device_status", {"imei": "1"}, to=f"tenant:{tenant}")
+        await eventually(lambda: bool(received), "an event on a dashboard connected before the timeout")
+    finally:
+        for client in clients:
+            await client.disconnect()
