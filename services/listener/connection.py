@@ -13,6 +13,7 @@ import time
 from typing import TYPE_CHECKING, cast
 
 from services.listener import metrics
+from services.listener.login_backoff import worth_logging
 from shared.logging import get_logger
 from shared.protocols.xsole import (
     AckStatus,
@@ -210,8 +211,9 @@ class DeviceConnection(asyncio.Protocol):
         address = self.transport.get_extra_info("peername") if self.transport is not None else None
         failures, delay = await self.listener.login_backoff.refused(
             imei=login.imei, address=address[0] if address else None, status=status)
-        log.warning("login_refused", imei=login.imei, status=status.name, peer=self.peer,
-                    consecutive_failures=failures, held_s=delay)
+        if worth_logging(failures):
+            log.warning("login_refused", imei=login.imei, status=status.name, peer=self.peer,
+                        consecutive_failures=failures, held_s=delay)
         if delay <= 0 or self._closing:
             self.close(reply.reason)
             return

@@ -41,6 +41,13 @@ HOLD_KEY = "device-login:hold:{imei}"  # MQTT: the topic's next LOGIN waits unti
 FREE_FAILURES = 1  # one mistake (a token typed wrong at provisioning) is answered and closed at once
 
 
+def worth_logging(failures: int) -> bool:
+    """Whether the refusal that made `failures` consecutive failures gets a log line: the first
+    few, then the 4th, 8th, 16th... (each line carries the count), so that a guessing client
+    cannot fill the disk with lines; listener_logins_total counts every one."""
+    return failures <= 3 or failures & (failures - 1) == 0
+
+
 def backoff_delay(failures: int, *, base: float, ceiling: float) -> float:
     """Seconds to hold a refused connection after `failures` consecutive failures."""
     if failures <= FREE_FAILURES:

@@ -18,6 +18,7 @@ from prometheus_client import Counter
 
 from services.listener import metrics
 from services.listener.connection import login_verdict
+from services.listener.login_backoff import worth_logging
 from shared.cache import Cache
 from shared.logging import get_logger
 from shared.protocols.xsole import (
@@ -243,8 +244,9 @@ class MqttDevice:
             # The topic is the device's own (broker ACLs), so only the IMEI counts here.
             failures, delay = await backoff.refused(imei=self.imei, address=None, status=status)
             await backoff.hold(self.imei, delay)
-            log.warning("login_refused", imei=login.imei, status=status.name, peer=self.peer,
-                        consecutive_failures=failures, held_s=delay)
+            if worth_logging(failures):
+                log.warning("login_refused", imei=login.imei, status=status.name, peer=self.peer,
+                            consecutive_failures=failures, held_s=delay)
             # As a refused LOGIN closes its TCP connection, it ends the topic's session.
             await self._end(reply.reason, had_session=True)
             return None
