@@ -18,7 +18,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import ipaddress
+import socket
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -26,6 +29,8 @@ from urllib.parse import urlsplit
 import aiohttp
 import jwt
 import orjson
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.resolver import DefaultResolver
 from cryptography.hazmat.primitives import serialization
 from py_vapid import Vapid  # type: ignore[import-untyped]
 from pywebpush import WebPushException, webpush_async  # type: ignore[import-untyped]
@@ -136,13 +141,89 @@ def may_be_told(user: User | None, tenant_id: int) -> bool:
     return user is not None and user.tenant_id == tenant_id and user.role in ROLES_TOLD
 
 
+# -- where pushes may go (production) -----------------------------------------------------------
+#
+# The server POSTs to whatever endpoint a supervisor registered, so in production
+# it must reach public push services only, never an address inside (SSRF). The
+# API refuses obvious cases at subscription, but a name can resolve to a private
+# address (any DNS name an attacker controls; rebinding later), and a push
+# service's answer could redirect anywhere: hence the checks at send time too,
+# on every address actually connected to.
+
+
+class PushEndpointRefused(aiohttp.ClientError):
+    """A push endpoint production does not post to: plain http, or not a public address."""
+
+
+def endpoint_problem(endpoint: str) -> str | None:
+    """Why production refuses this push endpoint as written (scheme, IP literal, localhost), or None.
+    Names are checked once resolved (PublicAddressesOnly)."""
+    url = urlsplit(endpoint)
+    if url.scheme != "https":
+        return "the endpoint must use https"
+    host = url.hostname or ""
+    if host == "localhost" or host.endswith(".localhost"):
+        return "the endpoint must be a public host"
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    return None if address.is_global else "the endpoint must be a public host"
+
+
+class PublicAddressesOnly(AbstractResolver):
+    """DNS answers cut down to public addresses; none left is a refusal. Used by the push
+    session's connector, so it applies to every connection, redirects and re-resolutions included."""
+
+    def __init__(self) -> None:
+        self._resolver = DefaultResolver()
+
+    async def resolve(self, host: str, port: int = 0,
+                      family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
+        found = await self._resolver.resolve(host, port, family)
+        public = [result for result in found if ipaddress.ip_address(result["host"]).is_global]
+        if not public:
+            raise PushEndpointRefused(f"{host} resolves to no public address")
+        return public
+
+    async def close(self) -> None:
+        await self._resolver.close()
+
+
+async def _refuse_non_public_url(session: aiohttp.ClientSession, context: Any,
+                                 params: aiohttp.TraceRequestStartParams) -> None:
+    # IP literals never reach the resolver: checked here, before connecting.
+    problem = endpoint_problem(str(params.url))
+    if problem is not None:
+        raise PushEndpointRefused(problem)
+
+
+async def _refuse_redirect(session: aiohttp.ClientSession, context: Any,
+                           params: aiohttp.TraceRequestRedirectParams) -> None:
+    # Push services answer, they do not redirect; following one could lead to an IP literal inside.
+    params.response.close()
+    raise PushEndpointRefused(f"the push service redirected ({params.response.status})")
+
+
+def push_session(settings: Settings) -> aiohttp.ClientSession:
+    """The HTTP session pushes go through: in production, to public https addresses only."""
+    if settings.environment != "production":
+        return aiohttp.ClientSession()  # tests and local push services on loopback (CONTRACT §6)
+    trace = aiohttp.TraceConfig()
+    trace.on_request_start.append(_refuse_non_public_url)
+    trace.on_request_redirect.append(_refuse_redirect)
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(resolver=PublicAddressesOnly()),
+                                 trace_configs=[trace])
+
+
 # -- sending ------------------------------------------------------------------------------------
 
 
 class PushSendFailed(Exception):
-    def __init__(self, message: str, *, status: int | None = None):
+    def __init__(self, message: str, *, status: int | None = None, permanent: bool = False):
         super().__init__(message)
         self.status = status
+        self.permanent = permanent
 
 
 class PushNotifier:
@@ -197,7 +278,7 @@ class PushNotifier:
             device = await store.device_by_imei(alert["imei"])
             worker = device.name if device is not None and device.tenant_id == tenant_id else None
             users: dict[int, User | None] = {}
-            told: dict[int, int] = {}
+            sending: list[tuple[User, Awaitable[bool]]] = []
             for subscription in subscriptions:
                 if subscription.user_id not in users:
                     users[subscription.user_id] = await store.user(subscription.user_id)
@@ -205,7 +286,15 @@ class PushNotifier:
                 if not may_be_told(user, tenant_id):
                     continue
                 assert user is not None
-                if await self._push(subscription, self._payload(alert, tenant_id, user, worker)):
+                sending.append((user, self._push(subscription, self._payload(alert, tenant_id, user, worker))))
+            # All at once (the session's connector bounds the connections): a push service that is
+            # slow or down must not hold back the other supervisors' phones by its timeouts and retries.
+            delivered = await asyncio.gather(*(push for _, push in sending), return_exceptions=True)
+            told: dict[int, int] = {}
+            for (user, _), outcome in zip(sending, delivered, strict=True):
+                if isinstance(outcome, BaseException):  # the store failed that one (deleting it, say)
+                    log.error("push_failed", alert_id=alert["id"], user_id=user.id, error=repr(outcome))
+                elif outcome:
                     told[user.id] = told.get(user.id, 0) + 1
             for user_id, devices in told.items():
                 user = users[user_id]
@@ -238,7 +327,7 @@ class PushNotifier:
                     notification_attempts.labels(CHANNEL, "permanent_error").inc()
                     log.info("push_subscription_gone", **fields, status=exc.status)
                     return False
-                permanent = exc.status is not None and exc.status < 500 and exc.status != 429
+                permanent = exc.permanent or (exc.status is not None and exc.status < 500 and exc.status != 429)
                 notification_attempts.labels(CHANNEL, "permanent_error" if permanent else "transient_error").inc()
                 if permanent:
                     break
@@ -256,7 +345,7 @@ class PushNotifier:
 
     async def _send(self, subscription: PushSubscription, payload: bytes) -> None:
         if self._session is None:
-            self._session = aiohttp.ClientSession()
+            self._session = push_session(self.settings)
         assert self._vapid is not None
         try:
             await webpush_async(
@@ -270,5 +359,7 @@ class PushNotifier:
         except WebPushException as exc:
             status = exc.status_code
             raise PushSendFailed(f"push service answered {status}", status=status) from exc
+        except PushEndpointRefused as exc:
+            raise PushSendFailed(f"push endpoint refused: {exc}", permanent=True) from exc
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise PushSendFailed(f"push service unreachable: {type(exc).__name__}: {exc}") from exc

@@ -4,9 +4,11 @@ as the browser would; the API's subscriptions and the notification's Acknowledge
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import os
 import re
+import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -280,3 +282,80 @@ async def test_subscriptions_are_validated_and_removed_only_by_their_owner(
     assert (await api.delete(f"/api/v1/push-subscriptions/{sub_id}", headers=bob_auth)).status_code == 404
     assert (await api.delete(f"/api/v1/push-subscriptions/{sub_id}", headers=ana_auth)).status_code == 204
     assert await app.store.push_subscriptions(app.tenant_id) == []
+
+
+async def test_in_production_pushes_never_reach_an_address_inside_whatever_the_endpoint_says(
+        pushing: Callable[..., Awaitable[tuple[Alerting, httpx.AsyncClient]]], monkeypatch: pytest.MonkeyPatch) -> None:
+    # SSRF: the server POSTs to endpoints supervisors give. Anyone's DNS name can resolve inside
+    # (push.attacker.example, answered here as its owner's DNS would), and a subscription may
+    # predate production mode: what counts is where the connection goes, so nothing may even
+    # connect to loopback.
+    getaddrinfo = socket.getaddrinfo
+    monkeypatch.setattr(socket, "getaddrinfo", lambda host, *args, **kwargs: getaddrinfo(
+        "127.0.0.1" if host == "push.attacker.example" else host, *args, **kwargs))
+    connections: list[str] = []
+
+    async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(str(writer.get_extra_info("peername")))
+        writer.close()
+
+    inside = await asyncio.start_server(accept, "127.0.0.1", 0)
+    port = inside.sockets[0].getsockname()[1]
+    try:
+        app, api = await pushing(environment="production", jwt_secret="s" * 40)
+        ana, ana_auth = await user(app, "ana@acme.example")
+        api_refused = await api.post("/api/v1/push-subscriptions", headers=ana_auth, json={
+            "endpoint": f"https://127.0.0.1:{port}/push/x", "keys": {"p256dh": BrowserKeys().p256dh, "auth": "A" * 22}})
+        assert api_refused.status_code == 422
+        await subscribe(api, ana_auth, f"https://push.attacker.example:{port}/push/by-name", BrowserKeys())
+        for endpoint in (f"https://localhost:{port}/push/localhost", f"https://127.0.0.1:{port}/push/literal",
+                         f"http://127.0.0.1:{port}/push/plain"):
+            keys = BrowserKeys()
+            await app.store.add_push_subscription(tenant_id=app.tenant_id, user_id=ana.id, endpoint=endpoint,
+                                                  p256dh=keys.p256dh, auth=b64url(keys.auth))
+
+        await raise_sos(app)
+
+        assert connections == []
+        assert len(await app.store.push_subscriptions(app.tenant_id)) == 4  # refused, not "gone"
+    finally:
+        inside.close()
+        await inside.wait_closed()
+
+
+async def test_a_push_service_that_hangs_holds_back_no_other_subscription(
+        pushing: Callable[..., Awaitable[tuple[Alerting, httpx.AsyncClient]]], monkeypatch: pytest.MonkeyPatch) -> None:
+    # Ana's laptop's push service hangs until Bob's phone has had the alert. Pushed one after
+    # the other, Bob would wait out the hang (the send timeout, then retries) and the laptop's
+    # push would time out; pushed side by side, each is delivered at its first attempt.
+    monkeypatch.setattr("services.notifications.push.SEND_TIMEOUT_S", 1)  # keeps the unfixed run short
+    service = PushService()
+    bob_told = asyncio.Event()
+
+    async def handle(request: web.Request) -> web.Response:
+        if request.match_info["name"] == "bob":
+            bob_told.set()
+        else:
+            await bob_told.wait()
+        return await service.handle(request)
+
+    web_app = web.Application()
+    web_app.router.add_post("/push/{name}", handle)
+    runner = web.AppRunner(web_app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", service.port).start()
+    try:
+        app, api = await pushing()
+        _, ana_auth = await user(app, "ana@acme.example")
+        _, bob_auth = await user(app, "bob@acme.example")
+        await subscribe(api, ana_auth, service.endpoint("ana-laptop"), BrowserKeys())  # the older one
+        await subscribe(api, bob_auth, service.endpoint("bob"), BrowserKeys())
+
+        await raise_sos(app)
+
+        assert sorted(r.path for r in service.received) == ["/push/ana-laptop", "/push/bob"]  # once each
+        [alert] = await app.alerts()
+        told = sorted(d["user"] for a, d in await app.actions(alert) if a == "notified" and d["channel"] == "push")
+        assert told == ["ana@acme.example", "bob@acme.example"]
+    finally:
+        await runner.cleanup()
