@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from prometheus_client import Counter
 from twilio.twiml.voice_response import VoiceResponse  # type: ignore[import-untyped]
 
@@ -61,12 +61,23 @@ ContactQ = Annotated[int, Query(alias="contact", description="the contact called
 RoundQ = Annotated[int, Query(alias="round", ge=1, le=MAX_ROUNDS, description="how often the alert was read")]
 
 
+async def _signed_form(request: Request, context: ContextDep) -> Any:
+    """Twilio's form once its signature checks out. A dependency, so FastAPI runs it before it
+    validates the query: an unsigned request gets 403, never a 422 about the query."""
+    settings = context.settings
+    if not voice_configured(settings):
+        raise HTTPException(404, "voice calls are not configured")
+    return await verified_twilio_form(request, settings)
+
+
+SignedForm = Annotated[Any, Depends(_signed_form)]
+
+
 @router.post(VOICE_PATH.removeprefix(router.prefix), response_class=Response, responses={200: _TWIML, **_ERRORS},
              summary="What an alert call says (called by Twilio when the call is answered)")
-async def voice_script_twiml(request: Request, context: ContextDep, tenant_id: TenantQ, alert_id: AlertQ,
+async def voice_script_twiml(params: SignedForm, context: ContextDep, tenant_id: TenantQ, alert_id: AlertQ,
                              contact_id: ContactQ, round_: RoundQ = 1) -> Response:
     """Reads the alert (kind, worker, time, place) and gathers one key: 1 acknowledges."""
-    await _verified(request, context)
     found = await _call_subject(context, tenant_id, alert_id, contact_id)
     if found is None:
         return _twiml(_goodbye("This alert is no longer available."))
@@ -76,10 +87,9 @@ async def voice_script_twiml(request: Request, context: ContextDep, tenant_id: T
 
 @router.post(GATHER_PATH.removeprefix(router.prefix), response_class=Response, responses={200: _TWIML, **_ERRORS},
              summary="The key pressed during an alert call (called by Twilio)")
-async def voice_gather(request: Request, context: ContextDep, tenant_id: TenantQ, alert_id: AlertQ,
+async def voice_gather(params: SignedForm, context: ContextDep, tenant_id: TenantQ, alert_id: AlertQ,
                        contact_id: ContactQ, round_: RoundQ = 1) -> Response:
     """`Digits` 1 acknowledges the alert as the contact called; another key reads it again."""
-    params = await _verified(request, context)
     found = await _call_subject(context, tenant_id, alert_id, contact_id)
     if found is None:
         return _twiml(_goodbye("This alert is no longer available."))
@@ -105,10 +115,9 @@ async def voice_gather(request: Request, context: ContextDep, tenant_id: TenantQ
 @router.post(CALL_STATUS_PATH.removeprefix(router.prefix), status_code=204, response_class=Response,
              responses={**_ERRORS, 400: {"model": ErrorOut, "description": "no CallSid or CallStatus"}},
              summary="How an alert call went (called by Twilio)")
-async def voice_status(request: Request, context: ContextDep) -> Response:
+async def voice_status(params: SignedForm, context: ContextDep) -> Response:
     """`CallStatus` (in-progress, completed, busy, no-answer, failed...) joins the alert's timeline.
     Busy, no-answer and failed are a failed delivery: escalation goes on at its next step's time."""
-    params = await _verified(request, context)
     sid, status = params.get("CallSid"), params.get("CallStatus")
     if not sid or not status:
         raise HTTPException(400, "CallSid and CallStatus are required")
@@ -124,13 +133,6 @@ async def voice_status(request: Request, context: ContextDep) -> Response:
 
 
 # -- helpers -------------------------------------------------------------------------------------
-
-
-async def _verified(request: Request, context: ServiceContext) -> Any:
-    settings = context.settings
-    if not voice_configured(settings):
-        raise HTTPException(404, "voice calls are not configured")
-    return await verified_twilio_form(request, settings)
 
 
 async def _call_subject(context: ServiceContext, tenant_id: int, alert_id: int,

@@ -42,6 +42,9 @@ async def answer_sms_reply(context: ServiceContext, *, phone: str, body: str) ->
 
 
 async def _acknowledge(context: ServiceContext, reply: ReplyCode, contact: Contact) -> str:
+    before = await context.store.alert(reply.tenant_id, reply.alert_id)
+    if before is not None and before.status == "acknowledged":  # someone else was first (names may repeat)
+        return f"{await _describe(context, before)} was already acknowledged by {before.acknowledged_by}."
     try:
         alert = await acknowledge_alert(context, tenant_id=reply.tenant_id, alert_id=reply.alert_id,
                                         by=contact_actor(contact), via="sms", contact_id=contact.id)
@@ -70,10 +73,10 @@ async def _open_alerts(context: ServiceContext, held: list[ReplyCode]) -> str:
 
 
 async def _contact_of(context: ServiceContext, reply: ReplyCode) -> Contact | None:
-    """The contact the code was issued to, if that is still their phone, else another of the
-    tenant's contacts with this phone."""
-    same_phone = [c for c in await context.store.contacts(reply.tenant_id) if c.phone == reply.phone]
-    return next((c for c in same_phone if c.id == reply.contact_id), same_phone[0] if same_phone else None)
+    """The contact the code was sent to, while that is still their phone: nobody else was told
+    of the alert, even one who has this number now (CONTRACT §6: "notified to a contact")."""
+    return next((c for c in await context.store.contacts(reply.tenant_id)
+                 if c.id == reply.contact_id and c.phone == reply.phone), None)
 
 
 async def _describe(context: ServiceContext, alert: Alert) -> str:

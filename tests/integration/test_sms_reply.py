@@ -210,3 +210,38 @@ async def test_another_tenants_contact_cannot_acknowledge_with_a_code(twilio, te
     if eve_code != code:  # Eve is shown her own alert, and only hers
         assert eve_code in answer and "Globex worker" in answer
     assert ack_commands(app) == []
+
+
+async def test_a_code_is_only_for_the_contact_it_was_sent_to(twilio, texting):
+    # Ana's entry is removed and the number now belongs to Carla, who was never told of the alert.
+    app = await texting()
+    alert, ids = await sos(app)
+    code = code_sent_to(twilio, ANA)
+    assert await app.store.delete_contact(alert.tenant_id, ids["ana"])
+    await app.store.add_contact(tenant_id=alert.tenant_id, name="Carla", email=None, phone=ANA, kinds=())
+
+    answer = said(await Phone(app, twilio).reply(ANA, code))
+
+    assert "acknowledged by you" not in answer
+    still = await app.store.alert(alert.tenant_id, alert.id)
+    assert still is not None and still.status == "open" and ack_commands(app) == []
+
+
+async def test_a_namesake_replying_after_the_acknowledgement_is_told_who_was_first(twilio, texting):
+    app = await texting()
+    device = await app.device()
+    first = await app.contact(device, "Sam", None, phone=ANA)
+    namesake = await app.contact(device, "Sam", None, phone=BOB)
+    await app.store.set_escalation_policy(device.tenant_id, [EscalationStep((first.id, namesake.id), 120)])
+    await app.alarm(device)
+    await app.settle()
+    [alert] = await app.alerts()
+    phone = Phone(app, twilio)
+
+    assert "acknowledged by you" in said(await phone.reply(ANA, code_sent_to(twilio, ANA)))
+    late = said(await phone.reply(BOB, code_sent_to(twilio, BOB)))
+
+    assert "acknowledged by you" not in late and "already acknowledged by Sam" in late
+    timeline = await app.actions(alert)
+    assert [detail for action, detail in timeline if action == "acknowledged"] == [
+        {"via": "sms", "contact_id": first.id}]

@@ -278,3 +278,12 @@ async def test_voice_is_refused_where_calls_cannot_be_placed(api: ApiHarness) ->
     assert refused.json()["detail"] == [{"loc": ["body", "steps", 1, "channels", 1], "type": "channel_not_configured",
                                          "msg": refused.json()["detail"][0]["msg"]}]
     assert "SOLEWATCH_PUBLIC_URL" in refused.json()["detail"][0]["msg"]
+
+
+@pytest.mark.parametrize("path", ["/api/v1/webhooks/twilio/voice", "/api/v1/webhooks/twilio/voice/gather"])
+async def test_an_unsigned_request_is_refused_before_its_query_is_looked_at(twilio, calling, path):
+    app, _, _ = await calling([("Manager", 120, ("voice",))])
+    async with webhook_client(app) as api:
+        for query in ("", "?tenant=x&alert=1&contact=1"):  # missing, then malformed
+            refused = await api.post("http://10.0.0.5:8000" + path + query, data={"Digits": "1"})
+            assert refused.status_code == 403, refused.text
