@@ -144,8 +144,8 @@ _ERROR = {"$ref": "#/components/schemas/ErrorOut"}
 def document_common_answers(spec: dict[str, Any]) -> dict[str, Any]:
     """Add to the generated spec the answers that come from the framework rather than a route.
 
-    Every operation taking a body may get 400 (a body that cannot be parsed,
-    such as a form where JSON is expected) and 413 (over the body limit,
+    Every operation taking a body may get 400 (FastAPI's answer when reading
+    the body itself fails; malformed JSON is a 422 listing `json_invalid`) and 413 (over the body limit,
     shared/http.py); every 422 has the validation list as its `detail`, also
     where a route only describes why it may answer 422.
     """
@@ -153,7 +153,8 @@ def document_common_answers(spec: dict[str, Any]) -> dict[str, Any]:
         for operation in path.values():
             responses = operation.setdefault("responses", {})
             if "requestBody" in operation:
-                responses.setdefault("400", {"description": "the body cannot be parsed",
+                responses.setdefault("400", {"description": "the body could not be read (malformed JSON is a 422 "
+                                                                "listing `json_invalid`)",
                                              "content": {"application/json": {"schema": _ERROR}}})
                 responses.setdefault("413", {"description": "the body is larger than the server accepts",
                                              "content": {"application/json": {"schema": _ERROR}}})
