@@ -175,10 +175,8 @@ class AccountsBootstrap:
                 "Set SOLEWATCH_ADMIN_EMAIL and SOLEWATCH_ADMIN_PASSWORD to choose them yourself.\n\n"
             )
             sys.stdout.flush()
-        elif created:
-            log.info("first_admin_created", email=created["email"], tenant=created["tenant"])
-        elif ignored := await ignored_admin_settings(self._settings, self._store):
-            # A log line for the record, and the sentence plainly for whoever started the process.
+        elif created is None and (ignored := await ignored_admin_settings(self._settings, self._store)):
+            # (ensure_first_admin logs first_admin_created itself.) A log line for the record, and the sentence plainly for whoever started the process.
             log.warning("admin_settings_ignored", reason=ignored)
             sys.stderr.write(f"solewatch: {ignored}\n")
             sys.stderr.flush()
