@@ -13,6 +13,13 @@ So at most `limit` sessions may wait to authenticate at once (a handshake
 beyond that is answered 503 with `Retry-After`), a session that has not
 authenticated within `timeout` seconds is closed, and once a burst of them is
 over the memory they held is handed back (`release_free_memory`).
+
+One address may hold only `per_address` of those places: without a share per
+address, one client looping handshakes kept the whole table full and every
+dashboard elsewhere was refused for as long as it went on. The address is the
+ASGI scope's client, which uvicorn takes from `X-Forwarded-For` when the peer
+is a trusted proxy (FORWARDED_ALLOW_IPS); IPv6 counts per /64, as login
+throttling does.
 """
 from __future__ import annotations
 
@@ -22,18 +29,22 @@ import ctypes.util
 import gc
 import math
 import time
+from collections import Counter as Tally
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 from prometheus_client import Counter, Gauge
 
+from services.authn.ratelimit import address_scope
 from shared.logging import get_logger
 
 log = get_logger("solewatch.wss")
 
 half_open_sessions = Gauge("wss_half_open_sessions", "Engine.IO sessions waiting for an authenticated Socket.IO CONNECT")
-handshakes_refused = Counter("wss_handshakes_refused_total", "Engine.IO handshakes refused: too many half-open sessions")
+handshakes_refused = Counter("wss_handshakes_refused_total",
+                             "Engine.IO handshakes refused: too many half-open sessions, in all or from one address")
 handshakes_timed_out = Counter("wss_handshakes_timed_out_total",
                                "Half-open sessions closed for not authenticating in time")
 
@@ -54,6 +65,21 @@ def is_handshake(scope: dict[str, Any]) -> bool:
     return not any(part.startswith(b"sid=") for part in query.split(b"&"))
 
 
+def client_address(scope: dict[str, Any]) -> str:
+    """Whom a handshake counts against: the ASGI client's address (IPv6 by /64), or "" when there is none."""
+    client = scope.get("client")
+    return address_scope(client[0]) if client else ""
+
+
+@dataclass(slots=True)
+class Admission:
+    """A handshake holding a place from the moment it is admitted, so concurrent ones cannot all slip past the
+    check while python-engineio reads their requests; `sid` is set once its session exists."""
+
+    address: str
+    sid: str | None = None
+
+
 class HalfOpenSessions:
     """Engine.IO sessions between their handshake and an authenticated Socket.IO CONNECT.
 
@@ -63,14 +89,19 @@ class HalfOpenSessions:
     reference until it wakes, one ping interval after the handshake).
     """
 
-    def __init__(self, *, limit: int, timeout: float, close: Callable[[str], Awaitable[None]],
+    def __init__(self, *, limit: int, per_address: int, timeout: float, close: Callable[[str], Awaitable[None]],
                  release_after: float):
         self.limit = limit
+        self.per_address = per_address
         self.timeout = timeout
         self._close = close
         self._release_after = release_after
         # eio sid -> deadline; insertion order is deadline order (one timeout for all).
         self._pending: dict[str, float] = {}
+        self._address: dict[str, str] = {}  # eio sid -> client address
+        # Places held per address and in all by handshakes still being answered (not sessions yet).
+        self._held: Tally[str] = Tally()
+        self._admitting = 0
         self._ended_since_trim = 0
         self._refused = 0
         self._task: asyncio.Task[None] | None = None
@@ -79,29 +110,65 @@ class HalfOpenSessions:
     def __len__(self) -> int:
         return len(self._pending)
 
-    def full(self) -> bool:
-        return len(self._pending) >= self.limit
+    def admit(self, address: str) -> Admission | None:
+        """A place for a new handshake from `address`, or None when the table or that address's share is full.
 
-    def opened(self, eio_sid: str) -> None:
+        The caller must `settle` it once the handshake has been answered.
+        """
+        if len(self._pending) + self._admitting >= self.limit or self._held[address] >= self.per_address:
+            return None
+        return self.hold(address)
+
+    def hold(self, address: str) -> Admission:
+        """A place for a handshake from `address`, whether or not there is room."""
+        self._admitting += 1
+        self._held[address] += 1
+        return Admission(address)
+
+    def opened(self, eio_sid: str, admission: Admission) -> None:
+        """The admitted handshake made session `eio_sid`: the place is the session's until it authenticates or ends."""
+        admission.sid = eio_sid
+        self._admitting -= 1
         self._pending[eio_sid] = time.monotonic() + self.timeout
+        self._address[eio_sid] = admission.address
         half_open_sessions.set(len(self._pending))
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._reap(), name="wss-half-open-reaper")
 
+    def settle(self, admission: Admission) -> None:
+        """The handshake has been answered: give its place back unless it became a session."""
+        if admission.sid is None:
+            self._admitting -= 1
+            self._release_place(admission.address)
+
     def authenticated(self, eio_sid: str) -> None:
-        if self._pending.pop(eio_sid, None) is not None:
+        if self._forget(eio_sid):
             half_open_sessions.set(len(self._pending))
 
     def ended(self, eio_sid: str) -> None:
-        if self._pending.pop(eio_sid, None) is not None:
+        if self._forget(eio_sid):
             half_open_sessions.set(len(self._pending))
             self._ended_since_trim += 1
 
+    def _forget(self, eio_sid: str) -> bool:
+        if self._pending.pop(eio_sid, None) is None:
+            return False
+        self._release_place(self._address.pop(eio_sid))
+        return True
+
+    def _release_place(self, address: str) -> None:
+        self._held[address] -= 1
+        if self._held[address] <= 0:
+            del self._held[address]  # a table of every address ever seen would grow for good
+
     async def refuse(self, scope: dict[str, Any], send: Send) -> None:
-        """Answer a handshake that finds the table full: 503 JSON with Retry-After, or a WebSocket refusal."""
+        """Answer a handshake that finds the table or its address's share full: 503 JSON with Retry-After,
+        or a WebSocket refusal."""
         handshakes_refused.inc()
         if not self._refused:
-            log.warning("half_open_sessions_full", limit=self.limit, timeout=self.timeout)
+            address = client_address(scope)
+            log.warning("half_open_sessions_full", limit=self.limit, per_address=self.per_address,
+                        timeout=self.timeout, address=address, held_by_address=self._held[address])
         self._refused += 1
         body = orjson.dumps({"detail": "too many live connections are waiting to authenticate; retry later"})
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
@@ -128,7 +195,7 @@ class HalfOpenSessions:
                     break
                 expired.append(eio_sid)
             for eio_sid in expired:
-                if self._pending.pop(eio_sid, None) is None:
+                if not self._forget(eio_sid):
                     continue  # authenticated or gone meanwhile
                 self._ended_since_trim += 1
                 closed += 1

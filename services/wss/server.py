@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Mapping
+from contextvars import ContextVar
 from typing import Any
 
 import orjson
@@ -21,7 +22,7 @@ from socketio.exceptions import ConnectionRefusedError  # type: ignore[import-un
 from services.authn.deps import principal_from_claims
 from services.authn.tokens import InvalidToken, session_revoked, verify_access_token
 from services.context import ServiceContext
-from services.wss.handshakes import HalfOpenSessions, is_handshake
+from services.wss.handshakes import Admission, HalfOpenSessions, client_address, is_handshake
 from shared.alerts import iso_utc
 from shared.bus import Handler, Message
 from shared.bus.topics import TOPIC_ALERT, TOPIC_DEVICE_STATUS, TOPIC_TELEMETRY
@@ -33,6 +34,10 @@ log = get_logger("solewatch.wss")
 EMIT_TIMEOUT_S = 5.0
 SESSION_CHECK_S = 10.0
 NAMESPACE = "/"
+
+# The admitted handshake being answered, for `_handle_eio_connect`: python-engineio
+# calls it from within `handle_request` but hands it no ASGI scope of ours.
+_admission: ContextVar[Admission | None] = ContextVar("wss_admission", default=None)
 
 
 def tenant_room(tenant_id: int | str) -> str:
@@ -51,6 +56,7 @@ def create_socketio(
     """
     settings = context.settings
     sio = GuardedServer(max_half_open=settings.wss_max_half_open_sessions,
+                        max_half_open_per_address=settings.wss_max_half_open_per_address,
                         handshake_timeout=settings.wss_handshake_timeout,
                         async_mode="asgi", client_manager=client_manager,
                         cors_allowed_origins=cors_allowed_origins, logger=False, engineio_logger=False)
@@ -90,21 +96,35 @@ class GuardedServer(socketio.AsyncServer):  # type: ignore[misc]
     It follows each Engine.IO session from its handshake until its Socket.IO
     CONNECT is authenticated (the `connect` handler calls
     `half_open.authenticated`) or it ends, through python-socketio's two
-    Engine.IO event handlers, and refuses a handshake while too many wait.
+    Engine.IO event handlers, and refuses a handshake while too many wait,
+    in all or from its address.
     """
 
-    def __init__(self, *, max_half_open: int, handshake_timeout: float, **kwargs: Any):
+    def __init__(self, *, max_half_open: int, max_half_open_per_address: int, handshake_timeout: float,
+                 **kwargs: Any):
         super().__init__(**kwargs)
-        self.half_open = HalfOpenSessions(limit=max_half_open, timeout=handshake_timeout,
-                                          close=self._close_half_open, release_after=self.eio.ping_interval + 1)
+        self.half_open = HalfOpenSessions(limit=max_half_open, per_address=max_half_open_per_address,
+                                          timeout=handshake_timeout, close=self._close_half_open,
+                                          release_after=self.eio.ping_interval + 1)
 
     async def handle_request(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
-        if is_handshake(scope) and self.half_open.full():
+        if not is_handshake(scope):
+            return await super().handle_request(scope, receive, send)
+        admission = self.half_open.admit(client_address(scope))
+        if admission is None:
             return await self.half_open.refuse(scope, send)
-        return await super().handle_request(scope, receive, send)
+        token = _admission.set(admission)
+        try:
+            return await super().handle_request(scope, receive, send)
+        finally:
+            _admission.reset(token)
+            self.half_open.settle(admission)
 
     async def _handle_eio_connect(self, eio_sid: str, environ: dict[str, Any]) -> Any:
-        self.half_open.opened(eio_sid)
+        admission = _admission.get()
+        if admission is None:  # not through handle_request (never in service): count it, against no address
+            admission = self.half_open.hold("")
+        self.half_open.opened(eio_sid, admission)
         # python-socketio keeps each session's environ for the `connect` handler, and
         # with it the whole ASGI request that opened it (its receive and send
         # callables, uvicorn's request cycle, a body reader of a class built for that

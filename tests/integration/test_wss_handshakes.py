@@ -1,7 +1,8 @@
 """Half-open live sessions (Engine.IO handshakes without an authenticated CONNECT) are bounded.
 
 A real uvicorn server, raw HTTP handshakes as an attacker sends them, and the
-python-socketio client as dashboards connect.
+python-socketio client as dashboards connect. Linux routes all of 127.0.0.0/8
+to the loopback, so a client bound to 127.0.0.2 is another address to the server.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
@@ -21,12 +23,17 @@ from tests.helpers.api import ApiHarness, api_harness
 HANDSHAKE = "/socket.io/?EIO=4&transport=polling"
 LIMIT = 5
 TIMEOUT_S = 1.0
+ATTACKER = "127.0.0.2"
 
 
-@pytest.fixture
-async def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[tuple[ApiHarness, str]]:
-    monkeypatch.setenv("SOLEWATCH_WSS_MAX_HALF_OPEN_SESSIONS", str(LIMIT))
+@asynccontextmanager
+async def serve(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, limit: int,
+                per_address: int | None = None) -> AsyncIterator[tuple[ApiHarness, str]]:
+    monkeypatch.setenv("SOLEWATCH_WSS_MAX_HALF_OPEN_SESSIONS", str(limit))
+    if per_address is not None:
+        monkeypatch.setenv("SOLEWATCH_WSS_MAX_HALF_OPEN_PER_ADDRESS", str(per_address))
     monkeypatch.setenv("SOLEWATCH_WSS_HANDSHAKE_TIMEOUT", str(TIMEOUT_S))
+    monkeypatch.delenv("FORWARDED_ALLOW_IPS", raising=False)  # the TCP peer is the client
     async with api_harness(tmp_path) as api:
         server = HttpServer(api.settings, api.asgi)  # type: ignore[arg-type]
         await server.start()
@@ -34,6 +41,12 @@ async def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterat
             yield api, f"http://127.0.0.1:{server.port}"
         finally:
             await server.close()
+
+
+@pytest.fixture
+async def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[tuple[ApiHarness, str]]:
+    async with serve(tmp_path, monkeypatch, limit=LIMIT) as served:
+        yield served
 
 
 async def eventually(check: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
@@ -50,9 +63,10 @@ def session_id(response: httpx.Response) -> str:
     return str(httpx.Response(200, content=response.text[1:]).json()["sid"])
 
 
-async def dashboard(url: str, token: str) -> socketio.AsyncClient:
+async def dashboard(url: str, token: str, transports: list[str] | None = None) -> socketio.AsyncClient:
     client = socketio.AsyncClient(reconnection=False)
-    await client.connect(url, auth={"token": token}, socketio_path="socket.io", wait_timeout=5)
+    await client.connect(url, auth={"token": token}, socketio_path="socket.io", wait_timeout=5,
+                         transports=transports)
     return client
 
 
@@ -113,3 +127,36 @@ async def test_authenticated_dashboards_neither_count_nor_time_out(served: tuple
     finally:
         for client in clients:
             await client.disconnect()
+
+
+async def test_one_address_cannot_fill_the_table(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    limit, per_address = 50, 5
+    async with serve(tmp_path, monkeypatch, limit=limit, per_address=per_address) as (api, url):
+        transport = httpx.AsyncHTTPTransport(local_address=ATTACKER)
+        async with httpx.AsyncClient(base_url=url, transport=transport) as attacker:
+            # More handshakes than the whole table holds, many at once, from one address:
+            # it gets its share and no more, and the rest of the table stays free.
+            answers = await asyncio.gather(*(attacker.get(HANDSHAKE) for _ in range(limit + 10)))
+            statuses = sorted(answer.status_code for answer in answers)
+            assert statuses == [200] * per_address + [503] * (limit + 10 - per_address)
+            refused = await attacker.get(HANDSHAKE)
+            assert refused.status_code == 503
+            assert refused.headers["content-type"] == "application/json"
+            assert int(refused.headers["retry-after"]) >= 1
+            assert "retry later" in refused.json()["detail"]
+
+            # Dashboards from another address still get in, over polling then WebSocket or WebSocket only.
+            caller = await api.caller(await api.tenant(), "viewer")
+            for transports in (None, ["websocket"]):
+                live = await dashboard(url, caller.token, transports)
+                try:
+                    assert live.connected
+                finally:
+                    await live.disconnect()
+            assert (await attacker.get(HANDSHAKE)).status_code == 503
+
+            # The share comes back as the attacker's sessions time out.
+            sio = api.asgi.engineio_server
+            sids = [session_id(answer) for answer in answers if answer.status_code == 200]
+            await eventually(lambda: not any(sid in sio.eio.sockets for sid in sids), "abandoned sessions closed")
+            assert session_id(await attacker.get(HANDSHAKE))
