@@ -42,7 +42,7 @@ TS = int(time.time()) // 86400 * 86400 - 86400
 SOS, FALL = 1, 2
 
 
-async def eventually(check: Callable[[], Any], timeout: float = 5.0) -> None:
+async def eventually(check: Callable[[], Any], timeout: float = 5.0, *, what: str = "condition") -> None:
     deadline = time.monotonic() + timeout
     while True:
         result = check()
@@ -50,7 +50,7 @@ async def eventually(check: Callable[[], Any], timeout: float = 5.0) -> None:
             result = await result
         if result:
             return
-        assert time.monotonic() < deadline, "condition never held"
+        assert time.monotonic() < deadline, f"{what} never held"
         await asyncio.sleep(0.02)
 
 

@@ -8,8 +8,7 @@ to the loopback, so a client bound to 127.0.0.2 is another address to the server
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import pytest
 import socketio  # type: ignore[import-untyped]
 
 from shared.http import HttpServer
+from tests.helpers.alerting import eventually
 from tests.helpers.api import ApiHarness, api_harness
 
 HANDSHAKE = "/socket.io/?EIO=4&transport=polling"
@@ -47,14 +47,6 @@ async def serve(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, limit: int,
 async def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[tuple[ApiHarness, str]]:
     async with serve(tmp_path, monkeypatch, limit=LIMIT) as served:
         yield served
-
-
-async def eventually(check: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 def session_id(response: httpx.Response) -> str:
@@ -87,7 +79,7 @@ async def test_abandoned_handshakes_are_bounded_refused_then_closed(served: tupl
 
         # Once the handshake timeout has passed, the abandoned sessions are gone...
         sio = api.asgi.engineio_server
-        await eventually(lambda: not any(sid in sio.eio.sockets for sid in sids), "abandoned sessions closed")
+        await eventually(lambda: not any(sid in sio.eio.sockets for sid in sids), 10.0, what="abandoned sessions closed")
         stale = await http.get(f"{HANDSHAKE}&sid={sids[0]}")
         assert stale.status_code == 400
         # ...and their places are free again.
@@ -108,7 +100,7 @@ async def test_a_session_whose_token_is_refused_is_closed_after_the_timeout(serv
         answer = await http.get(f"{HANDSHAKE}&sid={sid}")
         assert answer.text.startswith("44") and "unauthorized" in answer.text  # CONNECT_ERROR
         sio = api.asgi.engineio_server
-        await eventually(lambda: sid not in sio.eio.sockets, "the unauthenticated session closed")
+        await eventually(lambda: sid not in sio.eio.sockets, 10.0, what="the unauthenticated session closed")
         assert (await http.get(f"{HANDSHAKE}&sid={sid}")).status_code == 400
 
 
@@ -123,7 +115,7 @@ async def test_authenticated_dashboards_neither_count_nor_time_out(served: tuple
         received: list[object] = []
         clients[-1].on("device_status", received.append)
         await api.asgi.engineio_server.emit("device_status", {"imei": "1"}, to=f"tenant:{tenant}")
-        await eventually(lambda: bool(received), "an event on a dashboard connected before the timeout")
+        await eventually(lambda: bool(received), 10.0, what="an event on a dashboard connected before the timeout")
     finally:
         for client in clients:
             await client.disconnect()
@@ -158,5 +150,5 @@ async def test_one_address_cannot_fill_the_table(tmp_path: Path, monkeypatch: py
             # The share comes back as the attacker's sessions time out.
             sio = api.asgi.engineio_server
             sids = [session_id(answer) for answer in answers if answer.status_code == 200]
-            await eventually(lambda: not any(sid in sio.eio.sockets for sid in sids), "abandoned sessions closed")
+            await eventually(lambda: not any(sid in sio.eio.sockets for sid in sids), 10.0, what="abandoned sessions closed")
             assert session_id(await attacker.get(HANDSHAKE))
