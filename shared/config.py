@@ -42,6 +42,15 @@ class Settings(BaseSettings):
     http_port: int = Field(8000, ge=0, le=65535)
     max_request_body: int = Field(1024 * 1024, ge=1, description="bytes an HTTP request body may have (413 above); "
                                                                   "enforced while reading, on every route")
+    # HTTP connections hold file descriptors the device listener shares in an all-in-one process.
+    http_max_connections: int = Field(4096, gt=0, description="HTTP connections (WebSockets included) open at once; "
+                                                              "more are closed at once")
+    http_max_connections_per_address: int = Field(256, gt=0, description="HTTP connections open at once from one "
+                                                                         "client address; raise it behind a proxy")
+    http_header_timeout: float = Field(10, gt=0, description="seconds a request's headers have to arrive, from the "
+                                                             "connection or the previous response (408, closed)")
+    http_body_timeout: float = Field(60, gt=0, description="seconds a request's whole body has to arrive once its "
+                                                           "headers have (408, closed)")
     listener_port: int = Field(9000, ge=0, le=65535)
 
     # Embedded defaults; an URL switches that port to its server adapter.
@@ -119,6 +128,8 @@ class Settings(BaseSettings):
     # Live updates (services/wss/handshakes.py): Engine.IO sessions opened without a token yet.
     wss_max_half_open_sessions: int = Field(1000, gt=0, description="sessions waiting for an authenticated Socket.IO "
                                                                     "CONNECT at once; handshakes beyond get 503")
+    wss_max_half_open_per_address: int = Field(100, gt=0, description="of those, how many one client address (IPv6: "
+                                                                       "its /64) may hold; its handshakes beyond get 503")
     wss_handshake_timeout: float = Field(10, gt=0, description="seconds a new session has to authenticate before "
                                                                "it is closed")
 
