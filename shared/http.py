@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 from collections import Counter as Tally
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
@@ -20,6 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, disable_creat
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
+from shared.addresses import address_scope
 from shared.config import Settings
 from shared.logging import get_logger
 from shared.runtime import Runtime
@@ -162,15 +162,8 @@ _current: ContextVar[_GuardedConnection | None] = ContextVar("solewatch_http_con
 
 
 def _address_key(peer: Any) -> str:
-    """The client address connections are counted by; an IPv6 client's whole /64 is one."""
-    host = peer[0] if isinstance(peer, tuple) and peer else str(peer)
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return host  # a Unix socket
-    if address.version == 6 and address.ipv4_mapped is None:
-        return str(ipaddress.ip_network(f"{address}/64", strict=False))
-    return str(getattr(address, "ipv4_mapped", None) or address)
+    """The client address connections are counted by (shared/addresses.py)."""
+    return address_scope(peer[0] if isinstance(peer, tuple) and peer else str(peer))
 
 
 class ConnectionGuard:

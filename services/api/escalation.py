@@ -8,7 +8,7 @@ from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.api.deps import AdminPrincipal, ContextDep, CurrentPrincipal
-from services.notifications.voice import voice_configured
+from services.notifications.voice import VOICE_NOT_CONFIGURED, voice_configured
 from shared.alerts import iso_utc
 from shared.store.escalation import MAX_STEPS, EscalationPolicy, EscalationStep
 
@@ -17,8 +17,6 @@ router = APIRouter(prefix="/api/v1/escalation-policy", tags=["escalation"])
 MAX_WAIT_S = 24 * 3600
 
 Channel = Literal["sms", "email", "voice"]  # shared.store.escalation.STEP_CHANNELS
-VOICE_NOT_CONFIGURED = ("voice calls need TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN, SOLEWATCH_VOICE_FROM"
-                        " (or SOLEWATCH_SMS_FROM) and SOLEWATCH_PUBLIC_URL")
 
 
 class StepIn(BaseModel):

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import ipaddress
 import math
 import time
 from collections.abc import Callable
@@ -34,6 +33,7 @@ from dataclasses import dataclass
 
 from prometheus_client import Counter
 
+from shared.addresses import address_scope
 from shared.cache import Cache
 from shared.config import Settings
 
@@ -69,19 +69,6 @@ class LoginAttempt:
 def account_scope(email: str) -> str:
     # Hashed so the cache never holds an email (it may be a shared Redis).
     return hashlib.sha256(email.strip().lower().encode()).hexdigest()[:32]
-
-
-def address_scope(address: str) -> str:
-    """The client address as throttling counts it: IPv4 as is, IPv6 by its /64, anything else verbatim."""
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return address
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip.ipv4_mapped is not None:
-            return str(ip.ipv4_mapped)
-        return str(ipaddress.IPv6Network((ip, 64), strict=False))
-    return str(ip)
 
 
 class LoginRateLimiter:

@@ -34,6 +34,10 @@ STATUS_EVENTS = ["answered", "completed"]
 RING_SECONDS = 30  # long enough to reach a phone in a pocket, short of most voicemail pickups (about 25-30 s)
 
 
+VOICE_NOT_CONFIGURED = ("voice calls need TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN, SOLEWATCH_VOICE_FROM"
+                        " (or SOLEWATCH_SMS_FROM) and SOLEWATCH_PUBLIC_URL")
+
+
 def voice_from(settings: Settings) -> str | None:
     """The caller ID of alert calls."""
     return settings.voice_from or settings.sms_from
@@ -61,8 +65,7 @@ class VoiceNotifier:
 
     def __init__(self, settings: Settings, *, timeout: float | None = None):
         if not voice_configured(settings):
-            raise ValueError("voice calls need TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN, SOLEWATCH_VOICE_FROM"
-                             " (or SOLEWATCH_SMS_FROM) and SOLEWATCH_PUBLIC_URL")
+            raise ValueError(VOICE_NOT_CONFIGURED)
         assert settings.twilio_auth_token and settings.public_url
         self._settings = settings
         self._account_sid = settings.twilio_account_sid

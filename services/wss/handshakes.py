@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import ctypes.util
+import functools
 import gc
 import math
 import time
@@ -37,7 +38,7 @@ from typing import Any
 import orjson
 from prometheus_client import Counter, Gauge
 
-from services.authn.ratelimit import address_scope
+from shared.addresses import address_scope
 from shared.logging import get_logger
 
 log = get_logger("solewatch.wss")
@@ -238,6 +239,7 @@ def release_free_memory() -> None:
              duration_ms=round((time.perf_counter() - started) * 1000, 1))
 
 
+@functools.cache  # find_library runs `ldconfig -p` (a blocking subprocess, ms on the event loop): once is enough
 def _malloc_trim() -> Callable[[int], int] | None:
     name = ctypes.util.find_library("c")
     if name is None:

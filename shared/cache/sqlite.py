@@ -165,13 +165,13 @@ class SqliteCache:
     async def incr(self, key: str, *, ttl: float) -> int:
         def run(conn: sqlite3.Connection) -> int:
             def count() -> int:
-                row = conn.execute("SELECT value, expires_at FROM cache WHERE key = ?", (key,)).fetchone()
-                if row is None or (row[1] is not None and row[1] <= self._clock()):
+                current = self._live_value(conn, key)
+                if current is None:
                     # A new window: it ends `ttl` after this first increment.
                     conn.execute("INSERT OR REPLACE INTO cache (key, value, expires_at) VALUES (?, ?, ?)",
                                  (key, b"1", self._expiry(ttl)))
                     return 1
-                new = int(bytes(row[0])) + 1  # stored as ASCII digits, as Redis keeps counters
+                new = int(current) + 1  # stored as ASCII digits, as Redis keeps counters
                 conn.execute("UPDATE cache SET value = ? WHERE key = ?", (str(new).encode(), key))
                 return new
             return self._in_write_transaction(conn, count)
