@@ -76,8 +76,9 @@ async def _add_phone_contact(data_dir: Path) -> None:
     await store.open()
     try:
         tenant_id = await store.ensure_tenant("default")
-        await store.add_contact(tenant_id=tenant_id, name="Night supervisor", email=None, phone=SUPERVISOR_PHONE,
-                                kinds=("sos",))
+        await store.add_contact(
+            tenant_id=tenant_id, name="Night supervisor", email=None, phone=SUPERVISOR_PHONE, kinds=("sos",)
+        )
     finally:
         await store.close()
 
@@ -91,8 +92,13 @@ class Supervisor:
         self._http = httpx.AsyncClient(timeout=10)
 
     async def reply(self, body: str) -> None:
-        form = {"MessageSid": "SM" + secrets.token_hex(16), "AccountSid": ACCOUNT_SID, "From": SUPERVISOR_PHONE,
-                "To": "+15550000000", "Body": body}
+        form = {
+            "MessageSid": "SM" + secrets.token_hex(16),
+            "AccountSid": ACCOUNT_SID,
+            "From": SUPERVISOR_PHONE,
+            "To": "+15550000000",
+            "Body": body,
+        }
         signature = self._validator.compute_signature(PUBLIC_URL + SMS_REPLY_PATH, form)
         response = await self._http.post(self._url, data=form, headers={"X-Twilio-Signature": signature})
         if response.status_code != 200 or "acknowledged by you" not in response.text:
@@ -102,8 +108,15 @@ class Supervisor:
         await self._http.aclose()
 
 
-async def _send_alarms(port: int, credentials: list[tuple[str, str]], gateway: SmsGateway, supervisor: Supervisor,
-                       *, seconds: float, interval: float) -> dict[str, list[float]]:
+async def _send_alarms(
+    port: int,
+    credentials: list[tuple[str, str]],
+    gateway: SmsGateway,
+    supervisor: Supervisor,
+    *,
+    seconds: float,
+    interval: float,
+) -> dict[str, list[float]]:
     """Each alarm insole sends an SOS, waits for its SMS, has it answered, waits for COMMAND 4,
     pauses, again; the latencies of each leg."""
     latencies: dict[str, list[float]] = {"sms": [], "reply": [], "total": []}
@@ -135,8 +148,7 @@ async def _send_alarms(port: int, credentials: list[tuple[str, str]], gateway: S
             await asyncio.sleep(interval)
         await device.close()
 
-    await asyncio.gather(*(insole(imei, token, FIRST_ALARM_DEVICE + i)
-                           for i, (imei, token) in enumerate(credentials)))
+    await asyncio.gather(*(insole(imei, token, FIRST_ALARM_DEVICE + i) for i, (imei, token) in enumerate(credentials)))
     return latencies
 
 
@@ -169,8 +181,16 @@ async def _sms_naming(gateway: SmsGateway, worker: str, *, after: int, timeout: 
     return None
 
 
-async def run(*, connections: int = 1000, seconds: float = 10.0, warmup: float = 2.0, processes: int = 2,
-              rate: float = 1000.0, alarm_insoles: int = 10, alarm_interval: float = 0.5) -> dict[str, Any]:
+async def run(
+    *,
+    connections: int = 1000,
+    seconds: float = 10.0,
+    warmup: float = 2.0,
+    processes: int = 2,
+    rate: float = 1000.0,
+    alarm_insoles: int = 10,
+    alarm_interval: float = 0.5,
+) -> dict[str, Any]:
     gateway = SmsGateway()
     await gateway.start()
     with tempfile.TemporaryDirectory(prefix="solewatch-bench-") as tmp:
@@ -180,14 +200,21 @@ async def run(*, connections: int = 1000, seconds: float = 10.0, warmup: float =
         await _add_phone_contact(data_dir)
         auth_token = secrets.token_hex(16)
         server, port, http_port = await start_solewatch(
-            data_dir, command="run", max_connections=connections + alarm_insoles + 100,
-            twilio_base_url=f"http://127.0.0.1:{gateway.port}", sms_from="+15550000000", public_url=PUBLIC_URL,
+            data_dir,
+            command="run",
+            max_connections=connections + alarm_insoles + 100,
+            twilio_base_url=f"http://127.0.0.1:{gateway.port}",
+            sms_from="+15550000000",
+            public_url=PUBLIC_URL,
             env={"TWILIO_ACCOUNT_SID": ACCOUNT_SID, "TWILIO_AUTH_TOKEN": auth_token},
         )
         supervisor = Supervisor(http_port, auth_token)
         try:
-            load = asyncio.create_task(run_loadgens(port, streaming, processes=processes, seconds=seconds + warmup,
-                                                    warmup=0.5, window=8, rate=rate))
+            load = asyncio.create_task(
+                run_loadgens(
+                    port, streaming, processes=processes, seconds=seconds + warmup, warmup=0.5, window=8, rate=rate
+                )
+            )
             await asyncio.sleep(warmup)
             legs = await _send_alarms(port, alarming, gateway, supervisor, seconds=seconds, interval=alarm_interval)
             streamed = await load
@@ -197,14 +224,20 @@ async def run(*, connections: int = 1000, seconds: float = 10.0, warmup: float =
             await gateway.close()
     latencies, replies, totals = sorted(legs["sms"]), sorted(legs["reply"]), sorted(legs["total"])
     return {
-        "mode": "embedded", "connections": connections, "offered_fps": rate, "streamed_fps": round(streamed["fps"]),
-        "alarms": len(latencies), "alarm_insoles": alarm_insoles,
+        "mode": "embedded",
+        "connections": connections,
+        "offered_fps": rate,
+        "streamed_fps": round(streamed["fps"]),
+        "alarms": len(latencies),
+        "alarm_insoles": alarm_insoles,
         "alarm_to_sms_p50_ms": round(percentile(latencies, 0.50) * 1000, 2) if latencies else None,
         "alarm_to_sms_p99_ms": round(percentile(latencies, 0.99) * 1000, 2) if latencies else None,
         "alarm_to_sms_max_ms": round(latencies[-1] * 1000, 2) if latencies else None,
         "acknowledged": len(totals),
-        "reply_to_command_p50_ms": _ms(replies, 0.50), "reply_to_command_p99_ms": _ms(replies, 0.99),
-        "alarm_to_command_p50_ms": _ms(totals, 0.50), "alarm_to_command_p99_ms": _ms(totals, 0.99),
+        "reply_to_command_p50_ms": _ms(replies, 0.50),
+        "reply_to_command_p99_ms": _ms(replies, 0.99),
+        "alarm_to_command_p50_ms": _ms(totals, 0.50),
+        "alarm_to_command_p99_ms": _ms(totals, 0.99),
         "alarm_to_command_max_ms": round(totals[-1] * 1000, 2) if totals else None,
     }
 
@@ -214,16 +247,19 @@ def _ms(values: list[float], q: float) -> float | None:
 
 
 def report(figures: dict[str, Any]) -> None:
-    print_table(f"alarm: {figures['alarm_insoles']} insoles sending SOS, {figures['connections']} streaming", [
-        ("positions streamed", f"{figures['streamed_fps']:,} frames/s (offered {figures['offered_fps']:,.0f})"),
-        ("alarms timed", f"{figures['alarms']}"),
-        ("ALARM frame to SMS request, p50", f"{figures['alarm_to_sms_p50_ms']} ms"),
-        ("ALARM frame to SMS request, p99", f"{figures['alarm_to_sms_p99_ms']} ms"),
-        ("ALARM frame to SMS request, max", f"{figures['alarm_to_sms_max_ms']} ms"),
-        ("alarms acknowledged by SMS reply", f"{figures['acknowledged']}"),
-        ("SMS reply to COMMAND 4 at the insole, p50", f"{figures['reply_to_command_p50_ms']} ms"),
-        ("SMS reply to COMMAND 4 at the insole, p99", f"{figures['reply_to_command_p99_ms']} ms"),
-        ("ALARM to COMMAND 4, reply's own latency excluded, p50", f"{figures['alarm_to_command_p50_ms']} ms"),
-        ("ALARM to COMMAND 4, reply's own latency excluded, p99", f"{figures['alarm_to_command_p99_ms']} ms"),
-        ("ALARM to COMMAND 4, reply's own latency excluded, max", f"{figures['alarm_to_command_max_ms']} ms"),
-    ])
+    print_table(
+        f"alarm: {figures['alarm_insoles']} insoles sending SOS, {figures['connections']} streaming",
+        [
+            ("positions streamed", f"{figures['streamed_fps']:,} frames/s (offered {figures['offered_fps']:,.0f})"),
+            ("alarms timed", f"{figures['alarms']}"),
+            ("ALARM frame to SMS request, p50", f"{figures['alarm_to_sms_p50_ms']} ms"),
+            ("ALARM frame to SMS request, p99", f"{figures['alarm_to_sms_p99_ms']} ms"),
+            ("ALARM frame to SMS request, max", f"{figures['alarm_to_sms_max_ms']} ms"),
+            ("alarms acknowledged by SMS reply", f"{figures['acknowledged']}"),
+            ("SMS reply to COMMAND 4 at the insole, p50", f"{figures['reply_to_command_p50_ms']} ms"),
+            ("SMS reply to COMMAND 4 at the insole, p99", f"{figures['reply_to_command_p99_ms']} ms"),
+            ("ALARM to COMMAND 4, reply's own latency excluded, p50", f"{figures['alarm_to_command_p50_ms']} ms"),
+            ("ALARM to COMMAND 4, reply's own latency excluded, p99", f"{figures['alarm_to_command_p99_ms']} ms"),
+            ("ALARM to COMMAND 4, reply's own latency excluded, max", f"{figures['alarm_to_command_max_ms']} ms"),
+        ],
+    )

@@ -17,16 +17,29 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     bench.add_argument("name", choices=BENCHMARKS)
     bench.add_argument("--seconds", type=float, default=10.0, help="measuring window (ingest)")
     bench.add_argument("--warmup", type=float, default=3.0)
-    bench.add_argument("--connections", type=int, default=None,
-                       help="device connections (default: 1,000 for ingest, 19,000 for connections)")
+    bench.add_argument(
+        "--connections",
+        type=int,
+        default=None,
+        help="device connections (default: 1,000 for ingest, 19,000 for connections)",
+    )
     bench.add_argument("--window", type=int, default=8, help="unacknowledged frames per device (ingest)")
     bench.add_argument("--processes", type=int, default=2, help="load generator processes")
-    bench.add_argument("--mode", choices=("embedded", "distributed"), default="embedded",
-                       help="ingest: the all-in-one process, or listener processes on RabbitMQ and Redis")
+    bench.add_argument(
+        "--mode",
+        choices=("embedded", "distributed"),
+        default="embedded",
+        help="ingest: the all-in-one process, or listener processes on RabbitMQ and Redis",
+    )
     bench.add_argument("--listeners", type=int, default=2, help="listener processes (ingest --mode distributed)")
     bench.add_argument("--json", type=Path, default=None, help="write the figures here as flat JSON")
-    bench.add_argument("--sweep", type=Path, default=None, metavar="PNG",
-                       help="ingest: also sweep offered load and plot throughput and latency to PNG")
+    bench.add_argument(
+        "--sweep",
+        type=Path,
+        default=None,
+        metavar="PNG",
+        help="ingest: also sweep offered load and plot throughput and latency to PNG",
+    )
 
 
 def run(args: argparse.Namespace) -> None:
@@ -42,13 +55,20 @@ async def _run(args: argparse.Namespace) -> None:
     if args.name == "ingest":
         from bench import ingest
 
-        figures = await ingest.run(connections=args.connections or 1000, seconds=args.seconds,
-                                   warmup=args.warmup, window=args.window, processes=args.processes,
-                                   mode=args.mode, listeners=args.listeners)
+        figures = await ingest.run(
+            connections=args.connections or 1000,
+            seconds=args.seconds,
+            warmup=args.warmup,
+            window=args.window,
+            processes=args.processes,
+            mode=args.mode,
+            listeners=args.listeners,
+        )
         ingest.report(figures)
         if args.sweep:
-            result = await ingest.sweep(connections=args.connections or 1000, window=args.window,
-                                        processes=args.processes)
+            result = await ingest.sweep(
+                connections=args.connections or 1000, window=args.window, processes=args.processes
+            )
             args.sweep.parent.mkdir(parents=True, exist_ok=True)
             args.sweep.with_suffix(".json").write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
             ingest.plot(result, args.sweep)
@@ -56,20 +76,26 @@ async def _run(args: argparse.Namespace) -> None:
     elif args.name == "alarm":
         from bench import alarm
 
-        figures = await alarm.run(connections=args.connections or 1000, seconds=args.seconds, warmup=args.warmup,
-                                  processes=args.processes)
+        figures = await alarm.run(
+            connections=args.connections or 1000, seconds=args.seconds, warmup=args.warmup, processes=args.processes
+        )
         alarm.report(figures)
     elif args.name == "latency":
         from bench import latency
 
-        figures = await latency.run(connections=args.connections or 200, seconds=args.seconds,
-                                    warmup=args.warmup, processes=args.processes)
+        figures = await latency.run(
+            connections=args.connections or 200, seconds=args.seconds, warmup=args.warmup, processes=args.processes
+        )
         latency.report(figures)
     elif args.name == "hostile-http":
         from bench import hostile_http  # `python -m bench.hostile_http --source DIR` runs another checkout
 
-        figures = await hostile_http.run(source=Path(getattr(args, "source", None) or hostile_http.ROOT), runs=3,
-                                         rss_bytes=400_000_000, stall_bytes=300_000_000)
+        figures = await hostile_http.run(
+            source=Path(getattr(args, "source", None) or hostile_http.ROOT),
+            runs=3,
+            rss_bytes=400_000_000,
+            stall_bytes=300_000_000,
+        )
         hostile_http.report(figures)
     elif args.name == "handshakes":
         from bench import handshakes  # `python -m bench.handshakes DIR` runs another checkout

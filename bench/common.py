@@ -39,7 +39,9 @@ async def register_devices(data_dir: Path, count: int, *, first: int = 0) -> lis
         for i in range(first, first + count):
             imei = f"35{i:013d}"
             token = secrets.token_bytes(16)
-            await store.add_device(tenant_id=tenant_id, imei=imei, name=f"bench {i}", token_hash=hash_device_token(token))
+            await store.add_device(
+                tenant_id=tenant_id, imei=imei, name=f"bench {i}", token_hash=hash_device_token(token)
+            )
             credentials.append((imei, token.hex()))
         return credentials
     finally:
@@ -68,7 +70,11 @@ class ServerProcess:
 
     async def start(self) -> ServerProcess:
         self.proc = await asyncio.create_subprocess_exec(
-            *self.argv, env=self.env, cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+            *self.argv,
+            env=self.env,
+            cwd=ROOT,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL,
         )
         return self
 
@@ -94,14 +100,18 @@ async def start_baseline() -> tuple[ServerProcess, int]:
     return server, port
 
 
-async def start_solewatch(data_dir: Path, command: str = "run", *, env: dict[str, str] | None = None,
-                          **settings: Any) -> tuple[ServerProcess, int, int]:
+async def start_solewatch(
+    data_dir: Path, command: str = "run", *, env: dict[str, str] | None = None, **settings: Any
+) -> tuple[ServerProcess, int, int]:
     """solewatch `command` as a process, once ready; `settings` become SOLEWATCH_* variables, `env` is added as is."""
     listener_port, http_port = free_port(), free_port()
     env = {
         **(env or {}),
-        "SOLEWATCH_DATA_DIR": str(data_dir), "SOLEWATCH_LISTENER_PORT": str(listener_port),
-        "SOLEWATCH_HTTP_PORT": str(http_port), "SOLEWATCH_BIND": "127.0.0.1", "SOLEWATCH_LOG_LEVEL": "warning",
+        "SOLEWATCH_DATA_DIR": str(data_dir),
+        "SOLEWATCH_LISTENER_PORT": str(listener_port),
+        "SOLEWATCH_HTTP_PORT": str(http_port),
+        "SOLEWATCH_BIND": "127.0.0.1",
+        "SOLEWATCH_LOG_LEVEL": "warning",
         **{f"SOLEWATCH_{k.upper()}": str(v) for k, v in settings.items()},
     }
     server = await ServerProcess([sys.executable, "-m", "services.cli", command], env).start()
@@ -118,8 +128,9 @@ async def start_solewatch(data_dir: Path, command: str = "run", *, env: dict[str
     raise RuntimeError("solewatch did not become ready")
 
 
-async def run_loadgens(port: int | list[int], credentials: list[tuple[str, str]], *, processes: int,
-                       **spec: Any) -> dict[str, Any]:
+async def run_loadgens(
+    port: int | list[int], credentials: list[tuple[str, str]], *, processes: int, **spec: Any
+) -> dict[str, Any]:
     """Run the load generators in parallel processes and merge their figures.
 
     With several ports (several listener processes), load generator i drives port i modulo their number.
@@ -130,13 +141,22 @@ async def run_loadgens(port: int | list[int], credentials: list[tuple[str, str]]
     result_paths: list[Path] = []
     for index, share in enumerate(shares):
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bench.loadgen", cwd=ROOT,
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            sys.executable,
+            "-m",
+            "bench.loadgen",
+            cwd=ROOT,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
         )
         result_path = Path(tempfile.mkstemp(prefix="loadgen-", suffix=".json")[1])
         result_paths.append(result_path)
-        payload = {"host": "127.0.0.1", "port": ports[index % len(ports)], "credentials": share,
-                   "result_path": str(result_path), **spec}
+        payload = {
+            "host": "127.0.0.1",
+            "port": ports[index % len(ports)],
+            "credentials": share,
+            "result_path": str(result_path),
+            **spec,
+        }
         # Each process offers its share of the load, in its own range of timestamps.
         payload["rate"] = spec.get("rate", 0) / processes
         payload["ts_offset"] = spec.get("ts_offset", 0) - index * 7
@@ -154,11 +174,15 @@ async def run_loadgens(port: int | list[int], credentials: list[tuple[str, str]]
     latencies = sorted(x for r in results for x in r["latencies"])
     seconds = max(r["seconds"] for r in results) or 1.0
     return {
-        "acked": sum(r["acked"] for r in results), "refused": sum(r["refused"] for r in results),
-        "logged_in": sum(r["logged_in"] for r in results), "lost": sum(r["lost"] for r in results),
-        "fps": sum(r["acked"] for r in results) / seconds, "seconds": seconds,
+        "acked": sum(r["acked"] for r in results),
+        "refused": sum(r["refused"] for r in results),
+        "logged_in": sum(r["logged_in"] for r in results),
+        "lost": sum(r["lost"] for r in results),
+        "fps": sum(r["acked"] for r in results) / seconds,
+        "seconds": seconds,
         "loadgen_cpu_seconds": sum(r["cpu_seconds"] for r in results),
-        "p50_ms": percentile(latencies, 0.50) * 1000, "p99_ms": percentile(latencies, 0.99) * 1000,
+        "p50_ms": percentile(latencies, 0.50) * 1000,
+        "p99_ms": percentile(latencies, 0.99) * 1000,
         "window": (min(w[0] for w in windows), max(w[1] for w in windows)),
         "sends": sends,
     }
@@ -194,6 +218,7 @@ class CpuSampler:
                 return (before or after)[-1 if before else 0][1]
             (t0, c0), (t1, c1) = before[-1], after[0]
             return c0 if t1 == t0 else c0 + (c1 - c0) * (t - t0) / (t1 - t0)
+
         return at(end) - at(start)
 
 

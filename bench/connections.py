@@ -25,11 +25,17 @@ async def run(*, connections: int = 19_000, processes: int = 2) -> dict[str, Any
             for index in range(processes):
                 share = credentials[index::processes]
                 proc = await asyncio.create_subprocess_exec(
-                    sys.executable, "-m", "bench.loadgen", cwd=ROOT,
-                    stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+                    sys.executable,
+                    "-m",
+                    "bench.loadgen",
+                    cwd=ROOT,
+                    stdin=asyncio.subprocess.PIPE,
+                    stdout=asyncio.subprocess.PIPE,
                 )
                 assert proc.stdin is not None
-                proc.stdin.write(orjson.dumps({"host": "127.0.0.1", "port": port, "credentials": share, "idle": True}) + b"\n")
+                proc.stdin.write(
+                    orjson.dumps({"host": "127.0.0.1", "port": port, "credentials": share, "idle": True}) + b"\n"
+                )
                 await proc.stdin.drain()
                 loadgens.append(proc)
             logged_in = 0
@@ -56,8 +62,11 @@ async def run(*, connections: int = 19_000, processes: int = 2) -> dict[str, Any
 
 
 def report(figures: dict[str, Any]) -> None:
-    print_table(f"connections: {figures['connections']:,} idle logged-in devices, one listener process", [
-        ("connections held", f"{figures['held']:,} of {figures['connections']:,}"),
-        ("listener RSS before / after", f"{figures['rss_before_mb']} / {figures['rss_mb']} MB"),
-        ("RSS per connection", f"{figures['rss_per_connection_kb']} KB"),
-    ])
+    print_table(
+        f"connections: {figures['connections']:,} idle logged-in devices, one listener process",
+        [
+            ("connections held", f"{figures['held']:,} of {figures['connections']:,}"),
+            ("listener RSS before / after", f"{figures['rss_before_mb']} / {figures['rss_mb']} MB"),
+            ("RSS per connection", f"{figures['rss_per_connection_kb']} KB"),
+        ],
+    )

@@ -104,12 +104,28 @@ async def connect_spread(proxy: LocalProxy, replicas: list[Replica], insoles: li
         await asyncio.sleep(0.5)
 
 
-async def one_run(work: Path, config: str, credentials: list[tuple[str, str]], env: dict[str, str], *,
-                  retry_delay: float, settle: float) -> dict[str, float]:
+async def one_run(
+    work: Path,
+    config: str,
+    credentials: list[tuple[str, str]],
+    env: dict[str, str],
+    *,
+    retry_delay: float,
+    settle: float,
+) -> dict[str, float]:
     proxy = start_proxy(work, {"listener": list(REPLICA_ADDRESSES)}, source=config)
-    replicas = [Replica("listener", address, http_port=proxy.service_http_port,
-                        device_port=proxy.service_device_port, data_dir=work.parent / "data",
-                        log_path=work / f"listener-{address}.log", env=env) for address in REPLICA_ADDRESSES]
+    replicas = [
+        Replica(
+            "listener",
+            address,
+            http_port=proxy.service_http_port,
+            device_port=proxy.service_device_port,
+            data_dir=work.parent / "data",
+            log_path=work / f"listener-{address}.log",
+            env=env,
+        )
+        for address in REPLICA_ADDRESSES
+    ]
     insoles = [Insole(imei, bytes.fromhex(token)) for imei, token in credentials]
     tasks: list[asyncio.Task[None]] = []
     try:
@@ -130,8 +146,12 @@ async def one_run(work: Path, config: str, credentials: list[tuple[str, str]], e
         back = [i.accepted_at - killed_at for i in moved if i.accepted_at is not None]
         if len(back) < len(moved):
             raise RuntimeError(f"{len(moved) - len(back)} of {len(moved)} devices not back after {RUN_LIMIT_S} s")
-        return {"moved": len(moved), "last_back_s": max(back), "median_back_s": statistics.median(back),
-                "failed_attempts": sum(i.failed_attempts for i in moved)}
+        return {
+            "moved": len(moved),
+            "last_back_s": max(back),
+            "median_back_s": statistics.median(back),
+            "failed_attempts": sum(i.failed_attempts for i in moved),
+        }
     finally:
         for task in tasks:
             task.cancel()
@@ -152,8 +172,12 @@ async def run(*, devices: int, runs: int, config: str, retry_delay: float, settl
         credentials = await register_devices(base / "data", devices)
         amqp = await asyncio.to_thread(started, rabbitmq_process, base / "rabbitmq")
         redis = await asyncio.to_thread(started, redis_process, base / "redis")
-        env = {"SOLEWATCH_AMQP_URL": amqp.url, "SOLEWATCH_REDIS_URL": redis.url, "SOLEWATCH_LOG_LEVEL": "warning",
-               "SOLEWATCH_MAX_CONNECTIONS": str(devices + 100)}
+        env = {
+            "SOLEWATCH_AMQP_URL": amqp.url,
+            "SOLEWATCH_REDIS_URL": redis.url,
+            "SOLEWATCH_LOG_LEVEL": "warning",
+            "SOLEWATCH_MAX_CONNECTIONS": str(devices + 100),
+        }
         results = []
         try:
             for index in range(runs):
@@ -172,12 +196,15 @@ def report(label: str, results: list[dict[str, float]]) -> None:
         values = sorted(r[key] for r in results)
         return f"{values[0]:.2f} / {statistics.median(values):.2f} / {values[-1]:.2f}"
 
-    print_table(f"failover, {label} ({len(results)} runs; min / median / max)", [
-        ("devices moved per run", spread("moved").replace(".00", "")),
-        ("last device back (s after the kill)", spread("last_back_s")),
-        ("median device back (s)", spread("median_back_s")),
-        ("failed reconnect attempts per run", spread("failed_attempts").replace(".00", "")),
-    ])
+    print_table(
+        f"failover, {label} ({len(results)} runs; min / median / max)",
+        [
+            ("devices moved per run", spread("moved").replace(".00", "")),
+            ("last device back (s after the kill)", spread("last_back_s")),
+            ("median device back (s)", spread("median_back_s")),
+            ("failed reconnect attempts per run", spread("failed_attempts").replace(".00", "")),
+        ],
+    )
 
 
 def main() -> None:
@@ -191,13 +218,19 @@ def main() -> None:
     source.add_argument("--config-from-git", metavar="REV", help="compose/haproxy.cfg as of this git revision")
     args = parser.parse_args()
     if args.config_from_git:
-        config = subprocess.run(["git", "show", f"{args.config_from_git}:compose/haproxy.cfg"], cwd=ROOT,
-                                capture_output=True, text=True, check=True).stdout
+        config = subprocess.run(
+            ["git", "show", f"{args.config_from_git}:compose/haproxy.cfg"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
         label = f"compose/haproxy.cfg at {args.config_from_git}"
     else:
         config, label = args.config.read_text(), str(args.config)
-    results = asyncio.run(run(devices=args.devices, runs=args.runs, config=config, retry_delay=args.retry_delay,
-                            settle=args.settle))
+    results = asyncio.run(
+        run(devices=args.devices, runs=args.runs, config=config, retry_delay=args.retry_delay, settle=args.settle)
+    )
     report(label, results)
 
 

@@ -32,14 +32,22 @@ async def start_server(data_dir: Path, *, source: Path, env: dict[str, str]) -> 
     proc_env = {
         **os.environ,
         "PYTHONPATH": str(source),  # ahead of the editable install, so `source`'s code runs
-        "SOLEWATCH_DATA_DIR": str(data_dir), "SOLEWATCH_HTTP_PORT": str(http_port),
-        "SOLEWATCH_LISTENER_PORT": str(free_port()), "SOLEWATCH_BIND": "127.0.0.1",
+        "SOLEWATCH_DATA_DIR": str(data_dir),
+        "SOLEWATCH_HTTP_PORT": str(http_port),
+        "SOLEWATCH_LISTENER_PORT": str(free_port()),
+        "SOLEWATCH_BIND": "127.0.0.1",
         "SOLEWATCH_LOG_LEVEL": "warning",
         **env,
     }
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "services.cli", "run", env=proc_env, cwd=source,
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        sys.executable,
+        "-m",
+        "services.cli",
+        "run",
+        env=proc_env,
+        cwd=source,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 30
     async with httpx.AsyncClient() as http:
@@ -61,6 +69,7 @@ async def open_handshakes(url: str, count: int, *, concurrency: int = 32) -> Cou
     remaining = iter(range(count))
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30) as http:
+
         async def worker() -> None:
             for _ in remaining:
                 try:
@@ -69,12 +78,14 @@ async def open_handshakes(url: str, count: int, *, concurrency: int = 32) -> Cou
                     statuses[0] += 1
                 else:
                     statuses[response.status_code] += 1
+
         await asyncio.gather(*(worker() for _ in range(concurrency)))
     return statuses
 
 
-async def run(*, handshakes: int = 22_000, wait: float = 60.0, source: Path | None = None,
-              env: dict[str, str] | None = None) -> dict[str, Any]:
+async def run(
+    *, handshakes: int = 22_000, wait: float = 60.0, source: Path | None = None, env: dict[str, str] | None = None
+) -> dict[str, Any]:
     """RSS before, right after `handshakes` abandoned sessions, and `wait` seconds later."""
     with tempfile.TemporaryDirectory(prefix="solewatch-bench-") as tmp:
         proc, port = await start_server(Path(tmp), source=source or ROOT, env=env or {})
@@ -116,15 +127,20 @@ async def run(*, handshakes: int = 22_000, wait: float = 60.0, source: Path | No
 
 def report(figures: dict[str, Any]) -> None:
     answers = ", ".join(f"{n:,} × {code}" for code, n in figures["statuses"].items())
-    print_table(f"handshakes: {figures['handshakes']:,} unauthenticated Engine.IO polling handshakes, abandoned", [
-        ("code under test", figures["source"]),
-        ("answers", f"{answers} ({figures['handshakes_per_s']:,}/s)"),
-        ("RSS before", f"{figures['rss_before_mb']} MB"),
-        ("RSS right after", f"{figures['rss_after_handshakes_mb']} MB"),
-        (f"RSS {figures['wait_s']:g} s later", f"{figures['rss_after_wait_mb']} MB "
-                                               f"(lowest {figures['rss_lowest_mb']} MB)"),
-        ("/healthz afterwards", "200" if figures["healthy"] else "failed"),
-    ])
+    print_table(
+        f"handshakes: {figures['handshakes']:,} unauthenticated Engine.IO polling handshakes, abandoned",
+        [
+            ("code under test", figures["source"]),
+            ("answers", f"{answers} ({figures['handshakes_per_s']:,}/s)"),
+            ("RSS before", f"{figures['rss_before_mb']} MB"),
+            ("RSS right after", f"{figures['rss_after_handshakes_mb']} MB"),
+            (
+                f"RSS {figures['wait_s']:g} s later",
+                f"{figures['rss_after_wait_mb']} MB (lowest {figures['rss_lowest_mb']} MB)",
+            ),
+            ("/healthz afterwards", "200" if figures["healthy"] else "failed"),
+        ],
+    )
 
 
 if __name__ == "__main__":  # python -m bench.handshakes [SOURCE_DIR]: the old code, for comparison

@@ -56,14 +56,24 @@ class Server:
         env = {
             **os.environ,
             "PYTHONPATH": str(self.source),  # ahead of the editable install, so `source`'s code runs
-            "SOLEWATCH_DATA_DIR": self._tmp.name, "SOLEWATCH_HTTP_PORT": str(self.http_port),
-            "SOLEWATCH_LISTENER_PORT": str(self.listener_port), "SOLEWATCH_BIND": "127.0.0.1",
-            "SOLEWATCH_LOG_LEVEL": "warning", "SOLEWATCH_ADMIN_EMAIL": ADMIN_EMAIL,
+            "SOLEWATCH_DATA_DIR": self._tmp.name,
+            "SOLEWATCH_HTTP_PORT": str(self.http_port),
+            "SOLEWATCH_LISTENER_PORT": str(self.listener_port),
+            "SOLEWATCH_BIND": "127.0.0.1",
+            "SOLEWATCH_LOG_LEVEL": "warning",
+            "SOLEWATCH_ADMIN_EMAIL": ADMIN_EMAIL,
             "SOLEWATCH_ADMIN_PASSWORD": ADMIN_PASSWORD,
         }
         self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "services.cli", "run", env=env, cwd=self.source,
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+            sys.executable,
+            "-m",
+            "services.cli",
+            "run",
+            env=env,
+            cwd=self.source,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
         deadline = time.monotonic() + 30
         async with httpx.AsyncClient() as http:
             while time.monotonic() < deadline:
@@ -99,8 +109,10 @@ class Server:
 async def upload(port: int, size: int) -> tuple[int | None, float]:
     """POST /api/v1/auth/token with a `size`-byte body; the answer's status (None if none) and when it came."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    head = (f"POST /api/v1/auth/token HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {size}\r\n\r\n").encode()
+    head = (
+        f"POST /api/v1/auth/token HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {size}\r\n\r\n"
+    ).encode()
     prefix = b'{"email": "x@example.com", "password": "'
     block = b"x" * WRITE
     writer.write(head + prefix)
@@ -170,8 +182,12 @@ async def rss_peak(source: Path, size: int) -> dict[str, Any]:
     async with Server(source) as server:
         before, peak_before = server.memory_mb("VmRSS"), server.memory_mb("VmHWM")
         status, _ = await upload(server.http_port, size)
-        return {"status": status, "rss_before_mb": before, "rss_peak_before_mb": peak_before,
-                "rss_peak_mb": server.memory_mb("VmHWM")}
+        return {
+            "status": status,
+            "rss_before_mb": before,
+            "rss_peak_before_mb": peak_before,
+            "rss_peak_mb": server.memory_mb("VmHWM"),
+        }
 
 
 async def stall(source: Path, size: int) -> dict[str, Any]:
@@ -180,8 +196,10 @@ async def stall(source: Path, size: int) -> dict[str, Any]:
         stop = asyncio.Event()
         acks: list[float] = []
         healthz: list[float] = []
-        probes = [asyncio.create_task(probe_acks(server.listener_port, token, stop, acks)),
-                  asyncio.create_task(probe_healthz(server.http_port, stop, healthz))]
+        probes = [
+            asyncio.create_task(probe_acks(server.listener_port, token, stop, acks)),
+            asyncio.create_task(probe_healthz(server.http_port, stop, healthz)),
+        ]
         await asyncio.sleep(1)
         acks.clear()
         healthz.clear()  # only what happens from the upload on counts
@@ -204,16 +222,19 @@ async def run(*, source: Path, runs: int, rss_bytes: int, stall_bytes: int) -> d
 
 def report(figures: dict[str, Any]) -> None:
     peaks, stalls = figures["rss"], figures["stall"]
-    print_table(f"hostile HTTP bodies against `solewatch run` from {figures['source']} "
-                f"({figures['runs']} runs; min / median / max)", [
-        ("answer to the 400 MB login", ", ".join(str(p["status"]) for p in peaks)),
-        ("RSS before the upload (MB)", _spread([p["rss_before_mb"] for p in peaks])),
-        ("RSS peak before the upload (MB)", _spread([p["rss_peak_before_mb"] for p in peaks])),
-        ("RSS peak after it (MB)", _spread([p["rss_peak_mb"] for p in peaks])),
-        ("answer to the 300 MB login", ", ".join(str(s["status"]) for s in stalls)),
-        ("longest ACK wait (ms)", _spread([s["ack_max_ms"] for s in stalls])),
-        ("longest /healthz wait (ms)", _spread([s["healthz_max_ms"] for s in stalls])),
-    ])
+    print_table(
+        f"hostile HTTP bodies against `solewatch run` from {figures['source']} "
+        f"({figures['runs']} runs; min / median / max)",
+        [
+            ("answer to the 400 MB login", ", ".join(str(p["status"]) for p in peaks)),
+            ("RSS before the upload (MB)", _spread([p["rss_before_mb"] for p in peaks])),
+            ("RSS peak before the upload (MB)", _spread([p["rss_peak_before_mb"] for p in peaks])),
+            ("RSS peak after it (MB)", _spread([p["rss_peak_mb"] for p in peaks])),
+            ("answer to the 300 MB login", ", ".join(str(s["status"]) for s in stalls)),
+            ("longest ACK wait (ms)", _spread([s["ack_max_ms"] for s in stalls])),
+            ("longest /healthz wait (ms)", _spread([s["healthz_max_ms"] for s in stalls])),
+        ],
+    )
 
 
 def main() -> None:
@@ -223,8 +244,14 @@ def main() -> None:
     parser.add_argument("--rss-mb", type=int, default=400)
     parser.add_argument("--stall-mb", type=int, default=300)
     args = parser.parse_args()
-    figures = asyncio.run(run(source=args.source.resolve(), runs=args.runs, rss_bytes=args.rss_mb * 1_000_000,
-                              stall_bytes=args.stall_mb * 1_000_000))
+    figures = asyncio.run(
+        run(
+            source=args.source.resolve(),
+            runs=args.runs,
+            rss_bytes=args.rss_mb * 1_000_000,
+            stall_bytes=args.stall_mb * 1_000_000,
+        )
+    )
     report(figures)
 
 

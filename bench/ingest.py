@@ -25,8 +25,9 @@ from bench.common import (
 from shared.protocols.xsole import Position, encode
 
 
-async def measure(port: int | list[int], pid: int | list[int], credentials: list[tuple[str, str]],
-                  **load: Any) -> dict[str, Any]:
+async def measure(
+    port: int | list[int], pid: int | list[int], credentials: list[tuple[str, str]], **load: Any
+) -> dict[str, Any]:
     """Figures of one load run; CPU and RSS summed over the server's processes."""
     pids = pid if isinstance(pid, list) else [pid]
     samplers = [CpuSampler(p) for p in pids]
@@ -42,8 +43,17 @@ async def measure(port: int | list[int], pid: int | list[int], credentials: list
     return figures
 
 
-async def run(*, connections: int = 1000, seconds: float = 10.0, warmup: float = 3.0, window: int = 8,
-              processes: int = 2, rate: float = 0.0, mode: str = "embedded", listeners: int = 2) -> dict[str, Any]:
+async def run(
+    *,
+    connections: int = 1000,
+    seconds: float = 10.0,
+    warmup: float = 3.0,
+    window: int = 8,
+    processes: int = 2,
+    rate: float = 0.0,
+    mode: str = "embedded",
+    listeners: int = 2,
+) -> dict[str, Any]:
     load = {"processes": processes, "seconds": seconds, "warmup": warmup, "window": window, "rate": rate}
     with tempfile.TemporaryDirectory(prefix="solewatch-bench-") as tmp:
         data_dir = Path(tmp)
@@ -83,14 +93,21 @@ async def run(*, connections: int = 1000, seconds: float = 10.0, warmup: float =
         "logged_in": durable["logged_in"],
         "refused": durable["refused"],
         "seconds": round(durable["seconds"], 2),
-        **({key: round(durable[key]) if key == "stored_fps" else durable[key]
-            for key in ("stored_frames", "stored_fps", "writer_drain_s")} if mode == "distributed" else {}),
+        **(
+            {
+                key: round(durable[key]) if key == "stored_fps" else durable[key]
+                for key in ("stored_frames", "stored_fps", "writer_drain_s")
+            }
+            if mode == "distributed"
+            else {}
+        ),
     }
     return figures
 
 
-async def _measure_distributed(data_dir: Path, credentials: list[tuple[str, str]], *, listeners: int,
-                               **load: Any) -> dict[str, Any]:
+async def _measure_distributed(
+    data_dir: Path, credentials: list[tuple[str, str]], *, listeners: int, **load: Any
+) -> dict[str, Any]:
     """`listeners` listener processes on private RabbitMQ and Redis servers, storing into one SQLite file.
 
     ACK 0 means confirmed by RabbitMQ into the storage writer's quorum queue;
@@ -103,13 +120,20 @@ async def _measure_distributed(data_dir: Path, credentials: list[tuple[str, str]
     servers = []
     try:
         for _ in range(listeners):
-            servers.append(await start_solewatch(
-                data_dir, command="listener", amqp_url=amqp.url, redis_url=redis.url,
-                max_connections=len(credentials) + 100, jwt_secret="bench-" + "x" * 40,
-            ))
+            servers.append(
+                await start_solewatch(
+                    data_dir,
+                    command="listener",
+                    amqp_url=amqp.url,
+                    redis_url=redis.url,
+                    max_connections=len(credentials) + 100,
+                    jwt_secret="bench-" + "x" * 40,
+                )
+            )
         started_at = time.monotonic()
-        figures = await measure([port for _, port, _ in servers], [server.pid for server, _, _ in servers],
-                                credentials, **load)
+        figures = await measure(
+            [port for _, port, _ in servers], [server.pid for server, _, _ in servers], credentials, **load
+        )
         load_ended = time.monotonic()
         stored = await _stored_when_settled(data_dir)
         # The writers' sustained rate: everything stored, over the load and the drain after it.
@@ -129,10 +153,14 @@ _POSITION_FRAME = len(encode(Position(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)))
 
 async def _stored_when_settled(data_dir: Path, *, quiet: float = 2.0, limit: float = 180.0) -> int:
     """Positions in the store once the count has not moved for `quiet` seconds."""
+
     def count() -> int:
         with sqlite3.connect(data_dir / "solewatch.db", timeout=30) as db:
             # The load generators send POSITION frames only, each of _POSITION_FRAME bytes, kept in runs.
-            return int(db.execute("SELECT coalesce(sum(length(frames)), 0) FROM frame_runs").fetchone()[0]) // _POSITION_FRAME
+            return (
+                int(db.execute("SELECT coalesce(sum(length(frames)), 0) FROM frame_runs").fetchone()[0])
+                // _POSITION_FRAME
+            )
 
     last, last_change, began = -1, time.monotonic(), time.monotonic()
     while time.monotonic() - last_change < quiet and time.monotonic() - began < limit:
@@ -150,24 +178,48 @@ def _subdir(parent: Path, name: str) -> Path:
 
 
 def report(figures: dict[str, Any]) -> None:
-    mode = figures["mode"] + (f", {figures['listener_processes']} listener processes" if figures["mode"] == "distributed" else "")
-    print_table(f"ingest: {figures['connections']} connections, window {figures['window']}, {mode}", [
-        ("durable frames/s", f"{figures['durable_fps']:,}"),
-        ("raw baseline frames/s", f"{figures['baseline_fps']:,}"),
-        ("ratio durable / baseline", f"{figures['ratio']:.1%}" if figures["ratio"] else "n/a"),
-        ("ACK latency p50 / p99", f"{figures['ack_p50_ms']} / {figures['ack_p99_ms']} ms"),
-        ("baseline ACK p50 / p99", f"{figures['baseline_ack_p50_ms']} / {figures['baseline_ack_p99_ms']} ms"),
-        ("server CPU s per 1,000 frames", f"{figures['cpu_s_per_1000_frames']} (baseline {figures['baseline_cpu_s_per_1000_frames']})"),
-        ("server RSS", f"{figures['rss_mb']} MB"),
-        ("devices logged in", f"{figures['logged_in']}"),
-        ("frames refused", f"{figures['refused']}"),
-        *([("stored by the writers, sustained", f"{figures['stored_fps']:,} frames/s ({figures['stored_frames']:,} frames,"
-            f" drained {figures['writer_drain_s']} s after the load)")] if figures["mode"] == "distributed" else []),
-    ])
+    mode = figures["mode"] + (
+        f", {figures['listener_processes']} listener processes" if figures["mode"] == "distributed" else ""
+    )
+    print_table(
+        f"ingest: {figures['connections']} connections, window {figures['window']}, {mode}",
+        [
+            ("durable frames/s", f"{figures['durable_fps']:,}"),
+            ("raw baseline frames/s", f"{figures['baseline_fps']:,}"),
+            ("ratio durable / baseline", f"{figures['ratio']:.1%}" if figures["ratio"] else "n/a"),
+            ("ACK latency p50 / p99", f"{figures['ack_p50_ms']} / {figures['ack_p99_ms']} ms"),
+            ("baseline ACK p50 / p99", f"{figures['baseline_ack_p50_ms']} / {figures['baseline_ack_p99_ms']} ms"),
+            (
+                "server CPU s per 1,000 frames",
+                f"{figures['cpu_s_per_1000_frames']} (baseline {figures['baseline_cpu_s_per_1000_frames']})",
+            ),
+            ("server RSS", f"{figures['rss_mb']} MB"),
+            ("devices logged in", f"{figures['logged_in']}"),
+            ("frames refused", f"{figures['refused']}"),
+            *(
+                [
+                    (
+                        "stored by the writers, sustained",
+                        f"{figures['stored_fps']:,} frames/s ({figures['stored_frames']:,} frames,"
+                        f" drained {figures['writer_drain_s']} s after the load)",
+                    )
+                ]
+                if figures["mode"] == "distributed"
+                else []
+            ),
+        ],
+    )
 
 
-async def sweep(*, connections: int = 1000, seconds: float = 4.0, warmup: float = 1.5, window: int = 8,
-                processes: int = 2, fractions: tuple[float, ...] = (0.1, 0.25, 0.5, 0.75, 0.9, 1.1, 1.5)) -> dict[str, Any]:
+async def sweep(
+    *,
+    connections: int = 1000,
+    seconds: float = 4.0,
+    warmup: float = 1.5,
+    window: int = 8,
+    processes: int = 2,
+    fractions: tuple[float, ...] = (0.1, 0.25, 0.5, 0.75, 0.9, 1.1, 1.5),
+) -> dict[str, Any]:
     """Throughput and ACK latency against offered load, for solewatch and the baseline.
 
     Offered loads are fractions of solewatch's unthrottled throughput, measured first.
@@ -189,15 +241,22 @@ async def sweep(*, connections: int = 1000, seconds: float = 4.0, warmup: float 
         baseline, port = await start_baseline()
         try:
             for rate in offered:
-                points["baseline"].append(_point(rate, await measure(port, baseline.pid, credentials, rate=rate, **load)))
+                points["baseline"].append(
+                    _point(rate, await measure(port, baseline.pid, credentials, rate=rate, **load))
+                )
         finally:
             await baseline.stop()
     return {"connections": connections, "window": window, "ceiling_fps": round(ceiling["fps"]), "points": points}
 
 
 def _point(offered: float, figures: dict[str, Any]) -> dict[str, Any]:
-    return {"offered_fps": offered, "acked_fps": round(figures["fps"]), "refused": figures["refused"],
-            "p50_ms": round(figures["p50_ms"], 2), "p99_ms": round(figures["p99_ms"], 2)}
+    return {
+        "offered_fps": offered,
+        "acked_fps": round(figures["fps"]),
+        "refused": figures["refused"],
+        "p50_ms": round(figures["p50_ms"], 2),
+        "p99_ms": round(figures["p99_ms"], 2),
+    }
 
 
 def plot(result: dict[str, Any], path: Path) -> None:

@@ -35,14 +35,23 @@ def _shown_at(events: list[tuple[str, float]], ts: str) -> float | None:
     return min((arrival for event_ts, arrival in events if event_ts >= ts), default=None)
 
 
-async def run(*, rates: tuple[int, ...] = (1000, 10_000), connections: int = 200, seconds: float = 10.0,
-              warmup: float = 2.0, processes: int = 2) -> dict[str, Any]:
+async def run(
+    *,
+    rates: tuple[int, ...] = (1000, 10_000),
+    connections: int = 200,
+    seconds: float = 10.0,
+    warmup: float = 2.0,
+    processes: int = 2,
+) -> dict[str, Any]:
     figures: dict[str, Any] = {"mode": "embedded", "connections": connections}
     with tempfile.TemporaryDirectory(prefix="solewatch-bench-") as tmp:
         data_dir = Path(tmp)
         credentials = await register_devices(data_dir, connections)
         server, port, http_port = await start_solewatch(
-            data_dir, command="run", admin_email=ADMIN[0], admin_password=ADMIN[1],
+            data_dir,
+            command="run",
+            admin_email=ADMIN[0],
+            admin_password=ADMIN[1],
             max_connections=connections + 100,
         )
         client = socketio.AsyncClient(reconnection=False)
@@ -56,15 +65,24 @@ async def run(*, rates: tuple[int, ...] = (1000, 10_000), connections: int = 200
             base = f"http://127.0.0.1:{http_port}"
             async with httpx.AsyncClient(base_url=base) as http:
                 token = (await http.post("/api/v1/auth/token", json={"email": ADMIN[0], "password": ADMIN[1]})).json()
-            await client.connect(base, auth={"token": token["access_token"]}, transports=["websocket"],
-                                 wait_timeout=10)
+            await client.connect(base, auth={"token": token["access_token"]}, transports=["websocket"], wait_timeout=10)
             for index, rate in enumerate(rates):
                 received.clear()
-                load = await run_loadgens(port, credentials, processes=processes, seconds=seconds, warmup=warmup,
-                                          window=8, rate=rate, record_sends=True, ts_offset=-(index + 1) * 100_000)
+                load = await run_loadgens(
+                    port,
+                    credentials,
+                    processes=processes,
+                    seconds=seconds,
+                    warmup=warmup,
+                    window=8,
+                    rate=rate,
+                    record_sends=True,
+                    ts_offset=-(index + 1) * 100_000,
+                )
                 await asyncio.sleep(1.0)  # let the last events arrive
                 delays = sorted(
-                    shown - sent for imei, ts, sent in load["sends"]
+                    shown - sent
+                    for imei, ts, sent in load["sends"]
                     if (shown := _shown_at(received.get(imei, []), _iso(ts))) is not None
                 )
                 missing = len(load["sends"]) - len(delays)
@@ -90,9 +108,14 @@ def report(figures: dict[str, Any]) -> None:
     rows = []
     for rate in figures["rates"]:
         key = f"{rate // 1000}k" if rate >= 1000 else str(rate)
-        rows.append((f"{rate:,} frames/s offered", (
-            f"acked {figures[f'rate_{key}_acked_fps']:,}/s; send → position event p50 {figures[f'rate_{key}_p50_ms']} ms,"
-            f" p99 {figures[f'rate_{key}_p99_ms']} ms, max {figures[f'rate_{key}_max_ms']} ms"
-            f" ({figures[f'rate_{key}_samples']:,} samples, {figures[f'rate_{key}_missing']} missing)"
-        )))
+        rows.append(
+            (
+                f"{rate:,} frames/s offered",
+                (
+                    f"acked {figures[f'rate_{key}_acked_fps']:,}/s; send → position event p50 {figures[f'rate_{key}_p50_ms']} ms,"
+                    f" p99 {figures[f'rate_{key}_p99_ms']} ms, max {figures[f'rate_{key}_max_ms']} ms"
+                    f" ({figures[f'rate_{key}_samples']:,} samples, {figures[f'rate_{key}_missing']} missing)"
+                ),
+            )
+        )
     print_table(f"latency: {figures['connections']} insoles → solewatch run → one Socket.IO dashboard", rows)

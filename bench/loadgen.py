@@ -63,8 +63,21 @@ class InsoleLoad(asyncio.Protocol):
     def frame(self) -> bytes:
         self.seq = seq = (self.seq + 1) & 0xFFFF or 1
         body = _POSITION.pack(
-            b"XS", 1, 0x10, _POSITION_LENGTH, seq, self.gen.base_ts + seq,
-            436160000 + self.index * 10 + seq % 1000, 70550000, 12, 140, 2705, 9, 8, 87, 1,
+            b"XS",
+            1,
+            0x10,
+            _POSITION_LENGTH,
+            seq,
+            self.gen.base_ts + seq,
+            436160000 + self.index * 10 + seq % 1000,
+            70550000,
+            12,
+            140,
+            2705,
+            9,
+            8,
+            87,
+            1,
         )
         return body + binascii.crc_hqx(body[2:], 0xFFFF).to_bytes(2, "big")
 
@@ -198,9 +211,15 @@ class LoadGenerator:
 
     def report(self, elapsed: float, cpu: float) -> dict:
         return {
-            "connections": len(self.connections), "logged_in": self.logged_in, "lost": self.lost,
-            "acked": self.figures.acked, "refused": self.figures.refused, "seconds": elapsed,
-            "cpu_seconds": cpu, "latencies": self.figures.latencies, "window": self.window_wall,
+            "connections": len(self.connections),
+            "logged_in": self.logged_in,
+            "lost": self.lost,
+            "acked": self.figures.acked,
+            "refused": self.figures.refused,
+            "seconds": elapsed,
+            "cpu_seconds": cpu,
+            "latencies": self.figures.latencies,
+            "window": self.window_wall,
             "sends": self.sends,
         }
 
@@ -214,6 +233,7 @@ def main() -> None:
     runner: Callable[..., Any]
     try:
         import uvloop
+
         runner = uvloop.run
     except ImportError:
         runner = asyncio.run

@@ -28,8 +28,10 @@ def _sos_per_minute(text: str) -> float:
     return value
 
 
-SOS_HELP = (f"SOS raised per minute by the simulated insoles together (default: {FLEET_SOS_PER_MINUTE:g}, "
-            f"the first within {1.5 * 60 / FLEET_SOS_PER_MINUTE:g} s; 0: none)")
+SOS_HELP = (
+    f"SOS raised per minute by the simulated insoles together (default: {FLEET_SOS_PER_MINUTE:g}, "
+    f"the first within {1.5 * 60 / FLEET_SOS_PER_MINUTE:g} s; 0: none)"
+)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -60,8 +62,13 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--port", type=int, default=None, help="listener port (default: SOLEWATCH_LISTENER_PORT)")
     sim.add_argument("--duration", type=float, default=None, help="seconds to run (default: until stopped)")
     sim.add_argument("--seed", type=int, default=None)
-    sim.add_argument("--device", action="append", default=[], metavar="IMEI:TOKEN",
-                     help="simulate this registered device (repeatable) instead of registering simulated ones")
+    sim.add_argument(
+        "--device",
+        action="append",
+        default=[],
+        metavar="IMEI:TOKEN",
+        help="simulate this registered device (repeatable) instead of registering simulated ones",
+    )
     sim.add_argument("--sos-per-minute", type=_sos_per_minute, default=FLEET_SOS_PER_MINUTE, help=SOS_HELP)
 
     devices = sub.add_parser("devices", help="manage devices in the store")
@@ -97,15 +104,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.command == "openapi":
         from services.api.spec import openapi_spec
 
-        sys.stdout.write(orjson.dumps(openapi_spec(), option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode() + "\n")
+        sys.stdout.write(
+            orjson.dumps(openapi_spec(), option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode() + "\n"
+        )
         return
     if args.command == "bench":
         from bench.cli import run as run_bench
 
         run_bench(args)  # its own event loop; servers under test are separate processes
         return
-    handler = {"run": _run, "simulate": _simulate, "devices": _devices, "tenants": _tenants,
-               "migrate": _migrate}.get(args.command, _service)
+    handler = {"run": _run, "simulate": _simulate, "devices": _devices, "tenants": _tenants, "migrate": _migrate}.get(
+        args.command, _service
+    )
     try:
         run_process(lambda: handler(settings, args))
     except KeyboardInterrupt:
@@ -116,7 +126,11 @@ async def _run(settings: Settings, args: argparse.Namespace) -> None:
     from services.components import embedded_runtime
 
     runtime, _ = embedded_runtime(
-        settings, load_settings, simulate=args.simulate, rate=args.rate, sos_per_minute=args.sos_per_minute,
+        settings,
+        load_settings,
+        simulate=args.simulate,
+        rate=args.rate,
+        sos_per_minute=args.sos_per_minute,
     )
     await _run_or_explain(runtime, settings)
 
@@ -181,16 +195,27 @@ async def _simulate(settings: Settings, args: argparse.Namespace) -> None:
         loop.add_signal_handler(sig, stop.set)
     host, port = args.host or settings.bind, args.port or settings.listener_port
     stats = await run_simulation(
-        host, port, insoles, rate=args.rate, duration=args.duration, seed=args.seed, stop=stop,
-        sos_per_minute=args.sos_per_minute, give_up_unreachable=True,
+        host,
+        port,
+        insoles,
+        rate=args.rate,
+        duration=args.duration,
+        seed=args.seed,
+        stop=stop,
+        sos_per_minute=args.sos_per_minute,
+        give_up_unreachable=True,
     )
     # run_simulation has logged the final counts (simulator.finished); a run that sent nothing fails.
     if stats.connections_made == 0:
-        sys.exit(f"solewatch: could not connect to a listener at {host}:{port} ({await _connect_error(host, port)}), "
-                 "so nothing was sent; start `solewatch run` first, or give --host and --port")
+        sys.exit(
+            f"solewatch: could not connect to a listener at {host}:{port} ({await _connect_error(host, port)}), "
+            "so nothing was sent; start `solewatch run` first, or give --host and --port"
+        )
     if stats.logins == 0:
-        sys.exit(f"solewatch: the listener at {host}:{port} accepted no login ({stats.logins_refused} refused), "
-                 "so nothing was sent; check the --device IMEI:TOKEN pairs, or that it uses this data directory")
+        sys.exit(
+            f"solewatch: the listener at {host}:{port} accepted no login ({stats.logins_refused} refused), "
+            "so nothing was sent; check the --device IMEI:TOKEN pairs, or that it uses this data directory"
+        )
 
 
 async def _connect_error(host: str, port: int) -> str:
@@ -226,7 +251,9 @@ async def _devices(settings: Settings, args: argparse.Namespace) -> None:
                 sys.exit(f"solewatch: no device {args.imei}")
             code = CommandCode[args.cmd.upper().replace("-", "_")]
             command_id = await store.enqueue_command(device_id=found.id, cmd=code, args=bytes.fromhex(args.args))
-            sys.stdout.write(orjson.dumps({"command_id": command_id, "imei": args.imei, "cmd": args.cmd}).decode() + "\n")
+            sys.stdout.write(
+                orjson.dumps({"command_id": command_id, "imei": args.imei, "cmd": args.cmd}).decode() + "\n"
+            )
     finally:
         await store.close()
 
@@ -239,8 +266,9 @@ async def _tenants(settings: Settings, args: argparse.Namespace) -> None:
     store = build_store(settings)
     await store.open()
     try:
-        created = await add_tenant(store, name=args.name, admin_email=args.admin_email,
-                                   admin_password=args.admin_password)
+        created = await add_tenant(
+            store, name=args.name, admin_email=args.admin_email, admin_password=args.admin_password
+        )
     except (InvalidAccount, TenantExists, UserExists) as exc:
         sys.exit(f"solewatch: {type(exc).__name__}: {exc}")
     finally:

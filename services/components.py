@@ -48,9 +48,15 @@ def build_store(settings: Settings) -> Store:
 class PortComponent:
     """A port's adapter as a runtime component: opened first, closed last, ready while it answers."""
 
-    def __init__(self, name: str, *, start: Callable[[], Awaitable[None]], close: Callable[[], Awaitable[None]],
-                 ping: Callable[[], Awaitable[None]] | None = None,
-                 reload: Callable[[Settings], Awaitable[None]] | None = None):
+    def __init__(
+        self,
+        name: str,
+        *,
+        start: Callable[[], Awaitable[None]],
+        close: Callable[[], Awaitable[None]],
+        ping: Callable[[], Awaitable[None]] | None = None,
+        reload: Callable[[Settings], Awaitable[None]] | None = None,
+    ):
         self.name = name
         self._start, self._close, self._ping, self._reload = start, close, ping, reload
 
@@ -124,7 +130,9 @@ class SimulatorComponent:
         return None
 
 
-async def register_device(store: Store, *, imei: str, name: str, tenant: str = DEFAULT_TENANT) -> tuple[dict[str, str], bytes]:
+async def register_device(
+    store: Store, *, imei: str, name: str, tenant: str = DEFAULT_TENANT
+) -> tuple[dict[str, str], bytes]:
     """Register a device in a tenant; returns its public description and its new secret."""
     imei_to_bcd(imei)  # refuses anything but 15 digits, before touching the store
     tenant_id = await store.ensure_tenant(tenant)
@@ -151,8 +159,17 @@ async def register_simulated_insoles(store: Store, count: int) -> list:  # list[
 async def journal_alarm(message: Message) -> None:
     """Every alarm that reaches the bus is written to the log: operators see SOS at once."""
     alarm = orjson.loads(message.payload)
-    log.warning("alarm_delivered", alarm_id=alarm["alarm_id"], imei=alarm["imei"], kind=alarm["kind"],
-                seq=alarm["seq"], ts=alarm["ts"], lat=alarm["lat"], lon=alarm["lon"], message_id=message.message_id)
+    log.warning(
+        "alarm_delivered",
+        alarm_id=alarm["alarm_id"],
+        imei=alarm["imei"],
+        kind=alarm["kind"],
+        seq=alarm["seq"],
+        ts=alarm["ts"],
+        lat=alarm["lat"],
+        lon=alarm["lon"],
+        message_id=message.message_id,
+    )
 
 
 class AccountsBootstrap:
@@ -194,8 +211,9 @@ class AccountsBootstrap:
         return None
 
 
-def embedded_runtime(settings: Settings, load_settings, *, simulate: int = 0, rate: float = 0.2,
-                     sos_per_minute: float | None = None) -> tuple[Runtime, Listener]:
+def embedded_runtime(
+    settings: Settings, load_settings, *, simulate: int = 0, rate: float = 0.2, sos_per_minute: float | None = None
+) -> tuple[Runtime, Listener]:
     """The all-in-one process: every service over the embedded adapters."""
     store = build_store(settings)
     cache = embedded_cache(settings)  # sessions and login throttling persist; the rest stays in memory
@@ -212,7 +230,9 @@ def embedded_runtime(settings: Settings, load_settings, *, simulate: int = 0, ra
         PortComponent("store", start=store.open, close=store.close, ping=store.ping),
         PortComponent("cache", start=cache.start, close=cache.close, ping=cache.ping),
         PortComponent("bus", start=bus.start, close=bus.close),
-        notifications, relay, listener,
+        notifications,
+        relay,
+        listener,
     ]
     if settings.mqtt_url:
         from services.listener.mqtt import MqttIngest

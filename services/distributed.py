@@ -52,8 +52,11 @@ class RemoteCommands:
     async def send_command(self, *, device_id: int, cmd: int, args: bytes = b"") -> int:
         command_id = await self._store.enqueue_command(device_id=device_id, cmd=cmd, args=args)
         try:
-            await self._bus.publish(TOPIC_COMMAND, orjson.dumps({"device_id": device_id, "command_id": command_id}),
-                                    message_id=f"command-{command_id}")
+            await self._bus.publish(
+                TOPIC_COMMAND,
+                orjson.dumps({"device_id": device_id, "command_id": command_id}),
+                message_id=f"command-{command_id}",
+            )
         except Exception as exc:  # stored: the listeners' poll sends it
             log.warning("command_announce_failed", command_id=command_id, error=str(exc))
         return command_id
@@ -63,8 +66,11 @@ class Backends:
     """The ports every distributed service process opens, and their components."""
 
     def __init__(self, settings: Settings, service: str):
-        missing = [name for name, url in (("SOLEWATCH_AMQP_URL", settings.amqp_url),
-                                          ("SOLEWATCH_REDIS_URL", settings.redis_url)) if not url]
+        missing = [
+            name
+            for name, url in (("SOLEWATCH_AMQP_URL", settings.amqp_url), ("SOLEWATCH_REDIS_URL", settings.redis_url))
+            if not url
+        ]
         if missing:
             raise SettingsError(
                 f"`solewatch {service}` runs one service of the distributed mode and needs {', '.join(missing)};"
@@ -73,14 +79,24 @@ class Backends:
         self.store = build_store(settings)
         self.cache = RedisCache(settings.redis_url)  # type: ignore[arg-type]
         self.bus = AmqpBus(settings.amqp_url)  # type: ignore[arg-type]
-        self.context = ServiceContext(settings=settings, store=self.store, cache=self.cache, bus=self.bus,
-                                      commands=RemoteCommands(self.store, self.bus))
+        self.context = ServiceContext(
+            settings=settings,
+            store=self.store,
+            cache=self.cache,
+            bus=self.bus,
+            commands=RemoteCommands(self.store, self.bus),
+        )
 
     def ports(self) -> list[Component]:
         return [
             PortComponent("store", start=self.store.open, close=self.store.close, ping=self.store.ping),
-            PortComponent("cache", start=self.cache.start, close=self.cache.close, ping=self.cache.ping,
-                          reload=lambda settings: self.cache.reconnect(settings.redis_url or "")),
+            PortComponent(
+                "cache",
+                start=self.cache.start,
+                close=self.cache.close,
+                ping=self.cache.ping,
+                reload=lambda settings: self.cache.reconnect(settings.redis_url or ""),
+            ),
         ]
 
     def relay(self) -> OutboxRelay:
@@ -88,8 +104,9 @@ class Backends:
 
 
 def _listener(settings: Settings, backends: Backends) -> tuple[list[Component], Callable[[Runtime], object]]:
-    listener = Listener(settings, backends.store, cache=backends.cache, bus=backends.bus,
-                        make_durable=publish_to_writer(backends.bus))
+    listener = Listener(
+        settings, backends.store, cache=backends.cache, bus=backends.bus, make_durable=publish_to_writer(backends.bus)
+    )
     writer = StoreWriter(backends.store, backends.bus)
     components: list[Component] = [*backends.ports(), writer, backends.bus, backends.relay(), listener]
     if settings.mqtt_url:
@@ -100,15 +117,19 @@ def _listener(settings: Settings, backends: Backends) -> tuple[list[Component], 
 
 
 def _api(settings: Settings, backends: Backends) -> tuple[list[Component], Callable[[Runtime], object]]:
-    return ([*backends.ports(), backends.bus, backends.relay()],
-            # With the auth routes too, so that its /api/v1/openapi.json (the one the proxy
-            # serves) documents the whole API; the proxy sends auth requests to authn.
-            lambda runtime: create_app(backends.context, runtime, live_updates=False))
+    return (
+        [*backends.ports(), backends.bus, backends.relay()],
+        # With the auth routes too, so that its /api/v1/openapi.json (the one the proxy
+        # serves) documents the whole API; the proxy sends auth requests to authn.
+        lambda runtime: create_app(backends.context, runtime, live_updates=False),
+    )
 
 
 def _authn(settings: Settings, backends: Backends) -> tuple[list[Component], Callable[[Runtime], object]]:
-    return ([*backends.ports(), AccountsBootstrap(settings, backends.store), backends.bus, backends.relay()],
-            lambda runtime: create_app(backends.context, runtime, live_updates=False, rest=False))
+    return (
+        [*backends.ports(), AccountsBootstrap(settings, backends.store), backends.bus, backends.relay()],
+        lambda runtime: create_app(backends.context, runtime, live_updates=False, rest=False),
+    )
 
 
 def _wss(settings: Settings, backends: Backends) -> tuple[list[Component], Callable[[Runtime], object]]:
@@ -116,14 +137,18 @@ def _wss(settings: Settings, backends: Backends) -> tuple[list[Component], Calla
     # gets the events whichever process consumed the bus message.
     manager = socketio.AsyncRedisManager(settings.redis_url)
     sio = create_socketio(backends.context, client_manager=manager)
-    return ([*backends.ports(), backends.bus],
-            lambda runtime: create_app(backends.context, runtime, auth=False, rest=False, sio=sio))
+    return (
+        [*backends.ports(), backends.bus],
+        lambda runtime: create_app(backends.context, runtime, auth=False, rest=False, sio=sio),
+    )
 
 
 def _notifications(settings: Settings, backends: Backends) -> tuple[list[Component], Callable[[Runtime], object]]:
     notifications = NotificationsService(backends.context)
-    return ([*backends.ports(), notifications, backends.bus, backends.relay()],
-            lambda runtime: health_app("solewatch-notifications", runtime))
+    return (
+        [*backends.ports(), notifications, backends.bus, backends.relay()],
+        lambda runtime: health_app("solewatch-notifications", runtime),
+    )
 
 
 _LAYOUTS = {"listener": _listener, "api": _api, "authn": _authn, "wss": _wss, "notifications": _notifications}

@@ -71,8 +71,10 @@ def lock_data_dir(data_dir: Path) -> int:
         data_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         if exc.errno in (errno.EACCES, errno.EPERM):
-            raise StartupError(f"cannot create the data directory {where}: permission denied; create it, "
-                               "or set SOLEWATCH_DATA_DIR to a directory this user can write") from exc
+            raise StartupError(
+                f"cannot create the data directory {where}: permission denied; create it, "
+                "or set SOLEWATCH_DATA_DIR to a directory this user can write"
+            ) from exc
         raise StartupError(_data_dir_problem(where, exc)) from exc
     try:
         fd = os.open(data_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
@@ -97,10 +99,14 @@ def lock_data_dir(data_dir: Path) -> int:
 
 def _data_dir_problem(where: str, exc: OSError) -> str:
     if exc.errno == errno.EROFS:
-        return f"the data directory {where} is on a read-only file system; set SOLEWATCH_DATA_DIR to a writable directory"
+        return (
+            f"the data directory {where} is on a read-only file system; set SOLEWATCH_DATA_DIR to a writable directory"
+        )
     if exc.errno in (errno.EACCES, errno.EPERM):
-        return (f"the data directory {where} is not writable by user {_user()}; fix its permissions, "
-                "or set SOLEWATCH_DATA_DIR to a directory this user can write")
+        return (
+            f"the data directory {where} is not writable by user {_user()}; fix its permissions, "
+            "or set SOLEWATCH_DATA_DIR to a directory this user can write"
+        )
     if exc.errno == errno.ENOSPC:
         return f"no space left for the data directory {where}; free some, or set SOLEWATCH_DATA_DIR elsewhere"
     if exc.errno in (errno.ENOTDIR, errno.EEXIST):
@@ -122,8 +128,10 @@ def check_ports_free(settings: Settings) -> None:
     resolves to), then released: only a socket another program listens on makes
     it fail, not the leftovers of a previous run.
     """
-    ports = (("SOLEWATCH_HTTP_PORT", "the HTTP API", settings.http_port),
-             ("SOLEWATCH_LISTENER_PORT", "the devices' XSole TCP", settings.listener_port))
+    ports = (
+        ("SOLEWATCH_HTTP_PORT", "the HTTP API", settings.http_port),
+        ("SOLEWATCH_LISTENER_PORT", "the devices' XSole TCP", settings.listener_port),
+    )
     for variable, purpose, port in ports:
         if port:
             _check_port(settings.bind, port, variable, purpose)
@@ -145,8 +153,10 @@ def _check_port(host: str, port: int, variable: str, purpose: str) -> None:
 
 def _port_problem(host: str, port: int, variable: str, purpose: str, exc: OSError) -> str:
     if exc.errno == errno.EADDRINUSE:
-        return (f"port {port} on {host} ({purpose}) is already in use by another program; stop it, "
-                f"or set {variable} to a free port")
+        return (
+            f"port {port} on {host} ({purpose}) is already in use by another program; stop it, "
+            f"or set {variable} to a free port"
+        )
     if exc.errno == errno.EACCES:
         return f"port {port} ({purpose}) needs privileges this user lacks; set {variable} to a port above 1023"
     if exc.errno == errno.EADDRNOTAVAIL:
@@ -162,8 +172,10 @@ def startup_failure(exc: BaseException, settings: Settings) -> str:
         return f"invalid settings: {exc}"
     if isinstance(exc, sqlite3.OperationalError):
         if "locked" in str(exc):
-            return (f"the database {os.path.abspath(settings.sqlite_path)} is locked by another process; "
-                    "stop it, or set SOLEWATCH_DATA_DIR to another directory")
+            return (
+                f"the database {os.path.abspath(settings.sqlite_path)} is locked by another process; "
+                "stop it, or set SOLEWATCH_DATA_DIR to another directory"
+            )
         return f"cannot use the database {os.path.abspath(settings.sqlite_path)}: {exc}"
     if isinstance(exc, OSError):
         if exc.errno == errno.EADDRINUSE:  # taken between the preflight check and the real bind

@@ -34,23 +34,34 @@ class SettingsError(ValueError):
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="SOLEWATCH_", extra="ignore", populate_by_name=True,
-                                      hide_input_in_errors=True)
+    model_config = SettingsConfigDict(
+        env_prefix="SOLEWATCH_", extra="ignore", populate_by_name=True, hide_input_in_errors=True
+    )
 
     # Where things listen.
     bind: str = "127.0.0.1"
     http_port: int = Field(8000, ge=0, le=65535)
-    max_request_body: int = Field(1024 * 1024, ge=1, description="bytes an HTTP request body may have (413 above); "
-                                                                  "enforced while reading, on every route")
+    max_request_body: int = Field(
+        1024 * 1024,
+        ge=1,
+        description="bytes an HTTP request body may have (413 above); enforced while reading, on every route",
+    )
     # HTTP connections hold file descriptors the device listener shares in an all-in-one process.
-    http_max_connections: int = Field(4096, gt=0, description="HTTP connections (WebSockets included) open at once; "
-                                                              "more are closed at once")
-    http_max_connections_per_address: int = Field(256, gt=0, description="HTTP connections open at once from one "
-                                                                         "client address; raise it behind a proxy")
-    http_header_timeout: float = Field(10, gt=0, description="seconds a request's headers have to arrive, from the "
-                                                             "connection or the previous response (408, closed)")
-    http_body_timeout: float = Field(60, gt=0, description="seconds a request's whole body has to arrive once its "
-                                                           "headers have (408, closed)")
+    http_max_connections: int = Field(
+        4096, gt=0, description="HTTP connections (WebSockets included) open at once; more are closed at once"
+    )
+    http_max_connections_per_address: int = Field(
+        256, gt=0, description="HTTP connections open at once from one client address; raise it behind a proxy"
+    )
+    http_header_timeout: float = Field(
+        10,
+        gt=0,
+        description="seconds a request's headers have to arrive, from the "
+        "connection or the previous response (408, closed)",
+    )
+    http_body_timeout: float = Field(
+        60, gt=0, description="seconds a request's whole body has to arrive once its headers have (408, closed)"
+    )
     listener_port: int = Field(9000, ge=0, le=65535)
 
     # Embedded defaults; an URL switches that port to its server adapter.
@@ -59,11 +70,15 @@ class Settings(BaseSettings):
     amqp_url: str | None = None
     redis_url: str | None = None
     mqtt_url: str | None = None
-    mqtt_topic_prefix: str = Field("xsole", pattern=r"^[^+#]+$",
-                                   description="devices publish to {prefix}/{imei}/up and read {prefix}/{imei}/down")
-    mqtt_shared_group: str = Field("solewatch", pattern=r"^[^/+#]*$",
-                                   description="shared-subscription group splitting the devices' messages between "
-                                               "listeners (docs/mqtt.md); empty for a plain subscription")
+    mqtt_topic_prefix: str = Field(
+        "xsole", pattern=r"^[^+#]+$", description="devices publish to {prefix}/{imei}/up and read {prefix}/{imei}/down"
+    )
+    mqtt_shared_group: str = Field(
+        "solewatch",
+        pattern=r"^[^/+#]*$",
+        description="shared-subscription group splitting the devices' messages between "
+        "listeners (docs/mqtt.md); empty for a plain subscription",
+    )
 
     admin_email: str | None = None
     admin_password: SecretStr | None = None
@@ -76,9 +91,12 @@ class Settings(BaseSettings):
     # Login throttling (services/authn/ratelimit.py, docs/security.md): per email and address, then per address.
     login_free_failures: int = Field(3, ge=0, description="failed logins of one email from one address before delays")
     login_first_delay: float = Field(1, gt=0, description="seconds of the first delay; each further failure doubles it")
-    login_max_delay: float = Field(900, gt=0, description="the longest delay between two logins of one email from one address")
-    login_max_failures_per_address: int = Field(30, gt=0, description="logins not succeeding from one address per window, "
-                                                                       "across emails")
+    login_max_delay: float = Field(
+        900, gt=0, description="the longest delay between two logins of one email from one address"
+    )
+    login_max_failures_per_address: int = Field(
+        30, gt=0, description="logins not succeeding from one address per window, across emails"
+    )
     login_failure_window: float = Field(3600, gt=0, description="seconds failures are remembered")
 
     smtp_host: str | None = None
@@ -88,7 +106,9 @@ class Settings(BaseSettings):
     smtp_from: str | None = None
     smtp_starttls: bool = True
     smtp_timeout: float = Field(30, gt=0, description="seconds for one SMTP connection and send")
-    smtp_ca_file: Path | None = Field(None, description="CA bundle to verify the SMTP server's certificate (system CAs otherwise)")
+    smtp_ca_file: Path | None = Field(
+        None, description="CA bundle to verify the SMTP server's certificate (system CAs otherwise)"
+    )
 
     # Notifications: a failed send is retried notification_max_attempts times in
     # all, waiting notification_backoff seconds, doubling up to notification_backoff_max.
@@ -97,24 +117,39 @@ class Settings(BaseSettings):
     notification_backoff_max: float = Field(16.0, ge=0)
     notification_concurrency: int = Field(20, gt=0, description="sends in progress at once, all channels together")
     notification_claim_timeout: float = Field(
-        300, gt=0, description="seconds after which a notification claimed by a process that went silent is sent again",
+        300,
+        gt=0,
+        description="seconds after which a notification claimed by a process that went silent is sent again",
     )
     escalation_check_interval: float = Field(1.0, gt=0, description="seconds between checks for escalation steps due")
-    notification_drain_timeout: float = Field(10, ge=0, description="seconds a stopping process waits for sends in progress")
+    notification_drain_timeout: float = Field(
+        10, ge=0, description="seconds a stopping process waits for sends in progress"
+    )
 
-    twilio_account_sid: str | None = Field(None, validation_alias=AliasChoices("TWILIO_ACCOUNT_SID", "twilio_account_sid"))
-    twilio_auth_token: SecretStr | None = Field(None, validation_alias=AliasChoices("TWILIO_AUTH_TOKEN", "twilio_auth_token"))
+    twilio_account_sid: str | None = Field(
+        None, validation_alias=AliasChoices("TWILIO_ACCOUNT_SID", "twilio_account_sid")
+    )
+    twilio_auth_token: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("TWILIO_AUTH_TOKEN", "twilio_auth_token")
+    )
     sms_from: str | None = None
     voice_from: str | None = Field(None, description="caller ID of alert calls (E.164); SOLEWATCH_SMS_FROM when unset")
     twilio_base_url: str | None = None
-    public_url: str | None = Field(None, description="externally reachable base URL of the API (https://solewatch.example), "
-                                                     "for callbacks from providers such as Twilio's delivery status")
+    public_url: str | None = Field(
+        None,
+        description="externally reachable base URL of the API (https://solewatch.example), "
+        "for callbacks from providers such as Twilio's delivery status",
+    )
     # Web Push (services/notifications/push.py): without a key, one is made once and kept in the store.
-    vapid_private_key: SecretStr | None = Field(None, description="VAPID private key signing Web Push (PEM, or "
-                                                                  "base64url of the raw P-256 key)")
-    vapid_subject: str | None = Field(None, pattern=r"^(mailto:|https://)",
-                                      description="VAPID contact for push services (mailto: or https:); "
-                                                  "the admin's email, else the public URL, when unset")
+    vapid_private_key: SecretStr | None = Field(
+        None, description="VAPID private key signing Web Push (PEM, or base64url of the raw P-256 key)"
+    )
+    vapid_subject: str | None = Field(
+        None,
+        pattern=r"^(mailto:|https://)",
+        description="VAPID contact for push services (mailto: or https:); "
+        "the admin's email, else the public URL, when unset",
+    )
     push_ack_token_ttl: int = Field(4 * 3600, gt=0, description="seconds a pushed alert's Acknowledge action works")
 
     offline_after: float = Field(600, gt=0)
@@ -122,29 +157,46 @@ class Settings(BaseSettings):
     low_battery_threshold: int = Field(15, ge=1, le=99, description="battery percent below which low_battery is raised")
 
     # The dashboard's map background; empty for none (the map still works on a plain background).
-    map_tile_url: str = Field("https://tile.openstreetmap.org/{z}/{x}/{y}.png",
-                              description="Leaflet tile URL template ({z}/{x}/{y}, optional {s})")
+    map_tile_url: str = Field(
+        "https://tile.openstreetmap.org/{z}/{x}/{y}.png",
+        description="Leaflet tile URL template ({z}/{x}/{y}, optional {s})",
+    )
 
     # Live updates (services/wss/handshakes.py): Engine.IO sessions opened without a token yet.
-    wss_max_half_open_sessions: int = Field(1000, gt=0, description="sessions waiting for an authenticated Socket.IO "
-                                                                    "CONNECT at once; handshakes beyond get 503")
-    wss_max_half_open_per_address: int = Field(100, gt=0, description="of those, how many one client address (IPv6: "
-                                                                       "its /64) may hold; its handshakes beyond get 503")
-    wss_handshake_timeout: float = Field(10, gt=0, description="seconds a new session has to authenticate before "
-                                                               "it is closed")
+    wss_max_half_open_sessions: int = Field(
+        1000,
+        gt=0,
+        description="sessions waiting for an authenticated Socket.IO CONNECT at once; handshakes beyond get 503",
+    )
+    wss_max_half_open_per_address: int = Field(
+        100,
+        gt=0,
+        description="of those, how many one client address (IPv6: its /64) may hold; its handshakes beyond get 503",
+    )
+    wss_handshake_timeout: float = Field(
+        10, gt=0, description="seconds a new session has to authenticate before it is closed"
+    )
 
     # Listener behaviour (contract defaults).
     idle_timeout: float = Field(300, gt=0, description="seconds of silence before a device connection is closed")
     login_timeout: float = Field(30, gt=0, description="seconds a new connection has to log in before it is closed")
     max_connections: int = Field(19_000, gt=0)
-    max_unacked_per_connection: int = Field(64, gt=0, description="frames awaiting durability before a connection stops being read")
+    max_unacked_per_connection: int = Field(
+        64, gt=0, description="frames awaiting durability before a connection stops being read"
+    )
     commit_max_batch: int = Field(4096, gt=0, description="frames in one store transaction at most")
-    max_pending_frames: int = Field(50_000, gt=0, description="frames awaiting durability before every connection stops being read")
+    max_pending_frames: int = Field(
+        50_000, gt=0, description="frames awaiting durability before every connection stops being read"
+    )
     command_poll_interval: float = Field(2.0, gt=0)
     # Wrong device tokens (services/listener/login_backoff.py): LOGIN_ACK 2 at once, then the
     # connection is held this long before it is closed, doubling per consecutive failure.
-    device_login_backoff: float = Field(1.0, ge=0, description="seconds a refused device connection is held after "
-                                                               "its IMEI's or address's second consecutive failure")
+    device_login_backoff: float = Field(
+        1.0,
+        ge=0,
+        description="seconds a refused device connection is held after "
+        "its IMEI's or address's second consecutive failure",
+    )
     device_login_backoff_max: float = Field(30.0, ge=0, description="the longest hold (the login timeout cuts it too)")
     device_login_failure_window: float = Field(900, gt=0, description="seconds device login failures are counted over")
 

@@ -30,10 +30,14 @@ disable_created_metrics()
 log = get_logger("solewatch.http")
 
 connections_open = Gauge("http_connections_open", "HTTP connections open (WebSockets included)")
-connections_refused = Counter("http_connections_refused_total", "HTTP connections closed at once: over a cap",
-                              ["reason"])
-requests_timed_out = Counter("http_requests_timed_out_total", "HTTP connections closed because a request's head "
-                             "or body did not arrive in time", ["phase"])
+connections_refused = Counter(
+    "http_connections_refused_total", "HTTP connections closed at once: over a cap", ["reason"]
+)
+requests_timed_out = Counter(
+    "http_requests_timed_out_total",
+    "HTTP connections closed because a request's head or body did not arrive in time",
+    ["phase"],
+)
 
 
 def health_app(title: str, runtime: Runtime) -> FastAPI:
@@ -131,10 +135,17 @@ def _replay(messages: list[Message], receive: Receive) -> Receive:
 
 async def _too_large(send: Send, limit: int) -> None:
     body = orjson.dumps({"detail": f"request body larger than {limit} bytes"})
-    await send({"type": "http.response.start", "status": 413, "headers": [
-        (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-        (b"connection", b"close"),
-    ]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
@@ -187,8 +198,13 @@ class ConnectionGuard:
         return _GuardedConnection(self, AutoHTTPProtocol(**uvicorn_args))
 
     def admit(self, address: str) -> bool:
-        reason = ("total" if self.total >= self.max_total
-                  else "per_address" if self.open[address] >= self.max_per_address else None)
+        reason = (
+            "total"
+            if self.total >= self.max_total
+            else "per_address"
+            if self.open[address] >= self.max_per_address
+            else None
+        )
         if reason:
             connections_refused.labels(reason).inc()
             self._note(f"refused_{reason}", address)
@@ -217,8 +233,13 @@ class ConnectionGuard:
             self._summary = asyncio.get_running_loop().call_later(SUMMARY_INTERVAL, self._log_summary)
 
     def _log_summary(self) -> None:
-        log.warning("http_connections_cut", counts=dict(self._cut), top_addresses=dict(self._cut_from.most_common(5)),
-                    open=self.total, seconds=SUMMARY_INTERVAL)
+        log.warning(
+            "http_connections_cut",
+            counts=dict(self._cut),
+            top_addresses=dict(self._cut_from.most_common(5)),
+            open=self.total,
+            seconds=SUMMARY_INTERVAL,
+        )
         self._cut.clear()
         self._cut_from.clear()
         self._summary = None
@@ -404,8 +425,13 @@ class HttpServer:
         self._body_limit = BodyLimit(app, settings.max_request_body)
         self._guard = ConnectionGuard(settings)
         self._config = uvicorn.Config(
-            RequestDeadlines(self._body_limit), host=settings.bind, port=settings.http_port, log_config=None,
-            access_log=False, lifespan="off", timeout_graceful_shutdown=5,
+            RequestDeadlines(self._body_limit),
+            host=settings.bind,
+            port=settings.http_port,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            timeout_graceful_shutdown=5,
             http=self._guard.protocol,  # type: ignore[arg-type]  # a factory, called as uvicorn calls a class
         )
         self._server = _QuietSignalsServer(self._config)

@@ -36,8 +36,9 @@ class EmbeddedSolewatch:
     async def register(self, imei: str, *, tenant: str = DEFAULT_TENANT, enabled: bool = True) -> bytes:
         tenant_id = await self.store.ensure_tenant(tenant)
         token = secrets.token_bytes(16)
-        await self.store.add_device(tenant_id=tenant_id, imei=imei, name=f"worker {imei[-4:]}",
-                                    token_hash=hash_device_token(token))
+        await self.store.add_device(
+            tenant_id=tenant_id, imei=imei, name=f"worker {imei[-4:]}", token_hash=hash_device_token(token)
+        )
         if not enabled:
             import sqlite3
 

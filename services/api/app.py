@@ -60,7 +60,10 @@ TAGS = [
     {"name": "geofences", "description": "areas whose crossing raises geofence_exit or geofence_enter alerts"},
     {"name": "escalation", "description": "who is told next while nobody acknowledges an alert"},
     {"name": "push", "description": "Web Push: new alerts as notifications on supervisors' browsers and phones"},
-    {"name": "webhooks", "description": "callbacks from Twilio (delivery status, SMS replies, voice calls), signed by it"},
+    {
+        "name": "webhooks",
+        "description": "callbacks from Twilio (delivery status, SMS replies, voice calls), signed by it",
+    },
 ]
 
 # Answers any authenticated operation may give besides its own.
@@ -73,7 +76,12 @@ _COMMON_ERRORS: dict[int | str, dict[str, Any]] = {
 
 
 def create_app(
-    context: ServiceContext, runtime: Runtime, *, live_updates: bool = True, auth: bool = True, rest: bool = True,
+    context: ServiceContext,
+    runtime: Runtime,
+    *,
+    live_updates: bool = True,
+    auth: bool = True,
+    rest: bool = True,
     sio: socketio.AsyncServer | None = None,
 ) -> socketio.ASGIApp:
     """The HTTP surface of a process; the FastAPI app is `.other_asgi_app`.
@@ -130,8 +138,11 @@ def _serve_openapi(app: FastAPI) -> None:
     @app.get(DOCS_URL, include_in_schema=False)
     async def docs() -> HTMLResponse:
         return get_swagger_ui_html(
-            openapi_url=OPENAPI_URL, title="solewatch API", swagger_favicon_url=f"{DOCS_ASSETS_URL}/favicon-32x32.png",
-            swagger_js_url=f"{DOCS_ASSETS_URL}/swagger-ui-bundle.js", swagger_css_url=f"{DOCS_ASSETS_URL}/swagger-ui.css",
+            openapi_url=OPENAPI_URL,
+            title="solewatch API",
+            swagger_favicon_url=f"{DOCS_ASSETS_URL}/favicon-32x32.png",
+            swagger_js_url=f"{DOCS_ASSETS_URL}/swagger-ui-bundle.js",
+            swagger_css_url=f"{DOCS_ASSETS_URL}/swagger-ui.css",
         )
 
     app.mount(DOCS_ASSETS_URL, StaticFiles(directory=swagger_ui_path), name="swagger-ui")
@@ -153,11 +164,20 @@ def document_common_answers(spec: dict[str, Any]) -> dict[str, Any]:
         for operation in path.values():
             responses = operation.setdefault("responses", {})
             if "requestBody" in operation:
-                responses.setdefault("400", {"description": "the body could not be read (malformed JSON is a 422 "
-                                                                "listing `json_invalid`)",
-                                             "content": {"application/json": {"schema": _ERROR}}})
-                responses.setdefault("413", {"description": "the body is larger than the server accepts",
-                                             "content": {"application/json": {"schema": _ERROR}}})
+                responses.setdefault(
+                    "400",
+                    {
+                        "description": "the body could not be read (malformed JSON is a 422 listing `json_invalid`)",
+                        "content": {"application/json": {"schema": _ERROR}},
+                    },
+                )
+                responses.setdefault(
+                    "413",
+                    {
+                        "description": "the body is larger than the server accepts",
+                        "content": {"application/json": {"schema": _ERROR}},
+                    },
+                )
             if "422" in responses:
                 responses["422"]["content"] = {"application/json": {"schema": _VALIDATION_ERROR}}
     return spec

@@ -16,8 +16,14 @@ router = APIRouter(prefix="/api/v1/contacts", tags=["contacts"])
 
 
 def contact_view(contact: Contact) -> dict[str, Any]:
-    return {"id": contact.id, "name": contact.name, "email": contact.email, "phone": contact.phone,
-            "kinds": list(contact.kinds), "created_at": iso_utc(contact.created_at, millis=True)}
+    return {
+        "id": contact.id,
+        "name": contact.name,
+        "email": contact.email,
+        "phone": contact.phone,
+        "kinds": list(contact.kinds),
+        "created_at": iso_utc(contact.created_at, millis=True),
+    }
 
 
 @router.get("", response_model=ContactList, summary="List the tenant's contacts")
@@ -28,13 +34,22 @@ async def list_contacts(context: ContextDep, principal: CurrentPrincipal) -> dic
 @router.post("", status_code=201, response_model=ContactOut, summary="Add a contact (admin)")
 async def add_contact(body: ContactIn, context: ContextDep, principal: AdminPrincipal) -> dict[str, Any]:
     contact = await context.store.add_contact(
-        tenant_id=principal.tenant_id, name=body.name, email=body.email, phone=body.phone, kinds=tuple(body.kinds),
+        tenant_id=principal.tenant_id,
+        name=body.name,
+        email=body.email,
+        phone=body.phone,
+        kinds=tuple(body.kinds),
     )
     return contact_view(contact)
 
 
-@router.delete("/{contact_id}", status_code=204, response_class=Response, summary="Remove a contact (admin)",
-               responses={404: {"model": ErrorOut, "description": "no such contact in the caller's tenant"}})
+@router.delete(
+    "/{contact_id}",
+    status_code=204,
+    response_class=Response,
+    summary="Remove a contact (admin)",
+    responses={404: {"model": ErrorOut, "description": "no such contact in the caller's tenant"}},
+)
 async def delete_contact(contact_id: ResourceId, context: ContextDep, principal: AdminPrincipal) -> Response:
     if not await context.store.delete_contact(principal.tenant_id, contact_id):
         raise HTTPException(404, "contact not found")

@@ -22,8 +22,11 @@ Span = Annotated[tuple[Hour, Hour], Field(json_schema_extra={"uniqueItems": True
 
 
 class Shift(BaseModel):
-    hours: list[Span] = Field(min_length=1, max_length=6,
-                              description="local [start, end) hours, 0-24; an end before its start runs past midnight")
+    hours: list[Span] = Field(
+        min_length=1,
+        max_length=6,
+        description="local [start, end) hours, 0-24; an end before its start runs past midnight",
+    )
     timezone: str = Field("UTC", description="IANA name, e.g. Europe/Paris")
     model_config = ConfigDict(extra="forbid")
 
@@ -46,11 +49,16 @@ class Shift(BaseModel):
 
 
 class DeviceSettingsIn(BaseModel):
-    offline_after: float | None = Field(None, ge=30, le=7 * 24 * 3600, strict=True,
-                                        description="seconds of silence before offline; null: the default")
+    offline_after: float | None = Field(
+        None, ge=30, le=7 * 24 * 3600, strict=True, description="seconds of silence before offline; null: the default"
+    )
     shift: Shift | None = Field(None, description="when no_motion counts; null: at any hour")
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
-        {"offline_after": 300, "shift": {"hours": [[22, 6]], "timezone": "Europe/Paris"}}]})
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"offline_after": 300, "shift": {"hours": [[22, 6]], "timezone": "Europe/Paris"}}]
+        },
+    )
 
 
 class DeviceSettingsOut(BaseModel):
@@ -61,19 +69,26 @@ class DeviceSettingsOut(BaseModel):
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorOut, "description": "no such device in the tenant"}}
 
 
-@router.get("/{imei}/settings", response_model=DeviceSettingsOut, responses=_NOT_FOUND,
-            summary="A device's detection settings")
+@router.get(
+    "/{imei}/settings", response_model=DeviceSettingsOut, responses=_NOT_FOUND, summary="A device's detection settings"
+)
 async def get_settings(imei: Imei, context: ContextDep, principal: CurrentPrincipal) -> dict[str, Any]:
     device = await tenant_device(context, principal.tenant_id, imei)
     return (await context.store.device_settings(device.id)).as_dict()
 
 
-@router.put("/{imei}/settings", response_model=DeviceSettingsOut, responses=_NOT_FOUND,
-            summary="Replace a device's detection settings (admin)")
-async def put_settings(imei: Imei, body: DeviceSettingsIn, context: ContextDep,
-                       principal: AdminPrincipal) -> dict[str, Any]:
+@router.put(
+    "/{imei}/settings",
+    response_model=DeviceSettingsOut,
+    responses=_NOT_FOUND,
+    summary="Replace a device's detection settings (admin)",
+)
+async def put_settings(
+    imei: Imei, body: DeviceSettingsIn, context: ContextDep, principal: AdminPrincipal
+) -> dict[str, Any]:
     device = await tenant_device(context, principal.tenant_id, imei)
-    settings = DeviceSettings(offline_after=body.offline_after,
-                              shift=body.shift.model_dump(mode="json") if body.shift else None)
+    settings = DeviceSettings(
+        offline_after=body.offline_after, shift=body.shift.model_dump(mode="json") if body.shift else None
+    )
     await context.store.set_device_settings(device.id, settings)
     return settings.as_dict()

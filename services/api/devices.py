@@ -46,29 +46,44 @@ def _iso_8601(value: object) -> object:
     return value
 
 
-Instant = Annotated[datetime | None, Query(description="ISO-8601; UTC when no offset is given"),
-                    BeforeValidator(_iso_8601)]
+Instant = Annotated[
+    datetime | None, Query(description="ISO-8601; UTC when no offset is given"), BeforeValidator(_iso_8601)
+]
 
 
 async def device_view(context: ServiceContext, device: Device) -> dict[str, Any]:
     mark = await context.cache.get(online_key(device.id))
     last_position = None
     if device.last_fix_ts is not None and device.last_lat_e7 is not None and device.last_lon_e7 is not None:
-        last_position = {"ts": iso_utc(device.last_fix_ts), "lat": device.last_lat_e7 / 1e7,
-                         "lon": device.last_lon_e7 / 1e7}
+        last_position = {
+            "ts": iso_utc(device.last_fix_ts),
+            "lat": device.last_lat_e7 / 1e7,
+            "lon": device.last_lon_e7 / 1e7,
+        }
     return {
-        "imei": device.imei, "name": device.name, "created_at": iso_utc(device.created_at, millis=True),
+        "imei": device.imei,
+        "name": device.name,
+        "created_at": iso_utc(device.created_at, millis=True),
         "online": mark is not None and mark not in (b"", b"0"),
-        "last_seen": iso_utc(device.last_seen), "battery": device.battery, "last_position": last_position,
+        "last_seen": iso_utc(device.last_seen),
+        "battery": device.battery,
+        "last_position": last_position,
     }
 
 
 def position_view(row: Position) -> dict[str, Any]:
     """A stored position in the API's units (the store keeps the wire's integers)."""
     return {
-        "ts": iso_utc(row.ts), "lat": row.lat_e7 / 1e7, "lon": row.lon_e7 / 1e7, "alt": row.alt_m,
-        "speed": row.speed_cms / 100, "course": row.course_ddeg / 10, "sats": row.sats,
-        "hdop": row.hdop_d / 10, "battery": row.battery, "buffered": bool(row.flags & FLAG_BUFFERED),
+        "ts": iso_utc(row.ts),
+        "lat": row.lat_e7 / 1e7,
+        "lon": row.lon_e7 / 1e7,
+        "alt": row.alt_m,
+        "speed": row.speed_cms / 100,
+        "course": row.course_ddeg / 10,
+        "sats": row.sats,
+        "hdop": row.hdop_d / 10,
+        "battery": row.battery,
+        "buffered": bool(row.flags & FLAG_BUFFERED),
     }
 
 
@@ -82,7 +97,10 @@ async def tenant_device(context: ServiceContext, tenant_id: int, imei: str) -> D
 
 @router.get("", response_model=DevicePage, summary="List the tenant's devices")
 async def list_devices(
-    context: ContextDep, principal: CurrentPrincipal, limit: Limit = 100, cursor: Cursor = None,
+    context: ContextDep,
+    principal: CurrentPrincipal,
+    limit: Limit = 100,
+    cursor: Cursor = None,
 ) -> dict[str, Any]:
     after_id = decode_cursor(cursor, 1)[0] if cursor else None
     devices = await context.store.devices(principal.tenant_id, after_id=after_id, limit=limit + 1)
@@ -91,20 +109,28 @@ async def list_devices(
     return {"items": items, "next_cursor": encode_cursor(page[-1].id) if len(devices) > limit else None}
 
 
-@router.post("", status_code=201, response_model=DeviceRegistered, summary="Register a device (admin)",
-             responses={409: {"model": ErrorOut, "description": "a device with this IMEI is already registered"}})
+@router.post(
+    "",
+    status_code=201,
+    response_model=DeviceRegistered,
+    summary="Register a device (admin)",
+    responses={409: {"model": ErrorOut, "description": "a device with this IMEI is already registered"}},
+)
 async def register_device(body: DeviceIn, context: ContextDep, principal: AdminPrincipal) -> dict[str, Any]:
     token = secrets.token_bytes(16)
     try:
-        device = await context.store.add_device(tenant_id=principal.tenant_id, imei=body.imei, name=body.name,
-                                                token_hash=hash_device_token(token))
+        device = await context.store.add_device(
+            tenant_id=principal.tenant_id, imei=body.imei, name=body.name, token_hash=hash_device_token(token)
+        )
     except DeviceExists:
         # IMEIs are unique across tenants; the answer must not say whose it is.
         raise HTTPException(409, "a device with this IMEI is already registered") from None
     return await device_view(context, device) | {"token": token.hex()}
 
 
-_NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorOut, "description": "no such device in the caller's tenant"}}
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorOut, "description": "no such device in the caller's tenant"}
+}
 
 
 @router.get("/{imei}", response_model=DeviceOut, summary="One device with its live state", responses=_NOT_FOUND)
@@ -112,19 +138,24 @@ async def get_device(imei: Imei, context: ContextDep, principal: CurrentPrincipa
     return await device_view(context, await tenant_device(context, principal.tenant_id, imei))
 
 
-@router.get("/{imei}/positions", response_model=PositionPage, summary="A device's positions, oldest first",
-            responses=_NOT_FOUND)
+@router.get(
+    "/{imei}/positions", response_model=PositionPage, summary="A device's positions, oldest first", responses=_NOT_FOUND
+)
 async def list_positions(
-    imei: Imei, context: ContextDep, principal: CurrentPrincipal,
-    since: Instant = None, until: Instant = None, limit: Limit = 100, cursor: PairCursor = None,
+    imei: Imei,
+    context: ContextDep,
+    principal: CurrentPrincipal,
+    since: Instant = None,
+    until: Instant = None,
+    limit: Limit = 100,
+    cursor: PairCursor = None,
 ) -> dict[str, Any]:
     start, end = _unix(since, math.ceil), _unix(until, math.floor)
     after = decode_cursor(cursor, 2) if cursor else None
     device = await tenant_device(context, principal.tenant_id, imei)
     if start is not None and end is not None and start > end:
         return {"items": [], "next_cursor": None}  # an empty window, as valid a question as any other
-    rows = await context.store.positions(device.id, since=start, until=end,
-                                         after=after, limit=limit + 1)  # type: ignore[arg-type]
+    rows = await context.store.positions(device.id, since=start, until=end, after=after, limit=limit + 1)  # type: ignore[arg-type]
     page = rows[:limit]
     next_cursor = encode_cursor(page[-1].ts, page[-1].seq) if len(rows) > limit else None
     return {"items": [position_view(row) for row in page], "next_cursor": next_cursor}

@@ -66,22 +66,31 @@ _METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
 def _allowed_methods(request: Request) -> list[str]:
     # Ask the router which methods it would route for this path (routers may nest, as included ones do).
     routes = request.app.router.routes
-    return [method for method in _METHODS
-            if any(route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes)]
+    return [
+        method
+        for method in _METHODS
+        if any(route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes)
+    ]
 
 
 async def _store_unavailable(request: Request, exc: StoreUnavailable) -> JSONResponse:
     log.warning("store_unavailable", path=request.url.path, error=str(exc))
-    return JSONResponse({"detail": "storage is unavailable, retry later"}, status_code=503,
-                        headers={"Retry-After": str(STORE_RETRY_AFTER_S)})
+    return JSONResponse(
+        {"detail": "storage is unavailable, retry later"},
+        status_code=503,
+        headers={"Retry-After": str(STORE_RETRY_AFTER_S)},
+    )
 
 
 async def _cache_unavailable(request: Request, exc: CacheUnavailable) -> JSONResponse:
     # Sessions and rate limits live in the cache: without it no request can be
     # checked, so the answer is "retry later", not a 500 or a hang.
     log.warning("cache_unavailable", path=request.url.path, error=str(exc))
-    return JSONResponse({"detail": "sessions are unavailable, retry later"}, status_code=503,
-                        headers={"Retry-After": str(STORE_RETRY_AFTER_S)})
+    return JSONResponse(
+        {"detail": "sessions are unavailable, retry later"},
+        status_code=503,
+        headers={"Retry-After": str(STORE_RETRY_AFTER_S)},
+    )
 
 
 class CatchAll:

@@ -21,19 +21,40 @@ Channel = Literal["sms", "email", "voice"]  # shared.store.escalation.STEP_CHANN
 
 class StepIn(BaseModel):
     # Strict numbers: JSON's true is neither a contact id nor a wait.
-    contacts: list[Annotated[int, Field(strict=True)]] = Field(min_length=1, max_length=50,
-                                                               description="ids of the tenant's contacts to tell")
-    wait_s: float = Field(300, ge=10, le=MAX_WAIT_S, strict=True,
-                          description="seconds to wait for an acknowledgement before the next step")
-    channels: list[Channel] = Field(["sms", "email"], min_length=1, max_length=3,  # DEFAULT_CHANNELS
-                                    description="how the step's contacts are told; `voice` phones them")
+    contacts: list[Annotated[int, Field(strict=True)]] = Field(
+        min_length=1, max_length=50, description="ids of the tenant's contacts to tell"
+    )
+    wait_s: float = Field(
+        300,
+        ge=10,
+        le=MAX_WAIT_S,
+        strict=True,
+        description="seconds to wait for an acknowledgement before the next step",
+    )
+    channels: list[Channel] = Field(
+        ["sms", "email"],
+        min_length=1,
+        max_length=3,  # DEFAULT_CHANNELS
+        description="how the step's contacts are told; `voice` phones them",
+    )
     model_config = ConfigDict(extra="forbid")
 
 
 class PolicyIn(BaseModel):
     steps: list[StepIn] = Field(max_length=MAX_STEPS, description="in order; empty removes the policy")
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"steps": [
-        {"contacts": [1], "wait_s": 120}, {"contacts": [2, 3], "wait_s": 300, "channels": ["sms", "voice"]}]}]})
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "steps": [
+                        {"contacts": [1], "wait_s": 120},
+                        {"contacts": [2, 3], "wait_s": 300, "channels": ["sms", "voice"]},
+                    ]
+                }
+            ]
+        },
+    )
 
 
 class StepOut(BaseModel):
@@ -50,9 +71,12 @@ class PolicyOut(BaseModel):
 def policy_view(policy: EscalationPolicy | None) -> dict[str, Any]:
     if policy is None:
         return {"steps": [], "updated_at": None}
-    return {"steps": [{"contacts": list(s.contact_ids), "wait_s": s.wait_s, "channels": list(s.channels)}
-                      for s in policy.steps],
-            "updated_at": iso_utc(policy.updated_at, millis=True)}
+    return {
+        "steps": [
+            {"contacts": list(s.contact_ids), "wait_s": s.wait_s, "channels": list(s.channels)} for s in policy.steps
+        ],
+        "updated_at": iso_utc(policy.updated_at, millis=True),
+    }
 
 
 @router.get("", response_model=PolicyOut, summary="The tenant's escalation policy")
@@ -60,23 +84,45 @@ async def get_policy(context: ContextDep, principal: CurrentPrincipal) -> dict[s
     return policy_view(await context.store.escalation_policy(principal.tenant_id))
 
 
-@router.put("", response_model=PolicyOut, summary="Replace the tenant's escalation policy (admin)",
-            responses={422: {"description": "invalid steps, a step names a contact the tenant does not have, "
-                                        "or `voice` while calls are not configured"}})
+@router.put(
+    "",
+    response_model=PolicyOut,
+    summary="Replace the tenant's escalation policy (admin)",
+    responses={
+        422: {
+            "description": "invalid steps, a step names a contact the tenant does not have, "
+            "or `voice` while calls are not configured"
+        }
+    },
+)
 async def put_policy(body: PolicyIn, context: ContextDep, principal: AdminPrincipal) -> dict[str, Any]:
     known = {contact.id for contact in await context.store.contacts(principal.tenant_id)}
-    errors = [{"loc": ["body", "steps", number, "contacts", index], "msg": f"no contact {cid} in this tenant",
-               "type": "unknown_contact"}
-              for number, step in enumerate(body.steps) for index, cid in enumerate(step.contacts) if cid not in known]
+    errors = [
+        {
+            "loc": ["body", "steps", number, "contacts", index],
+            "msg": f"no contact {cid} in this tenant",
+            "type": "unknown_contact",
+        }
+        for number, step in enumerate(body.steps)
+        for index, cid in enumerate(step.contacts)
+        if cid not in known
+    ]
     # A step that phones, on a server that cannot place calls, would not tell whom it promises: refuse it now.
     if not voice_configured(context.settings):
-        errors += [{"loc": ["body", "steps", number, "channels", index], "msg": VOICE_NOT_CONFIGURED,
-                    "type": "channel_not_configured"}
-                   for number, step in enumerate(body.steps) for index, channel in enumerate(step.channels)
-                   if channel == "voice"]
+        errors += [
+            {
+                "loc": ["body", "steps", number, "channels", index],
+                "msg": VOICE_NOT_CONFIGURED,
+                "type": "channel_not_configured",
+            }
+            for number, step in enumerate(body.steps)
+            for index, channel in enumerate(step.channels)
+            if channel == "voice"
+        ]
     if errors:
         raise HTTPException(422, errors)
-    steps = [EscalationStep(tuple(dict.fromkeys(step.contacts)), step.wait_s, tuple(step.channels))
-             for step in body.steps]
+    steps = [
+        EscalationStep(tuple(dict.fromkeys(step.contacts)), step.wait_s, tuple(step.channels)) for step in body.steps
+    ]
     policy = await context.store.set_escalation_policy(principal.tenant_id, steps)
     return policy_view(policy if steps else None)

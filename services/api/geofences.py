@@ -36,10 +36,20 @@ Crossing = Literal["enter", "exit"]
 # The ranges are checked by _lon_lat; the schema says them too, so clients (and fuzzers) know them.
 # Numbers are strict: JSON's true is not a coordinate, nor "7.05".
 Number = Annotated[float, Field(strict=True)]
-Position = Annotated[list[Number], Field(min_length=2, max_length=3, description="[lon, lat] (an altitude is dropped)",
-                                        json_schema_extra={"prefixItems": [
-                                            {"type": "number", "minimum": -180, "maximum": 180},
-                                            {"type": "number", "minimum": -90, "maximum": 90}]})]
+Position = Annotated[
+    list[Number],
+    Field(
+        min_length=2,
+        max_length=3,
+        description="[lon, lat] (an altitude is dropped)",
+        json_schema_extra={
+            "prefixItems": [
+                {"type": "number", "minimum": -180, "maximum": 180},
+                {"type": "number", "minimum": -90, "maximum": 90},
+            ]
+        },
+    ),
+]
 
 
 def _lon_lat(position: list[float]) -> list[float]:
@@ -66,7 +76,8 @@ class CircleGeometry(BaseModel):
 class PolygonGeometry(BaseModel):
     type: Literal["Polygon"]
     coordinates: list[list[Position]] = Field(
-        min_length=1, max_length=MAX_RINGS,
+        min_length=1,
+        max_length=MAX_RINGS,
         description="linear rings, the outer one first, then holes: closed, at least 4 positions each",
     )
     model_config = ConfigDict(extra="forbid")
@@ -106,18 +117,37 @@ class GeofenceIn(BaseModel):
     name: ShortName
     geometry: Geometry
     devices: list[Annotated[str, Field(pattern=IMEI_PATTERN)]] = Field(
-        default_factory=list, max_length=MAX_DEVICES,
+        default_factory=list,
+        max_length=MAX_DEVICES,
         description="the IMEIs it watches; every device of the tenant when empty or omitted",
     )
-    alert_on: list[Crossing] = Field(default_factory=_exit_only, min_length=1,
-                                     description="which crossings raise an alert; exit when omitted")
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
-        {"name": "Depot", "geometry": {"type": "Circle", "center": [7.0553, 43.6163], "radius_m": 250},
-         "devices": [], "alert_on": ["exit"]},
-        {"name": "Quarry pit", "geometry": {"type": "Polygon", "coordinates": [[
-            [7.050, 43.610], [7.060, 43.610], [7.060, 43.620], [7.050, 43.620], [7.050, 43.610]]]},
-         "devices": ["356307042441013"], "alert_on": ["enter", "exit"]},
-    ]})
+    alert_on: list[Crossing] = Field(
+        default_factory=_exit_only, min_length=1, description="which crossings raise an alert; exit when omitted"
+    )
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "Depot",
+                    "geometry": {"type": "Circle", "center": [7.0553, 43.6163], "radius_m": 250},
+                    "devices": [],
+                    "alert_on": ["exit"],
+                },
+                {
+                    "name": "Quarry pit",
+                    "geometry": {
+                        "type": "Polygon",
+                        "coordinates": [
+                            [[7.050, 43.610], [7.060, 43.610], [7.060, 43.620], [7.050, 43.620], [7.050, 43.610]]
+                        ],
+                    },
+                    "devices": ["356307042441013"],
+                    "alert_on": ["enter", "exit"],
+                },
+            ]
+        },
+    )
 
     @model_validator(mode="after")
     def _deduplicate(self) -> GeofenceIn:
@@ -133,10 +163,20 @@ class GeofenceOut(BaseModel):
     devices: list[str] = Field(description="the IMEIs it watches; empty: every device of the tenant")
     alert_on: list[Crossing]
     created_at: str
-    model_config = ConfigDict(json_schema_extra={"examples": [{
-        "id": 4, "name": "Depot", "geometry": {"type": "Circle", "center": [7.0553, 43.6163], "radius_m": 250},
-        "devices": [], "alert_on": ["exit"], "created_at": "2026-01-01T00:00:00.000Z",
-    }]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": 4,
+                    "name": "Depot",
+                    "geometry": {"type": "Circle", "center": [7.0553, 43.6163], "radius_m": 250},
+                    "devices": [],
+                    "alert_on": ["exit"],
+                    "created_at": "2026-01-01T00:00:00.000Z",
+                }
+            ]
+        }
+    )
 
 
 class GeofenceList(BaseModel):
@@ -144,8 +184,14 @@ class GeofenceList(BaseModel):
 
 
 def geofence_view(geofence: Geofence) -> dict[str, Any]:
-    return {"id": geofence.id, "name": geofence.name, "geometry": geofence.shape, "devices": list(geofence.devices),
-            "alert_on": list(geofence.alert_on), "created_at": iso_utc(geofence.created_at, millis=True)}
+    return {
+        "id": geofence.id,
+        "name": geofence.name,
+        "geometry": geofence.shape,
+        "devices": list(geofence.devices),
+        "alert_on": list(geofence.alert_on),
+        "created_at": iso_utc(geofence.created_at, millis=True),
+    }
 
 
 def _store(context: ServiceContext) -> GeofenceStore:
@@ -158,20 +204,29 @@ async def list_geofences(context: ContextDep, principal: CurrentPrincipal) -> di
     return {"items": [geofence_view(g) for g in await _store(context).geofences(principal.tenant_id)]}
 
 
-@router.post("", status_code=201, response_model=GeofenceOut, summary="Add a geofence (admin)",
-             responses={422: {"description": "invalid geometry, or a device not in the caller's tenant"}})
+@router.post(
+    "",
+    status_code=201,
+    response_model=GeofenceOut,
+    summary="Add a geofence (admin)",
+    responses={422: {"description": "invalid geometry, or a device not in the caller's tenant"}},
+)
 async def add_geofence(body: GeofenceIn, context: ContextDep, principal: AdminPrincipal) -> dict[str, Any]:
     unknown = []
     for index, imei in enumerate(body.devices):
         device = await context.store.device_by_imei(imei)
         if device is None or device.tenant_id != principal.tenant_id:
-            unknown.append({"loc": ["body", "devices", index], "msg": f"no device {imei} in this tenant",
-                            "type": "unknown_device"})
+            unknown.append(
+                {"loc": ["body", "devices", index], "msg": f"no device {imei} in this tenant", "type": "unknown_device"}
+            )
     if unknown:
         raise HTTPException(422, unknown)
     geofence = await _store(context).add_geofence(
-        tenant_id=principal.tenant_id, name=body.name, shape=body.geometry.model_dump(),
-        devices=tuple(body.devices), alert_on=tuple(body.alert_on),
+        tenant_id=principal.tenant_id,
+        name=body.name,
+        shape=body.geometry.model_dump(),
+        devices=tuple(body.devices),
+        alert_on=tuple(body.alert_on),
     )
     return geofence_view(geofence)
 
@@ -184,8 +239,13 @@ async def get_geofence(geofence_id: ResourceId, context: ContextDep, principal: 
     return geofence_view(geofence)
 
 
-@router.delete("/{geofence_id}", status_code=204, response_class=Response, summary="Remove a geofence (admin)",
-               responses=_NOT_FOUND)
+@router.delete(
+    "/{geofence_id}",
+    status_code=204,
+    response_class=Response,
+    summary="Remove a geofence (admin)",
+    responses=_NOT_FOUND,
+)
 async def delete_geofence(geofence_id: ResourceId, context: ContextDep, principal: AdminPrincipal) -> Response:
     if not await _store(context).delete_geofence(principal.tenant_id, geofence_id):
         raise HTTPException(404, "geofence not found")

@@ -8,8 +8,9 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, mod
 
 from shared.store.alerts import ALERT_KINDS
 
-AlertKind = Literal["sos", "fall", "no_motion", "low_battery", "off_foot", "tamper",
-                    "offline", "geofence_exit", "geofence_enter"]
+AlertKind = Literal[
+    "sos", "fall", "no_motion", "low_battery", "off_foot", "tamper", "offline", "geofence_exit", "geofence_enter"
+]
 assert set(AlertKind.__args__) == set(ALERT_KINDS)  # type: ignore[attr-defined]
 AlertStatus = Literal["open", "acknowledged", "resolved"]
 
@@ -34,8 +35,9 @@ def _examples(*examples: dict[str, Any]) -> ConfigDict:
 class DeviceIn(BaseModel):
     imei: str = Field(pattern=IMEI_PATTERN, description="15 decimal digits")
     name: ShortName = Field(description="who wears it, or where it is used")
-    model_config = ConfigDict(extra="forbid",
-                              json_schema_extra={"examples": [{"imei": "356307042441013", "name": "Alice"}]})
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"imei": "356307042441013", "name": "Alice"}]}
+    )
 
 
 class LastPosition(BaseModel):
@@ -52,20 +54,33 @@ class DeviceOut(BaseModel):
     last_seen: str | None = Field(description="when the last frame from the device was received")
     battery: int | None = Field(description="% at the newest report")
     last_position: LastPosition | None = Field(description="the newest valid GPS fix")
-    model_config = _examples({
-        "imei": "356307042441013", "name": "Alice", "created_at": "2026-01-01T00:00:00.000Z",
-        "online": True, "last_seen": "2026-01-01T08:30:12Z", "battery": 87,
-        "last_position": {"ts": "2026-01-01T08:30:10Z", "lat": 43.6163, "lon": 7.0553},
-    })
+    model_config = _examples(
+        {
+            "imei": "356307042441013",
+            "name": "Alice",
+            "created_at": "2026-01-01T00:00:00.000Z",
+            "online": True,
+            "last_seen": "2026-01-01T08:30:12Z",
+            "battery": 87,
+            "last_position": {"ts": "2026-01-01T08:30:10Z", "lat": 43.6163, "lon": 7.0553},
+        }
+    )
 
 
 class DeviceRegistered(DeviceOut):
     token: str = Field(description="the device secret, 32 hex characters: shown only in this response")
-    model_config = _examples({
-        "imei": "356307042441013", "name": "Alice", "created_at": "2026-01-01T00:00:00.000Z",
-        "online": False, "last_seen": None, "battery": None, "last_position": None,
-        "token": "000102030405060708090a0b0c0d0e0f",
-    })
+    model_config = _examples(
+        {
+            "imei": "356307042441013",
+            "name": "Alice",
+            "created_at": "2026-01-01T00:00:00.000Z",
+            "online": False,
+            "last_seen": None,
+            "battery": None,
+            "last_position": None,
+            "token": "000102030405060708090a0b0c0d0e0f",
+        }
+    )
 
 
 class DevicePage(BaseModel):
@@ -84,10 +99,20 @@ class PositionOut(BaseModel):
     hdop: float
     battery: int = Field(description="%")
     buffered: bool = Field(description="recorded while offline and sent late")
-    model_config = _examples({
-        "ts": _TS, "lat": 43.6163, "lon": 7.0553, "alt": 12, "speed": 1.4, "course": 270.5,
-        "sats": 9, "hdop": 0.8, "battery": 87, "buffered": False,
-    })
+    model_config = _examples(
+        {
+            "ts": _TS,
+            "lat": 43.6163,
+            "lon": 7.0553,
+            "alt": 12,
+            "speed": 1.4,
+            "course": 270.5,
+            "sats": 9,
+            "hdop": 0.8,
+            "battery": 87,
+            "buffered": False,
+        }
+    )
 
 
 class PositionPage(BaseModel):
@@ -113,12 +138,29 @@ class AlertOut(BaseModel):
     resolved_at: str | None = None
     resolved_by: str | None = None
     resolution_note: str | None = None
-    model_config = ConfigDict(extra="allow", json_schema_extra={"examples": [{
-        "id": 42, "imei": "356307042441013", "kind": "sos", "ts": _TS, "lat": 43.6163, "lon": 7.0553,
-        "battery": 80, "status": "acknowledged", "created_at": "2026-01-01T00:00:00.412Z",
-        "acknowledged_at": "2026-01-01T00:01:30.007Z", "acknowledged_by": "night@acme.example",
-        "resolved_at": None, "resolved_by": None, "resolution_note": None,
-    }]})
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": 42,
+                    "imei": "356307042441013",
+                    "kind": "sos",
+                    "ts": _TS,
+                    "lat": 43.6163,
+                    "lon": 7.0553,
+                    "battery": 80,
+                    "status": "acknowledged",
+                    "created_at": "2026-01-01T00:00:00.412Z",
+                    "acknowledged_at": "2026-01-01T00:01:30.007Z",
+                    "acknowledged_by": "night@acme.example",
+                    "resolved_at": None,
+                    "resolved_by": None,
+                    "resolution_note": None,
+                }
+            ]
+        },
+    )
 
 
 class AlertPage(BaseModel):
@@ -131,8 +173,14 @@ class TimelineEntry(BaseModel):
     action: str = Field(description="raised, notified, notification_failed, acknowledged, resolved...")
     actor: str | None
     detail: dict[str, Any]
-    model_config = _examples({"at": "2026-01-01T00:00:01.210Z", "action": "notified", "actor": None,
-                              "detail": {"channel": "email", "contact_id": 3}})
+    model_config = _examples(
+        {
+            "at": "2026-01-01T00:00:01.210Z",
+            "action": "notified",
+            "actor": None,
+            "detail": {"channel": "email", "contact_id": 3},
+        }
+    )
 
 
 class AlertDetail(AlertOut):
@@ -151,15 +199,26 @@ class ContactIn(BaseModel):
     name: LongName
     email: EmailStr | None = None
     phone: str | None = Field(None, pattern=E164_PATTERN, description="E.164, e.g. +33612345678")
-    kinds: list[AlertKind] = Field(default_factory=lambda: list(ALERT_KINDS),  # type: ignore[arg-type]
-                                   min_length=1,
-                                   description="the alert kinds this contact is told about; all when omitted")
-    model_config = ConfigDict(extra="forbid", json_schema_extra={
-        # What _reachable checks, said in the schema: an email, a phone number, or both.
-        "anyOf": [{"required": [name], "properties": {name: {"type": "string"}}} for name in ("email", "phone")],
-        "examples": [{"name": "Night supervisor", "email": "night@acme.example", "phone": "+33612345678",
-                      "kinds": ["sos", "fall"]}],
-    })
+    kinds: list[AlertKind] = Field(
+        default_factory=lambda: list(ALERT_KINDS),  # type: ignore[arg-type]
+        min_length=1,
+        description="the alert kinds this contact is told about; all when omitted",
+    )
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            # What _reachable checks, said in the schema: an email, a phone number, or both.
+            "anyOf": [{"required": [name], "properties": {name: {"type": "string"}}} for name in ("email", "phone")],
+            "examples": [
+                {
+                    "name": "Night supervisor",
+                    "email": "night@acme.example",
+                    "phone": "+33612345678",
+                    "kinds": ["sos", "fall"],
+                }
+            ],
+        },
+    )
 
     @model_validator(mode="after")
     def _reachable(self) -> ContactIn:
@@ -176,9 +235,16 @@ class ContactOut(BaseModel):
     phone: str | None
     kinds: list[str]
     created_at: str
-    model_config = _examples({"id": 3, "name": "Night supervisor", "email": "night@acme.example",
-                              "phone": "+33612345678", "kinds": ["sos", "fall"],
-                              "created_at": "2026-01-01T00:00:00.000Z"})
+    model_config = _examples(
+        {
+            "id": 3,
+            "name": "Night supervisor",
+            "email": "night@acme.example",
+            "phone": "+33612345678",
+            "kinds": ["sos", "fall"],
+            "created_at": "2026-01-01T00:00:00.000Z",
+        }
+    )
 
 
 class ContactList(BaseModel):

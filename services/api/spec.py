@@ -28,8 +28,13 @@ def openapi_spec() -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="solewatch-spec-") as tmp:
         settings = Settings.model_validate({"data_dir": Path(tmp)})
         # Never opened: building the spec reads only the routes and models.
-        context = ServiceContext(settings=settings, store=SqliteStore(settings.sqlite_path), cache=MemoryCache(),
-                                 bus=MemoryBus(), commands=_NoCommands())
+        context = ServiceContext(
+            settings=settings,
+            store=SqliteStore(settings.sqlite_path),
+            cache=MemoryCache(),
+            bus=MemoryBus(),
+            commands=_NoCommands(),
+        )
         app = create_app(context, Runtime([], lambda: settings), live_updates=False)
         spec: dict[str, Any] = app.other_asgi_app.openapi()
         return spec

@@ -31,9 +31,12 @@ async def verified_twilio_form(request: Request, settings: Settings) -> Immutabl
     signature = request.headers.get("X-Twilio-Signature")
     validator = RequestValidator(settings.twilio_auth_token.get_secret_value())
     if not signature or not validator.validate(signed_url(request, settings), params, signature):
-        log.warning("twilio_callback_refused", path=request.url.path,
-                    reason="missing signature" if not signature else "bad signature",
-                    client=request.client.host if request.client else None)
+        log.warning(
+            "twilio_callback_refused",
+            path=request.url.path,
+            reason="missing signature" if not signature else "bad signature",
+            client=request.client.host if request.client else None,
+        )
         raise HTTPException(403, "missing or invalid X-Twilio-Signature")
     return params
 

@@ -26,8 +26,13 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.post(STATUS_CALLBACK_PATH.removeprefix(router.prefix), status_code=204, response_class=Response,
-             summary="Twilio's delivery status of an alert SMS (called by Twilio)", responses=_RESPONSES)
+@router.post(
+    STATUS_CALLBACK_PATH.removeprefix(router.prefix),
+    status_code=204,
+    response_class=Response,
+    summary="Twilio's delivery status of an alert SMS (called by Twilio)",
+    responses=_RESPONSES,
+)
 async def twilio_status(request: Request, context: ContextDep) -> Response:
     """Form-encoded as Twilio sends it (MessageSid, MessageStatus, ErrorCode...), signed in
     `X-Twilio-Signature`. The status joins the alert's timeline; a message solewatch does
@@ -40,4 +45,3 @@ async def twilio_status(request: Request, context: ContextDep) -> Response:
     alert_id = await context.store.record_delivery_status(provider_id=sid, status=status, error_code=error_code)
     log.info("sms_delivery_status", message_sid=sid, status=status, error_code=error_code, alert_id=alert_id)
     return Response(status_code=204)
-

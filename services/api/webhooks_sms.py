@@ -26,17 +26,23 @@ SMS_REPLY_PATH = "/api/v1/webhooks/twilio/sms"
 router = APIRouter(prefix="/api/v1/webhooks", tags=["webhooks"])
 
 _RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: {"description": "TwiML `<Response><Message>`: the acknowledgement confirmed, or the sender's"
-                         " open alerts and their codes, or that there are none",
-          "content": {"text/xml": {"schema": {"type": "string"}}}},
+    200: {
+        "description": "TwiML `<Response><Message>`: the acknowledgement confirmed, or the sender's"
+        " open alerts and their codes, or that there are none",
+        "content": {"text/xml": {"schema": {"type": "string"}}},
+    },
     403: {"model": ErrorOut, "description": "missing or wrong X-Twilio-Signature"},
     404: {"model": ErrorOut, "description": "SMS notifications are not configured"},
     413: {"model": ErrorOut, "description": "more than an inbound SMS could be"},
 }
 
 
-@router.post(SMS_REPLY_PATH.removeprefix(router.prefix), response_class=Response, responses=_RESPONSES,
-             summary="An SMS sent to solewatch's number: a reply acknowledging an alert (called by Twilio)")
+@router.post(
+    SMS_REPLY_PATH.removeprefix(router.prefix),
+    response_class=Response,
+    responses=_RESPONSES,
+    summary="An SMS sent to solewatch's number: a reply acknowledging an alert (called by Twilio)",
+)
 async def twilio_sms(request: Request, context: ContextDep) -> Response:
     """Form-encoded as Twilio sends it (`From`, `To`, `Body`, `MessageSid`), signed in
     `X-Twilio-Signature`. A `Body` holding the code of an unresolved alert notified to the

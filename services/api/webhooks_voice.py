@@ -45,8 +45,9 @@ GATHER_TIMEOUT_S = 8  # seconds Twilio waits for a key after the script
 STAYS_OPEN = "The alert stays open, and escalation goes on."
 UNANSWERED = frozenset({"busy", "no-answer", "failed", "canceled"})  # a call nobody took: a failed delivery
 
-voice_call_outcomes = Counter("voice_call_outcomes_total", "Alert calls by final status (completed, no-answer...)",
-                              ["status"])
+voice_call_outcomes = Counter(
+    "voice_call_outcomes_total", "Alert calls by final status (completed, no-answer...)", ["status"]
+)
 
 _TWIML = {"content": {"text/xml": {"schema": {"type": "string"}}}, "description": "TwiML for Twilio"}
 _ERRORS: dict[int | str, dict[str, Any]] = {
@@ -73,10 +74,20 @@ async def _signed_form(request: Request, context: ContextDep) -> Any:
 SignedForm = Annotated[Any, Depends(_signed_form)]
 
 
-@router.post(VOICE_PATH.removeprefix(router.prefix), response_class=Response, responses={200: _TWIML, **_ERRORS},
-             summary="What an alert call says (called by Twilio when the call is answered)")
-async def voice_script_twiml(params: SignedForm, context: ContextDep, tenant_id: TenantQ, alert_id: AlertQ,
-                             contact_id: ContactQ, round_: RoundQ = 1) -> Response:
+@router.post(
+    VOICE_PATH.removeprefix(router.prefix),
+    response_class=Response,
+    responses={200: _TWIML, **_ERRORS},
+    summary="What an alert call says (called by Twilio when the call is answered)",
+)
+async def voice_script_twiml(
+    params: SignedForm,
+    context: ContextDep,
+    tenant_id: TenantQ,
+    alert_id: AlertQ,
+    contact_id: ContactQ,
+    round_: RoundQ = 1,
+) -> Response:
     """Reads the alert (kind, worker, time, place) and gathers one key: 1 acknowledges."""
     found = await _call_subject(context, tenant_id, alert_id, contact_id)
     if found is None:
@@ -85,10 +96,20 @@ async def voice_script_twiml(params: SignedForm, context: ContextDep, tenant_id:
     return _twiml(await _alert_reading(context, alert, contact, round_))
 
 
-@router.post(GATHER_PATH.removeprefix(router.prefix), response_class=Response, responses={200: _TWIML, **_ERRORS},
-             summary="The key pressed during an alert call (called by Twilio)")
-async def voice_gather(params: SignedForm, context: ContextDep, tenant_id: TenantQ, alert_id: AlertQ,
-                       contact_id: ContactQ, round_: RoundQ = 1) -> Response:
+@router.post(
+    GATHER_PATH.removeprefix(router.prefix),
+    response_class=Response,
+    responses={200: _TWIML, **_ERRORS},
+    summary="The key pressed during an alert call (called by Twilio)",
+)
+async def voice_gather(
+    params: SignedForm,
+    context: ContextDep,
+    tenant_id: TenantQ,
+    alert_id: AlertQ,
+    contact_id: ContactQ,
+    round_: RoundQ = 1,
+) -> Response:
     """`Digits` 1 acknowledges the alert as the contact called; another key reads it again."""
     found = await _call_subject(context, tenant_id, alert_id, contact_id)
     if found is None:
@@ -96,11 +117,19 @@ async def voice_gather(params: SignedForm, context: ContextDep, tenant_id: Tenan
     alert, contact = found
     digits = params.get("Digits", "")
     if digits != ACKNOWLEDGE_DIGIT:
-        log.info("voice_key_ignored", alert_id=alert.id, contact_id=contact.id, digits=digits, call_sid=params.get("CallSid"))
+        log.info(
+            "voice_key_ignored", alert_id=alert.id, contact_id=contact.id, digits=digits, call_sid=params.get("CallSid")
+        )
         return _twiml(await _alert_reading(context, alert, contact, round_ + 1, prefix="That key does nothing."))
     try:
-        acknowledged = await acknowledge_alert(context, tenant_id=tenant_id, alert_id=alert.id,
-                                               by=contact_actor(contact), via="voice", contact_id=contact.id)
+        acknowledged = await acknowledge_alert(
+            context,
+            tenant_id=tenant_id,
+            alert_id=alert.id,
+            by=contact_actor(contact),
+            via="voice",
+            contact_id=contact.id,
+        )
     except AlertTransitionRefused:
         return _twiml(_goodbye(f"This alert was already resolved by {alert.resolved_by or 'someone'}."))
     assert acknowledged is not None  # found above, and alerts are never deleted
@@ -108,13 +137,18 @@ async def voice_gather(params: SignedForm, context: ContextDep, tenant_id: Tenan
         return _twiml(_goodbye(f"This alert was already acknowledged by {acknowledged.acknowledged_by}."))
     log.warning("alert_acknowledged_by_phone", alert_id=alert.id, contact_id=contact.id, call_sid=params.get("CallSid"))
     worker = spoken_worker(await _notice(context, alert))
-    return _twiml(_goodbye(f"Thank you. The alert is acknowledged and nobody else will be called. "
-                           f"Please contact {worker} now."))
+    return _twiml(
+        _goodbye(f"Thank you. The alert is acknowledged and nobody else will be called. Please contact {worker} now.")
+    )
 
 
-@router.post(CALL_STATUS_PATH.removeprefix(router.prefix), status_code=204, response_class=Response,
-             responses={**_ERRORS, 400: {"model": ErrorOut, "description": "no CallSid or CallStatus"}},
-             summary="How an alert call went (called by Twilio)")
+@router.post(
+    CALL_STATUS_PATH.removeprefix(router.prefix),
+    status_code=204,
+    response_class=Response,
+    responses={**_ERRORS, 400: {"model": ErrorOut, "description": "no CallSid or CallStatus"}},
+    summary="How an alert call went (called by Twilio)",
+)
 async def voice_status(params: SignedForm, context: ContextDep) -> Response:
     """`CallStatus` (in-progress, completed, busy, no-answer, failed...) joins the alert's timeline.
     Busy, no-answer and failed are a failed delivery: escalation goes on at its next step's time."""
@@ -135,8 +169,9 @@ async def voice_status(params: SignedForm, context: ContextDep) -> Response:
 # -- helpers -------------------------------------------------------------------------------------
 
 
-async def _call_subject(context: ServiceContext, tenant_id: int, alert_id: int,
-                        contact_id: int) -> tuple[Alert, Contact] | None:
+async def _call_subject(
+    context: ServiceContext, tenant_id: int, alert_id: int, contact_id: int
+) -> tuple[Alert, Contact] | None:
     """The alert and the contact of a call, when that contact was phoned about that alert."""
     store = context.store
     alert = await store.alert(tenant_id, alert_id)
@@ -160,8 +195,9 @@ async def _notice(context: ServiceContext, alert: Alert) -> AlertNotice:
     return AlertNotice(alert=alert_to_api(alert), tenant_id=alert.tenant_id, device_name=name)
 
 
-async def _alert_reading(context: ServiceContext, alert: Alert, contact: Contact, round_: int, *,
-                         prefix: str = "") -> VoiceResponse:
+async def _alert_reading(
+    context: ServiceContext, alert: Alert, contact: Contact, round_: int, *, prefix: str = ""
+) -> VoiceResponse:
     """The alert read out; while it is open, followed by the offer to acknowledge."""
     if round_ > MAX_ROUNDS:
         return _goodbye(STAYS_OPEN)
@@ -174,8 +210,12 @@ async def _alert_reading(context: ServiceContext, alert: Alert, contact: Contact
         return _goodbye(f"{script} It was already resolved.")
     ids = {"tenant_id": alert.tenant_id, "alert_id": alert.id, "contact_id": contact.id}
     response = VoiceResponse()
-    gather = response.gather(num_digits=1, timeout=GATHER_TIMEOUT_S, method="POST",
-                             action=call_url(context.settings, GATHER_PATH, **ids, round_=round_))
+    gather = response.gather(
+        num_digits=1,
+        timeout=GATHER_TIMEOUT_S,
+        method="POST",
+        action=call_url(context.settings, GATHER_PATH, **ids, round_=round_),
+    )
     gather.say(script)
     gather.say("Press 1 to acknowledge this alert. Press any other key to hear it again.")
     if round_ < MAX_ROUNDS:  # no key pressed: read it again

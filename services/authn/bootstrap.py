@@ -49,13 +49,19 @@ async def ensure_first_admin(settings: Settings, store: Store) -> dict[str, Any]
     tenant_id = await store.ensure_tenant(DEFAULT_TENANT)
     password_hash = await hash_password(password)
     try:
-        user = await store.create_user(tenant_id=tenant_id, email=email, password_hash=password_hash,
-                                       role="admin", platform_admin=True)
+        user = await store.create_user(
+            tenant_id=tenant_id, email=email, password_hash=password_hash, role="admin", platform_admin=True
+        )
     except UserExists:  # another process bootstrapped at the same moment
         return None
     log.info("first_admin_created", email=user.email, tenant=DEFAULT_TENANT, generated_password=generated)
-    return {"tenant": DEFAULT_TENANT, "tenant_id": tenant_id, "email": user.email,
-            "password": password if generated else None, "generated": generated}
+    return {
+        "tenant": DEFAULT_TENANT,
+        "tenant_id": tenant_id,
+        "email": user.email,
+        "password": password if generated else None,
+        "generated": generated,
+    }
 
 
 async def ignored_admin_settings(settings: Settings, store: Store) -> str | None:
@@ -74,12 +80,16 @@ async def ignored_admin_settings(settings: Settings, store: Store) -> str | None
     if user is not None:
         if password is None or (await verify_password(user.password_hash, password)).ok:
             return None
-        return (f"SOLEWATCH_ADMIN_PASSWORD is ignored: {user.email} already exists with another password "
-                "(the setting only creates the first admin); sign in with its current password")
+        return (
+            f"SOLEWATCH_ADMIN_PASSWORD is ignored: {user.email} already exists with another password "
+            "(the setting only creates the first admin); sign in with its current password"
+        )
     where = "the MongoDB database" if settings.mongodb_url else f"the data directory {settings.data_dir}"
-    return (f"SOLEWATCH_ADMIN_EMAIL and SOLEWATCH_ADMIN_PASSWORD are ignored: {where} already has users, and "
-            "they only create the first admin of an empty one; sign in as an existing user, or start with "
-            "another SOLEWATCH_DATA_DIR")
+    return (
+        f"SOLEWATCH_ADMIN_EMAIL and SOLEWATCH_ADMIN_PASSWORD are ignored: {where} already has users, and "
+        "they only create the first admin of an empty one; sign in as an existing user, or start with "
+        "another SOLEWATCH_DATA_DIR"
+    )
 
 
 def _first_admin_credentials(settings: Settings) -> tuple[str, str | None]:
@@ -101,8 +111,9 @@ def _first_admin_credentials(settings: Settings) -> tuple[str, str | None]:
     return email.lower(), password
 
 
-async def add_tenant(store: AccountStore, *, name: str, admin_email: str, admin_password: str,
-                     platform_admin: bool = False) -> dict[str, Any]:
+async def add_tenant(
+    store: AccountStore, *, name: str, admin_email: str, admin_password: str, platform_admin: bool = False
+) -> dict[str, Any]:
     """Create a tenant and its first admin.
 
     Raises InvalidAccount (bad name, email or password), TenantExists or UserExists.
@@ -122,8 +133,9 @@ async def add_tenant(store: AccountStore, *, name: str, admin_email: str, admin_
         raise UserExists(email)
     password_hash = await hash_password(admin_password)
     tenant = await store.create_tenant(name)
-    user = await store.create_user(tenant_id=tenant.id, email=email, password_hash=password_hash,
-                                   role="admin", platform_admin=platform_admin)
+    user = await store.create_user(
+        tenant_id=tenant.id, email=email, password_hash=password_hash, role="admin", platform_admin=platform_admin
+    )
     log.info("tenant_created", tenant=tenant.name, tenant_id=tenant.id, admin=user.email)
     return {
         "tenant": {"id": tenant.id, "name": tenant.name, "created_at": tenant.created_at},

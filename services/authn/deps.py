@@ -61,8 +61,13 @@ def _unauthorized(detail: str, *, token_given: bool) -> HTTPException:
 
 def principal_from_claims(claims: AccessClaims) -> Principal:
     return Principal(
-        tenant_id=claims.tenant_id, role=claims.role, via="token", user_id=claims.user_id, email=claims.email,
-        platform_admin=claims.platform_admin, session_id=claims.session_id,
+        tenant_id=claims.tenant_id,
+        role=claims.role,
+        via="token",
+        user_id=claims.user_id,
+        email=claims.email,
+        platform_admin=claims.platform_admin,
+        session_id=claims.session_id,
     )
 
 

@@ -25,9 +25,11 @@ class TokenRequest(BaseModel):
     # address, and the demo admin's address (.local) is one EmailStr refuses.
     email: str = Field(min_length=1, max_length=320)
     password: str = Field(min_length=1, max_length=MAX_PASSWORD_LENGTH)
-    model_config = ConfigDict(json_schema_extra={
-        "examples": [{"email": "admin@example.com", "password": "correct horse battery staple"}],
-    })
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"email": "admin@example.com", "password": "correct horse battery staple"}],
+        }
+    )
 
 
 class RefreshRequest(BaseModel):
@@ -40,10 +42,18 @@ class TokenResponse(BaseModel):
     token_type: Literal["bearer"] = "bearer"
     expires_in: int = Field(description="seconds the access token is valid")
     refresh_token: str = Field(description="spend it once at POST /api/v1/auth/refresh for a new pair")
-    model_config = ConfigDict(json_schema_extra={"examples": [{
-        "access_token": "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9...", "token_type": "bearer",
-        "expires_in": 900, "refresh_token": "q3J0bX2v...8sQ",
-    }]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "access_token": "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9...",
+                    "token_type": "bearer",
+                    "expires_in": 900,
+                    "refresh_token": "q3J0bX2v...8sQ",
+                }
+            ]
+        }
+    )
 
 
 class TenantOut(BaseModel):
@@ -69,19 +79,38 @@ class MeOut(BaseModel):
     user_id: int | None
     api_key_id: int | None
     tenant: TenantRef
-    model_config = ConfigDict(json_schema_extra={"examples": [{
-        "via": "token", "email": "admin@example.com", "role": "admin", "platform_admin": False,
-        "user_id": 3, "api_key_id": None, "tenant": {"id": 2, "name": "acme"},
-    }]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "via": "token",
+                    "email": "admin@example.com",
+                    "role": "admin",
+                    "platform_admin": False,
+                    "user_id": 3,
+                    "api_key_id": None,
+                    "tenant": {"id": 2, "name": "acme"},
+                }
+            ]
+        }
+    )
 
 
 class TenantRequest(BaseModel):
     name: str = Field(min_length=1, max_length=MAX_TENANT_NAME)
     admin_email: EmailStr
     admin_password: str = Field(min_length=MIN_PASSWORD_LENGTH, max_length=MAX_PASSWORD_LENGTH)
-    model_config = ConfigDict(json_schema_extra={"examples": [{
-        "name": "acme", "admin_email": "ops@acme.example", "admin_password": "a long passphrase",
-    }]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "acme",
+                    "admin_email": "ops@acme.example",
+                    "admin_password": "a long passphrase",
+                }
+            ]
+        }
+    )
 
 
 class UserOut(BaseModel):
@@ -120,17 +149,33 @@ class ApiKeyOut(BaseModel):
 
     @classmethod
     def of(cls, key: ApiKey) -> ApiKeyOut:
-        return cls(id=key.id, name=key.name, role=key.role, prefix=key.prefix,
-                   created_at=utc(key.created_at), revoked=key.revoked)
+        return cls(
+            id=key.id,
+            name=key.name,
+            role=key.role,
+            prefix=key.prefix,
+            created_at=utc(key.created_at),
+            revoked=key.revoked,
+        )
 
 
 class ApiKeyCreated(ApiKeyOut):
     key: str = Field(description="send it as `X-API-Key`; shown this once, never again")
-    model_config = ConfigDict(json_schema_extra={"examples": [{
-        "id": 1, "name": "dispatch centre", "role": "supervisor", "prefix": "sw_4fJq9aZx",
-        "created_at": "2026-01-01T00:00:00Z", "revoked": False,
-        "key": "sw_4fJq9aZx0b1c2d3e4f5g6h7i8j9k0l1m2n3o4p5q",
-    }]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": 1,
+                    "name": "dispatch centre",
+                    "role": "supervisor",
+                    "prefix": "sw_4fJq9aZx",
+                    "created_at": "2026-01-01T00:00:00Z",
+                    "revoked": False,
+                    "key": "sw_4fJq9aZx0b1c2d3e4f5g6h7i8j9k0l1m2n3o4p5q",
+                }
+            ]
+        }
+    )
 
 
 class ApiKeyList(BaseModel):

@@ -44,8 +44,9 @@ TURN_TTL_S = 30.0
 # A client refused because its previous attempt is still being checked may retry this soon.
 BUSY_RETRY_AFTER_S = 1
 
-throttled = Counter("authn_logins_throttled_total", "Logins refused with 429 before the password was checked",
-                    ["reason"])
+throttled = Counter(
+    "authn_logins_throttled_total", "Logins refused with 429 before the password was checked", ["reason"]
+)
 
 
 class RateLimited(Exception):
@@ -72,9 +73,18 @@ def account_scope(email: str) -> str:
 
 
 class LoginRateLimiter:
-    def __init__(self, cache: Cache, *, free_failures: int = 3, first_delay: float = 1.0, max_delay: float = 900.0,
-                 per_address: int = 30, window: float = 3600.0, known_ttl: float = 30 * 24 * 3600,
-                 clock: Callable[[], float] = time.time):
+    def __init__(
+        self,
+        cache: Cache,
+        *,
+        free_failures: int = 3,
+        first_delay: float = 1.0,
+        max_delay: float = 900.0,
+        per_address: int = 30,
+        window: float = 3600.0,
+        known_ttl: float = 30 * 24 * 3600,
+        clock: Callable[[], float] = time.time,
+    ):
         self._cache = cache
         self._free = free_failures
         self._first_delay = first_delay
@@ -86,9 +96,15 @@ class LoginRateLimiter:
 
     @classmethod
     def from_settings(cls, settings: Settings, cache: Cache) -> LoginRateLimiter:
-        return cls(cache, free_failures=settings.login_free_failures, first_delay=settings.login_first_delay,
-                   max_delay=settings.login_max_delay, per_address=settings.login_max_failures_per_address,
-                   window=settings.login_failure_window, known_ttl=settings.refresh_token_ttl)
+        return cls(
+            cache,
+            free_failures=settings.login_free_failures,
+            first_delay=settings.login_first_delay,
+            max_delay=settings.login_max_delay,
+            per_address=settings.login_max_failures_per_address,
+            window=settings.login_failure_window,
+            known_ttl=settings.refresh_token_ttl,
+        )
 
     def delay_after(self, attempts: int) -> float:
         """Seconds a pair waits after failing its `attempts`-th attempt (0 within the free failures)."""

@@ -68,13 +68,23 @@ def client_address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-_THROTTLED = {429: {"model": ErrorOut, "description": "Too many failed logins from this address; retry later",
-                    "headers": {"Retry-After": {"description": "seconds to wait before trying again",
-                                                "schema": {"type": "integer", "minimum": 1}}}}}
+_THROTTLED = {
+    429: {
+        "model": ErrorOut,
+        "description": "Too many failed logins from this address; retry later",
+        "headers": {
+            "Retry-After": {
+                "description": "seconds to wait before trying again",
+                "schema": {"type": "integer", "minimum": 1},
+            }
+        },
+    }
+}
 
 
-@router.post("/auth/token", tags=["auth"], summary="Log in with email and password",
-             responses={**_errors(401), **_THROTTLED})
+@router.post(
+    "/auth/token", tags=["auth"], summary="Log in with email and password", responses={**_errors(401), **_THROTTLED}
+)
 async def issue_token(body: TokenRequest, request: Request, response: Response, ctx: ContextDep) -> TokenResponse:
     """A new session: an access token and a refresh token.
 
@@ -91,8 +101,11 @@ async def issue_token(body: TokenRequest, request: Request, response: Response, 
         attempt = await limiter.begin(account=body.email, address=address)
     except RateLimited as exc:
         log.warning("login_rate_limited", address=address, reason=exc.reason, retry_after=exc.retry_after)
-        raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS, "too many failed logins; try again later",
-                            headers={"Retry-After": str(exc.retry_after)}) from None
+        raise HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            "too many failed logins; try again later",
+            headers={"Retry-After": str(exc.retry_after)},
+        ) from None
     try:
         user = await ctx.store.user_by_email(body.email)
         # An unknown email costs the same argon2 work as a wrong password: no timing oracle.
@@ -111,8 +124,7 @@ async def issue_token(body: TokenRequest, request: Request, response: Response, 
     return _token_response(await start_session(ctx.settings, ctx.cache, user), response)
 
 
-@router.post("/auth/refresh", tags=["auth"], summary="Trade a refresh token for a new pair",
-             responses=_errors(401))
+@router.post("/auth/refresh", tags=["auth"], summary="Trade a refresh token for a new pair", responses=_errors(401))
 async def refresh_token(body: RefreshRequest, response: Response, ctx: ContextDep) -> TokenResponse:
     """Each refresh token works once. Showing a spent one again ends its whole session."""
     try:
@@ -122,8 +134,13 @@ async def refresh_token(body: RefreshRequest, response: Response, ctx: ContextDe
     return _token_response(pair, response)
 
 
-@router.post("/auth/logout", tags=["auth"], summary="End the session", status_code=status.HTTP_204_NO_CONTENT,
-             responses=_errors(401, 403))
+@router.post(
+    "/auth/logout",
+    tags=["auth"],
+    summary="End the session",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=_errors(401, 403),
+)
 async def logout(principal: Annotated[Principal, Depends(require_user)], ctx: ContextDep) -> Response:
     """Revokes the session's access tokens at once, and its refresh token."""
     assert principal.session_id is not None  # every access token has one
@@ -136,8 +153,12 @@ async def logout(principal: Annotated[Principal, Depends(require_user)], ctx: Co
 async def me(principal: CurrentPrincipal, ctx: ContextDep) -> MeOut:
     tenant = await ctx.store.tenant(principal.tenant_id)
     return MeOut(
-        via=principal.via, email=principal.email, role=principal.role, platform_admin=principal.platform_admin,
-        user_id=principal.user_id, api_key_id=principal.api_key_id,
+        via=principal.via,
+        email=principal.email,
+        role=principal.role,
+        platform_admin=principal.platform_admin,
+        user_id=principal.user_id,
+        api_key_id=principal.api_key_id,
         tenant=TenantRef(id=principal.tenant_id, name=tenant.name if tenant else ""),
     )
 
@@ -145,13 +166,19 @@ async def me(principal: CurrentPrincipal, ctx: ContextDep) -> MeOut:
 # -- tenants (platform admins) -------------------------------------------------------------
 
 
-@router.post("/tenants", tags=["tenants"], summary="Create a tenant and its admin",
-             status_code=status.HTTP_201_CREATED, responses=_errors(401, 403, 409))
+@router.post(
+    "/tenants",
+    tags=["tenants"],
+    summary="Create a tenant and its admin",
+    status_code=status.HTTP_201_CREATED,
+    responses=_errors(401, 403, 409),
+)
 async def create_tenant(body: TenantRequest, principal: PlatformAdminPrincipal, ctx: ContextDep) -> TenantCreated:
     """Platform admins only. The new admin logs in with the email and password given."""
     try:
-        created = await add_tenant(ctx.store, name=body.name, admin_email=body.admin_email,
-                                   admin_password=body.admin_password)
+        created = await add_tenant(
+            ctx.store, name=body.name, admin_email=body.admin_email, admin_password=body.admin_password
+        )
     except TenantExists:
         raise HTTPException(status.HTTP_409_CONFLICT, "a tenant with that name exists") from None
     except UserExists:
@@ -160,8 +187,10 @@ async def create_tenant(body: TenantRequest, principal: PlatformAdminPrincipal, 
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
     tenant = created["tenant"]
     log.info("tenant_created_by", tenant_id=tenant["id"], by=principal.actor)
-    return TenantCreated(tenant=TenantOut(id=tenant["id"], name=tenant["name"], created_at=utc(tenant["created_at"])),
-                         admin=UserOut(**created["admin"]))
+    return TenantCreated(
+        tenant=TenantOut(id=tenant["id"], name=tenant["name"], created_at=utc(tenant["created_at"])),
+        admin=UserOut(**created["admin"]),
+    )
 
 
 @router.get("/tenants", tags=["tenants"], summary="List tenants", responses=_errors(401, 403))
@@ -181,13 +210,23 @@ async def _key_manager(principal: AdminPrincipal) -> Principal:
 KeyManager = Annotated[Principal, Depends(_key_manager)]
 
 
-@router.post("/api-keys", tags=["api-keys"], summary="Create an API key", status_code=status.HTTP_201_CREATED,
-             responses=_errors(401, 403))
+@router.post(
+    "/api-keys",
+    tags=["api-keys"],
+    summary="Create an API key",
+    status_code=status.HTTP_201_CREATED,
+    responses=_errors(401, 403),
+)
 async def create_api_key(body: ApiKeyRequest, principal: KeyManager, ctx: ContextDep) -> ApiKeyCreated:
     """For a partner integration of your tenant. The key is in this answer only: keep it."""
     key = new_api_key()
-    record = await ctx.store.create_api_key(tenant_id=principal.tenant_id, name=body.name, prefix=key[:PREFIX_LENGTH],
-                                            key_hash=hash_api_key(key), role=body.role)
+    record = await ctx.store.create_api_key(
+        tenant_id=principal.tenant_id,
+        name=body.name,
+        prefix=key[:PREFIX_LENGTH],
+        key_hash=hash_api_key(key),
+        role=body.role,
+    )
     log.info("api_key_created", api_key_id=record.id, tenant_id=record.tenant_id, by=principal.actor)
     return ApiKeyCreated(**ApiKeyOut.of(record).model_dump(), key=key)
 
@@ -198,8 +237,13 @@ async def list_api_keys(principal: KeyManager, ctx: ContextDep) -> ApiKeyList:
     return ApiKeyList(items=[ApiKeyOut.of(key) for key in await ctx.store.api_keys(principal.tenant_id)])
 
 
-@router.delete("/api-keys/{key_id}", tags=["api-keys"], summary="Revoke an API key",
-               status_code=status.HTTP_204_NO_CONTENT, responses=_errors(401, 403, 404))
+@router.delete(
+    "/api-keys/{key_id}",
+    tags=["api-keys"],
+    summary="Revoke an API key",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=_errors(401, 403, 404),
+)
 async def revoke_api_key(key_id: int, principal: KeyManager, ctx: ContextDep) -> Response:
     """The key stops working at once."""
     if not await ctx.store.revoke_api_key(principal.tenant_id, key_id):

@@ -23,5 +23,6 @@ KEY_PREFIXES = (*tokens.KEY_PREFIXES, ratelimit.KEY_PREFIX)
 
 def embedded_cache(settings: Settings) -> SplitCache:
     """The all-in-one mode's cache: authn keys persisted in `<data_dir>/authn-state.db`, the rest in memory."""
-    return SplitCache(fast=MemoryCache(), durable=SqliteCache(settings.data_dir / STATE_FILE),
-                      durable_prefixes=KEY_PREFIXES)
+    return SplitCache(
+        fast=MemoryCache(), durable=SqliteCache(settings.data_dir / STATE_FILE), durable_prefixes=KEY_PREFIXES
+    )

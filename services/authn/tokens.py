@@ -127,9 +127,16 @@ def issue_access_token(settings: Settings, *, user: User, session_id: str, now: 
     """A signed access token for the user in that session, valid `access_token_ttl` seconds."""
     issued = int(time.time() if now is None else now)
     claims = {
-        "sub": str(user.id), "tid": user.tenant_id, "role": user.role, "sid": session_id,
-        "email": user.email, "padm": user.platform_admin, "aud": AUDIENCE,
-        "iat": issued, "exp": issued + settings.access_token_ttl, "jti": secrets.token_urlsafe(12),
+        "sub": str(user.id),
+        "tid": user.tenant_id,
+        "role": user.role,
+        "sid": session_id,
+        "email": user.email,
+        "padm": user.platform_admin,
+        "aud": AUDIENCE,
+        "iat": issued,
+        "exp": issued + settings.access_token_ttl,
+        "jti": secrets.token_urlsafe(12),
     }
     return jwt.encode(claims, signing_secret(settings), algorithm=ALGORITHM)
 
@@ -141,16 +148,25 @@ def decode_access_token(settings_or_secret: Settings | str, token: str) -> Acces
     """
     try:
         claims = jwt.decode(
-            token, _secret(settings_or_secret), algorithms=[ALGORITHM], audience=AUDIENCE,
+            token,
+            _secret(settings_or_secret),
+            algorithms=[ALGORITHM],
+            audience=AUDIENCE,
             options={"require": ["sub", "exp", "iat", "aud", "jti"]},
         )
         role = claims["role"]
         if role not in ROLES:
             raise ValueError(f"unknown role {role!r}")
         return AccessClaims(
-            user_id=int(claims["sub"]), tenant_id=int(claims["tid"]), role=role, session_id=str(claims["sid"]),
-            email=str(claims["email"]), platform_admin=bool(claims.get("padm", False)),
-            issued_at=int(claims["iat"]), expires_at=int(claims["exp"]), token_id=str(claims["jti"]),
+            user_id=int(claims["sub"]),
+            tenant_id=int(claims["tid"]),
+            role=role,
+            session_id=str(claims["sid"]),
+            email=str(claims["email"]),
+            platform_admin=bool(claims.get("padm", False)),
+            issued_at=int(claims["iat"]),
+            expires_at=int(claims["exp"]),
+            token_id=str(claims["jti"]),
         )
     except jwt.ExpiredSignatureError as exc:
         raise InvalidToken("token expired") from exc

@@ -30,8 +30,10 @@ def render_pwa(files: DashboardFiles, directory: Path = PWA_DIR) -> tuple[Static
     worker = worker.replace(ASSETS_PLACEHOLDER, f"./{assets}")
     manifest = (directory / "manifest.webmanifest").read_text(encoding="utf-8").replace(ASSETS_PLACEHOLDER, assets)
     manifest_file = StaticFile.of(manifest.encode(), ".json")
-    return (StaticFile(manifest_file.body, manifest_file.gzipped, MANIFEST_TYPE, manifest_file.etag),
-            StaticFile.of(worker.encode(), ".js"))
+    return (
+        StaticFile(manifest_file.body, manifest_file.gzipped, MANIFEST_TYPE, manifest_file.etag),
+        StaticFile.of(worker.encode(), ".js"),
+    )
 
 
 def mount_pwa(app: FastAPI, files: DashboardFiles, directory: Path = PWA_DIR) -> None:

@@ -67,15 +67,24 @@ class StaticFile:
         gzipped = gzip.compress(body, 9, mtime=0) if suffix in _COMPRESSIBLE and len(body) > 256 else None
         if gzipped is not None and len(gzipped) >= len(body):
             gzipped = None
-        return cls(body, gzipped, _MEDIA_TYPES.get(suffix, "application/octet-stream"),
-                   f'"{hashlib.sha256(body).hexdigest()[:24]}"')
+        return cls(
+            body,
+            gzipped,
+            _MEDIA_TYPES.get(suffix, "application/octet-stream"),
+            f'"{hashlib.sha256(body).hexdigest()[:24]}"',
+        )
 
     def response(self, request: Request, cache_control: str, headers: Mapping[str, str] | None = None) -> Response:
         gzipped = self.gzipped if "gzip" in request.headers.get("accept-encoding", "") else None
         # Each encoding is its own representation, hence its own strong ETag.
         etag = self.etag if gzipped is None else self.etag[:-1] + '-gz"'
-        answer = {"Cache-Control": cache_control, "ETag": etag, "Vary": "Accept-Encoding",
-                  "X-Content-Type-Options": "nosniff", **(headers or {})}
+        answer = {
+            "Cache-Control": cache_control,
+            "ETag": etag,
+            "Vary": "Accept-Encoding",
+            "X-Content-Type-Options": "nosniff",
+            **(headers or {}),
+        }
         if _matches(request.headers.get("if-none-match"), etag):
             return Response(status_code=304, headers=answer)
         if gzipped is None:
@@ -100,7 +109,9 @@ class DashboardFiles:
 
     @classmethod
     def load(cls, directory: Path = STATIC_DIR) -> DashboardFiles:
-        paths = sorted(p for p in directory.rglob("*") if p.is_file() and p.name != INDEX and not p.name.startswith("."))
+        paths = sorted(
+            p for p in directory.rglob("*") if p.is_file() and p.name != INDEX and not p.name.startswith(".")
+        )
         contents = {p.relative_to(directory).as_posix(): p.read_bytes() for p in paths}
         digest = hashlib.sha256()
         for name, body in contents.items():

@@ -60,8 +60,9 @@ class Batch:
 
     def __init__(self) -> None:
         self.telemetry = Telemetry(runs=[])
-        self.rows_by_type = {frame_type: self.telemetry.tables.setdefault(KIND_OF_TYPE[frame_type], [])
-                             for frame_type in HOT_TYPES}
+        self.rows_by_type = {
+            frame_type: self.telemetry.tables.setdefault(KIND_OF_TYPE[frame_type], []) for frame_type in HOT_TYPES
+        }
         self.acks: list[tuple[AckSink, list[int]]] = []  # in arrival order, so each device gets its ACKs in order
         self.frames = 0
 
@@ -75,8 +76,7 @@ class CommitOutage:
     get ACK 4 for every failed batch all the same (the committer's job).
     """
 
-    def __init__(self, *, summary_every: float = OUTAGE_SUMMARY_EVERY_S,
-                 clock: Callable[[], float] = time.monotonic):
+    def __init__(self, *, summary_every: float = OUTAGE_SUMMARY_EVERY_S, clock: Callable[[], float] = time.monotonic):
         self.summary_every = summary_every
         self._clock = clock
         self.failing_since: float | None = None
@@ -92,23 +92,36 @@ class CommitOutage:
         if self.failing_since is None:
             self.failing_since = self._summarized_at = now
             self._unsummarized = (0, 0)
-            log.error("commit_failing", frames=frames, error=error,
-                      detail="frames get ACK 4 (retry later) until a commit succeeds")
+            log.error(
+                "commit_failing",
+                frames=frames,
+                error=error,
+                detail="frames get ACK 4 (retry later) until a commit succeeds",
+            )
             return
         batches, refused = self._unsummarized
         self._unsummarized = (batches + 1, refused + frames)
         if now - self._summarized_at >= self.summary_every:
-            log.error("commit_still_failing", failed_batches=self._unsummarized[0],
-                      frames_refused=self._unsummarized[1], over_s=round(now - self._summarized_at, 1),
-                      failing_for_s=round(now - self.failing_since, 1), error=error)
+            log.error(
+                "commit_still_failing",
+                failed_batches=self._unsummarized[0],
+                frames_refused=self._unsummarized[1],
+                over_s=round(now - self._summarized_at, 1),
+                failing_for_s=round(now - self.failing_since, 1),
+                error=error,
+            )
             self._summarized_at = now
             self._unsummarized = (0, 0)
 
     def succeeded(self) -> None:
         if self.failing_since is None:
             return
-        log.warning("commit_recovered", failed_batches=self.failed_batches, frames_refused=self.frames_refused,
-                    failed_for_s=round(self._clock() - self.failing_since, 1))
+        log.warning(
+            "commit_recovered",
+            failed_batches=self.failed_batches,
+            frames_refused=self.frames_refused,
+            failed_for_s=round(self._clock() - self.failing_since, 1),
+        )
         self.failing_since = None
         self.failed_batches = self.frames_refused = 0
 
@@ -142,8 +155,9 @@ class GroupCommitter:
     def overloaded(self) -> bool:
         return self.pending >= self.max_pending
 
-    def submitted(self, sink: AckSink, seqs: list[int], device: tuple[int, int, str], run: FrameRun,
-                  received_at: float) -> None:
+    def submitted(
+        self, sink: AckSink, seqs: list[int], device: tuple[int, int, str], run: FrameRun, received_at: float
+    ) -> None:
         """`sink` put the rows for `seqs` into `self.batch`, taken from `run`;
         `device` is (id, tenant id, IMEI)."""
         batch = self.batch
@@ -243,8 +257,12 @@ class GroupCommitter:
                 sink.resume_if_possible()
 
 
-_RECEIVED_LABEL = {"positions": "position", "heartbeats": "heartbeat", "activities": "activity",
-                   "command_results": "commandresult"}
+_RECEIVED_LABEL = {
+    "positions": "position",
+    "heartbeats": "heartbeat",
+    "activities": "activity",
+    "command_results": "commandresult",
+}
 
 
 def _count_received(telemetry: Telemetry) -> None:
@@ -264,8 +282,10 @@ def publish_to_writer(bus: Bus) -> MakeDurable:
     writer's quorum queue and is stored from there idempotently (a redelivery
     inserts nothing twice), so the listener may ACK without waiting for MongoDB.
     """
+
     async def publish(telemetry: Telemetry) -> None:
         # One id per batch: the broker's redeliveries of it keep it; a retransmitted
         # frame comes in a new batch, and the store's keys dedupe it.
         await bus.publish(TOPIC_INGEST, ingest_message(telemetry), message_id=f"ingest-{uuid.uuid4().hex}")
+
     return publish

@@ -157,7 +157,9 @@ class DeviceConnection(asyncio.Protocol):
         device = self.device
         assert device is not None
         self.unacked += 1
-        self.listener.committer.submit(_new_record(FrameRecord, (device.id, device.tenant_id, device.imei, event, now)), self)
+        self.listener.committer.submit(
+            _new_record(FrameRecord, (device.id, device.tenant_id, device.imei, event, now)), self
+        )
         return True
 
     def _count_bad_frames(self) -> None:
@@ -210,10 +212,17 @@ class DeviceConnection(asyncio.Protocol):
         self._count_bad_frames()
         address = self.transport.get_extra_info("peername") if self.transport is not None else None
         failures, delay = await self.listener.login_backoff.refused(
-            imei=login.imei, address=address[0] if address else None, status=status)
+            imei=login.imei, address=address[0] if address else None, status=status
+        )
         if worth_logging(failures):
-            log.warning("login_refused", imei=login.imei, status=status.name, peer=self.peer,
-                        consecutive_failures=failures, held_s=delay)
+            log.warning(
+                "login_refused",
+                imei=login.imei,
+                status=status.name,
+                peer=self.peer,
+                consecutive_failures=failures,
+                held_s=delay,
+            )
         if delay <= 0 or self._closing:
             self.close(reply.reason)
             return
@@ -269,8 +278,18 @@ class DeviceConnection(asyncio.Protocol):
 
 def _reason_label(reason: str) -> str:
     reason = reason.lower()
-    for label in ("bad frames", "length", "before login", "store", "malformed login", "no login", "login", "idle", "replaced",
-                  "draining"):
+    for label in (
+        "bad frames",
+        "length",
+        "before login",
+        "store",
+        "malformed login",
+        "no login",
+        "login",
+        "idle",
+        "replaced",
+        "draining",
+    ):
         if label in reason:
             return label.replace(" ", "_")
     return "other"

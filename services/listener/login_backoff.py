@@ -76,8 +76,9 @@ class LoginBackoff:
             return 0, 0.0
         window = settings.device_login_failure_window
         failures = max([await self._incr(key, window) for key in keys])
-        return failures, backoff_delay(failures, base=settings.device_login_backoff,
-                                       ceiling=settings.device_login_backoff_max)
+        return failures, backoff_delay(
+            failures, base=settings.device_login_backoff, ceiling=settings.device_login_backoff_max
+        )
 
     async def hold(self, imei: str, delay: float) -> None:
         """Over MQTT there is no connection to hold: the device's topic is held instead."""

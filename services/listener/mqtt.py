@@ -100,7 +100,6 @@ publishes = Counter("listener_mqtt_publishes_total", "Messages published on the 
 outgoing_queued = Gauge("listener_mqtt_outgoing_queued", "Messages waiting to be published on the down topics")
 
 
-
 class _CountingQueue(asyncio.Queue):  # type: ignore[type-arg]
     """aiomqtt's incoming queue: when full, aiomqtt drops the message (already
     PUBACKed, so the device's retransmission recovers it); we count it."""
@@ -173,9 +172,12 @@ class MqttIngest:
             await asyncio.sleep(0.02)
         unacked = sum(d.unacked for d in self.devices.values())
         if unacked or self._outgoing or self._in_flight:
-            log.error("mqtt_drain_incomplete", frames_not_committed=unacked,
-                      replies_not_published=len(self._outgoing) + self._in_flight,
-                      consequence="devices retransmit what was not acknowledged")
+            log.error(
+                "mqtt_drain_incomplete",
+                frames_not_committed=unacked,
+                replies_not_published=len(self._outgoing) + self._in_flight,
+                consequence="devices retransmit what was not acknowledged",
+            )
         for device in self.devices.values():
             # Their sessions outlive us (other listeners adopt them): no offline mark, no offline announcement.
             device.leave_online(announce=False)
@@ -256,9 +258,16 @@ class MqttIngest:
         # replayed behind our back (our own queue resends what was not confirmed).
         host, port, username, password, tls = _broker_address(self.settings)
         client = aiomqtt.Client(
-            host, port, username=username, password=password, identifier=self.instance_id,
-            clean_session=True, keepalive=KEEPALIVE_S, tls_context=ssl.create_default_context() if tls else None,
-            queue_type=_CountingQueue, max_queued_incoming_messages=INCOMING_QUEUE_LIMIT,
+            host,
+            port,
+            username=username,
+            password=password,
+            identifier=self.instance_id,
+            clean_session=True,
+            keepalive=KEEPALIVE_S,
+            tls_context=ssl.create_default_context() if tls else None,
+            queue_type=_CountingQueue,
+            max_queued_incoming_messages=INCOMING_QUEUE_LIMIT,
             logger=logging.getLogger("solewatch.listener.mqtt.client"),
         )
         client.pending_calls_threshold = PUBLISH_BATCH + 16  # our batches are the expected load
@@ -269,8 +278,12 @@ class MqttIngest:
         self._not_ready = None
         self._subscribed.set()
         connected.set(1)
-        log.info("mqtt_connected", broker=_broker_address(self.settings)[0], client_id=self.instance_id,
-                 subscription=self._topics.subscription)
+        log.info(
+            "mqtt_connected",
+            broker=_broker_address(self.settings)[0],
+            client_id=self.instance_id,
+            subscription=self._topics.subscription,
+        )
         publisher = asyncio.get_running_loop().create_task(self._publish(client))
         try:
             async for message in client.messages:
@@ -338,7 +351,8 @@ class MqttIngest:
             self._in_flight = len(batch)
             try:
                 results = await asyncio.gather(
-                    *(client.publish(topic, payload, qos=1) for topic, payload in batch), return_exceptions=True,
+                    *(client.publish(topic, payload, qos=1) for topic, payload in batch),
+                    return_exceptions=True,
                 )
             except asyncio.CancelledError:
                 # The connection is gone: all of it again on the next one (a device
@@ -435,12 +449,15 @@ def _broker_address(settings: Settings) -> tuple[str, int, str | None, str | Non
     if url.scheme not in ("mqtt", "mqtts", "tcp", "ssl") or not url.hostname:
         raise ValueError("SOLEWATCH_MQTT_URL must look like mqtt://host:1883 or mqtts://user:password@host:8883")
     tls = url.scheme in ("mqtts", "ssl")
-    return (url.hostname, url.port or (8883 if tls else 1883),
-            unquote(url.username) if url.username else None, unquote(url.password) if url.password else None, tls)
+    return (
+        url.hostname,
+        url.port or (8883 if tls else 1883),
+        unquote(url.username) if url.username else None,
+        unquote(url.password) if url.password else None,
+        tls,
+    )
 
 
 def _refused(code: Any) -> bool:
     # paho gives ReasonCodes (MQTT 5 style, also for 3.1.1) or ints; 0x80 and up is a failure.
     return bool(getattr(code, "is_failure", False)) or (isinstance(code, int) and code >= 0x80)
-
-

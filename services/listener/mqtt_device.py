@@ -48,11 +48,12 @@ OWNER_TTL_S = 30.0  # an owner that stops renewing its mark loses its devices to
 SESSION_KEY = "mqtt:session:{imei}"
 OWNER_KEY = "mqtt:ingest:{owner}"
 
-messages_dropped = Counter("listener_mqtt_messages_dropped_total",
-                           "MQTT messages not processed (their frames get no ACK)", ["reason"])
-sessions_ended = Counter("listener_mqtt_sessions_ended_total", "Device sessions over MQTT ended by the listener",
-                         ["reason"])
-
+messages_dropped = Counter(
+    "listener_mqtt_messages_dropped_total", "MQTT messages not processed (their frames get no ACK)", ["reason"]
+)
+sessions_ended = Counter(
+    "listener_mqtt_sessions_ended_total", "Device sessions over MQTT ended by the listener", ["reason"]
+)
 
 
 class SessionInfo(NamedTuple):
@@ -94,8 +95,6 @@ class Sessions:
 
     async def owner_gone(self, owner: str) -> None:
         await self.cache.delete(OWNER_KEY.format(owner=owner))
-
-
 
 
 class MqttDevice:
@@ -198,7 +197,8 @@ class MqttDevice:
                 continue
             self.unacked += 1
             listener.committer.submit(
-                FrameRecord(info.device_id, info.tenant_id, self.imei, event, received_at), self,  # type: ignore[arg-type]
+                FrameRecord(info.device_id, info.tenant_id, self.imei, event, received_at),
+                self,  # type: ignore[arg-type]
             )
 
     async def _wait_for_room(self) -> None:
@@ -206,8 +206,7 @@ class MqttDevice:
         # durability, and the committer's queue as a whole. Other devices go on.
         self._flush_out()
         committer = self.ingest.listener.committer
-        while (self.unacked >= self.ingest.listener.settings.max_unacked_per_connection
-               or committer.overloaded):
+        while self.unacked >= self.ingest.listener.settings.max_unacked_per_connection or committer.overloaded:
             if committer.overloaded:
                 committer.stall(self)
             self._wake.clear()
@@ -245,8 +244,14 @@ class MqttDevice:
             failures, delay = await backoff.refused(imei=self.imei, address=None, status=status)
             await backoff.hold(self.imei, delay)
             if worth_logging(failures):
-                log.warning("login_refused", imei=login.imei, status=status.name, peer=self.peer,
-                            consecutive_failures=failures, held_s=delay)
+                log.warning(
+                    "login_refused",
+                    imei=login.imei,
+                    status=status.name,
+                    peer=self.peer,
+                    consecutive_failures=failures,
+                    held_s=delay,
+                )
             # As a refused LOGIN closes its TCP connection, it ends the topic's session.
             await self._end(reply.reason, had_session=True)
             return None
@@ -352,8 +357,6 @@ class MqttDevice:
 
 
 # -- helpers ---------------------------------------------------------------------------------
-
-
 
 
 def _starts_with_login(payload: bytes) -> bool:

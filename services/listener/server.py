@@ -50,7 +50,12 @@ class Listener:
     name = "listener"
 
     def __init__(
-        self, settings: Settings, store: Store, *, cache: Cache | None = None, bus: Bus | None = None,
+        self,
+        settings: Settings,
+        store: Store,
+        *,
+        cache: Cache | None = None,
+        bus: Bus | None = None,
         make_durable: MakeDurable | None = None,
     ):
         self.settings = settings
@@ -58,7 +63,9 @@ class Listener:
         self.cache = cache
         self.bus = bus
         self.committer = GroupCommitter(
-            make_durable or self._commit_to_store, max_batch=settings.commit_max_batch, max_pending=settings.max_pending_frames,
+            make_durable or self._commit_to_store,
+            max_batch=settings.commit_max_batch,
+            max_pending=settings.max_pending_frames,
         )
         self.connections: set[DeviceConnection] = set()
         self.online: dict[str, DeviceConnection] = {}  # imei -> its logged-in connection
@@ -88,8 +95,12 @@ class Listener:
         await self.committer.start()
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
-            lambda: DeviceConnection(self), self.settings.bind, self.settings.listener_port,
-            backlog=4096, reuse_address=True, ssl=_tls_context(self.settings),
+            lambda: DeviceConnection(self),
+            self.settings.bind,
+            self.settings.listener_port,
+            backlog=4096,
+            reuse_address=True,
+            ssl=_tls_context(self.settings),
         )
         self.spawn(self._sweep_idle())
         self.spawn(self._poll_commands())
@@ -185,11 +196,15 @@ class Listener:
             if self.bus is not None:
                 # The battery as of login: the next frames' positions carry fresher ones.
                 status = {
-                    "tenant_id": device.tenant_id, "imei": device.imei, "online": online, "battery": device.battery,
+                    "tenant_id": device.tenant_id,
+                    "imei": device.imei,
+                    "online": online,
+                    "battery": device.battery,
                     "last_seen": iso_utc(conn.last_seen_wall),
                 }
-                await self.bus.publish(TOPIC_DEVICE_STATUS, orjson.dumps(status),
-                                       message_id=f"status-{device.id}-{time.time_ns()}")
+                await self.bus.publish(
+                    TOPIC_DEVICE_STATUS, orjson.dumps(status), message_id=f"status-{device.id}-{time.time_ns()}"
+                )
         except Exception as exc:  # live status is best effort; the frames are what must not be lost
             log.warning("device_status_failed", imei=device.imei, error=str(exc))
 
@@ -222,9 +237,13 @@ class Listener:
             await asyncio.sleep(every)
             stored = metrics.frames_stored._value.get()
             if stored != last or self.connections:
-                log.info("ingest_progress", frames_stored_per_s=round((stored - last) / every, 1),
-                         frames_stored_total=int(stored), connections=len(self.connections),
-                         devices_online=len(self.online))
+                log.info(
+                    "ingest_progress",
+                    frames_stored_per_s=round((stored - last) / every, 1),
+                    frames_stored_total=int(stored),
+                    connections=len(self.connections),
+                    devices_online=len(self.online),
+                )
             last = stored
 
     # -- downlink commands -------------------------------------------------------------

@@ -5,6 +5,11 @@ from services.notifications.notifier import AlertNotice, NotificationFailed, Not
 from services.notifications.service import NotificationsService, build_notifiers
 
 __all__ = [
-    "AlertNotice", "NotificationFailed", "NotificationsService", "Notifier",
-    "acknowledge_alert", "build_notifiers", "resolve_alert",
+    "AlertNotice",
+    "NotificationFailed",
+    "NotificationsService",
+    "Notifier",
+    "acknowledge_alert",
+    "build_notifiers",
+    "resolve_alert",
 ]

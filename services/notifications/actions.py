@@ -25,8 +25,9 @@ def contact_actor(contact: Contact) -> str:
     return contact.name
 
 
-async def acknowledge_alert(context: ServiceContext, *, tenant_id: int, alert_id: int, by: str,
-                            via: str = "api", contact_id: int | None = None) -> Alert | None:
+async def acknowledge_alert(
+    context: ServiceContext, *, tenant_id: int, alert_id: int, by: str, via: str = "api", contact_id: int | None = None
+) -> Alert | None:
     """Acknowledge an alert; None when the tenant has no such alert.
 
     `by` is who: a signed-in user's `principal.actor`, or for a contact
@@ -52,8 +53,9 @@ async def acknowledge_alert(context: ServiceContext, *, tenant_id: int, alert_id
     return alert
 
 
-async def resolve_alert(context: ServiceContext, *, tenant_id: int, alert_id: int, by: str,
-                        note: str | None = None) -> Alert | None:
+async def resolve_alert(
+    context: ServiceContext, *, tenant_id: int, alert_id: int, by: str, note: str | None = None
+) -> Alert | None:
     """Resolve an open or acknowledged alert (resolving twice changes nothing); None when there is no such alert."""
     alert = await context.store.resolve_alert(tenant_id, alert_id, by=by, note=note)
     if alert is not None:
@@ -61,8 +63,9 @@ async def resolve_alert(context: ServiceContext, *, tenant_id: int, alert_id: in
     return alert
 
 
-async def tell_device_acknowledged(store: Store, commands: CommandSender, alert: Alert, *,
-                                   claimed: bool = False) -> bool:
+async def tell_device_acknowledged(
+    store: Store, commands: CommandSender, alert: Alert, *, claimed: bool = False
+) -> bool:
     """Queue cmd 4 for the alert's device once; True when this call queued it.
 
     The notification ledger is the exactly-once key (channel `device`). When
@@ -87,9 +90,16 @@ async def tell_device_acknowledged(store: Store, commands: CommandSender, alert:
     notifications_sent.labels(CHANNEL_DEVICE).inc()
     try:
         await store.finish_notification(**key, status="sent", attempts=1)
-        await store.add_alert_event(alert.id, action="device_notified", actor=None, detail={
-            "command": "alarm-acknowledged", "cmd": int(CommandCode.ALARM_ACKNOWLEDGED), "command_id": command_id,
-        })
+        await store.add_alert_event(
+            alert.id,
+            action="device_notified",
+            actor=None,
+            detail={
+                "command": "alarm-acknowledged",
+                "cmd": int(CommandCode.ALARM_ACKNOWLEDGED),
+                "command_id": command_id,
+            },
+        )
     except Exception:  # queued all the same; at worst the unfinished claim sends it once more
         log.exception("device_ack_command_not_recorded", alert_id=alert.id)
     log.info("device_ack_command_queued", alert_id=alert.id, imei=alert.imei, command_id=command_id)

@@ -108,8 +108,12 @@ class DetectionService:
 
     def configure(self, settings: Settings) -> None:
         self.offline = OfflineDetector(settings.offline_after)
-        self._detectors = (self.offline, NoMotionDetector(settings.no_motion_after),
-                           LowBatteryDetector(settings.low_battery_threshold), GeofenceDetector())
+        self._detectors = (
+            self.offline,
+            NoMotionDetector(settings.no_motion_after),
+            LowBatteryDetector(settings.low_battery_threshold),
+            GeofenceDetector(),
+        )
         # Often enough that an offline alert is at most a few percent late.
         self.check_interval = max(1.0, min(30.0, settings.offline_after / 20))
 
@@ -176,8 +180,9 @@ class DetectionService:
         pending, self._pending = self._pending, {}
         now = time.time()
         devices: dict[int, dict[str, bytes | None]] = {}  # device id -> its states, read once per flush
-        frames = [make_frame(kind, columns, row, ids)
-                  for kind, rows in pending.items() for columns, row, ids in rows.values()]
+        frames = [
+            make_frame(kind, columns, row, ids) for kind, rows in pending.items() for columns, row, ids in rows.values()
+        ]
         for frame in sorted(frames, key=frame_ts):
             device_id = frame["device_id"]
             states = devices.get(device_id)
@@ -211,8 +216,9 @@ class DetectionService:
         if cached is None or now - cached[0] > SETTINGS_CACHED_S:
             settings = await self._store.device_settings(device_id)
             shift = settings.shift
-            overrides = DeviceOverrides(settings.offline_after,
-                                        ShiftWindow.of(shift["hours"], shift.get("timezone", "UTC")) if shift else None)
+            overrides = DeviceOverrides(
+                settings.offline_after, ShiftWindow.of(shift["hours"], shift.get("timezone", "UTC")) if shift else None
+            )
             cached = self._device_overrides[device_id] = (now, overrides)
         return cached[1]
 
@@ -231,11 +237,20 @@ class DetectionService:
             if cleared is not None:
                 log.info("detected_alert_cleared", alert_id=cleared.id, kind=detection.kind, imei=detection.imei)
             return
-        alert, created = await self._store.raise_detected_alert(DetectedCondition(
-            key=key, tenant_id=detection.tenant_id, device_id=detection.device_id, imei=detection.imei,
-            kind=detection.kind, ts=detection.ts, lat=detection.lat, lon=detection.lon, battery=detection.battery,
-            detail=detection.detail,
-        ))
+        alert, created = await self._store.raise_detected_alert(
+            DetectedCondition(
+                key=key,
+                tenant_id=detection.tenant_id,
+                device_id=detection.device_id,
+                imei=detection.imei,
+                kind=detection.kind,
+                ts=detection.ts,
+                lat=detection.lat,
+                lon=detection.lon,
+                battery=detection.battery,
+                detail=detection.detail,
+            )
+        )
         if created:
             log.warning("alert_detected", alert_id=alert.id, kind=alert.kind, imei=alert.imei, key=key)
 

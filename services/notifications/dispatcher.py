@@ -61,9 +61,12 @@ class DispatchPolicy:
     @classmethod
     def from_settings(cls, settings: Settings) -> DispatchPolicy:
         return cls(
-            max_attempts=settings.notification_max_attempts, first_backoff=settings.notification_backoff,
-            max_backoff=settings.notification_backoff_max, concurrency=settings.notification_concurrency,
-            claim_timeout=settings.notification_claim_timeout, drain_timeout=settings.notification_drain_timeout,
+            max_attempts=settings.notification_max_attempts,
+            first_backoff=settings.notification_backoff,
+            max_backoff=settings.notification_backoff_max,
+            concurrency=settings.notification_concurrency,
+            claim_timeout=settings.notification_claim_timeout,
+            drain_timeout=settings.notification_drain_timeout,
         )
 
     def backoff(self, attempt: int) -> float:
@@ -77,8 +80,14 @@ def wants(contact: Contact, kind: str) -> bool:
 
 
 class NotificationDispatcher:
-    def __init__(self, store: Store, notifiers: Iterable[Notifier], *, policy: DispatchPolicy | None = None,
-                 commands: CommandSender | None = None):
+    def __init__(
+        self,
+        store: Store,
+        notifiers: Iterable[Notifier],
+        *,
+        policy: DispatchPolicy | None = None,
+        commands: CommandSender | None = None,
+    ):
         self._store = store
         self._commands = commands
         self._tasks: set[asyncio.Task[None]] = set()
@@ -148,19 +157,32 @@ class NotificationDispatcher:
             channels = first.channels
             if policy.step(FIRST_STEP + 1) is not None:
                 # Idempotent: a redelivered alert keeps the plan made the first time.
-                await self._store.schedule_escalation(alert_id=alert["id"], tenant_id=tenant_id, step=FIRST_STEP + 1,
-                                                      due_at=time.time() + first.wait_s)
-        await self.notify(tenant_id, alert, contacts, step=FIRST_STEP, channels=channels,
-                          message_id=message.message_id)
+                await self._store.schedule_escalation(
+                    alert_id=alert["id"], tenant_id=tenant_id, step=FIRST_STEP + 1, due_at=time.time() + first.wait_s
+                )
+        await self.notify(tenant_id, alert, contacts, step=FIRST_STEP, channels=channels, message_id=message.message_id)
 
-    async def notify(self, tenant_id: int, alert: dict[str, Any], contacts: Iterable[Contact], *, step: int,
-                     channels: Collection[str] = DEFAULT_CHANNELS, message_id: str | None = None) -> None:
+    async def notify(
+        self,
+        tenant_id: int,
+        alert: dict[str, Any],
+        contacts: Iterable[Contact],
+        *,
+        step: int,
+        channels: Collection[str] = DEFAULT_CHANNELS,
+        message_id: str | None = None,
+    ) -> None:
         """Tell `contacts` who want this kind of alert, through each of `channels` that is configured
         and reaches them, once per step."""
         notifiers = [notifier for notifier in self._notifiers.values() if notifier.channel in channels]
         if not notifiers:
-            log.warning("alert_not_notified", alert_id=alert["id"], step=step, channels=list(channels),
-                        reason="none of these channels is configured")
+            log.warning(
+                "alert_not_notified",
+                alert_id=alert["id"],
+                step=step,
+                channels=list(channels),
+                reason="none of these channels is configured",
+            )
             return
         notice: AlertNotice | None = None
         for contact in contacts:
@@ -168,13 +190,23 @@ class NotificationDispatcher:
                 continue
             reaching = [notifier for notifier in notifiers if notifier.reaches(contact)]
             if not reaching:
-                log.warning("contact_unreachable", alert_id=alert["id"], contact_id=contact.id,
-                            channels=[n.channel for n in notifiers])
+                log.warning(
+                    "contact_unreachable",
+                    alert_id=alert["id"],
+                    contact_id=contact.id,
+                    channels=[n.channel for n in notifiers],
+                )
             for notifier in reaching:
                 key = NotificationKey(alert["id"], contact.id, notifier.channel, step)
                 if not await self._store.claim_notification(**key._asdict()):
-                    log.info("notification_already_claimed", alert_id=key.alert_id, contact_id=contact.id,
-                             channel=key.channel, step=step, message_id=message_id)
+                    log.info(
+                        "notification_already_claimed",
+                        alert_id=key.alert_id,
+                        contact_id=contact.id,
+                        channel=key.channel,
+                        step=step,
+                        message_id=message_id,
+                    )
                     continue
                 if self._stopping:  # too late to send: the next start does
                     await self._store.finish_notification(**key._asdict(), status="interrupted", attempts=0)
@@ -184,12 +216,15 @@ class NotificationDispatcher:
 
     # -- sending ------------------------------------------------------------------------
 
-    def _spawn(self, key: NotificationKey, notifier: Notifier, contact: Contact, notice: AlertNotice,
-               attempts_before: int = 0) -> None:
+    def _spawn(
+        self, key: NotificationKey, notifier: Notifier, contact: Contact, notice: AlertNotice, attempts_before: int = 0
+    ) -> None:
         self._in_flight.add(key)
         notifications_in_flight.inc()
-        task = asyncio.create_task(self._deliver(key, notifier, contact, notice, attempts_before),
-                                   name=f"notify-{key.alert_id}-{key.contact_id}-{key.channel}")
+        task = asyncio.create_task(
+            self._deliver(key, notifier, contact, notice, attempts_before),
+            name=f"notify-{key.alert_id}-{key.contact_id}-{key.channel}",
+        )
         self._tasks.add(task)
 
         def done(task: asyncio.Task[None]) -> None:
@@ -199,8 +234,9 @@ class NotificationDispatcher:
 
         task.add_done_callback(done)
 
-    async def _deliver(self, key: NotificationKey, notifier: Notifier, contact: Contact, notice: AlertNotice,
-                       attempts_before: int) -> None:
+    async def _deliver(
+        self, key: NotificationKey, notifier: Notifier, contact: Contact, notice: AlertNotice, attempts_before: int
+    ) -> None:
         fields: dict[str, Any] = {"alert_id": key.alert_id, "contact_id": key.contact_id, "channel": key.channel}
         attempts, error, decided = attempts_before, None, False
         try:
@@ -227,16 +263,18 @@ class NotificationDispatcher:
         except asyncio.CancelledError:
             if not decided:  # stopping: the next start sends it without waiting for the claim to go stale
                 try:
-                    await self._store.finish_notification(**key._asdict(), status="interrupted", attempts=attempts,
-                                                          error=error)
+                    await self._store.finish_notification(
+                        **key._asdict(), status="interrupted", attempts=attempts, error=error
+                    )
                 except Exception:
                     log.exception("notification_not_handed_back", **fields)
             raise
         except Exception:  # the store failed us; the claim stays and is re-driven once stale
             log.exception("notification_bookkeeping_failed", **fields, attempts=attempts)
 
-    async def _attempt(self, notifier: Notifier, contact: Contact, notice: AlertNotice
-                       ) -> tuple[str | None, bool, str | None]:
+    async def _attempt(
+        self, notifier: Notifier, contact: Contact, notice: AlertNotice
+    ) -> tuple[str | None, bool, str | None]:
         """One send: (None, False, provider id) when it went through, else (error, permanent, None)."""
         provider_id: str | None = None
         async with self._semaphore:
@@ -255,16 +293,30 @@ class NotificationDispatcher:
         notification_attempts.labels(notifier.channel, outcome).inc()
         return error, permanent, provider_id
 
-    async def _record(self, key: NotificationKey, contact: Contact, status: str, attempts: int, error: str | None,
-                      *, provider_id: str | None = None) -> None:
-        await self._store.finish_notification(**key._asdict(), status=status, attempts=attempts, error=error,
-                                              provider_id=provider_id)
-        detail: dict[str, Any] = {"channel": key.channel, "contact_id": contact.id, "contact": contact.name,
-                                  "attempts": attempts}
+    async def _record(
+        self,
+        key: NotificationKey,
+        contact: Contact,
+        status: str,
+        attempts: int,
+        error: str | None,
+        *,
+        provider_id: str | None = None,
+    ) -> None:
+        await self._store.finish_notification(
+            **key._asdict(), status=status, attempts=attempts, error=error, provider_id=provider_id
+        )
+        detail: dict[str, Any] = {
+            "channel": key.channel,
+            "contact_id": contact.id,
+            "contact": contact.name,
+            "attempts": attempts,
+        }
         if error is not None:
             detail["error"] = error
-        await self._store.add_alert_event(key.alert_id, action="notified" if status == "sent" else "notification_failed",
-                                          actor=None, detail=detail)
+        await self._store.add_alert_event(
+            key.alert_id, action="notified" if status == "sent" else "notification_failed", actor=None, detail=detail
+        )
 
     async def _notice(self, tenant_id: int, alert: dict[str, Any]) -> AlertNotice:
         """The alert with the worker's and the tenant's names; names are a nicety, never a reason not to send."""
@@ -306,8 +358,14 @@ class NotificationDispatcher:
             if not await store.reclaim_notification(record):
                 continue  # another process took it, or its sender came back to life
             notifications_redriven.labels(key.channel).inc()
-            log.warning("notification_redriven", alert_id=key.alert_id, contact_id=key.contact_id,
-                        channel=key.channel, previous_status=record.status, attempts=record.attempts)
+            log.warning(
+                "notification_redriven",
+                alert_id=key.alert_id,
+                contact_id=key.contact_id,
+                channel=key.channel,
+                previous_status=record.status,
+                attempts=record.attempts,
+            )
             await self._redrive(key, record)
             redriven += 1
         return redriven
@@ -323,8 +381,12 @@ class NotificationDispatcher:
         if alert is None or alert.status == "resolved" or contact is None:
             # Nobody left to tell, or nothing left worth telling: a late SOS email
             # about an alert already resolved would only mislead.
-            await self._store.finish_notification(**key._asdict(), status="cancelled", attempts=record.attempts,
-                                                  error="alert resolved" if alert else "alert or contact gone")
+            await self._store.finish_notification(
+                **key._asdict(),
+                status="cancelled",
+                attempts=record.attempts,
+                error="alert resolved" if alert else "alert or contact gone",
+            )
             return
         if notifier is None or not notifier.reaches(contact):
             notifications_failed.labels(key.channel).inc()

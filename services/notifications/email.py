@@ -68,11 +68,15 @@ class EmailNotifier:
         except (aiosmtplib.SMTPException, OSError) as exc:  # unreachable, timed out, disconnected
             raise NotificationFailed(f"SMTP unavailable: {type(exc).__name__}: {exc}") from exc
 
-
     async def _deliver(self, message: EmailMessage, recipient: str) -> None:
         client = aiosmtplib.SMTP(
-            hostname=self._host, port=self._port, username=self._user, password=self._password,
-            start_tls=self._starttls, timeout=self._timeout, cert_bundle=self._ca_file,
+            hostname=self._host,
+            port=self._port,
+            username=self._user,
+            password=self._password,
+            start_tls=self._starttls,
+            timeout=self._timeout,
+            cert_bundle=self._ca_file,
         )
         try:
             await client.connect()  # STARTTLS and login included
@@ -121,14 +125,13 @@ def _html(notice: AlertNotice) -> str:
     alert = notice.alert
     e = html.escape
     if notice.map_url:
-        where = (f'<a href="{e(notice.map_url)}">{e(str(alert["lat"]))}, {e(str(alert["lon"]))}'
-                 " (open the map)</a>")
+        where = f'<a href="{e(notice.map_url)}">{e(str(alert["lat"]))}, {e(str(alert["lon"]))} (open the map)</a>'
     else:
         where = "location unknown (no GPS fix)"
     battery = f"<p>Insole battery: {e(str(alert['battery']))}%</p>" if alert.get("battery") is not None else ""
     footer = f"Alert #{e(str(alert['id']))}" + (f" — {e(notice.tenant_name)}" if notice.tenant_name else "")
     return (
-        "<!DOCTYPE html><html><body style=\"font-family: sans-serif\">"
+        '<!DOCTYPE html><html><body style="font-family: sans-serif">'
         f'<h1 style="color: #b00020">{e(notice.kind_label)}! — {e(notice.worker)}</h1>'
         f"<p><strong>{e(notice.worker)}</strong> (IMEI {e(str(alert['imei']))}) raised an alert:"
         f" <strong>{e(notice.kind_label)}</strong>, at {e(notice.when)}.</p>"

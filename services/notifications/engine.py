@@ -26,5 +26,13 @@ class AlertEngine:
         if not created:
             log.info("alarm_redelivered", alarm_id=alarm["alarm_id"], alert_id=alert.id, message_id=message.message_id)
             return
-        log.warning("alert_raised", alert_id=alert.id, tenant_id=alert.tenant_id, imei=alert.imei, kind=alert.kind,
-                    alarm_id=alarm["alarm_id"], lat=alert.lat, lon=alert.lon)
+        log.warning(
+            "alert_raised",
+            alert_id=alert.id,
+            tenant_id=alert.tenant_id,
+            imei=alert.imei,
+            kind=alert.kind,
+            alarm_id=alarm["alarm_id"],
+            lat=alert.lat,
+            lon=alert.lon,
+        )

@@ -68,19 +68,33 @@ class Escalator:
             # Acknowledged, resolved, or the policy no longer has this step: escalation ends here.
             if await store.claim_escalation(scheduled, next_due_at=None):
                 escalations.labels("stopped").inc()
-                log.info("escalation_stopped", alert_id=scheduled.alert_id, step=scheduled.step,
-                         status=alert.status if alert else None)
+                log.info(
+                    "escalation_stopped",
+                    alert_id=scheduled.alert_id,
+                    step=scheduled.step,
+                    status=alert.status if alert else None,
+                )
             return 0
         assert policy is not None
         following = policy.step(scheduled.step + 1)
         if not await store.claim_escalation(scheduled, next_due_at=now + step.wait_s if following else None):
             return 0  # another process took this step
         escalations.labels("taken").inc()
-        log.warning("alert_escalated", alert_id=alert.id, step=scheduled.step, contact_ids=list(step.contact_ids),
-                    channels=list(step.channels))
-        await store.add_alert_event(alert.id, action="escalated", actor=None, detail={
-            "step": scheduled.step, "contact_ids": list(step.contact_ids), "channels": list(step.channels)})
+        log.warning(
+            "alert_escalated",
+            alert_id=alert.id,
+            step=scheduled.step,
+            contact_ids=list(step.contact_ids),
+            channels=list(step.channels),
+        )
+        await store.add_alert_event(
+            alert.id,
+            action="escalated",
+            actor=None,
+            detail={"step": scheduled.step, "contact_ids": list(step.contact_ids), "channels": list(step.channels)},
+        )
         contacts = [c for c in await store.contacts(alert.tenant_id) if c.id in step.contact_ids]
-        await self._dispatcher.notify(alert.tenant_id, alert_to_api(alert), contacts, step=scheduled.step,
-                                      channels=step.channels)
+        await self._dispatcher.notify(
+            alert.tenant_id, alert_to_api(alert), contacts, step=scheduled.step, channels=step.channels
+        )
         return 1

@@ -88,8 +88,9 @@ async def vapid_key(settings: Settings, store: Store) -> Vapid:
 
 def vapid_public_key(vapid: Vapid) -> str:
     """The public key as browsers take it for `applicationServerKey`: base64url of the uncompressed point."""
-    return _b64url(vapid.public_key.public_bytes(serialization.Encoding.X962,
-                                                 serialization.PublicFormat.UncompressedPoint))
+    return _b64url(
+        vapid.public_key.public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
+    )
 
 
 def vapid_subject(settings: Settings) -> str:
@@ -113,20 +114,33 @@ class AckClaims:
     user_id: int
 
 
-def issue_ack_token(settings: Settings, *, alert_id: int, tenant_id: int, user_id: int,
-                    now: float | None = None) -> str:
+def issue_ack_token(
+    settings: Settings, *, alert_id: int, tenant_id: int, user_id: int, now: float | None = None
+) -> str:
     """A token acknowledging alert `alert_id` as that user, valid `push_ack_token_ttl` seconds."""
     issued = int(time.time() if now is None else now)
-    claims = {"aud": ACK_AUDIENCE, "purpose": "ack", "alert": alert_id, "tid": tenant_id, "sub": str(user_id),
-              "iat": issued, "exp": issued + settings.push_ack_token_ttl}
+    claims = {
+        "aud": ACK_AUDIENCE,
+        "purpose": "ack",
+        "alert": alert_id,
+        "tid": tenant_id,
+        "sub": str(user_id),
+        "iat": issued,
+        "exp": issued + settings.push_ack_token_ttl,
+    }
     return jwt.encode(claims, signing_secret(settings), algorithm=ALGORITHM)
 
 
 def verify_ack_token(settings: Settings, token: str) -> AckClaims:
     """The alert and user an acknowledge token names; InvalidToken when forged, expired or of another kind."""
     try:
-        claims = jwt.decode(token, signing_secret(settings), algorithms=[ALGORITHM], audience=ACK_AUDIENCE,
-                            options={"require": ["aud", "exp", "sub", "alert", "tid"]})
+        claims = jwt.decode(
+            token,
+            signing_secret(settings),
+            algorithms=[ALGORITHM],
+            audience=ACK_AUDIENCE,
+            options={"require": ["aud", "exp", "sub", "alert", "tid"]},
+        )
         if claims.get("purpose") != "ack":
             raise ValueError("not an acknowledge token")
         return AckClaims(alert_id=int(claims["alert"]), tenant_id=int(claims["tid"]), user_id=int(claims["sub"]))
@@ -178,8 +192,9 @@ class PublicAddressesOnly(AbstractResolver):
     def __init__(self) -> None:
         self._resolver = DefaultResolver()
 
-    async def resolve(self, host: str, port: int = 0,
-                      family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
         found = await self._resolver.resolve(host, port, family)
         public = [result for result in found if ipaddress.ip_address(result["host"]).is_global]
         if not public:
@@ -190,16 +205,18 @@ class PublicAddressesOnly(AbstractResolver):
         await self._resolver.close()
 
 
-async def _refuse_non_public_url(session: aiohttp.ClientSession, context: Any,
-                                 params: aiohttp.TraceRequestStartParams) -> None:
+async def _refuse_non_public_url(
+    session: aiohttp.ClientSession, context: Any, params: aiohttp.TraceRequestStartParams
+) -> None:
     # IP literals never reach the resolver: checked here, before connecting.
     problem = endpoint_problem(str(params.url))
     if problem is not None:
         raise PushEndpointRefused(problem)
 
 
-async def _refuse_redirect(session: aiohttp.ClientSession, context: Any,
-                           params: aiohttp.TraceRequestRedirectParams) -> None:
+async def _refuse_redirect(
+    session: aiohttp.ClientSession, context: Any, params: aiohttp.TraceRequestRedirectParams
+) -> None:
     # Push services answer, they do not redirect; following one could lead to an IP literal inside.
     params.response.close()
     raise PushEndpointRefused(f"the push service redirected ({params.response.status})")
@@ -212,8 +229,7 @@ def push_session(settings: Settings) -> aiohttp.ClientSession:
     trace = aiohttp.TraceConfig()
     trace.on_request_start.append(_refuse_non_public_url)
     trace.on_request_redirect.append(_refuse_redirect)
-    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(resolver=PublicAddressesOnly()),
-                                 trace_configs=[trace])
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(resolver=PublicAddressesOnly()), trace_configs=[trace])
 
 
 # -- sending ------------------------------------------------------------------------------------
@@ -298,8 +314,12 @@ class PushNotifier:
                     told[user.id] = told.get(user.id, 0) + 1
             for user_id, devices in told.items():
                 user = users[user_id]
-                await store.add_alert_event(alert["id"], action="notified", actor=None, detail={
-                    "channel": CHANNEL, "user": user.email if user else None, "devices": devices})
+                await store.add_alert_event(
+                    alert["id"],
+                    action="notified",
+                    actor=None,
+                    detail={"channel": CHANNEL, "user": user.email if user else None, "devices": devices},
+                )
         except asyncio.CancelledError:
             raise
         except Exception:  # the store failed us: this alert's pushes are lost, SMS and email are not
@@ -309,13 +329,17 @@ class PushNotifier:
         """CONTRACT §6's {"type", "alert"}, plus the worker's name for the notification's title and the
         acknowledge token for its button."""
         token = issue_ack_token(self.settings, alert_id=alert["id"], tenant_id=tenant_id, user_id=user.id)
-        return orjson.dumps({"type": "alert", "alert": alert, "worker": worker,
-                             "ack": {"url": ACK_URL, "token": token}})
+        return orjson.dumps(
+            {"type": "alert", "alert": alert, "worker": worker, "ack": {"url": ACK_URL, "token": token}}
+        )
 
     async def _push(self, subscription: PushSubscription, payload: bytes) -> bool:
         """One subscription, retried a little on network errors, 429 and 5xx; True when delivered."""
-        fields = {"subscription_id": subscription.id, "user_id": subscription.user_id,
-                  "push_service": urlsplit(subscription.endpoint).netloc}
+        fields = {
+            "subscription_id": subscription.id,
+            "user_id": subscription.user_id,
+            "push_service": urlsplit(subscription.endpoint).netloc,
+        }
         error = ""
         for attempt in range(1, MAX_ATTEMPTS + 1):
             try:
@@ -332,8 +356,12 @@ class PushNotifier:
                 if permanent:
                     break
                 if attempt < MAX_ATTEMPTS:
-                    await asyncio.sleep(min(self.settings.notification_backoff * 2 ** (attempt - 1),
-                                            self.settings.notification_backoff_max))
+                    await asyncio.sleep(
+                        min(
+                            self.settings.notification_backoff * 2 ** (attempt - 1),
+                            self.settings.notification_backoff_max,
+                        )
+                    )
                 continue
             notification_attempts.labels(CHANNEL, "sent").inc()
             notifications_sent.labels(CHANNEL).inc()
@@ -349,12 +377,18 @@ class PushNotifier:
         assert self._vapid is not None
         try:
             await webpush_async(
-                subscription_info={"endpoint": subscription.endpoint,
-                                   "keys": {"p256dh": subscription.p256dh, "auth": subscription.auth}},
-                data=payload.decode(), vapid_private_key=self._vapid,
+                subscription_info={
+                    "endpoint": subscription.endpoint,
+                    "keys": {"p256dh": subscription.p256dh, "auth": subscription.auth},
+                },
+                data=payload.decode(),
+                vapid_private_key=self._vapid,
                 vapid_claims={"sub": vapid_subject(self.settings)},  # aud and exp are filled in per endpoint
-                content_encoding="aes128gcm", ttl=PUSH_TTL_S, headers={"Urgency": "high"},
-                timeout=SEND_TIMEOUT_S, aiohttp_session=self._session,
+                content_encoding="aes128gcm",
+                ttl=PUSH_TTL_S,
+                headers={"Urgency": "high"},
+                timeout=SEND_TIMEOUT_S,
+                aiohttp_session=self._session,
             )
         except WebPushException as exc:
             status = exc.status_code

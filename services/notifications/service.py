@@ -50,11 +50,14 @@ class NotificationsService:
         self._store = context.store
         self.engine = AlertEngine(context.store)
         self.dispatcher = NotificationDispatcher(
-            context.store, notifier_factory(context.settings, context.store), policy=DispatchPolicy.from_settings(context.settings),
+            context.store,
+            notifier_factory(context.settings, context.store),
+            policy=DispatchPolicy.from_settings(context.settings),
             commands=context.commands,
         )
-        self.escalator = Escalator(context.store, self.dispatcher,
-                                   check_interval=context.settings.escalation_check_interval)
+        self.escalator = Escalator(
+            context.store, self.dispatcher, check_interval=context.settings.escalation_check_interval
+        )
         self.detection = DetectionService(context)
         context.bus.subscribe("alert-engine", [TOPIC_ALARM], self.engine.handle)
         context.bus.subscribe("notification-dispatcher", [TOPIC_ALERT], self.dispatcher.handle)

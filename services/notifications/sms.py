@@ -81,8 +81,9 @@ class SmsNotifier:
             return None
         assert contact.phone
         try:
-            return await self._codes.issue_reply_code(tenant_id=notice.tenant_id, alert_id=int(notice.alert["id"]),
-                                                      contact_id=contact.id, phone=contact.phone)
+            return await self._codes.issue_reply_code(
+                tenant_id=notice.tenant_id, alert_id=int(notice.alert["id"]), contact_id=contact.id, phone=contact.phone
+            )
         except Exception as exc:
             log.warning("sms_reply_code_failed", alert_id=notice.alert["id"], contact_id=contact.id, error=repr(exc))
             return None
@@ -96,7 +97,10 @@ class SmsNotifier:
             if self._base_url:
                 client.api.base_url = self._base_url
             message = await client.messages.create_async(
-                to=to, from_=self._sender, body=body, status_callback=self._status_callback or values.unset,
+                to=to,
+                from_=self._sender,
+                body=body,
+                status_callback=self._status_callback or values.unset,
             )
         return message.sid
 
@@ -137,4 +141,4 @@ def sms_body(notice: AlertNotice, code: str | None = None) -> str:
     body = f"solewatch {notice.kind_label} #{alert['id']}: {worker}, {notice.when}. {where} Contact them now."
     ending = f" Reply {code} to acknowledge." if code else " Then acknowledge it on the dashboard."
     room = MAX_BODY - len(ending)
-    return (body if len(body) <= room else body[:room - 3] + "...") + ending
+    return (body if len(body) <= room else body[: room - 3] + "...") + ending

@@ -33,8 +33,12 @@ async def answer_sms_reply(context: ServiceContext, *, phone: str, body: str) ->
             continue
         contact = await _contact_of(context, reply)
         if contact is None:  # the contact was deleted, or their number changed: no longer theirs to acknowledge
-            log.warning("sms_reply_refused", alert_id=reply.alert_id, tenant_id=reply.tenant_id,
-                        reason="no contact with that phone any more")
+            log.warning(
+                "sms_reply_refused",
+                alert_id=reply.alert_id,
+                tenant_id=reply.tenant_id,
+                reason="no contact with that phone any more",
+            )
             continue
         return await _acknowledge(context, reply, contact)
     log.info("sms_reply_without_code", codes_held=len(held))
@@ -46,8 +50,14 @@ async def _acknowledge(context: ServiceContext, reply: ReplyCode, contact: Conta
     if before is not None and before.status == "acknowledged":  # someone else was first (names may repeat)
         return f"{await _describe(context, before)} was already acknowledged by {before.acknowledged_by}."
     try:
-        alert = await acknowledge_alert(context, tenant_id=reply.tenant_id, alert_id=reply.alert_id,
-                                        by=contact_actor(contact), via="sms", contact_id=contact.id)
+        alert = await acknowledge_alert(
+            context,
+            tenant_id=reply.tenant_id,
+            alert_id=reply.alert_id,
+            by=contact_actor(contact),
+            via="sms",
+            contact_id=contact.id,
+        )
     except AlertTransitionRefused:
         return f"solewatch alert #{reply.alert_id} is already resolved."
     if alert is None:
@@ -68,15 +78,20 @@ async def _open_alerts(context: ServiceContext, held: list[ReplyCode]) -> str:
     if not listed:
         return "You have no open solewatch alert to acknowledge."
     more = f" (and {len(listed) - MAX_LISTED} more)" if len(listed) > MAX_LISTED else ""
-    return ("Reply with the code of the alert to acknowledge: "
-            + "; ".join(listed[:MAX_LISTED]) + more + ".")
+    return "Reply with the code of the alert to acknowledge: " + "; ".join(listed[:MAX_LISTED]) + more + "."
 
 
 async def _contact_of(context: ServiceContext, reply: ReplyCode) -> Contact | None:
     """The contact the code was sent to, while that is still their phone: nobody else was told
     of the alert, even one who has this number now (CONTRACT §6: "notified to a contact")."""
-    return next((c for c in await context.store.contacts(reply.tenant_id)
-                 if c.id == reply.contact_id and c.phone == reply.phone), None)
+    return next(
+        (
+            c
+            for c in await context.store.contacts(reply.tenant_id)
+            if c.id == reply.contact_id and c.phone == reply.phone
+        ),
+        None,
+    )
 
 
 async def _describe(context: ServiceContext, alert: Alert) -> str:

@@ -34,8 +34,10 @@ STATUS_EVENTS = ["answered", "completed"]
 RING_SECONDS = 30  # long enough to reach a phone in a pocket, short of most voicemail pickups (about 25-30 s)
 
 
-VOICE_NOT_CONFIGURED = ("voice calls need TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN, SOLEWATCH_VOICE_FROM"
-                        " (or SOLEWATCH_SMS_FROM) and SOLEWATCH_PUBLIC_URL")
+VOICE_NOT_CONFIGURED = (
+    "voice calls need TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN, SOLEWATCH_VOICE_FROM"
+    " (or SOLEWATCH_SMS_FROM) and SOLEWATCH_PUBLIC_URL"
+)
 
 
 def voice_from(settings: Settings) -> str | None:
@@ -45,12 +47,14 @@ def voice_from(settings: Settings) -> str | None:
 
 def voice_configured(settings: Settings) -> bool:
     """Whether calls can be placed and their script served: a Twilio account, a caller ID, a public URL."""
-    return bool(settings.twilio_account_sid and settings.twilio_auth_token and voice_from(settings)
-                and settings.public_url)
+    return bool(
+        settings.twilio_account_sid and settings.twilio_auth_token and voice_from(settings) and settings.public_url
+    )
 
 
-def call_url(settings: Settings, path: str, *, tenant_id: int, alert_id: int, contact_id: int,
-             round_: int | None = None) -> str:
+def call_url(
+    settings: Settings, path: str, *, tenant_id: int, alert_id: int, contact_id: int, round_: int | None = None
+) -> str:
     """An absolute URL under the public URL naming the call's alert and contact. Twilio signs the
     URL it calls, query included, so these parameters cannot be altered by anyone but Twilio."""
     assert settings.public_url
@@ -81,8 +85,13 @@ class VoiceNotifier:
     async def send(self, *, contact: Contact, notice: AlertNotice) -> str | None:
         """Ask Twilio to place the call; its call SID, which status callbacks name."""
         assert contact.phone
-        url = call_url(self._settings, VOICE_PATH, tenant_id=notice.tenant_id, alert_id=int(notice.alert["id"]),
-                       contact_id=contact.id)
+        url = call_url(
+            self._settings,
+            VOICE_PATH,
+            tenant_id=notice.tenant_id,
+            alert_id=int(notice.alert["id"]),
+            contact_id=contact.id,
+        )
         return await twilio_request(self._create(to=contact.phone, url=url), self._timeout)
 
     async def _create(self, *, to: str, url: str) -> str | None:
@@ -92,8 +101,13 @@ class VoiceNotifier:
             if self._base_url:
                 client.api.base_url = self._base_url
             call = await client.calls.create_async(
-                to=to, from_=self._caller_id, url=url, method="POST", timeout=RING_SECONDS,
-                status_callback=self._status_callback, status_callback_method="POST",
+                to=to,
+                from_=self._caller_id,
+                url=url,
+                method="POST",
+                timeout=RING_SECONDS,
+                status_callback=self._status_callback,
+                status_callback_method="POST",
                 status_callback_event=STATUS_EVENTS,
             )
         return call.sid
@@ -152,5 +166,7 @@ def voice_script(notice: AlertNotice, now: datetime | None = None) -> str:
     headline = _HEADLINES.get(notice.alert["kind"], "{worker} raised an alert: " + notice.kind_label.lower())
     when = spoken_time(datetime.fromisoformat(str(notice.alert["ts"])), now or datetime.now(UTC))
     headline = headline.format(worker=spoken_worker(notice))
-    return (f"This is solewatch, with an urgent alert. {headline[0].upper()}{headline[1:]}, {when}. "
-            f"{spoken_place(notice.alert.get('lat'), notice.alert.get('lon'))}")
+    return (
+        f"This is solewatch, with an urgent alert. {headline[0].upper()}{headline[1:]}, {when}. "
+        f"{spoken_place(notice.alert.get('lat'), notice.alert.get('lon'))}"
+    )

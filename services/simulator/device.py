@@ -224,11 +224,7 @@ class InsoleDevice:
 
     async def run(self) -> None:
         """Live until the stop event or the deadline, then flush briefly and hang up."""
-        await self._sleep(
-            self._rng.uniform(
-                0, min(self.behaviour.startup_spread, self.telemetry.position_interval)
-            )
-        )
+        await self._sleep(self._rng.uniform(0, min(self.behaviour.startup_spread, self.telemetry.position_interval)))
         try:
             while not self._stopping():
                 now = self._clock()
@@ -264,9 +260,7 @@ class InsoleDevice:
         self._pump()
 
     def _stopping(self) -> bool:
-        return self._stop.is_set() or (
-            self._deadline is not None and self._clock() >= self._deadline
-        )
+        return self._stop.is_set() or (self._deadline is not None and self._clock() >= self._deadline)
 
     def _next_wake(self) -> float:
         wake = self.telemetry.next_due
@@ -390,11 +384,7 @@ class InsoleDevice:
         elif isinstance(event, Command):
             self._on_command(event)
         elif isinstance(event, LoginAck):
-            if (
-                self._login is not None
-                and self._login[0] == event.seq
-                and not self._login[1].done()
-            ):
+            if self._login is not None and self._login[0] == event.seq and not self._login[1].done():
                 self._login[1].set_result(event)
         else:
             log.warning("simulator.unexpected_frame", imei=self.imei, frame=type(event).__name__)
@@ -436,9 +426,7 @@ class InsoleDevice:
     def _on_command(self, command: Command) -> None:
         self.stats.commands_received += 1
         now = self._clock()
-        status = (
-            CommandStatus.DONE if command.cmd in _SUPPORTED_COMMANDS else CommandStatus.UNSUPPORTED
-        )
+        status = CommandStatus.DONE if command.cmd in _SUPPORTED_COMMANDS else CommandStatus.UNSUPPORTED
         if command.cmd == CommandCode.LOCATE_NOW:
             self._enqueue(self.telemetry.locate_now(now))
         elif command.cmd == CommandCode.SET_INTERVAL and len(command.args) in (1, 2):

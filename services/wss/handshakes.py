@@ -21,6 +21,7 @@ ASGI scope's client, which uvicorn takes from `X-Forwarded-For` when the peer
 is a trusted proxy (FORWARDED_ALLOW_IPS); IPv6 counts per /64, as login
 throttling does.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -43,11 +44,16 @@ from shared.logging import get_logger
 
 log = get_logger("solewatch.wss")
 
-half_open_sessions = Gauge("wss_half_open_sessions", "Engine.IO sessions waiting for an authenticated Socket.IO CONNECT")
-handshakes_refused = Counter("wss_handshakes_refused_total",
-                             "Engine.IO handshakes refused: too many half-open sessions, in all or from one address")
-handshakes_timed_out = Counter("wss_handshakes_timed_out_total",
-                               "Half-open sessions closed for not authenticating in time")
+half_open_sessions = Gauge(
+    "wss_half_open_sessions", "Engine.IO sessions waiting for an authenticated Socket.IO CONNECT"
+)
+handshakes_refused = Counter(
+    "wss_handshakes_refused_total",
+    "Engine.IO handshakes refused: too many half-open sessions, in all or from one address",
+)
+handshakes_timed_out = Counter(
+    "wss_handshakes_timed_out_total", "Half-open sessions closed for not authenticating in time"
+)
 
 # Memory is handed back once this many half-open sessions have ended since
 # the last time: below that, what they held is noise in the process's RSS.
@@ -90,8 +96,15 @@ class HalfOpenSessions:
     reference until it wakes, one ping interval after the handshake).
     """
 
-    def __init__(self, *, limit: int, per_address: int, timeout: float, close: Callable[[str], Awaitable[None]],
-                 release_after: float):
+    def __init__(
+        self,
+        *,
+        limit: int,
+        per_address: int,
+        timeout: float,
+        close: Callable[[str], Awaitable[None]],
+        release_after: float,
+    ):
         self.limit = limit
         self.per_address = per_address
         self.timeout = timeout
@@ -168,12 +181,21 @@ class HalfOpenSessions:
         handshakes_refused.inc()
         if not self._refused:
             address = client_address(scope)
-            log.warning("half_open_sessions_full", limit=self.limit, per_address=self.per_address,
-                        timeout=self.timeout, address=address, held_by_address=self._held[address])
+            log.warning(
+                "half_open_sessions_full",
+                limit=self.limit,
+                per_address=self.per_address,
+                timeout=self.timeout,
+                address=address,
+                held_by_address=self._held[address],
+            )
         self._refused += 1
         body = orjson.dumps({"detail": "too many live connections are waiting to authenticate; retry later"})
-        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                   (b"retry-after", str(math.ceil(self.timeout)).encode())]
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"retry-after", str(math.ceil(self.timeout)).encode()),
+        ]
         if scope["type"] == "http":
             await send({"type": "http.response.start", "status": 503, "headers": headers})
             await send({"type": "http.response.body", "body": body})
@@ -235,8 +257,9 @@ def release_free_memory() -> None:
     trim = _malloc_trim()
     if trim is not None:
         trim(0)
-    log.info("half_open_memory_released", collected=collected,
-             duration_ms=round((time.perf_counter() - started) * 1000, 1))
+    log.info(
+        "half_open_memory_released", collected=collected, duration_ms=round((time.perf_counter() - started) * 1000, 1)
+    )
 
 
 @functools.cache  # find_library runs `ldconfig -p` (a blocking subprocess, ms on the event loop): once is enough

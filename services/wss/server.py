@@ -45,7 +45,9 @@ def tenant_room(tenant_id: int | str) -> str:
 
 
 def create_socketio(
-    context: ServiceContext, *, client_manager: socketio.AsyncManager | None = None,
+    context: ServiceContext,
+    *,
+    client_manager: socketio.AsyncManager | None = None,
     cors_allowed_origins: str | list[str] | None = None,
 ) -> socketio.AsyncServer:
     """A Socket.IO server admitting clients that present a valid access token.
@@ -55,11 +57,16 @@ def create_socketio(
     None means same-origin only (the dashboard is served from the same port).
     """
     settings = context.settings
-    sio = GuardedServer(max_half_open=settings.wss_max_half_open_sessions,
-                        max_half_open_per_address=settings.wss_max_half_open_per_address,
-                        handshake_timeout=settings.wss_handshake_timeout,
-                        async_mode="asgi", client_manager=client_manager,
-                        cors_allowed_origins=cors_allowed_origins, logger=False, engineio_logger=False)
+    sio = GuardedServer(
+        max_half_open=settings.wss_max_half_open_sessions,
+        max_half_open_per_address=settings.wss_max_half_open_per_address,
+        handshake_timeout=settings.wss_handshake_timeout,
+        async_mode="asgi",
+        client_manager=client_manager,
+        cors_allowed_origins=cors_allowed_origins,
+        logger=False,
+        engineio_logger=False,
+    )
 
     guard = SessionGuard(context, sio)
 
@@ -77,8 +84,9 @@ def create_socketio(
         except Exception:  # the cache holding revocations is down: refuse rather than guess
             log.exception("socket_auth_failed")
             raise ConnectionRefusedError("temporarily unavailable") from None
-        await sio.save_session(sid, {"tenant_id": caller.tenant_id, "user_id": caller.user_id,
-                                     "session_id": caller.session_id})
+        await sio.save_session(
+            sid, {"tenant_id": caller.tenant_id, "user_id": caller.user_id, "session_id": caller.session_id}
+        )
         await sio.enter_room(sid, tenant_room(caller.tenant_id))
         sio.half_open.authenticated(sio.manager.eio_sid_from_sid(sid, NAMESPACE))
         guard.watch(sid, claims.session_id, claims.expires_at)
@@ -100,12 +108,15 @@ class GuardedServer(socketio.AsyncServer):  # type: ignore[misc]
     in all or from its address.
     """
 
-    def __init__(self, *, max_half_open: int, max_half_open_per_address: int, handshake_timeout: float,
-                 **kwargs: Any):
+    def __init__(self, *, max_half_open: int, max_half_open_per_address: int, handshake_timeout: float, **kwargs: Any):
         super().__init__(**kwargs)
-        self.half_open = HalfOpenSessions(limit=max_half_open, per_address=max_half_open_per_address,
-                                          timeout=handshake_timeout, close=self._close_half_open,
-                                          release_after=self.eio.ping_interval + 1)
+        self.half_open = HalfOpenSessions(
+            limit=max_half_open,
+            per_address=max_half_open_per_address,
+            timeout=handshake_timeout,
+            close=self._close_half_open,
+            release_after=self.eio.ping_interval + 1,
+        )
 
     async def handle_request(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
         if not is_handshake(scope):
@@ -249,10 +260,16 @@ class LiveUpdates:
             last_seen = payload.get("last_seen")
             if isinstance(last_seen, int | float):
                 last_seen = iso_utc(last_seen)
-            await self._sio.emit("device_status", {
-                "imei": payload["imei"], "online": bool(payload["online"]),
-                "battery": payload.get("battery"), "last_seen": last_seen,
-            }, to=room)
+            await self._sio.emit(
+                "device_status",
+                {
+                    "imei": payload["imei"],
+                    "online": bool(payload["online"]),
+                    "battery": payload.get("battery"),
+                    "last_seen": last_seen,
+                },
+                to=room,
+            )
 
     @staticmethod
     def _guarded(handler: Handler) -> Handler:
@@ -260,16 +277,21 @@ class LiveUpdates:
             try:
                 await asyncio.wait_for(handler(message), EMIT_TIMEOUT_S)
             except Exception as exc:
-                log.warning("live_update_dropped", topic=message.topic, message_id=message.message_id,
-                            error=repr(exc))
+                log.warning("live_update_dropped", topic=message.topic, message_id=message.message_id, error=repr(exc))
+
         return deliver
 
 
 def live_position(item: dict[str, Any]) -> dict[str, Any]:
     """A telemetry position row as the `position` event, in the REST API's units."""
     return {
-        "imei": item["imei"], "ts": iso_utc(item["ts"]), "lat": item["lat_e7"] / 1e7, "lon": item["lon_e7"] / 1e7,
-        "speed": item["speed_cms"] / 100, "course": item["course_ddeg"] / 10, "battery": item["battery"],
+        "imei": item["imei"],
+        "ts": iso_utc(item["ts"]),
+        "lat": item["lat_e7"] / 1e7,
+        "lon": item["lon_e7"] / 1e7,
+        "speed": item["speed_cms"] / 100,
+        "course": item["course_ddeg"] / 10,
+        "battery": item["battery"],
     }
 
 

@@ -61,8 +61,14 @@ class AmqpBus:
     name = "bus"
 
     def __init__(
-        self, url: str, *, prefix: str = "solewatch", max_attempts: int = 5, first_backoff: float = 0.5,
-        max_backoff: float = 30.0, prefetch: int = 32,
+        self,
+        url: str,
+        *,
+        prefix: str = "solewatch",
+        max_attempts: int = 5,
+        first_backoff: float = 0.5,
+        max_backoff: float = 30.0,
+        prefetch: int = 32,
     ):
         self._url = url
         self.topology = Topology(prefix=prefix, max_attempts=max_attempts)
@@ -122,7 +128,10 @@ class AmqpBus:
         if channel is None or channel.is_closed:
             raise BusUnavailable("not connected to the message broker")
         message = aio_pika.Message(
-            payload, message_id=message_id, type=topic, delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            payload,
+            message_id=message_id,
+            type=topic,
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
         )
         try:
             exchange = await channel.get_exchange(self.topology.exchange_for(topic), ensure=False)
@@ -172,9 +181,14 @@ class AmqpBus:
                     await self._settle(incoming.ack())
                     continue
                 attempt = _delivery_count(incoming) + 1
-                log.exception("handler_failed", consumer=subscription.consumer, topic=topic,
-                              message_id=message.message_id, attempt=attempt,
-                              last_attempt=attempt >= self.topology.max_attempts)
+                log.exception(
+                    "handler_failed",
+                    consumer=subscription.consumer,
+                    topic=topic,
+                    message_id=message.message_id,
+                    attempt=attempt,
+                    last_attempt=attempt >= self.topology.max_attempts,
+                )
                 self._later(self._return(incoming, self._backoff(attempt)))
                 continue
             await self._settle(incoming.ack())

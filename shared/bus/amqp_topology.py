@@ -78,22 +78,31 @@ async def declare_exchanges(channel: AbstractChannel, topology: Topology) -> dic
     for name in (topology.telemetry_exchange, topology.alerts_exchange):
         exchanges[name] = await channel.declare_exchange(name, ExchangeType.TOPIC, durable=True)
     exchanges[topology.dead_exchange] = await channel.declare_exchange(
-        topology.dead_exchange, ExchangeType.DIRECT, durable=True,
+        topology.dead_exchange,
+        ExchangeType.DIRECT,
+        durable=True,
     )
     return exchanges
 
 
 async def declare_consumer_queue(
-    channel: AbstractChannel, topology: Topology, consumer: str, topics: Iterable[str],
+    channel: AbstractChannel,
+    topology: Topology,
+    consumer: str,
+    topics: Iterable[str],
 ) -> AbstractQueue:
     """The consumer's queue, bound to its topics, with its dead-letter queue behind it."""
     exchanges = await declare_exchanges(channel, topology)
     dead = await channel.declare_queue(
-        topology.dead_queue_name(consumer), durable=True, arguments={"x-queue-type": "quorum"},
+        topology.dead_queue_name(consumer),
+        durable=True,
+        arguments={"x-queue-type": "quorum"},
     )
     await dead.bind(exchanges[topology.dead_exchange], routing_key=consumer)
     queue = await channel.declare_queue(
-        topology.queue_name(consumer), durable=True, arguments=topology.queue_arguments(consumer),
+        topology.queue_name(consumer),
+        durable=True,
+        arguments=topology.queue_arguments(consumer),
     )
     for topic in topics:
         await queue.bind(exchanges[topology.exchange_for(topic)], routing_key=topic)

@@ -58,11 +58,21 @@ class MemoryBus:
                 raise
             except Exception:
                 handler_failures.labels(consumer).inc()
-                log.exception("handler_failed", consumer=consumer, topic=message.topic,
-                              message_id=message.message_id, attempt=attempt)
+                log.exception(
+                    "handler_failed",
+                    consumer=consumer,
+                    topic=message.topic,
+                    message_id=message.message_id,
+                    attempt=attempt,
+                )
                 if attempt < self._max_attempts:
                     await asyncio.sleep(delay)
                     delay *= 2
         dead_letters.labels(consumer).inc()
-        log.error("dead_lettered", consumer=consumer, topic=message.topic, message_id=message.message_id,
-                  payload=orjson.loads(message.payload) if message.payload[:1] in (b"{", b"[") else None)
+        log.error(
+            "dead_lettered",
+            consumer=consumer,
+            topic=message.topic,
+            message_id=message.message_id,
+            payload=orjson.loads(message.payload) if message.payload[:1] in (b"{", b"[") else None,
+        )

@@ -65,8 +65,9 @@ class CacheLease:
 class OutboxRelay:
     name = "outbox"
 
-    def __init__(self, store: Store, bus: Bus, *, batch: int = 200, poll_interval: float = 1.0,
-                 lease: CacheLease | None = None):
+    def __init__(
+        self, store: Store, bus: Bus, *, batch: int = 200, poll_interval: float = 1.0, lease: CacheLease | None = None
+    ):
         self._store = store
         self._lease = lease
         self._bus = bus

@@ -25,6 +25,7 @@ class Cache(Protocol):
     async def set(self, key: str, value: bytes, *, ttl: float | None = None) -> None: ...
     async def set_if_absent(self, key: str, value: bytes, *, ttl: float | None = None) -> bool:
         """Set only when the key does not exist; True when this call set it."""
+
     async def delete(self, key: str) -> None: ...
     async def incr(self, key: str, *, ttl: float) -> int:
         """Add one and return the new count; the key expires `ttl` seconds after its first increment."""

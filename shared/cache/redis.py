@@ -47,6 +47,7 @@ def _unavailable_when_unreachable(
             return await method(*args, **kwargs)
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
             raise CacheUnavailable(f"redis unreachable: {exc}") from exc
+
     return call
 
 
@@ -64,8 +65,12 @@ class RedisCache:
         self._incr_script: AsyncScript | None = None
 
     async def start(self) -> None:
-        client = aioredis.from_url(self._url, decode_responses=False, socket_connect_timeout=CONNECT_TIMEOUT_S,
-                                   socket_timeout=COMMAND_TIMEOUT_S)
+        client = aioredis.from_url(
+            self._url,
+            decode_responses=False,
+            socket_connect_timeout=CONNECT_TIMEOUT_S,
+            socket_timeout=COMMAND_TIMEOUT_S,
+        )
         try:
             await client.ping()
         except BaseException:

@@ -145,18 +145,26 @@ class SqliteCache:
 
     async def set(self, key: str, value: bytes, *, ttl: float | None = None) -> None:
         expires_at = self._expiry(ttl)
-        await self._run(lambda c: c.execute("INSERT OR REPLACE INTO cache (key, value, expires_at) VALUES (?, ?, ?)",
-                                            (key, value, expires_at)), writes=True)
+        await self._run(
+            lambda c: c.execute(
+                "INSERT OR REPLACE INTO cache (key, value, expires_at) VALUES (?, ?, ?)", (key, value, expires_at)
+            ),
+            writes=True,
+        )
 
     async def set_if_absent(self, key: str, value: bytes, *, ttl: float | None = None) -> bool:
         def run(conn: sqlite3.Connection) -> bool:
             def claim() -> bool:
                 if self._live_value(conn, key) is not None:
                     return False
-                conn.execute("INSERT OR REPLACE INTO cache (key, value, expires_at) VALUES (?, ?, ?)",
-                             (key, value, self._expiry(ttl)))
+                conn.execute(
+                    "INSERT OR REPLACE INTO cache (key, value, expires_at) VALUES (?, ?, ?)",
+                    (key, value, self._expiry(ttl)),
+                )
                 return True
+
             return self._in_write_transaction(conn, claim)
+
         return await self._run(run, writes=True)
 
     async def delete(self, key: str) -> None:
@@ -168,11 +176,15 @@ class SqliteCache:
                 current = self._live_value(conn, key)
                 if current is None:
                     # A new window: it ends `ttl` after this first increment.
-                    conn.execute("INSERT OR REPLACE INTO cache (key, value, expires_at) VALUES (?, ?, ?)",
-                                 (key, b"1", self._expiry(ttl)))
+                    conn.execute(
+                        "INSERT OR REPLACE INTO cache (key, value, expires_at) VALUES (?, ?, ?)",
+                        (key, b"1", self._expiry(ttl)),
+                    )
                     return 1
                 new = int(current) + 1  # stored as ASCII digits, as Redis keeps counters
                 conn.execute("UPDATE cache SET value = ? WHERE key = ?", (str(new).encode(), key))
                 return new
+
             return self._in_write_transaction(conn, count)
+
         return await self._run(run, writes=True)

@@ -13,6 +13,13 @@ from shared.store.port import (
 )
 
 __all__ = [
-    "CommandRecord", "Device", "DeviceExists", "FrameRecord", "OutboxEntry",
-    "Store", "StoreUnavailable", "hash_device_token", "token_matches",
+    "CommandRecord",
+    "Device",
+    "DeviceExists",
+    "FrameRecord",
+    "OutboxEntry",
+    "Store",
+    "StoreUnavailable",
+    "hash_device_token",
+    "token_matches",
 ]

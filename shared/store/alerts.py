@@ -12,14 +12,24 @@ from typing import Any, Literal, Protocol
 from shared.bus.topics import TOPIC_ALERT as TOPIC_ALERT  # re-exported for the store adapters
 
 AlertStatus = Literal["open", "acknowledged", "resolved"]
-ALERT_KINDS = ("sos", "fall", "no_motion", "low_battery", "off_foot", "tamper",
-               "offline", "geofence_exit", "geofence_enter")
+ALERT_KINDS = (
+    "sos",
+    "fall",
+    "no_motion",
+    "low_battery",
+    "off_foot",
+    "tamper",
+    "offline",
+    "geofence_exit",
+    "geofence_enter",
+)
 
 
 # Where a provider's delivery status ends: nothing after these is news (delivered, then a late `sent`).
 # A call ends completed, busy, no-answer, failed or canceled (Twilio's CallStatus).
-FINAL_DELIVERY_STATUSES = frozenset({"delivered", "undelivered", "failed", "read", "canceled",
-                                     "completed", "busy", "no-answer"})
+FINAL_DELIVERY_STATUSES = frozenset(
+    {"delivered", "undelivered", "failed", "read", "canceled", "completed", "busy", "no-answer"}
+)
 
 
 def delivery_status_is_news(previous: str | None, status: str) -> bool:
@@ -29,11 +39,16 @@ def delivery_status_is_news(previous: str | None, status: str) -> bool:
     return previous not in FINAL_DELIVERY_STATUSES or status in FINAL_DELIVERY_STATUSES
 
 
-def delivery_status_detail(*, provider_id: str, status: str, error_code: str | None, channel: str, contact_id: int,
-                           contact: str | None) -> dict[str, Any]:
+def delivery_status_detail(
+    *, provider_id: str, status: str, error_code: str | None, channel: str, contact_id: int, contact: str | None
+) -> dict[str, Any]:
     """The detail of a `delivery_status` timeline line."""
-    detail: dict[str, Any] = {"status": status, "channel": channel, "contact_id": contact_id,
-                              "provider_id": provider_id}
+    detail: dict[str, Any] = {
+        "status": status,
+        "channel": channel,
+        "contact_id": contact_id,
+        "provider_id": provider_id,
+    }
     if contact is not None:
         detail["contact"] = contact
     if error_code:
@@ -93,30 +108,55 @@ class AlertStore(Protocol):
         """The alert for an `alarm` bus message; (alert, True) only the first time for that alarm."""
 
     async def alert(self, tenant_id: int, alert_id: int) -> Alert | None: ...
-    async def alerts(self, tenant_id: int, *, status: AlertStatus | None = None, imei: str | None = None,
-                     before_id: int | None = None, limit: int = 50) -> list[Alert]:
+    async def alerts(
+        self,
+        tenant_id: int,
+        *,
+        status: AlertStatus | None = None,
+        imei: str | None = None,
+        before_id: int | None = None,
+        limit: int = 50,
+    ) -> list[Alert]:
         """Newest first; `before_id` is the cursor (ids below it)."""
 
-    async def acknowledge_alert(self, tenant_id: int, alert_id: int, *, by: str,
-                                detail: dict[str, Any] | None = None) -> Alert | None:
+    async def acknowledge_alert(
+        self, tenant_id: int, alert_id: int, *, by: str, detail: dict[str, Any] | None = None
+    ) -> Alert | None:
         """None when there is no such alert in the tenant; AlertTransitionRefused when resolved.
         `detail` goes on the `acknowledged` timeline line: how (`via`) and, for a contact, who."""
-    async def resolve_alert(self, tenant_id: int, alert_id: int, *, by: str, note: str | None = None) -> Alert | None: ...
-    async def alert_timeline(self, tenant_id: int, alert_id: int) -> list[AlertEvent]: ...
-    async def add_alert_event(self, alert_id: int, *, action: str, actor: str | None, detail: dict[str, Any]) -> None: ...
 
-    async def add_contact(self, *, tenant_id: int, name: str, email: str | None, phone: str | None,
-                          kinds: tuple[str, ...]) -> Contact: ...
+    async def resolve_alert(
+        self, tenant_id: int, alert_id: int, *, by: str, note: str | None = None
+    ) -> Alert | None: ...
+    async def alert_timeline(self, tenant_id: int, alert_id: int) -> list[AlertEvent]: ...
+    async def add_alert_event(
+        self, alert_id: int, *, action: str, actor: str | None, detail: dict[str, Any]
+    ) -> None: ...
+
+    async def add_contact(
+        self, *, tenant_id: int, name: str, email: str | None, phone: str | None, kinds: tuple[str, ...]
+    ) -> Contact: ...
     async def contacts(self, tenant_id: int) -> list[Contact]: ...
     async def delete_contact(self, tenant_id: int, contact_id: int) -> bool: ...
 
     async def claim_notification(self, *, alert_id: int, contact_id: int, channel: str, step: int) -> bool:
         """Exactly-once key: True for the one caller that should send this notification."""
-    async def finish_notification(self, *, alert_id: int, contact_id: int, channel: str, step: int,
-                                  status: str, attempts: int, error: str | None = None,
-                                  provider_id: str | None = None) -> None:
+
+    async def finish_notification(
+        self,
+        *,
+        alert_id: int,
+        contact_id: int,
+        channel: str,
+        step: int,
+        status: str,
+        attempts: int,
+        error: str | None = None,
+        provider_id: str | None = None,
+    ) -> None:
         """Record where a notification stands; `provider_id` is the provider's id of what was sent
         (a Twilio message SID), for its delivery status callbacks."""
+
     async def record_delivery_status(self, *, provider_id: str, status: str, error_code: str | None) -> int | None:
         """A provider's news of a notification it took (`delivered`, `undelivered`...): stored with
         a `delivery_status` timeline line; the alert's id, or None for an unknown provider id.

@@ -28,7 +28,9 @@ def step_channels(channels: Sequence[str] | None) -> tuple[str, ...]:
         return DEFAULT_CHANNELS
     unknown = [channel for channel in channels if channel not in STEP_CHANNELS]
     if unknown or not channels:
-        raise ValueError(f"a step's channels are a non-empty subset of {', '.join(STEP_CHANNELS)}; got {list(channels)}")
+        raise ValueError(
+            f"a step's channels are a non-empty subset of {', '.join(STEP_CHANNELS)}; got {list(channels)}"
+        )
     return tuple(dict.fromkeys(channels))
 
 

@@ -41,11 +41,14 @@ def geofences_of_device(geofences: Iterable[Geofence], imei: str) -> list[Geofen
 
 
 class GeofenceStore(Protocol):
-    async def add_geofence(self, *, tenant_id: int, name: str, shape: dict[str, Any], devices: tuple[str, ...],
-                           alert_on: tuple[str, ...]) -> Geofence: ...
+    async def add_geofence(
+        self, *, tenant_id: int, name: str, shape: dict[str, Any], devices: tuple[str, ...], alert_on: tuple[str, ...]
+    ) -> Geofence: ...
     async def geofences(self, tenant_id: int) -> list[Geofence]:
         """The tenant's geofences, oldest first."""
+
     async def geofence(self, tenant_id: int, geofence_id: int) -> Geofence | None:
         """None when there is no such geofence in the tenant."""
+
     async def delete_geofence(self, tenant_id: int, geofence_id: int) -> bool:
         """False when there was no such geofence in the tenant."""

@@ -40,8 +40,11 @@ COLUMNS: dict[str, tuple[str, ...]] = {
 _KIND_OF = {Position: "positions", Heartbeat: "heartbeats", Activity: "activities", CommandResult: "command_results"}
 # The telemetry kept as history and published (command results only update their command).
 TELEMETRY_EVENTS: dict[str, Any] = {"positions": Position, "heartbeats": Heartbeat, "activities": Activity}
-TELEMETRY_KIND_OF_TYPE = {FrameType.POSITION: "positions", FrameType.HEARTBEAT: "heartbeats",
-                          FrameType.ACTIVITY: "activities"}
+TELEMETRY_KIND_OF_TYPE = {
+    FrameType.POSITION: "positions",
+    FrameType.HEARTBEAT: "heartbeats",
+    FrameType.ACTIVITY: "activities",
+}
 # (device id, first device ts, last device ts, received at, the frames' bytes as received)
 StoredRun = tuple[int, int, int, float, bytes]
 KIND_OF_TYPE = {**TELEMETRY_KIND_OF_TYPE, FrameType.COMMAND_RESULT: "command_results"}
@@ -91,7 +94,8 @@ class Telemetry:
         if self.runs is None:
             self.runs = [
                 (row[0], row[_TS_AT], row[_TS_AT], row[-1], encode(event_class(*row[1:-1])))
-                for kind, event_class in TELEMETRY_EVENTS.items() for row in self.rows(kind)
+                for kind, event_class in TELEMETRY_EVENTS.items()
+                for row in self.rows(kind)
             ]
         return self.runs
 
@@ -175,7 +179,9 @@ def device_readings(telemetry: Telemetry) -> dict[int, Reading]:
                 newest_fix[device_id] = (row[_TS_AT], row[_LAT_AT], row[_LON_AT])
     for record in telemetry.alarms:
         last_seen[record.device_id] = max(record.received_at, last_seen.get(record.device_id, 0.0))
-    return {device_id: (seen, battery.get(device_id), newest_fix.get(device_id)) for device_id, seen in last_seen.items()}
+    return {
+        device_id: (seen, battery.get(device_id), newest_fix.get(device_id)) for device_id, seen in last_seen.items()
+    }
 
 
 PUBLISHED_KINDS = tuple(TELEMETRY_EVENTS)
@@ -197,8 +203,10 @@ def telemetry_message(telemetry: Telemetry) -> bytes | None:
     if not tables:
         return None
     message: dict[str, Any] = {kind: {"columns": COLUMNS[kind], "rows": rows} for kind, rows in tables.items()}
-    message["devices"] = {str(device_id): telemetry.devices[device_id]
-                          for device_id in {row[0] for rows in tables.values() for row in rows}}
+    message["devices"] = {
+        str(device_id): telemetry.devices[device_id]
+        for device_id in {row[0] for rows in tables.values() for row in rows}
+    }
     return orjson.dumps(message)
 
 
@@ -221,13 +229,23 @@ def alarm_message(record: FrameRecord, alarm_id: int, ts: int) -> bytes:
     event = record.event
     assert isinstance(event, Alarm)
     fix = alarm_fix(event)
-    return orjson.dumps({
-        "alarm_id": alarm_id, "tenant_id": record.tenant_id, "device_id": record.device_id,
-        "imei": record.imei, "kind": AlarmKind(event.kind).alert_kind, "ts": ts, "device_ts": event.ts,
-        "seq": event.seq, "lat": fix[0] / 1e7 if fix else None, "lon": fix[1] / 1e7 if fix else None,
-        "battery": event.battery if event.battery <= 100 else None, "buffered": event.buffered,
-        "received_at": record.received_at,
-    })
+    return orjson.dumps(
+        {
+            "alarm_id": alarm_id,
+            "tenant_id": record.tenant_id,
+            "device_id": record.device_id,
+            "imei": record.imei,
+            "kind": AlarmKind(event.kind).alert_kind,
+            "ts": ts,
+            "device_ts": event.ts,
+            "seq": event.seq,
+            "lat": fix[0] / 1e7 if fix else None,
+            "lon": fix[1] / 1e7 if fix else None,
+            "battery": event.battery if event.battery <= 100 else None,
+            "buffered": event.buffered,
+            "received_at": record.received_at,
+        }
+    )
 
 
 # -- ingest: frames a listener made durable on the bus, for the storage writer ------------
@@ -239,12 +257,16 @@ _EVENT_TYPES: tuple[type, ...] = (Position, Heartbeat, Activity, Alarm, CommandR
 def ingest_message(telemetry: Telemetry) -> bytes:
     """A batch of accepted frames as one bus message: the telemetry tables as
     they are, the devices, and each alarm as `[device, tenant, imei, [fields], received_at]`."""
-    return orjson.dumps({
-        "tables": {kind: rows for kind, rows in telemetry.tables.items() if rows},
-        "devices": {str(device_id): ids for device_id, ids in telemetry.devices.items()},
-        "alarms": [[r.device_id, r.tenant_id, r.imei, [*cast(tuple[Any, ...], r.event)], r.received_at]
-                   for r in telemetry.alarms],
-    })
+    return orjson.dumps(
+        {
+            "tables": {kind: rows for kind, rows in telemetry.tables.items() if rows},
+            "devices": {str(device_id): ids for device_id, ids in telemetry.devices.items()},
+            "alarms": [
+                [r.device_id, r.tenant_id, r.imei, [*cast(tuple[Any, ...], r.event)], r.received_at]
+                for r in telemetry.alarms
+            ],
+        }
+    )
 
 
 def ingest_telemetry(payload: bytes) -> Telemetry:
@@ -264,9 +286,20 @@ def ingest_telemetry(payload: bytes) -> Telemetry:
                 raise ValueError(f"a {kind} row is not {width} numbers")
         return Telemetry(
             tables=tables,
-            devices={int(device_id): (int(tenant_id), str(imei)) for device_id, (tenant_id, imei) in message["devices"].items()},
-            alarms=[FrameRecord(int(device_id), int(tenant_id), str(imei), Alarm(*fields), float(received_at))
-                    for device_id, tenant_id, imei, fields, received_at in message["alarms"]],
+            devices={
+                int(device_id): (int(tenant_id), str(imei))
+                for device_id, (tenant_id, imei) in message["devices"].items()
+            },
+            alarms=[
+                FrameRecord(int(device_id), int(tenant_id), str(imei), Alarm(*fields), float(received_at))
+                for device_id, tenant_id, imei, fields, received_at in message["alarms"]
+            ],
         )
-    except (ValueError, TypeError, IndexError, KeyError, AttributeError) as exc:  # orjson.JSONDecodeError is a ValueError
+    except (
+        ValueError,
+        TypeError,
+        IndexError,
+        KeyError,
+        AttributeError,
+    ) as exc:  # orjson.JSONDecodeError is a ValueError
         raise ValueError(f"not an ingest message: {exc!r}") from exc

@@ -77,7 +77,9 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("device_id", 1), ("seq", 1)], name="commands_by_seq"),
     ],
     # Keyed entries (an alarm's, an alert change's) are written at most once while queued.
-    "outbox": [IndexModel("key", name="outbox_by_key", unique=True, partialFilterExpression={"key": {"$exists": True}})],
+    "outbox": [
+        IndexModel("key", name="outbox_by_key", unique=True, partialFilterExpression={"key": {"$exists": True}})
+    ],
 }
 
 
@@ -90,8 +92,18 @@ def _is_unavailable(exc: PyMongoError) -> bool:
 
 def _device(doc: Document) -> Device:
     return Device(
-        doc["_id"], doc["tenant_id"], doc["imei"], doc["name"], doc["token_hash"], doc["enabled"], doc["created_at"],
-        doc.get("last_seen"), doc.get("battery"), doc.get("last_fix_ts"), doc.get("last_lat_e7"), doc.get("last_lon_e7"),
+        doc["_id"],
+        doc["tenant_id"],
+        doc["imei"],
+        doc["name"],
+        doc["token_hash"],
+        doc["enabled"],
+        doc["created_at"],
+        doc.get("last_seen"),
+        doc.get("battery"),
+        doc.get("last_fix_ts"),
+        doc.get("last_lat_e7"),
+        doc.get("last_lon_e7"),
     )
 
 
@@ -99,13 +111,28 @@ def _command(doc: Document, imei: str) -> CommandRecord:
     return CommandRecord(doc["_id"], doc["device_id"], imei, doc["cmd"], doc["args"], doc["status"], doc.get("seq"))
 
 
-class MongoStore(MongoIngest, MongoAccounts, MongoAlerts, MongoEscalation, MongoDetections, MongoGeofences,
-                 MongoDeviceSettings, MongoPush, MongoSmsReplies):
+class MongoStore(
+    MongoIngest,
+    MongoAccounts,
+    MongoAlerts,
+    MongoEscalation,
+    MongoDetections,
+    MongoGeofences,
+    MongoDeviceSettings,
+    MongoPush,
+    MongoSmsReplies,
+):
     """Storage port on MongoDB (6.0 or later). Account and alert methods live in
     mongo_accounts.py and mongo_alerts.py, as mixins over the same database."""
 
-    def __init__(self, url_or_client: str | AsyncMongoClient[Document], database_name: str, *,
-                 timeseries: bool = True, call_timeout: float = CALL_TIMEOUT_S):
+    def __init__(
+        self,
+        url_or_client: str | AsyncMongoClient[Document],
+        database_name: str,
+        *,
+        timeseries: bool = True,
+        call_timeout: float = CALL_TIMEOUT_S,
+    ):
         """`url_or_client`: a MongoDB URL, or a client made elsewhere (the tests'
         emulator), which the caller then also closes. `timeseries`: positions in a
         time-series collection (the emulator has none). `call_timeout`: seconds a
@@ -116,7 +143,9 @@ class MongoStore(MongoIngest, MongoAccounts, MongoAlerts, MongoEscalation, Mongo
         )
         # On the database, not the client: a client passed in gets the same guarantees.
         self._db: AsyncDatabase[Document] = self._client.get_database(
-            database_name, write_concern=DURABLE, read_concern=ReadConcern("majority"),
+            database_name,
+            write_concern=DURABLE,
+            read_concern=ReadConcern("majority"),
         )
         self._timeseries = timeseries
         self._call_timeout = call_timeout
@@ -171,8 +200,15 @@ class MongoStore(MongoIngest, MongoAccounts, MongoAlerts, MongoEscalation, Mongo
             except OperationFailure as exc:
                 if exc.code != NAMESPACE_EXISTS:
                     raise
-        for collection, indexes in (INDEXES | MongoAccounts.INDEXES | MongoAlerts.INDEXES | MongoEscalation.INDEXES | MongoGeofences.INDEXES
-                                   | MongoPush.INDEXES | MongoSmsReplies.INDEXES).items():
+        for collection, indexes in (
+            INDEXES
+            | MongoAccounts.INDEXES
+            | MongoAlerts.INDEXES
+            | MongoEscalation.INDEXES
+            | MongoGeofences.INDEXES
+            | MongoPush.INDEXES
+            | MongoSmsReplies.INDEXES
+        ).items():
             # One create_index per index rather than create_indexes: the emulator's
             # create_indexes drops partialFilterExpression, making partial unique
             # indexes refuse documents they should let through.
@@ -195,7 +231,10 @@ class MongoStore(MongoIngest, MongoAccounts, MongoAlerts, MongoEscalation, Mongo
     async def _new_ids(self, name: str, count: int = 1) -> range:
         """`count` new ids of a kind (tenants, alarms, outbox...), never given before."""
         counter = await self._db.counters.find_one_and_update(
-            {"_id": name}, {"$inc": {"last": count}}, upsert=True, return_document=ReturnDocument.AFTER,
+            {"_id": name},
+            {"$inc": {"last": count}},
+            upsert=True,
+            return_document=ReturnDocument.AFTER,
         )
         last: int = counter["last"]  # type: ignore[index]  # upsert: always a document
         return range(last - count + 1, last + 1)
@@ -250,8 +289,15 @@ class MongoStore(MongoIngest, MongoAccounts, MongoAlerts, MongoEscalation, Mongo
         async with self._write() as db:
             # No null state fields: $max treats a stored null as smaller than any
             # time, but the emulator cannot compare them; absent reads as None.
-            doc = {"_id": await self._new_id("devices"), "tenant_id": tenant_id, "imei": imei, "name": name,
-                   "token_hash": token_hash, "enabled": True, "created_at": time.time()}
+            doc = {
+                "_id": await self._new_id("devices"),
+                "tenant_id": tenant_id,
+                "imei": imei,
+                "name": name,
+                "token_hash": token_hash,
+                "enabled": True,
+                "created_at": time.time(),
+            }
             try:
                 await db.devices.insert_one(doc)
             except DuplicateKeyError as exc:
@@ -274,8 +320,12 @@ class MongoStore(MongoIngest, MongoAccounts, MongoAlerts, MongoEscalation, Mongo
 
     async def devices(self, tenant_id: int, *, after_id: int | None = None, limit: int = 100) -> list[Device]:
         async with self._read() as db:
-            docs = await db.devices.find({"tenant_id": tenant_id, "_id": {"$gt": after_id or 0}}).sort("_id").limit(
-                limit).to_list(None)
+            docs = (
+                await db.devices.find({"tenant_id": tenant_id, "_id": {"$gt": after_id or 0}})
+                .sort("_id")
+                .limit(limit)
+                .to_list(None)
+            )
         return [_device(doc) for doc in docs]
 
     async def outbox_pending(self, limit: int, *, after_id: int = 0) -> list[OutboxEntry]:
@@ -294,12 +344,24 @@ class MongoStore(MongoIngest, MongoAccounts, MongoAlerts, MongoEscalation, Mongo
     async def enqueue_command(self, *, device_id: int, cmd: int, args: bytes = b"") -> int:
         async with self._write() as db:
             command_id = await self._new_id("commands")
-            await db.commands.insert_one({"_id": command_id, "device_id": device_id, "cmd": cmd, "args": args,
-                                          "status": "pending", "seq": None, "created_at": time.time()})
+            await db.commands.insert_one(
+                {
+                    "_id": command_id,
+                    "device_id": device_id,
+                    "cmd": cmd,
+                    "args": args,
+                    "status": "pending",
+                    "seq": None,
+                    "created_at": time.time(),
+                }
+            )
             return command_id
 
     async def commands_to_send(
-        self, device_ids: Sequence[int] | None = None, *, include_unanswered: bool = False,
+        self,
+        device_ids: Sequence[int] | None = None,
+        *,
+        include_unanswered: bool = False,
     ) -> list[CommandRecord]:
         query: Document = {"status": {"$in": ["pending", "sent"] if include_unanswered else ["pending"]}}
         if device_ids is not None:

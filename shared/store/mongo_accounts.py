@@ -29,13 +29,28 @@ def _tenant(doc: Document | None) -> Tenant | None:
 def _user(doc: Document | None) -> User | None:
     if doc is None:
         return None
-    return User(doc["_id"], doc["tenant_id"], doc["email"], doc["password_hash"], doc["role"], doc["platform_admin"],
-                doc["created_at"])
+    return User(
+        doc["_id"],
+        doc["tenant_id"],
+        doc["email"],
+        doc["password_hash"],
+        doc["role"],
+        doc["platform_admin"],
+        doc["created_at"],
+    )
 
 
 def _api_key(doc: Document) -> ApiKey:
-    return ApiKey(doc["_id"], doc["tenant_id"], doc["name"], doc["prefix"], doc["key_hash"], doc["role"],
-                  doc["created_at"], "revoked_at" in doc)
+    return ApiKey(
+        doc["_id"],
+        doc["tenant_id"],
+        doc["name"],
+        doc["prefix"],
+        doc["key_hash"],
+        doc["role"],
+        doc["created_at"],
+        "revoked_at" in doc,
+    )
 
 
 def _check_role(role: str) -> None:
@@ -58,6 +73,7 @@ class MongoAccounts:
     }
 
     if TYPE_CHECKING:  # provided by MongoStore
+
         def _write(self, *, deadline: bool = True) -> AbstractAsyncContextManager[AsyncDatabase[Document]]: ...
         def _read(self, *, deadline: bool = True) -> AbstractAsyncContextManager[AsyncDatabase[Document]]: ...
         async def _new_id(self, name: str) -> int: ...
@@ -88,8 +104,9 @@ class MongoAccounts:
 
     # -- users ---------------------------------------------------------------------------
 
-    async def create_user(self, *, tenant_id: int, email: str, password_hash: str, role: Role,
-                          platform_admin: bool = False) -> User:
+    async def create_user(
+        self, *, tenant_id: int, email: str, password_hash: str, role: Role, platform_admin: bool = False
+    ) -> User:
         email = normalize_email(email)
         _check_role(role)
         async with self._write() as db:
@@ -97,10 +114,17 @@ class MongoAccounts:
                 raise ValueError(f"no tenant with id {tenant_id}")
             user = User(await self._new_id("users"), tenant_id, email, password_hash, role, platform_admin, time.time())
             try:
-                await db.users.insert_one({
-                    "_id": user.id, "tenant_id": tenant_id, "email": email, "password_hash": password_hash,
-                    "role": role, "platform_admin": platform_admin, "created_at": user.created_at,
-                })
+                await db.users.insert_one(
+                    {
+                        "_id": user.id,
+                        "tenant_id": tenant_id,
+                        "email": email,
+                        "password_hash": password_hash,
+                        "role": role,
+                        "platform_admin": platform_admin,
+                        "created_at": user.created_at,
+                    }
+                )
             except DuplicateKeyError as exc:
                 raise UserExists(email) from exc
             return user
@@ -128,8 +152,17 @@ class MongoAccounts:
         async with self._write() as db:
             key = ApiKey(await self._new_id("api_keys"), tenant_id, name, prefix, key_hash, role, time.time(), False)
             # No revoked_at until revoked (see revoke_api_key).
-            await db.api_keys.insert_one({"_id": key.id, "tenant_id": tenant_id, "name": name, "prefix": prefix,
-                                          "key_hash": key_hash, "role": role, "created_at": key.created_at})
+            await db.api_keys.insert_one(
+                {
+                    "_id": key.id,
+                    "tenant_id": tenant_id,
+                    "name": name,
+                    "prefix": prefix,
+                    "key_hash": key_hash,
+                    "role": role,
+                    "created_at": key.created_at,
+                }
+            )
             return key
 
     async def api_key_by_hash(self, key_hash: bytes) -> ApiKey | None:
@@ -146,6 +179,7 @@ class MongoAccounts:
         """Revoke a tenant's key; True when the tenant has that key (revoking twice is harmless)."""
         async with self._write() as db:
             # $min sets a missing revoked_at and keeps an earlier one: the first revocation stands.
-            result = await db.api_keys.update_one({"_id": key_id, "tenant_id": tenant_id},
-                                                  {"$min": {"revoked_at": time.time()}})
+            result = await db.api_keys.update_one(
+                {"_id": key_id, "tenant_id": tenant_id}, {"$min": {"revoked_at": time.time()}}
+            )
             return result.matched_count == 1

@@ -65,30 +65,45 @@ def _alert_doc(alert: Alert) -> Document:
     return doc
 
 
-def _announcement(alert: Alert, change: str, *, action: str, actor: str | None, at: float,
-                  detail: dict[str, Any]) -> Document:
+def _announcement(
+    alert: Alert, change: str, *, action: str, actor: str | None, at: float, detail: dict[str, Any]
+) -> Document:
     """What a change must tell: its timeline line and its outbox message."""
     payload = orjson.dumps({"event": change, "tenant_id": alert.tenant_id, "alert": alert_to_api(alert)})
-    return {"change": change, "payload": payload,
-            "line": {"at": at, "action": action, "actor": actor, "detail": detail}}
+    return {
+        "change": change,
+        "payload": payload,
+        "line": {"at": at, "action": action, "actor": actor, "detail": detail},
+    }
 
 
 def _contact(doc: Document) -> Contact:
-    return Contact(doc["_id"], doc["tenant_id"], doc["name"], doc["email"], doc["phone"], tuple(doc["kinds"]),
-                   doc["created_at"])
+    return Contact(
+        doc["_id"], doc["tenant_id"], doc["name"], doc["email"], doc["phone"], tuple(doc["kinds"]), doc["created_at"]
+    )
 
 
 def _notification(doc: Document) -> NotificationRecord:
-    return NotificationRecord(doc["alert_id"], doc["tenant_id"], doc["contact_id"], doc["channel"], doc["step"],
-                              doc["status"], doc["attempts"], doc.get("error"), doc["updated_at"])
+    return NotificationRecord(
+        doc["alert_id"],
+        doc["tenant_id"],
+        doc["contact_id"],
+        doc["channel"],
+        doc["step"],
+        doc["status"],
+        doc["attempts"],
+        doc.get("error"),
+        doc["updated_at"],
+    )
 
 
 class MongoAlerts:
     INDEXES: ClassVar[dict[str, list[IndexModel]]] = {
         "alerts": [
             # One alert per alarm, however often the alarm is delivered.
-            IndexModel("alarm_id", name="alerts_by_alarm", unique=True,
-                       partialFilterExpression={"alarm_id": {"$exists": True}}),
+            IndexModel(
+                "alarm_id", name="alerts_by_alarm", unique=True, partialFilterExpression={"alarm_id": {"$exists": True}}
+            ),
             IndexModel([("tenant_id", 1), ("_id", 1)], name="alerts_by_tenant"),
             IndexModel([("tenant_id", 1), ("status", 1), ("_id", 1)], name="alerts_by_status"),
             IndexModel([("tenant_id", 1), ("imei", 1), ("_id", 1)], name="alerts_by_imei"),
@@ -96,8 +111,12 @@ class MongoAlerts:
         "alert_events": [
             IndexModel([("alert_id", 1), ("at", 1)], name="alert_events_by_alert"),
             # A change's line is written once, however often its announcement is retried.
-            IndexModel([("alert_id", 1), ("change", 1)], name="alert_events_by_change", unique=True,
-                       partialFilterExpression={"change": {"$exists": True}}),
+            IndexModel(
+                [("alert_id", 1), ("change", 1)],
+                name="alert_events_by_change",
+                unique=True,
+                partialFilterExpression={"change": {"$exists": True}},
+            ),
         ],
         "contacts": [IndexModel([("tenant_id", 1), ("_id", 1)], name="contacts_by_tenant")],
         # One document per notification: its key is the exactly-once guarantee (claim = insert).
@@ -105,13 +124,17 @@ class MongoAlerts:
             IndexModel(list(_NOTIFICATION_KEY), name="notifications_by_key", unique=True),
             IndexModel([("status", 1), ("updated_at", 1)], name="notifications_unfinished"),
             # Delivery status callbacks name a notification by the provider's id (a Twilio message SID).
-            IndexModel("provider_id", name="notifications_by_provider_id",
-                       partialFilterExpression={"provider_id": {"$exists": True}}),
+            IndexModel(
+                "provider_id",
+                name="notifications_by_provider_id",
+                partialFilterExpression={"provider_id": {"$exists": True}},
+            ),
         ],
     }
 
     if TYPE_CHECKING:  # provided by MongoStore
         _db: AsyncDatabase[Document]
+
         def _write(self, *, deadline: bool = True) -> AbstractAsyncContextManager[AsyncDatabase[Document]]: ...
         def _read(self, *, deadline: bool = True) -> AbstractAsyncContextManager[AsyncDatabase[Document]]: ...
         async def _new_id(self, name: str) -> int: ...
@@ -127,11 +150,23 @@ class MongoAlerts:
             doc = await db.alerts.find_one({"alarm_id": alarm["alarm_id"]})
             if doc is None:
                 now = time.time()
-                alert = Alert(await self._new_id("alerts"), alarm["tenant_id"], alarm["device_id"], alarm["imei"],
-                              alarm["kind"], int(alarm["ts"]), alarm.get("lat"), alarm.get("lon"), alarm.get("battery"),
-                              "open", now, alarm_id=alarm["alarm_id"])
-                created = _announcement(alert, "created", action="raised", actor=None, at=now,
-                                        detail=alarm_raised_detail(alarm))
+                alert = Alert(
+                    await self._new_id("alerts"),
+                    alarm["tenant_id"],
+                    alarm["device_id"],
+                    alarm["imei"],
+                    alarm["kind"],
+                    int(alarm["ts"]),
+                    alarm.get("lat"),
+                    alarm.get("lon"),
+                    alarm.get("battery"),
+                    "open",
+                    now,
+                    alarm_id=alarm["alarm_id"],
+                )
+                created = _announcement(
+                    alert, "created", action="raised", actor=None, at=now, detail=alarm_raised_detail(alarm)
+                )
                 doc = {**_alert_doc(alert), "pending_changes": [created]}
                 try:
                     await db.alerts.insert_one(doc)
@@ -146,8 +181,15 @@ class MongoAlerts:
             doc = await db.alerts.find_one({"_id": alert_id, "tenant_id": tenant_id})
         return _alert(doc) if doc else None
 
-    async def alerts(self, tenant_id: int, *, status: AlertStatus | None = None, imei: str | None = None,
-                     before_id: int | None = None, limit: int = 50) -> list[Alert]:
+    async def alerts(
+        self,
+        tenant_id: int,
+        *,
+        status: AlertStatus | None = None,
+        imei: str | None = None,
+        before_id: int | None = None,
+        limit: int = 50,
+    ) -> list[Alert]:
         query: Document = {"tenant_id": tenant_id}
         if status is not None:
             query["status"] = status
@@ -159,8 +201,9 @@ class MongoAlerts:
             docs = await db.alerts.find(query).sort("_id", -1).limit(limit).to_list(None)
         return [_alert(doc) for doc in docs]
 
-    async def acknowledge_alert(self, tenant_id: int, alert_id: int, *, by: str,
-                                detail: dict[str, Any] | None = None) -> Alert | None:
+    async def acknowledge_alert(
+        self, tenant_id: int, alert_id: int, *, by: str, detail: dict[str, Any] | None = None
+    ) -> Alert | None:
         async with self._write():
             while True:
                 alert = await self._current_alert(tenant_id, alert_id)
@@ -170,8 +213,13 @@ class MongoAlerts:
                     raise AlertTransitionRefused(f"alert {alert_id} is resolved")
                 now = time.time()
                 changed = replace(alert, status="acknowledged", acknowledged_at=now, acknowledged_by=by)
-                if await self._change_alert(alert, changed, _announcement(
-                        changed, "acknowledged", action="acknowledged", actor=by, at=now, detail=detail or {})):
+                if await self._change_alert(
+                    alert,
+                    changed,
+                    _announcement(
+                        changed, "acknowledged", action="acknowledged", actor=by, at=now, detail=detail or {}
+                    ),
+                ):
                     return changed
 
     async def resolve_alert(self, tenant_id: int, alert_id: int, *, by: str, note: str | None = None) -> Alert | None:
@@ -182,8 +230,13 @@ class MongoAlerts:
                     return alert
                 now = time.time()
                 changed = replace(alert, status="resolved", resolved_at=now, resolved_by=by, resolution_note=note)
-                if await self._change_alert(alert, changed, _announcement(
-                        changed, "resolved", action="resolved", actor=by, at=now, detail={"note": note} if note else {})):
+                if await self._change_alert(
+                    alert,
+                    changed,
+                    _announcement(
+                        changed, "resolved", action="resolved", actor=by, at=now, detail={"note": note} if note else {}
+                    ),
+                ):
                     return changed
 
     async def alert_timeline(self, tenant_id: int, alert_id: int) -> list[AlertEvent]:
@@ -197,7 +250,8 @@ class MongoAlerts:
     async def add_alert_event(self, alert_id: int, *, action: str, actor: str | None, detail: dict[str, Any]) -> None:
         async with self._write() as db:
             await db.alert_events.insert_one(
-                {"alert_id": alert_id, "at": time.time(), "action": action, "actor": actor, "detail": detail})
+                {"alert_id": alert_id, "at": time.time(), "action": action, "actor": actor, "detail": detail}
+            )
 
     async def _current_alert(self, tenant_id: int, alert_id: int) -> Alert | None:
         """The tenant's alert, once any change an earlier call left unannounced is announced
@@ -211,8 +265,9 @@ class MongoAlerts:
     async def _change_alert(self, alert: Alert, changed: Alert, announcement: Document) -> bool:
         """Store a status change with its announcement, then announce it; False when the
         alert's status moved meanwhile (the caller looks again)."""
-        fields_changed = {name: getattr(changed, name) for name in _ALERT_FIELDS
-                          if getattr(changed, name) != getattr(alert, name)}
+        fields_changed = {
+            name: getattr(changed, name) for name in _ALERT_FIELDS if getattr(changed, name) != getattr(alert, name)
+        }
         result = await self._db.alerts.update_one(
             {"_id": alert.id, "status": alert.status},
             {"$set": fields_changed, "$push": {"pending_changes": announcement}},
@@ -228,17 +283,25 @@ class MongoAlerts:
         if not pending:
             return set()
         alert_id = doc["_id"]
-        await self._insert_new("alert_events", [
-            {"alert_id": alert_id, "change": announcement["change"], **announcement["line"]} for announcement in pending
-        ])
-        await self._append_outbox([
-            (TOPIC_ALERT, announcement["payload"], f"alert:{alert_id}:{announcement['change']}") for announcement in pending
-        ])
+        await self._insert_new(
+            "alert_events",
+            [
+                {"alert_id": alert_id, "change": announcement["change"], **announcement["line"]}
+                for announcement in pending
+            ],
+        )
+        await self._append_outbox(
+            [
+                (TOPIC_ALERT, announcement["payload"], f"alert:{alert_id}:{announcement['change']}")
+                for announcement in pending
+            ]
+        )
         cleared = set()
         for announcement in pending:
             change = announcement["change"]
             result = await self._db.alerts.update_one(
-                {"_id": alert_id, "pending_changes.change": change}, {"$pull": {"pending_changes": {"change": change}}},
+                {"_id": alert_id, "pending_changes.change": change},
+                {"$pull": {"pending_changes": {"change": change}}},
             )
             if result.modified_count:
                 cleared.add(change)
@@ -251,12 +314,22 @@ class MongoAlerts:
 
     # -- contacts -------------------------------------------------------------------
 
-    async def add_contact(self, *, tenant_id: int, name: str, email: str | None, phone: str | None,
-                          kinds: tuple[str, ...]) -> Contact:
+    async def add_contact(
+        self, *, tenant_id: int, name: str, email: str | None, phone: str | None, kinds: tuple[str, ...]
+    ) -> Contact:
         async with self._write() as db:
             contact = Contact(await self._new_id("contacts"), tenant_id, name, email, phone, tuple(kinds), time.time())
-            await db.contacts.insert_one({"_id": contact.id, "tenant_id": tenant_id, "name": name, "email": email,
-                                          "phone": phone, "kinds": list(kinds), "created_at": contact.created_at})
+            await db.contacts.insert_one(
+                {
+                    "_id": contact.id,
+                    "tenant_id": tenant_id,
+                    "name": name,
+                    "email": email,
+                    "phone": phone,
+                    "kinds": list(kinds),
+                    "created_at": contact.created_at,
+                }
+            )
             return contact
 
     async def contacts(self, tenant_id: int) -> list[Contact]:
@@ -279,18 +352,36 @@ class MongoAlerts:
                 raise ValueError(f"no alert with id {alert_id}")
             now = time.time()
             try:
-                await db.notifications.insert_one({
-                    "alert_id": alert_id, "contact_id": contact_id, "channel": channel, "step": step,
-                    "tenant_id": alert["tenant_id"], "status": "claimed", "attempts": 0, "error": None,
-                    "created_at": now, "updated_at": now,
-                })
+                await db.notifications.insert_one(
+                    {
+                        "alert_id": alert_id,
+                        "contact_id": contact_id,
+                        "channel": channel,
+                        "step": step,
+                        "tenant_id": alert["tenant_id"],
+                        "status": "claimed",
+                        "attempts": 0,
+                        "error": None,
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                )
             except DuplicateKeyError:
                 return False
             return True
 
-    async def finish_notification(self, *, alert_id: int, contact_id: int, channel: str, step: int,
-                                  status: str, attempts: int, error: str | None = None,
-                                  provider_id: str | None = None) -> None:
+    async def finish_notification(
+        self,
+        *,
+        alert_id: int,
+        contact_id: int,
+        channel: str,
+        step: int,
+        status: str,
+        attempts: int,
+        error: str | None = None,
+        provider_id: str | None = None,
+    ) -> None:
         # Also called with status 'claimed' between attempts: that touch keeps the
         # claim from looking abandoned while its sender is still retrying.
         change: Document = {"status": status, "attempts": attempts, "error": error, "updated_at": time.time()}
@@ -298,7 +389,8 @@ class MongoAlerts:
             change["provider_id"] = provider_id
         async with self._write() as db:
             await db.notifications.update_one(
-                {"alert_id": alert_id, "contact_id": contact_id, "channel": channel, "step": step}, {"$set": change},
+                {"alert_id": alert_id, "contact_id": contact_id, "channel": channel, "step": step},
+                {"$set": change},
             )
 
     async def record_delivery_status(self, *, provider_id: str, status: str, error_code: str | None) -> int | None:
@@ -320,18 +412,34 @@ class MongoAlerts:
                 if result.modified_count == 1:
                     break
             contact = await db.contacts.find_one({"_id": doc["contact_id"]}, {"name": 1})
-            detail = delivery_status_detail(provider_id=provider_id, status=status, error_code=error_code,
-                                            channel=doc["channel"], contact_id=doc["contact_id"],
-                                            contact=contact["name"] if contact else None)
+            detail = delivery_status_detail(
+                provider_id=provider_id,
+                status=status,
+                error_code=error_code,
+                channel=doc["channel"],
+                contact_id=doc["contact_id"],
+                contact=contact["name"] if contact else None,
+            )
             await db.alert_events.insert_one(
-                {"alert_id": alert_id, "at": now, "action": "delivery_status", "actor": None, "detail": detail})
+                {"alert_id": alert_id, "at": now, "action": "delivery_status", "actor": None, "detail": detail}
+            )
             return alert_id
 
     async def unfinished_notifications(self, *, stale_before: float, limit: int = 100) -> list[NotificationRecord]:
         async with self._read() as db:
-            docs = await db.notifications.find({"$or": [
-                {"status": "interrupted"}, {"status": "claimed", "updated_at": {"$lt": stale_before}},
-            ]}).sort("updated_at").limit(limit).to_list(None)
+            docs = (
+                await db.notifications.find(
+                    {
+                        "$or": [
+                            {"status": "interrupted"},
+                            {"status": "claimed", "updated_at": {"$lt": stale_before}},
+                        ]
+                    }
+                )
+                .sort("updated_at")
+                .limit(limit)
+                .to_list(None)
+            )
         return [_notification(doc) for doc in docs]
 
     async def reclaim_notification(self, record: NotificationRecord) -> bool:
@@ -339,14 +447,23 @@ class MongoAlerts:
         # recovering at once, one wins; a sender that touched its claim since keeps it.
         async with self._write() as db:
             result = await db.notifications.update_one(
-                {"alert_id": record.alert_id, "contact_id": record.contact_id, "channel": record.channel,
-                 "step": record.step, "status": record.status, "updated_at": record.updated_at},
+                {
+                    "alert_id": record.alert_id,
+                    "contact_id": record.contact_id,
+                    "channel": record.channel,
+                    "step": record.step,
+                    "status": record.status,
+                    "updated_at": record.updated_at,
+                },
                 {"$set": {"status": "claimed", "updated_at": max(time.time(), record.updated_at + 1e-3)}},
             )
             return result.modified_count == 1
 
     async def notifications_of(self, tenant_id: int, alert_id: int) -> list[NotificationRecord]:
         async with self._read() as db:
-            docs = await db.notifications.find({"alert_id": alert_id, "tenant_id": tenant_id}).sort(
-                [("created_at", 1), ("_id", 1)]).to_list(None)
+            docs = (
+                await db.notifications.find({"alert_id": alert_id, "tenant_id": tenant_id})
+                .sort([("created_at", 1), ("_id", 1)])
+                .to_list(None)
+            )
         return [_notification(doc) for doc in docs]

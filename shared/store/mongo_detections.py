@@ -26,11 +26,13 @@ Document = dict[str, Any]
 
 class MongoDetections:
     if TYPE_CHECKING:  # provided by MongoStore and MongoAlerts
+
         def _write(self, *, deadline: bool = True) -> AbstractAsyncContextManager[AsyncDatabase[Document]]: ...
         async def _new_id(self, name: str) -> int: ...
         async def _announce_changes(self, doc: Document) -> set[str]: ...
-        async def resolve_alert(self, tenant_id: int, alert_id: int, *, by: str,
-                                note: str | None = None) -> Alert | None: ...
+        async def resolve_alert(
+            self, tenant_id: int, alert_id: int, *, by: str, note: str | None = None
+        ) -> Alert | None: ...
 
     async def raise_detected_alert(self, condition: DetectedCondition) -> tuple[Alert, bool]:
         async with self._write() as db:
@@ -49,11 +51,27 @@ class MongoDetections:
                 except DuplicateKeyError:
                     continue  # raised concurrently: return that one
                 now = time.time()
-                alert = Alert(alert_id, condition.tenant_id, condition.device_id, condition.imei, condition.kind,
-                              condition.ts, condition.lat, condition.lon, condition.battery, "open", now)
-                created = _announcement(alert, "created", action="raised", actor=SYSTEM_ACTOR, at=now,
-                                        detail={"kind": alert.kind, "detected": condition.key,
-                                                **(condition.detail or {})})
+                alert = Alert(
+                    alert_id,
+                    condition.tenant_id,
+                    condition.device_id,
+                    condition.imei,
+                    condition.kind,
+                    condition.ts,
+                    condition.lat,
+                    condition.lon,
+                    condition.battery,
+                    "open",
+                    now,
+                )
+                created = _announcement(
+                    alert,
+                    "created",
+                    action="raised",
+                    actor=SYSTEM_ACTOR,
+                    at=now,
+                    detail={"kind": alert.kind, "detected": condition.key, **(condition.detail or {})},
+                )
                 doc = {**_alert_doc(alert), "pending_changes": [created]}
                 await db.alerts.insert_one(doc)
                 announced = await self._announce_changes(doc)

@@ -34,6 +34,7 @@ class MongoEscalation:
     }
 
     if TYPE_CHECKING:  # provided by MongoStore
+
         def _write(self, *, deadline: bool = True) -> AbstractAsyncContextManager[AsyncDatabase[Document]]: ...
         def _read(self, *, deadline: bool = True) -> AbstractAsyncContextManager[AsyncDatabase[Document]]: ...
 
@@ -47,7 +48,8 @@ class MongoEscalation:
             if steps:
                 encoded = [s.encoded() for s in steps]
                 await db.escalation_policies.replace_one(
-                    {"_id": tenant_id}, {"_id": tenant_id, "steps": encoded, "updated_at": now}, upsert=True)
+                    {"_id": tenant_id}, {"_id": tenant_id, "steps": encoded, "updated_at": now}, upsert=True
+                )
             else:
                 await db.escalation_policies.delete_one({"_id": tenant_id})
         return EscalationPolicy(tenant_id, tuple(steps), now)
@@ -57,7 +59,9 @@ class MongoEscalation:
             # $setOnInsert: an existing plan (a redelivered alert) stays as it is.
             await db.escalations.update_one(
                 {"_id": alert_id},
-                {"$setOnInsert": {"tenant_id": tenant_id, "step": step, "due_at": due_at}}, upsert=True)
+                {"$setOnInsert": {"tenant_id": tenant_id, "step": step, "due_at": due_at}},
+                upsert=True,
+            )
 
     async def due_escalations(self, now: float, *, limit: int = 100) -> list[ScheduledEscalation]:
         async with self._read() as db:

@@ -17,8 +17,15 @@ Document = dict[str, Any]
 
 
 def _geofence(doc: Document) -> Geofence:
-    return Geofence(doc["_id"], doc["tenant_id"], doc["name"], doc["shape"], tuple(doc["devices"]),
-                    tuple(doc["alert_on"]), doc["created_at"])
+    return Geofence(
+        doc["_id"],
+        doc["tenant_id"],
+        doc["name"],
+        doc["shape"],
+        tuple(doc["devices"]),
+        tuple(doc["alert_on"]),
+        doc["created_at"],
+    )
 
 
 class MongoGeofences:
@@ -27,19 +34,29 @@ class MongoGeofences:
     }
 
     if TYPE_CHECKING:  # provided by MongoStore
+
         def _write(self, *, deadline: bool = True) -> AbstractAsyncContextManager[AsyncDatabase[Document]]: ...
         def _read(self, *, deadline: bool = True) -> AbstractAsyncContextManager[AsyncDatabase[Document]]: ...
         async def _new_id(self, name: str) -> int: ...
 
-    async def add_geofence(self, *, tenant_id: int, name: str, shape: dict[str, Any], devices: tuple[str, ...],
-                           alert_on: tuple[str, ...]) -> Geofence:
+    async def add_geofence(
+        self, *, tenant_id: int, name: str, shape: dict[str, Any], devices: tuple[str, ...], alert_on: tuple[str, ...]
+    ) -> Geofence:
         async with self._write() as db:
-            geofence = Geofence(await self._new_id("geofences"), tenant_id, name, shape, tuple(devices),
-                                tuple(alert_on), time.time())
-            await db.geofences.insert_one({
-                "_id": geofence.id, "tenant_id": tenant_id, "name": name, "shape": shape, "devices": list(devices),
-                "alert_on": list(alert_on), "created_at": geofence.created_at,
-            })
+            geofence = Geofence(
+                await self._new_id("geofences"), tenant_id, name, shape, tuple(devices), tuple(alert_on), time.time()
+            )
+            await db.geofences.insert_one(
+                {
+                    "_id": geofence.id,
+                    "tenant_id": tenant_id,
+                    "name": name,
+                    "shape": shape,
+                    "devices": list(devices),
+                    "alert_on": list(alert_on),
+                    "created_at": geofence.created_at,
+                }
+            )
             return geofence
 
     async def geofences(self, tenant_id: int) -> list[Geofence]:

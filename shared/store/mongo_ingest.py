@@ -77,11 +77,17 @@ def _alarm_doc(alarm_id: int, record: FrameRecord) -> Document:
     # the receive time stands in; the device's own ts stays the key.
     ts = alarm_time(event.ts, record.received_at)
     return {
-        "_id": alarm_id, **_alarm_key(record), "ts": ts, "kind": event.kind, "lat_e7": event.lat_e7,
-        "lon_e7": event.lon_e7, "battery": event.battery, "flags": event.flags, "received_at": record.received_at,
+        "_id": alarm_id,
+        **_alarm_key(record),
+        "ts": ts,
+        "kind": event.kind,
+        "lat_e7": event.lat_e7,
+        "lon_e7": event.lon_e7,
+        "battery": event.battery,
+        "flags": event.flags,
+        "received_at": record.received_at,
         "pending_message": alarm_message(record, alarm_id, ts),
     }
-
 
 
 class MongoIngest:
@@ -90,6 +96,7 @@ class MongoIngest:
     if TYPE_CHECKING:  # provided by MongoStore
         on_write: Callable[[], None] | None
         _db: AsyncDatabase[Document]
+
         def _write(self, *, deadline: bool = True) -> AbstractAsyncContextManager[AsyncDatabase[Document]]: ...
         def _read(self, *, deadline: bool = True) -> AbstractAsyncContextManager[AsyncDatabase[Document]]: ...
         async def _new_ids(self, name: str, count: int = 1) -> range: ...
@@ -135,10 +142,19 @@ class MongoIngest:
             )
             pending: list[Document] = []
             if telemetry.alarms:
-                pending = await self._db.alarms.find({
-                    "$or": [_alarm_key(record) for record in telemetry.alarms], "pending_message": {"$exists": True},
-                }).sort("_id").to_list(None)
-            telemetry_entry: list[OutboxWrite] = [(TOPIC_TELEMETRY, telemetry_payload, None)] if telemetry_payload else []
+                pending = (
+                    await self._db.alarms.find(
+                        {
+                            "$or": [_alarm_key(record) for record in telemetry.alarms],
+                            "pending_message": {"$exists": True},
+                        }
+                    )
+                    .sort("_id")
+                    .to_list(None)
+                )
+            telemetry_entry: list[OutboxWrite] = (
+                [(TOPIC_TELEMETRY, telemetry_payload, None)] if telemetry_payload else []
+            )
             await self._announce_alarms(pending, followed_by=telemetry_entry)
 
     async def _prepare_alarms(self, records: list[FrameRecord]) -> list[Document]:
@@ -149,7 +165,8 @@ class MongoIngest:
         if not first_copies:
             return []
         stored = await self._db.alarms.find(
-            {"$or": [_alarm_key(record) for record in first_copies.values()]}, {"device_id": 1, "device_ts": 1, "seq": 1},
+            {"$or": [_alarm_key(record) for record in first_copies.values()]},
+            {"device_id": 1, "device_ts": 1, "seq": 1},
         ).to_list(None)
         for doc in stored:
             first_copies.pop((doc["device_id"], doc["device_ts"], doc["seq"]), None)
@@ -160,12 +177,16 @@ class MongoIngest:
 
     async def _announce_alarms(self, alarms: list[Document], *, followed_by: Sequence[OutboxWrite] = ()) -> None:
         """Queue the pending messages of these alarms (then `followed_by`), and clear them."""
-        await self._append_outbox([
-            *((TOPIC_ALARM, doc["pending_message"], f"alarm:{doc['_id']}") for doc in alarms), *followed_by,
-        ])
+        await self._append_outbox(
+            [
+                *((TOPIC_ALARM, doc["pending_message"], f"alarm:{doc['_id']}") for doc in alarms),
+                *followed_by,
+            ]
+        )
         if alarms:
             await self._db.alarms.update_many(
-                {"_id": {"$in": [doc["_id"] for doc in alarms]}}, {"$unset": {"pending_message": ""}},
+                {"_id": {"$in": [doc["_id"] for doc in alarms]}},
+                {"$unset": {"pending_message": ""}},
             )
 
     async def _store_rows(self, kind: str, rows: list[tuple[Any, ...]]) -> None:
@@ -203,11 +224,16 @@ class MongoIngest:
         if not rows:
             return
         now = time.time()
-        await self._db.commands.bulk_write([
-            UpdateMany({"device_id": device_id, "seq": cmd_seq, "status": "sent"},
-                       {"$set": {"status": _COMMAND_STATUS.get(status, "failed"), "result_at": now}})
-            for device_id, _, cmd_seq, status, _ in rows
-        ], ordered=False)
+        await self._db.commands.bulk_write(
+            [
+                UpdateMany(
+                    {"device_id": device_id, "seq": cmd_seq, "status": "sent"},
+                    {"$set": {"status": _COMMAND_STATUS.get(status, "failed"), "result_at": now}},
+                )
+                for device_id, _, cmd_seq, status, _ in rows
+            ],
+            ordered=False,
+        )
 
     async def _update_device_state(self, telemetry: Telemetry) -> None:
         # Buffered frames arrive late: only a newer reading replaces the device's
@@ -218,22 +244,31 @@ class MongoIngest:
             updates.append(UpdateOne({"_id": device_id}, {"$max": {"last_seen": seen}}))
             if battery is not None:
                 battery_ts, level = battery
-                updates.append(UpdateOne(
-                    {"_id": device_id, "$or": [{"battery_ts": None}, {"battery_ts": {"$lte": battery_ts}}]},
-                    {"$set": {"battery": level, "battery_ts": battery_ts}},
-                ))
+                updates.append(
+                    UpdateOne(
+                        {"_id": device_id, "$or": [{"battery_ts": None}, {"battery_ts": {"$lte": battery_ts}}]},
+                        {"$set": {"battery": level, "battery_ts": battery_ts}},
+                    )
+                )
             if fix is not None:
                 fix_ts, lat_e7, lon_e7 = fix
-                updates.append(UpdateOne(
-                    {"_id": device_id, "$or": [{"last_fix_ts": None}, {"last_fix_ts": {"$lt": fix_ts}}]},
-                    {"$set": {"last_fix_ts": fix_ts, "last_lat_e7": lat_e7, "last_lon_e7": lon_e7}},
-                ))
+                updates.append(
+                    UpdateOne(
+                        {"_id": device_id, "$or": [{"last_fix_ts": None}, {"last_fix_ts": {"$lt": fix_ts}}]},
+                        {"$set": {"last_fix_ts": fix_ts, "last_lat_e7": lat_e7, "last_lon_e7": lon_e7}},
+                    )
+                )
         if updates:
             await self._db.devices.bulk_write(updates, ordered=False)
 
     async def positions(
-        self, device_id: int, *, since: int | None = None, until: int | None = None,
-        after: tuple[int, int] | None = None, limit: int = 100,
+        self,
+        device_id: int,
+        *,
+        since: int | None = None,
+        until: int | None = None,
+        after: tuple[int, int] | None = None,
+        limit: int = 100,
     ) -> list[Position]:
         # A stop between storing a position and its key, or two commits racing on
         # one position, can store it twice: copies are adjacent in (time, seq)
@@ -243,8 +278,12 @@ class MongoIngest:
         async with self._read() as db:
             while len(found) < limit:
                 wanted = limit - len(found)
-                docs = await db.positions.find(_positions_query(device_id, since, until, cursor)).sort(
-                    [("time", 1), ("seq", 1)]).limit(wanted).to_list(None)
+                docs = (
+                    await db.positions.find(_positions_query(device_id, since, until, cursor))
+                    .sort([("time", 1), ("seq", 1)])
+                    .limit(wanted)
+                    .to_list(None)
+                )
                 for doc in docs:
                     position = _position(doc)
                     if not found or (found[-1].ts, found[-1].seq) != (position.ts, position.seq):
@@ -259,8 +298,10 @@ class MongoIngest:
             return {
                 # A position counts once its key is stored: copies stored twice count once.
                 "positions": await db.position_keys.count_documents({"device_id": device_id}),
-                **{kind: await db[kind].count_documents({"device_id": device_id})
-                   for kind in ("heartbeats", "activities", "alarms")},
+                **{
+                    kind: await db[kind].count_documents({"device_id": device_id})
+                    for kind in ("heartbeats", "activities", "alarms")
+                },
             }
 
 

@@ -28,6 +28,7 @@ class MongoSmsReplies:
     }
 
     if TYPE_CHECKING:  # provided by MongoStore
+
         def _write(self, *, deadline: bool = True) -> AbstractAsyncContextManager[AsyncDatabase[Document]]: ...
         def _read(self, *, deadline: bool = True) -> AbstractAsyncContextManager[AsyncDatabase[Document]]: ...
 
@@ -38,15 +39,26 @@ class MongoSmsReplies:
                 if existing is not None:
                     return str(existing["code"])
                 held = await db.sms_reply_codes.find({"phone": phone}).to_list(None)
-                resolved = {doc["_id"] for doc in await db.alerts.find(
-                    {"_id": {"$in": [h["alert_id"] for h in held]}, "status": "resolved"}, {"_id": 1}).to_list(None)}
+                resolved = {
+                    doc["_id"]
+                    for doc in await db.alerts.find(
+                        {"_id": {"$in": [h["alert_id"] for h in held]}, "status": "resolved"}, {"_id": 1}
+                    ).to_list(None)
+                }
                 if resolved:  # resolved alerts give their codes back
                     await db.sms_reply_codes.delete_many({"phone": phone, "alert_id": {"$in": list(resolved)}})
                 code = new_reply_code({h["code"] for h in held if h["alert_id"] not in resolved})
                 try:
-                    await db.sms_reply_codes.insert_one({
-                        "phone": phone, "alert_id": alert_id, "code": code, "tenant_id": tenant_id,
-                        "contact_id": contact_id, "created_at": time.time()})
+                    await db.sms_reply_codes.insert_one(
+                        {
+                            "phone": phone,
+                            "alert_id": alert_id,
+                            "code": code,
+                            "tenant_id": tenant_id,
+                            "contact_id": contact_id,
+                            "created_at": time.time(),
+                        }
+                    )
                     return code
                 except DuplicateKeyError:
                     continue  # a concurrent issue took that code, or this very (phone, alert): look again
@@ -54,11 +66,21 @@ class MongoSmsReplies:
     async def reply_codes(self, phone: str) -> list[ReplyCode]:
         async with self._read() as db:
             held = await db.sms_reply_codes.find({"phone": phone}).to_list(None)
-            open_ids = {doc["_id"]: doc["tenant_id"] for doc in await db.alerts.find(
-                {"_id": {"$in": [h["alert_id"] for h in held]}, "status": {"$ne": "resolved"}},
-                {"_id": 1, "tenant_id": 1}).to_list(None)}
-        return sorted((ReplyCode(h["phone"], h["code"], h["tenant_id"], h["alert_id"], h["contact_id"])
-                       for h in held if open_ids.get(h["alert_id"]) == h["tenant_id"]), key=lambda r: r.alert_id)
+            open_ids = {
+                doc["_id"]: doc["tenant_id"]
+                for doc in await db.alerts.find(
+                    {"_id": {"$in": [h["alert_id"] for h in held]}, "status": {"$ne": "resolved"}},
+                    {"_id": 1, "tenant_id": 1},
+                ).to_list(None)
+            }
+        return sorted(
+            (
+                ReplyCode(h["phone"], h["code"], h["tenant_id"], h["alert_id"], h["contact_id"])
+                for h in held
+                if open_ids.get(h["alert_id"]) == h["tenant_id"]
+            ),
+            key=lambda r: r.alert_id,
+        )
 
     async def inbound_sms_answer(self, message_sid: str) -> str | None:
         async with self._read() as db:

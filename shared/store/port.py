@@ -85,8 +85,17 @@ class CommandRecord:
     seq: int | None
 
 
-class Store(AccountStore, AlertStore, EscalationStore, DetectionStore, GeofenceStore, DeviceSettingsStore,
-            PushStore, SmsReplyStore, Protocol):
+class Store(
+    AccountStore,
+    AlertStore,
+    EscalationStore,
+    DetectionStore,
+    GeofenceStore,
+    DeviceSettingsStore,
+    PushStore,
+    SmsReplyStore,
+    Protocol,
+):
     """Storage port. Every write is idempotent where a device may retransmit."""
 
     # Called on the event loop after each committed write, so the outbox relay
@@ -121,20 +130,31 @@ class Store(AccountStore, AlertStore, EscalationStore, DetectionStore, GeofenceS
         """
 
     async def positions(
-        self, device_id: int, *, since: int | None = None, until: int | None = None,
-        after: tuple[int, int] | None = None, limit: int = 100,
+        self,
+        device_id: int,
+        *,
+        since: int | None = None,
+        until: int | None = None,
+        after: tuple[int, int] | None = None,
+        limit: int = 100,
     ) -> list[Position]:
         """A device's stored positions, oldest first; `after` is a (ts, seq) cursor."""
+
     async def count_stored(self, device_id: int) -> dict[str, int]:
         """How many frames of each kind are stored for the device."""
 
     async def outbox_pending(self, limit: int, *, after_id: int = 0) -> list[OutboxEntry]:
         """Outbox entries in commit order, from the first id above `after_id`."""
+
     async def outbox_remove(self, ids: Sequence[int]) -> None: ...
 
     async def enqueue_command(self, *, device_id: int, cmd: int, args: bytes = b"") -> int: ...
     async def commands_to_send(
-        self, device_ids: Sequence[int] | None = None, *, include_unanswered: bool = False,
+        self,
+        device_ids: Sequence[int] | None = None,
+        *,
+        include_unanswered: bool = False,
     ) -> list[CommandRecord]:
         """Commands never sent (and, with include_unanswered, sent but not yet answered)."""
+
     async def mark_command_sent(self, command_id: int, seq: int) -> None: ...

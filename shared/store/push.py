@@ -25,16 +25,18 @@ class PushSubscription:
 
 
 class PushStore(Protocol):
-    async def add_push_subscription(self, *, tenant_id: int, user_id: int, endpoint: str, p256dh: str,
-                                    auth: str) -> PushSubscription:
+    async def add_push_subscription(
+        self, *, tenant_id: int, user_id: int, endpoint: str, p256dh: str, auth: str
+    ) -> PushSubscription:
         """Keep a subscription; an endpoint already kept is replaced (a browser re-subscribing, or a
         profile now signed in as someone else), keeping its id."""
 
     async def push_subscriptions(self, tenant_id: int) -> list[PushSubscription]:
         """The tenant's subscriptions, oldest first."""
 
-    async def delete_push_subscription(self, tenant_id: int, subscription_id: int, *,
-                                       user_id: int | None = None) -> bool:
+    async def delete_push_subscription(
+        self, tenant_id: int, subscription_id: int, *, user_id: int | None = None
+    ) -> bool:
         """Remove one subscription (only the user's own when `user_id` is given); False when there was none."""
 
     async def keep_vapid_private_key(self, candidate: str) -> str:

@@ -37,10 +37,10 @@ class ReplyCode:
 
 def new_reply_code(used: Collection[str]) -> str:
     """A random code not in `used` (random, so the next alert's code cannot be inferred)."""
-    if len(used) >= 10 ** CODE_DIGITS:
+    if len(used) >= 10**CODE_DIGITS:
         raise ReplyCodesExhausted("no free reply code left for this phone")
     while True:
-        code = f"{secrets.randbelow(10 ** CODE_DIGITS):0{CODE_DIGITS}d}"
+        code = f"{secrets.randbelow(10**CODE_DIGITS):0{CODE_DIGITS}d}"
         if code not in used:
             return code
 

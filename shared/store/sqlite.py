@@ -100,8 +100,17 @@ def _device(row: tuple[Any, ...] | None) -> Device | None:
     return Device(*values)
 
 
-class SqliteStore(SqliteRuns, SqliteAccounts, SqliteAlerts, SqliteEscalation, SqliteDetections, SqliteGeofences,
-                  SqliteDeviceSettings, SqlitePush, SqliteSmsReplies):
+class SqliteStore(
+    SqliteRuns,
+    SqliteAccounts,
+    SqliteAlerts,
+    SqliteEscalation,
+    SqliteDetections,
+    SqliteGeofences,
+    SqliteDeviceSettings,
+    SqlitePush,
+    SqliteSmsReplies,
+):
     """Storage port on SQLite (WAL). All blocking calls run off the event loop.
 
     Account and alert methods live in their own modules (sqlite_accounts.py,
@@ -123,7 +132,9 @@ class SqliteStore(SqliteRuns, SqliteAccounts, SqliteAlerts, SqliteEscalation, Sq
 
     def _connect(self) -> sqlite3.Connection:
         # Room in the statement cache for every size of every batch statement (see padded_batches).
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30, cached_statements=256)
+        conn = sqlite3.connect(
+            self.path, isolation_level=None, check_same_thread=False, timeout=30, cached_statements=256
+        )
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(f"PRAGMA synchronous={self._synchronous}")
         conn.execute("PRAGMA foreign_keys=ON")
@@ -148,6 +159,7 @@ class SqliteStore(SqliteRuns, SqliteAccounts, SqliteAlerts, SqliteEscalation, Sq
                 if self._writer.in_transaction:
                     self._writer.execute("ROLLBACK")
                 raise
+
         try:
             result = await asyncio.get_running_loop().run_in_executor(self._writer_thread, run)
         except sqlite3.OperationalError as exc:
@@ -160,6 +172,7 @@ class SqliteStore(SqliteRuns, SqliteAccounts, SqliteAlerts, SqliteEscalation, Sq
         def run() -> T:
             assert self._reader is not None, "store is not open"
             return fn(self._reader)
+
         try:
             return await asyncio.get_running_loop().run_in_executor(self._reader_thread, run)
         except sqlite3.OperationalError as exc:
@@ -169,9 +182,20 @@ class SqliteStore(SqliteRuns, SqliteAccounts, SqliteAlerts, SqliteEscalation, Sq
         self.path.parent.mkdir(parents=True, exist_ok=True)
         loop = asyncio.get_running_loop()
         self._writer = await loop.run_in_executor(self._writer_thread, self._connect)
-        schema = "".join(part.SCHEMA for part in (SqliteAccounts, SqliteAlerts, SqliteEscalation, SqliteDetections,
-                                                       SqliteGeofences, SqliteDeviceSettings, SqliteRuns, SqlitePush,
-                                                       SqliteSmsReplies))
+        schema = "".join(
+            part.SCHEMA
+            for part in (
+                SqliteAccounts,
+                SqliteAlerts,
+                SqliteEscalation,
+                SqliteDetections,
+                SqliteGeofences,
+                SqliteDeviceSettings,
+                SqliteRuns,
+                SqlitePush,
+                SqliteSmsReplies,
+            )
+        )
         schema = SCHEMA + schema
         await loop.run_in_executor(self._writer_thread, self._writer.executescript, schema)
         moved = await loop.run_in_executor(self._writer_thread, migrate_row_tables, self._writer)
@@ -202,6 +226,7 @@ class SqliteStore(SqliteRuns, SqliteAccounts, SqliteAlerts, SqliteEscalation, Sq
         def run(c: sqlite3.Connection) -> int:
             c.execute("INSERT OR IGNORE INTO tenants(name, created_at) VALUES (?, ?)", (name, time.time()))
             return c.execute("SELECT id FROM tenants WHERE name = ?", (name,)).fetchone()[0]
+
         return await self._write(run)
 
     async def add_device(self, *, tenant_id: int, imei: str, name: str, token_hash: bytes) -> Device:
@@ -214,6 +239,7 @@ class SqliteStore(SqliteRuns, SqliteAccounts, SqliteAlerts, SqliteEscalation, Sq
             except sqlite3.IntegrityError as exc:
                 raise DeviceExists(imei) from exc
             return _device(c.execute(f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE imei = ?", (imei,)).fetchone())  # type: ignore[return-value]
+
         return await self._write(run)
 
     async def device(self, device_id: int) -> Device | None:
@@ -222,10 +248,12 @@ class SqliteStore(SqliteRuns, SqliteAccounts, SqliteAlerts, SqliteEscalation, Sq
         )
 
     async def devices(self, tenant_id: int, *, after_id: int | None = None, limit: int = 100) -> list[Device]:
-        rows = await self._read(lambda c: c.execute(
-            f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE tenant_id = ? AND id > ? ORDER BY id LIMIT ?",
-            (tenant_id, after_id or 0, limit),
-        ).fetchall())
+        rows = await self._read(
+            lambda c: c.execute(
+                f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE tenant_id = ? AND id > ? ORDER BY id LIMIT ?",
+                (tenant_id, after_id or 0, limit),
+            ).fetchall()
+        )
         return [_device(row) for row in rows]  # type: ignore[misc]
 
     async def set_device_token(self, *, imei: str, token_hash: bytes) -> None:
@@ -251,14 +279,20 @@ class SqliteStore(SqliteRuns, SqliteAccounts, SqliteAlerts, SqliteEscalation, Sq
         await self._write(lambda c: _commit_telemetry(c, telemetry, plan, updates, message))
 
     async def outbox_pending(self, limit: int, *, after_id: int = 0) -> list[OutboxEntry]:
-        rows = await self._read(lambda c: c.execute(
-            "SELECT id, topic, payload FROM outbox WHERE id > ? ORDER BY id LIMIT ?", (after_id, limit),
-        ).fetchall())
+        rows = await self._read(
+            lambda c: c.execute(
+                "SELECT id, topic, payload FROM outbox WHERE id > ? ORDER BY id LIMIT ?",
+                (after_id, limit),
+            ).fetchall()
+        )
         return [OutboxEntry(*row) for row in rows]
 
     async def outbox_remove(self, ids: Sequence[int]) -> None:
-        await self._write(lambda c: c.execute("DELETE FROM outbox WHERE id IN (SELECT value FROM json_each(?))",
-                                              (orjson.dumps(list(ids)),)))
+        await self._write(
+            lambda c: c.execute(
+                "DELETE FROM outbox WHERE id IN (SELECT value FROM json_each(?))", (orjson.dumps(list(ids)),)
+            )
+        )
 
     # -- downlink commands -----------------------------------------------------------
 
@@ -269,10 +303,14 @@ class SqliteStore(SqliteRuns, SqliteAccounts, SqliteAlerts, SqliteEscalation, Sq
                 (device_id, cmd, args, time.time()),
             )
             return int(cursor.lastrowid or 0)
+
         return await self._write(run)
 
     async def commands_to_send(
-        self, device_ids: Sequence[int] | None = None, *, include_unanswered: bool = False,
+        self,
+        device_ids: Sequence[int] | None = None,
+        *,
+        include_unanswered: bool = False,
     ) -> list[CommandRecord]:
         statuses = "'pending', 'sent'" if include_unanswered else "'pending'"
         sql = (
@@ -287,21 +325,27 @@ class SqliteStore(SqliteRuns, SqliteAccounts, SqliteAlerts, SqliteEscalation, Sq
         return [CommandRecord(*row) for row in rows]
 
     async def mark_command_sent(self, command_id: int, seq: int) -> None:
-        await self._write(lambda c: c.execute(
-            "UPDATE commands SET status = 'sent', seq = ?, sent_at = ? WHERE id = ? AND status IN ('pending', 'sent')",
-            (seq, time.time(), command_id),
-        ))
+        await self._write(
+            lambda c: c.execute(
+                "UPDATE commands SET status = 'sent', seq = ?, sent_at = ? WHERE id = ? AND status IN ('pending', 'sent')",
+                (seq, time.time(), command_id),
+            )
+        )
 
     async def command(self, command_id: int) -> CommandRecord | None:
-        row = await self._read(lambda c: c.execute(
-            "SELECT c.id, c.device_id, d.imei, c.cmd, c.args, c.status, c.seq FROM commands c"
-            " JOIN devices d ON d.id = c.device_id WHERE c.id = ?", (command_id,),
-        ).fetchone())
+        row = await self._read(
+            lambda c: c.execute(
+                "SELECT c.id, c.device_id, d.imei, c.cmd, c.args, c.status, c.seq FROM commands c"
+                " JOIN devices d ON d.id = c.device_id WHERE c.id = ?",
+                (command_id,),
+            ).fetchone()
+        )
         return CommandRecord(*row) if row else None
 
 
-def _commit_telemetry(c: sqlite3.Connection, telemetry: Telemetry, plan: RunPlan, device_updates: list[Statement],
-                      message: bytes | None) -> None:
+def _commit_telemetry(
+    c: sqlite3.Connection, telemetry: Telemetry, plan: RunPlan, device_updates: list[Statement], message: bytes | None
+) -> None:
     """The body of one ingest transaction (runs on the writer thread)."""
     store_runs(c, plan)
     now = time.time()
@@ -325,8 +369,18 @@ def _insert_alarm(c: sqlite3.Connection, record: FrameRecord, event: Alarm, now:
     cursor = c.execute(
         "INSERT OR IGNORE INTO alarms(device_id, device_ts, seq, ts, kind, lat_e7, lon_e7, battery, flags,"
         " received_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
-        (record.device_id, event.ts, event.seq, ts, event.kind, event.lat_e7, event.lon_e7,
-         event.battery, event.flags, record.received_at),
+        (
+            record.device_id,
+            event.ts,
+            event.seq,
+            ts,
+            event.kind,
+            event.lat_e7,
+            event.lon_e7,
+            event.battery,
+            event.flags,
+            record.received_at,
+        ),
     )
     if cursor.rowcount == 1:  # a retransmission inserts nothing and raises nothing new
         c.execute(
@@ -354,7 +408,11 @@ _DEVICE_UPDATE = (
 
 def _device_updates(telemetry: Telemetry) -> list[Statement]:
     """The statements updating the commit's devices."""
-    return statements(_DEVICE_UPDATE, 7, [
-        (device_id, seen, *((battery[1], battery[0]) if battery else (None, None)), *(fix if fix else (None,) * 3))
-        for device_id, (seen, battery, fix) in device_readings(telemetry).items()
-    ])
+    return statements(
+        _DEVICE_UPDATE,
+        7,
+        [
+            (device_id, seen, *((battery[1], battery[0]) if battery else (None, None)), *(fix if fix else (None,) * 3))
+            for device_id, (seen, battery, fix) in device_readings(telemetry).items()
+        ],
+    )

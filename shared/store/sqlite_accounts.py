@@ -59,6 +59,7 @@ CREATE INDEX IF NOT EXISTS api_keys_by_tenant ON api_keys(tenant_id);
 """
 
     if TYPE_CHECKING:  # provided by SqliteStore
+
         async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T: ...
         async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T: ...
 
@@ -72,17 +73,20 @@ CREATE INDEX IF NOT EXISTS api_keys_by_tenant ON api_keys(tenant_id);
             except sqlite3.IntegrityError as exc:
                 raise TenantExists(name) from exc
             return Tenant(int(cursor.lastrowid or 0), name, now)
+
         return await self._write(run)
 
     async def tenant(self, tenant_id: int) -> Tenant | None:
-        return await self._read(lambda c: _tenant(
-            c.execute("SELECT id, name, created_at FROM tenants WHERE id = ?", (tenant_id,)).fetchone()
-        ))
+        return await self._read(
+            lambda c: _tenant(
+                c.execute("SELECT id, name, created_at FROM tenants WHERE id = ?", (tenant_id,)).fetchone()
+            )
+        )
 
     async def tenant_by_name(self, name: str) -> Tenant | None:
-        return await self._read(lambda c: _tenant(
-            c.execute("SELECT id, name, created_at FROM tenants WHERE name = ?", (name,)).fetchone()
-        ))
+        return await self._read(
+            lambda c: _tenant(c.execute("SELECT id, name, created_at FROM tenants WHERE name = ?", (name,)).fetchone())
+        )
 
     async def tenants(self) -> list[Tenant]:
         rows = await self._read(lambda c: c.execute("SELECT id, name, created_at FROM tenants ORDER BY id").fetchall())
@@ -90,8 +94,9 @@ CREATE INDEX IF NOT EXISTS api_keys_by_tenant ON api_keys(tenant_id);
 
     # -- users ---------------------------------------------------------------------------
 
-    async def create_user(self, *, tenant_id: int, email: str, password_hash: str, role: Role,
-                          platform_admin: bool = False) -> User:
+    async def create_user(
+        self, *, tenant_id: int, email: str, password_hash: str, role: Role, platform_admin: bool = False
+    ) -> User:
         email = normalize_email(email)
 
         def run(c: sqlite3.Connection) -> User:
@@ -109,23 +114,24 @@ CREATE INDEX IF NOT EXISTS api_keys_by_tenant ON api_keys(tenant_id);
                     raise UserExists(email) from exc
                 raise ValueError(f"invalid user: {exc}") from exc  # e.g. a role outside the CHECK
             return User(int(cursor.lastrowid or 0), tenant_id, email, password_hash, role, platform_admin, now)
+
         return await self._write(run)
 
     async def user(self, user_id: int) -> User | None:
-        return await self._read(lambda c: _user(
-            c.execute(f"SELECT {_USER_COLUMNS} FROM users WHERE id = ?", (user_id,)).fetchone()
-        ))
+        return await self._read(
+            lambda c: _user(c.execute(f"SELECT {_USER_COLUMNS} FROM users WHERE id = ?", (user_id,)).fetchone())
+        )
 
     async def user_by_email(self, email: str) -> User | None:
         email = normalize_email(email)
-        return await self._read(lambda c: _user(
-            c.execute(f"SELECT {_USER_COLUMNS} FROM users WHERE email = ?", (email,)).fetchone()
-        ))
+        return await self._read(
+            lambda c: _user(c.execute(f"SELECT {_USER_COLUMNS} FROM users WHERE email = ?", (email,)).fetchone())
+        )
 
     async def set_password_hash(self, user_id: int, password_hash: str) -> None:
-        await self._write(lambda c: c.execute(
-            "UPDATE users SET password_hash = ? WHERE id = ?", (password_hash, user_id)
-        ))
+        await self._write(
+            lambda c: c.execute("UPDATE users SET password_hash = ? WHERE id = ?", (password_hash, user_id))
+        )
 
     async def count_users(self) -> int:
         return await self._read(lambda c: int(c.execute("SELECT count(*) FROM users").fetchone()[0]))
@@ -140,21 +146,27 @@ CREATE INDEX IF NOT EXISTS api_keys_by_tenant ON api_keys(tenant_id);
                 (tenant_id, name, prefix, key_hash, role, now),
             )
             return ApiKey(int(cursor.lastrowid or 0), tenant_id, name, prefix, key_hash, role, now, False)
+
         return await self._write(run)
 
     async def api_key_by_hash(self, key_hash: bytes) -> ApiKey | None:
-        return await self._read(lambda c: _api_key(
-            c.execute(f"SELECT {_API_KEY_COLUMNS} FROM api_keys WHERE key_hash = ?", (key_hash,)).fetchone()
-        ))
+        return await self._read(
+            lambda c: _api_key(
+                c.execute(f"SELECT {_API_KEY_COLUMNS} FROM api_keys WHERE key_hash = ?", (key_hash,)).fetchone()
+            )
+        )
 
     async def api_keys(self, tenant_id: int) -> list[ApiKey]:
-        rows = await self._read(lambda c: c.execute(
-            f"SELECT {_API_KEY_COLUMNS} FROM api_keys WHERE tenant_id = ? ORDER BY id", (tenant_id,)
-        ).fetchall())
+        rows = await self._read(
+            lambda c: c.execute(
+                f"SELECT {_API_KEY_COLUMNS} FROM api_keys WHERE tenant_id = ? ORDER BY id", (tenant_id,)
+            ).fetchall()
+        )
         return [_api_key(row) for row in rows]  # type: ignore[misc]
 
     async def revoke_api_key(self, tenant_id: int, key_id: int) -> bool:
         """Revoke a tenant's key; True when the tenant has that key (revoking twice is harmless)."""
+
         def run(c: sqlite3.Connection) -> bool:
             c.execute(
                 "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND tenant_id = ? AND revoked_at IS NULL",
@@ -162,4 +174,5 @@ CREATE INDEX IF NOT EXISTS api_keys_by_tenant ON api_keys(tenant_id);
             )
             found = c.execute("SELECT 1 FROM api_keys WHERE id = ? AND tenant_id = ?", (key_id, tenant_id)).fetchone()
             return found is not None
+
         return await self._write(run)

@@ -90,26 +90,48 @@ CREATE TABLE IF NOT EXISTS notification_deliveries (
             cursor = c.execute(
                 "INSERT OR IGNORE INTO alerts(tenant_id, device_id, imei, kind, ts, lat, lon, battery, status,"
                 " created_at, alarm_id) VALUES (?,?,?,?,?,?,?,?,'open',?,?)",
-                (alarm["tenant_id"], alarm["device_id"], alarm["imei"], alarm["kind"], int(alarm["ts"]),
-                 alarm.get("lat"), alarm.get("lon"), alarm.get("battery"), now, alarm["alarm_id"]),
+                (
+                    alarm["tenant_id"],
+                    alarm["device_id"],
+                    alarm["imei"],
+                    alarm["kind"],
+                    int(alarm["ts"]),
+                    alarm.get("lat"),
+                    alarm.get("lon"),
+                    alarm.get("battery"),
+                    now,
+                    alarm["alarm_id"],
+                ),
             )
             if cursor.rowcount == 0:  # this alarm was delivered before
-                row = c.execute(f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE alarm_id = ?", (alarm["alarm_id"],)).fetchone()
+                row = c.execute(
+                    f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE alarm_id = ?", (alarm["alarm_id"],)
+                ).fetchone()
                 return Alert(*row), False
             alert = _alert_by_id(c, int(cursor.lastrowid or 0))
-            _record_change(c, alert, "created", action="raised", actor=None, now=now,
-                           detail=alarm_raised_detail(alarm))
+            _record_change(c, alert, "created", action="raised", actor=None, now=now, detail=alarm_raised_detail(alarm))
             return alert, True
+
         return await self._write(run)  # type: ignore[no-any-return]
 
     async def alert(self, tenant_id: int, alert_id: int) -> Alert | None:
-        row = await self._read(lambda c: c.execute(
-            f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE tenant_id = ? AND id = ?", (tenant_id, alert_id),
-        ).fetchone())
+        row = await self._read(
+            lambda c: c.execute(
+                f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE tenant_id = ? AND id = ?",
+                (tenant_id, alert_id),
+            ).fetchone()
+        )
         return Alert(*row) if row else None
 
-    async def alerts(self, tenant_id: int, *, status: AlertStatus | None = None, imei: str | None = None,
-                     before_id: int | None = None, limit: int = 50) -> list[Alert]:
+    async def alerts(
+        self,
+        tenant_id: int,
+        *,
+        status: AlertStatus | None = None,
+        imei: str | None = None,
+        before_id: int | None = None,
+        limit: int = 50,
+    ) -> list[Alert]:
         clauses: list[str] = ["tenant_id = ?"]
         params: list[Any] = [tenant_id]
         for clause, value in (("status = ?", status), ("imei = ?", imei), ("id < ?", before_id)):
@@ -120,8 +142,9 @@ CREATE TABLE IF NOT EXISTS notification_deliveries (
         rows = await self._read(lambda c: c.execute(sql, (*params, limit)).fetchall())
         return [Alert(*row) for row in rows]
 
-    async def acknowledge_alert(self, tenant_id: int, alert_id: int, *, by: str,
-                                detail: dict[str, Any] | None = None) -> Alert | None:
+    async def acknowledge_alert(
+        self, tenant_id: int, alert_id: int, *, by: str, detail: dict[str, Any] | None = None
+    ) -> Alert | None:
         def run(c: sqlite3.Connection) -> Alert | None:
             alert = _alert_in_tenant(c, tenant_id, alert_id)
             if alert is None or alert.status == "acknowledged":
@@ -129,11 +152,14 @@ CREATE TABLE IF NOT EXISTS notification_deliveries (
             if alert.status == "resolved":
                 raise AlertTransitionRefused(f"alert {alert_id} is resolved")
             now = time.time()
-            c.execute("UPDATE alerts SET status = 'acknowledged', acknowledged_at = ?, acknowledged_by = ? WHERE id = ?",
-                      (now, by, alert_id))
+            c.execute(
+                "UPDATE alerts SET status = 'acknowledged', acknowledged_at = ?, acknowledged_by = ? WHERE id = ?",
+                (now, by, alert_id),
+            )
             alert = _alert_by_id(c, alert_id)
             _record_change(c, alert, "acknowledged", action="acknowledged", actor=by, now=now, detail=detail or {})
             return alert
+
         return await self._write(run)  # type: ignore[no-any-return]
 
     async def resolve_alert(self, tenant_id: int, alert_id: int, *, by: str, note: str | None = None) -> Alert | None:
@@ -142,29 +168,40 @@ CREATE TABLE IF NOT EXISTS notification_deliveries (
             if alert is None or alert.status == "resolved":
                 return alert
             now = time.time()
-            c.execute("UPDATE alerts SET status = 'resolved', resolved_at = ?, resolved_by = ?, resolution_note = ?"
-                      " WHERE id = ?", (now, by, note, alert_id))
+            c.execute(
+                "UPDATE alerts SET status = 'resolved', resolved_at = ?, resolved_by = ?, resolution_note = ?"
+                " WHERE id = ?",
+                (now, by, note, alert_id),
+            )
             alert = _alert_by_id(c, alert_id)
-            _record_change(c, alert, "resolved", action="resolved", actor=by, now=now,
-                           detail={"note": note} if note else {})
+            _record_change(
+                c, alert, "resolved", action="resolved", actor=by, now=now, detail={"note": note} if note else {}
+            )
             return alert
+
         return await self._write(run)  # type: ignore[no-any-return]
 
     async def alert_timeline(self, tenant_id: int, alert_id: int) -> list[AlertEvent]:
-        rows = await self._read(lambda c: c.execute(
-            "SELECT e.alert_id, e.at, e.action, e.actor, e.detail FROM alert_events e"
-            " JOIN alerts a ON a.id = e.alert_id WHERE a.tenant_id = ? AND e.alert_id = ? ORDER BY e.id",
-            (tenant_id, alert_id),
-        ).fetchall())
-        return [AlertEvent(alert_id, at, action, actor, orjson.loads(detail)) for alert_id, at, action, actor, detail in rows]
+        rows = await self._read(
+            lambda c: c.execute(
+                "SELECT e.alert_id, e.at, e.action, e.actor, e.detail FROM alert_events e"
+                " JOIN alerts a ON a.id = e.alert_id WHERE a.tenant_id = ? AND e.alert_id = ? ORDER BY e.id",
+                (tenant_id, alert_id),
+            ).fetchall()
+        )
+        return [
+            AlertEvent(alert_id, at, action, actor, orjson.loads(detail))
+            for alert_id, at, action, actor, detail in rows
+        ]
 
     async def add_alert_event(self, alert_id: int, *, action: str, actor: str | None, detail: dict[str, Any]) -> None:
         await self._write(lambda c: _add_event(c, alert_id, time.time(), action, actor, detail))
 
     # -- contacts -------------------------------------------------------------------
 
-    async def add_contact(self, *, tenant_id: int, name: str, email: str | None, phone: str | None,
-                          kinds: tuple[str, ...]) -> Contact:
+    async def add_contact(
+        self, *, tenant_id: int, name: str, email: str | None, phone: str | None, kinds: tuple[str, ...]
+    ) -> Contact:
         def run(c: sqlite3.Connection) -> Contact:
             cursor = c.execute(
                 "INSERT INTO contacts(tenant_id, name, email, phone, kinds, created_at) VALUES (?,?,?,?,?,?)",
@@ -172,18 +209,25 @@ CREATE TABLE IF NOT EXISTS notification_deliveries (
             )
             row = c.execute(f"SELECT {_CONTACT_COLUMNS} FROM contacts WHERE id = ?", (cursor.lastrowid,)).fetchone()
             return _contact(row)
+
         return await self._write(run)  # type: ignore[no-any-return]
 
     async def contacts(self, tenant_id: int) -> list[Contact]:
-        rows = await self._read(lambda c: c.execute(
-            f"SELECT {_CONTACT_COLUMNS} FROM contacts WHERE tenant_id = ? ORDER BY id", (tenant_id,),
-        ).fetchall())
+        rows = await self._read(
+            lambda c: c.execute(
+                f"SELECT {_CONTACT_COLUMNS} FROM contacts WHERE tenant_id = ? ORDER BY id",
+                (tenant_id,),
+            ).fetchall()
+        )
         return [_contact(row) for row in rows]
 
     async def delete_contact(self, tenant_id: int, contact_id: int) -> bool:
-        cursor = await self._write(lambda c: c.execute(
-            "DELETE FROM contacts WHERE tenant_id = ? AND id = ?", (tenant_id, contact_id),
-        ))
+        cursor = await self._write(
+            lambda c: c.execute(
+                "DELETE FROM contacts WHERE tenant_id = ? AND id = ?",
+                (tenant_id, contact_id),
+            )
+        )
         return bool(cursor.rowcount)
 
     # -- notifications ----------------------------------------------------------------
@@ -197,29 +241,46 @@ CREATE TABLE IF NOT EXISTS notification_deliveries (
                 (alert_id, contact_id, channel, step, now, now),
             )
             return cursor.rowcount == 1
+
         return await self._write(run)  # type: ignore[no-any-return]
 
-    async def finish_notification(self, *, alert_id: int, contact_id: int, channel: str, step: int,
-                                  status: str, attempts: int, error: str | None = None,
-                                  provider_id: str | None = None) -> None:
+    async def finish_notification(
+        self,
+        *,
+        alert_id: int,
+        contact_id: int,
+        channel: str,
+        step: int,
+        status: str,
+        attempts: int,
+        error: str | None = None,
+        provider_id: str | None = None,
+    ) -> None:
         # Also called with status 'claimed' between attempts: that touch keeps the
         # claim from looking abandoned while its sender is still retrying.
         def run(c: sqlite3.Connection) -> None:
             now = time.time()
             key = (alert_id, contact_id, channel, step)
-            c.execute("UPDATE notifications SET status = ?, attempts = ?, error = ?, updated_at = ?"
-                      " WHERE alert_id = ? AND contact_id = ? AND channel = ? AND step = ?",
-                      (status, attempts, error, now, *key))
+            c.execute(
+                "UPDATE notifications SET status = ?, attempts = ?, error = ?, updated_at = ?"
+                " WHERE alert_id = ? AND contact_id = ? AND channel = ? AND step = ?",
+                (status, attempts, error, now, *key),
+            )
             if provider_id is not None:
-                c.execute("INSERT OR IGNORE INTO notification_deliveries(provider_id, alert_id, contact_id, channel,"
-                          " step, updated_at) VALUES (?,?,?,?,?,?)", (provider_id, *key, now))
+                c.execute(
+                    "INSERT OR IGNORE INTO notification_deliveries(provider_id, alert_id, contact_id, channel,"
+                    " step, updated_at) VALUES (?,?,?,?,?,?)",
+                    (provider_id, *key, now),
+                )
+
         await self._write(run)
 
     async def record_delivery_status(self, *, provider_id: str, status: str, error_code: str | None) -> int | None:
         def run(c: sqlite3.Connection) -> int | None:
             row = c.execute(
                 "SELECT d.alert_id, d.contact_id, d.channel, d.step, d.status, ct.name FROM notification_deliveries d"
-                " LEFT JOIN contacts ct ON ct.id = d.contact_id WHERE d.provider_id = ?", (provider_id,),
+                " LEFT JOIN contacts ct ON ct.id = d.contact_id WHERE d.provider_id = ?",
+                (provider_id,),
             ).fetchone()
             if row is None:
                 return None
@@ -227,23 +288,43 @@ CREATE TABLE IF NOT EXISTS notification_deliveries (
             if not delivery_status_is_news(previous, status):
                 return int(alert_id)
             now = time.time()
-            c.execute("UPDATE notification_deliveries SET status = ?, error_code = ?, updated_at = ? WHERE provider_id = ?",
-                      (status, error_code, now, provider_id))
-            c.execute("UPDATE notifications SET updated_at = ?"
-                      " WHERE alert_id = ? AND contact_id = ? AND channel = ? AND step = ?",
-                      (now, alert_id, contact_id, channel, step))
-            _add_event(c, alert_id, now, "delivery_status", None,
-                       delivery_status_detail(provider_id=provider_id, status=status, error_code=error_code,
-                                              channel=channel, contact_id=contact_id, contact=contact))
+            c.execute(
+                "UPDATE notification_deliveries SET status = ?, error_code = ?, updated_at = ? WHERE provider_id = ?",
+                (status, error_code, now, provider_id),
+            )
+            c.execute(
+                "UPDATE notifications SET updated_at = ?"
+                " WHERE alert_id = ? AND contact_id = ? AND channel = ? AND step = ?",
+                (now, alert_id, contact_id, channel, step),
+            )
+            _add_event(
+                c,
+                alert_id,
+                now,
+                "delivery_status",
+                None,
+                delivery_status_detail(
+                    provider_id=provider_id,
+                    status=status,
+                    error_code=error_code,
+                    channel=channel,
+                    contact_id=contact_id,
+                    contact=contact,
+                ),
+            )
             return int(alert_id)
+
         return await self._write(run)  # type: ignore[no-any-return]
 
     async def unfinished_notifications(self, *, stale_before: float, limit: int = 100) -> list[NotificationRecord]:
-        rows = await self._read(lambda c: c.execute(
-            f"SELECT {_NOTIFICATION_COLUMNS} FROM notifications n JOIN alerts a ON a.id = n.alert_id"
-            " WHERE n.status = 'interrupted' OR (n.status = 'claimed' AND n.updated_at < ?)"
-            " ORDER BY n.updated_at LIMIT ?", (stale_before, limit),
-        ).fetchall())
+        rows = await self._read(
+            lambda c: c.execute(
+                f"SELECT {_NOTIFICATION_COLUMNS} FROM notifications n JOIN alerts a ON a.id = n.alert_id"
+                " WHERE n.status = 'interrupted' OR (n.status = 'claimed' AND n.updated_at < ?)"
+                " ORDER BY n.updated_at LIMIT ?",
+                (stale_before, limit),
+            ).fetchall()
+        )
         return [NotificationRecord(*row) for row in rows]
 
     async def reclaim_notification(self, record: NotificationRecord) -> bool:
@@ -253,17 +334,28 @@ CREATE TABLE IF NOT EXISTS notification_deliveries (
             cursor = c.execute(
                 "UPDATE notifications SET status = 'claimed', updated_at = ?"
                 " WHERE alert_id = ? AND contact_id = ? AND channel = ? AND step = ? AND status = ? AND updated_at = ?",
-                (max(time.time(), record.updated_at + 1e-3), record.alert_id, record.contact_id, record.channel,
-                 record.step, record.status, record.updated_at),
+                (
+                    max(time.time(), record.updated_at + 1e-3),
+                    record.alert_id,
+                    record.contact_id,
+                    record.channel,
+                    record.step,
+                    record.status,
+                    record.updated_at,
+                ),
             )
             return cursor.rowcount == 1
+
         return await self._write(run)  # type: ignore[no-any-return]
 
     async def notifications_of(self, tenant_id: int, alert_id: int) -> list[NotificationRecord]:
-        rows = await self._read(lambda c: c.execute(
-            f"SELECT {_NOTIFICATION_COLUMNS} FROM notifications n JOIN alerts a ON a.id = n.alert_id"
-            " WHERE a.tenant_id = ? AND n.alert_id = ? ORDER BY n.rowid", (tenant_id, alert_id),
-        ).fetchall())
+        rows = await self._read(
+            lambda c: c.execute(
+                f"SELECT {_NOTIFICATION_COLUMNS} FROM notifications n JOIN alerts a ON a.id = n.alert_id"
+                " WHERE a.tenant_id = ? AND n.alert_id = ? ORDER BY n.rowid",
+                (tenant_id, alert_id),
+            ).fetchall()
+        )
         return [NotificationRecord(*row) for row in rows]
 
 
@@ -272,7 +364,9 @@ def _alert_by_id(c: sqlite3.Connection, alert_id: int) -> Alert:
 
 
 def _alert_in_tenant(c: sqlite3.Connection, tenant_id: int, alert_id: int) -> Alert | None:
-    row = c.execute(f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE tenant_id = ? AND id = ?", (tenant_id, alert_id)).fetchone()
+    row = c.execute(
+        f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE tenant_id = ? AND id = ?", (tenant_id, alert_id)
+    ).fetchone()
     return Alert(*row) if row else None
 
 
@@ -281,14 +375,25 @@ def _contact(row: tuple[Any, ...]) -> Contact:
     return Contact(id_, tenant_id, name, email, phone, tuple(orjson.loads(kinds)), created_at)
 
 
-def _add_event(c: sqlite3.Connection, alert_id: int, at: float, action: str, actor: str | None,
-               detail: dict[str, Any]) -> None:
-    c.execute("INSERT INTO alert_events(alert_id, at, action, actor, detail) VALUES (?,?,?,?,?)",
-              (alert_id, at, action, actor, orjson.dumps(detail).decode()))
+def _add_event(
+    c: sqlite3.Connection, alert_id: int, at: float, action: str, actor: str | None, detail: dict[str, Any]
+) -> None:
+    c.execute(
+        "INSERT INTO alert_events(alert_id, at, action, actor, detail) VALUES (?,?,?,?,?)",
+        (alert_id, at, action, actor, orjson.dumps(detail).decode()),
+    )
 
 
-def _record_change(c: sqlite3.Connection, alert: Alert, event: str, *, action: str, actor: str | None,
-                   now: float, detail: dict[str, Any]) -> None:
+def _record_change(
+    c: sqlite3.Connection,
+    alert: Alert,
+    event: str,
+    *,
+    action: str,
+    actor: str | None,
+    now: float,
+    detail: dict[str, Any],
+) -> None:
     """The timeline line and the outbox message that go with every alert change."""
     _add_event(c, alert.id, now, action, actor, detail)
     payload = orjson.dumps({"event": event, "tenant_id": alert.tenant_id, "alert": alert_to_api(alert)})

@@ -22,6 +22,7 @@ CREATE TABLE IF NOT EXISTS detections (
 """
 
     if TYPE_CHECKING:  # provided by SqliteStore
+
         async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T: ...
 
     async def raise_detected_alert(self, condition: DetectedCondition) -> tuple[Alert, bool]:
@@ -36,14 +37,31 @@ CREATE TABLE IF NOT EXISTS detections (
             cursor = c.execute(
                 "INSERT INTO alerts(tenant_id, device_id, imei, kind, ts, lat, lon, battery, status, created_at)"
                 " VALUES (?,?,?,?,?,?,?,?,'open',?)",
-                (condition.tenant_id, condition.device_id, condition.imei, condition.kind, condition.ts,
-                 condition.lat, condition.lon, condition.battery, now),
+                (
+                    condition.tenant_id,
+                    condition.device_id,
+                    condition.imei,
+                    condition.kind,
+                    condition.ts,
+                    condition.lat,
+                    condition.lon,
+                    condition.battery,
+                    now,
+                ),
             )
             alert = _alert_by_id(c, int(cursor.lastrowid or 0))
             c.execute("INSERT INTO detections(key, alert_id) VALUES (?, ?)", (condition.key, alert.id))
-            _record_change(c, alert, "created", action="raised", actor=SYSTEM_ACTOR, now=now,
-                           detail={"kind": alert.kind, "detected": condition.key, **(condition.detail or {})})
+            _record_change(
+                c,
+                alert,
+                "created",
+                action="raised",
+                actor=SYSTEM_ACTOR,
+                now=now,
+                detail={"kind": alert.kind, "detected": condition.key, **(condition.detail or {})},
+            )
             return alert, True
+
         return await self._write(run)
 
     async def clear_detected_alert(self, key: str, *, note: str) -> Alert | None:
@@ -56,9 +74,13 @@ CREATE TABLE IF NOT EXISTS detections (
             if alert.status == "resolved":
                 return alert
             now = time.time()
-            c.execute("UPDATE alerts SET status = 'resolved', resolved_at = ?, resolved_by = ?, resolution_note = ?"
-                      " WHERE id = ?", (now, SYSTEM_ACTOR, note, alert.id))
+            c.execute(
+                "UPDATE alerts SET status = 'resolved', resolved_at = ?, resolved_by = ?, resolution_note = ?"
+                " WHERE id = ?",
+                (now, SYSTEM_ACTOR, note, alert.id),
+            )
             alert = _alert_by_id(c, alert.id)
             _record_change(c, alert, "resolved", action="resolved", actor=SYSTEM_ACTOR, now=now, detail={"note": note})
             return alert
+
         return await self._write(run)

@@ -20,17 +20,21 @@ CREATE TABLE IF NOT EXISTS device_settings (
 """
 
     if TYPE_CHECKING:  # provided by SqliteStore
+
         async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T: ...
         async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T: ...
 
     async def device_settings(self, device_id: int) -> DeviceSettings:
-        row = await self._read(lambda c: c.execute(
-            "SELECT settings FROM device_settings WHERE device_id = ?", (device_id,)).fetchone())
+        row = await self._read(
+            lambda c: c.execute("SELECT settings FROM device_settings WHERE device_id = ?", (device_id,)).fetchone()
+        )
         return DeviceSettings(**orjson.loads(row[0])) if row else DeviceSettings()
 
     async def set_device_settings(self, device_id: int, settings: DeviceSettings) -> None:
-        await self._write(lambda c: c.execute(
-            "INSERT INTO device_settings(device_id, settings) VALUES (?, ?)"
-            " ON CONFLICT(device_id) DO UPDATE SET settings = excluded.settings",
-            (device_id, orjson.dumps(settings.as_dict())),
-        ))
+        await self._write(
+            lambda c: c.execute(
+                "INSERT INTO device_settings(device_id, settings) VALUES (?, ?)"
+                " ON CONFLICT(device_id) DO UPDATE SET settings = excluded.settings",
+                (device_id, orjson.dumps(settings.as_dict())),
+            )
+        )

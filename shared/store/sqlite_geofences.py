@@ -28,38 +28,62 @@ CREATE INDEX IF NOT EXISTS geofences_by_tenant ON geofences(tenant_id, id);
     _write: Callable[[Callable[[sqlite3.Connection], Any]], Awaitable[Any]]
     _read: Callable[[Callable[[sqlite3.Connection], Any]], Awaitable[Any]]
 
-    async def add_geofence(self, *, tenant_id: int, name: str, shape: dict[str, Any], devices: tuple[str, ...],
-                           alert_on: tuple[str, ...]) -> Geofence:
+    async def add_geofence(
+        self, *, tenant_id: int, name: str, shape: dict[str, Any], devices: tuple[str, ...], alert_on: tuple[str, ...]
+    ) -> Geofence:
         def run(c: sqlite3.Connection) -> Geofence:
             cursor = c.execute(
                 "INSERT INTO geofences(tenant_id, name, shape, devices, alert_on, created_at) VALUES (?,?,?,?,?,?)",
-                (tenant_id, name, orjson.dumps(shape).decode(), orjson.dumps(list(devices)).decode(),
-                 orjson.dumps(list(alert_on)).decode(), time.time()),
+                (
+                    tenant_id,
+                    name,
+                    orjson.dumps(shape).decode(),
+                    orjson.dumps(list(devices)).decode(),
+                    orjson.dumps(list(alert_on)).decode(),
+                    time.time(),
+                ),
             )
             row = c.execute(f"SELECT {_GEOFENCE_COLUMNS} FROM geofences WHERE id = ?", (cursor.lastrowid,)).fetchone()
             return _geofence(row)
+
         return await self._write(run)  # type: ignore[no-any-return]
 
     async def geofences(self, tenant_id: int) -> list[Geofence]:
-        rows = await self._read(lambda c: c.execute(
-            f"SELECT {_GEOFENCE_COLUMNS} FROM geofences WHERE tenant_id = ? ORDER BY id", (tenant_id,),
-        ).fetchall())
+        rows = await self._read(
+            lambda c: c.execute(
+                f"SELECT {_GEOFENCE_COLUMNS} FROM geofences WHERE tenant_id = ? ORDER BY id",
+                (tenant_id,),
+            ).fetchall()
+        )
         return [_geofence(row) for row in rows]
 
     async def geofence(self, tenant_id: int, geofence_id: int) -> Geofence | None:
-        row = await self._read(lambda c: c.execute(
-            f"SELECT {_GEOFENCE_COLUMNS} FROM geofences WHERE tenant_id = ? AND id = ?", (tenant_id, geofence_id),
-        ).fetchone())
+        row = await self._read(
+            lambda c: c.execute(
+                f"SELECT {_GEOFENCE_COLUMNS} FROM geofences WHERE tenant_id = ? AND id = ?",
+                (tenant_id, geofence_id),
+            ).fetchone()
+        )
         return _geofence(row) if row else None
 
     async def delete_geofence(self, tenant_id: int, geofence_id: int) -> bool:
-        cursor = await self._write(lambda c: c.execute(
-            "DELETE FROM geofences WHERE tenant_id = ? AND id = ?", (tenant_id, geofence_id),
-        ))
+        cursor = await self._write(
+            lambda c: c.execute(
+                "DELETE FROM geofences WHERE tenant_id = ? AND id = ?",
+                (tenant_id, geofence_id),
+            )
+        )
         return bool(cursor.rowcount)
 
 
 def _geofence(row: tuple[Any, ...]) -> Geofence:
     id_, tenant_id, name, shape, devices, alert_on, created_at = row
-    return Geofence(id_, tenant_id, name, orjson.loads(shape), tuple(orjson.loads(devices)),
-                    tuple(orjson.loads(alert_on)), created_at)
+    return Geofence(
+        id_,
+        tenant_id,
+        name,
+        orjson.loads(shape),
+        tuple(orjson.loads(devices)),
+        tuple(orjson.loads(alert_on)),
+        created_at,
+    )

@@ -29,11 +29,13 @@ CREATE TABLE IF NOT EXISTS server_keys (name TEXT PRIMARY KEY, value TEXT NOT NU
 """
 
     if TYPE_CHECKING:  # provided by SqliteStore
+
         async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T: ...
         async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T: ...
 
-    async def add_push_subscription(self, *, tenant_id: int, user_id: int, endpoint: str, p256dh: str,
-                                    auth: str) -> PushSubscription:
+    async def add_push_subscription(
+        self, *, tenant_id: int, user_id: int, endpoint: str, p256dh: str, auth: str
+    ) -> PushSubscription:
         def run(c: sqlite3.Connection) -> PushSubscription:
             c.execute(
                 "INSERT INTO push_subscriptions(tenant_id, user_id, endpoint, p256dh, auth, created_at)"
@@ -43,16 +45,21 @@ CREATE TABLE IF NOT EXISTS server_keys (name TEXT PRIMARY KEY, value TEXT NOT NU
             )
             row = c.execute(f"SELECT {_COLUMNS} FROM push_subscriptions WHERE endpoint = ?", (endpoint,)).fetchone()
             return _subscription(row)
+
         return await self._write(run)
 
     async def push_subscriptions(self, tenant_id: int) -> list[PushSubscription]:
-        rows = await self._read(lambda c: c.execute(
-            f"SELECT {_COLUMNS} FROM push_subscriptions WHERE tenant_id = ? ORDER BY id", (tenant_id,),
-        ).fetchall())
+        rows = await self._read(
+            lambda c: c.execute(
+                f"SELECT {_COLUMNS} FROM push_subscriptions WHERE tenant_id = ? ORDER BY id",
+                (tenant_id,),
+            ).fetchall()
+        )
         return [_subscription(row) for row in rows]
 
-    async def delete_push_subscription(self, tenant_id: int, subscription_id: int, *,
-                                       user_id: int | None = None) -> bool:
+    async def delete_push_subscription(
+        self, tenant_id: int, subscription_id: int, *, user_id: int | None = None
+    ) -> bool:
         query, params = "DELETE FROM push_subscriptions WHERE id = ? AND tenant_id = ?", [subscription_id, tenant_id]
         if user_id is not None:
             query, params = query + " AND user_id = ?", [*params, user_id]
@@ -60,7 +67,10 @@ CREATE TABLE IF NOT EXISTS server_keys (name TEXT PRIMARY KEY, value TEXT NOT NU
 
     async def keep_vapid_private_key(self, candidate: str) -> str:
         def run(c: sqlite3.Connection) -> str:
-            c.execute("INSERT OR IGNORE INTO server_keys(name, value, created_at) VALUES ('vapid', ?, ?)",
-                      (candidate, time.time()))
+            c.execute(
+                "INSERT OR IGNORE INTO server_keys(name, value, created_at) VALUES ('vapid', ?, ?)",
+                (candidate, time.time()),
+            )
             return str(c.execute("SELECT value FROM server_keys WHERE name = 'vapid'").fetchone()[0])
+
         return await self._write(run)

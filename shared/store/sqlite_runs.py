@@ -166,12 +166,16 @@ def store_runs(c: sqlite3.Connection, plan: RunPlan) -> None:
     run_statements(c, insert)
 
 
-_INSERT_RUNS = ("INSERT INTO frame_runs(device_id, first_ts, last_ts, received_at, frames)"
-                " SELECT * FROM (VALUES {values}) WHERE column1 IS NOT NULL")
+_INSERT_RUNS = (
+    "INSERT INTO frame_runs(device_id, first_ts, last_ts, received_at, frames)"
+    " SELECT * FROM (VALUES {values}) WHERE column1 IS NOT NULL"
+)
 # CROSS JOIN keeps the commit's runs as the outer loop: without it the planner
 # may scan every stored run and probe the commit's.
-_PROBE_RUNS = ("WITH r(d, lo, hi) AS (VALUES {values}) SELECT DISTINCT r.d FROM r CROSS JOIN frame_runs AS f"
-               f" WHERE f.device_id = r.d AND f.last_ts BETWEEN r.lo AND r.hi + {RUN_SPAN_S} AND f.first_ts <= r.hi")
+_PROBE_RUNS = (
+    "WITH r(d, lo, hi) AS (VALUES {values}) SELECT DISTINCT r.d FROM r CROSS JOIN frame_runs AS f"
+    f" WHERE f.device_id = r.d AND f.last_ts BETWEEN r.lo AND r.hi + {RUN_SPAN_S} AND f.first_ts <= r.hi"
+)
 
 
 def _dedupe(c: sqlite3.Connection, runs: list[StoredRun], devices: set[int]) -> list[StoredRun]:
@@ -222,8 +226,13 @@ CREATE INDEX IF NOT EXISTS frame_runs_by_device ON frame_runs(device_id, last_ts
         self._newest_stored = dict(c.execute("SELECT device_id, max(last_ts) FROM frame_runs GROUP BY device_id"))
 
     async def positions(
-        self, device_id: int, *, since: int | None = None, until: int | None = None,
-        after: tuple[int, int] | None = None, limit: int = 100,
+        self,
+        device_id: int,
+        *,
+        since: int | None = None,
+        until: int | None = None,
+        after: tuple[int, int] | None = None,
+        limit: int = 100,
     ) -> list[Position]:
         low = max(since if since is not None else -(2**62), after[0] if after is not None else -(2**62))
         high = until if until is not None else 2**62
@@ -234,7 +243,8 @@ CREATE INDEX IF NOT EXISTS frame_runs_by_device ON frame_runs(device_id, last_ts
             checked_at = 0
             for last_ts, frames in c.execute(
                 "SELECT last_ts, frames FROM frame_runs WHERE device_id = ? AND last_ts BETWEEN ? AND ?"
-                " AND first_ts <= ? ORDER BY last_ts", (device_id, low, high + RUN_SPAN_S, high),
+                " AND first_ts <= ? ORDER BY last_ts",
+                (device_id, low, high + RUN_SPAN_S, high),
             ):
                 if enough_before is not None and last_ts - RUN_SPAN_S > enough_before:
                     break
@@ -265,8 +275,12 @@ CREATE INDEX IF NOT EXISTS frame_runs_by_device ON frame_runs(device_id, last_ts
 def migrate_row_tables(c: sqlite3.Connection) -> int:
     """Move the frames of the row-per-frame tables of earlier versions into
     frame_runs, one frame per run, and drop those tables; the frames moved."""
-    present = [name for (name,) in c.execute(
-        "SELECT name FROM sqlite_master WHERE type = 'table' AND name IN ('positions', 'heartbeats', 'activities')")]
+    present = [
+        name
+        for (name,) in c.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name IN ('positions', 'heartbeats', 'activities')"
+        )
+    ]
     moved = 0
     for table in present:
         event_class = TELEMETRY_EVENTS[table]  # the old tables were named after the kinds
@@ -274,8 +288,10 @@ def migrate_row_tables(c: sqlite3.Connection) -> int:
         try:
             rows = c.execute(f"SELECT device_id, received_at, {', '.join(event_class._fields)} FROM {table}")
             while chunk := rows.fetchmany(16_384):
-                runs = [(device_id, fields[1], fields[1], received_at, encode(event_class(*fields)))
-                        for device_id, received_at, *fields in chunk]
+                runs = [
+                    (device_id, fields[1], fields[1], received_at, encode(event_class(*fields)))
+                    for device_id, received_at, *fields in chunk
+                ]
                 # No dedupe needed: the old table's key made each frame unique.
                 run_statements(c, statements(_INSERT_RUNS, 5, runs))
                 moved += len(runs)

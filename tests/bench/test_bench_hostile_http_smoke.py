@@ -12,8 +12,9 @@ pytestmark = pytest.mark.slow
 
 
 def test_hostile_http_bench_reports_the_answer_memory_and_waits(capsys: pytest.CaptureFixture[str]) -> None:
-    figures = asyncio.run(hostile_http.run(source=hostile_http.ROOT, runs=1, rss_bytes=5_000_000,
-                                           stall_bytes=5_000_000))
+    figures = asyncio.run(
+        hostile_http.run(source=hostile_http.ROOT, runs=1, rss_bytes=5_000_000, stall_bytes=5_000_000)
+    )
     (peak,), (stall,) = figures["rss"], figures["stall"]
     assert peak["status"] == stall["status"] == 413  # 5 MB is over the default 1 MiB limit
     assert 0 < peak["rss_before_mb"] <= peak["rss_peak_mb"]

@@ -14,8 +14,24 @@ pytestmark = pytest.mark.slow
 def test_latency_bench_times_frames_to_their_position_events(tmp_path):
     out = tmp_path / "latency.json"
     done = subprocess.run(
-        [sys.executable, "-m", "services.cli", "bench", "latency", "--connections", "20", "--seconds", "1",
-         "--warmup", "0.5", "--json", str(out)], capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "services.cli",
+            "bench",
+            "latency",
+            "--connections",
+            "20",
+            "--seconds",
+            "1",
+            "--warmup",
+            "0.5",
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 0, done.stderr[-2000:]
     figures = orjson.loads(out.read_bytes())

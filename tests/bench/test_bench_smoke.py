@@ -13,8 +13,12 @@ pytestmark = pytest.mark.slow
 
 def run_bench(tmp_path, *args: str) -> dict:
     out = tmp_path / "figures.json"
-    done = subprocess.run([sys.executable, "-m", "services.cli", "bench", *args, "--json", str(out)],
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "services.cli", "bench", *args, "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     return orjson.loads(out.read_bytes()) | {"stdout": done.stdout}
 
@@ -39,8 +43,9 @@ def test_connections_bench_holds_every_connection(tmp_path):
 
 def test_distributed_ingest_bench_runs_listeners_on_a_broker(tmp_path, amqp_server):
     # amqp_server: only so the test skips where RabbitMQ is not installed; the bench starts its own.
-    figures = run_bench(tmp_path, "ingest", "--mode", "distributed", "--connections", "20", "--seconds", "1",
-                        "--warmup", "0.5")
+    figures = run_bench(
+        tmp_path, "ingest", "--mode", "distributed", "--connections", "20", "--seconds", "1", "--warmup", "0.5"
+    )
     assert figures["mode"] == "distributed" and figures["listener_processes"] == 2
     assert figures["logged_in"] == 20 and figures["refused"] == 0 and figures["durable_fps"] > 0
     assert figures["stored_frames"] > 0  # the storage writers stored what the listeners acknowledged

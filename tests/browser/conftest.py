@@ -28,8 +28,13 @@ from tests.helpers.process import SolewatchProcess, free_port
 
 CHROMIUM = os.environ.get("SOLEWATCH_TEST_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
 ]
 # Screenshots go to a temporary folder, so the suite never rewrites the README's committed ones;
 # scripts/screenshots names docs/screenshots here to refresh those (docs/dashboard.md).
@@ -38,7 +43,12 @@ ADMIN = ("admin@acme.example", "correct horse battery")
 SIMULATED = 5
 VIEWPORTS: dict[str, dict[str, Any]] = {
     "desktop": {"viewport": {"width": 1280, "height": 800}},
-    "phone": {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 2, "is_mobile": True, "has_touch": True},
+    "phone": {
+        "viewport": {"width": 390, "height": 844},
+        "device_scale_factor": 2,
+        "is_mobile": True,
+        "has_touch": True,
+    },
 }
 # Counts the tones the page plays (OscillatorNode.start), as a user would hear them.
 COUNT_TONES = """
@@ -88,13 +98,24 @@ class Server:
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     tmp = tmp_path_factory.mktemp("dashboard")
     env = {
-        "SOLEWATCH_ADMIN_EMAIL": ADMIN[0], "SOLEWATCH_ADMIN_PASSWORD": ADMIN[1],
+        "SOLEWATCH_ADMIN_EMAIL": ADMIN[0],
+        "SOLEWATCH_ADMIN_PASSWORD": ADMIN[1],
         # A closed port on this machine: the map runs without tiles, as on an offline site.
         "SOLEWATCH_MAP_TILE_URL": f"http://127.0.0.1:{free_port()}/tiles/{{z}}/{{x}}/{{y}}.png",
     }
     # No random SOS: the tests raise their own, and count alerts and markers.
-    process = SolewatchProcess(tmp / "data", "run", "--simulate", str(SIMULATED), "--rate", "1",
-                               "--sos-per-minute", "0", log_path=tmp / "solewatch.log", env=env).start()
+    process = SolewatchProcess(
+        tmp / "data",
+        "run",
+        "--simulate",
+        str(SIMULATED),
+        "--rate",
+        "1",
+        "--sos-per-minute",
+        "0",
+        log_path=tmp / "solewatch.log",
+        env=env,
+    ).start()
     try:
         yield Server(process)
     finally:
@@ -134,8 +155,11 @@ COMMITTED_SCREENSHOTS = REPOSITORY / "docs" / "screenshots"
 
 def screenshots_state() -> dict[str, tuple[int, str]]:
     """Each file in docs/screenshots/: its modification time (ns) and SHA-256."""
-    return {path.name: (path.stat().st_mtime_ns, hashlib.sha256(path.read_bytes()).hexdigest())
-            for path in sorted(COMMITTED_SCREENSHOTS.iterdir()) if path.is_file()}
+    return {
+        path.name: (path.stat().st_mtime_ns, hashlib.sha256(path.read_bytes()).hexdigest())
+        for path in sorted(COMMITTED_SCREENSHOTS.iterdir())
+        if path.is_file()
+    }
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -183,8 +207,12 @@ class Browser:
                 pass
 
         def on_websocket(socket: Any) -> None:
-            socket.on("framereceived", lambda payload: traffic.frames.append(
-                payload if isinstance(payload, str) else payload.decode("utf-8", "replace")))
+            socket.on(
+                "framereceived",
+                lambda payload: traffic.frames.append(
+                    payload if isinstance(payload, str) else payload.decode("utf-8", "replace")
+                ),
+            )
 
         await context.route("**/*", local_only)
         page = await context.new_page()
@@ -245,4 +273,3 @@ async def sign_in(page: Any, email: str, password: str) -> None:
     await page.get_by_test_id("login-submit").click()
     await expect(page.get_by_test_id("app")).to_be_visible()
     await expect(page.get_by_test_id("live-status")).to_have_text("Live")
-

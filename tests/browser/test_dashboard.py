@@ -33,7 +33,9 @@ async def _expect() -> Any:
     return expect
 
 
-async def register_insole(server: Server, imei: str, name: str, admin_login: tuple[str, str] | None = None) -> XSoleTestClient:
+async def register_insole(
+    server: Server, imei: str, name: str, admin_login: tuple[str, str] | None = None
+) -> XSoleTestClient:
     """A device registered by that admin (the platform's by default), its insole connected and logged in."""
     async with server.user(*(admin_login or server.admin)) as admin:
         created = await admin.post("/api/v1/devices", json={"imei": imei, "name": name})
@@ -47,8 +49,9 @@ async def register_insole(server: Server, imei: str, name: str, admin_login: tup
 async def walk(insole: XSoleTestClient, lat_e7: int, lon_e7: int, steps: int) -> list[tuple[float, float]]:
     """`steps` positions going north-east, one second apart, all stored; their coordinates in degrees."""
     now = int(time.time()) - steps
-    frames = [insole.position(ts=now + i, lat_e7=lat_e7 + i * 150, lon_e7=lon_e7 + i * 150, battery=80)
-              for i in range(steps)]
+    frames = [
+        insole.position(ts=now + i, lat_e7=lat_e7 + i * 150, lon_e7=lon_e7 + i * 150, battery=80) for i in range(steps)
+    ]
     await insole.send(*frames)
     assert set((await insole.recv_acks(steps)).values()) == {0}
     return [(f.lat_e7 / 1e7, f.lon_e7 / 1e7) for f in frames]
@@ -89,12 +92,16 @@ async def test_a_supervisor_receives_and_handles_an_sos(form: str, browser: Brow
     await expect(marker).to_have_attribute("data-state", "ok")
 
     # markers move as positions arrive: the simulator's walkers, and the test worker's next step
-    before = await page.evaluate("""imeis => imeis.map(i => {
+    before = await page.evaluate(
+        """imeis => imeis.map(i => {
         const m = document.querySelector(`[data-testid="marker-${i}"]`); return m.dataset.lat + "," + m.dataset.lon; })""",
-                                 server.simulated)
-    await page.wait_for_function("""([imeis, before]) => imeis.some((i, n) => {
+        server.simulated,
+    )
+    await page.wait_for_function(
+        """([imeis, before]) => imeis.some((i, n) => {
         const m = document.querySelector(`[data-testid="marker-${i}"]`); return m.dataset.lat + "," + m.dataset.lon !== before[n]; })""",
-                                 arg=[server.simulated, before])
+        arg=[server.simulated, before],
+    )
     track += await walk(insole, START[form][0] + 2000, START[form][1] + 2000, steps=1)
     await expect(marker).to_have_attribute("data-lat", str(track[-1][0]))
     await expect(marker).to_have_attribute("data-lon", str(track[-1][1]))
@@ -138,8 +145,11 @@ async def test_a_supervisor_receives_and_handles_an_sos(form: str, browser: Brow
     alert_row = page.get_by_test_id("alerts-open").locator(f'[data-imei="{imei}"][data-kind="sos"]')
     await expect(alert_row).to_be_visible()
     alert_id = int((await alert_row.get_attribute("data-testid")).removeprefix("alert-"))
-    open_times = await page.get_by_test_id("alerts-open").locator("li.alert-row").evaluate_all(
-        "rows => rows.map(r => Date.parse(r.dataset.ts))")
+    open_times = (
+        await page.get_by_test_id("alerts-open")
+        .locator("li.alert-row")
+        .evaluate_all("rows => rows.map(r => Date.parse(r.dataset.ts))")
+    )
     assert open_times == sorted(open_times, reverse=True), "open alerts are newest first"
     await expect(page.get_by_test_id("open-alert-count")).to_be_visible()
 

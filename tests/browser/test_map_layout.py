@@ -65,8 +65,10 @@ async def crew_signed_in(browser: Browser, server: Server) -> tuple[Any, Traffic
 
     if not _crew_placed:
         async with server.user(*server.admin) as platform_admin:
-            created = await platform_admin.post("/api/v1/tenants", json={
-                "name": "Crew Co", "admin_email": CREW_ADMIN[0], "admin_password": CREW_ADMIN[1]})
+            created = await platform_admin.post(
+                "/api/v1/tenants",
+                json={"name": "Crew Co", "admin_email": CREW_ADMIN[0], "admin_password": CREW_ADMIN[1]},
+            )
             assert created.status_code == 201, created.text
         for imei, (name, north, east) in CREW.items():
             insole = await register_insole(server, imei, name, CREW_ADMIN)
@@ -106,9 +108,13 @@ async def test_names_on_the_map_neither_overlap_nor_run_off_it(browser: Browser,
     assert {label["name"] for label in labels} >= {"Crew 11"}, f"the lone worker is named: {seen}"
     assert len(labels) >= 2, f"names show once zoomed in: {seen}"
     for n, label in enumerate(labels):
-        assert label["left"] >= 0 and label["top"] >= 0 and label["right"] <= seen["width"] \
-            and label["bottom"] <= seen["height"], f"{label['name']} is cut by the map's edge: {seen}"
-        for other in labels[n + 1:]:
+        assert (
+            label["left"] >= 0
+            and label["top"] >= 0
+            and label["right"] <= seen["width"]
+            and label["bottom"] <= seen["height"]
+        ), f"{label['name']} is cut by the map's edge: {seen}"
+        for other in labels[n + 1 :]:
             assert not overlap(label, other), f"{label['name']} and {other['name']} overlap: {seen}"
         for control in seen["controls"]:
             assert not overlap(label, control), f"{label['name']} is under {control['name']}: {seen}"
@@ -138,7 +144,9 @@ async def test_the_tiles_note_leaves_the_popups_close_button_free(browser: Brows
     close = page.locator(".leaflet-popup-close-button")
     close_box, note_box = await close.bounding_box(), await note.bounding_box()
     assert close_box is not None and note_box is not None
-    assert not overlap(xywh(close_box), xywh(note_box)), f"the tiles note {note_box} covers the close button {close_box}"
+    assert not overlap(xywh(close_box), xywh(note_box)), (
+        f"the tiles note {note_box} covers the close button {close_box}"
+    )
     await close.click()
     await expect(page.get_by_test_id("worker-details")).to_have_count(0)
     assert traffic.off_machine == []

@@ -21,8 +21,12 @@ async def test_a_503_is_explained_and_retried_until_the_server_answers(browser: 
     async def unavailable_twice(route: Route) -> None:
         if len(refused) < 2:
             refused.append(route.request.url)
-            await route.fulfill(status=503, headers={"Retry-After": "1"}, content_type="application/json",
-                                body='{"detail": "storage is unavailable, retry later"}')
+            await route.fulfill(
+                status=503,
+                headers={"Retry-After": "1"},
+                content_type="application/json",
+                body='{"detail": "storage is unavailable, retry later"}',
+            )
         else:
             await route.fallback()
 
@@ -51,7 +55,9 @@ async def test_an_ended_session_sends_the_user_back_to_sign_in_saying_why(browse
     await page.reload()
     await expect(page.get_by_test_id("live-status")).to_have_text("Live")
     await expect(page.get_by_test_id(f"worker-row-{server.simulated[0]}")).to_be_visible()
-    assert await page.evaluate('JSON.parse(localStorage.getItem("solewatch.session")).access_token') != "stale.token.value"
+    assert (
+        await page.evaluate('JSON.parse(localStorage.getItem("solewatch.session")).access_token') != "stale.token.value"
+    )
 
     # The session is revoked elsewhere (here: logged out through the API with the page's own token).
     token = await page.evaluate('JSON.parse(localStorage.getItem("solewatch.session")).access_token')
@@ -73,12 +79,23 @@ async def test_without_tiles_the_map_keeps_a_scale_coordinates_and_geofences(bro
     from playwright.async_api import expect
 
     async with server.user(*server.admin) as admin:
-        circle = await admin.post("/api/v1/geofences", json={
-            "name": "Depot", "geometry": {"type": "Circle", "center": [7.0553, 43.6163], "radius_m": 120}})
+        circle = await admin.post(
+            "/api/v1/geofences",
+            json={"name": "Depot", "geometry": {"type": "Circle", "center": [7.0553, 43.6163], "radius_m": 120}},
+        )
         assert circle.status_code == 201, circle.text
-        polygon = await admin.post("/api/v1/geofences", json={"name": "Quarry pit", "geometry": {
-            "type": "Polygon", "coordinates": [[[7.050, 43.618], [7.054, 43.618], [7.054, 43.621],
-                                                [7.050, 43.621], [7.050, 43.618]]]}})
+        polygon = await admin.post(
+            "/api/v1/geofences",
+            json={
+                "name": "Quarry pit",
+                "geometry": {
+                    "type": "Polygon",
+                    "coordinates": [
+                        [[7.050, 43.618], [7.054, 43.618], [7.054, 43.621], [7.050, 43.621], [7.050, 43.618]]
+                    ],
+                },
+            },
+        )
         assert polygon.status_code == 201, polygon.text
     page, traffic = await browser.open(server)
     await sign_in(page, *server.admin)

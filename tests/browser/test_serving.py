@@ -66,7 +66,9 @@ async def test_text_assets_are_compressed_for_slow_links(api: ApiHarness) -> Non
 
 
 async def test_nothing_is_fetched_from_the_internet_but_the_configured_tiles(api: ApiHarness) -> None:
-    external = re.compile(r"""(?:src|href)\s*=\s*["']https?://|import\s*\(?\s*["']https?://|@import\s+url\(\s*["']?https?://""")
+    external = re.compile(
+        r"""(?:src|href)\s*=\s*["']https?://|import\s*\(?\s*["']https?://|@import\s+url\(\s*["']?https?://"""
+    )
     for path in STATIC_DIR.rglob("*"):
         if path.suffix in {".html", ".js", ".css"} and "vendor" not in path.parts:
             assert not external.search(path.read_text()), path
@@ -97,10 +99,12 @@ async def test_the_api_health_metrics_and_socketio_paths_still_answer(api: ApiHa
 async def test_the_api_service_serves_it_and_the_authn_and_wss_services_do_not(api: ApiHarness) -> None:
     runtime = Runtime([], lambda: api.settings)
     # services/distributed.py: whatever else each one serves, the dashboard goes with the REST part.
-    for kwargs, serves in (({"live_updates": False}, True),  # the api service
-                           ({"auth": False, "live_updates": False}, True),  # a REST-only api service
-                           ({"rest": False, "live_updates": False}, False),  # authn
-                           ({"auth": False, "rest": False}, False)):  # wss
+    for kwargs, serves in (
+        ({"live_updates": False}, True),  # the api service
+        ({"auth": False, "live_updates": False}, True),  # a REST-only api service
+        ({"rest": False, "live_updates": False}, False),  # authn
+        ({"auth": False, "rest": False}, False),
+    ):  # wss
         app = create_app(api.context, runtime, **kwargs).other_asgi_app
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://x") as http:
             assert ((await http.get("/")).status_code == 200) is serves, kwargs

@@ -26,8 +26,10 @@ async def test_each_tenant_sees_only_its_own_workers_and_alerts(browser: Browser
     from playwright.async_api import expect
 
     async with server.user(*server.admin) as platform_admin:
-        created = await platform_admin.post("/api/v1/tenants", json={
-            "name": "Other Co", "admin_email": OTHER_ADMIN[0], "admin_password": OTHER_ADMIN[1]})
+        created = await platform_admin.post(
+            "/api/v1/tenants",
+            json={"name": "Other Co", "admin_email": OTHER_ADMIN[0], "admin_password": OTHER_ADMIN[1]},
+        )
         assert created.status_code == 201, created.text
     insole_a = await register_insole(server, IMEI_A, NAME_A)
     async with server.user(*OTHER_ADMIN) as other_admin:

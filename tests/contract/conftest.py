@@ -194,8 +194,9 @@ def unique() -> Callable[[str], str]:
     return lambda name: f"contract-{run}-{name}"
 
 
-async def eventually(condition: Callable[[], bool | Awaitable[bool]], *, timeout: float = 2.0,
-                     interval: float = 0.01) -> None:
+async def eventually(
+    condition: Callable[[], bool | Awaitable[bool]], *, timeout: float = 2.0, interval: float = 0.01
+) -> None:
     """Wait until `condition()` holds, failing the test after `timeout` seconds.
 
     Adapters may deliver or expire asynchronously, so tests wait for an outcome

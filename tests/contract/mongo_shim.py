@@ -78,6 +78,7 @@ class SkipUnsupported:
                 if not _raised_by_mongomock(exc):
                     raise
                 pytest.skip(f"mongomock does not implement what {name}() needs: {exc}")
+
         return call
 
     def __setattr__(self, name: str, value: Any) -> None:

@@ -14,13 +14,18 @@ NOW = 1796083200  # 2026-12-01T00:00:00Z, the receive time of every alarm here
 FOUR_YEARS = 4 * 365 * 24 * 3600
 
 
-@pytest.mark.parametrize(("device_ts", "device_time"), [
-    (0, "1970-01-01T00:00:00Z"),  # the RTC lost power
-    (NOW - FOUR_YEARS, "2022-12-02T00:00:00Z"),  # years behind
-    (NOW + 86400, "2026-12-02T00:00:00Z"),  # a day ahead
-], ids=["ts 0", "years behind", "a day ahead"])
-async def test_an_alarm_with_an_implausible_clock_is_dated_by_its_receipt(store: Store, device_ts: int,
-                                                                         device_time: str) -> None:
+@pytest.mark.parametrize(
+    ("device_ts", "device_time"),
+    [
+        (0, "1970-01-01T00:00:00Z"),  # the RTC lost power
+        (NOW - FOUR_YEARS, "2022-12-02T00:00:00Z"),  # years behind
+        (NOW + 86400, "2026-12-02T00:00:00Z"),  # a day ahead
+    ],
+    ids=["ts 0", "years behind", "a day ahead"],
+)
+async def test_an_alarm_with_an_implausible_clock_is_dated_by_its_receipt(
+    store: Store, device_ts: int, device_time: str
+) -> None:
     device = await add_device(store)
     await store.commit_frames([frame(device, sos(1, device_ts), received_at=NOW + 0.4)])
     [message] = await outbox(store, TOPIC_ALARM)
@@ -29,8 +34,12 @@ async def test_an_alarm_with_an_implausible_clock_is_dated_by_its_receipt(store:
 
     assert created and alert.ts == NOW
     [raised] = await store.alert_timeline(device.tenant_id, alert.id)
-    assert raised.detail == {"alarm_id": message["alarm_id"], "kind": "sos", "device_ts": device_time,
-                             "dated_by": "received_at"}
+    assert raised.detail == {
+        "alarm_id": message["alarm_id"],
+        "kind": "sos",
+        "device_ts": device_time,
+        "dated_by": "received_at",
+    }
 
 
 async def test_a_late_alarm_from_a_sane_clock_keeps_its_own_time(store: Store) -> None:

@@ -75,7 +75,8 @@ async def test_a_consumer_of_several_topics_gets_each_topics_messages(bus: Bus, 
     await eventually(lambda: len(both.messages) >= 2)
     await asyncio.sleep(SETTLE)
     assert sorted((m.topic, m.payload, m.message_id) for m in both.messages) == [
-        (alarms, b"1", "a-1"), (alerts, b"3", "b-1"),
+        (alarms, b"1", "a-1"),
+        (alerts, b"3", "b-1"),
     ]
 
 
@@ -185,15 +186,18 @@ async def test_a_slow_consumer_does_not_hold_back_another(bus: Bus, unique: Uniq
 
 async def _device_records(store: Store) -> tuple[list[FrameRecord], list[FrameRecord], list[FrameRecord]]:
     tenant_id = await store.ensure_tenant("acme")
-    device = await store.add_device(tenant_id=tenant_id, imei="356307042441013", name="Alice",
-                                    token_hash=hash_device_token(b"t" * 16))
+    device = await store.add_device(
+        tenant_id=tenant_id, imei="356307042441013", name="Alice", token_hash=hash_device_token(b"t" * 16)
+    )
     now = time.time()
 
     def record(event: Any) -> FrameRecord:
         return FrameRecord(device.id, tenant_id, device.imei, event, now)
 
-    positions = [record(Position(n, TS + n, 436163000 + n, 70553000, 12, 140, 900, 9, 11, 80, FLAG_FIX_VALID))
-                 for n in range(1, 4)]
+    positions = [
+        record(Position(n, TS + n, 436163000 + n, 70553000, 12, 140, 900, 9, 11, 80, FLAG_FIX_VALID))
+        for n in range(1, 4)
+    ]
     alarm = [record(Alarm(4, TS + 4, AlarmKind.SOS, 436163004, 70553000, 79, FLAG_FIX_VALID))]
     heartbeat = [record(Heartbeat(5, TS + 5, 78, -70))]
     return positions, alarm, heartbeat
@@ -291,7 +295,8 @@ class _CommitDuringRead:
 
 
 async def test_a_commit_notified_during_a_relay_pass_is_relayed_without_waiting_for_the_poll(
-        store: Store, bus: Bus, unique: Unique) -> None:
+    store: Store, bus: Bus, unique: Unique
+) -> None:
     received = Recorder()
     bus.subscribe(unique("consumer"), [TOPIC_TELEMETRY, TOPIC_ALARM], received)
     await bus.start()

@@ -12,9 +12,18 @@ from tests.contract.test_store_contract import add_device, outbox
 
 async def _offline(store: Store) -> DetectedCondition:
     device = await add_device(store)
-    return DetectedCondition(key=f"offline:{device.id}", tenant_id=device.tenant_id, device_id=device.id,
-                             imei=device.imei, kind="offline", ts=1_800_000_000, lat=43.6, lon=7.05, battery=40,
-                             detail={"silent_for_s": 600})
+    return DetectedCondition(
+        key=f"offline:{device.id}",
+        tenant_id=device.tenant_id,
+        device_id=device.id,
+        imei=device.imei,
+        kind="offline",
+        ts=1_800_000_000,
+        lat=43.6,
+        lon=7.05,
+        battery=40,
+        detail={"silent_for_s": 600},
+    )
 
 
 async def test_a_condition_raises_one_alert_however_often_it_is_raised(store: Store) -> None:
@@ -24,7 +33,13 @@ async def test_a_condition_raises_one_alert_however_often_it_is_raised(store: St
     assert len({alert.id for alert, _ in results}) == 1
     alert = results[0][0]
     assert (alert.kind, alert.imei, alert.status, alert.ts, alert.lat, alert.alarm_id) == (
-        "offline", condition.imei, "open", 1_800_000_000, 43.6, None)
+        "offline",
+        condition.imei,
+        "open",
+        1_800_000_000,
+        43.6,
+        None,
+    )
     created = [m for m in await outbox(store, TOPIC_ALERT) if m["event"] == "created"]
     assert [m["alert"]["id"] for m in created] == [alert.id]
     [raised] = await store.alert_timeline(alert.tenant_id, alert.id)
@@ -60,9 +75,15 @@ async def test_an_alert_a_person_resolved_frees_its_condition(store: Store) -> N
 async def test_conditions_are_told_apart_by_key(store: Store) -> None:
     condition = await _offline(store)
     offline, _ = await store.raise_detected_alert(condition)
-    battery = DetectedCondition(key=f"low_battery:{condition.device_id}", tenant_id=condition.tenant_id,
-                                device_id=condition.device_id, imei=condition.imei, kind="low_battery",
-                                ts=condition.ts, battery=12)
+    battery = DetectedCondition(
+        key=f"low_battery:{condition.device_id}",
+        tenant_id=condition.tenant_id,
+        device_id=condition.device_id,
+        imei=condition.imei,
+        kind="low_battery",
+        ts=condition.ts,
+        battery=12,
+    )
     low, created = await store.raise_detected_alert(battery)
     assert created and low.id != offline.id and low.kind == "low_battery"
     assert await store.clear_detected_alert(battery.key, note="charged") is not None

@@ -9,10 +9,13 @@ from shared.store import Store
 from shared.store.geofences import Geofence, GeofenceStore, geofences_of_device
 
 CIRCLE = {"type": "Circle", "center": [7.0553, 43.6163], "radius_m": 250.0}
-POLYGON = {"type": "Polygon", "coordinates": [
-    [[7.05, 43.61], [7.06, 43.61], [7.06, 43.62], [7.05, 43.62], [7.05, 43.61]],
-    [[7.054, 43.614], [7.056, 43.614], [7.056, 43.616], [7.054, 43.614]],
-]}
+POLYGON = {
+    "type": "Polygon",
+    "coordinates": [
+        [[7.05, 43.61], [7.06, 43.61], [7.06, 43.62], [7.05, 43.62], [7.05, 43.61]],
+        [[7.054, 43.614], [7.056, 43.614], [7.056, 43.616], [7.054, 43.614]],
+    ],
+}
 IMEIS = ("356307042441013", "356307042441021")
 
 
@@ -20,10 +23,18 @@ def geofences(store: Store) -> GeofenceStore:
     return cast(GeofenceStore, store)
 
 
-async def add(store: Store, tenant_id: int, *, name: str = "depot", shape: dict[str, Any] = CIRCLE,
-              devices: tuple[str, ...] = (), alert_on: tuple[str, ...] = ("exit",)) -> Geofence:
-    return await geofences(store).add_geofence(tenant_id=tenant_id, name=name, shape=shape, devices=devices,
-                                               alert_on=alert_on)
+async def add(
+    store: Store,
+    tenant_id: int,
+    *,
+    name: str = "depot",
+    shape: dict[str, Any] = CIRCLE,
+    devices: tuple[str, ...] = (),
+    alert_on: tuple[str, ...] = ("exit",),
+) -> Geofence:
+    return await geofences(store).add_geofence(
+        tenant_id=tenant_id, name=name, shape=shape, devices=devices, alert_on=alert_on
+    )
 
 
 async def test_a_geofence_reads_back_as_stored(store: Store) -> None:
@@ -34,7 +45,12 @@ async def test_a_geofence_reads_back_as_stored(store: Store) -> None:
 
     assert circle.id != polygon.id and before - 1 <= circle.created_at <= time.time() + 1
     assert (polygon.tenant_id, polygon.name, polygon.shape, polygon.devices, polygon.alert_on) == (
-        tenant, "quarry", POLYGON, IMEIS, ("enter", "exit"))
+        tenant,
+        "quarry",
+        POLYGON,
+        IMEIS,
+        ("enter", "exit"),
+    )
     assert await geofences(store).geofence(tenant, polygon.id) == polygon
     assert await geofences(store).geofences(tenant) == [circle, polygon]  # oldest first
 

@@ -24,7 +24,9 @@ async def test_a_code_is_kept_for_its_phone_and_alert_and_unique_among_that_phon
 
     held = await store.reply_codes(ANA)
     assert [(r.alert_id, r.code, r.contact_id, r.tenant_id) for r in held] == [
-        (first.id, code, 7, tenant), (second.id, other, 7, tenant)]
+        (first.id, code, 7, tenant),
+        (second.id, other, 7, tenant),
+    ]
     assert await store.reply_codes(EVE) == []  # looked up by phone: nothing for another phone
 
 
@@ -43,8 +45,12 @@ async def test_a_resolved_alert_drops_out_and_gives_its_code_back(store: Store) 
 async def test_concurrent_issues_give_each_alert_one_code_and_no_code_twice(store: Store) -> None:
     device = await add_device(store)
     alerts = [await raised_alert(store, device, seq) for seq in range(1, 6)]
-    codes = await asyncio.gather(*(store.issue_reply_code(tenant_id=device.tenant_id, alert_id=a.id, contact_id=1,
-                                                          phone=ANA) for a in alerts + alerts))
+    codes = await asyncio.gather(
+        *(
+            store.issue_reply_code(tenant_id=device.tenant_id, alert_id=a.id, contact_id=1, phone=ANA)
+            for a in alerts + alerts
+        )
+    )
     assert codes[:5] == codes[5:] and len(set(codes[:5])) == 5
 
 

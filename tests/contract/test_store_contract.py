@@ -34,11 +34,15 @@ LAT, LON = 436163000, 70553000
 
 async def add_device(store: Store, imei: str = IMEI, *, tenant: str = "acme", name: str = "Alice") -> Device:
     tenant_id = await store.ensure_tenant(tenant)
-    return await store.add_device(tenant_id=tenant_id, imei=imei, name=name, token_hash=hash_device_token(imei.encode()))
+    return await store.add_device(
+        tenant_id=tenant_id, imei=imei, name=name, token_hash=hash_device_token(imei.encode())
+    )
 
 
 def frame(device: Device, event: Any, received_at: float | None = None) -> FrameRecord:
-    return FrameRecord(device.id, device.tenant_id, device.imei, event, time.time() if received_at is None else received_at)
+    return FrameRecord(
+        device.id, device.tenant_id, device.imei, event, time.time() if received_at is None else received_at
+    )
 
 
 def position(seq: int, ts: int, *, lat: int = LAT, battery: int = 80, flags: int = FLAG_FIX_VALID) -> Position:
@@ -88,7 +92,12 @@ async def test_add_a_device_and_find_it(store: Store) -> None:
     device = await store.add_device(tenant_id=tenant_id, imei=IMEI, name="Alice", token_hash=b"h" * 32)
 
     assert (device.tenant_id, device.imei, device.name, device.token_hash, device.enabled) == (
-        tenant_id, IMEI, "Alice", b"h" * 32, True)
+        tenant_id,
+        IMEI,
+        "Alice",
+        b"h" * 32,
+        True,
+    )
     assert (device.last_seen, device.battery, device.last_fix_ts) == (None, None, None)
     assert await store.device_by_imei(IMEI) == device
     assert await store.device(device.id) == device
@@ -171,8 +180,14 @@ async def test_an_alarm_stored_twice_gives_one_alarm_message(store: Store) -> No
     [message] = await outbox(store, TOPIC_ALARM)
     assert message["alarm_id"] is not None
     assert {k: message[k] for k in ("tenant_id", "device_id", "imei", "kind", "ts", "device_ts", "seq")} == {
-        "tenant_id": device.tenant_id, "device_id": device.id, "imei": IMEI, "kind": "fall",
-        "ts": TS + 4, "device_ts": TS + 4, "seq": 4}
+        "tenant_id": device.tenant_id,
+        "device_id": device.id,
+        "imei": IMEI,
+        "kind": "fall",
+        "ts": TS + 4,
+        "device_ts": TS + 4,
+        "seq": 4,
+    }
     assert (message["lat"], message["lon"], message["battery"]) == (43.6163, 7.0553, 55)
 
 
@@ -203,10 +218,12 @@ async def test_a_commit_is_all_or_nothing(store: Store) -> None:
 
 async def test_last_seen_is_the_latest_receive_time_of_a_commit(store: Store) -> None:
     device = await add_device(store)
-    await store.commit_frames([
-        frame(device, sos(1, TS + 1), received_at=float(TS + 1)),
-        frame(device, position(2, TS + 2), received_at=float(TS + 2)),
-    ])
+    await store.commit_frames(
+        [
+            frame(device, sos(1, TS + 1), received_at=float(TS + 1)),
+            frame(device, position(2, TS + 2), received_at=float(TS + 2)),
+        ]
+    )
     assert (await store.device(device.id)).last_seen == TS + 2  # type: ignore[union-attr]
 
 
@@ -226,15 +243,20 @@ async def test_an_alarm_with_a_bad_clock_and_fix_is_kept(store: Store) -> None:
 async def test_a_commit_publishes_its_telemetry(store: Store) -> None:
     device = await add_device(store)
     other = await add_device(store, OTHER_IMEI, tenant="globex")
-    await store.commit_frames([
-        frame(device, position(1, TS + 1)), frame(other, position(1, TS + 1, lat=LAT + 5)),
-        frame(device, Heartbeat(2, TS + 2, 79, -70)),
-    ])
+    await store.commit_frames(
+        [
+            frame(device, position(1, TS + 1)),
+            frame(other, position(1, TS + 1, lat=LAT + 5)),
+            frame(device, Heartbeat(2, TS + 2, 79, -70)),
+        ]
+    )
     [entry] = await store.outbox_pending(10)
     assert entry.topic == TOPIC_TELEMETRY
     positions = list(telemetry_items(entry.payload, "positions"))
     assert [(p["imei"], p["tenant_id"], p["seq"], p["lat_e7"]) for p in positions] == [
-        (IMEI, device.tenant_id, 1, LAT), (OTHER_IMEI, other.tenant_id, 1, LAT + 5)]
+        (IMEI, device.tenant_id, 1, LAT),
+        (OTHER_IMEI, other.tenant_id, 1, LAT + 5),
+    ]
     assert [(h["imei"], h["battery"]) for h in telemetry_items(entry.payload, "heartbeats")] == [(IMEI, 79)]
 
 
@@ -242,13 +264,17 @@ async def test_a_commit_publishes_each_devices_newest_frames(store: Store) -> No
     device = await add_device(store)
     other = await add_device(store, OTHER_IMEI, tenant="globex")
     buffered = FLAG_BUFFERED | FLAG_FIX_VALID
-    await store.commit_frames([
-        frame(device, position(1, TS + 1)), frame(device, position(3, TS + 3, lat=LAT + 3)),
-        frame(device, position(2, TS + 2, flags=buffered)),  # arrives last, yet is older
-        frame(other, position(1, TS + 1, lat=LAT + 5)),
-        frame(device, Heartbeat(4, TS + 4, 79, -70)), frame(device, Heartbeat(5, TS + 5, 78, -70)),
-        frame(device, CommandResult(6, 1, 0)),
-    ])
+    await store.commit_frames(
+        [
+            frame(device, position(1, TS + 1)),
+            frame(device, position(3, TS + 3, lat=LAT + 3)),
+            frame(device, position(2, TS + 2, flags=buffered)),  # arrives last, yet is older
+            frame(other, position(1, TS + 1, lat=LAT + 5)),
+            frame(device, Heartbeat(4, TS + 4, 79, -70)),
+            frame(device, Heartbeat(5, TS + 5, 78, -70)),
+            frame(device, CommandResult(6, 1, 0)),
+        ]
+    )
     [latest] = await store.outbox_pending(10)
 
     positions = sorted((p["imei"], p["seq"], p["lat_e7"]) for p in telemetry_items(latest.payload, "positions"))
@@ -291,25 +317,33 @@ async def test_older_buffered_frames_do_not_replace_the_last_fix_or_battery(stor
     after_live = await store.device(device.id)
     assert after_live is not None
     assert (after_live.last_fix_ts, after_live.last_lat_e7, after_live.last_lon_e7, after_live.battery) == (
-        TS + 100, LAT + 100, LON, 60)
+        TS + 100,
+        LAT + 100,
+        LON,
+        60,
+    )
     assert after_live.last_seen == now
 
     buffered = FLAG_FIX_VALID | FLAG_BUFFERED
-    await store.commit_frames([
-        frame(device, position(5, TS + 50, lat=LAT + 50, battery=90, flags=buffered), now + 1),
-        frame(device, Heartbeat(6, TS + 60, 95, -70), now + 1),
-        frame(device, Activity(7, TS + 70, 10, 2, 90, 92, FLAG_BUFFERED), now + 1),
-    ])
+    await store.commit_frames(
+        [
+            frame(device, position(5, TS + 50, lat=LAT + 50, battery=90, flags=buffered), now + 1),
+            frame(device, Heartbeat(6, TS + 60, 95, -70), now + 1),
+            frame(device, Activity(7, TS + 70, 10, 2, 90, 92, FLAG_BUFFERED), now + 1),
+        ]
+    )
     after_buffered = await store.device(device.id)
     assert after_buffered is not None
     assert (after_buffered.last_fix_ts, after_buffered.last_lat_e7, after_buffered.battery) == (TS + 100, LAT + 100, 60)
     assert after_buffered.last_seen == now + 1  # it was heard from, though
 
     # Newer readings do replace them; a position without a valid fix moves nothing.
-    await store.commit_frames([
-        frame(device, position(11, TS + 110, lat=LAT + 110, battery=58), now + 2),
-        frame(device, position(12, TS + 120, lat=LAT + 120, battery=57, flags=0), now + 2),
-    ])
+    await store.commit_frames(
+        [
+            frame(device, position(11, TS + 110, lat=LAT + 110, battery=58), now + 2),
+            frame(device, position(12, TS + 120, lat=LAT + 120, battery=57, flags=0), now + 2),
+        ]
+    )
     latest = await store.device(device.id)
     assert latest is not None
     assert (latest.last_fix_ts, latest.last_lat_e7, latest.battery) == (TS + 110, LAT + 110, 57)
@@ -317,10 +351,12 @@ async def test_older_buffered_frames_do_not_replace_the_last_fix_or_battery(stor
     assert (await store.device(device.id)).battery == 55  # type: ignore[union-attr]
 
     # Within one commit too, the newest reading wins whatever the order of the frames.
-    await store.commit_frames([
-        frame(device, position(15, TS + 150, lat=LAT + 150, battery=50), now + 4),
-        frame(device, position(14, TS + 140, lat=LAT + 140, battery=52, flags=buffered), now + 4),
-    ])
+    await store.commit_frames(
+        [
+            frame(device, position(15, TS + 150, lat=LAT + 150, battery=50), now + 4),
+            frame(device, position(14, TS + 140, lat=LAT + 140, battery=52, flags=buffered), now + 4),
+        ]
+    )
     latest = await store.device(device.id)
     assert latest is not None
     assert (latest.last_fix_ts, latest.last_lat_e7, latest.battery) == (TS + 150, LAT + 150, 50)
@@ -337,7 +373,9 @@ async def test_outbox_in_commit_order_with_cursor_and_removal(store: Store) -> N
     entries = await store.outbox_pending(100)
     assert [e.topic for e in entries] == [TOPIC_TELEMETRY] * 5 + [TOPIC_ALARM]
     assert [e.id for e in entries] == sorted(e.id for e in entries) and len({e.id for e in entries}) == 6
-    assert [[p["seq"] for p in telemetry_items(e.payload, "positions")] for e in entries[:5]] == [[n] for n in range(1, 6)]
+    assert [[p["seq"] for p in telemetry_items(e.payload, "positions")] for e in entries[:5]] == [
+        [n] for n in range(1, 6)
+    ]
 
     assert await store.outbox_pending(2) == entries[:2]
     assert await store.outbox_pending(2, after_id=entries[1].id) == entries[2:4]
@@ -433,10 +471,16 @@ async def test_concurrent_tenant_creation_has_one_winner(store: Store) -> None:
 async def test_users_have_unique_case_insensitive_emails(store: Store) -> None:
     acme = await store.create_tenant("Acme")
     globex = await store.create_tenant("Globex")
-    ana = await store.create_user(tenant_id=acme.id, email="Ana@Acme.example", password_hash="h1", role="admin",
-                                  platform_admin=True)
+    ana = await store.create_user(
+        tenant_id=acme.id, email="Ana@Acme.example", password_hash="h1", role="admin", platform_admin=True
+    )
     assert (ana.tenant_id, ana.email.lower(), ana.password_hash, ana.role, ana.platform_admin) == (
-        acme.id, "ana@acme.example", "h1", "admin", True)
+        acme.id,
+        "ana@acme.example",
+        "h1",
+        "admin",
+        True,
+    )
     with pytest.raises(UserExists):
         await store.create_user(tenant_id=acme.id, email="ana@acme.example", password_hash="h2", role="viewer")
     with pytest.raises(UserExists):  # unique across tenants
@@ -450,8 +494,15 @@ async def test_users_have_unique_case_insensitive_emails(store: Store) -> None:
     assert await store.count_users() == 2
 
     racing = await asyncio.gather(
-        *(store.create_user(tenant_id=acme.id, email=f"{'CAROL' if n % 2 else 'carol'}@acme.example",
-                            password_hash="h", role="viewer") for n in range(10)),
+        *(
+            store.create_user(
+                tenant_id=acme.id,
+                email=f"{'CAROL' if n % 2 else 'carol'}@acme.example",
+                password_hash="h",
+                role="viewer",
+            )
+            for n in range(10)
+        ),
         return_exceptions=True,
     )
     assert sum(not isinstance(r, BaseException) for r in racing) == 1
@@ -466,7 +517,13 @@ async def test_api_keys_by_hash_and_revocation(store: Store) -> None:
     globex = await store.create_tenant("Globex")
     key = await store.create_api_key(tenant_id=acme.id, name="erp", prefix="sw_ab12", key_hash=b"k" * 32, role="viewer")
     assert (key.tenant_id, key.name, key.prefix, key.key_hash, key.role, key.revoked) == (
-        acme.id, "erp", "sw_ab12", b"k" * 32, "viewer", False)
+        acme.id,
+        "erp",
+        "sw_ab12",
+        b"k" * 32,
+        "viewer",
+        False,
+    )
     other = await store.create_api_key(tenant_id=acme.id, name="bi", prefix="sw_cd34", key_hash=b"j" * 32, role="admin")
 
     assert await store.api_key_by_hash(b"k" * 32) == key
@@ -496,13 +553,21 @@ async def test_an_alarm_raises_one_alert_however_often_it_is_delivered(store: St
     alert = results[0][0]
     assert all(a == alert for a, _ in results)
     assert (alert.tenant_id, alert.device_id, alert.imei, alert.kind, alert.ts, alert.status, alert.alarm_id) == (
-        device.tenant_id, device.id, IMEI, "fall", TS + 1, "open", message["alarm_id"])
+        device.tenant_id,
+        device.id,
+        IMEI,
+        "fall",
+        TS + 1,
+        "open",
+        message["alarm_id"],
+    )
     assert (alert.lat, alert.lon, alert.battery) == (43.6163, 7.0553, 55)
     assert await store.alerts(device.tenant_id) == [alert]
     assert await store.alert(device.tenant_id, alert.id) == alert
 
     assert [(m["event"], m["tenant_id"], m["alert"]["id"]) for m in await outbox(store, TOPIC_ALERT)] == [
-        ("created", device.tenant_id, alert.id)]
+        ("created", device.tenant_id, alert.id)
+    ]
     [raised] = await store.alert_timeline(device.tenant_id, alert.id)
     assert (raised.alert_id, raised.action, raised.actor) == (alert.id, "raised", None)
 
@@ -521,7 +586,11 @@ async def test_acknowledge_then_resolve(store: Store) -> None:
 
     resolved = await store.resolve_alert(tenant, alert.id, by="bob@acme.example", note="worker fine")
     assert resolved is not None
-    assert (resolved.status, resolved.resolved_by, resolved.resolution_note) == ("resolved", "bob@acme.example", "worker fine")
+    assert (resolved.status, resolved.resolved_by, resolved.resolution_note) == (
+        "resolved",
+        "bob@acme.example",
+        "worker fine",
+    )
     assert resolved.acknowledged_by == "ana@acme.example" and resolved.resolved_at is not None
     assert await store.resolve_alert(tenant, alert.id, by="carl@acme.example") == resolved
     with pytest.raises(AlertTransitionRefused):
@@ -531,11 +600,17 @@ async def test_acknowledge_then_resolve(store: Store) -> None:
     # One timeline line and one `alert` message per change, as stored.
     timeline = await store.alert_timeline(tenant, alert.id)
     assert [(e.action, e.actor) for e in timeline] == [
-        ("raised", None), ("acknowledged", "ana@acme.example"), ("resolved", "bob@acme.example")]
+        ("raised", None),
+        ("acknowledged", "ana@acme.example"),
+        ("resolved", "bob@acme.example"),
+    ]
     assert timeline[0].at <= timeline[1].at <= timeline[2].at
     messages = await outbox(store, TOPIC_ALERT)
     assert [(m["event"], m["alert"]["status"]) for m in messages] == [
-        ("created", "open"), ("acknowledged", "acknowledged"), ("resolved", "resolved")]
+        ("created", "open"),
+        ("acknowledged", "acknowledged"),
+        ("resolved", "resolved"),
+    ]
     assert messages[-1]["alert"]["resolved_by"] == "bob@acme.example"
 
 
@@ -559,8 +634,9 @@ async def test_timeline_lines_added_later(store: Store) -> None:
     device = await add_device(store)
     alert = await raised_alert(store, device)
     await store.add_alert_event(alert.id, action="notified", actor=None, detail={"channel": "email", "attempts": 2})
-    await store.add_alert_event(alert.id, action="notification_failed", actor="smtp",
-                                detail={"error": "timeout", "nested": {"a": [1, 2]}})
+    await store.add_alert_event(
+        alert.id, action="notification_failed", actor="smtp", detail={"error": "timeout", "nested": {"a": [1, 2]}}
+    )
     timeline = await store.alert_timeline(device.tenant_id, alert.id)
     assert [(e.action, e.actor, e.detail) for e in timeline[1:]] == [
         ("notified", None, {"channel": "email", "attempts": 2}),
@@ -573,8 +649,9 @@ async def test_alerts_newest_first_with_cursor_and_filters(store: Store) -> None
     second = await add_device(store, OTHER_IMEI, name="Bob")
     ids = []
     for n in range(1, 8):
-        alert = await raised_alert(store, first if n % 2 else second, n,
-                                   kind=AlarmKind.SOS if n < 5 else AlarmKind.FALL)
+        alert = await raised_alert(
+            store, first if n % 2 else second, n, kind=AlarmKind.SOS if n < 5 else AlarmKind.FALL
+        )
         ids.append(alert.id)
     tenant = first.tenant_id
     await store.acknowledge_alert(tenant, ids[0], by="ana")
@@ -603,11 +680,17 @@ async def test_alerts_newest_first_with_cursor_and_filters(store: Store) -> None
 
 async def test_contacts(store: Store) -> None:
     tenant = await store.ensure_tenant("acme")
-    ana = await store.add_contact(tenant_id=tenant, name="Ana", email="ana@acme.example", phone="+33612345678",
-                                  kinds=("sos", "fall"))
+    ana = await store.add_contact(
+        tenant_id=tenant, name="Ana", email="ana@acme.example", phone="+33612345678", kinds=("sos", "fall")
+    )
     bob = await store.add_contact(tenant_id=tenant, name="Bob", email=None, phone="+33698765432", kinds=())
     assert (ana.tenant_id, ana.name, ana.email, ana.phone, ana.kinds) == (
-        tenant, "Ana", "ana@acme.example", "+33612345678", ("sos", "fall"))
+        tenant,
+        "Ana",
+        "ana@acme.example",
+        "+33612345678",
+        ("sos", "fall"),
+    )
     assert (bob.email, bob.kinds) == (None, ())
     assert await store.contacts(tenant) == [ana, bob]
     assert await store.delete_contact(tenant, ana.id) is True
@@ -618,8 +701,9 @@ async def test_contacts(store: Store) -> None:
 async def test_claim_notification_has_exactly_one_winner(store: Store) -> None:
     device = await add_device(store)
     alert = await raised_alert(store, device)
-    contact = await store.add_contact(tenant_id=device.tenant_id, name="Ana", email="ana@acme.example", phone=None,
-                                      kinds=("sos",))
+    contact = await store.add_contact(
+        tenant_id=device.tenant_id, name="Ana", email="ana@acme.example", phone=None, kinds=("sos",)
+    )
     key = NotificationKey(alert.id, contact.id, "email", 1)
 
     claims = await asyncio.gather(*(store.claim_notification(**key._asdict()) for _ in range(50)))
@@ -644,7 +728,10 @@ async def test_notification_records_and_recovery(store: Store) -> None:
 
     records = await store.notifications_of(tenant, alert.id)
     assert [(r.contact_id, r.status, r.attempts, r.error, r.tenant_id) for r in records] == [
-        (1, "sent", 1, None, tenant), (2, "interrupted", 2, "draining", tenant), (3, "claimed", 0, None, tenant)]
+        (1, "sent", 1, None, tenant),
+        (2, "interrupted", 2, "draining", tenant),
+        (3, "claimed", 0, None, tenant),
+    ]
 
     # Interrupted ones always; claimed ones once nobody touched them since `stale_before`.
     assert [r.contact_id for r in await store.unfinished_notifications(stale_before=time.time() - 60)] == [2]
@@ -668,8 +755,9 @@ async def test_a_tenant_reads_nothing_of_another(store: Store) -> None:
     theirs = await add_device(store, OTHER_IMEI, tenant="globex", name="Gus")
     our_alert = await raised_alert(store, ours)
     their_alert = await raised_alert(store, theirs)
-    our_contact = await store.add_contact(tenant_id=ours.tenant_id, name="Ana", email="ana@acme.example",
-                                          phone=None, kinds=())
+    our_contact = await store.add_contact(
+        tenant_id=ours.tenant_id, name="Ana", email="ana@acme.example", phone=None, kinds=()
+    )
     await store.add_contact(tenant_id=theirs.tenant_id, name="Gus", email="gus@globex.example", phone=None, kinds=())
     await store.create_api_key(tenant_id=theirs.tenant_id, name="k", prefix="sw_1", key_hash=b"g" * 32, role="admin")
     await store.claim_notification(alert_id=their_alert.id, contact_id=1, channel="email", step=1)
@@ -707,11 +795,19 @@ async def test_delivery_status_reaches_the_notification_with_that_provider_id(st
     await store.finish_notification(**key, status="sent", attempts=1, provider_id="SM0001")
 
     assert await store.record_delivery_status(provider_id="SM0001", status="sent", error_code=None) == alert.id
-    assert await store.record_delivery_status(provider_id="SM0001", status="undelivered", error_code="30003") == alert.id
+    assert (
+        await store.record_delivery_status(provider_id="SM0001", status="undelivered", error_code="30003") == alert.id
+    )
     assert await delivery_lines(store, alert) == [
         {"status": "sent", "channel": "sms", "contact_id": ana.id, "contact": "Ana", "provider_id": "SM0001"},
-        {"status": "undelivered", "channel": "sms", "contact_id": ana.id, "contact": "Ana", "provider_id": "SM0001",
-         "error_code": "30003"},
+        {
+            "status": "undelivered",
+            "channel": "sms",
+            "contact_id": ana.id,
+            "contact": "Ana",
+            "provider_id": "SM0001",
+            "error_code": "30003",
+        },
     ]
     if isinstance(store, NotificationRecovery):  # the send's own outcome stands
         [record] = await store.notifications_of(device.tenant_id, alert.id)
@@ -731,7 +827,9 @@ async def test_repeated_late_and_unknown_delivery_statuses_change_nothing(store:
     for status in ("queued", "queued", "delivered", "sent", "delivered"):  # Twilio retries, and may be late
         assert await store.record_delivery_status(provider_id="SM0002", status=status, error_code=None) == alert.id
     assert [(d["status"], d["contact_id"], "contact" in d) for d in await delivery_lines(store, alert)] == [
-        ("queued", 7, False), ("delivered", 7, False)]
+        ("queued", 7, False),
+        ("delivered", 7, False),
+    ]
     assert await store.record_delivery_status(provider_id="SM-unknown", status="delivered", error_code=None) is None
     assert len(await delivery_lines(store, alert)) == 2
 
@@ -742,6 +840,7 @@ async def test_concurrent_delivery_statuses_are_each_recorded_once(store: Store)
     key = NotificationKey(alert.id, 1, "sms", 1)._asdict()
     assert await store.claim_notification(**key)
     await store.finish_notification(**key, status="sent", attempts=1, provider_id="SM0003")
-    await asyncio.gather(*(store.record_delivery_status(provider_id="SM0003", status="delivered", error_code=None)
-                           for _ in range(10)))
+    await asyncio.gather(
+        *(store.record_delivery_status(provider_id="SM0003", status="delivered", error_code=None) for _ in range(10))
+    )
     assert [d["status"] for d in await delivery_lines(store, alert)] == ["delivered"]

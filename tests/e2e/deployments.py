@@ -27,8 +27,9 @@ class AllInOne:
 
     async def start(self, env: dict[str, str]) -> AllInOne:
         self._runs += 1
-        self._process = SolewatchProcess(self._tmp_path / "data", "run", log_path=self._tmp_path / f"run{self._runs}.log",
-                                         env=env).start()
+        self._process = SolewatchProcess(
+            self._tmp_path / "data", "run", log_path=self._tmp_path / f"run{self._runs}.log", env=env
+        ).start()
         return self
 
     @property
@@ -54,8 +55,11 @@ class Distributed:
     def __init__(self, tmp_path: Path, amqp_url: str, redis_url: str):
         self._tmp_path = tmp_path
         # A Redis database of its own on the session's shared server.
-        self._backends = {"SOLEWATCH_AMQP_URL": amqp_url, "SOLEWATCH_REDIS_URL": redis_url.rsplit("/", 1)[0] + "/1",
-                          "SOLEWATCH_JWT_SECRET": JWT_SECRET}
+        self._backends = {
+            "SOLEWATCH_AMQP_URL": amqp_url,
+            "SOLEWATCH_REDIS_URL": redis_url.rsplit("/", 1)[0] + "/1",
+            "SOLEWATCH_JWT_SECRET": JWT_SECRET,
+        }
         self.processes: dict[str, list[SolewatchProcess]] = {}
         self._router: HttpRouter | None = None
         self._devices: TcpProxy | None = None
@@ -67,14 +71,19 @@ class Distributed:
         for service, count in DISTRIBUTED_LAYOUT:
             for index in range(count):
                 log_path = self._tmp_path / f"{service}{index}-run{self._runs}.log"
-                process = SolewatchProcess(self._tmp_path / "data", service, log_path=log_path,
-                                           env={**env, **self._backends})
+                process = SolewatchProcess(
+                    self._tmp_path / "data", service, log_path=log_path, env={**env, **self._backends}
+                )
                 self.processes.setdefault(service, []).append(process.start(timeout=40))
-        self._router = HttpRouter([
-            ("/api/v1/auth/", self._bases("authn")), ("/api/v1/tenants", self._bases("authn")),
-            ("/api/v1/api-keys", self._bases("authn")), ("/socket.io/", self._bases("wss")),
-            ("/", self._bases("api")),
-        ])
+        self._router = HttpRouter(
+            [
+                ("/api/v1/auth/", self._bases("authn")),
+                ("/api/v1/tenants", self._bases("authn")),
+                ("/api/v1/api-keys", self._bases("authn")),
+                ("/socket.io/", self._bases("wss")),
+                ("/", self._bases("api")),
+            ]
+        )
         await self._router.start()
         self._devices = TcpProxy(*(("127.0.0.1", p.listener_port) for p in self.processes["listener"]))
         await self._devices.start()

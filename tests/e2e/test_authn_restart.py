@@ -13,9 +13,11 @@ from tests.helpers.process import SolewatchProcess
 
 ADMIN = {"email": "admin@example.com", "password": "a long passphrase"}
 ENV = {
-    "SOLEWATCH_ADMIN_EMAIL": ADMIN["email"], "SOLEWATCH_ADMIN_PASSWORD": ADMIN["password"],
+    "SOLEWATCH_ADMIN_EMAIL": ADMIN["email"],
+    "SOLEWATCH_ADMIN_PASSWORD": ADMIN["password"],
     # One free failure, then a delay long enough to span the restart.
-    "SOLEWATCH_LOGIN_FREE_FAILURES": "1", "SOLEWATCH_LOGIN_FIRST_DELAY": "600",
+    "SOLEWATCH_LOGIN_FREE_FAILURES": "1",
+    "SOLEWATCH_LOGIN_FIRST_DELAY": "600",
 }
 
 
@@ -34,8 +36,12 @@ def test_logout_refresh_tokens_and_login_delays_survive_a_restart(tmp_path):
         first.start()
         with httpx.Client(base_url=f"http://127.0.0.1:{first.http_port}", timeout=10) as api:
             signed_out = login(api).json()
-            assert api.post("/api/v1/auth/logout",
-                            headers={"Authorization": f"Bearer {signed_out['access_token']}"}).status_code == 204
+            assert (
+                api.post(
+                    "/api/v1/auth/logout", headers={"Authorization": f"Bearer {signed_out['access_token']}"}
+                ).status_code
+                == 204
+            )
             assert me(api, signed_out["access_token"]) == 401
             kept = login(api).json()
             assert [login(api, "wrong guess").status_code for _ in range(2)] == [401, 401]

@@ -35,8 +35,12 @@ def redis(tmp_path: Path) -> Iterator[ServerProcess]:
 
 
 def _service_env(amqp_url: str) -> dict[str, str]:
-    return {"SOLEWATCH_AMQP_URL": amqp_url, "SOLEWATCH_JWT_SECRET": "outage-test-secret-0123456789-0123456789",
-            "SOLEWATCH_ADMIN_EMAIL": ADMIN[0], "SOLEWATCH_ADMIN_PASSWORD": ADMIN[1]}
+    return {
+        "SOLEWATCH_AMQP_URL": amqp_url,
+        "SOLEWATCH_JWT_SECRET": "outage-test-secret-0123456789-0123456789",
+        "SOLEWATCH_ADMIN_EMAIL": ADMIN[0],
+        "SOLEWATCH_ADMIN_PASSWORD": ADMIN[1],
+    }
 
 
 def _service(tmp_path: Path, name: str, amqp_url: str, redis_url: str) -> SolewatchProcess:
@@ -52,14 +56,16 @@ async def _until(check, timeout: float = 15.0):  # type: ignore[no-untyped-def]
     return result
 
 
-async def test_redis_outage_gives_503_then_service_resumes(tmp_path: Path, amqp_server: str,
-                                                          redis: ServerProcess) -> None:
+async def test_redis_outage_gives_503_then_service_resumes(
+    tmp_path: Path, amqp_server: str, redis: ServerProcess
+) -> None:
     authn = _service(tmp_path, "authn", amqp_server, redis.url)
     api = _service(tmp_path, "api", amqp_server, redis.url)
     try:
         async with httpx.AsyncClient(timeout=10) as http:
-            login = await http.post(f"http://127.0.0.1:{authn.http_port}/api/v1/auth/token",
-                                    json={"email": ADMIN[0], "password": ADMIN[1]})
+            login = await http.post(
+                f"http://127.0.0.1:{authn.http_port}/api/v1/auth/token", json={"email": ADMIN[0], "password": ADMIN[1]}
+            )
             assert login.status_code == 200, login.text
             headers = {"Authorization": f"Bearer {login.json()['access_token']}"}
             devices = f"http://127.0.0.1:{api.http_port}/api/v1/devices"
@@ -87,7 +93,9 @@ async def _status_is(http: httpx.AsyncClient, url: str, headers: dict[str, str],
 
 
 async def test_listener_answers_busy_while_the_broker_is_away_and_stores_after(
-    tmp_path: Path, redis: ServerProcess, tmp_path_factory: pytest.TempPathFactory,
+    tmp_path: Path,
+    redis: ServerProcess,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
     broker = started(rabbitmq_process, tmp_path_factory.mktemp("outage-rabbitmq"))
     listener = _service(tmp_path, "listener", broker.url, redis.url)
@@ -144,14 +152,16 @@ async def test_sighup_moves_a_service_to_a_new_redis(tmp_path: Path, amqp_server
     config.write_text(f'redis_url = "{redis.url}"\n')
     authn = _service(tmp_path, "authn", amqp_server, redis.url)
     env = {"SOLEWATCH_CONFIG_FILE": str(config)}
-    api = SolewatchProcess(tmp_path / "data", "api", log_path=tmp_path / "api.log",
-                           env={**_service_env(amqp_server), **env}).start(timeout=40)
+    api = SolewatchProcess(
+        tmp_path / "data", "api", log_path=tmp_path / "api.log", env={**_service_env(amqp_server), **env}
+    ).start(timeout=40)
     (tmp_path / "second-redis").mkdir()
     second = started(redis_process, tmp_path / "second-redis")
     try:
         async with httpx.AsyncClient(timeout=10) as http:
-            login = await http.post(f"http://127.0.0.1:{authn.http_port}/api/v1/auth/token",
-                                    json={"email": ADMIN[0], "password": ADMIN[1]})
+            login = await http.post(
+                f"http://127.0.0.1:{authn.http_port}/api/v1/auth/token", json={"email": ADMIN[0], "password": ADMIN[1]}
+            )
             headers = {"Authorization": f"Bearer {login.json()['access_token']}"}
             devices = f"http://127.0.0.1:{api.http_port}/api/v1/devices"
             assert (await http.get(devices, headers=headers)).status_code == 200

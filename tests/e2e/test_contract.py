@@ -50,6 +50,7 @@ class LiveEvents:
     def _recorder(self, name: str):
         async def record(data):
             self.events.append((name, data))
+
         return record
 
     def of(self, name: str) -> list[dict]:
@@ -103,9 +104,12 @@ async def deployment(request, tmp_path):
 async def test_the_whole_contract(deployment, mailbox):
     box, smtp_port = mailbox
     env = {
-        "SOLEWATCH_ADMIN_EMAIL": ADMIN[0], "SOLEWATCH_ADMIN_PASSWORD": ADMIN[1],
-        "SOLEWATCH_SMTP_HOST": "127.0.0.1", "SOLEWATCH_SMTP_PORT": str(smtp_port),
-        "SOLEWATCH_SMTP_STARTTLS": "false", "SOLEWATCH_SMTP_FROM": "alerts@solewatch.example",
+        "SOLEWATCH_ADMIN_EMAIL": ADMIN[0],
+        "SOLEWATCH_ADMIN_PASSWORD": ADMIN[1],
+        "SOLEWATCH_SMTP_HOST": "127.0.0.1",
+        "SOLEWATCH_SMTP_PORT": str(smtp_port),
+        "SOLEWATCH_SMTP_STARTTLS": "false",
+        "SOLEWATCH_SMTP_FROM": "alerts@solewatch.example",
     }
     process = await deployment.start(env)
     base = f"http://127.0.0.1:{process.http_port}"
@@ -117,13 +121,18 @@ async def test_the_whole_contract(deployment, mailbox):
             unknown = await http.post("/api/v1/auth/token", json={"email": "nobody@x.example", "password": "whatever1"})
             assert unknown.status_code == 401 and unknown.json() == bad.json()
             assert (await http.get("/api/v1/devices")).status_code == 401
-            junk = await http.post("/api/v1/auth/token", content=b"{not json", headers={"content-type": "application/json"})
+            junk = await http.post(
+                "/api/v1/auth/token", content=b"{not json", headers={"content-type": "application/json"}
+            )
             assert junk.status_code == 422 and "detail" in junk.json()
             admin = await login(http, *ADMIN)
 
             # --- a second tenant, created by the platform admin
-            created = await http.post("/api/v1/tenants", headers=auth(admin), json={
-                "name": "Other Co", "admin_email": "boss@other.example", "admin_password": "other secret 123"})
+            created = await http.post(
+                "/api/v1/tenants",
+                headers=auth(admin),
+                json={"name": "Other Co", "admin_email": "boss@other.example", "admin_password": "other secret 123"},
+            )
             assert created.status_code == 201, created.text
             other = await login(http, "boss@other.example", "other secret 123")
 
@@ -140,11 +149,20 @@ async def test_the_whole_contract(deployment, mailbox):
             assert registered_b.status_code == 201
             token_b = registered_b.json()["token"]
 
-            contact = await http.post("/api/v1/contacts", headers=auth(admin), json={
-                "name": "Night supervisor", "email": "night@acme.example", "phone": "+33612345678", "kinds": ["sos"]})
+            contact = await http.post(
+                "/api/v1/contacts",
+                headers=auth(admin),
+                json={
+                    "name": "Night supervisor",
+                    "email": "night@acme.example",
+                    "phone": "+33612345678",
+                    "kinds": ["sos"],
+                },
+            )
             assert contact.status_code == 201, contact.text
-            bad_phone = await http.post("/api/v1/contacts", headers=auth(admin), json={
-                "name": "x", "phone": "0612345678", "kinds": ["sos"]})
+            bad_phone = await http.post(
+                "/api/v1/contacts", headers=auth(admin), json={"name": "x", "phone": "0612345678", "kinds": ["sos"]}
+            )
             assert bad_phone.status_code == 422
 
             # --- live dashboards: one per tenant
@@ -161,8 +179,10 @@ async def test_the_whole_contract(deployment, mailbox):
             device_b = await XSoleTestClient.connect("127.0.0.1", process.listener_port)
             assert (await device_b.login(IMEI_B, bytes.fromhex(token_b))).status == 0
             now = int(time.time())
-            positions = [Position(seq, now - 50 + seq, 436163000 + seq * 100, 70553000, 12, 140, 2705, 9, 8, 87, 1)
-                         for seq in range(2, 7)]
+            positions = [
+                Position(seq, now - 50 + seq, 436163000 + seq * 100, 70553000, 12, 140, 2705, 9, 8, 87, 1)
+                for seq in range(2, 7)
+            ]
             await device_a.send(*positions)
             assert await device_a.recv_acks(5) == {seq: 0 for seq in range(2, 7)}
             await device_b.send(Position(2, now, 485000000, 23000000, 30, 0, 0, 7, 10, 50, 1))
@@ -191,10 +211,13 @@ async def test_the_whole_contract(deployment, mailbox):
 
             # The burst's newest position reaches the dashboard (one event per device and commit at least).
             newest = items[-1]
-            await eventually(lambda: _async(any(p["ts"] == newest["ts"] for p in live_a.of("position"))),
-                             what="position events")
+            await eventually(
+                lambda: _async(any(p["ts"] == newest["ts"] for p in live_a.of("position"))), what="position events"
+            )
             shown = live_a.of("position")[-1]
-            assert shown == {"imei": IMEI_A} | {key: newest[key] for key in ("ts", "lat", "lon", "speed", "course", "battery")}
+            assert shown == {"imei": IMEI_A} | {
+                key: newest[key] for key in ("ts", "lat", "lon", "speed", "course", "battery")
+            }
             assert {p["imei"] for p in live_a.of("position")} == {IMEI_A}
             assert {p["imei"] for p in live_b.of("position")} <= {IMEI_B}
 
@@ -212,7 +235,9 @@ async def test_the_whole_contract(deployment, mailbox):
             assert alert["kind"] == "sos" and alert["imei"] == IMEI_A and alert["status"] == "open"
             assert alert["lat"] == pytest.approx(43.61635)
             assert "night@acme.example" in box.messages[0]["To"] and "SOS" in box.messages[0]["Subject"]
-            await eventually(lambda: _async(any(a["id"] == alert["id"] for a in live_a.of("alert"))), what="alert event")
+            await eventually(
+                lambda: _async(any(a["id"] == alert["id"] for a in live_a.of("alert"))), what="alert event"
+            )
             assert not live_b.of("alert")
             assert (await http.get("/api/v1/alerts", headers=auth(other))).json()["items"] == []
             assert (await http.post(f"/api/v1/alerts/{alert['id']}/ack", headers=auth(other))).status_code == 404
@@ -222,14 +247,19 @@ async def test_the_whole_contract(deployment, mailbox):
             assert acked.status_code == 200 and acked.json()["status"] == "acknowledged"
             command = await device_a.recv(timeout=10)
             assert isinstance(command, Command) and command.cmd == CommandCode.ALARM_ACKNOWLEDGED
-            resolved = await http.post(f"/api/v1/alerts/{alert['id']}/resolve", headers=auth(admin),
-                                       json={"note": "worker called back, all fine"})
+            resolved = await http.post(
+                f"/api/v1/alerts/{alert['id']}/resolve",
+                headers=auth(admin),
+                json={"note": "worker called back, all fine"},
+            )
             assert resolved.status_code == 200 and resolved.json()["status"] == "resolved"
             again = await http.post(f"/api/v1/alerts/{alert['id']}/ack", headers=auth(admin))
             assert again.status_code == 409 and "detail" in again.json()
             assert (await http.post("/api/v1/alerts/999999/ack", headers=auth(admin))).status_code == 404
             statuses = [a["status"] for a in live_a.of("alert") if a["id"] == alert["id"]]
-            await eventually(lambda: _async("resolved" in [a["status"] for a in live_a.of("alert")]), what="resolved event")
+            await eventually(
+                lambda: _async("resolved" in [a["status"] for a in live_a.of("alert")]), what="resolved event"
+            )
 
             await device_a.close()
             await device_b.close()

@@ -24,22 +24,35 @@ REPO = Path(__file__).resolve().parents[2]
 ADMIN = {"SOLEWATCH_ADMIN_EMAIL": "me@example.com", "SOLEWATCH_ADMIN_PASSWORD": "change me now"}
 
 
-def solewatch(data_dir: Path, *args: str, env: dict[str, str] | None = None, prefix: tuple[str, ...] = (),
-              http_port: int | None = None, listener_port: int | None = None) -> subprocess.CompletedProcess[str]:
+def solewatch(
+    data_dir: Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+    prefix: tuple[str, ...] = (),
+    http_port: int | None = None,
+    listener_port: int | None = None,
+) -> subprocess.CompletedProcess[str]:
     """`solewatch ARGS` to its end (a failed start ends by itself; 60 s is far beyond that)."""
     return run([*prefix, sys.executable, "-m", "services.cli", *args], data_dir, env, http_port, listener_port)
 
 
-def run(argv: list[str], data_dir: Path, env: dict[str, str] | None = None, http_port: int | None = None,
-        listener_port: int | None = None) -> subprocess.CompletedProcess[str]:
+def run(
+    argv: list[str],
+    data_dir: Path,
+    env: dict[str, str] | None = None,
+    http_port: int | None = None,
+    listener_port: int | None = None,
+) -> subprocess.CompletedProcess[str]:
     settings = {
-        "SOLEWATCH_DATA_DIR": str(data_dir), "SOLEWATCH_BIND": "127.0.0.1",
+        "SOLEWATCH_DATA_DIR": str(data_dir),
+        "SOLEWATCH_BIND": "127.0.0.1",
         "SOLEWATCH_HTTP_PORT": str(http_port or free_port()),
         "SOLEWATCH_LISTENER_PORT": str(listener_port or free_port()),
     }
     base = {k: v for k, v in os.environ.items() if not k.startswith("SOLEWATCH_")}
-    return subprocess.run(argv, env={**base, **settings, **(env or {})}, cwd=REPO, capture_output=True, text=True,
-                          timeout=60, check=False)
+    return subprocess.run(
+        argv, env={**base, **settings, **(env or {})}, cwd=REPO, capture_output=True, text=True, timeout=60, check=False
+    )
 
 
 def assert_failed_plainly(done: subprocess.CompletedProcess[str], *words: str) -> None:
@@ -81,8 +94,12 @@ def taken_port() -> Iterator[int]:
 def test_a_taken_port_is_one_sentence_and_the_rerun_still_shows_the_password(tmp_path, taken_port, which):
     ports = {"http_port": taken_port} if which == "http" else {"listener_port": taken_port}
     failed = solewatch(tmp_path / "data", "run", **ports)
-    assert_failed_plainly(failed, f"port {taken_port}", "already in use",
-                          "SOLEWATCH_HTTP_PORT" if which == "http" else "SOLEWATCH_LISTENER_PORT")
+    assert_failed_plainly(
+        failed,
+        f"port {taken_port}",
+        "already in use",
+        "SOLEWATCH_HTTP_PORT" if which == "http" else "SOLEWATCH_LISTENER_PORT",
+    )
     assert users(tmp_path / "data") == 0  # no admin created, so none whose password was shown and lost
     if which == "listener":
         return  # the rerun below, once is enough
@@ -124,8 +141,12 @@ def test_a_data_directory_on_a_read_only_file_system_is_one_sentence(tmp_path):
     data.mkdir()
     if os.geteuid() != 0 or not shutil.which("unshare"):
         pytest.skip("needs root and unshare (util-linux) to mount a read-only file system privately")
-    probe = subprocess.run(["unshare", "--mount", "--propagation", "private", "mount", "-t", "tmpfs", "-o", "ro",
-                            "tmpfs", str(data)], capture_output=True, text=True, check=False)
+    probe = subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "mount", "-t", "tmpfs", "-o", "ro", "tmpfs", str(data)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if probe.returncode != 0:
         pytest.skip(f"cannot mount in a private namespace here: {probe.stderr.strip()}")
     # In a mount namespace of its own, so the read-only mount dies with the process.
@@ -150,8 +171,9 @@ def test_admin_settings_ignored_because_an_admin_exists_are_said(tmp_path):
     process = SolewatchProcess(tmp_path / "data", "run", log_path=tmp_path / "run.log", env=ADMIN).start()
     try:
         base = f"http://127.0.0.1:{process.http_port}"
-        signed_in = httpx.post(f"{base}/api/v1/auth/token",
-                               json={"email": "me@example.com", "password": "change me now"})
+        signed_in = httpx.post(
+            f"{base}/api/v1/auth/token", json={"email": "me@example.com", "password": "change me now"}
+        )
         assert signed_in.status_code == 401  # what the reader meets next: now explained at start
     finally:
         assert process.terminate() == 0
@@ -174,12 +196,23 @@ def test_admin_settings_that_match_the_admin_say_nothing(tmp_path):
 def test_the_demo_raises_an_sos_that_is_acknowledged_on_the_insole(tmp_path):
     # Thirty a minute instead of the default one: the same schedule (tests/unit/test_cli_sos_default.py
     # checks the default's two minutes), its first SOS within 3 s instead of 90.
-    process = SolewatchProcess(tmp_path / "data", "run", "--simulate", "3", "--rate", "1", "--sos-per-minute", "30",
-                               log_path=tmp_path / "run.log", env=ADMIN).start()
+    process = SolewatchProcess(
+        tmp_path / "data",
+        "run",
+        "--simulate",
+        "3",
+        "--rate",
+        "1",
+        "--sos-per-minute",
+        "30",
+        log_path=tmp_path / "run.log",
+        env=ADMIN,
+    ).start()
     try:
         base = f"http://127.0.0.1:{process.http_port}"
-        token = httpx.post(f"{base}/api/v1/auth/token",
-                           json={"email": "me@example.com", "password": "change me now"}).json()["access_token"]
+        token = httpx.post(
+            f"{base}/api/v1/auth/token", json={"email": "me@example.com", "password": "change me now"}
+        ).json()["access_token"]
         headers = {"Authorization": f"Bearer {token}"}
         deadline = time.monotonic() + 60
         alerts: list[dict[str, object]] = []
@@ -191,11 +224,13 @@ def test_the_demo_raises_an_sos_that_is_acknowledged_on_the_insole(tmp_path):
         assert alert["kind"] == "sos"  # on the dashboard: the worker's marker turns red
 
         assert httpx.post(f"{base}/api/v1/alerts/{alert['id']}/ack", headers=headers).status_code == 200
-        expected = {"event": "simulator.command", "imei": alert["imei"], "cmd": "ALARM_ACKNOWLEDGED",
-                    "status": "DONE"}
+        expected = {"event": "simulator.command", "imei": alert["imei"], "cmd": "ALARM_ACKNOWLEDGED", "status": "DONE"}
         while time.monotonic() < deadline:
-            lines = [orjson.loads(line) for line in process.log_path.read_text().splitlines()
-                     if '"simulator.command"' in line]
+            lines = [
+                orjson.loads(line)
+                for line in process.log_path.read_text().splitlines()
+                if '"simulator.command"' in line
+            ]
             if any(expected.items() <= line.items() for line in lines):
                 break
             time.sleep(0.2)

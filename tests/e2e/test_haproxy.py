@@ -40,17 +40,20 @@ def proxy_factory(tmp_path: Path) -> Iterator[list[LocalProxy]]:
         proxy.stop()
 
 
-def proxy(tmp_path: Path, started: list[LocalProxy], records: dict[str, list[str]],
-          edit: dict[str, str] | None = None) -> LocalProxy:
+def proxy(
+    tmp_path: Path, started: list[LocalProxy], records: dict[str, list[str]], edit: dict[str, str] | None = None
+) -> LocalProxy:
     started.append(start_proxy(tmp_path, records, edit=edit))
     return started[-1]
 
 
 # --- JSON errors (issue 12, item 9) ------------------------------------------------------------
 
+
 @pytest.mark.parametrize("path", ["/api/v1/devices", "/api/v1/auth/token", "/socket.io/?EIO=4&transport=polling"])
-async def test_no_replica_up_is_a_json_503_with_retry_after(tmp_path: Path, proxy_factory: list[LocalProxy],
-                                                            path: str) -> None:
+async def test_no_replica_up_is_a_json_503_with_retry_after(
+    tmp_path: Path, proxy_factory: list[LocalProxy], path: str
+) -> None:
     # No api, authn or wss container: their names do not resolve.
     local = proxy(tmp_path, proxy_factory, {})
     async with httpx.AsyncClient(base_url=local.http_url, timeout=15) as http:
@@ -99,8 +102,10 @@ class MisbehavingApi:
             request_line = (await reader.readuntil(b"\r\n\r\n")).split(b"\r\n", 1)[0]
             path = request_line.split()[1]
             if path == b"/readyz":
-                writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n"
-                             b"Connection: close\r\n\r\n{}")
+                writer.write(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n"
+                    b"Connection: close\r\n\r\n{}"
+                )
             elif path.endswith(b"/broken"):
                 writer.write(b"this is not HTTP\r\n\r\n")
             else:
@@ -144,8 +149,11 @@ DEVICES = 10
 
 async def connections_lost(insoles: list[Insole], count: int) -> list[Insole]:
     """The `count` insoles whose connection the proxy closes (the others' stay open)."""
-    waits = {asyncio.create_task(insole.client.closed_by_server(timeout=30)): insole
-             for insole in insoles if insole.client is not None}
+    waits = {
+        asyncio.create_task(insole.client.closed_by_server(timeout=30)): insole
+        for insole in insoles
+        if insole.client is not None
+    }
     lost: list[Insole] = []
     pending = set(waits)
     while len(lost) < count and pending:
@@ -158,7 +166,10 @@ async def connections_lost(insoles: list[Insole], count: int) -> list[Insole]:
 
 
 async def test_devices_of_a_killed_listener_reach_the_live_one_at_their_first_attempt(
-    tmp_path: Path, proxy_factory: list[LocalProxy], amqp_server: str, redis_server: str,
+    tmp_path: Path,
+    proxy_factory: list[LocalProxy],
+    amqp_server: str,
+    redis_server: str,
 ) -> None:
     """Without redispatch and layer-4 observation, leastconn sends each reconnecting device to the
     dead listener (it holds the fewest connections) until health checks notice: the device's
@@ -169,9 +180,18 @@ async def test_devices_of_a_killed_listener_reach_the_live_one_at_their_first_at
     local = proxy(tmp_path, proxy_factory, {"listener": [REPLICA, OTHER_REPLICA]})
     # A Redis database of this test's own on the session's server (online marks by device id).
     env = {"SOLEWATCH_AMQP_URL": amqp_server, "SOLEWATCH_REDIS_URL": redis_server.rsplit("/", 1)[0] + "/5"}
-    replicas = [Replica("listener", address, http_port=local.service_http_port,
-                        device_port=local.service_device_port, data_dir=data_dir,
-                        log_path=tmp_path / f"listener-{address}.log", env=env) for address in (REPLICA, OTHER_REPLICA)]
+    replicas = [
+        Replica(
+            "listener",
+            address,
+            http_port=local.service_http_port,
+            device_port=local.service_device_port,
+            data_dir=data_dir,
+            log_path=tmp_path / f"listener-{address}.log",
+            env=env,
+        )
+        for address in (REPLICA, OTHER_REPLICA)
+    ]
     insoles = [Insole(imei, bytes.fromhex(token)) for imei, token in credentials]
     try:
         await asyncio.gather(*(asyncio.to_thread(replica.start, 40.0) for replica in replicas))

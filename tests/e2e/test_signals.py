@@ -28,8 +28,9 @@ def add_device(process: SolewatchProcess) -> bytes:
 async def test_sighup_applies_a_new_idle_timeout(tmp_path):
     config = tmp_path / "solewatch.toml"
     config.write_text("idle_timeout = 300\n")
-    process = SolewatchProcess(tmp_path / "data", "run", log_path=tmp_path / "run.log",
-                               env={"SOLEWATCH_CONFIG_FILE": str(config)})
+    process = SolewatchProcess(
+        tmp_path / "data", "run", log_path=tmp_path / "run.log", env={"SOLEWATCH_CONFIG_FILE": str(config)}
+    )
     process.start()
     try:
         token = add_device(process)
@@ -52,8 +53,9 @@ async def test_sigterm_drains_and_keeps_every_acknowledged_frame(tmp_path):
     device = await XSoleTestClient.connect("127.0.0.1", process.listener_port)
     assert (await device.login(IMEI, token)).status == 0
     now = int(time.time())
-    await device.send(*(Position(seq, now - 1000 + seq, 436163000, 70553000, 5, 100, 100, 8, 9, 70, 1)
-                        for seq in range(2, 802)))
+    await device.send(
+        *(Position(seq, now - 1000 + seq, 436163000, 70553000, 5, 100, 100, 8, 9, 70, 1) for seq in range(2, 802))
+    )
     os.kill(process.proc.pid, signal.SIGTERM)
 
     acked = set()

@@ -27,9 +27,15 @@ TIMEOUT_S = 5
 
 async def test_abandoned_handshakes_give_their_memory_back(tmp_path: Path) -> None:
     # The default bound on half-open sessions (1,000), a shorter handshake timeout.
-    process = SolewatchProcess(tmp_path / "data", "run", log_path=tmp_path / "run.log", env={
-        "SOLEWATCH_WSS_HANDSHAKE_TIMEOUT": str(TIMEOUT_S), "SOLEWATCH_LOG_LEVEL": "info",
-    })
+    process = SolewatchProcess(
+        tmp_path / "data",
+        "run",
+        log_path=tmp_path / "run.log",
+        env={
+            "SOLEWATCH_WSS_HANDSHAKE_TIMEOUT": str(TIMEOUT_S),
+            "SOLEWATCH_LOG_LEVEL": "info",
+        },
+    )
     process.start()
     try:
         assert process.proc is not None
@@ -52,7 +58,9 @@ async def test_abandoned_handshakes_give_their_memory_back(tmp_path: Path) -> No
         after = process_rss_mb(pid)
         print(f"RSS once the sessions timed out: {after:.1f} MB")
         # Generous (CPython's allocator keeps some of it), yet below the peak those sessions reached.
-        assert after <= before + 20, f"RSS {before:.1f} MB before, {peak:.1f} MB after the handshakes, {after:.1f} MB later"
+        assert after <= before + 20, (
+            f"RSS {before:.1f} MB before, {peak:.1f} MB after the handshakes, {after:.1f} MB later"
+        )
 
         async with httpx.AsyncClient() as http:
             metrics = (await http.get(f"{url}/metrics")).text

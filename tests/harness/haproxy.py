@@ -99,8 +99,9 @@ class StandInDns:
         if not addresses:
             response.set_rcode(dns.rcode.NXDOMAIN)
         elif question.rdtype == dns.rdatatype.A:
-            response.answer.append(dns.rrset.from_text_list(question.name, 1, dns.rdataclass.IN, dns.rdatatype.A,
-                                                            addresses))
+            response.answer.append(
+                dns.rrset.from_text_list(question.name, 1, dns.rdataclass.IN, dns.rdatatype.A, addresses)
+            )
         return response.to_wire()
 
 
@@ -111,16 +112,22 @@ def _replace(text: str, pattern: str, replacement: str, *, at_least: int = 1) ->
     return text
 
 
-def local_config(text: str, *, ports: Mapping[str, int], nameserver: str, service_http_port: int,
-                 service_device_port: int) -> str:
+def local_config(
+    text: str, *, ports: Mapping[str, int], nameserver: str, service_http_port: int, service_device_port: int
+) -> str:
     """The configuration `text` with only its addresses moved to this machine (see the module's docstring)."""
     for frontend, port in FRONTEND_PORTS.items():
         text = _replace(text, rf"^(\s*bind\s+):{port}\b", rf"\g<1>127.0.0.1:{ports[frontend]}")
     text = _replace(text, r"^(\s*nameserver\s+\S+\s+)127\.0\.0\.11:53\b", rf"\g<1>{nameserver}")
-    text = _replace(text, rf"^(\s*server-template\s+\S+\s+\d+\s+[\w-]+):{SERVICE_HTTP_PORT}\b",
-                    rf"\g<1>:{service_http_port}", at_least=3)
-    text = _replace(text, rf"^(\s*server-template\s+\S+\s+\d+\s+[\w-]+):{SERVICE_DEVICE_PORT}\b",
-                    rf"\g<1>:{service_device_port}")
+    text = _replace(
+        text,
+        rf"^(\s*server-template\s+\S+\s+\d+\s+[\w-]+):{SERVICE_HTTP_PORT}\b",
+        rf"\g<1>:{service_http_port}",
+        at_least=3,
+    )
+    text = _replace(
+        text, rf"^(\s*server-template\s+\S+\s+\d+\s+[\w-]+):{SERVICE_DEVICE_PORT}\b", rf"\g<1>:{service_device_port}"
+    )
     text = _replace(text, rf"(\bcheck\s+port\s+){SERVICE_HTTP_PORT}\b", rf"\g<1>{service_http_port}")
     return with_mounts(text)
 
@@ -161,19 +168,33 @@ class LocalProxy:
         self.dns.stop()
 
 
-def start_proxy(directory: Path, records: Mapping[str, list[str]], *, source: str | None = None,
-                edit: Mapping[str, str] | None = None) -> LocalProxy:
+def start_proxy(
+    directory: Path,
+    records: Mapping[str, list[str]],
+    *,
+    source: str | None = None,
+    edit: Mapping[str, str] | None = None,
+) -> LocalProxy:
     """HAProxy on `source` (default: compose/haproxy.cfg's text) made local, once it answers its health URI.
 
     `edit` maps exact lines (stripped) to replacements, for the rare test that
     must change more than addresses (each must be present exactly once).
     """
     dns_server = StandInDns(records).start()
-    proxy = LocalProxy(directory, dns_server, ports={name: free_port() for name in FRONTEND_PORTS},
-                       service_http_port=free_port(), service_device_port=free_port())
-    text = local_config(source if source is not None else HAPROXY_CFG.read_text(), ports=proxy.ports,
-                        nameserver=dns_server.address, service_http_port=proxy.service_http_port,
-                        service_device_port=proxy.service_device_port)
+    proxy = LocalProxy(
+        directory,
+        dns_server,
+        ports={name: free_port() for name in FRONTEND_PORTS},
+        service_http_port=free_port(),
+        service_device_port=free_port(),
+    )
+    text = local_config(
+        source if source is not None else HAPROXY_CFG.read_text(),
+        ports=proxy.ports,
+        nameserver=dns_server.address,
+        service_http_port=proxy.service_http_port,
+        service_device_port=proxy.service_device_port,
+    )
     for line, replacement in (edit or {}).items():
         lines = [i for i, raw in enumerate(text.splitlines()) if raw.strip() == line]
         assert len(lines) == 1, f"{line!r} is not once in the configuration"
@@ -182,9 +203,12 @@ def start_proxy(directory: Path, records: Mapping[str, list[str]], *, source: st
     config.write_text(text)
     health = proxy.ports["health"]
     proxy.process = ServerProcess(
-        "haproxy", ["haproxy", "-db", "-n", str(LOCAL_MAXCONN), "-f", str(config)], url=proxy.http_url,
-        ready=lambda: answers(health, b"GET /healthz HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
-                              b"HTTP/1.1 200"),
+        "haproxy",
+        ["haproxy", "-db", "-n", str(LOCAL_MAXCONN), "-f", str(config)],
+        url=proxy.http_url,
+        ready=lambda: answers(
+            health, b"GET /healthz HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n", b"HTTP/1.1 200"
+        ),
         log_path=directory / "haproxy.log",
     )
     try:
@@ -210,15 +234,32 @@ def http_ready(address: str, port: int) -> bool:
 class Replica(ServerProcess):
     """One solewatch service process on its own loopback address, as a replica container would be."""
 
-    def __init__(self, service: str, address: str, *, http_port: int, device_port: int, data_dir: Path,
-                 log_path: Path, env: Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        service: str,
+        address: str,
+        *,
+        http_port: int,
+        device_port: int,
+        data_dir: Path,
+        log_path: Path,
+        env: Mapping[str, str],
+    ) -> None:
         self.address = address
         self.http_port = http_port
         super().__init__(
-            f"solewatch {service}@{address}", [sys.executable, "-m", "services.cli", service],
-            url=f"http://{address}:{http_port}", ready=lambda: http_ready(address, http_port), log_path=log_path,
-            env={**env, "SOLEWATCH_BIND": address, "SOLEWATCH_HTTP_PORT": str(http_port),
-                 "SOLEWATCH_LISTENER_PORT": str(device_port), "SOLEWATCH_DATA_DIR": str(data_dir)},
+            f"solewatch {service}@{address}",
+            [sys.executable, "-m", "services.cli", service],
+            url=f"http://{address}:{http_port}",
+            ready=lambda: http_ready(address, http_port),
+            log_path=log_path,
+            env={
+                **env,
+                "SOLEWATCH_BIND": address,
+                "SOLEWATCH_HTTP_PORT": str(http_port),
+                "SOLEWATCH_LISTENER_PORT": str(device_port),
+                "SOLEWATCH_DATA_DIR": str(data_dir),
+            },
         )
 
     def kill(self) -> None:

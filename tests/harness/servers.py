@@ -45,9 +45,17 @@ class ServerNotReady(RuntimeError):
 class ServerProcess:
     """One server process: started, probed until ready, stopped with SIGTERM and then SIGKILL."""
 
-    def __init__(self, name: str, argv: Sequence[str], *, url: str, ready: Callable[[], bool],
-                 log_path: Path, env: Mapping[str, str] | None = None,
-                 companion: ServerProcess | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str],
+        *,
+        url: str,
+        ready: Callable[[], bool],
+        log_path: Path,
+        env: Mapping[str, str] | None = None,
+        companion: ServerProcess | None = None,
+    ) -> None:
         self.name = name
         # Started before this server and stopped after it (RabbitMQ's epmd).
         self.companion = companion
@@ -68,8 +76,9 @@ class ServerProcess:
         if self.companion is not None and not self.companion.running:
             self.companion.start()
         with open(self.log_path, "ab") as log:
-            self._proc = subprocess.Popen(self.argv, env=self.env, stdin=subprocess.DEVNULL,
-                                          stdout=log, stderr=subprocess.STDOUT)
+            self._proc = subprocess.Popen(
+                self.argv, env=self.env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
+            )
         deadline = began + timeout
         while True:
             if self._proc.poll() is not None:
@@ -119,8 +128,19 @@ def redis_process(directory: Path) -> ServerProcess:
     port = free_port()
     return ServerProcess(
         "redis-server",
-        ["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no",
-         "--dir", str(directory)],
+        [
+            "redis-server",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(directory),
+        ],
         url=f"redis://127.0.0.1:{port}/0",
         ready=lambda: answers(port, b"PING\r\n", b"+PONG"),
         log_path=directory / "redis.log",
@@ -130,8 +150,10 @@ def redis_process(directory: Path) -> ServerProcess:
 def epmd_process(directory: Path) -> ServerProcess:
     port = free_port()
     return ServerProcess(
-        "epmd", ["epmd", "-port", str(port), "-address", "127.0.0.1"],
-        url=str(port), ready=lambda: answers(port, b"\x00\x01n", b"\x00\x00"),
+        "epmd",
+        ["epmd", "-port", str(port), "-address", "127.0.0.1"],
+        url=str(port),
+        ready=lambda: answers(port, b"\x00\x01n", b"\x00\x00"),
         log_path=directory / "epmd.log",
     )
 
@@ -164,10 +186,13 @@ def rabbitmq_process(directory: Path) -> ServerProcess:
         "ERL_EPMD_PORT": epmd.url,
     }
     return ServerProcess(
-        "rabbitmq-server", ["/usr/lib/rabbitmq/bin/rabbitmq-server"],
+        "rabbitmq-server",
+        ["/usr/lib/rabbitmq/bin/rabbitmq-server"],
         url=f"amqp://guest:guest@127.0.0.1:{port}/",
         ready=lambda: answers(port, AMQP_PROBE, b"\x01", timeout=1.0),
-        log_path=directory / "rabbitmq.log", env=env, companion=epmd,
+        log_path=directory / "rabbitmq.log",
+        env=env,
+        companion=epmd,
     )
 
 
@@ -180,7 +205,8 @@ def mosquitto_process(directory: Path) -> ServerProcess:
         f"log_dest file {directory / 'mosquitto.log'}\n"
     )
     return ServerProcess(
-        "mosquitto", ["mosquitto", "-c", str(config)],
+        "mosquitto",
+        ["mosquitto", "-c", str(config)],
         url=f"mqtt://127.0.0.1:{port}",
         # MQTT CONNECT (3.1.1, clean session, client id "p") → CONNACK 0x20.
         ready=lambda: answers(port, b"\x10\x0d\x00\x04MQTT\x04\x02\x00\x3c\x00\x01p", b"\x20"),

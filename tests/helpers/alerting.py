@@ -139,28 +139,41 @@ class Alerting:
 
     async def device(self, imei: str = "356307042441013", name: str = "Simulated worker 3") -> Device:
         tenant_id = await self.store.ensure_tenant("acme")
-        return await self.store.add_device(tenant_id=tenant_id, imei=imei, name=name,
-                                           token_hash=hash_device_token(b"x"))
+        return await self.store.add_device(
+            tenant_id=tenant_id, imei=imei, name=name, token_hash=hash_device_token(b"x")
+        )
 
-    async def contact(self, device: Device, name: str, email: str | None, kinds: tuple[str, ...] = (),
-                      phone: str | None = None):
-        return await self.store.add_contact(tenant_id=device.tenant_id, name=name, email=email, phone=phone, kinds=kinds)
+    async def contact(
+        self, device: Device, name: str, email: str | None, kinds: tuple[str, ...] = (), phone: str | None = None
+    ):
+        return await self.store.add_contact(
+            tenant_id=device.tenant_id, name=name, email=email, phone=phone, kinds=kinds
+        )
 
     async def alarm(self, device: Device, *, kind: int = SOS, fix: bool = True, seq: int | None = None) -> None:
         """The listener's part: an ALARM frame committed with its outbox message."""
         if seq is None:
             self.seq += 1
             seq = self.seq
-        event = Alarm(seq=seq, ts=TS, kind=kind, lat_e7=436163000 if fix else 0, lon_e7=70553000 if fix else 0,
-                      battery=87, flags=FLAG_FIX_VALID if fix else 0)
+        event = Alarm(
+            seq=seq,
+            ts=TS,
+            kind=kind,
+            lat_e7=436163000 if fix else 0,
+            lon_e7=70553000 if fix else 0,
+            battery=87,
+            flags=FLAG_FIX_VALID if fix else 0,
+        )
         await self.store.commit_frames([FrameRecord(device.id, device.tenant_id, device.imei, event, time.time())])
         self.relay.notify()
 
     async def settle(self) -> None:
         """Until everything committed has been relayed, judged by the detectors (without
         waiting for their coalescing delay), and every send has ended."""
+
         async def quiet() -> bool:
             return not await self.store.outbox_pending(1)
+
         await eventually(quiet)
         await self.service.detection.flush()
         await eventually(quiet)
@@ -189,10 +202,15 @@ async def start_alerting(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitabl
 
     async def start(smtp: SmtpSink | None, **overrides: Any) -> Alerting:
         values: dict[str, Any] = {
-            "data_dir": tmp_path / "data", "smtp_host": "127.0.0.1" if smtp else None,
-            "smtp_port": getattr(smtp, "port", 25), "smtp_starttls": False, "smtp_timeout": 5,
+            "data_dir": tmp_path / "data",
+            "smtp_host": "127.0.0.1" if smtp else None,
+            "smtp_port": getattr(smtp, "port", 25),
+            "smtp_starttls": False,
+            "smtp_timeout": 5,
             "smtp_from": "solewatch <alerts@solewatch.test>",
-            "notification_backoff": 0.01, "notification_backoff_max": 0.04, "notification_drain_timeout": 2,
+            "notification_backoff": 0.01,
+            "notification_backoff_max": 0.04,
+            "notification_drain_timeout": 2,
         }
         values.update(overrides)
         settings = Settings(**values)

@@ -90,34 +90,64 @@ class ApiHarness:
 
     async def device(self, tenant_id: int, imei: str | None = None, name: str = "worker") -> Device:
         imei = imei or f"35630704{next(self._ids):07d}"
-        return await self.store.add_device(tenant_id=tenant_id, imei=imei, name=name,
-                                           token_hash=hash_device_token(secrets.token_bytes(16)))
+        return await self.store.add_device(
+            tenant_id=tenant_id, imei=imei, name=name, token_hash=hash_device_token(secrets.token_bytes(16))
+        )
 
-    async def store_positions(self, device: Device, positions: list[Position], received_at: float | None = None) -> None:
+    async def store_positions(
+        self, device: Device, positions: list[Position], received_at: float | None = None
+    ) -> None:
         now = time.time() if received_at is None else received_at
-        await self.store.commit_frames([FrameRecord(device.id, device.tenant_id, device.imei, p, now) for p in positions])
+        await self.store.commit_frames(
+            [FrameRecord(device.id, device.tenant_id, device.imei, p, now) for p in positions]
+        )
 
     async def alert(self, device: Device, *, kind: str = "sos", ts: int = T0) -> Alert:
         alarm_id = next(self._ids)
-        alert, created = await self.store.raise_alert_from_alarm({
-            "alarm_id": alarm_id, "tenant_id": device.tenant_id, "device_id": device.id, "imei": device.imei,
-            "kind": kind, "ts": ts, "lat": 43.6163, "lon": 7.0553, "battery": 80,
-        })
+        alert, created = await self.store.raise_alert_from_alarm(
+            {
+                "alarm_id": alarm_id,
+                "tenant_id": device.tenant_id,
+                "device_id": device.id,
+                "imei": device.imei,
+                "kind": kind,
+                "ts": ts,
+                "lat": 43.6163,
+                "lon": 7.0553,
+                "battery": 80,
+            }
+        )
         assert created
         return alert
 
 
 def position(seq: int, ts: int = T0, **fields: Any) -> Position:
     """The contract's worked-example POSITION, with any field replaced."""
-    values: dict[str, int] = {"seq": seq, "ts": ts, "lat_e7": 436163000, "lon_e7": 70553000, "alt_m": 12,
-                              "speed_cms": 140, "course_ddeg": 2705, "sats": 9, "hdop_d": 8, "battery": 87, "flags": 1}
+    values: dict[str, int] = {
+        "seq": seq,
+        "ts": ts,
+        "lat_e7": 436163000,
+        "lon_e7": 70553000,
+        "alt_m": 12,
+        "speed_cms": 140,
+        "course_ddeg": 2705,
+        "sats": 9,
+        "hdop_d": 8,
+        "battery": 87,
+        "flags": 1,
+    }
     values.update(fields)
     return Position(**values)
 
 
 def api_settings(data_dir: Path) -> Settings:
-    values: dict[str, object] = {"data_dir": data_dir, "http_port": 0, "listener_port": 0, "bind": "127.0.0.1",
-                                 "jwt_secret": JWT_SECRET}
+    values: dict[str, object] = {
+        "data_dir": data_dir,
+        "http_port": 0,
+        "listener_port": 0,
+        "bind": "127.0.0.1",
+        "jwt_secret": JWT_SECRET,
+    }
     return Settings(**values)  # type: ignore[arg-type]
 
 

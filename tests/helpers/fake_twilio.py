@@ -103,8 +103,9 @@ class FakeTwilio:
 
     # -- what a test sets up ------------------------------------------------------------------
 
-    def fail_next(self, count: int = 1, *, status: int = 500, code: int | None = None,
-                  message: str = "fake failure") -> None:
+    def fail_next(
+        self, count: int = 1, *, status: int = 500, code: int | None = None, message: str = "fake failure"
+    ) -> None:
         """Answer the next `count` requests with this error (400 with code 21211: invalid number)."""
         self._failures.extend(_Failure(status, code, message) for _ in range(count))
 
@@ -136,15 +137,28 @@ class FakeTwilio:
 
     def status_callback_form(self, message_sid: str, status: str, error_code: str | None = None) -> dict[str, str]:
         """The form of a delivery status callback, with the fields Twilio sends."""
-        form = {"AccountSid": self.account_sid, "MessageSid": message_sid, "SmsSid": message_sid,
-                "MessageStatus": status, "SmsStatus": status, "ApiVersion": "2010-04-01"}
+        form = {
+            "AccountSid": self.account_sid,
+            "MessageSid": message_sid,
+            "SmsSid": message_sid,
+            "MessageStatus": status,
+            "SmsStatus": status,
+            "ApiVersion": "2010-04-01",
+        }
         if error_code is not None:
             form["ErrorCode"] = error_code
         return form
 
     async def send_status_callback(
-        self, url: str, *, message_sid: str, status: str, error_code: str | None = None,
-        signature: str | None = None, signed: bool = True, deliver_to: str | None = None,
+        self,
+        url: str,
+        *,
+        message_sid: str,
+        status: str,
+        error_code: str | None = None,
+        signature: str | None = None,
+        signed: bool = True,
+        deliver_to: str | None = None,
         client: httpx.AsyncClient | None = None,
     ) -> httpx.Response:
         """POST a delivery status callback for `url`, signed unless `signed` is False (or with the
@@ -163,19 +177,28 @@ class FakeTwilio:
         """Call back the StatusCallback the message was sent with."""
         [request] = [r for r in self.requests if r.sid == message_sid]
         assert request.status_callback, "the message was sent without a StatusCallback"
-        return await self.send_status_callback(request.status_callback, message_sid=message_sid, status=status,
-                                               **options)
+        return await self.send_status_callback(
+            request.status_callback, message_sid=message_sid, status=status, **options
+        )
 
     # -- playing the phone of a call ---------------------------------------------------------------
 
     def call_form(self, call: CallRequest, **fields: str) -> dict[str, str]:
         """The fields Twilio posts with each request about a call."""
         assert call.sid
-        return {"AccountSid": self.account_sid, "CallSid": call.sid, "From": call.from_ or "", "To": call.to or "",
-                "Direction": "outbound-api", "ApiVersion": "2010-04-01", **fields}
+        return {
+            "AccountSid": self.account_sid,
+            "CallSid": call.sid,
+            "From": call.from_ or "",
+            "To": call.to or "",
+            "Direction": "outbound-api",
+            "ApiVersion": "2010-04-01",
+            **fields,
+        }
 
-    async def _post_signed(self, url: str, form: dict[str, str], *, signed: bool, deliver_to: str | None,
-                           client: httpx.AsyncClient | None) -> httpx.Response:
+    async def _post_signed(
+        self, url: str, form: dict[str, str], *, signed: bool, deliver_to: str | None, client: httpx.AsyncClient | None
+    ) -> httpx.Response:
         headers = {"User-Agent": "TwilioProxy/1.1"}
         if signed:
             headers["X-Twilio-Signature"] = self.signature(url, form)
@@ -184,28 +207,49 @@ class FakeTwilio:
         async with httpx.AsyncClient() as own:
             return await own.post(deliver_to or url, data=form, headers=headers)
 
-    async def answer(self, call: CallRequest, *, signed: bool = True, url: str | None = None,
-                     client: httpx.AsyncClient | None = None) -> httpx.Response:
+    async def answer(
+        self, call: CallRequest, *, signed: bool = True, url: str | None = None, client: httpx.AsyncClient | None = None
+    ) -> httpx.Response:
         """The callee picked up: Twilio fetches the call's TwiML (or that of `url`, a Redirect's)."""
         target = url or call.url
         assert target, "the call was placed without a Url"
-        return await self._post_signed(target, self.call_form(call, CallStatus="in-progress"), signed=signed,
-                                       deliver_to=None, client=client)
+        return await self._post_signed(
+            target, self.call_form(call, CallStatus="in-progress"), signed=signed, deliver_to=None, client=client
+        )
 
-    async def press(self, call: CallRequest, twiml: str, digits: str, *, signed: bool = True,
-                    client: httpx.AsyncClient | None = None) -> httpx.Response:
+    async def press(
+        self,
+        call: CallRequest,
+        twiml: str,
+        digits: str,
+        *,
+        signed: bool = True,
+        client: httpx.AsyncClient | None = None,
+    ) -> httpx.Response:
         """The callee pressed `digits` while `twiml`'s Gather listened: Twilio posts them to its action."""
         gather = ET.fromstring(twiml).find("Gather")
         assert gather is not None and gather.get("action"), f"no Gather with an action in {twiml}"
         form = self.call_form(call, CallStatus="in-progress", Digits=digits)
         return await self._post_signed(str(gather.get("action")), form, signed=signed, deliver_to=None, client=client)
 
-    async def report_call(self, call: CallRequest, status: str, *, signed: bool = True,
-                          client: httpx.AsyncClient | None = None, **fields: str) -> httpx.Response:
+    async def report_call(
+        self,
+        call: CallRequest,
+        status: str,
+        *,
+        signed: bool = True,
+        client: httpx.AsyncClient | None = None,
+        **fields: str,
+    ) -> httpx.Response:
         """A call status callback (in-progress, completed, busy, no-answer, failed) to its StatusCallback."""
         assert call.status_callback, "the call was placed without a StatusCallback"
-        return await self._post_signed(call.status_callback, self.call_form(call, CallStatus=status, **fields),
-                                       signed=signed, deliver_to=None, client=client)
+        return await self._post_signed(
+            call.status_callback,
+            self.call_form(call, CallStatus=status, **fields),
+            signed=signed,
+            deliver_to=None,
+            client=client,
+        )
 
     # -- the server ------------------------------------------------------------------
 
@@ -248,20 +292,37 @@ class FakeTwilio:
             return self._answer(received, _Failure(400, 21604, "A 'To', 'From' and 'Body' are required"))
         received.answered, received.sid = 201, "SM" + secrets.token_hex(16)
         sid = received.sid
-        return web.json_response({
-            "sid": sid, "account_sid": account_sid, "to": form["To"], "from": form["From"], "body": form["Body"],
-            "status": "queued", "num_segments": "1", "direction": "outbound-api", "api_version": "2010-04-01",
-            "uri": f"/2010-04-01/Accounts/{account_sid}/Messages/{sid}.json",
-        }, status=201)
+        return web.json_response(
+            {
+                "sid": sid,
+                "account_sid": account_sid,
+                "to": form["To"],
+                "from": form["From"],
+                "body": form["Body"],
+                "status": "queued",
+                "num_segments": "1",
+                "direction": "outbound-api",
+                "api_version": "2010-04-01",
+                "uri": f"/2010-04-01/Accounts/{account_sid}/Messages/{sid}.json",
+            },
+            status=201,
+        )
 
     async def _create_call(self, request: web.Request) -> web.Response:
         account_sid = request.match_info["account_sid"]
         posted = await request.post()
         form = {key: str(value) for key, value in posted.items()}
-        received = CallRequest(account_sid, form, request.headers.get("Authorization"),
-                               status_callback_events=[str(v) for v in posted.getall("StatusCallbackEvent", [])])
+        received = CallRequest(
+            account_sid,
+            form,
+            request.headers.get("Authorization"),
+            status_callback_events=[str(v) for v in posted.getall("StatusCallbackEvent", [])],
+        )
         self.calls.append(received)
-        if _credentials(received.authorization) != (self.account_sid, self.auth_token) or account_sid != self.account_sid:
+        if (
+            _credentials(received.authorization) != (self.account_sid, self.auth_token)
+            or account_sid != self.account_sid
+        ):
             return self._answer(received, _Failure(401, 20003, "Authenticate"))
         if self._failures:
             return self._answer(received, self._failures.pop(0))
@@ -269,16 +330,28 @@ class FakeTwilio:
             return self._answer(received, _Failure(400, 21205, "A 'To', 'From' and 'Url' or 'Twiml' are required"))
         received.answered, received.sid = 201, "CA" + secrets.token_hex(16)
         sid = received.sid
-        return web.json_response({
-            "sid": sid, "account_sid": account_sid, "to": form["To"], "from": form["From"], "status": "queued",
-            "direction": "outbound-api", "api_version": "2010-04-01",
-            "uri": f"/2010-04-01/Accounts/{account_sid}/Calls/{sid}.json",
-        }, status=201)
+        return web.json_response(
+            {
+                "sid": sid,
+                "account_sid": account_sid,
+                "to": form["To"],
+                "from": form["From"],
+                "status": "queued",
+                "direction": "outbound-api",
+                "api_version": "2010-04-01",
+                "uri": f"/2010-04-01/Accounts/{account_sid}/Calls/{sid}.json",
+            },
+            status=201,
+        )
 
     def _answer(self, received: SmsRequest | CallRequest, failure: _Failure) -> web.Response:
         received.answered = failure.status
-        body = {"code": failure.code, "message": failure.message, "status": failure.status,
-                "more_info": f"https://www.twilio.com/docs/errors/{failure.code}"}
+        body = {
+            "code": failure.code,
+            "message": failure.message,
+            "status": failure.status,
+            "more_info": f"https://www.twilio.com/docs/errors/{failure.code}",
+        }
         return web.json_response(body, status=failure.status)
 
 

@@ -61,8 +61,9 @@ class HttpRouter:
         assert self._client is not None
         if request.headers.get("Upgrade", "").lower() == "websocket":
             return await self._forward_websocket(request, url, headers)
-        async with self._client.request(request.method, url, headers=headers, data=await request.read(),
-                                        allow_redirects=False) as upstream:
+        async with self._client.request(
+            request.method, url, headers=headers, data=await request.read(), allow_redirects=False
+        ) as upstream:
             body = await upstream.read()
             if request.path.startswith("/socket.io/") and "sid" not in request.query:
                 if found := _SID.search(body):
@@ -93,5 +94,3 @@ async def _pump(source, target) -> None:  # type: ignore[no-untyped-def]
         else:
             break
     await target.close()
-
-

@@ -39,7 +39,10 @@ class SolewatchProcess:
     def start(self, timeout: float = 20.0) -> SolewatchProcess:
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "services.cli", *self.args], env=self.env, stdout=log, stderr=log,
+            [sys.executable, "-m", "services.cli", *self.args],
+            env=self.env,
+            stdout=log,
+            stderr=log,
             cwd=Path(__file__).resolve().parents[2],
         )
         deadline = time.monotonic() + timeout
@@ -56,8 +59,14 @@ class SolewatchProcess:
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         """Another `solewatch` command against the same settings (devices add...)."""
-        return subprocess.run([sys.executable, "-m", "services.cli", *args], env=self.env,
-                              capture_output=True, text=True, timeout=30, check=False)
+        return subprocess.run(
+            [sys.executable, "-m", "services.cli", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
 
     def kill(self) -> None:
         assert self.proc is not None

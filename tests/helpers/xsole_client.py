@@ -53,6 +53,7 @@ class XSoleTestClient:
 
     async def recv(self, timeout: float = 3.0) -> object:
         """The next frame from the server, decoded; raises TimeoutError or EOFError."""
+
         async def read_one() -> object:
             while True:
                 frame = self._frames.next_frame()
@@ -62,6 +63,7 @@ class XSoleTestClient:
                 if not data:
                     raise EOFError("server closed the connection")
                 self._frames.feed(data)
+
         return await asyncio.wait_for(read_one(), timeout)
 
     async def recv_acks(self, count: int, timeout: float = 5.0) -> dict[int, int]:
@@ -86,6 +88,7 @@ class XSoleTestClient:
 
     async def frames_until_closed(self, timeout: float = 3.0) -> list[object]:
         """Every frame the server sends until it closes; raises TimeoutError if it stays open."""
+
         async def read_all() -> list[object]:
             frames: list[object] = []
             while True:
@@ -93,6 +96,7 @@ class XSoleTestClient:
                     frames.append(await self.recv(timeout))
                 except (EOFError, ConnectionError):
                     return frames
+
         return await asyncio.wait_for(read_all(), timeout)
 
     async def login(self, imei: str, token: bytes, *, firmware: int = 0x0102) -> LoginAck:
@@ -104,9 +108,11 @@ class XSoleTestClient:
 
     async def closed_by_server(self, timeout: float = 3.0) -> bool:
         """True once the server has closed the connection (frames still unread are dropped)."""
+
         async def wait_eof() -> None:
             while await self.reader.read(65536):
                 pass
+
         try:
             await asyncio.wait_for(wait_eof(), timeout)
         except TimeoutError:
@@ -125,9 +131,18 @@ class XSoleTestClient:
     # -- device frames with plausible defaults, numbered on this client's counter ---------
 
     def position(self, **fields: int) -> Position:
-        values = {"ts": int(time.time()), "lat_e7": 436163000, "lon_e7": 70553000, "alt_m": 12,
-                  "speed_cms": 140, "course_ddeg": 2705, "sats": 9, "hdop_d": 8, "battery": 87,
-                  "flags": FLAG_FIX_VALID} | fields
+        values = {
+            "ts": int(time.time()),
+            "lat_e7": 436163000,
+            "lon_e7": 70553000,
+            "alt_m": 12,
+            "speed_cms": 140,
+            "course_ddeg": 2705,
+            "sats": 9,
+            "hdop_d": 8,
+            "battery": 87,
+            "flags": FLAG_FIX_VALID,
+        } | fields
         return Position(self.next_seq(), **values)
 
     def heartbeat(self, **fields: int) -> Heartbeat:
@@ -135,11 +150,16 @@ class XSoleTestClient:
         return Heartbeat(self.next_seq(), **values)
 
     def activity(self, **fields: int) -> Activity:
-        values = {"ts": int(time.time()), "steps": 42, "state": 2, "cadence": 96, "battery": 87,
-                  "flags": 0} | fields
+        values = {"ts": int(time.time()), "steps": 42, "state": 2, "cadence": 96, "battery": 87, "flags": 0} | fields
         return Activity(self.next_seq(), **values)
 
     def alarm(self, **fields: int) -> Alarm:
-        values = {"ts": int(time.time()), "kind": 1, "lat_e7": 436163000, "lon_e7": 70553000,
-                  "battery": 87, "flags": FLAG_FIX_VALID} | fields
+        values = {
+            "ts": int(time.time()),
+            "kind": 1,
+            "lat_e7": 436163000,
+            "lon_e7": 70553000,
+            "battery": 87,
+            "flags": FLAG_FIX_VALID,
+        } | fields
         return Alarm(self.next_seq(), **values)

@@ -24,6 +24,7 @@ async def test_an_sos_with_ts_0_raises_an_alert_dated_on_arrival(solewatch):
 
     async def raised() -> bool:
         return bool(await solewatch.store.alerts(tenant_id))
+
     await eventually(raised)
     [alert] = await solewatch.store.alerts(tenant_id)
     assert alert.kind == "sos"

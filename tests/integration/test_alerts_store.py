@@ -24,19 +24,28 @@ from shared.store.sqlite import SqliteStore
 TS = 1767225600  # 2026-01-01T00:00:00Z
 
 
-
 async def add_device(store: SqliteStore, imei: str, *, tenant: str = "acme") -> Device:
     tenant_id = await store.ensure_tenant(tenant)
-    return await store.add_device(tenant_id=tenant_id, imei=imei, name=f"worker {imei[-4:]}",
-                                  token_hash=hash_device_token(imei.encode()))
+    return await store.add_device(
+        tenant_id=tenant_id, imei=imei, name=f"worker {imei[-4:]}", token_hash=hash_device_token(imei.encode())
+    )
 
 
 def alarm(device: Device, alarm_id: int, *, kind: str = "sos", fix: bool = True) -> dict[str, Any]:
     """An `alarm` bus message as shared/store/messages.py writes it."""
     return {
-        "alarm_id": alarm_id, "tenant_id": device.tenant_id, "device_id": device.id, "imei": device.imei,
-        "kind": kind, "ts": TS + alarm_id, "device_ts": TS + alarm_id, "seq": alarm_id,
-        "lat": 43.6163 if fix else None, "lon": 7.0553 if fix else None, "battery": 87, "buffered": False,
+        "alarm_id": alarm_id,
+        "tenant_id": device.tenant_id,
+        "device_id": device.id,
+        "imei": device.imei,
+        "kind": kind,
+        "ts": TS + alarm_id,
+        "device_ts": TS + alarm_id,
+        "seq": alarm_id,
+        "lat": 43.6163 if fix else None,
+        "lon": 7.0553 if fix else None,
+        "battery": 87,
+        "buffered": False,
         "received_at": time.time(),
     }
 
@@ -57,13 +66,29 @@ async def test_an_alarm_frame_becomes_exactly_one_alert(store):
 
     assert (created, created_again) == (True, False)
     assert again == alert
-    assert (alert.kind, alert.ts, alert.lat, alert.lon, alert.battery, alert.status) == ("fall", TS, 43.6163, 7.0553, 55, "open")
-    assert (alert.tenant_id, alert.device_id, alert.imei, alert.alarm_id) == (device.tenant_id, device.id, device.imei, message["alarm_id"])
+    assert (alert.kind, alert.ts, alert.lat, alert.lon, alert.battery, alert.status) == (
+        "fall",
+        TS,
+        43.6163,
+        7.0553,
+        55,
+        "open",
+    )
+    assert (alert.tenant_id, alert.device_id, alert.imei, alert.alarm_id) == (
+        device.tenant_id,
+        device.id,
+        device.imei,
+        message["alarm_id"],
+    )
     assert await store.alerts(device.tenant_id) == [alert]
     [created_message] = await alert_messages(store)
     assert created_message == {"event": "created", "tenant_id": device.tenant_id, "alert": alert_to_api(alert)}
     [raised] = await store.alert_timeline(device.tenant_id, alert.id)
-    assert (raised.action, raised.actor, raised.detail) == ("raised", None, {"alarm_id": message["alarm_id"], "kind": "fall"})
+    assert (raised.action, raised.actor, raised.detail) == (
+        "raised",
+        None,
+        {"alarm_id": message["alarm_id"], "kind": "fall"},
+    )
 
 
 async def test_an_alarm_without_a_fix_has_no_location(store):
@@ -77,8 +102,22 @@ async def test_alert_api_shape(store):
     device = await add_device(store, "356307042441013")
     alert, _ = await store.raise_alert_from_alarm(alarm(device, 1))
     api = alert_to_api(alert)
-    assert list(api) == ["id", "imei", "kind", "ts", "lat", "lon", "battery", "status", "created_at",
-                         "acknowledged_at", "acknowledged_by", "resolved_at", "resolved_by", "resolution_note"]
+    assert list(api) == [
+        "id",
+        "imei",
+        "kind",
+        "ts",
+        "lat",
+        "lon",
+        "battery",
+        "status",
+        "created_at",
+        "acknowledged_at",
+        "acknowledged_by",
+        "resolved_at",
+        "resolved_by",
+        "resolution_note",
+    ]
     assert api["ts"] == "2026-01-01T00:00:01Z"
     assert api["created_at"].endswith("Z") and api["acknowledged_at"] is None
     orjson.dumps(api)  # plain JSON types only
@@ -107,7 +146,9 @@ async def test_open_acknowledged_resolved_and_who_did_it(store):
     assert (await alert_messages(store))[-1]["alert"] == alert_to_api(resolved)
     timeline = await store.alert_timeline(tenant, alert.id)
     assert [(e.action, e.actor) for e in timeline] == [
-        ("raised", None), ("acknowledged", "ana@example.com"), ("resolved", "bob@example.com"),
+        ("raised", None),
+        ("acknowledged", "ana@example.com"),
+        ("resolved", "bob@example.com"),
     ]
     assert timeline[2].detail == {"note": "false alarm, worker fine"}
     assert timeline[0].at <= timeline[1].at <= timeline[2].at
@@ -133,7 +174,9 @@ async def test_listing_newest_first_with_cursor_and_filters(store):
     second = await add_device(store, "356307042441021")
     ids = []
     for n in range(1, 8):
-        alert, _ = await store.raise_alert_from_alarm(alarm(first if n % 2 else second, n, kind="sos" if n < 5 else "fall"))
+        alert, _ = await store.raise_alert_from_alarm(
+            alarm(first if n % 2 else second, n, kind="sos" if n < 5 else "fall")
+        )
         ids.append(alert.id)
     tenant = first.tenant_id
     await store.acknowledge_alert(tenant, ids[0], by="ana")
@@ -159,7 +202,9 @@ async def test_a_tenant_never_reads_another_tenants_alerts_or_contacts(store):
     theirs = await add_device(store, "356307042441021", tenant="globex")
     our_alert, _ = await store.raise_alert_from_alarm(alarm(ours, 1))
     their_alert, _ = await store.raise_alert_from_alarm(alarm(theirs, 2))
-    our_contact = await store.add_contact(tenant_id=ours.tenant_id, name="Ana", email="ana@acme.test", phone=None, kinds=())
+    our_contact = await store.add_contact(
+        tenant_id=ours.tenant_id, name="Ana", email="ana@acme.test", phone=None, kinds=()
+    )
     await store.add_contact(tenant_id=theirs.tenant_id, name="Gus", email="gus@globex.test", phone=None, kinds=())
 
     assert [a.id for a in await store.alerts(ours.tenant_id)] == [our_alert.id]
@@ -179,8 +224,9 @@ async def test_a_tenant_never_reads_another_tenants_alerts_or_contacts(store):
 
 async def test_contacts(store):
     tenant = await store.ensure_tenant("acme")
-    ana = await store.add_contact(tenant_id=tenant, name="Ana", email="ana@acme.test", phone="+33612345678",
-                                  kinds=("sos", "fall"))
+    ana = await store.add_contact(
+        tenant_id=tenant, name="Ana", email="ana@acme.test", phone="+33612345678", kinds=("sos", "fall")
+    )
     bob = await store.add_contact(tenant_id=tenant, name="Bob", email=None, phone="+33698765432", kinds=())
     assert ana.kinds == ("sos", "fall") and bob.kinds == () and bob.email is None
     assert await store.contacts(tenant) == [ana, bob]
@@ -196,10 +242,12 @@ async def test_a_notification_is_claimed_exactly_once_by_20_concurrent_claimers(
     other = SqliteStore(tmp_path / "solewatch.db", synchronous="NORMAL")
     await other.open()
     try:
-        claims = await asyncio.gather(*(
-            (store if n % 2 else other).claim_notification(alert_id=alert.id, contact_id=5, channel="email", step=1)
-            for n in range(20)
-        ))
+        claims = await asyncio.gather(
+            *(
+                (store if n % 2 else other).claim_notification(alert_id=alert.id, contact_id=5, channel="email", step=1)
+                for n in range(20)
+            )
+        )
     finally:
         await other.close()
     assert claims.count(True) == 1
@@ -226,7 +274,11 @@ async def test_unfinished_notifications_are_found_and_taken_over_once(store):
     assert sorted(r.contact_id for r in records) == [3, 4]
     interrupted = next(r for r in records if r.contact_id == 3)
     assert (interrupted.status, interrupted.attempts, interrupted.error, interrupted.tenant_id) == (
-        "interrupted", 2, "451 later", device.tenant_id)
+        "interrupted",
+        2,
+        "451 later",
+        device.tenant_id,
+    )
 
     # 4's sender was alive after all: its touch since the listing keeps the claim its own.
     await store.finish_notification(contact_id=4, **key, status="claimed", attempts=1, error="451 later")

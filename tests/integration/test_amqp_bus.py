@@ -82,7 +82,9 @@ async def test_a_consumer_killed_mid_message_gets_it_redelivered_to_the_next_one
     publisher = await _bus(amqp_server, prefix)
     await publisher.start()
     consumer = subprocess.Popen(
-        [sys.executable, "-c", HANGING_CONSUMER, amqp_server, prefix], stdout=subprocess.PIPE, text=True,
+        [sys.executable, "-c", HANGING_CONSUMER, amqp_server, prefix],
+        stdout=subprocess.PIPE,
+        text=True,
         cwd=Path(__file__).resolve().parents[2],
     )
     survivor: AmqpBus | None = None
@@ -164,7 +166,8 @@ def restartable_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ser
 
 
 async def test_after_a_broker_restart_everything_confirmed_is_delivered(
-    restartable_broker: ServerProcess, prefix: str,
+    restartable_broker: ServerProcess,
+    prefix: str,
 ) -> None:
     publisher = await _bus(restartable_broker.url, prefix)
     effects = Effects()
@@ -213,7 +216,9 @@ async def proxy(amqp_server: str) -> AsyncIterator[TcpProxy]:
 
 
 async def test_a_cut_link_reconnects_and_loses_nothing_acknowledged(
-    amqp_server: str, proxy: TcpProxy, prefix: str,
+    amqp_server: str,
+    proxy: TcpProxy,
+    prefix: str,
 ) -> None:
     through_proxy = amqp_server.replace(f":{urlsplit(amqp_server).port}/", f":{proxy.port}/")
     publisher = await _bus(through_proxy, prefix)

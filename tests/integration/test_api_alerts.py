@@ -21,8 +21,12 @@ async def api(tmp_path: Path) -> AsyncIterator[ApiHarness]:
 
 
 async def test_alert_paths_need_credentials(api: ApiHarness) -> None:
-    for method, path in [("GET", "/api/v1/alerts"), ("GET", "/api/v1/alerts/1"),
-                         ("POST", "/api/v1/alerts/1/ack"), ("POST", "/api/v1/alerts/1/resolve")]:
+    for method, path in [
+        ("GET", "/api/v1/alerts"),
+        ("GET", "/api/v1/alerts/1"),
+        ("POST", "/api/v1/alerts/1/ack"),
+        ("POST", "/api/v1/alerts/1/resolve"),
+    ]:
         response = await api.http.request(method, path)
         assert response.status_code == 401 and "detail" in response.json(), (method, path)
 
@@ -55,7 +59,9 @@ async def test_list_is_newest_first_filtered_and_paginated(api: ApiHarness) -> N
     await api.http.post(f"/api/v1/alerts/{alerts[2].id}/ack", headers=supervisor.headers)
     await api.http.post(f"/api/v1/alerts/{alerts[4].id}/resolve", headers=supervisor.headers)
     for status, expected in [("acknowledged", [alerts[2].id]), ("resolved", [alerts[4].id])]:
-        items = (await api.http.get("/api/v1/alerts", headers=viewer.headers, params={"status": status})).json()["items"]
+        items = (await api.http.get("/api/v1/alerts", headers=viewer.headers, params={"status": status})).json()[
+            "items"
+        ]
         assert [item["id"] for item in items] == expected
     still_open = (await api.http.get("/api/v1/alerts", headers=viewer.headers, params={"status": "open"})).json()
     assert len(still_open["items"]) == 5
@@ -72,8 +78,11 @@ async def test_another_tenants_alerts_do_not_exist(api: ApiHarness) -> None:
     alert = await api.alert(await api.device(await api.tenant(), IMEI))
     outsider = await api.caller(await api.tenant())
     assert (await api.http.get("/api/v1/alerts", headers=outsider.headers)).json()["items"] == []
-    for method, path in [("GET", "/api/v1/alerts/{}"), ("POST", "/api/v1/alerts/{}/ack"),
-                         ("POST", "/api/v1/alerts/{}/resolve")]:
+    for method, path in [
+        ("GET", "/api/v1/alerts/{}"),
+        ("POST", "/api/v1/alerts/{}/ack"),
+        ("POST", "/api/v1/alerts/{}/resolve"),
+    ]:
         foreign = await api.http.request(method, path.format(alert.id), headers=outsider.headers)
         unknown = await api.http.request(method, path.format(999999), headers=outsider.headers)
         assert foreign.status_code == unknown.status_code == 404
@@ -99,10 +108,13 @@ async def test_acknowledge_then_resolve_with_timeline(api: ApiHarness) -> None:
     assert again.status_code == 200 and again.json()["acknowledged_at"] == body["acknowledged_at"]
     assert len(api.commands.sent) == 1  # the insole is told once
 
-    resolved = await api.http.post(f"/api/v1/alerts/{alert.id}/resolve", headers=supervisor.headers,
-                                   json={"note": "worker called back, all fine"})
+    resolved = await api.http.post(
+        f"/api/v1/alerts/{alert.id}/resolve", headers=supervisor.headers, json={"note": "worker called back, all fine"}
+    )
     assert resolved.status_code == 200, resolved.text
-    assert resolved.json()["status"] == "resolved" and resolved.json()["resolution_note"] == "worker called back, all fine"
+    assert (
+        resolved.json()["status"] == "resolved" and resolved.json()["resolution_note"] == "worker called back, all fine"
+    )
     assert resolved.json()["resolved_by"] == supervisor.email
 
     late_ack = await api.http.post(f"/api/v1/alerts/{alert.id}/ack", headers=supervisor.headers)
@@ -140,8 +152,9 @@ async def test_resolve_refuses_a_bad_body(api: ApiHarness, body: bytes) -> None:
     tenant = await api.tenant()
     alert = await api.alert(await api.device(tenant))
     admin = await api.caller(tenant)
-    response = await api.http.post(f"/api/v1/alerts/{alert.id}/resolve", content=body,
-                                   headers=admin.headers | {"Content-Type": "application/json"})
+    response = await api.http.post(
+        f"/api/v1/alerts/{alert.id}/resolve", content=body, headers=admin.headers | {"Content-Type": "application/json"}
+    )
     assert response.status_code == 422 and "detail" in response.json()
 
 

@@ -33,11 +33,16 @@ async def test_openapi_documents_every_path_and_both_credentials(api: ApiHarness
     assert spec["info"]["title"] == "solewatch API" and spec["info"]["version"]
     paths = spec["paths"]
     for path, methods in {
-        "/api/v1/devices": {"get", "post"}, "/api/v1/devices/{imei}": {"get"},
-        "/api/v1/devices/{imei}/positions": {"get"}, "/api/v1/alerts": {"get"},
-        "/api/v1/alerts/{alert_id}": {"get"}, "/api/v1/alerts/{alert_id}/ack": {"post"},
-        "/api/v1/alerts/{alert_id}/resolve": {"post"}, "/api/v1/contacts": {"get", "post"},
-        "/api/v1/contacts/{contact_id}": {"delete"}, "/api/v1/auth/token": {"post"},
+        "/api/v1/devices": {"get", "post"},
+        "/api/v1/devices/{imei}": {"get"},
+        "/api/v1/devices/{imei}/positions": {"get"},
+        "/api/v1/alerts": {"get"},
+        "/api/v1/alerts/{alert_id}": {"get"},
+        "/api/v1/alerts/{alert_id}/ack": {"post"},
+        "/api/v1/alerts/{alert_id}/resolve": {"post"},
+        "/api/v1/contacts": {"get", "post"},
+        "/api/v1/contacts/{contact_id}": {"delete"},
+        "/api/v1/auth/token": {"post"},
     }.items():
         assert methods <= set(paths[path]), path
     schemes = spec["components"]["securitySchemes"].values()
@@ -59,8 +64,9 @@ async def test_unknown_paths_and_methods_answer_json(api: ApiHarness) -> None:
 
 async def test_validation_errors_never_echo_the_input(api: ApiHarness) -> None:
     admin = await api.caller(await api.tenant())
-    response = await api.http.post("/api/v1/devices", headers=admin.headers,
-                                   json={"imei": "secret-looking-value", "name": "x"})
+    response = await api.http.post(
+        "/api/v1/devices", headers=admin.headers, json={"imei": "secret-looking-value", "name": "x"}
+    )
     assert response.status_code == 422
     assert "secret-looking-value" not in response.text
     assert response.json()["detail"][0]["loc"] == ["body", "imei"]
@@ -104,10 +110,13 @@ async def test_partner_api_keys_see_their_tenant_only(api: ApiHarness) -> None:
     await api.device(tenant, IMEI)
     await api.device(await api.tenant())
     key = new_api_key()
-    await api.store.create_api_key(tenant_id=tenant, name="partner", prefix=key[:PREFIX_LENGTH],
-                                   key_hash=hash_api_key(key), role="viewer")
+    await api.store.create_api_key(
+        tenant_id=tenant, name="partner", prefix=key[:PREFIX_LENGTH], key_hash=hash_api_key(key), role="viewer"
+    )
     listed = await api.http.get("/api/v1/devices", headers={"X-API-Key": key})
     assert listed.status_code == 200 and [d["imei"] for d in listed.json()["items"]] == [IMEI]
-    refused = await api.http.post("/api/v1/devices", headers={"X-API-Key": key}, json={"imei": "490154203237518", "name": "x"})
+    refused = await api.http.post(
+        "/api/v1/devices", headers={"X-API-Key": key}, json={"imei": "490154203237518", "name": "x"}
+    )
     assert refused.status_code == 403
     assert (await api.http.get("/api/v1/devices", headers={"X-API-Key": "sw_" + "x" * 40})).status_code == 401

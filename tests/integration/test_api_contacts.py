@@ -32,7 +32,9 @@ async def test_add_list_and_delete(api: ApiHarness) -> None:
     assert created.status_code == 201, created.text
     contact = created.json()
     assert {k: contact[k] for k in NIGHT} == NIGHT and contact["created_at"].endswith("Z")
-    sms_only = await api.http.post("/api/v1/contacts", headers=admin.headers, json={"name": "Guard", "phone": "+14155550100"})
+    sms_only = await api.http.post(
+        "/api/v1/contacts", headers=admin.headers, json={"name": "Guard", "phone": "+14155550100"}
+    )
     assert sms_only.status_code == 201
     assert sms_only.json()["email"] is None and sms_only.json()["kinds"] == list(ALERT_KINDS)  # all kinds by default
 
@@ -45,21 +47,34 @@ async def test_add_list_and_delete(api: ApiHarness) -> None:
     again = await api.http.delete(f"/api/v1/contacts/{contact['id']}", headers=admin.headers)
     assert again.status_code == 404 and "detail" in again.json()
     assert [c["id"] for c in (await api.http.get("/api/v1/contacts", headers=viewer.headers)).json()["items"]] == [
-        sms_only.json()["id"]]
+        sms_only.json()["id"]
+    ]
 
 
 async def test_kinds_are_deduplicated(api: ApiHarness) -> None:
     admin = await api.caller(await api.tenant())
-    response = await api.http.post("/api/v1/contacts", headers=admin.headers,
-                                   json=NIGHT | {"kinds": ["sos", "fall", "sos"]})
+    response = await api.http.post(
+        "/api/v1/contacts", headers=admin.headers, json=NIGHT | {"kinds": ["sos", "fall", "sos"]}
+    )
     assert response.json()["kinds"] == ["sos", "fall"]
 
 
-@pytest.mark.parametrize("change", [
-    {"phone": "0612345678"}, {"phone": "+0612345678"}, {"phone": "+33 6 12 34 56 78"}, {"phone": "+1234"},
-    {"email": "not-an-email"}, {"email": None, "phone": None}, {"kinds": ["sos", "earthquake"]}, {"kinds": []},
-    {"kinds": "sos"}, {"name": ""}, {"role": "admin"},
-])
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"phone": "0612345678"},
+        {"phone": "+0612345678"},
+        {"phone": "+33 6 12 34 56 78"},
+        {"phone": "+1234"},
+        {"email": "not-an-email"},
+        {"email": None, "phone": None},
+        {"kinds": ["sos", "earthquake"]},
+        {"kinds": []},
+        {"kinds": "sos"},
+        {"name": ""},
+        {"role": "admin"},
+    ],
+)
 async def test_invalid_contacts_are_refused(api: ApiHarness, change: dict[str, object]) -> None:
     admin = await api.caller(await api.tenant())
     response = await api.http.post("/api/v1/contacts", headers=admin.headers, json=NIGHT | change)
@@ -70,8 +85,9 @@ async def test_invalid_contacts_are_refused(api: ApiHarness, change: dict[str, o
 
 async def test_junk_json_is_refused(api: ApiHarness) -> None:
     admin = await api.caller(await api.tenant())
-    response = await api.http.post("/api/v1/contacts", content=b"name=x",
-                                   headers=admin.headers | {"Content-Type": "application/json"})
+    response = await api.http.post(
+        "/api/v1/contacts", content=b"name=x", headers=admin.headers | {"Content-Type": "application/json"}
+    )
     assert response.status_code == 422 and "detail" in response.json()
 
 

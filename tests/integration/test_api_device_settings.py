@@ -39,14 +39,17 @@ async def test_an_admin_sets_a_workers_overrides_and_everyone_reads_them(api: Ap
     assert (await api.http.put(url, headers=other_admin.headers, json=body)).status_code == 404
 
 
-@pytest.mark.parametrize("body", [
-    {"offline_after": 5},
-    {"shift": {"hours": [[25, 6]]}},
-    {"shift": {"hours": [[8, 8]]}},
-    {"shift": {"hours": [[8, 17]], "timezone": "Mars/Olympus"}},
-    {"shift": {"hours": []}},
-    {"colour": "red"},
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"offline_after": 5},
+        {"shift": {"hours": [[25, 6]]}},
+        {"shift": {"hours": [[8, 8]]}},
+        {"shift": {"hours": [[8, 17]], "timezone": "Mars/Olympus"}},
+        {"shift": {"hours": []}},
+        {"colour": "red"},
+    ],
+)
 async def test_bad_settings_are_refused_with_a_reason(api: ApiHarness, body: dict) -> None:
     tenant = await api.tenant()
     await api.store.add_device(tenant_id=tenant, imei=IMEI, name="Alice", token_hash=hash_device_token(b"x"))

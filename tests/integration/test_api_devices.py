@@ -64,8 +64,9 @@ async def test_register_returns_the_secret_once_and_stores_only_its_hash(api: Ap
 async def test_an_imei_registers_once_across_all_tenants(api: ApiHarness) -> None:
     admin_a = await api.caller(await api.tenant())
     admin_b = await api.caller(await api.tenant())
-    assert (await api.http.post("/api/v1/devices", headers=admin_a.headers,
-                                json={"imei": IMEI, "name": "Alice"})).status_code == 201
+    assert (
+        await api.http.post("/api/v1/devices", headers=admin_a.headers, json={"imei": IMEI, "name": "Alice"})
+    ).status_code == 201
     same_tenant = await api.http.post("/api/v1/devices", headers=admin_a.headers, json={"imei": IMEI, "name": "Again"})
     other_tenant = await api.http.post("/api/v1/devices", headers=admin_b.headers, json={"imei": IMEI, "name": "Thief"})
     assert same_tenant.status_code == other_tenant.status_code == 409
@@ -74,16 +75,19 @@ async def test_an_imei_registers_once_across_all_tenants(api: ApiHarness) -> Non
     assert device is not None and device.tenant_id == admin_a.tenant_id and device.name == "Alice"
 
 
-@pytest.mark.parametrize("body", [
-    {"imei": "12", "name": "x"},
-    {"imei": "35630704244101a", "name": "x"},
-    {"imei": "3563070424410133", "name": "x"},
-    {"imei": 356307042441013, "name": "x"},
-    {"imei": IMEI, "name": ""},
-    {"imei": IMEI},
-    {"imei": IMEI, "name": "x", "tenant_id": 2},
-    [],
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"imei": "12", "name": "x"},
+        {"imei": "35630704244101a", "name": "x"},
+        {"imei": "3563070424410133", "name": "x"},
+        {"imei": 356307042441013, "name": "x"},
+        {"imei": IMEI, "name": ""},
+        {"imei": IMEI},
+        {"imei": IMEI, "name": "x", "tenant_id": 2},
+        [],
+    ],
+)
 async def test_register_refuses_invalid_bodies(api: ApiHarness, body: object) -> None:
     admin = await api.caller(await api.tenant())
     response = await api.http.post("/api/v1/devices", headers=admin.headers, json=body)
@@ -93,8 +97,9 @@ async def test_register_refuses_invalid_bodies(api: ApiHarness, body: object) ->
 
 async def test_register_refuses_junk_json(api: ApiHarness) -> None:
     admin = await api.caller(await api.tenant())
-    response = await api.http.post("/api/v1/devices", content=b'{"imei": "3563', headers={
-        **admin.headers, "Content-Type": "application/json"})
+    response = await api.http.post(
+        "/api/v1/devices", content=b'{"imei": "3563', headers={**admin.headers, "Content-Type": "application/json"}
+    )
     assert response.status_code == 422 and "detail" in response.json()
 
 
@@ -131,8 +136,10 @@ async def test_list_of_a_tenant_without_devices_is_empty(api: ApiHarness) -> Non
     assert response.json() == {"items": [], "next_cursor": None}
 
 
-@pytest.mark.parametrize("params", [{"limit": 0}, {"limit": 1001}, {"limit": "many"}, {"cursor": "!!!"},
-                                    {"cursor": "W10"}, {"cursor": "WyJhIl0"}])
+@pytest.mark.parametrize(
+    "params",
+    [{"limit": 0}, {"limit": 1001}, {"limit": "many"}, {"cursor": "!!!"}, {"cursor": "W10"}, {"cursor": "WyJhIl0"}],
+)
 async def test_list_refuses_bad_paging(api: ApiHarness, params: dict[str, Any]) -> None:
     viewer = await api.caller(await api.tenant(), "viewer")
     response = await api.http.get("/api/v1/devices", headers=viewer.headers, params=params)
@@ -146,11 +153,15 @@ async def test_device_shows_online_state_battery_and_last_fix(api: ApiHarness) -
     tenant = await api.tenant()
     device = await api.device(tenant, IMEI)
     viewer = await api.caller(tenant, "viewer")
-    await api.store_positions(device, [
-        position(2, T0 + 10, lat_e7=436163100, battery=90),
-        position(3, T0 + 20, lat_e7=436163200, battery=88),
-        position(4, T0 + 30, lat_e7=999999999, flags=0, battery=87),  # no valid fix: not the last position
-    ], received_at=T0 + 31)
+    await api.store_positions(
+        device,
+        [
+            position(2, T0 + 10, lat_e7=436163100, battery=90),
+            position(3, T0 + 20, lat_e7=436163200, battery=88),
+            position(4, T0 + 30, lat_e7=999999999, flags=0, battery=87),  # no valid fix: not the last position
+        ],
+        received_at=T0 + 31,
+    )
     await api.cache.set(f"device:{device.id}:online", b"1", ttl=60)
     body = (await api.http.get(f"/api/v1/devices/{IMEI}", headers=viewer.headers)).json()
     assert body["online"] is True and body["battery"] == 87
@@ -183,15 +194,28 @@ async def test_positions_come_oldest_first_in_api_units(api: ApiHarness) -> None
     tenant = await api.tenant()
     device = await api.device(tenant, IMEI)
     viewer = await api.caller(tenant, "viewer")
-    await api.store_positions(device, [
-        position(3, T0 + 1, flags=0b11, speed_cms=0, course_ddeg=3599, alt_m=-5),
-        position(2, T0),
-    ])
+    await api.store_positions(
+        device,
+        [
+            position(3, T0 + 1, flags=0b11, speed_cms=0, course_ddeg=3599, alt_m=-5),
+            position(2, T0),
+        ],
+    )
     response = await api.http.get(f"/api/v1/devices/{IMEI}/positions", headers=viewer.headers)
     assert response.status_code == 200
     first, second = response.json()["items"]
-    assert first == {"ts": "2026-01-01T00:00:00Z", "lat": 43.6163, "lon": 7.0553, "alt": 12, "speed": 1.4,
-                     "course": 270.5, "sats": 9, "hdop": 0.8, "battery": 87, "buffered": False}
+    assert first == {
+        "ts": "2026-01-01T00:00:00Z",
+        "lat": 43.6163,
+        "lon": 7.0553,
+        "alt": 12,
+        "speed": 1.4,
+        "course": 270.5,
+        "sats": 9,
+        "hdop": 0.8,
+        "battery": 87,
+        "buffered": False,
+    }
     assert second["ts"] == "2026-01-01T00:00:01Z" and second["buffered"] is True
     assert second["speed"] == 0 and second["course"] == 359.9 and second["alt"] == -5
     assert response.json()["next_cursor"] is None
@@ -223,14 +247,25 @@ async def test_naive_and_fractional_bounds_are_utc_and_inclusive(api: ApiHarness
     viewer = await api.caller(tenant, "viewer")
     await api.store_positions(device, [position(seq, T0 + seq) for seq in range(5)])
     params = {"since": "2026-01-01T00:00:00.5", "until": "2026-01-01T00:00:03.9"}
-    items = (await api.http.get(f"/api/v1/devices/{IMEI}/positions", headers=viewer.headers, params=params)).json()["items"]
+    items = (await api.http.get(f"/api/v1/devices/{IMEI}/positions", headers=viewer.headers, params=params)).json()[
+        "items"
+    ]
     assert [item["ts"] for item in items] == [f"2026-01-01T00:00:0{s}Z" for s in (1, 2, 3)]
 
 
-@pytest.mark.parametrize("params", [
-    {"since": "yesterday"}, {"until": "2026-13-01T00:00:00Z"}, {"until": "0.5"}, {"since": "4.2e-291"},
-    {"limit": 0}, {"limit": 1001}, {"cursor": "bm90IGpzb24"}, {"cursor": "WzFd"},
-])
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"since": "yesterday"},
+        {"until": "2026-13-01T00:00:00Z"},
+        {"until": "0.5"},
+        {"since": "4.2e-291"},
+        {"limit": 0},
+        {"limit": 1001},
+        {"cursor": "bm90IGpzb24"},
+        {"cursor": "WzFd"},
+    ],
+)
 async def test_positions_refuse_junk_parameters(api: ApiHarness, params: dict[str, Any]) -> None:
     tenant = await api.tenant()
     await api.device(tenant, IMEI)

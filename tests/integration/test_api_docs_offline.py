@@ -27,7 +27,11 @@ async def test_the_docs_page_loads_swagger_ui_from_solewatch_itself(api: ApiHarn
     for url in urls:
         asset = await api.http.get(url)
         assert asset.status_code == 200, url
-        assert asset.headers["content-type"].split(";")[0] in {"text/javascript", "application/javascript",
-                                                               "text/css", "image/png"}, url
+        assert asset.headers["content-type"].split(";")[0] in {
+            "text/javascript",
+            "application/javascript",
+            "text/css",
+            "image/png",
+        }, url
     bundle = await api.http.get(next(url for url in urls if url.endswith("swagger-ui-bundle.js")))
     assert b"SwaggerUIBundle" in bundle.content

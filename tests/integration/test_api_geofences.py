@@ -11,8 +11,11 @@ import pytest
 from tests.helpers.api import ApiHarness, api_harness
 
 SQUARE = [[7.05, 43.61], [7.06, 43.61], [7.06, 43.62], [7.05, 43.62], [7.05, 43.61]]
-DEPOT = {"name": "Depot", "geometry": {"type": "Circle", "center": [7.0553, 43.6163], "radius_m": 250},
-         "alert_on": ["exit"]}
+DEPOT = {
+    "name": "Depot",
+    "geometry": {"type": "Circle", "center": [7.0553, 43.6163], "radius_m": 250},
+    "alert_on": ["exit"],
+}
 QUARRY = {"name": "Quarry", "geometry": {"type": "Polygon", "coordinates": [SQUARE]}, "alert_on": ["enter", "exit"]}
 
 
@@ -41,8 +44,9 @@ async def test_add_list_get_and_delete(api: ApiHarness) -> None:
     assert body["geometry"] == {"type": "Circle", "center": [7.0553, 43.6163], "radius_m": 250.0}
     assert body["created_at"].endswith("Z")
 
-    quarry = await api.http.post("/api/v1/geofences", headers=admin.headers,
-                                 json=QUARRY | {"devices": [worker.imei, worker.imei]})
+    quarry = await api.http.post(
+        "/api/v1/geofences", headers=admin.headers, json=QUARRY | {"devices": [worker.imei, worker.imei]}
+    )
     assert quarry.status_code == 201, quarry.text
     assert quarry.json()["geometry"] == {"type": "Polygon", "coordinates": [SQUARE]}
     assert quarry.json()["devices"] == [worker.imei] and quarry.json()["alert_on"] == ["enter", "exit"]
@@ -65,8 +69,11 @@ async def test_add_list_get_and_delete(api: ApiHarness) -> None:
 async def test_defaults_and_holes(api: ApiHarness) -> None:
     admin = await api.caller(await api.tenant())
     hole = [[7.054, 43.614], [7.056, 43.614], [7.056, 43.616, 12.0], [7.054, 43.614]]
-    response = await api.http.post("/api/v1/geofences", headers=admin.headers, json={
-        "name": "  Yard  ", "geometry": {"type": "Polygon", "coordinates": [SQUARE, hole]}})
+    response = await api.http.post(
+        "/api/v1/geofences",
+        headers=admin.headers,
+        json={"name": "  Yard  ", "geometry": {"type": "Polygon", "coordinates": [SQUARE, hole]}},
+    )
     assert response.status_code == 201, response.text
     body = response.json()
     assert body["name"] == "Yard" and body["alert_on"] == ["exit"] and body["devices"] == []
@@ -77,24 +84,29 @@ def _polygon(*rings: list[Any]) -> dict[str, Any]:
     return {"type": "Polygon", "coordinates": list(rings)}
 
 
-@pytest.mark.parametrize(("geometry", "message"), [
-    (_polygon(SQUARE[:-1]), "not closed"),
-    (_polygon([[7.05, 43.61], [7.06, 43.61], [7.05, 43.61]]), "at least 4"),
-    (_polygon([[7.05, 43.61], [7.06, 43.61], [7.07, 43.61], [7.05, 43.61]]), "no area"),
-    (_polygon([[7.05, 43.61], [7.06, 43.61], [7.05, 43.61], [7.05, 43.61]]), "no area"),
-    (_polygon([[43.61, 7.05], [43.62, 7.05], [43.62, 97.06], [43.61, 7.05]]), "latitude 97.06"),
-    (_polygon([[190.0, 43.61], [7.06, 43.61], [7.06, 43.62], [190.0, 43.61]]), "longitude 190.0"),
-    (_polygon(), "at least 1"),
-    (_polygon([[7.05], [7.06, 43.61], [7.06, 43.62], [7.05]]), "at least 2"),
-    ({"type": "Circle", "center": [7.05, 43.61], "radius_m": 0}, "greater than 0"),
-    ({"type": "Circle", "center": [7.05, 43.61], "radius_m": -5}, "greater than 0"),
-    ({"type": "Circle", "center": [7.05, 43.61], "radius_m": 5_000_000}, "less than or equal to 100000"),
-    ({"type": "Circle", "center": [7.05, 95.0], "radius_m": 100}, "latitude 95.0"),
-    ({"type": "Circle", "center": [7.05, 43.61]}, "Field required"),
-    ({"type": "Point", "coordinates": [7.05, 43.61]}, "Circle"),
-    ({"coordinates": [SQUARE]}, "type"),
-])
-async def test_invalid_geometries_are_refused_with_a_reason(api: ApiHarness, geometry: dict[str, Any], message: str) -> None:
+@pytest.mark.parametrize(
+    ("geometry", "message"),
+    [
+        (_polygon(SQUARE[:-1]), "not closed"),
+        (_polygon([[7.05, 43.61], [7.06, 43.61], [7.05, 43.61]]), "at least 4"),
+        (_polygon([[7.05, 43.61], [7.06, 43.61], [7.07, 43.61], [7.05, 43.61]]), "no area"),
+        (_polygon([[7.05, 43.61], [7.06, 43.61], [7.05, 43.61], [7.05, 43.61]]), "no area"),
+        (_polygon([[43.61, 7.05], [43.62, 7.05], [43.62, 97.06], [43.61, 7.05]]), "latitude 97.06"),
+        (_polygon([[190.0, 43.61], [7.06, 43.61], [7.06, 43.62], [190.0, 43.61]]), "longitude 190.0"),
+        (_polygon(), "at least 1"),
+        (_polygon([[7.05], [7.06, 43.61], [7.06, 43.62], [7.05]]), "at least 2"),
+        ({"type": "Circle", "center": [7.05, 43.61], "radius_m": 0}, "greater than 0"),
+        ({"type": "Circle", "center": [7.05, 43.61], "radius_m": -5}, "greater than 0"),
+        ({"type": "Circle", "center": [7.05, 43.61], "radius_m": 5_000_000}, "less than or equal to 100000"),
+        ({"type": "Circle", "center": [7.05, 95.0], "radius_m": 100}, "latitude 95.0"),
+        ({"type": "Circle", "center": [7.05, 43.61]}, "Field required"),
+        ({"type": "Point", "coordinates": [7.05, 43.61]}, "Circle"),
+        ({"coordinates": [SQUARE]}, "type"),
+    ],
+)
+async def test_invalid_geometries_are_refused_with_a_reason(
+    api: ApiHarness, geometry: dict[str, Any], message: str
+) -> None:
     admin = await api.caller(await api.tenant())
     response = await api.http.post("/api/v1/geofences", headers=admin.headers, json=DEPOT | {"geometry": geometry})
     assert response.status_code == 422, response.text
@@ -104,10 +116,19 @@ async def test_invalid_geometries_are_refused_with_a_reason(api: ApiHarness, geo
     assert (await api.http.get("/api/v1/geofences", headers=admin.headers)).json()["items"] == []
 
 
-@pytest.mark.parametrize("change", [
-    {"name": ""}, {"name": "x" * 101}, {"alert_on": []}, {"alert_on": ["leave"]}, {"alert_on": "exit"},
-    {"devices": ["12345"]}, {"devices": "356307042441013"}, {"colour": "red"},
-])
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"name": ""},
+        {"name": "x" * 101},
+        {"alert_on": []},
+        {"alert_on": ["leave"]},
+        {"alert_on": "exit"},
+        {"devices": ["12345"]},
+        {"devices": "356307042441013"},
+        {"colour": "red"},
+    ],
+)
 async def test_invalid_fields_are_refused(api: ApiHarness, change: dict[str, Any]) -> None:
     admin = await api.caller(await api.tenant())
     response = await api.http.post("/api/v1/geofences", headers=admin.headers, json=DEPOT | change)
@@ -119,8 +140,11 @@ async def test_devices_must_be_the_tenants_own(api: ApiHarness) -> None:
     tenant, other = await api.tenant(), await api.tenant()
     admin = await api.caller(tenant)
     mine, theirs = await api.device(tenant), await api.device(other)
-    response = await api.http.post("/api/v1/geofences", headers=admin.headers,
-                                   json=DEPOT | {"devices": [mine.imei, theirs.imei, "356307049999990"]})
+    response = await api.http.post(
+        "/api/v1/geofences",
+        headers=admin.headers,
+        json=DEPOT | {"devices": [mine.imei, theirs.imei, "356307049999990"]},
+    )
     assert response.status_code == 422
     assert [(e["loc"], e["msg"]) for e in response.json()["detail"]] == [
         (["body", "devices", 1], f"no device {theirs.imei} in this tenant"),

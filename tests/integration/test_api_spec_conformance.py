@@ -36,14 +36,19 @@ async def test_a_missing_device_is_a_documented_404(api: ApiHarness) -> None:
 
 
 async def test_every_operation_with_a_body_documents_400_and_413(api: ApiHarness) -> None:
-    operations = [(path, method, operation) for path, item in (await _spec(api))["paths"].items()
-                  for method, operation in item.items() if "requestBody" in operation]
+    operations = [
+        (path, method, operation)
+        for path, item in (await _spec(api))["paths"].items()
+        for method, operation in item.items()
+        if "requestBody" in operation
+    ]
     assert len(operations) >= 9
     for path, method, operation in operations:
         assert {"400", "413"} <= set(operation["responses"]), f"{method.upper()} {path}"
     admin = await api.caller(await api.tenant())
-    unparsable = await api.http.post("/api/v1/devices", headers={**admin.headers, "Content-Type": "multipart/form-data"},
-                                     content=b"--x\r\n")
+    unparsable = await api.http.post(
+        "/api/v1/devices", headers={**admin.headers, "Content-Type": "multipart/form-data"}, content=b"--x\r\n"
+    )
     assert unparsable.status_code in (400, 422) and "detail" in unparsable.json()
 
 
@@ -58,8 +63,9 @@ async def test_every_422_is_the_documented_list_of_invalid_fields(api: ApiHarnes
     for answer in (
         await api.http.get("/api/v1/devices", headers=admin.headers, params={"cursor": "not-a-cursor"}),
         await api.http.get("/api/v1/alerts", headers=admin.headers, params={"cursor": "W10"}),
-        await api.http.put("/api/v1/escalation-policy", headers=admin.headers,
-                           json={"steps": [{"contacts": [999], "wait_s": 60}]}),
+        await api.http.put(
+            "/api/v1/escalation-policy", headers=admin.headers, json={"steps": [{"contacts": [999], "wait_s": 60}]}
+        ),
     ):
         assert answer.status_code == 422
         detail = answer.json()["detail"]

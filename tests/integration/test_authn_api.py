@@ -40,11 +40,21 @@ class Authn:
         transport = httpx.ASGITransport(self.app, client=(address, 40000))
         return httpx.AsyncClient(transport=transport, base_url="http://solewatch.test")
 
-    async def add_user(self, email: str, role: Role = "admin", *, tenant_id: int | None = None,
-                       platform_admin: bool = False, password: str = PASSWORD) -> User:
+    async def add_user(
+        self,
+        email: str,
+        role: Role = "admin",
+        *,
+        tenant_id: int | None = None,
+        platform_admin: bool = False,
+        password: str = PASSWORD,
+    ) -> User:
         return await self.store.create_user(
-            tenant_id=tenant_id or self.tenant_id, email=email, password_hash=await hash_password(password),
-            role=role, platform_admin=platform_admin,
+            tenant_id=tenant_id or self.tenant_id,
+            email=email,
+            password_hash=await hash_password(password),
+            role=role,
+            platform_admin=platform_admin,
         )
 
 
@@ -110,9 +120,15 @@ async def test_login_and_me(authn, client):
     assert response.headers["cache-control"] == "no-store"
     me = await client.get("/api/v1/auth/me", headers=bearer(body))
     assert me.status_code == 200
-    assert me.json() == {"via": "token", "email": "ana@example.com", "role": "supervisor", "platform_admin": False,
-                         "user_id": me.json()["user_id"], "api_key_id": None,
-                         "tenant": {"id": authn.tenant_id, "name": "acme"}}
+    assert me.json() == {
+        "via": "token",
+        "email": "ana@example.com",
+        "role": "supervisor",
+        "platform_admin": False,
+        "user_id": me.json()["user_id"],
+        "api_key_id": None,
+        "tenant": {"id": authn.tenant_id, "name": "acme"},
+    }
 
 
 async def test_wrong_password_and_unknown_email_look_the_same(authn, client, monkeypatch):
@@ -132,7 +148,8 @@ async def test_wrong_password_and_unknown_email_look_the_same(authn, client, mon
     assert wrong.json() == unknown.json() == {"detail": "incorrect email or password"}
     drop = {"date"}
     assert {k: v for k, v in wrong.headers.items() if k not in drop} == {
-        k: v for k, v in unknown.headers.items() if k not in drop}
+        k: v for k, v in unknown.headers.items() if k not in drop
+    }
     assert len(verifications) == 2  # the unknown email cost an argon2 verification too
 
 
@@ -158,13 +175,16 @@ def assert_throttled(response: httpx.Response) -> int:
 async def test_hammering_an_account_slows_the_attacker_not_the_real_user(authn):
     await authn.add_user("admin@example.com", platform_admin=True)
     async with authn.client("203.0.113.7") as attacker, authn.client("198.51.100.1") as admin:
-        answers = [await attacker.post("/api/v1/auth/token", json={"email": "admin@example.com", "password": "guess"})
-                   for _ in range(10)]
+        answers = [
+            await attacker.post("/api/v1/auth/token", json={"email": "admin@example.com", "password": "guess"})
+            for _ in range(10)
+        ]
         assert [answer.status_code for answer in answers[:4]] == [401] * 4  # 3 free failures, then a delay
         assert 0 < assert_throttled(answers[-1]) <= 900
         # The attacker's address waits, even with the right password...
-        assert_throttled(await attacker.post("/api/v1/auth/token",
-                                             json={"email": "admin@example.com", "password": PASSWORD}))
+        assert_throttled(
+            await attacker.post("/api/v1/auth/token", json={"email": "admin@example.com", "password": PASSWORD})
+        )
         # ...while the admin, from an address that has not been failing, logs in at once.
         await login(admin, "admin@example.com")
 
@@ -175,10 +195,15 @@ async def test_an_address_failing_on_many_accounts_is_refused_for_new_ones(authn
     async with authn.client("203.0.113.7") as office, authn.client("198.51.100.1") as elsewhere:
         await login(office, "bob@example.com")  # bob works behind the same NAT as the attacker
         for n in range(30):
-            assert_unauthorized(await office.post("/api/v1/auth/token",
-                                                  json={"email": f"user{n}@example.com", "password": "guess"}))
-        assert assert_throttled(await office.post("/api/v1/auth/token",
-                                                  json={"email": "ana@example.com", "password": PASSWORD})) > 0
+            assert_unauthorized(
+                await office.post("/api/v1/auth/token", json={"email": f"user{n}@example.com", "password": "guess"})
+            )
+        assert (
+            assert_throttled(
+                await office.post("/api/v1/auth/token", json={"email": "ana@example.com", "password": PASSWORD})
+            )
+            > 0
+        )
         await login(office, "bob@example.com")  # an account this address logged into before still works
         await login(elsewhere, "ana@example.com")  # and other addresses are not concerned
 
@@ -187,8 +212,9 @@ async def test_success_resets_the_count_of_typos(authn, client):
     await authn.add_user("ana@example.com")
     for _ in range(3):
         for _ in range(3):
-            assert_unauthorized(await client.post("/api/v1/auth/token",
-                                                  json={"email": "ana@example.com", "password": "typo"}))
+            assert_unauthorized(
+                await client.post("/api/v1/auth/token", json={"email": "ana@example.com", "password": "typo"})
+            )
         await login(client, "ana@example.com")
 
 
@@ -250,9 +276,21 @@ async def test_expired_token_is_refused(authn, client):
 
 async def test_junk_credentials_are_refused_with_json(authn, client):
     user = await authn.add_user("ana@example.com")
-    forged = jwt.encode({"sub": str(user.id), "tid": authn.tenant_id, "role": "admin", "sid": "s", "email": "x",
-                         "aud": "solewatch", "iat": int(time.time()), "exp": int(time.time()) + 600, "jti": "j"},
-                        "not the server's secret, but long enough", algorithm="HS256")
+    forged = jwt.encode(
+        {
+            "sub": str(user.id),
+            "tid": authn.tenant_id,
+            "role": "admin",
+            "sid": "s",
+            "email": "x",
+            "aud": "solewatch",
+            "iat": int(time.time()),
+            "exp": int(time.time()) + 600,
+            "jti": "j",
+        },
+        "not the server's secret, but long enough",
+        algorithm="HS256",
+    )
     headers_list = [
         {},
         {"Authorization": "Bearer"},
@@ -272,8 +310,9 @@ async def test_junk_credentials_are_refused_with_json(authn, client):
 
 async def test_junk_bodies_get_422_json(client):
     for content in (b"not json", b"{", b"[]", b'{"email": "a@example.com"}', b'{"email": 1, "password": []}'):
-        response = await client.post("/api/v1/auth/token", content=content,
-                                     headers={"Content-Type": "application/json"})
+        response = await client.post(
+            "/api/v1/auth/token", content=content, headers={"Content-Type": "application/json"}
+        )
         assert response.status_code == 422, content
         assert response.headers["content-type"] == "application/json" and response.json()["detail"]
     assert (await client.post("/api/v1/auth/refresh", json={})).status_code == 422
@@ -303,8 +342,9 @@ async def test_role_dependencies(authn, client):
 async def test_api_key_lifecycle(authn, client):
     await authn.add_user("boss@example.com", "admin")
     admin = bearer(await login(client, "boss@example.com"))
-    created = await client.post("/api/v1/api-keys", json={"name": "dispatch centre", "role": "supervisor"},
-                                headers=admin)
+    created = await client.post(
+        "/api/v1/api-keys", json={"name": "dispatch centre", "role": "supervisor"}, headers=admin
+    )
     assert created.status_code == 201
     body = created.json()
     key = body["key"]
@@ -369,28 +409,37 @@ async def test_api_keys_stay_in_their_tenant(authn, client):
 async def test_platform_admin_creates_a_tenant_whose_admin_can_log_in(authn, client):
     await authn.add_user("root@example.com", "admin", platform_admin=True)
     platform = bearer(await login(client, "root@example.com"))
-    response = await client.post("/api/v1/tenants", headers=platform, json={
-        "name": "beta", "admin_email": "Boss@Beta.example", "admin_password": "beta passphrase"})
+    response = await client.post(
+        "/api/v1/tenants",
+        headers=platform,
+        json={"name": "beta", "admin_email": "Boss@Beta.example", "admin_password": "beta passphrase"},
+    )
     assert response.status_code == 201, response.text
     created = response.json()
     assert created["tenant"]["name"] == "beta"
-    assert created["admin"] == {"id": created["admin"]["id"], "email": "boss@beta.example", "role": "admin",
-                                "platform_admin": False}
+    assert created["admin"] == {
+        "id": created["admin"]["id"],
+        "email": "boss@beta.example",
+        "role": "admin",
+        "platform_admin": False,
+    }
 
     new_admin = bearer(await login(client, "boss@beta.example", "beta passphrase"))
     me = (await client.get("/api/v1/auth/me", headers=new_admin)).json()
     assert me["tenant"] == {"id": created["tenant"]["id"], "name": "beta"} and me["role"] == "admin"
     # The new admin runs their tenant but creates no tenants.
-    forbidden = await client.post("/api/v1/tenants", headers=new_admin, json={
-        "name": "gamma", "admin_email": "g@gamma.example", "admin_password": "gamma passphrase"})
+    forbidden = await client.post(
+        "/api/v1/tenants",
+        headers=new_admin,
+        json={"name": "gamma", "admin_email": "g@gamma.example", "admin_password": "gamma passphrase"},
+    )
     assert forbidden.status_code == 403 and forbidden.json()["detail"]
     assert (await client.get("/api/v1/tenants", headers=new_admin)).status_code == 403
 
     listed = (await client.get("/api/v1/tenants", headers=platform)).json()["items"]
     assert [tenant["name"] for tenant in listed] == ["acme", "beta"]
 
-    clashes = ({"name": "beta", "admin_email": "x@beta.example"},
-               {"name": "delta", "admin_email": "BOSS@beta.example"})
+    clashes = ({"name": "beta", "admin_email": "x@beta.example"}, {"name": "delta", "admin_email": "BOSS@beta.example"})
     for clash in clashes:
         conflict = await client.post("/api/v1/tenants", headers=platform, json={**clash, "admin_password": "x" * 8})
         assert conflict.status_code == 409 and conflict.json()["detail"]
@@ -399,10 +448,12 @@ async def test_platform_admin_creates_a_tenant_whose_admin_can_log_in(authn, cli
 async def test_tenant_creation_validates_its_input(authn, client):
     await authn.add_user("root@example.com", "admin", platform_admin=True)
     platform = bearer(await login(client, "root@example.com"))
-    for body in ({"name": "beta", "admin_email": "not-an-email", "admin_password": "beta passphrase"},
-                 {"name": "beta", "admin_email": "b@beta.example", "admin_password": "short"},
-                 {"name": "", "admin_email": "b@beta.example", "admin_password": "beta passphrase"},
-                 {"name": "   ", "admin_email": "b@beta.example", "admin_password": "beta passphrase"}):
+    for body in (
+        {"name": "beta", "admin_email": "not-an-email", "admin_password": "beta passphrase"},
+        {"name": "beta", "admin_email": "b@beta.example", "admin_password": "short"},
+        {"name": "", "admin_email": "b@beta.example", "admin_password": "beta passphrase"},
+        {"name": "   ", "admin_email": "b@beta.example", "admin_password": "beta passphrase"},
+    ):
         response = await client.post("/api/v1/tenants", headers=platform, json=body)
         assert response.status_code == 422, body
         assert response.json()["detail"]
@@ -416,8 +467,15 @@ async def test_tenants_need_authentication(client):
 
 async def test_openapi_documents_the_paths_and_both_credentials(authn):
     schema = authn.app.openapi()
-    assert {"/api/v1/auth/token", "/api/v1/auth/refresh", "/api/v1/auth/logout", "/api/v1/auth/me",
-            "/api/v1/tenants", "/api/v1/api-keys", "/api/v1/api-keys/{key_id}"} <= set(schema["paths"])
+    assert {
+        "/api/v1/auth/token",
+        "/api/v1/auth/refresh",
+        "/api/v1/auth/logout",
+        "/api/v1/auth/me",
+        "/api/v1/tenants",
+        "/api/v1/api-keys",
+        "/api/v1/api-keys/{key_id}",
+    } <= set(schema["paths"])
     assert set(schema["components"]["securitySchemes"]) == {"HTTPBearer", "APIKeyHeader"}
     token_request = schema["components"]["schemas"]["TokenRequest"]
     assert token_request["examples"]

@@ -21,7 +21,6 @@ def cheap_hasher(monkeypatch):
         monkeypatch.delenv(name)
 
 
-
 async def test_without_settings_a_demo_admin_gets_a_random_password(store, tmp_path):
     created = await ensure_first_admin(Settings(data_dir=tmp_path), store)
     assert created is not None and created["generated"] is True
@@ -40,17 +39,25 @@ async def test_first_admin_from_settings(store, tmp_path, monkeypatch):
     monkeypatch.setenv("SOLEWATCH_ADMIN_PASSWORD", "a long passphrase")
     existing = await store.ensure_tenant("default")  # e.g. made by `devices add` before any user
     created = await ensure_first_admin(Settings(data_dir=tmp_path), store)
-    assert created == {"tenant": "default", "tenant_id": existing, "email": "ops@corp.example",
-                       "password": None, "generated": False}
+    assert created == {
+        "tenant": "default",
+        "tenant_id": existing,
+        "email": "ops@corp.example",
+        "password": None,
+        "generated": False,
+    }
     user = await store.user_by_email("ops@corp.example")
     assert user.tenant_id == existing and user.platform_admin
     assert (await verify_password(user.password_hash, "a long passphrase")).ok
 
 
 async def test_first_admin_settings_must_come_together_and_be_strong(store, tmp_path):
-    for values in ({"admin_email": "ops@corp.example"}, {"admin_password": "a long passphrase"},
-                   {"admin_email": "ops@corp.example", "admin_password": "short"},
-                   {"admin_email": "not an email", "admin_password": "a long passphrase"}):
+    for values in (
+        {"admin_email": "ops@corp.example"},
+        {"admin_password": "a long passphrase"},
+        {"admin_email": "ops@corp.example", "admin_password": "short"},
+        {"admin_email": "not an email", "admin_password": "a long passphrase"},
+    ):
         with pytest.raises(SettingsError):
             await ensure_first_admin(Settings(data_dir=tmp_path, **values), store)
     assert await store.count_users() == 0
@@ -64,11 +71,16 @@ async def test_existing_users_are_left_alone(store, tmp_path):
 
 
 async def test_add_tenant(store):
-    created = await add_tenant(store, name=" acme ", admin_email="Boss@Acme.example",
-                               admin_password="a long passphrase")
+    created = await add_tenant(
+        store, name=" acme ", admin_email="Boss@Acme.example", admin_password="a long passphrase"
+    )
     assert created["tenant"]["name"] == "acme"
-    assert created["admin"] == {"id": created["admin"]["id"], "email": "boss@acme.example", "role": "admin",
-                                "platform_admin": False}
+    assert created["admin"] == {
+        "id": created["admin"]["id"],
+        "email": "boss@acme.example",
+        "role": "admin",
+        "platform_admin": False,
+    }
     user = await store.user_by_email("boss@acme.example")
     assert user.tenant_id == created["tenant"]["id"]
     assert (await verify_password(user.password_hash, "a long passphrase")).ok
@@ -77,17 +89,21 @@ async def test_add_tenant(store):
     with pytest.raises(UserExists):
         await add_tenant(store, name="beta", admin_email="BOSS@acme.example", admin_password="a long passphrase")
     assert await store.tenant_by_name("beta") is None  # a refused admin leaves no empty tenant
-    platform = await add_tenant(store, name="ops", admin_email="root@ops.example",
-                                admin_password="a long passphrase", platform_admin=True)
+    platform = await add_tenant(
+        store, name="ops", admin_email="root@ops.example", admin_password="a long passphrase", platform_admin=True
+    )
     assert platform["admin"]["platform_admin"] is True
 
 
-@pytest.mark.parametrize("name, email, password", [
-    ("", "a@acme.example", "a long passphrase"),
-    ("x" * 101, "a@acme.example", "a long passphrase"),
-    ("acme", "not-an-email", "a long passphrase"),
-    ("acme", "a@acme.example", "short"),
-])
+@pytest.mark.parametrize(
+    "name, email, password",
+    [
+        ("", "a@acme.example", "a long passphrase"),
+        ("x" * 101, "a@acme.example", "a long passphrase"),
+        ("acme", "not-an-email", "a long passphrase"),
+        ("acme", "a@acme.example", "short"),
+    ],
+)
 async def test_add_tenant_refuses_bad_input(store, name, email, password):
     with pytest.raises(InvalidAccount):
         await add_tenant(store, name=name, admin_email=email, admin_password=password)

@@ -33,8 +33,9 @@ async def test_users_have_unique_case_insensitive_emails(store):
     assert await store.user_by_email("aNa@EXAMPLE.com") == ana
     assert await store.user(ana.id) == ana
     assert await store.user_by_email("bob@example.com") is None
-    boss = await store.create_user(tenant_id=other.id, email="boss@example.com", password_hash="h3",
-                                   role="supervisor", platform_admin=True)
+    boss = await store.create_user(
+        tenant_id=other.id, email="boss@example.com", password_hash="h3", role="supervisor", platform_admin=True
+    )
     assert (await store.user(boss.id)).platform_admin is True
     assert await store.count_users() == 2
     await store.set_password_hash(ana.id, "h4")
@@ -54,10 +55,12 @@ async def test_api_keys(store):
     acme = await store.create_tenant("acme")
     other = await store.create_tenant("other")
     digest = hashlib.sha256(b"sw_key").digest()
-    key = await store.create_api_key(tenant_id=acme.id, name="dispatch", prefix="sw_abc", key_hash=digest,
-                                     role="supervisor")
-    await store.create_api_key(tenant_id=other.id, name="theirs", prefix="sw_def",
-                               key_hash=hashlib.sha256(b"other").digest(), role="viewer")
+    key = await store.create_api_key(
+        tenant_id=acme.id, name="dispatch", prefix="sw_abc", key_hash=digest, role="supervisor"
+    )
+    await store.create_api_key(
+        tenant_id=other.id, name="theirs", prefix="sw_def", key_hash=hashlib.sha256(b"other").digest(), role="viewer"
+    )
     assert await store.api_key_by_hash(digest) == key and key.revoked is False
     assert [k.name for k in await store.api_keys(acme.id)] == ["dispatch"]
     assert await store.revoke_api_key(other.id, key.id) is False  # not theirs to revoke

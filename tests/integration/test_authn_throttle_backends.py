@@ -60,8 +60,9 @@ async def test_an_attacker_waits_while_the_user_gets_in(cache, names):
 async def test_parallel_guesses_are_held_to_the_free_ones_and_one_turn(cache, names):
     email, attacker, _ = names
     limiter = LoginRateLimiter(cache, free_failures=3, per_address=50)
-    results = await asyncio.gather(*(limiter.begin(account=email, address=attacker) for _ in range(20)),
-                                   return_exceptions=True)
+    results = await asyncio.gather(
+        *(limiter.begin(account=email, address=attacker) for _ in range(20)), return_exceptions=True
+    )
     assert sum(isinstance(result, LoginAttempt) for result in results) == 4
     assert all(isinstance(result, (LoginAttempt, RateLimited)) for result in results)
 
@@ -70,8 +71,9 @@ async def test_an_address_budget_holds_across_accounts_and_spares_known_ones(cac
     email, office, elsewhere = names
     limiter = LoginRateLimiter(cache, per_address=10)
     await limiter.succeeded(await limiter.begin(account=email, address=office))
-    results = await asyncio.gather(*(limiter.begin(account=f"{n}-{email}", address=office) for n in range(25)),
-                                   return_exceptions=True)
+    results = await asyncio.gather(
+        *(limiter.begin(account=f"{n}-{email}", address=office) for n in range(25)), return_exceptions=True
+    )
     assert sum(isinstance(result, LoginAttempt) for result in results) == 10
     with pytest.raises(RateLimited):
         await limiter.begin(account=f"fresh-{email}", address=office)

@@ -46,8 +46,10 @@ class Served:
         reader, writer = await asyncio.open_connection("127.0.0.1", self.server.port)
         sent = 0
         try:
-            writer.write(f"POST {path}{query} HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
-                         "Transfer-Encoding: chunked\r\n\r\n".encode())
+            writer.write(
+                f"POST {path}{query} HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+                "Transfer-Encoding: chunked\r\n\r\n".encode()
+            )
             answer = asyncio.ensure_future(_read_answer(reader))
             chunk = b"%x\r\n" % CHUNK + b" " * CHUNK + b"\r\n"
             while not answer.done() and sent < GIVE_UP_AFTER:
@@ -105,17 +107,22 @@ def _is_413_json(status: int, headers: dict[str, str], body: bytes) -> None:
     assert headers.get("connection") == "close"  # the rest of the upload is not read
 
 
-async def test_a_declared_oversized_login_is_refused_before_its_body_is_sent(serve: Callable[..., Awaitable[Served]]) -> None:
+async def test_a_declared_oversized_login_is_refused_before_its_body_is_sent(
+    serve: Callable[..., Awaitable[Served]],
+) -> None:
     served = await serve()
     # 400 MB announced, nothing sent: without the limit the server would wait for it all.
     status, headers, body = await served.request(
         "POST /api/v1/auth/token HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
-        "Content-Length: 400000000\r\n\r\n")
+        "Content-Length: 400000000\r\n\r\n"
+    )
     _is_413_json(status, headers, body)
 
 
 @pytest.mark.parametrize("path", ["/api/v1/auth/token", "/api/v1/devices", "/api/v1/geofences"])
-async def test_a_chunked_body_is_refused_as_soon_as_it_crosses_the_limit(serve: Callable[..., Awaitable[Served]], path: str) -> None:
+async def test_a_chunked_body_is_refused_as_soon_as_it_crosses_the_limit(
+    serve: Callable[..., Awaitable[Served]], path: str
+) -> None:
     served = await serve()
     status, headers, body, sent = await served.upload_chunked(path)
     _is_413_json(status, headers, body)
@@ -125,12 +132,15 @@ async def test_a_chunked_body_is_refused_as_soon_as_it_crosses_the_limit(serve: 
 async def test_socket_io_polling_posts_are_held_to_the_limit(serve: Callable[..., Awaitable[Served]]) -> None:
     served = await serve()
     status, _, body = await served.request(
-        "GET /socket.io/?EIO=4&transport=polling HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        "GET /socket.io/?EIO=4&transport=polling HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+    )
     assert status == 200, body
     handshake = re.search(rb'"sid":"([^"]+)"', body)  # an Engine.IO session, as any browser opens one
     assert handshake is not None, body
     sid = handshake[1].decode()
-    status, headers, body, sent = await served.upload_chunked("/socket.io/", query=f"?EIO=4&transport=polling&sid={sid}")
+    status, headers, body, sent = await served.upload_chunked(
+        "/socket.io/", query=f"?EIO=4&transport=polling&sid={sid}"
+    )
     _is_413_json(status, headers, body)
     assert sent < GIVE_UP_AFTER
 
@@ -141,7 +151,9 @@ async def test_a_body_up_to_the_limit_is_read_as_usual(serve: Callable[..., Awai
     padded = login[:-1] + b" " * (MIB - len(login)) + b"}"  # exactly 1 MiB of valid JSON
     status, _, body = await served.request(
         "POST /api/v1/auth/token HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(padded)}\r\nConnection: close\r\n\r\n", padded)
+        f"Content-Length: {len(padded)}\r\nConnection: close\r\n\r\n",
+        padded,
+    )
     assert status == 401, body
 
 
@@ -150,7 +162,9 @@ async def test_the_limit_is_a_setting(serve: Callable[..., Awaitable[Served]]) -
     body = json.dumps({"email": "nobody@example.com", "password": "x" * 1000}).encode()
     status, headers, answer = await served.request(
         "POST /api/v1/auth/token HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(body)}\r\n\r\n", body)
+        f"Content-Length: {len(body)}\r\n\r\n",
+        body,
+    )
     _is_413_json(status, headers, answer)
 
 
@@ -161,5 +175,7 @@ async def test_a_routes_own_lower_cap_still_applies(serve: Callable[..., Awaitab
     body = b"MessageSid=SM1&MessageStatus=delivered&Padding=" + b"x" * (100 * 1024)
     status, _, answer = await served.request(
         "POST /api/v1/webhooks/twilio/status HTTP/1.1\r\nHost: t\r\n"
-        f"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {len(body)}\r\n\r\n", body)
+        f"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {len(body)}\r\n\r\n",
+        body,
+    )
     assert status == 413 and json.loads(answer) == {"detail": "request body too large"}

@@ -35,11 +35,17 @@ def restore_logging() -> Iterator[None]:
     structlog.configure(**config)
 
 
-async def texted_log(level: str, twilio: FakeTwilio, start_alerting: Any, capsys: pytest.CaptureFixture[str]
-                     ) -> list[dict[str, Any]]:
+async def texted_log(
+    level: str, twilio: FakeTwilio, start_alerting: Any, capsys: pytest.CaptureFixture[str]
+) -> list[dict[str, Any]]:
     """The JSON lines written to stderr while an SOS is texted to two contacts."""
-    app = await start_alerting(None, twilio_account_sid=twilio.account_sid, twilio_auth_token=twilio.auth_token,
-                               sms_from="+15005550006", twilio_base_url=twilio.url)
+    app = await start_alerting(
+        None,
+        twilio_account_sid=twilio.account_sid,
+        twilio_auth_token=twilio.auth_token,
+        sms_from="+15005550006",
+        twilio_base_url=twilio.url,
+    )
     device = await app.device()
     await app.contact(device, "Ana", None, phone=ANA)
     await app.contact(device, "Bob", None, phone=BOB)

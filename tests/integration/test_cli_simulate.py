@@ -23,9 +23,27 @@ def simulate(tmp_path: Path, port: int, *args: str) -> subprocess.CompletedProce
     env = {k: v for k, v in os.environ.items() if not k.startswith("SOLEWATCH_")}
     env |= {"SOLEWATCH_DATA_DIR": str(tmp_path / "data"), "SOLEWATCH_BIND": "127.0.0.1"}
     # --duration bounds a run that would otherwise retry until stopped (before the fix, it ran to it and exited 0).
-    return subprocess.run([sys.executable, "-m", "services.cli", "simulate", "--port", str(port), "--rate", "5",
-                           "--duration", "20", *args], env=env, cwd=REPO, capture_output=True, text=True,
-                          timeout=90, check=False)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "services.cli",
+            "simulate",
+            "--port",
+            str(port),
+            "--rate",
+            "5",
+            "--duration",
+            "20",
+            *args,
+        ],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+    )
 
 
 def final_stats(stderr: str) -> list[dict[str, object]]:

@@ -51,7 +51,10 @@ async def test_a_silent_device_raises_one_offline_alert_and_its_return_resolves_
     await _positions(app, device, [now - 70, now - 40, now - 5])
     [resolved] = await _alerts_of(app, "offline")
     assert (resolved.status, resolved.resolved_by, resolved.resolution_note) == (
-        "resolved", "solewatch", "device back online")
+        "resolved",
+        "solewatch",
+        "device back online",
+    )
 
 
 async def test_a_brief_return_does_not_flap_the_offline_alert(smtp, start_alerting):
@@ -83,8 +86,13 @@ async def test_low_battery_once_per_discharge(smtp, start_alerting):
 async def test_leaving_a_geofence_raises_geofence_exit(smtp, start_alerting):
     app = await start_alerting(smtp)
     device = await app.device()
-    await app.store.add_geofence(tenant_id=device.tenant_id, name="Depot", devices=(), alert_on=("exit",),
-                                 shape={"type": "Circle", "center": [LON / 1e7, LAT / 1e7], "radius_m": 200})
+    await app.store.add_geofence(
+        tenant_id=device.tenant_id,
+        name="Depot",
+        devices=(),
+        alert_on=("exit",),
+        shape={"type": "Circle", "center": [LON / 1e7, LAT / 1e7], "radius_m": 200},
+    )
     now = time.time()
     await _positions(app, device, [now - 60, now - 50])  # inside, at the centre
     await _positions(app, device, [now - 20, now - 10], lat=LAT + 50_000)  # ~550 m north
@@ -98,8 +106,10 @@ async def test_detectors_judge_each_device_by_its_newest_frame_of_a_commit(smtp,
     app = await start_alerting(smtp)
     device = await app.device()
     now = time.time()
-    burst = [Position(n, int(now) - 10 + n, LAT, LON, 12, 140, 900, 9, 11, battery, FLAG_FIX_VALID)
-             for n, battery in ((1, 9), (2, 8), (3, 60))]  # low, then charged, all in one commit
+    burst = [
+        Position(n, int(now) - 10 + n, LAT, LON, 12, 140, 900, 9, 11, battery, FLAG_FIX_VALID)
+        for n, battery in ((1, 9), (2, 8), (3, 60))
+    ]  # low, then charged, all in one commit
     await app.store.commit_frames([FrameRecord(device.id, device.tenant_id, device.imei, p, now) for p in burst])
     app.relay.notify()
     await app.settle()

@@ -25,8 +25,9 @@ async def _alerting_with_policy(smtp, start_alerting, steps):  # type: ignore[no
     bob = await app.contact(device, "Bob", "bob@acme.test")
     cy = await app.contact(device, "Cy", "cy@acme.test", kinds=("fall",))  # never told of an SOS
     ids = {"ana": ana.id, "bob": bob.id, "cy": cy.id}
-    await app.store.set_escalation_policy(device.tenant_id, [
-        EscalationStep(tuple(ids[name] for name in names), wait) for names, wait in steps])
+    await app.store.set_escalation_policy(
+        device.tenant_id, [EscalationStep(tuple(ids[name] for name in names), wait) for names, wait in steps]
+    )
     return app, device, ids
 
 
@@ -113,16 +114,24 @@ async def test_resolving_ends_the_plan(smtp, start_alerting):
 async def test_sos_texts_and_emails_step_one_then_step_two_while_nobody_acknowledges(smtp, start_alerting):
     # The scenario on both channels: the real twilio client against the local fake, aiosmtpd for email.
     async with FakeTwilio(account_sid="AC" + "5678abcd" * 4, auth_token="escalation-test-token") as twilio:
-        app = await start_alerting(smtp, escalation_check_interval=HOUR, twilio_account_sid=twilio.account_sid,
-                                   twilio_auth_token=twilio.auth_token, sms_from="+15550000000",
-                                   twilio_base_url=twilio.url)
+        app = await start_alerting(
+            smtp,
+            escalation_check_interval=HOUR,
+            twilio_account_sid=twilio.account_sid,
+            twilio_auth_token=twilio.auth_token,
+            sms_from="+15550000000",
+            twilio_base_url=twilio.url,
+        )
         device = await app.device()
-        lead = await app.store.add_contact(tenant_id=device.tenant_id, name="Lead", email="lead@acme.test",
-                                           phone="+33612345678", kinds=())
-        manager = await app.store.add_contact(tenant_id=device.tenant_id, name="Manager", email=None,
-                                              phone="+33698765432", kinds=())
-        await app.store.set_escalation_policy(device.tenant_id, [EscalationStep((lead.id,), 60),
-                                                                 EscalationStep((manager.id,), 60)])
+        lead = await app.store.add_contact(
+            tenant_id=device.tenant_id, name="Lead", email="lead@acme.test", phone="+33612345678", kinds=()
+        )
+        manager = await app.store.add_contact(
+            tenant_id=device.tenant_id, name="Manager", email=None, phone="+33698765432", kinds=()
+        )
+        await app.store.set_escalation_policy(
+            device.tenant_id, [EscalationStep((lead.id,), 60), EscalationStep((manager.id,), 60)]
+        )
         await app.alarm(device)
         await eventually(lambda: len(smtp.messages) == 1 and len(twilio.accepted) == 1)
         await app.settle()

@@ -125,13 +125,15 @@ async def test_the_next_request_head_is_due_after_a_response(served: tuple[ApiHa
 
 
 @pytest.mark.parametrize("framing", [b"Content-Length: 1048576", b"Transfer-Encoding: chunked"])
-async def test_a_trickled_body_is_cut_at_the_body_deadline(served: tuple[ApiHarness, HttpServer],
-                                                            framing: bytes) -> None:
+async def test_a_trickled_body_is_cut_at_the_body_deadline(
+    served: tuple[ApiHarness, HttpServer], framing: bytes
+) -> None:
     _, server = served
     reader, writer = await connect(server)
     try:
-        writer.write(b"POST /api/v1/auth/token HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
-                     + framing + b"\r\n\r\n")
+        writer.write(
+            b"POST /api/v1/auth/token HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n" + framing + b"\r\n\r\n"
+        )
         # chunked: a chunk declared larger than what ever comes, so the body never ends
         byte = b" " if framing.startswith(b"Content") else b""
         if not byte:
@@ -154,8 +156,14 @@ async def test_headers_without_the_body_are_cut(served: tuple[ApiHarness, HttpSe
 
 async def test_connections_over_the_caps_are_closed_at_once(tmp_path: Path) -> None:
     # Long deadlines: the held connections stay open for the length of the test.
-    async with serving(tmp_path, http_header_timeout=60, http_max_connections_per_address=5,
-                       http_max_connections=8) as (_, server), AsyncExitStack() as held:
+    async with (
+        serving(tmp_path, http_header_timeout=60, http_max_connections_per_address=5, http_max_connections=8) as (
+            _,
+            server,
+        ),
+        AsyncExitStack() as held,
+    ):
+
         async def hold(source: str) -> Connection:
             reader, writer = await connect(server, source)
             held.callback(writer.close)
@@ -191,8 +199,9 @@ async def healthz_metrics(server: HttpServer) -> str:
 
 
 @pytest.mark.parametrize("transports", [["websocket"], ["polling"], None])
-async def test_socketio_clients_stay_connected_past_the_deadlines(served: tuple[ApiHarness, HttpServer],
-                                                                  transports: list[str] | None) -> None:
+async def test_socketio_clients_stay_connected_past_the_deadlines(
+    served: tuple[ApiHarness, HttpServer], transports: list[str] | None
+) -> None:
     api, server = served
     tenant = await api.tenant()
     device = await api.device(tenant, "356307042441013")
@@ -203,15 +212,25 @@ async def test_socketio_clients_stay_connected_past_the_deadlines(served: tuple[
     client.on("device_status", statuses.append)
     client.on("disconnect", lambda *reason: disconnects.append(reason))
 
-    await client.connect(f"http://127.0.0.1:{server.port}", auth={"token": caller.token}, transports=transports,
-                         socketio_path="socket.io", wait_timeout=5)
+    await client.connect(
+        f"http://127.0.0.1:{server.port}",
+        auth={"token": caller.token},
+        transports=transports,
+        socketio_path="socket.io",
+        wait_timeout=5,
+    )
     try:
         await asyncio.sleep(3 * max(HEAD_TIMEOUT, BODY_TIMEOUT))  # polling: a long-poll is held throughout
         assert client.connected and not disconnects
         assert client.transport() == (transports or ["websocket"])[0]
         # and it still carries live events
-        status = {"tenant_id": tenant, "imei": device.imei, "online": True, "battery": 87,
-                  "last_seen": "2026-01-01T00:00:02Z"}
+        status = {
+            "tenant_id": tenant,
+            "imei": device.imei,
+            "online": True,
+            "battery": 87,
+            "last_seen": "2026-01-01T00:00:02Z",
+        }
         await api.bus.publish("device_status", orjson.dumps(status), message_id="status-slow-clients")
         for _ in range(500):
             if statuses:

@@ -17,8 +17,9 @@ MAX_PENDING = 100
 
 @pytest.fixture
 def solewatch_settings(tmp_path):
-    return embedded_settings(tmp_path / "data", max_pending_frames=MAX_PENDING, max_unacked_per_connection=1000,
-                             commit_max_batch=64)
+    return embedded_settings(
+        tmp_path / "data", max_pending_frames=MAX_PENDING, max_unacked_per_connection=1000, commit_max_batch=64
+    )
 
 
 async def test_slow_store_pauses_reading_instead_of_queueing_everything(solewatch, monkeypatch):
@@ -36,8 +37,9 @@ async def test_slow_store_pauses_reading_instead_of_queueing_everything(solewatc
     devices = [await solewatch.logged_in_device(f"35630704244{i:04d}") for i in range(DEVICES)]
     now = int(time.time()) - 3600
     for device in devices:
-        await device.send(*(Position(seq, now + seq, 436163000, 70553000, 1, 1, 1, 8, 9, 80, 1)
-                            for seq in range(2, 2 + FRAMES)))
+        await device.send(
+            *(Position(seq, now + seq, 436163000, 70553000, 1, 1, 1, 8, 9, 80, 1) for seq in range(2, 2 + FRAMES))
+        )
 
     acks = await asyncio.gather(*(device.recv_acks(FRAMES, timeout=30) for device in devices))
 

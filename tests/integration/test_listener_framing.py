@@ -182,8 +182,9 @@ async def test_truncated_telemetry_payload_gets_ack_1_and_the_connection_stays_o
 
 # -- idle timeout (rule 6) --------------------------------------------------------------------
 
-SHORT_IDLE = pytest.mark.parametrize("solewatch_settings", [{"idle_timeout": 0.5}], indirect=True,
-                                     ids=["idle_timeout=0.5"])
+SHORT_IDLE = pytest.mark.parametrize(
+    "solewatch_settings", [{"idle_timeout": 0.5}], indirect=True, ids=["idle_timeout=0.5"]
+)
 
 
 @SHORT_IDLE
@@ -240,4 +241,3 @@ async def test_connection_sending_heartbeats_stays_open(solewatch):
     await device.send(last)
     assert await device.recv_acks(1) == {last.seq: 0}
     await device.close()
-

@@ -101,8 +101,11 @@ async def test_out_of_range_heartbeats_and_activities_get_ack_1_and_are_not_stor
     device = await solewatch.logged_in_device(IMEI)
     ahead = int(time.time()) + 360
     refused = [
-        device.heartbeat(battery=101), device.heartbeat(ts=ahead),
-        device.activity(battery=101), device.activity(ts=ahead), device.activity(state=6),
+        device.heartbeat(battery=101),
+        device.heartbeat(ts=ahead),
+        device.activity(battery=101),
+        device.activity(ts=ahead),
+        device.activity(state=6),
     ]
     good = [device.heartbeat(), device.activity()]
 
@@ -117,9 +120,14 @@ async def test_values_exactly_at_the_limits_are_stored(solewatch):
     device = await solewatch.logged_in_device(IMEI)
     now = int(time.time())  # the listener's clock reads at least this when it checks
     limits = [
-        {"lat_e7": 900_000_000}, {"lat_e7": -900_000_000},
-        {"lon_e7": 1_800_000_000}, {"lon_e7": -1_800_000_000},
-        {"course_ddeg": 3599}, {"course_ddeg": 0}, {"battery": 100}, {"battery": 0},
+        {"lat_e7": 900_000_000},
+        {"lat_e7": -900_000_000},
+        {"lon_e7": 1_800_000_000},
+        {"lon_e7": -1_800_000_000},
+        {"course_ddeg": 3599},
+        {"course_ddeg": 0},
+        {"battery": 100},
+        {"battery": 0},
         {"ts": now + 300},
     ]
     positions = [device.position(**fields) for fields in limits]
@@ -133,9 +141,14 @@ async def test_values_exactly_at_the_limits_are_stored(solewatch):
 # -- rules 2 and 3: ACK 0 once durable, retransmissions stored once ------------------------------
 
 
-@pytest.mark.parametrize("kind, table", [
-    ("position", "positions"), ("heartbeat", "heartbeats"), ("activity", "activities"),
-])
+@pytest.mark.parametrize(
+    "kind, table",
+    [
+        ("position", "positions"),
+        ("heartbeat", "heartbeats"),
+        ("activity", "activities"),
+    ],
+)
 async def test_retransmitted_frame_is_acked_each_time_and_stored_once(solewatch, kind, table):
     device = await solewatch.logged_in_device(IMEI)
     frame = getattr(device, kind)()
@@ -208,7 +221,8 @@ async def test_alarm_of_unknown_kind_gets_ack_1_and_is_not_stored(solewatch):
 async def test_ack_0_means_the_frame_is_already_on_disk(solewatch):
     device = await solewatch.logged_in_device(IMEI)
     frames = {
-        "positions": device.position(), "heartbeats": device.heartbeat(),
+        "positions": device.position(),
+        "heartbeats": device.heartbeat(),
         "activities": device.activity(),
     }
     alarm = device.alarm()
@@ -280,8 +294,7 @@ async def test_buffered_older_frame_does_not_replace_the_current_battery(solewat
 # -- backpressure and store failures ------------------------------------------------------------
 
 
-@pytest.mark.parametrize("solewatch_settings", [{"max_unacked_per_connection": 8}], indirect=True,
-                         ids=["window=8"])
+@pytest.mark.parametrize("solewatch_settings", [{"max_unacked_per_connection": 8}], indirect=True, ids=["window=8"])
 async def test_small_ack_window_loses_no_frame(solewatch, monkeypatch):
     store = solewatch.store
     batch_sizes: list[int] = []

@@ -128,8 +128,12 @@ async def test_a_reconnect_storm_behind_one_address_is_not_slowed_by_failing_nei
         await client.close()
 
 
-@pytest.mark.parametrize("solewatch_settings", [{"device_login_backoff": 0.001, "device_login_backoff_max": 0.01}],
-                         indirect=True, ids=["tiny holds"])
+@pytest.mark.parametrize(
+    "solewatch_settings",
+    [{"device_login_backoff": 0.001, "device_login_backoff_max": 0.01}],
+    indirect=True,
+    ids=["tiny holds"],
+)
 async def test_a_guessing_client_gets_few_log_lines_each_with_the_count(solewatch):
     token = await solewatch.register(IMEI)
     with capture_logs() as logs:
@@ -139,4 +143,12 @@ async def test_a_guessing_client_gets_few_log_lines_each_with_the_count(solewatc
             assert [(type(f), f.status) for f in await client.frames_until_closed()] == [(LoginAck, 2)]
 
     # Every refusal is answered; the log keeps the first three, then the 4th, 8th, 16th and 32nd.
-    assert [line["consecutive_failures"] for line in logs if line["event"] == "login_refused"] == [1, 2, 3, 4, 8, 16, 32]
+    assert [line["consecutive_failures"] for line in logs if line["event"] == "login_refused"] == [
+        1,
+        2,
+        3,
+        4,
+        8,
+        16,
+        32,
+    ]

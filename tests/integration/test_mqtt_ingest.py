@@ -92,9 +92,18 @@ class MqttDevice:
         return reply
 
     def position(self, **fields: int) -> Position:
-        values = {"ts": int(time.time()), "lat_e7": 436163000, "lon_e7": 70553000, "alt_m": 12,
-                  "speed_cms": 140, "course_ddeg": 2705, "sats": 9, "hdop_d": 8, "battery": 87,
-                  "flags": FLAG_FIX_VALID} | fields
+        values = {
+            "ts": int(time.time()),
+            "lat_e7": 436163000,
+            "lon_e7": 70553000,
+            "alt_m": 12,
+            "speed_cms": 140,
+            "course_ddeg": 2705,
+            "sats": 9,
+            "hdop_d": 8,
+            "battery": 87,
+            "flags": FLAG_FIX_VALID,
+        } | fields
         return Position(self.next_seq(), **values)
 
     def heartbeat(self) -> Heartbeat:
@@ -433,7 +442,10 @@ class CuttableProxy:
 
 
 async def test_ingestion_resumes_after_the_broker_connection_is_lost_and_nothing_acknowledged_is_lost(
-    solewatch, connect, broker, prefix,
+    solewatch,
+    connect,
+    broker,
+    prefix,
 ):
     proxy = CuttableProxy(broker)
     await proxy.start()
@@ -478,7 +490,10 @@ async def _not_ready(bridge: MqttIngest) -> bool:
 
 
 async def test_two_listeners_in_one_shared_group_split_the_messages_and_share_the_sessions(
-    solewatch, mqtt_server, connect, prefix,
+    solewatch,
+    mqtt_server,
+    connect,
+    prefix,
 ):
     first = await start_ingest(solewatch, mqtt_server, prefix)
     second = await start_ingest(solewatch, mqtt_server, prefix)
@@ -500,7 +515,10 @@ async def test_two_listeners_in_one_shared_group_split_the_messages_and_share_th
 
 
 async def test_when_the_listener_holding_a_device_stops_another_one_delivers_its_commands(
-    solewatch, mqtt_server, connect, prefix,
+    solewatch,
+    mqtt_server,
+    connect,
+    prefix,
 ):
     # A short idle timeout: sessions are refreshed, and orphans adopted, every tenth of it.
     bridges = [await start_ingest(solewatch, mqtt_server, prefix, idle_timeout=2) for _ in range(2)]

@@ -47,11 +47,16 @@ async def test_one_alarm_one_alert_one_email_per_matching_contact(smtp, start_al
     email = smtp.to("ana@acme.test")[0]
     assert email["Subject"] == "[solewatch] SOS — Simulated worker 3"
     text = email.get_body(("plain",)).get_content()
-    assert "SOS!" in text and time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(TS)) in text and "acme" in text  # the tenant's name
+    assert (
+        "SOS!" in text and time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(TS)) in text and "acme" in text
+    )  # the tenant's name
     assert "https://www.openstreetmap.org/?mlat=43.6163&mlon=7.0553#map=17/43.6163/7.0553" in text
     assert email.get_body(("html",)) is not None
     notified = [d for action, d in await app.actions(alert) if action == "notified"]
-    assert sorted((d["contact"], d["channel"], d["attempts"]) for d in notified) == [("Ana", "email", 1), ("Cy", "email", 1)]
+    assert sorted((d["contact"], d["channel"], d["attempts"]) for d in notified) == [
+        ("Ana", "email", 1),
+        ("Cy", "email", 1),
+    ]
     assert metric("notifications_sent_total", channel="email") - sent == 2
 
 
@@ -132,14 +137,27 @@ async def test_a_refused_address_fails_for_good_and_the_others_still_get_theirs(
 
 
 async def test_an_smtp_outage_never_holds_up_the_bus(start_alerting):
-    app = await start_alerting(None, smtp_host="127.0.0.1", smtp_port=free_port(),  # nobody listens there
-                               notification_max_attempts=3)
+    app = await start_alerting(
+        None,
+        smtp_host="127.0.0.1",
+        smtp_port=free_port(),  # nobody listens there
+        notification_max_attempts=3,
+    )
     device = await app.device()
     await app.contact(device, "Ana", "ana@acme.test")
-    alert, _ = await app.store.raise_alert_from_alarm({
-        "alarm_id": 1, "tenant_id": device.tenant_id, "device_id": device.id, "imei": device.imei, "kind": "sos",
-        "ts": TS, "lat": None, "lon": None, "battery": None,
-    })
+    alert, _ = await app.store.raise_alert_from_alarm(
+        {
+            "alarm_id": 1,
+            "tenant_id": device.tenant_id,
+            "device_id": device.id,
+            "imei": device.imei,
+            "kind": "sos",
+            "ts": TS,
+            "lat": None,
+            "lon": None,
+            "battery": None,
+        }
+    )
     await app.settle()
     [(action, detail)] = [(a, d) for a, d in await app.actions(alert) if a.startswith("notif")]
     assert action == "notification_failed" and detail["attempts"] == 3 and "SMTP unavailable" in detail["error"]
@@ -189,14 +207,32 @@ async def test_a_send_cut_short_by_a_stop_is_sent_at_the_next_start(smtp, start_
 async def test_a_claim_left_by_a_crashed_sender_is_sent_once_stale(smtp, start_alerting):
     app = await start_alerting(smtp, notification_claim_timeout=0.3)
     device = await app.device()
-    alert, _ = await app.store.raise_alert_from_alarm({
-        "alarm_id": 1, "tenant_id": device.tenant_id, "device_id": device.id, "imei": device.imei, "kind": "sos",
-        "ts": TS, "lat": 43.6163, "lon": 7.0553, "battery": 50,
-    })
-    resolved, _ = await app.store.raise_alert_from_alarm({
-        "alarm_id": 2, "tenant_id": device.tenant_id, "device_id": device.id, "imei": device.imei, "kind": "fall",
-        "ts": TS, "lat": None, "lon": None, "battery": None,
-    })
+    alert, _ = await app.store.raise_alert_from_alarm(
+        {
+            "alarm_id": 1,
+            "tenant_id": device.tenant_id,
+            "device_id": device.id,
+            "imei": device.imei,
+            "kind": "sos",
+            "ts": TS,
+            "lat": 43.6163,
+            "lon": 7.0553,
+            "battery": 50,
+        }
+    )
+    resolved, _ = await app.store.raise_alert_from_alarm(
+        {
+            "alarm_id": 2,
+            "tenant_id": device.tenant_id,
+            "device_id": device.id,
+            "imei": device.imei,
+            "kind": "fall",
+            "ts": TS,
+            "lat": None,
+            "lon": None,
+            "battery": None,
+        }
+    )
     await app.settle()  # no contacts yet: nobody told
     ana = await app.contact(device, "Ana", "ana@acme.test")
     # A process claimed both, then died before sending.
@@ -228,9 +264,26 @@ def certificate(tmp_path: Path) -> tuple[Path, Path]:
         pytest.skip("openssl is not installed: cannot make a self-signed certificate for the STARTTLS test")
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-days", "1",
-         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=localhost",
+            "-days",
+            "1",
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
     )
     return cert, key
 
@@ -246,8 +299,15 @@ def tls_smtp(certificate: tuple[Path, Path]) -> Any:
         return AuthResult(success=ok)
 
     sink = SmtpSink()
-    controller = Controller(sink, hostname="127.0.0.1", port=free_port(), tls_context=context, require_starttls=True,
-                            auth_required=True, authenticator=authenticator)
+    controller = Controller(
+        sink,
+        hostname="127.0.0.1",
+        port=free_port(),
+        tls_context=context,
+        require_starttls=True,
+        auth_required=True,
+        authenticator=authenticator,
+    )
     controller.start()
     sink.port = controller.port  # type: ignore[attr-defined]
     try:
@@ -257,8 +317,9 @@ def tls_smtp(certificate: tuple[Path, Path]) -> Any:
 
 
 async def test_starttls_with_authentication(tls_smtp, certificate, start_alerting):
-    app = await start_alerting(tls_smtp, smtp_starttls=True, smtp_ca_file=certificate[0],
-                               smtp_user="alerts", smtp_password="s3cret")
+    app = await start_alerting(
+        tls_smtp, smtp_starttls=True, smtp_ca_file=certificate[0], smtp_user="alerts", smtp_password="s3cret"
+    )
     device = await app.device()
     await app.contact(device, "Ana", "ana@acme.test")
     await app.alarm(device)
@@ -297,8 +358,9 @@ async def test_acknowledging_sends_alarm_acknowledged_to_the_device_once(start_a
 
     acked = await acknowledge_alert(app.context, tenant_id=tenant, alert_id=alert.id, by="ana@acme.test")
     again = await acknowledge_alert(app.context, tenant_id=tenant, alert_id=alert.id, by="bob@acme.test")
-    await asyncio.gather(*(acknowledge_alert(app.context, tenant_id=tenant, alert_id=alert.id, by="cy@acme.test")
-                           for _ in range(5)))
+    await asyncio.gather(
+        *(acknowledge_alert(app.context, tenant_id=tenant, alert_id=alert.id, by="cy@acme.test") for _ in range(5))
+    )
     resolved = await resolve_alert(app.context, tenant_id=tenant, alert_id=alert.id, by="bob@acme.test", note="ok")
 
     assert acked is not None and acked.status == "acknowledged" and acked.acknowledged_by == "ana@acme.test"

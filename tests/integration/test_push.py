@@ -51,8 +51,11 @@ class BrowserKeys:
 
     @property
     def p256dh(self) -> str:
-        return b64url(self.private.public_key().public_bytes(serialization.Encoding.X962,
-                                                             serialization.PublicFormat.UncompressedPoint))
+        return b64url(
+            self.private.public_key().public_bytes(
+                serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+            )
+        )
 
 
 @dataclass
@@ -83,11 +86,24 @@ class PushService:
             return web.Response(status=401, text="no VAPID header")
         public = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), unb64url(match["k"]))
         try:  # RFC 8292: ES256 by the key in k=, for this origin, not expired, with a contact
-            claims = jwt.decode(match["t"], public, algorithms=["ES256"], audience=self.origin,
-                                options={"require": ["aud", "exp", "sub"]})
+            claims = jwt.decode(
+                match["t"],
+                public,
+                algorithms=["ES256"],
+                audience=self.origin,
+                options={"require": ["aud", "exp", "sub"]},
+            )
         except jwt.PyJWTError as exc:
             return web.Response(status=403, text=str(exc))
-        self.received.append(Received(request.path, {k.lower(): v for k, v in request.headers.items()}, match["k"], claims, await request.read()))
+        self.received.append(
+            Received(
+                request.path,
+                {k.lower(): v for k, v in request.headers.items()},
+                match["k"],
+                claims,
+                await request.read(),
+            )
+        )
         queued = self.answers.get(request.path.rsplit("/", 1)[-1], [])
         return web.Response(status=queued.pop(0) if queued else 201)
 
@@ -109,8 +125,9 @@ async def push_service() -> AsyncIterator[PushService]:
 def decrypt(received: Received, keys: BrowserKeys) -> dict[str, Any]:
     """What the browser does with a push: RFC 8291 aes128gcm with the subscription's private key."""
     assert received.headers["content-encoding"] == "aes128gcm"
-    return orjson.loads(http_ece.decrypt(received.body, private_key=keys.private, auth_secret=keys.auth,
-                                         version="aes128gcm"))
+    return orjson.loads(
+        http_ece.decrypt(received.body, private_key=keys.private, auth_secret=keys.auth, version="aes128gcm")
+    )
 
 
 @dataclass
@@ -120,8 +137,9 @@ class Supervisor:
 
 
 @pytest.fixture
-async def pushing(start_alerting: Callable[..., Awaitable[Alerting]]
-                  ) -> AsyncIterator[Callable[..., Awaitable[tuple[Alerting, httpx.AsyncClient]]]]:
+async def pushing(
+    start_alerting: Callable[..., Awaitable[Alerting]],
+) -> AsyncIterator[Callable[..., Awaitable[tuple[Alerting, httpx.AsyncClient]]]]:
     """The alerting harness (no SMS, no email) with the API over its store."""
     clients: list[httpx.AsyncClient] = []
 
@@ -131,6 +149,7 @@ async def pushing(start_alerting: Callable[..., Awaitable[Alerting]]
         client = httpx.AsyncClient(transport=httpx.ASGITransport(app=asgi.other_asgi_app), base_url="http://api")
         clients.append(client)
         return app, client
+
     yield start
     for client in clients:
         await client.aclose()
@@ -144,8 +163,11 @@ async def user(app: Alerting, email: str, role: str = "supervisor") -> tuple[Use
 
 
 async def subscribe(api: httpx.AsyncClient, auth: dict[str, str], endpoint: str, keys: BrowserKeys) -> int:
-    answer = await api.post("/api/v1/push-subscriptions", headers=auth,
-                            json={"endpoint": endpoint, "keys": {"p256dh": keys.p256dh, "auth": b64url(keys.auth)}})
+    answer = await api.post(
+        "/api/v1/push-subscriptions",
+        headers=auth,
+        json={"endpoint": endpoint, "keys": {"p256dh": keys.p256dh, "auth": b64url(keys.auth)}},
+    )
     assert answer.status_code == 201, answer.text
     return int(answer.json()["id"])
 
@@ -158,15 +180,19 @@ async def raise_sos(app: Alerting) -> None:
 
 
 async def test_a_new_alert_is_pushed_encrypted_and_vapid_signed_to_each_supervisor_device(
-        pushing: Callable[..., Awaitable[tuple[Alerting, httpx.AsyncClient]]], push_service: PushService) -> None:
+    pushing: Callable[..., Awaitable[tuple[Alerting, httpx.AsyncClient]]], push_service: PushService
+) -> None:
     app, api = await pushing()
     _, ana_auth = await user(app, "ana@acme.example")
     _, viewer_auth = await user(app, "vic@acme.example", role="viewer")
     phone, laptop = BrowserKeys(), BrowserKeys()
     await subscribe(api, ana_auth, push_service.endpoint("ana-phone"), phone)
     await subscribe(api, ana_auth, push_service.endpoint("ana-laptop"), laptop)
-    refused = await api.post("/api/v1/push-subscriptions", headers=viewer_auth, json={
-        "endpoint": push_service.endpoint("vic"), "keys": {"p256dh": phone.p256dh, "auth": b64url(phone.auth)}})
+    refused = await api.post(
+        "/api/v1/push-subscriptions",
+        headers=viewer_auth,
+        json={"endpoint": push_service.endpoint("vic"), "keys": {"p256dh": phone.p256dh, "auth": b64url(phone.auth)}},
+    )
     assert refused.status_code == 403  # viewers cannot acknowledge, so they are not told
 
     await raise_sos(app)
@@ -191,7 +217,8 @@ async def test_a_new_alert_is_pushed_encrypted_and_vapid_signed_to_each_supervis
 
 
 async def test_the_notification_acknowledges_its_alert_once_with_its_own_token_and_nothing_else(
-        pushing: Callable[..., Awaitable[tuple[Alerting, httpx.AsyncClient]]], push_service: PushService) -> None:
+    pushing: Callable[..., Awaitable[tuple[Alerting, httpx.AsyncClient]]], push_service: PushService
+) -> None:
     app, api = await pushing()
     _, ana_auth = await user(app, "ana@acme.example")
     keys = BrowserKeys()
@@ -219,7 +246,8 @@ async def test_the_notification_acknowledges_its_alert_once_with_its_own_token_a
 
 
 async def test_an_ack_token_is_bound_to_its_alert_expires_and_dies_with_its_users_role(
-        pushing: Callable[..., Awaitable[tuple[Alerting, httpx.AsyncClient]]]) -> None:
+    pushing: Callable[..., Awaitable[tuple[Alerting, httpx.AsyncClient]]],
+) -> None:
     app, api = await pushing()
     ana, _ = await user(app, "ana@acme.example")
     device = await app.device()
@@ -239,8 +267,13 @@ async def test_an_ack_token_is_bound_to_its_alert_expires_and_dies_with_its_user
     forged = ".".join([head, b64url(orjson.dumps(claims)), signature])
     assert (await api.post("/api/v1/push/acknowledge", json={"token": forged})).status_code == 401
 
-    stale = issue_ack_token(app.settings, alert_id=second.id, tenant_id=second.tenant_id, user_id=ana.id,
-                            now=time.time() - app.settings.push_ack_token_ttl - 5)
+    stale = issue_ack_token(
+        app.settings,
+        alert_id=second.id,
+        tenant_id=second.tenant_id,
+        user_id=ana.id,
+        now=time.time() - app.settings.push_ack_token_ttl - 5,
+    )
     answer = await api.post("/api/v1/push/acknowledge", json={"token": stale})
     assert answer.status_code == 401 and answer.json()["detail"] == "token expired"
 
@@ -251,7 +284,8 @@ async def test_an_ack_token_is_bound_to_its_alert_expires_and_dies_with_its_user
 
 
 async def test_a_gone_subscription_is_deleted_and_a_failing_push_service_is_retried(
-        pushing: Callable[..., Awaitable[tuple[Alerting, httpx.AsyncClient]]], push_service: PushService) -> None:
+    pushing: Callable[..., Awaitable[tuple[Alerting, httpx.AsyncClient]]], push_service: PushService
+) -> None:
     app, api = await pushing()
     _, ana_auth = await user(app, "ana@acme.example")
     gone_id = await subscribe(api, ana_auth, push_service.endpoint("gone"), BrowserKeys())
@@ -266,7 +300,8 @@ async def test_a_gone_subscription_is_deleted_and_a_failing_push_service_is_retr
 
 
 async def test_subscriptions_are_validated_and_removed_only_by_their_owner(
-        pushing: Callable[..., Awaitable[tuple[Alerting, httpx.AsyncClient]]]) -> None:
+    pushing: Callable[..., Awaitable[tuple[Alerting, httpx.AsyncClient]]],
+) -> None:
     app, api = await pushing(environment="production", jwt_secret="s" * 40)
     _, ana_auth = await user(app, "ana@acme.example")
     _, bob_auth = await user(app, "bob@acme.example")
@@ -285,14 +320,20 @@ async def test_subscriptions_are_validated_and_removed_only_by_their_owner(
 
 
 async def test_in_production_pushes_never_reach_an_address_inside_whatever_the_endpoint_says(
-        pushing: Callable[..., Awaitable[tuple[Alerting, httpx.AsyncClient]]], monkeypatch: pytest.MonkeyPatch) -> None:
+    pushing: Callable[..., Awaitable[tuple[Alerting, httpx.AsyncClient]]], monkeypatch: pytest.MonkeyPatch
+) -> None:
     # SSRF: the server POSTs to endpoints supervisors give. Anyone's DNS name can resolve inside
     # (push.attacker.example, answered here as its owner's DNS would), and a subscription may
     # predate production mode: what counts is where the connection goes, so nothing may even
     # connect to loopback.
     getaddrinfo = socket.getaddrinfo
-    monkeypatch.setattr(socket, "getaddrinfo", lambda host, *args, **kwargs: getaddrinfo(
-        "127.0.0.1" if host == "push.attacker.example" else host, *args, **kwargs))
+    monkeypatch.setattr(
+        socket,
+        "getaddrinfo",
+        lambda host, *args, **kwargs: getaddrinfo(
+            "127.0.0.1" if host == "push.attacker.example" else host, *args, **kwargs
+        ),
+    )
     connections: list[str] = []
 
     async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -304,15 +345,25 @@ async def test_in_production_pushes_never_reach_an_address_inside_whatever_the_e
     try:
         app, api = await pushing(environment="production", jwt_secret="s" * 40)
         ana, ana_auth = await user(app, "ana@acme.example")
-        api_refused = await api.post("/api/v1/push-subscriptions", headers=ana_auth, json={
-            "endpoint": f"https://127.0.0.1:{port}/push/x", "keys": {"p256dh": BrowserKeys().p256dh, "auth": "A" * 22}})
+        api_refused = await api.post(
+            "/api/v1/push-subscriptions",
+            headers=ana_auth,
+            json={
+                "endpoint": f"https://127.0.0.1:{port}/push/x",
+                "keys": {"p256dh": BrowserKeys().p256dh, "auth": "A" * 22},
+            },
+        )
         assert api_refused.status_code == 422
         await subscribe(api, ana_auth, f"https://push.attacker.example:{port}/push/by-name", BrowserKeys())
-        for endpoint in (f"https://localhost:{port}/push/localhost", f"https://127.0.0.1:{port}/push/literal",
-                         f"http://127.0.0.1:{port}/push/plain"):
+        for endpoint in (
+            f"https://localhost:{port}/push/localhost",
+            f"https://127.0.0.1:{port}/push/literal",
+            f"http://127.0.0.1:{port}/push/plain",
+        ):
             keys = BrowserKeys()
-            await app.store.add_push_subscription(tenant_id=app.tenant_id, user_id=ana.id, endpoint=endpoint,
-                                                  p256dh=keys.p256dh, auth=b64url(keys.auth))
+            await app.store.add_push_subscription(
+                tenant_id=app.tenant_id, user_id=ana.id, endpoint=endpoint, p256dh=keys.p256dh, auth=b64url(keys.auth)
+            )
 
         await raise_sos(app)
 
@@ -324,7 +375,8 @@ async def test_in_production_pushes_never_reach_an_address_inside_whatever_the_e
 
 
 async def test_a_push_service_that_hangs_holds_back_no_other_subscription(
-        pushing: Callable[..., Awaitable[tuple[Alerting, httpx.AsyncClient]]], monkeypatch: pytest.MonkeyPatch) -> None:
+    pushing: Callable[..., Awaitable[tuple[Alerting, httpx.AsyncClient]]], monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Ana's laptop's push service hangs until Bob's phone has had the alert. Pushed one after
     # the other, Bob would wait out the hang (the send timeout, then retries) and the laptop's
     # push would time out; pushed side by side, each is delivered at its first attempt.

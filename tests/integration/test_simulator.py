@@ -93,11 +93,7 @@ class FakeListener:
                         self.logins.append(event)
                         if self.tokens.get(event.imei) != event.token:
                             self.refused.append(event.imei)
-                            writer.write(
-                                session.reject_login(
-                                    LoginStatus.BAD_TOKEN, int(time.time()), event.seq
-                                ).data
-                            )
+                            writer.write(session.reject_login(LoginStatus.BAD_TOKEN, int(time.time()), event.seq).data)
                             return
                         imei = event.imei
                         first_connection = not any(login.imei == imei for login in self.logins[:-1])
@@ -112,11 +108,7 @@ class FakeListener:
                     if status is not None:
                         writer.write(session.ack(event.seq, AckStatus(status)))
                     frames_here += 1
-                    if (
-                        first_connection
-                        and self.close_after is not None
-                        and frames_here >= self.close_after
-                    ):
+                    if first_connection and self.close_after is not None and frames_here >= self.close_after:
                         return
         finally:
             writer.close()
@@ -144,10 +136,7 @@ async def serve() -> AsyncIterator[Serve]:
 
 
 def _insoles(count: int, first: int = 0) -> list[SimulatedInsole]:
-    return [
-        SimulatedInsole(imei, bytes([i % 256]) * 16)
-        for i, imei in enumerate(simulated_imeis(count, first))
-    ]
+    return [SimulatedInsole(imei, bytes([i % 256]) * 16) for i, imei in enumerate(simulated_imeis(count, first))]
 
 
 def _tokens(insoles: list[SimulatedInsole]) -> dict[str, bytes]:
@@ -158,9 +147,7 @@ async def test_insoles_log_in_and_stream_at_the_rate(serve: Serve) -> None:
     insoles = _insoles(3)
     listener = FakeListener(_tokens(insoles))
     port = await serve(listener)
-    stats = await run_simulation(
-        "127.0.0.1", port, insoles, rate=10.0, duration=1.5, seed=1, behaviour=FAST
-    )
+    stats = await run_simulation("127.0.0.1", port, insoles, rate=10.0, duration=1.5, seed=1, behaviour=FAST)
 
     assert {login.imei for login in listener.logins} == {i.imei for i in insoles}
     assert all(login.firmware == 0x0102 for login in listener.logins)
@@ -198,9 +185,7 @@ async def test_unacked_frames_are_retransmitted_identically(serve: Serve) -> Non
 
     listener = FakeListener(_tokens(insoles), ack_status=ack_status)
     port = await serve(listener)
-    stats = await run_simulation(
-        "127.0.0.1", port, insoles, rate=10.0, duration=1.5, seed=2, behaviour=FAST
-    )
+    stats = await run_simulation("127.0.0.1", port, insoles, rate=10.0, duration=1.5, seed=2, behaviour=FAST)
 
     assert stats.retransmissions > 0
     copies: dict[tuple[str, int], list[bytes]] = {}
@@ -222,9 +207,7 @@ async def test_wrong_token_is_a_refused_login(serve: Serve) -> None:
     good, bad = _insoles(2)
     listener = FakeListener({good.imei: good.token, bad.imei: b"\xff" * 16})
     port = await serve(listener)
-    stats = await run_simulation(
-        "127.0.0.1", port, [good, bad], rate=10.0, duration=1.0, seed=3, behaviour=FAST
-    )
+    stats = await run_simulation("127.0.0.1", port, [good, bad], rate=10.0, duration=1.0, seed=3, behaviour=FAST)
 
     assert listener.refused == [bad.imei]  # and it backs off instead of hammering
     assert stats.logins_refused == 1
@@ -237,9 +220,7 @@ async def test_wrong_token_is_a_refused_login(serve: Serve) -> None:
 async def test_commands_get_results(serve: Serve) -> None:
     insoles = _insoles(1)
 
-    def on_login(
-        listener: FakeListener, imei: str, writer: asyncio.StreamWriter, session: DeviceSession
-    ) -> None:
+    def on_login(listener: FakeListener, imei: str, writer: asyncio.StreamWriter, session: DeviceSession) -> None:
         for cmd, args in (
             (CommandCode.VIBRATE, b""),
             (CommandCode.LOCATE_NOW, b""),
@@ -252,9 +233,7 @@ async def test_commands_get_results(serve: Serve) -> None:
 
     listener = FakeListener(_tokens(insoles), on_login=on_login)
     port = await serve(listener)
-    stats = await run_simulation(
-        "127.0.0.1", port, insoles, rate=2.0, duration=0.8, seed=4, behaviour=FAST
-    )
+    stats = await run_simulation("127.0.0.1", port, insoles, rate=2.0, duration=0.8, seed=4, behaviour=FAST)
 
     results = {r.event.cmd_seq: r.event.status for r in listener.of(insoles[0].imei, CommandResult)}
     assert set(results) == set(listener.commands_sent)
@@ -269,9 +248,7 @@ async def test_reconnects_after_the_server_hangs_up(serve: Serve) -> None:
     insoles = _insoles(2)
     listener = FakeListener(_tokens(insoles), close_after=5)
     port = await serve(listener)
-    stats = await run_simulation(
-        "127.0.0.1", port, insoles, rate=10.0, duration=1.5, seed=5, behaviour=FAST
-    )
+    stats = await run_simulation("127.0.0.1", port, insoles, rate=10.0, duration=1.5, seed=5, behaviour=FAST)
 
     for insole in insoles:
         logins = [login for login in listener.logins if login.imei == insole.imei]
@@ -292,9 +269,7 @@ async def test_backs_off_while_nothing_listens() -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]  # bound, not listening: connections are refused
-        stats = await run_simulation(
-            "127.0.0.1", port, _insoles(1), rate=10.0, duration=0.8, behaviour=FAST
-        )
+        stats = await run_simulation("127.0.0.1", port, _insoles(1), rate=10.0, duration=0.8, behaviour=FAST)
     assert 2 <= stats.connect_failures <= 12  # retried with growing delays, not in a busy loop
     assert stats.logins == 0 and stats.connected == 0 and stats.frames_sent == 0
     assert stats.frames_unsent > 0  # recorded while offline, kept for later
@@ -305,9 +280,7 @@ async def test_coverage_gap_sends_a_buffered_burst(serve: Serve) -> None:
     listener = FakeListener(_tokens(insoles))
     port = await serve(listener)
     behaviour = replace(FAST, gap_every=0.2, gap_duration=(1.6, 1.8))  # the knob that forces gaps
-    stats = await run_simulation(
-        "127.0.0.1", port, insoles, rate=10.0, duration=2.8, seed=6, behaviour=behaviour
-    )
+    stats = await run_simulation("127.0.0.1", port, insoles, rate=10.0, duration=2.8, seed=6, behaviour=behaviour)
 
     assert stats.coverage_gaps >= 2
     assert stats.frames_buffered > 0
@@ -334,9 +307,7 @@ async def test_many_insoles_in_one_process(serve: Serve) -> None:
     stop = asyncio.Event()
     stats = SimulationStats()
     run = asyncio.create_task(
-        run_simulation(
-            "127.0.0.1", port, insoles, rate=2.0, seed=7, stats=stats, stop=stop, behaviour=FAST
-        )
+        run_simulation("127.0.0.1", port, insoles, rate=2.0, seed=7, stats=stats, stop=stop, behaviour=FAST)
     )
     for _ in range(100):
         await asyncio.sleep(0.05)

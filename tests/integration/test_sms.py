@@ -41,17 +41,25 @@ async def twilio() -> AsyncIterator[FakeTwilio]:
 
 
 def sms_settings(twilio: FakeTwilio, **overrides: Any) -> dict[str, Any]:
-    values = {"twilio_account_sid": twilio.account_sid, "twilio_auth_token": twilio.auth_token, "sms_from": SENDER,
-              "twilio_base_url": twilio.url, "public_url": PUBLIC_URL}
+    values = {
+        "twilio_account_sid": twilio.account_sid,
+        "twilio_auth_token": twilio.auth_token,
+        "sms_from": SENDER,
+        "twilio_base_url": twilio.url,
+        "public_url": PUBLIC_URL,
+    }
     return values | overrides
 
 
 @pytest.fixture
-async def texting(twilio: FakeTwilio, start_alerting: Callable[..., Awaitable[Alerting]]
-                  ) -> Callable[..., Awaitable[Alerting]]:
+async def texting(
+    twilio: FakeTwilio, start_alerting: Callable[..., Awaitable[Alerting]]
+) -> Callable[..., Awaitable[Alerting]]:
     """start_alerting with SMS on the fake (and email when given an SMTP server)."""
+
     async def start(smtp_sink: Any = None, **overrides: Any) -> Alerting:
         return await start_alerting(smtp_sink, **sms_settings(twilio, **overrides))
+
     return start
 
 
@@ -173,8 +181,7 @@ async def test_an_invalid_number_fails_at_once_and_the_email_still_goes_out(twil
     assert statuses == {"email": ("sent", 1), "sms": ("failed", 1)}
 
 
-async def test_a_gateway_that_keeps_failing_is_retried_then_recorded_failed_while_email_goes_out(
-        twilio, smtp, texting):
+async def test_a_gateway_that_keeps_failing_is_retried_then_recorded_failed_while_email_goes_out(twilio, smtp, texting):
     app = await texting(smtp, notification_max_attempts=3)
     device = await app.device()
     await app.contact(device, "Ana", "ana@acme.test", phone=BOB)
@@ -215,15 +222,33 @@ async def test_a_redelivered_alert_message_sends_no_second_sms(twilio, texting):
 # -- how each failure is judged (the notifier alone against the fake) --------------------------------
 
 
-NOTICE = AlertNotice(alert={"id": 1, "imei": "356307042441013", "kind": "sos", "ts": "2026-01-01T00:00:00+00:00",
-                            "lat": 43.6163, "lon": 7.0553}, tenant_id=1, device_name="Ana's insoles")
+NOTICE = AlertNotice(
+    alert={
+        "id": 1,
+        "imei": "356307042441013",
+        "kind": "sos",
+        "ts": "2026-01-01T00:00:00+00:00",
+        "lat": 43.6163,
+        "lon": 7.0553,
+    },
+    tenant_id=1,
+    device_name="Ana's insoles",
+)
 CONTACT = Contact(1, 1, "Ana", None, ANA, (), 0.0)
 
 
-@pytest.mark.parametrize(("status", "code", "permanent"), [
-    (500, None, False), (503, None, False), (429, 20429, False),
-    (400, 21211, True), (400, 21614, True), (401, 20003, True), (404, 20404, True),
-])
+@pytest.mark.parametrize(
+    ("status", "code", "permanent"),
+    [
+        (500, None, False),
+        (503, None, False),
+        (429, 20429, False),
+        (400, 21211, True),
+        (400, 21614, True),
+        (401, 20003, True),
+        (404, 20404, True),
+    ],
+)
 async def test_twilio_errors_are_permanent_only_when_retrying_cannot_help(twilio, status, code, permanent):
     notifier = SmsNotifier(Settings(**sms_settings(twilio)))
     twilio.fail_next(1, status=status, code=code)
@@ -259,13 +284,16 @@ async def test_a_signed_delivery_report_joins_the_alert_timeline(twilio, texting
             assert answer.status_code == 204, answer.text
         again = await twilio.report(sid, "delivered", client=api, deliver_to=INTERNAL_URL)  # Twilio retrying
         late = await twilio.report(sid, "sent", client=api, deliver_to=INTERNAL_URL)  # a callback arriving late
-        unknown = await twilio.send_status_callback(CALLBACK_URL, message_sid="SM" + "0" * 32, status="delivered",
-                                                    client=api, deliver_to=INTERNAL_URL)
+        unknown = await twilio.send_status_callback(
+            CALLBACK_URL, message_sid="SM" + "0" * 32, status="delivered", client=api, deliver_to=INTERNAL_URL
+        )
     assert (again.status_code, late.status_code, unknown.status_code) == (204, 204, 204)
 
     reports = [d for a, d in await app.actions(alert) if a == "delivery_status"]
     assert [(d["status"], d["contact"], d["channel"], d["provider_id"]) for d in reports] == [
-        ("sent", "Ana", "sms", sid), ("delivered", "Ana", "sms", sid)]
+        ("sent", "Ana", "sms", sid),
+        ("delivered", "Ana", "sms", sid),
+    ]
     [record] = await app.store.notifications_of(alert.tenant_id, alert.id)
     assert record.status == "sent"
 
@@ -292,9 +320,15 @@ async def test_a_report_without_a_good_signature_is_refused_and_changes_nothing(
         "altered": twilio.signature(CALLBACK_URL, twilio.status_callback_form(sid, "failed")),
     }
     async with webhook_client(app) as api:
-        answer = await twilio.send_status_callback(CALLBACK_URL, message_sid=sid, status="delivered",
-                                                   signed=forgery != "missing", signature=signatures.get(forgery),
-                                                   client=api, deliver_to=INTERNAL_URL)
+        answer = await twilio.send_status_callback(
+            CALLBACK_URL,
+            message_sid=sid,
+            status="delivered",
+            signed=forgery != "missing",
+            signature=signatures.get(forgery),
+            client=api,
+            deliver_to=INTERNAL_URL,
+        )
     assert answer.status_code == 403
     assert "detail" in answer.json()
     assert await app.actions(alert) == before
@@ -303,8 +337,9 @@ async def test_a_report_without_a_good_signature_is_refused_and_changes_nothing(
 async def test_the_webhook_is_not_found_without_sms(start_alerting, twilio):
     app = await start_alerting(None)  # no Twilio account configured
     async with webhook_client(app) as api:
-        answer = await twilio.send_status_callback(CALLBACK_URL, message_sid="SM1", status="delivered", client=api,
-                                                   deliver_to=INTERNAL_URL)
+        answer = await twilio.send_status_callback(
+            CALLBACK_URL, message_sid="SM1", status="delivered", client=api, deliver_to=INTERNAL_URL
+        )
     assert answer.status_code == 404 and "detail" in answer.json()
 
 
@@ -320,13 +355,23 @@ async def test_a_store_made_before_delivery_statuses_opens_and_records_them(tmp_
     await store.open()
     try:
         tenant_id = await store.ensure_tenant("acme")
-        alert, _ = await store.raise_alert_from_alarm({
-            "alarm_id": 1, "tenant_id": tenant_id, "device_id": 1, "imei": "356307042441013", "kind": "sos",
-            "ts": 1767225600, "lat": None, "lon": None, "battery": None,
-        })
+        alert, _ = await store.raise_alert_from_alarm(
+            {
+                "alarm_id": 1,
+                "tenant_id": tenant_id,
+                "device_id": 1,
+                "imei": "356307042441013",
+                "kind": "sos",
+                "ts": 1767225600,
+                "lat": None,
+                "lon": None,
+                "battery": None,
+            }
+        )
         assert await store.claim_notification(alert_id=alert.id, contact_id=1, channel="sms", step=1)
-        await store.finish_notification(alert_id=alert.id, contact_id=1, channel="sms", step=1, status="sent",
-                                        attempts=1, provider_id="SM1")
+        await store.finish_notification(
+            alert_id=alert.id, contact_id=1, channel="sms", step=1, status="sent", attempts=1, provider_id="SM1"
+        )
         assert await store.record_delivery_status(provider_id="SM1", status="delivered", error_code=None) == alert.id
     finally:
         await store.close()

@@ -40,12 +40,21 @@ async def twilio() -> AsyncIterator[FakeTwilio]:
 
 
 @pytest.fixture
-async def texting(twilio: FakeTwilio, start_alerting: Callable[..., Awaitable[Alerting]]
-                  ) -> Callable[..., Awaitable[Alerting]]:
+async def texting(
+    twilio: FakeTwilio, start_alerting: Callable[..., Awaitable[Alerting]]
+) -> Callable[..., Awaitable[Alerting]]:
     async def start(**overrides: Any) -> Alerting:
-        return await start_alerting(None, twilio_account_sid=twilio.account_sid, twilio_auth_token=twilio.auth_token,
-                                    sms_from=SENDER, twilio_base_url=twilio.url, public_url=PUBLIC_URL,
-                                    escalation_check_interval=HOUR, **overrides)
+        return await start_alerting(
+            None,
+            twilio_account_sid=twilio.account_sid,
+            twilio_auth_token=twilio.auth_token,
+            sms_from=SENDER,
+            twilio_base_url=twilio.url,
+            public_url=PUBLIC_URL,
+            escalation_check_interval=HOUR,
+            **overrides,
+        )
+
     return start
 
 
@@ -54,17 +63,33 @@ class Phone:
 
     def __init__(self, app: Alerting, twilio: FakeTwilio):
         asgi = create_app(app.context, Runtime([], lambda: app.settings), live_updates=False, auth=False)
-        self.client = httpx.AsyncClient(transport=httpx.ASGITransport(app=asgi.other_asgi_app),
-                                        base_url="http://10.0.0.5:8000")
+        self.client = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=asgi.other_asgi_app), base_url="http://10.0.0.5:8000"
+        )
         self.twilio = twilio
 
-    async def reply(self, from_: str, body: str, *, sid: str | None = None, signature: str | None = None,
-                    auth_token: str | None = None) -> httpx.Response:
-        form = {"MessageSid": sid or "SM" + secrets.token_hex(16), "AccountSid": self.twilio.account_sid,
-                "From": from_, "To": SENDER, "Body": body, "NumMedia": "0", "ApiVersion": "2010-04-01"}
+    async def reply(
+        self,
+        from_: str,
+        body: str,
+        *,
+        sid: str | None = None,
+        signature: str | None = None,
+        auth_token: str | None = None,
+    ) -> httpx.Response:
+        form = {
+            "MessageSid": sid or "SM" + secrets.token_hex(16),
+            "AccountSid": self.twilio.account_sid,
+            "From": from_,
+            "To": SENDER,
+            "Body": body,
+            "NumMedia": "0",
+            "ApiVersion": "2010-04-01",
+        }
         validator = RequestValidator(auth_token or self.twilio.auth_token)
-        headers = {"X-Twilio-Signature": signature if signature is not None
-                   else validator.compute_signature(REPLY_URL, form)}
+        headers = {
+            "X-Twilio-Signature": signature if signature is not None else validator.compute_signature(REPLY_URL, form)
+        }
         if signature == "":
             del headers["X-Twilio-Signature"]
         return await self.client.post("/api/v1/webhooks/twilio/sms", data=form, headers=headers)
@@ -97,8 +122,11 @@ async def sos(app: Alerting, *, escalate_to_bob: bool = False) -> tuple[Alert, d
     device = await app.device()
     ana = await app.contact(device, "Ana", None, phone=ANA)
     bob = await app.contact(device, "Bob", None, phone=BOB)
-    steps = [EscalationStep((ana.id,), 120), EscalationStep((bob.id,), 300)] if escalate_to_bob else \
-        [EscalationStep((ana.id,), 120)]
+    steps = (
+        [EscalationStep((ana.id,), 120), EscalationStep((bob.id,), 300)]
+        if escalate_to_bob
+        else [EscalationStep((ana.id,), 120)]
+    )
     await app.store.set_escalation_policy(device.tenant_id, steps)
     await app.alarm(device)
     await app.settle()
@@ -194,8 +222,9 @@ async def test_another_tenants_contact_cannot_acknowledge_with_a_code(twilio, te
     code = code_sent_to(twilio, ANA)
     # Another tenant, its own worker and contact (Eve), its own SOS texted to Eve.
     other = await app.store.ensure_tenant("globex")
-    device = await app.store.add_device(tenant_id=other, imei="356307042441021", name="Globex worker",
-                                        token_hash=hash_device_token(b"y"))
+    device = await app.store.add_device(
+        tenant_id=other, imei="356307042441021", name="Globex worker", token_hash=hash_device_token(b"y")
+    )
     await app.store.add_contact(tenant_id=other, name="Eve", email=None, phone=EVE, kinds=())
     await app.alarm(device)
     await app.settle()
@@ -244,4 +273,5 @@ async def test_a_namesake_replying_after_the_acknowledgement_is_told_who_was_fir
     assert "acknowledged by you" not in late and "already acknowledged by Sam" in late
     timeline = await app.actions(alert)
     assert [detail for action, detail in timeline if action == "acknowledged"] == [
-        {"via": "sms", "contact_id": first.id}]
+        {"via": "sms", "contact_id": first.id}
+    ]

@@ -131,7 +131,8 @@ async def test_paging_returns_every_stored_position_once_in_order(store: SqliteS
     assert (await store.count_stored(device.id))["positions"] == len(expected)
     low, high = sorted(rng.randint(TS, TS + 5 * RUN_SPAN_S) for _ in range(2))
     assert await store.positions(device.id, since=low, until=high, limit=10_000) == [
-        p for p in expected if low <= p.ts <= high]
+        p for p in expected if low <= p.ts <= high
+    ]
 
 
 async def test_a_database_of_the_row_per_frame_layout_is_moved_over_on_open(tmp_path: Path) -> None:

@@ -35,22 +35,35 @@ async def twilio() -> AsyncIterator[FakeTwilio]:
 
 
 def twilio_settings(twilio: FakeTwilio) -> dict[str, Any]:
-    return {"twilio_account_sid": twilio.account_sid, "twilio_auth_token": twilio.auth_token, "sms_from": SMS_FROM,
-            "voice_from": VOICE_FROM, "twilio_base_url": twilio.url, "public_url": PUBLIC_URL}
+    return {
+        "twilio_account_sid": twilio.account_sid,
+        "twilio_auth_token": twilio.auth_token,
+        "sms_from": SMS_FROM,
+        "voice_from": VOICE_FROM,
+        "twilio_base_url": twilio.url,
+        "public_url": PUBLIC_URL,
+    }
 
 
 @pytest.fixture
-async def calling(twilio: FakeTwilio, start_alerting: Callable[..., Awaitable[Alerting]]) -> Callable[..., Awaitable[Any]]:
+async def calling(
+    twilio: FakeTwilio, start_alerting: Callable[..., Awaitable[Alerting]]
+) -> Callable[..., Awaitable[Any]]:
     """Alerting with SMS and calls on the fake, the escalation loop's clock out of play, a policy of `steps`
     ((contact name, wait, channels) each) over two contacts, Lead and Manager, and a device named WORKER."""
+
     async def start(steps: list[tuple[str, float, tuple[str, ...]]]) -> tuple[Alerting, Any, dict[str, Any]]:
         app = await start_alerting(None, escalation_check_interval=HOUR, **twilio_settings(twilio))
         device = await app.device(name=WORKER)
-        contacts = {"Lead": await app.contact(device, "Lead", None, phone=LEAD),
-                    "Manager": await app.contact(device, "Manager", None, phone=MANAGER)}
-        await app.store.set_escalation_policy(device.tenant_id, [
-            EscalationStep((contacts[name].id,), wait, channels) for name, wait, channels in steps])
+        contacts = {
+            "Lead": await app.contact(device, "Lead", None, phone=LEAD),
+            "Manager": await app.contact(device, "Manager", None, phone=MANAGER),
+        }
+        await app.store.set_escalation_policy(
+            device.tenant_id, [EscalationStep((contacts[name].id,), wait, channels) for name, wait, channels in steps]
+        )
         return app, device, contacts
+
     return start
 
 
@@ -99,8 +112,11 @@ async def test_a_voice_step_calls_says_the_alert_and_one_key_acknowledges_it_as_
 
     [alert] = await app.alerts()
     assert (alert.status, alert.acknowledged_by) == ("acknowledged", "Manager")
-    acknowledged = [(e.actor, e.detail) for e in await app.store.alert_timeline(alert.tenant_id, alert.id)
-                    if e.action == "acknowledged"]
+    acknowledged = [
+        (e.actor, e.detail)
+        for e in await app.store.alert_timeline(alert.tenant_id, alert.id)
+        if e.action == "acknowledged"
+    ]
     assert acknowledged == [("Manager", {"via": "voice", "contact_id": contacts["Manager"].id})]
     await eventually(lambda: app.commands.sent)
     assert app.commands.sent == [(device.id, int(CommandCode.ALARM_ACKNOWLEDGED), b"")]  # COMMAND 4, once
@@ -120,8 +136,15 @@ async def test_an_unanswered_call_is_a_failed_delivery_and_the_next_step_fires_o
         assert (await twilio.report_call(call, "no-answer", client=api)).status_code == 204  # Twilio retried
     [alert] = await app.alerts()
     statuses = [d for action, d in await app.actions(alert) if action == "delivery_status"]
-    assert statuses == [{"status": "no-answer", "channel": "voice", "contact_id": contacts["Manager"].id,
-                         "contact": "Manager", "provider_id": call.sid}]
+    assert statuses == [
+        {
+            "status": "no-answer",
+            "channel": "voice",
+            "contact_id": contacts["Manager"].id,
+            "contact": "Manager",
+            "provider_id": call.sid,
+        }
+    ]
     assert alert.status == "open"
 
     escalator = app.service.escalator
@@ -182,8 +205,10 @@ async def test_a_signed_request_for_a_contact_not_phoned_acknowledges_nothing(tw
     await eventually(lambda: len(twilio.accepted) == 1)
     await app.settle()
     [alert] = await app.alerts()
-    url = (f"{PUBLIC_URL}/api/v1/webhooks/twilio/voice/gather?tenant={alert.tenant_id}&alert={alert.id}"
-           f"&contact={contacts['Lead'].id}")
+    url = (
+        f"{PUBLIC_URL}/api/v1/webhooks/twilio/voice/gather?tenant={alert.tenant_id}&alert={alert.id}"
+        f"&contact={contacts['Lead'].id}"
+    )
     form = {"AccountSid": twilio.account_sid, "CallSid": "CA" + "0" * 32, "Digits": "1"}
     async with webhook_client(app) as api:
         answer = await api.post(url, data=form, headers={"X-Twilio-Signature": twilio.signature(url, form)})
@@ -205,8 +230,9 @@ async def test_without_a_policy_nobody_is_phoned(twilio, start_alerting):
 async def test_a_step_tells_its_contacts_through_its_channels_only(twilio, smtp, start_alerting):
     app = await start_alerting(smtp, escalation_check_interval=HOUR, **twilio_settings(twilio))
     device = await app.device(name=WORKER)
-    lead = await app.store.add_contact(tenant_id=device.tenant_id, name="Lead", email="lead@acme.test", phone=LEAD,
-                                       kinds=())
+    lead = await app.store.add_contact(
+        tenant_id=device.tenant_id, name="Lead", email="lead@acme.test", phone=LEAD, kinds=()
+    )
     await app.store.set_escalation_policy(device.tenant_id, [EscalationStep((lead.id,), 60, ("email", "voice"))])
     await app.alarm(device)
     await eventually(lambda: len(smtp.messages) == 1 and len(twilio.accepted_calls) == 1)
@@ -245,23 +271,33 @@ async def test_the_policy_api_keeps_each_steps_channels(api: ApiHarness) -> None
     admin = await api.caller(await api.tenant())
     made = await api.http.post("/api/v1/contacts", headers=admin.headers, json={"name": "Lead", "phone": LEAD})
     lead = made.json()["id"]
-    body = {"steps": [{"contacts": [lead], "wait_s": 60},
-                      {"contacts": [lead], "wait_s": 120, "channels": ["voice", "sms", "voice"]}]}
+    body = {
+        "steps": [
+            {"contacts": [lead], "wait_s": 60},
+            {"contacts": [lead], "wait_s": 120, "channels": ["voice", "sms", "voice"]},
+        ]
+    }
     saved = await api.http.put("/api/v1/escalation-policy", headers=admin.headers, json=body)
     assert saved.status_code == 200, saved.text
-    expected = [{"contacts": [lead], "wait_s": 60.0, "channels": ["sms", "email"]},
-                {"contacts": [lead], "wait_s": 120.0, "channels": ["voice", "sms"]}]
+    expected = [
+        {"contacts": [lead], "wait_s": 60.0, "channels": ["sms", "email"]},
+        {"contacts": [lead], "wait_s": 120.0, "channels": ["voice", "sms"]},
+    ]
     assert saved.json()["steps"] == expected
     assert (await api.http.get("/api/v1/escalation-policy", headers=admin.headers)).json()["steps"] == expected
 
 
-@pytest.mark.parametrize(("channels", "error_type"), [([], "too_short"), (["fax"], "literal_error"),
-                                                      ("voice", "list_type")])
+@pytest.mark.parametrize(
+    ("channels", "error_type"), [([], "too_short"), (["fax"], "literal_error"), ("voice", "list_type")]
+)
 async def test_channels_outside_sms_email_voice_are_refused(api: ApiHarness, channels: Any, error_type: str) -> None:
     admin = await api.caller(await api.tenant())
     lead = (await api.http.post("/api/v1/contacts", headers=admin.headers, json={"name": "Lead", "phone": LEAD})).json()
-    refused = await api.http.put("/api/v1/escalation-policy", headers=admin.headers,
-                                 json={"steps": [{"contacts": [lead["id"]], "wait_s": 60, "channels": channels}]})
+    refused = await api.http.put(
+        "/api/v1/escalation-policy",
+        headers=admin.headers,
+        json={"steps": [{"contacts": [lead["id"]], "wait_s": 60, "channels": channels}]},
+    )
     assert refused.status_code == 422
     [error] = refused.json()["detail"]
     assert error["loc"][:4] == ["body", "steps", 0, "channels"] and error["type"] == error_type
@@ -272,11 +308,24 @@ async def test_voice_is_refused_where_calls_cannot_be_placed(api: ApiHarness) ->
     api.context.settings = api.settings  # no Twilio account, no public URL
     admin = await api.caller(await api.tenant())
     lead = (await api.http.post("/api/v1/contacts", headers=admin.headers, json={"name": "Lead", "phone": LEAD})).json()
-    refused = await api.http.put("/api/v1/escalation-policy", headers=admin.headers, json={"steps": [
-        {"contacts": [lead["id"]], "wait_s": 60}, {"contacts": [lead["id"]], "wait_s": 60, "channels": ["sms", "voice"]}]})
+    refused = await api.http.put(
+        "/api/v1/escalation-policy",
+        headers=admin.headers,
+        json={
+            "steps": [
+                {"contacts": [lead["id"]], "wait_s": 60},
+                {"contacts": [lead["id"]], "wait_s": 60, "channels": ["sms", "voice"]},
+            ]
+        },
+    )
     assert refused.status_code == 422
-    assert refused.json()["detail"] == [{"loc": ["body", "steps", 1, "channels", 1], "type": "channel_not_configured",
-                                         "msg": refused.json()["detail"][0]["msg"]}]
+    assert refused.json()["detail"] == [
+        {
+            "loc": ["body", "steps", 1, "channels", 1],
+            "type": "channel_not_configured",
+            "msg": refused.json()["detail"][0]["msg"],
+        }
+    ]
     assert "SOLEWATCH_PUBLIC_URL" in refused.json()["detail"][0]["msg"]
 
 

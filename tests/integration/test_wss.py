@@ -45,6 +45,7 @@ class Dashboard:
     def _recorder(self, name: str) -> Callable[[Any], Awaitable[None]]:
         async def record(data: Any) -> None:
             self.events.append((name, data))
+
         return record
 
     def of(self, name: str) -> list[Any]:
@@ -77,8 +78,10 @@ async def eventually(check: Callable[[], bool], what: str, timeout: float = 5.0)
 
 
 async def publish_positions(api: ApiHarness, *frames: tuple[Device, int, int]) -> None:
-    records = [FrameRecord(device.id, device.tenant_id, device.imei, position(seq, ts, speed_cms=250), time.time())
-               for device, seq, ts in frames]
+    records = [
+        FrameRecord(device.id, device.tenant_id, device.imei, position(seq, ts, speed_cms=250), time.time())
+        for device, seq, ts in frames
+    ]
     payload = telemetry_message(split_telemetry(records))
     assert payload is not None
     await api.bus.publish(TOPIC_TELEMETRY, payload, message_id=f"test-{time.time_ns()}")
@@ -114,10 +117,24 @@ async def test_each_tenant_hears_only_its_own_events(served: tuple[ApiHarness, s
         await publish_positions(api, (device_a, 3, T0 + 2))
         await eventually(lambda: len(live_a.of("position")) == 2 and len(live_b.of("position")) == 1, "positions")
         assert live_a.of("position") == [
-            {"imei": IMEI_A, "ts": "2026-01-01T00:00:00Z", "lat": 43.6163, "lon": 7.0553, "speed": 2.5,
-             "course": 270.5, "battery": 87},
-            {"imei": IMEI_A, "ts": "2026-01-01T00:00:02Z", "lat": 43.6163, "lon": 7.0553, "speed": 2.5,
-             "course": 270.5, "battery": 87},
+            {
+                "imei": IMEI_A,
+                "ts": "2026-01-01T00:00:00Z",
+                "lat": 43.6163,
+                "lon": 7.0553,
+                "speed": 2.5,
+                "course": 270.5,
+                "battery": 87,
+            },
+            {
+                "imei": IMEI_A,
+                "ts": "2026-01-01T00:00:02Z",
+                "lat": 43.6163,
+                "lon": 7.0553,
+                "speed": 2.5,
+                "course": 270.5,
+                "battery": 87,
+            },
         ]
         assert [p["imei"] for p in live_b.of("position")] == [IMEI_B]
 
@@ -135,14 +152,21 @@ async def test_each_tenant_hears_only_its_own_events(served: tuple[ApiHarness, s
 
         # device status, as the listener publishes it
         for device, online in ((device_a, True), (device_b, False)):
-            status = {"tenant_id": device.tenant_id, "imei": device.imei, "online": online, "battery": 87,
-                      "last_seen": "2026-01-01T00:00:02Z"}
+            status = {
+                "tenant_id": device.tenant_id,
+                "imei": device.imei,
+                "online": online,
+                "battery": 87,
+                "last_seen": "2026-01-01T00:00:02Z",
+            }
             await api.bus.publish("device_status", orjson.dumps(status), message_id=f"status-{device.id}")
         await eventually(lambda: bool(live_a.of("device_status") and live_b.of("device_status")), "device status")
         assert live_a.of("device_status") == [
-            {"imei": IMEI_A, "online": True, "battery": 87, "last_seen": "2026-01-01T00:00:02Z"}]
+            {"imei": IMEI_A, "online": True, "battery": 87, "last_seen": "2026-01-01T00:00:02Z"}
+        ]
         assert live_b.of("device_status") == [
-            {"imei": IMEI_B, "online": False, "battery": 87, "last_seen": "2026-01-01T00:00:02Z"}]
+            {"imei": IMEI_B, "online": False, "battery": 87, "last_seen": "2026-01-01T00:00:02Z"}
+        ]
 
         await asyncio.sleep(0.1)  # anything misrouted would have arrived by now
         assert live_b.of("alert") == []
@@ -164,7 +188,9 @@ async def test_nobody_watching_costs_no_parsing(served: tuple[ApiHarness, str]) 
 
 @pytest.mark.parametrize("failure", ["raises", "hangs"])
 async def test_a_failing_emit_is_dropped_without_holding_the_bus(
-    served: tuple[ApiHarness, str], monkeypatch: pytest.MonkeyPatch, failure: str,
+    served: tuple[ApiHarness, str],
+    monkeypatch: pytest.MonkeyPatch,
+    failure: str,
 ) -> None:
     api, url = served
     tenant = await api.tenant()
@@ -196,7 +222,8 @@ async def test_a_failing_emit_is_dropped_without_holding_the_bus(
 
 
 async def test_logging_out_ends_the_live_socket_of_that_session(
-    served: tuple[ApiHarness, str], monkeypatch: pytest.MonkeyPatch,
+    served: tuple[ApiHarness, str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(wss_server, "SESSION_CHECK_S", 0.1)
     api, url = served

@@ -27,8 +27,9 @@ ATTACKER = "127.0.0.2"
 
 
 @asynccontextmanager
-async def serve(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, limit: int,
-                per_address: int | None = None) -> AsyncIterator[tuple[ApiHarness, str]]:
+async def serve(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, limit: int, per_address: int | None = None
+) -> AsyncIterator[tuple[ApiHarness, str]]:
     monkeypatch.setenv("SOLEWATCH_WSS_MAX_HALF_OPEN_SESSIONS", str(limit))
     if per_address is not None:
         monkeypatch.setenv("SOLEWATCH_WSS_MAX_HALF_OPEN_PER_ADDRESS", str(per_address))
@@ -57,8 +58,7 @@ def session_id(response: httpx.Response) -> str:
 
 async def dashboard(url: str, token: str, transports: list[str] | None = None) -> socketio.AsyncClient:
     client = socketio.AsyncClient(reconnection=False)
-    await client.connect(url, auth={"token": token}, socketio_path="socket.io", wait_timeout=5,
-                         transports=transports)
+    await client.connect(url, auth={"token": token}, socketio_path="socket.io", wait_timeout=5, transports=transports)
     return client
 
 
@@ -79,7 +79,9 @@ async def test_abandoned_handshakes_are_bounded_refused_then_closed(served: tupl
 
         # Once the handshake timeout has passed, the abandoned sessions are gone...
         sio = api.asgi.engineio_server
-        await eventually(lambda: not any(sid in sio.eio.sockets for sid in sids), 10.0, what="abandoned sessions closed")
+        await eventually(
+            lambda: not any(sid in sio.eio.sockets for sid in sids), 10.0, what="abandoned sessions closed"
+        )
         stale = await http.get(f"{HANDSHAKE}&sid={sids[0]}")
         assert stale.status_code == 400
         # ...and their places are free again.
@@ -150,5 +152,7 @@ async def test_one_address_cannot_fill_the_table(tmp_path: Path, monkeypatch: py
             # The share comes back as the attacker's sessions time out.
             sio = api.asgi.engineio_server
             sids = [session_id(answer) for answer in answers if answer.status_code == 200]
-            await eventually(lambda: not any(sid in sio.eio.sockets for sid in sids), 10.0, what="abandoned sessions closed")
+            await eventually(
+                lambda: not any(sid in sio.eio.sockets for sid in sids), 10.0, what="abandoned sessions closed"
+            )
             assert session_id(await attacker.get(HANDSHAKE))

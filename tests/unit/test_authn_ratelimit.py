@@ -132,18 +132,23 @@ async def test_successes_give_back_the_budget_they_took(limiter):
 
 
 async def test_parallel_guesses_on_one_account_get_one_turn_past_the_free_failures(limiter):
-    results = await asyncio.gather(*(limiter.begin(account="ana@example.com", address=ATTACKER) for _ in range(12)),
-                                   return_exceptions=True)
+    results = await asyncio.gather(
+        *(limiter.begin(account="ana@example.com", address=ATTACKER) for _ in range(12)), return_exceptions=True
+    )
     admitted = [result for result in results if isinstance(result, LoginAttempt)]
     assert len(admitted) == 4  # the 3 free ones and one turn
-    assert all(isinstance(result, RateLimited) and result.retry_after > 0 for result in results
-               if not isinstance(result, LoginAttempt))
+    assert all(
+        isinstance(result, RateLimited) and result.retry_after > 0
+        for result in results
+        if not isinstance(result, LoginAttempt)
+    )
 
 
 async def test_parallel_guesses_over_many_accounts_count_against_the_address_budget(limiter):
     # None has failed yet when all of them are in flight: the budget still holds.
-    results = await asyncio.gather(*(limiter.begin(account=f"user{n}@example.com", address=ATTACKER)
-                                     for n in range(100)), return_exceptions=True)
+    results = await asyncio.gather(
+        *(limiter.begin(account=f"user{n}@example.com", address=ATTACKER) for n in range(100)), return_exceptions=True
+    )
     assert sum(isinstance(result, LoginAttempt) for result in results) == 30
 
 
@@ -158,11 +163,22 @@ def test_ipv6_addresses_count_per_64_block():
 def test_settings_carry_the_limits(tmp_path):
     from shared.config import Settings
 
-    settings = Settings(data_dir=tmp_path, login_free_failures=2, login_first_delay=5, login_max_delay=300,
-                        login_max_failures_per_address=10, login_failure_window=60)
+    settings = Settings(
+        data_dir=tmp_path,
+        login_free_failures=2,
+        login_first_delay=5,
+        login_max_delay=300,
+        login_max_failures_per_address=10,
+        login_failure_window=60,
+    )
     limiter = LoginRateLimiter.from_settings(settings, MemoryCache())
     assert (limiter._free, limiter._first_delay, limiter._max_delay, limiter._per_address, limiter._window) == (
-        2, 5, 300, 10, 60)
+        2,
+        5,
+        300,
+        10,
+        60,
+    )
     assert [limiter.delay_after(n) for n in range(1, 8)] == [0, 0, 5, 10, 20, 40, 80]
 
 

@@ -28,8 +28,15 @@ from shared.config import Settings, SettingsError
 from shared.store.accounts import User
 
 SECRET = "s" * 40
-USER = User(id=7, tenant_id=3, email="ana@example.com", password_hash="x", role="supervisor",
-            platform_admin=False, created_at=0.0)
+USER = User(
+    id=7,
+    tenant_id=3,
+    email="ana@example.com",
+    password_hash="x",
+    role="supervisor",
+    platform_admin=False,
+    created_at=0.0,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -198,7 +205,8 @@ async def test_concurrent_use_of_one_refresh_token_revokes_the_session(settings,
     cache = cache_type()
     pair = await start_session(settings, cache, USER)
     results = await asyncio.gather(
-        *(refresh_session(settings, cache, _Users(), pair.refresh_token) for _ in range(2)), return_exceptions=True,
+        *(refresh_session(settings, cache, _Users(), pair.refresh_token) for _ in range(2)),
+        return_exceptions=True,
     )
     assert sum(isinstance(result, InvalidToken) for result in results) >= 1
     for result in results:

@@ -58,6 +58,7 @@ FOREIGN_SETTINGS = {"FORWARDED_ALLOW_IPS"}
 
 # --- Compose interpolation -----------------------------------------------------------
 
+
 class MissingVariable(Exception):
     def __init__(self, name: str, message: str):
         super().__init__(f"{name}: {message}")
@@ -78,7 +79,7 @@ def _scan(text: str) -> Iterator[tuple[str, Any]]:
             return
         if dollar > i:
             yield "text", text[i:dollar]
-        following = text[dollar + 1:dollar + 2]
+        following = text[dollar + 1 : dollar + 2]
         if following == "$":
             yield "text", "$"
             i = dollar + 2
@@ -92,7 +93,7 @@ def _scan(text: str) -> Iterator[tuple[str, Any]]:
                 end += 1
             if depth:
                 raise ValueError(f"unclosed ${{ in {text!r}")
-            match = _BRACED.fullmatch(text[dollar + 2:end - 1])
+            match = _BRACED.fullmatch(text[dollar + 2 : end - 1])
             if match is None:
                 raise ValueError(f"not Compose interpolation syntax: {text[dollar:end]!r}")
             yield "ref", match.groups()
@@ -157,6 +158,7 @@ def interpolate_tree(node: Any, env: dict[str, str]) -> Any:
 
 
 # --- loading ----------------------------------------------------------------------------
+
 
 def load_yaml(path: Path) -> dict[str, Any]:
     return yaml.safe_load(path.read_text())
@@ -225,8 +227,11 @@ def healthcheck_text(service: dict[str, Any]) -> str:
 
 
 def solewatch_services() -> dict[str, dict[str, Any]]:
-    return {name: svc for name, svc in services().items()
-            if isinstance(svc.get("build"), dict) and svc["build"].get("dockerfile") == "compose/Dockerfile"}
+    return {
+        name: svc
+        for name, svc in services().items()
+        if isinstance(svc.get("build"), dict) and svc["build"].get("dockerfile") == "compose/Dockerfile"
+    }
 
 
 def service_running(command_word: str) -> str:
@@ -288,11 +293,14 @@ def duration_seconds(text: str) -> float:
     """HAProxy's time format: a number with an optional unit; milliseconds without one."""
     match = re.fullmatch(r"(\d+(?:\.\d+)?)(us|ms|s|m|h|d)?", text)
     assert match, f"not an HAProxy duration: {text}"
-    return float(match.group(1)) * {"us": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600, "d": 86400,
-                                    None: 1e-3}[match.group(2)]
+    return (
+        float(match.group(1))
+        * {"us": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1e-3}[match.group(2)]
+    )
 
 
 # --- the Compose Specification ----------------------------------------------------------
+
 
 @cache
 def compose_validator() -> jsonschema.Draft7Validator:
@@ -302,8 +310,10 @@ def compose_validator() -> jsonschema.Draft7Validator:
 
 
 def schema_errors(document: Any) -> list[str]:
-    return [f"{'/'.join(map(str, error.absolute_path)) or '(top)'}: {error.message}"
-            for error in compose_validator().iter_errors(document)]
+    return [
+        f"{'/'.join(map(str, error.absolute_path)) or '(top)'}: {error.message}"
+        for error in compose_validator().iter_errors(document)
+    ]
 
 
 def test_there_is_a_compose_file():
@@ -332,6 +342,7 @@ def test_the_schema_copy_is_the_compose_specification():
 
 
 # --- the solewatch services ---------------------------------------------------------------
+
 
 def cli_subcommands() -> set[str]:
     from services.cli import _parser
@@ -424,6 +435,7 @@ def test_solewatch_healthchecks_probe_the_http_port(monkeypatch):
 
 # --- variables and compose/.env.example ---------------------------------------------------
 
+
 def test_required_variables_are_listed_in_env_example():
     active, _ = env_example()
     required = required_variables()
@@ -464,6 +476,7 @@ def test_env_example_leaves_every_secret_empty():
 
 
 # --- dependencies and health ----------------------------------------------------------------
+
 
 def test_depends_on_targets_exist():
     for name, svc in services().items():
@@ -508,6 +521,7 @@ def test_solewatch_services_wait_for_migrate_and_for_their_backends():
 
 # --- scaling and the published entry ------------------------------------------------------
 
+
 @pytest.mark.parametrize("command_word", SCALABLE)
 def test_scalable_services_have_no_container_name_and_no_fixed_host_port(command_word):
     svc = services()[service_running(command_word)]
@@ -531,6 +545,7 @@ def test_services_that_reach_outside_are_on_a_routed_network():
 
 
 # --- backends -----------------------------------------------------------------------------
+
 
 def _url(command_word: str, key: str) -> Any:
     return urlsplit(environment(services()[service_running(command_word)])[key])
@@ -556,8 +571,9 @@ def test_mongodb_keyfile_and_data_are_on_named_volumes():
     keyfile = words[words.index("--keyFile") + 1]
     mounts = {spec.split(":")[1]: spec.split(":")[0] for spec in mongo["volumes"]}
     assert mounts.get("/data/db") in compose()["volumes"]
-    assert any(keyfile.startswith(target + "/") and source in compose()["volumes"]
-               for target, source in mounts.items()), "a keyfile lost at each recreation cannot be shared"
+    assert any(
+        keyfile.startswith(target + "/") and source in compose()["volumes"] for target, source in mounts.items()
+    ), "a keyfile lost at each recreation cannot be shared"
 
 
 def test_mongo_init_creates_the_account_solewatch_connects_with():
@@ -583,8 +599,11 @@ def test_rabbitmq_keeps_its_node_name_and_checks_its_port():
     assert "rabbitmq-diagnostics" in healthcheck_text(rabbit)
     url = _url("api", "SOLEWATCH_AMQP_URL")
     env = environment(rabbit)
-    assert (url.hostname, url.username, url.password) == ("rabbitmq", env["RABBITMQ_DEFAULT_USER"],
-                                                         env["RABBITMQ_DEFAULT_PASS"])
+    assert (url.hostname, url.username, url.password) == (
+        "rabbitmq",
+        env["RABBITMQ_DEFAULT_USER"],
+        env["RABBITMQ_DEFAULT_PASS"],
+    )
 
 
 def test_redis_persists_with_an_append_only_file_and_checks_its_password():
@@ -622,8 +641,9 @@ def test_mosquitto_config_matches_the_listener_url():
     env = environment(mosquitto)
     assert (url.username, url.password) == (env["MQTT_USER"], env["MQTT_PASSWORD"])
     data = conf["persistence_location"][0].rstrip("/")
-    assert any(spec.split(":")[1] == data and spec.split(":")[0] in compose()["volumes"]
-               for spec in mosquitto["volumes"])
+    assert any(
+        spec.split(":")[1] == data and spec.split(":")[0] in compose()["volumes"] for spec in mosquitto["volumes"]
+    )
 
 
 def test_bind_mounted_files_exist_and_named_volumes_are_declared():
@@ -638,6 +658,7 @@ def test_bind_mounted_files_exist_and_named_volumes_are_declared():
 
 
 # --- the Dockerfile -----------------------------------------------------------------------
+
 
 def dockerfile_stages() -> list[list[tuple[str, str]]]:
     """Instructions as (KEYWORD, arguments), grouped by stage; what precedes the first FROM is stage 0."""
@@ -702,8 +723,12 @@ def test_dockerfile_entrypoint_is_the_solewatch_console_script():
 
 
 def test_dockerfile_exposes_the_http_and_device_ports():
-    exposed = {int(port.split("/")[0]) for keyword, rest in dockerfile_stages()[-1] if keyword == "EXPOSE"
-               for port in rest.split()}
+    exposed = {
+        int(port.split("/")[0])
+        for keyword, rest in dockerfile_stages()[-1]
+        if keyword == "EXPOSE"
+        for port in rest.split()
+    }
     defaults = Settings.model_fields
     assert {defaults["http_port"].default, defaults["listener_port"].default} <= exposed
 
@@ -711,8 +736,13 @@ def test_dockerfile_exposes_the_http_and_device_ports():
 def test_dockerfile_builds_the_wheel_from_every_package():
     """A package the wheel needs but the image never copies breaks `solewatch` at import time."""
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    copied = {source.rstrip("/") for keyword, rest in dockerfile_stages()[1] if keyword == "COPY"
-              for source in rest.split()[:-1] if not source.startswith("--")}
+    copied = {
+        source.rstrip("/")
+        for keyword, rest in dockerfile_stages()[1]
+        if keyword == "COPY"
+        for source in rest.split()[:-1]
+        if not source.startswith("--")
+    }
     packages = {pattern.rstrip("*") for pattern in pyproject["tool"]["setuptools"]["packages"]["find"]["include"]}
     assert packages | {"pyproject.toml", pyproject["project"]["readme"]} <= copied
 
@@ -726,8 +756,10 @@ def dockerignore_excludes(path: str) -> bool:
             continue
         negate = line.startswith("!")
         pattern = line.lstrip("!").strip("/")
-        regex = "".join(".*" if part == "**" else "[^/]*" if part == "*" else "[^/]" if part == "?"
-                        else re.escape(part) for part in re.split(r"(\*\*|\*|\?)", pattern))
+        regex = "".join(
+            ".*" if part == "**" else "[^/]*" if part == "*" else "[^/]" if part == "?" else re.escape(part)
+            for part in re.split(r"(\*\*|\*|\?)", pattern)
+        )
         regex = regex.replace(".*/", "(.*/)?")
         parts = path.split("/")
         if any(re.fullmatch(regex, "/".join(parts[:n])) for n in range(1, len(parts) + 1)):
@@ -738,15 +770,34 @@ def dockerignore_excludes(path: str) -> bool:
 def test_dockerignore_keeps_secrets_out_and_the_sources_in():
     for secret in ("compose/.env", ".env", "deploy/.env"):
         assert dockerignore_excludes(secret), secret
-    for needed in ("pyproject.toml", "README.md", "shared/config.py", "services/cli.py", "bench/cli.py",
-                   "shared/protocols/xsole/__init__.py"):
+    for needed in (
+        "pyproject.toml",
+        "README.md",
+        "shared/config.py",
+        "services/cli.py",
+        "bench/cli.py",
+        "shared/protocols/xsole/__init__.py",
+    ):
         assert not dockerignore_excludes(needed), needed
 
 
 # --- HAProxy --------------------------------------------------------------------------------
 
-SECTION_KEYWORDS = {"global", "defaults", "frontend", "backend", "listen", "resolvers", "peers", "userlist",
-                    "cache", "program", "http-errors", "ring", "mailers"}
+SECTION_KEYWORDS = {
+    "global",
+    "defaults",
+    "frontend",
+    "backend",
+    "listen",
+    "resolvers",
+    "peers",
+    "userlist",
+    "cache",
+    "program",
+    "http-errors",
+    "ring",
+    "mailers",
+}
 
 
 @cache
@@ -771,8 +822,13 @@ def directives(kind: str, name: str, keyword: str) -> list[list[str]]:
 
 
 def frontend_binding(port: int) -> str:
-    found = [name for (kind, name), lines in haproxy_sections().items() if kind == "frontend"
-             for words in lines if words[0] == "bind" and words[1].rsplit(":", 1)[-1] == str(port)]
+    found = [
+        name
+        for (kind, name), lines in haproxy_sections().items()
+        if kind == "frontend"
+        for words in lines
+        if words[0] == "bind" and words[1].rsplit(":", 1)[-1] == str(port)
+    ]
     assert len(found) == 1, f"expected one frontend bound to {port}, found {found}"
     return found[0]
 
@@ -816,11 +872,18 @@ def test_proxy_routes_http_paths_to_the_right_services(monkeypatch):
     # The authn service serves the auth router, which also holds tenants and API keys
     # (services/api/app.py, create_app's `auth` and `rest`).
     cases = {
-        "/api/v1/auth/token": "authn", "/api/v1/auth/refresh": "authn", "/api/v1/auth/logout": "authn",
-        "/api/v1/auth/me": "authn", "/api/v1/tenants": "authn", "/api/v1/api-keys": "authn",
+        "/api/v1/auth/token": "authn",
+        "/api/v1/auth/refresh": "authn",
+        "/api/v1/auth/logout": "authn",
+        "/api/v1/auth/me": "authn",
+        "/api/v1/tenants": "authn",
+        "/api/v1/api-keys": "authn",
         "/api/v1/api-keys/7": "authn",
-        "/socket.io/": "wss", "/socket.io": "wss",
-        "/api/v1/devices": "api", "/api/v1/alerts/1/ack": "api", "/api/v1/openapi.json": "api",
+        "/socket.io/": "wss",
+        "/socket.io": "wss",
+        "/api/v1/devices": "api",
+        "/api/v1/alerts/1/ack": "api",
+        "/api/v1/openapi.json": "api",
         "/api/v1/authority": "api",
     }
     for path, command_word in cases.items():
@@ -878,8 +941,10 @@ def test_proxy_timeouts_outlast_the_protocol_timers(monkeypatch):
     frontend = frontend_binding(9000)
     backend = directives("frontend", frontend, "default_backend")[0][0]
     tunnel = timeout("backend", backend, "tunnel") or timeout("defaults", "", "tunnel")
-    idle = tunnel or min(timeout("frontend", frontend, "client") or timeout("defaults", "", "client"),
-                         timeout("backend", backend, "server") or timeout("defaults", "", "server"))
+    idle = tunnel or min(
+        timeout("frontend", frontend, "client") or timeout("defaults", "", "client"),
+        timeout("backend", backend, "server") or timeout("defaults", "", "server"),
+    )
     listener_idle = settings_for(service_running("listener"), monkeypatch).idle_timeout
     assert idle > listener_idle, "HAProxy would cut silent but healthy devices before the listener's idle timeout"
     # Socket.IO long-polling holds a GET for up to ping interval + ping timeout (25 s + 20 s).
@@ -888,8 +953,9 @@ def test_proxy_timeouts_outlast_the_protocol_timers(monkeypatch):
 
 
 def test_proxy_replaces_forwarded_headers_the_services_trust():
-    trusting = [name for name, svc in solewatch_services().items()
-                if environment(svc).get("FORWARDED_ALLOW_IPS") == "*"]
+    trusting = [
+        name for name, svc in solewatch_services().items() if environment(svc).get("FORWARDED_ALLOW_IPS") == "*"
+    ]
     if not trusting:
         return
     lines = haproxy_sections()[("frontend", frontend_binding(8000))]
@@ -908,8 +974,10 @@ def test_proxy_publishes_exactly_its_frontends_and_answers_its_healthcheck():
     assert match
     health = frontend_binding(int(match.group(1)))
     assert directives("frontend", health, "monitor-uri") == [[match.group(2)]]
-    assert any(spec.endswith("/usr/local/etc/haproxy/haproxy.cfg:ro") and spec.startswith("./haproxy.cfg")
-               for spec in proxy["volumes"])
+    assert any(
+        spec.endswith("/usr/local/etc/haproxy/haproxy.cfg:ro") and spec.startswith("./haproxy.cfg")
+        for spec in proxy["volumes"]
+    )
 
 
 def test_file_limits_fit_the_connection_limits(monkeypatch):

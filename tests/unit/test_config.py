@@ -8,8 +8,14 @@ from shared.config import Settings, SettingsError, load_settings
 
 
 def test_contract_defaults(monkeypatch):
-    for name in ("SOLEWATCH_HTTP_PORT", "SOLEWATCH_LISTENER_PORT", "SOLEWATCH_BIND", "SOLEWATCH_DATA_DIR",
-                 "SOLEWATCH_OFFLINE_AFTER", "SOLEWATCH_CONFIG_FILE"):
+    for name in (
+        "SOLEWATCH_HTTP_PORT",
+        "SOLEWATCH_LISTENER_PORT",
+        "SOLEWATCH_BIND",
+        "SOLEWATCH_DATA_DIR",
+        "SOLEWATCH_OFFLINE_AFTER",
+        "SOLEWATCH_CONFIG_FILE",
+    ):
         monkeypatch.delenv(name, raising=False)
     settings = load_settings()
     assert (settings.http_port, settings.listener_port, settings.bind) == (8000, 9000, "127.0.0.1")
@@ -28,11 +34,14 @@ def test_environment_variables_are_read(monkeypatch, tmp_path):
     assert settings.twilio_account_sid == "AC123"
 
 
-@pytest.mark.parametrize("suffix, content", [
-    (".toml", 'listener_port = 9200\nidle_timeout = 42.5\n'),
-    (".json", json.dumps({"listener_port": 9200, "idle_timeout": 42.5})),
-    (".env", "SOLEWATCH_LISTENER_PORT=9200\nSOLEWATCH_IDLE_TIMEOUT=42.5\n"),
-])
+@pytest.mark.parametrize(
+    "suffix, content",
+    [
+        (".toml", "listener_port = 9200\nidle_timeout = 42.5\n"),
+        (".json", json.dumps({"listener_port": 9200, "idle_timeout": 42.5})),
+        (".env", "SOLEWATCH_LISTENER_PORT=9200\nSOLEWATCH_IDLE_TIMEOUT=42.5\n"),
+    ],
+)
 def test_config_file_in_each_format(monkeypatch, tmp_path, suffix, content):
     path = tmp_path / f"solewatch{suffix}"
     path.write_text(content)

@@ -36,7 +36,12 @@ PROPERTY_SETTINGS = settings(max_examples=150, deadline=None, suppress_health_ch
 T0 = 1767225600  # 2026-01-01T00:00:00Z
 DEVICE_ID, TENANT_ID, IMEI = 7, 3, "356307042441013"
 SITE = (43.6163, 7.0553)  # lat, lon
-STILL, LYING, WALKING, OFF_FOOT = ActivityState.STILL, ActivityState.LYING, ActivityState.WALKING, ActivityState.OFF_FOOT
+STILL, LYING, WALKING, OFF_FOOT = (
+    ActivityState.STILL,
+    ActivityState.LYING,
+    ActivityState.WALKING,
+    ActivityState.OFF_FOOT,
+)
 
 _seqs = itertools.count(1)
 
@@ -51,11 +56,21 @@ def _telemetry(kind: str, event: Any, received_at: float | None) -> dict[str, An
     return item
 
 
-def position(ts: int, lat: float = SITE[0], lon: float = SITE[1], *, battery: int = 80, buffered: bool = False,
-             fix_valid: bool = True, hdop_d: int = 9, received_at: float | None = None) -> dict[str, Any]:
+def position(
+    ts: int,
+    lat: float = SITE[0],
+    lon: float = SITE[1],
+    *,
+    battery: int = 80,
+    buffered: bool = False,
+    fix_valid: bool = True,
+    hdop_d: int = 9,
+    received_at: float | None = None,
+) -> dict[str, Any]:
     flags = (FLAG_FIX_VALID if fix_valid else 0) | (FLAG_BUFFERED if buffered else 0)
-    event = Position(next(_seqs) % 65536, ts, round(lat * 1e7), round(lon * 1e7), 12, 140, 900, 9, hdop_d,
-                     battery, flags)
+    event = Position(
+        next(_seqs) % 65536, ts, round(lat * 1e7), round(lon * 1e7), 12, 140, 900, 9, hdop_d, battery, flags
+    )
     return _telemetry("positions", event, received_at)
 
 
@@ -63,24 +78,41 @@ def heartbeat(ts: int, battery: int, *, received_at: float | None = None) -> dic
     return _telemetry("heartbeats", Heartbeat(next(_seqs) % 65536, ts, battery, -70), received_at)
 
 
-def activity(ts: int, state: int, *, battery: int = 80, buffered: bool = False,
-             received_at: float | None = None) -> dict[str, Any]:
-    event = Activity(next(_seqs) % 65536, ts, 0 if state in (STILL, LYING) else 40, state, 0, battery,
-                     FLAG_BUFFERED if buffered else 0)
+def activity(
+    ts: int, state: int, *, battery: int = 80, buffered: bool = False, received_at: float | None = None
+) -> dict[str, Any]:
+    event = Activity(
+        next(_seqs) % 65536,
+        ts,
+        0 if state in (STILL, LYING) else 40,
+        state,
+        0,
+        battery,
+        FLAG_BUFFERED if buffered else 0,
+    )
     return _telemetry("activities", event, received_at)
 
 
-def alarm(ts: int, kind: AlarmKind, *, battery: int = 60, buffered: bool = False,
-          received_at: float | None = None) -> dict[str, Any]:
+def alarm(
+    ts: int, kind: AlarmKind, *, battery: int = 60, buffered: bool = False, received_at: float | None = None
+) -> dict[str, Any]:
     """An ALARM as the `alarm` bus message carries it (shared.store.messages.alarm_message)."""
-    event = Alarm(next(_seqs) % 65536, ts, kind, round(SITE[0] * 1e7), round(SITE[1] * 1e7), battery,
-                  FLAG_FIX_VALID | (FLAG_BUFFERED if buffered else 0))
+    event = Alarm(
+        next(_seqs) % 65536,
+        ts,
+        kind,
+        round(SITE[0] * 1e7),
+        round(SITE[1] * 1e7),
+        battery,
+        FLAG_FIX_VALID | (FLAG_BUFFERED if buffered else 0),
+    )
     record = FrameRecord(DEVICE_ID, TENANT_ID, IMEI, event, ts if received_at is None else received_at)
     return alarm_frame(alarm_message(record, next(_seqs), ts))
 
 
-def run(detector: Any, frames: Iterable[dict[str, Any]], state: bytes | None = None,
-        **kwargs: Any) -> tuple[bytes | None, list[Detection]]:
+def run(
+    detector: Any, frames: Iterable[dict[str, Any]], state: bytes | None = None, **kwargs: Any
+) -> tuple[bytes | None, list[Detection]]:
     """Feed frames one by one, at the time each was received."""
     detections: list[Detection] = []
     for frame in frames:
@@ -102,8 +134,9 @@ def moved(lat: float, lon: float, *, north_m: float = 0.0, east_m: float = 0.0) 
 # -- offline ------------------------------------------------------------------------------------
 
 
-def seen(detector: OfflineDetector, state: bytes | None, times: Iterable[float], **kwargs: Any
-         ) -> tuple[bytes | None, list[Detection]]:
+def seen(
+    detector: OfflineDetector, state: bytes | None, times: Iterable[float], **kwargs: Any
+) -> tuple[bytes | None, list[Detection]]:
     """Heartbeats received at these times, with the clock checked every 10 s in between."""
     detections: list[Detection] = []
     for at in times:
@@ -112,8 +145,9 @@ def seen(detector: OfflineDetector, state: bytes | None, times: Iterable[float],
     return state, detections
 
 
-def silence(detector: OfflineDetector, state: bytes | None, start: float, seconds: float, **kwargs: Any
-            ) -> tuple[bytes | None, list[Detection]]:
+def silence(
+    detector: OfflineDetector, state: bytes | None, start: float, seconds: float, **kwargs: Any
+) -> tuple[bytes | None, list[Detection]]:
     detections: list[Detection] = []
     for at in range(int(start), int(start + seconds), 10):
         state, found = detector.check(state, now=at, **kwargs)
@@ -221,8 +255,9 @@ def test_low_battery_is_raised_once_per_discharge_despite_noise_around_the_thres
     assert detections[0].battery is not None and detections[0].battery < 15
 
     # Wobbling back to 20 % is no charge: still nothing.
-    _, detections = run(detector, [heartbeat(T0 + 10_000 + i * 60, b) for i, b in enumerate([14, 18, 22, 16, 13, 24])],
-                        state)
+    _, detections = run(
+        detector, [heartbeat(T0 + 10_000 + i * 60, b) for i, b in enumerate([14, 18, 22, 16, 13, 24])], state
+    )
     assert detections == []
 
 
@@ -244,8 +279,9 @@ def test_low_battery_reads_positions_and_activities_too() -> None:
 
 def test_the_devices_low_battery_alarm_counts_as_the_raise() -> None:
     detector = LowBatteryDetector(15)
-    _, detections = run(detector, [heartbeat(T0, 40), alarm(T0 + 60, AlarmKind.LOW_BATTERY, battery=10),
-                                   heartbeat(T0 + 120, 9)])
+    _, detections = run(
+        detector, [heartbeat(T0, 40), alarm(T0 + 60, AlarmKind.LOW_BATTERY, battery=10), heartbeat(T0 + 120, 9)]
+    )
     assert actions(detections) == [("low_battery", "raise")]
     assert detections[0].detail["source"] == "alarm" and detections[0].detail["alarm_id"] is not None
 
@@ -255,8 +291,12 @@ def test_the_devices_low_battery_alarm_counts_as_the_raise() -> None:
 def test_low_battery_raises_and_clears_alternate_and_each_raise_needs_a_charge(readings: list[int]) -> None:
     detector = LowBatteryDetector(15, hysteresis=10)
     _, detections = run(detector, [heartbeat(T0 + i * 60, b) for i, b in enumerate(readings)])
-    assert [d.action for d in detections] == ["raise", "clear"] * (len(detections) // 2) + ["raise"] * (len(detections) % 2)
-    charges = sum(1 for a, b in itertools.pairwise([None, *readings]) if b is not None and b >= 25 and (a is None or a < 25))
+    assert [d.action for d in detections] == ["raise", "clear"] * (len(detections) // 2) + ["raise"] * (
+        len(detections) % 2
+    )
+    charges = sum(
+        1 for a, b in itertools.pairwise([None, *readings]) if b is not None and b >= 25 and (a is None or a < 25)
+    )
     assert sum(d.action == "raise" for d in detections) <= charges + 1
 
 
@@ -280,8 +320,13 @@ def test_no_motion_is_raised_after_the_stillness_limit_and_cleared_by_walking() 
 
 def test_lying_counts_as_still_and_short_stillness_raises_nothing() -> None:
     detector = NoMotionDetector(600)
-    stream = [*activities(T0, 300, STILL), *activities(T0 + 300, 240, LYING), *activities(T0 + 540, 60, WALKING),
-              *activities(T0 + 600, 540, STILL), *activities(T0 + 1140, 60, WALKING)]
+    stream = [
+        *activities(T0, 300, STILL),
+        *activities(T0 + 300, 240, LYING),
+        *activities(T0 + 540, 60, WALKING),
+        *activities(T0 + 600, 540, STILL),
+        *activities(T0 + 1140, 60, WALKING),
+    ]
     assert run(detector, stream)[1] == []
     _, detections = run(NoMotionDetector(600), activities(T0, 700, LYING))
     assert actions(detections) == [("no_motion", "raise")]
@@ -318,7 +363,9 @@ def test_an_overnight_shift_in_the_workers_timezone() -> None:
     _, detections = run(detector, activities(T0 - 4 * 3600, 2 * 3600, STILL))  # 20:00-22:00 UTC, Dec 31
     assert [d.ts for d in detections] == [T0 - 3 * 3600 + 600]
     per_device = NoMotionDetector(600)  # no default shift: always on, unless the caller gives one
-    _, detections = run(per_device, activities(T0 + 10 * 3600, 3600, STILL), shift=ShiftWindow.of([(22, 6)], "Europe/Paris"))
+    _, detections = run(
+        per_device, activities(T0 + 10 * 3600, 3600, STILL), shift=ShiftWindow.of([(22, 6)], "Europe/Paris")
+    )
     assert detections == []
 
 
@@ -331,8 +378,12 @@ def test_an_alert_raised_in_the_shift_is_cleared_by_walking_after_it() -> None:
 
 def test_the_devices_no_motion_alarm_raises_at_once_and_walking_clears_it() -> None:
     detector = NoMotionDetector(600, shift=ShiftWindow.of([(8, 17)]))
-    stream = [activity(T0, STILL), alarm(T0 + 60, AlarmKind.NO_MOTION, battery=55), *activities(T0 + 90, 1200, STILL),
-              activity(T0 + 1300, WALKING)]
+    stream = [
+        activity(T0, STILL),
+        alarm(T0 + 60, AlarmKind.NO_MOTION, battery=55),
+        *activities(T0 + 90, 1200, STILL),
+        activity(T0 + 1300, WALKING),
+    ]
     _, detections = run(detector, stream)
     assert actions(detections) == [("no_motion", "raise"), ("no_motion", "clear")]
     raised = detections[0]
@@ -345,15 +396,23 @@ def test_the_devices_no_motion_alarm_raises_at_once_and_walking_clears_it() -> N
 # -- geofences -------------------------------------------------------------------------------------
 
 
-def circle(radius_m: float = 200.0, *, alert_on: tuple[str, ...] = ("exit",), devices: tuple[str, ...] = (),
-           geofence_id: int = 1, tenant_id: int = TENANT_ID) -> Geofence:
+def circle(
+    radius_m: float = 200.0,
+    *,
+    alert_on: tuple[str, ...] = ("exit",),
+    devices: tuple[str, ...] = (),
+    geofence_id: int = 1,
+    tenant_id: int = TENANT_ID,
+) -> Geofence:
     shape = {"type": "Circle", "center": [SITE[1], SITE[0]], "radius_m": radius_m}
     return Geofence(geofence_id, tenant_id, "yard", shape, devices, alert_on, 0.0)
 
 
 def square(half_m: float = 200.0, *, alert_on: tuple[str, ...] = ("exit",), geofence_id: int = 2) -> Geofence:
-    corners = [moved(*SITE, north_m=n, east_m=e) for n, e in ((-half_m, -half_m), (-half_m, half_m),
-                                                              (half_m, half_m), (half_m, -half_m))]
+    corners = [
+        moved(*SITE, north_m=n, east_m=e)
+        for n, e in ((-half_m, -half_m), (-half_m, half_m), (half_m, half_m), (half_m, -half_m))
+    ]
     ring = [[lon, lat] for lat, lon in [*corners, corners[0]]]
     return Geofence(geofence_id, TENANT_ID, "site", {"type": "Polygon", "coordinates": [ring]}, (), alert_on, 0.0)
 
@@ -372,8 +431,13 @@ def test_geometry_distances_and_insideness() -> None:
     fence = square(200).shape
     assert signed_distance_m(fence, *SITE) == pytest.approx(-200, abs=0.5)
     assert signed_distance_m(fence, *moved(*SITE, east_m=230)) == pytest.approx(30, abs=0.5)
-    assert signed_distance_m(fence, *moved(*SITE, north_m=300, east_m=300)) == pytest.approx(100 * math.sqrt(2), abs=0.5)
-    with_hole = {"type": "Polygon", "coordinates": [*square(200).shape["coordinates"], *square(50).shape["coordinates"]]}
+    assert signed_distance_m(fence, *moved(*SITE, north_m=300, east_m=300)) == pytest.approx(
+        100 * math.sqrt(2), abs=0.5
+    )
+    with_hole = {
+        "type": "Polygon",
+        "coordinates": [*square(200).shape["coordinates"], *square(50).shape["coordinates"]],
+    }
     assert signed_distance_m(with_hole, *SITE) == pytest.approx(50, abs=0.5)  # in the hole: outside
     assert signed_distance_m(with_hole, *moved(*SITE, north_m=100)) == pytest.approx(-50, abs=0.5)
     assert signed_distance_m({"type": "Point"}, *SITE) is None
@@ -396,8 +460,12 @@ def test_alert_on_enter_and_both() -> None:
     _, enter_only = run(GeofenceDetector(), fixes(path), geofences=[circle(alert_on=("enter",))])
     assert actions(enter_only) == [("geofence_enter", "raise"), ("geofence_enter", "clear")]
     _, both = run(GeofenceDetector(), fixes(path), geofences=[square(alert_on=("enter", "exit"))])
-    assert actions(both) == [("geofence_enter", "raise"), ("geofence_exit", "clear"),
-                             ("geofence_exit", "raise"), ("geofence_enter", "clear")]
+    assert actions(both) == [
+        ("geofence_enter", "raise"),
+        ("geofence_exit", "clear"),
+        ("geofence_exit", "raise"),
+        ("geofence_enter", "clear"),
+    ]
 
 
 def test_gps_jitter_along_the_border_does_not_flap() -> None:
@@ -417,8 +485,11 @@ def test_gps_jitter_along_the_border_does_not_flap() -> None:
 
 def test_a_small_circle_can_still_be_entered() -> None:
     # Radius 30 m with a 20 m margin: the margin shrinks to 15 m, or no fix could ever count as inside.
-    _, detections = run(GeofenceDetector(margin_m=20), fixes(radial([80, 70, 60, 10, 5, 0])),
-                        geofences=[circle(30, alert_on=("enter",))])
+    _, detections = run(
+        GeofenceDetector(margin_m=20),
+        fixes(radial([80, 70, 60, 10, 5, 0])),
+        geofences=[circle(30, alert_on=("enter",))],
+    )
     assert actions(detections) == [("geofence_enter", "raise")]
 
 
@@ -449,8 +520,9 @@ def test_a_deleted_geofence_is_forgotten() -> None:
     state, _ = run(detector, fixes(radial([0, 10])), geofences=[circle(200), square(200)])
     state, _ = run(detector, [position(T0 + 100)], state, geofences=[square(200)])
     # Back again: the circle is new to the device, so its first fix, far out, only places it.
-    _, detections = run(detector, fixes(radial([600, 610, 620]), start=T0 + 200), state,
-                        geofences=[circle(200), square(200)])
+    _, detections = run(
+        detector, fixes(radial([600, 610, 620]), start=T0 + 200), state, geofences=[circle(200), square(200)]
+    )
     assert actions(detections) == [("geofence_exit", "raise")]
     assert detections[0].detail["geofence_id"] == square(200).id
 
@@ -475,12 +547,13 @@ def test_crossings_alternate_and_each_follows_enough_clear_fixes(offsets: list[f
     crossings: list[tuple[int, str]] = []
     for index, frame in enumerate(frames):
         state, found = GeofenceDetector(margin_m=20, confirm_fixes=confirm).observe(
-            state, frame, now=frame["received_at"], geofences=[fence])
+            state, frame, now=frame["received_at"], geofences=[fence]
+        )
         crossings += [(index, d.kind) for d in found if d.action == "raise"]
     kinds = [kind for _, kind in crossings]
     assert all(a != b for a, b in itertools.pairwise(kinds))
     for index, kind in crossings:
-        run_ = offsets[index - confirm + 1:index + 1]
+        run_ = offsets[index - confirm + 1 : index + 1]
         assert len(run_) == confirm
         # A little slack for the flat-Earth test geometry against the detector's haversine.
         assert all(o > 19.9 for o in run_) if kind == "geofence_exit" else all(o < -19.9 for o in run_)
@@ -495,11 +568,16 @@ def test_buffered_frames_raise_nothing() -> None:
     now = T0 + 7200
     recorded = [
         *(activity(ts, STILL, battery=5, buffered=True, received_at=now) for ts in range(T0, T0 + 3600, 30)),
-        *(position(T0 + 3600 + i * 10, lat, lon, battery=5, buffered=True, received_at=now)
-          for i, (lat, lon) in enumerate(radial(range(0, 600, 10)))),
+        *(
+            position(T0 + 3600 + i * 10, lat, lon, battery=5, buffered=True, received_at=now)
+            for i, (lat, lon) in enumerate(radial(range(0, 600, 10)))
+        ),
     ]
-    cases: list[tuple[Any, dict[str, Any]]] = [(NoMotionDetector(600), {}), (LowBatteryDetector(15), {}),
-                                               (GeofenceDetector(), {"geofences": [circle(200)]})]
+    cases: list[tuple[Any, dict[str, Any]]] = [
+        (NoMotionDetector(600), {}),
+        (LowBatteryDetector(15), {}),
+        (GeofenceDetector(), {"geofences": [circle(200)]}),
+    ]
     for detector, kwargs in cases:
         state, _ = run(detector, [position(T0 - 60, battery=90, received_at=T0 - 60)], **kwargs)
         assert run(detector, recorded, state, **kwargs)[1] == [], detector.name
@@ -511,8 +589,10 @@ def test_a_short_outages_buffered_frames_raise_nothing_either() -> None:
     """Three minutes out of coverage, outside the yard and nearly flat: sent on reconnection,
     minutes late, within what a device clock may be off, yet recognised by their flag."""
     back = T0 + 240
-    recorded = [position(T0 + i * 10, lat, lon, battery=4, buffered=True, received_at=back)
-                for i, (lat, lon) in enumerate(radial(range(400, 580, 10)))]
+    recorded = [
+        position(T0 + i * 10, lat, lon, battery=4, buffered=True, received_at=back)
+        for i, (lat, lon) in enumerate(radial(range(400, 580, 10)))
+    ]
     detector = GeofenceDetector(confirm_fixes=1)
     state, _ = run(detector, [position(T0 - 10, received_at=T0 - 10)], geofences=[circle(200)])
     assert run(detector, recorded, state, geofences=[circle(200)])[1] == []
@@ -546,8 +626,10 @@ def test_a_skewed_device_clock_neither_raises_nor_clears() -> None:
         still = [activity(now + skew + i * 30, STILL, battery=3, received_at=now + i * 30) for i in range(60)]
         assert run(NoMotionDetector(600), still)[1] == []
         assert run(LowBatteryDetector(), still)[1] == []
-        out = [position(now + skew + i * 10, lat, lon, received_at=now + i * 10)
-               for i, (lat, lon) in enumerate(radial(range(0, 600, 10)))]
+        out = [
+            position(now + skew + i * 10, lat, lon, received_at=now + i * 10)
+            for i, (lat, lon) in enumerate(radial(range(0, 600, 10)))
+        ]
         assert run(GeofenceDetector(), out, geofences=[circle(200)])[1] == []
 
     # An open no-motion alert is not cleared by a walk the device dates in the past.
@@ -579,8 +661,9 @@ def test_frames_from_telemetry_messages_feed_every_detector() -> None:
     states: dict[str, bytes | None] = {}
     found: list[Detection] = []
     for events in commits:
-        payload = telemetry_message(split_telemetry(
-            FrameRecord(DEVICE_ID, TENANT_ID, IMEI, event, event.ts + 1) for event in events))
+        payload = telemetry_message(
+            split_telemetry(FrameRecord(DEVICE_ID, TENANT_ID, IMEI, event, event.ts + 1) for event in events)
+        )
         assert payload is not None
         frames = telemetry_frames(payload)
         assert [f["ts"] for f in frames] == sorted(f["ts"] for f in frames)

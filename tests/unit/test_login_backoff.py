@@ -70,7 +70,10 @@ class DownCache(MemoryCache):
 async def test_a_cache_that_is_down_falls_back_to_this_process_counts() -> None:
     backoff = LoginBackoff(DownCache(), lambda: SETTINGS)
     assert [await backoff.refused(imei=IMEI, address=None, status=LoginStatus.BAD_TOKEN) for _ in range(3)] == [
-        (1, 0.0), (2, 1.0), (3, 2.0)]
+        (1, 0.0),
+        (2, 1.0),
+        (3, 2.0),
+    ]
     await backoff.hold(IMEI, 30.0)
     assert await backoff.held(IMEI)
 
@@ -78,5 +81,6 @@ async def test_a_cache_that_is_down_falls_back_to_this_process_counts() -> None:
 async def test_setting_the_ceiling_to_0_turns_the_back_off_off() -> None:
     off = Settings(device_login_backoff_max=0)
     backoff = LoginBackoff(MemoryCache(), lambda: off)
-    assert {await backoff.refused(imei=IMEI, address="192.0.2.7", status=LoginStatus.BAD_TOKEN)
-            for _ in range(5)} == {(0, 0.0)}
+    assert {await backoff.refused(imei=IMEI, address="192.0.2.7", status=LoginStatus.BAD_TOKEN) for _ in range(5)} == {
+        (0, 0.0)
+    }

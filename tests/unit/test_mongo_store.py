@@ -45,6 +45,7 @@ def lose_connection_once(store: MongoStore, method: str) -> None:
     async def fail(*args: Any, **kwargs: Any) -> Any:
         setattr(store, method, original)
         raise AutoReconnect("connection lost (simulated)")
+
     setattr(store, method, fail)
 
 
@@ -54,8 +55,11 @@ async def outbox(store: MongoStore, topic: str) -> list[dict[str, Any]]:
 
 async def index_specs(store: MongoStore, collection: str) -> dict[str, tuple[Any, ...]]:
     information = await store._db[collection].index_information()
-    return {name: (list(spec["key"]), spec.get("unique", False), spec.get("partialFilterExpression"))
-            for name, spec in information.items() if name != "_id_"}
+    return {
+        name: (list(spec["key"]), spec.get("unique", False), spec.get("partialFilterExpression"))
+        for name, spec in information.items()
+        if name != "_id_"
+    }
 
 
 # -- migration ----------------------------------------------------------------------------
@@ -67,7 +71,9 @@ async def test_every_index_the_queries_need_exists(store: MongoStore) -> None:
         for index in indexes:
             document = index.document
             assert specs[document["name"]] == (
-                list(document["key"].items()), document.get("unique", False), document.get("partialFilterExpression"),
+                list(document["key"].items()),
+                document.get("unique", False),
+                document.get("partialFilterExpression"),
             ), (collection, document["name"])
 
 
@@ -89,7 +95,10 @@ async def test_positions_are_a_time_series(store: MongoStore) -> None:
     [info] = await (await store._db.list_collections(filter={"name": "positions"})).to_list(None)
     options = info["options"]["timeseries"]  # servers add their bucketing options
     assert {name: options[name] for name in ("timeField", "metaField", "granularity")} == {
-        "timeField": "time", "metaField": "device_id", "granularity": "seconds"}
+        "timeField": "time",
+        "metaField": "device_id",
+        "granularity": "seconds",
+    }
 
 
 async def test_a_feature_the_emulator_lacks_skips_instead_of_failing() -> None:
@@ -145,7 +154,9 @@ async def test_an_alarm_message_queued_but_not_cleared_is_not_queued_twice(store
     await store.commit_frames([alarm])
     [message] = await outbox(store, TOPIC_ALARM)
     # The stop: the message queued, the alarm's copy of it not yet cleared.
-    await store._db.alarms.update_one({"_id": message["alarm_id"]}, {"$set": {"pending_message": orjson.dumps(message)}})
+    await store._db.alarms.update_one(
+        {"_id": message["alarm_id"]}, {"$set": {"pending_message": orjson.dumps(message)}}
+    )
     await store.commit_frames([alarm])
     assert await outbox(store, TOPIC_ALARM) == [message]
     assert await store._db.alarms.count_documents({"pending_message": {"$exists": True}}) == 0
@@ -246,11 +257,15 @@ def unused_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.mark.parametrize("call", [
-    lambda store: store.ping(),
-    lambda store: store.open(),
-    lambda store: store.device_by_imei(IMEI),
-], ids=["ping", "open", "read"])
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda store: store.ping(),
+        lambda store: store.open(),
+        lambda store: store.device_by_imei(IMEI),
+    ],
+    ids=["ping", "open", "read"],
+)
 async def test_an_unreachable_server_is_store_unavailable(call: Callable[[MongoStore], Awaitable[Any]]) -> None:
     store = MongoStore(f"mongodb://127.0.0.1:{unused_port()}", "solewatch", call_timeout=0.2)
     try:

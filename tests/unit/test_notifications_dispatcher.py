@@ -33,9 +33,18 @@ class LedgerStore:
         self.notifications[key] = {"status": "claimed", "attempts": 0}
         return True
 
-    async def finish_notification(self, *, alert_id: int, contact_id: int, channel: str, step: int,
-                                  status: str, attempts: int, error: str | None = None,
-                                  provider_id: str | None = None) -> None:
+    async def finish_notification(
+        self,
+        *,
+        alert_id: int,
+        contact_id: int,
+        channel: str,
+        step: int,
+        status: str,
+        attempts: int,
+        error: str | None = None,
+        provider_id: str | None = None,
+    ) -> None:
         self.notifications[(alert_id, contact_id, channel, step)] = {"status": status, "attempts": attempts}
 
     async def add_alert_event(self, alert_id: int, *, action: str, actor: str | None, detail: dict[str, Any]) -> None:
@@ -56,8 +65,9 @@ class LedgerStore:
 
 
 class ScriptedNotifier:
-    def __init__(self, channel: str = "email", *, failures: dict[str, list[Exception]] | None = None,
-                 delay: float = 0.0):
+    def __init__(
+        self, channel: str = "email", *, failures: dict[str, list[Exception]] | None = None, delay: float = 0.0
+    ):
         self.channel = channel
         self.failures = failures or {}
         self.delay = delay
@@ -85,8 +95,16 @@ def contact(id_: int, name: str, *, kinds: tuple[str, ...] = (), email: bool = T
 
 
 def created(kind: str = "sos", event: str = "created") -> Message:
-    alert = {"id": 1, "imei": "356307042441013", "kind": kind, "ts": "2026-01-01T00:00:00Z", "lat": None,
-             "lon": None, "battery": None, "status": "open"}
+    alert = {
+        "id": 1,
+        "imei": "356307042441013",
+        "kind": kind,
+        "ts": "2026-01-01T00:00:00Z",
+        "lat": None,
+        "lon": None,
+        "battery": None,
+        "status": "open",
+    }
     return Message("alert", orjson.dumps({"event": event, "tenant_id": 1, "alert": alert}), "outbox-1")
 
 
@@ -113,18 +131,23 @@ async def test_each_reachable_contact_on_each_channel_once():
 
 async def test_transient_errors_are_retried_until_the_last_attempt():
     store = LedgerStore([contact(1, "Ana"), contact(2, "Bob"), contact(3, "Cy")])
-    notifier = ScriptedNotifier(failures={
-        "Ana": [NotificationFailed("451"), NotificationFailed("451")],  # delivered at the third attempt
-        "Bob": [NotificationFailed("451")] * 3,  # never
-        "Cy": [RuntimeError("notifier bug")],  # an unexpected error counts as transient
-    })
+    notifier = ScriptedNotifier(
+        failures={
+            "Ana": [NotificationFailed("451"), NotificationFailed("451")],  # delivered at the third attempt
+            "Bob": [NotificationFailed("451")] * 3,  # never
+            "Cy": [RuntimeError("notifier bug")],  # an unexpected error counts as transient
+        }
+    )
     dispatcher = NotificationDispatcher(store, [notifier], policy=FAST)  # type: ignore[arg-type]
     await dispatcher.handle(created())
     await dispatcher.idle()
     assert sorted(notifier.sent) == ["Ana", "Cy"]
     assert (store.status(1), store.status(2), store.status(3)) == (("sent", 3), ("failed", 3), ("sent", 2))
     assert sorted((e[1], e[2]["contact"]) for e in store.events) == [
-        ("notification_failed", "Bob"), ("notified", "Ana"), ("notified", "Cy")]
+        ("notification_failed", "Bob"),
+        ("notified", "Ana"),
+        ("notified", "Cy"),
+    ]
 
 
 async def test_a_permanent_error_is_not_retried():

@@ -25,12 +25,29 @@ def settings(**overrides: Any) -> Settings:
     return Settings(**values)
 
 
-def notice(*, kind: str = "sos", lat: float | None = 43.6163, lon: float | None = 7.0553,
-           device_name: str | None = "Simulated worker 3", tenant_name: str | None = "ACME") -> AlertNotice:
+def notice(
+    *,
+    kind: str = "sos",
+    lat: float | None = 43.6163,
+    lon: float | None = 7.0553,
+    device_name: str | None = "Simulated worker 3",
+    tenant_name: str | None = "ACME",
+) -> AlertNotice:
     alert = {
-        "id": 42, "imei": "356307042441013", "kind": kind, "ts": "2026-01-01T00:00:00Z", "lat": lat, "lon": lon,
-        "battery": 87, "status": "open", "created_at": "2026-01-01T00:00:01.250Z", "acknowledged_at": None,
-        "acknowledged_by": None, "resolved_at": None, "resolved_by": None, "resolution_note": None,
+        "id": 42,
+        "imei": "356307042441013",
+        "kind": kind,
+        "ts": "2026-01-01T00:00:00Z",
+        "lat": lat,
+        "lon": lon,
+        "battery": 87,
+        "status": "open",
+        "created_at": "2026-01-01T00:00:01.250Z",
+        "acknowledged_at": None,
+        "acknowledged_by": None,
+        "resolved_at": None,
+        "resolved_by": None,
+        "resolution_note": None,
     }
     return AlertNotice(alert=alert, tenant_id=1, device_name=device_name, tenant_name=tenant_name)
 
@@ -66,7 +83,8 @@ def test_without_a_fix_the_location_is_unknown():
 
 def test_names_are_escaped_in_html_and_the_imei_stands_in_for_a_missing_name():
     message = EmailNotifier(settings()).message(
-        contact=ANA, notice=notice(kind="no_motion", device_name=None, tenant_name="<b>ACME</b>"))
+        contact=ANA, notice=notice(kind="no_motion", device_name=None, tenant_name="<b>ACME</b>")
+    )
     assert message["Subject"] == "[solewatch] NO MOTION — device 356307042441013"
     _, html = parts(message)
     assert "<b>ACME</b>" not in html and "&lt;b&gt;ACME&lt;/b&gt;" in html
@@ -89,19 +107,28 @@ def test_email_is_configured_by_smtp_host_only():
     assert notifier.channel == "email"
 
 
-@pytest.mark.parametrize("error, permanent", [
-    (aiosmtplib.SMTPDataError(451, "4.3.0 try later"), False),
-    (aiosmtplib.SMTPDataError(554, "5.7.1 rejected as spam"), True),
-    (aiosmtplib.SMTPAuthenticationError(535, "bad credentials"), True),
-    (aiosmtplib.SMTPRecipientsRefused([aiosmtplib.SMTPRecipientRefused(550, "no such user", "ana@acme.test")]), True),
-    (aiosmtplib.SMTPRecipientsRefused([aiosmtplib.SMTPRecipientRefused(450, "mailbox busy", "ana@acme.test")]), False),
-    (aiosmtplib.SMTPConnectError("connection refused"), False),
-    (aiosmtplib.SMTPReadTimeoutError("timed out"), False),
-    (aiosmtplib.SMTPServerDisconnected("gone"), False),
-    (ConnectionResetError("reset"), False),
-    (aiosmtplib.SMTPNotSupported("STARTTLS extension not supported by server"), True),
-    (ssl.SSLCertVerificationError("self-signed certificate"), True),
-])
+@pytest.mark.parametrize(
+    "error, permanent",
+    [
+        (aiosmtplib.SMTPDataError(451, "4.3.0 try later"), False),
+        (aiosmtplib.SMTPDataError(554, "5.7.1 rejected as spam"), True),
+        (aiosmtplib.SMTPAuthenticationError(535, "bad credentials"), True),
+        (
+            aiosmtplib.SMTPRecipientsRefused([aiosmtplib.SMTPRecipientRefused(550, "no such user", "ana@acme.test")]),
+            True,
+        ),
+        (
+            aiosmtplib.SMTPRecipientsRefused([aiosmtplib.SMTPRecipientRefused(450, "mailbox busy", "ana@acme.test")]),
+            False,
+        ),
+        (aiosmtplib.SMTPConnectError("connection refused"), False),
+        (aiosmtplib.SMTPReadTimeoutError("timed out"), False),
+        (aiosmtplib.SMTPServerDisconnected("gone"), False),
+        (ConnectionResetError("reset"), False),
+        (aiosmtplib.SMTPNotSupported("STARTTLS extension not supported by server"), True),
+        (ssl.SSLCertVerificationError("self-signed certificate"), True),
+    ],
+)
 async def test_smtp_errors_are_transient_or_permanent(monkeypatch, error, permanent):
     async def failing_deliver(self: Any, message: Any, recipient: str) -> None:
         raise error
@@ -130,10 +157,23 @@ async def test_smtp_settings_reach_aiosmtplib(monkeypatch, tmp_path):
 
     monkeypatch.setattr(email_module.aiosmtplib, "SMTP", FakeSMTP)
     ca = tmp_path / "ca.pem"
-    notifier = EmailNotifier(settings(smtp_port=2525, smtp_user="alerts", smtp_password="s3cret", smtp_starttls=True,
-                                      smtp_timeout=7, smtp_ca_file=ca))
+    notifier = EmailNotifier(
+        settings(
+            smtp_port=2525,
+            smtp_user="alerts",
+            smtp_password="s3cret",
+            smtp_starttls=True,
+            smtp_timeout=7,
+            smtp_ca_file=ca,
+        )
+    )
     await notifier.send(contact=ANA, notice=notice())
-    assert (seen["hostname"], seen["port"], seen["username"], seen["password"]) == ("smtp.acme.test", 2525, "alerts", "s3cret")
+    assert (seen["hostname"], seen["port"], seen["username"], seen["password"]) == (
+        "smtp.acme.test",
+        2525,
+        "alerts",
+        "s3cret",
+    )
     assert (seen["start_tls"], seen["timeout"], seen["cert_bundle"]) == (True, 7, str(ca))
     assert (seen["sender"], seen["recipients"], seen["quit"]) == ("alerts@acme.test", ["ana@acme.test"], True)
 

@@ -24,5 +24,7 @@ def test_the_walkthrough_keeps_its_own_data_directory() -> None:
     settings = dict(word.split("=", 1) for word in shlex.split(start) if re.match(r"[A-Z_]+=", word))
     # Else SOLEWATCH_ADMIN_EMAIL is ignored where the demo created its admin, and step 2 gets a 401.
     assert "SOLEWATCH_ADMIN_EMAIL" in settings
-    assert settings.get("SOLEWATCH_DATA_DIR", "./solewatch-data").rstrip("/") not in ("./solewatch-data",
-                                                                                    "solewatch-data")
+    assert settings.get("SOLEWATCH_DATA_DIR", "./solewatch-data").rstrip("/") not in (
+        "./solewatch-data",
+        "solewatch-data",
+    )

@@ -38,9 +38,7 @@ START = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 
 def _telemetry(seed: int, **kwargs: Any) -> InsoleTelemetry:
     counter = itertools.count(1)
-    return InsoleTelemetry(
-        random.Random(seed), START, next_seq=lambda: next(counter) & 0xFFFF, **kwargs
-    )
+    return InsoleTelemetry(random.Random(seed), START, next_seq=lambda: next(counter) & 0xFFFF, **kwargs)
 
 
 def _metres(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
@@ -136,11 +134,7 @@ def test_frame_mix_and_cadence() -> None:
 
 def test_reported_fixes_move_at_walking_speed() -> None:
     telemetry = _telemetry(2, position_interval=5.0)
-    fixes = [
-        e
-        for e in telemetry.advance(START + 3 * 3600)
-        if isinstance(e, Position) and e.flags & FLAG_FIX_VALID
-    ]
+    fixes = [e for e in telemetry.advance(START + 3 * 3600) if isinstance(e, Position) and e.flags & FLAG_FIX_VALID]
     for a, b in itertools.pairwise(fixes):
         dt = b.ts - a.ts
         if 0 < dt <= 10:
@@ -182,9 +176,7 @@ def test_sos_rate_follows_the_probability() -> None:
     assert 60 <= sos <= 200  # expected 6 per hour per insole, 120 in all
 
     quiet = _telemetry(1, position_interval=10.0, sos_per_minute=0.0)
-    assert not [
-        e for e in quiet.advance(START + 3600) if isinstance(e, Alarm) and e.kind == AlarmKind.SOS
-    ]
+    assert not [e for e in quiet.advance(START + 3600) if isinstance(e, Alarm) and e.kind == AlarmKind.SOS]
 
 
 def test_low_battery_alarm_when_crossing_15_percent() -> None:

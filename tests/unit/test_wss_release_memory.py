@@ -1,5 +1,6 @@
 """release_free_memory runs on the event loop after every burst of abandoned handshakes:
 looking up libc (a subprocess) must happen once per process, not once per burst."""
+
 from __future__ import annotations
 
 import ctypes.util

@@ -44,8 +44,20 @@ lat = st.one_of(st.integers(-900_000_000, 900_000_000), st.integers(-(2**31), 2*
 lon = st.one_of(st.integers(-1_800_000_000, 1_800_000_000), st.integers(-(2**31), 2**31 - 1))
 
 telemetry = st.one_of(
-    st.builds(Position, u16, ts, lat, lon, st.integers(-32768, 32767), u16, st.one_of(st.integers(0, 3599), u16),
-              u8, u8, battery, st.integers(0, 3)),
+    st.builds(
+        Position,
+        u16,
+        ts,
+        lat,
+        lon,
+        st.integers(-32768, 32767),
+        u16,
+        st.one_of(st.integers(0, 3599), u16),
+        u8,
+        u8,
+        battery,
+        st.integers(0, 3),
+    ),
     st.builds(Heartbeat, u16, ts, battery, st.integers(-128, 127)),
     st.builds(Activity, u16, ts, u16, st.integers(0, 7), u8, battery, st.integers(0, 3)),
     st.builds(Alarm, u16, ts, st.integers(0, 8), lat, lon, battery, st.integers(0, 3)),
@@ -90,8 +102,12 @@ def online() -> DeviceSession:
     return session
 
 
-TYPE_OF = {Position: FrameType.POSITION, Heartbeat: FrameType.HEARTBEAT, Activity: FrameType.ACTIVITY,
-           CommandResult: FrameType.COMMAND_RESULT}
+TYPE_OF = {
+    Position: FrameType.POSITION,
+    Heartbeat: FrameType.HEARTBEAT,
+    Activity: FrameType.ACTIVITY,
+    CommandResult: FrameType.COMMAND_RESULT,
+}
 
 
 def run(chunks: list[bytes], *, hot: bool, window: int) -> tuple[dict[int, list[Any]], list[Any], SessionState, int]:
@@ -143,7 +159,9 @@ def test_hot_path_accepts_and_refuses_exactly_what_the_general_path_does(chunks:
 
 def test_a_run_of_positions_becomes_storage_rows_in_one_call() -> None:
     session = online()
-    positions = [Position(seq, int(NOW) - 60 + seq, 436163000, 70553000, 12, 150, 900, 9, 11, 80, 1) for seq in range(8)]
+    positions = [
+        Position(seq, int(NOW) - 60 + seq, 436163000, 70553000, 12, 150, 900, 9, 11, 80, 1) for seq in range(8)
+    ]
     session.receive_data(b"".join(map(encode, positions)))
     rows_by_type: dict[int, list[tuple[Any, ...]]] = {t: [] for t in HOT_TYPES}
     seqs: list[int] = []
@@ -165,7 +183,10 @@ def test_the_window_limits_a_run_and_the_rest_stays_buffered() -> None:
 
     first, second = (session.take_telemetry(KEY, NOW, rows_by_type, seqs, 3) for _ in range(2))
     assert first is not None and second is not None
-    assert (len(first.frames), len(second.frames)) == (3 * len(encode(Heartbeat(0, 0, 0, 0))), 2 * len(encode(Heartbeat(0, 0, 0, 0))))
+    assert (len(first.frames), len(second.frames)) == (
+        3 * len(encode(Heartbeat(0, 0, 0, 0))),
+        2 * len(encode(Heartbeat(0, 0, 0, 0))),
+    )
     assert seqs == [0, 1, 2, 3, 4]
     assert session.take_telemetry(KEY, NOW, rows_by_type, seqs, 3) is None
 

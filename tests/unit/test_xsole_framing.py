@@ -20,15 +20,11 @@ from shared.protocols.xsole import (
 )
 from shared.protocols.xsole.framing import crc16
 
-EXAMPLES = json.loads(
-    (Path(__file__).parents[1] / "fixtures" / "frames" / "contract_examples.json").read_text()
-)
+EXAMPLES = json.loads((Path(__file__).parents[1] / "fixtures" / "frames" / "contract_examples.json").read_text())
 EXAMPLE_IDS = [example["name"] for example in EXAMPLES]
 
 
-def frames_of(
-    chunks: Iterable[bytes], buffer: FrameBuffer | None = None
-) -> list[RawFrame | BadCrc]:
+def frames_of(chunks: Iterable[bytes], buffer: FrameBuffer | None = None) -> list[RawFrame | BadCrc]:
     """Feed `chunks` one after another, draining every whole frame after each."""
     buffer = buffer if buffer is not None else FrameBuffer()
     out: list[RawFrame | BadCrc] = []
@@ -111,9 +107,7 @@ def test_all_contract_examples_in_one_stream_decode_in_order() -> None:
 
     frames = frames_of([stream])
 
-    assert [(f.type, f.seq) for f in frames] == [
-        (example["type"], example["expected"]["seq"]) for example in EXAMPLES
-    ]
+    assert [(f.type, f.seq) for f in frames] == [(example["type"], example["expected"]["seq"]) for example in EXAMPLES]
     assert [decode(f) for f in frames] == [decode(f) for f in frames_of(byte_by_byte(stream))]
 
 

@@ -35,9 +35,7 @@ from shared.protocols.xsole import (
 )
 from shared.protocols.xsole.validation import MAX_FUTURE_SKEW_S, alarm_fix
 
-EXAMPLES = json.loads(
-    (Path(__file__).parents[1] / "fixtures" / "frames" / "contract_examples.json").read_text()
-)
+EXAMPLES = json.loads((Path(__file__).parents[1] / "fixtures" / "frames" / "contract_examples.json").read_text())
 EXAMPLE_IDS = [example["name"] for example in EXAMPLES]
 
 IMEI = "356307042441013"
@@ -58,16 +56,24 @@ def raw(data: bytes) -> RawFrame:
 
 def position(**changes: int) -> Position:
     fields = dict(
-        seq=3, ts=TS, lat_e7=436163000, lon_e7=70553000, alt_m=12, speed_cms=140,
-        course_ddeg=2705, sats=9, hdop_d=8, battery=87, flags=1,
+        seq=3,
+        ts=TS,
+        lat_e7=436163000,
+        lon_e7=70553000,
+        alt_m=12,
+        speed_cms=140,
+        course_ddeg=2705,
+        sats=9,
+        hdop_d=8,
+        battery=87,
+        flags=1,
     )
     fields.update(changes)
     return Position(**fields)
 
 
 def alarm(**changes: int) -> Alarm:
-    fields = dict(seq=4, ts=TS, kind=AlarmKind.SOS, lat_e7=436163000, lon_e7=70553000,
-                  battery=50, flags=1)
+    fields = dict(seq=4, ts=TS, kind=AlarmKind.SOS, lat_e7=436163000, lon_e7=70553000, battery=50, flags=1)
     fields.update(changes)
     return Alarm(**fields)
 
@@ -112,8 +118,10 @@ ROUND_TRIPS = [
     (FrameType.HEARTBEAT, Heartbeat(2, TS, 87, -71)),
     (FrameType.HEARTBEAT, Heartbeat(0, 0xFFFFFFFF, 0, -128)),
     (FrameType.POSITION, position()),
-    (FrameType.POSITION, position(lat_e7=-900000000, lon_e7=-1800000000, alt_m=-32768,
-                                  speed_cms=0xFFFF, course_ddeg=0, flags=0xFF)),
+    (
+        FrameType.POSITION,
+        position(lat_e7=-900000000, lon_e7=-1800000000, alt_m=-32768, speed_cms=0xFFFF, course_ddeg=0, flags=0xFF),
+    ),
     (FrameType.ACTIVITY, Activity(5, TS, 1234, 2, 110, 64, 2)),
     (FrameType.ALARM, alarm()),
     (FrameType.ALARM, alarm(kind=AlarmKind.TAMPER, lat_e7=-1, lon_e7=-1, flags=3)),
@@ -128,8 +136,9 @@ ROUND_TRIPS = [
 ]
 
 
-@pytest.mark.parametrize(("frame_type", "event"), ROUND_TRIPS,
-                         ids=[f"{t.name}-{i}" for i, (t, _) in enumerate(ROUND_TRIPS)])
+@pytest.mark.parametrize(
+    ("frame_type", "event"), ROUND_TRIPS, ids=[f"{t.name}-{i}" for i, (t, _) in enumerate(ROUND_TRIPS)]
+)
 def test_every_frame_type_round_trips(frame_type: FrameType, event: object) -> None:
     frame = raw(encode(event))  # type: ignore[arg-type]
 
@@ -149,9 +158,14 @@ def test_every_frame_type_is_covered() -> None:
 def test_payload_sizes_match_the_contract() -> None:
     sizes = {t: len(raw(encode(e)).payload) for t, e in FIXED_LAYOUTS}
     assert sizes == {
-        FrameType.LOGIN: 26, FrameType.HEARTBEAT: 6, FrameType.POSITION: 22,
-        FrameType.ACTIVITY: 10, FrameType.ALARM: 15, FrameType.COMMAND_RESULT: 3,
-        FrameType.LOGIN_ACK: 5, FrameType.ACK: 1,
+        FrameType.LOGIN: 26,
+        FrameType.HEARTBEAT: 6,
+        FrameType.POSITION: 22,
+        FrameType.ACTIVITY: 10,
+        FrameType.ALARM: 15,
+        FrameType.COMMAND_RESULT: 3,
+        FrameType.LOGIN_ACK: 5,
+        FrameType.ACK: 1,
     }
 
 
@@ -206,8 +220,7 @@ def test_payload_one_byte_short_is_malformed(frame_type: FrameType, event: objec
 
 
 @pytest.mark.parametrize(("frame_type", "event"), FIXED_LAYOUTS, ids=FIXED_LAYOUT_IDS)
-def test_longer_payload_is_accepted_and_its_tail_ignored(frame_type: FrameType,
-                                                         event: object) -> None:
+def test_longer_payload_is_accepted_and_its_tail_ignored(frame_type: FrameType, event: object) -> None:
     payload = raw(encode(event)).payload + b"\xaa\xbb\xcc"  # type: ignore[arg-type]
 
     assert decode(RawFrame(frame_type, event.seq, payload)) == event  # type: ignore[attr-defined]
@@ -238,14 +251,18 @@ def test_unknown_type_is_unsupported(frame_type: int) -> None:
 # --- validation (contract rule 5) -------------------------------------------------
 
 
-@pytest.mark.parametrize("event", [
-    Heartbeat(2, TS, 87, -71),
-    position(),
-    position(lat_e7=-1, lon_e7=-1, flags=0),
-    Activity(5, TS, 1234, 2, 110, 64, 2),
-    alarm(),
-    CommandResult(6, 0xFFFE, 1),
-], ids=lambda e: type(e).__name__)
+@pytest.mark.parametrize(
+    "event",
+    [
+        Heartbeat(2, TS, 87, -71),
+        position(),
+        position(lat_e7=-1, lon_e7=-1, flags=0),
+        Activity(5, TS, 1234, 2, 110, 64, 2),
+        alarm(),
+        CommandResult(6, 0xFFFE, 1),
+    ],
+    ids=lambda e: type(e).__name__,
+)
 def test_in_range_events_are_valid(event: object) -> None:
     assert validate(event, now=NOW) is None  # type: ignore[arg-type]
 
@@ -265,21 +282,29 @@ def test_course_above_3599_is_refused() -> None:
     assert validate(position(course_ddeg=0xFFFF), now=NOW) is not None
 
 
-@pytest.mark.parametrize("event", [
-    position(battery=101),
-    Heartbeat(1, TS, 101, -70),
-    Activity(1, TS, 10, 2, 100, 101, 0),
-    position(battery=255),
-], ids=["position", "heartbeat", "activity", "position-255"])
+@pytest.mark.parametrize(
+    "event",
+    [
+        position(battery=101),
+        Heartbeat(1, TS, 101, -70),
+        Activity(1, TS, 10, 2, 100, 101, 0),
+        position(battery=255),
+    ],
+    ids=["position", "heartbeat", "activity", "position-255"],
+)
 def test_battery_above_100_is_refused(event: object) -> None:
     assert validate(event, now=NOW) is not None  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("make", [
-    lambda ts: position(ts=ts),
-    lambda ts: Heartbeat(1, ts, 50, -70),
-    lambda ts: Activity(1, ts, 10, 2, 100, 50, 0),
-], ids=["position", "heartbeat", "activity"])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda ts: position(ts=ts),
+        lambda ts: Heartbeat(1, ts, 50, -70),
+        lambda ts: Activity(1, ts, 10, 2, 100, 50, 0),
+    ],
+    ids=["position", "heartbeat", "activity"],
+)
 def test_timestamp_more_than_five_minutes_ahead_is_refused(make: Callable[[int], object]) -> None:
     assert MAX_FUTURE_SKEW_S == 300
     assert validate(make(TS + 301), now=NOW) is not None  # type: ignore[arg-type]
@@ -312,13 +337,17 @@ def test_unknown_activity_state_is_refused() -> None:
     assert validate(Activity(1, TS, 0, 6, 0, 50, 0), now=NOW) is not None
 
 
-@pytest.mark.parametrize("event", [
-    alarm(lat_e7=900000001),
-    alarm(lon_e7=-1800000001),
-    alarm(battery=255),
-    alarm(ts=TS + 86400),
-    alarm(lat_e7=0, lon_e7=0, flags=0),
-], ids=["lat", "lon", "battery", "future-ts", "no-fix"])
+@pytest.mark.parametrize(
+    "event",
+    [
+        alarm(lat_e7=900000001),
+        alarm(lon_e7=-1800000001),
+        alarm(battery=255),
+        alarm(ts=TS + 86400),
+        alarm(lat_e7=0, lon_e7=0, flags=0),
+    ],
+    ids=["lat", "lon", "battery", "future-ts", "no-fix"],
+)
 def test_alarm_is_never_refused_for_its_values(event: Alarm) -> None:
     assert validate(event, now=NOW) is None
 
@@ -349,5 +378,10 @@ def test_alarm_fix() -> None:
 
 def test_alarm_kinds_name_the_api_alert_kinds() -> None:
     assert [k.alert_kind for k in AlarmKind] == [
-        "sos", "fall", "no_motion", "low_battery", "off_foot", "tamper",
+        "sos",
+        "fall",
+        "no_motion",
+        "low_battery",
+        "off_foot",
+        "tamper",
     ]

@@ -45,11 +45,13 @@ lat_e7 = st.integers(-900_000_000, 900_000_000)
 lon_e7 = st.integers(-1_800_000_000, 1_800_000_000)
 flags = st.integers(0, 3)
 
-logins = st.builds(Login, seqs, st.text("0123456789", min_size=15, max_size=15), u16,
-                   st.binary(min_size=16, max_size=16))
+logins = st.builds(
+    Login, seqs, st.text("0123456789", min_size=15, max_size=15), u16, st.binary(min_size=16, max_size=16)
+)
 heartbeats = st.builds(Heartbeat, seqs, u32, battery, st.integers(-128, 127))
-positions = st.builds(Position, seqs, u32, lat_e7, lon_e7, st.integers(-32768, 32767), u16,
-                      st.integers(0, 3599), u8, u8, battery, flags)
+positions = st.builds(
+    Position, seqs, u32, lat_e7, lon_e7, st.integers(-32768, 32767), u16, st.integers(0, 3599), u8, u8, battery, flags
+)
 activities = st.builds(Activity, seqs, u32, u16, st.integers(0, 5), u8, battery, flags)
 alarms = st.builds(Alarm, seqs, u32, st.integers(1, 6), lat_e7, lon_e7, battery, flags)
 command_results = st.builds(CommandResult, seqs, u16, st.integers(0, 2))
@@ -57,8 +59,7 @@ login_acks = st.builds(LoginAck, seqs, st.integers(0, 3), u32)
 acks = st.builds(Ack, seqs, st.integers(0, 4))
 commands = st.builds(Command, seqs, st.integers(1, 5), st.binary(max_size=32))
 
-events = st.one_of(logins, heartbeats, positions, activities, alarms, command_results,
-                   login_acks, acks, commands)
+events = st.one_of(logins, heartbeats, positions, activities, alarms, command_results, login_acks, acks, commands)
 
 
 @st.composite
@@ -93,8 +94,7 @@ def drain(chunks: Sequence[bytes]) -> tuple[list[RawFrame | BadCrc], bool, int]:
 
 @PROPERTY_SETTINGS
 @given(st.data(), st.lists(events, min_size=1, max_size=12))
-def test_any_chunking_of_valid_frames_gives_the_same_events(data: st.DataObject,
-                                                            sent: list) -> None:
+def test_any_chunking_of_valid_frames_gives_the_same_events(data: st.DataObject, sent: list) -> None:
     stream = b"".join(encode(event) for event in sent)
     chunks = data.draw(chunkings(stream))
 
@@ -120,15 +120,13 @@ def damaged(frame: bytes, index: int, xor: int) -> bytes:
 magic_noise = st.sampled_from([b"X", b"S", b"XS", b"XX", b"XSX", b"XS\x01", b"XS\x01\x02\x00"])
 garbage = st.one_of(st.binary(min_size=1, max_size=40), magic_noise)
 broken_frames = st.builds(damaged, events.map(encode), st.integers(0, 2000), st.integers(1, 255))
-truncated_frames = st.builds(lambda frame, cut: frame[: cut % len(frame)], events.map(encode),
-                             st.integers(0, 2000))
+truncated_frames = st.builds(lambda frame, cut: frame[: cut % len(frame)], events.map(encode), st.integers(0, 2000))
 pieces = st.one_of(garbage, events.map(encode), broken_frames, truncated_frames)
 
 
 @PROPERTY_SETTINGS
 @given(st.data(), st.lists(pieces, max_size=15))
-def test_garbage_in_any_chunking_only_raises_the_protocol_error(data: st.DataObject,
-                                                                parts: list[bytes]) -> None:
+def test_garbage_in_any_chunking_only_raises_the_protocol_error(data: st.DataObject, parts: list[bytes]) -> None:
     stream = b"".join(parts)
     chunks = data.draw(chunkings(stream))
 
@@ -161,10 +159,8 @@ def test_decode_never_raises(frame_type: int, seq: int, payload: bytes) -> None:
 
 
 @PROPERTY_SETTINGS
-@given(st.data(), st.lists(st.one_of(pieces, logins.map(encode)), max_size=15),
-       st.booleans())
-def test_device_session_never_raises(data: st.DataObject, parts: list[bytes],
-                                     accept: bool) -> None:
+@given(st.data(), st.lists(st.one_of(pieces, logins.map(encode)), max_size=15), st.booleans())
+def test_device_session_never_raises(data: st.DataObject, parts: list[bytes], accept: bool) -> None:
     stream = b"".join(parts)
     session = DeviceSession()
     for chunk in data.draw(chunkings(stream)):

@@ -94,8 +94,7 @@ def test_login_pauses_until_accepted() -> None:
     assert session.next_event() == Heartbeat(2, TS, 87, -71)
 
 
-@pytest.mark.parametrize("status", [LoginStatus.UNKNOWN_DEVICE, LoginStatus.BAD_TOKEN,
-                                    LoginStatus.DISABLED])
+@pytest.mark.parametrize("status", [LoginStatus.UNKNOWN_DEVICE, LoginStatus.BAD_TOKEN, LoginStatus.DISABLED])
 def test_rejected_login_gets_its_login_ack_and_closes(status: LoginStatus) -> None:
     session = DeviceSession()
     session.receive_data(encode(LOGIN) + heartbeat(2))
@@ -117,12 +116,16 @@ def test_verdict_without_a_pending_login_is_a_bug() -> None:
         online_session().reject_login(LoginStatus.BAD_TOKEN, TS, 1)
 
 
-@pytest.mark.parametrize("data", [
-    heartbeat(7),
-    encode(Position(7, TS, 0, 0, 0, 0, 0, 0, 0, 50, 0)),
-    encode_frame(0x05, 7, b""),
-    encode_frame(FrameType.POSITION, 7, b"\x00"),
-], ids=["heartbeat", "position", "unknown-type", "malformed-position"])
+@pytest.mark.parametrize(
+    "data",
+    [
+        heartbeat(7),
+        encode(Position(7, TS, 0, 0, 0, 0, 0, 0, 0, 50, 0)),
+        encode_frame(0x05, 7, b""),
+        encode_frame(FrameType.POSITION, 7, b"\x00"),
+    ],
+    ids=["heartbeat", "position", "unknown-type", "malformed-position"],
+)
 def test_frame_before_login_gets_ack_3_and_closes(data: bytes) -> None:
     session = DeviceSession()
     session.receive_data(data + encode(LOGIN))
@@ -135,11 +138,15 @@ def test_frame_before_login_gets_ack_3_and_closes(data: bytes) -> None:
     assert session.next_event() is None
 
 
-@pytest.mark.parametrize("payload", [
-    b"",
-    struct.pack(">8sH", bytes.fromhex("0356307042441013"), 1),  # no token
-    bytes.fromhex("035630704244101a") + struct.pack(">H", 1) + TOKEN,  # not BCD
-], ids=["empty", "short", "not-bcd"])
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"",
+        struct.pack(">8sH", bytes.fromhex("0356307042441013"), 1),  # no token
+        bytes.fromhex("035630704244101a") + struct.pack(">H", 1) + TOKEN,  # not BCD
+    ],
+    ids=["empty", "short", "not-bcd"],
+)
 def test_malformed_login_closes(payload: bytes) -> None:
     session = DeviceSession()
     session.receive_data(encode_frame(FrameType.LOGIN, 1, payload) + encode(LOGIN))
@@ -152,10 +159,14 @@ def test_malformed_login_closes(payload: bytes) -> None:
     assert session.next_event() is None
 
 
-@pytest.mark.parametrize("login", [
-    encode(Login(9, IMEI, 1, TOKEN)),
-    encode_frame(FrameType.LOGIN, 9, b"\x01"),
-], ids=["well-formed", "malformed"])
+@pytest.mark.parametrize(
+    "login",
+    [
+        encode(Login(9, IMEI, 1, TOKEN)),
+        encode_frame(FrameType.LOGIN, 9, b"\x01"),
+    ],
+    ids=["well-formed", "malformed"],
+)
 def test_second_login_gets_ack_2_and_stays_open(login: bytes) -> None:
     session = online_session()
     session.receive_data(login + heartbeat(10))
@@ -192,16 +203,19 @@ def test_ack_is_the_contract_frame() -> None:
     assert server_frame(session.ack(0xFFFF, AckStatus.BUSY)) == Ack(0xFFFF, AckStatus.BUSY)
 
 
-@pytest.mark.parametrize(("frame_type", "payload"), [
-    (0x05, b""),
-    (0x05, b"\x01\x02\x03"),
-    (FrameType.ACK, b"\x00"),
-    (FrameType.ACK, b""),
-    (FrameType.LOGIN_ACK, b"\x00"),
-    (FrameType.COMMAND, b"\x01\x00"),
-    (FrameType.COMMAND, b"\x01\x05"),
-], ids=["0x05", "0x05-payload", "ack", "ack-empty", "login-ack-short", "command",
-        "command-short"])
+@pytest.mark.parametrize(
+    ("frame_type", "payload"),
+    [
+        (0x05, b""),
+        (0x05, b"\x01\x02\x03"),
+        (FrameType.ACK, b"\x00"),
+        (FrameType.ACK, b""),
+        (FrameType.LOGIN_ACK, b"\x00"),
+        (FrameType.COMMAND, b"\x01\x00"),
+        (FrameType.COMMAND, b"\x01\x05"),
+    ],
+    ids=["0x05", "0x05-payload", "ack", "ack-empty", "login-ack-short", "command", "command-short"],
+)
 def test_unsupported_type_gets_ack_2_without_closing(frame_type: int, payload: bytes) -> None:
     session = online_session()
     session.receive_data(encode_frame(frame_type, 21, payload) + heartbeat(22))
@@ -214,9 +228,10 @@ def test_unsupported_type_gets_ack_2_without_closing(frame_type: int, payload: b
     assert session.next_event() == Heartbeat(22, TS, 87, -71)
 
 
-@pytest.mark.parametrize("frame_type", [FrameType.HEARTBEAT, FrameType.POSITION,
-                                        FrameType.ACTIVITY, FrameType.ALARM,
-                                        FrameType.COMMAND_RESULT])
+@pytest.mark.parametrize(
+    "frame_type",
+    [FrameType.HEARTBEAT, FrameType.POSITION, FrameType.ACTIVITY, FrameType.ALARM, FrameType.COMMAND_RESULT],
+)
 def test_malformed_telemetry_gets_ack_1_without_closing(frame_type: FrameType) -> None:
     session = online_session()
     session.receive_data(encode_frame(frame_type, 31, b"\x00\x01") + heartbeat(32))

@@ -39,7 +39,18 @@ from services.notifications.detectors.no_motion import NoMotionDetector, ShiftWi
 from services.notifications.detectors.offline import OfflineDetector
 
 __all__ = [
-    "FRAME_KEY", "Detection", "DetectionAction", "Detector", "FrameKind", "GeofenceDetector", "LowBatteryDetector",
-    "NoMotionDetector", "OfflineDetector", "ShiftWindow", "alarm_frame", "is_fresh", "latest_telemetry_frames",
+    "FRAME_KEY",
+    "Detection",
+    "DetectionAction",
+    "Detector",
+    "FrameKind",
+    "GeofenceDetector",
+    "LowBatteryDetector",
+    "NoMotionDetector",
+    "OfflineDetector",
+    "ShiftWindow",
+    "alarm_frame",
+    "is_fresh",
+    "latest_telemetry_frames",
     "telemetry_frames",
 ]

@@ -39,7 +39,9 @@ class Detector(Protocol):
     kinds: ClassVar[tuple[str, ...]]  # the alert kinds its Detections carry
     frames: ClassVar[frozenset[str]]  # the frame kinds it reads; feeding it others is harmless
 
-    def observe(self, state: bytes | None, frame: dict[str, Any], *, now: float) -> tuple[bytes | None, list[Detection]]:
+    def observe(
+        self, state: bytes | None, frame: dict[str, Any], *, now: float
+    ) -> tuple[bytes | None, list[Detection]]:
         """The device's new state and what this frame raised or cleared."""
 
 
@@ -51,12 +53,21 @@ def dump_state(state: dict[str, Any]) -> bytes:
     return orjson.dumps(state)
 
 
-def detection(kind: str, action: DetectionAction, ids: dict[str, Any], *, ts: int,
-              fix: tuple[int, int] | list[int] | None, battery: int | None, **detail: Any) -> Detection:
+def detection(
+    kind: str,
+    action: DetectionAction,
+    ids: dict[str, Any],
+    *,
+    ts: int,
+    fix: tuple[int, int] | list[int] | None,
+    battery: int | None,
+    **detail: Any,
+) -> Detection:
     """A Detection for the device that `ids` (a frame, or an offline state's ids) names."""
     lat, lon = position_of(fix)
-    return Detection(kind, action, int(ids["device_id"]), int(ids["tenant_id"]), str(ids["imei"]), int(ts),
-                     lat, lon, battery, detail)
+    return Detection(
+        kind, action, int(ids["device_id"]), int(ids["tenant_id"]), str(ids["imei"]), int(ts), lat, lon, battery, detail
+    )
 
 
 def last_frame(state: dict[str, Any]) -> tuple[int, int] | None:

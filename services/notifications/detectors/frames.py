@@ -52,7 +52,9 @@ class LatestTable(NamedTuple):
         return make_frame(self.kind, self.columns, self.newest[device_id], self.devices)
 
 
-def make_frame(kind: FrameKind, columns: tuple[str, ...], row: list[Any], devices: dict[str, list[Any]]) -> dict[str, Any]:
+def make_frame(
+    kind: FrameKind, columns: tuple[str, ...], row: list[Any], devices: dict[str, list[Any]]
+) -> dict[str, Any]:
     """A frame dict from a telemetry message's row."""
     frame = dict(zip(columns, row, strict=True))
     frame["tenant_id"], frame["imei"] = devices[str(frame["device_id"])]
@@ -88,7 +90,9 @@ def latest_telemetry_tables(payload: bytes) -> list[LatestTable]:
 
 def latest_telemetry_frames(payload: bytes) -> list[dict[str, Any]]:
     """`latest_telemetry_tables` as frame dicts, in device time order."""
-    return sorted((t.frame(device_id) for t in latest_telemetry_tables(payload) for device_id in t.newest), key=frame_ts)
+    return sorted(
+        (t.frame(device_id) for t in latest_telemetry_tables(payload) for device_id in t.newest), key=frame_ts
+    )
 
 
 def alarm_frame(alarm: dict[str, Any] | bytes) -> dict[str, Any]:

@@ -48,8 +48,9 @@ class GeofenceDetector:
     kinds: ClassVar[tuple[str, ...]] = ("geofence_enter", "geofence_exit")
     frames: ClassVar[frozenset[str]] = frozenset({"positions"})
 
-    def __init__(self, *, margin_m: float = 20.0, confirm_fixes: int = 2, max_hdop: float = 5.0,
-                 max_skew: float = MAX_SKEW_S):
+    def __init__(
+        self, *, margin_m: float = 20.0, confirm_fixes: int = 2, max_hdop: float = 5.0, max_skew: float = MAX_SKEW_S
+    ):
         if margin_m < 0 or confirm_fixes < 1:
             raise ValueError("margin_m is not negative and confirm_fixes at least 1")
         self.margin_m = margin_m
@@ -57,8 +58,9 @@ class GeofenceDetector:
         self.max_hdop = max_hdop
         self.max_skew = max_skew
 
-    def observe(self, state: bytes | None, frame: dict[str, Any], *, now: float,
-                geofences: Iterable[Geofence] = ()) -> tuple[bytes | None, list[Detection]]:
+    def observe(
+        self, state: bytes | None, frame: dict[str, Any], *, now: float, geofences: Iterable[Geofence] = ()
+    ) -> tuple[bytes | None, list[Detection]]:
         """`geofences`: the device's tenant's geofences (all of them, or only the device's)."""
         if frame_kind(frame) != "positions":
             return state, []
@@ -110,8 +112,9 @@ class GeofenceDetector:
         return None
 
     @staticmethod
-    def _crossed(geofence: Geofence, side: int, frame: dict[str, Any], ts: int, fix: tuple[int, int],
-                 distance: float) -> list[Detection]:
+    def _crossed(
+        geofence: Geofence, side: int, frame: dict[str, Any], ts: int, fix: tuple[int, int], distance: float
+    ) -> list[Detection]:
         raised, cleared = _CROSSING[side]
         detail = {"geofence_id": geofence.id, "geofence": geofence.name, "distance_m": round(distance, 1)}
         actions: tuple[tuple[str, DetectionAction], ...] = ((raised, "raise"), (cleared, "clear"))

@@ -39,8 +39,11 @@ def point_in_ring(lat: float, lon: float, ring: Ring) -> bool:
 
 def point_in_polygon(lat: float, lon: float, rings: Sequence[Ring]) -> bool:
     """Inside the outer ring (the first) and in none of its holes."""
-    return bool(rings) and point_in_ring(lat, lon, rings[0]) and not any(
-        point_in_ring(lat, lon, hole) for hole in rings[1:])
+    return (
+        bool(rings)
+        and point_in_ring(lat, lon, rings[0])
+        and not any(point_in_ring(lat, lon, hole) for hole in rings[1:])
+    )
 
 
 def distance_to_rings_m(lat: float, lon: float, rings: Sequence[Ring]) -> float:

@@ -40,7 +40,9 @@ class LowBatteryDetector:
         self.hysteresis = hysteresis
         self.max_skew = max_skew
 
-    def observe(self, state: bytes | None, frame: dict[str, Any], *, now: float) -> tuple[bytes | None, list[Detection]]:
+    def observe(
+        self, state: bytes | None, frame: dict[str, Any], *, now: float
+    ) -> tuple[bytes | None, list[Detection]]:
         s = load_state(state)
         if not is_fresh(frame, last_frame(s), now=now, max_skew=self.max_skew):
             return state, []
@@ -53,13 +55,33 @@ class LowBatteryDetector:
         if frame_kind(frame) == "alarms":
             if frame.get("kind") == "low_battery" and "r" not in s:
                 s["r"] = 1
-                detections.append(detection("low_battery", "raise", frame, ts=ts, fix=s.get("p"), battery=battery,
-                                            source="alarm", alarm_id=frame.get("alarm_id")))
+                detections.append(
+                    detection(
+                        "low_battery",
+                        "raise",
+                        frame,
+                        ts=ts,
+                        fix=s.get("p"),
+                        battery=battery,
+                        source="alarm",
+                        alarm_id=frame.get("alarm_id"),
+                    )
+                )
         elif battery is not None:
             if "r" not in s and battery < self.threshold:
                 s["r"] = 1
-                detections.append(detection("low_battery", "raise", frame, ts=ts, fix=s.get("p"), battery=battery,
-                                            source="report", threshold=self.threshold))
+                detections.append(
+                    detection(
+                        "low_battery",
+                        "raise",
+                        frame,
+                        ts=ts,
+                        fix=s.get("p"),
+                        battery=battery,
+                        source="report",
+                        threshold=self.threshold,
+                    )
+                )
             elif "r" in s and battery >= self.threshold + self.hysteresis:
                 del s["r"]
                 detections.append(detection("low_battery", "clear", frame, ts=ts, fix=s.get("p"), battery=battery))

@@ -80,8 +80,14 @@ class NoMotionDetector:
     kinds: ClassVar[tuple[str, ...]] = ("no_motion",)
     frames: ClassVar[frozenset[str]] = frozenset({"activities", "alarms", "positions"})  # positions: for the location
 
-    def __init__(self, no_motion_after: float = 600.0, *, shift: ShiftWindow | None = None,
-                 max_gap: float | None = None, max_skew: float = MAX_SKEW_S):
+    def __init__(
+        self,
+        no_motion_after: float = 600.0,
+        *,
+        shift: ShiftWindow | None = None,
+        max_gap: float | None = None,
+        max_skew: float = MAX_SKEW_S,
+    ):
         """`shift`: the default working hours (None: always), overridden per device at each call."""
         if no_motion_after <= 0:
             raise ValueError("no_motion_after must be positive")
@@ -90,8 +96,9 @@ class NoMotionDetector:
         self.max_gap = max_gap if max_gap is not None else no_motion_after
         self.max_skew = max_skew
 
-    def observe(self, state: bytes | None, frame: dict[str, Any], *, now: float,
-                shift: ShiftWindow | None = None) -> tuple[bytes | None, list[Detection]]:
+    def observe(
+        self, state: bytes | None, frame: dict[str, Any], *, now: float, shift: ShiftWindow | None = None
+    ) -> tuple[bytes | None, list[Detection]]:
         """`shift`: this device's working hours, when they differ from the default."""
         s = load_state(state)
         if not is_fresh(frame, last_frame(s), now=now, max_skew=self.max_skew):
@@ -107,12 +114,23 @@ class NoMotionDetector:
             detections = self._activity(s, frame, ts, shift or self.shift)
         elif kind == "alarms" and frame.get("kind") == "no_motion" and "r" not in s:
             s["r"] = 1
-            detections = [detection("no_motion", "raise", frame, ts=ts, fix=s.get("p"), battery=battery_of(frame),
-                                    source="alarm", alarm_id=frame.get("alarm_id"))]
+            detections = [
+                detection(
+                    "no_motion",
+                    "raise",
+                    frame,
+                    ts=ts,
+                    fix=s.get("p"),
+                    battery=battery_of(frame),
+                    source="alarm",
+                    alarm_id=frame.get("alarm_id"),
+                )
+            ]
         return dump_state(s), detections
 
-    def _activity(self, s: dict[str, Any], frame: dict[str, Any], ts: int,
-                  shift: ShiftWindow | None) -> list[Detection]:
+    def _activity(
+        self, s: dict[str, Any], frame: dict[str, Any], ts: int, shift: ShiftWindow | None
+    ) -> list[Detection]:
         state, previous = int(frame["state"]), s.get("a")
         s["a"] = ts
         if state in _MOVING:
@@ -127,6 +145,17 @@ class NoMotionDetector:
             s["s"] = ts
         if "r" not in s and ts - s["s"] >= self.no_motion_after:
             s["r"] = 1
-            return [detection("no_motion", "raise", frame, ts=ts, fix=s.get("p"), battery=battery_of(frame),
-                              source="activity", still_since=s["s"], still_for=ts - s["s"])]
+            return [
+                detection(
+                    "no_motion",
+                    "raise",
+                    frame,
+                    ts=ts,
+                    fix=s.get("p"),
+                    battery=battery_of(frame),
+                    source="activity",
+                    still_since=s["s"],
+                    still_for=ts - s["s"],
+                )
+            ]
         return []

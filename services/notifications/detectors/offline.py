@@ -55,8 +55,9 @@ class OfflineDetector:
         self.confirm_after = confirm_after
         self.confirm_gap = confirm_gap
 
-    def observe(self, state: bytes | None, frame: dict[str, Any], *, now: float,
-                offline_after: float | None = None) -> tuple[bytes | None, list[Detection]]:
+    def observe(
+        self, state: bytes | None, frame: dict[str, Any], *, now: float, offline_after: float | None = None
+    ) -> tuple[bytes | None, list[Detection]]:
         """Note the frame's arrival; clear offline once the device's return is confirmed.
         `offline_after`: this device's own limit, when it has one."""
         after = offline_after or self.offline_after
@@ -72,13 +73,24 @@ class OfflineDetector:
             if "b" not in s or previous is None or received - previous > gap:
                 s["b"] = received  # back, or back again after another silence: start confirming
             elif received - s["b"] >= self.confirm_after:
-                detections.append(detection("offline", "clear", s, ts=int(received), fix=s.get("p"),
-                                            battery=s.get("y"), offline_since=s["o"], back_since=s["b"]))
+                detections.append(
+                    detection(
+                        "offline",
+                        "clear",
+                        s,
+                        ts=int(received),
+                        fix=s.get("p"),
+                        battery=s.get("y"),
+                        offline_since=s["o"],
+                        back_since=s["b"],
+                    )
+                )
                 del s["o"], s["b"]
         return dump_state(s), detections
 
-    def check(self, state: bytes | None, *, now: float,
-              offline_after: float | None = None) -> tuple[bytes | None, list[Detection]]:
+    def check(
+        self, state: bytes | None, *, now: float, offline_after: float | None = None
+    ) -> tuple[bytes | None, list[Detection]]:
         """Raise offline for a device silent for `offline_after` seconds (this device's own, when given)."""
         if not state:
             return state, []
@@ -88,8 +100,16 @@ class OfflineDetector:
             return state, []
         s["o"] = int(s["r"] + after)
         s.pop("b", None)
-        raised = detection("offline", "raise", s, ts=s["o"], fix=s.get("p"), battery=s.get("y"),
-                           last_seen=s["r"], silent_for=round(now - s["r"], 1))
+        raised = detection(
+            "offline",
+            "raise",
+            s,
+            ts=s["o"],
+            fix=s.get("p"),
+            battery=s.get("y"),
+            last_seen=s["r"],
+            silent_for=round(now - s["r"], 1),
+        )
         return dump_state(s), [raised]
 
     @staticmethod

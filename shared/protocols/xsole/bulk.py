@@ -33,16 +33,25 @@ HOT_TYPES: tuple[int, ...] = (FrameType.POSITION, FrameType.HEARTBEAT, FrameType
 _HEADER = struct.Struct(">HBBHH")  # magic, version, type, length, seq
 _MAGIC = int.from_bytes(MAGIC, "big")
 _HOT: dict[int, tuple[Callable[[Any, int], tuple[Any, ...]], int, FieldsCheck, bool]] = {
-    frame_type: (LAYOUTS[frame_type][1].unpack_from, 2 + LAYOUTS[frame_type][1].size, CHECKS[frame_type],
-                 frame_type != FrameType.COMMAND_RESULT)  # whether its first field is the device's ts
+    frame_type: (
+        LAYOUTS[frame_type][1].unpack_from,
+        2 + LAYOUTS[frame_type][1].size,
+        CHECKS[frame_type],
+        frame_type != FrameType.COMMAND_RESULT,
+    )  # whether its first field is the device's ts
     for frame_type in HOT_TYPES
 }
 NO_TS = (2**32, -1)  # the (first, last) device time of a run without timestamps
 
 
 def take_telemetry(
-    buf: bytes, pos: int, key: int, received_at: float,
-    rows_by_type: dict[int, list[tuple[Any, ...]]], seqs: list[int], limit: int,
+    buf: bytes,
+    pos: int,
+    key: int,
+    received_at: float,
+    rows_by_type: dict[int, list[tuple[Any, ...]]],
+    seqs: list[int],
+    limit: int,
 ) -> tuple[int, int, int]:
     """Decode up to `limit` frames of `buf` from `pos`; return where the run
     stopped and the earliest and latest device time in it (`NO_TS` if none).

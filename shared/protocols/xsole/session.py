@@ -126,7 +126,12 @@ class DeviceSession:
         return None
 
     def take_telemetry(
-        self, key: int, received_at: float, rows_by_type: dict[int, list[tuple[Any, ...]]], seqs: list[int], limit: int,
+        self,
+        key: int,
+        received_at: float,
+        rows_by_type: dict[int, list[tuple[Any, ...]]],
+        seqs: list[int],
+        limit: int,
     ) -> FrameRun | None:
         """The hot path, while online: decode up to `limit` buffered in-range
         telemetry frames straight into storage rows (see `bulk.take_telemetry`).

@@ -89,7 +89,10 @@ CHECKS: dict[int, FieldsCheck] = {
     FrameType.COMMAND_RESULT: no_problem,
 }
 _CHECK_OF: dict[type, FieldsCheck] = {
-    Position: position_problem, Heartbeat: heartbeat_problem, Activity: activity_problem, Alarm: alarm_problem,
+    Position: position_problem,
+    Heartbeat: heartbeat_problem,
+    Activity: activity_problem,
+    Alarm: alarm_problem,
 }
 
 
