@@ -27,7 +27,7 @@ from typing import Any
 
 import httpx
 from aiohttp import web
-from twilio.request_validator import RequestValidator  # type: ignore[import-untyped]
+from twilio.request_validator import RequestValidator
 
 from bench.common import percentile, print_table, register_devices, run_loadgens, start_solewatch
 from shared.protocols.xsole import Alarm, AlarmKind, Command, CommandCode, CommandResult

@@ -25,7 +25,7 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        return int(sock.getsockname()[1])
 
 
 async def register_devices(data_dir: Path, count: int, *, first: int = 0) -> list[tuple[str, str]]:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import socketio  # type: ignore[import-untyped]
+import socketio
 
 from bench.common import percentile, print_table, register_devices, run_loadgens, start_solewatch
 
@@ -57,9 +57,10 @@ async def run(
         client = socketio.AsyncClient(reconnection=False)
         received: dict[str, list[tuple[str, float]]] = {}  # IMEI -> (ts, arrival) of its position events, in order
 
-        @client.on("position")
         async def on_position(data: dict[str, Any]) -> None:
             received.setdefault(data["imei"], []).append((data["ts"], time.time()))
+
+        client.on("position", on_position)
 
         try:
             base = f"http://127.0.0.1:{http_port}"

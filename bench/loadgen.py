@@ -138,7 +138,7 @@ class InsoleLoad(asyncio.Protocol):
 
 
 class LoadGenerator:
-    def __init__(self, spec: dict):
+    def __init__(self, spec: dict[str, Any]):
         self.host = spec["host"]
         self.port = spec["port"]
         self.credentials = spec["credentials"]
@@ -162,7 +162,7 @@ class LoadGenerator:
         self.record_sends = spec.get("record_sends", False)
         self.sends: list[tuple[str, int, float]] = []
 
-    async def run(self) -> dict:
+    async def run(self) -> dict[str, Any]:
         loop = asyncio.get_running_loop()
         for index, (imei, token_hex) in enumerate(self.credentials):
             conn = InsoleLoad(self, imei, bytes.fromhex(token_hex), index)
@@ -209,7 +209,7 @@ class LoadGenerator:
                 conn.tokens = min(conn.tokens + grant, cap)
                 conn.top_up()
 
-    def report(self, elapsed: float, cpu: float) -> dict:
+    def report(self, elapsed: float, cpu: float) -> dict[str, Any]:
         return {
             "connections": len(self.connections),
             "logged_in": self.logged_in,
@@ -239,7 +239,7 @@ def main() -> None:
         runner = asyncio.run
     generator = LoadGenerator(spec)
 
-    async def run_and_hold() -> dict:
+    async def run_and_hold() -> dict[str, Any]:
         result = await generator.run()
         if spec.get("idle"):
             # Hold the connections until the parent has measured and closes our stdin.

@@ -6,6 +6,7 @@ import asyncio
 import secrets
 import sys
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 import orjson
 
@@ -28,6 +29,9 @@ from shared.protocols.xsole import imei_to_bcd
 from shared.runtime import Component, Runtime
 from shared.store import DeviceExists, Store, hash_device_token
 from shared.store.sqlite import SqliteStore
+
+if TYPE_CHECKING:  # imported where used: the simulator loads only with --simulate
+    from services.simulator import SimulatedInsole
 
 log = get_logger("solewatch")
 
@@ -141,7 +145,7 @@ async def register_device(
     return {"imei": device.imei, "name": device.name, "tenant": tenant, "token": token.hex()}, token
 
 
-async def register_simulated_insoles(store: Store, count: int) -> list:  # list[SimulatedInsole]
+async def register_simulated_insoles(store: Store, count: int) -> list[SimulatedInsole]:
     """Register (or re-key, when they exist) `count` simulated insoles in the default tenant."""
     from services.simulator import SimulatedInsole, simulated_imeis
 
@@ -212,7 +216,7 @@ class AccountsBootstrap:
 
 
 def embedded_runtime(
-    settings: Settings, load_settings, *, simulate: int = 0, rate: float = 0.2, sos_per_minute: float | None = None
+    settings: Settings, load_settings: Callable[[], Settings], *, simulate: int = 0, rate: float = 0.2, sos_per_minute: float | None = None
 ) -> tuple[Runtime, Listener]:
     """The all-in-one process: every service over the embedded adapters."""
     store = build_store(settings)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import orjson
-import socketio  # type: ignore[import-untyped]
+import socketio
 
 from services.api.app import create_app
 from services.components import AccountsBootstrap, PortComponent, build_store

@@ -25,7 +25,7 @@ from shared.logging import get_logger
 from shared.runtime import Runtime
 
 # The *_created series double /metrics for no use on dashboards.
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]  # prometheus-client leaves it unannotated
 
 log = get_logger("solewatch.http")
 
@@ -287,10 +287,10 @@ class _GuardedConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.admitted:
             self.partial = self.partial or self.phase is not None
-            self._forward(self.inner.data_received, data)  # type: ignore[attr-defined]
+            self._forward(self.inner.data_received, data)
 
     def eof_received(self) -> bool | None:
-        return self._forward(self.inner.eof_received) if self.admitted else None  # type: ignore[attr-defined]
+        return self._forward(self.inner.eof_received) if self.admitted else None
 
     def pause_writing(self) -> None:
         if self.admitted:
@@ -315,7 +315,7 @@ class _GuardedConnection(asyncio.Protocol):
             _current.reset(token)
             assert self.transport is not None
             if self.transport.get_protocol() is not self:  # uvicorn upgraded the connection to a WebSocket
-                self.inner = self.transport.get_protocol()  # type: ignore[assignment]
+                self.inner = cast(asyncio.Protocol, self.transport.get_protocol())  # uvicorn's WebSocket protocols
                 self.transport.set_protocol(self)
                 self.upgraded = True
                 self.disarm()
@@ -440,7 +440,7 @@ class HttpServer:
     @property
     def port(self) -> int:
         """The bound port (useful when configured as 0)."""
-        return self._server.servers[0].sockets[0].getsockname()[1]
+        return int(self._server.servers[0].sockets[0].getsockname()[1])
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._server.serve(), name=self.name)

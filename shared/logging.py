@@ -58,4 +58,5 @@ def configure_logging(level: str = "info", *, json: bool = True) -> None:
 
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:
-    return structlog.get_logger(name)
+    logger: structlog.stdlib.BoundLogger = structlog.get_logger(name)  # structlog types it Any
+    return logger

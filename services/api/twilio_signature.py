@@ -11,7 +11,7 @@ from urllib.parse import parse_qsl
 
 from fastapi import HTTPException, Request
 from starlette.datastructures import ImmutableMultiDict
-from twilio.request_validator import RequestValidator  # type: ignore[import-untyped]
+from twilio.request_validator import RequestValidator
 
 from shared.config import Settings
 from shared.logging import get_logger

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
-from twilio.twiml.messaging_response import MessagingResponse  # type: ignore[import-untyped]
+from twilio.twiml.messaging_response import MessagingResponse
 
 from services.api.deps import ContextDep
 from services.api.twilio_signature import verified_twilio_form

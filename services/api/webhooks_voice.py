@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from prometheus_client import Counter
-from twilio.twiml.voice_response import VoiceResponse  # type: ignore[import-untyped]
+from twilio.twiml.voice_response import VoiceResponse
 
 from services.api.deps import ContextDep
 from services.api.twilio_signature import verified_twilio_form

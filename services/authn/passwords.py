@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TypeVar
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
@@ -22,6 +24,7 @@ MAX_PASSWORD_LENGTH = 1024  # argon2 takes any length; this bounds what a reques
 hasher = PasswordHasher()
 
 _pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="argon2")
+_T = TypeVar("_T")
 _dummy_hashes: dict[PasswordHasher, str] = {}
 
 
@@ -43,7 +46,7 @@ def check_new_password(password: str) -> None:
         raise WeakPassword(f"a password has at most {MAX_PASSWORD_LENGTH} characters")
 
 
-async def _in_pool(fn, *args):  # type: ignore[no-untyped-def]
+async def _in_pool(fn: Callable[..., _T], *args: object) -> _T:
     return await asyncio.get_running_loop().run_in_executor(_pool, fn, *args)
 
 

@@ -68,7 +68,7 @@ def client_address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-_THROTTLED = {
+_THROTTLED: dict[int | str, dict[str, Any]] = {
     429: {
         "model": ErrorOut,
         "description": "Too many failed logins from this address; retry later",

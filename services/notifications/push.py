@@ -32,8 +32,8 @@ import orjson
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 from cryptography.hazmat.primitives import serialization
-from py_vapid import Vapid  # type: ignore[import-untyped]
-from pywebpush import WebPushException, webpush_async  # type: ignore[import-untyped]
+from py_vapid import Vapid
+from pywebpush import WebPushException, webpush_async
 
 from services.authn.tokens import ALGORITHM, InvalidToken, signing_secret
 from services.context import ServiceContext

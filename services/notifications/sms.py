@@ -16,10 +16,10 @@ from collections.abc import Awaitable
 from typing import TypeVar
 
 import aiohttp
-from twilio.base import values  # type: ignore[import-untyped]
-from twilio.base.exceptions import TwilioException  # type: ignore[import-untyped]
-from twilio.http.async_http_client import AsyncTwilioHttpClient  # type: ignore[import-untyped]
-from twilio.rest import Client  # type: ignore[import-untyped]
+from twilio.base import values
+from twilio.base.exceptions import TwilioException
+from twilio.http.async_http_client import AsyncTwilioHttpClient
+from twilio.rest import Client
 
 from services.notifications.notifier import AlertNotice, NotificationFailed
 from shared.config import Settings
@@ -102,7 +102,8 @@ class SmsNotifier:
                 body=body,
                 status_callback=self._status_callback or values.unset,
             )
-        return message.sid
+        sid: str | None = message.sid  # twilio is untyped
+        return sid
 
 
 async def twilio_request(request: Awaitable[T], timeout: float) -> T:

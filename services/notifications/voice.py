@@ -17,8 +17,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlencode
 
-from twilio.http.async_http_client import AsyncTwilioHttpClient  # type: ignore[import-untyped]
-from twilio.rest import Client  # type: ignore[import-untyped]
+from twilio.http.async_http_client import AsyncTwilioHttpClient
+from twilio.rest import Client
 
 from services.notifications.notifier import AlertNotice
 from services.notifications.sms import E164, REQUEST_TIMEOUT, twilio_request
@@ -110,7 +110,8 @@ class VoiceNotifier:
                 status_callback_method="POST",
                 status_callback_event=STATUS_EVENTS,
             )
-        return call.sid
+        sid: str | None = call.sid  # twilio is untyped
+        return sid
 
 
 # -- what the call says ---------------------------------------------------------------------

@@ -268,6 +268,6 @@ def _malloc_trim() -> Callable[[int], int] | None:
     if name is None:
         return None
     try:
-        return ctypes.CDLL(name).malloc_trim  # type: ignore[no-any-return]
+        return ctypes.CDLL(name).malloc_trim
     except (OSError, AttributeError):  # not glibc (musl has no malloc_trim)
         return None

@@ -15,9 +15,9 @@ from contextvars import ContextVar
 from typing import Any
 
 import orjson
-import socketio  # type: ignore[import-untyped]
-from socketio.async_pubsub_manager import AsyncPubSubManager  # type: ignore[import-untyped]
-from socketio.exceptions import ConnectionRefusedError  # type: ignore[import-untyped]
+import socketio
+from socketio.async_pubsub_manager import AsyncPubSubManager
+from socketio.exceptions import ConnectionRefusedError
 
 from services.authn.deps import principal_from_claims
 from services.authn.tokens import InvalidToken, session_revoked, verify_access_token
@@ -70,7 +70,6 @@ def create_socketio(
 
     guard = SessionGuard(context, sio)
 
-    @sio.event
     async def connect(sid: str, environ: dict[str, Any], auth: Any = None) -> None:
         token = auth.get("token") if isinstance(auth, dict) else None
         if not isinstance(token, str) or not token:
@@ -91,10 +90,12 @@ def create_socketio(
         sio.half_open.authenticated(sio.manager.eio_sid_from_sid(sid, NAMESPACE))
         guard.watch(sid, claims.session_id, claims.expires_at)
 
-    @sio.event
     async def disconnect(sid: str, *args: Any) -> None:
         guard.forget(sid)
 
+    # Registered by call, not as decorators: socketio is untyped, and a decorator would erase the handlers' types.
+    sio.on("connect", connect)
+    sio.on("disconnect", disconnect)
     return sio
 
 

@@ -86,7 +86,7 @@ class AmqpBus:
 
     async def start(self) -> None:
         self._connection = await asyncio.wait_for(aio_pika.connect_robust(self._url), CONNECT_TIMEOUT_S)
-        self._publish_channel = await self._connection.channel(publisher_confirms=True)  # type: ignore[assignment]
+        self._publish_channel = await self._connection.channel(publisher_confirms=True)
         assert self._publish_channel is not None
         await declare_exchanges(self._publish_channel, self.topology)
         await declare_known_consumers(self._publish_channel, self.topology)
@@ -194,7 +194,7 @@ class AmqpBus:
             await self._settle(incoming.ack())
 
     def _backoff(self, attempt: int) -> float:
-        return min(self._first_backoff * 2 ** (attempt - 1), self._max_backoff)
+        return min(self._first_backoff * 2.0 ** (attempt - 1), self._max_backoff)
 
     async def _return(self, incoming: AbstractIncomingMessage, delay: float) -> None:
         # The message stays unacked meanwhile (it counts against the prefetch),
