@@ -113,7 +113,8 @@ def report(figures: dict[str, Any]) -> None:
             (
                 f"{rate:,} frames/s offered",
                 (
-                    f"acked {figures[f'rate_{key}_acked_fps']:,}/s; send → position event p50 {figures[f'rate_{key}_p50_ms']} ms,"
+                    f"acked {figures[f'rate_{key}_acked_fps']:,}/s;"
+                    f" send → position event p50 {figures[f'rate_{key}_p50_ms']} ms,"
                     f" p99 {figures[f'rate_{key}_p99_ms']} ms, max {figures[f'rate_{key}_max_ms']} ms"
                     f" ({figures[f'rate_{key}_samples']:,} samples, {figures[f'rate_{key}_missing']} missing)"
                 ),

@@ -197,7 +197,8 @@ class AccountsBootstrap:
             )
             sys.stdout.flush()
         elif created is None and (ignored := await ignored_admin_settings(self._settings, self._store)):
-            # (ensure_first_admin logs first_admin_created itself.) A log line for the record, and the sentence plainly for whoever started the process.
+            # (ensure_first_admin logs first_admin_created itself.) A log line for the record,
+            # and the sentence plainly for whoever started the process.
             log.warning("admin_settings_ignored", reason=ignored)
             sys.stderr.write(f"solewatch: {ignored}\n")
             sys.stderr.flush()
@@ -216,7 +217,12 @@ class AccountsBootstrap:
 
 
 def embedded_runtime(
-    settings: Settings, load_settings: Callable[[], Settings], *, simulate: int = 0, rate: float = 0.2, sos_per_minute: float | None = None
+    settings: Settings,
+    load_settings: Callable[[], Settings],
+    *,
+    simulate: int = 0,
+    rate: float = 0.2,
+    sos_per_minute: float | None = None,
 ) -> tuple[Runtime, Listener]:
     """The all-in-one process: every service over the embedded adapters."""
     store = build_store(settings)

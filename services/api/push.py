@@ -53,7 +53,9 @@ class PushSubscriptionIn(BaseModel):
                 {
                     "endpoint": "https://fcm.googleapis.com/fcm/send/c1KrmpTuRm:APA91bH",
                     "keys": {
-                        "p256dh": "BNcRdreALRFXTkOOUHK1EtK2wtaz5Ry4YfYCA_0QTpQtUbVlUls0VJXg7A8u-Ts1XbjhazAkj7I99e8QcYP7DkM",
+                        "p256dh": (
+                            "BNcRdreALRFXTkOOUHK1EtK2wtaz5Ry4YfYCA_0QTpQtUbVlUls0VJXg7A8u-Ts1XbjhazAkj7I99e8QcYP7DkM"
+                        ),
                         "auth": "tBHItJI5svbpez7KI4CCXg",
                     },
                 }
