@@ -58,7 +58,7 @@ class SmsGateway:
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.port = int(self._runner.addresses[0][1])  # (host, port) of the site just started
 
     async def close(self) -> None:
         if self._runner is not None:

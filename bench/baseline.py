@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from typing import cast
 
 from shared.protocols.xsole import BadCrc, FrameBuffer, FrameType
 from shared.protocols.xsole.framing import encode_frame
@@ -23,7 +24,7 @@ class RawAckProtocol(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        self.transport = cast(asyncio.Transport, transport)  # a TCP connection's
 
     def data_received(self, data: bytes) -> None:
         self.frames.feed(data)

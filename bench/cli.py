@@ -12,7 +12,7 @@ import orjson
 BENCHMARKS = ("ingest", "connections", "latency", "alarm", "hostile-http", "handshakes")
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     bench = sub.add_parser("bench", help="benchmarks that print their figures (see docs/performance.md)")
     bench.add_argument("name", choices=BENCHMARKS)
     bench.add_argument("--seconds", type=float, default=10.0, help="measuring window (ingest)")

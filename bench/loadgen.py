@@ -18,7 +18,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
@@ -53,8 +53,8 @@ class InsoleLoad(asyncio.Protocol):
         self.buf = b""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-        transport.write(encode(Login(1, self.imei, 0x0102, self.token)))  # type: ignore[attr-defined]
+        self.transport = cast(asyncio.Transport, transport)  # a TCP connection's
+        self.transport.write(encode(Login(1, self.imei, 0x0102, self.token)))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None

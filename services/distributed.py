@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 import orjson
 import socketio
+from starlette.types import ASGIApp
 
 from services.api.app import create_app
 from services.components import AccountsBootstrap, PortComponent, build_store
@@ -77,8 +78,9 @@ class Backends:
                 " `solewatch run` runs every service in one process without them"
             )
         self.store = build_store(settings)
-        self.cache = RedisCache(settings.redis_url)  # type: ignore[arg-type]
-        self.bus = AmqpBus(settings.amqp_url)  # type: ignore[arg-type]
+        assert settings.redis_url and settings.amqp_url  # checked above, with the message a person needs
+        self.cache = RedisCache(settings.redis_url)
+        self.bus = AmqpBus(settings.amqp_url)
         self.context = ServiceContext(
             settings=settings,
             store=self.store,
@@ -103,7 +105,7 @@ class Backends:
         return OutboxRelay(self.store, self.bus, poll_interval=RELAY_POLL_INTERVAL_S, lease=CacheLease(self.cache))
 
 
-def _listener(settings: Settings, backends: Backends) -> tuple[list[Component], Callable[[Runtime], object]]:
+def _listener(settings: Settings, backends: Backends) -> tuple[list[Component], Callable[[Runtime], ASGIApp]]:
     listener = Listener(
         settings, backends.store, cache=backends.cache, bus=backends.bus, make_durable=publish_to_writer(backends.bus)
     )
@@ -116,7 +118,7 @@ def _listener(settings: Settings, backends: Backends) -> tuple[list[Component], 
     return components, lambda runtime: health_app("solewatch-listener", runtime)
 
 
-def _api(settings: Settings, backends: Backends) -> tuple[list[Component], Callable[[Runtime], object]]:
+def _api(settings: Settings, backends: Backends) -> tuple[list[Component], Callable[[Runtime], ASGIApp]]:
     return (
         [*backends.ports(), backends.bus, backends.relay()],
         # With the auth routes too, so that its /api/v1/openapi.json (the one the proxy
@@ -125,14 +127,14 @@ def _api(settings: Settings, backends: Backends) -> tuple[list[Component], Calla
     )
 
 
-def _authn(settings: Settings, backends: Backends) -> tuple[list[Component], Callable[[Runtime], object]]:
+def _authn(settings: Settings, backends: Backends) -> tuple[list[Component], Callable[[Runtime], ASGIApp]]:
     return (
         [*backends.ports(), AccountsBootstrap(settings, backends.store), backends.bus, backends.relay()],
         lambda runtime: create_app(backends.context, runtime, live_updates=False, rest=False),
     )
 
 
-def _wss(settings: Settings, backends: Backends) -> tuple[list[Component], Callable[[Runtime], object]]:
+def _wss(settings: Settings, backends: Backends) -> tuple[list[Component], Callable[[Runtime], ASGIApp]]:
     # Emits go through Redis pub/sub, so a client connected to any wss process
     # gets the events whichever process consumed the bus message.
     manager = socketio.AsyncRedisManager(settings.redis_url)
@@ -143,7 +145,7 @@ def _wss(settings: Settings, backends: Backends) -> tuple[list[Component], Calla
     )
 
 
-def _notifications(settings: Settings, backends: Backends) -> tuple[list[Component], Callable[[Runtime], object]]:
+def _notifications(settings: Settings, backends: Backends) -> tuple[list[Component], Callable[[Runtime], ASGIApp]]:
     notifications = NotificationsService(backends.context)
     return (
         [*backends.ports(), notifications, backends.bus, backends.relay()],
@@ -159,5 +161,5 @@ def service_runtime(service: str, settings: Settings, load_settings: Callable[[]
     backends = Backends(settings, service)
     components, make_app = _LAYOUTS[service](settings, backends)
     runtime = Runtime(components, load_settings)
-    runtime.components.append(HttpServer(settings, make_app(runtime)))  # type: ignore[arg-type]
+    runtime.components.append(HttpServer(settings, make_app(runtime)))
     return runtime

@@ -11,8 +11,8 @@ import asyncio
 import gc
 import signal
 import sys
-from collections.abc import Callable, Sequence
-from typing import Protocol, runtime_checkable
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any, Protocol, runtime_checkable
 
 from shared.config import Settings
 from shared.logging import get_logger
@@ -155,7 +155,7 @@ GIL_SWITCH_INTERVAL_S = 0.001
 GC_THRESHOLDS = (50_000, 20, 100)
 
 
-def run_process(main: Callable[[], asyncio.Future[None] | object]) -> None:
+def run_process(main: Callable[[], Coroutine[Any, Any, None]]) -> None:
     """Run a coroutine function on uvloop when it is installed."""
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
     gc.set_threshold(*GC_THRESHOLDS)
@@ -163,6 +163,6 @@ def run_process(main: Callable[[], asyncio.Future[None] | object]) -> None:
     try:
         import uvloop
     except ImportError:
-        asyncio.run(main())  # type: ignore[arg-type]
+        asyncio.run(main())
     else:
-        uvloop.run(main())  # type: ignore[arg-type]
+        uvloop.run(main())

@@ -129,7 +129,7 @@ def _serve_openapi(app: FastAPI) -> None:
             app.openapi_schema = document_common_answers(generate())
         return app.openapi_schema
 
-    app.openapi = openapi  # type: ignore[method-assign]
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented way to replace the schema
 
     @app.get(OPENAPI_URL, include_in_schema=False)
     async def openapi_json() -> JSONResponse:

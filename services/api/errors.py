@@ -27,10 +27,11 @@ STORE_RETRY_AFTER_S = 5
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    app.add_exception_handler(RequestValidationError, _invalid_request)  # type: ignore[arg-type]
-    app.add_exception_handler(HTTPException, _http_error)  # type: ignore[arg-type]
-    app.add_exception_handler(StoreUnavailable, _store_unavailable)  # type: ignore[arg-type]
-    app.add_exception_handler(CacheUnavailable, _cache_unavailable)  # type: ignore[arg-type]
+    # The decorator form: add_exception_handler types every handler as taking any Exception.
+    app.exception_handler(RequestValidationError)(_invalid_request)
+    app.exception_handler(HTTPException)(_http_error)
+    app.exception_handler(StoreUnavailable)(_store_unavailable)
+    app.exception_handler(CacheUnavailable)(_cache_unavailable)
     app.add_middleware(CatchAll)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, model_validator
 
@@ -11,7 +11,7 @@ from shared.store.alerts import ALERT_KINDS
 AlertKind = Literal[
     "sos", "fall", "no_motion", "low_battery", "off_foot", "tamper", "offline", "geofence_exit", "geofence_enter"
 ]
-assert set(AlertKind.__args__) == set(ALERT_KINDS)  # type: ignore[attr-defined]
+assert set(get_args(AlertKind)) == set(ALERT_KINDS)
 AlertStatus = Literal["open", "acknowledged", "resolved"]
 
 IMEI_PATTERN = r"^\d{15}$"
@@ -200,7 +200,7 @@ class ContactIn(BaseModel):
     email: EmailStr | None = None
     phone: str | None = Field(None, pattern=E164_PATTERN, description="E.164, e.g. +33612345678")
     kinds: list[AlertKind] = Field(
-        default_factory=lambda: list(ALERT_KINDS),  # type: ignore[arg-type]
+        default_factory=lambda: list(ALERT_KINDS),  # type: ignore[arg-type]  # str, made AlertKind by the assert above
         min_length=1,
         description="the alert kinds this contact is told about; all when omitted",
     )

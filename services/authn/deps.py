@@ -45,7 +45,8 @@ class Principal:
 
 def get_context(request: Request) -> ServiceContext:
     """The process's ServiceContext, set by the app factory as `app.state.context`."""
-    return request.app.state.context  # type: ignore[no-any-return]
+    context: ServiceContext = request.app.state.context  # Starlette's app state is untyped
+    return context
 
 
 ContextDep = Annotated[ServiceContext, Depends(get_context)]

@@ -99,7 +99,7 @@ def create_socketio(
     return sio
 
 
-class GuardedServer(socketio.AsyncServer):  # type: ignore[misc]
+class GuardedServer(socketio.AsyncServer):  # type: ignore[misc]  # socketio is untyped: its base class is Any
     """python-socketio's server with a bound on half-open sessions (services/wss/handshakes.py).
 
     It follows each Engine.IO session from its handshake until its Socket.IO
@@ -211,7 +211,8 @@ class LiveUpdates:
         manager = self._sio.manager
         if isinstance(manager, AsyncPubSubManager):
             return None
-        return manager.rooms.get(NAMESPACE, {})  # type: ignore[no-any-return]
+        rooms: Mapping[Any, Any] = manager.rooms.get(NAMESPACE, {})  # socketio is untyped
+        return rooms
 
     def _watched(self, room: str) -> bool:
         rooms = self._rooms()
