@@ -30,10 +30,10 @@ from aiohttp import web
 from twilio.request_validator import RequestValidator
 
 from bench.common import percentile, print_table, register_devices, run_loadgens, start_solewatch
+from bench.xsole_client import XSoleTestClient
 from shared.protocols.xsole import Alarm, AlarmKind, Command, CommandCode, CommandResult
 from shared.protocols.xsole.constants import FLAG_FIX_VALID
 from shared.store.sqlite import SqliteStore
-from tests.helpers.xsole_client import XSoleTestClient
 
 ACCOUNT_SID = "AC" + "0" * 32
 FIRST_ALARM_DEVICE = 900_000  # IMEI numbers of the alarm senders, far from the streaming ones

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
 from pathlib import Path
 
 import orjson
@@ -47,11 +46,6 @@ def run(args: argparse.Namespace) -> None:
 
 
 async def _run(args: argparse.Namespace) -> None:
-    # The alarm and distributed benches start their servers with the test
-    # harness (tests/harness, tests/helpers), which is not an installed package.
-    root = str(Path(__file__).resolve().parents[1])
-    if root not in sys.path:
-        sys.path.insert(0, root)
     if args.name == "ingest":
         from bench import ingest
 
@@ -89,9 +83,10 @@ async def _run(args: argparse.Namespace) -> None:
         latency.report(figures)
     elif args.name == "hostile-http":
         from bench import hostile_http  # `python -m bench.hostile_http --source DIR` runs another checkout
+        from bench.common import ROOT
 
         figures = await hostile_http.run(
-            source=Path(getattr(args, "source", None) or hostile_http.ROOT),
+            source=Path(getattr(args, "source", None) or ROOT),
             runs=3,
             rss_bytes=400_000_000,
             stall_bytes=300_000_000,

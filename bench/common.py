@@ -18,6 +18,8 @@ import orjson
 from shared.store import hash_device_token
 from shared.store.sqlite import SqliteStore
 
+# Where this code was imported from: a checkout, or site-packages when installed. The processes
+# the benches start run there and so import the same code (in a checkout, even with no install).
 ROOT = Path(__file__).resolve().parents[1]
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 

@@ -25,21 +25,16 @@ import argparse
 import asyncio
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # the test harness is not an installed package
-    sys.path.insert(0, str(ROOT))
-
-from bench.common import print_table, register_devices  # noqa: E402
-from shared.protocols.xsole import LoginAck  # noqa: E402
-from tests.harness.haproxy import HAPROXY_CFG, LocalProxy, Replica, start_proxy  # noqa: E402
-from tests.harness.servers import rabbitmq_process, redis_process, started  # noqa: E402
-from tests.helpers.xsole_client import XSoleTestClient  # noqa: E402
+from bench.common import print_table, register_devices
+from bench.haproxy import HAPROXY_CFG, ROOT, LocalProxy, Replica, start_proxy
+from bench.servers import rabbitmq_process, redis_process, started
+from bench.xsole_client import XSoleTestClient
+from shared.protocols.xsole import LoginAck
 
 REPLICA_ADDRESSES = ("127.0.0.2", "127.0.0.3")
 LOGIN_TIMEOUT_S = 5.0
@@ -217,6 +212,8 @@ def main() -> None:
     source.add_argument("--config", type=Path, default=HAPROXY_CFG, help="HAProxy configuration (compose's)")
     source.add_argument("--config-from-git", metavar="REV", help="compose/haproxy.cfg as of this git revision")
     args = parser.parse_args()
+    if not (ROOT / "compose").is_dir():  # an installed package: the wheel carries no compose/
+        parser.error("this bench runs compose/haproxy.cfg with compose.yml's mounts: run it in a solewatch checkout")
     if args.config_from_git:
         config = subprocess.run(
             ["git", "show", f"{args.config_from_git}:compose/haproxy.cfg"],

@@ -113,7 +113,7 @@ async def _measure_distributed(
     ACK 0 means confirmed by RabbitMQ into the storage writer's quorum queue;
     the servers' CPU is not counted in the server figures (they share the two cores).
     """
-    from tests.harness.servers import rabbitmq_process, redis_process, started
+    from bench.servers import rabbitmq_process, redis_process, started
 
     amqp = await asyncio.to_thread(started, rabbitmq_process, _subdir(data_dir, "rabbitmq"))
     redis = await asyncio.to_thread(started, redis_process, _subdir(data_dir, "redis"))
