@@ -94,12 +94,14 @@ async def test_a_supervisor_receives_and_handles_an_sos(form: str, browser: Brow
     # markers move as positions arrive: the simulator's walkers, and the test worker's next step
     before = await page.evaluate(
         """imeis => imeis.map(i => {
-        const m = document.querySelector(`[data-testid="marker-${i}"]`); return m.dataset.lat + "," + m.dataset.lon; })""",
+        const m = document.querySelector(`[data-testid="marker-${i}"]`);
+        return m.dataset.lat + "," + m.dataset.lon; })""",
         server.simulated,
     )
     await page.wait_for_function(
         """([imeis, before]) => imeis.some((i, n) => {
-        const m = document.querySelector(`[data-testid="marker-${i}"]`); return m.dataset.lat + "," + m.dataset.lon !== before[n]; })""",
+        const m = document.querySelector(`[data-testid="marker-${i}"]`);
+        return m.dataset.lat + "," + m.dataset.lon !== before[n]; })""",
         arg=[server.simulated, before],
     )
     track += await walk(insole, START[form][0] + 2000, START[form][1] + 2000, steps=1)

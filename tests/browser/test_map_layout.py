@@ -36,13 +36,17 @@ GEOMETRY = """async () => {
     const map = document.querySelector('[data-testid="map"]');
     const origin = map.getBoundingClientRect();
     const box = (el) => { const r = el.getBoundingClientRect();
-        return { left: r.left - origin.left, top: r.top - origin.top, right: r.right - origin.left, bottom: r.bottom - origin.top }; };
+        return { left: r.left - origin.left, top: r.top - origin.top,
+                 right: r.right - origin.left, bottom: r.bottom - origin.top }; };
     const shown = (el) => getComputedStyle(el).display !== "none" && el.getBoundingClientRect().width > 0;
     return {
         width: origin.width, height: origin.height,
-        labels: [...map.querySelectorAll(".worker-label")].filter(shown).map((el) => ({ name: el.textContent, ...box(el) })),
-        markers: [...map.querySelectorAll(".worker-marker")].map((el) => ({ imei: el.dataset.testid.slice(7), ...box(el) })),
-        controls: [...map.querySelectorAll(".leaflet-control")].filter(shown).map((el) => ({ name: el.className, ...box(el) })),
+        labels: [...map.querySelectorAll(".worker-label")].filter(shown)
+            .map((el) => ({ name: el.textContent, ...box(el) })),
+        markers: [...map.querySelectorAll(".worker-marker")]
+            .map((el) => ({ imei: el.dataset.testid.slice(7), ...box(el) })),
+        controls: [...map.querySelectorAll(".leaflet-control")].filter(shown)
+            .map((el) => ({ name: el.className, ...box(el) })),
     };
 }"""
 

@@ -19,7 +19,8 @@ async def test_the_service_worker_registers_and_the_shell_opens_offline(browser:
         const registration = await navigator.serviceWorker.ready;
         const worker = registration.active;  // ready once activating: wait for the end of its activate step
         if (worker.state !== "activated") {
-            await new Promise((done) => worker.addEventListener("statechange", () => worker.state === "activated" && done()));
+            await new Promise((done) => worker.addEventListener(
+                "statechange", () => worker.state === "activated" && done()));
         }
         return {scope: registration.scope, script: registration.active.scriptURL, state: registration.active.state};
     }""")
