@@ -1,6 +1,6 @@
 """SQLite adapter, account half: tenants, users, API keys (a mixin of SqliteStore).
 
-The `tenants` table belongs to the main schema (devices reference it too).
+Devices, alerts and the rest reference `tenants`, created here first.
 Emails are stored lowercased, so the UNIQUE index makes them unique whatever
 their case.
 """
@@ -44,6 +44,8 @@ def _api_key(row: tuple[Any, ...] | None) -> ApiKey | None:
 
 class SqliteAccounts:
     SCHEMA = """
+CREATE TABLE IF NOT EXISTS tenants (
+    id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, created_at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS users (
     id INTEGER PRIMARY KEY, tenant_id INTEGER NOT NULL REFERENCES tenants(id),
     email TEXT NOT NULL UNIQUE, password_hash TEXT NOT NULL,
@@ -91,6 +93,13 @@ CREATE INDEX IF NOT EXISTS api_keys_by_tenant ON api_keys(tenant_id);
     async def tenants(self) -> list[Tenant]:
         rows = await self._read(lambda c: c.execute("SELECT id, name, created_at FROM tenants ORDER BY id").fetchall())
         return [Tenant(*row) for row in rows]
+
+    async def ensure_tenant(self, name: str) -> int:
+        def run(c: sqlite3.Connection) -> int:
+            c.execute("INSERT OR IGNORE INTO tenants(name, created_at) VALUES (?, ?)", (name, time.time()))
+            return int(c.execute("SELECT id FROM tenants WHERE name = ?", (name,)).fetchone()[0])
+
+        return await self._write(run)
 
     # -- users ---------------------------------------------------------------------------
 

@@ -70,9 +70,8 @@ CREATE TABLE IF NOT EXISTS notifications (
     UNIQUE (alert_id, contact_id, channel, step));
 CREATE INDEX IF NOT EXISTS notifications_unfinished ON notifications(updated_at)
     WHERE status IN ('claimed', 'interrupted');
--- What a provider said of a notification it took, by its id there (a Twilio message SID).
--- A table of its own rather than columns of notifications: databases made before it
--- simply gain it on open.
+-- What a provider said of a notification it took, keyed by its id there (a Twilio message SID),
+-- which is all a delivery status callback names.
 CREATE TABLE IF NOT EXISTS notification_deliveries (
     provider_id TEXT PRIMARY KEY, alert_id INTEGER NOT NULL, contact_id INTEGER NOT NULL,
     channel TEXT NOT NULL, step INTEGER NOT NULL, status TEXT, error_code TEXT, updated_at REAL NOT NULL);
