@@ -35,11 +35,13 @@ def _user(row: tuple[Any, ...] | None) -> User | None:
     return User(id_, tenant_id, email, password_hash, role, bool(platform_admin), created_at)
 
 
-def _api_key(row: tuple[Any, ...] | None) -> ApiKey | None:
-    if row is None:
-        return None
+def _api_key(row: tuple[Any, ...]) -> ApiKey:
     id_, tenant_id, name, prefix, key_hash, role, created_at, revoked = row
     return ApiKey(id_, tenant_id, name, prefix, key_hash, role, created_at, bool(revoked))
+
+
+def _api_key_or_none(row: tuple[Any, ...] | None) -> ApiKey | None:
+    return None if row is None else _api_key(row)
 
 
 class SqliteAccounts:
@@ -160,7 +162,7 @@ CREATE INDEX IF NOT EXISTS api_keys_by_tenant ON api_keys(tenant_id);
 
     async def api_key_by_hash(self, key_hash: bytes) -> ApiKey | None:
         return await self._read(
-            lambda c: _api_key(
+            lambda c: _api_key_or_none(
                 c.execute(f"SELECT {_API_KEY_COLUMNS} FROM api_keys WHERE key_hash = ?", (key_hash,)).fetchone()
             )
         )
@@ -171,7 +173,7 @@ CREATE INDEX IF NOT EXISTS api_keys_by_tenant ON api_keys(tenant_id);
                 f"SELECT {_API_KEY_COLUMNS} FROM api_keys WHERE tenant_id = ? ORDER BY id", (tenant_id,)
             ).fetchall()
         )
-        return [_api_key(row) for row in rows]  # type: ignore[misc]
+        return [_api_key(row) for row in rows]
 
     async def revoke_api_key(self, tenant_id: int, key_id: int) -> bool:
         """Revoke a tenant's key; True when the tenant has that key (revoking twice is harmless)."""
