@@ -8,7 +8,7 @@ from typing import Protocol
 from shared.bus import Bus
 from shared.cache import Cache
 from shared.config import Settings
-from shared.store import Store
+from shared.store import ApiStore
 
 
 class CommandSender(Protocol):
@@ -19,7 +19,7 @@ class CommandSender(Protocol):
 @dataclass
 class ServiceContext:
     settings: Settings
-    store: Store  # also an AccountStore and an AlertStore
+    store: ApiStore  # the notifications service, sharing the context, uses a part (NotificationsStore)
     cache: Cache
     bus: Bus
     commands: CommandSender

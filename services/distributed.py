@@ -31,7 +31,7 @@ from shared.config import Settings, SettingsError
 from shared.http import HttpServer, health_app
 from shared.logging import get_logger
 from shared.runtime import Component, Runtime
-from shared.store import Store
+from shared.store import DeviceStore
 
 log = get_logger("solewatch")
 
@@ -46,7 +46,7 @@ class RemoteCommands:
     is stored, then announced to the listeners; the one holding the device sends it
     at once (the others ignore it, and every listener also polls the store)."""
 
-    def __init__(self, store: Store, bus: AmqpBus):
+    def __init__(self, store: DeviceStore, bus: AmqpBus):
         self._store = store
         self._bus = bus
 

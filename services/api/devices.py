@@ -26,9 +26,7 @@ from services.authn.models import ErrorOut
 from services.context import ServiceContext
 from services.listener.server import online_key  # the mark the listener keeps while connected
 from shared.alerts import iso_utc
-from shared.protocols.xsole import Position
-from shared.protocols.xsole.constants import FLAG_BUFFERED
-from shared.store import Device, DeviceExists, hash_device_token
+from shared.store import Device, DeviceExists, StoredPosition, hash_device_token
 
 router = APIRouter(prefix="/api/v1/devices", tags=["devices"])
 
@@ -71,8 +69,8 @@ async def device_view(context: ServiceContext, device: Device) -> dict[str, Any]
     }
 
 
-def position_view(row: Position) -> dict[str, Any]:
-    """A stored position in the API's units (the store keeps the wire's integers)."""
+def position_view(row: StoredPosition) -> dict[str, Any]:
+    """A stored position in the API's units (the store keeps the device's integers)."""
     return {
         "ts": iso_utc(row.ts),
         "lat": row.lat_e7 / 1e7,
@@ -83,7 +81,7 @@ def position_view(row: Position) -> dict[str, Any]:
         "sats": row.sats,
         "hdop": row.hdop_d / 10,
         "battery": row.battery,
-        "buffered": bool(row.flags & FLAG_BUFFERED),
+        "buffered": row.buffered,
     }
 
 
@@ -151,11 +149,14 @@ async def list_positions(
     cursor: PairCursor = None,
 ) -> dict[str, Any]:
     start, end = _unix(since, math.ceil), _unix(until, math.floor)
-    after = decode_cursor(cursor, 2) if cursor else None
+    after: tuple[int, int] | None = None
+    if cursor:
+        ts, seq = decode_cursor(cursor, 2)
+        after = (ts, seq)
     device = await tenant_device(context, principal.tenant_id, imei)
     if start is not None and end is not None and start > end:
         return {"items": [], "next_cursor": None}  # an empty window, as valid a question as any other
-    rows = await context.store.positions(device.id, since=start, until=end, after=after, limit=limit + 1)  # type: ignore[arg-type]
+    rows = await context.store.positions(device.id, since=start, until=end, after=after, limit=limit + 1)
     page = rows[:limit]
     next_cursor = encode_cursor(page[-1].ts, page[-1].seq) if len(rows) > limit else None
     return {"items": [position_view(row) for row in page], "next_cursor": next_cursor}

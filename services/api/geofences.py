@@ -9,7 +9,7 @@ empty. Anyone in the tenant reads them; admins create and delete them.
 from __future__ import annotations
 
 from itertools import pairwise
-from typing import Annotated, Any, Literal, cast
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -195,8 +195,7 @@ def geofence_view(geofence: Geofence) -> dict[str, Any]:
 
 
 def _store(context: ServiceContext) -> GeofenceStore:
-    # Both store adapters mix in the geofence half (SqliteGeofences, MongoGeofences).
-    return cast(GeofenceStore, context.store)
+    return context.store
 
 
 @router.get("", response_model=GeofenceList, summary="List the tenant's geofences")

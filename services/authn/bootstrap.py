@@ -11,7 +11,6 @@ from services.authn.passwords import check_new_password, hash_password, verify_p
 from shared.config import Settings, SettingsError
 from shared.logging import get_logger
 from shared.store.accounts import AccountStore, TenantExists, UserExists
-from shared.store.port import Store
 
 log = get_logger("solewatch.authn")
 
@@ -32,7 +31,7 @@ def valid_email(email: str) -> str:
         raise InvalidAccount(f"{email!r} is not a valid email address: {exc}") from None
 
 
-async def ensure_first_admin(settings: Settings, store: Store) -> dict[str, Any] | None:
+async def ensure_first_admin(settings: Settings, store: AccountStore) -> dict[str, Any] | None:
     """Create the first admin (a platform admin, tenant "default") when no user exists.
 
     The account comes from SOLEWATCH_ADMIN_EMAIL and SOLEWATCH_ADMIN_PASSWORD;
@@ -64,7 +63,7 @@ async def ensure_first_admin(settings: Settings, store: Store) -> dict[str, Any]
     }
 
 
-async def ignored_admin_settings(settings: Settings, store: Store) -> str | None:
+async def ignored_admin_settings(settings: Settings, store: AccountStore) -> str | None:
     """Why SOLEWATCH_ADMIN_EMAIL/PASSWORD do nothing on this start, as a sentence; None when they are not set
     or already describe a user who signs in with that password.
 

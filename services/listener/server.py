@@ -28,7 +28,7 @@ from shared.cache import Cache
 from shared.config import Settings
 from shared.logging import get_logger
 from shared.store.messages import Telemetry
-from shared.store.port import CommandRecord, Store
+from shared.store.port import CommandRecord, ListenerStore
 
 log = get_logger("solewatch.listener")
 
@@ -52,7 +52,7 @@ class Listener:
     def __init__(
         self,
         settings: Settings,
-        store: Store,
+        store: ListenerStore,
         *,
         cache: Cache | None = None,
         bus: Bus | None = None,

@@ -14,7 +14,7 @@ from prometheus_client import Counter
 from shared.bus import Bus, Message
 from shared.bus.topics import TOPIC_INGEST
 from shared.config import Settings
-from shared.store import Store
+from shared.store import TelemetryStore
 from shared.store.messages import ingest_telemetry
 
 WRITER_CONSUMER = "store-writer"
@@ -25,7 +25,7 @@ frames_written = Counter("writer_frames_total", "Frames the storage writer commi
 class StoreWriter:
     name = "store-writer"
 
-    def __init__(self, store: Store, bus: Bus):
+    def __init__(self, store: TelemetryStore, bus: Bus):
         self._store = store
         bus.subscribe(WRITER_CONSUMER, [TOPIC_INGEST], self.handle)
 

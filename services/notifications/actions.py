@@ -9,7 +9,7 @@ from services.notifications.metrics import notifications_sent
 from shared.alerts.ledger import CHANNEL_DEVICE, DEVICE_RECIPIENT, NotificationKey
 from shared.logging import get_logger
 from shared.protocols.xsole import CommandCode
-from shared.store import Store
+from shared.store import AlertingStore
 from shared.store.alerts import Alert, Contact
 
 log = get_logger("solewatch.alerts")
@@ -64,7 +64,7 @@ async def resolve_alert(
 
 
 async def tell_device_acknowledged(
-    store: Store, commands: CommandSender, alert: Alert, *, claimed: bool = False
+    store: AlertingStore, commands: CommandSender, alert: Alert, *, claimed: bool = False
 ) -> bool:
     """Queue cmd 4 for the alert's device once; True when this call queued it.
 

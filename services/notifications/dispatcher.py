@@ -40,7 +40,7 @@ from shared.alerts.ledger import (
 from shared.bus import Message
 from shared.config import Settings
 from shared.logging import get_logger
-from shared.store import Store
+from shared.store import NotificationsStore
 from shared.store.alerts import Contact
 from shared.store.escalation import DEFAULT_CHANNELS
 
@@ -82,7 +82,7 @@ def wants(contact: Contact, kind: str) -> bool:
 class NotificationDispatcher:
     def __init__(
         self,
-        store: Store,
+        store: NotificationsStore,
         notifiers: Iterable[Notifier],
         *,
         policy: DispatchPolicy | None = None,

@@ -6,7 +6,7 @@ import orjson
 
 from shared.bus import Message
 from shared.logging import get_logger
-from shared.store import Store
+from shared.store.alerts import AlertStore
 
 log = get_logger("solewatch.alerts")
 
@@ -17,7 +17,7 @@ class AlertEngine:
     with it, so a crash between the two cannot tell anyone of an alert that was
     not stored, or store one nobody hears of."""
 
-    def __init__(self, store: Store):
+    def __init__(self, store: AlertStore):
         self._store = store
 
     async def handle(self, message: Message) -> None:

@@ -18,7 +18,7 @@ from prometheus_client import Counter
 from services.notifications.dispatcher import NotificationDispatcher
 from shared.alerts import alert_to_api
 from shared.logging import get_logger
-from shared.store import Store
+from shared.store import AlertingStore
 from shared.store.escalation import ScheduledEscalation
 
 log = get_logger("solewatch.escalation")
@@ -27,7 +27,7 @@ escalations = Counter("escalation_steps_total", "Escalation steps taken", ["outc
 
 
 class Escalator:
-    def __init__(self, store: Store, dispatcher: NotificationDispatcher, *, check_interval: float = 1.0):
+    def __init__(self, store: AlertingStore, dispatcher: NotificationDispatcher, *, check_interval: float = 1.0):
         self._store = store
         self._dispatcher = dispatcher
         self.check_interval = check_interval

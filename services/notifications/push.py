@@ -41,9 +41,8 @@ from services.notifications.metrics import notification_attempts, notifications_
 from shared.bus import Message
 from shared.config import Settings
 from shared.logging import get_logger
-from shared.store import Store
 from shared.store.accounts import User
-from shared.store.push import PushSubscription
+from shared.store.push import PushStore, PushSubscription
 
 log = get_logger("solewatch.push")
 
@@ -79,7 +78,7 @@ def new_vapid_private_key() -> str:
     return _b64url(vapid.private_key.private_numbers().private_value.to_bytes(32, "big"))
 
 
-async def vapid_key(settings: Settings, store: Store) -> Vapid:
+async def vapid_key(settings: Settings, store: PushStore) -> Vapid:
     """SOLEWATCH_VAPID_PRIVATE_KEY, else the key kept in the store (made on first use)."""
     if settings.vapid_private_key is not None:
         return parse_vapid_key(settings.vapid_private_key.get_secret_value())

@@ -17,14 +17,15 @@ from services.notifications.voice import VoiceNotifier, voice_configured
 from shared.bus.topics import TOPIC_ALARM, TOPIC_ALERT
 from shared.config import Settings
 from shared.logging import get_logger
-from shared.store import Store
+from shared.store import NotificationsStore
+from shared.store.sms_replies import SmsReplyStore
 
 log = get_logger("solewatch.notifications")
 
-NotifierFactory = Callable[[Settings, Store], list[Notifier]]
+NotifierFactory = Callable[[Settings, NotificationsStore], list[Notifier]]
 
 
-def build_notifiers(settings: Settings, store: Store | None = None) -> list[Notifier]:
+def build_notifiers(settings: Settings, store: SmsReplyStore | None = None) -> list[Notifier]:
     """One notifier per configured channel: email with an SMTP host, SMS with a Twilio account
     (with `store`, SMS issue the codes a reply acknowledges with)."""
     notifiers: list[Notifier] = []

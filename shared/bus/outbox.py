@@ -21,7 +21,7 @@ from shared.bus.port import Bus
 from shared.cache import Cache
 from shared.config import Settings
 from shared.logging import get_logger
-from shared.store.port import Store
+from shared.store.outbox import OutboxStore
 
 log = get_logger("solewatch.outbox")
 
@@ -66,7 +66,13 @@ class OutboxRelay:
     name = "outbox"
 
     def __init__(
-        self, store: Store, bus: Bus, *, batch: int = 200, poll_interval: float = 1.0, lease: CacheLease | None = None
+        self,
+        store: OutboxStore,
+        bus: Bus,
+        *,
+        batch: int = 200,
+        poll_interval: float = 1.0,
+        lease: CacheLease | None = None,
     ):
         self._store = store
         self._lease = lease

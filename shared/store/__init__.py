@@ -1,25 +1,41 @@
-"""The storage port and its adapters (SQLite embedded; MongoDB for the distributed mode)."""
+"""The storage ports (one per domain, see port.py) and their adapters (SQLite embedded; MongoDB for
+the distributed mode)."""
 
+from shared.store.accounts import AccountStore
+from shared.store.alerting import AlertingStore
+from shared.store.detection_config import DetectionConfigStore
+from shared.store.devices import CommandRecord, Device, DeviceExists, DeviceStore, hash_device_token, token_matches
+from shared.store.outbox import OutboxEntry, OutboxStore
 from shared.store.port import (
-    CommandRecord,
-    Device,
-    DeviceExists,
-    FrameRecord,
-    OutboxEntry,
+    ApiStore,
+    ListenerStore,
+    NotificationsStore,
     Store,
+    StoreLifecycle,
     StoreUnavailable,
-    hash_device_token,
-    token_matches,
 )
+from shared.store.telemetry import FrameRecord, StoredPosition, TelemetryHistory, TelemetryStore
 
 __all__ = [
+    "AccountStore",
+    "AlertingStore",
+    "ApiStore",
     "CommandRecord",
+    "DetectionConfigStore",
     "Device",
     "DeviceExists",
+    "DeviceStore",
     "FrameRecord",
+    "ListenerStore",
+    "NotificationsStore",
     "OutboxEntry",
+    "OutboxStore",
     "Store",
+    "StoreLifecycle",
     "StoreUnavailable",
+    "StoredPosition",
+    "TelemetryHistory",
+    "TelemetryStore",
     "hash_device_token",
     "token_matches",
 ]

@@ -50,8 +50,8 @@ class EscalationStep:
 
     @classmethod
     def decoded(cls, doc: dict[str, Any]) -> EscalationStep:
-        """The inverse of `encoded`; a step stored before channels existed gets the default ones."""
-        return cls(tuple(doc["contact_ids"]), float(doc["wait_s"]), step_channels(doc.get("channels")))
+        """The inverse of `encoded`."""
+        return cls(tuple(doc["contact_ids"]), float(doc["wait_s"]), tuple(doc["channels"]))
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,7 +4,7 @@ No write here relies on a multi-document transaction (the emulator the tests
 run on has none). Instead every write is idempotent and the writes of one
 operation are ordered so that stopping between any two of them loses nothing
 a caller was told is stored; repeating the operation completes it. The
-ordering argument for ingestion is at `commit_frames` (mongo_ingest.py), the
+ordering argument for ingestion is at `commit_telemetry` (mongo_ingest.py), the
 one for alert changes in mongo_alerts.py; docs/storage.md tells both.
 
 Every write waits for a journaled majority, and reads only see what a majority
@@ -14,8 +14,7 @@ holds, so nothing read or acknowledged can be rolled back by a failover.
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -26,7 +25,6 @@ from pymongo.errors import (
     BulkWriteError,
     CollectionInvalid,
     ConnectionFailure,
-    DuplicateKeyError,
     OperationFailure,
     PyMongoError,
     WriteConcernError,
@@ -34,17 +32,13 @@ from pymongo.errors import (
 from pymongo.read_concern import ReadConcern
 from pymongo.write_concern import WriteConcern
 
-from shared.store.accounts import TenantExists
 from shared.store.mongo_accounts import MongoAccounts
-from shared.store.mongo_alerts import MongoAlerts
-from shared.store.mongo_detections import MongoDetections
-from shared.store.mongo_device_settings import MongoDeviceSettings
-from shared.store.mongo_escalation import MongoEscalation
-from shared.store.mongo_geofences import MongoGeofences
-from shared.store.mongo_ingest import DUPLICATE_KEY, TELEMETRY_KEY, MongoIngest, OutboxWrite
-from shared.store.mongo_push import MongoPush
-from shared.store.mongo_sms_replies import MongoSmsReplies
-from shared.store.port import CommandRecord, Device, DeviceExists, OutboxEntry, StoreUnavailable
+from shared.store.mongo_alerting import MongoAlerting
+from shared.store.mongo_detection_config import MongoDetectionConfig
+from shared.store.mongo_devices import MongoDevices
+from shared.store.mongo_ingest import DUPLICATE_KEY, TELEMETRY_KEY, MongoIngest
+from shared.store.mongo_outbox import MongoOutbox
+from shared.store.port import StoreUnavailable
 
 Document = dict[str, Any]
 
@@ -59,12 +53,8 @@ PING_TIMEOUT_S = 2.0
 NAMESPACE_EXISTS = 48
 
 
-INDEXES: dict[str, list[IndexModel]] = {
-    "tenants": [IndexModel("name", name="tenants_by_name", unique=True)],
-    "devices": [
-        IndexModel("imei", name="devices_by_imei", unique=True),
-        IndexModel([("tenant_id", 1), ("_id", 1)], name="devices_by_tenant"),
-    ],
+# The telemetry commit's collections (mongo_ingest.py); each port's mixin names its own.
+TELEMETRY_INDEXES: dict[str, list[IndexModel]] = {
     # Serves positions(): a device's range in (time, seq) order. Not unique: a
     # time-series collection can't have a unique index (position_keys can).
     "positions": [IndexModel([("device_id", 1), ("time", 1), ("seq", 1)], name="positions_by_device")],
@@ -72,15 +62,15 @@ INDEXES: dict[str, list[IndexModel]] = {
     "heartbeats": [IndexModel(list(TELEMETRY_KEY), name="heartbeats_unique", unique=True)],
     "activities": [IndexModel(list(TELEMETRY_KEY), name="activities_unique", unique=True)],
     "alarms": [IndexModel([("device_id", 1), ("device_ts", 1), ("seq", 1)], name="alarms_unique", unique=True)],
-    "commands": [
-        IndexModel([("status", 1), ("device_id", 1)], name="commands_open"),
-        IndexModel([("device_id", 1), ("seq", 1)], name="commands_by_seq"),
-    ],
-    # Keyed entries (an alarm's, an alert change's) are written at most once while queued.
-    "outbox": [
-        IndexModel("key", name="outbox_by_key", unique=True, partialFilterExpression={"key": {"$exists": True}})
-    ],
 }
+INDEXES: dict[str, list[IndexModel]] = (
+    MongoAccounts.INDEXES
+    | MongoDevices.INDEXES
+    | TELEMETRY_INDEXES
+    | MongoOutbox.INDEXES
+    | MongoAlerting.INDEXES
+    | MongoDetectionConfig.INDEXES
+)
 
 
 def _is_unavailable(exc: PyMongoError) -> bool:
@@ -90,40 +80,9 @@ def _is_unavailable(exc: PyMongoError) -> bool:
     return isinstance(exc, BulkWriteError) and bool(exc.details.get("writeConcernErrors"))
 
 
-def _device(doc: Document) -> Device:
-    return Device(
-        doc["_id"],
-        doc["tenant_id"],
-        doc["imei"],
-        doc["name"],
-        doc["token_hash"],
-        doc["enabled"],
-        doc["created_at"],
-        doc.get("last_seen"),
-        doc.get("battery"),
-        doc.get("last_fix_ts"),
-        doc.get("last_lat_e7"),
-        doc.get("last_lon_e7"),
-    )
-
-
-def _command(doc: Document, imei: str) -> CommandRecord:
-    return CommandRecord(doc["_id"], doc["device_id"], imei, doc["cmd"], doc["args"], doc["status"], doc.get("seq"))
-
-
-class MongoStore(
-    MongoIngest,
-    MongoAccounts,
-    MongoAlerts,
-    MongoEscalation,
-    MongoDetections,
-    MongoGeofences,
-    MongoDeviceSettings,
-    MongoPush,
-    MongoSmsReplies,
-):
-    """Storage port on MongoDB (6.0 or later). Account and alert methods live in
-    mongo_accounts.py and mongo_alerts.py, as mixins over the same database."""
+class MongoStore(MongoAccounts, MongoDevices, MongoIngest, MongoOutbox, MongoAlerting, MongoDetectionConfig):
+    """Every storage port on MongoDB (6.0 or later), one mixin per port over the same
+    database; the telemetry port is MongoIngest."""
 
     def __init__(
         self,
@@ -200,15 +159,7 @@ class MongoStore(
             except OperationFailure as exc:
                 if exc.code != NAMESPACE_EXISTS:
                     raise
-        for collection, indexes in (
-            INDEXES
-            | MongoAccounts.INDEXES
-            | MongoAlerts.INDEXES
-            | MongoEscalation.INDEXES
-            | MongoGeofences.INDEXES
-            | MongoPush.INDEXES
-            | MongoSmsReplies.INDEXES
-        ).items():
+        for collection, indexes in INDEXES.items():
             # One create_index per index rather than create_indexes: the emulator's
             # create_indexes drops partialFilterExpression, making partial unique
             # indexes refuse documents they should let through.
@@ -253,141 +204,7 @@ class MongoStore(
             if exc.details.get("writeConcernErrors") or any(error["code"] != DUPLICATE_KEY for error in errors):
                 raise
 
-    async def _append_outbox(self, entries: Sequence[OutboxWrite]) -> None:
-        """Queue messages for the relay. A keyed entry already queued is not queued twice."""
-        if not entries:
-            return
-        now = time.time()
-        async with self._outbox_lock:
-            ids = await self._new_ids("outbox", len(entries))
-            docs: list[Document] = []
-            for outbox_id, (topic, payload, key) in zip(ids, entries, strict=True):
-                doc = {"_id": outbox_id, "topic": topic, "payload": payload, "created_at": now}
-                if key is not None:
-                    doc["key"] = key
-                docs.append(doc)
-            await self._insert_new("outbox", docs)
-
     async def _finish_announcements(self) -> None:
         """Queue the messages of writes that stopped before queuing them (at open)."""
         await self._announce_alarms(await self._db.alarms.find({"pending_message": {"$exists": True}}).to_list(None))
         await self._finish_alert_changes()
-
-    # -- tenants and devices -------------------------------------------------------
-
-    async def ensure_tenant(self, name: str) -> int:
-        tenant = await self.tenant_by_name(name)
-        if tenant is None:
-            try:
-                tenant = await self.create_tenant(name)
-            except TenantExists:  # created meanwhile by another caller
-                tenant = await self.tenant_by_name(name)
-        assert tenant is not None, "tenants are never deleted"
-        return tenant.id
-
-    async def add_device(self, *, tenant_id: int, imei: str, name: str, token_hash: bytes) -> Device:
-        async with self._write() as db:
-            # No null state fields: $max treats a stored null as smaller than any
-            # time, but the emulator cannot compare them; absent reads as None.
-            doc = {
-                "_id": await self._new_id("devices"),
-                "tenant_id": tenant_id,
-                "imei": imei,
-                "name": name,
-                "token_hash": token_hash,
-                "enabled": True,
-                "created_at": time.time(),
-            }
-            try:
-                await db.devices.insert_one(doc)
-            except DuplicateKeyError as exc:
-                raise DeviceExists(imei) from exc
-            return _device(doc)
-
-    async def set_device_token(self, *, imei: str, token_hash: bytes) -> None:
-        async with self._write() as db:
-            await db.devices.update_one({"imei": imei}, {"$set": {"token_hash": token_hash}})
-
-    async def device_by_imei(self, imei: str) -> Device | None:
-        async with self._read() as db:
-            doc = await db.devices.find_one({"imei": imei})
-        return _device(doc) if doc else None
-
-    async def device(self, device_id: int) -> Device | None:
-        async with self._read() as db:
-            doc = await db.devices.find_one({"_id": device_id})
-        return _device(doc) if doc else None
-
-    async def devices(self, tenant_id: int, *, after_id: int | None = None, limit: int = 100) -> list[Device]:
-        async with self._read() as db:
-            docs = (
-                await db.devices.find({"tenant_id": tenant_id, "_id": {"$gt": after_id or 0}})
-                .sort("_id")
-                .limit(limit)
-                .to_list(None)
-            )
-        return [_device(doc) for doc in docs]
-
-    async def outbox_pending(self, limit: int, *, after_id: int = 0) -> list[OutboxEntry]:
-        async with self._read() as db:
-            docs = await db.outbox.find({"_id": {"$gt": after_id}}).sort("_id").limit(limit).to_list(None)
-        return [OutboxEntry(doc["_id"], doc["topic"], doc["payload"]) for doc in docs]
-
-    async def outbox_remove(self, ids: Sequence[int]) -> None:
-        if not ids:
-            return
-        async with self._write() as db:
-            await db.outbox.delete_many({"_id": {"$in": list(ids)}})
-
-    # -- downlink commands -----------------------------------------------------------
-
-    async def enqueue_command(self, *, device_id: int, cmd: int, args: bytes = b"") -> int:
-        async with self._write() as db:
-            command_id = await self._new_id("commands")
-            await db.commands.insert_one(
-                {
-                    "_id": command_id,
-                    "device_id": device_id,
-                    "cmd": cmd,
-                    "args": args,
-                    "status": "pending",
-                    "seq": None,
-                    "created_at": time.time(),
-                }
-            )
-            return command_id
-
-    async def commands_to_send(
-        self,
-        device_ids: Sequence[int] | None = None,
-        *,
-        include_unanswered: bool = False,
-    ) -> list[CommandRecord]:
-        query: Document = {"status": {"$in": ["pending", "sent"] if include_unanswered else ["pending"]}}
-        if device_ids is not None:
-            query["device_id"] = {"$in": list(device_ids)}
-        async with self._read() as db:
-            docs = await db.commands.find(query).sort("_id").to_list(None)
-            imeis = await self._imeis(doc["device_id"] for doc in docs)
-        # A command of a device that no longer exists has nobody to go to (SQLite's join drops it too).
-        return [_command(doc, imeis[doc["device_id"]]) for doc in docs if doc["device_id"] in imeis]
-
-    async def mark_command_sent(self, command_id: int, seq: int) -> None:
-        async with self._write() as db:
-            await db.commands.update_one(
-                {"_id": command_id, "status": {"$in": ["pending", "sent"]}},
-                {"$set": {"status": "sent", "seq": seq, "sent_at": time.time()}},
-            )
-
-    async def command(self, command_id: int) -> CommandRecord | None:
-        async with self._read() as db:
-            doc = await db.commands.find_one({"_id": command_id})
-            imeis = await self._imeis([doc["device_id"]] if doc else [])
-        return _command(doc, imeis[doc["device_id"]]) if doc and doc["device_id"] in imeis else None
-
-    async def _imeis(self, device_ids: Iterable[int]) -> dict[int, str]:
-        wanted = list(set(device_ids))
-        if not wanted:
-            return {}
-        docs = await self._db.devices.find({"_id": {"$in": wanted}}, {"imei": 1}).to_list(None)
-        return {doc["_id"]: doc["imei"] for doc in docs}

@@ -60,8 +60,8 @@ def _check_role(role: str) -> None:
 
 
 class MongoAccounts:
-    # The tenants collection belongs to MongoStore's INDEXES (devices reference it too).
     INDEXES: ClassVar[dict[str, list[IndexModel]]] = {
+        "tenants": [IndexModel("name", name="tenants_by_name", unique=True)],
         "users": [
             IndexModel("email", name="users_by_email", unique=True),
             IndexModel("tenant_id", name="users_by_tenant"),
@@ -101,6 +101,16 @@ class MongoAccounts:
         async with self._read() as db:
             docs = await db.tenants.find().sort("_id").to_list(None)
         return [Tenant(doc["_id"], doc["name"], doc["created_at"]) for doc in docs]
+
+    async def ensure_tenant(self, name: str) -> int:
+        tenant = await self.tenant_by_name(name)
+        if tenant is None:
+            try:
+                tenant = await self.create_tenant(name)
+            except TenantExists:  # created meanwhile by another caller
+                tenant = await self.tenant_by_name(name)
+        assert tenant is not None, "tenants are never deleted"
+        return tenant.id
 
     # -- users ---------------------------------------------------------------------------
 

@@ -53,8 +53,8 @@ _NOTIFICATION_KEY = ("alert_id", "contact_id", "channel", "step")
 
 
 def _alert(doc: Document) -> Alert:
-    stored: dict[str, Any] = {name: doc.get(name) for name in _ALERT_FIELDS}  # absent: None
-    return Alert(doc["_id"], **stored)
+    stored: dict[str, Any] = {name: doc[name] for name in _ALERT_FIELDS if name != "alarm_id"}
+    return Alert(doc["_id"], **stored, alarm_id=doc.get("alarm_id"))  # absent: a detected alert (see _alert_doc)
 
 
 def _alert_doc(alert: Alert) -> Document:
@@ -92,7 +92,7 @@ def _notification(doc: Document) -> NotificationRecord:
         doc["step"],
         doc["status"],
         doc["attempts"],
-        doc.get("error"),
+        doc["error"],
         doc["updated_at"],
     )
 

@@ -22,9 +22,7 @@ class MongoDeviceSettings:
     async def device_settings(self, device_id: int) -> DeviceSettings:
         async with self._read() as db:
             doc = await db.device_settings.find_one({"_id": device_id})
-        return (
-            DeviceSettings(offline_after=doc.get("offline_after"), shift=doc.get("shift")) if doc else DeviceSettings()
-        )
+        return DeviceSettings(offline_after=doc["offline_after"], shift=doc["shift"]) if doc else DeviceSettings()
 
     async def set_device_settings(self, device_id: int, settings: DeviceSettings) -> None:
         async with self._write() as db:

@@ -1,6 +1,6 @@
-"""MongoDB adapter, ingestion (a mixin of MongoStore): frames in, positions out.
+"""MongoDB adapter, the telemetry port (a mixin of MongoStore): frames in, positions out.
 
-The ordering argument that replaces a transaction is at `commit_frames`:
+The ordering argument that replaces a transaction is at `commit_telemetry`:
 frames are stored (idempotently) before the messages announcing them are
 queued, so a call cut short is completed by the caller's retry.
 """
@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from pymongo import UpdateMany, UpdateOne
 
-from shared.protocols.xsole import Alarm, Position
+from shared.protocols.xsole import Alarm
+from shared.protocols.xsole.constants import FLAG_BUFFERED, FLAG_FIX_VALID
 from shared.protocols.xsole.validation import alarm_time
 from shared.store.messages import (
     COLUMNS,
@@ -26,10 +27,10 @@ from shared.store.messages import (
     Telemetry,
     alarm_message,
     device_readings,
-    split_telemetry,
     telemetry_message,
 )
 from shared.store.port import FrameRecord
+from shared.store.telemetry import StoredPosition
 
 if TYPE_CHECKING:
     from pymongo.asynchronous.database import AsyncDatabase
@@ -40,7 +41,6 @@ OutboxWrite = tuple[str, bytes, str | None]  # topic, payload, and the key that 
 DUPLICATE_KEY = 11000
 _COMMAND_STATUS = {0: "done", 1: "failed", 2: "unsupported"}
 TELEMETRY_KEY = ("device_id", "ts", "seq")
-_MEASUREMENTS = Position._fields[2:]  # what follows seq and ts
 # Where a telemetry row (messages.COLUMNS) holds the frame's ts and seq: the same in every table.
 _TS_AT, _SEQ_AT = COLUMNS["positions"].index("ts"), COLUMNS["positions"].index("seq")
 
@@ -55,8 +55,22 @@ def _unix(moment: datetime) -> int:
     return calendar.timegm(moment.utctimetuple())
 
 
-def _position(doc: Document) -> Position:
-    return Position(doc["seq"], _unix(doc["time"]), *(doc[field] for field in _MEASUREMENTS))
+def _position(doc: Document) -> StoredPosition:
+    flags = doc["flags"]
+    return StoredPosition(
+        _unix(doc["time"]),
+        doc["seq"],
+        doc["lat_e7"],
+        doc["lon_e7"],
+        doc["alt_m"],
+        doc["speed_cms"],
+        doc["course_ddeg"],
+        doc["sats"],
+        doc["hdop_d"],
+        doc["battery"],
+        bool(flags & FLAG_FIX_VALID),
+        bool(flags & FLAG_BUFFERED),
+    )
 
 
 def _alarm(record: FrameRecord) -> Alarm:
@@ -102,9 +116,6 @@ class MongoIngest:
         async def _new_ids(self, name: str, count: int = 1) -> range: ...
         async def _insert_new(self, collection: str, docs: list[Document]) -> None: ...
         async def _append_outbox(self, entries: Sequence[OutboxWrite]) -> None: ...
-
-    async def commit_frames(self, records: Sequence[FrameRecord]) -> None:
-        await self.commit_telemetry(split_telemetry(records))
 
     async def commit_telemetry(self, telemetry: Telemetry) -> None:
         """Store the frames, then queue their messages.
@@ -269,11 +280,11 @@ class MongoIngest:
         until: int | None = None,
         after: tuple[int, int] | None = None,
         limit: int = 100,
-    ) -> list[Position]:
+    ) -> list[StoredPosition]:
         # A stop between storing a position and its key, or two commits racing on
         # one position, can store it twice: copies are adjacent in (time, seq)
         # order and all but the first are dropped, fetching more to fill the page.
-        found: list[Position] = []
+        found: list[StoredPosition] = []
         cursor = after
         async with self._read() as db:
             while len(found) < limit:
@@ -292,17 +303,6 @@ class MongoIngest:
                     break
                 cursor = (found[-1].ts, found[-1].seq)  # strictly after: the next page holds no copy of it
         return found
-
-    async def count_stored(self, device_id: int) -> dict[str, int]:
-        async with self._read() as db:
-            return {
-                # A position counts once its key is stored: copies stored twice count once.
-                "positions": await db.position_keys.count_documents({"device_id": device_id}),
-                **{
-                    kind: await db[kind].count_documents({"device_id": device_id})
-                    for kind in ("heartbeats", "activities", "alarms")
-                },
-            }
 
 
 def _positions_query(device_id: int, since: int | None, until: int | None, after: tuple[int, int] | None) -> Document:

@@ -10,14 +10,11 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
-import orjson
-
-from shared.logging import get_logger
 from shared.protocols.xsole import Alarm
 from shared.protocols.xsole.validation import alarm_time
 from shared.store.messages import (
@@ -26,95 +23,44 @@ from shared.store.messages import (
     Telemetry,
     alarm_message,
     device_readings,
-    split_telemetry,
     telemetry_message,
 )
-from shared.store.port import (
-    CommandRecord,
-    Device,
-    DeviceExists,
-    FrameRecord,
-    OutboxEntry,
-    StoreUnavailable,
-)
+from shared.store.port import FrameRecord, StoreUnavailable
 from shared.store.sqlite_accounts import SqliteAccounts
-from shared.store.sqlite_alerts import SqliteAlerts
-from shared.store.sqlite_detections import SqliteDetections
-from shared.store.sqlite_device_settings import SqliteDeviceSettings
-from shared.store.sqlite_escalation import SqliteEscalation
-from shared.store.sqlite_geofences import SqliteGeofences
-from shared.store.sqlite_push import SqlitePush
+from shared.store.sqlite_alerting import SqliteAlerting
+from shared.store.sqlite_detection_config import SqliteDetectionConfig
+from shared.store.sqlite_devices import SqliteDevices
+from shared.store.sqlite_outbox import SqliteOutbox
 from shared.store.sqlite_runs import (
     RunPlan,
     SqliteRuns,
     Statement,
-    migrate_row_tables,
     plan_runs,
     run_statements,
     statements,
     store_runs,
 )
-from shared.store.sqlite_sms_replies import SqliteSmsReplies
 
 T = TypeVar("T")
-log = get_logger("solewatch.store")
 
+# The table of the telemetry commit below; its frames are kept in frame_runs (sqlite_runs.py).
 SCHEMA = """
-CREATE TABLE IF NOT EXISTS tenants (
-    id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, created_at REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS devices (
-    id INTEGER PRIMARY KEY, tenant_id INTEGER NOT NULL REFERENCES tenants(id),
-    imei TEXT NOT NULL UNIQUE, name TEXT NOT NULL, token_hash BLOB NOT NULL,
-    enabled INTEGER NOT NULL DEFAULT 1, created_at REAL NOT NULL,
-    last_seen REAL, battery INTEGER, last_fix_ts INTEGER, last_lat_e7 INTEGER, last_lon_e7 INTEGER,
-    battery_ts INTEGER);
-CREATE INDEX IF NOT EXISTS devices_by_tenant ON devices(tenant_id);
--- Positions, heartbeats and activities are kept in frame_runs (shared/store/sqlite_runs.py).
 CREATE TABLE IF NOT EXISTS alarms (
     id INTEGER PRIMARY KEY, device_id INTEGER NOT NULL, device_ts INTEGER NOT NULL,
     seq INTEGER NOT NULL, ts INTEGER NOT NULL, kind INTEGER NOT NULL,
     lat_e7 INTEGER NOT NULL, lon_e7 INTEGER NOT NULL, battery INTEGER NOT NULL,
     flags INTEGER NOT NULL, received_at REAL NOT NULL, UNIQUE (device_id, device_ts, seq));
-CREATE TABLE IF NOT EXISTS commands (
-    id INTEGER PRIMARY KEY, device_id INTEGER NOT NULL, cmd INTEGER NOT NULL,
-    args BLOB NOT NULL, status TEXT NOT NULL DEFAULT 'pending', seq INTEGER,
-    created_at REAL NOT NULL, sent_at REAL, result_at REAL);
-CREATE INDEX IF NOT EXISTS commands_open ON commands(status, device_id) WHERE status IN ('pending', 'sent');
-CREATE TABLE IF NOT EXISTS outbox (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL, payload BLOB NOT NULL,
-    created_at REAL NOT NULL);
 """
+# One mixin per port, in the order their tables are created (tenants first: the others refer to them).
+_PORTS = (SqliteAccounts, SqliteDevices, SqliteRuns, SqliteOutbox, SqliteAlerting, SqliteDetectionConfig)
 
 _COMMAND_STATUS = {0: "done", 1: "failed", 2: "unsupported"}
-_DEVICE_COLUMNS = (
-    "id, tenant_id, imei, name, token_hash, enabled, created_at, last_seen, battery,"
-    " last_fix_ts, last_lat_e7, last_lon_e7"
-)
 
 
-def _device(row: tuple[Any, ...] | None) -> Device | None:
-    if row is None:
-        return None
-    values = list(row)
-    values[5] = bool(values[5])
-    return Device(*values)
-
-
-class SqliteStore(
-    SqliteRuns,
-    SqliteAccounts,
-    SqliteAlerts,
-    SqliteEscalation,
-    SqliteDetections,
-    SqliteGeofences,
-    SqliteDeviceSettings,
-    SqlitePush,
-    SqliteSmsReplies,
-):
-    """Storage port on SQLite (WAL). All blocking calls run off the event loop.
-
-    Account and alert methods live in their own modules (sqlite_accounts.py,
-    sqlite_alerts.py) as mixins over the same connections and threads.
+class SqliteStore(SqliteAccounts, SqliteDevices, SqliteRuns, SqliteOutbox, SqliteAlerting, SqliteDetectionConfig):
+    """Every storage port on SQLite (WAL), one mixin per port over the same connections and
+    threads; the telemetry commit is here, its reads in SqliteRuns. All blocking calls run
+    off the event loop.
     """
 
     def __init__(self, path: Path, *, synchronous: str = "FULL"):
@@ -182,25 +128,8 @@ class SqliteStore(
         self.path.parent.mkdir(parents=True, exist_ok=True)
         loop = asyncio.get_running_loop()
         self._writer = await loop.run_in_executor(self._writer_thread, self._connect)
-        schema = "".join(
-            part.SCHEMA
-            for part in (
-                SqliteAccounts,
-                SqliteAlerts,
-                SqliteEscalation,
-                SqliteDetections,
-                SqliteGeofences,
-                SqliteDeviceSettings,
-                SqliteRuns,
-                SqlitePush,
-                SqliteSmsReplies,
-            )
-        )
-        schema = SCHEMA + schema
+        schema = "".join(part.SCHEMA for part in _PORTS) + SCHEMA
         await loop.run_in_executor(self._writer_thread, self._writer.executescript, schema)
-        moved = await loop.run_in_executor(self._writer_thread, migrate_row_tables, self._writer)
-        if moved:
-            log.info("store_migrated", frames=moved, to="frame_runs")
         await loop.run_in_executor(self._writer_thread, self._load_newest_stored, self._writer)
         self._reader = await loop.run_in_executor(self._reader_thread, self._connect)
 
@@ -220,54 +149,7 @@ class SqliteStore(
             raise StoreUnavailable("store is not open")
         await self._read(lambda c: c.execute("SELECT 1").fetchone())
 
-    # -- tenants and devices -------------------------------------------------------
-
-    async def ensure_tenant(self, name: str) -> int:
-        def run(c: sqlite3.Connection) -> int:
-            c.execute("INSERT OR IGNORE INTO tenants(name, created_at) VALUES (?, ?)", (name, time.time()))
-            return c.execute("SELECT id FROM tenants WHERE name = ?", (name,)).fetchone()[0]
-
-        return await self._write(run)
-
-    async def add_device(self, *, tenant_id: int, imei: str, name: str, token_hash: bytes) -> Device:
-        def run(c: sqlite3.Connection) -> Device:
-            try:
-                c.execute(
-                    "INSERT INTO devices(tenant_id, imei, name, token_hash, created_at) VALUES (?, ?, ?, ?, ?)",
-                    (tenant_id, imei, name, token_hash, time.time()),
-                )
-            except sqlite3.IntegrityError as exc:
-                raise DeviceExists(imei) from exc
-            return _device(c.execute(f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE imei = ?", (imei,)).fetchone())  # type: ignore[return-value]
-
-        return await self._write(run)
-
-    async def device(self, device_id: int) -> Device | None:
-        return await self._read(
-            lambda c: _device(c.execute(f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE id = ?", (device_id,)).fetchone())
-        )
-
-    async def devices(self, tenant_id: int, *, after_id: int | None = None, limit: int = 100) -> list[Device]:
-        rows = await self._read(
-            lambda c: c.execute(
-                f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE tenant_id = ? AND id > ? ORDER BY id LIMIT ?",
-                (tenant_id, after_id or 0, limit),
-            ).fetchall()
-        )
-        return [_device(row) for row in rows]  # type: ignore[misc]
-
-    async def set_device_token(self, *, imei: str, token_hash: bytes) -> None:
-        await self._write(lambda c: c.execute("UPDATE devices SET token_hash = ? WHERE imei = ?", (token_hash, imei)))
-
-    async def device_by_imei(self, imei: str) -> Device | None:
-        return await self._read(
-            lambda c: _device(c.execute(f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE imei = ?", (imei,)).fetchone())
-        )
-
-    # -- ingestion -------------------------------------------------------------------
-
-    async def commit_frames(self, records: Sequence[FrameRecord]) -> None:
-        await self.commit_telemetry(split_telemetry(records))
+    # -- telemetry -------------------------------------------------------------------
 
     async def commit_telemetry(self, telemetry: Telemetry) -> None:
         # The Python half (device states, the message) runs here, on the event
@@ -277,70 +159,6 @@ class SqliteStore(
         plan = plan_runs(telemetry.frame_runs(), self._newest_stored)
         updates, message = _device_updates(telemetry), telemetry_message(telemetry)
         await self._write(lambda c: _commit_telemetry(c, telemetry, plan, updates, message))
-
-    async def outbox_pending(self, limit: int, *, after_id: int = 0) -> list[OutboxEntry]:
-        rows = await self._read(
-            lambda c: c.execute(
-                "SELECT id, topic, payload FROM outbox WHERE id > ? ORDER BY id LIMIT ?",
-                (after_id, limit),
-            ).fetchall()
-        )
-        return [OutboxEntry(*row) for row in rows]
-
-    async def outbox_remove(self, ids: Sequence[int]) -> None:
-        await self._write(
-            lambda c: c.execute(
-                "DELETE FROM outbox WHERE id IN (SELECT value FROM json_each(?))", (orjson.dumps(list(ids)),)
-            )
-        )
-
-    # -- downlink commands -----------------------------------------------------------
-
-    async def enqueue_command(self, *, device_id: int, cmd: int, args: bytes = b"") -> int:
-        def run(c: sqlite3.Connection) -> int:
-            cursor = c.execute(
-                "INSERT INTO commands(device_id, cmd, args, created_at) VALUES (?, ?, ?, ?)",
-                (device_id, cmd, args, time.time()),
-            )
-            return int(cursor.lastrowid or 0)
-
-        return await self._write(run)
-
-    async def commands_to_send(
-        self,
-        device_ids: Sequence[int] | None = None,
-        *,
-        include_unanswered: bool = False,
-    ) -> list[CommandRecord]:
-        statuses = "'pending', 'sent'" if include_unanswered else "'pending'"
-        sql = (
-            "SELECT c.id, c.device_id, d.imei, c.cmd, c.args, c.status, c.seq FROM commands c"
-            f" JOIN devices d ON d.id = c.device_id WHERE c.status IN ({statuses})"
-        )
-        params: tuple[Any, ...] = ()
-        if device_ids is not None:
-            sql += f" AND c.device_id IN ({','.join('?' * len(device_ids))})"
-            params = tuple(device_ids)
-        rows = await self._read(lambda c: c.execute(sql + " ORDER BY c.id", params).fetchall())
-        return [CommandRecord(*row) for row in rows]
-
-    async def mark_command_sent(self, command_id: int, seq: int) -> None:
-        await self._write(
-            lambda c: c.execute(
-                "UPDATE commands SET status = 'sent', seq = ?, sent_at = ? WHERE id = ? AND status IN ('pending', 'sent')",
-                (seq, time.time(), command_id),
-            )
-        )
-
-    async def command(self, command_id: int) -> CommandRecord | None:
-        row = await self._read(
-            lambda c: c.execute(
-                "SELECT c.id, c.device_id, d.imei, c.cmd, c.args, c.status, c.seq FROM commands c"
-                " JOIN devices d ON d.id = c.device_id WHERE c.id = ?",
-                (command_id,),
-            ).fetchone()
-        )
-        return CommandRecord(*row) if row else None
 
 
 def _commit_telemetry(

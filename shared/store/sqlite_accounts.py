@@ -1,6 +1,6 @@
 """SQLite adapter, account half: tenants, users, API keys (a mixin of SqliteStore).
 
-The `tenants` table belongs to the main schema (devices reference it too).
+Devices, alerts and the rest reference `tenants`, created here first.
 Emails are stored lowercased, so the UNIQUE index makes them unique whatever
 their case.
 """
@@ -35,15 +35,19 @@ def _user(row: tuple[Any, ...] | None) -> User | None:
     return User(id_, tenant_id, email, password_hash, role, bool(platform_admin), created_at)
 
 
-def _api_key(row: tuple[Any, ...] | None) -> ApiKey | None:
-    if row is None:
-        return None
+def _api_key(row: tuple[Any, ...]) -> ApiKey:
     id_, tenant_id, name, prefix, key_hash, role, created_at, revoked = row
     return ApiKey(id_, tenant_id, name, prefix, key_hash, role, created_at, bool(revoked))
 
 
+def _api_key_or_none(row: tuple[Any, ...] | None) -> ApiKey | None:
+    return None if row is None else _api_key(row)
+
+
 class SqliteAccounts:
     SCHEMA = """
+CREATE TABLE IF NOT EXISTS tenants (
+    id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, created_at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS users (
     id INTEGER PRIMARY KEY, tenant_id INTEGER NOT NULL REFERENCES tenants(id),
     email TEXT NOT NULL UNIQUE, password_hash TEXT NOT NULL,
@@ -91,6 +95,13 @@ CREATE INDEX IF NOT EXISTS api_keys_by_tenant ON api_keys(tenant_id);
     async def tenants(self) -> list[Tenant]:
         rows = await self._read(lambda c: c.execute("SELECT id, name, created_at FROM tenants ORDER BY id").fetchall())
         return [Tenant(*row) for row in rows]
+
+    async def ensure_tenant(self, name: str) -> int:
+        def run(c: sqlite3.Connection) -> int:
+            c.execute("INSERT OR IGNORE INTO tenants(name, created_at) VALUES (?, ?)", (name, time.time()))
+            return int(c.execute("SELECT id FROM tenants WHERE name = ?", (name,)).fetchone()[0])
+
+        return await self._write(run)
 
     # -- users ---------------------------------------------------------------------------
 
@@ -151,7 +162,7 @@ CREATE INDEX IF NOT EXISTS api_keys_by_tenant ON api_keys(tenant_id);
 
     async def api_key_by_hash(self, key_hash: bytes) -> ApiKey | None:
         return await self._read(
-            lambda c: _api_key(
+            lambda c: _api_key_or_none(
                 c.execute(f"SELECT {_API_KEY_COLUMNS} FROM api_keys WHERE key_hash = ?", (key_hash,)).fetchone()
             )
         )
@@ -162,7 +173,7 @@ CREATE INDEX IF NOT EXISTS api_keys_by_tenant ON api_keys(tenant_id);
                 f"SELECT {_API_KEY_COLUMNS} FROM api_keys WHERE tenant_id = ? ORDER BY id", (tenant_id,)
             ).fetchall()
         )
-        return [_api_key(row) for row in rows]  # type: ignore[misc]
+        return [_api_key(row) for row in rows]
 
     async def revoke_api_key(self, tenant_id: int, key_id: int) -> bool:
         """Revoke a tenant's key; True when the tenant has that key (revoking twice is harmless)."""

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 
@@ -70,17 +70,17 @@ CREATE TABLE IF NOT EXISTS notifications (
     UNIQUE (alert_id, contact_id, channel, step));
 CREATE INDEX IF NOT EXISTS notifications_unfinished ON notifications(updated_at)
     WHERE status IN ('claimed', 'interrupted');
--- What a provider said of a notification it took, by its id there (a Twilio message SID).
--- A table of its own rather than columns of notifications: databases made before it
--- simply gain it on open.
+-- What a provider said of a notification it took, keyed by its id there (a Twilio message SID),
+-- which is all a delivery status callback names.
 CREATE TABLE IF NOT EXISTS notification_deliveries (
     provider_id TEXT PRIMARY KEY, alert_id INTEGER NOT NULL, contact_id INTEGER NOT NULL,
     channel TEXT NOT NULL, step INTEGER NOT NULL, status TEXT, error_code TEXT, updated_at REAL NOT NULL);
 """
 
-    # Provided by SqliteStore.
-    _write: Callable[[Callable[[sqlite3.Connection], Any]], Awaitable[Any]]
-    _read: Callable[[Callable[[sqlite3.Connection], Any]], Awaitable[Any]]
+    if TYPE_CHECKING:  # provided by SqliteStore
+
+        async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T: ...
+        async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T: ...
 
     # -- alerts ---------------------------------------------------------------------
 
@@ -112,7 +112,7 @@ CREATE TABLE IF NOT EXISTS notification_deliveries (
             _record_change(c, alert, "created", action="raised", actor=None, now=now, detail=alarm_raised_detail(alarm))
             return alert, True
 
-        return await self._write(run)  # type: ignore[no-any-return]
+        return await self._write(run)
 
     async def alert(self, tenant_id: int, alert_id: int) -> Alert | None:
         row = await self._read(
@@ -160,7 +160,7 @@ CREATE TABLE IF NOT EXISTS notification_deliveries (
             _record_change(c, alert, "acknowledged", action="acknowledged", actor=by, now=now, detail=detail or {})
             return alert
 
-        return await self._write(run)  # type: ignore[no-any-return]
+        return await self._write(run)
 
     async def resolve_alert(self, tenant_id: int, alert_id: int, *, by: str, note: str | None = None) -> Alert | None:
         def run(c: sqlite3.Connection) -> Alert | None:
@@ -179,7 +179,7 @@ CREATE TABLE IF NOT EXISTS notification_deliveries (
             )
             return alert
 
-        return await self._write(run)  # type: ignore[no-any-return]
+        return await self._write(run)
 
     async def alert_timeline(self, tenant_id: int, alert_id: int) -> list[AlertEvent]:
         rows = await self._read(
@@ -210,7 +210,7 @@ CREATE TABLE IF NOT EXISTS notification_deliveries (
             row = c.execute(f"SELECT {_CONTACT_COLUMNS} FROM contacts WHERE id = ?", (cursor.lastrowid,)).fetchone()
             return _contact(row)
 
-        return await self._write(run)  # type: ignore[no-any-return]
+        return await self._write(run)
 
     async def contacts(self, tenant_id: int) -> list[Contact]:
         rows = await self._read(
@@ -242,7 +242,7 @@ CREATE TABLE IF NOT EXISTS notification_deliveries (
             )
             return cursor.rowcount == 1
 
-        return await self._write(run)  # type: ignore[no-any-return]
+        return await self._write(run)
 
     async def finish_notification(
         self,
@@ -314,7 +314,7 @@ CREATE TABLE IF NOT EXISTS notification_deliveries (
             )
             return int(alert_id)
 
-        return await self._write(run)  # type: ignore[no-any-return]
+        return await self._write(run)
 
     async def unfinished_notifications(self, *, stale_before: float, limit: int = 100) -> list[NotificationRecord]:
         rows = await self._read(
@@ -346,7 +346,7 @@ CREATE TABLE IF NOT EXISTS notification_deliveries (
             )
             return cursor.rowcount == 1
 
-        return await self._write(run)  # type: ignore[no-any-return]
+        return await self._write(run)
 
     async def notifications_of(self, tenant_id: int, alert_id: int) -> list[NotificationRecord]:
         rows = await self._read(

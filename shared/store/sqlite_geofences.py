@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 
 from shared.store.geofences import Geofence
+
+T = TypeVar("T")
 
 _GEOFENCE_COLUMNS = "id, tenant_id, name, shape, devices, alert_on, created_at"
 
@@ -24,9 +26,10 @@ CREATE TABLE IF NOT EXISTS geofences (
 CREATE INDEX IF NOT EXISTS geofences_by_tenant ON geofences(tenant_id, id);
 """
 
-    # Provided by SqliteStore.
-    _write: Callable[[Callable[[sqlite3.Connection], Any]], Awaitable[Any]]
-    _read: Callable[[Callable[[sqlite3.Connection], Any]], Awaitable[Any]]
+    if TYPE_CHECKING:  # provided by SqliteStore
+
+        async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T: ...
+        async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T: ...
 
     async def add_geofence(
         self, *, tenant_id: int, name: str, shape: dict[str, Any], devices: tuple[str, ...], alert_on: tuple[str, ...]
@@ -46,7 +49,7 @@ CREATE INDEX IF NOT EXISTS geofences_by_tenant ON geofences(tenant_id, id);
             row = c.execute(f"SELECT {_GEOFENCE_COLUMNS} FROM geofences WHERE id = ?", (cursor.lastrowid,)).fetchone()
             return _geofence(row)
 
-        return await self._write(run)  # type: ignore[no-any-return]
+        return await self._write(run)
 
     async def geofences(self, tenant_id: int) -> list[Geofence]:
         rows = await self._read(

@@ -23,14 +23,17 @@ time (longer ones are split), which bounds the index range a read scans.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from functools import lru_cache
 from itertools import chain
 from operator import itemgetter
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
-from shared.protocols.xsole import BadCrc, FrameBuffer, Position, XSoleProtocolError, decode, encode
-from shared.store.messages import TELEMETRY_EVENTS, TELEMETRY_KIND_OF_TYPE, StoredRun
+from shared.protocols.xsole import BadCrc, FrameBuffer, Position, XSoleProtocolError, decode
+from shared.store.messages import TELEMETRY_EVENTS, StoredRun
+from shared.store.telemetry import StoredPosition
+
+T = TypeVar("T")
 
 RUN_SPAN_S = 3600
 _EVENT_TYPES = tuple(TELEMETRY_EVENTS.values())
@@ -215,8 +218,9 @@ CREATE TABLE IF NOT EXISTS frame_runs (
 CREATE INDEX IF NOT EXISTS frame_runs_by_device ON frame_runs(device_id, last_ts);
 """
 
-    # Provided by SqliteStore.
-    _read: Callable[[Callable[[sqlite3.Connection], Any]], Awaitable[Any]]
+    if TYPE_CHECKING:  # provided by SqliteStore
+
+        async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T: ...
 
     # Device id -> the latest device time of its stored runs; see plan_runs.
     # Loaded when the store opens, then kept on the event loop.
@@ -233,11 +237,11 @@ CREATE INDEX IF NOT EXISTS frame_runs_by_device ON frame_runs(device_id, last_ts
         until: int | None = None,
         after: tuple[int, int] | None = None,
         limit: int = 100,
-    ) -> list[Position]:
+    ) -> list[StoredPosition]:
         low = max(since if since is not None else -(2**62), after[0] if after is not None else -(2**62))
         high = until if until is not None else 2**62
 
-        def run(c: sqlite3.Connection) -> list[Position]:
+        def run(c: sqlite3.Connection) -> list[StoredPosition]:
             found: dict[tuple[int, int], Position] = {}
             enough_before: int | None = None  # once `limit` found: no later run holds anything earlier than this
             checked_at = 0
@@ -256,48 +260,23 @@ CREATE INDEX IF NOT EXISTS frame_runs_by_device ON frame_runs(device_id, last_ts
                 if len(found) >= limit and (enough_before is None or len(found) >= checked_at + limit):
                     enough_before = sorted(found)[limit - 1][0]  # only falls as more is found
                     checked_at = len(found)
-            return [found[key] for key in sorted(found)[:limit]]
+            return [_stored_position(found[key]) for key in sorted(found)[:limit]]
 
-        return await self._read(run)  # type: ignore[no-any-return]
-
-    async def count_stored(self, device_id: int) -> dict[str, int]:
-        def run(c: sqlite3.Connection) -> dict[str, int]:
-            counts = dict.fromkeys(TELEMETRY_EVENTS, 0)
-            for (frames,) in c.execute("SELECT frames FROM frame_runs WHERE device_id = ?", (device_id,)):
-                for raw, _ in decode_frames(frames):
-                    counts[TELEMETRY_KIND_OF_TYPE[raw[3]]] += 1
-            counts["alarms"] = c.execute("SELECT count(*) FROM alarms WHERE device_id = ?", (device_id,)).fetchone()[0]
-            return counts
-
-        return await self._read(run)  # type: ignore[no-any-return]
+        return await self._read(run)
 
 
-def migrate_row_tables(c: sqlite3.Connection) -> int:
-    """Move the frames of the row-per-frame tables of earlier versions into
-    frame_runs, one frame per run, and drop those tables; the frames moved."""
-    present = [
-        name
-        for (name,) in c.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name IN ('positions', 'heartbeats', 'activities')"
-        )
-    ]
-    moved = 0
-    for table in present:
-        event_class = TELEMETRY_EVENTS[table]  # the old tables were named after the kinds
-        c.execute("BEGIN IMMEDIATE")
-        try:
-            rows = c.execute(f"SELECT device_id, received_at, {', '.join(event_class._fields)} FROM {table}")
-            while chunk := rows.fetchmany(16_384):
-                runs = [
-                    (device_id, fields[1], fields[1], received_at, encode(event_class(*fields)))
-                    for device_id, received_at, *fields in chunk
-                ]
-                # No dedupe needed: the old table's key made each frame unique.
-                run_statements(c, statements(_INSERT_RUNS, 5, runs))
-                moved += len(runs)
-            c.execute(f"DROP TABLE {table}")
-            c.execute("COMMIT")
-        except BaseException:
-            c.execute("ROLLBACK")
-            raise
-    return moved
+def _stored_position(event: Position) -> StoredPosition:
+    return StoredPosition(
+        event.ts,
+        event.seq,
+        event.lat_e7,
+        event.lon_e7,
+        event.alt_m,
+        event.speed_cms,
+        event.course_ddeg,
+        event.sats,
+        event.hdop_d,
+        event.battery,
+        event.fix_valid,
+        event.buffered,
+    )

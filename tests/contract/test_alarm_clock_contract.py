@@ -8,7 +8,8 @@ import pytest
 
 from shared.bus.topics import TOPIC_ALARM
 from shared.store import Store
-from tests.contract.test_store_contract import add_device, frame, outbox, sos
+from tests.contract.store_data import add_device, frame, outbox, sos
+from tests.helpers.stored import commit_frames
 
 NOW = 1796083200  # 2026-12-01T00:00:00Z, the receive time of every alarm here
 FOUR_YEARS = 4 * 365 * 24 * 3600
@@ -27,7 +28,7 @@ async def test_an_alarm_with_an_implausible_clock_is_dated_by_its_receipt(
     store: Store, device_ts: int, device_time: str
 ) -> None:
     device = await add_device(store)
-    await store.commit_frames([frame(device, sos(1, device_ts), received_at=NOW + 0.4)])
+    await commit_frames(store, [frame(device, sos(1, device_ts), received_at=NOW + 0.4)])
     [message] = await outbox(store, TOPIC_ALARM)
 
     alert, created = await store.raise_alert_from_alarm(message)
@@ -46,7 +47,7 @@ async def test_a_late_alarm_from_a_sane_clock_keeps_its_own_time(store: Store) -
     # Buffered while offline for two days: it happened then, not when it arrived.
     device = await add_device(store)
     two_days_ago = NOW - 2 * 86400
-    await store.commit_frames([frame(device, sos(1, two_days_ago), received_at=float(NOW))])
+    await commit_frames(store, [frame(device, sos(1, two_days_ago), received_at=float(NOW))])
     [message] = await outbox(store, TOPIC_ALARM)
 
     alert, _ = await store.raise_alert_from_alarm(message)

@@ -24,6 +24,7 @@ from shared.protocols.xsole.constants import FLAG_FIX_VALID
 from shared.store import FrameRecord, Store, hash_device_token
 from shared.store.messages import telemetry_items
 from tests.contract.conftest import BUS_MAX_ATTEMPTS, eventually
+from tests.helpers.stored import commit_frames
 
 Unique = Callable[[str], str]
 SETTLE = 0.1  # how long to watch for a duplicate or a stray delivery
@@ -223,7 +224,7 @@ async def test_outbox_entries_reach_the_bus_and_survive_a_relay_crash(store: Sto
     bus.subscribe(unique("consumer"), [TOPIC_TELEMETRY, TOPIC_ALARM], received)
     await bus.start()
     for records in await _device_records(store):
-        await store.commit_frames(records)
+        await commit_frames(store, records)
     entries = await store.outbox_pending(100)
     assert [e.topic for e in entries] == [TOPIC_TELEMETRY, TOPIC_ALARM, TOPIC_TELEMETRY]
 
@@ -301,8 +302,8 @@ async def test_a_commit_notified_during_a_relay_pass_is_relayed_without_waiting_
     bus.subscribe(unique("consumer"), [TOPIC_TELEMETRY, TOPIC_ALARM], received)
     await bus.start()
     positions, alarm, _ = await _device_records(store)
-    await store.commit_frames(positions)
-    racing = _CommitDuringRead(store, lambda: store.commit_frames(alarm))
+    await commit_frames(store, positions)
+    racing = _CommitDuringRead(store, lambda: commit_frames(store, alarm))
     relay = racing.relay = OutboxRelay(racing, bus, poll_interval=30.0)  # type: ignore[arg-type]
     await relay.start()
     try:

@@ -7,7 +7,7 @@ import asyncio
 from shared.bus.topics import TOPIC_ALERT
 from shared.store import Store
 from shared.store.detections import SYSTEM_ACTOR, DetectedCondition
-from tests.contract.test_store_contract import add_device, outbox
+from tests.contract.store_data import add_device, outbox
 
 
 async def _offline(store: Store) -> DetectedCondition:

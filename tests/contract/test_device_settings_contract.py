@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from shared.store import Store
 from shared.store.device_settings import DeviceSettings
-from tests.contract.test_store_contract import OTHER_IMEI, add_device
+from tests.contract.store_data import OTHER_IMEI, add_device
 
 
 async def test_settings_default_to_none_and_are_replaced_whole(store: Store) -> None:

@@ -6,7 +6,7 @@ import asyncio
 
 from shared.store import Store
 from shared.store.escalation import EscalationStep
-from tests.contract.test_store_contract import add_device, raised_alert
+from tests.contract.store_data import add_device, raised_alert
 
 NOW = 1_800_000_000.0
 

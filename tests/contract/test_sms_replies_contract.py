@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 
 from shared.store import Store
-from tests.contract.test_store_contract import add_device, raised_alert
+from tests.contract.store_data import add_device, raised_alert
 
 ANA, EVE = "+33612345678", "+15557770000"
 

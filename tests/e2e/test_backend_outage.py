@@ -19,6 +19,7 @@ import pytest
 from shared.protocols.xsole import Position
 from tests.harness.servers import ServerProcess, rabbitmq_process, redis_process, started
 from tests.helpers.process import SolewatchProcess
+from tests.helpers.stored import count_stored
 from tests.helpers.xsole_client import XSoleTestClient
 
 pytestmark = pytest.mark.slow
@@ -140,7 +141,7 @@ async def _stored_positions(listener: SolewatchProcess) -> int:
     try:
         device = await store.device_by_imei(IMEI)
         assert device is not None
-        count = (await store.count_stored(device.id))["positions"]
+        count = (await count_stored(store, device.id))["positions"]
         return count if count == 2 else 0
     finally:
         await store.close()

@@ -36,6 +36,7 @@ from shared.store import Device, FrameRecord, StoreUnavailable, hash_device_toke
 from shared.store.alerts import Alert
 from shared.store.sqlite import SqliteStore
 from tests.helpers.process import free_port
+from tests.helpers.stored import commit_frames
 
 # Yesterday, midnight UTC: alarms must read as recent, or the store dates their alerts by receive time.
 TS = int(time.time()) // 86400 * 86400 - 86400
@@ -164,7 +165,7 @@ class Alerting:
             battery=87,
             flags=FLAG_FIX_VALID if fix else 0,
         )
-        await self.store.commit_frames([FrameRecord(device.id, device.tenant_id, device.imei, event, time.time())])
+        await commit_frames(self.store, [FrameRecord(device.id, device.tenant_id, device.imei, event, time.time())])
         self.relay.notify()
 
     async def settle(self) -> None:

@@ -33,6 +33,7 @@ from shared.store import Device, FrameRecord, hash_device_token
 from shared.store.accounts import Role
 from shared.store.alerts import Alert
 from shared.store.sqlite import SqliteStore
+from tests.helpers.stored import commit_frames
 
 JWT_SECRET = "test-secret-" + "x" * 40
 T0 = 1767225600  # 2026-01-01T00:00:00Z
@@ -98,8 +99,8 @@ class ApiHarness:
         self, device: Device, positions: list[Position], received_at: float | None = None
     ) -> None:
         now = time.time() if received_at is None else received_at
-        await self.store.commit_frames(
-            [FrameRecord(device.id, device.tenant_id, device.imei, p, now) for p in positions]
+        await commit_frames(
+            self.store, [FrameRecord(device.id, device.tenant_id, device.imei, p, now) for p in positions]
         )
 
     async def alert(self, device: Device, *, kind: str = "sos", ts: int = T0) -> Alert:

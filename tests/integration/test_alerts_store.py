@@ -20,6 +20,7 @@ from shared.protocols.xsole.constants import FLAG_FIX_VALID
 from shared.store import Device, FrameRecord, hash_device_token
 from shared.store.alerts import AlertTransitionRefused
 from shared.store.sqlite import SqliteStore
+from tests.helpers.stored import commit_frames
 
 TS = 1767225600  # 2026-01-01T00:00:00Z
 
@@ -57,7 +58,7 @@ async def alert_messages(store: SqliteStore) -> list[dict[str, Any]]:
 async def test_an_alarm_frame_becomes_exactly_one_alert(store):
     device = await add_device(store, "356307042441013")
     event = Alarm(seq=7, ts=TS, kind=2, lat_e7=436163000, lon_e7=70553000, battery=55, flags=FLAG_FIX_VALID)
-    await store.commit_frames([FrameRecord(device.id, device.tenant_id, device.imei, event, time.time())])
+    await commit_frames(store, [FrameRecord(device.id, device.tenant_id, device.imei, event, time.time())])
     [entry] = [e for e in await store.outbox_pending(10) if e.topic == TOPIC_ALARM]
     message = orjson.loads(entry.payload)
 

@@ -13,6 +13,7 @@ from shared.protocols.xsole import Position
 from shared.protocols.xsole.constants import FLAG_FIX_VALID
 from shared.store import FrameRecord
 from tests.helpers.alerting import eventually
+from tests.helpers.stored import commit_frames
 
 OFFLINE_AFTER = 600.0
 LAT, LON = 436163000, 70553000
@@ -23,7 +24,7 @@ async def _positions(app, device, received: list[float], *, battery: int = 80, l
     for at in received:
         app.seq += 1
         event = Position(app.seq, int(at), lat, LON, 12, 140, 900, 9, 11, battery, FLAG_FIX_VALID)
-        await app.store.commit_frames([FrameRecord(device.id, device.tenant_id, device.imei, event, at)])
+        await commit_frames(app.store, [FrameRecord(device.id, device.tenant_id, device.imei, event, at)])
         app.relay.notify()
         await app.settle()
 
@@ -110,7 +111,7 @@ async def test_detectors_judge_each_device_by_its_newest_frame_of_a_commit(smtp,
         Position(n, int(now) - 10 + n, LAT, LON, 12, 140, 900, 9, 11, battery, FLAG_FIX_VALID)
         for n, battery in ((1, 9), (2, 8), (3, 60))
     ]  # low, then charged, all in one commit
-    await app.store.commit_frames([FrameRecord(device.id, device.tenant_id, device.imei, p, now) for p in burst])
+    await commit_frames(app.store, [FrameRecord(device.id, device.tenant_id, device.imei, p, now) for p in burst])
     app.relay.notify()
     await app.settle()
     assert await _alerts_of(app, "low_battery") == []
@@ -122,7 +123,7 @@ async def test_buffered_frames_from_long_ago_raise_nothing(smtp, start_alerting)
     now = time.time()
     app.seq += 1
     stale = Position(app.seq, int(now - 3 * 3600), LAT, LON, 12, 140, 900, 9, 11, 5, FLAG_FIX_VALID | 0x02)
-    await app.store.commit_frames([FrameRecord(device.id, device.tenant_id, device.imei, stale, now)])
+    await commit_frames(app.store, [FrameRecord(device.id, device.tenant_id, device.imei, stale, now)])
     app.relay.notify()
     await app.settle()
     assert await _alerts_of(app, "low_battery") == []
@@ -148,7 +149,7 @@ async def test_frames_arriving_together_are_judged_by_the_newest(smtp, start_ale
     now = time.time()
     for seq, battery in ((1, 9), (2, 60)):
         event = Position(seq, int(now) - 10 + seq, LAT, LON, 12, 140, 900, 9, 11, battery, FLAG_FIX_VALID)
-        await app.store.commit_frames([FrameRecord(device.id, device.tenant_id, device.imei, event, now)])
+        await commit_frames(app.store, [FrameRecord(device.id, device.tenant_id, device.imei, event, now)])
     app.relay.notify()
     await app.settle()
     assert await _alerts_of(app, "low_battery") == []

@@ -9,6 +9,7 @@ import pytest
 
 from shared.protocols.xsole import Position
 from tests.conftest import embedded_settings
+from tests.helpers.stored import count_stored
 
 DEVICES = 10
 FRAMES = 300
@@ -48,4 +49,4 @@ async def test_slow_store_pauses_reading_instead_of_queueing_everything(solewatc
     assert most_pending <= MAX_PENDING + solewatch.settings.max_unacked_per_connection
     for i in range(DEVICES):
         device = await solewatch.store.device_by_imei(f"35630704244{i:04d}")
-        assert (await solewatch.store.count_stored(device.id))["positions"] == FRAMES
+        assert (await count_stored(solewatch.store, device.id))["positions"] == FRAMES

@@ -23,7 +23,7 @@ from shared.protocols.xsole import Ack, Login, LoginAck, encode
 from shared.protocols.xsole.constants import FLAG_BUFFERED, FLAG_FIX_VALID
 from shared.store.port import StoreUnavailable
 from tests.conftest import embedded_settings
-from tests.helpers.stored import frames_on_disk
+from tests.helpers.stored import count_stored, frames_on_disk
 
 IMEI = "356307042441013"
 
@@ -44,7 +44,7 @@ async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 5.0)
 
 async def counts(solewatch, imei: str = IMEI) -> dict[str, int]:
     device = await solewatch.store.device_by_imei(imei)
-    return await solewatch.store.count_stored(device.id)
+    return await count_stored(solewatch.store, device.id)
 
 
 async def stored_seqs(solewatch, imei: str = IMEI) -> list[int]:

@@ -11,6 +11,7 @@ import sqlite3
 import time
 
 from shared.protocols.xsole import Ack, Command, CommandResult, Login, LoginAck
+from tests.helpers.stored import count_stored
 
 IMEI = "356307042441013"
 OTHER_IMEI = "356307042441021"
@@ -18,7 +19,7 @@ OTHER_IMEI = "356307042441021"
 
 async def _stored_positions(solewatch, imei: str) -> int:
     device = await solewatch.store.device_by_imei(imei)
-    return (await solewatch.store.count_stored(device.id))["positions"]
+    return (await count_stored(solewatch.store, device.id))["positions"]
 
 
 # -- rejected and accepted logins ------------------------------------------------------

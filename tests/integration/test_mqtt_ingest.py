@@ -38,6 +38,7 @@ from shared.protocols.xsole import (
     encode,
 )
 from shared.protocols.xsole.constants import FLAG_FIX_VALID
+from tests.helpers.stored import count_stored
 
 IMEI = "356307042441013"
 OTHER_IMEI = "356307042441021"
@@ -185,7 +186,7 @@ async def logged_in(solewatch, connect, imei: str = IMEI) -> MqttDevice:
 
 async def counts(solewatch, imei: str = IMEI) -> dict[str, int]:
     device = await solewatch.store.device_by_imei(imei)
-    return await solewatch.store.count_stored(device.id)
+    return await count_stored(solewatch.store, device.id)
 
 
 async def stored_seqs(solewatch, imei: str = IMEI) -> list[int]:

@@ -1,6 +1,7 @@
 import time
 
 from shared.protocols.xsole import Position
+from tests.helpers.stored import count_stored
 
 
 async def test_position_is_stored_then_acked(solewatch):
@@ -9,4 +10,4 @@ async def test_position_is_stored_then_acked(solewatch):
     await device.send(Position(7, now, 436163000, 70553000, 12, 140, 2705, 9, 8, 87, 1))
     assert await device.recv_acks(1) == {7: 0}
     found = await solewatch.store.device_by_imei("356307042441013")
-    assert (await solewatch.store.count_stored(found.id))["positions"] == 1
+    assert (await count_stored(solewatch.store, found.id))["positions"] == 1

@@ -3,25 +3,23 @@
 The store contract suite covers what every adapter does; these cover what the
 run layout adds: runs that overlap stored ones or each other (a device that
 retransmits, a backlog uploaded after a coverage gap), runs spanning hours of
-device time, paging across all of that, and databases written by the
-row-per-frame versions before it.
+device time, and paging across all of that.
 """
 
 from __future__ import annotations
 
 import random
-import sqlite3
 import time
 from pathlib import Path
 
 import pytest
 
 from shared.protocols.xsole import Heartbeat, Position, encode
-from shared.store import Device, hash_device_token
+from shared.store import Device, StoredPosition, hash_device_token
 from shared.store.messages import StoredRun, Telemetry
 from shared.store.sqlite import SqliteStore
 from shared.store.sqlite_runs import RUN_SPAN_S
-from tests.helpers.stored import frames_on_disk
+from tests.helpers.stored import as_stored, count_stored, frames_on_disk
 
 TS = 1_790_000_000
 
@@ -48,8 +46,8 @@ async def device_in(store: SqliteStore, imei: str = "356307042441013") -> Device
     return await store.add_device(tenant_id=tenant_id, imei=imei, name="Alice", token_hash=hash_device_token(b"t" * 16))
 
 
-async def all_positions(store: SqliteStore, device: Device, page: int) -> list[Position]:
-    found: list[Position] = []
+async def all_positions(store: SqliteStore, device: Device, page: int) -> list[StoredPosition]:
+    found: list[StoredPosition] = []
     cursor = None
     while True:
         got = await store.positions(device.id, after=cursor, limit=page)
@@ -67,9 +65,9 @@ async def test_a_retransmitted_run_is_stored_once(store: SqliteStore) -> None:
     again = first[4:] + [fix(seq, TS + seq) for seq in range(9, 13)]
     await store.commit_telemetry(Telemetry(runs=[run_of(device, *again)]))
 
-    assert await all_positions(store, device, page=5) == [fix(seq, TS + seq) for seq in range(1, 13)]
+    assert await all_positions(store, device, page=5) == as_stored(*(fix(seq, TS + seq) for seq in range(1, 13)))
     assert set(frames_on_disk(store.path).values()) == {1}
-    assert (await store.count_stored(device.id))["positions"] == 12
+    assert (await count_stored(store, device.id))["positions"] == 12
 
 
 async def test_copies_within_one_commit_are_stored_once(store: SqliteStore) -> None:
@@ -78,7 +76,7 @@ async def test_copies_within_one_commit_are_stored_once(store: SqliteStore) -> N
     # A reconnect while the first copy's commit was still being gathered.
     await store.commit_telemetry(Telemetry(runs=[run_of(device, *frames), run_of(device, *frames[2:])]))
 
-    assert await store.positions(device.id) == frames
+    assert await store.positions(device.id) == as_stored(*frames)
     assert set(frames_on_disk(store.path).values()) == {1}
 
 
@@ -87,8 +85,8 @@ async def test_same_time_different_frames_are_all_kept(store: SqliteStore) -> No
     await store.commit_telemetry(Telemetry(runs=[run_of(device, fix(1, TS), Heartbeat(2, TS, 80, -60))]))
     await store.commit_telemetry(Telemetry(runs=[run_of(device, fix(3, TS), Heartbeat(4, TS, 79, -60))]))
 
-    assert await store.positions(device.id) == [fix(1, TS), fix(3, TS)]
-    assert await store.count_stored(device.id) == {"positions": 2, "heartbeats": 2, "activities": 0, "alarms": 0}
+    assert await store.positions(device.id) == as_stored(fix(1, TS), fix(3, TS))
+    assert await count_stored(store, device.id) == {"positions": 2, "heartbeats": 2, "activities": 0, "alarms": 0}
 
 
 async def test_a_backlog_spanning_hours_reads_back_in_order(store: SqliteStore) -> None:
@@ -99,9 +97,9 @@ async def test_a_backlog_spanning_hours_reads_back_in_order(store: SqliteStore) 
     backlog = [fix(seq, TS + seq * RUN_SPAN_S) for seq in range(1, 9)]
     await store.commit_telemetry(Telemetry(runs=[run_of(device, *backlog)]))
 
-    assert await all_positions(store, device, page=3) == backlog + live
+    assert await all_positions(store, device, page=3) == as_stored(*backlog, *live)
     since = TS + 3 * RUN_SPAN_S
-    assert await store.positions(device.id, since=since, until=since + 2 * RUN_SPAN_S) == backlog[2:5]
+    assert await store.positions(device.id, since=since, until=since + 2 * RUN_SPAN_S) == as_stored(*backlog[2:5])
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -127,46 +125,9 @@ async def test_paging_returns_every_stored_position_once_in_order(store: SqliteS
         await store.commit_telemetry(Telemetry(runs=runs))
 
     expected = [sent[key] for key in sorted(sent)]
-    assert await all_positions(store, device, page=rng.randint(1, 7)) == expected
-    assert (await store.count_stored(device.id))["positions"] == len(expected)
+    assert await all_positions(store, device, page=rng.randint(1, 7)) == as_stored(*expected)
+    assert (await count_stored(store, device.id))["positions"] == len(expected)
     low, high = sorted(rng.randint(TS, TS + 5 * RUN_SPAN_S) for _ in range(2))
-    assert await store.positions(device.id, since=low, until=high, limit=10_000) == [
-        p for p in expected if low <= p.ts <= high
-    ]
-
-
-async def test_a_database_of_the_row_per_frame_layout_is_moved_over_on_open(tmp_path: Path) -> None:
-    path = tmp_path / "solewatch.db"
-    store = SqliteStore(path)
-    await store.open()
-    device = await device_in(store)
-    await store.close()
-    db = sqlite3.connect(path)
-    db.executescript("""
-        CREATE TABLE positions (device_id INTEGER NOT NULL, seq INTEGER NOT NULL, ts INTEGER NOT NULL,
-            lat_e7 INTEGER NOT NULL, lon_e7 INTEGER NOT NULL, alt_m INTEGER NOT NULL, speed_cms INTEGER NOT NULL,
-            course_ddeg INTEGER NOT NULL, sats INTEGER NOT NULL, hdop_d INTEGER NOT NULL, battery INTEGER NOT NULL,
-            flags INTEGER NOT NULL, received_at REAL NOT NULL, PRIMARY KEY (device_id, ts, seq)) WITHOUT ROWID;
-        CREATE TABLE heartbeats (device_id INTEGER NOT NULL, seq INTEGER NOT NULL, ts INTEGER NOT NULL,
-            battery INTEGER NOT NULL, rssi INTEGER NOT NULL, received_at REAL NOT NULL,
-            PRIMARY KEY (device_id, ts, seq)) WITHOUT ROWID;
-    """)
-    old = [fix(seq, TS + seq) for seq in range(1, 4)]
-    db.executemany("INSERT INTO positions VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", [(device.id, *p, TS + 9.5) for p in old])
-    db.execute("INSERT INTO heartbeats VALUES (?, 7, ?, 80, -60, ?)", (device.id, TS + 7, TS + 9.5))
-    db.commit()
-    db.close()
-
-    store = SqliteStore(path)
-    await store.open()
-    try:
-        assert await store.positions(device.id) == old
-        assert await store.count_stored(device.id) == {"positions": 3, "heartbeats": 1, "activities": 0, "alarms": 0}
-        # New frames, one a copy of a moved one, join them once.
-        await store.commit_telemetry(Telemetry(runs=[run_of(device, old[2], fix(4, TS + 4))]))
-        assert await store.positions(device.id) == [*old, fix(4, TS + 4)]
-    finally:
-        await store.close()
-    with sqlite3.connect(path) as db:
-        tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    assert not tables & {"positions", "heartbeats", "activities"}
+    assert await store.positions(device.id, since=low, until=high, limit=10_000) == as_stored(
+        *(p for p in expected if low <= p.ts <= high)
+    )

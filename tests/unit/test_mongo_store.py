@@ -26,7 +26,8 @@ from shared.store.mongo import INDEXES, MongoStore
 from shared.store.mongo_accounts import MongoAccounts
 from shared.store.mongo_alerts import MongoAlerts
 from tests.contract.mongo_shim import SkipUnsupported, mongodb_store, mongomock_store
-from tests.contract.test_store_contract import IMEI, TS, add_device, frame, position, sos
+from tests.contract.store_data import IMEI, TS, add_device, frame, position, sos
+from tests.helpers.stored import commit_frames, count_stored
 
 ALL_INDEXES = INDEXES | MongoAccounts.INDEXES | MongoAlerts.INDEXES
 
@@ -79,14 +80,14 @@ async def test_every_index_the_queries_need_exists(store: MongoStore) -> None:
 
 async def test_migrating_again_changes_nothing(store: MongoStore) -> None:
     device = await add_device(store)
-    await store.commit_frames([frame(device, position(1, TS + 1))])
+    await commit_frames(store, [frame(device, position(1, TS + 1))])
     before = {collection: await index_specs(store, collection) for collection in ALL_INDEXES}
 
     await store.migrate()
     await store.migrate()
 
     assert {collection: await index_specs(store, collection) for collection in ALL_INDEXES} == before
-    assert await store.count_stored(device.id) == {"positions": 1, "heartbeats": 0, "activities": 0, "alarms": 0}
+    assert await count_stored(store, device.id) == {"positions": 1, "heartbeats": 0, "activities": 0, "alarms": 0}
 
 
 async def test_positions_are_a_time_series(store: MongoStore) -> None:
@@ -114,18 +115,18 @@ async def test_a_feature_the_emulator_lacks_skips_instead_of_failing() -> None:
 async def test_a_position_stored_without_its_key_is_read_and_counted_once(store: MongoStore) -> None:
     device = await add_device(store)
     fixes = [frame(device, position(n, TS + n // 2)) for n in range(4)]
-    await store.commit_frames(fixes)
+    await commit_frames(store, fixes)
     # The stop: positions stored, their keys not.
     await store._db.position_keys.delete_many({"device_id": device.id})
-    await store.commit_frames(fixes)
+    await commit_frames(store, fixes)
 
     assert await store._db.positions.count_documents({"device_id": device.id}) == 8  # each stored twice
     assert [(p.ts, p.seq) for p in await store.positions(device.id)] == [(TS + n // 2, n) for n in range(4)]
     # Pages of 1 and 3 fetch past the copies to fill themselves.
     assert [p.seq for p in await store.positions(device.id, limit=1)] == [0]
     assert [p.seq for p in await store.positions(device.id, after=(TS, 0), limit=3)] == [1, 2, 3]
-    assert (await store.count_stored(device.id))["positions"] == 4
-    await store.commit_frames(fixes)
+    assert (await count_stored(store, device.id))["positions"] == 4
+    await commit_frames(store, fixes)
     assert await store._db.positions.count_documents({"device_id": device.id}) == 8  # keys stored now
 
 
@@ -134,30 +135,30 @@ async def test_an_alarm_stored_before_its_message_gets_it_on_the_retry(store: Mo
     alarm = frame(device, sos(1, TS + 1))
     lose_connection_once(store, "_append_outbox")
     with pytest.raises(StoreUnavailable):
-        await store.commit_frames([alarm, frame(device, position(2, TS + 2))])
-    assert (await store.count_stored(device.id))["alarms"] == 1
+        await commit_frames(store, [alarm, frame(device, position(2, TS + 2))])
+    assert (await count_stored(store, device.id))["alarms"] == 1
     assert await store.outbox_pending(10) == []
 
     # The device was not acknowledged: it sends the alarm again, received later.
-    await store.commit_frames([alarm._replace(received_at=alarm.received_at + 5)])
+    await commit_frames(store, [alarm._replace(received_at=alarm.received_at + 5)])
     [message] = await outbox(store, TOPIC_ALARM)
     [stored] = await store._db.alarms.find().to_list(None)
     assert message["alarm_id"] == stored["_id"]
     assert message["received_at"] == alarm.received_at  # the message as first built
-    await store.commit_frames([alarm])
+    await commit_frames(store, [alarm])
     assert len(await outbox(store, TOPIC_ALARM)) == 1
 
 
 async def test_an_alarm_message_queued_but_not_cleared_is_not_queued_twice(store: MongoStore) -> None:
     device = await add_device(store)
     alarm = frame(device, sos(1, TS + 1))
-    await store.commit_frames([alarm])
+    await commit_frames(store, [alarm])
     [message] = await outbox(store, TOPIC_ALARM)
     # The stop: the message queued, the alarm's copy of it not yet cleared.
     await store._db.alarms.update_one(
         {"_id": message["alarm_id"]}, {"$set": {"pending_message": orjson.dumps(message)}}
     )
-    await store.commit_frames([alarm])
+    await commit_frames(store, [alarm])
     assert await outbox(store, TOPIC_ALARM) == [message]
     assert await store._db.alarms.count_documents({"pending_message": {"$exists": True}}) == 0
 
@@ -166,8 +167,8 @@ async def test_a_commit_refused_before_any_write_stores_nothing(store: MongoStor
     device = await add_device(store)
     lose_connection_once(store, "_prepare_alarms")
     with pytest.raises(StoreUnavailable):
-        await store.commit_frames([frame(device, position(1, TS + 1)), frame(device, sos(2, TS + 2))])
-    assert await store.count_stored(device.id) == {"positions": 0, "heartbeats": 0, "activities": 0, "alarms": 0}
+        await commit_frames(store, [frame(device, position(1, TS + 1)), frame(device, sos(2, TS + 2))])
+    assert await count_stored(store, device.id) == {"positions": 0, "heartbeats": 0, "activities": 0, "alarms": 0}
     assert await store.outbox_pending(10) == []
 
 
@@ -176,15 +177,15 @@ async def test_telemetry_stored_before_its_message_gets_it_on_the_retry(store: M
     fix = frame(device, position(1, TS + 1))
     lose_connection_once(store, "_append_outbox")
     with pytest.raises(StoreUnavailable):
-        await store.commit_frames([fix])
+        await commit_frames(store, [fix])
     assert await store.outbox_pending(10) == []
-    await store.commit_frames([fix])
+    await commit_frames(store, [fix])
     [message] = await outbox(store, TOPIC_TELEMETRY)
     assert [row[1] for row in message["positions"]["rows"]] == [1]
 
 
 async def raised(store: MongoStore, device: Device) -> dict[str, Any]:
-    await store.commit_frames([frame(device, sos(1, TS + 1, kind=AlarmKind.FALL))])
+    await commit_frames(store, [frame(device, sos(1, TS + 1, kind=AlarmKind.FALL))])
     [alarm] = await outbox(store, TOPIC_ALARM)
     return alarm
 
@@ -242,9 +243,9 @@ async def test_on_write_follows_completed_writes_only(store: MongoStore) -> None
     assert after_setup >= 1
     lose_connection_once(store, "_append_outbox")
     with pytest.raises(StoreUnavailable):
-        await store.commit_frames([frame(device, position(1, TS + 1))])
+        await commit_frames(store, [frame(device, position(1, TS + 1))])
     assert len(calls) == after_setup
-    await store.commit_frames([frame(device, position(1, TS + 1))])
+    await commit_frames(store, [frame(device, position(1, TS + 1))])
     assert len(calls) == after_setup + 1
 
 

@@ -62,7 +62,8 @@ def test_an_unnamed_worker_is_named_by_the_last_digits_of_the_insole() -> None:
 def test_a_step_keeps_known_channels_once_and_defaults_to_sms_and_email() -> None:
     assert EscalationStep((1,), 60).channels == DEFAULT_CHANNELS == ("sms", "email")
     assert EscalationStep((1,), 60, ("voice", "sms", "voice")).channels == ("voice", "sms")
-    assert EscalationStep.decoded({"contact_ids": [1], "wait_s": 60}).channels == DEFAULT_CHANNELS  # stored before
+    step = EscalationStep((1, 2), 60, ("voice",))
+    assert EscalationStep.decoded(step.encoded()) == step  # as both stores keep it
     for wrong in [(), ("fax",)]:
         with pytest.raises(ValueError, match="non-empty subset"):
             EscalationStep((1,), 60, wrong)

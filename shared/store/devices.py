@@ -1,0 +1,83 @@
+"""Devices (the insoles) and the downlink commands queued for them: the port's device half.
+
+A device's live state (last seen, battery, last fix) is written by the
+telemetry commit (telemetry.py) and read here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+
+class DeviceExists(Exception):
+    """A device with that IMEI is already registered."""
+
+
+def hash_device_token(token: bytes) -> bytes:
+    # Device tokens are 128 random bits issued by us, so a plain SHA-256 resists
+    # guessing as well as a slow password hash would, and keeps 1,000 devices
+    # logging in at once cheap.
+    return hashlib.sha256(token).digest()
+
+
+def token_matches(token: bytes, token_hash: bytes) -> bool:
+    return hmac.compare_digest(hash_device_token(token), token_hash)
+
+
+@dataclass(frozen=True, slots=True)
+class Device:
+    id: int
+    tenant_id: int
+    imei: str
+    name: str
+    token_hash: bytes
+    enabled: bool
+    created_at: float
+    last_seen: float | None = None
+    battery: int | None = None
+    last_fix_ts: int | None = None
+    last_lat_e7: int | None = None
+    last_lon_e7: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CommandRecord:
+    id: int
+    device_id: int
+    imei: str
+    cmd: int
+    args: bytes
+    status: str  # pending, sent, done, failed, unsupported
+    seq: int | None
+
+
+class DeviceStore(Protocol):
+    async def add_device(self, *, tenant_id: int, imei: str, name: str, token_hash: bytes) -> Device:
+        """Register a device; DeviceExists when its IMEI is registered already (in any tenant)."""
+
+    async def set_device_token(self, *, imei: str, token_hash: bytes) -> None: ...
+    async def device_by_imei(self, imei: str) -> Device | None: ...
+    async def device(self, device_id: int) -> Device | None: ...
+    async def devices(self, tenant_id: int, *, after_id: int | None = None, limit: int = 100) -> list[Device]:
+        """A tenant's devices by id; `after_id` is the cursor."""
+
+    async def enqueue_command(self, *, device_id: int, cmd: int, args: bytes = b"") -> int:
+        """Queue a command for the device (status `pending`); its id."""
+
+    async def commands_to_send(
+        self,
+        device_ids: Sequence[int] | None = None,
+        *,
+        include_unanswered: bool = False,
+    ) -> list[CommandRecord]:
+        """Commands never sent (and, with include_unanswered, sent but not yet answered), in queue order."""
+
+    async def mark_command_sent(self, command_id: int, seq: int) -> None:
+        """The command went out under `seq` (again, after a reconnection); an answered command stays answered."""
+
+    async def command(self, command_id: int) -> CommandRecord | None:
+        """One command as it stands; None when there is none (or its device is gone)."""
