@@ -127,7 +127,8 @@ CREATE INDEX IF NOT EXISTS commands_open ON commands(status, device_id) WHERE st
     async def mark_command_sent(self, command_id: int, seq: int) -> None:
         await self._write(
             lambda c: c.execute(
-                "UPDATE commands SET status = 'sent', seq = ?, sent_at = ? WHERE id = ? AND status IN ('pending', 'sent')",
+                "UPDATE commands SET status = 'sent', seq = ?, sent_at = ?"
+                " WHERE id = ? AND status IN ('pending', 'sent')",
                 (seq, time.time(), command_id),
             )
         )
