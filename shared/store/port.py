@@ -6,20 +6,18 @@ import hashlib
 import hmac
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, NamedTuple, Protocol
+from typing import NamedTuple, Protocol
 
 from shared.protocols.xsole import DeviceEvent, Position
 from shared.store.accounts import AccountStore
 from shared.store.alerts import AlertStore
+from shared.store.batch import IngestBatch
 from shared.store.detections import DetectionStore
 from shared.store.device_settings import DeviceSettingsStore
 from shared.store.escalation import EscalationStore
 from shared.store.geofences import GeofenceStore
 from shared.store.push import PushStore
 from shared.store.sms_replies import SmsReplyStore
-
-if TYPE_CHECKING:
-    from shared.store.messages import Telemetry  # which builds on FrameRecord below
 
 
 class DeviceExists(Exception):
@@ -118,7 +116,7 @@ class Store(
     async def commit_frames(self, records: Sequence[FrameRecord]) -> None:
         """`commit_telemetry` for frames as records."""
 
-    async def commit_telemetry(self, telemetry: Telemetry) -> None:
+    async def commit_telemetry(self, batch: IngestBatch) -> None:
         """Store a batch of frames and their outbox messages durably.
 
         All or nothing on SQLite (one transaction). On MongoDB a failed call may

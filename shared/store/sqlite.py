@@ -12,23 +12,17 @@ import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, TypeVar
 
 import orjson
 
 from shared.logging import get_logger
-from shared.protocols.xsole import Alarm
+from shared.protocols.xsole import CommandResult, FrameType
 from shared.protocols.xsole.validation import alarm_time
-from shared.store.messages import (
-    TOPIC_ALARM,
-    TOPIC_TELEMETRY,
-    Telemetry,
-    alarm_message,
-    device_readings,
-    split_telemetry,
-    telemetry_message,
-)
+from shared.store.batch import DeviceAlarm, IngestBatch
+from shared.store.messages import TOPIC_ALARM, TOPIC_TELEMETRY, alarm_message, telemetry_message
 from shared.store.port import (
     CommandRecord,
     Device,
@@ -53,6 +47,7 @@ from shared.store.sqlite_runs import (
     run_statements,
     statements,
     store_runs,
+    stored_runs,
 )
 from shared.store.sqlite_sms_replies import SqliteSmsReplies
 
@@ -86,6 +81,7 @@ CREATE TABLE IF NOT EXISTS outbox (
 """
 
 _COMMAND_STATUS = {0: "done", 1: "failed", 2: "unsupported"}
+_CMD_SEQ_AND_STATUS = itemgetter(CommandResult._fields.index("cmd_seq"), CommandResult._fields.index("status"))
 _DEVICE_COLUMNS = (
     "id, tenant_id, imei, name, token_hash, enabled, created_at, last_seen, battery,"
     " last_fix_ts, last_lat_e7, last_lon_e7"
@@ -267,16 +263,21 @@ class SqliteStore(
     # -- ingestion -------------------------------------------------------------------
 
     async def commit_frames(self, records: Sequence[FrameRecord]) -> None:
-        await self.commit_telemetry(split_telemetry(records))
+        await self.commit_telemetry(IngestBatch.from_events(records))
 
-    async def commit_telemetry(self, telemetry: Telemetry) -> None:
-        # The Python half (device states, the message) runs here, on the event
-        # loop, which holds the GIL anyway: on the writer thread it had to win
-        # the GIL from the busy loop again and again, which stretched every
+    async def commit_telemetry(self, batch: IngestBatch) -> None:
+        # The Python half (runs, device states, the message) runs here, on the
+        # event loop, which holds the GIL anyway: on the writer thread it had to
+        # win the GIL from the busy loop again and again, which stretched every
         # commit, and each device waits for its commit to be ACKed.
-        plan = plan_runs(telemetry.frame_runs(), self._newest_stored)
-        updates, message = _device_updates(telemetry), telemetry_message(telemetry)
-        await self._write(lambda c: _commit_telemetry(c, telemetry, plan, updates, message))
+        plan = plan_runs(stored_runs(batch), self._newest_stored)
+        updates, message = _device_updates(batch), telemetry_message(batch)
+        results = batch.tables.get(FrameType.COMMAND_RESULT)
+        # (device id, the command's seq, its status) per result
+        answers = (
+            list(zip(results.device_ids, map(_CMD_SEQ_AND_STATUS, results.fields), strict=True)) if results else []
+        )
+        await self._write(lambda c: _commit_telemetry(c, batch.alarms, answers, plan, updates, message))
 
     async def outbox_pending(self, limit: int, *, after_id: int = 0) -> list[OutboxEntry]:
         rows = await self._read(
@@ -344,15 +345,19 @@ class SqliteStore(
 
 
 def _commit_telemetry(
-    c: sqlite3.Connection, telemetry: Telemetry, plan: RunPlan, device_updates: list[Statement], message: bytes | None
+    c: sqlite3.Connection,
+    alarms: tuple[DeviceAlarm, ...],
+    command_results: list[tuple[int, tuple[int, int]]],
+    plan: RunPlan,
+    device_updates: list[Statement],
+    message: bytes | None,
 ) -> None:
     """The body of one ingest transaction (runs on the writer thread)."""
     store_runs(c, plan)
     now = time.time()
-    for record in telemetry.alarms:
-        _insert_alarm(c, record, record.event, now)  # type: ignore[arg-type]
-    for row in telemetry.rows("command_results"):
-        device_id, _, cmd_seq, status, _ = row
+    for alarm in alarms:
+        _insert_alarm(c, alarm, now)
+    for device_id, (cmd_seq, status) in command_results:
         c.execute(
             "UPDATE commands SET status = ?, result_at = ? WHERE device_id = ? AND seq = ? AND status = 'sent'",
             (_COMMAND_STATUS.get(status, "failed"), now, device_id, cmd_seq),
@@ -362,15 +367,16 @@ def _commit_telemetry(
         c.execute("INSERT INTO outbox(topic, payload, created_at) VALUES (?, ?, ?)", (TOPIC_TELEMETRY, message, now))
 
 
-def _insert_alarm(c: sqlite3.Connection, record: FrameRecord, event: Alarm, now: float) -> None:
+def _insert_alarm(c: sqlite3.Connection, alarm: DeviceAlarm, now: float) -> None:
+    device, event, received_at = alarm
     # A clock far ahead or years behind (ts 0) would misdate the alarm and its
     # alert; the server's receive time stands in, the device's own ts stays the key.
-    ts = alarm_time(event.ts, record.received_at)
+    ts = alarm_time(event.ts, received_at)
     cursor = c.execute(
         "INSERT OR IGNORE INTO alarms(device_id, device_ts, seq, ts, kind, lat_e7, lon_e7, battery, flags,"
         " received_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
         (
-            record.device_id,
+            device.id,
             event.ts,
             event.seq,
             ts,
@@ -379,13 +385,13 @@ def _insert_alarm(c: sqlite3.Connection, record: FrameRecord, event: Alarm, now:
             event.lon_e7,
             event.battery,
             event.flags,
-            record.received_at,
+            received_at,
         ),
     )
     if cursor.rowcount == 1:  # a retransmission inserts nothing and raises nothing new
         c.execute(
             "INSERT INTO outbox(topic, payload, created_at) VALUES (?, ?, ?)",
-            (TOPIC_ALARM, alarm_message(record, int(cursor.lastrowid or 0), ts), now),
+            (TOPIC_ALARM, alarm_message(alarm, int(cursor.lastrowid or 0), ts), now),
         )
 
 
@@ -406,13 +412,13 @@ _DEVICE_UPDATE = (
 )
 
 
-def _device_updates(telemetry: Telemetry) -> list[Statement]:
+def _device_updates(batch: IngestBatch) -> list[Statement]:
     """The statements updating the commit's devices."""
     return statements(
         _DEVICE_UPDATE,
         7,
         [
             (device_id, seen, *((battery[1], battery[0]) if battery else (None, None)), *(fix if fix else (None,) * 3))
-            for device_id, (seen, battery, fix) in device_readings(telemetry).items()
+            for device_id, (seen, battery, fix) in batch.readings.items()
         ],
     )

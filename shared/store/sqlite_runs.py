@@ -26,15 +26,43 @@ import sqlite3
 from collections.abc import Awaitable, Callable, Iterator
 from functools import lru_cache
 from itertools import chain
-from operator import itemgetter
+from operator import attrgetter, itemgetter
 from typing import Any, NamedTuple
 
 from shared.protocols.xsole import BadCrc, FrameBuffer, Position, XSoleProtocolError, decode, encode
-from shared.store.messages import TELEMETRY_EVENTS, TELEMETRY_KIND_OF_TYPE, StoredRun
+from shared.store.batch import IngestBatch
+from shared.store.messages import TELEMETRY_EVENTS, TELEMETRY_KIND_OF_TYPE
 
 RUN_SPAN_S = 3600
 _EVENT_TYPES = tuple(TELEMETRY_EVENTS.values())
 _BY_DEVICE_AND_START = itemgetter(0, 1)
+
+# A row of frame_runs: (device id, first device ts, last device ts, received at,
+# the frames' bytes as received).
+StoredRun = tuple[int, int, int, float, bytes]
+_DEVICE_ID = attrgetter("device.id")
+_RUN, _RECEIVED = attrgetter("run"), attrgetter("received_at")
+_FIRST_TS, _LAST_TS, _FRAMES = attrgetter("first_ts"), attrgetter("last_ts"), attrgetter("frames")
+
+
+def stored_runs(batch: IngestBatch) -> list[StoredRun]:
+    """A batch's runs as rows of frame_runs: their bytes as received, each run
+    one row (`plan_runs` then leaves out those without a device time, and
+    splits the long ones). Alarms are stored apart, and a command result
+    only answers its command, so the frames of those that a run holds are
+    passed over when it is read."""
+    runs = batch.runs
+    telemetry = list(map(_RUN, runs))
+    return list(
+        zip(
+            map(_DEVICE_ID, runs),
+            map(_FIRST_TS, telemetry),
+            map(_LAST_TS, telemetry),
+            map(_RECEIVED, runs),
+            map(_FRAMES, telemetry),
+            strict=True,
+        )
+    )
 
 
 def decode_frames(frames: bytes) -> Iterator[tuple[bytes, Any]]:

@@ -17,8 +17,9 @@ from pathlib import Path
 import pytest
 
 from shared.protocols.xsole import Heartbeat, Position, encode
+from shared.protocols.xsole.bulk import read_run
 from shared.store import Device, hash_device_token
-from shared.store.messages import StoredRun, Telemetry
+from shared.store.batch import DeviceRef, DeviceRun, IngestBatch
 from shared.store.sqlite import SqliteStore
 from shared.store.sqlite_runs import RUN_SPAN_S
 from tests.helpers.stored import frames_on_disk
@@ -30,9 +31,11 @@ def fix(seq: int, ts: int) -> Position:
     return Position(seq, ts, 436160000 + seq, 70550000, 12, 140, 2705, 9, 8, 87, 1)
 
 
-def run_of(device: Device, *events: Position | Heartbeat) -> StoredRun:
-    times = [event.ts for event in events]
-    return device.id, min(times), max(times), time.time(), b"".join(map(encode, events))
+def run_of(device: Device, *events: Position | Heartbeat) -> DeviceRun:
+    """The events as one run of the listener's hot path, received now."""
+    return DeviceRun(
+        DeviceRef(device.id, device.tenant_id, device.imei), read_run(b"".join(map(encode, events))), time.time()
+    )
 
 
 @pytest.fixture
@@ -62,10 +65,10 @@ async def all_positions(store: SqliteStore, device: Device, page: int) -> list[P
 async def test_a_retransmitted_run_is_stored_once(store: SqliteStore) -> None:
     device = await device_in(store)
     first = [fix(seq, TS + seq) for seq in range(1, 9)]
-    await store.commit_telemetry(Telemetry(runs=[run_of(device, *first)]))
+    await store.commit_telemetry(IngestBatch(runs=(run_of(device, *first),)))
     # The ACKs were lost: the device sends the last four again with four new ones.
     again = first[4:] + [fix(seq, TS + seq) for seq in range(9, 13)]
-    await store.commit_telemetry(Telemetry(runs=[run_of(device, *again)]))
+    await store.commit_telemetry(IngestBatch(runs=(run_of(device, *again),)))
 
     assert await all_positions(store, device, page=5) == [fix(seq, TS + seq) for seq in range(1, 13)]
     assert set(frames_on_disk(store.path).values()) == {1}
@@ -76,7 +79,7 @@ async def test_copies_within_one_commit_are_stored_once(store: SqliteStore) -> N
     device = await device_in(store)
     frames = [fix(seq, TS + seq) for seq in range(1, 5)]
     # A reconnect while the first copy's commit was still being gathered.
-    await store.commit_telemetry(Telemetry(runs=[run_of(device, *frames), run_of(device, *frames[2:])]))
+    await store.commit_telemetry(IngestBatch(runs=(run_of(device, *frames), run_of(device, *frames[2:]))))
 
     assert await store.positions(device.id) == frames
     assert set(frames_on_disk(store.path).values()) == {1}
@@ -84,8 +87,8 @@ async def test_copies_within_one_commit_are_stored_once(store: SqliteStore) -> N
 
 async def test_same_time_different_frames_are_all_kept(store: SqliteStore) -> None:
     device = await device_in(store)
-    await store.commit_telemetry(Telemetry(runs=[run_of(device, fix(1, TS), Heartbeat(2, TS, 80, -60))]))
-    await store.commit_telemetry(Telemetry(runs=[run_of(device, fix(3, TS), Heartbeat(4, TS, 79, -60))]))
+    await store.commit_telemetry(IngestBatch(runs=(run_of(device, fix(1, TS), Heartbeat(2, TS, 80, -60)),)))
+    await store.commit_telemetry(IngestBatch(runs=(run_of(device, fix(3, TS), Heartbeat(4, TS, 79, -60)),)))
 
     assert await store.positions(device.id) == [fix(1, TS), fix(3, TS)]
     assert await store.count_stored(device.id) == {"positions": 2, "heartbeats": 2, "activities": 0, "alarms": 0}
@@ -94,10 +97,10 @@ async def test_same_time_different_frames_are_all_kept(store: SqliteStore) -> No
 async def test_a_backlog_spanning_hours_reads_back_in_order(store: SqliteStore) -> None:
     device = await device_in(store)
     live = [fix(seq, TS + 10 * RUN_SPAN_S + seq) for seq in range(100, 104)]
-    await store.commit_telemetry(Telemetry(runs=[run_of(device, *live)]))
+    await store.commit_telemetry(IngestBatch(runs=(run_of(device, *live),)))
     # Back in coverage: eight hours of buffered fixes in one read, one an hour.
     backlog = [fix(seq, TS + seq * RUN_SPAN_S) for seq in range(1, 9)]
-    await store.commit_telemetry(Telemetry(runs=[run_of(device, *backlog)]))
+    await store.commit_telemetry(IngestBatch(runs=(run_of(device, *backlog),)))
 
     assert await all_positions(store, device, page=3) == backlog + live
     since = TS + 3 * RUN_SPAN_S
@@ -124,7 +127,7 @@ async def test_paging_returns_every_stored_position_once_in_order(store: SqliteS
             runs.append(run_of(device, *events))
             sent.update(((e.ts, e.seq), e) for e in events)
         runs.append(run_of(other, fix(1, TS + rng.randint(0, 100))))
-        await store.commit_telemetry(Telemetry(runs=runs))
+        await store.commit_telemetry(IngestBatch(runs=tuple(runs)))
 
     expected = [sent[key] for key in sorted(sent)]
     assert await all_positions(store, device, page=rng.randint(1, 7)) == expected
@@ -163,7 +166,7 @@ async def test_a_database_of_the_row_per_frame_layout_is_moved_over_on_open(tmp_
         assert await store.positions(device.id) == old
         assert await store.count_stored(device.id) == {"positions": 3, "heartbeats": 1, "activities": 0, "alarms": 0}
         # New frames, one a copy of a moved one, join them once.
-        await store.commit_telemetry(Telemetry(runs=[run_of(device, old[2], fix(4, TS + 4))]))
+        await store.commit_telemetry(IngestBatch(runs=(run_of(device, old[2], fix(4, TS + 4)),)))
         assert await store.positions(device.id) == [*old, fix(4, TS + 4)]
     finally:
         await store.close()
