@@ -29,8 +29,7 @@ from shared.protocols.xsole.bulk import HOT_TYPES, Fields, TelemetryRun, run_of_
 from shared.protocols.xsole.constants import FLAG_FIX_VALID
 
 
-@dataclass(frozen=True, slots=True)
-class DeviceRef:
+class DeviceRef(NamedTuple):
     """Which device frames came from: what a commit needs to know of it."""
 
     id: int
@@ -88,6 +87,7 @@ _BATTERY_AT = {
 _FLAGS = itemgetter(Position._fields.index("flags"))
 _LAT_AT, _LON_AT = Position._fields.index("lat_e7"), Position._fields.index("lon_e7")
 _OF_TYPE = {frame_type: methodcaller("get", frame_type, ()) for frame_type in HOT_TYPES}
+_ALL_OF_TYPE = {frame_type: itemgetter(frame_type) for frame_type in HOT_TYPES}
 
 
 @dataclass(frozen=True)
@@ -128,23 +128,38 @@ class IngestBatch:
     @cached_property
     def frames_by_type(self) -> dict[int, int]:
         """How many frames of each type the batch holds (alarms included)."""
-        by_type = list(map(_FIELDS_BY_TYPE, map(_RUN, self.runs)))
-        counts = {frame_type: sum(map(len, map(_OF_TYPE[frame_type], by_type))) for frame_type in HOT_TYPES}
-        counts[FrameType.ALARM] = len(self.alarms)
-        return {frame_type: count for frame_type, count in counts.items() if count}
+        counts = {frame_type: len(table.fields) for frame_type, table in self.tables.items()}
+        if self.alarms:
+            counts[FrameType.ALARM] = len(self.alarms)
+        return counts
+
+    @cached_property
+    def run_device_ids(self) -> list[int]:
+        """The device id of each run, in the order of `runs`."""
+        return list(map(_ID, map(_DEVICE, self.runs)))
+
+    @cached_property
+    def run_received_at(self) -> list[float]:
+        """When each run was received, in the order of `runs`."""
+        return list(map(_RECEIVED, self.runs))
 
     @cached_property
     def tables(self) -> dict[int, FrameTable]:
         """The telemetry frames by type (only the types present), across devices."""
-        runs = self.runs
-        by_type = list(map(_FIELDS_BY_TYPE, map(_RUN, runs)))
-        device_ids = list(map(_ID, map(_DEVICE, runs)))
-        received = list(map(_RECEIVED, runs))
+        by_type = list(map(_FIELDS_BY_TYPE, map(_RUN, self.runs)))
+        device_ids, received = self.run_device_ids, self.run_received_at
+        present = set(chain.from_iterable(by_type))  # most batches hold a type or two
         tables: dict[int, FrameTable] = {}
         for frame_type in HOT_TYPES:
-            per_run = list(map(_OF_TYPE[frame_type], by_type))
+            if frame_type not in present:
+                continue
+            # Every run holds the type when it is the only one (a run is never empty).
+            of_type = _ALL_OF_TYPE[frame_type] if len(present) == 1 else _OF_TYPE[frame_type]
+            per_run = list(map(of_type, by_type))
             counts = list(map(len, per_run))
-            if any(counts):
+            if counts.count(1) == len(counts):  # a frame per run (a window of one): nothing to repeat
+                tables[frame_type] = FrameTable(list(chain.from_iterable(per_run)), device_ids[:], received[:])
+            else:
                 tables[frame_type] = FrameTable(
                     list(chain.from_iterable(per_run)),
                     list(chain.from_iterable(map(repeat, device_ids, counts))),
@@ -176,9 +191,8 @@ class IngestBatch:
     def readings(self) -> dict[int, Reading]:
         """Per device of the batch: when last heard from, its newest battery level
         and its newest valid fix, by device time (see `Reading`)."""
-        runs = self.runs
         # Runs are in arrival order: a device's last one was received last.
-        last_seen = dict(zip(map(_ID, map(_DEVICE, runs)), map(_RECEIVED, runs), strict=True))
+        last_seen = dict(zip(self.run_device_ids, self.run_received_at, strict=True))
         for device, _, received_at in self.alarms:
             last_seen[device.id] = max(received_at, last_seen.get(device.id, 0.0))
         battery: dict[int, tuple[int, int]] = {}

@@ -14,6 +14,7 @@ consumers.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from operator import itemgetter
 from typing import Any
 
 import orjson
@@ -43,7 +44,7 @@ TELEMETRY_KIND_OF_TYPE: dict[int, str] = {
 KIND_OF_TYPE = {**TELEMETRY_KIND_OF_TYPE, FrameType.COMMAND_RESULT: "command_results"}
 
 
-PUBLISHED_KINDS = tuple(TELEMETRY_EVENTS)
+_TENANT_AND_IMEI = itemgetter(slice(1, None))  # of a DeviceRef
 
 
 def telemetry_message(batch: IngestBatch) -> bytes | None:
@@ -58,21 +59,20 @@ def telemetry_message(batch: IngestBatch) -> bytes | None:
     cost as much as storing it: the outbox held each commit twice.
     """
     tables: dict[str, list[tuple[Any, ...]]] = {}
+    device_ids: set[int] = set()
     for frame_type, kind in TELEMETRY_KIND_OF_TYPE.items():
         newest = batch.newest(frame_type)
         if newest:
-            table = batch.tables[frame_type]
-            fields, received_at = table.fields, table.received_at
+            device_ids.update(newest)
+            fields, received_at = batch.tables[frame_type].fields, batch.tables[frame_type].received_at
             tables[kind] = [(device_id, *fields[i], received_at[i]) for device_id, i in newest.items()]
     if not tables:
         return None
     message: dict[str, Any] = {kind: {"columns": COLUMNS[kind], "rows": rows} for kind, rows in tables.items()}
-    devices = batch.devices
-    message["devices"] = {
-        str(device_id): (devices[device_id].tenant_id, devices[device_id].imei)
-        for device_id in {row[0] for rows in tables.values() for row in rows}
-    }
-    return orjson.dumps(message)
+    # Keyed by the ids as ints, which orjson writes as strings: no str() per device.
+    devices = map(_TENANT_AND_IMEI, map(batch.devices.__getitem__, device_ids))
+    message["devices"] = dict(zip(device_ids, devices, strict=True))
+    return orjson.dumps(message, option=orjson.OPT_NON_STR_KEYS)
 
 
 def telemetry_items(payload: bytes, kind: str) -> Iterator[dict[str, Any]]:

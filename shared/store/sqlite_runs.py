@@ -40,8 +40,7 @@ _BY_DEVICE_AND_START = itemgetter(0, 1)
 # A row of frame_runs: (device id, first device ts, last device ts, received at,
 # the frames' bytes as received).
 StoredRun = tuple[int, int, int, float, bytes]
-_DEVICE_ID = attrgetter("device.id")
-_RUN, _RECEIVED = attrgetter("run"), attrgetter("received_at")
+_RUN = attrgetter("run")
 _FIRST_TS, _LAST_TS, _FRAMES = attrgetter("first_ts"), attrgetter("last_ts"), attrgetter("frames")
 
 
@@ -51,14 +50,13 @@ def stored_runs(batch: IngestBatch) -> list[StoredRun]:
     splits the long ones). Alarms are stored apart, and a command result
     only answers its command, so the frames of those that a run holds are
     passed over when it is read."""
-    runs = batch.runs
-    telemetry = list(map(_RUN, runs))
+    telemetry = list(map(_RUN, batch.runs))
     return list(
         zip(
-            map(_DEVICE_ID, runs),
+            batch.run_device_ids,
             map(_FIRST_TS, telemetry),
             map(_LAST_TS, telemetry),
-            map(_RECEIVED, runs),
+            batch.run_received_at,
             map(_FRAMES, telemetry),
             strict=True,
         )

@@ -42,6 +42,7 @@ _HOT: dict[int, tuple[Callable[[Any, int], tuple[Any, ...]], int, FieldsCheck, b
     )  # whether its first field is the device's ts
     for frame_type in HOT_TYPES
 }
+_new_tuple = tuple.__new__  # a NamedTuple without its Python-level __new__: one per run
 NO_TS = (2**32, -1)  # the (first, last) device time of a run without timestamps
 
 Fields = tuple[int, ...]  # a frame's fields in wire order, seq first: the layout of its event type
@@ -112,7 +113,7 @@ def take_telemetry(buf: bytes, pos: int, received_at: float, limit: int) -> tupl
         taken += 1
     if pos == start:
         return pos, None
-    return pos, TelemetryRun(seqs, fields_by_type, first_ts, last_ts, buf[start:pos])
+    return pos, _new_tuple(TelemetryRun, (seqs, fields_by_type, first_ts, last_ts, buf[start:pos]))
 
 
 def read_run(frames: bytes) -> TelemetryRun:
