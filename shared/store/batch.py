@@ -105,14 +105,10 @@ class IngestBatch:
         """A batch of single frames, each as (device id, tenant id, IMEI, event,
         received at), which is a `FrameRecord`: what tests and tools commit."""
         builder = BatchBuilder()
-        devices: dict[tuple[int, int, str], DeviceRef] = {}
         for device_id, tenant_id, imei, event, received_at in records:
             if isinstance(event, Login):
                 raise TypeError("a LOGIN is not stored")
-            device = devices.get((device_id, tenant_id, imei))
-            if device is None:
-                device = devices[device_id, tenant_id, imei] = DeviceRef(device_id, tenant_id, imei)
-            builder.add_event(device, event, received_at)
+            builder.add_event(DeviceRef(device_id, tenant_id, imei), event, received_at)
         return builder.build()
 
     @cached_property

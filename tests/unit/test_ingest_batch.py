@@ -103,7 +103,7 @@ def test_runs_and_single_frames_give_the_same_views(items: list[tuple[DeviceRef,
 
 def test_a_batch_of_runs_alone_has_device_readings() -> None:
     device = DEVICES[0]
-    frames = [
+    frames: list[Position | Heartbeat] = [
         Position(1, 1_799_990_010, 436163000, 70553000, 12, 140, 900, 9, 11, 70, FLAG_FIX_VALID),
         Heartbeat(2, 1_799_990_005, 99, -60),  # older: buffered
     ]
