@@ -271,12 +271,7 @@ class SqliteStore(
         # win the GIL from the busy loop again and again, which stretched every
         # commit, and each device waits for its commit to be ACKed.
         plan = plan_runs(stored_runs(batch), self._newest_stored)
-        updates, message = _device_updates(batch), telemetry_message(batch)
-        results = batch.tables.get(FrameType.COMMAND_RESULT)
-        # (device id, the command's seq, its status) per result
-        answers = (
-            list(zip(results.device_ids, map(_CMD_SEQ_AND_STATUS, results.fields), strict=True)) if results else []
-        )
+        updates, message, answers = _device_updates(batch), telemetry_message(batch), _command_answers(batch)
         await self._write(lambda c: _commit_telemetry(c, batch.alarms, answers, plan, updates, message))
 
     async def outbox_pending(self, limit: int, *, after_id: int = 0) -> list[OutboxEntry]:
@@ -342,6 +337,14 @@ class SqliteStore(
             ).fetchone()
         )
         return CommandRecord(*row) if row else None
+
+
+def _command_answers(batch: IngestBatch) -> list[tuple[int, tuple[int, int]]]:
+    """(device id, (the command's seq, its status)) per command result of the batch."""
+    results = batch.tables.get(FrameType.COMMAND_RESULT)
+    if results is None:
+        return []
+    return list(zip(results.device_ids, map(_CMD_SEQ_AND_STATUS, results.fields), strict=True))
 
 
 def _commit_telemetry(
