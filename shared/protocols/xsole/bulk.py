@@ -46,6 +46,7 @@ _new_tuple = tuple.__new__  # a NamedTuple without its Python-level __new__: one
 NO_TS = (2**32, -1)  # the (first, last) device time of a run without timestamps
 
 Fields = tuple[int, ...]  # a frame's fields in wire order, seq first: the layout of its event type
+_NONE_YET: list[Fields] = []  # never appended to: a run's first frame replaces it
 
 
 class TelemetryRun(NamedTuple):
@@ -82,7 +83,7 @@ def take_telemetry(buf: bytes, pos: int, received_at: float, limit: int) -> tupl
     seqs: list[int] = []
     fields_by_type: dict[int, list[Fields]] = {}
     # Most runs hold one frame type: its list stays at hand.
-    current_type, current = -1, []
+    current_type, current = -1, _NONE_YET
     taken = 0
     first_ts, last_ts = NO_TS
     while taken < limit and end - pos >= 10:
@@ -123,23 +124,32 @@ def read_run(frames: bytes) -> TelemetryRun:
     `frames` is whole telemetry frames of the hot path's types, CRCs valid."""
     seqs: list[int] = []
     fields_by_type: dict[int, list[Fields]] = {}
+    # Most runs hold one frame type: its list stays at hand.
+    current_type, current = -1, _NONE_YET
     first_ts, last_ts = NO_TS
     pos, end = 0, len(frames)
+    unpack_header, crc, hot = _HEADER.unpack_from, binascii.crc_hqx, _HOT
     while pos < end:
         if end - pos < 10:
             raise ValueError(f"{end - pos} bytes left at {pos}: not a frame")
-        magic, version, frame_type, length, seq = _HEADER.unpack_from(frames, pos)
+        magic, version, frame_type, length, seq = unpack_header(frames, pos)
         after = pos + 8 + length
-        spec = _HOT.get(frame_type)
+        spec = hot.get(frame_type)
         if magic != _MAGIC or version != VERSION or spec is None or after > end or length < spec[1]:
             raise ValueError(f"no telemetry frame at {pos}")
-        if binascii.crc_hqx(frames[pos + 2 : after], 0xFFFF):
+        if crc(frames[pos + 2 : after], 0xFFFF):
             raise ValueError(f"bad CRC at {pos}")
         fields = spec[0](frames, pos + 8)
-        fields_by_type.setdefault(frame_type, []).append((seq, *fields))
+        if frame_type != current_type:
+            current_type, current = frame_type, fields_by_type.setdefault(frame_type, [])
+        current.append((seq, *fields))
         seqs.append(seq)
         if spec[3]:
-            first_ts, last_ts = min(first_ts, fields[0]), max(last_ts, fields[0])
+            ts = fields[0]
+            if ts < first_ts:
+                first_ts = ts
+            if ts > last_ts:
+                last_ts = ts
         pos = after
     if not seqs:
         raise ValueError("no frame")
