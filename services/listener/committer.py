@@ -23,11 +23,10 @@ from services.listener import metrics
 from shared.bus import Bus
 from shared.bus.topics import TOPIC_INGEST
 from shared.logging import get_logger
-from shared.protocols.xsole import AckStatus
-from shared.protocols.xsole.bulk import HOT_TYPES
-from shared.protocols.xsole.session import FrameRun
-from shared.store.messages import KIND_OF_TYPE, Telemetry, ingest_message
-from shared.store.port import FrameRecord
+from shared.protocols.xsole import AckStatus, FrameType
+from shared.protocols.xsole.bulk import TelemetryRun
+from shared.store.batch import BatchBuilder, DeviceRef, IngestBatch, TelemetryEvent
+from shared.store.ingest_message import ingest_message
 
 # A failed commit makes the listener not ready for this long (unless one succeeds
 # meanwhile): long enough for a probe to see it, short enough that a listener
@@ -38,7 +37,7 @@ FAILURE_REPORTED_FOR_S = 5.0
 # very volume that was full with hundreds of lines a second.
 OUTAGE_SUMMARY_EVERY_S = 60.0
 
-MakeDurable = Callable[[Telemetry], Awaitable[None]]
+MakeDurable = Callable[[IngestBatch], Awaitable[None]]
 
 log = get_logger("solewatch.listener.commit")
 
@@ -50,19 +49,13 @@ class AckSink(Protocol):
 
 
 class Batch:
-    """Frames for one durability step, and whom to ACK once it is done.
+    """Frames for one durability step, and whom to ACK once it is done. Sealed
+    into an immutable `IngestBatch` when its turn comes."""
 
-    Connections fill it in place: the hot path appends rows to `rows_by_type`
-    (the very lists of `telemetry.tables`), the general path adds records.
-    """
-
-    __slots__ = ("acks", "frames", "rows_by_type", "telemetry")
+    __slots__ = ("acks", "contents", "frames")
 
     def __init__(self) -> None:
-        self.telemetry = Telemetry(runs=[])
-        self.rows_by_type = {
-            frame_type: self.telemetry.tables.setdefault(KIND_OF_TYPE[frame_type], []) for frame_type in HOT_TYPES
-        }
+        self.contents = BatchBuilder()
         self.acks: list[tuple[AckSink, list[int]]] = []  # in arrival order, so each device gets its ACKs in order
         self.frames = 0
 
@@ -155,23 +148,18 @@ class GroupCommitter:
     def overloaded(self) -> bool:
         return self.pending >= self.max_pending
 
-    def submitted(
-        self, sink: AckSink, seqs: list[int], device: tuple[int, int, str], run: FrameRun, received_at: float
-    ) -> None:
-        """`sink` put the rows for `seqs` into `self.batch`, taken from `run`;
-        `device` is (id, tenant id, IMEI)."""
+    def add_run(self, sink: AckSink, device: DeviceRef, run: TelemetryRun, received_at: float) -> None:
+        """A run of frames from the hot path; `sink` gets their ACKs once durable."""
         batch = self.batch
-        batch.acks.append((sink, seqs))
-        telemetry = batch.telemetry
-        telemetry.devices[device[0]] = (device[1], device[2])
-        telemetry.runs.append((device[0], run.first_ts, run.last_ts, received_at, run.frames))  # type: ignore[union-attr]
-        self._added(batch, len(seqs))
+        batch.acks.append((sink, run.seqs))
+        batch.contents.add_run(device, run, received_at)
+        self._added(batch, len(run.seqs))
 
-    def submit(self, record: FrameRecord, sink: AckSink) -> None:
-        """One frame from the general path."""
+    def add_event(self, sink: AckSink, device: DeviceRef, event: TelemetryEvent, received_at: float) -> None:
+        """One frame from the general path; `sink` gets its ACK once durable."""
         batch = self.batch
-        batch.telemetry.add(record)
-        batch.acks.append((sink, [record.event.seq]))
+        batch.contents.add_event(device, event, received_at)
+        batch.acks.append((sink, [event.seq]))
         self._added(batch, 1)
 
     def _added(self, batch: Batch, frames: int) -> None:
@@ -223,11 +211,10 @@ class GroupCommitter:
 
     async def _commit(self, batch: Batch) -> None:
         started = time.perf_counter()
-        telemetry = batch.telemetry
-        telemetry.drop_empty_tables()
-        _count_received(telemetry)
+        sealed = batch.contents.build()
+        _count_received(sealed)
         try:
-            await self._make_durable(telemetry)
+            await self._make_durable(sealed)
         except Exception as exc:
             # Not durable (maybe partly stored; a retry completes it): tell the devices to retry.
             status = AckStatus.BUSY
@@ -257,22 +244,21 @@ class GroupCommitter:
                 sink.resume_if_possible()
 
 
-_RECEIVED_LABEL = {
-    "positions": "position",
-    "heartbeats": "heartbeat",
-    "activities": "activity",
-    "command_results": "commandresult",
+_RECEIVED_LABEL: dict[int, str] = {
+    FrameType.POSITION: "position",
+    FrameType.HEARTBEAT: "heartbeat",
+    FrameType.ACTIVITY: "activity",
+    FrameType.COMMAND_RESULT: "commandresult",
+    FrameType.ALARM: "alarm",
 }
 
 
-def _count_received(telemetry: Telemetry) -> None:
+def _count_received(batch: IngestBatch) -> None:
     # Once per batch: the hot path keeps no per-frame tally.
     received = metrics.FRAMES_RECEIVED
-    for kind, rows in telemetry.tables.items():
-        label = _RECEIVED_LABEL[kind]
-        received[label] = received.get(label, 0) + len(rows)
-    if telemetry.alarms:
-        received["alarm"] = received.get("alarm", 0) + len(telemetry.alarms)
+    for frame_type, count in batch.frames_by_type.items():
+        label = _RECEIVED_LABEL[frame_type]
+        received[label] = received.get(label, 0) + count
 
 
 def publish_to_writer(bus: Bus) -> MakeDurable:
@@ -283,9 +269,9 @@ def publish_to_writer(bus: Bus) -> MakeDurable:
     inserts nothing twice), so the listener may ACK without waiting for MongoDB.
     """
 
-    async def publish(telemetry: Telemetry) -> None:
+    async def publish(batch: IngestBatch) -> None:
         # One id per batch: the broker's redeliveries of it keep it; a retransmitted
         # frame comes in a new batch, and the store's keys dedupe it.
-        await bus.publish(TOPIC_INGEST, ingest_message(telemetry), message_id=f"ingest-{uuid.uuid4().hex}")
+        await bus.publish(TOPIC_INGEST, ingest_message(batch), message_id=f"ingest-{uuid.uuid4().hex}")
 
     return publish

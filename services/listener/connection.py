@@ -25,13 +25,13 @@ from shared.protocols.xsole import (
     validate,
 )
 from shared.protocols.xsole.messages import encode_ack, encode_acks
-from shared.store.port import Device, FrameRecord, token_matches
+from shared.store.batch import DeviceRef
+from shared.store.port import Device, token_matches
 
 if TYPE_CHECKING:
     from services.listener.server import Listener
 
 log = get_logger("solewatch.listener")
-_new_record = tuple.__new__  # FrameRecord without its Python-level __new__: one per frame
 
 
 def login_verdict(device: Device | None, token: bytes) -> LoginStatus:
@@ -51,7 +51,7 @@ class DeviceConnection(asyncio.Protocol):
         "_bad_frames_counted",
         "_close_timer",
         "_closing",
-        "_device_ids",
+        "_device_ref",
         "_paused",
         "device",
         "last_activity",
@@ -66,7 +66,7 @@ class DeviceConnection(asyncio.Protocol):
 
     def __init__(self, listener: Listener):
         self.listener = listener
-        self._device_ids: tuple[int, int, str] = (0, 0, "")
+        self._device_ref = DeviceRef(0, 0, "")
         self.session = DeviceSession()
         self.transport: asyncio.Transport | None = None
         self.device: Device | None = None
@@ -120,14 +120,12 @@ class DeviceConnection(asyncio.Protocol):
                 committer.stall(self)
                 self._pause()
                 return
-            device = self.device
-            if device is not None:
-                # The hot path first: whole, in-range telemetry frames straight into the batch's rows.
-                seqs: list[int] = []
-                run = session.take_telemetry(device.id, now, committer.batch.rows_by_type, seqs, window - self.unacked)
+            if self.device is not None:
+                # The hot path first: whole, in-range telemetry frames decoded in one call.
+                run = session.take_telemetry(now, window - self.unacked)
                 if run is not None:
-                    self.unacked += len(seqs)
-                    committer.submitted(self, seqs, self._device_ids, run, now)
+                    self.unacked += len(run.seqs)
+                    committer.add_run(self, self._device_ref, run, now)
                     continue
             if not self._general_path_step(now):
                 break
@@ -154,12 +152,8 @@ class DeviceConnection(asyncio.Protocol):
             self._write(encode_ack(event.seq, AckStatus.REJECTED))  # type: ignore[union-attr]
             log.info("frame_rejected", imei=session.imei, seq=event.seq, reason=reason)  # type: ignore[union-attr]
             return True
-        device = self.device
-        assert device is not None
         self.unacked += 1
-        self.listener.committer.submit(
-            _new_record(FrameRecord, (device.id, device.tenant_id, device.imei, event, now)), self
-        )
+        self.listener.committer.add_event(self, self._device_ref, event, now)  # type: ignore[arg-type]  # telemetry: a LOGIN returned above
         return True
 
     def _count_bad_frames(self) -> None:
@@ -198,7 +192,7 @@ class DeviceConnection(asyncio.Protocol):
             return
         assert device is not None
         self.device = device
-        self._device_ids = (device.id, device.tenant_id, device.imei)
+        self._device_ref = DeviceRef(device.id, device.tenant_id, device.imei)
         self._write(self.session.accept_login(login.imei, server_time, login.seq))
         log.info("device_online", imei=login.imei, firmware=f"0x{login.firmware:04x}", peer=self.peer)
         self.listener.logged_in(self)

@@ -36,7 +36,8 @@ from shared.protocols.xsole import (
     validate,
 )
 from shared.protocols.xsole.messages import encode_ack, encode_acks
-from shared.store.port import Device, FrameRecord
+from shared.store.batch import DeviceRef
+from shared.store.port import Device
 
 if TYPE_CHECKING:
     from services.listener.connection import DeviceConnection
@@ -196,9 +197,11 @@ class MqttDevice:
                 log.info("frame_rejected", imei=self.imei, seq=event.seq, reason=reason)  # type: ignore[union-attr]
                 continue
             self.unacked += 1
-            listener.committer.submit(
-                FrameRecord(info.device_id, info.tenant_id, self.imei, event, received_at),
-                self,  # type: ignore[arg-type]
+            listener.committer.add_event(
+                self,
+                DeviceRef(info.device_id, info.tenant_id, self.imei),
+                event,  # type: ignore[arg-type]  # telemetry: a LOGIN was handled above
+                received_at,
             )
 
     async def _wait_for_room(self) -> None:

@@ -27,7 +27,7 @@ from shared.bus.topics import TOPIC_COMMAND, TOPIC_DEVICE_STATUS
 from shared.cache import Cache
 from shared.config import Settings
 from shared.logging import get_logger
-from shared.store.messages import Telemetry
+from shared.store.batch import IngestBatch
 from shared.store.port import CommandRecord, ListenerStore
 
 log = get_logger("solewatch.listener")
@@ -80,9 +80,9 @@ class Listener:
             # service) announce themselves; the listener holding the device sends at once.
             bus.subscribe("listener-commands", [TOPIC_COMMAND], self._on_command_queued, broadcast=True)
 
-    async def _commit_to_store(self, telemetry: Telemetry) -> None:
+    async def _commit_to_store(self, batch: IngestBatch) -> None:
         # Looked up at each commit, not bound once: the store may be wrapped after construction.
-        await self.store.commit_telemetry(telemetry)
+        await self.store.commit_telemetry(batch)
 
     @property
     def port(self) -> int:

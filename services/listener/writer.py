@@ -15,7 +15,7 @@ from shared.bus import Bus, Message
 from shared.bus.topics import TOPIC_INGEST
 from shared.config import Settings
 from shared.store import TelemetryStore
-from shared.store.messages import ingest_telemetry
+from shared.store.ingest_message import ingest_batch
 
 WRITER_CONSUMER = "store-writer"
 
@@ -30,9 +30,9 @@ class StoreWriter:
         bus.subscribe(WRITER_CONSUMER, [TOPIC_INGEST], self.handle)
 
     async def handle(self, message: Message) -> None:
-        telemetry = ingest_telemetry(message.payload)  # ValueError: poison, dead-lettered after the retries
-        if frames := telemetry.frames:
-            await self._store.commit_telemetry(telemetry)
+        batch = ingest_batch(message.payload)  # ValueError: poison, dead-lettered after the retries
+        if frames := batch.frames:
+            await self._store.commit_telemetry(batch)
             frames_written.inc(frames)
 
     async def start(self) -> None:

@@ -17,19 +17,17 @@ from typing import TYPE_CHECKING, Any
 
 from pymongo import UpdateMany, UpdateOne
 
-from shared.protocols.xsole import Alarm
+from shared.protocols.xsole import FrameType
 from shared.protocols.xsole.constants import FLAG_BUFFERED, FLAG_FIX_VALID
 from shared.protocols.xsole.validation import alarm_time
+from shared.store.batch import DeviceAlarm, IngestBatch
 from shared.store.messages import (
     COLUMNS,
     TOPIC_ALARM,
     TOPIC_TELEMETRY,
-    Telemetry,
     alarm_message,
-    device_readings,
     telemetry_message,
 )
-from shared.store.port import FrameRecord
 from shared.store.telemetry import StoredPosition
 
 if TYPE_CHECKING:
@@ -73,34 +71,40 @@ def _position(doc: Document) -> StoredPosition:
     )
 
 
-def _alarm(record: FrameRecord) -> Alarm:
-    event = record.event
-    assert isinstance(event, Alarm)
-    return event
+def _rows(batch: IngestBatch, frame_type: int) -> list[tuple[Any, ...]]:
+    """A batch's frames of one type as rows of `COLUMNS`: device id, the frame's
+    fields, when it was received."""
+    table = batch.tables.get(frame_type)
+    if table is None:
+        return []
+    return [
+        (device_id, *fields, received_at)
+        for device_id, fields, received_at in zip(table.device_ids, table.fields, table.received_at, strict=True)
+    ]
 
 
-def _alarm_key(record: FrameRecord) -> Document:
-    event = _alarm(record)
-    return {"device_id": record.device_id, "device_ts": event.ts, "seq": event.seq}
+def _alarm_key(alarm: DeviceAlarm) -> Document:
+    device, event, _ = alarm
+    return {"device_id": device.id, "device_ts": event.ts, "seq": event.seq}
 
 
-def _alarm_doc(alarm_id: int, record: FrameRecord) -> Document:
+def _alarm_doc(alarm_id: int, alarm: DeviceAlarm) -> Document:
     """An alarm as stored, with the message announcing it (`pending_message`)."""
-    event = _alarm(record)
+    _, event, received_at = alarm
     # As in SQLite: a clock far ahead or years behind would misdate the alarm, so
     # the receive time stands in; the device's own ts stays the key.
-    ts = alarm_time(event.ts, record.received_at)
+    ts = alarm_time(event.ts, received_at)
     return {
         "_id": alarm_id,
-        **_alarm_key(record),
+        **_alarm_key(alarm),
         "ts": ts,
         "kind": event.kind,
         "lat_e7": event.lat_e7,
         "lon_e7": event.lon_e7,
         "battery": event.battery,
         "flags": event.flags,
-        "received_at": record.received_at,
-        "pending_message": alarm_message(record, alarm_id, ts),
+        "received_at": received_at,
+        "pending_message": alarm_message(alarm, alarm_id, ts),
     }
 
 
@@ -117,7 +121,7 @@ class MongoIngest:
         async def _insert_new(self, collection: str, docs: list[Document]) -> None: ...
         async def _append_outbox(self, entries: Sequence[OutboxWrite]) -> None: ...
 
-    async def commit_telemetry(self, telemetry: Telemetry) -> None:
+    async def commit_telemetry(self, batch: IngestBatch) -> None:
         """Store the frames, then queue their messages.
 
         Without a transaction, the order is the guarantee. The caller acknowledges
@@ -140,23 +144,23 @@ class MongoIngest:
            alarm's message again on the next attempt only if the relay has
            already taken the first copy away; consumers key alarms on alarm_id.
         """
-        telemetry_payload = telemetry_message(telemetry)
+        telemetry_payload = telemetry_message(batch)
         async with self._write():
-            new_alarms = await self._prepare_alarms(telemetry.alarms)
+            new_alarms = await self._prepare_alarms(batch.alarms)
             await _all(
-                self._store_positions(telemetry.rows("positions")),
-                self._store_rows("heartbeats", telemetry.rows("heartbeats")),
-                self._store_rows("activities", telemetry.rows("activities")),
+                self._store_positions(_rows(batch, FrameType.POSITION)),
+                self._store_rows("heartbeats", _rows(batch, FrameType.HEARTBEAT)),
+                self._store_rows("activities", _rows(batch, FrameType.ACTIVITY)),
                 self._insert_new("alarms", new_alarms),
-                self._apply_command_results(telemetry.rows("command_results")),
-                self._update_device_state(telemetry),
+                self._apply_command_results(_rows(batch, FrameType.COMMAND_RESULT)),
+                self._update_device_state(batch),
             )
             pending: list[Document] = []
-            if telemetry.alarms:
+            if batch.alarms:
                 pending = (
                     await self._db.alarms.find(
                         {
-                            "$or": [_alarm_key(record) for record in telemetry.alarms],
+                            "$or": [_alarm_key(alarm) for alarm in batch.alarms],
                             "pending_message": {"$exists": True},
                         }
                     )
@@ -168,15 +172,15 @@ class MongoIngest:
             )
             await self._announce_alarms(pending, followed_by=telemetry_entry)
 
-    async def _prepare_alarms(self, records: list[FrameRecord]) -> list[Document]:
+    async def _prepare_alarms(self, alarms: tuple[DeviceAlarm, ...]) -> list[Document]:
         """The documents of the alarms not stored yet, each with its id and message."""
-        first_copies: dict[tuple[int, ...], FrameRecord] = {}
-        for record in records:  # a retransmission may share a commit with its first copy
-            first_copies.setdefault(tuple(_alarm_key(record).values()), record)
+        first_copies: dict[tuple[int, ...], DeviceAlarm] = {}
+        for alarm in alarms:  # a retransmission may share a commit with its first copy
+            first_copies.setdefault(tuple(_alarm_key(alarm).values()), alarm)
         if not first_copies:
             return []
         stored = await self._db.alarms.find(
-            {"$or": [_alarm_key(record) for record in first_copies.values()]},
+            {"$or": [_alarm_key(alarm) for alarm in first_copies.values()]},
             {"device_id": 1, "device_ts": 1, "seq": 1},
         ).to_list(None)
         for doc in stored:
@@ -184,7 +188,7 @@ class MongoIngest:
         if not first_copies:
             return []
         ids = await self._new_ids("alarms", len(first_copies))
-        return [_alarm_doc(alarm_id, record) for alarm_id, record in zip(ids, first_copies.values(), strict=True)]
+        return [_alarm_doc(alarm_id, alarm) for alarm_id, alarm in zip(ids, first_copies.values(), strict=True)]
 
     async def _announce_alarms(self, alarms: list[Document], *, followed_by: Sequence[OutboxWrite] = ()) -> None:
         """Queue the pending messages of these alarms (then `followed_by`), and clear them."""
@@ -246,12 +250,12 @@ class MongoIngest:
             ordered=False,
         )
 
-    async def _update_device_state(self, telemetry: Telemetry) -> None:
+    async def _update_device_state(self, batch: IngestBatch) -> None:
         # Buffered frames arrive late: only a newer reading replaces the device's
         # battery or last fix. Each update compares with what is stored, so
         # commits racing on one device end with the newest reading.
         updates: list[UpdateOne] = []
-        for device_id, (seen, battery, fix) in device_readings(telemetry).items():
+        for device_id, (seen, battery, fix) in batch.readings.items():
             updates.append(UpdateOne({"_id": device_id}, {"$max": {"last_seen": seen}}))
             if battery is not None:
                 battery_ts, level = battery

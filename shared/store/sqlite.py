@@ -12,20 +12,20 @@ import sqlite3
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from operator import itemgetter
 from pathlib import Path
 from typing import TypeVar
 
-from shared.protocols.xsole import Alarm
+from shared.protocols.xsole import CommandResult, FrameType
 from shared.protocols.xsole.validation import alarm_time
+from shared.store.batch import DeviceAlarm, IngestBatch
 from shared.store.messages import (
     TOPIC_ALARM,
     TOPIC_TELEMETRY,
-    Telemetry,
     alarm_message,
-    device_readings,
     telemetry_message,
 )
-from shared.store.port import FrameRecord, StoreUnavailable
+from shared.store.port import StoreUnavailable
 from shared.store.sqlite_accounts import SqliteAccounts
 from shared.store.sqlite_alerting import SqliteAlerting
 from shared.store.sqlite_detection_config import SqliteDetectionConfig
@@ -39,6 +39,7 @@ from shared.store.sqlite_runs import (
     run_statements,
     statements,
     store_runs,
+    stored_runs,
 )
 
 T = TypeVar("T")
@@ -55,6 +56,7 @@ CREATE TABLE IF NOT EXISTS alarms (
 _PORTS = (SqliteAccounts, SqliteDevices, SqliteRuns, SqliteOutbox, SqliteAlerting, SqliteDetectionConfig)
 
 _COMMAND_STATUS = {0: "done", 1: "failed", 2: "unsupported"}
+_CMD_SEQ_AND_STATUS = itemgetter(CommandResult._fields.index("cmd_seq"), CommandResult._fields.index("status"))
 
 
 class SqliteStore(SqliteAccounts, SqliteDevices, SqliteRuns, SqliteOutbox, SqliteAlerting, SqliteDetectionConfig):
@@ -151,26 +153,38 @@ class SqliteStore(SqliteAccounts, SqliteDevices, SqliteRuns, SqliteOutbox, Sqlit
 
     # -- telemetry -------------------------------------------------------------------
 
-    async def commit_telemetry(self, telemetry: Telemetry) -> None:
-        # The Python half (device states, the message) runs here, on the event
-        # loop, which holds the GIL anyway: on the writer thread it had to win
-        # the GIL from the busy loop again and again, which stretched every
+    async def commit_telemetry(self, batch: IngestBatch) -> None:
+        # The Python half (runs, device states, the message) runs here, on the
+        # event loop, which holds the GIL anyway: on the writer thread it had to
+        # win the GIL from the busy loop again and again, which stretched every
         # commit, and each device waits for its commit to be ACKed.
-        plan = plan_runs(telemetry.frame_runs(), self._newest_stored)
-        updates, message = _device_updates(telemetry), telemetry_message(telemetry)
-        await self._write(lambda c: _commit_telemetry(c, telemetry, plan, updates, message))
+        plan = plan_runs(stored_runs(batch), self._newest_stored)
+        updates, message, answers = _device_updates(batch), telemetry_message(batch), _command_answers(batch)
+        await self._write(lambda c: _commit_telemetry(c, batch.alarms, answers, plan, updates, message))
+
+
+def _command_answers(batch: IngestBatch) -> list[tuple[int, tuple[int, int]]]:
+    """(device id, (the command's seq, its status)) per command result of the batch."""
+    results = batch.tables.get(FrameType.COMMAND_RESULT)
+    if results is None:
+        return []
+    return list(zip(results.device_ids, map(_CMD_SEQ_AND_STATUS, results.fields), strict=True))
 
 
 def _commit_telemetry(
-    c: sqlite3.Connection, telemetry: Telemetry, plan: RunPlan, device_updates: list[Statement], message: bytes | None
+    c: sqlite3.Connection,
+    alarms: tuple[DeviceAlarm, ...],
+    command_results: list[tuple[int, tuple[int, int]]],
+    plan: RunPlan,
+    device_updates: list[Statement],
+    message: bytes | None,
 ) -> None:
     """The body of one ingest transaction (runs on the writer thread)."""
     store_runs(c, plan)
     now = time.time()
-    for record in telemetry.alarms:
-        _insert_alarm(c, record, record.event, now)  # type: ignore[arg-type]
-    for row in telemetry.rows("command_results"):
-        device_id, _, cmd_seq, status, _ = row
+    for alarm in alarms:
+        _insert_alarm(c, alarm, now)
+    for device_id, (cmd_seq, status) in command_results:
         c.execute(
             "UPDATE commands SET status = ?, result_at = ? WHERE device_id = ? AND seq = ? AND status = 'sent'",
             (_COMMAND_STATUS.get(status, "failed"), now, device_id, cmd_seq),
@@ -180,15 +194,16 @@ def _commit_telemetry(
         c.execute("INSERT INTO outbox(topic, payload, created_at) VALUES (?, ?, ?)", (TOPIC_TELEMETRY, message, now))
 
 
-def _insert_alarm(c: sqlite3.Connection, record: FrameRecord, event: Alarm, now: float) -> None:
+def _insert_alarm(c: sqlite3.Connection, alarm: DeviceAlarm, now: float) -> None:
+    device, event, received_at = alarm
     # A clock far ahead or years behind (ts 0) would misdate the alarm and its
     # alert; the server's receive time stands in, the device's own ts stays the key.
-    ts = alarm_time(event.ts, record.received_at)
+    ts = alarm_time(event.ts, received_at)
     cursor = c.execute(
         "INSERT OR IGNORE INTO alarms(device_id, device_ts, seq, ts, kind, lat_e7, lon_e7, battery, flags,"
         " received_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
         (
-            record.device_id,
+            device.id,
             event.ts,
             event.seq,
             ts,
@@ -197,13 +212,13 @@ def _insert_alarm(c: sqlite3.Connection, record: FrameRecord, event: Alarm, now:
             event.lon_e7,
             event.battery,
             event.flags,
-            record.received_at,
+            received_at,
         ),
     )
     if cursor.rowcount == 1:  # a retransmission inserts nothing and raises nothing new
         c.execute(
             "INSERT INTO outbox(topic, payload, created_at) VALUES (?, ?, ?)",
-            (TOPIC_ALARM, alarm_message(record, int(cursor.lastrowid or 0), ts), now),
+            (TOPIC_ALARM, alarm_message(alarm, int(cursor.lastrowid or 0), ts), now),
         )
 
 
@@ -224,13 +239,13 @@ _DEVICE_UPDATE = (
 )
 
 
-def _device_updates(telemetry: Telemetry) -> list[Statement]:
+def _device_updates(batch: IngestBatch) -> list[Statement]:
     """The statements updating the commit's devices."""
     return statements(
         _DEVICE_UPDATE,
         7,
         [
             (device_id, seen, *((battery[1], battery[0]) if battery else (None, None)), *(fix if fix else (None,) * 3))
-            for device_id, (seen, battery, fix) in device_readings(telemetry).items()
+            for device_id, (seen, battery, fix) in batch.readings.items()
         ],
     )

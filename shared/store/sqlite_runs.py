@@ -26,11 +26,12 @@ import sqlite3
 from collections.abc import Callable, Iterator
 from functools import lru_cache
 from itertools import chain
-from operator import itemgetter
+from operator import attrgetter, itemgetter
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from shared.protocols.xsole import BadCrc, FrameBuffer, Position, XSoleProtocolError, decode
-from shared.store.messages import TELEMETRY_EVENTS, StoredRun
+from shared.store.batch import IngestBatch
+from shared.store.messages import TELEMETRY_EVENTS
 from shared.store.telemetry import StoredPosition
 
 T = TypeVar("T")
@@ -38,6 +39,31 @@ T = TypeVar("T")
 RUN_SPAN_S = 3600
 _EVENT_TYPES = tuple(TELEMETRY_EVENTS.values())
 _BY_DEVICE_AND_START = itemgetter(0, 1)
+
+# A row of frame_runs: (device id, first device ts, last device ts, received at,
+# the frames' bytes as received).
+StoredRun = tuple[int, int, int, float, bytes]
+_RUN = attrgetter("run")
+_FIRST_TS, _LAST_TS, _FRAMES = attrgetter("first_ts"), attrgetter("last_ts"), attrgetter("frames")
+
+
+def stored_runs(batch: IngestBatch) -> list[StoredRun]:
+    """A batch's runs as rows of frame_runs: their bytes as received, each run
+    one row (`plan_runs` then leaves out those without a device time, and
+    splits the long ones). Alarms are stored apart, and a command result
+    only answers its command, so the frames of those that a run holds are
+    passed over when it is read."""
+    telemetry = list(map(_RUN, batch.runs))
+    return list(
+        zip(
+            batch.run_device_ids,
+            map(_FIRST_TS, telemetry),
+            map(_LAST_TS, telemetry),
+            batch.run_received_at,
+            map(_FRAMES, telemetry),
+            strict=True,
+        )
+    )
 
 
 def decode_frames(frames: bytes) -> Iterator[tuple[bytes, Any]]:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, NamedTuple, Protocol
 from shared.protocols.xsole import DeviceEvent
 
 if TYPE_CHECKING:
-    from shared.store.messages import Telemetry  # which builds on FrameRecord below
+    from shared.store.batch import IngestBatch  # which builds on FrameRecord below
 
 
 class FrameRecord(NamedTuple):
@@ -61,7 +61,7 @@ class TelemetryHistory(Protocol):
 
 
 class TelemetryStore(TelemetryHistory, Protocol):
-    async def commit_telemetry(self, telemetry: Telemetry) -> None:
+    async def commit_telemetry(self, batch: IngestBatch) -> None:
         """Store a batch of frames and their outbox messages durably.
 
         All or nothing on SQLite (one transaction). On MongoDB a failed call may

@@ -18,14 +18,15 @@ from pathlib import Path
 
 from shared.protocols.xsole import Position
 from shared.store import FrameRecord, StoredPosition, TelemetryStore
-from shared.store.messages import TELEMETRY_EVENTS, TELEMETRY_KIND_OF_TYPE, split_telemetry
+from shared.store.batch import IngestBatch
+from shared.store.messages import TELEMETRY_EVENTS, TELEMETRY_KIND_OF_TYPE
 from shared.store.sqlite_runs import decode_frames
 
 
 async def commit_frames(store: TelemetryStore, records: Sequence[FrameRecord]) -> None:
     """Commit the frames as one batch, as the listener does after accepting them."""
     # The one place tests build a batch from records.
-    await store.commit_telemetry(split_telemetry(records))
+    await store.commit_telemetry(IngestBatch.from_events(records))
 
 
 async def count_stored(store: object, device_id: int) -> dict[str, int]:

@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 
 from shared.protocols.xsole import Heartbeat, Position, encode
+from shared.protocols.xsole.bulk import read_run
 from shared.store import Device, StoredPosition, hash_device_token
-from shared.store.messages import StoredRun, Telemetry
+from shared.store.batch import DeviceRef, DeviceRun, IngestBatch
 from shared.store.sqlite import SqliteStore
 from shared.store.sqlite_runs import RUN_SPAN_S
 from tests.helpers.stored import as_stored, count_stored, frames_on_disk
@@ -28,9 +29,11 @@ def fix(seq: int, ts: int) -> Position:
     return Position(seq, ts, 436160000 + seq, 70550000, 12, 140, 2705, 9, 8, 87, 1)
 
 
-def run_of(device: Device, *events: Position | Heartbeat) -> StoredRun:
-    times = [event.ts for event in events]
-    return device.id, min(times), max(times), time.time(), b"".join(map(encode, events))
+def run_of(device: Device, *events: Position | Heartbeat) -> DeviceRun:
+    """The events as one run of the listener's hot path, received now."""
+    return DeviceRun(
+        DeviceRef(device.id, device.tenant_id, device.imei), read_run(b"".join(map(encode, events))), time.time()
+    )
 
 
 @pytest.fixture
@@ -60,10 +63,10 @@ async def all_positions(store: SqliteStore, device: Device, page: int) -> list[S
 async def test_a_retransmitted_run_is_stored_once(store: SqliteStore) -> None:
     device = await device_in(store)
     first = [fix(seq, TS + seq) for seq in range(1, 9)]
-    await store.commit_telemetry(Telemetry(runs=[run_of(device, *first)]))
+    await store.commit_telemetry(IngestBatch(runs=(run_of(device, *first),)))
     # The ACKs were lost: the device sends the last four again with four new ones.
     again = first[4:] + [fix(seq, TS + seq) for seq in range(9, 13)]
-    await store.commit_telemetry(Telemetry(runs=[run_of(device, *again)]))
+    await store.commit_telemetry(IngestBatch(runs=(run_of(device, *again),)))
 
     assert await all_positions(store, device, page=5) == as_stored(*(fix(seq, TS + seq) for seq in range(1, 13)))
     assert set(frames_on_disk(store.path).values()) == {1}
@@ -74,7 +77,7 @@ async def test_copies_within_one_commit_are_stored_once(store: SqliteStore) -> N
     device = await device_in(store)
     frames = [fix(seq, TS + seq) for seq in range(1, 5)]
     # A reconnect while the first copy's commit was still being gathered.
-    await store.commit_telemetry(Telemetry(runs=[run_of(device, *frames), run_of(device, *frames[2:])]))
+    await store.commit_telemetry(IngestBatch(runs=(run_of(device, *frames), run_of(device, *frames[2:]))))
 
     assert await store.positions(device.id) == as_stored(*frames)
     assert set(frames_on_disk(store.path).values()) == {1}
@@ -82,8 +85,8 @@ async def test_copies_within_one_commit_are_stored_once(store: SqliteStore) -> N
 
 async def test_same_time_different_frames_are_all_kept(store: SqliteStore) -> None:
     device = await device_in(store)
-    await store.commit_telemetry(Telemetry(runs=[run_of(device, fix(1, TS), Heartbeat(2, TS, 80, -60))]))
-    await store.commit_telemetry(Telemetry(runs=[run_of(device, fix(3, TS), Heartbeat(4, TS, 79, -60))]))
+    await store.commit_telemetry(IngestBatch(runs=(run_of(device, fix(1, TS), Heartbeat(2, TS, 80, -60)),)))
+    await store.commit_telemetry(IngestBatch(runs=(run_of(device, fix(3, TS), Heartbeat(4, TS, 79, -60)),)))
 
     assert await store.positions(device.id) == as_stored(fix(1, TS), fix(3, TS))
     assert await count_stored(store, device.id) == {"positions": 2, "heartbeats": 2, "activities": 0, "alarms": 0}
@@ -92,10 +95,10 @@ async def test_same_time_different_frames_are_all_kept(store: SqliteStore) -> No
 async def test_a_backlog_spanning_hours_reads_back_in_order(store: SqliteStore) -> None:
     device = await device_in(store)
     live = [fix(seq, TS + 10 * RUN_SPAN_S + seq) for seq in range(100, 104)]
-    await store.commit_telemetry(Telemetry(runs=[run_of(device, *live)]))
+    await store.commit_telemetry(IngestBatch(runs=(run_of(device, *live),)))
     # Back in coverage: eight hours of buffered fixes in one read, one an hour.
     backlog = [fix(seq, TS + seq * RUN_SPAN_S) for seq in range(1, 9)]
-    await store.commit_telemetry(Telemetry(runs=[run_of(device, *backlog)]))
+    await store.commit_telemetry(IngestBatch(runs=(run_of(device, *backlog),)))
 
     assert await all_positions(store, device, page=3) == as_stored(*backlog, *live)
     since = TS + 3 * RUN_SPAN_S
@@ -122,7 +125,7 @@ async def test_paging_returns_every_stored_position_once_in_order(store: SqliteS
             runs.append(run_of(device, *events))
             sent.update(((e.ts, e.seq), e) for e in events)
         runs.append(run_of(other, fix(1, TS + rng.randint(0, 100))))
-        await store.commit_telemetry(Telemetry(runs=runs))
+        await store.commit_telemetry(IngestBatch(runs=tuple(runs)))
 
     expected = [sent[key] for key in sorted(sent)]
     assert await all_positions(store, device, page=rng.randint(1, 7)) == as_stored(*expected)

@@ -1,7 +1,7 @@
 """Live updates over Socket.IO, through a real uvicorn server and the python-socketio client.
 
 Bus messages are published on the MemoryBus in their real formats: telemetry
-built by split_telemetry + telemetry_message, alerts relayed from the store's
+built by IngestBatch.from_events + telemetry_message, alerts relayed from the store's
 outbox, device status as the listener writes it.
 """
 
@@ -26,7 +26,8 @@ from shared.bus.outbox import OutboxRelay
 from shared.bus.topics import TOPIC_TELEMETRY
 from shared.http import HttpServer
 from shared.store import Device, FrameRecord
-from shared.store.messages import split_telemetry, telemetry_message
+from shared.store.batch import IngestBatch
+from shared.store.messages import telemetry_message
 from tests.helpers.api import T0, ApiHarness, Caller, api_harness, position
 
 IMEI_A = "356307042441013"
@@ -82,7 +83,7 @@ async def publish_positions(api: ApiHarness, *frames: tuple[Device, int, int]) -
         FrameRecord(device.id, device.tenant_id, device.imei, position(seq, ts, speed_cms=250), time.time())
         for device, seq, ts in frames
     ]
-    payload = telemetry_message(split_telemetry(records))
+    payload = telemetry_message(IngestBatch.from_events(records))
     assert payload is not None
     await api.bus.publish(TOPIC_TELEMETRY, payload, message_id=f"test-{time.time_ns()}")
 

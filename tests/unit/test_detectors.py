@@ -28,8 +28,9 @@ from services.notifications.detectors.geometry import haversine_m, signed_distan
 from shared.protocols.xsole import Activity, Alarm, AlarmKind, Heartbeat, Position
 from shared.protocols.xsole.constants import FLAG_BUFFERED, FLAG_FIX_VALID, ActivityState
 from shared.store import FrameRecord
+from shared.store.batch import DeviceAlarm, DeviceRef, IngestBatch
 from shared.store.geofences import Geofence
-from shared.store.messages import COLUMNS, alarm_message, split_telemetry, telemetry_message
+from shared.store.messages import COLUMNS, alarm_message, telemetry_message
 
 PROPERTY_SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -106,8 +107,8 @@ def alarm(
         battery,
         FLAG_FIX_VALID | (FLAG_BUFFERED if buffered else 0),
     )
-    record = FrameRecord(DEVICE_ID, TENANT_ID, IMEI, event, ts if received_at is None else received_at)
-    return alarm_frame(alarm_message(record, next(_seqs), ts))
+    alarm = DeviceAlarm(DeviceRef(DEVICE_ID, TENANT_ID, IMEI), event, ts if received_at is None else received_at)
+    return alarm_frame(alarm_message(alarm, next(_seqs), ts))
 
 
 def run(
@@ -662,7 +663,7 @@ def test_frames_from_telemetry_messages_feed_every_detector() -> None:
     found: list[Detection] = []
     for events in commits:
         payload = telemetry_message(
-            split_telemetry(FrameRecord(DEVICE_ID, TENANT_ID, IMEI, event, event.ts + 1) for event in events)
+            IngestBatch.from_events(FrameRecord(DEVICE_ID, TENANT_ID, IMEI, event, event.ts + 1) for event in events)
         )
         assert payload is not None
         frames = telemetry_frames(payload)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-import orjson
+import base64
+
 import pytest
 
-from shared.protocols.xsole import Alarm, CommandResult, Heartbeat, Position
-from shared.store.messages import ingest_message, ingest_telemetry, split_telemetry
+from shared.protocols.xsole import Alarm, CommandResult, Heartbeat, Position, encode
+from shared.store.batch import IngestBatch
+from shared.store.ingest_message import ingest_batch, ingest_message
 from shared.store.port import FrameRecord
 
 NOW = 1_800_000_000.5
@@ -21,9 +23,9 @@ RECORDS = [
 
 
 def test_a_batch_reads_back_as_it_was_sent() -> None:
-    telemetry = split_telemetry(RECORDS)
+    telemetry = IngestBatch.from_events(RECORDS)
 
-    read = ingest_telemetry(ingest_message(telemetry))
+    read = ingest_batch(ingest_message(telemetry))
 
     assert read.tables == telemetry.tables
     assert read.devices == telemetry.devices
@@ -31,19 +33,8 @@ def test_a_batch_reads_back_as_it_was_sent() -> None:
     assert read.frames == 4
 
 
-def test_the_older_list_of_frames_layout_still_reads() -> None:
-    # What listeners published before batches carried rows: [device, tenant, imei, kind code, fields, received_at].
-    old = orjson.dumps(
-        [
-            [r.device_id, r.tenant_id, r.imei, code, [*r.event], r.received_at]
-            for r, code in zip(RECORDS, (0, 1, 3, 4), strict=True)
-        ]
-    )
-
-    read = ingest_telemetry(old)
-
-    assert read.tables == split_telemetry(RECORDS).tables
-    assert read.alarms == split_telemetry(RECORDS).alarms
+HEARTBEAT = base64.b64encode(encode(Heartbeat(6, 1_799_999_991, 79, -60))).decode()
+ALARM = base64.b64encode(encode(Alarm(7, 1_799_999_992, 1, 0, 0, 60, 1))).decode()
 
 
 @pytest.mark.parametrize(
@@ -51,24 +42,29 @@ def test_the_older_list_of_frames_layout_still_reads() -> None:
     [
         b"not json",
         b"{}",
-        b'{"tables": {"positions": [[1, 2]]}, "devices": {}, "alarms": []}',
-        b'{"tables": {"positions": [[1,2,3,4,5,6,7,8,9,10,11,12,"x"]]}, "devices": {}, "alarms": []}',
-        b'{"tables": {"sandwiches": [[1]]}, "devices": {}, "alarms": []}',
-        b'{"tables": {}, "devices": {"1": [10]}, "alarms": []}',
-        b'{"tables": {}, "devices": {}, "alarms": [[1, 10, "356307042441013", [1, 2], 3.0]]}',
+        b'{"devices": {"1": [10, "356307042441013"]}, "runs": [[1, 3.0, "%s"]], "alarms": []}'
+        % base64.b64encode(encode(Heartbeat(6, 1_799_999_991, 79, -60))[:-3]),
+        b'{"devices": {"1": [10, "356307042441013"]}, "runs": [[1, 3.0, "not base64!"]], "alarms": []}',
+        b'{"devices": {"1": [10, "356307042441013"]}, "runs": [[1, 3.0, "%s"]], "alarms": []}' % ALARM.encode(),
+        b'{"devices": {"1": [10]}, "runs": [], "alarms": []}',
+        b'{"devices": {}, "runs": [[1, 3.0, "%s"]], "alarms": []}' % HEARTBEAT.encode(),
+        b'{"devices": {"1": [10, "356307042441013"]}, "runs": [], "alarms": [[1, [1, 2], 3.0]]}',
+        b'{"devices": {"1": [10, "356307042441013"]}, "runs": [], "alarms": [[1, [1, 2, 3, 4, 5, 6, "x"], 3.0]]}',
         b"[[1, 2]]",
     ],
     ids=[
         "junk",
         "empty-object",
-        "short-row",
-        "text-in-row",
-        "unknown-table",
+        "short-run",
+        "text-in-run",
+        "alarm-in-run",
         "bad-device",
+        "unknown-device",
         "bad-alarm",
-        "bad-old-layout",
+        "text-in-alarm",
+        "a-list",
     ],
 )
 def test_anything_else_is_refused_as_a_poison_message(payload: bytes) -> None:
     with pytest.raises(ValueError, match="not an ingest message"):
-        ingest_telemetry(payload)
+        ingest_batch(payload)

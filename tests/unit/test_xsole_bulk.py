@@ -13,6 +13,7 @@ import itertools
 import struct
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -30,12 +31,11 @@ from shared.protocols.xsole import (
     encode_frame,
     validate,
 )
-from shared.protocols.xsole.bulk import HOT_TYPES
+from shared.protocols.xsole.bulk import HOT_TYPES, NO_TS, TelemetryRun, read_run, run_of_one
 from shared.protocols.xsole.framing import crc16
-from shared.protocols.xsole.session import FrameRun
 
 NOW = 1_800_000_000.0
-KEY = 7
+KEY = 7  # a device id: the rows below are what a store makes of a run
 u8, u16, u32 = st.integers(0, 0xFF), st.integers(0, 0xFFFF), st.integers(0, 0xFFFFFFFF)
 # Mostly in range, sometimes not, so that validation stops some runs.
 ts = st.one_of(st.integers(int(NOW) - 10_000, int(NOW)), u32)
@@ -121,8 +121,10 @@ def run(chunks: list[bytes], *, hot: bool, window: int) -> tuple[dict[int, list[
     for chunk in chunks:
         session.receive_data(chunk)
         while True:
-            if hot and (run := session.take_telemetry(KEY, NOW, rows_by_type, hot_seqs, window)) is not None:
+            if hot and (run := session.take_telemetry(NOW, window)) is not None:
                 runs.append(run.frames)
+                hot_seqs += run.seqs
+                add_rows(rows_by_type, run)
                 continue
             event = session.next_event()
             if event is None:
@@ -140,6 +142,15 @@ def run(chunks: list[bytes], *, hot: bool, window: int) -> tuple[dict[int, list[
     # The runs hold exactly the frames the hot path took, as received.
     assert [int.from_bytes(raw[6:8], "big") for run in runs for raw in _frames_of(run)] == hot_seqs
     return rows_by_type, answers, session.state, session.bad_frames
+
+
+def add_rows(rows_by_type: dict[int, list[tuple[Any, ...]]], run: TelemetryRun) -> None:
+    """A run's frames as rows `(KEY, *fields, NOW)`, in the order received."""
+    frame_types = [raw[3] for raw in _frames_of(run.frames)]
+    fields = {frame_type: iter(decoded) for frame_type, decoded in run.fields_by_type.items()}
+    for frame_type in frame_types:
+        rows_by_type[frame_type].append((KEY, *next(fields[frame_type]), NOW))
+    assert all(next(rest, None) is None for rest in fields.values())  # no frame decoded twice or unseen
 
 
 def _frames_of(run: bytes) -> list[bytes]:
@@ -164,11 +175,17 @@ def test_a_run_of_positions_becomes_storage_rows_in_one_call() -> None:
     ]
     session.receive_data(b"".join(map(encode, positions)))
     rows_by_type: dict[int, list[tuple[Any, ...]]] = {t: [] for t in HOT_TYPES}
-    seqs: list[int] = []
 
-    run = session.take_telemetry(KEY, NOW, rows_by_type, seqs, 64)
+    run = session.take_telemetry(NOW, 64)
 
-    assert run == FrameRun(int(NOW) - 60, int(NOW) - 53, b"".join(map(encode, positions)))  # the bytes as received
+    assert run is not None
+    assert (run.first_ts, run.last_ts, run.frames) == (
+        int(NOW) - 60,
+        int(NOW) - 53,
+        b"".join(map(encode, positions)),
+    )  # the bytes as received
+    add_rows(rows_by_type, run)
+    seqs = run.seqs
 
     assert rows_by_type[FrameType.POSITION] == [(KEY, *p, NOW) for p in positions]
     assert seqs == list(range(8))
@@ -178,25 +195,21 @@ def test_a_run_of_positions_becomes_storage_rows_in_one_call() -> None:
 def test_the_window_limits_a_run_and_the_rest_stays_buffered() -> None:
     session = online()
     session.receive_data(b"".join(encode(Heartbeat(seq, int(NOW), 80, -60)) for seq in range(5)))
-    rows_by_type: dict[int, list[tuple[Any, ...]]] = {t: [] for t in HOT_TYPES}
-    seqs: list[int] = []
-
-    first, second = (session.take_telemetry(KEY, NOW, rows_by_type, seqs, 3) for _ in range(2))
+    first, second = (session.take_telemetry(NOW, 3) for _ in range(2))
     assert first is not None and second is not None
+    seqs = first.seqs + second.seqs
     assert (len(first.frames), len(second.frames)) == (
         3 * len(encode(Heartbeat(0, 0, 0, 0))),
         2 * len(encode(Heartbeat(0, 0, 0, 0))),
     )
     assert seqs == [0, 1, 2, 3, 4]
-    assert session.take_telemetry(KEY, NOW, rows_by_type, seqs, 3) is None
+    assert session.take_telemetry(NOW, 3) is None
 
 
 def test_nothing_is_taken_before_login() -> None:
     session = DeviceSession()
     session.receive_data(encode(Heartbeat(1, int(NOW), 80, -60)))
-    rows_by_type: dict[int, list[tuple[Any, ...]]] = {t: [] for t in HOT_TYPES}
-
-    assert session.take_telemetry(KEY, NOW, rows_by_type, [], 64) is None
+    assert session.take_telemetry(NOW, 64) is None
     reply = session.next_event()
     assert isinstance(reply, Reply) and reply.close  # frame before login: ACK 3, closed
 
@@ -207,6 +220,46 @@ def test_an_oversized_length_is_left_for_the_general_path_to_close() -> None:
     body = b"\x01\x10" + struct.pack(">HH", 1025, 1) + encode(Position(1, int(NOW), 0, 0, 0, 0, 0, 0, 0, 50, 1))[8:-2]
     body += bytes(4 + 1025 - len(body))  # version, type, length, then seq and payload: 1025 bytes
     session.receive_data(b"XS" + body + crc16(body).to_bytes(2, "big"))
-    assert session.take_telemetry(KEY, NOW, {t: [] for t in HOT_TYPES}, [], 64) is None
+    assert session.take_telemetry(NOW, 64) is None
     reply = session.next_event()
     assert isinstance(reply, Reply) and reply.close
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(chunked(), st.integers(1, 10))
+def test_a_run_read_again_from_its_bytes_is_the_run_taken(chunks: list[bytes], window: int) -> None:
+    session = online()
+    for chunk in chunks:
+        session.receive_data(chunk)
+        while True:
+            run = session.take_telemetry(NOW, window)
+            if run is not None:
+                assert read_run(run.frames) == run
+            elif session.next_event() is None:
+                break
+
+
+@pytest.mark.parametrize(
+    "frames",
+    [
+        b"",
+        encode(Heartbeat(1, int(NOW), 80, -60))[:-1],  # cut short
+        encode(Heartbeat(1, int(NOW), 80, -60))[:-1] + b"\x00",  # bad CRC
+        encode(Alarm(1, int(NOW), 1, 0, 0, 50, 1)),  # not a type the hot path takes
+        encode(Heartbeat(1, int(NOW), 80, -60)) + b"XS",  # trailing bytes
+    ],
+    ids=["empty", "cut-short", "bad-crc", "alarm", "trailing-bytes"],
+)
+def test_anything_but_whole_telemetry_frames_is_no_run(frames: bytes) -> None:
+    with pytest.raises(ValueError):
+        read_run(frames)
+
+
+def test_a_frame_from_the_general_path_is_a_run_of_one() -> None:
+    heartbeat, result = Heartbeat(4, int(NOW), 80, -60), CommandResult(5, 41, 0)
+
+    assert run_of_one(heartbeat) == TelemetryRun(
+        [4], {FrameType.HEARTBEAT: [tuple(heartbeat)]}, int(NOW), int(NOW), encode(heartbeat)
+    )
+    assert (run_of_one(result).first_ts, run_of_one(result).last_ts) == NO_TS  # no device time
+    assert read_run(run_of_one(result).frames) == run_of_one(result)

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Any, NamedTuple
 
-from shared.protocols.xsole.bulk import take_telemetry
+from shared.protocols.xsole.bulk import TelemetryRun, take_telemetry
 from shared.protocols.xsole.constants import AckStatus, FrameType, LoginStatus
 from shared.protocols.xsole.framing import BadCrc, FrameBuffer, XSoleProtocolError, encode_frame
 from shared.protocols.xsole.messages import (
@@ -43,15 +42,6 @@ _TELEMETRY_TYPES = frozenset(
         FrameType.COMMAND_RESULT,
     )
 )
-
-
-class FrameRun(NamedTuple):
-    """Consecutive frames taken by the hot path: their bytes as received (CRCs
-    included) and the earliest and latest device time among them."""
-
-    first_ts: int
-    last_ts: int
-    frames: bytes
 
 
 class SessionState(enum.Enum):
@@ -125,28 +115,21 @@ class DeviceSession:
             return Reply(encode_ack(frame.seq, AckStatus.UNSUPPORTED), False, f"unsupported type 0x{frame.type:02x}")
         return None
 
-    def take_telemetry(
-        self,
-        key: int,
-        received_at: float,
-        rows_by_type: dict[int, list[tuple[Any, ...]]],
-        seqs: list[int],
-        limit: int,
-    ) -> FrameRun | None:
+    def take_telemetry(self, received_at: float, limit: int) -> TelemetryRun | None:
         """The hot path, while online: decode up to `limit` buffered in-range
-        telemetry frames straight into storage rows (see `bulk.take_telemetry`).
-        Returns the run of frames taken, or None; `next_event` then handles
-        whatever stopped it."""
+        telemetry frames in one call (see `bulk.take_telemetry`). Returns the
+        run of frames taken, or None; `next_event` then handles whatever
+        stopped it."""
         if self.state is not _ONLINE or limit <= 0:
             return None
         frames = self._frames
         buf, pos = frames.unread()
-        end, first_ts, last_ts = take_telemetry(buf, pos, key, received_at, rows_by_type, seqs, limit)
-        if end == pos:
+        end, run = take_telemetry(buf, pos, received_at, limit)
+        if run is None:
             return None
         frames.consumed_to(end)
         self.bad_frames_in_a_row = 0
-        return FrameRun(first_ts, last_ts, buf[pos:end])
+        return run
 
     def accept_login(self, imei: str, server_time: int, login_seq: int) -> bytes:
         self._require(SessionState.LOGIN_PENDING)
