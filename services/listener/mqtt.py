@@ -16,12 +16,12 @@ How TCP's notions map onto a topic (contract §1):
   frames in a row, a length out of range). The next frame after an end gets
   ACK 3, and the device logs in again, as after a TCP reconnect.
 - **Byte stream → messages.** Each message is parsed on its own by a fresh
-  DeviceSession restored to the session's state: a message is whole frames,
-  so a truncated tail must not swallow the start of the next message (it is
-  dropped, unacknowledged, and the device retransmits it). A message that
-  *starts* with a LOGIN starts a new session even while one is open: over MQTT
-  a rebooted device cannot open a new connection, and the session would
-  otherwise answer its LOGIN with ACK 2 (a second LOGIN on a connection).
+  DeviceSession resumed to the session's login (`DeviceSession.resume`): a
+  message is whole frames, so a truncated tail must not swallow the start of
+  the next message (it is dropped, unacknowledged, and the device retransmits
+  it). A LOGIN starts a new session wherever it comes, even while one is open
+  (`DeviceSession(relogin=True)`): over MQTT a rebooted device cannot open a
+  new connection, and a LOGIN must get its LOGIN_ACK (contract §1).
 - **Topic is identity.** Frames after the LOGIN carry no credentials; they are
   trusted because only the device may publish on its topic. That is the
   broker's job (ACLs, see docs/mqtt.md). The topic's IMEI must be the LOGIN's,
@@ -33,10 +33,10 @@ subscription (`$share/{group}/{prefix}/+/up`) so each message reaches exactly
 one of them, and since consecutive messages of one device may reach different
 processes, the session lives in the shared cache, not in process memory.
 The process that accepted the LOGIN *owns* the device: it alone has it in
-`Listener.online`, so it alone sends it downlink commands (otherwise every
+the listener's registry, so it alone sends it downlink commands (otherwise every
 process's command poll would send each command once). An owner that stops
-heart-beating its `mqtt:ingest:{id}` key is replaced by the next process that
-refreshes the session.
+heart-beating its `mqtt:ingest:{id}` key has its devices adopted by another
+process within seconds (mqtt_handover.py).
 
 Durability: aiomqtt (2.5.1) PUBACKs a QoS 1 message on receipt; manual
 acknowledgement exists only in paho underneath (empicano/aiomqtt#345, draft

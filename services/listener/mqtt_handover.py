@@ -56,7 +56,7 @@ class Handover:
     async def heartbeat(self) -> None:
         """Renew our mark; look for dead owners; keep our owned list current."""
         first = True
-        while True:
+        while not self.stopped:  # a drained bridge's mark stays deleted: others adopt its devices
             try:
                 if not await self._sessions.heartbeat(self._id) and not first:
                     log.warning("mqtt_owner_mark_lapsed", owner=self._id)
