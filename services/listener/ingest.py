@@ -143,7 +143,7 @@ class Ingest:
         device: Device | None = None
         expected = link.login_imei
         if expected is not None and login.imei != expected:
-            log.warning("login_refused_imei_mismatch", link_imei=expected, login_imei=login.imei, peer=link.peer)
+            log.warning("login_refused_topic_mismatch", topic_imei=expected, login_imei=login.imei, peer=link.peer)
             status = LoginStatus.UNKNOWN_DEVICE  # no such device *on this link*
         else:
             try:

@@ -225,6 +225,7 @@ class MqttDevice:
             except Exception as exc:
                 log.warning("mqtt_session_end_failed", imei=self.imei, error=str(exc))
         self.ingest.registry.left(self)
+        self.ingest.owned_changed()
 
     # -- what the ingest step asks of the link -----------------------------------------------
 
