@@ -43,7 +43,8 @@ def redis(tmp_path: Path) -> Iterator[ServerProcess]:
 async def _frames(client: aiomqtt.Client, into: asyncio.Queue[object]) -> None:
     async for message in client.messages:
         frames = FrameBuffer()
-        frames.feed(message.payload)  # type: ignore[arg-type]
+        assert isinstance(message.payload, bytes)
+        frames.feed(message.payload)
         while (frame := frames.next_frame()) is not None:
             if not isinstance(frame, BadCrc):
                 into.put_nowait(decode(frame))
