@@ -60,13 +60,13 @@ import time
 from collections import deque
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote, urlsplit
 
 import aiomqtt
 from prometheus_client import Counter, Gauge
 
 from services.listener import metrics
 from services.listener.link import CloseReason
+from services.listener.mqtt_broker import Topics, broker_address, refused
 from services.listener.mqtt_device import MqttDevice, messages_dropped, sessions_ended
 from services.listener.mqtt_handover import Handover
 from services.listener.mqtt_sessions import Sessions
@@ -147,12 +147,12 @@ class MqttIngest:
         self._connection: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._draining = False
-        self._topics = _Topics(settings)
+        self._topics = Topics(settings)
 
     # -- component ------------------------------------------------------------------------
 
     async def start(self) -> None:
-        _broker_address(self.settings)  # refuses an unusable URL now, not in the reconnect loop
+        broker_address(self.settings)  # refuses an unusable URL now, not in the reconnect loop
         self.spawn(self._sweep_sessions())
         self.spawn(self.handover.heartbeat())
         self.spawn(self.handover.keep_owned_list())
@@ -208,15 +208,15 @@ class MqttIngest:
         # Limits apply at once. Reconnect only when the broker or the topics
         # change: a needless reconnect loses what sits in the client's queue
         # (PUBACKed, so devices retransmit it) for nothing.
-        before = _Topics(self.settings), self.settings.mqtt_url
+        before = Topics(self.settings), self.settings.mqtt_url
         self.settings = settings
-        if (_Topics(settings), settings.mqtt_url) == before:
+        if (Topics(settings), settings.mqtt_url) == before:
             return
         log.info("mqtt_reconnecting_for_new_settings")
         await self._disconnect()
-        self._topics = _Topics(settings)
+        self._topics = Topics(settings)
         if settings.mqtt_url is not None:
-            _broker_address(settings)
+            broker_address(settings)
             self._connect()
 
     async def check_ready(self) -> str | None:
@@ -244,13 +244,13 @@ class MqttIngest:
     async def _stay_connected(self) -> None:
         delay = RECONNECT_MIN_S
         while True:
-            host, port = _broker_address(self.settings)[:2]
+            host, port = broker_address(self.settings)[:2]
             try:
                 async with self._new_client() as client:
                     connects.labels("ok").inc()
                     if not self._draining:
                         granted = await client.subscribe(self._topics.subscription, qos=1)
-                        if any(_refused(code) for code in granted):
+                        if any(refused(code) for code in granted):
                             raise aiomqtt.MqttError(f"subscription to {self._topics.subscription} refused")
                     delay = RECONNECT_MIN_S
                     await self._serve(client)
@@ -268,7 +268,7 @@ class MqttIngest:
     def _new_client(self) -> aiomqtt.Client:
         # A fresh client per connection: nothing half-sent on the old one is
         # replayed behind our back (our own queue resends what was not confirmed).
-        host, port, username, password, tls = _broker_address(self.settings)
+        host, port, username, password, tls = broker_address(self.settings)
         client = aiomqtt.Client(
             host,
             port,
@@ -292,7 +292,7 @@ class MqttIngest:
         connected.set(1)
         log.info(
             "mqtt_connected",
-            broker=_broker_address(self.settings)[0],
+            broker=broker_address(self.settings)[0],
             client_id=self.instance_id,
             subscription=self._topics.subscription,
         )
@@ -477,54 +477,3 @@ class MqttIngest:
                         device.verified_at = now
                 elif not device.inbox and not device.unacked and now - device.last_activity > idle:
                     del self.devices[device.imei]
-
-
-class _Topics:
-    """The topic scheme for one set of settings (compared on reload)."""
-
-    def __init__(self, settings: Settings):
-        self.prefix = settings.mqtt_topic_prefix.rstrip("/")
-        self.group = settings.mqtt_shared_group
-        up = f"{self.prefix}/+/up"
-        self.subscription = f"$share/{self.group}/{up}" if self.group else up
-        self._head, self._tail = f"{self.prefix}/", "/up"
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, _Topics) and (self.prefix, self.group) == (other.prefix, other.group)
-
-    def __hash__(self) -> int:
-        return hash((self.prefix, self.group))
-
-    def up(self, imei: str) -> str:
-        return f"{self.prefix}/{imei}/up"
-
-    def down(self, imei: str) -> str:
-        return f"{self.prefix}/{imei}/down"
-
-    def imei(self, topic: str) -> str | None:
-        if not (topic.startswith(self._head) and topic.endswith(self._tail)):
-            return None
-        imei = topic[len(self._head) : -len(self._tail)]
-        return imei if len(imei) == 15 and imei.isascii() and imei.isdigit() else None
-
-
-def _broker_address(settings: Settings) -> tuple[str, int, str | None, str | None, bool]:
-    """host, port, username, password, TLS from `mqtt[s]://[user:password@]host[:port]`."""
-    if not settings.mqtt_url:
-        raise ValueError("the MQTT ingest needs SOLEWATCH_MQTT_URL")
-    url = urlsplit(settings.mqtt_url)
-    if url.scheme not in ("mqtt", "mqtts", "tcp", "ssl") or not url.hostname:
-        raise ValueError("SOLEWATCH_MQTT_URL must look like mqtt://host:1883 or mqtts://user:password@host:8883")
-    tls = url.scheme in ("mqtts", "ssl")
-    return (
-        url.hostname,
-        url.port or (8883 if tls else 1883),
-        unquote(url.username) if url.username else None,
-        unquote(url.password) if url.password else None,
-        tls,
-    )
-
-
-def _refused(code: Any) -> bool:
-    # paho gives ReasonCodes (MQTT 5 style, also for 3.1.1) or ints; 0x80 and up is a failure.
-    return bool(getattr(code, "is_failure", False)) or (isinstance(code, int) and code >= 0x80)
