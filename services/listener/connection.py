@@ -40,12 +40,12 @@ class DeviceConnection(asyncio.Protocol):
     __slots__ = (
         "_acks",
         "_close_timer",
-        "_closing",
         "_ingest",
         "_paused",
         "_server",
         "address",
         "bad_frames_counted",
+        "closing",
         "device",
         "device_ids",
         "last_activity",
@@ -72,13 +72,9 @@ class DeviceConnection(asyncio.Protocol):
         self.address: str | None = None
         self._acks = bytearray()
         self._paused = False
-        self._closing = False
+        self.closing = False
         self._close_timer: asyncio.TimerHandle | None = None
         self.bad_frames_counted = 0
-
-    @property
-    def closing(self) -> bool:
-        return self._closing
 
     # -- asyncio.Protocol ------------------------------------------------------------
 
@@ -90,11 +86,11 @@ class DeviceConnection(asyncio.Protocol):
             self.peer, self.address = f"{peer[0]}:{peer[1]}", peer[0]
         if not self._server.admit(self):
             metrics.connections_refused.inc()
-            self._closing = True
+            self.closing = True
             self.transport.abort()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._closing = True
+        self.closing = True
         if self._close_timer is not None:
             self._close_timer.cancel()
         self._server.forget(self)
@@ -130,10 +126,10 @@ class DeviceConnection(asyncio.Protocol):
     # -- what the ingest step asks of the link --------------------------------------------
 
     async def login_accepted(self, device: Device) -> bool:
-        return not self._closing  # the connection itself is the login's record
+        return not self.closing  # the connection itself is the login's record
 
     async def login_refused(self, reason: CloseReason, hold_s: float) -> None:
-        if hold_s <= 0 or self._closing:
+        if hold_s <= 0 or self.closing:
             self.close(reason)
             return
         # Reading stays paused (since the LOGIN), so nothing more is read or stored meanwhile.
@@ -150,17 +146,17 @@ class DeviceConnection(asyncio.Protocol):
         if self._acks:
             self.send(bytes(self._acks))
             self._acks.clear()
-        if self._paused and not self._closing:
+        if self._paused and not self.closing:
             self._process()  # frames held back by the window can go now
 
     def resume_if_possible(self) -> None:
-        if self._paused and not self._closing and self.session.state is SessionState.ONLINE:
+        if self._paused and not self.closing and self.session.state is SessionState.ONLINE:
             self._process()
 
     # -- the socket ------------------------------------------------------------------------
 
     def send(self, data: bytes) -> None:
-        if self.transport is not None and not self._closing:
+        if self.transport is not None and not self.closing:
             self.transport.write(data)
 
     def pause(self) -> None:
@@ -169,15 +165,15 @@ class DeviceConnection(asyncio.Protocol):
             self.transport.pause_reading()
 
     def resume(self) -> None:
-        if self._paused and self.transport is not None and not self._closing:
+        if self._paused and self.transport is not None and not self.closing:
             self._paused = False
             self.transport.resume_reading()
 
     def close(self, reason: CloseReason, detail: str | None = None) -> None:
-        if self._closing:
+        if self.closing:
             return
         self._count_bad_frames()
-        self._closing = True
+        self.closing = True
         metrics.connections_closed.labels(reason.value).inc()
         log.info("connection_closed", imei=self.session.imei, peer=self.peer, reason=reason.value, detail=detail)
         if self.transport is not None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import enum
 import time
-from collections.abc import Callable
 from typing import Protocol
 
 from services.listener import metrics
@@ -67,13 +66,17 @@ class Ingest:
         devices: DeviceLookup,
         registry: Registry,
         login_backoff: LoginBackoff,
-        settings: Callable[[], Settings],
+        settings: Settings,
     ):
         self.committer = committer
         self.devices = devices
         self.registry = registry
         self.login_backoff = login_backoff
-        self._settings = settings  # a callable: the window may change on reload
+        self.window = settings.max_unacked_per_connection  # frames awaiting durability per link
+
+    def reload(self, settings: Settings) -> None:
+        """New limits apply at once (SIGHUP)."""
+        self.window = settings.max_unacked_per_connection
 
     def pump(self, link: DeviceLink, now: float) -> Login | Stop:
         """Take `link`'s session events until it needs more bytes, must wait, or has a LOGIN.
@@ -82,7 +85,7 @@ class Ingest:
         """
         session = link.session
         committer = self.committer
-        window = self._settings().max_unacked_per_connection
+        window = self.window
         while not link.closing:
             if link.unacked >= window:
                 link.pause()

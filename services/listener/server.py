@@ -66,7 +66,7 @@ class Listener:
             devices=store,
             registry=self.registry,
             login_backoff=self.login_backoff,
-            settings=lambda: self.settings,
+            settings=settings,
         )
         if bus is not None:
             # Commands queued by another process (the API, the notifications
@@ -133,6 +133,7 @@ class Listener:
         self.settings = settings
         self.committer.max_batch = settings.commit_max_batch
         self.committer.max_pending = settings.max_pending_frames
+        self.ingest.reload(settings)
 
     async def check_ready(self) -> str | None:
         if self._server is None or not self._server.is_serving():

@@ -126,7 +126,7 @@ def ingest(tmp_path: Path) -> Ingest:
         devices=Devices(),
         registry=registry,
         login_backoff=LoginBackoff(None, lambda: settings),
-        settings=lambda: settings,
+        settings=settings,
     )
 
 
