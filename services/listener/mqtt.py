@@ -91,11 +91,11 @@ FIRST_CONNECT_WAIT_S = 5.0  # start() waits this long for the broker, then goes 
 # Replies are published in batches of concurrent QoS 1 publishes: one at a time
 # costs a round trip each (~0.7 ms), thousands at once stall the client.
 PUBLISH_BATCH = 64
-# Bounds on what is held in memory. Past them a message is dropped *unacknowledged*
-# (so the device retransmits it) rather than memory growing without limit.
+# Bounds on what is held in memory. Past the first two a message's frames get ACK 4 at
+# once (busy: the device retransmits them later) rather than memory growing without limit.
 INCOMING_QUEUE_LIMIT = 10_000  # in aiomqtt's queue, not yet taken by us
 LOCAL_BACKLOG_LIMIT = 10_000  # taken, waiting for their device's turn; above it frames get ACK 4
-OUTGOING_LIMIT = 100_000  # replies waiting for the broker (e.g. while it is unreachable)
+OUTGOING_LIMIT = 100_000  # replies waiting for the broker (while it is unreachable); past it the oldest go
 DRAIN_TIMEOUT_S = 10.0
 
 
@@ -267,7 +267,7 @@ class MqttIngest:
 
     def _new_client(self) -> aiomqtt.Client:
         # A fresh client per connection: nothing half-sent on the old one is
-        # replayed behind our back (our own queue resends what was not confirmed).
+        # replayed behind our back (our own queue sends again only the COMMANDs not confirmed).
         host, port, username, password, tls = broker_address(self.settings)
         client = aiomqtt.Client(
             host,
