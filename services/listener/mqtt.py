@@ -155,6 +155,7 @@ class MqttIngest:
         broker_address(self.settings)  # refuses an unusable URL now, not in the reconnect loop
         self.spawn(self._sweep_sessions())
         self.spawn(self.handover.heartbeat())
+        self.spawn(self.handover.sweep())
         self.spawn(self.handover.keep_owned_list())
         self._connect()
         try:

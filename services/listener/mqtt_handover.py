@@ -24,6 +24,7 @@ from shared.logging import get_logger
 
 log = get_logger("solewatch.listener.mqtt")
 OWNED_WRITE_DELAY_S = 0.05  # logins within this share one write of the owned list
+ADOPT_AT_ONCE = 64  # a dead owner's devices are adopted this many at a time
 
 
 class Adoptable(Protocol):
@@ -54,7 +55,7 @@ class Handover:
         self._owned_changed.set()
 
     async def heartbeat(self) -> None:
-        """Renew our mark; look for dead owners; keep our owned list current."""
+        """Renew our mark, on its own task: adopting many devices must not delay it."""
         first = True
         while not self.stopped:  # a drained bridge's mark stays deleted: others adopt its devices
             try:
@@ -62,10 +63,18 @@ class Handover:
                     log.warning("mqtt_owner_mark_lapsed", owner=self._id)
                     self._lost()
                 first = False
-                await self._adopt_from_dead_owners()
             except Exception as exc:
                 log.warning("mqtt_owner_heartbeat_failed", error=str(exc))
             await asyncio.sleep(OWNER_HEARTBEAT_S)
+
+    async def sweep(self) -> None:
+        """Look for dead owners as often as owners renew their marks, and adopt their devices."""
+        while not self.stopped:
+            await asyncio.sleep(OWNER_HEARTBEAT_S)
+            try:
+                await self.adopt_from_dead_owners()
+            except Exception as exc:
+                log.warning("mqtt_handover_sweep_failed", error=str(exc))
 
     async def keep_owned_list(self) -> None:
         while True:
@@ -87,20 +96,25 @@ class Handover:
                 log.warning("mqtt_owned_list_failed", error=str(exc))
                 self._owned_changed.set()  # again at the next turn
 
-    async def _adopt_from_dead_owners(self) -> None:
+    async def adopt_from_dead_owners(self) -> None:
         for owner in await self._sessions.owners():
             if owner == self._id or await self._sessions.owner_alive(owner):
                 continue
+            imeis = await self._sessions.owned(owner)
             adopted = 0
-            for imei in await self._sessions.owned(owner):
-                if not await self._sessions.claim_adoption(imei, owner):
-                    continue  # another survivor takes this one
-                info = await self._sessions.get(imei)
-                if info is None or info.owner != owner:
-                    continue  # ended, or already held elsewhere (a new login)
-                info = info._replace(owner=self._id)
-                await self._sessions.put(imei, info)
-                await self._link_for(imei).adopt(info)
-                adopted += 1
+            for start in range(0, len(imeis), ADOPT_AT_ONCE):
+                batch = imeis[start : start + ADOPT_AT_ONCE]
+                adopted += sum(await asyncio.gather(*(self._adopt(imei, owner) for imei in batch)))
             await self._sessions.delist(owner)
             log.info("mqtt_owner_gone", owner=owner, devices_adopted=adopted, by=self._id)
+
+    async def _adopt(self, imei: str, owner: str) -> bool:
+        if not await self._sessions.claim_adoption(imei, owner):
+            return False  # another survivor takes this one
+        info = await self._sessions.get(imei)
+        if info is None or info.owner != owner:
+            return False  # ended, or already held elsewhere (a new login)
+        info = info._replace(owner=self._id)
+        await self._sessions.put(imei, info)
+        await self._link_for(imei).adopt(info)
+        return True
