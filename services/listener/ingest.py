@@ -113,9 +113,10 @@ class Ingest:
                 return event
             reason = validate(event, now)  # type: ignore[arg-type]  # next_event's other events are DeviceEvents
             if reason is not None:
+                seq: int = event.seq  # type: ignore[union-attr]  # as above: a DeviceEvent, which has a seq
                 metrics.frames_rejected.inc()
-                self._send_ack(link, event.seq, AckStatus.REJECTED)  # type: ignore[union-attr]  # as above
-                log.info("frame_rejected", imei=session.imei, seq=event.seq, reason=reason)  # type: ignore[union-attr]
+                self._send_ack(link, seq, AckStatus.REJECTED)
+                log.info("frame_rejected", imei=session.imei, seq=seq, reason=reason)
                 continue
             link.unacked += 1
             committer.submit(_new_record(FrameRecord, (*ids, event, now)), link)
