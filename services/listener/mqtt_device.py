@@ -145,7 +145,7 @@ class MqttDevice:
         session.bad_frames_in_a_row = self.bad_frames_in_a_row
         session.receive_data(payload)
         try:
-            await self._pump(session, received_at)
+            await self._pump(received_at)
         finally:
             self._handling = False
             self.bad_frames_in_a_row = 0 if session.state is SessionState.CLOSED else session.bad_frames_in_a_row
@@ -155,7 +155,7 @@ class MqttDevice:
         if self._end is not None:
             await self._end_session(*self._end, had_session=self._had_session)
 
-    async def _pump(self, session: DeviceSession, received_at: float) -> None:
+    async def _pump(self, received_at: float) -> None:
         step = self.ingest.step
         while True:
             result = step.pump(self, received_at)
