@@ -24,8 +24,8 @@ from services.api.models import (
 from services.api.pagination import Cursor, Limit, PairCursor, decode_cursor, encode_cursor
 from services.authn.models import ErrorOut
 from services.context import ServiceContext
-from services.listener.server import online_key  # the mark the listener keeps while connected
 from shared.alerts import iso_utc
+from shared.online import online_key  # the mark the listener keeps while connected
 from shared.store import Device, DeviceExists, StoredPosition, hash_device_token
 
 router = APIRouter(prefix="/api/v1/devices", tags=["devices"])

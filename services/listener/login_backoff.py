@@ -52,7 +52,8 @@ def backoff_delay(failures: int, *, base: float, ceiling: float) -> float:
     """Seconds to hold a refused connection after `failures` consecutive failures."""
     if failures <= FREE_FAILURES:
         return 0.0
-    return min(base * 2 ** min(failures - FREE_FAILURES - 1, 32), ceiling)
+    doublings: int = min(failures - FREE_FAILURES - 1, 32)
+    return min(base * 2.0**doublings, ceiling)
 
 
 class LoginBackoff:

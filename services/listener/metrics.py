@@ -35,6 +35,13 @@ commit_seconds = Histogram(
     "Duration of one group commit",
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
 )
+
+
+def stored_frames() -> int:
+    """`frames_stored` so far, read through the registry's public API (a counter has no public getter)."""
+    return int(REGISTRY.get_sample_value("listener_frames_stored_total") or 0)
+
+
 ACKS_BY_STATUS = {status: acks_sent.labels(status.name.lower()) for status in AckStatus}
 # Valid frames received, counted once per group commit by the committer: a
 # plain dict of ints, turned into a Prometheus counter only when /metrics is

@@ -16,12 +16,12 @@ How TCP's notions map onto a topic (contract §1):
   frames in a row, a length out of range). The next frame after an end gets
   ACK 3, and the device logs in again, as after a TCP reconnect.
 - **Byte stream → messages.** Each message is parsed on its own by a fresh
-  DeviceSession restored to the session's state: a message is whole frames,
-  so a truncated tail must not swallow the start of the next message (it is
-  dropped, unacknowledged, and the device retransmits it). A message that
-  *starts* with a LOGIN starts a new session even while one is open: over MQTT
-  a rebooted device cannot open a new connection, and the session would
-  otherwise answer its LOGIN with ACK 2 (a second LOGIN on a connection).
+  DeviceSession resumed to the session's login (`DeviceSession.resume`): a
+  message is whole frames, so a truncated tail must not swallow the start of
+  the next message (it is dropped, unacknowledged, and the device retransmits
+  it). A LOGIN starts a new session wherever it comes, even while one is open
+  (`DeviceSession(relogin=True)`): over MQTT a rebooted device cannot open a
+  new connection, and a LOGIN must get its LOGIN_ACK (contract §1).
 - **Topic is identity.** Frames after the LOGIN carry no credentials; they are
   trusted because only the device may publish on its topic. That is the
   broker's job (ACLs, see docs/mqtt.md). The topic's IMEI must be the LOGIN's,
@@ -33,10 +33,10 @@ subscription (`$share/{group}/{prefix}/+/up`) so each message reaches exactly
 one of them, and since consecutive messages of one device may reach different
 processes, the session lives in the shared cache, not in process memory.
 The process that accepted the LOGIN *owns* the device: it alone has it in
-`Listener.online`, so it alone sends it downlink commands (otherwise every
+the listener's registry, so it alone sends it downlink commands (otherwise every
 process's command poll would send each command once). An owner that stops
-heart-beating its `mqtt:ingest:{id}` key is replaced by the next process that
-refreshes the session.
+heart-beating its `mqtt:ingest:{id}` key has its devices adopted by another
+process within seconds (mqtt_handover.py).
 
 Durability: aiomqtt (2.5.1) PUBACKs a QoS 1 message on receipt; manual
 acknowledgement exists only in paho underneath (empicano/aiomqtt#345, draft
@@ -60,16 +60,22 @@ import time
 from collections import deque
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote, urlsplit
 
 import aiomqtt
 from prometheus_client import Counter, Gauge
 
-from services.listener.mqtt_device import OWNER_TTL_S, MqttDevice, Sessions, messages_dropped, sessions_ended
+from services.listener import metrics
+from services.listener.link import CloseReason
+from services.listener.mqtt_broker import Topics, broker_address, refused
+from services.listener.mqtt_device import MqttDevice, messages_dropped, sessions_ended
+from services.listener.mqtt_handover import Handover
+from services.listener.mqtt_sessions import Sessions
 from shared.cache import Cache
 from shared.cache.memory import MemoryCache
 from shared.config import Settings
 from shared.logging import get_logger
+from shared.protocols.xsole import AckStatus, BadCrc, FrameBuffer, FrameType, XSoleProtocolError
+from shared.protocols.xsole.messages import encode_acks
 
 if TYPE_CHECKING:
     from services.listener.server import Listener
@@ -85,11 +91,11 @@ FIRST_CONNECT_WAIT_S = 5.0  # start() waits this long for the broker, then goes 
 # Replies are published in batches of concurrent QoS 1 publishes: one at a time
 # costs a round trip each (~0.7 ms), thousands at once stall the client.
 PUBLISH_BATCH = 64
-# Bounds on what is held in memory. Past them a message is dropped *unacknowledged*
-# (so the device retransmits it) rather than memory growing without limit.
+# Bounds on what is held in memory. Past the first two a message's frames get ACK 4 at
+# once (busy: the device retransmits them later) rather than memory growing without limit.
 INCOMING_QUEUE_LIMIT = 10_000  # in aiomqtt's queue, not yet taken by us
-LOCAL_BACKLOG_LIMIT = 10_000  # taken, waiting for their device's turn; above it we stop taking
-OUTGOING_LIMIT = 100_000  # replies waiting for the broker (e.g. while it is unreachable)
+LOCAL_BACKLOG_LIMIT = 10_000  # taken, waiting for their device's turn; above it frames get ACK 4
+OUTGOING_LIMIT = 100_000  # replies waiting for the broker (while it is unreachable); past it the oldest go
 DRAIN_TIMEOUT_S = 10.0
 
 
@@ -100,16 +106,10 @@ publishes = Counter("listener_mqtt_publishes_total", "Messages published on the 
 outgoing_queued = Gauge("listener_mqtt_outgoing_queued", "Messages waiting to be published on the down topics")
 
 
-class _CountingQueue(asyncio.Queue):  # type: ignore[type-arg]
-    """aiomqtt's incoming queue: when full, aiomqtt drops the message (already
-    PUBACKed, so the device's retransmission recovers it); we count it."""
-
-    def put_nowait(self, item: Any) -> None:
-        try:
-            super().put_nowait(item)
-        except asyncio.QueueFull:
-            messages_dropped.labels("queue_full").inc()
-            raise
+messages_busy = Counter(
+    "listener_mqtt_messages_busy_total",
+    "MQTT messages answered ACK 4 (busy) without being processed: too many were waiting",
+)
 
 
 class MqttIngest:
@@ -119,32 +119,44 @@ class MqttIngest:
 
     def __init__(self, settings: Settings, listener: Listener):
         self.settings = settings
-        self.listener = listener
+        # What every transport shares: the ingest step and the registry of who is online where.
+        self.step = listener.ingest
+        self.registry = listener.registry
+        self.login_backoff = listener.login_backoff
+        self.devices_store = listener.store
         # Also the MQTT client id (22 characters: within MQTT 3.1.1's guaranteed 23).
         self.instance_id = f"solewatch-{secrets.token_hex(6)}"
         cache: Cache = listener.cache if listener.cache is not None else MemoryCache()
         self.sessions = Sessions(cache, lambda: self.settings.idle_timeout)
         self.devices: dict[str, MqttDevice] = {}  # imei -> its state in this process
-        self._outgoing: deque[tuple[str, bytes]] = deque()
+        self.handover = Handover(
+            instance_id=self.instance_id,
+            sessions=self.sessions,
+            held_here=self._held_here,
+            link_for=self._link_for,
+            lost=self._recheck_all,
+        )
+        # (topic, payload, may be sent again): replies never are (one ACK per frame), COMMANDs may.
+        self._outgoing: deque[tuple[str, bytes, bool]] = deque()
         self._outgoing_ready = asyncio.Event()
         self._in_flight = 0  # publishes sent, not yet confirmed by the broker
         self._backlog = 0  # messages taken from the client, not yet processed
-        self._room = asyncio.Event()
-        self._room.set()
         self._client: aiomqtt.Client | None = None
         self._subscribed = asyncio.Event()
         self._not_ready: str | None = "not connected to the MQTT broker yet"
         self._connection: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._draining = False
-        self._topics = _Topics(settings)
+        self._topics = Topics(settings)
 
     # -- component ------------------------------------------------------------------------
 
     async def start(self) -> None:
-        _broker_address(self.settings)  # refuses an unusable URL now, not in the reconnect loop
+        broker_address(self.settings)  # refuses an unusable URL now, not in the reconnect loop
         self.spawn(self._sweep_sessions())
-        self.spawn(self._heartbeat())
+        self.spawn(self.handover.heartbeat())
+        self.spawn(self.handover.sweep())
+        self.spawn(self.handover.keep_owned_list())
         self._connect()
         try:
             await asyncio.wait_for(self._subscribed.wait(), FIRST_CONNECT_WAIT_S)
@@ -178,9 +190,10 @@ class MqttIngest:
                 replies_not_published=len(self._outgoing) + self._in_flight,
                 consequence="devices retransmit what was not acknowledged",
             )
+        self.handover.stopped = True
         for device in self.devices.values():
             # Their sessions outlive us (other listeners adopt them): no offline mark, no offline announcement.
-            device.leave_online(announce=False)
+            self.registry.left(device, announce=False)
         try:
             await self.sessions.owner_gone(self.instance_id)  # others take our devices over at once
         except Exception as exc:
@@ -196,15 +209,15 @@ class MqttIngest:
         # Limits apply at once. Reconnect only when the broker or the topics
         # change: a needless reconnect loses what sits in the client's queue
         # (PUBACKed, so devices retransmit it) for nothing.
-        before = _Topics(self.settings), self.settings.mqtt_url
+        before = Topics(self.settings), self.settings.mqtt_url
         self.settings = settings
-        if (_Topics(settings), settings.mqtt_url) == before:
+        if (Topics(settings), settings.mqtt_url) == before:
             return
         log.info("mqtt_reconnecting_for_new_settings")
         await self._disconnect()
-        self._topics = _Topics(settings)
+        self._topics = Topics(settings)
         if settings.mqtt_url is not None:
-            _broker_address(settings)
+            broker_address(settings)
             self._connect()
 
     async def check_ready(self) -> str | None:
@@ -232,13 +245,13 @@ class MqttIngest:
     async def _stay_connected(self) -> None:
         delay = RECONNECT_MIN_S
         while True:
-            host, port = _broker_address(self.settings)[:2]
+            host, port = broker_address(self.settings)[:2]
             try:
                 async with self._new_client() as client:
                     connects.labels("ok").inc()
                     if not self._draining:
                         granted = await client.subscribe(self._topics.subscription, qos=1)
-                        if any(_refused(code) for code in granted):
+                        if any(refused(code) for code in granted):
                             raise aiomqtt.MqttError(f"subscription to {self._topics.subscription} refused")
                     delay = RECONNECT_MIN_S
                     await self._serve(client)
@@ -255,8 +268,8 @@ class MqttIngest:
 
     def _new_client(self) -> aiomqtt.Client:
         # A fresh client per connection: nothing half-sent on the old one is
-        # replayed behind our back (our own queue resends what was not confirmed).
-        host, port, username, password, tls = _broker_address(self.settings)
+        # replayed behind our back (our own queue sends again only the COMMANDs not confirmed).
+        host, port, username, password, tls = broker_address(self.settings)
         client = aiomqtt.Client(
             host,
             port,
@@ -266,7 +279,7 @@ class MqttIngest:
             clean_session=True,
             keepalive=KEEPALIVE_S,
             tls_context=ssl.create_default_context() if tls else None,
-            queue_type=_CountingQueue,
+            queue_type=self._incoming_queue_type(),
             max_queued_incoming_messages=INCOMING_QUEUE_LIMIT,
             logger=logging.getLogger("solewatch.listener.mqtt.client"),
         )
@@ -280,7 +293,7 @@ class MqttIngest:
         connected.set(1)
         log.info(
             "mqtt_connected",
-            broker=_broker_address(self.settings)[0],
+            broker=broker_address(self.settings)[0],
             client_id=self.instance_id,
             subscription=self._topics.subscription,
         )
@@ -288,9 +301,6 @@ class MqttIngest:
         try:
             async for message in client.messages:
                 self._dispatch(message)
-                if self._backlog >= LOCAL_BACKLOG_LIMIT:
-                    self._room.clear()  # the store is slow: stop taking until half is done
-                    await self._room.wait()
         finally:
             self._client = None
             self._subscribed.clear()
@@ -316,9 +326,10 @@ class MqttIngest:
         if not isinstance(payload, bytes) or not payload:
             messages_dropped.labels("empty").inc()
             return
-        device = self.devices.get(imei)
-        if device is None:
-            device = self.devices[imei] = MqttDevice(self, imei)
+        if self._backlog >= LOCAL_BACKLOG_LIMIT:
+            self._answer_busy(imei, payload)  # the store is slow: retry later, as TCP's ACK 4 says
+            return
+        device = self._link_for(imei)
         device.inbox.append((payload, time.time()))
         self._backlog += 1
         if device.task is None:
@@ -326,18 +337,77 @@ class MqttIngest:
 
     def consumed(self) -> None:
         self._backlog -= 1
-        if self._backlog <= LOCAL_BACKLOG_LIMIT // 2:
-            self._room.set()
+
+    def _answer_busy(self, imei: str, payload: bytes) -> None:
+        """ACK 4 for each intact frame of a message not processed, so that none goes unanswered
+        (contract §1 rule 2). A LOGIN gets no LOGIN_ACK (it has no busy status): the device
+        logs in again later, as when the store cannot be asked."""
+        messages_busy.inc()
+        frames = FrameBuffer()
+        frames.feed(payload)
+        seqs: list[int] = []
+        try:
+            while (frame := frames.next_frame()) is not None:
+                if type(frame) is not BadCrc and frame.type != FrameType.LOGIN:
+                    seqs.append(frame.seq)
+        except XSoleProtocolError:
+            pass  # what follows a broken length is not frames
+        if seqs:
+            metrics.ACKS_BY_STATUS[AckStatus.BUSY].inc(len(seqs))
+            self.publish(imei, encode_acks(seqs, AckStatus.BUSY))
+
+    def _incoming_queue_type(self) -> type[asyncio.Queue[aiomqtt.Message]]:
+        """aiomqtt's incoming queue: when full, aiomqtt would drop a message (already PUBACKed)
+        unanswered; its frames get ACK 4 instead."""
+        ingest = self
+
+        class IncomingQueue(asyncio.Queue[aiomqtt.Message]):
+            def put_nowait(self, item: aiomqtt.Message) -> None:
+                try:
+                    super().put_nowait(item)
+                except asyncio.QueueFull:
+                    imei = ingest._topics.imei(item.topic.value)
+                    if imei is not None and isinstance(item.payload, bytes) and not item.retain:
+                        ingest._answer_busy(imei, item.payload)
+
+        return IncomingQueue
+
+    def _link_for(self, imei: str) -> MqttDevice:
+        device = self.devices.get(imei)
+        if device is None:
+            device = self.devices[imei] = MqttDevice(self, imei)
+        return device
+
+    def up_topic(self, imei: str) -> str:
+        return self._topics.up(imei)
+
+    # -- ownership -----------------------------------------------------------------------------
+
+    def owned_changed(self) -> None:
+        self.handover.owned_changed()
+
+    def _held_here(self) -> set[str]:
+        return {imei for imei, link in self.registry.online.items() if self.devices.get(imei) is link}
+
+    def _recheck_all(self) -> None:
+        # Our mark lapsed (a stalled loop): another process may have adopted our devices.
+        for device in self.devices.values():
+            device.verified_at = float("-inf")
 
     # -- down: replies and commands ------------------------------------------------------------
 
-    def publish(self, imei: str, data: bytes) -> None:
-        """Queue a message for a device's down topic; sent in order, as soon as the broker is there."""
+    def publish(self, imei: str, data: bytes, *, resend: bool = False) -> None:
+        """Queue a message for a device's down topic; sent in order, as soon as the broker is there.
+
+        `resend`: may go again if its publish fails (a COMMAND: the device answers its seq once).
+        Replies never do: a publish cut by a lost connection may have reached the broker, and an
+        ACK must not reach the device twice; an ACK lost costs a retransmission, acknowledged then.
+        """
         if len(self._outgoing) >= OUTGOING_LIMIT:
             # Oldest first: an ACK not delivered costs a retransmission, nothing else.
             self._outgoing.popleft()
             publishes.labels("dropped").inc()
-        self._outgoing.append((self._topics.down(imei), data))
+        self._outgoing.append((self._topics.down(imei), data, resend))
         outgoing_queued.set(len(self._outgoing))
         self._outgoing_ready.set()
 
@@ -351,13 +421,13 @@ class MqttIngest:
             self._in_flight = len(batch)
             try:
                 results = await asyncio.gather(
-                    *(client.publish(topic, payload, qos=1) for topic, payload in batch),
+                    *(client.publish(topic, payload, qos=1) for topic, payload, _ in batch),
                     return_exceptions=True,
                 )
             except asyncio.CancelledError:
-                # The connection is gone: all of it again on the next one (a device
-                # may get an ACK twice, which rule 3 allows; it must not get none).
-                outgoing.extendleft(reversed(batch))
+                # The connection is gone: each publish may or may not have reached the broker.
+                # COMMANDs go again on the next connection; replies do not (see `publish`).
+                self._give_up(batch)
                 raise
             finally:
                 self._in_flight = 0
@@ -366,20 +436,18 @@ class MqttIngest:
             outgoing_queued.set(len(outgoing))
             if failed:
                 publishes.labels("failed").inc(len(failed))
-                outgoing.extendleft(reversed(failed))
+                self._give_up(failed)
                 error = next(r for r in results if isinstance(r, BaseException))
                 log.warning("mqtt_publish_failed", messages=len(failed), error=repr(error))
                 await asyncio.sleep(RECONNECT_MIN_S)  # a lost connection is noticed by _serve meanwhile
 
-    # -- sessions that end without a message ----------------------------------------------------
+    def _give_up(self, items: list[tuple[str, bytes, bool]]) -> None:
+        again = [item for item in items if item[2]]
+        self._outgoing.extendleft(reversed(again))
+        if len(again) < len(items):
+            publishes.labels("abandoned").inc(len(items) - len(again))
 
-    async def _heartbeat(self) -> None:
-        while True:
-            try:
-                await self.sessions.heartbeat(self.instance_id)
-            except Exception as exc:
-                log.warning("mqtt_owner_heartbeat_failed", error=str(exc))
-            await asyncio.sleep(OWNER_TTL_S / 3)
+    # -- sessions that end without a message ----------------------------------------------------
 
     async def _sweep_sessions(self) -> None:
         """Drop devices whose session expired (idle), ended or moved to another owner."""
@@ -390,7 +458,7 @@ class MqttIngest:
             for device in list(self.devices.values()):
                 if device.task is not None:
                     continue  # busy with messages: it checks the session itself
-                if self.listener.online.get(device.imei) is device:
+                if self.registry.online.get(device.imei) is device:
                     if now - device.verified_at < idle / 10:
                         continue
                     checked = device.verified_at
@@ -401,63 +469,12 @@ class MqttIngest:
                     if device.task is not None or device.verified_at != checked:
                         continue  # a message came in meanwhile and knows better
                     if info is None:
-                        sessions_ended.labels("idle").inc()
+                        sessions_ended.labels(CloseReason.IDLE.value).inc()
                         log.info("mqtt_session_expired", imei=device.imei, idle_timeout=idle)
-                        device.leave_online(announce=True)
+                        self.registry.left(device)
                     elif info.owner != self.instance_id:
-                        device.leave_online(announce=False)  # online elsewhere: no offline announcement
+                        self.registry.left(device, announce=False)  # online elsewhere: no offline announcement
                     else:
                         device.verified_at = now
                 elif not device.inbox and not device.unacked and now - device.last_activity > idle:
                     del self.devices[device.imei]
-
-
-class _Topics:
-    """The topic scheme for one set of settings (compared on reload)."""
-
-    def __init__(self, settings: Settings):
-        self.prefix = settings.mqtt_topic_prefix.rstrip("/")
-        self.group = settings.mqtt_shared_group
-        up = f"{self.prefix}/+/up"
-        self.subscription = f"$share/{self.group}/{up}" if self.group else up
-        self._head, self._tail = f"{self.prefix}/", "/up"
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, _Topics) and (self.prefix, self.group) == (other.prefix, other.group)
-
-    def __hash__(self) -> int:
-        return hash((self.prefix, self.group))
-
-    def up(self, imei: str) -> str:
-        return f"{self.prefix}/{imei}/up"
-
-    def down(self, imei: str) -> str:
-        return f"{self.prefix}/{imei}/down"
-
-    def imei(self, topic: str) -> str | None:
-        if not (topic.startswith(self._head) and topic.endswith(self._tail)):
-            return None
-        imei = topic[len(self._head) : -len(self._tail)]
-        return imei if len(imei) == 15 and imei.isascii() and imei.isdigit() else None
-
-
-def _broker_address(settings: Settings) -> tuple[str, int, str | None, str | None, bool]:
-    """host, port, username, password, TLS from `mqtt[s]://[user:password@]host[:port]`."""
-    if not settings.mqtt_url:
-        raise ValueError("the MQTT ingest needs SOLEWATCH_MQTT_URL")
-    url = urlsplit(settings.mqtt_url)
-    if url.scheme not in ("mqtt", "mqtts", "tcp", "ssl") or not url.hostname:
-        raise ValueError("SOLEWATCH_MQTT_URL must look like mqtt://host:1883 or mqtts://user:password@host:8883")
-    tls = url.scheme in ("mqtts", "ssl")
-    return (
-        url.hostname,
-        url.port or (8883 if tls else 1883),
-        unquote(url.username) if url.username else None,
-        unquote(url.password) if url.password else None,
-        tls,
-    )
-
-
-def _refused(code: Any) -> bool:
-    # paho gives ReasonCodes (MQTT 5 style, also for 3.1.1) or ints; 0x80 and up is a failure.
-    return bool(getattr(code, "is_failure", False)) or (isinstance(code, int) and code >= 0x80)

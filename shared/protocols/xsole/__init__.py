@@ -40,7 +40,7 @@ from shared.protocols.xsole.messages import (
     imei_from_bcd,
     imei_to_bcd,
 )
-from shared.protocols.xsole.session import DeviceSession, Reply, SessionState
+from shared.protocols.xsole.session import DeviceSession, Reply, SessionEnd, SessionState
 from shared.protocols.xsole.validation import validate
 
 __all__ = [
@@ -70,6 +70,7 @@ __all__ = [
     "RawFrame",
     "Reply",
     "ServerEvent",
+    "SessionEnd",
     "SessionState",
     "UnsupportedFrame",
     "XSoleProtocolError",

@@ -51,13 +51,24 @@ class SessionState(enum.Enum):
     CLOSED = "closed"
 
 
+class SessionEnd(enum.Enum):
+    """Why the session closed itself (contract §1 rules 1 and 4): for the caller's logs and metrics."""
+
+    FRAME_BEFORE_LOGIN = "frame_before_login"
+    MALFORMED_LOGIN = "malformed_login"
+    LOGIN_REFUSED = "login_refused"
+    BAD_FRAMES = "bad_frames"
+    BAD_FRAMING = "bad_framing"  # a length outside 2..1024
+
+
 @dataclass(frozen=True, slots=True)
 class Reply:
-    """Bytes the session needs sent at once (maybe none), then maybe a close."""
+    """Bytes the session needs sent at once (maybe none), then maybe a close (`end` says why)."""
 
     data: bytes
     close: bool
     reason: str
+    end: SessionEnd | None = None
 
 
 _ONLINE = SessionState.ONLINE
@@ -66,10 +77,19 @@ _TELEMETRY_CLASSES = frozenset(_TELEMETRY)
 
 
 class DeviceSession:
-    __slots__ = ("_frames", "bad_frames", "bad_frames_in_a_row", "imei", "state")
+    """One byte stream's protocol state.
 
-    def __init__(self) -> None:
+    `relogin=True` hands a LOGIN that comes while online to the caller like a
+    first one (the session waits for its verdict again), for transports where
+    a device cannot open a new connection to log in again (MQTT); otherwise
+    such a LOGIN gets ACK 2, as a second LOGIN on one TCP connection does.
+    """
+
+    __slots__ = ("_frames", "_relogin", "bad_frames", "bad_frames_in_a_row", "imei", "state")
+
+    def __init__(self, *, relogin: bool = False) -> None:
         self._frames = FrameBuffer()
+        self._relogin = relogin
         self.state = SessionState.AWAITING_LOGIN
         self.imei: str | None = None
         self.bad_frames_in_a_row = 0
@@ -89,14 +109,14 @@ class DeviceSession:
             try:
                 frame = frames.next_frame()
             except XSoleProtocolError as exc:
-                return self._close(str(exc))
+                return self._close(str(exc), SessionEnd.BAD_FRAMING)
             if frame is None:
                 return None
             if type(frame) is BadCrc:
                 self.bad_frames += 1
                 self.bad_frames_in_a_row += 1
                 if self.bad_frames_in_a_row >= MAX_BAD_FRAMES_IN_A_ROW:
-                    return self._close(f"{self.bad_frames_in_a_row} bad frames in a row")
+                    return self._close(f"{self.bad_frames_in_a_row} bad frames in a row", SessionEnd.BAD_FRAMES)
                 continue
             self.bad_frames_in_a_row = 0
             event = decode(frame)  # type: ignore[arg-type]
@@ -107,8 +127,13 @@ class DeviceSession:
                     self.state = SessionState.LOGIN_PENDING
                     return event
                 if isinstance(event, MalformedFrame) and event.type == FrameType.LOGIN:
-                    return self._close(f"malformed LOGIN: {event.reason}")
-                return self._close("frame before login", encode_ack(frame.seq, AckStatus.NOT_LOGGED_IN))
+                    return self._close(f"malformed LOGIN: {event.reason}", SessionEnd.MALFORMED_LOGIN)
+                return self._close(
+                    "frame before login", SessionEnd.FRAME_BEFORE_LOGIN, encode_ack(frame.seq, AckStatus.NOT_LOGGED_IN)
+                )
+            if self._relogin and isinstance(event, Login):
+                self.state = SessionState.LOGIN_PENDING
+                return event
             if isinstance(event, MalformedFrame) and event.type in _TELEMETRY_TYPES:
                 return Reply(encode_ack(event.seq, AckStatus.REJECTED), False, event.reason)
             # A second LOGIN, a server-only type or an unknown one.
@@ -140,7 +165,19 @@ class DeviceSession:
     def reject_login(self, status: LoginStatus, server_time: int, login_seq: int) -> Reply:
         self._require(SessionState.LOGIN_PENDING)
         self.state = SessionState.CLOSED
-        return Reply(encode(LoginAck(login_seq, status, server_time)), True, f"login refused: {status.name}")
+        return Reply(
+            encode(LoginAck(login_seq, status, server_time)),
+            True,
+            f"login refused: {status.name}",
+            SessionEnd.LOGIN_REFUSED,
+        )
+
+    def resume(self, imei: str) -> None:
+        """Continue a login accepted earlier on another byte stream (an MQTT session kept in
+        the cache): online at once, as `imei`, without a LOGIN on this stream."""
+        self._require(SessionState.AWAITING_LOGIN)
+        self.state = SessionState.ONLINE
+        self.imei = imei
 
     def ack(self, seq: int, status: AckStatus = AckStatus.STORED) -> bytes:
         return encode_ack(seq, status)
@@ -150,9 +187,9 @@ class DeviceSession:
         command is sent again after a reconnect, so the result can be matched to it."""
         return encode_frame(FrameType.COMMAND, seq & 0xFFFF, bytes((cmd, len(args))) + args)
 
-    def _close(self, reason: str, data: bytes = b"") -> Reply:
+    def _close(self, reason: str, end: SessionEnd, data: bytes = b"") -> Reply:
         self.state = SessionState.CLOSED
-        return Reply(data, True, reason)
+        return Reply(data, True, reason, end)
 
     def _require(self, state: SessionState) -> None:
         if self.state is not state:
