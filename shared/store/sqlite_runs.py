@@ -80,7 +80,7 @@ def decode_frames(frames: bytes) -> Iterator[tuple[bytes, Any]]:
             return
         if type(frame) is BadCrc:
             continue  # cannot happen either: only CRC-checked frames are stored
-        event = decode(frame)  # type: ignore[arg-type]
+        event = decode(frame)  # type: ignore[arg-type]  # a RawFrame: BadCrc was skipped above
         if type(event) in _EVENT_TYPES:
             yield frames[start : len(frames) - buffer.buffered], event
 

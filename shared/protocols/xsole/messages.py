@@ -146,7 +146,7 @@ class MalformedFrame:
 
 
 def _same_type_eq(self: tuple[Any, ...], other: object) -> bool:
-    return type(self) is type(other) and tuple.__eq__(self, other)  # type: ignore[arg-type]
+    return type(self) is type(other) and tuple.__eq__(self, other)
 
 
 def _same_type_ne(self: tuple[Any, ...], other: object) -> bool:
@@ -157,10 +157,12 @@ def _typed_hash(self: tuple[Any, ...]) -> int:
     return hash((type(self).__name__, tuple(self)))
 
 
+# NamedTuples compare as plain tuples, so a Heartbeat would equal an Ack with the
+# same values; events compare (and hash) by type as well.
 for _event in (Heartbeat, Position, Activity, Alarm, CommandResult, LoginAck, Ack):
-    _event.__eq__ = _same_type_eq  # type: ignore[method-assign,assignment]
-    _event.__ne__ = _same_type_ne  # type: ignore[method-assign,assignment]
-    _event.__hash__ = _typed_hash  # type: ignore[method-assign,assignment]
+    _event.__eq__ = _same_type_eq  # type: ignore[method-assign]  # on purpose: see the comment above
+    _event.__ne__ = _same_type_ne  # type: ignore[method-assign,assignment]  # on purpose: see the comment above
+    _event.__hash__ = _typed_hash  # type: ignore[method-assign]  # on purpose: see the comment above
 
 DeviceEvent = Login | Heartbeat | Position | Activity | Alarm | CommandResult
 ServerEvent = LoginAck | Ack | Command

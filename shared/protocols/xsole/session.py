@@ -119,7 +119,7 @@ class DeviceSession:
                     return self._close(f"{self.bad_frames_in_a_row} bad frames in a row", SessionEnd.BAD_FRAMES)
                 continue
             self.bad_frames_in_a_row = 0
-            event = decode(frame)  # type: ignore[arg-type]
+            event = decode(frame)  # type: ignore[arg-type]  # a RawFrame: BadCrc was skipped above
             if self.state is _ONLINE and type(event) in _TELEMETRY_CLASSES:
                 return event  # type: ignore[return-value]  # the hot path: the type check above narrows it
             if self.state is _AWAITING_LOGIN:
