@@ -39,6 +39,7 @@ async def add_contact(body: ContactIn, context: ContextDep, principal: AdminPrin
         email=body.email,
         phone=body.phone,
         kinds=tuple(body.kinds),
+        audit=principal.audit("contact.create", "contact", name=body.name),
     )
     return contact_view(contact)
 
@@ -51,6 +52,7 @@ async def add_contact(body: ContactIn, context: ContextDep, principal: AdminPrin
     responses={404: {"model": ErrorOut, "description": "no such contact in the caller's tenant"}},
 )
 async def delete_contact(contact_id: ResourceId, context: ContextDep, principal: AdminPrincipal) -> Response:
-    if not await context.store.delete_contact(principal.tenant_id, contact_id):
+    audit = principal.audit("contact.delete", "contact", contact_id)
+    if not await context.store.delete_contact(principal.tenant_id, contact_id, audit=audit):
         raise HTTPException(404, "contact not found")
     return Response(status_code=204)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
@@ -24,6 +24,7 @@ from services.context import ServiceContext
 from shared.cache import Cache
 from shared.config import Settings
 from shared.store.accounts import AccountStore, Role
+from shared.store.audit import Actor, AuditEntry
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,11 +37,25 @@ class Principal:
     api_key_id: int | None = None
     platform_admin: bool = False
     session_id: str | None = None  # the refresh-token family a bearer token belongs to
+    api_key_name: str | None = None
 
     @property
     def actor(self) -> str:
         """How this caller appears in an alert's timeline."""
         return self.email or f"api-key:{self.api_key_id}"
+
+    @property
+    def audit_actor(self) -> Actor:
+        """How this caller appears in the audit log."""
+        if self.via == "api_key":
+            return Actor("api_key", str(self.api_key_id), self.api_key_name or f"api-key:{self.api_key_id}")
+        return Actor("user", str(self.user_id), self.email or f"user:{self.user_id}")
+
+    def audit(self, action: str, target_type: str, target_id: object = None, **detail: Any) -> AuditEntry:
+        """The audit entry of a change this caller makes, for the store call that makes it
+        (target_id None for a create: the store names the new id)."""
+        target = None if target_id is None else str(target_id)
+        return AuditEntry(self.tenant_id, self.audit_actor, action, target_type, target, detail)
 
 
 def get_context(request: Request) -> ServiceContext:
@@ -87,7 +102,9 @@ async def authenticate_api_key(store: AccountStore, key: str) -> Principal | Non
     record = await store.api_key_by_hash(hash_api_key(key))
     if record is None or record.revoked:
         return None
-    return Principal(tenant_id=record.tenant_id, role=record.role, via="api_key", api_key_id=record.id)
+    return Principal(
+        tenant_id=record.tenant_id, role=record.role, via="api_key", api_key_id=record.id, api_key_name=record.name
+    )
 
 
 async def current_principal(

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from shared.bus.topics import TOPIC_ALERT as TOPIC_ALERT  # re-exported for the store adapters
+from shared.store.audit import AuditEntry
 
 AlertStatus = Literal["open", "acknowledged", "resolved"]
 ALERT_KINDS = (
@@ -134,10 +135,19 @@ class AlertStore(Protocol):
     ) -> None: ...
 
     async def add_contact(
-        self, *, tenant_id: int, name: str, email: str | None, phone: str | None, kinds: tuple[str, ...]
-    ) -> Contact: ...
+        self,
+        *,
+        tenant_id: int,
+        name: str,
+        email: str | None,
+        phone: str | None,
+        kinds: tuple[str, ...],
+        audit: AuditEntry | None = None,
+    ) -> Contact:
+        """`audit` (its target id left None) is written with the contact, naming its new id."""
+
     async def contacts(self, tenant_id: int) -> list[Contact]: ...
-    async def delete_contact(self, tenant_id: int, contact_id: int) -> bool: ...
+    async def delete_contact(self, tenant_id: int, contact_id: int, *, audit: AuditEntry | None = None) -> bool: ...
 
     async def claim_notification(self, *, alert_id: int, contact_id: int, channel: str, step: int) -> bool:
         """Exactly-once key: True for the one caller that should send this notification."""

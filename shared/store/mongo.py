@@ -34,6 +34,7 @@ from pymongo.write_concern import WriteConcern
 
 from shared.store.mongo_accounts import MongoAccounts
 from shared.store.mongo_alerting import MongoAlerting
+from shared.store.mongo_audit import MongoAudit
 from shared.store.mongo_detection_config import MongoDetectionConfig
 from shared.store.mongo_devices import MongoDevices
 from shared.store.mongo_ingest import DUPLICATE_KEY, TELEMETRY_KEY, MongoIngest
@@ -70,6 +71,7 @@ INDEXES: dict[str, list[IndexModel]] = (
     | MongoOutbox.INDEXES
     | MongoAlerting.INDEXES
     | MongoDetectionConfig.INDEXES
+    | MongoAudit.INDEXES
 )
 
 
@@ -80,7 +82,9 @@ def _is_unavailable(exc: PyMongoError) -> bool:
     return isinstance(exc, BulkWriteError) and bool(exc.details.get("writeConcernErrors"))
 
 
-class MongoStore(MongoAccounts, MongoDevices, MongoIngest, MongoOutbox, MongoAlerting, MongoDetectionConfig):
+class MongoStore(
+    MongoAccounts, MongoDevices, MongoIngest, MongoOutbox, MongoAlerting, MongoDetectionConfig, MongoAudit
+):
     """Every storage port on MongoDB (6.0 or later), one mixin per port over the same
     database; the telemetry port is MongoIngest."""
 
@@ -208,3 +212,4 @@ class MongoStore(MongoAccounts, MongoDevices, MongoIngest, MongoOutbox, MongoAle
         """Queue the messages of writes that stopped before queuing them (at open)."""
         await self._announce_alarms(await self._db.alarms.find({"pending_message": {"$exists": True}}).to_list(None))
         await self._finish_alert_changes()
+        await self._finish_audit()

@@ -40,6 +40,8 @@ from shared.store.alerts import (
     delivery_status_detail,
     delivery_status_is_news,
 )
+from shared.store.audit import AuditEntry
+from shared.store.mongo_audit import with_audit
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -139,6 +141,9 @@ class MongoAlerts:
         def _read(self, *, deadline: bool = True) -> AbstractAsyncContextManager[AsyncDatabase[Document]]: ...
         async def _new_id(self, name: str) -> int: ...
         async def _insert_new(self, collection: str, docs: list[Document]) -> None: ...
+        async def _audit_doc(self, entry: AuditEntry) -> Document: ...
+        async def _settle_audit(self, collection: str, doc: Document | None) -> None: ...
+        async def _audited_delete(self, collection: str, query: Document, entry: AuditEntry | None) -> bool: ...
         async def _append_outbox(self, entries: Sequence[tuple[str, bytes, str | None]]) -> None: ...
 
     # -- alerts ---------------------------------------------------------------------
@@ -315,21 +320,33 @@ class MongoAlerts:
     # -- contacts -------------------------------------------------------------------
 
     async def add_contact(
-        self, *, tenant_id: int, name: str, email: str | None, phone: str | None, kinds: tuple[str, ...]
+        self,
+        *,
+        tenant_id: int,
+        name: str,
+        email: str | None,
+        phone: str | None,
+        kinds: tuple[str, ...],
+        audit: AuditEntry | None = None,
     ) -> Contact:
         async with self._write() as db:
             contact = Contact(await self._new_id("contacts"), tenant_id, name, email, phone, tuple(kinds), time.time())
+            entry = None if audit is None else await self._audit_doc(replace(audit, target_id=str(contact.id)))
             await db.contacts.insert_one(
-                {
-                    "_id": contact.id,
-                    "tenant_id": tenant_id,
-                    "name": name,
-                    "email": email,
-                    "phone": phone,
-                    "kinds": list(kinds),
-                    "created_at": contact.created_at,
-                }
+                with_audit(
+                    {
+                        "_id": contact.id,
+                        "tenant_id": tenant_id,
+                        "name": name,
+                        "email": email,
+                        "phone": phone,
+                        "kinds": list(kinds),
+                        "created_at": contact.created_at,
+                    },
+                    entry,
+                )
             )
+            await self._settle_audit("contacts", entry)
             return contact
 
     async def contacts(self, tenant_id: int) -> list[Contact]:
@@ -337,10 +354,9 @@ class MongoAlerts:
             docs = await db.contacts.find({"tenant_id": tenant_id}).sort("_id").to_list(None)
         return [_contact(doc) for doc in docs]
 
-    async def delete_contact(self, tenant_id: int, contact_id: int) -> bool:
-        async with self._write() as db:
-            result = await db.contacts.delete_one({"_id": contact_id, "tenant_id": tenant_id})
-            return result.deleted_count == 1
+    async def delete_contact(self, tenant_id: int, contact_id: int, *, audit: AuditEntry | None = None) -> bool:
+        async with self._write():
+            return await self._audited_delete("contacts", {"_id": contact_id, "tenant_id": tenant_id}, audit)
 
     # -- notifications ----------------------------------------------------------------
 

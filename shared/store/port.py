@@ -9,6 +9,7 @@ and the compositions each service names.
 | `AlertingStore` | alerting.py | alerts, notifications, escalation, detections, push, SMS replies |
 | `DetectionConfigStore` | detection_config.py | geofences and per-device settings |
 | `OutboxStore` | outbox.py | messages waiting for the relay |
+| `AuditStore` | audit.py | the append-only audit log (changes write their entry with them) |
 
 Each adapter (SQLite, MongoDB) is one class composed of one mixin per port and
 offers them all (`Store`); a service names only what it uses, so its
@@ -22,6 +23,7 @@ from typing import Protocol
 
 from shared.store.accounts import AccountStore
 from shared.store.alerting import AlertingStore
+from shared.store.audit import AuditStore
 from shared.store.detection_config import DetectionConfigStore
 from shared.store.devices import CommandRecord as CommandRecord
 from shared.store.devices import Device as Device
@@ -55,11 +57,11 @@ class ListenerStore(DeviceStore, TelemetryStore, Protocol):
     """The listener: logins look devices up, commits store frames, commands go down."""
 
 
-class NotificationsStore(AccountStore, DeviceStore, AlertingStore, DetectionConfigStore, Protocol):
+class NotificationsStore(AccountStore, DeviceStore, AlertingStore, DetectionConfigStore, AuditStore, Protocol):
     """The notifications service: alarms to alerts, detections, who is told and how."""
 
 
-class ApiStore(AccountStore, DeviceStore, TelemetryHistory, AlertingStore, DetectionConfigStore, Protocol):
+class ApiStore(AccountStore, DeviceStore, TelemetryHistory, AlertingStore, DetectionConfigStore, AuditStore, Protocol):
     """The REST API and what shares its ServiceContext (the notifications service uses a part)."""
 
 
@@ -74,6 +76,7 @@ class Store(
     OutboxStore,
     AlertingStore,
     DetectionConfigStore,
+    AuditStore,
     Protocol,
 ):
     """Every port, as one adapter offers them: for the wiring that builds, opens and hands it out."""

@@ -28,6 +28,7 @@ from shared.store.messages import (
 from shared.store.port import StoreUnavailable
 from shared.store.sqlite_accounts import SqliteAccounts
 from shared.store.sqlite_alerting import SqliteAlerting
+from shared.store.sqlite_audit import SqliteAudit
 from shared.store.sqlite_detection_config import SqliteDetectionConfig
 from shared.store.sqlite_devices import SqliteDevices
 from shared.store.sqlite_outbox import SqliteOutbox
@@ -53,13 +54,15 @@ CREATE TABLE IF NOT EXISTS alarms (
     flags INTEGER NOT NULL, received_at REAL NOT NULL, UNIQUE (device_id, device_ts, seq));
 """
 # One mixin per port, in the order their tables are created (tenants first: the others refer to them).
-_PORTS = (SqliteAccounts, SqliteDevices, SqliteRuns, SqliteOutbox, SqliteAlerting, SqliteDetectionConfig)
+_PORTS = (SqliteAccounts, SqliteDevices, SqliteRuns, SqliteOutbox, SqliteAlerting, SqliteDetectionConfig, SqliteAudit)
 
 _COMMAND_STATUS = {0: "done", 1: "failed", 2: "unsupported"}
 _CMD_SEQ_AND_STATUS = itemgetter(CommandResult._fields.index("cmd_seq"), CommandResult._fields.index("status"))
 
 
-class SqliteStore(SqliteAccounts, SqliteDevices, SqliteRuns, SqliteOutbox, SqliteAlerting, SqliteDetectionConfig):
+class SqliteStore(
+    SqliteAccounts, SqliteDevices, SqliteRuns, SqliteOutbox, SqliteAlerting, SqliteDetectionConfig, SqliteAudit
+):
     """Every storage port on SQLite (WAL), one mixin per port over the same connections and
     threads; the telemetry commit is here, its reads in SqliteRuns. All blocking calls run
     off the event loop.

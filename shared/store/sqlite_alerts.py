@@ -10,6 +10,7 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
@@ -26,6 +27,8 @@ from shared.store.alerts import (
     delivery_status_detail,
     delivery_status_is_news,
 )
+from shared.store.audit import AuditEntry
+from shared.store.sqlite_audit import insert_audit
 
 T = TypeVar("T")
 
@@ -200,7 +203,14 @@ CREATE TABLE IF NOT EXISTS notification_deliveries (
     # -- contacts -------------------------------------------------------------------
 
     async def add_contact(
-        self, *, tenant_id: int, name: str, email: str | None, phone: str | None, kinds: tuple[str, ...]
+        self,
+        *,
+        tenant_id: int,
+        name: str,
+        email: str | None,
+        phone: str | None,
+        kinds: tuple[str, ...],
+        audit: AuditEntry | None = None,
     ) -> Contact:
         def run(c: sqlite3.Connection) -> Contact:
             cursor = c.execute(
@@ -208,6 +218,7 @@ CREATE TABLE IF NOT EXISTS notification_deliveries (
                 (tenant_id, name, email, phone, orjson.dumps(list(kinds)).decode(), time.time()),
             )
             row = c.execute(f"SELECT {_CONTACT_COLUMNS} FROM contacts WHERE id = ?", (cursor.lastrowid,)).fetchone()
+            insert_audit(c, None if audit is None else replace(audit, target_id=str(cursor.lastrowid)))
             return _contact(row)
 
         return await self._write(run)
@@ -221,14 +232,14 @@ CREATE TABLE IF NOT EXISTS notification_deliveries (
         )
         return [_contact(row) for row in rows]
 
-    async def delete_contact(self, tenant_id: int, contact_id: int) -> bool:
-        cursor = await self._write(
-            lambda c: c.execute(
-                "DELETE FROM contacts WHERE tenant_id = ? AND id = ?",
-                (tenant_id, contact_id),
-            )
-        )
-        return bool(cursor.rowcount)
+    async def delete_contact(self, tenant_id: int, contact_id: int, *, audit: AuditEntry | None = None) -> bool:
+        def run(c: sqlite3.Connection) -> bool:
+            cursor = c.execute("DELETE FROM contacts WHERE tenant_id = ? AND id = ?", (tenant_id, contact_id))
+            if cursor.rowcount:
+                insert_audit(c, audit)
+            return bool(cursor.rowcount)
+
+        return await self._write(run)
 
     # -- notifications ----------------------------------------------------------------
 
