@@ -1,6 +1,8 @@
-"""The HTTP app over a real SQLite store, for API and Socket.IO tests.
+"""The HTTP app over a real store, for API and Socket.IO tests.
 
-Everything but the network is real: SqliteStore, MemoryCache, MemoryBus,
+Everything but the network is real: SqliteStore (or MongoStore on the
+mongomock-motor emulator: `api_harness(tmp_path, adapter="mongomock")`, or the
+`harness` fixture, which runs a test once per adapter), MemoryCache, MemoryBus,
 access tokens from services.authn.tokens; only the downlink CommandSender is a
 recorder. Tenants, users, devices, positions and alerts are written straight
 through the store.
@@ -12,12 +14,13 @@ import itertools
 import secrets
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import httpx
+import pytest
 import socketio  # type: ignore[import-untyped]
 from fastapi import FastAPI
 
@@ -29,10 +32,11 @@ from shared.cache.memory import MemoryCache
 from shared.config import Settings
 from shared.protocols.xsole import Position
 from shared.runtime import Runtime
-from shared.store import Device, FrameRecord, hash_device_token
+from shared.store import Device, FrameRecord, Store, hash_device_token
 from shared.store.accounts import Role
 from shared.store.alerts import Alert
 from shared.store.sqlite import SqliteStore
+from tests.contract.mongo_shim import mongomock_store
 from tests.helpers.stored import commit_frames
 
 JWT_SECRET = "test-secret-" + "x" * 40
@@ -67,7 +71,7 @@ class Caller:
 @dataclass
 class ApiHarness:
     settings: Settings
-    store: SqliteStore
+    store: Store
     cache: MemoryCache
     bus: MemoryBus
     commands: FakeCommands
@@ -152,17 +156,31 @@ def api_settings(data_dir: Path) -> Settings:
     return Settings(**values)  # type: ignore[arg-type]
 
 
+StoreAdapter = Literal["sqlite", "mongomock"]
+STORE_ADAPTERS: tuple[StoreAdapter, ...] = ("sqlite", "mongomock")
+
+
 @asynccontextmanager
-async def api_harness(tmp_path: Path) -> AsyncIterator[ApiHarness]:
+async def api_harness(tmp_path: Path, *, adapter: StoreAdapter = "sqlite") -> AsyncIterator[ApiHarness]:
     settings = api_settings(tmp_path / "data")
-    store = SqliteStore(settings.sqlite_path, synchronous="NORMAL")
-    await store.open()
-    cache, bus, commands = MemoryCache(), MemoryBus(max_attempts=1), FakeCommands()
-    context = ServiceContext(settings=settings, store=store, cache=cache, bus=bus, commands=commands)
-    asgi = create_app(context, Runtime([], lambda: settings))
-    transport = httpx.ASGITransport(app=asgi.other_asgi_app)
-    try:
+    async with AsyncExitStack() as stack:
+        store: Store
+        if adapter == "sqlite":
+            store = SqliteStore(settings.sqlite_path, synchronous="NORMAL")
+            await store.open()
+            stack.push_async_callback(store.close)
+        else:
+            store = await stack.enter_async_context(mongomock_store())
+        cache, bus, commands = MemoryCache(), MemoryBus(max_attempts=1), FakeCommands()
+        context = ServiceContext(settings=settings, store=store, cache=cache, bus=bus, commands=commands)
+        asgi = create_app(context, Runtime([], lambda: settings))
+        transport = httpx.ASGITransport(app=asgi.other_asgi_app)
         async with httpx.AsyncClient(transport=transport, base_url="http://api.test") as http:
             yield ApiHarness(settings, store, cache, bus, commands, context, asgi, http)
-    finally:
-        await store.close()
+
+
+@pytest.fixture(params=STORE_ADAPTERS)
+async def harness(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[ApiHarness]:
+    """The app over each storage adapter in turn (the test id names it: `[sqlite]`, `[mongomock]`)."""
+    async with api_harness(tmp_path, adapter=request.param) as harness:
+        yield harness

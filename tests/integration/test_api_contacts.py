@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import pytest
 
 from shared.store.alerts import ALERT_KINDS
-from tests.helpers.api import ApiHarness, api_harness
+from tests.helpers.api import ApiHarness
 
 NIGHT = {"name": "Night supervisor", "email": "night@acme.example", "phone": "+33612345678", "kinds": ["sos", "fall"]}
 
 
 @pytest.fixture
-async def api(tmp_path: Path) -> AsyncIterator[ApiHarness]:
-    async with api_harness(tmp_path) as harness:
-        yield harness
+async def api(harness: ApiHarness) -> ApiHarness:
+    return harness  # once per storage adapter
 
 
 async def test_contact_paths_need_credentials(api: ApiHarness) -> None:
