@@ -50,6 +50,10 @@ export class GeofencesSection {
         this.name.focus({ preventScroll: true });
       },
       cancelled: () => this.context.setView("admin"),
+      done: () => {
+        this.context.setView("admin");
+        this.saveButton.focus({ preventScroll: false });
+      },
     });
     this.message = messageLine("geofences-message");
     this.list = h("ul", { class: "rows", "data-testid": "geofences-list" });

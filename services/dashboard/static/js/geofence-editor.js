@@ -18,7 +18,10 @@ function handleIcon(kind) {
 }
 
 export class GeofenceEditor {
-  /** hooks: changed(geometry) on every edit, drawn(geometry) when a drawing is finished, cancelled(). */
+  /**
+   * hooks: changed(geometry) on every edit, drawn(geometry) when a drawing is finished, cancelled(),
+   * done() when the user is through with the handles (phones: back to the form).
+   */
   constructor(map, hooks) {
     this.map = map;
     this.hooks = hooks;
@@ -71,6 +74,7 @@ export class GeofenceEditor {
       this.holes = holes;
     }
     this.layer.addTo(this.map);
+    this.toolbar.addTo(this.map);
     this._render();
     if (fit) this.map.fitBounds(this.shape.getBounds(), { padding: [40, 40], maxZoom: 18 });
   }
@@ -161,16 +165,20 @@ export class GeofenceEditor {
   _toolbar() {
     const Toolbar = L.Control.extend({
       onAdd: () => {
+        const drawing = this.mode === "draw";
         const element = h("div", { class: "leaflet-control draw-toolbar", "data-testid": "draw-toolbar",
-          role: "toolbar", "aria-label": "Drawing a geofence" },
+          role: "toolbar", "aria-label": drawing ? "Drawing a geofence" : "Changing a geofence" },
         h("span", { class: "draw-hint", "data-testid": "draw-hint", "aria-live": "polite" }),
-        h("div", { class: "button-row" },
+        drawing ? h("div", { class: "button-row" },
           h("button", { type: "button", class: "primary", "data-testid": "draw-finish", text: "Finish",
             onclick: () => this.finish() }),
           h("button", { type: "button", class: "quiet", "data-testid": "draw-undo", text: "Undo",
             onclick: () => this.undo() }),
           h("button", { type: "button", class: "quiet", "data-testid": "draw-cancel", text: "Cancel",
-            onclick: () => this.cancel() })));
+            onclick: () => this.cancel() }))
+          : h("div", { class: "button-row" },
+            h("button", { type: "button", class: "primary", "data-testid": "edit-done", text: "Back to the form",
+              onclick: () => this.hooks.done() })));
         L.DomEvent.disableClickPropagation(element);
         return element;
       },
@@ -190,7 +198,10 @@ export class GeofenceEditor {
     this.shape = null;
     if (this.type === "Circle") this._renderCircle();
     else this._renderPolygon();
-    if (this.mode === "draw") {
+    if (this.mode === "edit") {
+      this._hint(this.type === "Circle" ? "Drag the centre to move the circle, the round handle to resize it."
+        : "Drag a corner to move it, a small dot to add one; right-click or long-press a corner to remove it.");
+    } else {
       const corners = this.points.length;
       this._hint(this.type === "Circle"
         ? (corners === 0 ? "Click the centre of the circle." : "Click a point on its edge.")
