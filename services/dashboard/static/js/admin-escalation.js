@@ -17,6 +17,9 @@ export class EscalationSection {
       onclick: () => this._addStep({ contacts: [], wait_s: 300, channels: ["sms", "email"] }, true) });
     this.save = h("button", { type: "submit", class: "primary", "data-testid": "escalation-save", text: "Save policy" });
     this.updated = h("p", { class: "muted", "data-testid": "escalation-updated" });
+    // Disabled while the stored policy is read: it replaces the steps shown.
+    this.fields = h("fieldset", { class: "bare stack", disabled: true }, this.steps,
+      h("div", { class: "button-row" }, this.add, this.save));
     this.form = h("form", { class: "stack", "data-testid": "escalation-form", novalidate: true,
       onsubmit: (event) => {
         event.preventDefault();
@@ -26,13 +29,13 @@ export class EscalationSection {
     h("p", { class: "muted", text: "Without steps, every contact who wants an alert's kind is told at once. " +
       "With steps, the first step's contacts are told, and each next step follows when nobody has acknowledged " +
       "within the wait." }),
-    this.message, this.steps,
-    h("div", { class: "button-row" }, this.add, this.save),
+    this.message, this.fields,
     this.updated);
     root.append(this.form);
   }
 
   async load() {
+    this.fields.disabled = true;
     try {
       const [contacts, policy] = await Promise.all([
         this.api.get("api/v1/contacts"), this.api.get("api/v1/escalation-policy")]);
@@ -41,6 +44,7 @@ export class EscalationSection {
       for (const step of policy.steps) this._addStep(step);
       this._updatedAt(policy.updated_at);
       say(this.message, this.contacts.length ? "" : "Add contacts first: steps name them.", "ok");
+      this.fields.disabled = false;
     } catch (error) {
       say(this.message, explain(error, "load the escalation policy"));
     }

@@ -61,6 +61,13 @@ export class DeviceSettingsForm {
       field("Shift hours", this.hours, "24-hour clock, commas between spans; 22-6 runs past midnight."),
       field("Time zone", this.timezone), zones);
     this.submit = h("button", { type: "submit", class: "primary", "data-testid": `settings-save-${id}`, text: "Save settings" });
+    // Disabled until the stored settings are read, so that nothing typed is overwritten by them.
+    this.fields = h("fieldset", { class: "bare stack", disabled: true },
+      field("Offline after (minutes)", this.offline,
+        "Silence before the worker counts as offline; empty: the server's default."),
+      h("label", { class: "check" }, this.onShift, " No-motion alerts only during shift hours"),
+      this.shiftFields,
+      h("div", { class: "button-row" }, this.submit));
     this.element = h("form", { class: "stack card", "data-testid": `settings-form-${id}`, novalidate: true,
       onsubmit: (event) => {
         event.preventDefault();
@@ -68,11 +75,7 @@ export class DeviceSettingsForm {
       } },
     h("h4", { text: `Settings of ${device.name}` }),
     this.message,
-    field("Offline after (minutes)", this.offline,
-      "Silence before the worker counts as offline; empty: the server's default."),
-    h("label", { class: "check" }, this.onShift, " No-motion alerts only during shift hours"),
-    this.shiftFields,
-    h("div", { class: "button-row" }, this.submit));
+    this.fields);
     this._shiftShown();
   }
 
@@ -88,6 +91,7 @@ export class DeviceSettingsForm {
       this.hours.value = settings.shift ? shiftHoursText(settings.shift.hours) : "";
       this.timezone.value = settings.shift?.timezone ?? Intl.DateTimeFormat().resolvedOptions().timeZone ?? "UTC";
       this._shiftShown();
+      this.fields.disabled = false;
     } catch (error) {
       say(this.message, explain(error, "load the settings"));
     }
