@@ -8,6 +8,7 @@ import re
 import time
 from typing import Any
 
+from shared.store.accounts import Role
 from tests.browser.conftest import Server, TeamServer
 from tests.helpers.xsole_client import XSoleTestClient
 
@@ -26,7 +27,7 @@ async def new_tenant(server: Server, name: str) -> tuple[str, str]:
     return admin
 
 
-async def add_member(server: Server, admin: tuple[str, str], email: str, password: str, role: str) -> None:
+async def add_member(server: Server, admin: tuple[str, str], email: str, password: str, role: Role) -> None:
     """A user of the admin's tenant with that role, able to sign in with that password: written
     straight into the store (the running server reads users from it at each sign-in)."""
     from services.authn.passwords import hash_password
