@@ -1,6 +1,6 @@
 """Each role sees only the buttons it can use: a viewer no admin area, no acknowledge and
 no command form; a supervisor acknowledges and has the command form but no admin area.
-Neither page ever loads what the admin area shows."""
+Neither page ever loads the admin area, its code or its data."""
 
 from __future__ import annotations
 
@@ -88,4 +88,5 @@ async def test_viewers_and_supervisors_see_only_what_they_can_use(browser: Brows
 
     for asked in (viewer_asked, supervisor_asked):
         assert not [url for url in asked if any(path in url for path in ADMIN_AREA)], asked
+        assert not [url for url in asked if "/js/admin" in url], "the admin area's code is for admins only"
     await insole.close()

@@ -2,7 +2,6 @@
 // history of the signed-in user's tenant, from the public REST API and
 // Socket.IO events only (docs/dashboard.md).
 import { AccountScreens, PasswordPanel } from "./account.js";
-import { AdminPanel } from "./admin.js";
 import { AlertsPanel, SosCue } from "./alerts.js";
 import { Api, ApiError, Session, SessionEnded, appUrl } from "./api.js";
 import { CommandsPanel } from "./commands.js";
@@ -215,6 +214,7 @@ class Dashboard {
       byTestId("account-role").textContent = me.role;
       this.role = me.role;
       document.body.dataset.role = me.role;
+      if (me.role === "admin") await this._loadAdmin();
       if (!this._allowed(document.body.dataset.view)) this.setView("map");
       this.push.show(me.role).catch(() => {});
     } catch (error) {
@@ -232,6 +232,21 @@ class Dashboard {
     this.timers.push(setInterval(() => this.reload(), RELOAD_EVERY_MS));
     const pushed = /^#alert-(\d+)$/.exec(location.hash); // a notification opened the dashboard
     if (pushed) this.showAlert(Number(pushed[1]));
+  }
+
+  /** The admin area's code, fetched only for admins: other roles' pages never load it. */
+  async _loadAdmin() {
+    if (this.views.admin) return;
+    const { AdminPanel } = await import("./admin.js");
+    this.views.admin ??= new AdminPanel(byTestId("panel-admin"), {
+      api: this.api, store: this.store, map: this.views.map,
+      reload: () => this.reload(),
+      setView: (view) => this.setView(view),
+      openCommands: (imei) => this.showCommands(imei),
+      showMap: () => {
+        if (phone.matches) this.setView("map"); // a desk shows the map beside the admin area
+      },
+    });
   }
 
   /** The alerts view with that alert's details open (a notification was clicked). */
@@ -263,7 +278,7 @@ class Dashboard {
       this.views.sos.stop();
       this.views.history.clear();
       this.views.commands.hide();
-      this.views.admin.reset();
+      this.views.admin?.reset();
       this.views.map.fitted = false;
     }
     this.store.reset();
@@ -295,17 +310,8 @@ class Dashboard {
       error, trackShown: () => {}, viewMap: () => this.setView("map"),
     });
     const commands = new CommandsPanel(byTestId("panel-commands"), this.store, this.api);
-    const admin = new AdminPanel(byTestId("panel-admin"), {
-      api: this.api, store: this.store, map,
-      reload: () => this.reload(),
-      setView: (view) => this.setView(view),
-      openCommands: (imei) => this.showCommands(imei),
-      showMap: () => {
-        if (phone.matches) this.setView("map"); // a desk shows the map beside the admin area
-      },
-    });
     new PasswordPanel(byTestId("panel-account"), this.api);
-    this.views = { map, alerts, sos, workers, history, commands, admin };
+    this.views = { map, alerts, sos, workers, history, commands, admin: null }; // admin: see _loadAdmin
     this.store.addEventListener("devices", () => {
       map.render();
       workers.render();
@@ -424,8 +430,8 @@ class Dashboard {
     if (this.views && previous !== view) {
       if (previous === "commands") this.views.commands.hide();
       // The map stays beside (or, on a phone, is shown for drawing): only other views end an edit.
-      if (previous === "admin" && view !== "map") this.views.admin.leave();
-      if (view === "admin") this.views.admin.open();
+      if (previous === "admin" && view !== "map") this.views.admin?.leave();
+      if (view === "admin") this.views.admin?.open();
     }
     for (const button of byTestId("nav").querySelectorAll("button[data-view]")) {
       const current = button.dataset.view === view || (!phone.matches && view === "map" && button.dataset.view === "workers");
