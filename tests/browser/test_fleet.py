@@ -87,18 +87,22 @@ async def test_an_admin_manages_an_insole_and_a_supervisor_commands_it(
     # --- a command, followed from queued to done as the insole answers
     await page.get_by_test_id(f"marker-{IMEI}").click()
     await page.get_by_test_id("details-commands").click()
-    await page.get_by_test_id("command-kind").select_option("locate-now")
-    await page.get_by_test_id("command-args").fill("zz")
+    await page.get_by_test_id("command-kind").select_option("set-interval")
+    await page.get_by_test_id("command-send").click()  # the interval is missing
+    message = page.get_by_test_id("command-send-message")
+    await expect(message).to_have_text("Interval: a whole number of seconds, 1 to 65535.")
+    await page.get_by_test_id("command-seconds").fill("70000")
     await page.get_by_test_id("command-send").click()
-    await expect(page.get_by_test_id("command-send-message")).to_contain_text("hexadecimal")
-    await page.get_by_test_id("command-args").fill("")
+    await expect(message).to_have_text("Interval: a whole number of seconds, 1 to 65535.")
+    await page.get_by_test_id("command-seconds").fill("60")
     await page.get_by_test_id("command-send").click()
     command = await command_received(insole)
-    assert command.cmd == CommandCode.LOCATE_NOW
+    assert (command.cmd, command.args) == (CommandCode.SET_INTERVAL, bytes.fromhex("003c"))
     first = page.get_by_test_id("commands-list").locator("li").first
     await expect(first.get_by_test_id("command-status")).to_have_text("sent")
     await insole.send(CommandResult(insole.next_seq(), command.seq, 0))
     await expect(first.get_by_test_id("command-status")).to_have_text("done")  # refreshed while shown
+    await expect(first).to_contain_text("every 60 s")
     await browser.screenshot(page, "desktop-commands")
 
     # --- renamed: the map and the lists follow

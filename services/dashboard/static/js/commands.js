@@ -12,7 +12,21 @@ const COMMANDS = [
   ["reboot", "Reboot"],
 ];
 const COMMAND_LABELS = Object.fromEntries(COMMANDS);
-const HEX = /^(?:[0-9a-fA-F]{2})*$/;
+// The commands that take an argument: a number of seconds, sent as big-endian bytes in hex
+// (the API's `args`; layouts in shared/protocols/xsole/command_args.py).
+const SECONDS = {
+  "set-interval": { label: "Interval (seconds)", max: 65535, bytes: 2, required: true },
+  vibrate: { label: "For how long (seconds, optional)", max: 255, bytes: 1, required: false },
+};
+
+/** A command's arguments in words: "every 60 s", "for 5 s". */
+function argsText(command, args) {
+  if (!args) return "";
+  const seconds = parseInt(args, 16);
+  if (command === "set-interval") return `every ${seconds} s`;
+  if (command === "vibrate") return `for ${seconds} s`;
+  return `arguments ${args}`;
+}
 
 export class CommandsPanel {
   constructor(root, store, api) {
@@ -33,21 +47,37 @@ export class CommandsPanel {
     const message = messageLine("command-send-message");
     const command = h("select", { name: "command", "data-testid": "command-kind" },
       COMMANDS.map(([value, label]) => h("option", { value, text: label })));
-    const args = h("input", { name: "args", autocomplete: "off", spellcheck: "false", placeholder: "e.g. 003c",
-      "data-testid": "command-args" });
+    const seconds = h("input", { name: "seconds", type: "number", min: 1, step: 1, inputmode: "numeric",
+      "data-testid": "command-seconds" });
+    const secondsField = field("Seconds", seconds);
+    const shown = () => {
+      const spec = SECONDS[command.value];
+      secondsField.hidden = !spec;
+      if (spec) {
+        secondsField.firstChild.textContent = spec.label;
+        seconds.max = spec.max;
+      }
+    };
+    command.addEventListener("change", shown);
     const submit = h("button", { type: "submit", class: "primary", "data-testid": "command-send", text: "Send" });
-    return h("form", { class: "stack card needs-supervisor", "data-testid": "command-form", novalidate: true,
+    const form = h("form", { class: "stack card needs-supervisor", "data-testid": "command-form", novalidate: true,
       onsubmit: async (event) => {
         event.preventDefault();
         const imei = this.worker.value;
         if (!imei) return say(message, "Choose a worker first.");
-        const hex = args.value.trim().replaceAll(" ", "");
-        if (!HEX.test(hex)) return say(message, "Arguments are bytes in hexadecimal, two digits each (e.g. 003c).");
-        const body = hex ? { command: command.value, args: hex.toLowerCase() } : { command: command.value };
+        const body = { command: command.value };
+        const spec = SECONDS[command.value];
+        if (spec && (seconds.value.trim() || spec.required)) {
+          const value = Number(seconds.value);
+          if (!Number.isInteger(value) || value < 1 || value > spec.max) {
+            return say(message, `${spec.label.replace(/ \(.*/, "")}: a whole number of seconds, 1 to ${spec.max}.`);
+          }
+          body.args = value.toString(16).padStart(spec.bytes * 2, "0");
+        }
         const queued = await busy(submit, message, "send the command",
           () => this.api.post(`api/v1/devices/${imei}/commands`, body));
         if (queued) {
-          args.value = "";
+          seconds.value = "";
           say(message, `${COMMAND_LABELS[queued.command] ?? queued.command} is ${queued.status}.`, "ok");
           await this.load();
         }
@@ -56,8 +86,10 @@ export class CommandsPanel {
     h("h3", { text: "Send a command" }),
     message,
     field("Command", command),
-    field("Arguments (hex, optional)", args, "Only for commands that take some, such as the interval."),
+    secondsField,
     h("div", { class: "button-row" }, submit));
+    shown();
+    return form;
   }
 
   refreshWorkers() {
@@ -126,7 +158,7 @@ export class CommandsPanel {
     h("div", { class: "admin-row-head" },
       h("span", { class: "row-main" },
         h("span", { class: "row-title", text: COMMAND_LABELS[item.command] ?? item.command }),
-        h("span", { class: "muted", text: item.args ? `arguments ${item.args}` : "no arguments" })),
+        h("span", { class: "muted", text: argsText(item.command, item.args) })),
       h("span", { class: `pill command-${item.status}`, "data-testid": "command-status", text: item.status })),
     h("div", { class: "muted", text: times }));
   }
