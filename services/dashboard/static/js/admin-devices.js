@@ -6,6 +6,7 @@ import { DeviceSettingsForm } from "./device-settings.js";
 import { busy, confirmAction, explain, field, messageLine, say, secretBox } from "./forms.js";
 
 const IMEI = /^\d{15}$/;
+const TOKEN_NOTE = "Shown only now: write it into the insole before leaving this page.";
 
 export class DevicesSection {
   /** context: api, reload() (the page's workers), openCommands(imei). */
@@ -41,7 +42,8 @@ export class DevicesSection {
           () => this.api.post("api/v1/devices", { imei: imei.value.trim(), name: name.value.trim() }));
         if (!created) return;
         form.reset();
-        this.registered.replaceChildren(secretBox(`Token of ${created.name} (${created.imei})`, created.token, "new-device-token"));
+        this.registered.replaceChildren(secretBox(`Token of ${created.name} (${created.imei})`, created.token, "new-device-token",
+          TOKEN_NOTE));
         await this.load();
         this.context.reload();
       } },
@@ -111,7 +113,7 @@ export class DevicesSection {
         confirmLabel: "Make a new token", danger: true, testid: "confirm-rotate",
       }))) return;
       const answer = await busy(target, message, "make a new token", () => this.api.post(`api/v1/devices/${id}/token`));
-      if (answer) open(secretBox(`New token of ${device.name}`, answer.token, `device-token-${id}`));
+      if (answer) open(secretBox(`New token of ${device.name}`, answer.token, `device-token-${id}`, TOKEN_NOTE));
     };
 
     const settings = () => {

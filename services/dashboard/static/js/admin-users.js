@@ -1,6 +1,6 @@
 // Users (admin): the team's accounts, invitations by email, roles, disabling.
 import { ago, compareNames, h } from "./dom.js";
-import { busy, confirmAction, explain, field, messageLine, say } from "./forms.js";
+import { busy, confirmAction, explain, field, messageLine, say, secretBox } from "./forms.js";
 
 const ROLES = [["viewer", "Viewer"], ["supervisor", "Supervisor"], ["admin", "Admin"]];
 const ROLES_HINT = "Viewers read; supervisors also acknowledge and resolve alerts and send commands; " +
@@ -13,8 +13,9 @@ export class UsersSection {
     this.api = api;
     this.message = messageLine("users-message");
     this.list = h("ul", { class: "rows", "data-testid": "users-list" });
+    this.handover = h("div", { "data-testid": "invite-handover" });
     this.inviteForm = this._inviteForm();
-    root.append(this.inviteForm, h("h3", { text: "Team" }), this.message, this.list);
+    root.append(this.inviteForm, this.handover, h("h3", { text: "Team" }), this.message, this.list);
   }
 
   _inviteForm() {
@@ -40,7 +41,7 @@ export class UsersSection {
         if (!created) return;
         form.reset();
         role.value = "supervisor";
-        say(message, `Invitation sent to ${created.email}: the link in it works for 72 hours.`, "ok");
+        this._invited(created.email, created.invitation, message);
         await this.load();
       } },
     h("h3", { text: "Invite someone" }),
@@ -50,6 +51,21 @@ export class UsersSection {
     field("Role", role, ROLES_HINT),
     h("div", { class: "button-row" }, submit));
     return form;
+  }
+
+  /**
+   * What became of an invitation's email: sent, or (no SMTP server, or it refused) the link
+   * itself, for the admin to hand over another way.
+   */
+  _invited(email, invitation, message) {
+    this.handover.replaceChildren();
+    if (invitation?.email_sent === false && invitation.link) {
+      say(message, `The email to ${email} could not be sent: give them the link below another way.`);
+      this.handover.append(secretBox(`Invitation link for ${email}`, invitation.link, "invite-link",
+        "It works once, for 72 hours. Whoever opens it joins your team: send it only to them."));
+    } else {
+      say(message, `Invitation sent to ${email}: the link in it works for 72 hours.`, "ok");
+    }
   }
 
   async load() {
@@ -92,6 +108,13 @@ export class UsersSection {
           () => this.api.patch(`api/v1/users/${user.id}`, { disabled: !disabled }));
         if (updated) await this.load();
       } });
+    const resend = user.status === "invited" ? h("button", { type: "button", class: "quiet",
+      "data-testid": `user-reinvite-${user.id}`, text: "Send a new link",
+      onclick: async () => {
+        const invitation = await busy(resend, message, "send a new invitation",
+          () => this.api.post(`api/v1/users/${user.id}/invitation`));
+        if (invitation) this._invited(user.email, invitation, message);
+      } }) : null;
     return h("li", { class: "admin-row", "data-testid": `user-${user.id}`, "data-email": user.email,
       "data-status": user.status },
     h("div", { class: "admin-row-head" },
@@ -100,7 +123,7 @@ export class UsersSection {
         h("span", { class: "muted", text: user.email })),
       h("span", { class: `pill status-${user.status}`, "data-testid": "user-status", text: STATUS_LABELS[user.status] ?? user.status })),
     h("div", { class: "muted", text: user.last_login_at ? `Last signed in ${ago(user.last_login_at)}` : "Never signed in" }),
-    h("div", { class: "button-row" }, role, toggle),
+    h("div", { class: "button-row" }, role, toggle, resend),
     message);
   }
 }

@@ -79,10 +79,10 @@ export function confirmAction({ title, text, confirmLabel, danger = false, extra
 }
 
 /**
- * A secret shown once (a device token): selectable text, a copy button, and a reminder
- * that it cannot be shown again. Returns the element to insert.
+ * A secret shown once (a device token, an invitation link): selectable text, a copy button,
+ * and `note`, what to do with it. Returns the element to insert.
  */
-export function secretBox(label, secret, testid) {
+export function secretBox(label, secret, testid, note) {
   const value = h("code", { class: "secret-value", "data-testid": `${testid}-value`, text: secret });
   const status = h("span", { class: "muted", role: "status", "data-testid": `${testid}-copied` });
   const copy = h("button", { type: "button", class: "quiet", "data-testid": `${testid}-copy`, text: "Copy",
@@ -93,7 +93,7 @@ export function secretBox(label, secret, testid) {
     h("strong", { text: label }),
     value,
     h("div", { class: "button-row" }, copy, status),
-    h("p", { class: "muted", text: "Shown only now: write it into the insole before leaving this page." }));
+    h("p", { class: "muted", text: note }));
 }
 
 async function copyText(text, element) {
