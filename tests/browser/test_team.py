@@ -108,7 +108,10 @@ async def test_an_invited_supervisor_acknowledges_an_sos_and_the_admin_audits_bo
     await expect(acked.get_by_test_id("audit-entry-actor")).to_contain_text(HANA[1])
     await expect(acked.get_by_test_id("audit-entry-actor")).to_contain_text(f"alert {alert_id}")
     await browser.screenshot(admin_page, "desktop-admin-audit")
-    # filtered by action: only the acknowledgement
+    # filtered by action: a half-written one is refused; then only the acknowledgement
+    await admin_page.get_by_test_id("audit-action").fill("alert")
+    await admin_page.get_by_test_id("audit-filter").click()
+    await expect(admin_page.get_by_test_id("audit-message")).to_contain_text("An action is written like alert.ack")
     await admin_page.get_by_test_id("audit-action").fill("alert.ack")
     await admin_page.get_by_test_id("audit-filter").click()
     await expect(entries.locator("li")).to_have_count(1)

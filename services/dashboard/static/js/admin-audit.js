@@ -12,6 +12,7 @@ const ACTIONS = [
   "geofence.create", "geofence.delete", "settings.update", "api_key.create", "api_key.revoke",
   "webhook.create", "webhook.update", "webhook.delete", "positions.read", "export.read",
 ];
+const ACTION = /^[a-z][a-z_]*\.[a-z][a-z_]*$/;
 const ACTOR_LABELS = { user: "user", api_key: "API key", contact: "contact", system: "system" };
 
 export class AuditSection {
@@ -57,9 +58,14 @@ export class AuditSection {
       say(this.message, "The start of the range is after its end.");
       return;
     }
+    const action = this.action.value.trim();
+    if (action && !ACTION.test(action)) {
+      say(this.message, "An action is written like alert.ack or user.invite: pick one from the list.");
+      return;
+    }
     try {
       const page = await this.api.get("api/v1/audit", {
-        action: this.action.value.trim(), since, until, limit: PAGE, cursor: more ? this.cursor : null,
+        action, since, until, limit: PAGE, cursor: more ? this.cursor : null,
       });
       const rows = page.items.map((entry) => this._row(entry));
       if (more) this.list.append(...rows);
