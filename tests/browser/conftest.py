@@ -262,10 +262,11 @@ class Browser:
         return page, traffic
 
     async def screenshot(self, page: Any, name: str) -> Path:
-        """`name`.png in the screenshots folder, once the map has finished moving; its path."""
+        """`name`.png in the screenshots folder, once the map (if shown) has finished moving; its path."""
         from playwright.async_api import expect
 
-        await expect(page.get_by_test_id("map")).to_have_attribute("data-idle", "true")
+        if await page.get_by_test_id("app").is_visible():  # not on the sign-in and link pages
+            await expect(page.get_by_test_id("map")).to_have_attribute("data-idle", "true")
         self.screenshots.mkdir(parents=True, exist_ok=True)
         path = self.screenshots / f"{name}.png"
         await page.screenshot(path=str(path))
