@@ -138,8 +138,8 @@ export class DevicesSection {
         return true;
       });
       if (done) {
-        say(this.message, `${device.name} was retired${erase.checked ? " and its data erased" : ""}.`, "ok");
         await this.load();
+        say(this.message, `${device.name} was retired${erase.checked ? " and its data erased" : ""}.`, "ok");
         this.context.reload();
       }
     };
