@@ -38,12 +38,12 @@ async def test_an_invited_supervisor_acknowledges_an_sos_and_the_admin_audits_bo
     await expect(admin_page.get_by_test_id("invite-message")).to_contain_text(f"Invitation sent to {HANA[1]}")
     hana_row = admin_page.get_by_test_id("users-list").locator(f'[data-email="{HANA[1]}"]')
     await expect(hana_row.get_by_test_id("user-status")).to_have_text("invited")
+    await browser.screenshot(admin_page, "desktop-admin-users")
     # the same email again: the API's 409, in words
     await admin_page.get_by_test_id("invite-name").fill("Someone")
     await admin_page.get_by_test_id("invite-email").fill(HANA[1])
     await admin_page.get_by_test_id("invite-submit").click()
     await expect(admin_page.get_by_test_id("invite-message")).to_contain_text("Could not invite them:")
-    await browser.screenshot(admin_page, "desktop-admin-users")
 
     # --- Hana opens the emailed link on her phone, chooses a password and is signed in
     link = await emailed_link(server, HANA[1], "accept-invite")
