@@ -101,3 +101,79 @@ async def test_an_admin_draws_a_geofence_and_a_worker_leaving_it_raises_an_alert
     await insole.close()
     await page.context.close()
     assert traffic.off_machine == []
+
+
+async def test_an_admin_retypes_a_geofence_draws_a_circle_and_deletes_one(
+    browser: Browser, team_server: TeamServer
+) -> None:
+    from playwright.async_api import expect
+
+    server = team_server
+    admin = await new_tenant(server, "Fence keeper")
+    square = [[7.05, 43.61], [7.06, 43.61], [7.06, 43.62], [7.05, 43.62], [7.05, 43.61]]
+    async with server.user(*admin) as api:
+        created = await api.post(
+            "/api/v1/geofences",
+            json={"name": "Quarry", "geometry": {"type": "Polygon", "coordinates": [square]}, "alert_on": ["enter"]},
+        )
+        assert created.status_code == 201, created.text
+    old_id = created.json()["id"]
+    page, traffic = await browser.open(server)
+    await sign_in(page, *admin)
+    await page.get_by_test_id("nav-admin").click()
+    await page.get_by_test_id("admin-tab-geofences").click()
+
+    # --- changed with the keyboard only: corners typed in the form move the shape on the map
+    await page.get_by_test_id(f"geofence-edit-{old_id}").click()
+    await expect(page.get_by_test_id("edit-handle-corner")).to_have_count(4)  # the stored shape, editable
+    await expect(page.get_by_test_id(f"geofence-{old_id}")).to_have_count(0)  # shown once, as the edited one
+    corners = page.get_by_test_id("geofence-corners")
+    await expect(corners).to_have_value("43.61, 7.05\n43.61, 7.06\n43.62, 7.06\n43.62, 7.05")
+    await corners.fill("43.61, 7.05\n43.61, 7.06\nnot a corner")
+    await corners.blur()
+    await expect(page.get_by_test_id("geofence-form-message")).to_contain_text('line 3 is not "latitude, longitude"')
+    await corners.fill("43.61, 7.05\n43.61, 7.07\n43.63, 7.07\n43.63, 7.05\n43.62, 7.04")
+    await corners.blur()
+    await expect(page.get_by_test_id("edit-handle-corner")).to_have_count(5)
+    await page.get_by_test_id("geofence-save").click()
+    await expect(page.get_by_test_id("geofences-message")).to_have_text("Quarry saved.")
+    async with server.user(*admin) as api:
+        fences = (await api.get("/api/v1/geofences")).json()["items"]
+    assert len(fences) == 1 and fences[0]["id"] != old_id  # added anew, then the old one removed
+    assert fences[0]["name"] == "Quarry" and fences[0]["alert_on"] == ["enter"]
+    assert fences[0]["geometry"]["coordinates"] == [
+        [[7.05, 43.61], [7.07, 43.61], [7.07, 43.63], [7.05, 43.63], [7.04, 43.62], [7.05, 43.61]]
+    ]
+
+    # --- a circle: its centre clicked, then a point 100 px east on its edge
+    await page.get_by_test_id("geofence-new").click()
+    await page.get_by_test_id("geofence-name").fill("Crane")
+    await page.get_by_test_id("geofence-shape-circle").check()
+    await page.get_by_test_id("geofence-draw").click()
+    box = await page.get_by_test_id("map").bounding_box()
+    centre = (box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    await page.mouse.click(*centre)
+    await expect(page.get_by_test_id("draw-hint")).to_have_text("Click a point on its edge.")
+    await page.mouse.click(centre[0] + 100, centre[1])
+    radius = float(await page.get_by_test_id("geofence-radius").input_value())
+    scale = page.locator(".leaflet-control-scale-line")  # its width in px stands for its text in metres
+    metres = float((await scale.text_content() or "").split()[0]) * (1000 if "km" in await scale.inner_text() else 1)
+    per_px = metres / (await scale.bounding_box())["width"]
+    assert abs(radius - 100 * per_px) < 0.05 * radius, (radius, per_px)
+    await page.get_by_test_id("geofence-on-enter").check()
+    await page.get_by_test_id("geofence-save").click()
+    await expect(page.get_by_test_id("geofences-message")).to_have_text("Crane saved.")
+    async with server.user(*admin) as api:
+        crane = next(f for f in (await api.get("/api/v1/geofences")).json()["items"] if f["name"] == "Crane")
+    assert crane["geometry"]["type"] == "Circle" and crane["geometry"]["radius_m"] == round(radius, 1)
+    assert crane["alert_on"] == ["exit", "enter"]
+    await expect(page.get_by_test_id(f"geofence-{crane['id']}")).to_be_visible()
+
+    # --- deleted after a confirmation
+    await page.get_by_test_id(f"geofence-delete-{crane['id']}").click()
+    await page.get_by_test_id("confirm-delete-geofence-yes").click()
+    await expect(page.get_by_test_id(f"geofence-row-{crane['id']}")).to_have_count(0)
+    await expect(page.get_by_test_id(f"geofence-{crane['id']}")).to_have_count(0)
+    async with server.user(*admin) as api:
+        assert [f["name"] for f in (await api.get("/api/v1/geofences")).json()["items"]] == ["Quarry"]
+    assert traffic.off_machine == []
