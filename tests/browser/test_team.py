@@ -183,3 +183,31 @@ async def test_a_forgotten_password_is_reset_from_the_emailed_link_and_changed_l
     await expect(password_message).to_have_text("Your password has been changed. Your other sessions were signed out.")
     await page.get_by_test_id("sign-out").click()
     await sign_in(page, email, "the third passphrase")
+
+
+async def test_the_audit_log_pages_newest_first(browser: Browser, team_server: TeamServer) -> None:
+    from playwright.async_api import expect
+
+    server = team_server
+    admin = await new_tenant(server, "Audit Co")
+    async with server.user(*admin) as api:
+        for number in range(55):  # one contact.create entry each: more than a page of 50
+            added = await api.post(
+                "/api/v1/contacts", json={"name": f"Contact {number}", "email": f"c{number}@a.example"}
+            )
+            assert added.status_code == 201, added.text
+    page, _ = await browser.open(server)
+    await sign_in(page, *admin)
+    await page.get_by_test_id("nav-admin").click()
+    await page.get_by_test_id("admin-tab-audit").click()
+    await page.get_by_test_id("audit-action").fill("contact.create")
+    await page.get_by_test_id("audit-filter").click()
+    rows = page.get_by_test_id("audit-list").locator("li")
+    await expect(rows).to_have_count(50)
+    await expect(rows.first.get_by_test_id("audit-entry-detail")).to_contain_text("Contact 54")
+    await page.get_by_test_id("audit-more").click()
+    await expect(rows).to_have_count(55)
+    await expect(rows.last.get_by_test_id("audit-entry-detail")).to_contain_text("Contact 0")
+    await expect(page.get_by_test_id("audit-more")).to_be_hidden()
+    ids = [int(i.removeprefix("audit-")) for i in await rows.evaluate_all("rows => rows.map(r => r.dataset.testid)")]
+    assert ids == sorted(ids, reverse=True) and len(set(ids)) == 55, "newest first, none twice"
