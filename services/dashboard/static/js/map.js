@@ -249,11 +249,22 @@ export class WorkerMap {
     if (!this.map.hasLayer(this.popup)) this.popup.openOn(this.map);
   }
 
+  // The details follow the worker, but their buttons stay the same elements: a button being
+  // focused (keyboard) or pressed is never replaced under the user.
   _refreshDetails() {
     const device = this.store.devices.get(this.openImei);
     if (!device?.last_position) return;
     this._padPopup();
-    this.popup.setLatLng([device.last_position.lat, device.last_position.lon]).setContent(this._details(device));
+    const shown = this.popup.getContent();
+    const fresh = this._details(device);
+    if (shown instanceof HTMLElement && shown.dataset.imei === device.imei) {
+      const buttons = shown.querySelector(":scope > .button-row");
+      fresh.querySelector(":scope > .button-row").remove();
+      shown.replaceChildren(...fresh.childNodes, buttons);
+      this.popup.setLatLng([device.last_position.lat, device.last_position.lon]).update();
+    } else {
+      this.popup.setLatLng([device.last_position.lat, device.last_position.lon]).setContent(fresh);
+    }
   }
 
   focus(imei) {
