@@ -61,6 +61,7 @@ async def test_viewers_and_supervisors_see_only_what_they_can_use(browser: Brows
     await viewer.get_by_test_id("details-commands").click()
     await expect(viewer.get_by_test_id("commands-worker")).to_have_value(IMEI)
     await expect(viewer.get_by_test_id("command-form")).to_be_hidden()
+    await expect(viewer.get_by_test_id("commands-message")).to_have_text("No command sent to this worker yet.")
     await expect(viewer.get_by_test_id("panel-admin")).to_be_hidden()
     await expect(viewer.locator("button:visible", has_text="Acknowledge")).to_have_count(0)
     await browser.screenshot(viewer, "phone-viewer-commands")
