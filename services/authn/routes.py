@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
@@ -44,7 +45,8 @@ from services.authn.tokens import (
     start_session,
 )
 from shared.logging import get_logger
-from shared.store.accounts import TenantExists, UserExists
+from shared.store.accounts import TenantExists, User, UserExists
+from shared.store.audit import Actor, AuditEntry
 
 log = get_logger("solewatch.authn")
 
@@ -108,20 +110,32 @@ async def issue_token(body: TokenRequest, request: Request, response: Response, 
         ) from None
     try:
         user = await ctx.store.user_by_email(body.email)
-        # An unknown email costs the same argon2 work as a wrong password: no timing oracle.
-        check = await verify_password(user.password_hash if user else None, body.password)
+        # Only an active user signs in. An unknown email, an invited or a disabled user cost the
+        # same argon2 work as a wrong password and get the same answer: no oracle, by status or timing.
+        active = user if user is not None and user.status == "active" else None
+        check = await verify_password(active.password_hash if active else None, body.password)
     except BaseException:
         await limiter.abandoned(attempt)  # storage down, or the client left: the next try need not wait
         raise
-    if user is None or not check.ok:
+    if active is None or not check.ok:
         await limiter.failed(attempt)
         log.info("login_failed", address=address)
+        if user is not None:  # an unknown email has no tenant to log under
+            await ctx.store.record_audit(_login_entry(user, "auth.login_failed", address, status=user.status))
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, BAD_CREDENTIALS)
     await limiter.succeeded(attempt)
     if check.new_hash is not None:
-        await ctx.store.set_password_hash(user.id, check.new_hash)
-    log.info("login_succeeded", user_id=user.id, tenant_id=user.tenant_id, address=address)
-    return _token_response(await start_session(ctx.settings, ctx.cache, user), response)
+        await ctx.store.set_password_hash(active.id, check.new_hash)
+    now = time.time()
+    await ctx.store.record_login(active.id, now, audit=_login_entry(active, "auth.login", address))
+    log.info("login_succeeded", user_id=active.id, tenant_id=active.tenant_id, address=address)
+    return _token_response(await start_session(ctx.settings, ctx.cache, active), response)
+
+
+def _login_entry(user: User, action: str, address: str, **detail: Any) -> AuditEntry:
+    # A failed login is not the user's doing: whoever tried is only an address.
+    actor = Actor("user", str(user.id), user.email) if action == "auth.login" else Actor.system(f"login from {address}")
+    return AuditEntry(user.tenant_id, actor, action, "user", str(user.id), {"address": address, **detail})
 
 
 @router.post("/auth/refresh", tags=["auth"], summary="Trade a refresh token for a new pair", responses=_errors(401))
@@ -177,7 +191,11 @@ async def create_tenant(body: TenantRequest, principal: PlatformAdminPrincipal, 
     """Platform admins only. The new admin logs in with the email and password given."""
     try:
         created = await add_tenant(
-            ctx.store, name=body.name, admin_email=body.admin_email, admin_password=body.admin_password
+            ctx.store,
+            name=body.name,
+            admin_email=body.admin_email,
+            admin_password=body.admin_password,
+            actor=principal.audit_actor,
         )
     except TenantExists:
         raise HTTPException(status.HTTP_409_CONFLICT, "a tenant with that name exists") from None
@@ -226,6 +244,7 @@ async def create_api_key(body: ApiKeyRequest, principal: KeyManager, ctx: Contex
         prefix=key[:PREFIX_LENGTH],
         key_hash=hash_api_key(key),
         role=body.role,
+        audit=principal.audit("api_key.create", "api_key", name=body.name, role=body.role),
     )
     log.info("api_key_created", api_key_id=record.id, tenant_id=record.tenant_id, by=principal.actor)
     return ApiKeyCreated(**ApiKeyOut.of(record).model_dump(), key=key)
@@ -246,7 +265,8 @@ async def list_api_keys(principal: KeyManager, ctx: ContextDep) -> ApiKeyList:
 )
 async def revoke_api_key(key_id: int, principal: KeyManager, ctx: ContextDep) -> Response:
     """The key stops working at once."""
-    if not await ctx.store.revoke_api_key(principal.tenant_id, key_id):
+    audit = principal.audit("api_key.revoke", "api_key", key_id)
+    if not await ctx.store.revoke_api_key(principal.tenant_id, key_id, audit=audit):
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such API key")
     log.info("api_key_revoked", api_key_id=key_id, tenant_id=principal.tenant_id, by=principal.actor)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
