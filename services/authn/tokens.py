@@ -292,9 +292,7 @@ async def revoke_user_sessions(
 ) -> None:
     """End every session the user has started so far (but `keep_session`): access tokens refused at once,
     refresh tokens void. Sessions started afterwards are not affected."""
-    # Slightly in the future: a session started in this same instant on a process whose clock
-    # is a little ahead must still count as started before.
-    mark = {"before": time.time() + 0.001, "keep": keep_session}
+    mark = {"before": time.time(), "keep": keep_session}
     await cache.set(f"user-revoked:{user_id}", orjson.dumps(mark), ttl=settings.refresh_token_ttl + _CLOCK_MARGIN_S)
     log.info("user_sessions_revoked", user_id=user_id, kept=keep_session is not None)
 
