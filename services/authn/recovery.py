@@ -30,7 +30,7 @@ from services.authn.models import (
 )
 from services.authn.passwords import hash_password, verify_password
 from services.authn.ratelimit import LoginAttempt, LoginRateLimiter, RateLimited
-from services.authn.routes import _THROTTLED, _token_response, client_address
+from services.authn.routes import THROTTLED, client_address, error_responses, token_response
 from services.authn.tokens import revoke_user_sessions, start_session
 from services.context import ServiceContext
 from shared.logging import get_logger
@@ -43,10 +43,6 @@ router = APIRouter(prefix="/api/v1", tags=["auth"])
 
 BAD_LINK = "this link is unknown, already used or expired"
 RESET_ACCEPTED = "if an account has this email, a link to reset its password is on its way"
-
-
-def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
-    return {code: {"model": ErrorOut} for code in codes}
 
 
 async def _begin(
@@ -87,7 +83,7 @@ async def _redeem(
 @router.post(
     "/auth/accept-invite",
     summary="Accept an invitation: choose a password, get a session",
-    responses={**_errors(400), **_THROTTLED},
+    responses={**error_responses(400), **THROTTLED},
 )
 async def accept_invite(body: AcceptInvite, request: Request, response: Response, ctx: ContextDep) -> TokenResponse:
     """The token comes from the invitation link; it works once. The user becomes active and is signed in."""
@@ -96,7 +92,7 @@ async def accept_invite(body: AcceptInvite, request: Request, response: Response
     log.info("invitation_accepted", user_id=user.id, tenant_id=user.tenant_id)
     active = await ctx.store.user(user.id)
     assert active is not None, "users are never deleted"
-    return _token_response(await start_session(ctx.settings, ctx.cache, active), response)
+    return token_response(await start_session(ctx.settings, ctx.cache, active), response)
 
 
 @router.post(
@@ -104,9 +100,9 @@ async def accept_invite(body: AcceptInvite, request: Request, response: Response
     summary="Change your password",
     status_code=status.HTTP_204_NO_CONTENT,
     responses={
-        **_errors(401, 403),
+        **error_responses(401, 403),
         400: {"model": ErrorOut, "description": "the current password is not right"},
-        **_THROTTLED,
+        **THROTTLED,
     },
 )
 async def change_password(
@@ -137,7 +133,7 @@ async def change_password(
     "/auth/password-reset",
     summary="Ask for a password reset link",
     status_code=status.HTTP_202_ACCEPTED,
-    responses=_THROTTLED,
+    responses=THROTTLED,
 )
 async def request_password_reset(body: PasswordResetRequest, request: Request, ctx: ContextDep) -> Accepted:
     """Always the same answer, whether or not the email has an account; if it has (and is active),
@@ -154,7 +150,7 @@ async def request_password_reset(body: PasswordResetRequest, request: Request, c
     "/auth/password-reset/confirm",
     summary="Set a new password from a reset link",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses={**_errors(400), **_THROTTLED},
+    responses={**error_responses(400), **THROTTLED},
 )
 async def confirm_password_reset(body: PasswordResetConfirm, request: Request, ctx: ContextDep) -> Response:
     """The token comes from the reset link; it works once. Every session of the user ends: sign in again."""

@@ -9,7 +9,7 @@ user signs in again to work with the new one.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Query, status
 
@@ -17,6 +17,7 @@ from services.authn import account_mail
 from services.authn.account_mail import LinkToken
 from services.authn.deps import AdminPrincipal, ContextDep, Principal, require_user
 from services.authn.models import ErrorOut, Invitation, UserInvite, UserInvited, UserPage, UserPatch, UserView, utc
+from services.authn.routes import error_responses
 from services.authn.tokens import revoke_user_sessions
 from shared.logging import get_logger
 from shared.store.accounts import LastAdmin, User, UserExists
@@ -29,10 +30,6 @@ MAX_LIMIT = 1000
 _CURSOR = r"^[0-9]{1,18}$"  # the last id of the previous page
 
 
-def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
-    return {code: {"model": ErrorOut} for code in codes}
-
-
 async def _user_manager(principal: AdminPrincipal) -> Principal:
     return await require_user(principal)
 
@@ -40,7 +37,7 @@ async def _user_manager(principal: AdminPrincipal) -> Principal:
 UserManager = Annotated[Principal, Depends(_user_manager)]
 
 
-@router.get("/users", summary="List the tenant's users", responses=_errors(401, 403))
+@router.get("/users", summary="List the tenant's users", responses=error_responses(401, 403))
 async def list_users(
     principal: UserManager,
     ctx: ContextDep,
@@ -60,7 +57,7 @@ async def list_users(
     summary="Invite a user",
     status_code=status.HTTP_201_CREATED,
     responses={
-        **_errors(401, 403),
+        **error_responses(401, 403),
         409: {"model": ErrorOut, "description": "that email already has an account (in any tenant)"},
     },
 )
@@ -90,7 +87,7 @@ async def invite_user(body: UserInvite, principal: UserManager, ctx: ContextDep)
     "/users/{user_id}/invitation",
     summary="Send a new invitation link",
     responses={
-        **_errors(401, 403, 404),
+        **error_responses(401, 403, 404),
         409: {"model": ErrorOut, "description": "the user is not invited (already active, or disabled)"},
     },
 )
@@ -109,7 +106,7 @@ async def reinvite_user(user_id: int, principal: UserManager, ctx: ContextDep) -
     "/users/{user_id}",
     summary="Change a user's name or role, disable or re-enable it",
     responses={
-        **_errors(401, 403, 404),
+        **error_responses(401, 403, 404),
         409: {"model": ErrorOut, "description": "the tenant would be left without an active admin"},
     },
 )
