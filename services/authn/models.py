@@ -240,7 +240,10 @@ class UserInvited(UserView):
 class UserPatch(BaseModel):
     name: str | None = Field(None, min_length=1, max_length=MAX_USER_NAME)
     role: Role | None = None
-    disabled: bool | None = Field(None, description="true signs the user out everywhere at once; false re-enables")
+    # Strict: 0, 1 or "yes" are refused, not taken for a boolean (disabling someone is not a guess).
+    disabled: bool | None = Field(
+        None, strict=True, description="true signs the user out everywhere at once; false re-enables"
+    )
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"role": "viewer"}, {"disabled": True}]})
 
 

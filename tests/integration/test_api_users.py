@@ -300,7 +300,7 @@ async def test_a_role_change_takes_effect_and_is_recorded(api: ApiHarness) -> No
     assert me.json()["role"] == "supervisor"
     (entry,) = [r.entry for r in await api.store.audit_log(tenant, action="user.update")]
     assert entry.detail == {"role": ["viewer", "supervisor"], "name": ["", "Night"]}
-    for body in ({"role": "owner"}, {"disabled": "maybe"}, {"name": ""}, {"email": "x@y.example"}):
+    for body in ({"role": "owner"}, {"disabled": "maybe"}, {"disabled": 0}, {"name": ""}, {"email": "x@y.example"}):
         refused = await api.http.patch(f"/api/v1/users/{user_id}", headers=admin.headers, json=body)
         assert refused.status_code == 422, body
     assert (await api.http.patch("/api/v1/users/999", headers=admin.headers, json={"name": "x"})).status_code == 404
