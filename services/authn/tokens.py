@@ -297,8 +297,15 @@ async def revoke_user_sessions(
     log.info("user_sessions_revoked", user_id=user_id, kept=keep_session is not None)
 
 
+async def user_revocation(cache: Cache, user_id: int) -> dict[str, Any] | None:
+    """The user's latest "sign out everywhere" mark (`revoke_user_sessions`), or None."""
+    return await _get_json(cache, f"user-revoked:{user_id}")
+
+
+def revoked_by(mark: dict[str, Any] | None, session_id: str, session_started: float) -> bool:
+    """Whether that mark ends that session: it started before the mark and is not the one kept."""
+    return mark is not None and session_started < float(mark["before"]) and session_id != mark.get("keep")
+
+
 async def user_session_revoked(cache: Cache, user_id: int, session_id: str, session_started: float) -> bool:
-    mark = await _get_json(cache, f"user-revoked:{user_id}")
-    if mark is None:
-        return False
-    return session_started < float(mark["before"]) and session_id != mark.get("keep")
+    return revoked_by(await user_revocation(cache, user_id), session_id, session_started)

@@ -20,7 +20,14 @@ from socketio.async_pubsub_manager import AsyncPubSubManager
 from socketio.exceptions import ConnectionRefusedError
 
 from services.authn.deps import principal_from_claims
-from services.authn.tokens import AccessClaims, InvalidToken, session_revoked, user_session_revoked, verify_access_token
+from services.authn.tokens import (
+    AccessClaims,
+    InvalidToken,
+    revoked_by,
+    session_revoked,
+    user_revocation,
+    verify_access_token,
+)
 from services.context import ServiceContext
 from services.wss.handshakes import Admission, HalfOpenSessions, client_address, is_handshake
 from shared.alerts import iso_utc
@@ -187,15 +194,16 @@ class SessionGuard:
         while self._watched:
             await asyncio.sleep(SESSION_CHECK_S)
             now = time.time()
+            marks: dict[int, dict[str, Any] | None] = {}  # one read per user and round, however many sockets
             for sid, claims in list(self._watched.items()):
                 expires_at = claims.expires_at
                 try:
+                    if claims.user_id not in marks:
+                        marks[claims.user_id] = await user_revocation(self._cache, claims.user_id)
                     ended = (
                         expires_at <= now
+                        or revoked_by(marks[claims.user_id], claims.session_id, claims.session_started)
                         or await session_revoked(self._cache, claims.session_id)
-                        or await user_session_revoked(
-                            self._cache, claims.user_id, claims.session_id, claims.session_started
-                        )
                     )
                 except Exception as exc:  # cache down: keep the socket, check again next round
                     log.warning("socket_session_check_failed", error=str(exc))
