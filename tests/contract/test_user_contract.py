@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from typing import Any
 
 import pytest
 
 from shared.store import Store
 from shared.store.accounts import LastAdmin, OneTimeToken, UserExists
 from shared.store.audit import Actor, AuditEntry
+from tests.contract.test_audit_contract import Stopped, mongo_only
 
 NOW = 1_800_000_000.0
 
@@ -199,3 +201,34 @@ async def test_api_key_changes_are_audited_once(store: Store) -> None:
     assert await store.revoke_api_key(acme.id, key.id, audit=entry(acme.id, "api_key.revoke", str(key.id)))
     log = [(r.entry.action, r.entry.target_id) for r in await store.audit_log(acme.id)]
     assert log == [("api_key.revoke", str(key.id)), ("api_key.create", str(key.id)), ("tenant.create", str(acme.id))]
+
+
+async def test_mongo_a_user_change_stopped_before_its_entry_is_copied_gets_it_at_open(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mongo = mongo_only(store)
+    acme = await store.create_tenant("Acme")
+    invite = token("invite-stop")
+    bob = await store.create_user(
+        tenant_id=acme.id, email="bob@acme.example", password_hash="", role="viewer", invitation=invite
+    )
+
+    async def stop(*args: Any) -> None:
+        raise Stopped
+
+    monkeypatch.setattr(mongo, "_settle_audit", stop)
+    with pytest.raises(Stopped):
+        await store.redeem_user_token(
+            bob.id, "invite", invite.token_hash, NOW, "h", audit=entry(acme.id, "user.accept")
+        )
+    with pytest.raises(Stopped):
+        await store.update_user(acme.id, bob.id, role="supervisor", audit=entry(acme.id, "user.update", str(bob.id)))
+    assert await store.audit_log(acme.id) == []  # the changes are stored, their entries not yet visible
+    monkeypatch.undo()
+
+    await mongo.open()
+    stored = await store.user(bob.id)
+    assert stored is not None and (stored.status, stored.role) == ("active", "supervisor")
+    assert [r.entry.action for r in await store.audit_log(acme.id)] == ["user.update", "user.accept"]
+    await mongo.open()  # settling twice adds nothing
+    assert len(await store.audit_log(acme.id)) == 2
