@@ -25,8 +25,8 @@ from services.api import (
 )
 from services.api import push as web_push
 from services.api.errors import install_error_handlers
+from services.authn.api import router as authn_router
 from services.authn.models import ErrorOut
-from services.authn.routes import router as authn_router
 from services.context import ServiceContext
 from services.dashboard import mount_dashboard
 from services.wss.server import create_socketio, subscribe_live_updates

@@ -9,6 +9,7 @@ events and an aiosmtpd server receiving the alert emails.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from email import message_from_bytes
 
@@ -293,3 +294,72 @@ async def _open_alerts(http: httpx.AsyncClient, headers: dict) -> list[dict]:
     response = await http.get("/api/v1/alerts", headers=auth(headers), params={"status": "open"})
     assert response.status_code == 200, response.text
     return response.json()["items"]
+
+
+INVITE_LINK = re.compile(r"/#/accept-invite\?token=([A-Za-z0-9_-]+)")
+
+
+async def test_the_users_flow(deployment, mailbox):
+    """CONTRACT §5, the user half, through the path router in the distributed mode: an admin
+    invites a supervisor, who accepts from the emailed link and watches live; disabling them
+    refuses their token within 5 s and closes their socket."""
+    box, smtp_port = mailbox
+    env = {
+        "SOLEWATCH_ADMIN_EMAIL": ADMIN[0],
+        "SOLEWATCH_ADMIN_PASSWORD": ADMIN[1],
+        "SOLEWATCH_SMTP_HOST": "127.0.0.1",
+        "SOLEWATCH_SMTP_PORT": str(smtp_port),
+        "SOLEWATCH_SMTP_STARTTLS": "false",
+        "SOLEWATCH_PUBLIC_URL": "https://solewatch.example",
+    }
+    process = await deployment.start(env)
+    base = f"http://127.0.0.1:{process.http_port}"
+    try:
+        async with httpx.AsyncClient(base_url=base, timeout=10) as http:
+            admin = await login(http, *ADMIN)
+            invited = await http.post(
+                "/api/v1/users",
+                headers=auth(admin),
+                json={"email": "sam@acme.example", "name": "Sam", "role": "supervisor"},
+            )
+            assert invited.status_code == 201, invited.text
+            assert invited.json()["status"] == "invited" and invited.json()["invitation"]["email_sent"] is True
+            await eventually(lambda: _async(any("sam@acme.example" in m["To"] for m in box.messages)), what="invite")
+            (email,) = [m for m in box.messages if "sam@acme.example" in m["To"]]
+            body = email.get_payload(decode=True).decode()
+            assert "https://solewatch.example/#/accept-invite?token=" in body
+            token = INVITE_LINK.search(body).group(1)
+
+            accepted = await http.post(
+                "/api/v1/auth/accept-invite", json={"token": token, "password": "sam's passphrase"}
+            )
+            assert accepted.status_code == 200, accepted.text
+            again = await http.post("/api/v1/auth/accept-invite", json={"token": token, "password": "sam's passphrase"})
+            assert again.status_code == 400 and again.json()["detail"]
+            sam = await login(http, "sam@acme.example", "sam's passphrase")
+            assert (await http.get("/api/v1/devices", headers=auth(sam))).status_code == 200
+            assert (await http.get("/api/v1/users", headers=auth(sam))).status_code == 403
+            live = LiveEvents()
+            await live.client.connect(base, auth={"token": sam["token"]}, socketio_path="socket.io", wait_timeout=5)
+
+            users = (await http.get("/api/v1/users", headers=auth(admin))).json()["items"]
+            sam_id = next(u["id"] for u in users if u["email"] == "sam@acme.example")
+            disabled = await http.patch(f"/api/v1/users/{sam_id}", headers=auth(admin), json={"disabled": True})
+            assert disabled.status_code == 200 and disabled.json()["status"] == "disabled"
+
+            async def refused() -> bool:
+                return (await http.get("/api/v1/devices", headers=auth(sam))).status_code == 401
+
+            await eventually(refused, timeout=5, what="the disabled user's token refused")
+            await eventually(lambda: _async(not live.client.connected), timeout=10, what="the socket closed")
+            bad = await http.post(
+                "/api/v1/auth/token", json={"email": "sam@acme.example", "password": "sam's passphrase"}
+            )
+            assert bad.status_code == 401
+
+            known = await http.post("/api/v1/auth/password-reset", json={"email": ADMIN[0]})
+            unknown = await http.post("/api/v1/auth/password-reset", json={"email": "nobody@acme.example"})
+            assert (known.status_code, known.json()) == (unknown.status_code, unknown.json())
+            assert known.status_code == 202
+    finally:
+        assert process.terminate() == 0

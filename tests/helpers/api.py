@@ -145,13 +145,14 @@ def position(seq: int, ts: int = T0, **fields: Any) -> Position:
     return Position(**values)
 
 
-def api_settings(data_dir: Path) -> Settings:
+def api_settings(data_dir: Path, **overrides: object) -> Settings:
     values: dict[str, object] = {
         "data_dir": data_dir,
         "http_port": 0,
         "listener_port": 0,
         "bind": "127.0.0.1",
         "jwt_secret": JWT_SECRET,
+        **overrides,
     }
     return Settings(**values)  # type: ignore[arg-type]
 
@@ -161,8 +162,11 @@ STORE_ADAPTERS: tuple[StoreAdapter, ...] = ("sqlite", "mongomock")
 
 
 @asynccontextmanager
-async def api_harness(tmp_path: Path, *, adapter: StoreAdapter = "sqlite") -> AsyncIterator[ApiHarness]:
-    settings = api_settings(tmp_path / "data")
+async def api_harness(
+    tmp_path: Path, *, adapter: StoreAdapter = "sqlite", **overrides: object
+) -> AsyncIterator[ApiHarness]:
+    """The app over that adapter; keyword arguments override settings (`smtp_host=...`)."""
+    settings = api_settings(tmp_path / "data", **overrides)
     async with AsyncExitStack() as stack:
         store: Store
         if adapter == "sqlite":
