@@ -118,7 +118,11 @@ async def register_device(body: DeviceIn, context: ContextDep, principal: AdminP
     token = secrets.token_bytes(16)
     try:
         device = await context.store.add_device(
-            tenant_id=principal.tenant_id, imei=body.imei, name=body.name, token_hash=hash_device_token(token)
+            tenant_id=principal.tenant_id,
+            imei=body.imei,
+            name=body.name,
+            token_hash=hash_device_token(token),
+            audit=principal.audit("device.create", "device", None, name=body.name),
         )
     except DeviceExists:
         # IMEIs are unique across tenants; the answer must not say whose it is.
