@@ -203,10 +203,12 @@ CREATE INDEX IF NOT EXISTS commands_open ON commands(status, device_id) WHERE st
         include_unanswered: bool = False,
     ) -> list[CommandRecord]:
         # A pending command past its expiry is never sent; one already sent goes again until answered.
+        # The first term is the commands_open index's own condition, so SQLite can use that index.
         unanswered = " OR c.status = 'sent'" if include_unanswered else ""
         sql = (
             f"SELECT {_COMMAND_COLUMNS} FROM commands c JOIN devices d ON d.id = c.device_id"
-            f" WHERE (c.status = 'pending' AND (c.expires_at IS NULL OR c.expires_at > ?){unanswered})"
+            " WHERE c.status IN ('pending', 'sent')"
+            f" AND (c.status = 'pending' AND (c.expires_at IS NULL OR c.expires_at > ?){unanswered})"
         )
         params: tuple[Any, ...] = (time.time(),)
         if device_ids is not None:

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from shared.protocols.xsole import CommandCode, CommandResult, Heartbeat
 from shared.store import Store, command_status
 from shared.store.audit import Actor, AuditEntry
 from tests.contract.store_data import IMEI, OTHER_IMEI, TS, add_device, frame, position, raised_alert
+from tests.contract.test_audit_contract import Stopped, mongo_only
 from tests.helpers.stored import commit_frames, count_stored
 
 ADMIN = Actor("user", "1", "admin@example.com")
@@ -157,3 +160,32 @@ async def test_a_queued_command_writes_its_entry_with_its_id(store: Store) -> No
     command = await store.enqueue_command(device_id=device.id, cmd=CommandCode.VIBRATE, audit=queued)
     [record] = await store.audit_log(device.tenant_id)
     assert (record.entry.action, record.entry.detail) == ("device.command", {"command": "vibrate", "id": command})
+
+
+# -- MongoDB: no transaction, so an erasure is ordered and can be repeated -------------------
+
+
+async def test_mongo_an_erasure_stopped_before_the_device_goes_is_finished_by_asking_again(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mongo = mongo_only(store)
+    device = await add_device(store)
+    await commit_frames(store, [frame(device, position(1, TS))])
+    await raised_alert(store, device, 2)
+    retired = entry(device.tenant_id, "device.delete", erase=True)
+
+    async def stop(*args: object) -> bool:
+        raise Stopped
+
+    monkeypatch.setattr(mongo, "_audited_delete", stop)
+    with pytest.raises(Stopped):
+        await store.retire_device(device.id, erase=True, audit=retired)
+    monkeypatch.undo()
+    # Erased, but still registered and not yet in the log: its LOGIN is still checked as before.
+    assert await count_stored(store, device.id) == {"positions": 0, "heartbeats": 0, "activities": 0, "alarms": 0}
+    assert await store.device_by_imei(IMEI) is not None
+    assert await store.audit_log(device.tenant_id) == []
+
+    assert await store.retire_device(device.id, erase=True, audit=retired)
+    assert await store.device_by_imei(IMEI) is None
+    assert await actions(store, device.tenant_id) == [("device.delete", IMEI)]
