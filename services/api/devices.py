@@ -62,6 +62,7 @@ async def device_view(context: ServiceContext, device: Device) -> dict[str, Any]
         "imei": device.imei,
         "name": device.name,
         "created_at": iso_utc(device.created_at, millis=True),
+        "enabled": device.enabled,
         "online": mark is not None and mark not in (b"", b"0"),
         "last_seen": iso_utc(device.last_seen),
         "battery": device.battery,

@@ -52,12 +52,12 @@ async def test_rename_disable_and_enable(api: ApiHarness) -> None:
     assert api.commands.revoked == []  # a new name leaves the connection alone
 
     disabled = await api.http.patch(f"/api/v1/devices/{IMEI}", headers=admin.headers, json={"enabled": False})
-    assert disabled.status_code == 200
+    assert disabled.status_code == 200 and disabled.json()["enabled"] is False
     assert not (await api.store.device_by_imei(IMEI)).enabled  # type: ignore[union-attr]
     assert api.commands.revoked == [IMEI]  # the listener holding it closes its connection
 
     enabled = await api.http.patch(f"/api/v1/devices/{IMEI}", headers=admin.headers, json={"enabled": True})
-    assert enabled.status_code == 200
+    assert enabled.status_code == 200 and enabled.json()["enabled"] is True
     assert (await api.store.device_by_imei(IMEI)).enabled  # type: ignore[union-attr]
     assert (await api.http.get(f"/api/v1/devices/{IMEI}", headers=admin.headers)).json()["name"] == "Bea"
 
