@@ -11,9 +11,9 @@ SOLEWATCH_COMMAND_TTL (the store never hands it to a listener afterwards).
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Body
 
 from services.api.deps import ContextDep, CurrentPrincipal, SupervisorPrincipal
 from services.api.devices import Imei, tenant_device
@@ -56,12 +56,12 @@ def command_view(command: CommandRecord, now: float) -> dict[str, Any]:
     responses=_NOT_FOUND,
 )
 async def send_command(
-    imei: Imei, body: CommandIn, context: ContextDep, principal: SupervisorPrincipal
+    imei: Imei, body: Annotated[CommandIn, Body()], context: ContextDep, principal: SupervisorPrincipal
 ) -> dict[str, Any]:
     code, args = command_code(body.command), bytes.fromhex(body.args)
-    problem = command_args_problem(code, args)
+    problem = command_args_problem(code, args)  # the schema's patterns say the same: a second guard
     if problem is not None:
-        raise invalid_field("body", "args", msg=problem)
+        raise invalid_field("body", body.command, "args", msg=problem)
     device = await tenant_device(context, principal.tenant_id, imei)
     audit = principal.audit("device.command", "device", imei, command=body.command, args=args.hex())
     command_id = await context.commands.send_command(device_id=device.id, cmd=code, args=args, audit=audit)

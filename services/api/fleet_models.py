@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -19,7 +19,9 @@ def _examples(*examples: dict[str, Any]) -> ConfigDict:
 class DeviceUpdate(BaseModel):
     name: ShortName | None = Field(None, description="a new name; absent or null leaves it")
     enabled: bool | None = Field(
-        None, description="false closes the device's connection and refuses its LOGIN (status 3) until true"
+        None,
+        strict=True,  # JSON's 0 is not false
+        description="false closes the device's connection and refuses its LOGIN (status 3) until true",
     )
     model_config = _examples({"name": "Alice (night shift)"}, {"enabled": False})
 
@@ -29,15 +31,53 @@ class DeviceToken(BaseModel):
     model_config = _examples({"token": "000102030405060708090a0b0c0d0e0f"})
 
 
-class CommandIn(BaseModel):
-    command: CommandName
+# Each command's arguments as hex, in the schema itself (one body shape per command), so that
+# what the spec accepts is what the route accepts. The layouts: shared/protocols/xsole/command_args.py.
+_HEX = "[0-9a-fA-F]"
+_NONZERO = "[1-9a-fA-F]"
+_NO_ARGS = "^$"
+_U16_NOT_ZERO = f"^(?:{_NONZERO}{_HEX}{{3}}|0{_NONZERO}{_HEX}{{2}}|00{_NONZERO}{_HEX}|000{_NONZERO})$"
+_OPTIONAL_U8_NOT_ZERO = f"^(?:|0{_NONZERO}|{_NONZERO}{_HEX})$"
+
+
+class LocateNowCommand(BaseModel):
+    command: Literal["locate-now"]
+    args: str = Field("", pattern=_NO_ARGS, description="none")
+    model_config = _examples({"command": "locate-now"})
+
+
+class SetIntervalCommand(BaseModel):
+    command: Literal["set-interval"]
     args: str = Field(
-        "",
-        pattern=r"^(?:[0-9a-fA-F]{2}){0,255}$",
-        description="argument bytes as hex: set-interval takes 2 (seconds, u16 big-endian, 1 to 65535);"
-        " vibrate none or 1 (seconds, 1 to 255); the others none",
+        pattern=_U16_NOT_ZERO, description="the position interval in seconds, 1 to 65535: 2 bytes big-endian, in hex"
     )
-    model_config = _examples({"command": "locate-now"}, {"command": "set-interval", "args": "003c"})
+    model_config = _examples({"command": "set-interval", "args": "003c"})
+
+
+class VibrateCommand(BaseModel):
+    command: Literal["vibrate"]
+    args: str = Field(
+        "", pattern=_OPTIONAL_U8_NOT_ZERO, description="none, or the seconds to vibrate, 1 to 255: 1 byte, in hex"
+    )
+    model_config = _examples({"command": "vibrate"}, {"command": "vibrate", "args": "05"})
+
+
+class AlarmAcknowledgedCommand(BaseModel):
+    command: Literal["alarm-acknowledged"]
+    args: str = Field("", pattern=_NO_ARGS, description="none")
+    model_config = _examples({"command": "alarm-acknowledged"})
+
+
+class RebootCommand(BaseModel):
+    command: Literal["reboot"]
+    args: str = Field("", pattern=_NO_ARGS, description="none")
+    model_config = _examples({"command": "reboot"})
+
+
+CommandIn = Annotated[
+    LocateNowCommand | SetIntervalCommand | VibrateCommand | AlarmAcknowledgedCommand | RebootCommand,
+    Field(discriminator="command"),
+]
 
 
 class CommandOut(BaseModel):

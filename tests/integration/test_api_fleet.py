@@ -71,7 +71,16 @@ async def test_rename_disable_and_enable(api: ApiHarness) -> None:
 
 @pytest.mark.parametrize(
     "body",
-    [{"name": ""}, {"name": "   "}, {"name": "x" * 101}, {"enabled": "maybe"}, {"imei": "356307042441021"}, []],
+    [
+        {"name": ""},
+        {"name": "   "},
+        {"name": "x" * 101},
+        {"enabled": "maybe"},
+        {"enabled": 0},
+        {"enabled": "false"},
+        {"imei": "356307042441021"},
+        [],
+    ],
 )
 async def test_a_bad_update_changes_nothing(api: ApiHarness, body: object) -> None:
     admin = await api.caller(await api.tenant())
@@ -243,6 +252,8 @@ async def test_a_command_not_sent_within_the_ttl_reads_expired(api: ApiHarness) 
         {"command": "locate-now", "args": "zz"},
         {"command": "locate-now", "args": "0"},
         {"command": "locate-now", "args": "00" * 256},
+        {"command": "locate-now", "args": "003c"},
+        {"command": "set-interval", "args": "00000"},
         {"command": "locate-now", "extra": 1},
         {"command": 1},
         {},
