@@ -60,6 +60,8 @@ async def test_rename_disable_and_enable(api: ApiHarness) -> None:
     assert enabled.status_code == 200 and enabled.json()["enabled"] is True
     assert (await api.store.device_by_imei(IMEI)).enabled  # type: ignore[union-attr]
     assert (await api.http.get(f"/api/v1/devices/{IMEI}", headers=admin.headers)).json()["name"] == "Bea"
+    unchanged = await api.http.patch(f"/api/v1/devices/{IMEI}", headers=admin.headers, json={})
+    assert unchanged.status_code == 200 and unchanged.json()["name"] == "Bea"  # nothing asked: no change, no entry
 
     assert [(a, d) for a, _, d in await audit_actions(api, admin.tenant_id)] == [
         ("device.create", {"name": "Alice"}),
