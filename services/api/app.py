@@ -14,10 +14,12 @@ from swagger_ui_bundle import swagger_ui_path
 
 from services.api import (
     alerts,
+    commands,
     contacts,
     device_settings,
     devices,
     escalation,
+    fleet,
     geofences,
     webhooks,
     webhooks_sms,
@@ -54,7 +56,11 @@ TAGS = [
     {"name": "auth", "description": "tokens for users: log in, refresh, log out"},
     {"name": "tenants", "description": "tenants and their first admin (platform admins)"},
     {"name": "api-keys", "description": "keys for partner integrations (tenant admins)"},
-    {"name": "devices", "description": "insoles: registration, live state, position history"},
+    {
+        "name": "devices",
+        "description": "insoles: registration, live state, position history, rename, disable, re-key, retire",
+    },
+    {"name": "commands", "description": "downlink commands to insoles, from queued to done or expired"},
     {"name": "alerts", "description": "alarms raised by insoles or detected by the server, and their handling"},
     {"name": "contacts", "description": "who is told about which kinds of alert"},
     {"name": "geofences", "description": "areas whose crossing raises geofence_exit or geofence_enter alerts"},
@@ -103,7 +109,7 @@ def create_app(
     if auth:
         app.include_router(authn_router)
     if rest:
-        for module in (devices, device_settings, alerts, contacts, escalation, geofences):
+        for module in (devices, fleet, commands, device_settings, alerts, contacts, escalation, geofences):
             app.include_router(module.router, responses=_COMMON_ERRORS)
         app.include_router(webhooks.router)  # called by providers, who sign instead of logging in
         app.include_router(web_push.router, responses=_COMMON_ERRORS)

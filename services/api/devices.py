@@ -62,6 +62,7 @@ async def device_view(context: ServiceContext, device: Device) -> dict[str, Any]
         "imei": device.imei,
         "name": device.name,
         "created_at": iso_utc(device.created_at, millis=True),
+        "enabled": device.enabled,
         "online": mark is not None and mark not in (b"", b"0"),
         "last_seen": iso_utc(device.last_seen),
         "battery": device.battery,
@@ -118,7 +119,11 @@ async def register_device(body: DeviceIn, context: ContextDep, principal: AdminP
     token = secrets.token_bytes(16)
     try:
         device = await context.store.add_device(
-            tenant_id=principal.tenant_id, imei=body.imei, name=body.name, token_hash=hash_device_token(token)
+            tenant_id=principal.tenant_id,
+            imei=body.imei,
+            name=body.name,
+            token_hash=hash_device_token(token),
+            audit=principal.audit("device.create", "device", None, name=body.name),
         )
     except DeviceExists:
         # IMEIs are unique across tenants; the answer must not say whose it is.

@@ -198,11 +198,13 @@ class MongoAlerts:
         query: Document = {"tenant_id": tenant_id}
         if status is not None:
             query["status"] = status
-        if imei is not None:
-            query["imei"] = imei
         if before_id is not None:
             query["_id"] = {"$lt": before_id}
         async with self._read() as db:
+            if imei is not None:
+                # The device registered under that IMEI now: a retired one's alerts are not its successor's.
+                device = await db.devices.find_one({"imei": imei}, {"_id": 1})
+                query["imei"], query["device_id"] = imei, device["_id"] if device else None
             docs = await db.alerts.find(query).sort("_id", -1).limit(limit).to_list(None)
         return [_alert(doc) for doc in docs]
 

@@ -141,6 +141,10 @@ CREATE TABLE IF NOT EXISTS notification_deliveries (
             if value is not None:
                 clauses.append(clause)
                 params.append(value)
+        if imei is not None:
+            # The device registered under that IMEI now: a retired one's alerts are not its successor's.
+            clauses.append("device_id = (SELECT id FROM devices WHERE imei = ?)")
+            params.append(imei)
         sql = f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE {' AND '.join(clauses)} ORDER BY id DESC LIMIT ?"
         rows = await self._read(lambda c: c.execute(sql, (*params, limit)).fetchall())
         return [Alert(*row) for row in rows]

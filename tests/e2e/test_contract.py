@@ -18,7 +18,7 @@ import pytest
 import socketio
 from aiosmtpd.controller import Controller
 
-from shared.protocols.xsole import Alarm, AlarmKind, Command, CommandCode, Position
+from shared.protocols.xsole import Alarm, AlarmKind, Command, CommandCode, CommandResult, Position
 from tests.e2e.deployments import AllInOne, Distributed
 from tests.helpers.process import free_port
 from tests.helpers.xsole_client import XSoleTestClient
@@ -262,6 +262,29 @@ async def test_the_whole_contract(deployment, mailbox):
                 lambda: _async("resolved" in [a["status"] for a in live_a.of("alert")]), what="resolved event"
             )
 
+            # --- a command through the API, from queued to done
+            queued = await http.post(
+                f"/api/v1/devices/{IMEI_A}/commands", headers=auth(admin), json={"command": "locate-now"}
+            )
+            assert queued.status_code == 202 and queued.json()["status"] == "queued", queued.text
+            command = await device_a.recv(timeout=10)
+            assert isinstance(command, Command) and command.cmd == CommandCode.LOCATE_NOW
+            answer = CommandResult(20, command.seq, 0)
+            await device_a.send(answer)
+            assert await device_a.recv_acks(1) == {20: 0}
+            await eventually(lambda: _command_status(http, admin, queued.json()["id"], "done"), what="the command done")
+
+            # --- a rotated token: the open connection closes, the old token is refused, the new one logs in
+            rotated = await http.post(f"/api/v1/devices/{IMEI_A}/token", headers=auth(admin))
+            assert rotated.status_code == 200, rotated.text
+            assert await device_a.closed_by_server(timeout=10)
+            refused = await XSoleTestClient.connect("127.0.0.1", process.listener_port)
+            assert (await refused.login(IMEI_A, bytes.fromhex(token_a))).status == 2
+            assert await refused.closed_by_server()
+            device_a = await XSoleTestClient.connect("127.0.0.1", process.listener_port)
+            assert (await device_a.login(IMEI_A, bytes.fromhex(rotated.json()["token"]))).status == 0
+            assert (await http.post(f"/api/v1/devices/{IMEI_A}/token", headers=auth(other))).status_code == 404
+
             await device_a.close()
             await device_b.close()
             await live_a.client.disconnect()
@@ -288,6 +311,12 @@ async def test_the_whole_contract(deployment, mailbox):
 
 async def _async(value):
     return value
+
+
+async def _command_status(http: httpx.AsyncClient, headers: dict, command_id: int, status: str) -> bool:
+    response = await http.get(f"/api/v1/devices/{IMEI_A}/commands", headers=auth(headers))
+    assert response.status_code == 200, response.text
+    return any(c["id"] == command_id and c["status"] == status for c in response.json()["items"])
 
 
 async def _open_alerts(http: httpx.AsyncClient, headers: dict) -> list[dict]:
