@@ -14,11 +14,13 @@ from swagger_ui_bundle import swagger_ui_path
 
 from services.api import (
     alerts,
+    audit,
     contacts,
     device_settings,
     devices,
     escalation,
     geofences,
+    history,
     webhooks,
     webhooks_sms,
     webhooks_voice,
@@ -54,11 +56,13 @@ TAGS = [
     {"name": "auth", "description": "tokens for users: log in, refresh, log out"},
     {"name": "tenants", "description": "tenants and their first admin (platform admins)"},
     {"name": "api-keys", "description": "keys for partner integrations (tenant admins)"},
-    {"name": "devices", "description": "insoles: registration, live state, position history"},
+    {"name": "devices", "description": "insoles: registration and live state"},
+    {"name": "history", "description": "a worker's positions, activity and heartbeats over time"},
     {"name": "alerts", "description": "alarms raised by insoles or detected by the server, and their handling"},
     {"name": "contacts", "description": "who is told about which kinds of alert"},
     {"name": "geofences", "description": "areas whose crossing raises geofence_exit or geofence_enter alerts"},
     {"name": "escalation", "description": "who is told next while nobody acknowledges an alert"},
+    {"name": "audit", "description": "who changed what, and who read a worker's history (admins; read only)"},
     {"name": "push", "description": "Web Push: new alerts as notifications on supervisors' browsers and phones"},
     {
         "name": "webhooks",
@@ -103,7 +107,7 @@ def create_app(
     if auth:
         app.include_router(authn_router)
     if rest:
-        for module in (devices, device_settings, alerts, contacts, escalation, geofences):
+        for module in (devices, history, device_settings, alerts, contacts, escalation, geofences, audit):
             app.include_router(module.router, responses=_COMMON_ERRORS)
         app.include_router(webhooks.router)  # called by providers, who sign instead of logging in
         app.include_router(web_push.router, responses=_COMMON_ERRORS)
