@@ -83,5 +83,9 @@ def _iso(instant: datetime | None) -> str | None:
     """The bound as the caller gave it, in UTC (a bound without offset is UTC, as the routes read it)."""
     if instant is None:
         return None
-    aware = instant.replace(tzinfo=UTC) if instant.tzinfo is None else instant.astimezone(UTC)
-    return aware.isoformat().replace("+00:00", "Z")
+    if instant.tzinfo is None:
+        return instant.isoformat() + "Z"
+    try:
+        return instant.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    except OverflowError:  # 0001-01-01T00:00+01:00 has no UTC date; keep it as asked
+        return instant.isoformat()

@@ -370,15 +370,23 @@ class MongoIngest:
             return await db[kind].find(query).sort([("ts", 1), ("seq", 1)]).limit(limit).to_list(None)
 
 
+# The instants a BSON date can stand for in Python: a bound beyond them means "from/to the end of time".
+_FIRST_TS, _LAST_TS = -62135596800, 253402300799  # 0001-01-01T00:00:00Z, 9999-12-31T23:59:59Z
+
+
+def _bound(ts: int) -> datetime:
+    return _datetime(min(max(ts, _FIRST_TS), _LAST_TS))
+
+
 def _positions_query(device_id: int, since: int | None, until: int | None, after: tuple[int, int] | None) -> Document:
     time_range: Document = {}
     if since is not None:
-        time_range["$gte"] = _datetime(since)
+        time_range["$gte"] = _bound(since)
     if until is not None:
-        time_range["$lte"] = _datetime(until)
+        time_range["$lte"] = _bound(until)
     query: Document = {"device_id": device_id}
     if after is not None:
-        after_time, after_seq = _datetime(after[0]), after[1]
+        after_time, after_seq = _bound(after[0]), after[1]
         # The cursor also bounds the range from below, so the index is entered at it.
         if since is None or after[0] >= since:
             time_range["$gte"] = after_time

@@ -254,3 +254,28 @@ async def test_an_api_key_read_names_the_key(api: ApiHarness) -> None:
         str(record.id),
         "fleet-sync",
     )
+
+
+async def test_bounds_at_the_ends_of_the_calendar_are_read_and_recorded(api: ApiHarness) -> None:
+    tenant = await api.tenant()
+    device = await api.device(tenant, IMEI)
+    viewer = await api.caller(tenant, "viewer")
+    await api.store_positions(device, [position(1)])
+    bounds = {"since": "0001-01-01T00:00:00+01:00", "until": "9999-12-31T23:59:59-01:00"}
+    for kind in ("positions", "activity", "heartbeats"):
+        response = await api.http.get(f"/api/v1/devices/{IMEI}/{kind}", headers=viewer.headers, params=bounds)
+        assert response.status_code == 200, response.text
+    assert [(r["since"], r["until"]) for r in await reads(api, tenant)] == [
+        ("0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00")
+    ] * 2
+
+
+@pytest.mark.parametrize("kind", ["positions", "activity", "heartbeats"])
+async def test_a_cursor_past_the_end_of_time_is_an_empty_page(api: ApiHarness, kind: str) -> None:
+    tenant = await api.tenant()
+    device = await api.device(tenant, IMEI)
+    viewer = await api.caller(tenant, "viewer")
+    await store_frames(api, device, [position(1), Activity(2, T0, 1, 2, 90, 80, 0), Heartbeat(3, T0, 80, -70)])
+    last = "_" * 22  # every bit set: past any stored time
+    response = await api.http.get(f"/api/v1/devices/{IMEI}/{kind}", headers=viewer.headers, params={"cursor": last})
+    assert response.status_code == 200 and response.json() == {"items": [], "next_cursor": None}
