@@ -210,12 +210,15 @@ async def test_the_whole_contract(deployment, mailbox):
             # history beside positions: heartbeats and activity, oldest first
             await device_a.send(Activity(8, now - 59, 120, 2, 96, 86, 0), Heartbeat(7, now - 60, 86, -71))
             assert await device_a.recv_acks(2) == {7: 0, 8: 0}
-            beats = await http.get(f"/api/v1/devices/{IMEI_A}/heartbeats", headers=auth(admin))
-            assert beats.json()["items"] == [{"ts": iso_utc(now - 60), "battery": 86, "rssi": -71}]
-            moves = await http.get(f"/api/v1/devices/{IMEI_A}/activity", headers=auth(admin))
-            assert moves.json()["items"] == [
-                {"ts": iso_utc(now - 59), "steps": 120, "state": "walking", "cadence": 96, "battery": 86}
-            ]
+
+            # Distributed, an ACK means published to the ingest queue: the store has them soon after.
+            async def history(kind: str) -> list[dict]:
+                return (await http.get(f"/api/v1/devices/{IMEI_A}/{kind}", headers=auth(admin))).json()["items"]
+
+            beats = await eventually(lambda: history("heartbeats"), what="heartbeats stored")
+            assert beats == [{"ts": iso_utc(now - 60), "battery": 86, "rssi": -71}]
+            moves = await eventually(lambda: history("activity"), what="activity stored")
+            assert moves == [{"ts": iso_utc(now - 59), "steps": 120, "state": "walking", "cadence": 96, "battery": 86}]
             assert (await http.get(f"/api/v1/devices/{IMEI_A}/activity", headers=auth(other))).status_code == 404
 
             view = (await http.get(f"/api/v1/devices/{IMEI_A}", headers=auth(admin))).json()
