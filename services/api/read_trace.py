@@ -22,6 +22,8 @@ import hashlib
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+
 from services.authn.deps import Principal
 from services.context import ServiceContext
 from shared.cache import CacheUnavailable
@@ -33,9 +35,12 @@ log = get_logger("solewatch.audit")
 CONTINUATION_TTL_S = 3600.0  # how long a page's next_cursor continues the read that handed it out
 
 
-def _continuation_key(principal: Principal, device: Device, action: str, cursor: str) -> str:
+def _continuation_key(principal: Principal, device: Device, read: dict[str, Any], cursor: str) -> str:
+    """Names a cursor as handed to this caller for this read: the same device, the same kind of
+    history, the same range. A cursor reused for another range starts a read of its own."""
     who = f"{principal.tenant_id}:{principal.via}:{principal.user_id}:{principal.api_key_id}"
-    digest = hashlib.sha256(f"{who}:{device.id}:{action}:{cursor}".encode()).hexdigest()[:32]
+    what = orjson.dumps(read, option=orjson.OPT_SORT_KEYS).decode()
+    digest = hashlib.sha256(f"{who}:{device.id}:{what}:{cursor}".encode()).hexdigest()[:32]
     return f"audit:read:{digest}"
 
 
@@ -53,26 +58,21 @@ async def record_read(
 ) -> bool:
     """Record the read of one page of a device's history unless it continues a read this caller
     already recorded; remember `next_cursor` as part of this read. True when an entry was written."""
+    read = {"action": action, "since": _iso(since), "until": _iso(until), **detail}
     continues = False
     if cursor is not None:
         try:
-            continues = await context.cache.get(_continuation_key(principal, device, action, cursor)) is not None
+            continues = await context.cache.get(_continuation_key(principal, device, read, cursor)) is not None
         except CacheUnavailable:
             continues = False  # record it again rather than risk not recording it
     if not continues:
         entry = principal.audit(
-            action,
-            "device",
-            device.imei,
-            since=_iso(since),
-            until=_iso(until),
-            cursor=cursor,
-            **detail,
+            action, "device", device.imei, since=read["since"], until=read["until"], cursor=cursor, **detail
         )
         await context.store.record_audit(entry)
     if next_cursor is not None:
         try:
-            key = _continuation_key(principal, device, action, next_cursor)
+            key = _continuation_key(principal, device, read, next_cursor)
             await context.cache.set(key, b"1", ttl=CONTINUATION_TTL_S)
         except CacheUnavailable:
             log.warning("read_continuation_not_kept", imei=device.imei, action=action)

@@ -279,3 +279,25 @@ async def test_a_cursor_past_the_end_of_time_is_an_empty_page(api: ApiHarness, k
     last = "_" * 22  # every bit set: past any stored time
     response = await api.http.get(f"/api/v1/devices/{IMEI}/{kind}", headers=viewer.headers, params={"cursor": last})
     assert response.status_code == 200 and response.json() == {"items": [], "next_cursor": None}
+
+
+async def test_a_cursor_reused_for_another_range_or_history_starts_a_read_of_its_own(api: ApiHarness) -> None:
+    tenant = await api.tenant()
+    device = await api.device(tenant, IMEI)
+    viewer = await api.caller(tenant, "viewer")
+    await api.store_positions(device, [position(n, T0 + n) for n in range(6)])
+    await store_frames(api, device, [Activity(n, T0 + n, 1, 2, 90, 80, 0) for n in range(10, 16)])
+    path = f"/api/v1/devices/{IMEI}/positions"
+    until = "2026-01-01T00:00:02Z"
+    first = await api.http.get(path, headers=viewer.headers, params={"limit": 2, "until": until})
+    cursor = first.json()["next_cursor"]
+    # The same cursor without the range's end reads past what the first entry names.
+    await api.http.get(path, headers=viewer.headers, params={"limit": 2, "cursor": cursor})
+    # And on the activity route it is another history.
+    await api.http.get(f"/api/v1/devices/{IMEI}/activity", headers=viewer.headers, params={"cursor": cursor})
+    recorded = await reads(api, tenant)
+    assert [(r["history"], r["until"], r["cursor"]) for r in recorded] == [
+        ("positions", until, None),
+        ("positions", None, cursor),
+        ("activity", None, cursor),
+    ]
