@@ -141,3 +141,30 @@ async def test_mongo_an_acknowledgement_stopped_before_its_entry_is_copied_gets_
     assert await logged(store, tenant) == [("alert.ack", str(alert.id))]
     await mongo.open()
     assert len(await store.audit_log(tenant)) == 1
+
+
+async def test_mongo_a_settings_entry_left_pending_survives_the_next_update(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Replacing the document would drop the entry the stopped write left in it: updates keep it.
+    mongo = getattr(store, "_store", store)
+    if not isinstance(mongo, MongoStore):
+        pytest.skip("a MongoDB adapter's recovery: SQLite writes the change and its entry in one transaction")
+    device = await add_device(store)
+    tenant = device.tenant_id
+
+    async def stop(*args: Any) -> None:
+        raise Stopped
+
+    monkeypatch.setattr(mongo, "_settle_audit", stop)
+    with pytest.raises(Stopped):
+        await store.set_device_settings(
+            device.id, DeviceSettings(offline_after=300.0), audit=entry(tenant, "settings.update", "device", "first")
+        )
+    monkeypatch.undo()
+    await store.set_device_settings(
+        device.id, DeviceSettings(offline_after=600.0), audit=entry(tenant, "settings.update", "device", "second")
+    )
+    await mongo.open()
+    assert await logged(store, tenant) == [("settings.update", "first"), ("settings.update", "second")]
+    assert await store.device_settings(device.id) == DeviceSettings(offline_after=600.0)
