@@ -19,7 +19,7 @@ from services.api.deps import ContextDep
 from services.api.twilio_signature import verified_twilio_form
 from services.authn.models import ErrorOut
 from services.context import ServiceContext
-from services.notifications.actions import acknowledge_alert, contact_actor
+from services.notifications.actions import acknowledge_alert, contact_actor, contact_audit_actor
 from services.notifications.notifier import AlertNotice
 from services.notifications.voice import (
     CALL_STATUS_PATH,
@@ -129,6 +129,7 @@ async def voice_gather(
             by=contact_actor(contact),
             via="voice",
             contact_id=contact.id,
+            audit_actor=contact_audit_actor(contact),
         )
     except AlertTransitionRefused:
         return _twiml(_goodbye(f"This alert was already resolved by {alert.resolved_by or 'someone'}."))

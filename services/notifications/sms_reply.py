@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 
 from services.context import ServiceContext
-from services.notifications.actions import acknowledge_alert, contact_actor
+from services.notifications.actions import acknowledge_alert, contact_actor, contact_audit_actor
 from shared.logging import get_logger
 from shared.store.alerts import Alert, AlertTransitionRefused, Contact
 from shared.store.sms_replies import CODE_DIGITS, ReplyCode
@@ -57,6 +57,7 @@ async def _acknowledge(context: ServiceContext, reply: ReplyCode, contact: Conta
             by=contact_actor(contact),
             via="sms",
             contact_id=contact.id,
+            audit_actor=contact_audit_actor(contact),
         )
     except AlertTransitionRefused:
         return f"solewatch alert #{reply.alert_id} is already resolved."

@@ -18,7 +18,17 @@ import pytest
 import socketio
 from aiosmtpd.controller import Controller
 
-from shared.protocols.xsole import Alarm, AlarmKind, Command, CommandCode, CommandResult, Position
+from shared.alerts import iso_utc
+from shared.protocols.xsole import (
+    Activity,
+    Alarm,
+    AlarmKind,
+    Command,
+    CommandCode,
+    CommandResult,
+    Heartbeat,
+    Position,
+)
 from tests.e2e.deployments import AllInOne, Distributed
 from tests.helpers.process import free_port
 from tests.helpers.xsole_client import XSoleTestClient
@@ -202,6 +212,24 @@ async def test_the_whole_contract(deployment, mailbox):
             assert [round(p["lat"], 5) for p in items] == [round(43.6163 + s * 1e-5, 5) for s in range(2, 7)]
             assert items[0]["ts"].endswith("Z") and items[0]["speed"] == pytest.approx(1.4)
             assert items[0]["course"] == pytest.approx(270.5) and items[0]["buffered"] is False
+            # One read of three pages: one audit entry (CONTRACT §5), for admins only.
+            reads = await http.get("/api/v1/audit", headers=auth(admin), params={"action": "positions.read"})
+            assert reads.status_code == 200, reads.text
+            assert [(e["target"]["id"], e["actor"]["label"]) for e in reads.json()["items"]] == [(IMEI_A, ADMIN[0])]
+
+            # history beside positions: heartbeats and activity, oldest first
+            await device_a.send(Activity(8, now - 59, 120, 2, 96, 86, 0), Heartbeat(7, now - 60, 86, -71))
+            assert await device_a.recv_acks(2) == {7: 0, 8: 0}
+
+            # Distributed, an ACK means published to the ingest queue: the store has them soon after.
+            async def history(kind: str) -> list[dict]:
+                return (await http.get(f"/api/v1/devices/{IMEI_A}/{kind}", headers=auth(admin))).json()["items"]
+
+            beats = await eventually(lambda: history("heartbeats"), what="heartbeats stored")
+            assert beats == [{"ts": iso_utc(now - 60), "battery": 86, "rssi": -71}]
+            moves = await eventually(lambda: history("activity"), what="activity stored")
+            assert moves == [{"ts": iso_utc(now - 59), "steps": 120, "state": "walking", "cadence": 96, "battery": 86}]
+            assert (await http.get(f"/api/v1/devices/{IMEI_A}/activity", headers=auth(other))).status_code == 404
 
             view = (await http.get(f"/api/v1/devices/{IMEI_A}", headers=auth(admin))).json()
             assert view["online"] is True and view["battery"] == 87 and view["last_seen"]
