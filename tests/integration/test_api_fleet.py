@@ -150,6 +150,7 @@ async def test_retire_then_register_again_shows_none_of_the_old_history(api: Api
         "device.command",
         "device.delete",
         "device.create",
+        "positions.read",  # the new device's (empty) history, read above
     ]
     assert (await audit_actions(api, admin.tenant_id))[2] == ("device.delete", IMEI, {"erase": False})
 
