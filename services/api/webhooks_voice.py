@@ -32,6 +32,7 @@ from services.notifications.voice import (
 )
 from shared.alerts import alert_to_api
 from shared.alerts.ledger import NotificationRecovery
+from shared.alerts.worker import worker_name
 from shared.logging import get_logger
 from shared.store.alerts import Alert, AlertTransitionRefused, Contact
 
@@ -191,8 +192,7 @@ async def _call_subject(
 
 async def _notice(context: ServiceContext, alert: Alert) -> AlertNotice:
     """The alert with its worker's name, as notifiers get it."""
-    device = await context.store.device_by_imei(alert.imei)
-    name = device.name if device is not None and device.tenant_id == alert.tenant_id else None
+    name = await worker_name(context.store, alert)
     return AlertNotice(alert=alert_to_api(alert), tenant_id=alert.tenant_id, device_name=name)
 
 
