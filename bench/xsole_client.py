@@ -36,7 +36,52 @@ def _wire(items: tuple[object, ...]) -> bytes:
     return b"".join(parts)
 
 
-class XSoleTestClient:
+class FrameMaker:
+    """Device frames with plausible defaults (the contract's worked examples), numbered on
+    one counter: for any test insole, whatever carries its bytes (TCP here, MQTT in tests)."""
+
+    _seq = 0
+
+    def next_seq(self) -> int:
+        self._seq = (self._seq + 1) & 0xFFFF
+        return self._seq
+
+    def position(self, **fields: int) -> Position:
+        values = {
+            "ts": int(time.time()),
+            "lat_e7": 436163000,
+            "lon_e7": 70553000,
+            "alt_m": 12,
+            "speed_cms": 140,
+            "course_ddeg": 2705,
+            "sats": 9,
+            "hdop_d": 8,
+            "battery": 87,
+            "flags": FLAG_FIX_VALID,
+        } | fields
+        return Position(self.next_seq(), **values)
+
+    def heartbeat(self, **fields: int) -> Heartbeat:
+        values = {"ts": int(time.time()), "battery": 87, "rssi": -71} | fields
+        return Heartbeat(self.next_seq(), **values)
+
+    def activity(self, **fields: int) -> Activity:
+        values = {"ts": int(time.time()), "steps": 42, "state": 2, "cadence": 96, "battery": 87, "flags": 0} | fields
+        return Activity(self.next_seq(), **values)
+
+    def alarm(self, **fields: int) -> Alarm:
+        values = {
+            "ts": int(time.time()),
+            "kind": 1,
+            "lat_e7": 436163000,
+            "lon_e7": 70553000,
+            "battery": 87,
+            "flags": FLAG_FIX_VALID,
+        } | fields
+        return Alarm(self.next_seq(), **values)
+
+
+class XSoleTestClient(FrameMaker):
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
         self.reader = reader
         self.writer = writer
@@ -47,10 +92,6 @@ class XSoleTestClient:
     async def connect(cls, host: str, port: int) -> XSoleTestClient:
         reader, writer = await asyncio.open_connection(host, port)
         return cls(reader, writer)
-
-    def next_seq(self) -> int:
-        self._seq = (self._seq + 1) & 0xFFFF
-        return self._seq
 
     async def send(self, *items: object) -> None:
         """Send events (encoded here) and raw byte strings, in order, in one write."""
@@ -142,39 +183,3 @@ class XSoleTestClient:
             await self.writer.wait_closed()
         except ConnectionError:
             pass
-
-    # -- device frames with plausible defaults, numbered on this client's counter ---------
-
-    def position(self, **fields: int) -> Position:
-        values = {
-            "ts": int(time.time()),
-            "lat_e7": 436163000,
-            "lon_e7": 70553000,
-            "alt_m": 12,
-            "speed_cms": 140,
-            "course_ddeg": 2705,
-            "sats": 9,
-            "hdop_d": 8,
-            "battery": 87,
-            "flags": FLAG_FIX_VALID,
-        } | fields
-        return Position(self.next_seq(), **values)
-
-    def heartbeat(self, **fields: int) -> Heartbeat:
-        values = {"ts": int(time.time()), "battery": 87, "rssi": -71} | fields
-        return Heartbeat(self.next_seq(), **values)
-
-    def activity(self, **fields: int) -> Activity:
-        values = {"ts": int(time.time()), "steps": 42, "state": 2, "cadence": 96, "battery": 87, "flags": 0} | fields
-        return Activity(self.next_seq(), **values)
-
-    def alarm(self, **fields: int) -> Alarm:
-        values = {
-            "ts": int(time.time()),
-            "kind": 1,
-            "lat_e7": 436163000,
-            "lon_e7": 70553000,
-            "battery": 87,
-            "flags": FLAG_FIX_VALID,
-        } | fields
-        return Alarm(self.next_seq(), **values)

@@ -232,14 +232,17 @@ async def _connect_error(host: str, port: int) -> str:
 
 async def _devices(settings: Settings, args: argparse.Namespace) -> None:
     from services.components import build_store, register_device
-    from shared.protocols.xsole import CommandCode
+    from shared.protocols.xsole.command_args import command_args_problem, command_code
+    from shared.store.audit import Actor, AuditEntry
 
     store = build_store(settings)
     await store.open()
     try:
         if args.action == "add":
             try:
-                device, _ = await register_device(store, imei=args.imei, name=args.name, tenant=args.tenant)
+                device, _ = await register_device(
+                    store, imei=args.imei, name=args.name, tenant=args.tenant, actor=Actor.system("cli")
+                )
             except ValueError as exc:
                 sys.exit(f"solewatch: {exc}")
             except DeviceExists:
@@ -249,8 +252,25 @@ async def _devices(settings: Settings, args: argparse.Namespace) -> None:
             found = await store.device_by_imei(args.imei)
             if found is None:
                 sys.exit(f"solewatch: no device {args.imei}")
-            code = CommandCode[args.cmd.upper().replace("-", "_")]
-            command_id = await store.enqueue_command(device_id=found.id, cmd=code, args=bytes.fromhex(args.args))
+            code = command_code(args.cmd)
+            try:
+                command_args = bytes.fromhex(args.args)
+            except ValueError:
+                sys.exit("solewatch: --args takes hex, such as 003c")
+            problem = command_args_problem(code, command_args)
+            if problem is not None:
+                sys.exit(f"solewatch: {problem}")
+            audit = AuditEntry(
+                found.tenant_id,
+                Actor.system("cli"),
+                "device.command",
+                "device",
+                found.imei,
+                {"command": args.cmd, "args": command_args.hex()},
+            )
+            command_id = await store.enqueue_command(
+                device_id=found.id, cmd=code, args=command_args, ttl_s=settings.command_ttl, audit=audit
+            )
             sys.stdout.write(
                 orjson.dumps({"command_id": command_id, "imei": args.imei, "cmd": args.cmd}).decode() + "\n"
             )

@@ -28,6 +28,7 @@ from shared.logging import get_logger
 from shared.protocols.xsole import imei_to_bcd
 from shared.runtime import Component, Runtime
 from shared.store import DeviceExists, Store, hash_device_token
+from shared.store.audit import Actor, AuditEntry
 from shared.store.sqlite import SqliteStore
 
 if TYPE_CHECKING:  # imported where used: the simulator loads only with --simulate
@@ -135,13 +136,17 @@ class SimulatorComponent:
 
 
 async def register_device(
-    store: Store, *, imei: str, name: str, tenant: str = DEFAULT_TENANT
+    store: Store, *, imei: str, name: str, tenant: str = DEFAULT_TENANT, actor: Actor | None = None
 ) -> tuple[dict[str, str], bytes]:
-    """Register a device in a tenant; returns its public description and its new secret."""
+    """Register a device in a tenant; returns its public description and its new secret.
+    With `actor`, the registration is written to the audit log as theirs."""
     imei_to_bcd(imei)  # refuses anything but 15 digits, before touching the store
     tenant_id = await store.ensure_tenant(tenant)
     token = secrets.token_bytes(16)
-    device = await store.add_device(tenant_id=tenant_id, imei=imei, name=name, token_hash=hash_device_token(token))
+    audit = None if actor is None else AuditEntry(tenant_id, actor, "device.create", "device", None, {"name": name})
+    device = await store.add_device(
+        tenant_id=tenant_id, imei=imei, name=name, token_hash=hash_device_token(token), audit=audit
+    )
     return {"imei": device.imei, "name": device.name, "tenant": tenant, "token": token.hex()}, token
 
 

@@ -9,11 +9,21 @@ from shared.bus import Bus
 from shared.cache import Cache
 from shared.config import Settings
 from shared.store import ApiStore
+from shared.store.audit import AuditEntry
 
 
 class CommandSender(Protocol):
-    async def send_command(self, *, device_id: int, cmd: int, args: bytes = b"") -> int:
-        """Queue a COMMAND for a device durably and deliver it as soon as it is connected; the command id."""
+    """The way from any process to the listener that holds a device."""
+
+    async def send_command(
+        self, *, device_id: int, cmd: int, args: bytes = b"", audit: AuditEntry | None = None
+    ) -> int:
+        """Queue a COMMAND for a device durably (unsent after SOLEWATCH_COMMAND_TTL it expires) and
+        deliver it as soon as it is connected; the command id."""
+
+    async def revoke_device(self, imei: str) -> None:
+        """The device was disabled, re-keyed or retired (already stored): whichever listener holds it
+        closes its link, so its next LOGIN is checked against the store as it now is."""
 
 
 @dataclass

@@ -9,6 +9,7 @@ batch of frames, exactly one relay at a time moves the outbox to the bus.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import orjson
@@ -25,13 +26,14 @@ from services.notifications.service import NotificationsService
 from services.wss.server import create_socketio
 from shared.bus.amqp import AmqpBus
 from shared.bus.outbox import CacheLease, OutboxRelay
-from shared.bus.topics import TOPIC_COMMAND
+from shared.bus.topics import TOPIC_COMMAND, TOPIC_DEVICE_REVOKED
 from shared.cache.redis import RedisCache
 from shared.config import Settings, SettingsError
 from shared.http import HttpServer, health_app
 from shared.logging import get_logger
 from shared.runtime import Component, Runtime
 from shared.store import DeviceStore
+from shared.store.audit import AuditEntry
 
 log = get_logger("solewatch")
 
@@ -46,12 +48,17 @@ class RemoteCommands:
     is stored, then announced to the listeners; the one holding the device sends it
     at once (the others ignore it, and every listener also polls the store)."""
 
-    def __init__(self, store: DeviceStore, bus: AmqpBus):
+    def __init__(self, store: DeviceStore, bus: AmqpBus, settings: Callable[[], Settings]):
         self._store = store
         self._bus = bus
+        self._settings = settings
 
-    async def send_command(self, *, device_id: int, cmd: int, args: bytes = b"") -> int:
-        command_id = await self._store.enqueue_command(device_id=device_id, cmd=cmd, args=args)
+    async def send_command(
+        self, *, device_id: int, cmd: int, args: bytes = b"", audit: AuditEntry | None = None
+    ) -> int:
+        command_id = await self._store.enqueue_command(
+            device_id=device_id, cmd=cmd, args=args, ttl_s=self._settings().command_ttl, audit=audit
+        )
         try:
             await self._bus.publish(
                 TOPIC_COMMAND,
@@ -61,6 +68,12 @@ class RemoteCommands:
         except Exception as exc:  # stored: the listeners' poll sends it
             log.warning("command_announce_failed", command_id=command_id, error=str(exc))
         return command_id
+
+    async def revoke_device(self, imei: str) -> None:
+        # Already stored, so a new LOGIN is refused anywhere; this closes the link a listener holds.
+        await self._bus.publish(
+            TOPIC_DEVICE_REVOKED, orjson.dumps({"imei": imei}), message_id=f"revoke-{imei}-{time.time_ns()}"
+        )
 
 
 class Backends:
@@ -86,7 +99,7 @@ class Backends:
             store=self.store,
             cache=self.cache,
             bus=self.bus,
-            commands=RemoteCommands(self.store, self.bus),
+            commands=RemoteCommands(self.store, self.bus, lambda: self.context.settings),
         )
 
     def ports(self) -> list[Component]:

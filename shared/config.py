@@ -189,6 +189,9 @@ class Settings(BaseSettings):
         50_000, gt=0, description="frames awaiting durability before every connection stops being read"
     )
     command_poll_interval: float = Field(2.0, gt=0)
+    command_ttl: float = Field(
+        86400, gt=0, description="seconds a queued command may wait for its device; never sent afterwards"
+    )
     # Wrong device tokens (services/listener/login_backoff.py): LOGIN_ACK 2 at once, then the
     # connection is held this long before it is closed, doubling per consecutive failure.
     device_login_backoff: float = Field(

@@ -97,6 +97,7 @@ async def ack_alert(
             alert_id=alert_id,
             by=principal.actor,
             via="dashboard" if client == "dashboard" else "api",
+            audit_actor=principal.audit_actor,
         )
     except AlertTransitionRefused:
         raise HTTPException(409, "the alert is resolved and can no longer be acknowledged") from None
@@ -122,6 +123,7 @@ async def resolve(
             alert_id=alert_id,
             by=principal.actor,
             note=body.note if body else None,
+            audit_actor=principal.audit_actor,
         )
     except AlertTransitionRefused:
         raise HTTPException(409, "the alert's status does not allow resolving it") from None

@@ -14,19 +14,23 @@ from swagger_ui_bundle import swagger_ui_path
 
 from services.api import (
     alerts,
+    audit,
+    commands,
     contacts,
     device_settings,
     devices,
     escalation,
+    fleet,
     geofences,
+    history,
     webhooks,
     webhooks_sms,
     webhooks_voice,
 )
 from services.api import push as web_push
 from services.api.errors import install_error_handlers
+from services.authn.api import router as authn_router
 from services.authn.models import ErrorOut
-from services.authn.routes import router as authn_router
 from services.context import ServiceContext
 from services.dashboard import mount_dashboard
 from services.wss.server import create_socketio, subscribe_live_updates
@@ -54,11 +58,17 @@ TAGS = [
     {"name": "auth", "description": "tokens for users: log in, refresh, log out"},
     {"name": "tenants", "description": "tenants and their first admin (platform admins)"},
     {"name": "api-keys", "description": "keys for partner integrations (tenant admins)"},
-    {"name": "devices", "description": "insoles: registration, live state, position history"},
+    {
+        "name": "devices",
+        "description": "insoles: registration, live state, rename, disable, re-key, retire",
+    },
+    {"name": "commands", "description": "downlink commands to insoles, from queued to done or expired"},
+    {"name": "history", "description": "a worker's positions, activity and heartbeats over time"},
     {"name": "alerts", "description": "alarms raised by insoles or detected by the server, and their handling"},
     {"name": "contacts", "description": "who is told about which kinds of alert"},
     {"name": "geofences", "description": "areas whose crossing raises geofence_exit or geofence_enter alerts"},
     {"name": "escalation", "description": "who is told next while nobody acknowledges an alert"},
+    {"name": "audit", "description": "who changed what, and who read a worker's history (admins; read only)"},
     {"name": "push", "description": "Web Push: new alerts as notifications on supervisors' browsers and phones"},
     {
         "name": "webhooks",
@@ -103,7 +113,18 @@ def create_app(
     if auth:
         app.include_router(authn_router)
     if rest:
-        for module in (devices, device_settings, alerts, contacts, escalation, geofences):
+        for module in (
+            devices,
+            history,
+            fleet,
+            commands,
+            device_settings,
+            alerts,
+            contacts,
+            escalation,
+            geofences,
+            audit,
+        ):
             app.include_router(module.router, responses=_COMMON_ERRORS)
         app.include_router(webhooks.router)  # called by providers, who sign instead of logging in
         app.include_router(web_push.router, responses=_COMMON_ERRORS)

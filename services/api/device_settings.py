@@ -90,5 +90,6 @@ async def put_settings(
     settings = DeviceSettings(
         offline_after=body.offline_after, shift=body.shift.model_dump(mode="json") if body.shift else None
     )
-    await context.store.set_device_settings(device.id, settings)
+    audit = principal.audit("settings.update", "device", device.imei, **settings.as_dict())
+    await context.store.set_device_settings(device.id, settings, audit=audit)
     return settings.as_dict()

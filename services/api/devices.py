@@ -1,16 +1,12 @@
-"""/api/v1/devices: register and list insoles, their live state and their positions."""
+"""/api/v1/devices: register and list insoles and their live state (their history: history.py)."""
 
 from __future__ import annotations
 
 import asyncio
-import math
 import secrets
-from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Path, Query
-from pydantic import BeforeValidator
+from fastapi import APIRouter, HTTPException, Path
 
 from services.api.deps import AdminPrincipal, ContextDep, CurrentPrincipal
 from services.api.models import (
@@ -19,34 +15,17 @@ from services.api.models import (
     DeviceOut,
     DevicePage,
     DeviceRegistered,
-    PositionPage,
 )
-from services.api.pagination import Cursor, Limit, PairCursor, decode_cursor, encode_cursor
+from services.api.pagination import Cursor, Limit, decode_cursor, encode_cursor
 from services.authn.models import ErrorOut
 from services.context import ServiceContext
 from shared.alerts import iso_utc
 from shared.online import online_key  # the mark the listener keeps while connected
-from shared.store import Device, DeviceExists, StoredPosition, hash_device_token
+from shared.store import Device, DeviceExists, hash_device_token
 
 router = APIRouter(prefix="/api/v1/devices", tags=["devices"])
 
 Imei = Annotated[str, Path(pattern=IMEI_PATTERN, description="the device's 15-digit IMEI")]
-
-
-def _iso_8601(value: object) -> object:
-    # pydantic would also read a bare number (1.5, 4e-291) as unix seconds; the spec says ISO-8601 date-time.
-    if isinstance(value, str):
-        try:
-            float(value)
-        except ValueError:
-            return value
-        raise ValueError("expected an ISO-8601 date-time, such as 2026-01-01T00:00:00Z")
-    return value
-
-
-Instant = Annotated[
-    datetime | None, Query(description="ISO-8601; UTC when no offset is given"), BeforeValidator(_iso_8601)
-]
 
 
 async def device_view(context: ServiceContext, device: Device) -> dict[str, Any]:
@@ -62,26 +41,11 @@ async def device_view(context: ServiceContext, device: Device) -> dict[str, Any]
         "imei": device.imei,
         "name": device.name,
         "created_at": iso_utc(device.created_at, millis=True),
+        "enabled": device.enabled,
         "online": mark is not None and mark not in (b"", b"0"),
         "last_seen": iso_utc(device.last_seen),
         "battery": device.battery,
         "last_position": last_position,
-    }
-
-
-def position_view(row: StoredPosition) -> dict[str, Any]:
-    """A stored position in the API's units (the store keeps the device's integers)."""
-    return {
-        "ts": iso_utc(row.ts),
-        "lat": row.lat_e7 / 1e7,
-        "lon": row.lon_e7 / 1e7,
-        "alt": row.alt_m,
-        "speed": row.speed_cms / 100,
-        "course": row.course_ddeg / 10,
-        "sats": row.sats,
-        "hdop": row.hdop_d / 10,
-        "battery": row.battery,
-        "buffered": row.buffered,
     }
 
 
@@ -118,7 +82,11 @@ async def register_device(body: DeviceIn, context: ContextDep, principal: AdminP
     token = secrets.token_bytes(16)
     try:
         device = await context.store.add_device(
-            tenant_id=principal.tenant_id, imei=body.imei, name=body.name, token_hash=hash_device_token(token)
+            tenant_id=principal.tenant_id,
+            imei=body.imei,
+            name=body.name,
+            token_hash=hash_device_token(token),
+            audit=principal.audit("device.create", "device", None, name=body.name),
         )
     except DeviceExists:
         # IMEIs are unique across tenants; the answer must not say whose it is.
@@ -134,38 +102,3 @@ _NOT_FOUND: dict[int | str, dict[str, Any]] = {
 @router.get("/{imei}", response_model=DeviceOut, summary="One device with its live state", responses=_NOT_FOUND)
 async def get_device(imei: Imei, context: ContextDep, principal: CurrentPrincipal) -> dict[str, Any]:
     return await device_view(context, await tenant_device(context, principal.tenant_id, imei))
-
-
-@router.get(
-    "/{imei}/positions", response_model=PositionPage, summary="A device's positions, oldest first", responses=_NOT_FOUND
-)
-async def list_positions(
-    imei: Imei,
-    context: ContextDep,
-    principal: CurrentPrincipal,
-    since: Instant = None,
-    until: Instant = None,
-    limit: Limit = 100,
-    cursor: PairCursor = None,
-) -> dict[str, Any]:
-    start, end = _unix(since, math.ceil), _unix(until, math.floor)
-    after: tuple[int, int] | None = None
-    if cursor:
-        ts, seq = decode_cursor(cursor, 2)
-        after = (ts, seq)
-    device = await tenant_device(context, principal.tenant_id, imei)
-    if start is not None and end is not None and start > end:
-        return {"items": [], "next_cursor": None}  # an empty window, as valid a question as any other
-    rows = await context.store.positions(device.id, since=start, until=end, after=after, limit=limit + 1)
-    page = rows[:limit]
-    next_cursor = encode_cursor(page[-1].ts, page[-1].seq) if len(rows) > limit else None
-    return {"items": [position_view(row) for row in page], "next_cursor": next_cursor}
-
-
-def _unix(instant: datetime | None, to_whole: Callable[[float], int]) -> int | None:
-    # Positions carry whole seconds: round the bounds inwards so both stay inclusive.
-    if instant is None:
-        return None
-    if instant.tzinfo is None:
-        instant = instant.replace(tzinfo=UTC)
-    return to_whole(instant.timestamp())

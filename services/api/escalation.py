@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException
@@ -68,15 +69,14 @@ class PolicyOut(BaseModel):
     updated_at: str | None
 
 
+def policy_view_steps(steps: Sequence[EscalationStep]) -> list[dict[str, Any]]:
+    return [{"contacts": list(s.contact_ids), "wait_s": s.wait_s, "channels": list(s.channels)} for s in steps]
+
+
 def policy_view(policy: EscalationPolicy | None) -> dict[str, Any]:
     if policy is None:
         return {"steps": [], "updated_at": None}
-    return {
-        "steps": [
-            {"contacts": list(s.contact_ids), "wait_s": s.wait_s, "channels": list(s.channels)} for s in policy.steps
-        ],
-        "updated_at": iso_utc(policy.updated_at, millis=True),
-    }
+    return {"steps": policy_view_steps(policy.steps), "updated_at": iso_utc(policy.updated_at, millis=True)}
 
 
 @router.get("", response_model=PolicyOut, summary="The tenant's escalation policy")
@@ -124,5 +124,6 @@ async def put_policy(body: PolicyIn, context: ContextDep, principal: AdminPrinci
     steps = [
         EscalationStep(tuple(dict.fromkeys(step.contacts)), step.wait_s, tuple(step.channels)) for step in body.steps
     ]
-    policy = await context.store.set_escalation_policy(principal.tenant_id, steps)
+    audit = principal.audit("escalation.update", "escalation", None, steps=policy_view_steps(steps))
+    policy = await context.store.set_escalation_policy(principal.tenant_id, steps, audit=audit)
     return policy_view(policy if steps else None)

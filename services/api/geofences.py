@@ -226,6 +226,9 @@ async def add_geofence(body: GeofenceIn, context: ContextDep, principal: AdminPr
         shape=body.geometry.model_dump(),
         devices=tuple(body.devices),
         alert_on=tuple(body.alert_on),
+        audit=principal.audit(
+            "geofence.create", "geofence", name=body.name, devices=list(body.devices), alert_on=list(body.alert_on)
+        ),
     )
     return geofence_view(geofence)
 
@@ -246,6 +249,7 @@ async def get_geofence(geofence_id: ResourceId, context: ContextDep, principal: 
     responses=_NOT_FOUND,
 )
 async def delete_geofence(geofence_id: ResourceId, context: ContextDep, principal: AdminPrincipal) -> Response:
-    if not await _store(context).delete_geofence(principal.tenant_id, geofence_id):
+    audit = principal.audit("geofence.delete", "geofence", geofence_id)
+    if not await _store(context).delete_geofence(principal.tenant_id, geofence_id, audit=audit):
         raise HTTPException(404, "geofence not found")
     return Response(status_code=204)

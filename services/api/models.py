@@ -50,6 +50,7 @@ class DeviceOut(BaseModel):
     imei: str
     name: str
     created_at: str
+    enabled: bool = Field(description="false: its connection is closed and its LOGIN refused (status 3)")
     online: bool = Field(description="a listener holds the device's connection right now")
     last_seen: str | None = Field(description="when the last frame from the device was received")
     battery: int | None = Field(description="% at the newest report")
@@ -59,6 +60,7 @@ class DeviceOut(BaseModel):
             "imei": "356307042441013",
             "name": "Alice",
             "created_at": "2026-01-01T00:00:00.000Z",
+            "enabled": True,
             "online": True,
             "last_seen": "2026-01-01T08:30:12Z",
             "battery": 87,
@@ -74,6 +76,7 @@ class DeviceRegistered(DeviceOut):
             "imei": "356307042441013",
             "name": "Alice",
             "created_at": "2026-01-01T00:00:00.000Z",
+            "enabled": True,
             "online": False,
             "last_seen": None,
             "battery": None,

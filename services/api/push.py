@@ -24,6 +24,7 @@ from services.notifications.push import (
 from shared.alerts import alert_to_api
 from shared.config import Settings
 from shared.store.alerts import AlertTransitionRefused
+from shared.store.audit import Actor
 
 router = APIRouter(prefix="/api/v1/push-subscriptions", tags=["push"])
 ack_router = APIRouter(prefix="/api/v1/push", tags=["push"])
@@ -163,8 +164,14 @@ async def acknowledge_pushed(body: PushAcknowledgeIn, context: ContextDep) -> di
         raise HTTPException(401, "this user may no longer acknowledge alerts")
     assert user is not None
     try:
+        # The notification went to a signed-in user's browser: a user acknowledges, not a contact.
         alert = await acknowledge_alert(
-            context, tenant_id=claims.tenant_id, alert_id=claims.alert_id, by=user.email, via="push"
+            context,
+            tenant_id=claims.tenant_id,
+            alert_id=claims.alert_id,
+            by=user.email,
+            via="push",
+            audit_actor=Actor("user", str(user.id), user.email),
         )
     except AlertTransitionRefused:
         raise HTTPException(409, "the alert is resolved and can no longer be acknowledged") from None

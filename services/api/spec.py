@@ -16,12 +16,18 @@ from shared.bus.memory import MemoryBus
 from shared.cache.memory import MemoryCache
 from shared.config import Settings
 from shared.runtime import Runtime
+from shared.store.audit import AuditEntry
 from shared.store.sqlite import SqliteStore
 
 
 class _NoCommands:
-    async def send_command(self, *, device_id: int, cmd: int, args: bytes = b"") -> int:
+    async def send_command(
+        self, *, device_id: int, cmd: int, args: bytes = b"", audit: AuditEntry | None = None
+    ) -> int:
         raise RuntimeError("the spec generator sends no commands")
+
+    async def revoke_device(self, imei: str) -> None:
+        raise RuntimeError("the spec generator revokes no devices")
 
 
 def openapi_spec() -> dict[str, Any]:

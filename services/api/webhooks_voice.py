@@ -19,7 +19,7 @@ from services.api.deps import ContextDep
 from services.api.twilio_signature import verified_twilio_form
 from services.authn.models import ErrorOut
 from services.context import ServiceContext
-from services.notifications.actions import acknowledge_alert, contact_actor
+from services.notifications.actions import acknowledge_alert, contact_actor, contact_audit_actor
 from services.notifications.notifier import AlertNotice
 from services.notifications.voice import (
     CALL_STATUS_PATH,
@@ -32,6 +32,7 @@ from services.notifications.voice import (
 )
 from shared.alerts import alert_to_api
 from shared.alerts.ledger import NotificationRecovery
+from shared.alerts.worker import worker_name
 from shared.logging import get_logger
 from shared.store.alerts import Alert, AlertTransitionRefused, Contact
 
@@ -129,6 +130,7 @@ async def voice_gather(
             by=contact_actor(contact),
             via="voice",
             contact_id=contact.id,
+            audit_actor=contact_audit_actor(contact),
         )
     except AlertTransitionRefused:
         return _twiml(_goodbye(f"This alert was already resolved by {alert.resolved_by or 'someone'}."))
@@ -190,8 +192,7 @@ async def _call_subject(
 
 async def _notice(context: ServiceContext, alert: Alert) -> AlertNotice:
     """The alert with its worker's name, as notifiers get it."""
-    device = await context.store.device_by_imei(alert.imei)
-    name = device.name if device is not None and device.tenant_id == alert.tenant_id else None
+    name = await worker_name(context.store, alert)
     return AlertNotice(alert=alert_to_api(alert), tenant_id=alert.tenant_id, device_name=name)
 
 

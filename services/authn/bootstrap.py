@@ -11,6 +11,7 @@ from services.authn.passwords import check_new_password, hash_password, verify_p
 from shared.config import Settings, SettingsError
 from shared.logging import get_logger
 from shared.store.accounts import AccountStore, TenantExists, UserExists
+from shared.store.audit import Actor, AuditEntry
 
 log = get_logger("solewatch.authn")
 
@@ -47,9 +48,17 @@ async def ensure_first_admin(settings: Settings, store: AccountStore) -> dict[st
         password = secrets.token_urlsafe(18)
     tenant_id = await store.ensure_tenant(DEFAULT_TENANT)
     password_hash = await hash_password(password)
+    audit = AuditEntry(
+        tenant_id, Actor.system("first start"), "user.create", "user", None, {"email": email, "role": "admin"}
+    )
     try:
         user = await store.create_user(
-            tenant_id=tenant_id, email=email, password_hash=password_hash, role="admin", platform_admin=True
+            tenant_id=tenant_id,
+            email=email,
+            password_hash=password_hash,
+            role="admin",
+            platform_admin=True,
+            audit=audit,
         )
     except UserExists:  # another process bootstrapped at the same moment
         return None
@@ -111,12 +120,20 @@ def _first_admin_credentials(settings: Settings) -> tuple[str, str | None]:
 
 
 async def add_tenant(
-    store: AccountStore, *, name: str, admin_email: str, admin_password: str, platform_admin: bool = False
+    store: AccountStore,
+    *,
+    name: str,
+    admin_email: str,
+    admin_password: str,
+    platform_admin: bool = False,
+    actor: Actor | None = None,
 ) -> dict[str, Any]:
-    """Create a tenant and its first admin.
+    """Create a tenant and its first admin, both recorded in the new tenant's audit log as done by
+    `actor` (default: the command line).
 
     Raises InvalidAccount (bad name, email or password), TenantExists or UserExists.
     """
+    actor = actor or Actor.system("cli")
     name = name.strip()
     if not name or len(name) > MAX_TENANT_NAME:
         raise InvalidAccount(f"a tenant name has 1 to {MAX_TENANT_NAME} characters")
@@ -131,9 +148,16 @@ async def add_tenant(
     if await store.user_by_email(email) is not None:
         raise UserExists(email)
     password_hash = await hash_password(admin_password)
-    tenant = await store.create_tenant(name)
+    tenant = await store.create_tenant(
+        name, audit=AuditEntry(0, actor, "tenant.create", "tenant", None, {"name": name})
+    )
     user = await store.create_user(
-        tenant_id=tenant.id, email=email, password_hash=password_hash, role="admin", platform_admin=platform_admin
+        tenant_id=tenant.id,
+        email=email,
+        password_hash=password_hash,
+        role="admin",
+        platform_admin=platform_admin,
+        audit=AuditEntry(tenant.id, actor, "user.create", "user", None, {"email": email, "role": "admin"}),
     )
     log.info("tenant_created", tenant=tenant.name, tenant_id=tenant.id, admin=user.email)
     return {

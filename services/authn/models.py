@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
 from services.authn.bootstrap import MAX_TENANT_NAME
 from services.authn.passwords import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH
-from shared.store.accounts import ApiKey, Role, Tenant, User
+from shared.store.accounts import ApiKey, Role, Tenant, User, UserStatus
 
 
 def utc(ts: float) -> datetime:
@@ -180,3 +180,100 @@ class ApiKeyCreated(ApiKeyOut):
 
 class ApiKeyList(BaseModel):
     items: list[ApiKeyOut]
+
+
+# -- users of a tenant (CONTRACT §5) -------------------------------------------------------
+
+MAX_USER_NAME = 200
+Password = Field(min_length=MIN_PASSWORD_LENGTH, max_length=MAX_PASSWORD_LENGTH, description="at least 12 characters")
+
+
+class UserView(BaseModel):
+    id: int
+    email: str
+    name: str
+    role: Role
+    status: UserStatus = Field(description="`invited` until the invitation is accepted; `disabled` cannot sign in")
+    created_at: datetime
+    last_login_at: datetime | None
+
+    @classmethod
+    def of(cls, user: User) -> UserView:
+        return cls(
+            id=user.id,
+            email=user.email,
+            name=user.name,
+            role=user.role,
+            status=user.status,
+            created_at=utc(user.created_at),
+            last_login_at=None if user.last_login_at is None else utc(user.last_login_at),
+        )
+
+
+class UserPage(BaseModel):
+    items: list[UserView]
+    next_cursor: str | None = Field(description="pass as `cursor` for the next page; null on the last page")
+
+
+class UserInvite(BaseModel):
+    email: EmailStr
+    name: str = Field(min_length=1, max_length=MAX_USER_NAME)
+    role: Role
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"email": "sam@acme.example", "name": "Sam Night", "role": "supervisor"}]},
+    )
+
+
+class Invitation(BaseModel):
+    email_sent: bool = Field(description="false when no SMTP server is configured or it refused the email")
+    expires_at: datetime
+    link: str | None = Field(
+        description="the single-use link, only when the email was not sent: hand it to the person another way"
+    )
+
+
+class UserInvited(UserView):
+    invitation: Invitation
+
+
+class UserPatch(BaseModel):
+    name: str | None = Field(None, min_length=1, max_length=MAX_USER_NAME)
+    role: Role | None = None
+    # Strict: 0, 1 or "yes" are refused, not taken for a boolean (disabling someone is not a guess).
+    disabled: bool | None = Field(
+        None, strict=True, description="true signs the user out everywhere at once; false re-enables"
+    )
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"role": "viewer"}, {"disabled": True}]})
+
+
+class AcceptInvite(BaseModel):
+    token: str = Field(min_length=1, max_length=200, description="the `token` of the invitation link")
+    password: str = Password
+    model_config = ConfigDict(json_schema_extra={"examples": [{"token": "Zq3...9w", "password": "a long passphrase"}]})
+
+
+class PasswordChange(BaseModel):
+    current_password: str = Field(min_length=1, max_length=MAX_PASSWORD_LENGTH)
+    new_password: str = Password
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"current_password": "the old passphrase", "new_password": "a new long passphrase"}]
+        }
+    )
+
+
+class PasswordResetRequest(BaseModel):
+    # A plain string, as for logging in: an address EmailStr refuses (.local) may still have an account.
+    email: str = Field(min_length=1, max_length=320)
+    model_config = ConfigDict(json_schema_extra={"examples": [{"email": "sam@acme.example"}]})
+
+
+class PasswordResetConfirm(BaseModel):
+    token: str = Field(min_length=1, max_length=200, description="the `token` of the reset link")
+    password: str = Password
+    model_config = ConfigDict(json_schema_extra={"examples": [{"token": "Zq3...9w", "password": "a long passphrase"}]})
+
+
+class Accepted(BaseModel):
+    detail: str

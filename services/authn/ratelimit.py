@@ -84,7 +84,11 @@ class LoginRateLimiter:
         window: float = 3600.0,
         known_ttl: float = 30 * 24 * 3600,
         clock: Callable[[], float] = time.time,
+        namespace: str = "",
     ):
+        # Other anonymous routes (password reset, invitation links) count in their own
+        # namespace, so they neither spend nor are refused by the login budget.
+        self._keys = KEY_PREFIX + namespace
         self._cache = cache
         self._free = free_failures
         self._first_delay = first_delay
@@ -95,7 +99,7 @@ class LoginRateLimiter:
         self._clock = clock
 
     @classmethod
-    def from_settings(cls, settings: Settings, cache: Cache) -> LoginRateLimiter:
+    def from_settings(cls, settings: Settings, cache: Cache, *, namespace: str = "") -> LoginRateLimiter:
         return cls(
             cache,
             free_failures=settings.login_free_failures,
@@ -104,6 +108,7 @@ class LoginRateLimiter:
             per_address=settings.login_max_failures_per_address,
             window=settings.login_failure_window,
             known_ttl=settings.refresh_token_ttl,
+            namespace=namespace,
         )
 
     def delay_after(self, attempts: int) -> float:
@@ -117,20 +122,20 @@ class LoginRateLimiter:
         """Count a login attempt, or raise RateLimited when this pair or address must wait."""
         addr = address_scope(address)
         pair = f"{account_scope(account)}:{addr}"
-        wait = await self._remaining(f"login-wait:{pair}")
+        wait = await self._remaining(f"{self._keys}wait:{pair}")
         if wait:
             raise self._refused(wait, "delay")
         window = None
-        if await self._cache.get(f"login-known:{pair}") is None:
+        if await self._cache.get(f"{self._keys}known:{pair}") is None:
             now = self._clock()
             window = int(now // self._window)
-            begun = await self._cache.incr(f"login-address-begun:{addr}:{window}", ttl=self._window)
-            succeeded = int(await self._cache.get(f"login-address-ok:{addr}:{window}") or 0)
+            begun = await self._cache.incr(f"{self._keys}address-begun:{addr}:{window}", ttl=self._window)
+            succeeded = int(await self._cache.get(f"{self._keys}address-ok:{addr}:{window}") or 0)
             if begun - succeeded > self._per_address:
                 raise self._refused(math.ceil((window + 1) * self._window - now), "address")
-        attempts = await self._cache.incr(f"login-attempts:{pair}", ttl=self._window)
+        attempts = await self._cache.incr(f"{self._keys}attempts:{pair}", ttl=self._window)
         if attempts > self._free:
-            if not await self._cache.set_if_absent(f"login-turn:{pair}", b"1", ttl=TURN_TTL_S):
+            if not await self._cache.set_if_absent(f"{self._keys}turn:{pair}", b"1", ttl=TURN_TTL_S):
                 raise self._refused(BUSY_RETRY_AFTER_S, "busy")
             return LoginAttempt(pair, addr, attempts, window, holds_turn=True)
         return LoginAttempt(pair, addr, attempts, window, holds_turn=False)
@@ -139,23 +144,23 @@ class LoginRateLimiter:
         delay = self.delay_after(attempt.attempts)
         if delay:
             until = self._clock() + delay
-            await self._cache.set(f"login-wait:{attempt.pair}", repr(until).encode(), ttl=delay)
+            await self._cache.set(f"{self._keys}wait:{attempt.pair}", repr(until).encode(), ttl=delay)
         if attempt.holds_turn:  # after the wait is set, so no attempt slips in between
-            await self._cache.delete(f"login-turn:{attempt.pair}")
+            await self._cache.delete(f"{self._keys}turn:{attempt.pair}")
 
     async def succeeded(self, attempt: LoginAttempt) -> None:
-        await self._cache.delete(f"login-attempts:{attempt.pair}")
+        await self._cache.delete(f"{self._keys}attempts:{attempt.pair}")
         if attempt.holds_turn:
-            await self._cache.delete(f"login-turn:{attempt.pair}")
+            await self._cache.delete(f"{self._keys}turn:{attempt.pair}")
         if attempt.window is not None:  # give back the budget this attempt took
-            await self._cache.incr(f"login-address-ok:{attempt.address}:{attempt.window}", ttl=self._window)
-        await self._cache.set(f"login-known:{attempt.pair}", b"1", ttl=self._known_ttl)
+            await self._cache.incr(f"{self._keys}address-ok:{attempt.address}:{attempt.window}", ttl=self._window)
+        await self._cache.set(f"{self._keys}known:{attempt.pair}", b"1", ttl=self._known_ttl)
 
     async def abandoned(self, attempt: LoginAttempt) -> None:
         """The password check did not finish: free the pair's turn and count nothing more."""
         if attempt.holds_turn:
             with contextlib.suppress(Exception):  # the error that abandoned the check is the one to report
-                await self._cache.delete(f"login-turn:{attempt.pair}")
+                await self._cache.delete(f"{self._keys}turn:{attempt.pair}")
 
     @staticmethod
     def _refused(retry_after: int, reason: str) -> RateLimited:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
@@ -44,7 +45,8 @@ from services.authn.tokens import (
     start_session,
 )
 from shared.logging import get_logger
-from shared.store.accounts import TenantExists, UserExists
+from shared.store.accounts import TenantExists, User, UserExists
+from shared.store.audit import Actor, AuditEntry
 
 log = get_logger("solewatch.authn")
 
@@ -53,11 +55,11 @@ router = APIRouter(prefix="/api/v1")
 BAD_CREDENTIALS = "incorrect email or password"
 
 
-def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     return {code: {"model": ErrorOut} for code in codes}
 
 
-def _token_response(pair: TokenPair, response: Response) -> TokenResponse:
+def token_response(pair: TokenPair, response: Response) -> TokenResponse:
     response.headers["Cache-Control"] = "no-store"  # RFC 6749 5.1: no cache keeps tokens
     return TokenResponse(access_token=pair.access_token, expires_in=pair.expires_in, refresh_token=pair.refresh_token)
 
@@ -68,7 +70,7 @@ def client_address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-_THROTTLED: dict[int | str, dict[str, Any]] = {
+THROTTLED: dict[int | str, dict[str, Any]] = {
     429: {
         "model": ErrorOut,
         "description": "Too many failed logins from this address; retry later",
@@ -83,7 +85,10 @@ _THROTTLED: dict[int | str, dict[str, Any]] = {
 
 
 @router.post(
-    "/auth/token", tags=["auth"], summary="Log in with email and password", responses={**_errors(401), **_THROTTLED}
+    "/auth/token",
+    tags=["auth"],
+    summary="Log in with email and password",
+    responses={**error_responses(401), **THROTTLED},
 )
 async def issue_token(body: TokenRequest, request: Request, response: Response, ctx: ContextDep) -> TokenResponse:
     """A new session: an access token and a refresh token.
@@ -108,30 +113,44 @@ async def issue_token(body: TokenRequest, request: Request, response: Response, 
         ) from None
     try:
         user = await ctx.store.user_by_email(body.email)
-        # An unknown email costs the same argon2 work as a wrong password: no timing oracle.
-        check = await verify_password(user.password_hash if user else None, body.password)
+        # Only an active user signs in. An unknown email, an invited or a disabled user cost the
+        # same argon2 work as a wrong password and get the same answer: no oracle, by status or timing.
+        active = user if user is not None and user.status == "active" else None
+        check = await verify_password(active.password_hash if active else None, body.password)
     except BaseException:
         await limiter.abandoned(attempt)  # storage down, or the client left: the next try need not wait
         raise
-    if user is None or not check.ok:
+    if active is None or not check.ok:
         await limiter.failed(attempt)
         log.info("login_failed", address=address)
+        if user is not None:  # an unknown email has no tenant to log under
+            await ctx.store.record_audit(_login_entry(user, "auth.login_failed", address, status=user.status))
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, BAD_CREDENTIALS)
     await limiter.succeeded(attempt)
     if check.new_hash is not None:
-        await ctx.store.set_password_hash(user.id, check.new_hash)
-    log.info("login_succeeded", user_id=user.id, tenant_id=user.tenant_id, address=address)
-    return _token_response(await start_session(ctx.settings, ctx.cache, user), response)
+        await ctx.store.set_password_hash(active.id, check.new_hash)
+    now = time.time()
+    await ctx.store.record_login(active.id, now, audit=_login_entry(active, "auth.login", address))
+    log.info("login_succeeded", user_id=active.id, tenant_id=active.tenant_id, address=address)
+    return token_response(await start_session(ctx.settings, ctx.cache, active), response)
 
 
-@router.post("/auth/refresh", tags=["auth"], summary="Trade a refresh token for a new pair", responses=_errors(401))
+def _login_entry(user: User, action: str, address: str, **detail: Any) -> AuditEntry:
+    # A failed login is not the user's doing: whoever tried is only an address.
+    actor = Actor("user", str(user.id), user.email) if action == "auth.login" else Actor.system(f"login from {address}")
+    return AuditEntry(user.tenant_id, actor, action, "user", str(user.id), {"address": address, **detail})
+
+
+@router.post(
+    "/auth/refresh", tags=["auth"], summary="Trade a refresh token for a new pair", responses=error_responses(401)
+)
 async def refresh_token(body: RefreshRequest, response: Response, ctx: ContextDep) -> TokenResponse:
     """Each refresh token works once. Showing a spent one again ends its whole session."""
     try:
         pair = await refresh_session(ctx.settings, ctx.cache, ctx.store, body.refresh_token)
     except InvalidToken as exc:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, str(exc)) from None
-    return _token_response(pair, response)
+    return token_response(pair, response)
 
 
 @router.post(
@@ -139,7 +158,7 @@ async def refresh_token(body: RefreshRequest, response: Response, ctx: ContextDe
     tags=["auth"],
     summary="End the session",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=_errors(401, 403),
+    responses=error_responses(401, 403),
 )
 async def logout(principal: Annotated[Principal, Depends(require_user)], ctx: ContextDep) -> Response:
     """Revokes the session's access tokens at once, and its refresh token."""
@@ -149,7 +168,7 @@ async def logout(principal: Annotated[Principal, Depends(require_user)], ctx: Co
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.get("/auth/me", tags=["auth"], summary="Who is calling", responses=_errors(401))
+@router.get("/auth/me", tags=["auth"], summary="Who is calling", responses=error_responses(401))
 async def me(principal: CurrentPrincipal, ctx: ContextDep) -> MeOut:
     tenant = await ctx.store.tenant(principal.tenant_id)
     return MeOut(
@@ -171,13 +190,17 @@ async def me(principal: CurrentPrincipal, ctx: ContextDep) -> MeOut:
     tags=["tenants"],
     summary="Create a tenant and its admin",
     status_code=status.HTTP_201_CREATED,
-    responses=_errors(401, 403, 409),
+    responses=error_responses(401, 403, 409),
 )
 async def create_tenant(body: TenantRequest, principal: PlatformAdminPrincipal, ctx: ContextDep) -> TenantCreated:
     """Platform admins only. The new admin logs in with the email and password given."""
     try:
         created = await add_tenant(
-            ctx.store, name=body.name, admin_email=body.admin_email, admin_password=body.admin_password
+            ctx.store,
+            name=body.name,
+            admin_email=body.admin_email,
+            admin_password=body.admin_password,
+            actor=principal.audit_actor,
         )
     except TenantExists:
         raise HTTPException(status.HTTP_409_CONFLICT, "a tenant with that name exists") from None
@@ -193,7 +216,7 @@ async def create_tenant(body: TenantRequest, principal: PlatformAdminPrincipal, 
     )
 
 
-@router.get("/tenants", tags=["tenants"], summary="List tenants", responses=_errors(401, 403))
+@router.get("/tenants", tags=["tenants"], summary="List tenants", responses=error_responses(401, 403))
 async def list_tenants(principal: PlatformAdminPrincipal, ctx: ContextDep) -> TenantList:
     """Platform admins only."""
     return TenantList(items=[TenantOut.of(tenant) for tenant in await ctx.store.tenants()])
@@ -215,7 +238,7 @@ KeyManager = Annotated[Principal, Depends(_key_manager)]
     tags=["api-keys"],
     summary="Create an API key",
     status_code=status.HTTP_201_CREATED,
-    responses=_errors(401, 403),
+    responses=error_responses(401, 403),
 )
 async def create_api_key(body: ApiKeyRequest, principal: KeyManager, ctx: ContextDep) -> ApiKeyCreated:
     """For a partner integration of your tenant. The key is in this answer only: keep it."""
@@ -226,12 +249,13 @@ async def create_api_key(body: ApiKeyRequest, principal: KeyManager, ctx: Contex
         prefix=key[:PREFIX_LENGTH],
         key_hash=hash_api_key(key),
         role=body.role,
+        audit=principal.audit("api_key.create", "api_key", name=body.name, role=body.role),
     )
     log.info("api_key_created", api_key_id=record.id, tenant_id=record.tenant_id, by=principal.actor)
     return ApiKeyCreated(**ApiKeyOut.of(record).model_dump(), key=key)
 
 
-@router.get("/api-keys", tags=["api-keys"], summary="List API keys", responses=_errors(401, 403))
+@router.get("/api-keys", tags=["api-keys"], summary="List API keys", responses=error_responses(401, 403))
 async def list_api_keys(principal: KeyManager, ctx: ContextDep) -> ApiKeyList:
     """Your tenant's keys, revoked ones included; never the keys themselves."""
     return ApiKeyList(items=[ApiKeyOut.of(key) for key in await ctx.store.api_keys(principal.tenant_id)])
@@ -242,11 +266,12 @@ async def list_api_keys(principal: KeyManager, ctx: ContextDep) -> ApiKeyList:
     tags=["api-keys"],
     summary="Revoke an API key",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=_errors(401, 403, 404),
+    responses=error_responses(401, 403, 404),
 )
 async def revoke_api_key(key_id: int, principal: KeyManager, ctx: ContextDep) -> Response:
     """The key stops working at once."""
-    if not await ctx.store.revoke_api_key(principal.tenant_id, key_id):
+    audit = principal.audit("api_key.revoke", "api_key", key_id)
+    if not await ctx.store.revoke_api_key(principal.tenant_id, key_id, audit=audit):
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such API key")
     log.info("api_key_revoked", api_key_id=key_id, tenant_id=principal.tenant_id, by=principal.actor)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -4,10 +4,18 @@ An access token is an HS256 JWT any service can check with the secret alone.
 A refresh token is an opaque random string; the cache holds (under its
 SHA-256, never the token itself):
 
-    refresh:<sha256>        {"user_id", "session_id"}        until used, or refresh_token_ttl
+    refresh:<sha256>        {"user_id", "session_id", "started"}  until used, or refresh_token_ttl
     session:<sid>           {"user_id", "refresh": <sha256>}  the session's one live refresh token
     refresh-used:<sha256>   <sid>                             a rotated token: showing it again revokes <sid>
     session-revoked:<sid>   1                                 access tokens of <sid> are refused (access_token_ttl)
+    user-revoked:<uid>      {"before", "keep"}                every session of the user started before `before`
+                                                              is over, except `keep` (refresh_token_ttl)
+
+A user's sessions are not listed anywhere: disabling a user or changing a
+password marks the time instead, and each check compares it with the
+session's start (the `sst` claim, the refresh record's `started`). One key per
+user, whatever the number of sessions, and each process sees it as soon as
+the shared cache does.
 
 Each refresh rotates: the token shown is spent and a new pair is issued in the
 same session. A spent token shown again means it leaked (or the client raced
@@ -43,7 +51,7 @@ SECRET_FILE = "jwt-secret"
 _CLOCK_MARGIN_S = 60
 
 # Every key of the table above (services/authn/state.py keeps them across restarts).
-KEY_PREFIXES = ("refresh:", "session:", "refresh-used:", "session-revoked:")
+KEY_PREFIXES = ("refresh:", "session:", "refresh-used:", "session-revoked:", "user-revoked:")
 
 _generated_secrets: dict[Path, str] = {}
 
@@ -121,9 +129,12 @@ class AccessClaims:
     issued_at: int
     expires_at: int
     token_id: str
+    session_started: float
 
 
-def issue_access_token(settings: Settings, *, user: User, session_id: str, now: float | None = None) -> str:
+def issue_access_token(
+    settings: Settings, *, user: User, session_id: str, session_started: float | None = None, now: float | None = None
+) -> str:
     """A signed access token for the user in that session, valid `access_token_ttl` seconds."""
     issued = int(time.time() if now is None else now)
     claims = {
@@ -137,6 +148,7 @@ def issue_access_token(settings: Settings, *, user: User, session_id: str, now: 
         "iat": issued,
         "exp": issued + settings.access_token_ttl,
         "jti": secrets.token_urlsafe(12),
+        "sst": issued if session_started is None else session_started,
     }
     return jwt.encode(claims, signing_secret(settings), algorithm=ALGORITHM)
 
@@ -167,6 +179,7 @@ def decode_access_token(settings_or_secret: Settings | str, token: str) -> Acces
             issued_at=int(claims["iat"]),
             expires_at=int(claims["exp"]),
             token_id=str(claims["jti"]),
+            session_started=float(claims.get("sst", claims["iat"])),
         )
     except jwt.ExpiredSignatureError as exc:
         raise InvalidToken("token expired") from exc
@@ -177,7 +190,9 @@ def decode_access_token(settings_or_secret: Settings | str, token: str) -> Acces
 async def verify_access_token(settings: Settings, cache: Cache, token: str) -> AccessClaims:
     """decode_access_token, and refuse tokens of a revoked (logged out) session."""
     claims = decode_access_token(settings, token)
-    if await session_revoked(cache, claims.session_id):
+    if await session_revoked(cache, claims.session_id) or await user_session_revoked(
+        cache, claims.user_id, claims.session_id, claims.session_started
+    ):
         raise InvalidToken("session revoked")
     return claims
 
@@ -201,19 +216,20 @@ async def _get_json(cache: Cache, key: str) -> dict[str, Any] | None:
     return None if raw is None else orjson.loads(raw)
 
 
-async def _issue_pair(settings: Settings, cache: Cache, user: User, session_id: str) -> TokenPair:
+async def _issue_pair(settings: Settings, cache: Cache, user: User, session_id: str, started: float) -> TokenPair:
     refresh_token = secrets.token_urlsafe(32)
     digest = _digest(refresh_token)
     ttl = settings.refresh_token_ttl
-    await cache.set(f"refresh:{digest}", orjson.dumps({"user_id": user.id, "session_id": session_id}), ttl=ttl)
+    record = {"user_id": user.id, "session_id": session_id, "started": started}
+    await cache.set(f"refresh:{digest}", orjson.dumps(record), ttl=ttl)
     await cache.set(f"session:{session_id}", orjson.dumps({"user_id": user.id, "refresh": digest}), ttl=ttl)
-    access_token = issue_access_token(settings, user=user, session_id=session_id)
+    access_token = issue_access_token(settings, user=user, session_id=session_id, session_started=started)
     return TokenPair(access_token, refresh_token, settings.access_token_ttl)
 
 
 async def start_session(settings: Settings, cache: Cache, user: User) -> TokenPair:
     """A new session for a user who just proved who they are."""
-    return await _issue_pair(settings, cache, user, secrets.token_urlsafe(16))
+    return await _issue_pair(settings, cache, user, secrets.token_urlsafe(16), time.time())
 
 
 async def refresh_session(settings: Settings, cache: Cache, store: AccountStore, refresh_token: str) -> TokenPair:
@@ -237,10 +253,14 @@ async def refresh_session(settings: Settings, cache: Cache, store: AccountStore,
         raise InvalidToken("refresh token already used")
     await cache.delete(f"refresh:{digest}")
     user = await store.user(int(record["user_id"]))
-    if user is None:
+    started = float(record.get("started", 0.0))
+    if user is None or user.status != "active":
         await revoke_session(settings, cache, session_id)
-        raise InvalidToken("the account no longer exists")
-    pair = await _issue_pair(settings, cache, user, session_id)  # role changes take effect here
+        raise InvalidToken("the account no longer exists or is disabled")
+    if await user_session_revoked(cache, user.id, session_id, started):
+        await revoke_session(settings, cache, session_id)
+        raise InvalidToken("session revoked")
+    pair = await _issue_pair(settings, cache, user, session_id, started)  # role changes take effect here
     if await session_revoked(cache, session_id):  # a logout landed while we were rotating
         await revoke_session(settings, cache, session_id)
         raise InvalidToken("session revoked")
@@ -265,3 +285,27 @@ async def revoke_session(settings: Settings, cache: Cache, session_id: str) -> N
 
 async def session_revoked(cache: Cache, session_id: str) -> bool:
     return await cache.get(f"session-revoked:{session_id}") is not None
+
+
+async def revoke_user_sessions(
+    settings: Settings, cache: Cache, user_id: int, *, keep_session: str | None = None
+) -> None:
+    """End every session the user has started so far (but `keep_session`): access tokens refused at once,
+    refresh tokens void. Sessions started afterwards are not affected."""
+    mark = {"before": time.time(), "keep": keep_session}
+    await cache.set(f"user-revoked:{user_id}", orjson.dumps(mark), ttl=settings.refresh_token_ttl + _CLOCK_MARGIN_S)
+    log.info("user_sessions_revoked", user_id=user_id, kept=keep_session is not None)
+
+
+async def user_revocation(cache: Cache, user_id: int) -> dict[str, Any] | None:
+    """The user's latest "sign out everywhere" mark (`revoke_user_sessions`), or None."""
+    return await _get_json(cache, f"user-revoked:{user_id}")
+
+
+def revoked_by(mark: dict[str, Any] | None, session_id: str, session_started: float) -> bool:
+    """Whether that mark ends that session: it started before the mark and is not the one kept."""
+    return mark is not None and session_started < float(mark["before"]) and session_id != mark.get("keep")
+
+
+async def user_session_revoked(cache: Cache, user_id: int, session_id: str, session_started: float) -> bool:
+    return revoked_by(await user_revocation(cache, user_id), session_id, session_started)

@@ -36,6 +36,7 @@ class CloseReason(enum.Enum):
     STORE_UNAVAILABLE = "store"
     IDLE = "idle"
     REPLACED = "replaced"
+    REVOKED = "revoked"  # the device was disabled, re-keyed or retired: its login no longer stands
     DRAINING = "draining"
 
     @classmethod

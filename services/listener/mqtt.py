@@ -128,6 +128,8 @@ class MqttIngest:
         self.instance_id = f"solewatch-{secrets.token_hex(6)}"
         cache: Cache = listener.cache if listener.cache is not None else MemoryCache()
         self.sessions = Sessions(cache, lambda: self.settings.idle_timeout)
+        # A revoked device's session ends in the shared cache even when no process holds its link.
+        self.registry.on_revoked.append(self.sessions.end)
         self.devices: dict[str, MqttDevice] = {}  # imei -> its state in this process
         self.handover = Handover(
             instance_id=self.instance_id,

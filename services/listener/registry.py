@@ -14,7 +14,7 @@ import asyncio
 import os
 import socket
 import time
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -28,6 +28,7 @@ from shared.cache import Cache
 from shared.config import Settings
 from shared.logging import get_logger
 from shared.online import online_key
+from shared.store.audit import AuditEntry
 from shared.store.port import CommandRecord
 
 log = get_logger("solewatch.listener")
@@ -38,7 +39,15 @@ ONLINE_MARK_TTL_S = 90.0
 class CommandStore(Protocol):
     """What delivering downlink commands needs of the store."""
 
-    async def enqueue_command(self, *, device_id: int, cmd: int, args: bytes = b"") -> int: ...
+    async def enqueue_command(
+        self,
+        *,
+        device_id: int,
+        cmd: int,
+        args: bytes = b"",
+        ttl_s: float | None = None,
+        audit: AuditEntry | None = None,
+    ) -> int: ...
     async def commands_to_send(
         self, device_ids: Sequence[int] | None = None, *, include_unanswered: bool = False
     ) -> list[CommandRecord]: ...
@@ -72,6 +81,8 @@ class Registry:
         self._spawn = spawn
         self._online: dict[str, DeviceLink] = {}  # imei -> the link its latest login came on
         self._commands_in_flight: set[int] = set()
+        # What else must forget a revoked device's login: the MQTT bridge's sessions in the cache.
+        self.on_revoked: list[Callable[[str], Awaitable[None]]] = []
         self.draining = False
         self.instance = f"{socket.gethostname()}:{os.getpid()}".encode()
 
@@ -107,6 +118,23 @@ class Registry:
     def holds(self, link: DeviceLink) -> bool:
         device = link.device
         return device is not None and self._online.get(device.imei) is link
+
+    async def revoke(self, imei: str) -> None:
+        """The device was disabled, re-keyed or retired: its login no longer stands. Its link here
+        closes; it must log in again, and the LOGIN is checked against the store as it now is."""
+        link = self._online.get(imei)
+        if link is not None:
+            link.close(CloseReason.REVOKED)
+        for forget in self.on_revoked:
+            try:
+                await forget(imei)
+            except Exception as exc:
+                log.warning("device_revoke_failed", imei=imei, error=str(exc))
+        log.info("device_revoked", imei=imei, held_here=link is not None)
+
+    async def on_device_revoked(self, message: Message) -> None:
+        """A device revoked by another process (the API service)."""
+        await self.revoke(orjson.loads(message.payload)["imei"])
 
     async def _announce(self, link: DeviceLink, *, online: bool) -> None:
         """Mark the device online or offline in the cache and tell live dashboards."""
@@ -161,9 +189,13 @@ class Registry:
     def _links_of(self, device_id: int) -> list[DeviceLink]:
         return [link for link in self._online.values() if link.device is not None and link.device.id == device_id]
 
-    async def queue_command(self, *, device_id: int, cmd: int, args: bytes = b"") -> int:
+    async def queue_command(
+        self, *, device_id: int, cmd: int, args: bytes = b"", audit: AuditEntry | None = None
+    ) -> int:
         """Persist a command for a device and send it now if the device is online here."""
-        command_id = await self._commands.enqueue_command(device_id=device_id, cmd=cmd, args=args)
+        command_id = await self._commands.enqueue_command(
+            device_id=device_id, cmd=cmd, args=args, ttl_s=self._settings().command_ttl, audit=audit
+        )
         for link in self._links_of(device_id):
             await self._send_pending_commands(link)
         return command_id

@@ -23,10 +23,11 @@ from services.listener.link import CloseReason, DeviceLink
 from services.listener.login_backoff import LoginBackoff
 from services.listener.registry import Registry
 from shared.bus import Bus
-from shared.bus.topics import TOPIC_COMMAND
+from shared.bus.topics import TOPIC_COMMAND, TOPIC_DEVICE_REVOKED
 from shared.cache import Cache
 from shared.config import Settings
 from shared.logging import get_logger
+from shared.store.audit import AuditEntry
 from shared.store.batch import IngestBatch
 from shared.store.port import ListenerStore
 
@@ -72,6 +73,10 @@ class Listener:
             # Commands queued by another process (the API, the notifications
             # service) announce themselves; the listener holding the device sends at once.
             bus.subscribe("listener-commands", [TOPIC_COMMAND], self.registry.on_command_queued, broadcast=True)
+            # Every listener hears of a revoked device: whichever holds it closes its link.
+            bus.subscribe(
+                "listener-revocations", [TOPIC_DEVICE_REVOKED], self.registry.on_device_revoked, broadcast=True
+            )
 
     @property
     def online(self) -> Mapping[str, DeviceLink]:
@@ -190,13 +195,21 @@ class Listener:
 
     # -- downlink commands -------------------------------------------------------------
 
-    async def queue_command(self, *, device_id: int, cmd: int, args: bytes = b"") -> int:
+    async def queue_command(
+        self, *, device_id: int, cmd: int, args: bytes = b"", audit: AuditEntry | None = None
+    ) -> int:
         """Persist a command for a device and send it now if the device is online here."""
-        return await self.registry.queue_command(device_id=device_id, cmd=cmd, args=args)
+        return await self.registry.queue_command(device_id=device_id, cmd=cmd, args=args, audit=audit)
 
-    async def send_command(self, *, device_id: int, cmd: int, args: bytes = b"") -> int:
+    async def send_command(
+        self, *, device_id: int, cmd: int, args: bytes = b"", audit: AuditEntry | None = None
+    ) -> int:
         """The CommandSender port, for the API in the same process."""
-        return await self.registry.queue_command(device_id=device_id, cmd=cmd, args=args)
+        return await self.registry.queue_command(device_id=device_id, cmd=cmd, args=args, audit=audit)
+
+    async def revoke_device(self, imei: str) -> None:
+        """The CommandSender port: the device's login no longer stands (the API in the same process)."""
+        await self.registry.revoke(imei)
 
 
 def _tls_context(settings: Settings) -> ssl.SSLContext | None:

@@ -11,6 +11,7 @@ from shared.logging import get_logger
 from shared.protocols.xsole import CommandCode
 from shared.store import AlertingStore
 from shared.store.alerts import Alert, Contact
+from shared.store.audit import Actor, AuditEntry
 
 log = get_logger("solewatch.alerts")
 
@@ -25,8 +26,20 @@ def contact_actor(contact: Contact) -> str:
     return contact.name
 
 
+def contact_audit_actor(contact: Contact) -> Actor:
+    """How a contact who acknowledged by SMS reply or call appears in the audit log."""
+    return Actor("contact", str(contact.id), contact.name)
+
+
 async def acknowledge_alert(
-    context: ServiceContext, *, tenant_id: int, alert_id: int, by: str, via: str = "api", contact_id: int | None = None
+    context: ServiceContext,
+    *,
+    tenant_id: int,
+    alert_id: int,
+    by: str,
+    via: str = "api",
+    contact_id: int | None = None,
+    audit_actor: Actor | None = None,
 ) -> Alert | None:
     """Acknowledge an alert; None when the tenant has no such alert.
 
@@ -39,13 +52,20 @@ async def acknowledge_alert(
     alarm-acknowledged (cmd 4), now if it is connected, else when it reconnects:
     exactly once per alert, however often (or concurrently) it is acknowledged.
     Raises AlertTransitionRefused when the alert is already resolved.
+
+    With `audit_actor`, the acknowledgement writes an `alert.ack` audit entry
+    (detail: `via`, and `contact_id` for a contact) with the change itself; a
+    repeat changes nothing and writes none.
     """
     if via not in ACK_CHANNELS:
         raise ValueError(f"unknown acknowledgement channel {via!r}")
     detail: dict[str, Any] = {"via": via}
     if contact_id is not None:
         detail["contact_id"] = contact_id
-    alert = await context.store.acknowledge_alert(tenant_id, alert_id, by=by, detail=detail)
+    audit = (
+        None if audit_actor is None else AuditEntry(tenant_id, audit_actor, "alert.ack", "alert", str(alert_id), detail)
+    )
+    alert = await context.store.acknowledge_alert(tenant_id, alert_id, by=by, detail=detail, audit=audit)
     if alert is not None:
         # Escalation stops now (the escalator would also stop at its next check).
         await context.store.cancel_escalation(alert.id)
@@ -54,10 +74,20 @@ async def acknowledge_alert(
 
 
 async def resolve_alert(
-    context: ServiceContext, *, tenant_id: int, alert_id: int, by: str, note: str | None = None
+    context: ServiceContext,
+    *,
+    tenant_id: int,
+    alert_id: int,
+    by: str,
+    note: str | None = None,
+    audit_actor: Actor | None = None,
 ) -> Alert | None:
-    """Resolve an open or acknowledged alert (resolving twice changes nothing); None when there is no such alert."""
-    alert = await context.store.resolve_alert(tenant_id, alert_id, by=by, note=note)
+    """Resolve an open or acknowledged alert (resolving twice changes nothing); None when there is no such alert.
+    With `audit_actor`, an `alert.resolve` entry (detail: the note) is written with the change."""
+    audit = None
+    if audit_actor is not None:
+        audit = AuditEntry(tenant_id, audit_actor, "alert.resolve", "alert", str(alert_id), {"note": note})
+    alert = await context.store.resolve_alert(tenant_id, alert_id, by=by, note=note, audit=audit)
     if alert is not None:
         await context.store.cancel_escalation(alert.id)
     return alert

@@ -37,6 +37,7 @@ from shared.alerts.ledger import (
     NotificationRecord,
     NotificationRecovery,
 )
+from shared.alerts.worker import worker_name
 from shared.bus import Message
 from shared.config import Settings
 from shared.logging import get_logger
@@ -322,9 +323,8 @@ class NotificationDispatcher:
         """The alert with the worker's and the tenant's names; names are a nicety, never a reason not to send."""
         device_name = tenant_name = None
         try:
-            device = await self._store.device_by_imei(alert["imei"])
-            if device is not None and device.tenant_id == tenant_id:
-                device_name = device.name
+            stored = await self._store.alert(tenant_id, alert["id"])
+            device_name = None if stored is None else await worker_name(self._store, stored)
             tenant = await self._store.tenant(tenant_id)
             tenant_name = tenant.name if tenant is not None else None
         except Exception as exc:

@@ -52,9 +52,23 @@ class EmailNotifier:
 
     async def send(self, *, contact: Contact, notice: AlertNotice) -> None:
         """Send the email; None: SMTP reports no delivery status back."""
-        message = self.message(contact=contact, notice=notice)
+        await self.deliver(self.message(contact=contact, notice=notice), contact.email or "")
+
+    def plain_message(self, *, to: str, subject: str, text: str) -> EmailMessage:
+        """A plain-text email from this sender (account emails: invitations, password resets)."""
+        message = EmailMessage()
+        message["Subject"] = subject
+        message["From"] = self._from
+        message["To"] = to
+        message["Date"] = formatdate(localtime=False, usegmt=True)
+        message["Message-ID"] = make_msgid("solewatch", domain=self._sender.rpartition("@")[2])
+        message.set_content(text)
+        return message
+
+    async def deliver(self, message: EmailMessage, recipient: str) -> None:
+        """Hand the message to the SMTP server; NotificationFailed (permanent or not) when it cannot be."""
         try:
-            await self._deliver(message, contact.email or "")
+            await self._deliver(message, recipient)
         except aiosmtplib.SMTPRecipientsRefused as exc:
             codes = [refusal.code for refusal in exc.recipients]
             raise NotificationFailed(f"recipient refused: {exc}", permanent=all(c >= 500 for c in codes)) from exc

@@ -38,6 +38,7 @@ from pywebpush import WebPushException, webpush_async
 from services.authn.tokens import ALGORITHM, InvalidToken, signing_secret
 from services.context import ServiceContext
 from services.notifications.metrics import notification_attempts, notifications_failed, notifications_sent
+from shared.alerts.worker import worker_name
 from shared.bus import Message
 from shared.config import Settings
 from shared.logging import get_logger
@@ -290,8 +291,8 @@ class PushNotifier:
         store = self._context.store
         try:
             self._vapid = self._vapid or await vapid_key(self.settings, store)
-            device = await store.device_by_imei(alert["imei"])
-            worker = device.name if device is not None and device.tenant_id == tenant_id else None
+            stored = await store.alert(tenant_id, alert["id"])
+            worker = None if stored is None else await worker_name(store, stored)
             users: dict[int, User | None] = {}
             sending: list[tuple[User, Awaitable[bool]]] = []
             for subscription in subscriptions:

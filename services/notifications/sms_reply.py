@@ -11,7 +11,8 @@ from __future__ import annotations
 import re
 
 from services.context import ServiceContext
-from services.notifications.actions import acknowledge_alert, contact_actor
+from services.notifications.actions import acknowledge_alert, contact_actor, contact_audit_actor
+from shared.alerts.worker import worker_name
 from shared.logging import get_logger
 from shared.store.alerts import Alert, AlertTransitionRefused, Contact
 from shared.store.sms_replies import CODE_DIGITS, ReplyCode
@@ -57,6 +58,7 @@ async def _acknowledge(context: ServiceContext, reply: ReplyCode, contact: Conta
             by=contact_actor(contact),
             via="sms",
             contact_id=contact.id,
+            audit_actor=contact_audit_actor(contact),
         )
     except AlertTransitionRefused:
         return f"solewatch alert #{reply.alert_id} is already resolved."
@@ -96,6 +98,5 @@ async def _contact_of(context: ServiceContext, reply: ReplyCode) -> Contact | No
 
 async def _describe(context: ServiceContext, alert: Alert) -> str:
     """`alert #12 (SOS, Simulated worker 3)`."""
-    device = await context.store.device_by_imei(alert.imei)
-    worker = device.name if device is not None and device.tenant_id == alert.tenant_id else f"device {alert.imei}"
+    worker = await worker_name(context.store, alert) or f"device {alert.imei}"
     return f"alert #{alert.id} ({alert.kind.replace('_', ' ').upper()}, {worker})"

@@ -20,7 +20,14 @@ from socketio.async_pubsub_manager import AsyncPubSubManager
 from socketio.exceptions import ConnectionRefusedError
 
 from services.authn.deps import principal_from_claims
-from services.authn.tokens import InvalidToken, session_revoked, verify_access_token
+from services.authn.tokens import (
+    AccessClaims,
+    InvalidToken,
+    revoked_by,
+    session_revoked,
+    user_revocation,
+    verify_access_token,
+)
 from services.context import ServiceContext
 from services.wss.handshakes import Admission, HalfOpenSessions, client_address, is_handshake
 from shared.alerts import iso_utc
@@ -32,7 +39,9 @@ from shared.store.messages import telemetry_items
 log = get_logger("solewatch.wss")
 
 EMIT_TIMEOUT_S = 5.0
-SESSION_CHECK_S = 10.0
+# How often live sockets are checked against sign-outs: a disabled user's sockets close within this
+# (plus one cache read per socket), in every wss process, as each asks the shared cache.
+SESSION_CHECK_S = 2.0
 NAMESPACE = "/"
 
 # The admitted handshake being answered, for `_handle_eio_connect`: python-engineio
@@ -88,7 +97,7 @@ def create_socketio(
         )
         await sio.enter_room(sid, tenant_room(caller.tenant_id))
         sio.half_open.authenticated(sio.manager.eio_sid_from_sid(sid, NAMESPACE))
-        guard.watch(sid, claims.session_id, claims.expires_at)
+        guard.watch(sid, claims)
 
     async def disconnect(sid: str, *args: Any) -> None:
         guard.forget(sid)
@@ -159,7 +168,8 @@ class GuardedServer(socketio.AsyncServer):  # type: ignore[misc]  # socketio is 
 
 
 class SessionGuard:
-    """Ends live sockets whose session was logged out or whose access token expired.
+    """Ends live sockets whose session was logged out, whose user was disabled or signed out
+    everywhere (services/authn/tokens.py, `user-revoked:`), or whose access token expired.
 
     A token is checked at connect only by Socket.IO itself; without this, a
     dashboard signed out elsewhere would go on receiving its tenant's events.
@@ -169,11 +179,11 @@ class SessionGuard:
     def __init__(self, context: ServiceContext, sio: socketio.AsyncServer):
         self._cache = context.cache
         self._sio = sio
-        self._watched: dict[str, tuple[str, int]] = {}  # sid -> (session id, token expiry)
+        self._watched: dict[str, AccessClaims] = {}  # sid -> the claims of the token it connected with
         self._task: asyncio.Task[None] | None = None
 
-    def watch(self, sid: str, session_id: str, expires_at: int) -> None:
-        self._watched[sid] = (session_id, expires_at)
+    def watch(self, sid: str, claims: AccessClaims) -> None:
+        self._watched[sid] = claims
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run(), name="wss-session-guard")
 
@@ -184,9 +194,17 @@ class SessionGuard:
         while self._watched:
             await asyncio.sleep(SESSION_CHECK_S)
             now = time.time()
-            for sid, (session_id, expires_at) in list(self._watched.items()):
+            marks: dict[int, dict[str, Any] | None] = {}  # one read per user and round, however many sockets
+            for sid, claims in list(self._watched.items()):
+                expires_at = claims.expires_at
                 try:
-                    ended = expires_at <= now or await session_revoked(self._cache, session_id)
+                    if claims.user_id not in marks:
+                        marks[claims.user_id] = await user_revocation(self._cache, claims.user_id)
+                    ended = (
+                        expires_at <= now
+                        or revoked_by(marks[claims.user_id], claims.session_id, claims.session_started)
+                        or await session_revoked(self._cache, claims.session_id)
+                    )
                 except Exception as exc:  # cache down: keep the socket, check again next round
                     log.warning("socket_session_check_failed", error=str(exc))
                     continue

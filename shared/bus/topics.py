@@ -13,6 +13,7 @@ TOPIC_ALERT = "alert"  # an alert raised, acknowledged or resolved
 TOPIC_DEVICE_STATUS = "device_status"  # a device came online or went offline
 TOPIC_INGEST = "ingest"  # distributed mode: frames a listener has ACKed, for the storage writer
 TOPIC_COMMAND = "command"  # distributed mode: a command was queued for a device (a wake-up for its listener)
+TOPIC_DEVICE_REVOKED = "device_revoked"  # distributed mode: a device was disabled, re-keyed or retired
 
 ALERT_TOPICS = frozenset({TOPIC_ALARM, TOPIC_ALERT})
 

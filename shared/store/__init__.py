@@ -4,7 +4,15 @@ the distributed mode)."""
 from shared.store.accounts import AccountStore
 from shared.store.alerting import AlertingStore
 from shared.store.detection_config import DetectionConfigStore
-from shared.store.devices import CommandRecord, Device, DeviceExists, DeviceStore, hash_device_token, token_matches
+from shared.store.devices import (
+    CommandRecord,
+    Device,
+    DeviceExists,
+    DeviceStore,
+    command_status,
+    hash_device_token,
+    token_matches,
+)
 from shared.store.outbox import OutboxEntry, OutboxStore
 from shared.store.port import (
     ApiStore,
@@ -36,6 +44,7 @@ __all__ = [
     "StoredPosition",
     "TelemetryHistory",
     "TelemetryStore",
+    "command_status",
     "hash_device_token",
     "token_matches",
 ]

@@ -121,14 +121,23 @@ class AlertStore(Protocol):
         """Newest first; `before_id` is the cursor (ids below it)."""
 
     async def acknowledge_alert(
-        self, tenant_id: int, alert_id: int, *, by: str, detail: dict[str, Any] | None = None
+        self,
+        tenant_id: int,
+        alert_id: int,
+        *,
+        by: str,
+        detail: dict[str, Any] | None = None,
+        audit: AuditEntry | None = None,
     ) -> Alert | None:
         """None when there is no such alert in the tenant; AlertTransitionRefused when resolved.
-        `detail` goes on the `acknowledged` timeline line: how (`via`) and, for a contact, who."""
+        `detail` goes on the `acknowledged` timeline line: how (`via`) and, for a contact, who.
+        `audit` is written with the change, and only when the status changes (not for a repeat)."""
 
     async def resolve_alert(
-        self, tenant_id: int, alert_id: int, *, by: str, note: str | None = None
-    ) -> Alert | None: ...
+        self, tenant_id: int, alert_id: int, *, by: str, note: str | None = None, audit: AuditEntry | None = None
+    ) -> Alert | None:
+        """As acknowledge_alert; resolving a resolved alert changes nothing and writes no entry."""
+
     async def alert_timeline(self, tenant_id: int, alert_id: int) -> list[AlertEvent]: ...
     async def add_alert_event(
         self, alert_id: int, *, action: str, actor: str | None, detail: dict[str, Any]

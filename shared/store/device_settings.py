@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from shared.store.audit import AuditEntry
+
 
 @dataclass(frozen=True, slots=True)
 class DeviceSettings:
@@ -22,4 +24,6 @@ class DeviceSettings:
 
 class DeviceSettingsStore(Protocol):
     async def device_settings(self, device_id: int) -> DeviceSettings: ...
-    async def set_device_settings(self, device_id: int, settings: DeviceSettings) -> None: ...
+    async def set_device_settings(
+        self, device_id: int, settings: DeviceSettings, *, audit: AuditEntry | None = None
+    ) -> None: ...

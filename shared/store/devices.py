@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from shared.store.audit import AuditEntry
+
 
 class DeviceExists(Exception):
     """A device with that IMEI is already registered."""
@@ -51,22 +53,68 @@ class CommandRecord:
     imei: str
     cmd: int
     args: bytes
-    status: str  # pending, sent, done, failed, unsupported
+    status: str  # pending, sent, done, failed, unsupported; expired: pending past its expires_at
     seq: int | None
+    created_at: float = 0.0
+    sent_at: float | None = None
+    completed_at: float | None = None
+    expires_at: float | None = None  # never sent after this (None: no limit)
+
+
+def command_status(command: CommandRecord, now: float) -> str:
+    """The status a reader sees: a command still pending past its expiry is `expired` (and never sent)."""
+    if command.status == "pending" and command.expires_at is not None and command.expires_at <= now:
+        return "expired"
+    return command.status
 
 
 class DeviceStore(Protocol):
-    async def add_device(self, *, tenant_id: int, imei: str, name: str, token_hash: bytes) -> Device:
-        """Register a device; DeviceExists when its IMEI is registered already (in any tenant)."""
+    async def add_device(
+        self, *, tenant_id: int, imei: str, name: str, token_hash: bytes, audit: AuditEntry | None = None
+    ) -> Device:
+        """Register a device; DeviceExists when its IMEI is registered already (in any tenant).
+        A retired IMEI registers as a new device (a new id) that shares none of the old one's records."""
 
-    async def set_device_token(self, *, imei: str, token_hash: bytes) -> None: ...
+    async def set_device_token(self, *, imei: str, token_hash: bytes, audit: AuditEntry | None = None) -> bool:
+        """Replace the device's secret; False when there is no such device."""
+
+    async def update_device(
+        self,
+        device_id: int,
+        *,
+        name: str | None = None,
+        enabled: bool | None = None,
+        audit: AuditEntry | None = None,
+    ) -> Device | None:
+        """Rename, disable or enable (None leaves a field as it is); the device as it now stands, None if gone."""
+
+    async def retire_device(self, device_id: int, *, erase: bool = False, audit: AuditEntry | None = None) -> bool:
+        """The device is gone for good: no lookup finds it, its commands are never sent and its IMEI
+        is free. `erase` also deletes everything stored about it (telemetry, alarms, alerts with their
+        timelines and notifications, commands, settings); without it those stay, unreachable through
+        the device. False when there was no such device."""
+
     async def device_by_imei(self, imei: str) -> Device | None: ...
     async def device(self, device_id: int) -> Device | None: ...
     async def devices(self, tenant_id: int, *, after_id: int | None = None, limit: int = 100) -> list[Device]:
         """A tenant's devices by id; `after_id` is the cursor."""
 
-    async def enqueue_command(self, *, device_id: int, cmd: int, args: bytes = b"") -> int:
-        """Queue a command for the device (status `pending`); its id."""
+    async def enqueue_command(
+        self,
+        *,
+        device_id: int,
+        cmd: int,
+        args: bytes = b"",
+        ttl_s: float | None = None,
+        audit: AuditEntry | None = None,
+    ) -> int:
+        """Queue a command for the device (status `pending`); its id. Unsent after `ttl_s` seconds it
+        expires: commands_to_send never returns it again."""
+
+    async def device_commands(
+        self, device_id: int, *, before_id: int | None = None, limit: int = 100
+    ) -> list[CommandRecord]:
+        """A device's commands newest first; `before_id` is the cursor."""
 
     async def commands_to_send(
         self,
@@ -74,7 +122,8 @@ class DeviceStore(Protocol):
         *,
         include_unanswered: bool = False,
     ) -> list[CommandRecord]:
-        """Commands never sent (and, with include_unanswered, sent but not yet answered), in queue order."""
+        """Commands never sent and not expired (and, with include_unanswered, sent but not yet answered),
+        in queue order."""
 
     async def mark_command_sent(self, command_id: int, seq: int) -> None:
         """The command went out under `seq` (again, after a reconnection); an answered command stays answered."""

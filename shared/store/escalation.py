@@ -17,6 +17,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from shared.store.audit import AuditEntry
+
 MAX_STEPS = 10
 STEP_CHANNELS: tuple[str, ...] = ("sms", "email", "voice")  # the channels a step may name (CONTRACT §6)
 DEFAULT_CHANNELS: tuple[str, ...] = ("sms", "email")  # a step naming none, and every alert notified without a policy
@@ -77,7 +79,9 @@ class ScheduledEscalation:
 
 class EscalationStore(Protocol):
     async def escalation_policy(self, tenant_id: int) -> EscalationPolicy | None: ...
-    async def set_escalation_policy(self, tenant_id: int, steps: Sequence[EscalationStep]) -> EscalationPolicy:
+    async def set_escalation_policy(
+        self, tenant_id: int, steps: Sequence[EscalationStep], *, audit: AuditEntry | None = None
+    ) -> EscalationPolicy:
         """Replace the tenant's policy; no steps removes it."""
 
     async def schedule_escalation(self, *, alert_id: int, tenant_id: int, step: int, due_at: float) -> None:

@@ -17,6 +17,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
+from shared.store.audit import AuditEntry
+
 GeofenceCrossing = Literal["enter", "exit"]
 CROSSINGS: tuple[GeofenceCrossing, ...] = ("enter", "exit")
 
@@ -42,13 +44,22 @@ def geofences_of_device(geofences: Iterable[Geofence], imei: str) -> list[Geofen
 
 class GeofenceStore(Protocol):
     async def add_geofence(
-        self, *, tenant_id: int, name: str, shape: dict[str, Any], devices: tuple[str, ...], alert_on: tuple[str, ...]
-    ) -> Geofence: ...
+        self,
+        *,
+        tenant_id: int,
+        name: str,
+        shape: dict[str, Any],
+        devices: tuple[str, ...],
+        alert_on: tuple[str, ...],
+        audit: AuditEntry | None = None,
+    ) -> Geofence:
+        """`audit` (its target id left None) is written with the geofence, naming its new id."""
+
     async def geofences(self, tenant_id: int) -> list[Geofence]:
         """The tenant's geofences, oldest first."""
 
     async def geofence(self, tenant_id: int, geofence_id: int) -> Geofence | None:
         """None when there is no such geofence in the tenant."""
 
-    async def delete_geofence(self, tenant_id: int, geofence_id: int) -> bool:
+    async def delete_geofence(self, tenant_id: int, geofence_id: int, *, audit: AuditEntry | None = None) -> bool:
         """False when there was no such geofence in the tenant."""

@@ -198,16 +198,24 @@ class MongoAlerts:
         query: Document = {"tenant_id": tenant_id}
         if status is not None:
             query["status"] = status
-        if imei is not None:
-            query["imei"] = imei
         if before_id is not None:
             query["_id"] = {"$lt": before_id}
         async with self._read() as db:
+            if imei is not None:
+                # The device registered under that IMEI now: a retired one's alerts are not its successor's.
+                device = await db.devices.find_one({"imei": imei}, {"_id": 1})
+                query["imei"], query["device_id"] = imei, device["_id"] if device else None
             docs = await db.alerts.find(query).sort("_id", -1).limit(limit).to_list(None)
         return [_alert(doc) for doc in docs]
 
     async def acknowledge_alert(
-        self, tenant_id: int, alert_id: int, *, by: str, detail: dict[str, Any] | None = None
+        self,
+        tenant_id: int,
+        alert_id: int,
+        *,
+        by: str,
+        detail: dict[str, Any] | None = None,
+        audit: AuditEntry | None = None,
     ) -> Alert | None:
         async with self._write():
             while True:
@@ -224,10 +232,13 @@ class MongoAlerts:
                     _announcement(
                         changed, "acknowledged", action="acknowledged", actor=by, at=now, detail=detail or {}
                     ),
+                    audit,
                 ):
                     return changed
 
-    async def resolve_alert(self, tenant_id: int, alert_id: int, *, by: str, note: str | None = None) -> Alert | None:
+    async def resolve_alert(
+        self, tenant_id: int, alert_id: int, *, by: str, note: str | None = None, audit: AuditEntry | None = None
+    ) -> Alert | None:
         async with self._write():
             while True:
                 alert = await self._current_alert(tenant_id, alert_id)
@@ -241,6 +252,7 @@ class MongoAlerts:
                     _announcement(
                         changed, "resolved", action="resolved", actor=by, at=now, detail={"note": note} if note else {}
                     ),
+                    audit,
                 ):
                     return changed
 
@@ -267,19 +279,24 @@ class MongoAlerts:
         await self._announce_changes(doc)
         return _alert(doc)
 
-    async def _change_alert(self, alert: Alert, changed: Alert, announcement: Document) -> bool:
-        """Store a status change with its announcement, then announce it; False when the
-        alert's status moved meanwhile (the caller looks again)."""
+    async def _change_alert(
+        self, alert: Alert, changed: Alert, announcement: Document, audit: AuditEntry | None = None
+    ) -> bool:
+        """Store a status change with its announcement and audit entry (one document write),
+        then announce it and settle the entry; False when the alert's status moved meanwhile
+        (the caller looks again, and nothing of this attempt was written)."""
         fields_changed = {
             name: getattr(changed, name) for name in _ALERT_FIELDS if getattr(changed, name) != getattr(alert, name)
         }
+        entry = None if audit is None else await self._audit_doc(audit)
         result = await self._db.alerts.update_one(
             {"_id": alert.id, "status": alert.status},
-            {"$set": fields_changed, "$push": {"pending_changes": announcement}},
+            with_audit({"$set": fields_changed, "$push": {"pending_changes": announcement}}, entry),
         )
         if result.matched_count == 0:
             return False
         await self._announce_changes({"_id": alert.id, "pending_changes": [announcement]})
+        await self._settle_audit("alerts", entry)
         return True
 
     async def _announce_changes(self, doc: Document) -> set[str]:

@@ -71,7 +71,7 @@ class MongoAudit:
         "commands",
         "contacts",
         "alerts",
-        "escalation",
+        "escalation_policies",
         "geofences",
         "device_settings",
     )

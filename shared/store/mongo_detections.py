@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from pymongo.errors import DuplicateKeyError
 
 from shared.store.alerts import Alert
+from shared.store.audit import AuditEntry
 from shared.store.detections import SYSTEM_ACTOR, DetectedCondition
 from shared.store.mongo_alerts import _alert, _alert_doc, _announcement
 
@@ -31,7 +32,7 @@ class MongoDetections:
         async def _new_id(self, name: str) -> int: ...
         async def _announce_changes(self, doc: Document) -> set[str]: ...
         async def resolve_alert(
-            self, tenant_id: int, alert_id: int, *, by: str, note: str | None = None
+            self, tenant_id: int, alert_id: int, *, by: str, note: str | None = None, audit: AuditEntry | None = None
         ) -> Alert | None: ...
 
     async def raise_detected_alert(self, condition: DetectedCondition) -> tuple[Alert, bool]:

@@ -9,12 +9,15 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from pymongo import IndexModel
+from pymongo import DESCENDING, IndexModel, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
+from shared.store.audit import AuditEntry
 from shared.store.devices import CommandRecord, Device, DeviceExists
+from shared.store.mongo_audit import with_audit
 
 if TYPE_CHECKING:
     from pymongo.asynchronous.database import AsyncDatabase
@@ -41,7 +44,29 @@ def _device(doc: Document) -> Device:
 
 
 def _command(doc: Document, imei: str) -> CommandRecord:
-    return CommandRecord(doc["_id"], doc["device_id"], imei, doc["cmd"], doc["args"], doc["status"], doc["seq"])
+    return CommandRecord(
+        doc["_id"],
+        doc["device_id"],
+        imei,
+        doc["cmd"],
+        doc["args"],
+        doc["status"],
+        doc["seq"],
+        doc["created_at"],
+        doc.get("sent_at"),
+        doc.get("result_at"),
+        doc.get("expires_at"),
+    )
+
+
+def _sendable(now: float) -> Document:
+    """Pending and not expired (a command without `expires_at` never expires)."""
+    return {"status": "pending", "$or": [{"expires_at": None}, {"expires_at": {"$gt": now}}]}
+
+
+# What `erase` deletes, by the device's id, besides the device and its alerts' records.
+_ERASE_BY_DEVICE = ("positions", "position_keys", "heartbeats", "activities", "alarms", "commands")
+_ERASE_BY_ALERT = ("alert_events", "notifications", "detections", "sms_reply_codes")
 
 
 class MongoDevices:
@@ -53,6 +78,7 @@ class MongoDevices:
         "commands": [
             IndexModel([("status", 1), ("device_id", 1)], name="commands_open"),
             IndexModel([("device_id", 1), ("seq", 1)], name="commands_by_seq"),
+            IndexModel([("device_id", 1), ("_id", DESCENDING)], name="commands_by_device"),
         ],
     }
 
@@ -62,10 +88,15 @@ class MongoDevices:
         def _write(self, *, deadline: bool = True) -> AbstractAsyncContextManager[AsyncDatabase[Document]]: ...
         def _read(self, *, deadline: bool = True) -> AbstractAsyncContextManager[AsyncDatabase[Document]]: ...
         async def _new_id(self, name: str) -> int: ...
+        async def _audit_doc(self, entry: AuditEntry) -> Document: ...
+        async def _settle_audit(self, collection: str, doc: Document | None) -> None: ...
+        async def _audited_delete(self, collection: str, query: Document, entry: AuditEntry | None) -> bool: ...
 
     # -- devices -------------------------------------------------------------------------
 
-    async def add_device(self, *, tenant_id: int, imei: str, name: str, token_hash: bytes) -> Device:
+    async def add_device(
+        self, *, tenant_id: int, imei: str, name: str, token_hash: bytes, audit: AuditEntry | None = None
+    ) -> Device:
         async with self._write() as db:
             # No null state fields: $max treats a stored null as smaller than any
             # time, but the emulator cannot compare them; absent reads as None.
@@ -78,15 +109,68 @@ class MongoDevices:
                 "enabled": True,
                 "created_at": time.time(),
             }
+            entry = None if audit is None else await self._audit_doc(replace(audit, target_id=imei))
             try:
-                await db.devices.insert_one(doc)
+                await db.devices.insert_one(with_audit(doc, entry))
             except DuplicateKeyError as exc:
                 raise DeviceExists(imei) from exc
+            await self._settle_audit("devices", entry)
             return _device(doc)
 
-    async def set_device_token(self, *, imei: str, token_hash: bytes) -> None:
+    async def set_device_token(self, *, imei: str, token_hash: bytes, audit: AuditEntry | None = None) -> bool:
         async with self._write() as db:
-            await db.devices.update_one({"imei": imei}, {"$set": {"token_hash": token_hash}})
+            entry = None if audit is None else await self._audit_doc(audit)
+            result = await db.devices.update_one(
+                {"imei": imei}, with_audit({"$set": {"token_hash": token_hash}}, entry)
+            )
+            await self._settle_audit("devices", entry if result.matched_count else None)
+            return result.matched_count == 1
+
+    async def update_device(
+        self,
+        device_id: int,
+        *,
+        name: str | None = None,
+        enabled: bool | None = None,
+        audit: AuditEntry | None = None,
+    ) -> Device | None:
+        change: Document = {"name": name, "enabled": enabled}
+        async with self._write() as db:
+            entry = None if audit is None else await self._audit_doc(audit)
+            fields = {key: value for key, value in change.items() if value is not None}
+            update = with_audit({"$set": fields}, entry) if fields else {"$push": {"pending_audit": entry}}
+            if fields or entry is not None:
+                doc = await db.devices.find_one_and_update(
+                    {"_id": device_id}, update, return_document=ReturnDocument.AFTER
+                )
+            else:
+                doc = await db.devices.find_one({"_id": device_id})
+            await self._settle_audit("devices", entry if doc else None)
+        return _device(doc) if doc else None
+
+    async def retire_device(self, device_id: int, *, erase: bool = False, audit: AuditEntry | None = None) -> bool:
+        # Without transactions, erasure goes first and is idempotent: a stop half way leaves the
+        # device registered (and its LOGIN still checked), so the admin's repeated DELETE finishes it.
+        async with self._write() as db:
+            doc = await db.devices.find_one({"_id": device_id}, {"imei": 1, "tenant_id": 1})
+            if doc is None:
+                return False
+            if erase:
+                await self._erase_records(db, device_id, imei=doc["imei"], tenant_id=doc["tenant_id"])
+            await db.device_settings.delete_one({"_id": device_id})
+            return await self._audited_delete("devices", {"_id": device_id}, audit)
+
+    async def _erase_records(self, db: AsyncDatabase[Document], device_id: int, *, imei: str, tenant_id: int) -> None:
+        alert_ids = [doc["_id"] async for doc in db.alerts.find({"device_id": device_id}, {"_id": 1})]
+        if alert_ids:
+            for collection in _ERASE_BY_ALERT:
+                await db[collection].delete_many({"alert_id": {"$in": alert_ids}})
+            await db.escalations.delete_many({"_id": {"$in": alert_ids}})
+            await db.alerts.delete_many({"_id": {"$in": alert_ids}})
+        for collection in _ERASE_BY_DEVICE:  # positions: a time-series collection whose metaField is device_id
+            await db[collection].delete_many({"device_id": device_id})
+        # Geofences name their devices by IMEI: after an erasure only the audit log may still name it.
+        await db.geofences.update_many({"tenant_id": tenant_id, "devices": imei}, {"$pull": {"devices": imei}})
 
     async def device_by_imei(self, imei: str) -> Device | None:
         async with self._read() as db:
@@ -110,21 +194,45 @@ class MongoDevices:
 
     # -- downlink commands ---------------------------------------------------------------
 
-    async def enqueue_command(self, *, device_id: int, cmd: int, args: bytes = b"") -> int:
+    async def enqueue_command(
+        self,
+        *,
+        device_id: int,
+        cmd: int,
+        args: bytes = b"",
+        ttl_s: float | None = None,
+        audit: AuditEntry | None = None,
+    ) -> int:
         async with self._write() as db:
             command_id = await self._new_id("commands")
-            await db.commands.insert_one(
-                {
-                    "_id": command_id,
-                    "device_id": device_id,
-                    "cmd": cmd,
-                    "args": args,
-                    "status": "pending",
-                    "seq": None,
-                    "created_at": time.time(),
-                }
-            )
+            entry = None
+            if audit is not None:
+                entry = await self._audit_doc(replace(audit, detail={**audit.detail, "id": command_id}))
+            now = time.time()
+            doc = {
+                "_id": command_id,
+                "device_id": device_id,
+                "cmd": cmd,
+                "args": args,
+                "status": "pending",
+                "seq": None,
+                "created_at": now,
+                "expires_at": None if ttl_s is None else now + ttl_s,
+            }
+            await db.commands.insert_one(with_audit(doc, entry))
+            await self._settle_audit("commands", entry)
             return command_id
+
+    async def device_commands(
+        self, device_id: int, *, before_id: int | None = None, limit: int = 100
+    ) -> list[CommandRecord]:
+        query: Document = {"device_id": device_id}
+        if before_id is not None:
+            query["_id"] = {"$lt": before_id}
+        async with self._read() as db:
+            docs = await db.commands.find(query).sort("_id", DESCENDING).limit(limit).to_list(None)
+            imeis = await self._imeis([device_id] if docs else [])
+        return [_command(doc, imeis[device_id]) for doc in docs if device_id in imeis]
 
     async def commands_to_send(
         self,
@@ -132,7 +240,9 @@ class MongoDevices:
         *,
         include_unanswered: bool = False,
     ) -> list[CommandRecord]:
-        query: Document = {"status": {"$in": ["pending", "sent"] if include_unanswered else ["pending"]}}
+        # A pending command past its expiry is never sent; one already sent goes again until answered.
+        sendable = _sendable(time.time())
+        query: Document = {"$or": [sendable, {"status": "sent"}]} if include_unanswered else sendable
         if device_ids is not None:
             query["device_id"] = {"$in": list(device_ids)}
         async with self._read() as db:
@@ -143,9 +253,11 @@ class MongoDevices:
 
     async def mark_command_sent(self, command_id: int, seq: int) -> None:
         async with self._write() as db:
+            # Checked again here: a command that expired while the listener was sending it stays expired.
+            now = time.time()
             await db.commands.update_one(
-                {"_id": command_id, "status": {"$in": ["pending", "sent"]}},
-                {"$set": {"status": "sent", "seq": seq, "sent_at": time.time()}},
+                {"_id": command_id, "$or": [_sendable(now), {"status": "sent"}]},
+                {"$set": {"status": "sent", "seq": seq, "sent_at": now}},
             )
 
     async def command(self, command_id: int) -> CommandRecord | None:

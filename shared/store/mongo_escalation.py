@@ -13,7 +13,9 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pymongo import IndexModel
 
+from shared.store.audit import AuditEntry, AuditRecord
 from shared.store.escalation import EscalationPolicy, EscalationStep, ScheduledEscalation
+from shared.store.mongo_audit import with_audit
 
 if TYPE_CHECKING:
     from pymongo.asynchronous.database import AsyncDatabase
@@ -37,21 +39,30 @@ class MongoEscalation:
 
         def _write(self, *, deadline: bool = True) -> AbstractAsyncContextManager[AsyncDatabase[Document]]: ...
         def _read(self, *, deadline: bool = True) -> AbstractAsyncContextManager[AsyncDatabase[Document]]: ...
+        async def _audit_doc(self, entry: AuditEntry) -> Document: ...
+        async def _settle_audit(self, collection: str, doc: Document | None) -> None: ...
+        async def _audited_delete(self, collection: str, query: Document, entry: AuditEntry | None) -> bool: ...
+        async def record_audit(self, entry: AuditEntry) -> AuditRecord: ...
 
     async def escalation_policy(self, tenant_id: int) -> EscalationPolicy | None:
         async with self._read() as db:
             return _policy(await db.escalation_policies.find_one({"_id": tenant_id}))
 
-    async def set_escalation_policy(self, tenant_id: int, steps: Sequence[EscalationStep]) -> EscalationPolicy:
+    async def set_escalation_policy(
+        self, tenant_id: int, steps: Sequence[EscalationStep], *, audit: AuditEntry | None = None
+    ) -> EscalationPolicy:
         now = time.time()
         async with self._write() as db:
             if steps:
+                # An update, not a replace: a replace would drop an entry a stopped write left pending.
+                entry = None if audit is None else await self._audit_doc(audit)
                 encoded = [s.encoded() for s in steps]
-                await db.escalation_policies.replace_one(
-                    {"_id": tenant_id}, {"_id": tenant_id, "steps": encoded, "updated_at": now}, upsert=True
+                await db.escalation_policies.update_one(
+                    {"_id": tenant_id}, with_audit({"$set": {"steps": encoded, "updated_at": now}}, entry), upsert=True
                 )
-            else:
-                await db.escalation_policies.delete_one({"_id": tenant_id})
+                await self._settle_audit("escalation_policies", entry)
+            elif not await self._audited_delete("escalation_policies", {"_id": tenant_id}, audit) and audit:
+                await self.record_audit(audit)  # no policy to delete: the entry alone says it was cleared
         return EscalationPolicy(tenant_id, tuple(steps), now)
 
     async def schedule_escalation(self, *, alert_id: int, tenant_id: int, step: int, due_at: float) -> None:

@@ -28,7 +28,7 @@ from shared.store.messages import (
     alarm_message,
     telemetry_message,
 )
-from shared.store.telemetry import StoredPosition
+from shared.store.telemetry import StoredActivity, StoredHeartbeat, StoredPosition
 
 if TYPE_CHECKING:
     from pymongo.asynchronous.database import AsyncDatabase
@@ -308,16 +308,85 @@ class MongoIngest:
                 cursor = (found[-1].ts, found[-1].seq)  # strictly after: the next page holds no copy of it
         return found
 
+    async def activities(
+        self,
+        device_id: int,
+        *,
+        since: int | None = None,
+        until: int | None = None,
+        after: tuple[int, int] | None = None,
+        limit: int = 100,
+    ) -> list[StoredActivity]:
+        docs = await self._frames("activities", device_id, since, until, after, limit)
+        return [
+            StoredActivity(
+                doc["ts"],
+                doc["seq"],
+                doc["steps"],
+                doc["state"],
+                doc["cadence"],
+                doc["battery"],
+                bool(doc["flags"] & FLAG_BUFFERED),
+            )
+            for doc in docs
+        ]
+
+    async def heartbeats(
+        self,
+        device_id: int,
+        *,
+        since: int | None = None,
+        until: int | None = None,
+        after: tuple[int, int] | None = None,
+        limit: int = 100,
+    ) -> list[StoredHeartbeat]:
+        docs = await self._frames("heartbeats", device_id, since, until, after, limit)
+        return [StoredHeartbeat(doc["ts"], doc["seq"], doc["battery"], doc["rssi"]) for doc in docs]
+
+    async def _frames(
+        self,
+        kind: str,
+        device_id: int,
+        since: int | None,
+        until: int | None,
+        after: tuple[int, int] | None,
+        limit: int,
+    ) -> list[Document]:
+        """Heartbeats or activities, oldest first. Unlike positions they are plain collections
+        whose unique index (device, ts, seq) keeps each frame once, so a page is one query."""
+        time_range: Document = {}
+        if since is not None:
+            time_range["$gte"] = since
+        if until is not None:
+            time_range["$lte"] = until
+        query: Document = {"device_id": device_id}
+        if after is not None:
+            if since is None or after[0] >= since:
+                time_range["$gte"] = after[0]
+            query["$or"] = [{"ts": {"$gt": after[0]}}, {"ts": after[0], "seq": {"$gt": after[1]}}]
+        if time_range:
+            query["ts"] = time_range
+        async with self._read() as db:
+            return await db[kind].find(query).sort([("ts", 1), ("seq", 1)]).limit(limit).to_list(None)
+
+
+# The instants a BSON date can stand for in Python: a bound beyond them means "from/to the end of time".
+_FIRST_TS, _LAST_TS = -62135596800, 253402300799  # 0001-01-01T00:00:00Z, 9999-12-31T23:59:59Z
+
+
+def _bound(ts: int) -> datetime:
+    return _datetime(min(max(ts, _FIRST_TS), _LAST_TS))
+
 
 def _positions_query(device_id: int, since: int | None, until: int | None, after: tuple[int, int] | None) -> Document:
     time_range: Document = {}
     if since is not None:
-        time_range["$gte"] = _datetime(since)
+        time_range["$gte"] = _bound(since)
     if until is not None:
-        time_range["$lte"] = _datetime(until)
+        time_range["$lte"] = _bound(until)
     query: Document = {"device_id": device_id}
     if after is not None:
-        after_time, after_seq = _datetime(after[0]), after[1]
+        after_time, after_seq = _bound(after[0]), after[1]
         # The cursor also bounds the range from below, so the index is entered at it.
         if since is None or after[0] >= since:
             time_range["$gte"] = after_time

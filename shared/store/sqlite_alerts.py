@@ -141,12 +141,22 @@ CREATE TABLE IF NOT EXISTS notification_deliveries (
             if value is not None:
                 clauses.append(clause)
                 params.append(value)
+        if imei is not None:
+            # The device registered under that IMEI now: a retired one's alerts are not its successor's.
+            clauses.append("device_id = (SELECT id FROM devices WHERE imei = ?)")
+            params.append(imei)
         sql = f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE {' AND '.join(clauses)} ORDER BY id DESC LIMIT ?"
         rows = await self._read(lambda c: c.execute(sql, (*params, limit)).fetchall())
         return [Alert(*row) for row in rows]
 
     async def acknowledge_alert(
-        self, tenant_id: int, alert_id: int, *, by: str, detail: dict[str, Any] | None = None
+        self,
+        tenant_id: int,
+        alert_id: int,
+        *,
+        by: str,
+        detail: dict[str, Any] | None = None,
+        audit: AuditEntry | None = None,
     ) -> Alert | None:
         def run(c: sqlite3.Connection) -> Alert | None:
             alert = _alert_in_tenant(c, tenant_id, alert_id)
@@ -161,11 +171,14 @@ CREATE TABLE IF NOT EXISTS notification_deliveries (
             )
             alert = _alert_by_id(c, alert_id)
             _record_change(c, alert, "acknowledged", action="acknowledged", actor=by, now=now, detail=detail or {})
+            insert_audit(c, audit, now)
             return alert
 
         return await self._write(run)
 
-    async def resolve_alert(self, tenant_id: int, alert_id: int, *, by: str, note: str | None = None) -> Alert | None:
+    async def resolve_alert(
+        self, tenant_id: int, alert_id: int, *, by: str, note: str | None = None, audit: AuditEntry | None = None
+    ) -> Alert | None:
         def run(c: sqlite3.Connection) -> Alert | None:
             alert = _alert_in_tenant(c, tenant_id, alert_id)
             if alert is None or alert.status == "resolved":
@@ -180,6 +193,7 @@ CREATE TABLE IF NOT EXISTS notification_deliveries (
             _record_change(
                 c, alert, "resolved", action="resolved", actor=by, now=now, detail={"note": note} if note else {}
             )
+            insert_audit(c, audit, now)
             return alert
 
         return await self._write(run)

@@ -8,7 +8,9 @@ from typing import TYPE_CHECKING, TypeVar
 
 import orjson
 
+from shared.store.audit import AuditEntry
 from shared.store.device_settings import DeviceSettings
+from shared.store.sqlite_audit import insert_audit
 
 T = TypeVar("T")
 
@@ -30,11 +32,15 @@ CREATE TABLE IF NOT EXISTS device_settings (
         )
         return DeviceSettings(**orjson.loads(row[0])) if row else DeviceSettings()
 
-    async def set_device_settings(self, device_id: int, settings: DeviceSettings) -> None:
-        await self._write(
-            lambda c: c.execute(
+    async def set_device_settings(
+        self, device_id: int, settings: DeviceSettings, *, audit: AuditEntry | None = None
+    ) -> None:
+        def run(c: sqlite3.Connection) -> None:
+            c.execute(
                 "INSERT INTO device_settings(device_id, settings) VALUES (?, ?)"
                 " ON CONFLICT(device_id) DO UPDATE SET settings = excluded.settings",
                 (device_id, orjson.dumps(settings.as_dict())),
             )
-        )
+            insert_audit(c, audit)
+
+        await self._write(run)

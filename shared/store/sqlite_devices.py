@@ -9,9 +9,14 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import orjson
+
+from shared.store.audit import AuditEntry
 from shared.store.devices import CommandRecord, Device, DeviceExists
+from shared.store.sqlite_audit import insert_audit
 
 T = TypeVar("T")
 
@@ -19,7 +24,19 @@ _DEVICE_COLUMNS = (
     "id, tenant_id, imei, name, token_hash, enabled, created_at, last_seen, battery,"
     " last_fix_ts, last_lat_e7, last_lon_e7"
 )
-_COMMAND_COLUMNS = "c.id, c.device_id, d.imei, c.cmd, c.args, c.status, c.seq"
+_COMMAND_COLUMNS = (
+    "c.id, c.device_id, d.imei, c.cmd, c.args, c.status, c.seq, c.created_at, c.sent_at, c.result_at, c.expires_at"
+)
+# What `erase` deletes besides the device row: its own rows, then those of its alerts.
+_ERASE_BY_DEVICE = ("frame_runs", "alarms", "commands")
+_ERASE_BY_ALERT = (
+    "alert_events",
+    "notifications",
+    "notification_deliveries",
+    "detections",
+    "escalations",
+    "sms_reply_codes",
+)
 
 
 def _device(row: tuple[Any, ...]) -> Device:
@@ -34,8 +51,10 @@ def _device_or_none(row: tuple[Any, ...] | None) -> Device | None:
 
 class SqliteDevices:
     SCHEMA = """
+-- AUTOINCREMENT: a retired device's id is never given again, so a device registered
+-- later (even with the same IMEI) can't inherit the records still keyed by it.
 CREATE TABLE IF NOT EXISTS devices (
-    id INTEGER PRIMARY KEY, tenant_id INTEGER NOT NULL REFERENCES tenants(id),
+    id INTEGER PRIMARY KEY AUTOINCREMENT, tenant_id INTEGER NOT NULL REFERENCES tenants(id),
     imei TEXT NOT NULL UNIQUE, name TEXT NOT NULL, token_hash BLOB NOT NULL,
     enabled INTEGER NOT NULL DEFAULT 1, created_at REAL NOT NULL,
     last_seen REAL, battery INTEGER, last_fix_ts INTEGER, last_lat_e7 INTEGER, last_lon_e7 INTEGER,
@@ -44,7 +63,8 @@ CREATE INDEX IF NOT EXISTS devices_by_tenant ON devices(tenant_id);
 CREATE TABLE IF NOT EXISTS commands (
     id INTEGER PRIMARY KEY, device_id INTEGER NOT NULL, cmd INTEGER NOT NULL,
     args BLOB NOT NULL, status TEXT NOT NULL DEFAULT 'pending', seq INTEGER,
-    created_at REAL NOT NULL, sent_at REAL, result_at REAL);
+    created_at REAL NOT NULL, sent_at REAL, result_at REAL, expires_at REAL);
+CREATE INDEX IF NOT EXISTS commands_by_device ON commands(device_id, id);
 CREATE INDEX IF NOT EXISTS commands_open ON commands(status, device_id) WHERE status IN ('pending', 'sent');
 """
 
@@ -55,7 +75,9 @@ CREATE INDEX IF NOT EXISTS commands_open ON commands(status, device_id) WHERE st
 
     # -- devices -------------------------------------------------------------------------
 
-    async def add_device(self, *, tenant_id: int, imei: str, name: str, token_hash: bytes) -> Device:
+    async def add_device(
+        self, *, tenant_id: int, imei: str, name: str, token_hash: bytes, audit: AuditEntry | None = None
+    ) -> Device:
         def run(c: sqlite3.Connection) -> Device:
             try:
                 c.execute(
@@ -64,7 +86,9 @@ CREATE INDEX IF NOT EXISTS commands_open ON commands(status, device_id) WHERE st
                 )
             except sqlite3.IntegrityError as exc:
                 raise DeviceExists(imei) from exc
-            return _device(c.execute(f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE imei = ?", (imei,)).fetchone())
+            device = _device(c.execute(f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE imei = ?", (imei,)).fetchone())
+            insert_audit(c, None if audit is None else replace(audit, target_id=imei))
+            return device
 
         return await self._write(run)
 
@@ -84,8 +108,51 @@ CREATE INDEX IF NOT EXISTS commands_open ON commands(status, device_id) WHERE st
         )
         return [_device(row) for row in rows]
 
-    async def set_device_token(self, *, imei: str, token_hash: bytes) -> None:
-        await self._write(lambda c: c.execute("UPDATE devices SET token_hash = ? WHERE imei = ?", (token_hash, imei)))
+    async def set_device_token(self, *, imei: str, token_hash: bytes, audit: AuditEntry | None = None) -> bool:
+        def run(c: sqlite3.Connection) -> bool:
+            if c.execute("UPDATE devices SET token_hash = ? WHERE imei = ?", (token_hash, imei)).rowcount == 0:
+                return False
+            insert_audit(c, audit)
+            return True
+
+        return await self._write(run)
+
+    async def update_device(
+        self,
+        device_id: int,
+        *,
+        name: str | None = None,
+        enabled: bool | None = None,
+        audit: AuditEntry | None = None,
+    ) -> Device | None:
+        def run(c: sqlite3.Connection) -> Device | None:
+            c.execute(
+                "UPDATE devices SET name = coalesce(?, name), enabled = coalesce(?, enabled) WHERE id = ?",
+                (name, None if enabled is None else int(enabled), device_id),
+            )
+            device = _device_or_none(
+                c.execute(f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE id = ?", (device_id,)).fetchone()
+            )
+            if device is not None:
+                insert_audit(c, audit)
+            return device
+
+        return await self._write(run)
+
+    async def retire_device(self, device_id: int, *, erase: bool = False, audit: AuditEntry | None = None) -> bool:
+        def run(c: sqlite3.Connection) -> bool:
+            row = c.execute("SELECT imei, tenant_id FROM devices WHERE id = ?", (device_id,)).fetchone()
+            if row is None:
+                return False
+            # Its settings name the device by id and nothing else reaches them: they go either way.
+            c.execute("DELETE FROM device_settings WHERE device_id = ?", (device_id,))
+            c.execute("DELETE FROM devices WHERE id = ?", (device_id,))
+            if erase:
+                _erase_records(c, device_id, imei=row[0], tenant_id=row[1])
+            insert_audit(c, audit)
+            return True
+
+        return await self._write(run)
 
     async def device_by_imei(self, imei: str) -> Device | None:
         return await self._read(
@@ -96,15 +163,38 @@ CREATE INDEX IF NOT EXISTS commands_open ON commands(status, device_id) WHERE st
 
     # -- downlink commands ---------------------------------------------------------------
 
-    async def enqueue_command(self, *, device_id: int, cmd: int, args: bytes = b"") -> int:
+    async def enqueue_command(
+        self,
+        *,
+        device_id: int,
+        cmd: int,
+        args: bytes = b"",
+        ttl_s: float | None = None,
+        audit: AuditEntry | None = None,
+    ) -> int:
         def run(c: sqlite3.Connection) -> int:
+            now = time.time()
             cursor = c.execute(
-                "INSERT INTO commands(device_id, cmd, args, created_at) VALUES (?, ?, ?, ?)",
-                (device_id, cmd, args, time.time()),
+                "INSERT INTO commands(device_id, cmd, args, created_at, expires_at) VALUES (?, ?, ?, ?, ?)",
+                (device_id, cmd, args, now, None if ttl_s is None else now + ttl_s),
             )
-            return int(cursor.lastrowid or 0)
+            command_id = int(cursor.lastrowid or 0)
+            insert_audit(c, None if audit is None else replace(audit, detail={**audit.detail, "id": command_id}))
+            return command_id
 
         return await self._write(run)
+
+    async def device_commands(
+        self, device_id: int, *, before_id: int | None = None, limit: int = 100
+    ) -> list[CommandRecord]:
+        rows = await self._read(
+            lambda c: c.execute(
+                f"SELECT {_COMMAND_COLUMNS} FROM commands c JOIN devices d ON d.id = c.device_id"
+                " WHERE c.device_id = ? AND c.id < ? ORDER BY c.id DESC LIMIT ?",
+                (device_id, before_id or 2**63 - 1, limit),
+            ).fetchall()
+        )
+        return [CommandRecord(*row) for row in rows]
 
     async def commands_to_send(
         self,
@@ -112,24 +202,29 @@ CREATE INDEX IF NOT EXISTS commands_open ON commands(status, device_id) WHERE st
         *,
         include_unanswered: bool = False,
     ) -> list[CommandRecord]:
-        statuses = "'pending', 'sent'" if include_unanswered else "'pending'"
+        # A pending command past its expiry is never sent; one already sent goes again until answered.
+        # The first term is the commands_open index's own condition, so SQLite can use that index.
+        unanswered = " OR c.status = 'sent'" if include_unanswered else ""
         sql = (
-            f"SELECT {_COMMAND_COLUMNS} FROM commands c"
-            f" JOIN devices d ON d.id = c.device_id WHERE c.status IN ({statuses})"
+            f"SELECT {_COMMAND_COLUMNS} FROM commands c JOIN devices d ON d.id = c.device_id"
+            " WHERE c.status IN ('pending', 'sent')"
+            f" AND (c.status = 'pending' AND (c.expires_at IS NULL OR c.expires_at > ?){unanswered})"
         )
-        params: tuple[Any, ...] = ()
+        params: tuple[Any, ...] = (time.time(),)
         if device_ids is not None:
             sql += f" AND c.device_id IN ({','.join('?' * len(device_ids))})"
-            params = tuple(device_ids)
+            params += tuple(device_ids)
         rows = await self._read(lambda c: c.execute(sql + " ORDER BY c.id", params).fetchall())
         return [CommandRecord(*row) for row in rows]
 
     async def mark_command_sent(self, command_id: int, seq: int) -> None:
+        # Checked again here: a command that expired while the listener was sending it stays expired.
+        now = time.time()
         await self._write(
             lambda c: c.execute(
                 "UPDATE commands SET status = 'sent', seq = ?, sent_at = ?"
-                " WHERE id = ? AND status IN ('pending', 'sent')",
-                (seq, time.time(), command_id),
+                " WHERE id = ? AND (status = 'sent' OR status = 'pending' AND (expires_at IS NULL OR expires_at > ?))",
+                (seq, now, command_id, now),
             )
         )
 
@@ -141,3 +236,24 @@ CREATE INDEX IF NOT EXISTS commands_open ON commands(status, device_id) WHERE st
             ).fetchone()
         )
         return CommandRecord(*row) if row else None
+
+
+def _erase_records(c: sqlite3.Connection, device_id: int, *, imei: str, tenant_id: int) -> None:
+    """Delete everything stored about a device (within the retirement's transaction)."""
+    alert_ids = [row[0] for row in c.execute("SELECT id FROM alerts WHERE device_id = ?", (device_id,))]
+    for start in range(0, len(alert_ids), 500):  # SQLite caps the parameters of one statement
+        chunk = alert_ids[start : start + 500]
+        marks = ",".join("?" * len(chunk))
+        for table in _ERASE_BY_ALERT:
+            c.execute(f"DELETE FROM {table} WHERE alert_id IN ({marks})", chunk)
+        c.execute(f"DELETE FROM alerts WHERE id IN ({marks})", chunk)
+    for table in _ERASE_BY_DEVICE:
+        c.execute(f"DELETE FROM {table} WHERE device_id = ?", (device_id,))
+    # Geofences name their devices by IMEI: after an erasure only the audit log may still name it.
+    for geofence_id, devices in c.execute(
+        "SELECT id, devices FROM geofences WHERE tenant_id = ?", (tenant_id,)
+    ).fetchall():
+        named = orjson.loads(devices)
+        if imei in named:
+            kept = [other for other in named if other != imei]
+            c.execute("UPDATE geofences SET devices = ? WHERE id = ?", (orjson.dumps(kept).decode(), geofence_id))

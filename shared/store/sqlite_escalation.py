@@ -9,7 +9,9 @@ from typing import TYPE_CHECKING, TypeVar
 
 import orjson
 
+from shared.store.audit import AuditEntry
 from shared.store.escalation import EscalationPolicy, EscalationStep, ScheduledEscalation
+from shared.store.sqlite_audit import insert_audit
 
 T = TypeVar("T")
 
@@ -47,7 +49,9 @@ CREATE INDEX IF NOT EXISTS escalations_due ON escalations(due_at);
             )
         )
 
-    async def set_escalation_policy(self, tenant_id: int, steps: Sequence[EscalationStep]) -> EscalationPolicy:
+    async def set_escalation_policy(
+        self, tenant_id: int, steps: Sequence[EscalationStep], *, audit: AuditEntry | None = None
+    ) -> EscalationPolicy:
         now = time.time()
         encoded = orjson.dumps([s.encoded() for s in steps])
 
@@ -60,6 +64,7 @@ CREATE INDEX IF NOT EXISTS escalations_due ON escalations(due_at);
                 )
             else:
                 c.execute("DELETE FROM escalation_policies WHERE tenant_id = ?", (tenant_id,))
+            insert_audit(c, audit, now)
 
         await self._write(run)
         return EscalationPolicy(tenant_id, tuple(steps), now)

@@ -5,11 +5,14 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 
+from shared.store.audit import AuditEntry
 from shared.store.geofences import Geofence
+from shared.store.sqlite_audit import insert_audit
 
 T = TypeVar("T")
 
@@ -32,7 +35,14 @@ CREATE INDEX IF NOT EXISTS geofences_by_tenant ON geofences(tenant_id, id);
         async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T: ...
 
     async def add_geofence(
-        self, *, tenant_id: int, name: str, shape: dict[str, Any], devices: tuple[str, ...], alert_on: tuple[str, ...]
+        self,
+        *,
+        tenant_id: int,
+        name: str,
+        shape: dict[str, Any],
+        devices: tuple[str, ...],
+        alert_on: tuple[str, ...],
+        audit: AuditEntry | None = None,
     ) -> Geofence:
         def run(c: sqlite3.Connection) -> Geofence:
             cursor = c.execute(
@@ -47,6 +57,7 @@ CREATE INDEX IF NOT EXISTS geofences_by_tenant ON geofences(tenant_id, id);
                 ),
             )
             row = c.execute(f"SELECT {_GEOFENCE_COLUMNS} FROM geofences WHERE id = ?", (cursor.lastrowid,)).fetchone()
+            insert_audit(c, None if audit is None else replace(audit, target_id=str(cursor.lastrowid)))
             return _geofence(row)
 
         return await self._write(run)
@@ -69,14 +80,14 @@ CREATE INDEX IF NOT EXISTS geofences_by_tenant ON geofences(tenant_id, id);
         )
         return _geofence(row) if row else None
 
-    async def delete_geofence(self, tenant_id: int, geofence_id: int) -> bool:
-        cursor = await self._write(
-            lambda c: c.execute(
-                "DELETE FROM geofences WHERE tenant_id = ? AND id = ?",
-                (tenant_id, geofence_id),
-            )
-        )
-        return bool(cursor.rowcount)
+    async def delete_geofence(self, tenant_id: int, geofence_id: int, *, audit: AuditEntry | None = None) -> bool:
+        def run(c: sqlite3.Connection) -> bool:
+            cursor = c.execute("DELETE FROM geofences WHERE tenant_id = ? AND id = ?", (tenant_id, geofence_id))
+            if cursor.rowcount:
+                insert_audit(c, audit)
+            return bool(cursor.rowcount)
+
+        return await self._write(run)
 
 
 def _geofence(row: tuple[Any, ...]) -> Geofence:

@@ -29,12 +29,14 @@ from itertools import chain
 from operator import attrgetter, itemgetter
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
-from shared.protocols.xsole import BadCrc, FrameBuffer, Position, XSoleProtocolError, decode
+from shared.protocols.xsole import Activity, BadCrc, FrameBuffer, Heartbeat, Position, XSoleProtocolError, decode
 from shared.store.batch import IngestBatch
 from shared.store.messages import TELEMETRY_EVENTS
-from shared.store.telemetry import StoredPosition
+from shared.store.telemetry import StoredActivity, StoredHeartbeat, StoredPosition
 
 T = TypeVar("T")
+E = TypeVar("E", Position, Activity, Heartbeat)  # a frame kind kept as history
+R = TypeVar("R")  # its stored record
 
 RUN_SPAN_S = 3600
 _EVENT_TYPES = tuple(TELEMETRY_EVENTS.values())
@@ -264,11 +266,46 @@ CREATE INDEX IF NOT EXISTS frame_runs_by_device ON frame_runs(device_id, last_ts
         after: tuple[int, int] | None = None,
         limit: int = 100,
     ) -> list[StoredPosition]:
+        return await self._history(device_id, Position, _stored_position, since, until, after, limit)
+
+    async def activities(
+        self,
+        device_id: int,
+        *,
+        since: int | None = None,
+        until: int | None = None,
+        after: tuple[int, int] | None = None,
+        limit: int = 100,
+    ) -> list[StoredActivity]:
+        return await self._history(device_id, Activity, _stored_activity, since, until, after, limit)
+
+    async def heartbeats(
+        self,
+        device_id: int,
+        *,
+        since: int | None = None,
+        until: int | None = None,
+        after: tuple[int, int] | None = None,
+        limit: int = 100,
+    ) -> list[StoredHeartbeat]:
+        return await self._history(device_id, Heartbeat, _stored_heartbeat, since, until, after, limit)
+
+    async def _history(
+        self,
+        device_id: int,
+        event_type: type[E],
+        stored: Callable[[E], R],
+        since: int | None,
+        until: int | None,
+        after: tuple[int, int] | None,
+        limit: int,
+    ) -> list[R]:
+        """A device's frames of one type, oldest first, each once (runs hold all three kinds mixed)."""
         low = max(since if since is not None else -(2**62), after[0] if after is not None else -(2**62))
         high = until if until is not None else 2**62
 
-        def run(c: sqlite3.Connection) -> list[StoredPosition]:
-            found: dict[tuple[int, int], Position] = {}
+        def run(c: sqlite3.Connection) -> list[R]:
+            found: dict[tuple[int, int], E] = {}
             enough_before: int | None = None  # once `limit` found: no later run holds anything earlier than this
             checked_at = 0
             for last_ts, frames in c.execute(
@@ -279,14 +316,14 @@ CREATE INDEX IF NOT EXISTS frame_runs_by_device ON frame_runs(device_id, last_ts
                 if enough_before is not None and last_ts - RUN_SPAN_S > enough_before:
                     break
                 for _, event in decode_frames(frames):
-                    if type(event) is Position and low <= event.ts <= high:
+                    if type(event) is event_type and low <= event.ts <= high:
                         key = (event.ts, event.seq)
                         if after is None or key > after:
                             found.setdefault(key, event)
                 if len(found) >= limit and (enough_before is None or len(found) >= checked_at + limit):
                     enough_before = sorted(found)[limit - 1][0]  # only falls as more is found
                     checked_at = len(found)
-            return [_stored_position(found[key]) for key in sorted(found)[:limit]]
+            return [stored(found[key]) for key in sorted(found)[:limit]]
 
         return await self._read(run)
 
@@ -306,3 +343,11 @@ def _stored_position(event: Position) -> StoredPosition:
         event.fix_valid,
         event.buffered,
     )
+
+
+def _stored_activity(event: Activity) -> StoredActivity:
+    return StoredActivity(event.ts, event.seq, event.steps, event.state, event.cadence, event.battery, event.buffered)
+
+
+def _stored_heartbeat(event: Heartbeat) -> StoredHeartbeat:
+    return StoredHeartbeat(event.ts, event.seq, event.battery, event.rssi)

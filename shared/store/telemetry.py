@@ -45,6 +45,29 @@ class StoredPosition:
     buffered: bool  # recorded while offline and sent late
 
 
+@dataclass(frozen=True, slots=True)
+class StoredActivity:
+    """A stored ACTIVITY frame: what the worker was doing, as the insole judged it."""
+
+    ts: int  # device time, unix seconds
+    seq: int  # with ts, the key and the paging cursor, as for positions
+    steps: int  # since the previous ACTIVITY
+    state: int  # ActivityState: 0 unknown, 1 still, 2 walking, 3 running, 4 lying, 5 off-foot
+    cadence: int  # steps/min
+    battery: int  # %
+    buffered: bool
+
+
+@dataclass(frozen=True, slots=True)
+class StoredHeartbeat:
+    """A stored HEARTBEAT frame: the insole's battery and signal."""
+
+    ts: int  # device time, unix seconds
+    seq: int
+    battery: int  # %
+    rssi: int  # dBm
+
+
 class TelemetryHistory(Protocol):
     async def positions(
         self,
@@ -58,6 +81,28 @@ class TelemetryHistory(Protocol):
         """A device's stored positions, oldest first (by device time, then seq); `since` and
         `until` are inclusive, `after` is a (ts, seq) cursor. Each position once, however
         often its frame was committed."""
+
+    async def activities(
+        self,
+        device_id: int,
+        *,
+        since: int | None = None,
+        until: int | None = None,
+        after: tuple[int, int] | None = None,
+        limit: int = 100,
+    ) -> list[StoredActivity]:
+        """A device's stored ACTIVITY frames, ordered and paged as `positions`."""
+
+    async def heartbeats(
+        self,
+        device_id: int,
+        *,
+        since: int | None = None,
+        until: int | None = None,
+        after: tuple[int, int] | None = None,
+        limit: int = 100,
+    ) -> list[StoredHeartbeat]:
+        """A device's stored HEARTBEAT frames, ordered and paged as `positions`."""
 
 
 class TelemetryStore(TelemetryHistory, Protocol):

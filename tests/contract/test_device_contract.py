@@ -11,7 +11,7 @@ import asyncio
 import pytest
 
 from shared.protocols.xsole import CommandCode, CommandResult
-from shared.store import CommandRecord, Device, DeviceExists, Store
+from shared.store import Device, DeviceExists, Store
 from tests.contract.store_data import IMEI, OTHER_IMEI, add_device, frame
 from tests.helpers.stored import commit_frames
 
@@ -111,8 +111,16 @@ async def test_commands_from_queued_to_sent_to_done(store: Store) -> None:
     assert [c.id for c in await store.commands_to_send(include_unanswered=True)] == [interval, elsewhere]
 
     # One command as it stands, answered or not.
-    assert await store.command(locate) == CommandRecord(
-        locate, device.id, IMEI, CommandCode.LOCATE_NOW, b"", "done", 41
+    done = await store.command(locate)
+    assert done is not None
+    assert (done.id, done.device_id, done.imei, done.cmd, done.args, done.status, done.seq) == (
+        locate,
+        device.id,
+        IMEI,
+        CommandCode.LOCATE_NOW,
+        b"",
+        "done",
+        41,
     )
     assert await store.command(interval) == queued[1]
     assert await store.command(locate + interval + elsewhere) is None

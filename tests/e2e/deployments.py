@@ -80,6 +80,7 @@ class Distributed:
                 ("/api/v1/auth/", self._bases("authn")),
                 ("/api/v1/tenants", self._bases("authn")),
                 ("/api/v1/api-keys", self._bases("authn")),
+                ("/api/v1/users", self._bases("authn")),
                 ("/socket.io/", self._bases("wss")),
                 ("/", self._bases("api")),
             ]

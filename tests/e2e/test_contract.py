@@ -9,6 +9,7 @@ events and an aiosmtpd server receiving the alert emails.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from email import message_from_bytes
 
@@ -17,7 +18,17 @@ import pytest
 import socketio
 from aiosmtpd.controller import Controller
 
-from shared.protocols.xsole import Alarm, AlarmKind, Command, CommandCode, Position
+from shared.alerts import iso_utc
+from shared.protocols.xsole import (
+    Activity,
+    Alarm,
+    AlarmKind,
+    Command,
+    CommandCode,
+    CommandResult,
+    Heartbeat,
+    Position,
+)
 from tests.e2e.deployments import AllInOne, Distributed
 from tests.helpers.process import free_port
 from tests.helpers.xsole_client import XSoleTestClient
@@ -201,6 +212,24 @@ async def test_the_whole_contract(deployment, mailbox):
             assert [round(p["lat"], 5) for p in items] == [round(43.6163 + s * 1e-5, 5) for s in range(2, 7)]
             assert items[0]["ts"].endswith("Z") and items[0]["speed"] == pytest.approx(1.4)
             assert items[0]["course"] == pytest.approx(270.5) and items[0]["buffered"] is False
+            # One read of three pages: one audit entry (CONTRACT §5), for admins only.
+            reads = await http.get("/api/v1/audit", headers=auth(admin), params={"action": "positions.read"})
+            assert reads.status_code == 200, reads.text
+            assert [(e["target"]["id"], e["actor"]["label"]) for e in reads.json()["items"]] == [(IMEI_A, ADMIN[0])]
+
+            # history beside positions: heartbeats and activity, oldest first
+            await device_a.send(Activity(8, now - 59, 120, 2, 96, 86, 0), Heartbeat(7, now - 60, 86, -71))
+            assert await device_a.recv_acks(2) == {7: 0, 8: 0}
+
+            # Distributed, an ACK means published to the ingest queue: the store has them soon after.
+            async def history(kind: str) -> list[dict]:
+                return (await http.get(f"/api/v1/devices/{IMEI_A}/{kind}", headers=auth(admin))).json()["items"]
+
+            beats = await eventually(lambda: history("heartbeats"), what="heartbeats stored")
+            assert beats == [{"ts": iso_utc(now - 60), "battery": 86, "rssi": -71}]
+            moves = await eventually(lambda: history("activity"), what="activity stored")
+            assert moves == [{"ts": iso_utc(now - 59), "steps": 120, "state": "walking", "cadence": 96, "battery": 86}]
+            assert (await http.get(f"/api/v1/devices/{IMEI_A}/activity", headers=auth(other))).status_code == 404
 
             view = (await http.get(f"/api/v1/devices/{IMEI_A}", headers=auth(admin))).json()
             assert view["online"] is True and view["battery"] == 87 and view["last_seen"]
@@ -261,6 +290,29 @@ async def test_the_whole_contract(deployment, mailbox):
                 lambda: _async("resolved" in [a["status"] for a in live_a.of("alert")]), what="resolved event"
             )
 
+            # --- a command through the API, from queued to done
+            queued = await http.post(
+                f"/api/v1/devices/{IMEI_A}/commands", headers=auth(admin), json={"command": "locate-now"}
+            )
+            assert queued.status_code == 202 and queued.json()["status"] == "queued", queued.text
+            command = await device_a.recv(timeout=10)
+            assert isinstance(command, Command) and command.cmd == CommandCode.LOCATE_NOW
+            answer = CommandResult(20, command.seq, 0)
+            await device_a.send(answer)
+            assert await device_a.recv_acks(1) == {20: 0}
+            await eventually(lambda: _command_status(http, admin, queued.json()["id"], "done"), what="the command done")
+
+            # --- a rotated token: the open connection closes, the old token is refused, the new one logs in
+            rotated = await http.post(f"/api/v1/devices/{IMEI_A}/token", headers=auth(admin))
+            assert rotated.status_code == 200, rotated.text
+            assert await device_a.closed_by_server(timeout=10)
+            refused = await XSoleTestClient.connect("127.0.0.1", process.listener_port)
+            assert (await refused.login(IMEI_A, bytes.fromhex(token_a))).status == 2
+            assert await refused.closed_by_server()
+            device_a = await XSoleTestClient.connect("127.0.0.1", process.listener_port)
+            assert (await device_a.login(IMEI_A, bytes.fromhex(rotated.json()["token"]))).status == 0
+            assert (await http.post(f"/api/v1/devices/{IMEI_A}/token", headers=auth(other))).status_code == 404
+
             await device_a.close()
             await device_b.close()
             await live_a.client.disconnect()
@@ -289,7 +341,82 @@ async def _async(value):
     return value
 
 
+async def _command_status(http: httpx.AsyncClient, headers: dict, command_id: int, status: str) -> bool:
+    response = await http.get(f"/api/v1/devices/{IMEI_A}/commands", headers=auth(headers))
+    assert response.status_code == 200, response.text
+    return any(c["id"] == command_id and c["status"] == status for c in response.json()["items"])
+
+
 async def _open_alerts(http: httpx.AsyncClient, headers: dict) -> list[dict]:
     response = await http.get("/api/v1/alerts", headers=auth(headers), params={"status": "open"})
     assert response.status_code == 200, response.text
     return response.json()["items"]
+
+
+INVITE_LINK = re.compile(r"/#/accept-invite\?token=([A-Za-z0-9_-]+)")
+
+
+async def test_the_users_flow(deployment, mailbox):
+    """CONTRACT §5, the user half, through the path router in the distributed mode: an admin
+    invites a supervisor, who accepts from the emailed link and watches live; disabling them
+    refuses their token within 5 s and closes their socket."""
+    box, smtp_port = mailbox
+    env = {
+        "SOLEWATCH_ADMIN_EMAIL": ADMIN[0],
+        "SOLEWATCH_ADMIN_PASSWORD": ADMIN[1],
+        "SOLEWATCH_SMTP_HOST": "127.0.0.1",
+        "SOLEWATCH_SMTP_PORT": str(smtp_port),
+        "SOLEWATCH_SMTP_STARTTLS": "false",
+        "SOLEWATCH_PUBLIC_URL": "https://solewatch.example",
+    }
+    process = await deployment.start(env)
+    base = f"http://127.0.0.1:{process.http_port}"
+    try:
+        async with httpx.AsyncClient(base_url=base, timeout=10) as http:
+            admin = await login(http, *ADMIN)
+            invited = await http.post(
+                "/api/v1/users",
+                headers=auth(admin),
+                json={"email": "sam@acme.example", "name": "Sam", "role": "supervisor"},
+            )
+            assert invited.status_code == 201, invited.text
+            assert invited.json()["status"] == "invited" and invited.json()["invitation"]["email_sent"] is True
+            await eventually(lambda: _async(any("sam@acme.example" in m["To"] for m in box.messages)), what="invite")
+            (email,) = [m for m in box.messages if "sam@acme.example" in m["To"]]
+            body = email.get_payload(decode=True).decode()
+            assert "https://solewatch.example/#/accept-invite?token=" in body
+            token = INVITE_LINK.search(body).group(1)
+
+            accepted = await http.post(
+                "/api/v1/auth/accept-invite", json={"token": token, "password": "sam's passphrase"}
+            )
+            assert accepted.status_code == 200, accepted.text
+            again = await http.post("/api/v1/auth/accept-invite", json={"token": token, "password": "sam's passphrase"})
+            assert again.status_code == 400 and again.json()["detail"]
+            sam = await login(http, "sam@acme.example", "sam's passphrase")
+            assert (await http.get("/api/v1/devices", headers=auth(sam))).status_code == 200
+            assert (await http.get("/api/v1/users", headers=auth(sam))).status_code == 403
+            live = LiveEvents()
+            await live.client.connect(base, auth={"token": sam["token"]}, socketio_path="socket.io", wait_timeout=5)
+
+            users = (await http.get("/api/v1/users", headers=auth(admin))).json()["items"]
+            sam_id = next(u["id"] for u in users if u["email"] == "sam@acme.example")
+            disabled = await http.patch(f"/api/v1/users/{sam_id}", headers=auth(admin), json={"disabled": True})
+            assert disabled.status_code == 200 and disabled.json()["status"] == "disabled"
+
+            async def refused() -> bool:
+                return (await http.get("/api/v1/devices", headers=auth(sam))).status_code == 401
+
+            await eventually(refused, timeout=5, what="the disabled user's token refused")
+            await eventually(lambda: _async(not live.client.connected), timeout=10, what="the socket closed")
+            bad = await http.post(
+                "/api/v1/auth/token", json={"email": "sam@acme.example", "password": "sam's passphrase"}
+            )
+            assert bad.status_code == 401
+
+            known = await http.post("/api/v1/auth/password-reset", json={"email": ADMIN[0]})
+            unknown = await http.post("/api/v1/auth/password-reset", json={"email": "nobody@acme.example"})
+            assert (known.status_code, known.json()) == (unknown.status_code, unknown.json())
+            assert known.status_code == 202
+    finally:
+        assert process.terminate() == 0

@@ -34,6 +34,7 @@ from shared.protocols.xsole import Alarm
 from shared.protocols.xsole.constants import FLAG_FIX_VALID
 from shared.store import Device, FrameRecord, StoreUnavailable, hash_device_token
 from shared.store.alerts import Alert
+from shared.store.audit import AuditEntry
 from shared.store.sqlite import SqliteStore
 from tests.helpers.process import free_port
 from tests.helpers.stored import commit_frames
@@ -116,11 +117,16 @@ class FakeCommands:
         self.sent: list[tuple[int, int, bytes]] = []
         self.failing = False
 
-    async def send_command(self, *, device_id: int, cmd: int, args: bytes = b"") -> int:
+    async def send_command(
+        self, *, device_id: int, cmd: int, args: bytes = b"", audit: AuditEntry | None = None
+    ) -> int:
         if self.failing:
             raise StoreUnavailable("database is locked")
         self.sent.append((device_id, cmd, args))
         return len(self.sent)
+
+    async def revoke_device(self, imei: str) -> None:
+        pass  # no listener here
 
 
 @dataclass

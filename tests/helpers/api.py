@@ -32,9 +32,10 @@ from shared.cache.memory import MemoryCache
 from shared.config import Settings
 from shared.protocols.xsole import Position
 from shared.runtime import Runtime
-from shared.store import Device, FrameRecord, Store, hash_device_token
+from shared.store import Device, DeviceStore, FrameRecord, Store, hash_device_token
 from shared.store.accounts import Role
 from shared.store.alerts import Alert
+from shared.store.audit import AuditEntry
 from shared.store.sqlite import SqliteStore
 from tests.contract.mongo_shim import mongomock_store
 from tests.helpers.stored import commit_frames
@@ -45,13 +46,24 @@ T0 = 1767225600  # 2026-01-01T00:00:00Z
 
 @dataclass
 class FakeCommands:
-    """CommandSender recording what would be queued for devices."""
+    """CommandSender without a listener: queues in the store as the real ones do (when given
+    one) and records what was queued and which devices were revoked."""
 
+    store: DeviceStore | None = None
+    ttl_s: float | None = None
     sent: list[tuple[int, int, bytes]] = field(default_factory=list)
+    revoked: list[str] = field(default_factory=list)
 
-    async def send_command(self, *, device_id: int, cmd: int, args: bytes = b"") -> int:
+    async def send_command(
+        self, *, device_id: int, cmd: int, args: bytes = b"", audit: AuditEntry | None = None
+    ) -> int:
         self.sent.append((device_id, cmd, args))
-        return len(self.sent)
+        if self.store is None:
+            return len(self.sent)
+        return await self.store.enqueue_command(device_id=device_id, cmd=cmd, args=args, ttl_s=self.ttl_s, audit=audit)
+
+    async def revoke_device(self, imei: str) -> None:
+        self.revoked.append(imei)
 
 
 @dataclass
@@ -145,13 +157,14 @@ def position(seq: int, ts: int = T0, **fields: Any) -> Position:
     return Position(**values)
 
 
-def api_settings(data_dir: Path) -> Settings:
+def api_settings(data_dir: Path, **overrides: object) -> Settings:
     values: dict[str, object] = {
         "data_dir": data_dir,
         "http_port": 0,
         "listener_port": 0,
         "bind": "127.0.0.1",
         "jwt_secret": JWT_SECRET,
+        **overrides,
     }
     return Settings(**values)  # type: ignore[arg-type]
 
@@ -161,8 +174,11 @@ STORE_ADAPTERS: tuple[StoreAdapter, ...] = ("sqlite", "mongomock")
 
 
 @asynccontextmanager
-async def api_harness(tmp_path: Path, *, adapter: StoreAdapter = "sqlite") -> AsyncIterator[ApiHarness]:
-    settings = api_settings(tmp_path / "data")
+async def api_harness(
+    tmp_path: Path, *, adapter: StoreAdapter = "sqlite", **overrides: object
+) -> AsyncIterator[ApiHarness]:
+    """The app over that adapter; keyword arguments override settings (`smtp_host=...`)."""
+    settings = api_settings(tmp_path / "data", **overrides)
     async with AsyncExitStack() as stack:
         store: Store
         if adapter == "sqlite":
@@ -171,7 +187,7 @@ async def api_harness(tmp_path: Path, *, adapter: StoreAdapter = "sqlite") -> As
             stack.push_async_callback(store.close)
         else:
             store = await stack.enter_async_context(mongomock_store())
-        cache, bus, commands = MemoryCache(), MemoryBus(max_attempts=1), FakeCommands()
+        cache, bus, commands = MemoryCache(), MemoryBus(max_attempts=1), FakeCommands(store, settings.command_ttl)
         context = ServiceContext(settings=settings, store=store, cache=cache, bus=bus, commands=commands)
         asgi = create_app(context, Runtime([], lambda: settings))
         transport = httpx.ASGITransport(app=asgi.other_asgi_app)

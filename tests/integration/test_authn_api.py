@@ -441,7 +441,7 @@ async def test_platform_admin_creates_a_tenant_whose_admin_can_log_in(authn, cli
 
     clashes = ({"name": "beta", "admin_email": "x@beta.example"}, {"name": "delta", "admin_email": "BOSS@beta.example"})
     for clash in clashes:
-        conflict = await client.post("/api/v1/tenants", headers=platform, json={**clash, "admin_password": "x" * 8})
+        conflict = await client.post("/api/v1/tenants", headers=platform, json={**clash, "admin_password": "x" * 12})
         assert conflict.status_code == 409 and conflict.json()["detail"]
 
 

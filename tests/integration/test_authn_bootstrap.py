@@ -108,3 +108,28 @@ async def test_add_tenant_refuses_bad_input(store, name, email, password):
     with pytest.raises(InvalidAccount):
         await add_tenant(store, name=name, admin_email=email, admin_password=password)
     assert await store.tenants() == [] and await store.count_users() == 0
+
+
+async def test_accounts_made_outside_the_api_are_in_the_audit_log(store, tmp_path):
+    created = await ensure_first_admin(Settings(data_dir=tmp_path), store)
+    (first,) = await store.audit_log(created["tenant_id"])
+    assert (first.entry.action, first.entry.actor.type, first.entry.actor.label) == (
+        "user.create",
+        "system",
+        "first start",
+    )
+    tenant = await add_tenant(store, name="acme", admin_email="boss@acme.example", admin_password="a long passphrase")
+    log = await store.audit_log(tenant["tenant"]["id"])
+    assert [(r.entry.action, r.entry.actor.type, r.entry.actor.label) for r in log] == [
+        ("user.create", "system", "cli"),
+        ("tenant.create", "system", "cli"),
+    ]
+    assert log[0].entry.target_id == str(tenant["admin"]["id"]) and log[1].entry.target_id == str(
+        tenant["tenant"]["id"]
+    )
+
+
+async def test_passwords_have_at_least_12_characters(store):
+    with pytest.raises(InvalidAccount):
+        await add_tenant(store, name="acme", admin_email="boss@acme.example", admin_password="eleven char")
+    assert await store.tenant_by_name("acme") is None

@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 import aiomqtt
 import pytest
 
+from bench.xsole_client import FrameMaker
 from services.listener.mqtt import MqttIngest
 from shared.protocols.xsole import (
     Ack,
@@ -30,14 +31,11 @@ from shared.protocols.xsole import (
     Command,
     CommandResult,
     FrameBuffer,
-    Heartbeat,
     Login,
     LoginAck,
-    Position,
     decode,
     encode,
 )
-from shared.protocols.xsole.constants import FLAG_FIX_VALID
 from tests.helpers.stored import count_stored
 
 IMEI = "356307042441013"
@@ -52,7 +50,7 @@ async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 10.0
         await asyncio.sleep(0.02)
 
 
-class MqttDevice:
+class MqttDevice(FrameMaker):
     """A test insole speaking XSole v1 through the broker."""
 
     def __init__(self, client: aiomqtt.Client, prefix: str, imei: str):
@@ -61,10 +59,6 @@ class MqttDevice:
         self.imei = imei
         self.frames: asyncio.Queue[object] = asyncio.Queue()
         self._seq = 0
-
-    def next_seq(self) -> int:
-        self._seq = (self._seq + 1) & 0xFFFF
-        return self._seq
 
     async def publish(self, *items: object, topic_imei: str | None = None) -> None:
         """One MQTT message holding these frames (events encoded here, bytes as they are)."""
@@ -91,24 +85,6 @@ class MqttDevice:
         reply = await self.recv()
         assert isinstance(reply, LoginAck) and reply.seq == seq, reply
         return reply
-
-    def position(self, **fields: int) -> Position:
-        values = {
-            "ts": int(time.time()),
-            "lat_e7": 436163000,
-            "lon_e7": 70553000,
-            "alt_m": 12,
-            "speed_cms": 140,
-            "course_ddeg": 2705,
-            "sats": 9,
-            "hdop_d": 8,
-            "battery": 87,
-            "flags": FLAG_FIX_VALID,
-        } | fields
-        return Position(self.next_seq(), **values)
-
-    def heartbeat(self) -> Heartbeat:
-        return Heartbeat(self.next_seq(), int(time.time()), 87, -71)
 
     async def _read(self) -> None:
         async for message in self.client.messages:

@@ -408,3 +408,18 @@ async def test_reload_rebuilds_the_channels(smtp, start_alerting):
     await app.contact(device, "Ana", "ana@acme.test")
     await app.alarm(device)
     await eventually(lambda: smtp.messages)
+
+
+async def test_an_alert_of_a_retired_insole_never_names_whoever_has_its_imei_now(smtp, start_alerting):
+    # An alarm the listener took just before the insole was retired is notified after its IMEI
+    # went to someone else: the email must not send supervisors to the wrong worker.
+    app = await start_alerting(smtp)
+    old = await app.device(name="Alice")
+    await app.contact(old, "Ana", "ana@acme.test")
+    assert await app.store.retire_device(old.id)
+    await app.device(name="Carol")  # the same IMEI, registered again
+
+    await app.alarm(old)
+    await eventually(lambda: smtp.messages)
+    subject = smtp.messages[0]["Subject"]
+    assert "Carol" not in subject and old.imei in subject, subject

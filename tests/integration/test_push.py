@@ -241,6 +241,14 @@ async def test_the_notification_acknowledges_its_alert_once_with_its_own_token_a
         assert answer.json()["status"] == "acknowledged" and answer.json()["acknowledged_by"] == "ana@acme.example"
     acknowledged = [d for a, d in await app.actions(alert) if a == "acknowledged"]
     assert len(acknowledged) == 1 and acknowledged[0]["via"] == "push"
+    # The audit log names Ana, the signed-in user whose browser got the notification, once.
+    [entry] = [r.entry for r in await app.store.audit_log(alert.tenant_id) if r.entry.action == "alert.ack"]
+    assert (entry.actor.type, entry.actor.label, entry.target_id, entry.detail) == (
+        "user",
+        "ana@acme.example",
+        str(alert.id),
+        {"via": "push"},
+    )
     assert [cmd for _, cmd, _ in app.commands.sent] == [CommandCode.ALARM_ACKNOWLEDGED]
     assert await app.store.due_escalations(time.time() + 10**6) == []
 

@@ -148,6 +148,13 @@ async def test_a_reply_with_the_code_acknowledges_as_that_contact_and_stops_the_
     assert acked is not None and acked.status == "acknowledged" and acked.acknowledged_by == "Ana"
     timeline = await app.actions(alert)
     assert ("acknowledged", {"via": "sms", "contact_id": ids["ana"]}) in timeline
+    [entry] = [r.entry for r in await app.store.audit_log(alert.tenant_id) if r.entry.action == "alert.ack"]
+    assert (entry.actor.type, entry.actor.id, entry.actor.label) == ("contact", str(ids["ana"]), "Ana")
+    assert (entry.target_type, entry.target_id, entry.detail) == (
+        "alert",
+        str(alert.id),
+        {"via": "sms", "contact_id": ids["ana"]},
+    )
     await app.settle()
     assert len(ack_commands(app)) == 1  # the insole is told: help is coming
     # Escalation stopped: Bob's step never comes.
@@ -170,6 +177,7 @@ async def test_the_same_reply_delivered_twice_acknowledges_once(twilio, texting)
     assert "acknowledged" in later
     await app.settle()
     assert [action for action, _ in await app.actions(alert)].count("acknowledged") == 1
+    assert [r.entry.action for r in await app.store.audit_log(alert.tenant_id)].count("alert.ack") == 1
     assert len(ack_commands(app)) == 1
 
 

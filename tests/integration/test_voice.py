@@ -118,6 +118,9 @@ async def test_a_voice_step_calls_says_the_alert_and_one_key_acknowledges_it_as_
         if e.action == "acknowledged"
     ]
     assert acknowledged == [("Manager", {"via": "voice", "contact_id": contacts["Manager"].id})]
+    [entry] = [r.entry for r in await app.store.audit_log(alert.tenant_id) if r.entry.action == "alert.ack"]
+    assert (entry.actor.type, entry.actor.id, entry.actor.label) == ("contact", str(contacts["Manager"].id), "Manager")
+    assert entry.detail == {"via": "voice", "contact_id": contacts["Manager"].id}
     await eventually(lambda: app.commands.sent)
     assert app.commands.sent == [(device.id, int(CommandCode.ALARM_ACKNOWLEDGED), b"")]  # COMMAND 4, once
     assert await app.store.due_escalations(time.time() + 10 * HOUR) == []  # escalation stopped

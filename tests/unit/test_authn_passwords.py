@@ -85,7 +85,7 @@ async def test_default_parameters_run_off_the_event_loop(monkeypatch):
 
 
 def test_password_policy():
-    check_new_password("12345678")
-    for weak in ("", "1234567", "x" * 1025):
+    check_new_password("123456789012")  # CONTRACT §5: at least 12 characters
+    for weak in ("", "1234567", "12345678901", "x" * 1025):
         with pytest.raises(WeakPassword):
             check_new_password(weak)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import json
 import os
 import stat
@@ -19,6 +20,7 @@ from services.authn.tokens import (
     issue_access_token,
     refresh_session,
     revoke_session,
+    revoke_user_sessions,
     signing_secret,
     start_session,
     verify_access_token,
@@ -238,3 +240,37 @@ async def test_refresh_token_expires(settings):
     now[0] += settings.refresh_token_ttl + 1
     with pytest.raises(InvalidToken):
         await refresh_session(settings, cache, _Users(), pair.refresh_token)
+
+
+async def test_revoking_a_users_sessions_spares_the_kept_one_and_later_ones(settings):
+    cache = MemoryCache()
+    kept, other = await start_session(settings, cache, USER), await start_session(settings, cache, USER)
+    kept_sid = decode_access_token(settings, kept.access_token).session_id
+    await revoke_user_sessions(settings, cache, USER.id, keep_session=kept_sid)
+
+    await verify_access_token(settings, cache, kept.access_token)
+    with pytest.raises(InvalidToken):
+        await verify_access_token(settings, cache, other.access_token)
+    with pytest.raises(InvalidToken):
+        await refresh_session(settings, cache, _Users(), other.refresh_token)
+    refreshed = await refresh_session(settings, cache, _Users(), kept.refresh_token)  # the kept session goes on
+    await verify_access_token(settings, cache, refreshed.access_token)
+
+    later = await start_session(settings, cache, USER)  # signing in again works at once
+    await verify_access_token(settings, cache, later.access_token)
+    await revoke_user_sessions(settings, cache, USER.id)  # now every session so far, the kept one too
+    for pair in (refreshed, later):
+        with pytest.raises(InvalidToken):
+            await verify_access_token(settings, cache, pair.access_token)
+
+
+async def test_a_disabled_user_cannot_refresh(settings):
+    cache = MemoryCache()
+    pair = await start_session(settings, cache, USER)
+
+    class DisabledUsers:
+        async def user(self, user_id: int) -> User | None:
+            return dataclasses.replace(USER, status="disabled")
+
+    with pytest.raises(InvalidToken):
+        await refresh_session(settings, cache, DisabledUsers(), pair.refresh_token)

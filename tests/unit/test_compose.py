@@ -869,7 +869,7 @@ def backend_servers(backend: str) -> list[tuple[str, int, list[str]]]:
 def test_proxy_routes_http_paths_to_the_right_services(monkeypatch):
     frontend = frontend_binding(8000)
     assert directives("frontend", frontend, "mode") == [["http"]]
-    # The authn service serves the auth router, which also holds tenants and API keys
+    # The authn service serves the auth router, which also holds tenants, API keys and users
     # (services/api/app.py, create_app's `auth` and `rest`).
     cases = {
         "/api/v1/auth/token": "authn",
@@ -879,6 +879,12 @@ def test_proxy_routes_http_paths_to_the_right_services(monkeypatch):
         "/api/v1/tenants": "authn",
         "/api/v1/api-keys": "authn",
         "/api/v1/api-keys/7": "authn",
+        "/api/v1/users": "authn",
+        "/api/v1/users/7": "authn",
+        "/api/v1/users/7/invitation": "authn",
+        "/api/v1/auth/accept-invite": "authn",
+        "/api/v1/auth/password-reset/confirm": "authn",
+        "/api/v1/usersettings": "api",
         "/socket.io/": "wss",
         "/socket.io": "wss",
         "/api/v1/devices": "api",
