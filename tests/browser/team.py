@@ -7,6 +7,9 @@ import asyncio
 import re
 import time
 from typing import Any
+from urllib.parse import parse_qs
+
+import httpx
 
 from shared.store.accounts import Role
 from tests.browser.conftest import Server, TeamServer
@@ -27,22 +30,17 @@ async def new_tenant(server: Server, name: str) -> tuple[str, str]:
     return admin
 
 
-async def add_member(server: Server, admin: tuple[str, str], email: str, password: str, role: Role) -> None:
-    """A user of the admin's tenant with that role, able to sign in with that password: written
-    straight into the store (the running server reads users from it at each sign-in)."""
-    from services.authn.passwords import hash_password
-    from shared.store.sqlite import SqliteStore
-
-    store = SqliteStore(server.process.data_dir / "solewatch.db", synchronous="NORMAL")
-    await store.open()
-    try:
-        owner = await store.user_by_email(admin[0])
-        assert owner is not None
-        await store.create_user(
-            tenant_id=owner.tenant_id, email=email, password_hash=await hash_password(password), role=role
-        )
-    finally:
-        await store.close()
+async def add_member(server: TeamServer, admin: tuple[str, str], email: str, password: str, role: Role) -> None:
+    """A user of the admin's tenant with that role, able to sign in with that password: invited
+    through the API, the emailed link accepted through the API."""
+    async with server.user(*admin) as api:
+        invited = await api.post("/api/v1/users", json={"email": email, "name": email.split("@")[0], "role": role})
+        assert invited.status_code == 201, invited.text
+    link = await emailed_link(server, email, "accept-invite")  # <base>/#/accept-invite?token=...
+    token = parse_qs(link.split("?", 1)[1])["token"][0]
+    async with httpx.AsyncClient(base_url=server.url, timeout=10) as anyone:
+        accepted = await anyone.post("/api/v1/auth/accept-invite", json={"token": token, "password": password})
+        assert accepted.status_code == 200, accepted.text
 
 
 async def emailed_link(server: TeamServer, address: str, kind: str, timeout: float = 15) -> str:
@@ -74,6 +72,22 @@ async def walk_through(insole: XSoleTestClient, points: list[tuple[float, float]
         await insole.send(insole.position(ts=int(time.time()), lat_e7=round(lat * 1e7), lon_e7=round(lon * 1e7)))
         assert set((await insole.recv_acks(1)).values()) == {0}
         await asyncio.sleep(1)
+
+
+async def open_commands(page: Any, imei: str) -> None:
+    """A worker's commands, from its details on the map (once the map has stopped moving:
+    a click lands where the user sees the button)."""
+    from playwright.async_api import expect
+
+    map_ = page.get_by_test_id("map")
+    await expect(page.get_by_test_id(f"marker-{imei}")).to_be_visible()
+    await expect(map_).to_have_attribute("data-idle", "true")
+    await page.get_by_test_id(f"marker-{imei}").click()
+    await expect(page.get_by_test_id("worker-details")).to_have_attribute("data-imei", imei)
+    await expect(map_).to_have_attribute("data-idle", "true")  # the details may pan the map
+    await page.get_by_test_id("details-commands").click()
+    await expect(page.get_by_test_id("panel-commands")).to_be_visible()
+    await expect(page.get_by_test_id("commands-worker")).to_have_value(imei)
 
 
 async def zoom_in(page: Any, metres: int = 300) -> None:

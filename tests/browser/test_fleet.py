@@ -12,7 +12,7 @@ import pytest
 
 from shared.protocols.xsole import CommandCode, CommandResult
 from tests.browser.conftest import Browser, TeamServer, sign_in
-from tests.browser.team import add_member, connected_insole, new_tenant, walk_through
+from tests.browser.team import add_member, connected_insole, new_tenant, open_commands, walk_through
 from tests.browser.test_dashboard import command_received
 from tests.helpers.xsole_client import XSoleTestClient
 
@@ -85,8 +85,7 @@ async def test_an_admin_manages_an_insole_and_a_supervisor_commands_it(
     await sign_in(page, *admin)
 
     # --- a command, followed from queued to done as the insole answers
-    await page.get_by_test_id(f"marker-{IMEI}").click()
-    await page.get_by_test_id("details-commands").click()
+    await open_commands(page, IMEI)
     await page.get_by_test_id("command-kind").select_option("set-interval")
     await page.get_by_test_id("command-send").click()  # the interval is missing
     message = page.get_by_test_id("command-send-message")

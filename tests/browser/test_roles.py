@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from tests.browser.conftest import Browser, TeamServer, sign_in
-from tests.browser.team import add_member, connected_insole, new_tenant, walk_through
+from tests.browser.team import add_member, connected_insole, new_tenant, open_commands, walk_through
 
 pytestmark = pytest.mark.slow
 
@@ -57,9 +57,7 @@ async def test_viewers_and_supervisors_see_only_what_they_can_use(browser: Brows
     await expect(row.locator('[data-testid^="alert-ack-"]')).to_have_count(1)
     await expect(row.locator('[data-testid^="alert-ack-"]')).to_be_hidden()
     await viewer.get_by_test_id("nav-map").click()
-    await viewer.get_by_test_id(f"marker-{IMEI}").click()
-    await viewer.get_by_test_id("details-commands").click()
-    await expect(viewer.get_by_test_id("commands-worker")).to_have_value(IMEI)
+    await open_commands(viewer, IMEI)
     await expect(viewer.get_by_test_id("command-form")).to_be_hidden()
     await expect(viewer.get_by_test_id("commands-message")).to_have_text("No command sent to this worker yet.")
     await expect(viewer.get_by_test_id("panel-admin")).to_be_hidden()
@@ -77,8 +75,7 @@ async def test_viewers_and_supervisors_see_only_what_they_can_use(browser: Brows
     await row.locator('[data-testid^="alert-ack-"]').click()
     acknowledged = supervisor.get_by_test_id("alerts-acknowledged").locator(f'[data-imei="{IMEI}"]')
     await expect(acknowledged.get_by_test_id("alert-status")).to_have_text("acknowledged")
-    await supervisor.get_by_test_id(f"marker-{IMEI}").click()
-    await supervisor.get_by_test_id("details-commands").click()
+    await open_commands(supervisor, IMEI)
     await expect(supervisor.get_by_test_id("command-form")).to_be_visible()
     await expect(supervisor.get_by_test_id("command-send")).to_be_enabled()
 
