@@ -87,6 +87,18 @@ async def login(http: httpx.AsyncClient, email: str, password: str) -> dict:
     return {"Authorization": f"Bearer {body['access_token']}", "token": body["access_token"]}
 
 
+def admin_and_smtp(smtp_port: int, **more: str) -> dict[str, str]:
+    """The settings of a deployment with the first admin and the test's SMTP server."""
+    return {
+        "SOLEWATCH_ADMIN_EMAIL": ADMIN[0],
+        "SOLEWATCH_ADMIN_PASSWORD": ADMIN[1],
+        "SOLEWATCH_SMTP_HOST": "127.0.0.1",
+        "SOLEWATCH_SMTP_PORT": str(smtp_port),
+        "SOLEWATCH_SMTP_STARTTLS": "false",
+        **more,
+    }
+
+
 def auth(headers: dict) -> dict:
     return {"Authorization": headers["Authorization"]}
 
@@ -114,14 +126,7 @@ async def deployment(request, tmp_path):
 
 async def test_the_whole_contract(deployment, mailbox):
     box, smtp_port = mailbox
-    env = {
-        "SOLEWATCH_ADMIN_EMAIL": ADMIN[0],
-        "SOLEWATCH_ADMIN_PASSWORD": ADMIN[1],
-        "SOLEWATCH_SMTP_HOST": "127.0.0.1",
-        "SOLEWATCH_SMTP_PORT": str(smtp_port),
-        "SOLEWATCH_SMTP_STARTTLS": "false",
-        "SOLEWATCH_SMTP_FROM": "alerts@solewatch.example",
-    }
+    env = admin_and_smtp(smtp_port, SOLEWATCH_SMTP_FROM="alerts@solewatch.example")
     process = await deployment.start(env)
     base = f"http://127.0.0.1:{process.http_port}"
     try:
@@ -361,14 +366,7 @@ async def test_the_users_flow(deployment, mailbox):
     invites a supervisor, who accepts from the emailed link and watches live; disabling them
     refuses their token within 5 s and closes their socket."""
     box, smtp_port = mailbox
-    env = {
-        "SOLEWATCH_ADMIN_EMAIL": ADMIN[0],
-        "SOLEWATCH_ADMIN_PASSWORD": ADMIN[1],
-        "SOLEWATCH_SMTP_HOST": "127.0.0.1",
-        "SOLEWATCH_SMTP_PORT": str(smtp_port),
-        "SOLEWATCH_SMTP_STARTTLS": "false",
-        "SOLEWATCH_PUBLIC_URL": "https://solewatch.example",
-    }
+    env = admin_and_smtp(smtp_port, SOLEWATCH_PUBLIC_URL="https://solewatch.example")
     process = await deployment.start(env)
     base = f"http://127.0.0.1:{process.http_port}"
     try:
