@@ -1,6 +1,6 @@
 // Contacts (admin): who is told about which kinds of alert, by email, SMS or call.
 import { KIND_LABELS, compareNames, h } from "./dom.js";
-import { busy, confirmAction, explain, field, messageLine, say } from "./forms.js";
+import { busy, confirmAction, explain, field, messageLine, replaceRows, say } from "./forms.js";
 
 const E164 = /^\+[1-9]\d{1,14}$/;
 
@@ -58,7 +58,7 @@ export class ContactsSection {
     try {
       const page = await this.api.get("api/v1/contacts");
       const contacts = page.items.sort((a, b) => compareNames(a.name, b.name));
-      this.list.replaceChildren(...contacts.map((contact) => this._row(contact)));
+      replaceRows(this.list, contacts.map((contact) => this._row(contact)));
       say(this.message, contacts.length ? "" : "Nobody is told about alerts yet: add a contact.", "ok");
     } catch (error) {
       say(this.message, explain(error, "load the contacts"));

@@ -3,7 +3,7 @@
 // everything stored about it).
 import { ago, compareNames, h } from "./dom.js";
 import { DeviceSettingsForm } from "./device-settings.js";
-import { busy, confirmAction, explain, field, messageLine, say, secretBox } from "./forms.js";
+import { busy, confirmAction, explain, field, messageLine, replaceRows, say, secretBox } from "./forms.js";
 
 const IMEI = /^\d{15}$/;
 const TOKEN_NOTE = "Shown only now: write it into the insole before leaving this page.";
@@ -59,7 +59,7 @@ export class DevicesSection {
     try {
       const devices = await this.api.all("api/v1/devices", { limit: 500 });
       devices.sort((a, b) => compareNames(a.name, b.name));
-      this.list.replaceChildren(...devices.map((device) => this._row(device)));
+      replaceRows(this.list, devices.map((device) => this._row(device)));
       say(this.message, devices.length ? "" : "No insole registered yet.", "ok");
     } catch (error) {
       say(this.message, explain(error, "load the devices"));

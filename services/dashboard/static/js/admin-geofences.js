@@ -3,7 +3,7 @@
 // edited geofence adds the new shape first, then removes the old one, so the site
 // is never unwatched in between.
 import { compareNames, h } from "./dom.js";
-import { busy, confirmAction, explain, field, messageLine, say } from "./forms.js";
+import { busy, confirmAction, explain, field, messageLine, replaceRows, say } from "./forms.js";
 import { GeofenceEditor } from "./geofence-editor.js";
 
 const CROSSINGS = [["exit", "a worker leaves it"], ["enter", "a worker enters it"]];
@@ -110,7 +110,7 @@ export class GeofencesSection {
     try {
       this.fences = (await this.api.get("api/v1/geofences")).items;
       this.fences.sort((a, b) => compareNames(a.name, b.name));
-      this.list.replaceChildren(...this.fences.map((fence) => this._row(fence)));
+      replaceRows(this.list, this.fences.map((fence) => this._row(fence)));
       say(this.message, this.fences.length ? "" : "No geofence yet.", "ok");
     } catch (error) {
       say(this.message, explain(error, "load the geofences"));

@@ -1,6 +1,6 @@
 // Users (admin): the team's accounts, invitations by email, roles, disabling.
 import { ago, compareNames, h } from "./dom.js";
-import { busy, confirmAction, explain, field, messageLine, say, secretBox } from "./forms.js";
+import { busy, confirmAction, explain, field, messageLine, replaceRows, say, secretBox } from "./forms.js";
 
 const ROLES = [["viewer", "Viewer"], ["supervisor", "Supervisor"], ["admin", "Admin"]];
 const ROLES_HINT = "Viewers read; supervisors also acknowledge and resolve alerts and send commands; " +
@@ -72,7 +72,7 @@ export class UsersSection {
     try {
       const users = await this.api.all("api/v1/users", { limit: 100 });
       users.sort((a, b) => compareNames(a.name ?? a.email, b.name ?? b.email));
-      this.list.replaceChildren(...users.map((user) => this._row(user)));
+      replaceRows(this.list, users.map((user) => this._row(user)));
       say(this.message, users.length ? "" : "No user yet.", "ok");
     } catch (error) {
       say(this.message, explain(error, "load the users"));

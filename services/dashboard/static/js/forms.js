@@ -110,6 +110,16 @@ async function copyText(text, element) {
   }
 }
 
+/**
+ * A list's new rows in place of its old ones, the keyboard focus kept: a reload never
+ * drops the focus of someone tabbing through the list (rows' controls have stable test ids).
+ */
+export function replaceRows(list, rows) {
+  const focused = list.contains(document.activeElement) ? document.activeElement.dataset.testid : null;
+  list.replaceChildren(...rows);
+  if (focused) list.querySelector(`[data-testid="${focused}"]`)?.focus();
+}
+
 /** A datetime-local value as ISO-8601 UTC, or null when empty or invalid. */
 export function fromLocalInput(value) {
   if (!value) return null;
