@@ -279,6 +279,7 @@ class Dashboard {
       this.views.history.clear();
       this.views.commands.hide();
       this.views.admin?.reset();
+      this.views.map.setGeofences([]); // the next user, maybe of another tenant, starts with none
       this.views.map.fitted = false;
     }
     this.store.reset();
