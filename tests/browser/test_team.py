@@ -211,3 +211,41 @@ async def test_the_audit_log_pages_newest_first(browser: Browser, team_server: T
     await expect(page.get_by_test_id("audit-more")).to_be_hidden()
     ids = [int(i.removeprefix("audit-")) for i in await rows.evaluate_all("rows => rows.map(r => r.dataset.testid)")]
     assert ids == sorted(ids, reverse=True) and len(set(ids)) == 55, "newest first, none twice"
+
+
+async def test_an_invitation_that_cannot_be_emailed_is_handed_over_then_sent_anew(
+    browser: Browser, team_server: TeamServer
+) -> None:
+    from playwright.async_api import expect
+
+    server = team_server
+    admin = await new_tenant(server, "Bounce Co")
+    bouncing = "lee@bounce-co.example"
+    server.mailbox.refuse.add(bouncing)  # the SMTP server answers 550 for this address
+    page, _ = await browser.open(server)
+    await sign_in(page, *admin)
+    await page.get_by_test_id("nav-admin").click()
+    await page.get_by_test_id("invite-name").fill("Lee")
+    await page.get_by_test_id("invite-email").fill(bouncing)
+    await page.get_by_test_id("invite-submit").click()
+    await expect(page.get_by_test_id("invite-message")).to_have_text(
+        f"The email to {bouncing} could not be sent: give them the link below another way."
+    )
+    handed = await page.get_by_test_id("invite-link-value").text_content()
+    assert handed and handed.startswith(f"{server.url}/#/accept-invite?token="), handed
+
+    # the mail server takes it again: a new link is emailed, and the one handed over stops working
+    server.mailbox.refuse.discard(bouncing)
+    lee = page.get_by_test_id("users-list").locator(f'[data-email="{bouncing}"]')
+    await lee.locator('[data-testid^="user-reinvite-"]').click()
+    await expect(lee.locator('[data-testid^="user-message-"]')).to_have_text(
+        f"Invitation sent to {bouncing}: the link in it works for 72 hours."
+    )
+    emailed = await emailed_link(server, bouncing, "accept-invite")
+    assert emailed != handed
+    old, _ = await browser.open(server, "phone")
+    await old.goto(handed)
+    await old.get_by_test_id("accept-invite-password").fill("lee's long passphrase")
+    await old.get_by_test_id("accept-invite-repeat").fill("lee's long passphrase")
+    await old.get_by_test_id("accept-invite-submit").click()
+    await expect(old.get_by_test_id("accept-invite-message")).to_contain_text("This link cannot be used any more")
