@@ -24,6 +24,7 @@ import httpx
 import pytest
 
 from services.simulator.runner import simulated_imeis
+from tests.helpers.alerting import SmtpSink
 from tests.helpers.process import SolewatchProcess, free_port
 
 CHROMIUM = os.environ.get("SOLEWATCH_TEST_CHROMIUM", "/usr/bin/chromium")
@@ -120,6 +121,41 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         yield Server(process)
     finally:
         process.stop_quietly()
+
+
+@dataclass
+class TeamServer(Server):
+    """A `solewatch run` without simulated insoles whose emails (invitations, resets) reach `mailbox`,
+    with links to itself (SOLEWATCH_PUBLIC_URL). Tests give themselves tenants of their own."""
+
+    mailbox: SmtpSink = field(default_factory=SmtpSink)
+
+
+@pytest.fixture(scope="session")
+def team_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TeamServer]:
+    from aiosmtpd.controller import Controller
+
+    tmp = tmp_path_factory.mktemp("team")
+    mailbox = SmtpSink()
+    smtp = Controller(mailbox, hostname="127.0.0.1", port=free_port())
+    smtp.start()
+    env = {
+        "SOLEWATCH_ADMIN_EMAIL": ADMIN[0],
+        "SOLEWATCH_ADMIN_PASSWORD": ADMIN[1],
+        "SOLEWATCH_MAP_TILE_URL": f"http://127.0.0.1:{free_port()}/tiles/{{z}}/{{x}}/{{y}}.png",
+        "SOLEWATCH_SMTP_HOST": "127.0.0.1",
+        "SOLEWATCH_SMTP_PORT": str(smtp.port),
+        "SOLEWATCH_SMTP_STARTTLS": "false",
+        "SOLEWATCH_SMTP_FROM": "solewatch@team.example",
+    }
+    process = SolewatchProcess(tmp / "data", "run", log_path=tmp / "solewatch.log", env=env)
+    process.env["SOLEWATCH_PUBLIC_URL"] = f"http://127.0.0.1:{process.http_port}"  # the links' base
+    try:
+        process.start()
+        yield TeamServer(process, simulated=[], mailbox=mailbox)
+    finally:
+        process.stop_quietly()
+        smtp.stop()
 
 
 @dataclass
@@ -226,10 +262,11 @@ class Browser:
         return page, traffic
 
     async def screenshot(self, page: Any, name: str) -> Path:
-        """`name`.png in the screenshots folder, once the map has finished moving; its path."""
+        """`name`.png in the screenshots folder, once the map (if shown) has finished moving; its path."""
         from playwright.async_api import expect
 
-        await expect(page.get_by_test_id("map")).to_have_attribute("data-idle", "true")
+        if await page.get_by_test_id("app").is_visible():  # not on the sign-in and link pages
+            await expect(page.get_by_test_id("map")).to_have_attribute("data-idle", "true")
         self.screenshots.mkdir(parents=True, exist_ok=True)
         path = self.screenshots / f"{name}.png"
         await page.screenshot(path=str(path))

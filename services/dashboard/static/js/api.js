@@ -29,11 +29,19 @@ export function appUrl(path) {
   return new URL(path.replace(/^\//, ""), document.baseURI);
 }
 
+// A 422's list of errors in words: "steps contacts: no contact 9 in this tenant; email: ...".
+function problemsOf(detail) {
+  return detail.map((problem) => {
+    const where = (problem.loc ?? []).filter((part) => typeof part === "string" && part !== "body").join(" ");
+    return where ? `${where}: ${problem.msg}` : problem.msg;
+  }).join("; ");
+}
+
 async function detailOf(response) {
   try {
     const body = await response.json();
     if (typeof body.detail === "string") return body.detail;
-    if (Array.isArray(body.detail)) return body.detail.map((e) => e.msg).join("; ");
+    if (Array.isArray(body.detail)) return problemsOf(body.detail);
   } catch {
     // not JSON: fall through
   }
@@ -100,6 +108,11 @@ export class Session extends EventTarget {
 
   expiresSoon() {
     return this.signedIn && this.tokens.expires_at - Date.now() < 20_000;
+  }
+
+  /** A token pair from elsewhere than the sign-in form (an accepted invitation). */
+  adopt(pair) {
+    this._save(pair);
   }
 
   _save(pair) {
@@ -173,6 +186,18 @@ export class Session extends EventTarget {
   }
 }
 
+/**
+ * A request that needs no session (invitations, password resets): retried while the server
+ * is unavailable; the answer's JSON, null for a 202 or 204, or an ApiError with its detail.
+ */
+export async function postPublic(path, body, onWait = () => {}) {
+  const response = await fetchRetrying(appUrl(path), {
+    method: "POST", headers: JSON_HEADERS, body: JSON.stringify(body),
+  }, { onWait, retryOn: UNAVAILABLE });
+  if (!response.ok) throw new ApiError(response.status, await detailOf(response));
+  return response.status === 202 || response.status === 204 ? null : response.json();
+}
+
 export class Api {
   /** hooks: onWait(seconds, status), onOk(), onSessionEnded(reason). */
   constructor(session, hooks) {
@@ -180,7 +205,11 @@ export class Api {
     this.hooks = hooks;
   }
 
-  async request(method, path, { query = {}, body } = {}) {
+  /**
+   * `checksCredentials`: the request itself checks a password (the password change), so a 401
+   * that survives a token refresh is the answer about that password, not the end of the session.
+   */
+  async request(method, path, { query = {}, body, checksCredentials = false } = {}) {
     const url = appUrl(path);
     for (const [key, value] of Object.entries(query)) {
       if (value !== null && value !== undefined && value !== "") url.searchParams.set(key, value);
@@ -205,6 +234,7 @@ export class Api {
         await this._refresh();
         continue;
       }
+      if (response.status === 401 && checksCredentials) throw new ApiError(401, await detailOf(response));
       if (response.status === 401) {
         this.session.clear();
         this.hooks.onSessionEnded("expired");
@@ -231,6 +261,18 @@ export class Api {
 
   post(path, body) {
     return this.request("POST", path, { body });
+  }
+
+  put(path, body) {
+    return this.request("PUT", path, { body });
+  }
+
+  patch(path, body) {
+    return this.request("PATCH", path, { body });
+  }
+
+  delete(path, query) {
+    return this.request("DELETE", path, { query });
   }
 
   /** Every item of a paginated list, following next_cursor; `stop(item)` true ends early. */

@@ -1,8 +1,10 @@
 // The solewatch dashboard: sign-in, then the live map, workers, alerts and
 // history of the signed-in user's tenant, from the public REST API and
 // Socket.IO events only (docs/dashboard.md).
+import { AccountScreens, PasswordPanel } from "./account.js";
 import { AlertsPanel, SosCue } from "./alerts.js";
 import { Api, ApiError, Session, SessionEnded, appUrl } from "./api.js";
+import { CommandsPanel } from "./commands.js";
 import { byTestId } from "./dom.js";
 import { HistoryPanel } from "./history.js";
 import { PushToggle, registerServiceWorker } from "./push.js";
@@ -15,6 +17,8 @@ import { WorkersPanel } from "./workers.js";
 const RELOAD_EVERY_MS = 60_000; // live events are best effort: resynchronise now and then
 const TICK_EVERY_MS = 5_000; // "12 s ago" labels
 const phone = window.matchMedia("(max-width: 899px)");
+// Views only some roles have: a viewer never sees the admin area, nor is it loaded for them.
+const VIEW_ROLES = { admin: new Set(["admin"]) };
 
 const SESSION_MESSAGES = {
   expired: "Your session has expired. Please sign in again.",
@@ -96,6 +100,19 @@ class Dashboard {
     this.reloading = null;
     this.reloadAgain = false;
     this.buffered = null;
+    this.role = null;
+    this.accounts = new AccountScreens(byTestId("login-screen"), {
+      signedIn: async (pair) => {
+        this.session.adopt(pair);
+        this._forgetLink();
+        await this.enter();
+      },
+      showLogin: (message) => {
+        this._forgetLink();
+        this.showLogin(message);
+      },
+    });
+    window.addEventListener("hashchange", () => this._route());
     this._wireLogin();
     this._wireNavigation();
     this.push = new PushToggle(this.api, byTestId("push-toggle"), (id) => this.showAlert(id));
@@ -104,8 +121,31 @@ class Dashboard {
 
   async start() {
     byTestId("booting").hidden = true;
-    if (this.session.signedIn) await this.enter();
+    if (this.accounts.route(location.hash)) this._showLinkScreen();
+    else if (this.session.signedIn) await this.enter();
     else this.showLogin("");
+  }
+
+  // -- the pages emailed links open (#/accept-invite, #/reset-password) and "forgot password" -----
+
+  async _route() {
+    if (this.accounts.route(location.hash)) {
+      this._showLinkScreen();
+    } else if (!this.active) {
+      if (this.session.signedIn) await this.enter();
+      else this.showLogin("");
+    }
+  }
+
+  _showLinkScreen() {
+    if (this.active) this.stop(); // someone else's link opened in this tab: theirs is the page now
+    byTestId("app").hidden = true;
+    byTestId("login-screen").hidden = false;
+  }
+
+  /** The link's token has been used: take it out of the address bar and history. */
+  _forgetLink() {
+    history.replaceState(null, "", location.pathname + location.search);
   }
 
   // -- signing in and out ------------------------------------------------------------
@@ -153,6 +193,7 @@ class Dashboard {
   }
 
   showLogin(text) {
+    this.accounts.hide();
     byTestId("app").hidden = true;
     byTestId("login-screen").hidden = false;
     this._say(byTestId("login-message"), text);
@@ -169,7 +210,12 @@ class Dashboard {
       const me = await this.api.get("api/v1/auth/me");
       byTestId("tenant-name").textContent = me.tenant.name;
       byTestId("user-email").textContent = me.email ?? "";
+      byTestId("account-email").textContent = me.email ?? "";
+      byTestId("account-role").textContent = me.role;
+      this.role = me.role;
       document.body.dataset.role = me.role;
+      if (me.role === "admin") await this._loadAdmin();
+      if (!this._allowed(document.body.dataset.view)) this.setView("map");
       this.push.show(me.role).catch(() => {});
     } catch (error) {
       if (error instanceof SessionEnded) return;
@@ -186,6 +232,21 @@ class Dashboard {
     this.timers.push(setInterval(() => this.reload(), RELOAD_EVERY_MS));
     const pushed = /^#alert-(\d+)$/.exec(location.hash); // a notification opened the dashboard
     if (pushed) this.showAlert(Number(pushed[1]));
+  }
+
+  /** The admin area's code, fetched only for admins: other roles' pages never load it. */
+  async _loadAdmin() {
+    if (this.views.admin) return;
+    const { AdminPanel } = await import("./admin.js");
+    this.views.admin ??= new AdminPanel(byTestId("panel-admin"), {
+      api: this.api, store: this.store, map: this.views.map,
+      reload: () => this.reload(),
+      setView: (view) => this.setView(view),
+      openCommands: (imei) => this.showCommands(imei),
+      showMap: () => {
+        if (phone.matches) this.setView("map"); // a desk shows the map beside the admin area
+      },
+    });
   }
 
   /** The alerts view with that alert's details open (a notification was clicked). */
@@ -211,9 +272,14 @@ class Dashboard {
     this.timers = [];
     this.buffered = null;
     this.notice.hide();
+    this.role = null;
+    delete document.body.dataset.role;
     if (this.views) {
       this.views.sos.stop();
       this.views.history.clear();
+      this.views.commands.hide();
+      this.views.admin?.reset();
+      this.views.map.setGeofences([]); // the next user, maybe of another tenant, starts with none
       this.views.map.fitted = false;
     }
     this.store.reset();
@@ -234,6 +300,7 @@ class Dashboard {
         this.setView("alerts");
         this.views.alerts.highlight(imei);
       },
+      showCommands: (imei) => this.showCommands(imei),
     });
     const alerts = new AlertsPanel(byTestId("panel-alerts"), this.store, this.api, { focusWorker, error });
     const sos = new SosCue(byTestId("sos-banner"), this.store, {
@@ -243,11 +310,14 @@ class Dashboard {
     const history = new HistoryPanel(byTestId("panel-history"), this.store, this.api, map, {
       error, trackShown: () => {}, viewMap: () => this.setView("map"),
     });
-    this.views = { map, alerts, sos, workers, history };
+    const commands = new CommandsPanel(byTestId("panel-commands"), this.store, this.api);
+    new PasswordPanel(byTestId("panel-account"), this.api);
+    this.views = { map, alerts, sos, workers, history, commands, admin: null }; // admin: see _loadAdmin
     this.store.addEventListener("devices", () => {
       map.render();
       workers.render();
       history.refreshWorkers();
+      commands.refreshWorkers();
       alerts.render(); // worker names
     });
     this.store.addEventListener("alerts", () => {
@@ -345,17 +415,35 @@ class Dashboard {
     for (const button of byTestId("nav").querySelectorAll("button[data-view]")) {
       button.addEventListener("click", () => this.setView(button.dataset.view));
     }
+    byTestId("account-button").addEventListener("click", () => this.setView("account"));
     phone.addEventListener("change", () => this.views?.map.resized());
     this.setView("map");
   }
 
+  _allowed(view) {
+    return !VIEW_ROLES[view] || VIEW_ROLES[view].has(this.role);
+  }
+
   setView(view) {
+    if (!this._allowed(view)) view = "map";
+    const previous = document.body.dataset.view;
     document.body.dataset.view = view;
+    if (this.views && previous !== view) {
+      if (previous === "commands") this.views.commands.hide();
+      // The map stays beside (or, on a phone, is shown for drawing): only other views end an edit.
+      if (previous === "admin" && view !== "map") this.views.admin?.leave();
+      if (view === "admin") this.views.admin?.open();
+    }
     for (const button of byTestId("nav").querySelectorAll("button[data-view]")) {
       const current = button.dataset.view === view || (!phone.matches && view === "map" && button.dataset.view === "workers");
       button.setAttribute("aria-current", current ? "page" : "false");
     }
     if (view === "map") this.views?.map.resized();
+  }
+
+  showCommands(imei) {
+    this.setView("commands");
+    this.views.commands.show(imei);
   }
 
   focusWorker(imei) {

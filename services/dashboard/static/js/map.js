@@ -14,7 +14,7 @@ const LABEL_GAP = 3; // px kept free around a name
 const LABEL_PRIORITY = { alert: 0, low_battery: 1, offline: 2, ok: 3 }; // whose name is placed first
 
 export class WorkerMap {
-  /** actions: showTrack(imei), showAlerts(imei). */
+  /** actions: showTrack(imei), showAlerts(imei), showCommands(imei). */
   constructor(element, store, config, actions) {
     this.element = element;
     this.store = store;
@@ -27,6 +27,8 @@ export class WorkerMap {
     this.popup = L.popup({ maxWidth: 300, autoPanPadding: [16, 16] });
     this.openImei = null;
     this.fitted = false;
+    this.fences = [];
+    this.hiddenFence = null;
     // data-idle: no pan or zoom animation under way (tests wait for it before screenshots)
     this.map.on("movestart zoomstart", () => { element.dataset.idle = "false"; });
     this.map.on("moveend zoomend", () => { element.dataset.idle = "true"; });
@@ -247,11 +249,22 @@ export class WorkerMap {
     if (!this.map.hasLayer(this.popup)) this.popup.openOn(this.map);
   }
 
+  // The details follow the worker, but their buttons stay the same elements: a button being
+  // focused (keyboard) or pressed is never replaced under the user.
   _refreshDetails() {
     const device = this.store.devices.get(this.openImei);
     if (!device?.last_position) return;
     this._padPopup();
-    this.popup.setLatLng([device.last_position.lat, device.last_position.lon]).setContent(this._details(device));
+    const shown = this.popup.getContent();
+    const fresh = this._details(device);
+    if (shown instanceof HTMLElement && shown.dataset.imei === device.imei) {
+      const buttons = shown.querySelector(":scope > .button-row");
+      fresh.querySelector(":scope > .button-row").remove();
+      shown.replaceChildren(...fresh.childNodes, buttons);
+      this.popup.setLatLng([device.last_position.lat, device.last_position.lon]).update();
+    } else {
+      this.popup.setLatLng([device.last_position.lat, device.last_position.lon]).setContent(fresh);
+    }
   }
 
   focus(imei) {
@@ -286,12 +299,16 @@ export class WorkerMap {
         h("button", { type: "button", class: "quiet", "data-testid": "details-track",
           onclick: () => this.actions.showTrack(device.imei), text: "Track" }),
         h("button", { type: "button", class: "quiet", "data-testid": "details-alerts-button",
-          onclick: () => this.actions.showAlerts(device.imei), text: "Alerts" })));
+          onclick: () => this.actions.showAlerts(device.imei), text: "Alerts" }),
+        h("button", { type: "button", class: "quiet", "data-testid": "details-commands",
+          onclick: () => this.actions.showCommands(device.imei), text: "Commands" })));
   }
 
   setGeofences(fences) {
+    this.fences = fences;
     this.geofences.clearLayers();
     for (const fence of fences) {
+      if (fence.id === this.hiddenFence) continue; // being edited: the editor draws it
       const shape = fence.geometry;
       const style = { className: "geofence", color: "#6a1b9a", weight: 2, fillOpacity: 0.08, dashArray: "6 4" };
       let layer;
@@ -309,6 +326,21 @@ export class WorkerMap {
       });
       layer.addTo(this.geofences);
     }
+  }
+
+  /** Leaves that geofence out (null: none) while the admin area edits it. */
+  hideGeofence(id) {
+    this.hiddenFence = id;
+    this.setGeofences(this.fences ?? []);
+  }
+
+  /** Frames a geometry of the API's (a geofence's). */
+  fitGeometry(geometry) {
+    const bounds = geometry.type === "Circle"
+      ? L.latLng(geometry.center[1], geometry.center[0]).toBounds(geometry.radius_m * 2)
+      : L.latLngBounds(geometry.coordinates[0].map(([lon, lat]) => [lat, lon]));
+    this._moving();
+    this.map.fitBounds(bounds, { padding: [40, 40], maxZoom: 18 });
   }
 
   showTrack(positions, alerts) {
