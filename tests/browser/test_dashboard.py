@@ -202,6 +202,9 @@ async def test_a_supervisor_receives_and_handles_an_sos(form: str, browser: Brow
     line, point = collection["features"]
     assert [tuple(c[1::-1]) for c in line["geometry"]["coordinates"]] == track
     assert point["properties"]["alert_id"] == alert_id and point["properties"]["kind"] == "sos"
+    async with server.user(*server.admin) as admin:  # both files are in the audit log as exports
+        exports = (await admin.get("/api/v1/audit", params={"action": "export.read", "limit": 2})).json()["items"]
+    assert [(e["target"]["id"], e["detail"]["format"]) for e in exports] == [(imei, "geojson"), (imei, "csv")]
     if form == "phone":
         await page.get_by_test_id("history-view-map").click()
     await expect(page.get_by_test_id("track-line")).to_have_attribute("data-points", str(len(track)))

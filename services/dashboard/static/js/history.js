@@ -110,9 +110,20 @@ export class HistoryPanel {
       "data-testid": "history-view-map", onclick: () => this.actions.viewMap(), text: "View on map" })));
   }
 
-  export(format) {
+  async export(format) {
     if (!this.track) return;
-    const { device, positions, alerts, since, until } = this.track;
+    const { device, alerts, since, until } = this.track;
+    let positions;
+    try {
+      // Read again, saying it is for a file: the server's audit log records an export
+      // (`export.read`) apart from a look at the track (`positions.read`).
+      positions = await this.api.all(`api/v1/devices/${device.imei}/positions`,
+        { since, until, limit: PAGE, export: format });
+    } catch (error) {
+      if (error instanceof SessionEnded) return;
+      this.actions.error(`Could not export the track: ${error.message}`);
+      return;
+    }
     const stem = `track-${device.imei}-${since.slice(0, 19).replaceAll(":", "")}`;
     if (format === "csv") download(`${stem}.csv`, "text/csv", trackToCsv(device, positions));
     else download(`${stem}.geojson`, "application/geo+json", trackToGeoJson(device, positions, alerts, { since, until }));
