@@ -29,15 +29,19 @@ from shared.config import Settings
 from shared.logging import get_logger
 from shared.online import online_key
 from shared.store.audit import AuditEntry
-from shared.store.port import CommandRecord
+from shared.store.port import CommandRecord, Device
 
 log = get_logger("solewatch.listener")
 
 ONLINE_MARK_TTL_S = 90.0
+# How often the links held here are checked against the store (recheck_logins).
+LOGIN_RECHECK_S = 30.0
 
 
-class CommandStore(Protocol):
-    """What delivering downlink commands needs of the store."""
+class RegistryStore(Protocol):
+    """What the registry needs of the store: downlink commands, and the devices as they stand now."""
+
+    async def devices_by_ids(self, device_ids: Sequence[int]) -> list[Device]: ...
 
     async def enqueue_command(
         self,
@@ -68,7 +72,7 @@ class Registry:
     def __init__(
         self,
         *,
-        commands: CommandStore,
+        commands: RegistryStore,
         cache: Cache | None,
         bus: Bus | None,
         settings: Callable[[], Settings],
@@ -135,6 +139,35 @@ class Registry:
     async def on_device_revoked(self, message: Message) -> None:
         """A device revoked by another process (the API service)."""
         await self.revoke(orjson.loads(message.payload)["imei"])
+
+    async def recheck_logins(self) -> None:
+        """Every LOGIN_RECHECK_S, `recheck_logins_once`: the net under `device_revoked`, a
+        broadcast that a listener misses while it reconnects to the bus (or that the API
+        could not publish), which would leave a disabled or re-keyed insole connected."""
+        while True:
+            await asyncio.sleep(LOGIN_RECHECK_S)
+            await self.recheck_logins_once()
+
+    async def recheck_logins_once(self) -> list[str]:
+        """Revoke each link held here whose device is gone, disabled or re-keyed since its
+        login (one store query for all of them); the IMEIs revoked."""
+        held = [(link, link.device) for link in self._online.values() if link.device is not None]
+        if not held:
+            return []
+        try:
+            current = {d.id: d for d in await self._commands.devices_by_ids([seen.id for _, seen in held])}
+        except Exception as exc:  # the next round tries again; LOGINs are checked against the store anyway
+            log.warning("login_recheck_failed", error=str(exc))
+            return []
+        revoked = []
+        for link, seen in held:
+            now = current.get(seen.id)
+            stale = now is None or not now.enabled or now.token_hash != seen.token_hash
+            if stale and self._online.get(seen.imei) is link:
+                log.warning("login_no_longer_stands", imei=seen.imei, retired=now is None)
+                await self.revoke(seen.imei)
+                revoked.append(seen.imei)
+        return revoked
 
     async def _announce(self, link: DeviceLink, *, online: bool) -> None:
         """Mark the device online or offline in the cache and tell live dashboards."""

@@ -107,6 +107,7 @@ class Listener:
         )
         self.spawn(self._sweep_idle())
         self.spawn(self.registry.poll_commands())
+        self.spawn(self.registry.recheck_logins())
         self.spawn(self._report_progress())
         self.spawn(self.registry.keep_online_marks())
         log.info("listening", bind=self.settings.bind, port=self.port, tls=self.settings.tls_cert is not None)

@@ -96,6 +96,9 @@ class DeviceStore(Protocol):
 
     async def device_by_imei(self, imei: str) -> Device | None: ...
     async def device(self, device_id: int) -> Device | None: ...
+    async def devices_by_ids(self, device_ids: Sequence[int]) -> list[Device]:
+        """The devices among these ids that still exist (retired ones are gone), in any order."""
+
     async def devices(self, tenant_id: int, *, after_id: int | None = None, limit: int = 100) -> list[Device]:
         """A tenant's devices by id; `after_id` is the cursor."""
 

@@ -65,6 +65,7 @@ def _sendable(now: float) -> Document:
 
 
 # What `erase` deletes, by the device's id, besides the device and its alerts' records.
+_IDS_PER_QUERY = 1000  # an $in list per query: keeps each query document small
 _ERASE_BY_DEVICE = ("positions", "position_keys", "heartbeats", "activities", "alarms", "commands")
 _ERASE_BY_ALERT = ("alert_events", "notifications", "detections", "sms_reply_codes")
 
@@ -181,6 +182,14 @@ class MongoDevices:
         async with self._read() as db:
             doc = await db.devices.find_one({"_id": device_id})
         return _device(doc) if doc else None
+
+    async def devices_by_ids(self, device_ids: Sequence[int]) -> list[Device]:
+        ids = list(device_ids)
+        docs: list[Document] = []
+        async with self._read() as db:
+            for start in range(0, len(ids), _IDS_PER_QUERY):
+                docs += await db.devices.find({"_id": {"$in": ids[start : start + _IDS_PER_QUERY]}}).to_list(None)
+        return [_device(doc) for doc in docs]
 
     async def devices(self, tenant_id: int, *, after_id: int | None = None, limit: int = 100) -> list[Device]:
         async with self._read() as db:

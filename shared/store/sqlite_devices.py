@@ -29,6 +29,8 @@ _COMMAND_COLUMNS = (
 )
 # What `erase` deletes besides the device row: its own rows, then those of its alerts.
 _ERASE_BY_DEVICE = ("frame_runs", "alarms", "commands")
+# Well under SQLite's limit on a statement's parameters (32,766 since 3.32, 999 before).
+_IDS_PER_QUERY = 500
 _ERASE_BY_ALERT = (
     "alert_events",
     "notifications",
@@ -98,6 +100,19 @@ CREATE INDEX IF NOT EXISTS commands_open ON commands(status, device_id) WHERE st
                 c.execute(f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE id = ?", (device_id,)).fetchone()
             )
         )
+
+    async def devices_by_ids(self, device_ids: Sequence[int]) -> list[Device]:
+        ids = list(device_ids)
+
+        def run(c: sqlite3.Connection) -> list[tuple[Any, ...]]:
+            rows: list[tuple[Any, ...]] = []
+            for start in range(0, len(ids), _IDS_PER_QUERY):
+                chunk = ids[start : start + _IDS_PER_QUERY]
+                marks = ",".join("?" * len(chunk))
+                rows += c.execute(f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE id IN ({marks})", chunk).fetchall()
+            return rows
+
+        return [_device(row) for row in await self._read(run)]
 
     async def devices(self, tenant_id: int, *, after_id: int | None = None, limit: int = 100) -> list[Device]:
         rows = await self._read(

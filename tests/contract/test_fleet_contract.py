@@ -91,6 +91,17 @@ async def test_a_retired_imei_registers_again_as_a_new_device_without_the_old_hi
     assert await actions(store, old.tenant_id) == [("device.delete", IMEI)]
 
 
+async def test_devices_by_ids_finds_those_that_still_exist(store: Store) -> None:
+    alice = await add_device(store)
+    bob = await add_device(store, OTHER_IMEI, name="Bob")
+    assert await store.retire_device(bob.id)
+    # More ids than one query takes, most of them never given: the listener's whole fleet at once.
+    found = await store.devices_by_ids([*range(10_000, 11_200), alice.id, bob.id])
+    assert [(d.id, d.imei, d.enabled) for d in found] == [(alice.id, IMEI, True)]
+    assert found[0].token_hash == alice.token_hash
+    assert await store.devices_by_ids([]) == []
+
+
 async def test_erase_deletes_everything_stored_about_the_device(store: Store) -> None:
     device = await add_device(store)
     other = await add_device(store, OTHER_IMEI)

@@ -167,3 +167,30 @@ async def test_an_expired_command_never_reaches_a_device_that_connects_later(
     finally:
         if restart:
             await solewatch.runtime.shutdown()
+
+
+async def test_a_change_whose_announcement_was_lost_still_closes_the_connection(solewatch, http) -> None:
+    # The store changed but the listener was never told (in the distributed mode: a listener
+    # reconnecting to RabbitMQ while `device_revoked` went out). Its periodic check against the
+    # store (every LOGIN_RECHECK_S; run once here) closes what no longer stands, and only that.
+    store, registry = solewatch.store, solewatch.listener.registry
+    tokens = {imei: await register(http, imei) for imei in ("356307042441013", "356307042441021", "356307042441039")}
+    kept = await register(http, "356307042441047")
+    devices = {}
+    for imei, token in [*tokens.items(), ("356307042441047", kept)]:
+        devices[imei] = await solewatch.device()
+        assert (await devices[imei].login(imei, token)).status == 0
+    assert await registry.recheck_logins_once() == []  # nothing changed: nobody is cut off
+
+    rotated, disabled, retired = [await store.device_by_imei(imei) for imei in tokens]
+    assert rotated and disabled and retired
+    assert await store.set_device_token(imei=rotated.imei, token_hash=b"\x01" * 32)
+    assert await store.update_device(disabled.id, enabled=False)
+    assert await store.retire_device(retired.id)
+
+    assert sorted(await registry.recheck_logins_once()) == sorted(tokens)
+    for imei in tokens:
+        assert await devices[imei].closed_by_server(), imei
+    assert await login_status(solewatch, tokens[disabled.imei], disabled.imei) == 3
+    assert "356307042441047" in registry.online  # the unchanged one stays connected
+    await devices["356307042441047"].close()
