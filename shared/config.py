@@ -98,6 +98,12 @@ class Settings(BaseSettings):
         30, gt=0, description="logins not succeeding from one address per window, across emails"
     )
     login_failure_window: float = Field(3600, gt=0, description="seconds failures are remembered")
+    # Partner API keys (services/authn/key_limits.py, docs/api.md): a token bucket per key,
+    # shared by every API process through the cache. Signed-in users are not counted.
+    api_key_rate: float = Field(10, gt=0, le=1_000_000, description="requests a second one API key may make, sustained")
+    api_key_burst: int = Field(
+        50, ge=1, le=1_000_000, description="requests one API key may make at once, after a quiet spell"
+    )
 
     smtp_host: str | None = None
     smtp_port: int = 587

@@ -30,6 +30,7 @@ from services.api import (
 from services.api import push as web_push
 from services.api.errors import install_error_handlers
 from services.authn.api import router as authn_router
+from services.authn.key_limits import API_KEY_LIMITED, RateLimitHeaders
 from services.authn.models import ErrorOut
 from services.context import ServiceContext
 from services.dashboard import mount_dashboard
@@ -49,6 +50,14 @@ Authenticate with `Authorization: Bearer <access_token>` (from `POST
 /api/v1/auth/token`) or, for partner integrations, `X-API-Key: <key>`.
 Errors are JSON `{"detail": ...}`. Lists are paginated: pass the page's
 `next_cursor` as `cursor` until it is null.
+
+Each API key has a request budget, the same for every key of the server:
+a burst of requests at once, refilled at a steady rate (by default 50 at once,
+10 a second; docs/api.md). Every answer to a key's request carries
+`RateLimit-Limit` (the burst), `RateLimit-Remaining` (requests it may make
+now) and `RateLimit-Reset` (seconds until the whole burst is back); past the
+budget the answer is 429 with `Retry-After` in seconds. Signed-in users are
+not limited this way.
 
 Live updates (`position`, `alert`, `device_status`) come over Socket.IO at
 `/socket.io`, connecting with `auth={"token": "<access_token>"}`.
@@ -80,7 +89,7 @@ TAGS = [
 _COMMON_ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorOut, "description": "missing, invalid or expired credentials"},
     403: {"model": ErrorOut, "description": "the caller's role does not allow this"},
-    429: {"model": ErrorOut, "description": "too many requests, retry later"},
+    429: {"model": ErrorOut, **API_KEY_LIMITED},
     503: {"model": ErrorOut, "description": "storage unavailable, retry after `Retry-After` seconds"},
 }
 
@@ -110,6 +119,7 @@ def create_app(
     app.openapi_tags = TAGS
     app.state.context = context
     install_error_handlers(app)
+    app.add_middleware(RateLimitHeaders)  # an API key's budget on every answer to it (services/authn/key_limits.py)
     if auth:
         app.include_router(authn_router)
     if rest:
@@ -178,7 +188,8 @@ def document_common_answers(spec: dict[str, Any]) -> dict[str, Any]:
 
     Every operation taking a body may get 400 (FastAPI's answer when reading
     the body itself fails; malformed JSON is a 422 listing `json_invalid`) and 413 (over the body limit,
-    shared/http.py); every 422 has the validation list as its `detail`, also
+    shared/http.py); every operation taking credentials may get 429 (an API key past its budget,
+    services/authn/key_limits.py); every 422 has the validation list as its `detail`, also
     where a route only describes why it may answer 422.
     """
     for path in spec.get("paths", {}).values():
@@ -199,6 +210,8 @@ def document_common_answers(spec: dict[str, Any]) -> dict[str, Any]:
                         "content": {"application/json": {"schema": _ERROR}},
                     },
                 )
+            if "security" in operation:  # takes an API key, so may find its budget spent
+                responses["429"] = {**API_KEY_LIMITED, "content": {"application/json": {"schema": _ERROR}}}
             if "422" in responses:
                 responses["422"]["content"] = {"application/json": {"schema": _VALIDATION_ERROR}}
     return spec

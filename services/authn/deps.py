@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
+from services.authn import key_limits
 from services.authn.apikeys import hash_api_key, looks_like_api_key
 from services.authn.tokens import AccessClaims, InvalidToken, verify_access_token
 from services.context import ServiceContext
@@ -109,10 +110,16 @@ async def authenticate_api_key(store: AccountStore, key: str) -> Principal | Non
 
 async def current_principal(
     ctx: ContextDep,
+    request: Request,
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     api_key: Annotated[str | None, Depends(_api_key)],
 ) -> Principal:
-    """Resolve `Authorization: Bearer` or `X-API-Key` to a principal; 401 otherwise."""
+    """Resolve `Authorization: Bearer` or `X-API-Key` to a principal; 401 otherwise.
+
+    A key's request also spends its budget (429 once spent) and marks its last use
+    (services/authn/key_limits.py); FastAPI runs this once per request, however many
+    dependencies ask for the principal.
+    """
     if bearer is not None:
         try:
             return await authenticate_access_token(ctx.settings, ctx.cache, bearer.credentials)
@@ -122,6 +129,9 @@ async def current_principal(
         principal = await authenticate_api_key(ctx.store, api_key)
         if principal is None:
             raise _unauthorized("invalid or revoked API key", token_given=True)
+        assert principal.api_key_id is not None  # every key's principal names its key
+        await key_limits.note_use(ctx, principal.api_key_id)  # a refused request used the key all the same
+        await key_limits.spend_request(ctx, request, principal.api_key_id)
         return principal
     raise _unauthorized("not authenticated", token_given=False)
 

@@ -146,6 +146,9 @@ class ApiKeyOut(BaseModel):
     prefix: str = Field(description="the key's first characters, to recognise it")
     created_at: datetime
     revoked: bool
+    last_used_at: datetime | None = Field(
+        description="when the key last authenticated a request (updated at most once a minute); null if never"
+    )
 
     @classmethod
     def of(cls, key: ApiKey) -> ApiKeyOut:
@@ -156,6 +159,7 @@ class ApiKeyOut(BaseModel):
             prefix=key.prefix,
             created_at=utc(key.created_at),
             revoked=key.revoked,
+            last_used_at=None if key.last_used_at is None else utc(key.last_used_at),
         )
 
 
@@ -171,6 +175,7 @@ class ApiKeyCreated(ApiKeyOut):
                     "prefix": "sw_4fJq9aZx",
                     "created_at": "2026-01-01T00:00:00Z",
                     "revoked": False,
+                    "last_used_at": None,
                     "key": "sw_4fJq9aZx0b1c2d3e4f5g6h7i8j9k0l1m2n3o4p5q",
                 }
             ]
@@ -180,6 +185,7 @@ class ApiKeyCreated(ApiKeyOut):
 
 class ApiKeyList(BaseModel):
     items: list[ApiKeyOut]
+    next_cursor: str | None = Field(description="pass as `cursor` for the next page; null on the last page")
 
 
 # -- users of a tenant (CONTRACT §5) -------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
 
 from services.authn.apikeys import PREFIX_LENGTH, hash_api_key, new_api_key
 from services.authn.bootstrap import InvalidAccount, add_tenant
@@ -255,10 +255,24 @@ async def create_api_key(body: ApiKeyRequest, principal: KeyManager, ctx: Contex
     return ApiKeyCreated(**ApiKeyOut.of(record).model_dump(), key=key)
 
 
+MAX_KEYS_PAGE = 1000
+_KEY_CURSOR = r"^[0-9]{1,18}$"  # the last id of the previous page
+
+
 @router.get("/api-keys", tags=["api-keys"], summary="List API keys", responses=error_responses(401, 403))
-async def list_api_keys(principal: KeyManager, ctx: ContextDep) -> ApiKeyList:
-    """Your tenant's keys, revoked ones included; never the keys themselves."""
-    return ApiKeyList(items=[ApiKeyOut.of(key) for key in await ctx.store.api_keys(principal.tenant_id)])
+async def list_api_keys(
+    principal: KeyManager,
+    ctx: ContextDep,
+    limit: Annotated[int, Query(ge=1, le=MAX_KEYS_PAGE, description="items per page")] = 100,
+    cursor: Annotated[str | None, Query(pattern=_KEY_CURSOR, description="`next_cursor` of the previous page")] = None,
+) -> ApiKeyList:
+    """Your tenant's keys, oldest first, revoked ones included, each with when it was last used
+    (to within a minute); never the keys themselves."""
+    keys = await ctx.store.api_keys(principal.tenant_id, after_id=int(cursor) if cursor else None, limit=limit + 1)
+    page = keys[:limit]
+    return ApiKeyList(
+        items=[ApiKeyOut.of(key) for key in page], next_cursor=str(page[-1].id) if len(keys) > limit else None
+    )
 
 
 @router.delete(

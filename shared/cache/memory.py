@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+from shared.cache.bucket import Allowance, take_token
+
 
 class MemoryCache:
     name = "cache"
@@ -65,3 +67,11 @@ class MemoryCache:
         count = int(entry[0]) + 1
         self._values[key] = (str(count).encode(), entry[1])
         return count
+
+    async def take_token(self, key: str, *, rate: float, burst: int) -> Allowance:
+        entry = self._live(key)
+        now = self._clock()
+        allowance, full_at = take_token(None if entry is None else float(entry[0]), now, rate=rate, burst=burst)
+        if full_at is not None:  # the key goes when the bucket is full again: a missing key is a full bucket
+            self._store(key, repr(full_at).encode(), full_at - now)
+        return allowance

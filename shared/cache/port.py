@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from shared.cache.bucket import Allowance
+
 
 class CacheUnavailable(ConnectionError):
     """The cache server cannot be reached; callers answer "retry later", never crash."""
@@ -29,3 +31,7 @@ class Cache(Protocol):
     async def delete(self, key: str) -> None: ...
     async def incr(self, key: str, *, ttl: float) -> int:
         """Add one and return the new count; the key expires `ttl` seconds after its first increment."""
+
+    async def take_token(self, key: str, *, rate: float, burst: int) -> Allowance:
+        """Take one token from the bucket under `key` (at most `burst` tokens, refilled at `rate` a second;
+        shared/cache/bucket.py), atomically for every process sharing this cache. A refused take costs nothing."""

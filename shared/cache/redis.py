@@ -19,6 +19,7 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from shared.cache.bucket import EPSILON, Allowance
 from shared.cache.port import CacheUnavailable
 
 P = ParamSpec("P")
@@ -35,6 +36,28 @@ if count == 1 then
     redis.call('PEXPIRE', KEYS[1], ARGV[1])
 end
 return count
+"""
+
+# shared/cache/bucket.py's take_token in one step, on the server's clock (TIME), so
+# that processes whose clocks disagree still share one bucket. Times are in seconds;
+# floats go back as strings (Redis truncates Lua numbers to integers).
+# ARGV: rate, burst, epsilon. Returns allowed (0/1), remaining, retry_after, full_after.
+_TAKE_TOKEN = """
+local time = redis.call('TIME')
+local now = tonumber(time[1]) + tonumber(time[2]) / 1000000
+local rate, burst, epsilon = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local interval = 1 / rate
+local start = tonumber(redis.call('GET', KEYS[1]) or now)
+if start < now then
+    start = now
+end
+local full_at = start + interval
+local used = (full_at - now) * rate
+if used > burst + epsilon then
+    return {0, 0, tostring((used - burst) * interval), tostring(start - now)}
+end
+redis.call('SET', KEYS[1], string.format('%.17g', full_at), 'PX', math.ceil((full_at - now) * 1000))
+return {1, math.floor(burst - used + epsilon), '0', tostring(full_at - now)}
 """
 
 
@@ -63,6 +86,7 @@ class RedisCache:
         self._url = url
         self._client: aioredis.Redis | None = None
         self._incr_script: AsyncScript | None = None
+        self._take_token_script: AsyncScript | None = None
 
     async def start(self) -> None:
         client = aioredis.from_url(
@@ -78,6 +102,7 @@ class RedisCache:
             raise
         self._client = client
         self._incr_script = client.register_script(_INCR_IN_WINDOW)
+        self._take_token_script = client.register_script(_TAKE_TOKEN)
 
     async def reconnect(self, url: str) -> None:
         """Use the server at `url` from now on (SIGHUP with a new SOLEWATCH_REDIS_URL); a no-op for the same URL."""
@@ -89,7 +114,7 @@ class RedisCache:
             await old.aclose()
 
     async def close(self) -> None:
-        client, self._client, self._incr_script = self._client, None, None
+        client, self._client, self._incr_script, self._take_token_script = self._client, None, None, None
         if client is not None:
             await client.aclose()
 
@@ -126,3 +151,14 @@ class RedisCache:
         if self._incr_script is None:
             raise RuntimeError("RedisCache is not started")
         return int(await self._incr_script(keys=[key], args=[_milliseconds(ttl)]))
+
+    @_unavailable_when_unreachable
+    async def take_token(self, key: str, *, rate: float, burst: int) -> Allowance:
+        if rate <= 0 or burst < 1:
+            raise ValueError("a bucket needs a positive rate and a burst of at least 1")
+        if self._take_token_script is None:
+            raise RuntimeError("RedisCache is not started")
+        allowed, remaining, retry_after, full_after = await self._take_token_script(
+            keys=[key], args=[repr(float(rate)), burst, repr(EPSILON)]
+        )
+        return Allowance(bool(allowed), int(remaining), float(retry_after), float(full_after))

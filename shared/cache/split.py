@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from shared.cache.bucket import Allowance
 from shared.cache.port import Cache
 
 
@@ -59,3 +60,6 @@ class SplitCache:
 
     async def incr(self, key: str, *, ttl: float) -> int:
         return await self.adapter_for(key).incr(key, ttl=ttl)
+
+    async def take_token(self, key: str, *, rate: float, burst: int) -> Allowance:
+        return await self.adapter_for(key).take_token(key, rate=rate, burst=burst)

@@ -32,6 +32,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
+from shared.cache.bucket import Allowance, take_token
 from shared.cache.port import CacheUnavailable
 
 T = TypeVar("T")
@@ -186,5 +187,22 @@ class SqliteCache:
                 return new
 
             return self._in_write_transaction(conn, count)
+
+        return await self._run(run, writes=True)
+
+    async def take_token(self, key: str, *, rate: float, burst: int) -> Allowance:
+        def run(conn: sqlite3.Connection) -> Allowance:
+            def take() -> Allowance:
+                stored = self._live_value(conn, key)
+                now = self._clock()
+                allowance, full_at = take_token(None if stored is None else float(stored), now, rate=rate, burst=burst)
+                if full_at is not None:  # the row expires when the bucket is full: a missing row is a full bucket
+                    conn.execute(
+                        "INSERT OR REPLACE INTO cache (key, value, expires_at) VALUES (?, ?, ?)",
+                        (key, repr(full_at).encode(), full_at),
+                    )
+                return allowance
+
+            return self._in_write_transaction(conn, take)
 
         return await self._run(run, writes=True)

@@ -85,6 +85,7 @@ class ApiKey:
     role: Role
     created_at: float
     revoked: bool
+    last_used_at: float | None = None  # when it last authenticated a request, to within a minute or so
 
 
 class AccountStore(Protocol):
@@ -167,6 +168,13 @@ class AccountStore(Protocol):
         self, *, tenant_id: int, name: str, prefix: str, key_hash: bytes, role: Role, audit: AuditEntry | None = None
     ) -> ApiKey: ...
     async def api_key_by_hash(self, key_hash: bytes) -> ApiKey | None: ...
-    async def api_keys(self, tenant_id: int) -> list[ApiKey]: ...
+    async def api_keys(self, tenant_id: int, *, after_id: int | None = None, limit: int | None = None) -> list[ApiKey]:
+        """The tenant's keys by id, revoked ones included; `after_id` is the cursor (the last id of the
+        previous page), `limit` None for all."""
+
+    async def record_api_key_use(self, key_id: int, at: float) -> None:
+        """Set the key's last_used_at to `at`, unless it is later already (uses reported out of order).
+        Not audited: it records a use, not a change anyone made (and runs at most once a minute per key)."""
+
     async def revoke_api_key(self, tenant_id: int, key_id: int, *, audit: AuditEntry | None = None) -> bool:
         """True when the tenant has that key (revoking twice is harmless; only the first is audited)."""

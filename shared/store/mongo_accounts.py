@@ -83,6 +83,7 @@ def _api_key(doc: Document) -> ApiKey:
         doc["role"],
         doc["created_at"],
         "revoked_at" in doc,
+        doc.get("last_used_at"),
     )
 
 
@@ -390,10 +391,16 @@ class MongoAccounts:
             doc = await db.api_keys.find_one({"key_hash": key_hash})
         return _api_key(doc) if doc else None
 
-    async def api_keys(self, tenant_id: int) -> list[ApiKey]:
+    async def api_keys(self, tenant_id: int, *, after_id: int | None = None, limit: int | None = None) -> list[ApiKey]:
         async with self._read() as db:
-            docs = await db.api_keys.find({"tenant_id": tenant_id}).sort("_id").to_list(None)
+            query = {"tenant_id": tenant_id, "_id": {"$gt": after_id or 0}}
+            docs = await db.api_keys.find(query).sort("_id").limit(limit or 0).to_list(None)
         return [_api_key(doc) for doc in docs]
+
+    async def record_api_key_use(self, key_id: int, at: float) -> None:
+        async with self._write() as db:
+            # $max: never moves back, and sets the field on a key never used before.
+            await db.api_keys.update_one({"_id": key_id}, {"$max": {"last_used_at": at}})
 
     async def revoke_api_key(self, tenant_id: int, key_id: int, *, audit: AuditEntry | None = None) -> bool:
         """Revoke a tenant's key; True when the tenant has that key (revoking twice is harmless)."""

@@ -32,7 +32,7 @@ from shared.store.sqlite_audit import insert_audit
 T = TypeVar("T")
 
 _USER_COLUMNS = "id, tenant_id, email, password_hash, role, platform_admin, created_at, name, status, last_login_at"
-_API_KEY_COLUMNS = "id, tenant_id, name, prefix, key_hash, role, created_at, revoked_at IS NOT NULL"
+_API_KEY_COLUMNS = "id, tenant_id, name, prefix, key_hash, role, created_at, revoked_at IS NOT NULL, last_used_at"
 
 
 def normalize_email(email: str) -> str:
@@ -53,8 +53,8 @@ def _user(row: tuple[Any, ...] | None) -> User | None:
 
 
 def _api_key(row: tuple[Any, ...]) -> ApiKey:
-    id_, tenant_id, name, prefix, key_hash, role, created_at, revoked = row
-    return ApiKey(id_, tenant_id, name, prefix, key_hash, role, created_at, bool(revoked))
+    id_, tenant_id, name, prefix, key_hash, role, created_at, revoked, last_used_at = row
+    return ApiKey(id_, tenant_id, name, prefix, key_hash, role, created_at, bool(revoked), last_used_at)
 
 
 def _api_key_or_none(row: tuple[Any, ...] | None) -> ApiKey | None:
@@ -80,7 +80,7 @@ CREATE TABLE IF NOT EXISTS api_keys (
     id INTEGER PRIMARY KEY, tenant_id INTEGER NOT NULL REFERENCES tenants(id),
     name TEXT NOT NULL, prefix TEXT NOT NULL, key_hash BLOB NOT NULL UNIQUE,
     role TEXT NOT NULL CHECK (role IN ('admin', 'supervisor', 'viewer')),
-    created_at REAL NOT NULL, revoked_at REAL);
+    created_at REAL NOT NULL, revoked_at REAL, last_used_at REAL);
 CREATE INDEX IF NOT EXISTS api_keys_by_tenant ON api_keys(tenant_id);
 """
 
@@ -324,13 +324,22 @@ CREATE INDEX IF NOT EXISTS api_keys_by_tenant ON api_keys(tenant_id);
             )
         )
 
-    async def api_keys(self, tenant_id: int) -> list[ApiKey]:
+    async def api_keys(self, tenant_id: int, *, after_id: int | None = None, limit: int | None = None) -> list[ApiKey]:
         rows = await self._read(
             lambda c: c.execute(
-                f"SELECT {_API_KEY_COLUMNS} FROM api_keys WHERE tenant_id = ? ORDER BY id", (tenant_id,)
+                f"SELECT {_API_KEY_COLUMNS} FROM api_keys WHERE tenant_id = ? AND id > ? ORDER BY id LIMIT ?",
+                (tenant_id, after_id or 0, -1 if limit is None else limit),
             ).fetchall()
         )
         return [_api_key(row) for row in rows]
+
+    async def record_api_key_use(self, key_id: int, at: float) -> None:
+        await self._write(
+            lambda c: c.execute(
+                "UPDATE api_keys SET last_used_at = ? WHERE id = ? AND (last_used_at IS NULL OR last_used_at < ?)",
+                (at, key_id, at),
+            )
+        )
 
     async def revoke_api_key(self, tenant_id: int, key_id: int, *, audit: AuditEntry | None = None) -> bool:
         """Revoke a tenant's key; True when the tenant has that key (revoking twice is harmless)."""

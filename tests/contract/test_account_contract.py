@@ -110,3 +110,46 @@ async def test_api_keys_by_hash_and_revocation(store: Store) -> None:
     assert await store.revoke_api_key(acme.id, key.id) is True  # revoking twice is harmless
     assert await store.revoke_api_key(acme.id, key.id + other.id + 1000) is False
     assert [k.revoked for k in await store.api_keys(acme.id)] == [True, False]
+
+
+async def test_api_key_last_use_is_kept_and_never_moves_back(store: Store) -> None:
+    acme = await store.create_tenant("Acme")
+    used = await store.create_api_key(
+        tenant_id=acme.id, name="erp", prefix="sw_ab12", key_hash=b"k" * 32, role="viewer"
+    )
+    idle = await store.create_api_key(tenant_id=acme.id, name="bi", prefix="sw_cd34", key_hash=b"j" * 32, role="admin")
+    assert used.last_used_at is None
+
+    await store.record_api_key_use(used.id, 1_800_000_000.5)
+    assert (await store.api_key_by_hash(b"k" * 32)).last_used_at == 1_800_000_000.5  # type: ignore[union-attr]
+    await store.record_api_key_use(used.id, 1_800_000_060.25)
+    await store.record_api_key_use(used.id, 1_800_000_030.0)  # reported late by a slower process: ignored
+    assert [(k.id, k.last_used_at) for k in await store.api_keys(acme.id)] == [
+        (used.id, 1_800_000_060.25),
+        (idle.id, None),
+    ]
+    await store.record_api_key_use(used.id + idle.id + 1000, 1_800_000_100.0)  # no such key: nothing happens
+
+    await store.revoke_api_key(acme.id, used.id)
+    revoked = await store.api_key_by_hash(b"k" * 32)
+    assert revoked is not None and revoked.revoked and revoked.last_used_at == 1_800_000_060.25
+
+
+async def test_api_keys_page_by_id(store: Store) -> None:
+    acme, globex = await store.create_tenant("Acme"), await store.create_tenant("Globex")
+    keys = []
+    for n in range(5):
+        keys.append(
+            await store.create_api_key(
+                tenant_id=acme.id, name=f"k{n}", prefix=f"sw_{n}", key_hash=bytes([n]) * 32, role="viewer"
+            )
+        )
+        await store.create_api_key(
+            tenant_id=globex.id, name=f"g{n}", prefix=f"sw_g{n}", key_hash=bytes([100 + n]) * 32, role="viewer"
+        )
+    first = await store.api_keys(acme.id, limit=2)
+    assert [k.name for k in first] == ["k0", "k1"]
+    rest = await store.api_keys(acme.id, after_id=first[-1].id, limit=10)
+    assert [k.name for k in rest] == ["k2", "k3", "k4"]
+    assert await store.api_keys(acme.id, after_id=keys[-1].id) == []
+    assert [k.name for k in await store.api_keys(acme.id)] == [f"k{n}" for n in range(5)]

@@ -141,5 +141,33 @@ async def test_an_incr_window_that_ran_out_starts_a_new_one(cache: Cache, unique
     assert await cache.incr(key, ttl=0.2) == 2
 
 
+async def test_take_token_gives_the_burst_then_refuses(cache: Cache, unique: Unique) -> None:
+    key = unique("bucket")
+    taken = [await cache.take_token(key, rate=0.5, burst=4) for _ in range(4)]
+    assert [(a.allowed, a.remaining) for a in taken] == [(True, 3), (True, 2), (True, 1), (True, 0)]
+    refused = await cache.take_token(key, rate=0.5, burst=4)
+    assert refused.allowed is False and refused.remaining == 0
+    assert 1.5 < refused.retry_after <= 2.0  # one token every 2 s
+    assert 7.5 < refused.full_after <= 8.0
+    assert (await cache.take_token(unique("other"), rate=0.5, burst=4)).remaining == 3  # buckets are independent
+
+
+async def test_take_token_refills_at_the_rate(cache: Cache, unique: Unique) -> None:
+    key = unique("bucket")
+    assert [(await cache.take_token(key, rate=2, burst=2)).allowed for _ in range(3)] == [True, True, False]
+    await asyncio.sleep(0.6)  # a token every 0.5 s
+    assert (await cache.take_token(key, rate=2, burst=2)).allowed is True
+    assert (await cache.take_token(key, rate=2, burst=2)).allowed is False
+    await asyncio.sleep(1.2)  # longer than the burst takes to come back: full, no more
+    assert [(await cache.take_token(key, rate=2, burst=2)).allowed for _ in range(3)] == [True, True, False]
+
+
+async def test_take_token_gives_each_token_once_to_concurrent_callers(cache: Cache, unique: Unique) -> None:
+    key = unique("bucket")
+    taken = await asyncio.gather(*(cache.take_token(key, rate=0.01, burst=10) for _ in range(40)))
+    assert sum(a.allowed for a in taken) == 10
+    assert sorted(a.remaining for a in taken if a.allowed) == list(range(10))
+
+
 async def _absent(cache: Cache, key: str) -> bool:
     return await cache.get(key) is None

@@ -397,7 +397,7 @@ async def test_api_keys_stay_in_their_tenant(authn, client):
     ours = bearer(await login(client, "boss@example.com"))
     theirs = bearer(await login(client, "rival@example.com"))
     key = (await client.post("/api/v1/api-keys", json={"name": "ours"}, headers=ours)).json()
-    assert (await client.get("/api/v1/api-keys", headers=theirs)).json() == {"items": []}
+    assert (await client.get("/api/v1/api-keys", headers=theirs)).json() == {"items": [], "next_cursor": None}
     assert (await client.delete(f"/api/v1/api-keys/{key['id']}", headers=theirs)).status_code == 404
     me = (await client.get("/api/v1/auth/me", headers={"X-API-Key": key["key"]})).json()
     assert me["tenant"] == {"id": authn.tenant_id, "name": "acme"} and me["role"] == "viewer"
