@@ -8,7 +8,7 @@ two processes never hold the same delivery.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -217,13 +217,26 @@ class MongoWebhooks:
         return [_delivery(doc) for doc in docs]
 
     async def claim_webhook_deliveries(
-        self, *, owner: str, now: float, lease_s: float, limit: int
+        self,
+        *,
+        owner: str,
+        now: float,
+        lease_s: float,
+        limit: int,
+        per_endpoint: int | None = None,
+        in_flight: Mapping[int, int] | None = None,
     ) -> list[WebhookDelivery]:
+        busy = dict(in_flight or {})
         claimed: list[WebhookDelivery] = []
         async with self._write() as db:
             while len(claimed) < limit:
+                query: Document = {"status": "pending", "next_attempt_at": {"$lte": now}, "lease_until": {"$lt": now}}
+                if per_endpoint is not None:
+                    full = [endpoint_id for endpoint_id, count in busy.items() if count >= per_endpoint]
+                    if full:
+                        query["endpoint_id"] = {"$nin": full}
                 doc = await db.webhook_deliveries.find_one_and_update(
-                    {"status": "pending", "next_attempt_at": {"$lte": now}, "lease_until": {"$lt": now}},
+                    query,
                     {"$set": {"lease_owner": owner, "lease_until": now + lease_s}},
                     sort=[("next_attempt_at", ASCENDING), ("_id", ASCENDING)],
                     return_document=ReturnDocument.AFTER,
@@ -231,6 +244,7 @@ class MongoWebhooks:
                 if doc is None:
                     break
                 claimed.append(_delivery(doc))
+                busy[doc["endpoint_id"]] = busy.get(doc["endpoint_id"], 0) + 1
         return claimed
 
     async def finish_webhook_attempt(self, delivery_id: int, *, owner: str, outcome: AttemptOutcome) -> bool:

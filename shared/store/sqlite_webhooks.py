@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -32,6 +32,27 @@ def _endpoint(row: tuple[Any, ...]) -> WebhookEndpoint:
 
 def _delivery(row: tuple[Any, ...]) -> WebhookDelivery:
     return WebhookDelivery(*row[:5], bytes(row[5]), *row[6:])
+
+
+def free_room(per_endpoint: int | None, in_flight: Mapping[int, int] | None) -> Callable[[int], int] | None:
+    """How many more deliveries to an endpoint a claim may take, or None for no bound."""
+    if per_endpoint is None:
+        return None
+    busy = in_flight or {}
+    return lambda endpoint_id: per_endpoint - busy.get(endpoint_id, 0)
+
+
+def take(rows: Iterable[tuple[Any, ...]], room: Callable[[int], int] | None, limit: int) -> Iterator[tuple[Any, ...]]:
+    """The first `limit` rows (deliveries, oldest due first) that fit in each endpoint's room."""
+    taken: dict[int, int] = {}
+    for row in rows:
+        if sum(taken.values()) >= limit:
+            return
+        endpoint_id = row[2]
+        if room is not None and taken.get(endpoint_id, 0) >= room(endpoint_id):
+            continue
+        taken[endpoint_id] = taken.get(endpoint_id, 0) + 1
+        yield row
 
 
 class SqliteWebhooks:
@@ -187,20 +208,30 @@ CREATE INDEX IF NOT EXISTS webhook_deliveries_due ON webhook_deliveries(status, 
         return [_delivery(row) for row in rows]
 
     async def claim_webhook_deliveries(
-        self, *, owner: str, now: float, lease_s: float, limit: int
+        self,
+        *,
+        owner: str,
+        now: float,
+        lease_s: float,
+        limit: int,
+        per_endpoint: int | None = None,
+        in_flight: Mapping[int, int] | None = None,
     ) -> list[WebhookDelivery]:
+        room = free_room(per_endpoint, in_flight)
+
         def run(c: sqlite3.Connection) -> list[WebhookDelivery]:
             # One writer at a time: the SELECT and the UPDATE cannot interleave with another claim.
             rows = c.execute(
                 f"SELECT {_DELIVERY_COLUMNS} FROM webhook_deliveries WHERE status = 'pending'"
-                " AND next_attempt_at <= ? AND lease_until < ? ORDER BY next_attempt_at, id LIMIT ?",
-                (now, now, limit),
-            ).fetchall()
+                " AND next_attempt_at <= ? AND lease_until < ? ORDER BY next_attempt_at, id",
+                (now, now),
+            )
+            taken = [_delivery(row) for row in take(rows, room, limit)]
             c.executemany(
                 "UPDATE webhook_deliveries SET lease_owner = ?, lease_until = ? WHERE id = ?",
-                [(owner, now + lease_s, row[0]) for row in rows],
+                [(owner, now + lease_s, delivery.id) for delivery in taken],
             )
-            return [_delivery(row) for row in rows]
+            return taken
 
         return await self._write(run)
 

@@ -14,7 +14,7 @@ by a lease.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -124,10 +124,19 @@ class WebhookStore(Protocol):
         """An endpoint's deliveries newest first, from the first id below `before_id`."""
 
     async def claim_webhook_deliveries(
-        self, *, owner: str, now: float, lease_s: float, limit: int
+        self,
+        *,
+        owner: str,
+        now: float,
+        lease_s: float,
+        limit: int,
+        per_endpoint: int | None = None,
+        in_flight: Mapping[int, int] | None = None,
     ) -> list[WebhookDelivery]:
         """Take up to `limit` pending deliveries due by `now` that nobody holds, oldest due first,
-        holding each for `lease_s` seconds under `owner` (unique per claimer)."""
+        holding each for `lease_s` seconds under `owner` (unique per claimer). With `per_endpoint`,
+        no endpoint gets more than that many minus what the claimer has `in_flight` to it already,
+        so a slow endpoint's backlog is left for later instead of taking every slot."""
 
     async def finish_webhook_attempt(self, delivery_id: int, *, owner: str, outcome: AttemptOutcome) -> bool:
         """Record an attempt and release the lease; False (nothing changed) when `owner` no longer holds it."""

@@ -230,3 +230,19 @@ async def test_mongo_an_endpoint_created_but_stopped_before_its_entry_is_copied_
     assert [(r.entry.action, r.entry.target_id) for r in await store.audit_log(acme)] == [
         ("webhook.create", str(endpoint.id))
     ]
+
+
+async def test_a_claim_leaves_an_endpoints_backlog_beyond_its_room_for_later(store: Store) -> None:
+    acme = await store.ensure_tenant("acme")
+    slow, fast = await add_endpoint(store, acme), await add_endpoint(store, acme, "https://hooks.example/fast")
+    for n in range(5):  # the slow endpoint's backlog is due first
+        await store.queue_webhook_event(
+            tenant_id=acme, endpoint_ids=[slow.id], event_id=f"evt_s{n}", type="ping", payload=b"{}", at=float(n)
+        )
+    await store.queue_webhook_event(
+        tenant_id=acme, endpoint_ids=[fast.id], event_id="evt_f", type="ping", payload=b"{}", at=9.0
+    )
+    claimed = await store.claim_webhook_deliveries(
+        owner="a", now=10.0, lease_s=30, limit=10, per_endpoint=3, in_flight={slow.id: 1}
+    )
+    assert sorted(d.event_id for d in claimed) == ["evt_f", "evt_s0", "evt_s1"]
