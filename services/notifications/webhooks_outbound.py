@@ -138,7 +138,7 @@ async def attempt(
     }
     try:
         async with asyncio.timeout(ATTEMPT_TIMEOUT_S):  # one deadline for the whole attempt, slow drips included
-            target, extensions = url, {}
+            target, extensions = url, dict[str, str]()
             if production:
                 problem = url_problem(url, production=True)
                 if problem is not None:

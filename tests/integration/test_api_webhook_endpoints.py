@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from services.authn.apikeys import hash_api_key, new_api_key
-from tests.helpers.api import STORE_ADAPTERS, ApiHarness, api_harness
+from tests.helpers.api import STORE_ADAPTERS, ApiHarness, StoreAdapter, api_harness
 
 BASE = "/api/v1/webhook-endpoints"
 ARC = {"url": "https://arc.example/solewatch", "events": ["alert.raised", "alert.resolved"], "description": "ARC"}
@@ -191,8 +191,8 @@ async def test_another_tenant_sees_none_of_it(api: ApiHarness) -> None:
         "https://169.254.169.254/latest",
     ],
 )
-async def test_production_accepts_only_https_to_public_hosts(tmp_path: Path, adapter: str, url: str) -> None:
-    async with api_harness(tmp_path, adapter=adapter, environment="production") as api:  # type: ignore[arg-type]
+async def test_production_accepts_only_https_to_public_hosts(tmp_path: Path, adapter: StoreAdapter, url: str) -> None:
+    async with api_harness(tmp_path, adapter=adapter, environment="production") as api:
         tenant = await api.tenant()
         admin = await api.caller(tenant)
         refused = await api.http.post(BASE, headers=admin.headers, json={"url": url, "events": ["ping"]})

@@ -57,7 +57,7 @@ async def test_each_alert_change_is_delivered_signed_with_its_id(start_alerting,
         assert set(event) == {"id", "type", "created_at", "data"}
         data = event["data"]
         assert isinstance(data, dict) and (data["id"], data["imei"], data["kind"]) == (alert.id, device.imei, "sos")
-    assert [r.event["data"]["status"] for r in got] == ["open", "acknowledged", "resolved"]  # type: ignore[index]
+    assert [r.event["data"]["status"] for r in got] == ["open", "acknowledged", "resolved"]
     assert len({r.event["id"] for r in got}) == 3
     log = await deliveries(app, endpoint_id)
     assert [(d.type, d.status, d.attempts, d.last_status) for d in log] == [
