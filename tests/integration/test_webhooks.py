@@ -15,6 +15,7 @@ from services.notifications import acknowledge_alert, resolve_alert
 from services.notifications.webhooks_outbound import attempt, new_client, retry_delay
 from shared.bus import Message
 from shared.bus.topics import TOPIC_ALERT
+from shared.store.sqlite import SqliteStore
 from tests.helpers.alerting import Alerting, eventually
 from tests.helpers.webhook_receiver import Receiver
 
@@ -267,3 +268,33 @@ async def test_a_queued_event_is_sent_byte_for_byte(start_alerting, receiver: Re
     )
     await eventually(lambda: receiver.delivered(), what="the ping delivered")
     assert receiver.delivered()[0].body == body
+
+
+async def test_events_owed_when_the_process_stops_are_sent_after_the_next_start(
+    start_alerting, receiver: Receiver
+) -> None:
+    app = await start_alerting(None, **FAST)
+    endpoint_id = await endpoint(app, receiver.url)
+    receiver.down = True
+    await app.alarm(await app.device())
+    await eventually(lambda: receiver.received, what="a first attempt")
+    [owed] = await deliveries(app, endpoint_id)
+    await app.stop()
+    # As if the process had died mid-send (kill -9): its lease is left behind in the store.
+    [held] = await _reopened_claim(app)
+    assert held.event_id == owed.event_id
+    receiver.down = False
+    again = await start_alerting(None, **FAST)
+    await eventually(lambda: receiver.delivered(), what="delivered after the restart")
+    [delivery] = await deliveries(again, endpoint_id)
+    assert (delivery.event_id, delivery.status) == (owed.event_id, "delivered")
+    assert [r.headers["Solewatch-Event-Id"] for r in receiver.delivered()] == [owed.event_id]
+
+
+async def _reopened_claim(app: Alerting) -> list[Any]:
+    store = SqliteStore(app.settings.sqlite_path, synchronous="NORMAL")
+    await store.open()
+    try:
+        return await store.claim_webhook_deliveries(owner="dead", now=time.time() + 1, lease_s=1.0, limit=10)
+    finally:
+        await store.close()
