@@ -151,6 +151,8 @@ class WebhookSender:
     async def _attempt(self, delivery: WebhookDelivery) -> AttemptOutcome:
         now = time.time()
         endpoint = await self._store.webhook_endpoint(delivery.tenant_id, delivery.endpoint_id)
+        error: str | None
+        status: int | None
         if endpoint is None or not endpoint.enabled:
             error, status = "the endpoint is disabled or deleted", None
         else:

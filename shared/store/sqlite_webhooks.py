@@ -31,7 +31,24 @@ def _endpoint(row: tuple[Any, ...]) -> WebhookEndpoint:
 
 
 def _delivery(row: tuple[Any, ...]) -> WebhookDelivery:
-    return WebhookDelivery(*row[:5], bytes(row[5]), *row[6:])
+    id_, tenant_id, endpoint_id, event_id, type_, payload, status, attempts, *rest = row
+    last_status, last_error, next_attempt_at, delivered_at, first_attempt_at, created_at = rest
+    return WebhookDelivery(
+        id_,
+        tenant_id,
+        endpoint_id,
+        event_id,
+        type_,
+        bytes(payload),
+        status,
+        attempts,
+        last_status,
+        last_error,
+        next_attempt_at,
+        delivered_at,
+        first_attempt_at,
+        created_at,
+    )
 
 
 def free_room(per_endpoint: int | None, in_flight: Mapping[int, int] | None) -> Callable[[int], int] | None:
