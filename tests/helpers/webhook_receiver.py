@@ -4,6 +4,7 @@ for `hang` seconds, or redirect; it records every request it gets, with its raw 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 from collections.abc import AsyncIterator
@@ -42,6 +43,7 @@ class Receiver:
     down: bool = False
     hang: float = 0.0
     redirect_to: str | None = None
+    released: asyncio.Event = field(default_factory=asyncio.Event)  # ends every hang (at teardown)
 
     @property
     def url(self) -> str:
@@ -56,7 +58,8 @@ class Receiver:
         headers = dict(request.headers)
         if self.hang:
             self.received.append(Received(request.path, headers, body))
-            await asyncio.sleep(self.hang)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.released.wait(), self.hang)
             return web.Response(status=200)
         if self.redirect_to is not None and request.path == "/hooks":
             self.received.append(Received(request.path, headers, body))
@@ -78,4 +81,5 @@ async def receiver() -> AsyncIterator[Receiver]:
     try:
         yield sink
     finally:
+        sink.released.set()
         await runner.cleanup()

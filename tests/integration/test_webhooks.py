@@ -152,6 +152,7 @@ async def test_a_hung_receiver_never_delays_an_sos_email(smtp, start_alerting, r
     for seq in (1, 2, 3):
         await app.alarm(device, seq=seq, kind=seq)
     await eventually(lambda: len(smtp.messages) == 3, what="every alert emailed")
+    await app.service.dispatcher.idle()  # the sends are recorded
     assert len(receiver.received) >= 5  # the webhooks were being sent meanwhile, and hang
     for alert in await app.alerts():
         [record] = await app.store.notifications_of(alert.tenant_id, alert.id)
