@@ -36,7 +36,11 @@ class DestinationRefused(Exception):
 
 def url_problem(url: str, *, production: bool) -> str | None:
     """Why a webhook URL is refused as written, or None. Names are checked once resolved."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018  (raises ValueError for a port out of range)
+    except ValueError:
+        return "the url is malformed"
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return "the url must be http(s) with a host"
     if not production:
@@ -155,7 +159,7 @@ async def attempt(
         return AttemptResult(None, f"no answer within {ATTEMPT_TIMEOUT_S:g} s")
     except DestinationRefused as exc:
         return AttemptResult(None, f"refused: {exc}")
-    except httpx.HTTPError as exc:
+    except (httpx.HTTPError, httpx.InvalidURL, ValueError) as exc:  # network, protocol, or a URL httpx refuses
         return AttemptResult(None, f"{type(exc).__name__}: {exc}"[:300])
     if 200 <= response.status_code < 300:
         return AttemptResult(response.status_code, None)

@@ -216,3 +216,12 @@ async def test_development_accepts_a_local_receiver(api: ApiHarness) -> None:
         BASE, headers=admin.headers, json={"url": "http://127.0.0.1:8080/h", "events": ["ping"]}
     )
     assert local.status_code == 201
+
+
+@pytest.mark.parametrize("url", ["http://[::1/x", "http://a.example:99999/x", "http://:80/x", "https://user@/x"])
+async def test_a_url_that_does_not_parse_is_a_422(api: ApiHarness, url: str) -> None:
+    tenant = await api.tenant()
+    admin = await api.caller(tenant)
+    refused = await api.http.post(BASE, headers=admin.headers, json={"url": url, "events": ["ping"]})
+    assert refused.status_code == 422, refused.text
+    assert await api.store.webhook_endpoints(tenant) == []
