@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from services.notifications.webhooks_events import EVENT_TYPES
 
@@ -52,7 +52,7 @@ class WebhookEndpointIn(BaseModel):
 class WebhookEndpointPatch(BaseModel):
     url: WebhookUrl | None = None
     events: EventList | None = None
-    enabled: bool | None = None
+    enabled: StrictBool | None = None
     description: str | None = Field(None, max_length=500)
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"enabled": False}]})
 

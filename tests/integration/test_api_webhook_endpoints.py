@@ -225,3 +225,14 @@ async def test_a_url_that_does_not_parse_is_a_422(api: ApiHarness, url: str) -> 
     refused = await api.http.post(BASE, headers=admin.headers, json={"url": url, "events": ["ping"]})
     assert refused.status_code == 422, refused.text
     assert await api.store.webhook_endpoints(tenant) == []
+
+
+@pytest.mark.parametrize("patch", [{"enabled": 0}, {"enabled": "false"}, {"events": []}, {"secret": "mine"}])
+async def test_a_bad_patch_is_a_422_and_changes_nothing(api: ApiHarness, patch: dict[str, object]) -> None:
+    tenant = await api.tenant()
+    admin = await api.caller(tenant)
+    endpoint = (await api.http.post(BASE, headers=admin.headers, json=ARC)).json()
+    refused = await api.http.patch(f"{BASE}/{endpoint['id']}", headers=admin.headers, json=patch)
+    assert refused.status_code == 422, refused.text
+    assert (await api.http.get(f"{BASE}/{endpoint['id']}", headers=admin.headers)).json()["enabled"] is True
+    assert [r.entry.action for r in await api.store.audit_log(tenant)] == ["webhook.create"]
