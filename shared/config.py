@@ -157,6 +157,19 @@ class Settings(BaseSettings):
         "the admin's email, else the public URL, when unset",
     )
     push_ack_token_ttl: int = Field(4 * 3600, gt=0, description="seconds a pushed alert's Acknowledge action works")
+    # Partner webhooks (services/notifications/webhooks.py, CONTRACT §7).
+    webhook_poll_interval: float = Field(
+        1.0, gt=0, description="seconds between looks for webhook deliveries due (new events are sent at once)"
+    )
+    webhook_concurrency_per_endpoint: int = Field(
+        4, ge=1, description="webhook deliveries in flight at once to one endpoint, per process"
+    )
+    webhook_first_retry_max: float = Field(
+        30.0, gt=0, le=30, description="most seconds before a failed webhook delivery's first retry (then doubling)"
+    )
+    webhook_retry_window: float = Field(
+        24 * 3600, gt=0, description="seconds a webhook delivery is retried before it is marked failed"
+    )
 
     offline_after: float = Field(600, gt=0)
     no_motion_after: float = Field(600, gt=0, description="seconds of still or lying before a no_motion alert")

@@ -23,6 +23,7 @@ from services.api import (
     fleet,
     geofences,
     history,
+    webhook_endpoints,
     webhooks,
     webhooks_sms,
     webhooks_voice,
@@ -80,6 +81,10 @@ TAGS = [
     {"name": "audit", "description": "who changed what, and who read a worker's history (admins; read only)"},
     {"name": "push", "description": "Web Push: new alerts as notifications on supervisors' browsers and phones"},
     {
+        "name": "webhook-endpoints",
+        "description": "partner webhooks: where events are POSTed, signed, and what was sent (admins)",
+    },
+    {
         "name": "webhooks",
         "description": "callbacks from Twilio (delivery status, SMS replies, voice calls), signed by it",
     },
@@ -134,6 +139,7 @@ def create_app(
             escalation,
             geofences,
             audit,
+            webhook_endpoints,
         ):
             app.include_router(module.router, responses=_COMMON_ERRORS)
         app.include_router(webhooks.router)  # called by providers, who sign instead of logging in

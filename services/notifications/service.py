@@ -14,6 +14,7 @@ from services.notifications.notifier import Notifier
 from services.notifications.push import PushNotifier
 from services.notifications.sms import SmsNotifier, sms_configured
 from services.notifications.voice import VoiceNotifier, voice_configured
+from services.notifications.webhooks import WebhookEvents, WebhookSender
 from shared.bus.topics import TOPIC_ALARM, TOPIC_ALERT
 from shared.config import Settings
 from shared.logging import get_logger
@@ -65,11 +66,16 @@ class NotificationsService:
         # Web Push in a consumer of its own: a slow push service never holds up SMS and email.
         self.push = PushNotifier(context)
         context.bus.subscribe("push-notifier", [TOPIC_ALERT], self.push.handle)
+        # Partner webhooks likewise: queuing is one store write, sending runs in tasks of its own.
+        self.webhooks = WebhookSender(context.store, context.settings)
+        self.webhook_events = WebhookEvents(context.store, on_queued=self.webhooks.wake)
+        context.bus.subscribe("webhook-events", [TOPIC_ALERT], self.webhook_events.handle)
 
     async def start(self) -> None:
         self.dispatcher.start()
         self.escalator.start()
         await self.detection.start()
+        self.webhooks.start()
         log.info("notifications_started", channels=self.dispatcher.channels)
 
     async def drain(self) -> None:
@@ -77,17 +83,20 @@ class NotificationsService:
         await self.escalator.stop()
         await self.dispatcher.drain()
         await self.push.drain(self.dispatcher.policy.drain_timeout)
+        await self.webhooks.drain(self.dispatcher.policy.drain_timeout)
 
     async def close(self) -> None:
         await self.detection.close()
         await self.escalator.stop()
         await self.dispatcher.close()
         await self.push.close()
+        await self.webhooks.close()
 
     async def reload(self, settings: Settings) -> None:
         self.dispatcher.configure(self._factory(settings, self._store), DispatchPolicy.from_settings(settings))
         self.escalator.check_interval = settings.escalation_check_interval
         await self.detection.reload(settings)
+        self.webhooks.settings = settings
         log.info("notifications_reloaded", channels=self.dispatcher.channels)
 
     async def check_ready(self) -> str | None:

@@ -39,6 +39,7 @@ from shared.store.mongo_detection_config import MongoDetectionConfig
 from shared.store.mongo_devices import MongoDevices
 from shared.store.mongo_ingest import DUPLICATE_KEY, TELEMETRY_KEY, MongoIngest
 from shared.store.mongo_outbox import MongoOutbox
+from shared.store.mongo_webhooks import MongoWebhooks
 from shared.store.port import StoreUnavailable
 
 Document = dict[str, Any]
@@ -72,6 +73,7 @@ INDEXES: dict[str, list[IndexModel]] = (
     | MongoAlerting.INDEXES
     | MongoDetectionConfig.INDEXES
     | MongoAudit.INDEXES
+    | MongoWebhooks.INDEXES
 )
 
 
@@ -83,7 +85,14 @@ def _is_unavailable(exc: PyMongoError) -> bool:
 
 
 class MongoStore(
-    MongoAccounts, MongoDevices, MongoIngest, MongoOutbox, MongoAlerting, MongoDetectionConfig, MongoAudit
+    MongoAccounts,
+    MongoDevices,
+    MongoIngest,
+    MongoOutbox,
+    MongoAlerting,
+    MongoDetectionConfig,
+    MongoAudit,
+    MongoWebhooks,
 ):
     """Every storage port on MongoDB (6.0 or later), one mixin per port over the same
     database; the telemetry port is MongoIngest."""

@@ -74,6 +74,7 @@ class MongoAudit:
         "escalation_policies",
         "geofences",
         "device_settings",
+        "webhook_endpoints",
     )
 
     if TYPE_CHECKING:  # provided by MongoStore

@@ -10,6 +10,7 @@ and the compositions each service names.
 | `DetectionConfigStore` | detection_config.py | geofences and per-device settings |
 | `OutboxStore` | outbox.py | messages waiting for the relay |
 | `AuditStore` | audit.py | the append-only audit log (changes write their entry with them) |
+| `WebhookStore` | webhooks.py | partner webhook endpoints and the deliveries owed to them |
 
 Each adapter (SQLite, MongoDB) is one class composed of one mixin per port and
 offers them all (`Store`); a service names only what it uses, so its
@@ -35,6 +36,7 @@ from shared.store.outbox import OutboxEntry as OutboxEntry
 from shared.store.outbox import OutboxStore
 from shared.store.telemetry import FrameRecord as FrameRecord
 from shared.store.telemetry import TelemetryHistory, TelemetryStore
+from shared.store.webhooks import WebhookStore
 
 
 class StoreUnavailable(Exception):
@@ -57,11 +59,22 @@ class ListenerStore(DeviceStore, TelemetryStore, Protocol):
     """The listener: logins look devices up, commits store frames, commands go down."""
 
 
-class NotificationsStore(AccountStore, DeviceStore, AlertingStore, DetectionConfigStore, AuditStore, Protocol):
-    """The notifications service: alarms to alerts, detections, who is told and how."""
+class NotificationsStore(
+    AccountStore, DeviceStore, AlertingStore, DetectionConfigStore, AuditStore, WebhookStore, Protocol
+):
+    """The notifications service: alarms to alerts, detections, who is told and how, partner webhooks."""
 
 
-class ApiStore(AccountStore, DeviceStore, TelemetryHistory, AlertingStore, DetectionConfigStore, AuditStore, Protocol):
+class ApiStore(
+    AccountStore,
+    DeviceStore,
+    TelemetryHistory,
+    AlertingStore,
+    DetectionConfigStore,
+    AuditStore,
+    WebhookStore,
+    Protocol,
+):
     """The REST API and what shares its ServiceContext (the notifications service uses a part)."""
 
 
@@ -77,6 +90,7 @@ class Store(
     AlertingStore,
     DetectionConfigStore,
     AuditStore,
+    WebhookStore,
     Protocol,
 ):
     """Every port, as one adapter offers them: for the wiring that builds, opens and hands it out."""

@@ -42,6 +42,7 @@ from shared.store.sqlite_runs import (
     store_runs,
     stored_runs,
 )
+from shared.store.sqlite_webhooks import SqliteWebhooks
 
 T = TypeVar("T")
 
@@ -54,14 +55,30 @@ CREATE TABLE IF NOT EXISTS alarms (
     flags INTEGER NOT NULL, received_at REAL NOT NULL, UNIQUE (device_id, device_ts, seq));
 """
 # One mixin per port, in the order their tables are created (tenants first: the others refer to them).
-_PORTS = (SqliteAccounts, SqliteDevices, SqliteRuns, SqliteOutbox, SqliteAlerting, SqliteDetectionConfig, SqliteAudit)
+_PORTS = (
+    SqliteAccounts,
+    SqliteDevices,
+    SqliteRuns,
+    SqliteOutbox,
+    SqliteAlerting,
+    SqliteDetectionConfig,
+    SqliteAudit,
+    SqliteWebhooks,
+)
 
 _COMMAND_STATUS = {0: "done", 1: "failed", 2: "unsupported"}
 _CMD_SEQ_AND_STATUS = itemgetter(CommandResult._fields.index("cmd_seq"), CommandResult._fields.index("status"))
 
 
 class SqliteStore(
-    SqliteAccounts, SqliteDevices, SqliteRuns, SqliteOutbox, SqliteAlerting, SqliteDetectionConfig, SqliteAudit
+    SqliteAccounts,
+    SqliteDevices,
+    SqliteRuns,
+    SqliteOutbox,
+    SqliteAlerting,
+    SqliteDetectionConfig,
+    SqliteAudit,
+    SqliteWebhooks,
 ):
     """Every storage port on SQLite (WAL), one mixin per port over the same connections and
     threads; the telemetry commit is here, its reads in SqliteRuns. All blocking calls run

@@ -216,6 +216,21 @@ TABLE: tuple[Row, ...] = (
     Row("DELETE", "/api/v1/geofences/{geofence_id}", "admin", 204, foreign=True),
     # -- audit (§5) -------------------------------------------------------------------------------------
     Row("GET", "/api/v1/audit", "admin", 200),
+    # -- partner webhooks (§7): admins, API keys of the admin role included ----------------------------
+    Row("GET", "/api/v1/webhook-endpoints", "admin", 200),
+    Row(
+        "POST",
+        "/api/v1/webhook-endpoints",
+        "admin",
+        201,
+        body=fixed({"url": "https://arc.example/hooks", "events": ["alert.raised"]}),
+    ),
+    Row("GET", "/api/v1/webhook-endpoints/{endpoint_id}", "admin", 200, foreign=True),
+    Row("PATCH", "/api/v1/webhook-endpoints/{endpoint_id}", "admin", 200, body=fixed({"enabled": False}), foreign=True),
+    Row("DELETE", "/api/v1/webhook-endpoints/{endpoint_id}", "admin", 204, foreign=True),
+    Row("POST", "/api/v1/webhook-endpoints/{endpoint_id}/ping", "admin", 202, foreign=True),
+    Row("GET", "/api/v1/webhook-endpoints/{endpoint_id}/deliveries", "admin", 200, foreign=True),
+    Row("POST", "/api/v1/webhook-endpoints/{endpoint_id}/deliveries/{event_id}/retry", "admin", 202, foreign=True),
     # -- Web Push (§6): a browser of a signed-in supervisor --------------------------------------------
     Row(
         "POST",
@@ -323,6 +338,13 @@ async def build_world(api: ApiHarness) -> World:
             tenant_id=tenant, name="Yard", shape=CIRCLE["geometry"], devices=(), alert_on=("exit",)
         )
     ).id
+    endpoint = await api.store.add_webhook_endpoint(
+        tenant_id=tenant, url="https://arc.example/hooks", events=("ping",), description=None, secret="whsec_x"
+    )
+    ids["endpoint_id"], ids["event_id"] = endpoint.id, "evt_" + "0" * 24
+    await api.store.queue_webhook_event(
+        tenant_id=tenant, endpoint_ids=[endpoint.id], event_id=ids["event_id"], type="ping", payload=b"{}", at=1.0
+    )
     ids["user_id"] = user_ids["viewer"]
     invited = await api.store.create_user(
         tenant_id=tenant,

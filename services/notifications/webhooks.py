@@ -1,0 +1,180 @@
+"""Partner webhooks in the notifications service (CONTRACT §7): events become deliveries, deliveries
+are sent, retried and given up on.
+
+Two halves, neither on alerting's path:
+
+- `WebhookEvents`, a bus consumer of its own on `alert` messages (which the
+  outbox made durable with the change): each alert change owed to the tenant's
+  subscribed endpoints is queued in the store under an id derived from the alert
+  and the change, so a redelivered message queues nothing twice.
+- `WebhookSender`, a loop that claims due deliveries with a lease (one process
+  sends a given delivery at a time), sends each in a task of its own, at most
+  `webhook_concurrency_per_endpoint` per endpoint, and records the outcome:
+  delivered, retried later with backoff, or failed once the retry window is over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+
+import httpx
+import orjson
+
+from services.notifications.webhooks_events import ALERT_EVENTS, derived_event_id, event_body
+from services.notifications.webhooks_outbound import ATTEMPT_TIMEOUT_S, attempt, new_client, retry_delay
+from shared.bus import Message
+from shared.config import Settings
+from shared.logging import get_logger
+from shared.store.webhooks import AttemptOutcome, WebhookDelivery, WebhookStore
+
+log = get_logger("solewatch.webhooks")
+
+CLAIM_BATCH = 100
+# Long enough for a delivery to wait for its endpoint's slot and be sent; a process that dies holding
+# one delays it by this much at most.
+LEASE_S = 6 * ATTEMPT_TIMEOUT_S
+
+
+class WebhookEvents:
+    """Bus consumer: alert changes become webhook deliveries."""
+
+    def __init__(self, store: WebhookStore, on_queued: asyncio.Event | None = None):
+        self._store = store
+        self._on_queued = on_queued
+
+    async def handle(self, message: Message) -> None:
+        change = orjson.loads(message.payload)
+        type_ = ALERT_EVENTS.get(change.get("event"))
+        if type_ is None:
+            return
+        tenant_id, alert = change["tenant_id"], change["alert"]
+        endpoints = await self._store.subscribed_webhook_endpoints(tenant_id, type_)
+        if not endpoints:
+            return
+        event_id = derived_event_id("alert", alert["id"], change["event"])
+        happened = {"created": "created_at", "acknowledged": "acknowledged_at", "resolved": "resolved_at"}
+        body = event_body(event_id, type_, alert.get(happened[change["event"]]) or alert["created_at"], alert)
+        new = await self._store.queue_webhook_event(
+            tenant_id=tenant_id,
+            endpoint_ids=[endpoint.id for endpoint in endpoints],
+            event_id=event_id,
+            type=type_,
+            payload=body,
+            at=time.time(),
+        )
+        if new and self._on_queued is not None:
+            self._on_queued.set()
+
+
+class WebhookSender:
+    """Runtime part of the notifications service: sends what is due, as long as it runs."""
+
+    def __init__(self, store: WebhookStore, settings: Settings):
+        self._store = store
+        self.settings = settings
+        self.wake = asyncio.Event()  # set when something was queued in this process: look now
+        self._owner = f"webhooks-{uuid.uuid4().hex[:12]}"
+        self._in_flight: dict[int, int] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._loop: asyncio.Task[None] | None = None
+        self._client: httpx.AsyncClient | None = None
+
+    def start(self) -> None:
+        self._client = new_client()
+        self._loop = asyncio.create_task(self._run(), name="webhook-sender")
+
+    async def drain(self, timeout: float) -> None:
+        """Stop claiming; give sends under way until `timeout` to finish (the rest keep their lease
+        and are sent again by whoever claims them next)."""
+        if self._loop is not None:
+            self._loop.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop
+            self._loop = None
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=timeout)
+
+    async def close(self) -> None:
+        await self.drain(0)
+        for task in set(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.send_due()
+            except Exception:  # a store outage: try again at the next poll
+                log.exception("webhook_claim_failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), self.settings.webhook_poll_interval)
+            self.wake.clear()
+
+    async def send_due(self) -> int:
+        """Claim what is due now and start sending it; how many were started."""
+        claimed = await self._store.claim_webhook_deliveries(
+            owner=self._owner,
+            now=time.time(),
+            lease_s=LEASE_S,
+            limit=CLAIM_BATCH,
+            per_endpoint=self.settings.webhook_concurrency_per_endpoint,
+            in_flight=self._in_flight,
+        )
+        for delivery in claimed:
+            self._in_flight[delivery.endpoint_id] = self._in_flight.get(delivery.endpoint_id, 0) + 1
+            task = asyncio.create_task(self._send(delivery), name=f"webhook-{delivery.event_id}")
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return len(claimed)
+
+    async def _send(self, delivery: WebhookDelivery) -> None:
+        try:
+            outcome = await self._attempt(delivery)
+            if not await self._store.finish_webhook_attempt(delivery.id, owner=self._owner, outcome=outcome):
+                log.info("webhook_outcome_superseded", event_id=delivery.event_id)  # retried by hand meanwhile
+        except Exception:  # the store failed to record it: the lease runs out and it is sent again
+            log.exception("webhook_record_failed", event_id=delivery.event_id)
+        finally:
+            left = self._in_flight[delivery.endpoint_id] - 1
+            if left:
+                self._in_flight[delivery.endpoint_id] = left
+            else:
+                del self._in_flight[delivery.endpoint_id]
+            self.wake.set()  # a slot is free: that endpoint's backlog may go on
+
+    async def _attempt(self, delivery: WebhookDelivery) -> AttemptOutcome:
+        now = time.time()
+        endpoint = await self._store.webhook_endpoint(delivery.tenant_id, delivery.endpoint_id)
+        error: str | None
+        status: int | None
+        if endpoint is None or not endpoint.enabled:
+            error, status = "the endpoint is disabled or deleted", None
+        else:
+            assert self._client is not None, "the sender is not started"
+            result = await attempt(
+                self._client,
+                url=endpoint.url,
+                secret=endpoint.secret,
+                event_id=delivery.event_id,
+                body=delivery.payload,
+                now=int(now),
+                production=self.settings.environment == "production",
+            )
+            if result.delivered:
+                log.info("webhook_delivered", event_id=delivery.event_id, endpoint_id=endpoint.id)
+                return AttemptOutcome("delivered", result.status, None, None, time.time())
+            error, status = result.error, result.status
+        # Retried until the window is over (at least that long), then given up on.
+        if time.time() - delivery.first_attempt_at >= self.settings.webhook_retry_window:
+            log.warning("webhook_failed", event_id=delivery.event_id, endpoint_id=delivery.endpoint_id, error=error)
+            return AttemptOutcome("failed", status, error, None, None)
+        delay = retry_delay(delivery.event_id, delivery.attempts + 1, first_max=self.settings.webhook_first_retry_max)
+        retry_at = time.time() + delay
+        log.info("webhook_retry", event_id=delivery.event_id, endpoint_id=delivery.endpoint_id, error=error)
+        return AttemptOutcome("pending", status, error, retry_at, None)

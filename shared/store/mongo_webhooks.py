@@ -1,0 +1,282 @@
+"""MongoDB adapter, partner webhooks (a mixin of MongoStore): endpoints, deliveries and their leases.
+
+A delivery's unique (endpoint_id, event_id) index makes queuing idempotent, and
+a claim is one `find_one_and_update` per delivery, atomic on its document, so
+two processes never hold the same delivery.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
+
+from shared.store.audit import AuditEntry
+from shared.store.mongo_audit import with_audit
+from shared.store.webhooks import AttemptOutcome, WebhookDelivery, WebhookEndpoint
+
+if TYPE_CHECKING:
+    from pymongo.asynchronous.database import AsyncDatabase
+
+Document = dict[str, Any]
+
+
+def _endpoint(doc: Document) -> WebhookEndpoint:
+    return WebhookEndpoint(
+        doc["_id"],
+        doc["tenant_id"],
+        doc["url"],
+        tuple(doc["events"]),
+        doc.get("description"),
+        doc["enabled"],
+        doc["secret"],
+        doc["created_at"],
+    )
+
+
+def _delivery(doc: Document) -> WebhookDelivery:
+    return WebhookDelivery(
+        doc["_id"],
+        doc["tenant_id"],
+        doc["endpoint_id"],
+        doc["event_id"],
+        doc["type"],
+        bytes(doc["payload"]),
+        doc["status"],
+        doc["attempts"],
+        doc.get("last_status"),
+        doc.get("last_error"),
+        doc.get("next_attempt_at"),
+        doc.get("delivered_at"),
+        doc["first_attempt_at"],
+        doc["created_at"],
+    )
+
+
+class MongoWebhooks:
+    INDEXES: ClassVar[dict[str, list[IndexModel]]] = {
+        "webhook_endpoints": [IndexModel([("tenant_id", 1), ("_id", 1)], name="webhook_endpoints_by_tenant")],
+        "webhook_deliveries": [
+            IndexModel([("endpoint_id", 1), ("event_id", 1)], name="webhook_deliveries_unique", unique=True),
+            IndexModel([("status", 1), ("next_attempt_at", 1)], name="webhook_deliveries_due"),
+            IndexModel([("tenant_id", 1), ("endpoint_id", 1), ("_id", DESCENDING)], name="webhook_deliveries_log"),
+        ],
+    }
+
+    if TYPE_CHECKING:  # provided by MongoStore
+        _db: AsyncDatabase[Document]
+
+        def _write(self, *, deadline: bool = True) -> AbstractAsyncContextManager[AsyncDatabase[Document]]: ...
+        def _read(self, *, deadline: bool = True) -> AbstractAsyncContextManager[AsyncDatabase[Document]]: ...
+        async def _new_id(self, name: str) -> int: ...
+        async def _audit_doc(self, entry: AuditEntry) -> Document: ...
+        async def _settle_audit(self, collection: str, doc: Document | None) -> None: ...
+        async def _audited_delete(self, collection: str, query: Document, entry: AuditEntry | None) -> bool: ...
+
+    async def add_webhook_endpoint(
+        self,
+        *,
+        tenant_id: int,
+        url: str,
+        events: Sequence[str],
+        description: str | None,
+        secret: str,
+        audit: AuditEntry | None = None,
+    ) -> WebhookEndpoint:
+        async with self._write() as db:
+            endpoint_id = await self._new_id("webhook_endpoints")
+            entry = None if audit is None else await self._audit_doc(replace(audit, target_id=str(endpoint_id)))
+            doc = {
+                "_id": endpoint_id,
+                "tenant_id": tenant_id,
+                "url": url,
+                "events": list(events),
+                "description": description,
+                "enabled": True,
+                "secret": secret,
+                "created_at": time.time(),
+            }
+            await db.webhook_endpoints.insert_one(with_audit(doc, entry))
+            await self._settle_audit("webhook_endpoints", entry)
+        return _endpoint(doc)
+
+    async def webhook_endpoints(
+        self, tenant_id: int, *, after_id: int | None = None, limit: int = 100
+    ) -> list[WebhookEndpoint]:
+        query = {"tenant_id": tenant_id, "_id": {"$gt": after_id or 0}}
+        async with self._read() as db:
+            docs = await db.webhook_endpoints.find(query).sort("_id").limit(limit).to_list(None)
+        return [_endpoint(doc) for doc in docs]
+
+    async def webhook_endpoint(self, tenant_id: int, endpoint_id: int) -> WebhookEndpoint | None:
+        async with self._read() as db:
+            doc = await db.webhook_endpoints.find_one({"_id": endpoint_id, "tenant_id": tenant_id})
+        return None if doc is None else _endpoint(doc)
+
+    async def update_webhook_endpoint(
+        self,
+        tenant_id: int,
+        endpoint_id: int,
+        *,
+        url: str | None = None,
+        events: Sequence[str] | None = None,
+        enabled: bool | None = None,
+        description: str | None = None,
+        audit: AuditEntry | None = None,
+    ) -> WebhookEndpoint | None:
+        changes: Document = {"url": url, "events": None if events is None else list(events)}
+        changes |= {"enabled": enabled, "description": description}
+        update: Document = {"$set": {name: value for name, value in changes.items() if value is not None}}
+        if not update["$set"]:
+            del update["$set"]
+        async with self._write() as db:
+            query = {"_id": endpoint_id, "tenant_id": tenant_id}
+            if await db.webhook_endpoints.find_one(query, {"_id": 1}) is None:
+                return None
+            entry = None if audit is None else await self._audit_doc(audit)
+            if not update and entry is None:
+                doc = await db.webhook_endpoints.find_one(query)
+            else:
+                doc = await db.webhook_endpoints.find_one_and_update(
+                    query, with_audit(update, entry), return_document=ReturnDocument.AFTER
+                )
+            if doc is None:
+                return None  # deleted meanwhile
+            await self._settle_audit("webhook_endpoints", entry)
+        return _endpoint(doc)
+
+    async def delete_webhook_endpoint(
+        self, tenant_id: int, endpoint_id: int, *, audit: AuditEntry | None = None
+    ) -> bool:
+        async with self._write() as db:
+            deleted = await self._audited_delete(
+                "webhook_endpoints", {"_id": endpoint_id, "tenant_id": tenant_id}, audit
+            )
+            if deleted:
+                # After the endpoint: a stop in between leaves deliveries whose sender finds no endpoint
+                # and fails them, never an endpoint without its log.
+                await db.webhook_deliveries.delete_many({"endpoint_id": endpoint_id})
+        return deleted
+
+    async def subscribed_webhook_endpoints(self, tenant_id: int, event_type: str) -> list[WebhookEndpoint]:
+        async with self._read() as db:
+            docs = await (
+                db.webhook_endpoints.find({"tenant_id": tenant_id, "enabled": True, "events": event_type})
+                .sort("_id")
+                .to_list(None)
+            )
+        return [_endpoint(doc) for doc in docs]
+
+    async def queue_webhook_event(
+        self,
+        *,
+        tenant_id: int,
+        endpoint_ids: Sequence[int],
+        event_id: str,
+        type: str,
+        payload: bytes,
+        at: float,
+    ) -> int:
+        new = 0
+        async with self._write() as db:
+            for endpoint_id in endpoint_ids:
+                # An upsert on the unique key: a repeat finds the delivery and changes nothing.
+                result = await db.webhook_deliveries.update_one(
+                    {"endpoint_id": endpoint_id, "event_id": event_id},
+                    {
+                        "$setOnInsert": {
+                            "_id": await self._new_id("webhook_deliveries"),
+                            "tenant_id": tenant_id,
+                            "type": type,
+                            "payload": payload,
+                            "status": "pending",
+                            "attempts": 0,
+                            "next_attempt_at": at,
+                            "first_attempt_at": at,
+                            "created_at": at,
+                            "lease_until": 0.0,
+                        }
+                    },
+                    upsert=True,
+                )
+                new += result.upserted_id is not None
+        return new
+
+    async def webhook_deliveries(
+        self, tenant_id: int, endpoint_id: int, *, before_id: int | None = None, limit: int = 100
+    ) -> list[WebhookDelivery]:
+        query: Document = {"tenant_id": tenant_id, "endpoint_id": endpoint_id}
+        if before_id is not None:
+            query["_id"] = {"$lt": before_id}
+        async with self._read() as db:
+            docs = await db.webhook_deliveries.find(query).sort("_id", DESCENDING).limit(limit).to_list(None)
+        return [_delivery(doc) for doc in docs]
+
+    async def claim_webhook_deliveries(
+        self,
+        *,
+        owner: str,
+        now: float,
+        lease_s: float,
+        limit: int,
+        per_endpoint: int | None = None,
+        in_flight: Mapping[int, int] | None = None,
+    ) -> list[WebhookDelivery]:
+        busy = dict(in_flight or {})
+        claimed: list[WebhookDelivery] = []
+        async with self._write() as db:
+            while len(claimed) < limit:
+                query: Document = {"status": "pending", "next_attempt_at": {"$lte": now}, "lease_until": {"$lt": now}}
+                if per_endpoint is not None:
+                    full = [endpoint_id for endpoint_id, count in busy.items() if count >= per_endpoint]
+                    if full:
+                        query["endpoint_id"] = {"$nin": full}
+                doc = await db.webhook_deliveries.find_one_and_update(
+                    query,
+                    {"$set": {"lease_owner": owner, "lease_until": now + lease_s}},
+                    sort=[("next_attempt_at", ASCENDING), ("_id", ASCENDING)],
+                    return_document=ReturnDocument.AFTER,
+                )
+                if doc is None:
+                    break
+                claimed.append(_delivery(doc))
+                busy[doc["endpoint_id"]] = busy.get(doc["endpoint_id"], 0) + 1
+        return claimed
+
+    async def finish_webhook_attempt(self, delivery_id: int, *, owner: str, outcome: AttemptOutcome) -> bool:
+        update: Document = {
+            "$set": {
+                "status": outcome.status,
+                "last_status": outcome.last_status,
+                "last_error": outcome.last_error,
+                "next_attempt_at": outcome.next_attempt_at,
+                "lease_owner": None,
+                "lease_until": 0.0,
+            },
+            "$inc": {"attempts": 1},
+        }
+        if outcome.delivered_at is not None:
+            update["$set"]["delivered_at"] = outcome.delivered_at
+        async with self._write() as db:
+            result = await db.webhook_deliveries.update_one({"_id": delivery_id, "lease_owner": owner}, update)
+        return result.modified_count == 1
+
+    async def retry_webhook_delivery(self, tenant_id: int, endpoint_id: int, event_id: str, *, now: float) -> bool:
+        async with self._write() as db:
+            result = await db.webhook_deliveries.update_one(
+                {"tenant_id": tenant_id, "endpoint_id": endpoint_id, "event_id": event_id},
+                {
+                    "$set": {
+                        "status": "pending",
+                        "next_attempt_at": now,
+                        "first_attempt_at": now,
+                        "lease_owner": None,
+                        "lease_until": 0.0,
+                    }
+                },
+            )
+        return result.matched_count == 1

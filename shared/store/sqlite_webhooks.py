@@ -1,0 +1,287 @@
+"""SQLite adapter, partner webhooks (a mixin of SqliteStore): endpoints, deliveries and their leases."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import orjson
+
+from shared.store.audit import AuditEntry
+from shared.store.sqlite_audit import insert_audit
+from shared.store.webhooks import AttemptOutcome, WebhookDelivery, WebhookEndpoint
+
+T = TypeVar("T")
+
+_ENDPOINT_COLUMNS = "id, tenant_id, url, events, description, enabled, secret, created_at"
+_DELIVERY_COLUMNS = (
+    "id, tenant_id, endpoint_id, event_id, type, payload, status, attempts, last_status, last_error,"
+    " next_attempt_at, delivered_at, first_attempt_at, created_at"
+)
+
+
+def _endpoint(row: tuple[Any, ...]) -> WebhookEndpoint:
+    id_, tenant_id, url, events, description, enabled, secret, created_at = row
+    return WebhookEndpoint(
+        id_, tenant_id, url, tuple(orjson.loads(events)), description, bool(enabled), secret, created_at
+    )
+
+
+def _delivery(row: tuple[Any, ...]) -> WebhookDelivery:
+    id_, tenant_id, endpoint_id, event_id, type_, payload, status, attempts, *rest = row
+    last_status, last_error, next_attempt_at, delivered_at, first_attempt_at, created_at = rest
+    return WebhookDelivery(
+        id_,
+        tenant_id,
+        endpoint_id,
+        event_id,
+        type_,
+        bytes(payload),
+        status,
+        attempts,
+        last_status,
+        last_error,
+        next_attempt_at,
+        delivered_at,
+        first_attempt_at,
+        created_at,
+    )
+
+
+def free_room(per_endpoint: int | None, in_flight: Mapping[int, int] | None) -> Callable[[int], int] | None:
+    """How many more deliveries to an endpoint a claim may take, or None for no bound."""
+    if per_endpoint is None:
+        return None
+    busy = in_flight or {}
+    return lambda endpoint_id: per_endpoint - busy.get(endpoint_id, 0)
+
+
+def take(rows: Iterable[tuple[Any, ...]], room: Callable[[int], int] | None, limit: int) -> Iterator[tuple[Any, ...]]:
+    """The first `limit` rows (deliveries, oldest due first) that fit in each endpoint's room."""
+    taken: dict[int, int] = {}
+    for row in rows:
+        if sum(taken.values()) >= limit:
+            return
+        endpoint_id = row[2]
+        if room is not None and taken.get(endpoint_id, 0) >= room(endpoint_id):
+            continue
+        taken[endpoint_id] = taken.get(endpoint_id, 0) + 1
+        yield row
+
+
+class SqliteWebhooks:
+    SCHEMA = """
+CREATE TABLE IF NOT EXISTS webhook_endpoints (
+    id INTEGER PRIMARY KEY, tenant_id INTEGER NOT NULL REFERENCES tenants(id), url TEXT NOT NULL,
+    events TEXT NOT NULL, description TEXT, enabled INTEGER NOT NULL, secret TEXT NOT NULL, created_at REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS webhook_endpoints_by_tenant ON webhook_endpoints(tenant_id, id);
+-- lease_owner/lease_until: who is sending it now, and until when others keep off.
+CREATE TABLE IF NOT EXISTS webhook_deliveries (
+    id INTEGER PRIMARY KEY, tenant_id INTEGER NOT NULL,
+    endpoint_id INTEGER NOT NULL REFERENCES webhook_endpoints(id) ON DELETE CASCADE,
+    event_id TEXT NOT NULL, type TEXT NOT NULL, payload BLOB NOT NULL, status TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0, last_status INTEGER, last_error TEXT, next_attempt_at REAL,
+    delivered_at REAL, first_attempt_at REAL NOT NULL, created_at REAL NOT NULL,
+    lease_owner TEXT, lease_until REAL NOT NULL DEFAULT 0,
+    UNIQUE (endpoint_id, event_id));
+CREATE INDEX IF NOT EXISTS webhook_deliveries_due ON webhook_deliveries(status, next_attempt_at);
+"""
+
+    if TYPE_CHECKING:  # provided by SqliteStore
+
+        async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T: ...
+        async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T: ...
+
+    async def add_webhook_endpoint(
+        self,
+        *,
+        tenant_id: int,
+        url: str,
+        events: Sequence[str],
+        description: str | None,
+        secret: str,
+        audit: AuditEntry | None = None,
+    ) -> WebhookEndpoint:
+        def run(c: sqlite3.Connection) -> WebhookEndpoint:
+            cursor = c.execute(
+                "INSERT INTO webhook_endpoints(tenant_id, url, events, description, enabled, secret, created_at)"
+                " VALUES (?, ?, ?, ?, 1, ?, ?)",
+                (tenant_id, url, orjson.dumps(list(events)).decode(), description, secret, time.time()),
+            )
+            insert_audit(c, None if audit is None else replace(audit, target_id=str(cursor.lastrowid)))
+            return _endpoint(
+                c.execute(
+                    f"SELECT {_ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE id = ?", (cursor.lastrowid,)
+                ).fetchone()
+            )
+
+        return await self._write(run)
+
+    async def webhook_endpoints(
+        self, tenant_id: int, *, after_id: int | None = None, limit: int = 100
+    ) -> list[WebhookEndpoint]:
+        rows = await self._read(
+            lambda c: c.execute(
+                f"SELECT {_ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE tenant_id = ? AND id > ? ORDER BY id LIMIT ?",
+                (tenant_id, after_id or 0, limit),
+            ).fetchall()
+        )
+        return [_endpoint(row) for row in rows]
+
+    async def webhook_endpoint(self, tenant_id: int, endpoint_id: int) -> WebhookEndpoint | None:
+        row = await self._read(
+            lambda c: c.execute(
+                f"SELECT {_ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE tenant_id = ? AND id = ?",
+                (tenant_id, endpoint_id),
+            ).fetchone()
+        )
+        return None if row is None else _endpoint(row)
+
+    async def update_webhook_endpoint(
+        self,
+        tenant_id: int,
+        endpoint_id: int,
+        *,
+        url: str | None = None,
+        events: Sequence[str] | None = None,
+        enabled: bool | None = None,
+        description: str | None = None,
+        audit: AuditEntry | None = None,
+    ) -> WebhookEndpoint | None:
+        changes: dict[str, Any] = {"url": url, "description": description}
+        changes["events"] = None if events is None else orjson.dumps(list(events)).decode()
+        changes["enabled"] = None if enabled is None else int(enabled)
+        changes = {name: value for name, value in changes.items() if value is not None}
+
+        def run(c: sqlite3.Connection) -> WebhookEndpoint | None:
+            query = f"SELECT {_ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE tenant_id = ? AND id = ?"
+            if c.execute(query, (tenant_id, endpoint_id)).fetchone() is None:
+                return None
+            if changes:
+                assignments = ", ".join(f"{name} = ?" for name in changes)  # names from the fixed set above
+                c.execute(f"UPDATE webhook_endpoints SET {assignments} WHERE id = ?", (*changes.values(), endpoint_id))
+            insert_audit(c, audit)
+            return _endpoint(c.execute(query, (tenant_id, endpoint_id)).fetchone())
+
+        return await self._write(run)
+
+    async def delete_webhook_endpoint(
+        self, tenant_id: int, endpoint_id: int, *, audit: AuditEntry | None = None
+    ) -> bool:
+        def run(c: sqlite3.Connection) -> bool:
+            # Its deliveries go with it (ON DELETE CASCADE).
+            cursor = c.execute("DELETE FROM webhook_endpoints WHERE tenant_id = ? AND id = ?", (tenant_id, endpoint_id))
+            if cursor.rowcount != 1:
+                return False
+            insert_audit(c, audit)
+            return True
+
+        return await self._write(run)
+
+    async def subscribed_webhook_endpoints(self, tenant_id: int, event_type: str) -> list[WebhookEndpoint]:
+        rows = await self._read(
+            lambda c: c.execute(
+                f"SELECT {_ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE tenant_id = ? AND enabled = 1 ORDER BY id",
+                (tenant_id,),
+            ).fetchall()
+        )
+        return [endpoint for endpoint in map(_endpoint, rows) if event_type in endpoint.events]
+
+    async def queue_webhook_event(
+        self,
+        *,
+        tenant_id: int,
+        endpoint_ids: Sequence[int],
+        event_id: str,
+        type: str,
+        payload: bytes,
+        at: float,
+    ) -> int:
+        def run(c: sqlite3.Connection) -> int:
+            new = 0
+            for endpoint_id in endpoint_ids:
+                new += c.execute(
+                    "INSERT OR IGNORE INTO webhook_deliveries(tenant_id, endpoint_id, event_id, type, payload, status,"
+                    " next_attempt_at, first_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?)",
+                    (tenant_id, endpoint_id, event_id, type, payload, at, at, at),
+                ).rowcount
+            return new
+
+        return await self._write(run)
+
+    async def webhook_deliveries(
+        self, tenant_id: int, endpoint_id: int, *, before_id: int | None = None, limit: int = 100
+    ) -> list[WebhookDelivery]:
+        rows = await self._read(
+            lambda c: c.execute(
+                f"SELECT {_DELIVERY_COLUMNS} FROM webhook_deliveries WHERE tenant_id = ? AND endpoint_id = ?"
+                " AND id < ? ORDER BY id DESC LIMIT ?",
+                (tenant_id, endpoint_id, 2**63 - 1 if before_id is None else before_id, limit),
+            ).fetchall()
+        )
+        return [_delivery(row) for row in rows]
+
+    async def claim_webhook_deliveries(
+        self,
+        *,
+        owner: str,
+        now: float,
+        lease_s: float,
+        limit: int,
+        per_endpoint: int | None = None,
+        in_flight: Mapping[int, int] | None = None,
+    ) -> list[WebhookDelivery]:
+        room = free_room(per_endpoint, in_flight)
+
+        def run(c: sqlite3.Connection) -> list[WebhookDelivery]:
+            # One writer at a time: the SELECT and the UPDATE cannot interleave with another claim.
+            rows = c.execute(
+                f"SELECT {_DELIVERY_COLUMNS} FROM webhook_deliveries WHERE status = 'pending'"
+                " AND next_attempt_at <= ? AND lease_until < ? ORDER BY next_attempt_at, id",
+                (now, now),
+            )
+            taken = [_delivery(row) for row in take(rows, room, limit)]
+            c.executemany(
+                "UPDATE webhook_deliveries SET lease_owner = ?, lease_until = ? WHERE id = ?",
+                [(owner, now + lease_s, delivery.id) for delivery in taken],
+            )
+            return taken
+
+        return await self._write(run)
+
+    async def finish_webhook_attempt(self, delivery_id: int, *, owner: str, outcome: AttemptOutcome) -> bool:
+        return await self._write(
+            lambda c: (
+                c.execute(
+                    "UPDATE webhook_deliveries SET status = ?, last_status = ?, last_error = ?, next_attempt_at = ?,"
+                    " delivered_at = coalesce(?, delivered_at), attempts = attempts + 1, lease_owner = NULL,"
+                    " lease_until = 0 WHERE id = ? AND lease_owner = ?",
+                    (
+                        outcome.status,
+                        outcome.last_status,
+                        outcome.last_error,
+                        outcome.next_attempt_at,
+                        outcome.delivered_at,
+                        delivery_id,
+                        owner,
+                    ),
+                ).rowcount
+                == 1
+            )
+        )
+
+    async def retry_webhook_delivery(self, tenant_id: int, endpoint_id: int, event_id: str, *, now: float) -> bool:
+        # The lease is dropped too: an attempt under way can no longer record itself over the retry.
+        return await self._write(
+            lambda c: (
+                c.execute(
+                    "UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = ?, first_attempt_at = ?,"
+                    " lease_owner = NULL, lease_until = 0 WHERE tenant_id = ? AND endpoint_id = ? AND event_id = ?",
+                    (now, now, tenant_id, endpoint_id, event_id),
+                ).rowcount
+                == 1
+            )
+        )

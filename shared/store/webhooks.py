@@ -1,0 +1,146 @@
+"""Partner webhooks (CONTRACT §7): the endpoints a tenant registered and the deliveries owed to them.
+
+An endpoint keeps its signing secret as given (deliveries must sign with it, so
+unlike a password it cannot be hashed). A delivery is one event owed to one
+endpoint: its body is fixed when it is queued, so every attempt, after any
+restart, sends the same bytes under the same `evt_...` id. Queuing is idempotent
+on (endpoint, event id): a bus message heard twice queues nothing new.
+
+Senders take deliveries with a lease (`claim_webhook_deliveries`): a claimed
+delivery is not handed to anyone else until its lease runs out, so one process
+sends a given delivery at a time, and a process that dies mid-send only delays it
+by a lease.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+from shared.store.audit import AuditEntry
+
+DeliveryStatus = Literal["pending", "delivered", "failed"]
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookEndpoint:
+    id: int
+    tenant_id: int
+    url: str
+    events: tuple[str, ...]
+    description: str | None
+    enabled: bool
+    secret: str
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookDelivery:
+    id: int
+    tenant_id: int
+    endpoint_id: int
+    event_id: str  # "evt_...": the same on every attempt
+    type: str
+    payload: bytes  # the exact JSON body sent
+    status: DeliveryStatus
+    attempts: int
+    last_status: int | None  # the HTTP status of the last attempt, None when no answer came
+    last_error: str | None
+    next_attempt_at: float | None  # None once delivered or failed
+    delivered_at: float | None
+    first_attempt_at: float  # when the current retry window opened (queued, or retried by hand)
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptOutcome:
+    """What one attempt ended in, for `finish_webhook_attempt`."""
+
+    status: DeliveryStatus
+    last_status: int | None
+    last_error: str | None
+    next_attempt_at: float | None
+    delivered_at: float | None
+
+
+class WebhookStore(Protocol):
+    async def add_webhook_endpoint(
+        self,
+        *,
+        tenant_id: int,
+        url: str,
+        events: Sequence[str],
+        description: str | None,
+        secret: str,
+        audit: AuditEntry | None = None,
+    ) -> WebhookEndpoint:
+        """Register an endpoint, enabled."""
+
+    async def webhook_endpoints(
+        self, tenant_id: int, *, after_id: int | None = None, limit: int = 100
+    ) -> list[WebhookEndpoint]:
+        """The tenant's endpoints oldest first, from the first id above `after_id`."""
+
+    async def webhook_endpoint(self, tenant_id: int, endpoint_id: int) -> WebhookEndpoint | None: ...
+
+    async def update_webhook_endpoint(
+        self,
+        tenant_id: int,
+        endpoint_id: int,
+        *,
+        url: str | None = None,
+        events: Sequence[str] | None = None,
+        enabled: bool | None = None,
+        description: str | None = None,
+        audit: AuditEntry | None = None,
+    ) -> WebhookEndpoint | None:
+        """Change what is given (None: unchanged); None when there is no such endpoint."""
+
+    async def delete_webhook_endpoint(
+        self, tenant_id: int, endpoint_id: int, *, audit: AuditEntry | None = None
+    ) -> bool:
+        """Remove an endpoint and the deliveries owed to it; False when there was none."""
+
+    async def subscribed_webhook_endpoints(self, tenant_id: int, event_type: str) -> list[WebhookEndpoint]:
+        """The tenant's enabled endpoints that asked for this type of event."""
+
+    async def queue_webhook_event(
+        self,
+        *,
+        tenant_id: int,
+        endpoint_ids: Sequence[int],
+        event_id: str,
+        type: str,
+        payload: bytes,
+        at: float,
+    ) -> int:
+        """Owe the event to each endpoint, due now; an (endpoint, event id) already owed is left as it is.
+        Returns how many deliveries were new."""
+
+    async def webhook_deliveries(
+        self, tenant_id: int, endpoint_id: int, *, before_id: int | None = None, limit: int = 100
+    ) -> list[WebhookDelivery]:
+        """An endpoint's deliveries newest first, from the first id below `before_id`."""
+
+    async def claim_webhook_deliveries(
+        self,
+        *,
+        owner: str,
+        now: float,
+        lease_s: float,
+        limit: int,
+        per_endpoint: int | None = None,
+        in_flight: Mapping[int, int] | None = None,
+    ) -> list[WebhookDelivery]:
+        """Take up to `limit` pending deliveries due by `now` that nobody holds, oldest due first,
+        holding each for `lease_s` seconds under `owner` (unique per claimer). With `per_endpoint`,
+        no endpoint gets more than that many minus what the claimer has `in_flight` to it already,
+        so a slow endpoint's backlog is left for later instead of taking every slot."""
+
+    async def finish_webhook_attempt(self, delivery_id: int, *, owner: str, outcome: AttemptOutcome) -> bool:
+        """Record an attempt and release the lease; False (nothing changed) when `owner` no longer holds it."""
+
+    async def retry_webhook_delivery(self, tenant_id: int, endpoint_id: int, event_id: str, *, now: float) -> bool:
+        """Make a delivery pending and due now, whatever its status, with a fresh retry window;
+        False when there is none."""
