@@ -2,13 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import Path
-
-from services.authn.deps import AdminPrincipal, ContextDep, CurrentPrincipal, SupervisorPrincipal
-
-# SQLite integers are 64-bit: a bigger id is refused as invalid, not looked up.
-ResourceId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+from services.authn.deps import AdminPrincipal, ContextDep, CurrentPrincipal, ResourceId, SupervisorPrincipal
 
 __all__ = ["AdminPrincipal", "ContextDep", "CurrentPrincipal", "ResourceId", "SupervisorPrincipal"]

@@ -33,8 +33,8 @@ _NOT_FOUND: dict[int | str, dict[str, Any]] = {
 
 
 async def _revoke(context: ServiceContext, imei: str) -> None:
-    # The change is stored: a LOGIN is refused whatever happens here. Failing to reach the
-    # listener leaves an open connection until it ends; the admin's change still stands.
+    # The change is stored: a LOGIN is refused whatever happens here. If the listener cannot be
+    # told, its own check against the store closes the link within LOGIN_RECHECK_S (registry.py).
     try:
         await context.commands.revoke_device(imei)
     except Exception as exc:

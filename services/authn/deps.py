@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from fastapi import Depends, HTTPException, Request, status
+from fastapi import Depends, HTTPException, Path, Request, status
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from services.authn import key_limits
@@ -137,6 +137,9 @@ async def current_principal(
 
 
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
+
+# SQLite integers are 64-bit: a bigger id in a path is refused as invalid (422), not looked up.
+ResourceId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 
 
 def require_role(*roles: Role) -> Callable[[Principal], Awaitable[Principal]]:

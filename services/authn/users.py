@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, status
 
 from services.authn import account_mail
 from services.authn.account_mail import LinkToken
-from services.authn.deps import AdminPrincipal, ContextDep, Principal, require_user
+from services.authn.deps import AdminPrincipal, ContextDep, Principal, ResourceId, require_user
 from services.authn.models import ErrorOut, Invitation, UserInvite, UserInvited, UserPage, UserPatch, UserView, utc
 from services.authn.routes import error_responses
 from services.authn.tokens import revoke_user_sessions
@@ -91,7 +91,7 @@ async def invite_user(body: UserInvite, principal: UserManager, ctx: ContextDep)
         409: {"model": ErrorOut, "description": "the user is not invited (already active, or disabled)"},
     },
 )
-async def reinvite_user(user_id: int, principal: UserManager, ctx: ContextDep) -> Invitation:
+async def reinvite_user(user_id: ResourceId, principal: UserManager, ctx: ContextDep) -> Invitation:
     """For an `invited` user whose link was lost or expired: a new link, valid 72 hours, replaces
     the old one, which stops working."""
     user = await _tenant_user(ctx, principal, user_id)
@@ -110,7 +110,7 @@ async def reinvite_user(user_id: int, principal: UserManager, ctx: ContextDep) -
         409: {"model": ErrorOut, "description": "the tenant would be left without an active admin"},
     },
 )
-async def update_user(user_id: int, body: UserPatch, principal: UserManager, ctx: ContextDep) -> UserView:
+async def update_user(user_id: ResourceId, body: UserPatch, principal: UserManager, ctx: ContextDep) -> UserView:
     """Disabling signs the user out everywhere within seconds and it can no longer sign in; a role
     change also signs it out (its sessions carry the old role). The last active admin can be
     neither demoted nor disabled."""
@@ -121,6 +121,8 @@ async def update_user(user_id: int, body: UserPatch, principal: UserManager, ctx
     }
     changes = {field: pair for field, pair in changes.items() if pair[0] != pair[1]}
     if not changes:
+        if user.status == "disabled":  # again: the sessions' revocation may have failed the first time
+            await revoke_user_sessions(ctx.settings, ctx.cache, user.id)
         return UserView.of(user)
     audit = principal.audit("user.update", "user", user.id, **changes)
     try:

@@ -55,7 +55,7 @@ class RegistryStore(Protocol):
     async def commands_to_send(
         self, device_ids: Sequence[int] | None = None, *, include_unanswered: bool = False
     ) -> list[CommandRecord]: ...
-    async def mark_command_sent(self, command_id: int, seq: int) -> None: ...
+    async def mark_command_sent(self, command_id: int, seq: int) -> bool: ...
 
 
 def iso_utc(unix: float) -> str:
@@ -72,13 +72,13 @@ class Registry:
     def __init__(
         self,
         *,
-        commands: RegistryStore,
+        store: RegistryStore,
         cache: Cache | None,
         bus: Bus | None,
         settings: Callable[[], Settings],
         spawn: Callable[[Coroutine[Any, Any, Any]], object],
     ):
-        self._commands = commands
+        self._store = store
         self._cache = cache
         self._bus = bus
         self._settings = settings
@@ -155,7 +155,7 @@ class Registry:
         if not held:
             return []
         try:
-            current = {d.id: d for d in await self._commands.devices_by_ids([seen.id for _, seen in held])}
+            current = {d.id: d for d in await self._store.devices_by_ids([seen.id for _, seen in held])}
         except Exception as exc:  # the next round tries again; LOGINs are checked against the store anyway
             log.warning("login_recheck_failed", error=str(exc))
             return []
@@ -226,7 +226,7 @@ class Registry:
         self, *, device_id: int, cmd: int, args: bytes = b"", audit: AuditEntry | None = None
     ) -> int:
         """Persist a command for a device and send it now if the device is online here."""
-        command_id = await self._commands.enqueue_command(
+        command_id = await self._store.enqueue_command(
             device_id=device_id, cmd=cmd, args=args, ttl_s=self._settings().command_ttl, audit=audit
         )
         for link in self._links_of(device_id):
@@ -246,7 +246,7 @@ class Registry:
             if not self._online:
                 continue
             try:
-                pending = await self._commands.commands_to_send()
+                pending = await self._store.commands_to_send()
             except Exception as exc:
                 log.warning("command_poll_failed", error=str(exc))
                 continue
@@ -261,7 +261,7 @@ class Registry:
         try:
             # After a login (include_unanswered), commands sent on an old link
             # but never answered go again, with the same seq.
-            pending = await self._commands.commands_to_send([device.id], include_unanswered=include_unanswered)
+            pending = await self._store.commands_to_send([device.id], include_unanswered=include_unanswered)
         except Exception as exc:
             log.warning("command_lookup_failed", imei=device.imei, error=str(exc))
             return
@@ -274,8 +274,13 @@ class Registry:
         self._commands_in_flight.add(command.id)
         try:
             seq = command_seq(command.id)
+            # Marked first: a command that expired since it was read never goes out, and one
+            # that goes out is `sent`, so its COMMAND_RESULT finds it (a lost send goes again
+            # after the next LOGIN).
+            if not await self._store.mark_command_sent(command.id, seq):
+                log.info("command_expired_unsent", imei=command.imei, command_id=command.id)
+                return
             link.send(link.session.command(seq, command.cmd, command.args))
-            await self._commands.mark_command_sent(command.id, seq)
             metrics.commands_sent.inc()
             log.info("command_sent", imei=command.imei, cmd=command.cmd, seq=seq, command_id=command.id)
         except Exception as exc:

@@ -61,7 +61,7 @@ class Listener:
         self._server: asyncio.AbstractServer | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self.login_backoff = LoginBackoff(cache, lambda: self.settings)
-        self.registry = Registry(commands=store, cache=cache, bus=bus, settings=lambda: self.settings, spawn=self.spawn)
+        self.registry = Registry(store=store, cache=cache, bus=bus, settings=lambda: self.settings, spawn=self.spawn)
         self.ingest = Ingest(
             committer=self.committer,
             devices=store,

@@ -153,8 +153,10 @@ class WebhookSender:
         endpoint = await self._store.webhook_endpoint(delivery.tenant_id, delivery.endpoint_id)
         error: str | None
         status: int | None
-        if endpoint is None or not endpoint.enabled:
-            error, status = "the endpoint is disabled or deleted", None
+        if endpoint is None:  # deleted: nobody is owed it any more
+            return AttemptOutcome("failed", None, "the endpoint was deleted", None, None)
+        if not endpoint.enabled:  # owed again once enabled, within the retry window
+            error, status = "the endpoint is disabled", None
         else:
             assert self._client is not None, "the sender is not started"
             result = await attempt(
@@ -175,6 +177,6 @@ class WebhookSender:
             log.warning("webhook_failed", event_id=delivery.event_id, endpoint_id=delivery.endpoint_id, error=error)
             return AttemptOutcome("failed", status, error, None, None)
         delay = retry_delay(delivery.event_id, delivery.attempts + 1, first_max=self.settings.webhook_first_retry_max)
-        retry_at = time.time() + delay
+        retry_at = now + delay  # from this attempt's start: its own 10 s never widen the gap
         log.info("webhook_retry", event_id=delivery.event_id, endpoint_id=delivery.endpoint_id, error=error)
         return AttemptOutcome("pending", status, error, retry_at, None)

@@ -128,8 +128,9 @@ class DeviceStore(Protocol):
         """Commands never sent and not expired (and, with include_unanswered, sent but not yet answered),
         in queue order."""
 
-    async def mark_command_sent(self, command_id: int, seq: int) -> None:
-        """The command went out under `seq` (again, after a reconnection); an answered command stays answered."""
+    async def mark_command_sent(self, command_id: int, seq: int) -> bool:
+        """The command goes out under `seq` (again, after a reconnection); an answered command stays
+        answered. False when it may not go out: it expired (or its device is gone) meanwhile."""
 
     async def command(self, command_id: int) -> CommandRecord | None:
         """One command as it stands; None when there is none (or its device is gone)."""

@@ -41,6 +41,7 @@ from shared.store.accounts import (
 )
 from shared.store.audit import AuditEntry
 from shared.store.mongo_audit import with_audit
+from shared.store.port import StoreUnavailable
 from shared.store.sqlite_accounts import normalize_email
 
 if TYPE_CHECKING:
@@ -282,7 +283,7 @@ class MongoAccounts:
             if taken is not None:
                 break
             if time.monotonic() > deadline:
-                raise TimeoutError(f"tenant {tenant_id}'s admin lock stayed taken")
+                raise StoreUnavailable(f"tenant {tenant_id}'s admin lock stayed taken; retry")
             await asyncio.sleep(_ADMIN_LOCK_RETRY_S)
         try:
             yield

@@ -260,14 +260,15 @@ class MongoDevices:
         # A command of a device that no longer exists has nobody to go to (SQLite's join drops it too).
         return [_command(doc, imeis[doc["device_id"]]) for doc in docs if doc["device_id"] in imeis]
 
-    async def mark_command_sent(self, command_id: int, seq: int) -> None:
+    async def mark_command_sent(self, command_id: int, seq: int) -> bool:
         async with self._write() as db:
-            # Checked again here: a command that expired while the listener was sending it stays expired.
+            # Checked again here: a command that expired since it was read is not sent at all.
             now = time.time()
-            await db.commands.update_one(
+            result = await db.commands.update_one(
                 {"_id": command_id, "$or": [_sendable(now), {"status": "sent"}]},
                 {"$set": {"status": "sent", "seq": seq, "sent_at": now}},
             )
+            return result.matched_count == 1
 
     async def command(self, command_id: int) -> CommandRecord | None:
         async with self._read() as db:

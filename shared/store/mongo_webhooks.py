@@ -228,6 +228,10 @@ class MongoWebhooks:
     ) -> list[WebhookDelivery]:
         busy = dict(in_flight or {})
         claimed: list[WebhookDelivery] = []
+        due: Document = {"status": "pending", "next_attempt_at": {"$lte": now}, "lease_until": {"$lt": now}}
+        async with self._read() as db:  # most polls find nothing: no write, no outbox wake-up
+            if await db.webhook_deliveries.find_one(due, {"_id": 1}) is None:
+                return claimed
         async with self._write() as db:
             while len(claimed) < limit:
                 query: Document = {"status": "pending", "next_attempt_at": {"$lte": now}, "lease_until": {"$lt": now}}

@@ -232,16 +232,17 @@ CREATE INDEX IF NOT EXISTS commands_open ON commands(status, device_id) WHERE st
         rows = await self._read(lambda c: c.execute(sql + " ORDER BY c.id", params).fetchall())
         return [CommandRecord(*row) for row in rows]
 
-    async def mark_command_sent(self, command_id: int, seq: int) -> None:
-        # Checked again here: a command that expired while the listener was sending it stays expired.
+    async def mark_command_sent(self, command_id: int, seq: int) -> bool:
+        # Checked again here: a command that expired since it was read is not sent at all.
         now = time.time()
-        await self._write(
+        cursor = await self._write(
             lambda c: c.execute(
                 "UPDATE commands SET status = 'sent', seq = ?, sent_at = ?"
                 " WHERE id = ? AND (status = 'sent' OR status = 'pending' AND (expires_at IS NULL OR expires_at > ?))",
                 (seq, now, command_id, now),
             )
         )
+        return bool(cursor.rowcount)
 
     async def command(self, command_id: int) -> CommandRecord | None:
         row = await self._read(

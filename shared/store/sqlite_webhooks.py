@@ -235,14 +235,21 @@ CREATE INDEX IF NOT EXISTS webhook_deliveries_due ON webhook_deliveries(status, 
         in_flight: Mapping[int, int] | None = None,
     ) -> list[WebhookDelivery]:
         room = free_room(per_endpoint, in_flight)
+        full = [
+            endpoint_id for endpoint_id, count in (in_flight or {}).items() if per_endpoint and count >= per_endpoint
+        ]
+        due = (
+            "FROM webhook_deliveries WHERE status = 'pending' AND next_attempt_at <= ? AND lease_until < ?"
+            f" AND endpoint_id NOT IN ({','.join('?' * len(full))})"
+        )
+        # Looked for on the reader first: the poll runs every second, and most polls find nothing,
+        # which must not take the one writer that ingestion and alerting commit through.
+        if not await self._read(lambda c: c.execute(f"SELECT 1 {due} LIMIT 1", (now, now, *full)).fetchone()):
+            return []
 
         def run(c: sqlite3.Connection) -> list[WebhookDelivery]:
             # One writer at a time: the SELECT and the UPDATE cannot interleave with another claim.
-            rows = c.execute(
-                f"SELECT {_DELIVERY_COLUMNS} FROM webhook_deliveries WHERE status = 'pending'"
-                " AND next_attempt_at <= ? AND lease_until < ? ORDER BY next_attempt_at, id",
-                (now, now),
-            )
+            rows = c.execute(f"SELECT {_DELIVERY_COLUMNS} {due} ORDER BY next_attempt_at, id", (now, now, *full))
             taken = [_delivery(row) for row in take(rows, room, limit)]
             c.executemany(
                 "UPDATE webhook_deliveries SET lease_owner = ?, lease_until = ? WHERE id = ?",

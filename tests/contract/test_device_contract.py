@@ -129,7 +129,7 @@ async def test_commands_from_queued_to_sent_to_done(store: Store) -> None:
 async def test_a_command_sent_again_is_awaited_under_its_new_seq(store: Store) -> None:
     device = await add_device(store)
     command = await store.enqueue_command(device_id=device.id, cmd=CommandCode.REBOOT)
-    await store.mark_command_sent(command, 10)
+    assert await store.mark_command_sent(command, 10)
     await store.mark_command_sent(command, 11)  # the device reconnected before answering
     [sent] = await store.commands_to_send(include_unanswered=True)
     assert (sent.status, sent.seq) == ("sent", 11)

@@ -135,7 +135,8 @@ async def test_an_expired_command_is_never_sent(store: Store) -> None:
 
     assert [c.id for c in await store.commands_to_send()] == [lasting, forever]
     assert [c.id for c in await store.commands_to_send([device.id], include_unanswered=True)] == [lasting, forever]
-    await store.mark_command_sent(expired, 5)  # a listener that read it just before it expired
+    # A listener that read it just before it expired is told not to send it.
+    assert not await store.mark_command_sent(expired, 5)
     stored = await store.command(expired)
     assert stored is not None and (stored.status, stored.sent_at) == ("pending", None)
     assert command_status(stored, time.time()) == "expired"

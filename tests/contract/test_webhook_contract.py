@@ -5,6 +5,7 @@ lease that lets one sender at a time hold a delivery."""
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import pytest
@@ -246,3 +247,13 @@ async def test_a_claim_leaves_an_endpoints_backlog_beyond_its_room_for_later(sto
         owner="a", now=10.0, lease_s=30, limit=10, per_endpoint=3, in_flight={slow.id: 1}
     )
     assert sorted(d.event_id for d in claimed) == ["evt_f", "evt_s0", "evt_s1"]
+
+
+async def test_a_claim_that_finds_nothing_due_writes_nothing(store: Store) -> None:
+    # The sender polls every second: an idle poll must not take the writer ingestion commits
+    # through, nor wake the outbox relay (on_write).
+    adapter = getattr(store, "_store", store)  # the emulator's wrapper keeps the adapter there
+    writes: list[int] = []
+    adapter.on_write = lambda: writes.append(1)
+    assert await store.claim_webhook_deliveries(owner="a", now=time.time(), lease_s=60, limit=10) == []
+    assert writes == []

@@ -428,3 +428,25 @@ async def test_a_disabled_users_live_socket_closes(
             await kept.client.disconnect()
         finally:
             await server.close()
+
+
+async def test_disabling_again_signs_out_what_a_failed_first_attempt_left(api: ApiHarness) -> None:
+    # The user was disabled in the store, but the cache was down when its sessions were to end:
+    # the admin's retry (the same PATCH) must end them, though nothing is left to change.
+    tenant = await api.tenant()
+    admin = await api.caller(tenant)
+    user_id, _, headers = await active_user(api, tenant)
+    assert await api.store.update_user(tenant, user_id, disabled=True)  # as if the revocation had failed
+    assert (await api.http.get("/api/v1/auth/me", headers=headers)).status_code == 200
+
+    again = await api.http.patch(f"/api/v1/users/{user_id}", headers=admin.headers, json={"disabled": True})
+    assert again.status_code == 200 and again.json()["status"] == "disabled"
+    assert (await api.http.get("/api/v1/auth/me", headers=headers)).status_code == 401
+
+
+async def test_a_user_id_beyond_64_bits_is_refused_not_a_server_error(api: ApiHarness) -> None:
+    admin = await api.caller(await api.tenant())
+    huge = 2**64
+    patched = await api.http.patch(f"/api/v1/users/{huge}", headers=admin.headers, json={"name": "x"})
+    resent = await api.http.post(f"/api/v1/users/{huge}/invitation", headers=admin.headers)
+    assert patched.status_code == resent.status_code == 422

@@ -108,7 +108,7 @@ class NoCommands:
     ) -> list[CommandRecord]:
         return []
 
-    async def mark_command_sent(self, command_id: int, seq: int) -> None: ...
+    async def mark_command_sent(self, command_id: int, seq: int) -> bool: ...
 
 
 def _link_type_check(link: FakeLink) -> DeviceLink:
@@ -121,7 +121,7 @@ def ingest(tmp_path: Path) -> Ingest:
 
     async def durable(_: object) -> None: ...
 
-    registry = Registry(commands=NoCommands(), cache=None, bus=None, settings=lambda: settings, spawn=_close)
+    registry = Registry(store=NoCommands(), cache=None, bus=None, settings=lambda: settings, spawn=_close)
     return Ingest(
         committer=GroupCommitter(durable, max_batch=100, max_pending=100),
         devices=Devices(),
