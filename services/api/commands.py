@@ -22,28 +22,14 @@ from services.api.fleet_models import CommandIn, CommandOut, CommandPage
 from services.api.pagination import Cursor, Limit, decode_cursor, encode_cursor
 from services.authn.models import ErrorOut
 from shared.alerts import iso_utc
-from shared.protocols.xsole.command_args import command_args_problem, command_code, command_name
-from shared.store import CommandRecord, command_status
+from shared.protocols.xsole.command_args import command_args_problem, command_code
+from shared.webhook_events import command_to_api
 
 router = APIRouter(prefix="/api/v1/devices", tags=["commands"])
 
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorOut, "description": "no such device in the caller's tenant"}
 }
-_API_STATUS = {"pending": "queued"}  # the store's word for a command not sent yet
-
-
-def command_view(command: CommandRecord, now: float) -> dict[str, Any]:
-    status = command_status(command, now)
-    return {
-        "id": command.id,
-        "command": command_name(command.cmd),
-        "args": command.args.hex(),
-        "status": _API_STATUS.get(status, status),
-        "created_at": iso_utc(command.created_at, millis=True),
-        "sent_at": iso_utc(command.sent_at, millis=True),
-        "completed_at": iso_utc(command.completed_at, millis=True),
-    }
 
 
 @router.post(
@@ -96,6 +82,6 @@ async def list_commands(
     commands = await context.store.device_commands(device.id, before_id=before_id, limit=limit + 1)
     page, now = commands[:limit], time.time()
     return {
-        "items": [command_view(command, now) for command in page],
+        "items": [command_to_api(command, now) for command in page],
         "next_cursor": encode_cursor(page[-1].id) if len(commands) > limit else None,
     }

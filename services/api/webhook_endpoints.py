@@ -23,10 +23,10 @@ from services.api.webhook_endpoints_models import (
 )
 from services.authn.models import ErrorOut
 from services.context import ServiceContext
-from services.notifications.webhooks_events import ping_body
 from services.notifications.webhooks_outbound import resolved_problem, url_problem
 from shared.alerts import iso_utc
 from shared.store.webhooks import WebhookDelivery, WebhookEndpoint
+from shared.webhook_events import ping_event
 
 router = APIRouter(prefix="/api/v1/webhook-endpoints", tags=["webhook-endpoints"])
 
@@ -176,11 +176,16 @@ async def delete_endpoint(endpoint_id: ResourceId, context: ContextDep, principa
 async def ping_endpoint(endpoint_id: ResourceId, context: ContextDep, principal: AdminPrincipal) -> dict[str, Any]:
     endpoint = await _endpoint(context, principal.tenant_id, endpoint_id)
     now = time.time()
-    event_id, body = ping_body(endpoint.id, now)
+    event = ping_event(principal.tenant_id, endpoint.id, now)
     await context.store.queue_webhook_event(
-        tenant_id=principal.tenant_id, endpoint_ids=[endpoint.id], event_id=event_id, type="ping", payload=body, at=now
+        tenant_id=event.tenant_id,
+        endpoint_ids=[endpoint.id],
+        event_id=event.id,
+        type=event.type,
+        payload=event.body,
+        at=now,
     )
-    return {"event_id": event_id, "status": "pending"}
+    return {"event_id": event.id, "status": "pending"}
 
 
 @router.get(

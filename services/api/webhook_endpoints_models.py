@@ -6,7 +6,7 @@ from typing import Annotated, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
-from services.notifications.webhooks_events import EVENT_TYPES
+from shared.webhook_events import EVENT_TYPES
 
 EventType = Literal[
     "alert.raised",

@@ -18,8 +18,9 @@ from prometheus_client import Counter
 from services.notifications.dispatcher import NotificationDispatcher
 from shared.alerts import alert_to_api
 from shared.logging import get_logger
-from shared.store import AlertingStore
+from shared.store import NotificationsStore
 from shared.store.escalation import ScheduledEscalation
+from shared.webhook_events import alert_escalated_event
 
 log = get_logger("solewatch.escalation")
 
@@ -27,7 +28,7 @@ escalations = Counter("escalation_steps_total", "Escalation steps taken", ["outc
 
 
 class Escalator:
-    def __init__(self, store: AlertingStore, dispatcher: NotificationDispatcher, *, check_interval: float = 1.0):
+    def __init__(self, store: NotificationsStore, dispatcher: NotificationDispatcher, *, check_interval: float = 1.0):
         self._store = store
         self._dispatcher = dispatcher
         self.check_interval = check_interval
@@ -80,6 +81,11 @@ class Escalator:
         if not await store.claim_escalation(scheduled, next_due_at=now + step.wait_s if following else None):
             return 0  # another process took this step
         escalations.labels("taken").inc()
+        # Owed before the step's notifications go: a stop after the claim loses both alike.
+        taken_at = time.time()  # `now` may be a chosen moment (tests); the event is owed from this one
+        await store.owe_webhook_event(
+            alert_escalated_event(alert.tenant_id, alert_to_api(alert), step=scheduled.step, at=taken_at), at=taken_at
+        )
         log.warning(
             "alert_escalated",
             alert_id=alert.id,

@@ -15,7 +15,7 @@ from services.notifications.push import PushNotifier
 from services.notifications.sms import SmsNotifier, sms_configured
 from services.notifications.voice import VoiceNotifier, voice_configured
 from services.notifications.webhooks import WebhookEvents, WebhookSender
-from shared.bus.topics import TOPIC_ALARM, TOPIC_ALERT
+from shared.bus.topics import TOPIC_ALARM, TOPIC_ALERT, TOPIC_DEVICE_STATUS
 from shared.config import Settings
 from shared.logging import get_logger
 from shared.store import NotificationsStore
@@ -69,7 +69,8 @@ class NotificationsService:
         # Partner webhooks likewise: queuing is one store write, sending runs in tasks of its own.
         self.webhooks = WebhookSender(context.store, context.settings)
         self.webhook_events = WebhookEvents(context.store, on_queued=self.webhooks.wake)
-        context.bus.subscribe("webhook-events", [TOPIC_ALERT], self.webhook_events.handle)
+        context.bus.subscribe("webhook-events", [TOPIC_DEVICE_STATUS], self.webhook_events.on_device_status)
+        context.bus.subscribe("webhook-wake", [TOPIC_ALERT], self.webhook_events.on_alert, broadcast=True)
 
     async def start(self) -> None:
         self.dispatcher.start()

@@ -3,10 +3,12 @@ are sent, retried and given up on.
 
 Two halves, neither on alerting's path:
 
-- `WebhookEvents`, a bus consumer of its own on `alert` messages (which the
-  outbox made durable with the change): each alert change owed to the tenant's
-  subscribed endpoints is queued in the store under an id derived from the alert
-  and the change, so a redelivered message queues nothing twice.
+- Events are owed where they happen: alert changes and command answers by the
+  store, in the change's own write (shared/webhook_events.py); escalation steps
+  by the escalator as it takes them; devices coming online or going offline by
+  `WebhookEvents`, a bus consumer of the listeners' `device_status` messages,
+  under an id derived from the message's, so a redelivered message queues
+  nothing twice.
 - `WebhookSender`, a loop that claims due deliveries with a lease (one process
   sends a given delivery at a time), sends each in a task of its own, at most
   `webhook_concurrency_per_endpoint` per endpoint, and records the outcome:
@@ -23,12 +25,12 @@ import uuid
 import httpx
 import orjson
 
-from services.notifications.webhooks_events import ALERT_EVENTS, derived_event_id, event_body
 from services.notifications.webhooks_outbound import ATTEMPT_TIMEOUT_S, attempt, new_client, retry_delay
 from shared.bus import Message
 from shared.config import Settings
 from shared.logging import get_logger
 from shared.store.webhooks import AttemptOutcome, WebhookDelivery, WebhookStore
+from shared.webhook_events import device_status_event
 
 log = get_logger("solewatch.webhooks")
 
@@ -39,33 +41,25 @@ LEASE_S = 6 * ATTEMPT_TIMEOUT_S
 
 
 class WebhookEvents:
-    """Bus consumer: alert changes become webhook deliveries."""
+    """Bus consumer: devices coming online or going offline become webhook deliveries. (Alert changes
+    and command answers are owed by the store in the change's own write.)"""
 
     def __init__(self, store: WebhookStore, on_queued: asyncio.Event | None = None):
         self._store = store
         self._on_queued = on_queued
 
-    async def handle(self, message: Message) -> None:
-        change = orjson.loads(message.payload)
-        type_ = ALERT_EVENTS.get(change.get("event"))
-        if type_ is None:
-            return
-        tenant_id, alert = change["tenant_id"], change["alert"]
-        endpoints = await self._store.subscribed_webhook_endpoints(tenant_id, type_)
-        if not endpoints:
-            return
-        event_id = derived_event_id("alert", alert["id"], change["event"])
-        happened = {"created": "created_at", "acknowledged": "acknowledged_at", "resolved": "resolved_at"}
-        body = event_body(event_id, type_, alert.get(happened[change["event"]]) or alert["created_at"], alert)
-        new = await self._store.queue_webhook_event(
-            tenant_id=tenant_id,
-            endpoint_ids=[endpoint.id for endpoint in endpoints],
-            event_id=event_id,
-            type=type_,
-            payload=body,
-            at=time.time(),
-        )
-        if new and self._on_queued is not None:
+    async def on_device_status(self, message: Message) -> None:
+        status = orjson.loads(message.payload)
+        event = device_status_event(status, key=message.message_id, at=time.time())
+        if await self._store.owe_webhook_event(event, at=time.time()):
+            self.wake()
+
+    async def on_alert(self, _message: Message) -> None:
+        """An alert changed, and the store owed its events with the change: look now, not at the poll."""
+        self.wake()
+
+    def wake(self) -> None:
+        if self._on_queued is not None:
             self._on_queued.set()
 
 

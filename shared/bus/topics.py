@@ -26,4 +26,5 @@ KNOWN_CONSUMERS: dict[str, list[str]] = {
     "wss-positions": [TOPIC_TELEMETRY],
     "wss-alerts": [TOPIC_ALERT],
     "wss-device-status": [TOPIC_DEVICE_STATUS],
+    "webhook-events": [TOPIC_DEVICE_STATUS],
 }

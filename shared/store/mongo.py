@@ -221,4 +221,5 @@ class MongoStore(
         """Queue the messages of writes that stopped before queuing them (at open)."""
         await self._announce_alarms(await self._db.alarms.find({"pending_message": {"$exists": True}}).to_list(None))
         await self._finish_alert_changes()
+        await self._owe_command_events({})
         await self._finish_audit()

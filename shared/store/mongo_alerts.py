@@ -8,11 +8,13 @@ which is atomic. Then:
 
 1. the timeline line is inserted, keyed by (alert, change): a repeat is skipped;
 2. the outbox message is queued, keyed by alert and change;
-3. the announcement is pulled from `pending_changes`.
+3. the webhook deliveries are owed, keyed by endpoint and an event id derived
+   from the alert and the change: a repeat is skipped;
+4. the announcement is pulled from `pending_changes`.
 
 A stop anywhere leaves the announcement pending, and whoever next touches the
 alert (the alarm delivered again, an acknowledgement retried, or the next
-`open()`) finishes it. Only a stop between 2 and 3, after the relay has taken
+`open()`) finishes it. Only a stop between 2 and 4, after the relay has taken
 the message away, can queue the same message twice; dashboards and notifiers
 key on the alert id and status.
 """
@@ -42,6 +44,8 @@ from shared.store.alerts import (
 )
 from shared.store.audit import AuditEntry
 from shared.store.mongo_audit import with_audit
+from shared.store.webhooks import WebhookEvent
+from shared.webhook_events import alert_change_event
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -145,6 +149,7 @@ class MongoAlerts:
         async def _settle_audit(self, collection: str, doc: Document | None) -> None: ...
         async def _audited_delete(self, collection: str, query: Document, entry: AuditEntry | None) -> bool: ...
         async def _append_outbox(self, entries: Sequence[tuple[str, bytes, str | None]]) -> None: ...
+        async def owe_webhook_event(self, event: WebhookEvent, *, at: float) -> int: ...
 
     # -- alerts ---------------------------------------------------------------------
 
@@ -318,6 +323,11 @@ class MongoAlerts:
                 for announcement in pending
             ]
         )
+        for announcement in pending:
+            told = orjson.loads(announcement["payload"])
+            event = alert_change_event(told["tenant_id"], told["event"], told["alert"])
+            if event is not None:
+                await self.owe_webhook_event(event, at=announcement["line"]["at"])
         cleared = set()
         for announcement in pending:
             change = announcement["change"]

@@ -43,7 +43,7 @@ def _device(doc: Document) -> Device:
     )
 
 
-def _command(doc: Document, imei: str) -> CommandRecord:
+def command_from_doc(doc: Document, imei: str) -> CommandRecord:
     return CommandRecord(
         doc["_id"],
         doc["device_id"],
@@ -80,6 +80,8 @@ class MongoDevices:
             IndexModel([("status", 1), ("device_id", 1)], name="commands_open"),
             IndexModel([("device_id", 1), ("seq", 1)], name="commands_by_seq"),
             IndexModel([("device_id", 1), ("_id", DESCENDING)], name="commands_by_device"),
+            # Answers whose webhook event a stopped process still owes (few, looked for at open).
+            IndexModel("owes_event", name="commands_owing_events", partialFilterExpression={"owes_event": True}),
         ],
     }
 
@@ -241,7 +243,7 @@ class MongoDevices:
         async with self._read() as db:
             docs = await db.commands.find(query).sort("_id", DESCENDING).limit(limit).to_list(None)
             imeis = await self._imeis([device_id] if docs else [])
-        return [_command(doc, imeis[device_id]) for doc in docs if device_id in imeis]
+        return [command_from_doc(doc, imeis[device_id]) for doc in docs if device_id in imeis]
 
     async def commands_to_send(
         self,
@@ -258,7 +260,7 @@ class MongoDevices:
             docs = await db.commands.find(query).sort("_id").to_list(None)
             imeis = await self._imeis(doc["device_id"] for doc in docs)
         # A command of a device that no longer exists has nobody to go to (SQLite's join drops it too).
-        return [_command(doc, imeis[doc["device_id"]]) for doc in docs if doc["device_id"] in imeis]
+        return [command_from_doc(doc, imeis[doc["device_id"]]) for doc in docs if doc["device_id"] in imeis]
 
     async def mark_command_sent(self, command_id: int, seq: int) -> bool:
         async with self._write() as db:
@@ -274,7 +276,7 @@ class MongoDevices:
         async with self._read() as db:
             doc = await db.commands.find_one({"_id": command_id})
             imeis = await self._imeis([doc["device_id"]] if doc else [])
-        return _command(doc, imeis[doc["device_id"]]) if doc and doc["device_id"] in imeis else None
+        return command_from_doc(doc, imeis[doc["device_id"]]) if doc and doc["device_id"] in imeis else None
 
     async def _imeis(self, device_ids: Iterable[int]) -> dict[int, str]:
         wanted = list(set(device_ids))

@@ -28,7 +28,10 @@ from shared.store.messages import (
     alarm_message,
     telemetry_message,
 )
+from shared.store.mongo_devices import command_from_doc
 from shared.store.telemetry import StoredActivity, StoredHeartbeat, StoredPosition
+from shared.store.webhooks import WebhookEvent
+from shared.webhook_events import command_completed_event
 
 if TYPE_CHECKING:
     from pymongo.asynchronous.database import AsyncDatabase
@@ -120,6 +123,7 @@ class MongoIngest:
         async def _new_ids(self, name: str, count: int = 1) -> range: ...
         async def _insert_new(self, collection: str, docs: list[Document]) -> None: ...
         async def _append_outbox(self, entries: Sequence[OutboxWrite]) -> None: ...
+        async def owe_webhook_event(self, event: WebhookEvent, *, at: float) -> int: ...
 
     async def commit_telemetry(self, batch: IngestBatch) -> None:
         """Store the frames, then queue their messages.
@@ -239,16 +243,37 @@ class MongoIngest:
         if not rows:
             return
         now = time.time()
+        # The answer and the promise of its webhook event in one document write; the event is owed
+        # next, and a stop in between leaves the promise for open() to keep.
         await self._db.commands.bulk_write(
             [
                 UpdateMany(
                     {"device_id": device_id, "seq": cmd_seq, "status": "sent"},
-                    {"$set": {"status": _COMMAND_STATUS.get(status, "failed"), "result_at": now}},
+                    {"$set": {"status": _COMMAND_STATUS.get(status, "failed"), "result_at": now, "owes_event": True}},
                 )
                 for device_id, _, cmd_seq, status, _ in rows
             ],
             ordered=False,
         )
+        await self._owe_command_events({"device_id": {"$in": list({row[0] for row in rows})}})
+
+    async def _owe_command_events(self, where: Document) -> None:
+        """Owe the `command.completed` events of answered commands that still promise one."""
+        docs = await self._db.commands.find({**where, "owes_event": True}).to_list(None)
+        if not docs:
+            return
+        devices = {
+            doc["_id"]: doc
+            for doc in await self._db.devices.find(
+                {"_id": {"$in": list({doc["device_id"] for doc in docs})}}, {"imei": 1, "tenant_id": 1}
+            ).to_list(None)
+        }
+        for doc in docs:
+            device = devices.get(doc["device_id"])
+            if device is not None:  # retired since: nobody to tell
+                event = command_completed_event(device["tenant_id"], command_from_doc(doc, device["imei"]), time.time())
+                await self.owe_webhook_event(event, at=time.time())
+            await self._db.commands.update_one({"_id": doc["_id"]}, {"$unset": {"owes_event": ""}})
 
     async def _update_device_state(self, batch: IngestBatch) -> None:
         # Buffered frames arrive late: only a newer reading replaces the device's

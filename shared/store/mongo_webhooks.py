@@ -17,7 +17,7 @@ from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
 
 from shared.store.audit import AuditEntry
 from shared.store.mongo_audit import with_audit
-from shared.store.webhooks import AttemptOutcome, WebhookDelivery, WebhookEndpoint
+from shared.store.webhooks import AttemptOutcome, WebhookDelivery, WebhookEndpoint, WebhookEvent
 
 if TYPE_CHECKING:
     from pymongo.asynchronous.database import AsyncDatabase
@@ -205,6 +205,19 @@ class MongoWebhooks:
                 )
                 new += result.upserted_id is not None
         return new
+
+    async def owe_webhook_event(self, event: WebhookEvent, *, at: float) -> int:
+        endpoints = await self.subscribed_webhook_endpoints(event.tenant_id, event.type)
+        if not endpoints:
+            return 0
+        return await self.queue_webhook_event(
+            tenant_id=event.tenant_id,
+            endpoint_ids=[endpoint.id for endpoint in endpoints],
+            event_id=event.id,
+            type=event.type,
+            payload=event.body,
+            at=at,
+        )
 
     async def webhook_deliveries(
         self, tenant_id: int, endpoint_id: int, *, before_id: int | None = None, limit: int = 100

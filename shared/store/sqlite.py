@@ -19,6 +19,7 @@ from typing import TypeVar
 from shared.protocols.xsole import CommandResult, FrameType
 from shared.protocols.xsole.validation import alarm_time
 from shared.store.batch import DeviceAlarm, IngestBatch
+from shared.store.devices import CommandRecord
 from shared.store.messages import (
     TOPIC_ALARM,
     TOPIC_TELEMETRY,
@@ -30,7 +31,7 @@ from shared.store.sqlite_accounts import SqliteAccounts
 from shared.store.sqlite_alerting import SqliteAlerting
 from shared.store.sqlite_audit import SqliteAudit
 from shared.store.sqlite_detection_config import SqliteDetectionConfig
-from shared.store.sqlite_devices import SqliteDevices
+from shared.store.sqlite_devices import COMMAND_COLUMNS, SqliteDevices
 from shared.store.sqlite_outbox import SqliteOutbox
 from shared.store.sqlite_runs import (
     RunPlan,
@@ -42,7 +43,8 @@ from shared.store.sqlite_runs import (
     store_runs,
     stored_runs,
 )
-from shared.store.sqlite_webhooks import SqliteWebhooks
+from shared.store.sqlite_webhooks import SqliteWebhooks, owe_event
+from shared.webhook_events import command_completed_event
 
 T = TypeVar("T")
 
@@ -205,13 +207,26 @@ def _commit_telemetry(
     for alarm in alarms:
         _insert_alarm(c, alarm, now)
     for device_id, (cmd_seq, status) in command_results:
-        c.execute(
-            "UPDATE commands SET status = ?, result_at = ? WHERE device_id = ? AND seq = ? AND status = 'sent'",
-            (_COMMAND_STATUS.get(status, "failed"), now, device_id, cmd_seq),
-        )
+        _record_command_result(c, device_id, cmd_seq, _COMMAND_STATUS.get(status, "failed"), now)
     run_statements(c, device_updates)
     if message is not None:
         c.execute("INSERT INTO outbox(topic, payload, created_at) VALUES (?, ?, ?)", (TOPIC_TELEMETRY, message, now))
+
+
+def _record_command_result(c: sqlite3.Connection, device_id: int, cmd_seq: int, status: str, now: float) -> None:
+    """A device's answer to a command it was sent, and the `command.completed` event owed with it."""
+    answered = c.execute(
+        "UPDATE commands SET status = ?, result_at = ? WHERE device_id = ? AND seq = ? AND status = 'sent'"
+        " RETURNING id",
+        (status, now, device_id, cmd_seq),
+    ).fetchall()
+    for (command_id,) in answered:
+        row = c.execute(
+            f"SELECT d.tenant_id, {COMMAND_COLUMNS} FROM commands c JOIN devices d ON d.id = c.device_id"
+            " WHERE c.id = ?",
+            (command_id,),
+        ).fetchone()
+        owe_event(c, command_completed_event(row[0], CommandRecord(*row[1:]), now), now)
 
 
 def _insert_alarm(c: sqlite3.Connection, alarm: DeviceAlarm, now: float) -> None:

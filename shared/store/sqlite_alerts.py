@@ -1,7 +1,8 @@
 """SQLite adapter, alerting half: alerts, timeline, contacts, notifications (a mixin of SqliteStore).
 
 Every alert creation or status change writes, in the same transaction, a
-timeline line and an outbox message on the `alert` topic: what dashboards and
+timeline line, an outbox message on the `alert` topic and the webhook
+deliveries owed to the tenant's partners: what dashboards and
 notifiers hear is exactly what was stored, once per change.
 """
 
@@ -29,6 +30,8 @@ from shared.store.alerts import (
 )
 from shared.store.audit import AuditEntry
 from shared.store.sqlite_audit import insert_audit
+from shared.store.sqlite_webhooks import owe_event
+from shared.webhook_events import alert_change_event
 
 T = TypeVar("T")
 
@@ -419,7 +422,11 @@ def _record_change(
     now: float,
     detail: dict[str, Any],
 ) -> None:
-    """The timeline line and the outbox message that go with every alert change."""
+    """The timeline line, the outbox message and the webhook deliveries that go with every alert change."""
     _add_event(c, alert.id, now, action, actor, detail)
-    payload = orjson.dumps({"event": event, "tenant_id": alert.tenant_id, "alert": alert_to_api(alert)})
+    shown = alert_to_api(alert)
+    payload = orjson.dumps({"event": event, "tenant_id": alert.tenant_id, "alert": shown})
     c.execute("INSERT INTO outbox(topic, payload, created_at) VALUES (?, ?, ?)", (TOPIC_ALERT, payload, now))
+    webhook_event = alert_change_event(alert.tenant_id, event, shown)
+    if webhook_event is not None:
+        owe_event(c, webhook_event, now)

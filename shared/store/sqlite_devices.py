@@ -24,7 +24,7 @@ _DEVICE_COLUMNS = (
     "id, tenant_id, imei, name, token_hash, enabled, created_at, last_seen, battery,"
     " last_fix_ts, last_lat_e7, last_lon_e7"
 )
-_COMMAND_COLUMNS = (
+COMMAND_COLUMNS = (
     "c.id, c.device_id, d.imei, c.cmd, c.args, c.status, c.seq, c.created_at, c.sent_at, c.result_at, c.expires_at"
 )
 # What `erase` deletes besides the device row: its own rows, then those of its alerts.
@@ -204,7 +204,7 @@ CREATE INDEX IF NOT EXISTS commands_open ON commands(status, device_id) WHERE st
     ) -> list[CommandRecord]:
         rows = await self._read(
             lambda c: c.execute(
-                f"SELECT {_COMMAND_COLUMNS} FROM commands c JOIN devices d ON d.id = c.device_id"
+                f"SELECT {COMMAND_COLUMNS} FROM commands c JOIN devices d ON d.id = c.device_id"
                 " WHERE c.device_id = ? AND c.id < ? ORDER BY c.id DESC LIMIT ?",
                 (device_id, before_id or 2**63 - 1, limit),
             ).fetchall()
@@ -221,7 +221,7 @@ CREATE INDEX IF NOT EXISTS commands_open ON commands(status, device_id) WHERE st
         # The first term is the commands_open index's own condition, so SQLite can use that index.
         unanswered = " OR c.status = 'sent'" if include_unanswered else ""
         sql = (
-            f"SELECT {_COMMAND_COLUMNS} FROM commands c JOIN devices d ON d.id = c.device_id"
+            f"SELECT {COMMAND_COLUMNS} FROM commands c JOIN devices d ON d.id = c.device_id"
             " WHERE c.status IN ('pending', 'sent')"
             f" AND (c.status = 'pending' AND (c.expires_at IS NULL OR c.expires_at > ?){unanswered})"
         )
@@ -247,7 +247,7 @@ CREATE INDEX IF NOT EXISTS commands_open ON commands(status, device_id) WHERE st
     async def command(self, command_id: int) -> CommandRecord | None:
         row = await self._read(
             lambda c: c.execute(
-                f"SELECT {_COMMAND_COLUMNS} FROM commands c JOIN devices d ON d.id = c.device_id WHERE c.id = ?",
+                f"SELECT {COMMAND_COLUMNS} FROM commands c JOIN devices d ON d.id = c.device_id WHERE c.id = ?",
                 (command_id,),
             ).fetchone()
         )

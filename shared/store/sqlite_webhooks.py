@@ -12,7 +12,7 @@ import orjson
 
 from shared.store.audit import AuditEntry
 from shared.store.sqlite_audit import insert_audit
-from shared.store.webhooks import AttemptOutcome, WebhookDelivery, WebhookEndpoint
+from shared.store.webhooks import AttemptOutcome, WebhookDelivery, WebhookEndpoint, WebhookEvent
 
 T = TypeVar("T")
 
@@ -200,17 +200,10 @@ CREATE INDEX IF NOT EXISTS webhook_deliveries_due ON webhook_deliveries(status, 
         payload: bytes,
         at: float,
     ) -> int:
-        def run(c: sqlite3.Connection) -> int:
-            new = 0
-            for endpoint_id in endpoint_ids:
-                new += c.execute(
-                    "INSERT OR IGNORE INTO webhook_deliveries(tenant_id, endpoint_id, event_id, type, payload, status,"
-                    " next_attempt_at, first_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?)",
-                    (tenant_id, endpoint_id, event_id, type, payload, at, at, at),
-                ).rowcount
-            return new
+        return await self._write(lambda c: _insert_deliveries(c, tenant_id, endpoint_ids, event_id, type, payload, at))
 
-        return await self._write(run)
+    async def owe_webhook_event(self, event: WebhookEvent, *, at: float) -> int:
+        return await self._write(lambda c: owe_event(c, event, at))
 
     async def webhook_deliveries(
         self, tenant_id: int, endpoint_id: int, *, before_id: int | None = None, limit: int = 100
@@ -292,3 +285,32 @@ CREATE INDEX IF NOT EXISTS webhook_deliveries_due ON webhook_deliveries(status, 
                 == 1
             )
         )
+
+
+def owe_event(c: sqlite3.Connection, event: WebhookEvent, at: float) -> int:
+    """Owe an event to its tenant's subscribed endpoints within the caller's transaction, so a change
+    and the deliveries announcing it are stored together (or not at all)."""
+    rows = c.execute(
+        "SELECT id, events FROM webhook_endpoints WHERE tenant_id = ? AND enabled = 1", (event.tenant_id,)
+    ).fetchall()
+    endpoint_ids = [id_ for id_, events in rows if event.type in orjson.loads(events)]
+    return _insert_deliveries(c, event.tenant_id, endpoint_ids, event.id, event.type, event.body, at)
+
+
+def _insert_deliveries(
+    c: sqlite3.Connection,
+    tenant_id: int,
+    endpoint_ids: Sequence[int],
+    event_id: str,
+    type_: str,
+    payload: bytes,
+    at: float,
+) -> int:
+    new = 0
+    for endpoint_id in endpoint_ids:
+        new += c.execute(
+            "INSERT OR IGNORE INTO webhook_deliveries(tenant_id, endpoint_id, event_id, type, payload, status,"
+            " next_attempt_at, first_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?)",
+            (tenant_id, endpoint_id, event_id, type_, payload, at, at, at),
+        ).rowcount
+    return new

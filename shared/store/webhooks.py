@@ -36,6 +36,16 @@ class WebhookEndpoint:
 
 
 @dataclass(frozen=True, slots=True)
+class WebhookEvent:
+    """An event to owe to endpoints (made by shared/webhook_events.py)."""
+
+    tenant_id: int
+    type: str
+    id: str  # "evt_" and 24 hex digits
+    body: bytes  # the JSON every attempt posts
+
+
+@dataclass(frozen=True, slots=True)
 class WebhookDelivery:
     id: int
     tenant_id: int
@@ -117,6 +127,10 @@ class WebhookStore(Protocol):
     ) -> int:
         """Owe the event to each endpoint, due now; an (endpoint, event id) already owed is left as it is.
         Returns how many deliveries were new."""
+
+    async def owe_webhook_event(self, event: WebhookEvent, *, at: float) -> int:
+        """Owe the event to each enabled endpoint of its tenant subscribed to its type, due at `at`;
+        idempotent like `queue_webhook_event`. Returns how many deliveries were new."""
 
     async def webhook_deliveries(
         self, tenant_id: int, endpoint_id: int, *, before_id: int | None = None, limit: int = 100

@@ -1,9 +1,11 @@
 """Partner webhooks in `solewatch run` (the deliveries are sent in-process): an endpoint registered
 through the API is pinged, signed; a ping owed when the process is killed (SIGKILL) while the
-receiver is down is delivered, with the same id, after the restart."""
+receiver is down is delivered, with the same id, after the restart; an insole's login, SOS, answer
+to a command and logout reach an endpoint as the events §7 names."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import threading
@@ -11,12 +13,15 @@ import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import httpx
 import orjson
 import pytest
 
+from shared.protocols.xsole import Ack, Command, CommandCode, CommandResult
 from tests.helpers.process import SolewatchProcess
+from tests.helpers.xsole_client import XSoleTestClient
 
 ADMIN_EMAIL, ADMIN_PASSWORD = "admin@acme.example", "correct horse battery staple"
 
@@ -55,6 +60,16 @@ def receiver() -> Iterator[Receiver]:
         server.server_close()
 
 
+def verified(endpoint: dict[str, Any], headers: dict[str, str], body: bytes) -> dict[str, Any]:
+    """The event, once its signature is checked as docs/partners.md tells partners to."""
+    fields = dict(part.split("=", 1) for part in headers["Solewatch-Signature"].split(","))
+    secret = str(endpoint["secret"]).encode()
+    assert fields["v1"] == hmac.new(secret, f"{fields['t']}.".encode() + body, hashlib.sha256).hexdigest()
+    event: dict[str, Any] = orjson.loads(body)
+    assert headers["Solewatch-Event-Id"] == event["id"]
+    return event
+
+
 def wait_for(check: Callable[[], object], timeout: float = 15.0) -> None:
     deadline = time.monotonic() + timeout
     while not check():
@@ -75,6 +90,11 @@ def start(tmp_path: Path) -> SolewatchProcess:
             "SOLEWATCH_WEBHOOK_FIRST_RETRY_MAX": "0.5",
         },
     ).start()
+
+
+def sign_in(api: str) -> dict[str, str]:
+    token = httpx.post(f"{api}/auth/token", json={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}).json()
+    return {"Authorization": f"Bearer {token['access_token']}"}
 
 
 def test_a_ping_is_delivered_signed_and_survives_a_kill(tmp_path: Path, receiver: Receiver) -> None:
@@ -109,5 +129,68 @@ def test_a_ping_is_delivered_signed_and_survives_a_kill(tmp_path: Path, receiver
         server = start(tmp_path)
         wait_for(lambda: len(receiver.received) == 2, timeout=30)
         assert receiver.received[1][0]["Solewatch-Event-Id"] == owed
+    finally:
+        server.stop_quietly()
+
+
+IMEI = "356307042441013"
+INSOLE_EVENTS = ["device.online", "alert.raised", "alert.acknowledged", "command.completed", "device.offline"]
+
+
+async def insole_day(port: int, token: bytes, api: str, auth: dict[str, str]) -> None:
+    """Log in, send an SOS, answer the command the API queues, and leave."""
+    client = await XSoleTestClient.connect("127.0.0.1", port)
+    assert (await client.login(IMEI, token)).status == 0
+    await client.send(client.alarm())
+    assert isinstance(await client.recv(timeout=10), Ack)
+    async with httpx.AsyncClient() as http:
+        alerts = await _eventually_items(http, f"{api}/alerts", auth)
+        acked = await http.post(f"{api}/alerts/{alerts[0]['id']}/ack", headers=auth)
+        assert acked.status_code == 200, acked.text
+        queued = await http.post(f"{api}/devices/{IMEI}/commands", headers=auth, json={"command": "vibrate"})
+        assert queued.status_code == 202, queued.text
+    command = await client.recv(timeout=10)
+    while not (isinstance(command, Command) and command.cmd == CommandCode.VIBRATE):
+        command = await client.recv(timeout=10)  # alarm-acknowledged first: left unanswered
+    await client.send(CommandResult(client.next_seq(), command.seq, 0))
+    assert isinstance(await client.recv(timeout=10), Ack)
+    await client.close()
+
+
+async def _eventually_items(http: httpx.AsyncClient, url: str, auth: dict[str, str]) -> list[dict[str, object]]:
+    deadline = time.monotonic() + 15
+    while not (items := (await http.get(url, headers=auth)).json()["items"]):
+        assert time.monotonic() < deadline, f"nothing at {url}"
+        await asyncio.sleep(0.1)
+    return list(items)
+
+
+def test_an_insoles_day_reaches_a_partner_as_signed_events(tmp_path: Path, receiver: Receiver) -> None:
+    server = start(tmp_path)
+    try:
+        api = f"http://127.0.0.1:{server.http_port}/api/v1"
+        auth = sign_in(api)
+        url = f"http://127.0.0.1:{receiver.server_address[1]}/hooks"
+        endpoint = httpx.post(
+            f"{api}/webhook-endpoints", headers=auth, json={"url": url, "events": [*INSOLE_EVENTS, "alert.resolved"]}
+        ).json()
+        registered = httpx.post(f"{api}/devices", headers=auth, json={"imei": IMEI, "name": "Alice"})
+        assert registered.status_code == 201, registered.text
+
+        token = bytes.fromhex(registered.json()["token"])
+        asyncio.run(insole_day(server.listener_port, token, api, auth))
+        wait_for(lambda: len(receiver.received) >= len(INSOLE_EVENTS))
+        time.sleep(0.5)  # nothing more should come
+
+        events: list[dict[str, Any]] = [verified(endpoint, headers, body) for headers, body in receiver.received]
+        by_type = {event["type"]: event for event in events}
+        assert sorted(by_type) == sorted(INSOLE_EVENTS) and len(events) == len(INSOLE_EVENTS)
+        online, offline = by_type["device.online"]["data"], by_type["device.offline"]["data"]
+        assert set(online) == {"imei", "online", "battery", "last_seen"}
+        assert (online["imei"], online["online"], offline["imei"], offline["online"]) == (IMEI, True, IMEI, False)
+        assert by_type["alert.raised"]["data"]["kind"] == "sos"
+        assert by_type["alert.acknowledged"]["data"]["status"] == "acknowledged"
+        completed = by_type["command.completed"]["data"]
+        assert (completed["imei"], completed["command"], completed["status"]) == (IMEI, "vibrate", "done")
     finally:
         server.stop_quietly()

@@ -14,7 +14,8 @@ import pytest
 from services.notifications import acknowledge_alert, resolve_alert
 from services.notifications.webhooks_outbound import attempt, new_client, retry_delay
 from shared.bus import Message
-from shared.bus.topics import TOPIC_ALERT
+from shared.bus.topics import TOPIC_DEVICE_STATUS
+from shared.store.escalation import EscalationStep
 from shared.store.sqlite import SqliteStore
 from tests.helpers.alerting import Alerting, eventually
 from tests.helpers.webhook_receiver import Receiver
@@ -81,24 +82,46 @@ async def test_an_endpoint_hears_only_the_events_it_asked_for(start_alerting, re
     assert [r.event["type"] for r in receiver.received] == ["alert.resolved"]
 
 
-async def test_an_alert_message_heard_twice_queues_one_delivery(start_alerting, receiver: Receiver) -> None:
-    app = await start_alerting(None, **FAST)
-    endpoint_id = await endpoint(app, receiver.url)
+async def test_an_escalation_step_is_delivered_once(start_alerting, receiver: Receiver) -> None:
+    app = await start_alerting(None, escalation_check_interval=3600.0, **FAST)
+    endpoint_id = await endpoint(app, receiver.url, ("alert.escalated",))
     device = await app.device()
-    seen: list[bytes] = []
-    app.context.bus.subscribe("catch", [TOPIC_ALERT], lambda m: _keep(seen, m))
+    ana, bob = await app.contact(device, "Ana", None, phone="+15550001"), await app.contact(device, "Bob", None)
+    await app.store.set_escalation_policy(
+        device.tenant_id, [EscalationStep((ana.id,), 120.0), EscalationStep((bob.id,), 300.0)]
+    )
     await app.alarm(device)
-    await eventually(lambda: seen and receiver.delivered(), what="the alert delivered once")
-    # The bus redelivers the same message (a consumer restarted before acknowledging it), twice at once.
-    again = Message(TOPIC_ALERT, seen[0], "redelivered")
-    await asyncio.gather(app.service.webhook_events.handle(again), app.service.webhook_events.handle(again))
+    await app.settle()
+    [alert] = await app.alerts()
+    escalator = app.service.escalator
+    assert await escalator.escalate_due(time.time() + 121) == 1
+    # Two processes looking at once, or the same step looked at again: still one event.
+    await asyncio.gather(escalator.escalate_due(time.time() + 121), escalator.escalate_due(time.time() + 121))
+    await eventually(lambda: receiver.delivered(), what="alert.escalated delivered")
     await asyncio.sleep(0.3)
+    [request] = receiver.received
+    assert request.signed_with(SECRET) and request.event["type"] == "alert.escalated"
+    data = request.event["data"]
+    assert (data["id"], data["status"], data["escalation_step"]) == (alert.id, "open", 2)
+    assert [d.type for d in await deliveries(app, endpoint_id)] == ["alert.escalated"]
+
+
+async def test_a_device_status_message_heard_twice_is_delivered_once(start_alerting, receiver: Receiver) -> None:
+    app = await start_alerting(None, **FAST)
+    endpoint_id = await endpoint(app, receiver.url, ("device.online", "device.offline"))
+    device = await app.device()
+    status = {"tenant_id": device.tenant_id, "imei": device.imei, "online": False, "battery": 40, "last_seen": None}
+    # The bus redelivers the same message (a consumer restarted before acknowledging it), twice at once.
+    message = Message(TOPIC_DEVICE_STATUS, orjson.dumps(status), "status-7-1")
+    await asyncio.gather(
+        app.service.webhook_events.on_device_status(message), app.service.webhook_events.on_device_status(message)
+    )
+    await eventually(lambda: receiver.delivered(), what="device.offline delivered")
+    await asyncio.sleep(0.3)
+    [request] = receiver.received
+    assert request.signed_with(SECRET) and request.event["type"] == "device.offline"
+    assert request.event["data"] == {"imei": device.imei, "online": False, "battery": 40, "last_seen": None}
     assert len(await deliveries(app, endpoint_id)) == 1
-    assert len(receiver.received) == 1
-
-
-async def _keep(seen: list[bytes], message: Message) -> None:
-    seen.append(message.payload)
 
 
 async def test_a_receiver_down_for_a_while_gets_every_event_once_back(start_alerting, receiver: Receiver) -> None:

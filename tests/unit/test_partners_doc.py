@@ -15,8 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from services.notifications.webhooks_events import event_body
 from services.notifications.webhooks_outbound import signature
+from shared.webhook_events import event_body
 from tests.helpers.process import free_port
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "partners.md"
