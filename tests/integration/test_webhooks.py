@@ -18,6 +18,7 @@ from shared.bus.topics import TOPIC_DEVICE_STATUS
 from shared.store.escalation import EscalationStep
 from shared.store.sqlite import SqliteStore
 from tests.helpers.alerting import Alerting, eventually
+from tests.helpers.fake_twilio import FakeTwilio
 from tests.helpers.webhook_receiver import Receiver
 
 SECRET = "whsec_test-secret"
@@ -165,22 +166,32 @@ async def test_a_delivery_failing_past_the_retry_window_is_failed(start_alerting
     assert len(receiver.received) == tries  # given up on: no more attempts
 
 
-async def test_a_hung_receiver_never_delays_an_sos_email(smtp, start_alerting, receiver: Receiver) -> None:
-    app = await start_alerting(smtp, **FAST)
-    receiver.hang = 30.0
-    for n in range(5):  # several hung endpoints, and a backlog beyond their slots
-        await endpoint(app, f"{receiver.url}/{n}")
-    device = await app.device()
-    await app.contact(device, "Ana", "ana@acme.test")
-    for seq in (1, 2, 3):
-        await app.alarm(device, seq=seq, kind=seq)
-    await eventually(lambda: len(smtp.messages) == 3, what="every alert emailed")
-    await app.service.dispatcher.idle()  # the sends are recorded
-    assert len(receiver.received) >= 5  # the webhooks were being sent meanwhile, and hang
-    for alert in await app.alerts():
-        [record] = await app.store.notifications_of(alert.tenant_id, alert.id)
-        assert record.status == "sent"
-        assert record.updated_at - alert.created_at < 1.5, "the email waited for the webhooks"
+async def test_a_hung_receiver_never_delays_an_sos_sms_or_email(smtp, start_alerting, receiver: Receiver) -> None:
+    async with FakeTwilio(account_sid="AC" + "1234abcd" * 4, auth_token="webhooks-test-token") as twilio:
+        app = await start_alerting(
+            smtp,
+            twilio_account_sid=twilio.account_sid,
+            twilio_auth_token=twilio.auth_token,
+            sms_from="+15550000000",
+            twilio_base_url=twilio.url,
+            **FAST,
+        )
+        receiver.hang = 30.0
+        for n in range(5):  # several hung endpoints, and a backlog beyond their slots
+            await endpoint(app, f"{receiver.url}/{n}")
+        device = await app.device()
+        await app.contact(device, "Ana", "ana@acme.test", phone="+33612345678")
+        for seq in (1, 2, 3):
+            await app.alarm(device, seq=seq, kind=seq)
+        await eventually(lambda: len(smtp.messages) == 3 and len(twilio.accepted) == 3, what="every alert told")
+        await app.service.dispatcher.idle()  # the sends are recorded
+        assert len(receiver.received) >= 5  # the webhooks were being sent meanwhile, and hang
+        for alert in await app.alerts():
+            records = await app.store.notifications_of(alert.tenant_id, alert.id)
+            assert sorted(r.channel for r in records) == ["email", "sms"]
+            for record in records:
+                assert record.status == "sent"
+                assert record.updated_at - alert.created_at < 1.5, f"the {record.channel} waited for the webhooks"
 
 
 async def test_a_redirect_is_not_followed(start_alerting, receiver: Receiver) -> None:
