@@ -8,7 +8,7 @@ from pathlib import Path
 
 import orjson
 
-BENCHMARKS = ("ingest", "connections", "latency", "alarm", "hostile-http", "handshakes")
+BENCHMARKS = ("ingest", "connections", "latency", "alarm", "hostile-http", "handshakes", "export")
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -31,6 +31,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="ingest: the all-in-one process, or listener processes on RabbitMQ and Redis",
     )
     bench.add_argument("--listeners", type=int, default=2, help="listener processes (ingest --mode distributed)")
+    bench.add_argument("--frames", type=int, default=300_000, help="export: positions of the large device")
     bench.add_argument("--json", type=Path, default=None, help="write the figures here as flat JSON")
     bench.add_argument(
         "--sweep",
@@ -92,6 +93,11 @@ async def _run(args: argparse.Namespace) -> None:
             stall_bytes=300_000_000,
         )
         hostile_http.report(figures)
+    elif args.name == "export":
+        from bench import export
+
+        figures = await export.run(frames=args.frames)
+        export.report(figures)
     elif args.name == "handshakes":
         from bench import handshakes  # `python -m bench.handshakes DIR` runs another checkout
 

@@ -181,6 +181,7 @@ TABLE: tuple[Row, ...] = (
     Row("GET", "/api/v1/devices/{imei}/positions", "user", 200, foreign=True),
     Row("GET", "/api/v1/devices/{imei}/activity", "user", 200, foreign=True),
     Row("GET", "/api/v1/devices/{imei}/heartbeats", "user", 200, foreign=True),
+    Row("GET", "/api/v1/devices/{imei}/export", "admin", 200, foreign=True),
     Row("GET", "/api/v1/devices/{imei}/settings", "user", 200, foreign=True),
     Row(
         "PUT",

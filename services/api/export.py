@@ -1,0 +1,175 @@
+"""GET /api/v1/devices/{imei}/export (CONTRACT §8): everything stored about a worker, as one zip.
+
+The worker (through an admin) asks for their data; a device may hold millions
+of frames, so the zip is made while it is sent: each file's rows are read from
+the store a page at a time and compressed into a sink the response drains
+after every page. Memory stays that of one page whatever the device holds
+(bench: `solewatch bench export`). zipfile writes to a stream it cannot seek
+with data descriptors after each member, which every unzip tool reads.
+
+The read is recorded (`export.read`) before the first byte goes: an export
+the store cannot record fails (503) rather than going unlogged.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+import zipfile
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from typing import Any, TypeVar
+
+import orjson
+from fastapi import APIRouter
+from fastapi.responses import StreamingResponse
+
+from services.api.deps import AdminPrincipal, ContextDep
+from services.api.devices import Imei, device_view, tenant_device
+from services.api.history import activity_view, heartbeat_view, position_view
+from services.authn.models import ErrorOut
+from services.context import ServiceContext
+from shared.alerts import alert_to_api, iso_utc
+from shared.store import Device
+from shared.webhook_events import command_to_api
+
+router = APIRouter(prefix="/api/v1/devices", tags=["devices"])
+
+PAGE = 1000  # rows read (and compressed) at a time
+R = TypeVar("R")
+
+
+class _Sink(io.RawIOBase):
+    """Where zipfile writes; the response takes what was written after each page."""
+
+    def __init__(self) -> None:
+        self._chunks: list[bytes] = []
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        self._chunks.append(bytes(data))
+        return len(data)
+
+    def take(self) -> bytes:
+        taken, self._chunks = b"".join(self._chunks), []
+        return taken
+
+
+async def _frames(read: Callable[..., Awaitable[list[R]]], device_id: int) -> AsyncIterator[list[R]]:
+    """Every frame of one kind, oldest first, a page at a time."""
+    after: tuple[int, int] | None = None
+    while True:
+        rows = await read(device_id, after=after, limit=PAGE)
+        if rows:
+            yield rows
+        if len(rows) < PAGE:
+            return
+        after = (rows[-1].ts, rows[-1].seq)  # type: ignore[attr-defined]  # every Stored* frame has ts and seq
+
+
+def _with_seq(view: Callable[[Any], dict[str, Any]]) -> Callable[[Any], dict[str, Any]]:
+    """The REST shape of a frame and its sequence number (with ts, what tells two frames apart)."""
+    return lambda row: {**view(row), "seq": row.seq}
+
+
+_POSITION_COLUMNS = ("ts", "seq", "lat", "lon", "alt", "speed", "course", "sats", "hdop", "battery", "buffered")
+_ACTIVITY_COLUMNS = ("ts", "seq", "steps", "state", "cadence", "battery")
+_HEARTBEAT_COLUMNS = ("ts", "seq", "battery", "rssi")
+
+
+def _csv_lines(rows: Iterable[dict[str, Any]], columns: Iterable[str]) -> bytes:
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=list(columns), lineterminator="\n", extrasaction="ignore")
+    for row in rows:
+        writer.writerow(row)
+    return text.getvalue().encode()
+
+
+def _csv_header(columns: Iterable[str]) -> bytes:
+    return (",".join(columns) + "\n").encode()
+
+
+async def _zip(context: ServiceContext, device: Device) -> AsyncIterator[bytes]:
+    sink = _Sink()
+    store = context.store
+    with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        settings = (await store.device_settings(device.id)).as_dict()
+        about = {**await device_view(context, device), "settings": settings, "exported_at": iso_utc(time.time())}
+        archive.writestr("device.json", orjson.dumps(about, option=orjson.OPT_INDENT_2))
+        yield sink.take()
+
+        for name, read, view, columns in (
+            ("positions.csv", store.positions, position_view, _POSITION_COLUMNS),
+            ("activity.csv", store.activities, activity_view, _ACTIVITY_COLUMNS),
+            ("heartbeats.csv", store.heartbeats, heartbeat_view, _HEARTBEAT_COLUMNS),
+        ):
+            shown = _with_seq(view)
+            with archive.open(name, "w", force_zip64=True) as member:
+                member.write(_csv_header(columns))
+                async for rows in _frames(read, device.id):
+                    member.write(_csv_lines(map(shown, rows), columns))
+                    yield sink.take()
+            yield sink.take()
+
+        with archive.open("alerts.json", "w", force_zip64=True) as member:
+            member.write(b"[")
+            first, before = True, None
+            while True:
+                alerts = await store.alerts(device.tenant_id, imei=device.imei, before_id=before, limit=PAGE)
+                for alert in alerts:
+                    timeline = await store.alert_timeline(device.tenant_id, alert.id)
+                    shown = alert_to_api(alert) | {
+                        "timeline": [
+                            {"at": iso_utc(e.at, millis=True), "action": e.action, "actor": e.actor, "detail": e.detail}
+                            for e in timeline
+                        ]
+                    }
+                    member.write((b"" if first else b",\n") + orjson.dumps(shown))
+                    first = False
+                yield sink.take()
+                if len(alerts) < PAGE:
+                    break
+                before = alerts[-1].id
+            member.write(b"]")
+
+        with archive.open("commands.json", "w", force_zip64=True) as member:
+            member.write(b"[")
+            first, before = True, None
+            now = time.time()
+            while True:
+                commands = await store.device_commands(device.id, before_id=before, limit=PAGE)
+                for command in commands:
+                    member.write((b"" if first else b",\n") + orjson.dumps(command_to_api(command, now)))
+                    first = False
+                yield sink.take()
+                if len(commands) < PAGE:
+                    break
+                before = commands[-1].id
+            member.write(b"]")
+    yield sink.take()  # the central directory
+
+
+@router.get(
+    "/{imei}/export",
+    summary="Everything stored about a device's worker, as a zip (admin; recorded in the audit log)",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "content": {"application/zip": {"schema": {"type": "string", "format": "binary"}}},
+            "description": "device.json, positions.csv, activity.csv, heartbeats.csv, alerts.json (with timelines)"
+            " and commands.json, made while sent",
+        },
+        404: {"model": ErrorOut, "description": "no such device in the caller's tenant"},
+    },
+)
+async def export_device(imei: Imei, context: ContextDep, principal: AdminPrincipal) -> StreamingResponse:
+    device = await tenant_device(context, principal.tenant_id, imei)
+    await context.store.record_audit(principal.audit("export.read", "device", device.imei, format="zip"))
+    day = time.strftime("%Y%m%d", time.gmtime())
+    return StreamingResponse(
+        _zip(context, device),
+        media_type="application/zip",
+        headers={"Content-Disposition": f'attachment; filename="solewatch-{device.imei}-{day}.zip"'},
+    )
