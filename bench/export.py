@@ -79,13 +79,13 @@ async def _export(context: ServiceContext, device: Device) -> tuple[int, int, fl
 
 async def run(*, frames: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-export-") as tmp:
-        settings = Settings(data_dir=Path(tmp), jwt_secret="bench-export-" + "x" * 32)  # type: ignore[call-arg]
+        settings = Settings.model_validate({"data_dir": Path(tmp)})
         store = SqliteStore(settings.sqlite_path, synchronous="NORMAL")
         await store.open()
         try:
             tenant = await store.ensure_tenant("bench")
             sizes = {"small": frames // 10, "large": frames}
-            devices = {}
+            devices: dict[str, Device] = {}
             for name, count in sizes.items():
                 imei = f"35630704{len(devices):07d}"
                 device = await store.add_device(

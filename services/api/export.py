@@ -18,7 +18,7 @@ import io
 import time
 import zipfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from typing import Any, TypeVar
+from typing import Any
 
 import orjson
 from fastapi import APIRouter
@@ -36,7 +36,6 @@ from shared.webhook_events import command_to_api
 router = APIRouter(prefix="/api/v1/devices", tags=["devices"])
 
 PAGE = 1000  # rows read (and compressed) at a time
-R = TypeVar("R")
 
 
 class _Sink(io.RawIOBase):
@@ -57,7 +56,7 @@ class _Sink(io.RawIOBase):
         return taken
 
 
-async def _frames(read: Callable[..., Awaitable[list[R]]], device_id: int) -> AsyncIterator[list[R]]:
+async def _frames(read: Callable[..., Awaitable[list[Any]]], device_id: int) -> AsyncIterator[list[Any]]:
     """Every frame of one kind, oldest first, a page at a time."""
     after: tuple[int, int] | None = None
     while True:
@@ -66,7 +65,7 @@ async def _frames(read: Callable[..., Awaitable[list[R]]], device_id: int) -> As
             yield rows
         if len(rows) < PAGE:
             return
-        after = (rows[-1].ts, rows[-1].seq)  # type: ignore[attr-defined]  # every Stored* frame has ts and seq
+        after = (rows[-1].ts, rows[-1].seq)
 
 
 def _with_seq(view: Callable[[Any], dict[str, Any]]) -> Callable[[Any], dict[str, Any]]:
@@ -105,11 +104,12 @@ async def _zip(context: ServiceContext, device: Device) -> AsyncIterator[bytes]:
             ("activity.csv", store.activities, activity_view, _ACTIVITY_COLUMNS),
             ("heartbeats.csv", store.heartbeats, heartbeat_view, _HEARTBEAT_COLUMNS),
         ):
-            shown = _with_seq(view)
+            as_row = _with_seq(view)
             with archive.open(name, "w", force_zip64=True) as member:
                 member.write(_csv_header(columns))
-                async for rows in _frames(read, device.id):
-                    member.write(_csv_lines(map(shown, rows), columns))
+                frames: AsyncIterator[list[Any]] = _frames(read, device.id)
+                async for rows in frames:
+                    member.write(_csv_lines(map(as_row, rows), columns))
                     yield sink.take()
             yield sink.take()
 
