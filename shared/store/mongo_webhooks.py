@@ -140,7 +140,8 @@ class MongoWebhooks:
             before = await db.webhook_endpoints.find_one(query, {"enabled": 1})
             if before is None:
                 return None
-            if enabled and not before["enabled"]:  # enabled again: a fresh start
+            enabled_again = bool(enabled and not before["enabled"])
+            if enabled_again:  # a fresh start
                 update.setdefault("$set", {})["failing_since"] = None
             entry = None if audit is None else await self._audit_doc(audit)
             if not update and entry is None:
@@ -152,6 +153,13 @@ class MongoWebhooks:
             if doc is None:
                 return None  # deleted meanwhile
             await self._settle_audit("webhook_endpoints", entry)
+            if enabled_again:
+                # What it is owed within its retry window is due now, its schedule from the first step
+                # (it waited up to an hour between the attempts skipped while it was disabled).
+                await db.webhook_deliveries.update_many(
+                    {"endpoint_id": endpoint_id, "status": "pending"},
+                    {"$min": {"next_attempt_at": time.time()}, "$set": {"window_attempts": 0}},
+                )
         return _endpoint(doc)
 
     async def delete_webhook_endpoint(

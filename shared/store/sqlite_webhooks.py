@@ -73,6 +73,14 @@ def take(rows: Iterable[tuple[Any, ...]], room: Callable[[int], int] | None, lim
         yield row
 
 
+# Enabled again: what the endpoint is owed within its retry window is due now, its schedule from the
+# first step (it waited up to an hour between the attempts skipped while it was disabled).
+_OWED_AGAIN = (
+    "UPDATE webhook_deliveries SET next_attempt_at = min(next_attempt_at, ?), window_attempts = 0"
+    " WHERE endpoint_id = ? AND status = 'pending'"
+)
+
+
 class SqliteWebhooks:
     SCHEMA = """
 CREATE TABLE IF NOT EXISTS webhook_endpoints (
@@ -162,13 +170,15 @@ CREATE INDEX IF NOT EXISTS webhook_deliveries_due ON webhook_deliveries(status, 
 
         def run(c: sqlite3.Connection) -> WebhookEndpoint | None:
             query = f"SELECT {_ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE tenant_id = ? AND id = ?"
-            if c.execute(query, (tenant_id, endpoint_id)).fetchone() is None:
+            before = c.execute(query, (tenant_id, endpoint_id)).fetchone()
+            if before is None:
                 return None
             if changes:
                 assignments = ", ".join(f"{name} = ?" for name in changes)  # names from the fixed set above
-                if enabled:  # enabled again: a fresh start (SET reads the row as it was before the update)
-                    assignments += ", failing_since = CASE WHEN enabled = 0 THEN NULL ELSE failing_since END"
                 c.execute(f"UPDATE webhook_endpoints SET {assignments} WHERE id = ?", (*changes.values(), endpoint_id))
+            if enabled and not _endpoint(before).enabled:
+                c.execute("UPDATE webhook_endpoints SET failing_since = NULL WHERE id = ?", (endpoint_id,))
+                c.execute(_OWED_AGAIN, (time.time(), endpoint_id))
             insert_audit(c, audit)
             return _endpoint(c.execute(query, (tenant_id, endpoint_id)).fetchone())
 

@@ -111,7 +111,8 @@ class WebhookStore(Protocol):
         audit: AuditEntry | None = None,
     ) -> WebhookEndpoint | None:
         """Change what is given (None: unchanged); None when there is no such endpoint. Enabling a
-        disabled endpoint clears its `failing_since`: it is given a fresh start."""
+        disabled endpoint gives it a fresh start: its `failing_since` is cleared, and its pending
+        deliveries are due now with their backoff schedule from the first step (`window_attempts` 0)."""
 
     async def delete_webhook_endpoint(
         self, tenant_id: int, endpoint_id: int, *, audit: AuditEntry | None = None

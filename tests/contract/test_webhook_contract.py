@@ -272,7 +272,7 @@ async def attempt_once(store: Store, tenant_id: int, endpoint_id: int, event_id:
 
 
 def failure(sent_at: float | None) -> AttemptOutcome:
-    return AttemptOutcome("pending", 500, "HTTP 500", 1e9, None, sent_at)  # retried long after these tests
+    return AttemptOutcome("pending", 500, "HTTP 500", 1e12, None, sent_at)  # retried long after these tests
 
 
 async def test_failing_since_is_the_first_failure_since_a_delivery(store: Store) -> None:
@@ -362,17 +362,32 @@ async def test_an_endpoint_failing_long_enough_is_disabled_once_with_its_entry(s
 async def test_enabling_again_gives_a_fresh_start(store: Store) -> None:
     acme = await store.ensure_tenant("acme")
     endpoint = await add_endpoint(store, acme)
-    await attempt_once(store, acme, endpoint.id, "evt_1", failure(100.0))
-    # Enabled already: an update saying so changes nothing of its failing.
+    await attempt_once(store, acme, endpoint.id, "evt_1", failure(100.0))  # owed, next tried in 30,000 years
+    await attempt_once(store, acme, endpoint.id, "evt_2", AttemptOutcome("delivered", 200, None, None, 91.0, 90.0))
+    await attempt_once(store, acme, endpoint.id, "evt_3", failure(100.0))
+    # Enabled already: an update saying so changes nothing of its failing, nor of what it is owed.
     same = await store.update_webhook_endpoint(acme, endpoint.id, enabled=True)
     assert same is not None and same.failing_since == 100.0
+    assert {d.next_attempt_at for d in await store.webhook_deliveries(acme, endpoint.id)} == {1e12, None}
     await store.disable_failing_webhook_endpoint(acme, endpoint.id, failing_since_by=100.0)
+    before = time.time()
     again = await store.update_webhook_endpoint(
         acme, endpoint.id, enabled=True, audit=entry(acme, "webhook.update", str(endpoint.id), enabled=True)
     )
     assert again is not None and (again.enabled, again.failing_since) == (True, None)
     assert await store.webhook_endpoint(acme, endpoint.id) == again
     assert await store.disable_failing_webhook_endpoint(acme, endpoint.id, failing_since_by=1e12) is None
+    # What it is owed is due now, its schedule from the first step; what was delivered stays so.
+    owed = {d.event_id: d for d in await store.webhook_deliveries(acme, endpoint.id)}
+    for event_id in ("evt_1", "evt_3"):
+        assert owed[event_id].status == "pending" and owed[event_id].next_attempt_at <= time.time()
+        assert owed[event_id].next_attempt_at >= before and (
+            owed[event_id].attempts,
+            owed[event_id].window_attempts,
+        ) == (1, 0)
+    assert (owed["evt_2"].status, owed["evt_2"].next_attempt_at) == ("delivered", None)
+    due = await store.claim_webhook_deliveries(owner="s", now=time.time(), lease_s=30, limit=10)
+    assert sorted(d.event_id for d in due) == ["evt_1", "evt_3"]
 
 
 async def test_a_manual_retry_starts_the_schedule_again_and_keeps_counting_attempts(store: Store) -> None:

@@ -111,12 +111,47 @@ async def test_an_endpoint_failing_past_the_window_is_disabled_and_each_admin_em
     assert {d.status for d in await store.webhook_deliveries(acme, endpoint_id)} == {"pending"}
     assert await enabled(store, other, healthy)  # failing for well under the window
 
-    # Enabled again, with the receiver back: a fresh start, and what is owed now is delivered.
+    # Enabled again, with the receiver back: a fresh start, and everything it was owed is delivered.
     receiver.down = False
     assert (await store.update_webhook_endpoint(acme, endpoint_id, enabled=True)).failing_since is None
-    await owe(store, senders, acme, endpoint_id, "d")
-    await eventually(lambda: any(r.path == "/hooks" for r in receiver.delivered()), what="delivered once enabled")
+
+    async def all_delivered() -> bool:
+        return {d.status for d in await store.webhook_deliveries(acme, endpoint_id)} == {"delivered"}
+
+    await eventually(all_delivered, timeout=5, what="what it was owed delivered once enabled")
+    assert len({r.headers["Solewatch-Event-Id"] for r in receiver.delivered() if r.path == "/hooks"}) == 4
     assert len(smtp.messages) == 2
+
+
+async def test_enabled_again_an_endpoint_is_sent_what_it_is_owed_at_once(
+    start_senders: Senders, smtp: SmtpSink, receiver: Receiver
+) -> None:
+    # First retries 15-30 s after a failure: only enabling again can make them due within the test.
+    store, senders = await start_senders(1, webhook_disable_after=1.0, webhook_first_retry_max=30.0)
+    acme, _ = await people(store)
+    endpoint_id = await endpoint(store, acme, receiver.url)
+    receiver.down = True
+    await owe(store, senders, acme, endpoint_id, "a", "b")
+
+    async def failed_once() -> bool:
+        return all(d.attempts == 1 for d in await store.webhook_deliveries(acme, endpoint_id))
+
+    await eventually(failed_once, what="a first failure each")
+    await asyncio.sleep(1.1)
+    await owe(store, senders, acme, endpoint_id, "c")
+    await eventually(lambda: len(smtp.messages) == 2, what="disabled, and its admins told")
+    assert not await enabled(store, acme, endpoint_id)
+
+    receiver.down = False
+    enabled_at = time.time()
+    await store.update_webhook_endpoint(acme, endpoint_id, enabled=True)
+
+    async def all_delivered() -> bool:
+        return {d.status for d in await store.webhook_deliveries(acme, endpoint_id)} == {"delivered"}
+
+    await eventually(all_delivered, timeout=3, what="what it was owed delivered at once")
+    assert time.time() - enabled_at < 3
+    assert len(receiver.delivered()) == 3
 
 
 async def test_an_endpoint_that_recovers_within_the_window_starts_its_count_again(
