@@ -155,7 +155,8 @@ class MongoWebhooks:
             await self._settle_audit("webhook_endpoints", entry)
             if enabled_again:
                 # What it is owed within its retry window is due now, its schedule from the first step
-                # (it waited up to an hour between the attempts skipped while it was disabled).
+                # (it waited up to an hour between the attempts skipped while it was disabled). A stop
+                # just before leaves them at their old times: later, never lost.
                 await db.webhook_deliveries.update_many(
                     {"endpoint_id": endpoint_id, "status": "pending"},
                     {"$min": {"next_attempt_at": time.time()}, "$set": {"window_attempts": 0}},
@@ -281,19 +282,17 @@ class MongoWebhooks:
             update["$set"]["delivered_at"] = outcome.delivered_at
         async with self._write() as db:
             doc = await db.webhook_deliveries.find_one_and_update(
-                {"_id": delivery_id, "lease_owner": owner}, update, {"endpoint_id": 1}
+                {"_id": delivery_id, "lease_owner": owner}, update, projection={"endpoint_id": 1}
             )
             if doc is None:
                 return False
-            # The endpoint's health, after the attempt it follows from: a stop in between loses only this
-            # one mark, which the next attempt sets again.
-            if outcome.sent_at is None:
-                pass
-            elif outcome.status == "delivered":
-                await db.webhook_endpoints.update_one({"_id": doc["endpoint_id"]}, {"$set": {"failing_since": None}})
-            else:
+            if outcome.sent_at is not None:
+                # The endpoint's health, after the attempt it follows from: a stop in between loses only
+                # this one mark, which the next attempt sets again. A failure marks only a healthy endpoint.
+                delivered = outcome.status == "delivered"
                 await db.webhook_endpoints.update_one(
-                    {"_id": doc["endpoint_id"], "failing_since": None}, {"$set": {"failing_since": outcome.sent_at}}
+                    {"_id": doc["endpoint_id"]} | ({} if delivered else {"failing_since": None}),
+                    {"$set": {"failing_since": None if delivered else outcome.sent_at}},
                 )
         return True
 
