@@ -90,13 +90,13 @@ def disabled_text(
     return (
         f"solewatch disabled the webhook endpoint {endpoint.id}{f' of {tenant}' if tenant else ''}:\n"
         f"  {name}\n\n"
-        f"No event has been delivered to it since {iso_utc(endpoint.failing_since, millis=True)}"
+        f"Every attempt to deliver an event to it has failed since {iso_utc(endpoint.failing_since, millis=True)}"
         f" ({_duration(now - endpoint.failing_since)} ago).\n"
         f"The last attempt failed with: {last_error}\n\n"
         "Nothing is sent to it while it is disabled, and new events are not queued for it. Events it was\n"
-        f"already owed stay in its delivery log: those still within their {window} retry window are sent at\n"
-        "their next retry once it is enabled again; the others are marked failed, and an admin can send them\n"
-        "again with POST .../deliveries/{event_id}/retry.\n\n"
+        f"already owed stay in its delivery log: those still within their {window} retry window are sent as\n"
+        "soon as it is enabled again; the others are marked failed, and an admin can send them again with\n"
+        f"POST {url}/deliveries/<event_id>/retry (GET {url}/deliveries lists them).\n\n"
         "Once the receiver answers again, enable the endpoint (as an admin, or with an admin API key):\n\n"
         f"  PATCH {url}\n"
         '  {"enabled": true}\n'
