@@ -228,3 +228,35 @@ def _counting(send_due: Callable[[], Awaitable[int]], claimed: list[int], n: int
         return started
 
     return counted
+
+
+async def test_an_admin_whose_address_is_refused_costs_the_others_nothing(
+    start_senders: Senders, smtp: SmtpSink, receiver: Receiver
+) -> None:
+    store, senders = await start_senders(1, webhook_disable_after=0.5)
+    smtp.refuse.add("ana@acme.example")  # 550 at RCPT: the message is never taken
+    acme, _ = await people(store)
+    endpoint_id = await endpoint(store, acme, receiver.url)
+    receiver.down = True
+    await owe(store, senders, acme, endpoint_id, "a", "b")
+    await eventually(lambda: smtp.messages, timeout=10, what="an admin emailed")
+    await asyncio.sleep(0.5)
+    assert [message["To"] for message in smtp.messages] == ["ben@acme.example"]
+    assert not await enabled(store, acme, endpoint_id)
+    assert [record.entry.action for record in await store.audit_log(acme)] == ["webhook.disable"]
+
+
+async def test_without_an_smtp_server_the_endpoint_is_still_disabled_and_audited(
+    start_senders: Senders, smtp: SmtpSink, receiver: Receiver
+) -> None:
+    store, senders = await start_senders(1, webhook_disable_after=0.5, smtp_host=None)
+    acme, _ = await people(store)
+    endpoint_id = await endpoint(store, acme, receiver.url)
+    receiver.down = True
+    await owe(store, senders, acme, endpoint_id, "a", "b")
+
+    async def audited() -> bool:
+        return [record.entry.action for record in await store.audit_log(acme)] == ["webhook.disable"]
+
+    await eventually(audited, timeout=10, what="the endpoint disabled and audited")
+    assert not await enabled(store, acme, endpoint_id) and smtp.messages == []
