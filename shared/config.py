@@ -170,6 +170,12 @@ class Settings(BaseSettings):
     webhook_retry_window: float = Field(
         24 * 3600, gt=0, description="seconds a webhook delivery is retried before it is marked failed"
     )
+    webhook_disable_after: float = Field(
+        24 * 3600,
+        gt=0,
+        description="seconds a webhook endpoint may keep failing (no delivery since its first failed attempt)"
+        " before it is disabled and its tenant's admins are emailed",
+    )
 
     offline_after: float = Field(600, gt=0)
     no_motion_after: float = Field(600, gt=0, description="seconds of still or lying before a no_motion alert")

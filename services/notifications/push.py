@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import ipaddress
 import socket
 import time
 from collections.abc import Awaitable
@@ -42,6 +41,7 @@ from shared.alerts.worker import worker_name
 from shared.bus import Message
 from shared.config import Settings
 from shared.logging import get_logger
+from shared.net_safety import public_url_problem, resolved_addresses_problem
 from shared.store.accounts import User
 from shared.store.push import PushStore, PushSubscription
 
@@ -172,22 +172,13 @@ class PushEndpointRefused(aiohttp.ClientError):
 def endpoint_problem(endpoint: str) -> str | None:
     """Why production refuses this push endpoint as written (scheme, IP literal, localhost), or None.
     Names are checked once resolved (PublicAddressesOnly)."""
-    url = urlsplit(endpoint)
-    if url.scheme != "https":
-        return "the endpoint must use https"
-    host = url.hostname or ""
-    if host == "localhost" or host.endswith(".localhost"):
-        return "the endpoint must be a public host"
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return None
-    return None if address.is_global else "the endpoint must be a public host"
+    return public_url_problem(endpoint, what="endpoint")
 
 
 class PublicAddressesOnly(AbstractResolver):
-    """DNS answers cut down to public addresses; none left is a refusal. Used by the push
-    session's connector, so it applies to every connection, redirects and re-resolutions included."""
+    """DNS answers that are all public, or a refusal (as for partner webhooks: shared/net_safety.py).
+    Used by the push session's connector, so it applies to every connection, redirects and
+    re-resolutions included."""
 
     def __init__(self) -> None:
         self._resolver = DefaultResolver()
@@ -196,10 +187,10 @@ class PublicAddressesOnly(AbstractResolver):
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
     ) -> list[ResolveResult]:
         found = await self._resolver.resolve(host, port, family)
-        public = [result for result in found if ipaddress.ip_address(result["host"]).is_global]
-        if not public:
-            raise PushEndpointRefused(f"{host} resolves to no public address")
-        return public
+        problem = resolved_addresses_problem(host, (result["host"] for result in found))
+        if problem is not None:
+            raise PushEndpointRefused(problem)
+        return found
 
     async def close(self) -> None:
         await self._resolver.close()

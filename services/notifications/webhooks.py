@@ -25,11 +25,12 @@ import uuid
 import httpx
 import orjson
 
+from services.notifications.webhooks_disable import DisablingStore, disable_if_failing_too_long
 from services.notifications.webhooks_outbound import ATTEMPT_TIMEOUT_S, attempt, new_client, retry_delay
 from shared.bus import Message
 from shared.config import Settings
 from shared.logging import get_logger
-from shared.store.webhooks import AttemptOutcome, WebhookDelivery, WebhookStore
+from shared.store.webhooks import AttemptOutcome, WebhookDelivery, WebhookEndpoint, WebhookStore
 from shared.webhook_events import device_status_event
 
 log = get_logger("solewatch.webhooks")
@@ -66,7 +67,7 @@ class WebhookEvents:
 class WebhookSender:
     """Runtime part of the notifications service: sends what is due, as long as it runs."""
 
-    def __init__(self, store: WebhookStore, settings: Settings):
+    def __init__(self, store: DisablingStore, settings: Settings):
         self._store = store
         self.settings = settings
         self.wake = asyncio.Event()  # set when something was queued in this process: look now
@@ -129,9 +130,12 @@ class WebhookSender:
 
     async def _send(self, delivery: WebhookDelivery) -> None:
         try:
-            outcome = await self._attempt(delivery)
+            endpoint = await self._store.webhook_endpoint(delivery.tenant_id, delivery.endpoint_id)
+            outcome = await self._attempt(delivery, endpoint)
             if not await self._store.finish_webhook_attempt(delivery.id, owner=self._owner, outcome=outcome):
                 log.info("webhook_outcome_superseded", event_id=delivery.event_id)  # retried by hand meanwhile
+            elif endpoint is not None and outcome.sent_at is not None and outcome.status != "delivered":
+                await self._after_failure(endpoint, outcome)
         except Exception:  # the store failed to record it: the lease runs out and it is sent again
             log.exception("webhook_record_failed", event_id=delivery.event_id)
         finally:
@@ -142,16 +146,26 @@ class WebhookSender:
                 del self._in_flight[delivery.endpoint_id]
             self.wake.set()  # a slot is free: that endpoint's backlog may go on
 
-    async def _attempt(self, delivery: WebhookDelivery) -> AttemptOutcome:
+    async def _after_failure(self, endpoint: WebhookEndpoint, outcome: AttemptOutcome) -> None:
+        """An endpoint failing for too long is disabled and its admins emailed (webhooks_disable.py)."""
+        try:
+            await disable_if_failing_too_long(
+                self._store, self.settings, endpoint, last_error=outcome.last_error or "", now=time.time()
+            )
+        except Exception:  # the store or the mailer failed: the next failed attempt asks again
+            log.exception("webhook_disable_failed", endpoint_id=endpoint.id)
+
+    async def _attempt(self, delivery: WebhookDelivery, endpoint: WebhookEndpoint | None) -> AttemptOutcome:
         now = time.time()
-        endpoint = await self._store.webhook_endpoint(delivery.tenant_id, delivery.endpoint_id)
         error: str | None
         status: int | None
         if endpoint is None:  # deleted: nobody is owed it any more
             return AttemptOutcome("failed", None, "the endpoint was deleted", None, None)
+        sent_at: float | None = None  # none sent to a disabled endpoint: says nothing of its health
         if not endpoint.enabled:  # owed again once enabled, within the retry window
             error, status = "the endpoint is disabled", None
         else:
+            sent_at = now
             assert self._client is not None, "the sender is not started"
             result = await attempt(
                 self._client,
@@ -164,13 +178,16 @@ class WebhookSender:
             )
             if result.delivered:
                 log.info("webhook_delivered", event_id=delivery.event_id, endpoint_id=endpoint.id)
-                return AttemptOutcome("delivered", result.status, None, None, time.time())
+                return AttemptOutcome("delivered", result.status, None, None, time.time(), sent_at)
             error, status = result.error, result.status
         # Retried until the window is over (at least that long), then given up on.
         if time.time() - delivery.first_attempt_at >= self.settings.webhook_retry_window:
             log.warning("webhook_failed", event_id=delivery.event_id, endpoint_id=delivery.endpoint_id, error=error)
-            return AttemptOutcome("failed", status, error, None, None)
-        delay = retry_delay(delivery.event_id, delivery.attempts + 1, first_max=self.settings.webhook_first_retry_max)
+            return AttemptOutcome("failed", status, error, None, None, sent_at)
+        # The schedule's step counts from the retry window's opening: a manual retry starts it again.
+        delay = retry_delay(
+            delivery.event_id, delivery.window_attempts + 1, first_max=self.settings.webhook_first_retry_max
+        )
         retry_at = now + delay  # from this attempt's start: its own 10 s never widen the gap
         log.info("webhook_retry", event_id=delivery.event_id, endpoint_id=delivery.endpoint_id, error=error)
-        return AttemptOutcome("pending", status, error, retry_at, None)
+        return AttemptOutcome("pending", status, error, retry_at, None, sent_at)

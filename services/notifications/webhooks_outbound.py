@@ -2,7 +2,8 @@
 
 solewatch POSTs to whatever URL a tenant admin registered, so in production
 (`SOLEWATCH_ENVIRONMENT=production`) it must only reach public https hosts,
-never an address inside the deployment (SSRF). The API refuses what it can see
+never an address inside the deployment (SSRF; the rules are shared/net_safety.py's,
+the same as Web Push's). The API refuses what it can see
 at registration (`url_problem`, `resolved_problem`); a name can still resolve
 elsewhere later (DNS rebinding), so each attempt resolves the host itself,
 checks every address, and connects to the checked address (TLS still verifies
@@ -16,13 +17,14 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import ipaddress
 import random
 import socket
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
+
+from shared.net_safety import public_url_problem, resolved_addresses_problem
 
 ATTEMPT_TIMEOUT_S = 10.0  # §7: a 2xx within 10 s is success
 BODY_CAP = 4096  # bytes of a receiver's answer read, at most (kept only in errors)
@@ -45,16 +47,7 @@ def url_problem(url: str, *, production: bool) -> str | None:
         return "the url must be http(s) with a host"
     if not production:
         return None  # local receivers on plain http and loopback: development and tests
-    if parts.scheme != "https":
-        return "the url must use https"
-    host = parts.hostname
-    if host == "localhost" or host.endswith(".localhost"):
-        return "the url must name a public host"
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return None
-    return None if address.is_global else "the url must name a public host"
+    return public_url_problem(url)
 
 
 async def public_addresses(host: str, port: int) -> list[str]:
@@ -64,9 +57,9 @@ async def public_addresses(host: str, port: int) -> list[str]:
     except socket.gaierror as exc:
         raise DestinationRefused(f"{host} does not resolve: {exc}") from exc
     addresses = list(dict.fromkeys(str(info[4][0]) for info in found))
-    # One private address among public ones is refused too: which one a client picks is not ours to say.
-    if not addresses or not all(ipaddress.ip_address(address).is_global for address in addresses):
-        raise DestinationRefused(f"{host} resolves to a non-public address")
+    problem = resolved_addresses_problem(host, addresses)
+    if problem is not None:
+        raise DestinationRefused(problem)
     return addresses
 
 

@@ -35,6 +35,7 @@ def _endpoint(doc: Document) -> WebhookEndpoint:
         doc["enabled"],
         doc["secret"],
         doc["created_at"],
+        doc.get("failing_since"),
     )
 
 
@@ -54,6 +55,7 @@ def _delivery(doc: Document) -> WebhookDelivery:
         doc.get("delivered_at"),
         doc["first_attempt_at"],
         doc["created_at"],
+        doc.get("window_attempts", 0),
     )
 
 
@@ -135,8 +137,12 @@ class MongoWebhooks:
             del update["$set"]
         async with self._write() as db:
             query = {"_id": endpoint_id, "tenant_id": tenant_id}
-            if await db.webhook_endpoints.find_one(query, {"_id": 1}) is None:
+            before = await db.webhook_endpoints.find_one(query, {"enabled": 1})
+            if before is None:
                 return None
+            enabled_again = bool(enabled and not before["enabled"])
+            if enabled_again:  # a fresh start
+                update.setdefault("$set", {})["failing_since"] = None
             entry = None if audit is None else await self._audit_doc(audit)
             if not update and entry is None:
                 doc = await db.webhook_endpoints.find_one(query)
@@ -147,6 +153,14 @@ class MongoWebhooks:
             if doc is None:
                 return None  # deleted meanwhile
             await self._settle_audit("webhook_endpoints", entry)
+            if enabled_again:
+                # What it is owed within its retry window is due now, its schedule from the first step
+                # (it waited up to an hour between the attempts skipped while it was disabled). A stop
+                # just before leaves them at their old times: later, never lost.
+                await db.webhook_deliveries.update_many(
+                    {"endpoint_id": endpoint_id, "status": "pending"},
+                    {"$min": {"next_attempt_at": time.time()}, "$set": {"window_attempts": 0}},
+                )
         return _endpoint(doc)
 
     async def delete_webhook_endpoint(
@@ -195,6 +209,7 @@ class MongoWebhooks:
                             "payload": payload,
                             "status": "pending",
                             "attempts": 0,
+                            "window_attempts": 0,
                             "next_attempt_at": at,
                             "first_attempt_at": at,
                             "created_at": at,
@@ -274,13 +289,25 @@ class MongoWebhooks:
                 "lease_owner": None,
                 "lease_until": 0.0,
             },
-            "$inc": {"attempts": 1},
+            "$inc": {"attempts": 1, "window_attempts": 1},
         }
         if outcome.delivered_at is not None:
             update["$set"]["delivered_at"] = outcome.delivered_at
         async with self._write() as db:
-            result = await db.webhook_deliveries.update_one({"_id": delivery_id, "lease_owner": owner}, update)
-        return result.modified_count == 1
+            doc = await db.webhook_deliveries.find_one_and_update(
+                {"_id": delivery_id, "lease_owner": owner}, update, projection={"endpoint_id": 1}
+            )
+            if doc is None:
+                return False
+            if outcome.sent_at is not None:
+                # The endpoint's health, after the attempt it follows from: a stop in between loses only
+                # this one mark, which the next attempt sets again. A failure marks only a healthy endpoint.
+                delivered = outcome.status == "delivered"
+                await db.webhook_endpoints.update_one(
+                    {"_id": doc["endpoint_id"]} | ({} if delivered else {"failing_since": None}),
+                    {"$set": {"failing_since": None if delivered else outcome.sent_at}},
+                )
+        return True
 
     async def retry_webhook_delivery(self, tenant_id: int, endpoint_id: int, event_id: str, *, now: float) -> bool:
         async with self._write() as db:
@@ -291,9 +318,33 @@ class MongoWebhooks:
                         "status": "pending",
                         "next_attempt_at": now,
                         "first_attempt_at": now,
+                        "window_attempts": 0,
                         "lease_owner": None,
                         "lease_until": 0.0,
                     }
                 },
             )
         return result.matched_count == 1
+
+    async def disable_failing_webhook_endpoint(
+        self, tenant_id: int, endpoint_id: int, *, failing_since_by: float, audit: AuditEntry | None = None
+    ) -> WebhookEndpoint | None:
+        query: Document = {
+            "_id": endpoint_id,
+            "tenant_id": tenant_id,
+            "enabled": True,
+            "failing_since": {"$ne": None, "$lte": failing_since_by},
+        }
+        async with self._write() as db:
+            if await db.webhook_endpoints.find_one(query, {"_id": 1}) is None:
+                return None  # most calls: nothing to disable, and no audit id taken
+            entry = None if audit is None else await self._audit_doc(audit)
+            # One atomic write on the document, conditional on it still being enabled and failing:
+            # of several senders, one gets the document back; its entry travels in that same write.
+            doc = await db.webhook_endpoints.find_one_and_update(
+                query, with_audit({"$set": {"enabled": False}}, entry), return_document=ReturnDocument.AFTER
+            )
+            if doc is None:
+                return None
+            await self._settle_audit("webhook_endpoints", entry)
+        return _endpoint(doc)

@@ -16,23 +16,23 @@ from shared.store.webhooks import AttemptOutcome, WebhookDelivery, WebhookEndpoi
 
 T = TypeVar("T")
 
-_ENDPOINT_COLUMNS = "id, tenant_id, url, events, description, enabled, secret, created_at"
+_ENDPOINT_COLUMNS = "id, tenant_id, url, events, description, enabled, secret, created_at, failing_since"
 _DELIVERY_COLUMNS = (
     "id, tenant_id, endpoint_id, event_id, type, payload, status, attempts, last_status, last_error,"
-    " next_attempt_at, delivered_at, first_attempt_at, created_at"
+    " next_attempt_at, delivered_at, first_attempt_at, created_at, window_attempts"
 )
 
 
 def _endpoint(row: tuple[Any, ...]) -> WebhookEndpoint:
-    id_, tenant_id, url, events, description, enabled, secret, created_at = row
+    id_, tenant_id, url, events, description, enabled, secret, created_at, failing_since = row
     return WebhookEndpoint(
-        id_, tenant_id, url, tuple(orjson.loads(events)), description, bool(enabled), secret, created_at
+        id_, tenant_id, url, tuple(orjson.loads(events)), description, bool(enabled), secret, created_at, failing_since
     )
 
 
 def _delivery(row: tuple[Any, ...]) -> WebhookDelivery:
     id_, tenant_id, endpoint_id, event_id, type_, payload, status, attempts, *rest = row
-    last_status, last_error, next_attempt_at, delivered_at, first_attempt_at, created_at = rest
+    last_status, last_error, next_attempt_at, delivered_at, first_attempt_at, created_at, window_attempts = rest
     return WebhookDelivery(
         id_,
         tenant_id,
@@ -48,6 +48,7 @@ def _delivery(row: tuple[Any, ...]) -> WebhookDelivery:
         delivered_at,
         first_attempt_at,
         created_at,
+        window_attempts,
     )
 
 
@@ -72,18 +73,29 @@ def take(rows: Iterable[tuple[Any, ...]], room: Callable[[int], int] | None, lim
         yield row
 
 
+# Enabled again: what the endpoint is owed within its retry window is due now, its schedule from the
+# first step (it waited up to an hour between the attempts skipped while it was disabled).
+_OWED_AGAIN = (
+    "UPDATE webhook_deliveries SET next_attempt_at = min(next_attempt_at, ?), window_attempts = 0"
+    " WHERE endpoint_id = ? AND status = 'pending'"
+)
+
+
 class SqliteWebhooks:
     SCHEMA = """
 CREATE TABLE IF NOT EXISTS webhook_endpoints (
     id INTEGER PRIMARY KEY, tenant_id INTEGER NOT NULL REFERENCES tenants(id), url TEXT NOT NULL,
-    events TEXT NOT NULL, description TEXT, enabled INTEGER NOT NULL, secret TEXT NOT NULL, created_at REAL NOT NULL);
+    events TEXT NOT NULL, description TEXT, enabled INTEGER NOT NULL, secret TEXT NOT NULL, created_at REAL NOT NULL,
+    failing_since REAL);
 CREATE INDEX IF NOT EXISTS webhook_endpoints_by_tenant ON webhook_endpoints(tenant_id, id);
--- lease_owner/lease_until: who is sending it now, and until when others keep off.
+-- lease_owner/lease_until: who is sending it now, and until when others keep off. window_attempts: the
+-- backoff schedule's step (attempts since the retry window opened; a manual retry sets it back to 0).
 CREATE TABLE IF NOT EXISTS webhook_deliveries (
     id INTEGER PRIMARY KEY, tenant_id INTEGER NOT NULL,
     endpoint_id INTEGER NOT NULL REFERENCES webhook_endpoints(id) ON DELETE CASCADE,
     event_id TEXT NOT NULL, type TEXT NOT NULL, payload BLOB NOT NULL, status TEXT NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0, last_status INTEGER, last_error TEXT, next_attempt_at REAL,
+    attempts INTEGER NOT NULL DEFAULT 0, window_attempts INTEGER NOT NULL DEFAULT 0, last_status INTEGER,
+    last_error TEXT, next_attempt_at REAL,
     delivered_at REAL, first_attempt_at REAL NOT NULL, created_at REAL NOT NULL,
     lease_owner TEXT, lease_until REAL NOT NULL DEFAULT 0,
     UNIQUE (endpoint_id, event_id));
@@ -158,11 +170,15 @@ CREATE INDEX IF NOT EXISTS webhook_deliveries_due ON webhook_deliveries(status, 
 
         def run(c: sqlite3.Connection) -> WebhookEndpoint | None:
             query = f"SELECT {_ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE tenant_id = ? AND id = ?"
-            if c.execute(query, (tenant_id, endpoint_id)).fetchone() is None:
+            before = c.execute(query, (tenant_id, endpoint_id)).fetchone()
+            if before is None:
                 return None
             if changes:
                 assignments = ", ".join(f"{name} = ?" for name in changes)  # names from the fixed set above
                 c.execute(f"UPDATE webhook_endpoints SET {assignments} WHERE id = ?", (*changes.values(), endpoint_id))
+            if enabled and not _endpoint(before).enabled:
+                c.execute("UPDATE webhook_endpoints SET failing_since = NULL WHERE id = ?", (endpoint_id,))
+                c.execute(_OWED_AGAIN, (time.time(), endpoint_id))
             insert_audit(c, audit)
             return _endpoint(c.execute(query, (tenant_id, endpoint_id)).fetchone())
 
@@ -253,25 +269,33 @@ CREATE INDEX IF NOT EXISTS webhook_deliveries_due ON webhook_deliveries(status, 
         return await self._write(run)
 
     async def finish_webhook_attempt(self, delivery_id: int, *, owner: str, outcome: AttemptOutcome) -> bool:
-        return await self._write(
-            lambda c: (
+        def run(c: sqlite3.Connection) -> bool:
+            row = c.execute(
+                "UPDATE webhook_deliveries SET status = ?, last_status = ?, last_error = ?, next_attempt_at = ?,"
+                " delivered_at = coalesce(?, delivered_at), attempts = attempts + 1,"
+                " window_attempts = window_attempts + 1, lease_owner = NULL, lease_until = 0"
+                " WHERE id = ? AND lease_owner = ? RETURNING endpoint_id",
+                (
+                    outcome.status,
+                    outcome.last_status,
+                    outcome.last_error,
+                    outcome.next_attempt_at,
+                    outcome.delivered_at,
+                    delivery_id,
+                    owner,
+                ),
+            ).fetchone()
+            if row is None:
+                return False
+            if outcome.sent_at is not None:  # the endpoint's health, in the same transaction
+                failing_since = "NULL" if outcome.status == "delivered" else "coalesce(failing_since, ?)"
                 c.execute(
-                    "UPDATE webhook_deliveries SET status = ?, last_status = ?, last_error = ?, next_attempt_at = ?,"
-                    " delivered_at = coalesce(?, delivered_at), attempts = attempts + 1, lease_owner = NULL,"
-                    " lease_until = 0 WHERE id = ? AND lease_owner = ?",
-                    (
-                        outcome.status,
-                        outcome.last_status,
-                        outcome.last_error,
-                        outcome.next_attempt_at,
-                        outcome.delivered_at,
-                        delivery_id,
-                        owner,
-                    ),
-                ).rowcount
-                == 1
-            )
-        )
+                    f"UPDATE webhook_endpoints SET failing_since = {failing_since} WHERE id = ?",
+                    (row[0],) if outcome.status == "delivered" else (outcome.sent_at, row[0]),
+                )
+            return True
+
+        return await self._write(run)
 
     async def retry_webhook_delivery(self, tenant_id: int, endpoint_id: int, event_id: str, *, now: float) -> bool:
         # The lease is dropped too: an attempt under way can no longer record itself over the retry.
@@ -279,12 +303,30 @@ CREATE INDEX IF NOT EXISTS webhook_deliveries_due ON webhook_deliveries(status, 
             lambda c: (
                 c.execute(
                     "UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = ?, first_attempt_at = ?,"
-                    " lease_owner = NULL, lease_until = 0 WHERE tenant_id = ? AND endpoint_id = ? AND event_id = ?",
+                    " window_attempts = 0, lease_owner = NULL, lease_until = 0"
+                    " WHERE tenant_id = ? AND endpoint_id = ? AND event_id = ?",
                     (now, now, tenant_id, endpoint_id, event_id),
                 ).rowcount
                 == 1
             )
         )
+
+    async def disable_failing_webhook_endpoint(
+        self, tenant_id: int, endpoint_id: int, *, failing_since_by: float, audit: AuditEntry | None = None
+    ) -> WebhookEndpoint | None:
+        def run(c: sqlite3.Connection) -> WebhookEndpoint | None:
+            # Conditional on the row as it is now: of several senders finding it failing, one flips it.
+            row = c.execute(
+                f"UPDATE webhook_endpoints SET enabled = 0 WHERE tenant_id = ? AND id = ? AND enabled = 1"
+                f" AND failing_since <= ? RETURNING {_ENDPOINT_COLUMNS}",
+                (tenant_id, endpoint_id, failing_since_by),
+            ).fetchone()
+            if row is None:
+                return None
+            insert_audit(c, audit)
+            return _endpoint(row)
+
+        return await self._write(run)
 
 
 def owe_event(c: sqlite3.Connection, event: WebhookEvent, at: float) -> int:

@@ -10,6 +10,12 @@ Senders take deliveries with a lease (`claim_webhook_deliveries`): a claimed
 delivery is not handed to anyone else until its lease runs out, so one process
 sends a given delivery at a time, and a process that dies mid-send only delays it
 by a lease.
+
+An endpoint remembers since when it has been failing (`failing_since`): the
+first attempt sent to it that failed after one that was delivered (or since it
+was registered or enabled again). Whoever finds it failing for too long disables
+it with a conditional update (`disable_failing_webhook_endpoint`), so among
+several senders exactly one flips it, and only that one tells the admins.
 """
 
 from __future__ import annotations
@@ -33,6 +39,8 @@ class WebhookEndpoint:
     enabled: bool
     secret: str
     created_at: float
+    # When the attempts sent to it started failing without a success since; None while they succeed.
+    failing_since: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +69,9 @@ class WebhookDelivery:
     delivered_at: float | None
     first_attempt_at: float  # when the current retry window opened (queued, or retried by hand)
     created_at: float
+    # Attempts since the current retry window opened: the backoff schedule's step. `attempts` counts
+    # them all; a manual retry sets this one back to 0, so its schedule starts again from the first wait.
+    window_attempts: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +83,10 @@ class AttemptOutcome:
     last_error: str | None
     next_attempt_at: float | None
     delivered_at: float | None
+    # When the request went out; None when none did (the endpoint was disabled or deleted), which says
+    # nothing of the endpoint's health. Otherwise a delivery clears the endpoint's `failing_since` and
+    # anything else sets it if it was unset.
+    sent_at: float | None = None
 
 
 class WebhookStore(Protocol):
@@ -105,7 +120,9 @@ class WebhookStore(Protocol):
         description: str | None = None,
         audit: AuditEntry | None = None,
     ) -> WebhookEndpoint | None:
-        """Change what is given (None: unchanged); None when there is no such endpoint."""
+        """Change what is given (None: unchanged); None when there is no such endpoint. Enabling a
+        disabled endpoint gives it a fresh start: its `failing_since` is cleared, and its pending
+        deliveries are due now with their backoff schedule from the first step (`window_attempts` 0)."""
 
     async def delete_webhook_endpoint(
         self, tenant_id: int, endpoint_id: int, *, audit: AuditEntry | None = None
@@ -153,8 +170,16 @@ class WebhookStore(Protocol):
         so a slow endpoint's backlog is left for later instead of taking every slot."""
 
     async def finish_webhook_attempt(self, delivery_id: int, *, owner: str, outcome: AttemptOutcome) -> bool:
-        """Record an attempt and release the lease; False (nothing changed) when `owner` no longer holds it."""
+        """Record an attempt (with the endpoint's `failing_since`, for one that was sent) and release the
+        lease; False (nothing changed) when `owner` no longer holds it."""
 
     async def retry_webhook_delivery(self, tenant_id: int, endpoint_id: int, event_id: str, *, now: float) -> bool:
-        """Make a delivery pending and due now, whatever its status, with a fresh retry window;
-        False when there is none."""
+        """Make a delivery pending and due now, whatever its status, with a fresh retry window (and its
+        backoff schedule from the first step: `window_attempts` 0); False when there is none."""
+
+    async def disable_failing_webhook_endpoint(
+        self, tenant_id: int, endpoint_id: int, *, failing_since_by: float, audit: AuditEntry | None = None
+    ) -> WebhookEndpoint | None:
+        """Disable the endpoint if it is enabled and has been failing since `failing_since_by` or
+        earlier, writing `audit` with the change; the endpoint as disabled when this call disabled it,
+        None otherwise (already disabled, recovered, deleted): one caller among many gets it."""

@@ -257,3 +257,179 @@ async def test_a_claim_that_finds_nothing_due_writes_nothing(store: Store) -> No
     adapter.on_write = lambda: writes.append(1)
     assert await store.claim_webhook_deliveries(owner="a", now=time.time(), lease_s=60, limit=10) == []
     assert writes == []
+
+
+# -- an endpoint that keeps failing, and the schedule after a manual retry ----------------------------
+
+
+async def attempt_once(store: Store, tenant_id: int, endpoint_id: int, event_id: str, outcome: AttemptOutcome) -> bool:
+    """Queue an event to the endpoint, claim it, and record one attempt of it."""
+    await store.queue_webhook_event(
+        tenant_id=tenant_id, endpoint_ids=[endpoint_id], event_id=event_id, type="ping", payload=b"{}", at=0.0
+    )
+    [held] = await store.claim_webhook_deliveries(owner="s", now=1.0, lease_s=30, limit=100)
+    return await store.finish_webhook_attempt(held.id, owner="s", outcome=outcome)
+
+
+def failure(sent_at: float | None) -> AttemptOutcome:
+    return AttemptOutcome("pending", 500, "HTTP 500", 1e12, None, sent_at)  # retried long after these tests
+
+
+async def test_failing_since_is_the_first_failure_since_a_delivery(store: Store) -> None:
+    acme = await store.ensure_tenant("acme")
+    endpoint = await add_endpoint(store, acme)
+    assert endpoint.failing_since is None
+    # An attempt never sent (the endpoint was disabled) says nothing of its health.
+    await attempt_once(store, acme, endpoint.id, "evt_0", failure(None))
+    assert (await store.webhook_endpoint(acme, endpoint.id)).failing_since is None
+    await attempt_once(store, acme, endpoint.id, "evt_1", failure(10.0))
+    await attempt_once(store, acme, endpoint.id, "evt_2", AttemptOutcome("failed", None, "timeout", None, None, 20.0))
+    assert (await store.webhook_endpoint(acme, endpoint.id)).failing_since == 10.0
+    await attempt_once(store, acme, endpoint.id, "evt_3", AttemptOutcome("delivered", 204, None, None, 31.0, 30.0))
+    assert (await store.webhook_endpoint(acme, endpoint.id)).failing_since is None
+    await attempt_once(store, acme, endpoint.id, "evt_4", failure(40.0))
+    assert (await store.webhook_endpoint(acme, endpoint.id)).failing_since == 40.0
+    # An outcome the store refuses (the lease is not the sender's) changes nothing either.
+    await store.queue_webhook_event(
+        tenant_id=acme, endpoint_ids=[endpoint.id], event_id="evt_5", type="ping", payload=b"{}", at=0.0
+    )
+    [held] = await store.claim_webhook_deliveries(owner="s", now=1.0, lease_s=30, limit=10)
+    done = AttemptOutcome("delivered", 200, None, None, 51.0, 50.0)
+    assert not await store.finish_webhook_attempt(held.id, owner="someone else", outcome=done)
+    assert (await store.webhook_endpoint(acme, endpoint.id)).failing_since == 40.0
+
+
+async def test_an_endpoint_failing_long_enough_is_disabled_once_with_its_entry(store: Store) -> None:
+    acme, other = await store.ensure_tenant("acme"), await store.ensure_tenant("other")
+    endpoint = await add_endpoint(store, acme)
+    healthy = await add_endpoint(store, acme, "https://hooks.example/healthy")
+    await attempt_once(store, acme, endpoint.id, "evt_1", failure(100.0))
+    system = Actor.system("webhooks")
+
+    def disabling(tenant_id: int, endpoint_id: int) -> AuditEntry:
+        return AuditEntry(tenant_id, system, "webhook.disable", "webhook_endpoint", str(endpoint_id), {"why": "x"})
+
+    # Failing since 100: not yet by 99; never an endpoint that is not failing, nor another tenant's.
+    assert (
+        await store.disable_failing_webhook_endpoint(
+            acme, endpoint.id, failing_since_by=99.0, audit=disabling(acme, endpoint.id)
+        )
+        is None
+    )
+    assert (
+        await store.disable_failing_webhook_endpoint(
+            acme, healthy.id, failing_since_by=1e12, audit=disabling(acme, healthy.id)
+        )
+        is None
+    )
+    assert (
+        await store.disable_failing_webhook_endpoint(
+            other, endpoint.id, failing_since_by=1e12, audit=disabling(other, endpoint.id)
+        )
+        is None
+    )
+    assert await store.audit_log(acme) == [] and await store.audit_log(other) == []
+    assert (await store.webhook_endpoint(acme, endpoint.id)).enabled
+
+    # Two senders finding it failing at once: one disables it, and only its entry is written.
+    results = await asyncio.gather(
+        *(
+            store.disable_failing_webhook_endpoint(
+                acme, endpoint.id, failing_since_by=100.0, audit=disabling(acme, endpoint.id)
+            )
+            for _ in range(2)
+        )
+    )
+    [disabled] = [r for r in results if r is not None]
+    assert (disabled.id, disabled.enabled, disabled.failing_since) == (endpoint.id, False, 100.0)
+    assert await store.webhook_endpoint(acme, endpoint.id) == disabled
+    assert (
+        await store.disable_failing_webhook_endpoint(
+            acme, endpoint.id, failing_since_by=1e12, audit=disabling(acme, endpoint.id)
+        )
+        is None
+    )
+    [logged] = await store.audit_log(acme)
+    assert (logged.entry.actor, logged.entry.action, logged.entry.target_id, logged.entry.detail) == (
+        system,
+        "webhook.disable",
+        str(endpoint.id),
+        {"why": "x"},
+    )
+    assert [e.id for e in await store.subscribed_webhook_endpoints(acme, "ping")] == [healthy.id]
+
+
+async def test_enabling_again_gives_a_fresh_start(store: Store) -> None:
+    acme = await store.ensure_tenant("acme")
+    endpoint = await add_endpoint(store, acme)
+    await attempt_once(store, acme, endpoint.id, "evt_1", failure(100.0))  # owed, next tried in 30,000 years
+    await attempt_once(store, acme, endpoint.id, "evt_2", AttemptOutcome("delivered", 200, None, None, 91.0, 90.0))
+    await attempt_once(store, acme, endpoint.id, "evt_3", failure(100.0))
+    # Enabled already: an update saying so changes nothing of its failing, nor of what it is owed.
+    same = await store.update_webhook_endpoint(acme, endpoint.id, enabled=True)
+    assert same is not None and same.failing_since == 100.0
+    assert {d.next_attempt_at for d in await store.webhook_deliveries(acme, endpoint.id)} == {1e12, None}
+    await store.disable_failing_webhook_endpoint(acme, endpoint.id, failing_since_by=100.0)
+    before = time.time()
+    again = await store.update_webhook_endpoint(
+        acme, endpoint.id, enabled=True, audit=entry(acme, "webhook.update", str(endpoint.id), enabled=True)
+    )
+    assert again is not None and (again.enabled, again.failing_since) == (True, None)
+    assert await store.webhook_endpoint(acme, endpoint.id) == again
+    assert await store.disable_failing_webhook_endpoint(acme, endpoint.id, failing_since_by=1e12) is None
+    # What it is owed is due now, its schedule from the first step; what was delivered stays so.
+    owed = {d.event_id: d for d in await store.webhook_deliveries(acme, endpoint.id)}
+    for event_id in ("evt_1", "evt_3"):
+        assert owed[event_id].status == "pending" and owed[event_id].next_attempt_at <= time.time()
+        assert owed[event_id].next_attempt_at >= before and (
+            owed[event_id].attempts,
+            owed[event_id].window_attempts,
+        ) == (1, 0)
+    assert (owed["evt_2"].status, owed["evt_2"].next_attempt_at) == ("delivered", None)
+    due = await store.claim_webhook_deliveries(owner="s", now=time.time(), lease_s=30, limit=10)
+    assert sorted(d.event_id for d in due) == ["evt_1", "evt_3"]
+
+
+async def test_a_manual_retry_starts_the_schedule_again_and_keeps_counting_attempts(store: Store) -> None:
+    acme = await store.ensure_tenant("acme")
+    endpoint = await add_endpoint(store, acme)
+    await store.queue_webhook_event(
+        tenant_id=acme, endpoint_ids=[endpoint.id], event_id="evt_1", type="ping", payload=b"{}", at=1.0
+    )
+    for n in range(3):
+        [held] = await store.claim_webhook_deliveries(owner="s", now=100.0 * (n + 1), lease_s=30, limit=10)
+        assert held.window_attempts == n
+        retry = AttemptOutcome("pending", 500, "HTTP 500", 100.0 * (n + 2), None, 100.0 * (n + 1))
+        await store.finish_webhook_attempt(held.id, owner="s", outcome=retry)
+    assert await store.retry_webhook_delivery(acme, endpoint.id, "evt_1", now=1000.0)
+    [held] = await store.claim_webhook_deliveries(owner="s", now=1000.0, lease_s=30, limit=10)
+    assert (held.attempts, held.window_attempts, held.first_attempt_at) == (3, 0, 1000.0)
+    await store.finish_webhook_attempt(held.id, owner="s", outcome=failure(1000.0))
+    [after] = await store.webhook_deliveries(acme, endpoint.id)
+    assert (after.attempts, after.window_attempts) == (4, 1)
+
+
+async def test_mongo_an_endpoint_disabled_but_stopped_before_its_entry_is_copied_gets_it_at_open(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mongo = getattr(store, "_store", store)
+    if not isinstance(mongo, MongoStore):
+        pytest.skip("a MongoDB adapter's recovery: SQLite writes the change and its entry in one transaction")
+    acme = await store.ensure_tenant("acme")
+    endpoint = await add_endpoint(store, acme)
+    await attempt_once(store, acme, endpoint.id, "evt_1", failure(100.0))
+
+    async def stop(*args: Any) -> None:
+        raise Stopped
+
+    monkeypatch.setattr(mongo, "_settle_audit", stop)
+    disabling = AuditEntry(acme, Actor.system("webhooks"), "webhook.disable", "webhook_endpoint", str(endpoint.id))
+    with pytest.raises(Stopped):
+        await store.disable_failing_webhook_endpoint(acme, endpoint.id, failing_since_by=100.0, audit=disabling)
+    monkeypatch.undo()
+    assert not (await store.webhook_endpoint(acme, endpoint.id)).enabled
+    assert await store.audit_log(acme) == []
+    await mongo.open()
+    assert [(r.entry.action, r.entry.target_id) for r in await store.audit_log(acme)] == [
+        ("webhook.disable", str(endpoint.id))
+    ]
