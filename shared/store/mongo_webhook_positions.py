@@ -24,6 +24,7 @@ from shared.store.webhook_positions import (
     batch_event_id,
     parts,
     positions_body,
+    without_device,
 )
 
 if TYPE_CHECKING:
@@ -32,8 +33,16 @@ if TYPE_CHECKING:
 Document = dict[str, Any]
 
 
-async def erase_device_pending_positions(db: AsyncDatabase[Document], device_id: int) -> None:
-    """Drop a device's positions from the rows not yet batched (part of its erasure)."""
+async def erase_device_webhook_positions(
+    db: AsyncDatabase[Document], device_id: int, *, tenant_id: int, imei: str
+) -> None:
+    """Drop a device's positions from the rows not yet batched and from the positions deliveries
+    made of them, sent or not (part of its erasure: only the audit log may name it)."""
+    # The bodies are bytes the server cannot search: each of the tenant's positions bodies is read.
+    async for doc in db.webhook_deliveries.find({"tenant_id": tenant_id, "type": POSITIONS_EVENT}, {"payload": 1}):
+        if imei.encode() in bytes(doc["payload"]):
+            payload = without_device(bytes(doc["payload"]), imei)
+            await db.webhook_deliveries.update_one({"_id": doc["_id"]}, {"$set": {"payload": payload}})
     await db.webhook_positions_pending.update_many(
         {"device_ids": device_id, "event_id": None},
         {"$pull": {"items": {"device_id": device_id}, "device_ids": device_id}},

@@ -17,13 +17,23 @@ from shared.store.webhook_positions import (
     batch_event_id,
     parts,
     positions_body,
+    without_device,
 )
 
 T = TypeVar("T")
 
 
-def erase_device_pending_positions(c: sqlite3.Connection, device_id: int, tenant_id: int) -> None:
-    """Drop a device's positions from the rows not yet batched (within its erasure's transaction)."""
+def erase_device_webhook_positions(c: sqlite3.Connection, device_id: int, *, tenant_id: int, imei: str) -> None:
+    """Drop a device's positions from the rows not yet batched and from the positions deliveries
+    made of them, sent or not (within its erasure's transaction: only the audit log may name it)."""
+    for delivery_id, payload in c.execute(
+        "SELECT id, payload FROM webhook_deliveries WHERE tenant_id = ? AND type = ? AND instr(payload, ?) > 0",
+        (tenant_id, POSITIONS_EVENT, imei.encode()),
+    ).fetchall():
+        c.execute(
+            "UPDATE webhook_deliveries SET payload = ? WHERE id = ?",
+            (without_device(bytes(payload), imei), delivery_id),
+        )
     rows = c.execute(
         "SELECT id, items FROM webhook_positions_pending WHERE tenant_id = ? AND event_id IS NULL"
         " AND EXISTS (SELECT 1 FROM json_each(device_ids) WHERE value = ?)",

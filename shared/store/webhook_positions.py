@@ -57,6 +57,13 @@ def positions_body(event_id: str, created_at: float, items: Sequence[dict[str, A
     )
 
 
+def without_device(payload: bytes, imei: str) -> bytes:
+    """A positions body with the items of one device left out (its erasure), the rest as it was."""
+    event = orjson.loads(payload)
+    event["data"]["items"] = [item for item in event["data"]["items"] if item.get("imei") != imei]
+    return orjson.dumps(event)
+
+
 def parts(items: Sequence[PositionItem], size: int = MAX_BATCH_ITEMS) -> list[Sequence[PositionItem]]:
     """A message's items in rows of at most `size`, so that any one row fits in a batch."""
     return [items[start : start + size] for start in range(0, len(items), size)]

@@ -155,17 +155,26 @@ async def test_a_message_larger_than_a_batch_is_split_across_batches(store: Stor
     assert orjson.loads(second.payload)["data"]["items"] == [i for _, i in items[MAX_BATCH_ITEMS:]]
 
 
-async def test_erasing_a_device_drops_its_pending_positions(store: Store) -> None:
+async def test_erasing_a_device_drops_its_positions_owed_and_sent(store: Store) -> None:
     kept_device, erased = await add_device(store, OTHER_IMEI), await add_device(store, IMEI)
     acme = erased.tenant_id
     hook = await endpoint(store, acme)
-    items = [item(erased.id, 1, IMEI), item(kept_device.id, 2, OTHER_IMEI), item(erased.id, 3, IMEI)]
-    await store.add_pending_positions(tenant_id=acme, endpoint_ids=[hook], message_id="m1", items=items, at=NOW)
-    assert await store.retire_device(erased.id, erase=True)
-    assert await store.pending_positions(hook) == [items[1][1]]
+    sent = [item(erased.id, 1, IMEI), item(kept_device.id, 2, OTHER_IMEI)]
+    await store.add_pending_positions(tenant_id=acme, endpoint_ids=[hook], message_id="m1", items=sent, at=NOW)
     assert await store.batch_pending_positions(now=NOW) == 1
-    [delivery] = await positions_deliveries(store, acme, hook)
-    assert IMEI.encode() not in delivery.payload
+    [first] = await positions_deliveries(store, acme, hook)
+    await deliver(store, first, NOW)
+    owed = [item(erased.id, 3, IMEI), item(kept_device.id, 4, OTHER_IMEI), item(erased.id, 5, IMEI)]
+    await store.add_pending_positions(tenant_id=acme, endpoint_ids=[hook], message_id="m2", items=owed, at=NOW)
+
+    assert await store.retire_device(erased.id, erase=True)
+    assert await store.pending_positions(hook) == [owed[1][1]]
+    [first] = await positions_deliveries(store, acme, hook)
+    assert IMEI.encode() not in first.payload  # the delivery log keeps no trace of it either
+    assert orjson.loads(first.payload)["data"]["items"] == [sent[1][1]]
+    assert await store.batch_pending_positions(now=NOW + 5) == 1
+    second = (await positions_deliveries(store, acme, hook))[-1]
+    assert orjson.loads(second.payload)["data"]["items"] == [owed[1][1]]
 
 
 async def test_a_deleted_endpoint_takes_its_pending_positions_with_it(store: Store) -> None:
