@@ -43,10 +43,16 @@ async def erase_device_webhook_positions(
         if imei.encode() in bytes(doc["payload"]):
             payload = without_device(bytes(doc["payload"]), imei)
             await db.webhook_deliveries.update_one({"_id": doc["_id"]}, {"$set": {"payload": payload}})
-    await db.webhook_positions_pending.update_many(
-        {"device_ids": device_id, "event_id": None},
-        {"$pull": {"items": {"device_id": device_id}, "device_ids": device_id}},
-    )
+    pending = db.webhook_positions_pending
+    async for row in pending.find({"device_ids": device_id, "batched_at": None}):
+        kept = [entry for entry in row["items"] if entry["device_id"] != device_id]
+        if not kept:  # nothing left to send: no empty batch either
+            await pending.delete_one({"_id": row["_id"]})
+            continue
+        devices = sorted({entry["device_id"] for entry in kept})
+        await pending.update_one(
+            {"_id": row["_id"]}, {"$set": {"items": kept, "device_ids": devices, "item_count": len(kept)}}
+        )
 
 
 class MongoWebhookPositions:
@@ -55,6 +61,7 @@ class MongoWebhookPositions:
             IndexModel(
                 [("endpoint_id", 1), ("message_id", 1), ("part", 1)], name="webhook_positions_unique", unique=True
             ),
+            # Serves the walk over the endpoints with positions waiting, and each one's rows in order.
             IndexModel([("event_id", 1), ("endpoint_id", 1), ("_id", 1)], name="webhook_positions_waiting"),
             IndexModel([("batched_at", 1)], name="webhook_positions_markers"),
             IndexModel([("device_ids", 1)], name="webhook_positions_by_device"),
@@ -129,6 +136,16 @@ class MongoWebhookPositions:
     async def batch_pending_positions(
         self, *, now: float, max_items: int = MAX_BATCH_ITEMS, min_gap_s: float = 1.0
     ) -> int:
+        # Looked for with reads first: this runs several times a second in every notifications process,
+        # and while a receiver is down its endpoint has positions waiting but no batch due.
+        async with self._read() as db:
+            unfinished = await db.webhook_positions_pending.find_one(
+                {"event_id": {"$ne": None}, "batched_at": None}, {"_id": 1}
+            )
+            due = await self._due(db, now, min_gap_s)
+            gone = await self._gone(db)
+        if unfinished is None and not due and not gone:
+            return 0
         made = 0
         async with self._write() as db:
             pending = db.webhook_positions_pending
@@ -136,16 +153,11 @@ class MongoWebhookPositions:
             # First what a stopped pass tagged and did not finish: the same rows under the same id.
             for doc in await pending.find({"event_id": {"$ne": None}, "batched_at": None}).to_list(None):
                 made += await self._finish_batch(db, doc["endpoint_id"], doc["tenant_id"], doc["event_id"], now)
-            waiting = await pending.find({"event_id": None}, {"endpoint_id": 1, "tenant_id": 1}).to_list(None)
-            for endpoint_id, tenant_id in sorted({(doc["endpoint_id"], doc["tenant_id"]) for doc in waiting}):
-                if await db.webhook_endpoints.find_one({"_id": endpoint_id}, {"_id": 1}) is None:
-                    await pending.delete_many({"endpoint_id": endpoint_id})  # deleted: nobody is owed them
-                    continue
-                if await self._previous_still_owed(db, endpoint_id, now, min_gap_s):
-                    continue
+            for endpoint_id, tenant_id in await self._due(db, now, min_gap_s):  # again: another may have batched
                 rows = await (
                     pending.find({"endpoint_id": endpoint_id, "event_id": None}, {"item_count": 1})
                     .sort("_id", ASCENDING)
+                    .limit(max_items)  # each row holds one item at least
                     .to_list(None)
                 )
                 taken: list[int] = []
@@ -155,10 +167,47 @@ class MongoWebhookPositions:
                         break
                     taken.append(row["_id"])
                     count += row["item_count"]
+                if not taken:
+                    continue
                 event_id = batch_event_id(endpoint_id, taken[0], taken[-1])
                 await pending.update_many({"_id": {"$in": taken}, "event_id": None}, {"$set": {"event_id": event_id}})
                 made += await self._finish_batch(db, endpoint_id, tenant_id, event_id, now)
+            # Rows of endpoints deleted since: nobody is owed them.
+            gone = await self._gone(db)
+            if gone:
+                await pending.delete_many({"endpoint_id": {"$in": gone}})
         return made
+
+    async def _gone(self, db: AsyncDatabase[Document]) -> list[int]:
+        """Endpoints with positions waiting that were deleted since (deleting one leaves its rows)."""
+        waiting = await self._waiting_endpoints(db)
+        known = await db.webhook_endpoints.find({"_id": {"$in": waiting}}, {"_id": 1}).to_list(None)
+        return sorted(set(waiting) - {doc["_id"] for doc in known})
+
+    async def _waiting_endpoints(self, db: AsyncDatabase[Document]) -> list[int]:
+        """The endpoints with positions waiting: one indexed look per endpoint, however many rows wait."""
+        found: list[int] = []
+        while True:
+            query: Document = {"event_id": None, "endpoint_id": {"$gt": found[-1] if found else -1}}
+            doc = await db.webhook_positions_pending.find_one(
+                query, {"endpoint_id": 1}, sort=[("endpoint_id", ASCENDING)]
+            )
+            if doc is None:
+                return found
+            found.append(doc["endpoint_id"])
+
+    async def _due(self, db: AsyncDatabase[Document], now: float, min_gap_s: float) -> list[tuple[int, int]]:
+        """The endpoints with positions waiting whose previous batch is out of the way."""
+        waiting = await self._waiting_endpoints(db)
+        if not waiting:
+            return []
+        query = {"_id": {"$in": waiting}}
+        endpoints = await db.webhook_endpoints.find(query, {"tenant_id": 1}).sort("_id").to_list(None)
+        return [
+            (endpoint["_id"], endpoint["tenant_id"])
+            for endpoint in endpoints
+            if not await self._previous_still_owed(db, endpoint["_id"], now, min_gap_s)
+        ]
 
     async def _previous_still_owed(
         self, db: AsyncDatabase[Document], endpoint_id: int, now: float, min_gap_s: float

@@ -41,10 +41,13 @@ def erase_device_webhook_positions(c: sqlite3.Connection, device_id: int, *, ten
     ).fetchall()
     for row_id, items in rows:
         kept = [item for item in orjson.loads(items) if item[0] != device_id]
+        if not kept:  # nothing left to send: no empty batch either
+            c.execute("DELETE FROM webhook_positions_pending WHERE id = ?", (row_id,))
+            continue
         devices = sorted({item[0] for item in kept})
         c.execute(
-            "UPDATE webhook_positions_pending SET items = ?, device_ids = ? WHERE id = ?",
-            (orjson.dumps(kept), orjson.dumps(devices).decode(), row_id),
+            "UPDATE webhook_positions_pending SET items = ?, device_ids = ?, item_count = ? WHERE id = ?",
+            (orjson.dumps(kept), orjson.dumps(devices).decode(), len(kept), row_id),
         )
 
 
@@ -130,11 +133,17 @@ CREATE TABLE IF NOT EXISTS webhook_positions_last (
     async def batch_pending_positions(
         self, *, now: float, max_items: int = MAX_BATCH_ITEMS, min_gap_s: float = 1.0
     ) -> int:
-        # Looked for on the reader first: this runs every second, and the writer is ingestion's.
-        waiting = await self._read(
-            lambda c: c.execute("SELECT 1 FROM webhook_positions_pending WHERE event_id IS NULL LIMIT 1").fetchone()
-        )
-        if waiting is None:
+        def due(c: sqlite3.Connection) -> list[tuple[int, int]]:
+            """The endpoints with positions waiting whose previous batch is out of the way."""
+            waiting = c.execute(
+                "SELECT id, tenant_id FROM webhook_endpoints e WHERE EXISTS (SELECT 1 FROM webhook_positions_pending p"
+                " WHERE p.endpoint_id = e.id AND p.event_id IS NULL) ORDER BY id"
+            ).fetchall()
+            return [(endpoint, tenant) for endpoint, tenant in waiting if not _still_owed(c, endpoint, now, min_gap_s)]
+
+        # Looked for on the reader first: this runs several times a second, the writer is ingestion's,
+        # and while a receiver is down its endpoint has positions waiting but no batch due.
+        if not await self._read(due):
             return 0
 
         def run(c: sqlite3.Connection) -> int:
@@ -142,18 +151,13 @@ CREATE TABLE IF NOT EXISTS webhook_positions_last (
                 "DELETE FROM webhook_positions_pending WHERE event_id IS NOT NULL AND batched_at < ?",
                 (now - MARKER_KEEP_S,),
             )
-            endpoints = c.execute(
-                "SELECT DISTINCT endpoint_id, tenant_id FROM webhook_positions_pending WHERE event_id IS NULL"
-            ).fetchall()
-            return sum(
-                _batch(c, endpoint_id, tenant_id, now=now, max_items=max_items, min_gap_s=min_gap_s)
-                for endpoint_id, tenant_id in endpoints
-            )
+            # Looked for again: another pass may have batched meanwhile.
+            return sum(_batch(c, endpoint, tenant, now=now, max_items=max_items) for endpoint, tenant in due(c))
 
         return await self._write(run)
 
 
-def _previous_still_owed(c: sqlite3.Connection, endpoint_id: int, now: float, min_gap_s: float) -> bool:
+def _still_owed(c: sqlite3.Connection, endpoint_id: int, now: float, min_gap_s: float) -> bool:
     """Whether the endpoint's last positions delivery is pending, or was delivered under `min_gap_s` ago."""
     row = c.execute(
         "SELECT d.status, d.delivered_at FROM webhook_positions_last l JOIN webhook_deliveries d"
@@ -166,11 +170,8 @@ def _previous_still_owed(c: sqlite3.Connection, endpoint_id: int, now: float, mi
     return bool(status == "pending" or (delivered_at is not None and now - delivered_at < min_gap_s))
 
 
-def _batch(
-    c: sqlite3.Connection, endpoint_id: int, tenant_id: int, *, now: float, max_items: int, min_gap_s: float
-) -> int:
-    if _previous_still_owed(c, endpoint_id, now, min_gap_s):
-        return 0
+def _batch(c: sqlite3.Connection, endpoint_id: int, tenant_id: int, *, now: float, max_items: int) -> int:
+    """Make the endpoint's next batch of waiting positions into a delivery."""
     taken: list[tuple[int, bytes]] = []
     count = 0
     for row_id, items, item_count in c.execute(
