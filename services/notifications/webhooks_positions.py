@@ -24,6 +24,12 @@ in one commit, reach webhooks as their newest position only, as on the live map.
 position would mean reading them back from the store's history with a cursor per endpoint, in
 ingestion order, which neither adapter keeps today (docs/partners.md says so, and how to read
 the full history with the REST API).
+
+The price, in the all-in-one mode only: the in-process bus hands each outbox message on once every
+consumer has handled it, so while some endpoint subscribes to positions, the relay waits for one
+small store write per telemetry message (about 0.6 ms median on SQLite with FULL sync, measured
+alone) before its next message, alarms included. In the distributed mode this consumer has a queue
+of its own and nothing waits for it.
 """
 
 from __future__ import annotations
