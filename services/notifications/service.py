@@ -15,7 +15,8 @@ from services.notifications.push import PushNotifier
 from services.notifications.sms import SmsNotifier, sms_configured
 from services.notifications.voice import VoiceNotifier, voice_configured
 from services.notifications.webhooks import WebhookEvents, WebhookSender
-from shared.bus.topics import TOPIC_ALARM, TOPIC_ALERT, TOPIC_DEVICE_STATUS
+from services.notifications.webhooks_positions import PositionBatcher, WebhookPositions
+from shared.bus.topics import TOPIC_ALARM, TOPIC_ALERT, TOPIC_DEVICE_STATUS, TOPIC_TELEMETRY
 from shared.config import Settings
 from shared.logging import get_logger
 from shared.store import NotificationsStore
@@ -71,12 +72,17 @@ class NotificationsService:
         self.webhook_events = WebhookEvents(context.store, on_queued=self.webhooks.wake)
         context.bus.subscribe("webhook-events", [TOPIC_DEVICE_STATUS], self.webhook_events.on_device_status)
         context.bus.subscribe("webhook-wake", [TOPIC_ALERT], self.webhook_events.on_alert, broadcast=True)
+        # The `positions` event: off the devices' ACK path, a dict lookup per message while nobody asks for it.
+        self.webhook_positions = WebhookPositions(context.store)
+        context.bus.subscribe("webhook-positions", [TOPIC_TELEMETRY], self.webhook_positions.handle)
+        self.position_batcher = PositionBatcher(context.store, self.webhooks.wake)
 
     async def start(self) -> None:
         self.dispatcher.start()
         self.escalator.start()
         await self.detection.start()
         self.webhooks.start()
+        self.position_batcher.start()
         log.info("notifications_started", channels=self.dispatcher.channels)
 
     async def drain(self) -> None:
@@ -84,6 +90,7 @@ class NotificationsService:
         await self.escalator.stop()
         await self.dispatcher.drain()
         await self.push.drain(self.dispatcher.policy.drain_timeout)
+        await self.position_batcher.stop()  # what it has not batched stays pending for the next start
         await self.webhooks.drain(self.dispatcher.policy.drain_timeout)
 
     async def close(self) -> None:
@@ -91,6 +98,7 @@ class NotificationsService:
         await self.escalator.stop()
         await self.dispatcher.close()
         await self.push.close()
+        await self.position_batcher.stop()
         await self.webhooks.close()
 
     async def reload(self, settings: Settings) -> None:

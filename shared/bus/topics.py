@@ -24,6 +24,7 @@ KNOWN_CONSUMERS: dict[str, list[str]] = {
     "push-notifier": [TOPIC_ALERT],
     "detectors": [TOPIC_TELEMETRY],
     "wss-positions": [TOPIC_TELEMETRY],
+    "webhook-positions": [TOPIC_TELEMETRY],
     "wss-alerts": [TOPIC_ALERT],
     "wss-device-status": [TOPIC_DEVICE_STATUS],
     "webhook-events": [TOPIC_DEVICE_STATUS],

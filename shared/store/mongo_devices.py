@@ -18,6 +18,7 @@ from pymongo.errors import DuplicateKeyError
 from shared.store.audit import AuditEntry
 from shared.store.devices import CommandRecord, Device, DeviceExists
 from shared.store.mongo_audit import with_audit
+from shared.store.mongo_webhook_positions import erase_device_webhook_positions
 
 if TYPE_CHECKING:
     from pymongo.asynchronous.database import AsyncDatabase
@@ -172,6 +173,7 @@ class MongoDevices:
             await db.alerts.delete_many({"_id": {"$in": alert_ids}})
         for collection in _ERASE_BY_DEVICE:  # positions: a time-series collection whose metaField is device_id
             await db[collection].delete_many({"device_id": device_id})
+        await erase_device_webhook_positions(db, device_id, tenant_id=tenant_id, imei=imei)
         # Geofences name their devices by IMEI: after an erasure only the audit log may still name it.
         await db.geofences.update_many({"tenant_id": tenant_id, "devices": imei}, {"$pull": {"devices": imei}})
 

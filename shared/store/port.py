@@ -11,6 +11,7 @@ and the compositions each service names.
 | `OutboxStore` | outbox.py | messages waiting for the relay |
 | `AuditStore` | audit.py | the append-only audit log (changes write their entry with them) |
 | `WebhookStore` | webhooks.py | partner webhook endpoints and the deliveries owed to them |
+| `WebhookPositionsStore` | webhook_positions.py | positions owed to webhook endpoints, batched into deliveries |
 
 Each adapter (SQLite, MongoDB) is one class composed of one mixin per port and
 offers them all (`Store`); a service names only what it uses, so its
@@ -36,6 +37,7 @@ from shared.store.outbox import OutboxEntry as OutboxEntry
 from shared.store.outbox import OutboxStore
 from shared.store.telemetry import FrameRecord as FrameRecord
 from shared.store.telemetry import TelemetryHistory, TelemetryStore
+from shared.store.webhook_positions import WebhookPositionsStore
 from shared.store.webhooks import WebhookStore
 
 
@@ -60,7 +62,14 @@ class ListenerStore(DeviceStore, TelemetryStore, Protocol):
 
 
 class NotificationsStore(
-    AccountStore, DeviceStore, AlertingStore, DetectionConfigStore, AuditStore, WebhookStore, Protocol
+    AccountStore,
+    DeviceStore,
+    AlertingStore,
+    DetectionConfigStore,
+    AuditStore,
+    WebhookStore,
+    WebhookPositionsStore,
+    Protocol,
 ):
     """The notifications service: alarms to alerts, detections, who is told and how, partner webhooks."""
 
@@ -73,6 +82,7 @@ class ApiStore(
     DetectionConfigStore,
     AuditStore,
     WebhookStore,
+    WebhookPositionsStore,  # the notifications service shares the API's context
     Protocol,
 ):
     """The REST API and what shares its ServiceContext (the notifications service uses a part)."""
@@ -91,6 +101,7 @@ class Store(
     DetectionConfigStore,
     AuditStore,
     WebhookStore,
+    WebhookPositionsStore,
     Protocol,
 ):
     """Every port, as one adapter offers them: for the wiring that builds, opens and hands it out."""

@@ -17,6 +17,7 @@ import orjson
 from shared.store.audit import AuditEntry
 from shared.store.devices import CommandRecord, Device, DeviceExists
 from shared.store.sqlite_audit import insert_audit
+from shared.store.sqlite_webhook_positions import erase_device_webhook_positions
 
 T = TypeVar("T")
 
@@ -265,6 +266,7 @@ def _erase_records(c: sqlite3.Connection, device_id: int, *, imei: str, tenant_i
         c.execute(f"DELETE FROM alerts WHERE id IN ({marks})", chunk)
     for table in _ERASE_BY_DEVICE:
         c.execute(f"DELETE FROM {table} WHERE device_id = ?", (device_id,))
+    erase_device_webhook_positions(c, device_id, tenant_id=tenant_id, imei=imei)
     # Geofences name their devices by IMEI: after an erasure only the audit log may still name it.
     for geofence_id, devices in c.execute(
         "SELECT id, devices FROM geofences WHERE tenant_id = ?", (tenant_id,)
