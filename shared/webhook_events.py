@@ -60,8 +60,11 @@ def event_body(event_id: str, type: str, created_at: str, data: dict[str, Any]) 
     return orjson.dumps({"id": event_id, "type": type, "created_at": created_at, "data": data})
 
 
-def _event(tenant_id: int, type: str, event_id: str, at: float, data: dict[str, Any]) -> WebhookEvent:
-    return WebhookEvent(tenant_id, type, event_id, event_body(event_id, type, iso_utc(at, millis=True) or "", data))
+def _event(
+    tenant_id: int, type: str, event_id: str, at: float, data: dict[str, Any], imei: str | None = None
+) -> WebhookEvent:
+    body = event_body(event_id, type, iso_utc(at, millis=True) or "", data)
+    return WebhookEvent(tenant_id, type, event_id, body, imei)
 
 
 def alert_change_event(tenant_id: int, change: str, alert: dict[str, Any]) -> WebhookEvent | None:
@@ -72,21 +75,13 @@ def alert_change_event(tenant_id: int, change: str, alert: dict[str, Any]) -> We
     type_, happened = ALERT_CHANGES[change]
     event_id = derived_event_id("alert", alert["id"], change)
     body = event_body(event_id, type_, alert.get(happened) or alert["created_at"], alert)
-    return WebhookEvent(tenant_id, type_, event_id, body)
+    return WebhookEvent(tenant_id, type_, event_id, body, alert["imei"])
 
 
 def alert_escalated_event(tenant_id: int, alert: dict[str, Any], *, step: int, at: float) -> WebhookEvent:
     """An escalation step taken: the alert in the REST shape, with the step's number."""
-    return _event(
-        tenant_id,
-        "alert.escalated",
-        derived_event_id("alert", alert["id"], "escalated", step),
-        at,
-        {
-            **alert,
-            "escalation_step": step,
-        },
-    )
+    event_id = derived_event_id("alert", alert["id"], "escalated", step)
+    return _event(tenant_id, "alert.escalated", event_id, at, {**alert, "escalation_step": step}, alert["imei"])
 
 
 def device_status_event(status: dict[str, Any], *, key: str, at: float) -> WebhookEvent:
@@ -94,7 +89,7 @@ def device_status_event(status: dict[str, Any], *, key: str, at: float) -> Webho
     `device_status`); `key` names this one change (the bus message's id)."""
     type_ = "device.online" if status["online"] else "device.offline"
     data = {name: status.get(name) for name in ("imei", "online", "battery", "last_seen")}
-    return _event(status["tenant_id"], type_, derived_event_id("device", key), at, data)
+    return _event(status["tenant_id"], type_, derived_event_id("device", key), at, data, status["imei"])
 
 
 def command_to_api(command: CommandRecord, now: float) -> dict[str, Any]:
@@ -115,7 +110,8 @@ def command_completed_event(tenant_id: int, command: CommandRecord, now: float) 
     """A device answered a command (done, failed or unsupported): the command in the REST shape,
     with the device's IMEI."""
     data = {**command_to_api(command, now), "imei": command.imei}
-    return _event(tenant_id, "command.completed", derived_event_id("command", command.id, command.status), now, data)
+    event_id = derived_event_id("command", command.id, command.status)
+    return _event(tenant_id, "command.completed", event_id, now, data, command.imei)
 
 
 def ping_event(tenant_id: int, endpoint_id: int, now: float) -> WebhookEvent:

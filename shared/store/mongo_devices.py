@@ -174,6 +174,7 @@ class MongoDevices:
         for collection in _ERASE_BY_DEVICE:  # positions: a time-series collection whose metaField is device_id
             await db[collection].delete_many({"device_id": device_id})
         await erase_device_webhook_positions(db, device_id, tenant_id=tenant_id, imei=imei)
+        await db.webhook_deliveries.delete_many({"tenant_id": tenant_id, "imei": imei})  # events about it
         # Geofences name their devices by IMEI: after an erasure only the audit log may still name it.
         await db.geofences.update_many({"tenant_id": tenant_id, "devices": imei}, {"$pull": {"devices": imei}})
 

@@ -66,6 +66,12 @@ class MongoWebhooks:
             IndexModel([("endpoint_id", 1), ("event_id", 1)], name="webhook_deliveries_unique", unique=True),
             IndexModel([("status", 1), ("next_attempt_at", 1)], name="webhook_deliveries_due"),
             IndexModel([("tenant_id", 1), ("endpoint_id", 1), ("_id", DESCENDING)], name="webhook_deliveries_log"),
+            # The device an event is about, for its erasure (absent on pings and positions batches).
+            IndexModel(
+                [("tenant_id", 1), ("imei", 1)],
+                name="webhook_deliveries_by_device",
+                partialFilterExpression={"imei": {"$exists": True}},
+            ),
         ],
     }
 
@@ -194,6 +200,7 @@ class MongoWebhooks:
         type: str,
         payload: bytes,
         at: float,
+        imei: str | None = None,
     ) -> int:
         new = 0
         async with self._write() as db:
@@ -214,6 +221,7 @@ class MongoWebhooks:
                             "first_attempt_at": at,
                             "created_at": at,
                             "lease_until": 0.0,
+                            **({} if imei is None else {"imei": imei}),
                         }
                     },
                     upsert=True,
@@ -232,6 +240,7 @@ class MongoWebhooks:
             type=event.type,
             payload=event.body,
             at=at,
+            imei=event.imei,
         )
 
     async def webhook_deliveries(

@@ -18,6 +18,7 @@ from shared.store.audit import AuditEntry
 from shared.store.devices import CommandRecord, Device, DeviceExists
 from shared.store.sqlite_audit import insert_audit
 from shared.store.sqlite_webhook_positions import erase_device_webhook_positions
+from shared.store.sqlite_webhooks import erase_device_webhook_deliveries
 
 T = TypeVar("T")
 
@@ -267,6 +268,7 @@ def _erase_records(c: sqlite3.Connection, device_id: int, *, imei: str, tenant_i
     for table in _ERASE_BY_DEVICE:
         c.execute(f"DELETE FROM {table} WHERE device_id = ?", (device_id,))
     erase_device_webhook_positions(c, device_id, tenant_id=tenant_id, imei=imei)
+    erase_device_webhook_deliveries(c, tenant_id=tenant_id, imei=imei)
     # Geofences name their devices by IMEI: after an erasure only the audit log may still name it.
     for geofence_id, devices in c.execute(
         "SELECT id, devices FROM geofences WHERE tenant_id = ?", (tenant_id,)

@@ -97,9 +97,11 @@ CREATE TABLE IF NOT EXISTS webhook_deliveries (
     attempts INTEGER NOT NULL DEFAULT 0, window_attempts INTEGER NOT NULL DEFAULT 0, last_status INTEGER,
     last_error TEXT, next_attempt_at REAL,
     delivered_at REAL, first_attempt_at REAL NOT NULL, created_at REAL NOT NULL,
-    lease_owner TEXT, lease_until REAL NOT NULL DEFAULT 0,
+    lease_owner TEXT, lease_until REAL NOT NULL DEFAULT 0, imei TEXT,
     UNIQUE (endpoint_id, event_id));
 CREATE INDEX IF NOT EXISTS webhook_deliveries_due ON webhook_deliveries(status, next_attempt_at);
+-- imei: the device an event is about, so that erasing the device deletes what is owed about it.
+CREATE INDEX IF NOT EXISTS webhook_deliveries_by_device ON webhook_deliveries(tenant_id, imei) WHERE imei IS NOT NULL;
 """
 
     if TYPE_CHECKING:  # provided by SqliteStore
@@ -215,8 +217,11 @@ CREATE INDEX IF NOT EXISTS webhook_deliveries_due ON webhook_deliveries(status, 
         type: str,
         payload: bytes,
         at: float,
+        imei: str | None = None,
     ) -> int:
-        return await self._write(lambda c: _insert_deliveries(c, tenant_id, endpoint_ids, event_id, type, payload, at))
+        return await self._write(
+            lambda c: _insert_deliveries(c, tenant_id, endpoint_ids, event_id, type, payload, at, imei)
+        )
 
     async def owe_webhook_event(self, event: WebhookEvent, *, at: float) -> int:
         return await self._write(lambda c: owe_event(c, event, at))
@@ -336,7 +341,7 @@ def owe_event(c: sqlite3.Connection, event: WebhookEvent, at: float) -> int:
         "SELECT id, events FROM webhook_endpoints WHERE tenant_id = ? AND enabled = 1", (event.tenant_id,)
     ).fetchall()
     endpoint_ids = [id_ for id_, events in rows if event.type in orjson.loads(events)]
-    return _insert_deliveries(c, event.tenant_id, endpoint_ids, event.id, event.type, event.body, at)
+    return _insert_deliveries(c, event.tenant_id, endpoint_ids, event.id, event.type, event.body, at, event.imei)
 
 
 def _insert_deliveries(
@@ -347,12 +352,18 @@ def _insert_deliveries(
     type_: str,
     payload: bytes,
     at: float,
+    imei: str | None,
 ) -> int:
     new = 0
     for endpoint_id in endpoint_ids:
         new += c.execute(
             "INSERT OR IGNORE INTO webhook_deliveries(tenant_id, endpoint_id, event_id, type, payload, status,"
-            " next_attempt_at, first_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?)",
-            (tenant_id, endpoint_id, event_id, type_, payload, at, at, at),
+            " next_attempt_at, first_attempt_at, created_at, imei) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?)",
+            (tenant_id, endpoint_id, event_id, type_, payload, at, at, at, imei),
         ).rowcount
     return new
+
+
+def erase_device_webhook_deliveries(c: sqlite3.Connection, *, tenant_id: int, imei: str) -> None:
+    """Delete the deliveries of events about a device, sent or not (within its erasure's transaction)."""
+    c.execute("DELETE FROM webhook_deliveries WHERE tenant_id = ? AND imei = ?", (tenant_id, imei))

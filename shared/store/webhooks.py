@@ -51,6 +51,7 @@ class WebhookEvent:
     type: str
     id: str  # "evt_" and 24 hex digits
     body: bytes  # the JSON every attempt posts
+    imei: str | None = None  # the device it is about: erasing that device deletes its deliveries
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,9 +142,10 @@ class WebhookStore(Protocol):
         type: str,
         payload: bytes,
         at: float,
+        imei: str | None = None,
     ) -> int:
-        """Owe the event to each endpoint, due now; an (endpoint, event id) already owed is left as it is.
-        Returns how many deliveries were new."""
+        """Owe the event to each endpoint, due now (`imei`: the device it is about, if one); an
+        (endpoint, event id) already owed is left as it is. Returns how many deliveries were new."""
 
     async def owe_webhook_event(self, event: WebhookEvent, *, at: float) -> int:
         """Owe the event to each enabled endpoint of its tenant subscribed to its type, due at `at`;

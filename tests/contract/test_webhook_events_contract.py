@@ -19,8 +19,8 @@ from shared.protocols.xsole import CommandCode, CommandResult
 from shared.store import Store
 from shared.store.mongo import MongoStore
 from shared.store.webhooks import WebhookEndpoint
-from shared.webhook_events import derived_event_id, device_status_event
-from tests.contract.store_data import add_device, frame, outbox, raised_alert
+from shared.webhook_events import derived_event_id, device_status_event, new_event_id
+from tests.contract.store_data import OTHER_IMEI, add_device, frame, outbox, raised_alert
 from tests.helpers.stored import commit_frames
 
 ALERT_EVENTS = ("alert.raised", "alert.acknowledged", "alert.resolved")
@@ -173,3 +173,24 @@ async def test_mongo_an_answer_stopped_before_its_event_is_owed_owes_it_at_open(
     await mongo.open()
     [(type_, _, body)] = await owed(store, endpoint)
     assert (type_, body["data"]["status"]) == ("command.completed", "failed")
+
+
+async def test_erasing_a_device_deletes_the_events_about_it_and_nothing_else(store: Store) -> None:
+    erased, kept = await add_device(store), await add_device(store, OTHER_IMEI, name="Bob")
+    tenant = erased.tenant_id
+    endpoint = await add_endpoint(store, tenant, (*ALERT_EVENTS, "device.online", "ping"))
+    await raised_alert(store, erased)
+    kept_alert = await raised_alert(store, kept, seq=2)
+    for device in (erased, kept):
+        status = {"tenant_id": tenant, "imei": device.imei, "online": True, "battery": 80, "last_seen": None}
+        await store.owe_webhook_event(device_status_event(status, key=f"status-{device.id}", at=1.0), at=1.0)
+    await store.queue_webhook_event(
+        tenant_id=tenant, endpoint_ids=[endpoint.id], event_id=new_event_id(), type="ping", payload=b"{}", at=1.0
+    )
+    assert len(await owed(store, endpoint)) == 5
+
+    assert await store.retire_device(erased.id, erase=True)
+    left = await owed(store, endpoint)
+    assert sorted(type_ for type_, _, _ in left) == ["alert.raised", "device.online", "ping"]
+    assert erased.imei.encode() not in b"".join(orjson.dumps(body) for _, _, body in left)
+    assert [body["data"]["id"] for type_, _, body in left if type_ == "alert.raised"] == [kept_alert.id]
