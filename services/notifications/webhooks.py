@@ -36,6 +36,7 @@ from shared.webhook_events import device_status_event
 log = get_logger("solewatch.webhooks")
 
 CLAIM_BATCH = 100
+NOBODY_TTL_S = 1.5  # an endpoint newly subscribed to device events hears them this much later at most
 # Long enough for a delivery to wait for its endpoint's slot and be sent; a process that dies holding
 # one delays it by this much at most.
 LEASE_S = 6 * ATTEMPT_TIMEOUT_S
@@ -48,12 +49,27 @@ class WebhookEvents:
     def __init__(self, store: WebhookStore, on_queued: asyncio.Event | None = None):
         self._store = store
         self._on_queued = on_queued
+        self._listening: dict[tuple[int, str], float] = {}  # (tenant, event type) -> until when "nobody"
 
     async def on_device_status(self, message: Message) -> None:
         status = orjson.loads(message.payload)
         event = device_status_event(status, key=message.message_id, at=time.time())
+        if await self._nobody_listens(event.tenant_id, event.type):
+            return
         if await self._store.owe_webhook_event(event, at=time.time()):
             self.wake()
+
+    async def _nobody_listens(self, tenant_id: int, event_type: str) -> bool:
+        """True when no endpoint of the tenant asked for this type, as of at most `NOBODY_TTL_S` ago:
+        a fleet logging in after a restart (thousands of devices at once) costs one read per tenant,
+        not one per device, while nobody subscribes."""
+        key = (tenant_id, event_type)
+        if self._listening.get(key, 0.0) > time.monotonic():
+            return True
+        if await self._store.subscribed_webhook_endpoints(tenant_id, event_type):
+            return False
+        self._listening[key] = time.monotonic() + NOBODY_TTL_S
+        return True
 
     async def on_alert(self, _message: Message) -> None:
         """An alert changed, and the store owed its events with the change: look now, not at the poll."""

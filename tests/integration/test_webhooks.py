@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 import pytest
 
-from services.notifications import acknowledge_alert, resolve_alert
+from services.notifications import acknowledge_alert, resolve_alert, webhooks
 from services.notifications.webhooks_outbound import attempt, new_client, retry_delay
 from shared.bus import Message
 from shared.bus.topics import TOPIC_DEVICE_STATUS
@@ -333,3 +333,29 @@ async def _reopened_claim(app: Alerting) -> list[Any]:
         return await store.claim_webhook_deliveries(owner="dead", now=time.time() + 1, lease_s=1.0, limit=10)
     finally:
         await store.close()
+
+
+async def test_a_login_storm_nobody_listens_to_costs_one_read(
+    start_alerting, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = await start_alerting(None, **FAST)
+    device = await app.device()
+    reads = 0
+    look = app.store.subscribed_webhook_endpoints
+
+    async def counted(tenant_id: int, event_type: str) -> Any:
+        nonlocal reads
+        reads += 1
+        return await look(tenant_id, event_type)
+
+    monkeypatch.setattr(app.store, "subscribed_webhook_endpoints", counted)
+    events = app.service.webhook_events
+    status = {"tenant_id": device.tenant_id, "imei": device.imei, "online": True, "battery": 40, "last_seen": None}
+    for n in range(200):
+        await events.on_device_status(Message(TOPIC_DEVICE_STATUS, orjson.dumps(status), f"status-1-{n}"))
+    assert reads == 1
+
+    await endpoint(app, receiver.url, ("device.online",))
+    await asyncio.sleep(webhooks.NOBODY_TTL_S)  # an endpoint subscribing is heard this much later at most
+    await events.on_device_status(Message(TOPIC_DEVICE_STATUS, orjson.dumps(status), "status-1-late"))
+    await eventually(lambda: receiver.delivered(), what="device.online delivered once someone listens")
