@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from typing import Any
+from typing import Any, Literal, get_args
 
 import orjson
 
@@ -24,7 +24,7 @@ from shared.protocols.xsole.command_args import command_name
 from shared.store.devices import CommandRecord, command_status
 from shared.store.webhooks import WebhookEvent
 
-EVENT_TYPES = (
+EventType = Literal[
     "alert.raised",
     "alert.acknowledged",
     "alert.resolved",
@@ -34,7 +34,8 @@ EVENT_TYPES = (
     "command.completed",
     "positions",
     "ping",
-)
+]
+EVENT_TYPES: tuple[str, ...] = get_args(EventType)
 # The alert changes (shared/store/*_alerts.py) and the events that announce them, with the alert's
 # field that says when the change happened.
 ALERT_CHANGES = {

@@ -30,7 +30,7 @@ from services.api.history import activity_view, heartbeat_view, position_view
 from services.authn.models import ErrorOut
 from services.context import ServiceContext
 from shared.alerts import alert_to_api, iso_utc
-from shared.store import Device
+from shared.store import ApiStore, Device
 from shared.webhook_events import command_to_api
 
 router = APIRouter(prefix="/api/v1/devices", tags=["devices"])
@@ -90,6 +90,36 @@ def _csv_header(columns: Iterable[str]) -> bytes:
     return (",".join(columns) + "\n").encode()
 
 
+async def _alerts(device: Device, store: ApiStore) -> AsyncIterator[list[dict[str, Any]]]:
+    """The device's alerts with their timelines, newest first, a page at a time."""
+    before = None
+    while True:
+        alerts = await store.alerts(device.tenant_id, imei=device.imei, before_id=before, limit=PAGE)
+        page = []
+        for alert in alerts:
+            timeline = await store.alert_timeline(device.tenant_id, alert.id)
+            lines = [
+                {"at": iso_utc(e.at, millis=True), "action": e.action, "actor": e.actor, "detail": e.detail}
+                for e in timeline
+            ]
+            page.append(alert_to_api(alert) | {"timeline": lines})
+        yield page
+        if len(alerts) < PAGE:
+            return
+        before = alerts[-1].id
+
+
+async def _commands(device: Device, store: ApiStore) -> AsyncIterator[list[dict[str, Any]]]:
+    """The device's commands, newest first, a page at a time."""
+    before, now = None, time.time()
+    while True:
+        commands = await store.device_commands(device.id, before_id=before, limit=PAGE)
+        yield [command_to_api(command, now) for command in commands]
+        if len(commands) < PAGE:
+            return
+        before = commands[-1].id
+
+
 async def _zip(context: ServiceContext, device: Device) -> AsyncIterator[bytes]:
     sink = _Sink()
     store = context.store
@@ -113,41 +143,16 @@ async def _zip(context: ServiceContext, device: Device) -> AsyncIterator[bytes]:
                     yield sink.take()
             yield sink.take()
 
-        with archive.open("alerts.json", "w", force_zip64=True) as member:
-            member.write(b"[")
-            first, before = True, None
-            while True:
-                alerts = await store.alerts(device.tenant_id, imei=device.imei, before_id=before, limit=PAGE)
-                for alert in alerts:
-                    timeline = await store.alert_timeline(device.tenant_id, alert.id)
-                    shown = alert_to_api(alert) | {
-                        "timeline": [
-                            {"at": iso_utc(e.at, millis=True), "action": e.action, "actor": e.actor, "detail": e.detail}
-                            for e in timeline
-                        ]
-                    }
-                    member.write((b"" if first else b",\n") + orjson.dumps(shown))
-                    first = False
-                yield sink.take()
-                if len(alerts) < PAGE:
-                    break
-                before = alerts[-1].id
-            member.write(b"]")
-
-        with archive.open("commands.json", "w", force_zip64=True) as member:
-            member.write(b"[")
-            first, before = True, None
-            now = time.time()
-            while True:
-                commands = await store.device_commands(device.id, before_id=before, limit=PAGE)
-                for command in commands:
-                    member.write((b"" if first else b",\n") + orjson.dumps(command_to_api(command, now)))
-                    first = False
-                yield sink.take()
-                if len(commands) < PAGE:
-                    break
-                before = commands[-1].id
-            member.write(b"]")
+        for name, pages in (("alerts.json", _alerts(device, store)), ("commands.json", _commands(device, store))):
+            with archive.open(name, "w", force_zip64=True) as member:
+                member.write(b"[")
+                separator = b""
+                async for items in pages:
+                    for item in items:
+                        member.write(separator + orjson.dumps(item))
+                        separator = b",\n"
+                    yield sink.take()
+                member.write(b"]")
     yield sink.take()  # the central directory
 
 

@@ -2,24 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, get_args
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
-from shared.webhook_events import EVENT_TYPES
+from shared.webhook_events import EVENT_TYPES, EventType
 
-EventType = Literal[
-    "alert.raised",
-    "alert.acknowledged",
-    "alert.resolved",
-    "alert.escalated",
-    "device.online",
-    "device.offline",
-    "command.completed",
-    "positions",
-    "ping",
-]
-assert set(get_args(EventType)) == set(EVENT_TYPES)
 DeliveryStatus = Literal["pending", "delivered", "failed"]
 
 WebhookUrl = Annotated[
