@@ -110,3 +110,25 @@ def alarm_message(alarm: DeviceAlarm, alarm_id: int, ts: int) -> bytes:
             "received_at": received_at,
         }
     )
+
+
+def message_without_device(topic: str, payload: bytes, device_id: int, imei: str) -> bytes | None:
+    """An outbox message with nothing left of an erased device: the same bytes when it never named
+    it, None when it was all about it (an alarm, an alert change), a telemetry message without the
+    device's rows otherwise (the other devices' live updates still go)."""
+    if imei.encode() not in payload:  # every message naming a device names its IMEI
+        return payload
+    message = orjson.loads(payload)
+    if topic != TOPIC_TELEMETRY:
+        about = message.get("alert", message)
+        return None if about.get("imei") == imei or about.get("device_id") == device_id else payload
+    message["devices"].pop(str(device_id), None)
+    for kind in COLUMNS:
+        table = message.get(kind)
+        if table is not None:
+            table["rows"] = [row for row in table["rows"] if row[0] != device_id]
+            if not table["rows"]:
+                del message[kind]
+    if not message["devices"]:
+        return None
+    return orjson.dumps(message)

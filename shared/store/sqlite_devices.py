@@ -16,6 +16,7 @@ import orjson
 
 from shared.store.audit import AuditEntry
 from shared.store.devices import CommandRecord, Device, DeviceExists
+from shared.store.messages import message_without_device
 from shared.store.sqlite_audit import insert_audit
 from shared.store.sqlite_webhook_positions import erase_device_webhook_positions
 from shared.store.sqlite_webhooks import erase_device_webhook_deliveries
@@ -31,6 +32,28 @@ COMMAND_COLUMNS = (
 )
 # What `erase` deletes besides the device row: its own rows, then those of its alerts.
 _ERASE_BY_DEVICE = ("frame_runs", "alarms", "commands")
+# How erasing a device (retire_device(erase=True)) treats every table: a table missing here fails
+# tests/contract/test_erasure_contract.py, so a new table cannot be forgotten by erasure.
+ERASURE = {
+    "devices": "the device's row",
+    **{table: "its rows" for table in ("frame_runs", "alarms", "commands", "device_settings")},
+    "alerts": "its alerts",
+    **{table: "its alerts' rows" for table in ("alert_events", "notifications", "notification_deliveries")},
+    **{table: "its alerts' rows" for table in ("detections", "escalations", "sms_reply_codes")},
+    "outbox": "messages about it deleted, telemetry messages rewritten without it",
+    "webhook_deliveries": "events about it deleted, positions batches rewritten without it",
+    "webhook_positions_pending": "its positions",
+    "geofences": "its IMEI taken out of their device lists",
+    "audit": "kept: who did what, the one place that may still name the IMEI (CONTRACT §8)",
+    # A known gap: an answer may name the worker (the device's name), never the IMEI.
+    "sms_inbound": "kept a week: the answers sent to SMS replies, for Twilio's retries",
+    **{
+        table: "never about a device"
+        for table in ("tenants", "users", "api_keys", "contacts", "escalation_policies", "push_subscriptions")
+    },
+    **{table: "never about a device" for table in ("server_keys", "webhook_endpoints", "webhook_positions_last")},
+    "sqlite_sequence": "SQLite's own counters",
+}
 # Well under SQLite's limit on a statement's parameters (32,766 since 3.32, 999 before).
 _IDS_PER_QUERY = 500
 _ERASE_BY_ALERT = (
@@ -269,6 +292,7 @@ def _erase_records(c: sqlite3.Connection, device_id: int, *, imei: str, tenant_i
         c.execute(f"DELETE FROM {table} WHERE device_id = ?", (device_id,))
     erase_device_webhook_positions(c, device_id, tenant_id=tenant_id, imei=imei)
     erase_device_webhook_deliveries(c, tenant_id=tenant_id, imei=imei)
+    _erase_from_outbox(c, device_id, imei)
     # Geofences name their devices by IMEI: after an erasure only the audit log may still name it.
     for geofence_id, devices in c.execute(
         "SELECT id, devices FROM geofences WHERE tenant_id = ?", (tenant_id,)
@@ -277,3 +301,15 @@ def _erase_records(c: sqlite3.Connection, device_id: int, *, imei: str, tenant_i
         if imei in named:
             kept = [other for other in named if other != imei]
             c.execute("UPDATE geofences SET devices = ? WHERE id = ?", (orjson.dumps(kept).decode(), geofence_id))
+
+
+def _erase_from_outbox(c: sqlite3.Connection, device_id: int, imei: str) -> None:
+    """Messages not relayed yet: those about the device go, telemetry loses the device's rows."""
+    for entry_id, topic, payload in c.execute(
+        "SELECT id, topic, payload FROM outbox WHERE instr(payload, ?) > 0", (imei.encode(),)
+    ).fetchall():
+        message = message_without_device(topic, bytes(payload), device_id, imei)
+        if message is None:
+            c.execute("DELETE FROM outbox WHERE id = ?", (entry_id,))
+        elif message != payload:
+            c.execute("UPDATE outbox SET payload = ? WHERE id = ?", (message, entry_id))
