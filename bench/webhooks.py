@@ -189,9 +189,16 @@ def _sos(device: XSoleTestClient) -> Alarm:
 
 
 async def _throughput(
-    port: int, credentials: list[tuple[str, str]], partners: Partners, admin: Admin, *, events: int
+    port: int,
+    credentials: list[tuple[str, str]],
+    partners: Partners,
+    admin: Admin,
+    gateway: SmsGateway,
+    *,
+    events: int,
 ) -> dict[str, Any]:
-    """`events` SOS alarms from the burst insoles, each alert's alert.raised delivered to one fast endpoint."""
+    """`events` SOS alarms from the burst insoles, each alert's alert.raised delivered to one fast endpoint.
+    The alerts' SMS are timed too: the alerting path's own pace, next to the webhooks'."""
     endpoint_id = await admin.add_endpoint(partners, "/fast/0", ("alert.raised",))
     devices = await _insoles(port, credentials)
     shares = [events // len(devices) + (i < events % len(devices)) for i in range(len(devices))]
@@ -207,17 +214,21 @@ async def _throughput(
             refused += acks.get(alarm.seq) != 0
             acked_at = max(acked_at, time.time())
 
+    sms_before = len(gateway.arrivals)
     started = time.time()
     await asyncio.gather(*(insole(device, alarms) for device, alarms in zip(devices, shares, strict=True)))
     expected = events - refused
     deadline = time.monotonic() + 60 + events / 20
-    while len(partners.arrivals) < expected and time.monotonic() < deadline:
+    while (len(partners.arrivals) < expected or len(gateway.arrivals) - sms_before < expected) and (
+        time.monotonic() < deadline
+    ):
         await asyncio.sleep(0.01)
     await asyncio.sleep(1.0)  # a late duplicate would arrive now
     for device in devices:
         await device.close()
     await admin.delete_endpoint(endpoint_id)
     unique = len(partners.arrivals)
+    sms = gateway.arrivals[sms_before:]
     elapsed = (partners.last_new_at - started) if unique else float("nan")
     return {
         "events": expected,
@@ -228,6 +239,7 @@ async def _throughput(
         "all_delivered_once": unique == expected == len(partners.alert_ids)
         and sum(partners.arrivals.values()) == unique,
         "alarms_per_s": round(events / (acked_at - started), 1),
+        "sms_per_s": round(len(sms) / (max(arrived for arrived, _ in sms) - started), 1) if sms else 0.0,
         "events_per_s": round(unique / elapsed, 1) if unique else 0.0,
         "seconds_to_last_event": round(elapsed, 2),
     }
@@ -357,7 +369,7 @@ async def run(
         slow_requests = 0
         try:
             await admin.sign_in()
-            delivery = await _throughput(port, burst, partners, admin, events=events)
+            delivery = await _throughput(port, burst, partners, admin, gateway, events=events)
             timed = AlarmInsoles(await _insoles(port, alarming), gateway, supervisor, alarm_interval)
             # The streaming outlasts the phases: each switch takes a moment (a few API calls, the hung
             # requests let go); what is left of it after the last phase is waited out.
@@ -420,6 +432,7 @@ def report(figures: dict[str, Any]) -> None:
         f"webhooks: {figures['webhook_events']} alert.raised events to one fast endpoint",
         [
             ("alarms raised (ACKed)", f"{figures['webhook_alarms_per_s']:,} /s"),
+            ("their alerts' SMS, first ALARM to last SMS", f"{figures['webhook_sms_per_s']:,} /s"),
             ("events delivered, first ALARM to last new id", f"{figures['webhook_events_per_s']:,} /s"),
             ("seconds to the last event", f"{figures['webhook_seconds_to_last_event']} s"),
             (
