@@ -22,7 +22,9 @@ Two figures, measured in one run so that the machine's noise hits both:
    half of them hanging past the 10 s attempt timeout, the others answering
    after 3 s), in the order ABBAAB so that a steady drift weighs on both
    alike. A phase B ends by deleting its endpoints (and their backlog) and
-   letting the hung requests go, so a phase A carries nothing of it.
+   letting the hung requests go, so a phase A carries nothing of it. The
+   server's CPU is read over each phase too (from /proc), to tell a busier
+   server from a busier machine.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ import orjson
 from aiohttp import web
 
 from bench.alarm import ACCOUNT_SID, PUBLIC_URL, REPLY_CODE, SUPERVISOR_PHONE, SmsGateway, Supervisor
-from bench.common import percentile, print_table, register_devices, run_loadgens, start_solewatch
+from bench.common import CpuSampler, percentile, print_table, register_devices, run_loadgens, start_solewatch
 from bench.xsole_client import XSoleTestClient
 from shared.protocols.xsole import Alarm, AlarmKind, Command, CommandCode, CommandResult
 from shared.protocols.xsole.constants import FLAG_FIX_VALID
@@ -366,6 +368,7 @@ async def run(
         )
         admin, supervisor = Admin(http_port), Supervisor(http_port, auth_token)
         latencies: dict[str, list[float]] = {"A": [], "B": []}
+        busy, timed_s = {"A": 0.0, "B": 0.0}, {"A": 0.0, "B": 0.0}  # server CPU seconds, wall seconds
         slow_requests = 0
         try:
             await admin.sign_in()
@@ -385,12 +388,17 @@ async def run(
                 )
             )
             await asyncio.sleep(warmup)
-            for phase in PHASES:
-                endpoint_ids = await _slow_endpoints(admin, partners, slow_endpoints) if phase == "B" else []
-                latencies[phase] += await timed.phase(phase_seconds)
-                slow_requests = partners.slow_requests
-                if endpoint_ids:
-                    await _remove(admin, partners, endpoint_ids)
+            async with CpuSampler(server.pid) as cpu:
+                for phase in PHASES:
+                    endpoint_ids = await _slow_endpoints(admin, partners, slow_endpoints) if phase == "B" else []
+                    began = time.time()
+                    latencies[phase] += await timed.phase(phase_seconds)
+                    ended = time.time()
+                    busy[phase] += cpu.cpu_between(began, ended)
+                    timed_s[phase] += ended - began
+                    slow_requests = partners.slow_requests
+                    if endpoint_ids:
+                        await _remove(admin, partners, endpoint_ids)
             streamed = await load
         finally:
             await admin.close()
@@ -409,6 +417,8 @@ async def run(
         **{f"webhook_{key}": value for key, value in delivery.items()},
         "bad_signatures": partners.bad_signatures,
         "slow_endpoint_requests": slow_requests,
+        "server_cpu_pct_a": round(100 * busy["A"] / timed_s["A"], 1),
+        "server_cpu_pct_b": round(100 * busy["B"] / timed_s["B"], 1),
         "alarms_a": len(a),
         "alarms_b": len(b),
     }
@@ -451,6 +461,7 @@ def report(figures: dict[str, Any]) -> None:
         [
             ("alarms timed, A / B", f"{figures['alarms_a']} / {figures['alarms_b']}"),
             ("requests at the slow endpoints", f"{figures['slow_endpoint_requests']}"),
+            ("server CPU (% of one core), A / B", f"{figures['server_cpu_pct_a']} / {figures['server_cpu_pct_b']}"),
             (
                 "ALARM frame to SMS request p50, A / B",
                 f"{figures['alarm_to_sms_p50_ms_a']} / {figures['alarm_to_sms_p50_ms_b']} ms",

@@ -32,6 +32,7 @@ def test_webhooks_bench_delivers_every_event_once_and_times_both_phases(tmp_path
     # Both phases timed alarms, and phase B's endpoint was really sent to.
     assert figures["alarms_a"] > 0 and figures["alarms_b"] > 0
     assert figures["slow_endpoint_requests"] > 0
+    assert figures["server_cpu_pct_a"] > 0 and figures["server_cpu_pct_b"] > 0
     for phase in ("a", "b"):
         p50, p99 = figures[f"alarm_to_sms_p50_ms_{phase}"], figures[f"alarm_to_sms_p99_ms_{phase}"]
         assert 0 < p50 <= p99 <= figures[f"alarm_to_sms_max_ms_{phase}"]
