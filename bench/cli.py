@@ -8,19 +8,21 @@ from pathlib import Path
 
 import orjson
 
-BENCHMARKS = ("ingest", "connections", "latency", "alarm", "hostile-http", "handshakes", "export")
+BENCHMARKS = ("ingest", "connections", "latency", "alarm", "hostile-http", "handshakes", "webhooks", "export")
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     bench = sub.add_parser("bench", help="benchmarks that print their figures (see docs/performance.md)")
     bench.add_argument("name", choices=BENCHMARKS)
-    bench.add_argument("--seconds", type=float, default=10.0, help="measuring window (ingest)")
+    bench.add_argument(
+        "--seconds", type=float, default=None, help="measuring window (default: 60 for webhooks, 10 for the others)"
+    )
     bench.add_argument("--warmup", type=float, default=3.0)
     bench.add_argument(
         "--connections",
         type=int,
         default=None,
-        help="device connections (default: 1,000 for ingest, 19,000 for connections)",
+        help="device connections (default: 1,000 for ingest, alarm and webhooks, 19,000 for connections)",
     )
     bench.add_argument("--window", type=int, default=8, help="unacknowledged frames per device (ingest)")
     bench.add_argument("--processes", type=int, default=2, help="load generator processes")
@@ -32,6 +34,10 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     bench.add_argument("--listeners", type=int, default=2, help="listener processes (ingest --mode distributed)")
     bench.add_argument("--frames", type=int, default=300_000, help="export: positions of the large device")
+    bench.add_argument(
+        "--slow-endpoints", type=int, default=10, help="webhooks: slow endpoints attached in its phases B"
+    )
+    bench.add_argument("--events", type=int, default=1000, help="webhooks: events timed for delivery throughput")
     bench.add_argument("--json", type=Path, default=None, help="write the figures here as flat JSON")
     bench.add_argument(
         "--sweep",
@@ -52,7 +58,7 @@ async def _run(args: argparse.Namespace) -> None:
 
         figures = await ingest.run(
             connections=args.connections or 1000,
-            seconds=args.seconds,
+            seconds=args.seconds or 10.0,
             warmup=args.warmup,
             window=args.window,
             processes=args.processes,
@@ -72,14 +78,31 @@ async def _run(args: argparse.Namespace) -> None:
         from bench import alarm
 
         figures = await alarm.run(
-            connections=args.connections or 1000, seconds=args.seconds, warmup=args.warmup, processes=args.processes
+            connections=args.connections or 1000,
+            seconds=args.seconds or 10.0,
+            warmup=args.warmup,
+            processes=args.processes,
         )
         alarm.report(figures)
+    elif args.name == "webhooks":
+        from bench import webhooks
+
+        figures = await webhooks.run(
+            connections=args.connections or 1000,
+            seconds=args.seconds or 60.0,
+            processes=args.processes,
+            events=args.events,
+            slow_endpoints=args.slow_endpoints,
+        )
+        webhooks.report(figures)
     elif args.name == "latency":
         from bench import latency
 
         figures = await latency.run(
-            connections=args.connections or 200, seconds=args.seconds, warmup=args.warmup, processes=args.processes
+            connections=args.connections or 200,
+            seconds=args.seconds or 10.0,
+            warmup=args.warmup,
+            processes=args.processes,
         )
         latency.report(figures)
     elif args.name == "hostile-http":
