@@ -9,8 +9,8 @@ Two figures, measured in one run so that the machine's noise hits both:
 1. **Delivery throughput.** Insoles send SOS alarms (each waits for the ACK of
    one before sending the next, as firmware does); each alarm raises an alert,
    and each alert's `alert.raised` event goes the real way to one fast
-   endpoint: outbox, bus, the webhook consumer queueing the delivery, the
-   sender claiming it and POSTing it signed. The receiver checks every
+   endpoint: owed in the alert's own transaction, the sender woken by the
+   alert's bus message, claiming it and POSTing it signed. The receiver checks every
    signature and counts event ids. Timed from the first ALARM frame written
    to the arrival of the last new event id; duplicates (an id heard again) are
    counted apart. No insoles stream meanwhile.

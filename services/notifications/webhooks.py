@@ -27,6 +27,7 @@ import orjson
 
 from services.notifications.webhooks_disable import DisablingStore, disable_if_failing_too_long
 from services.notifications.webhooks_outbound import ATTEMPT_TIMEOUT_S, attempt, new_client, retry_delay
+from services.notifications.webhooks_recorder import AttemptRecorder, EndpointCache
 from shared.bus import Message
 from shared.config import Settings
 from shared.logging import get_logger
@@ -88,6 +89,8 @@ class WebhookSender:
         self.settings = settings
         self.wake = asyncio.Event()  # set when something was queued in this process: look now
         self._owner = f"webhooks-{uuid.uuid4().hex[:12]}"
+        self._recorder = AttemptRecorder(store, self._owner)
+        self._endpoints = EndpointCache(store)
         self._in_flight: dict[int, int] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop: asyncio.Task[None] | None = None
@@ -113,6 +116,7 @@ class WebhookSender:
         for task in set(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._recorder.close()
         if self._client is not None:
             await self._client.aclose()
             self._client = None
@@ -146,9 +150,9 @@ class WebhookSender:
 
     async def _send(self, delivery: WebhookDelivery) -> None:
         try:
-            endpoint = await self._store.webhook_endpoint(delivery.tenant_id, delivery.endpoint_id)
+            endpoint = await self._endpoints.get(delivery.tenant_id, delivery.endpoint_id)
             outcome = await self._attempt(delivery, endpoint)
-            if not await self._store.finish_webhook_attempt(delivery.id, owner=self._owner, outcome=outcome):
+            if not await self._recorder.record(delivery.id, outcome):
                 log.info("webhook_outcome_superseded", event_id=delivery.event_id)  # retried by hand meanwhile
             elif endpoint is not None and outcome.sent_at is not None and outcome.status != "delivered":
                 await self._after_failure(endpoint, outcome)
@@ -165,9 +169,10 @@ class WebhookSender:
     async def _after_failure(self, endpoint: WebhookEndpoint, outcome: AttemptOutcome) -> None:
         """An endpoint failing for too long is disabled and its admins emailed (webhooks_disable.py)."""
         try:
-            await disable_if_failing_too_long(
+            if await disable_if_failing_too_long(
                 self._store, self.settings, endpoint, last_error=outcome.last_error or "", now=time.time()
-            )
+            ):
+                self._endpoints.forget(endpoint.id)  # this process stops sending to it at once
         except Exception:  # the store or the mailer failed: the next failed attempt asks again
             log.exception("webhook_disable_failed", endpoint_id=endpoint.id)
 

@@ -288,6 +288,12 @@ class MongoWebhooks:
                 busy[doc["endpoint_id"]] = busy.get(doc["endpoint_id"], 0) + 1
         return claimed
 
+    async def finish_webhook_attempts(
+        self, attempts: Sequence[tuple[int, AttemptOutcome]], *, owner: str
+    ) -> list[bool]:
+        # One update per attempt, each conditional on the lease as the single one is (no transaction).
+        return [await self.finish_webhook_attempt(id_, owner=owner, outcome=outcome) for id_, outcome in attempts]
+
     async def finish_webhook_attempt(self, delivery_id: int, *, owner: str, outcome: AttemptOutcome) -> bool:
         update: Document = {
             "$set": {

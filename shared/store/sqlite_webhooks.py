@@ -274,33 +274,12 @@ CREATE INDEX IF NOT EXISTS webhook_deliveries_by_device ON webhook_deliveries(te
         return await self._write(run)
 
     async def finish_webhook_attempt(self, delivery_id: int, *, owner: str, outcome: AttemptOutcome) -> bool:
-        def run(c: sqlite3.Connection) -> bool:
-            row = c.execute(
-                "UPDATE webhook_deliveries SET status = ?, last_status = ?, last_error = ?, next_attempt_at = ?,"
-                " delivered_at = coalesce(?, delivered_at), attempts = attempts + 1,"
-                " window_attempts = window_attempts + 1, lease_owner = NULL, lease_until = 0"
-                " WHERE id = ? AND lease_owner = ? RETURNING endpoint_id",
-                (
-                    outcome.status,
-                    outcome.last_status,
-                    outcome.last_error,
-                    outcome.next_attempt_at,
-                    outcome.delivered_at,
-                    delivery_id,
-                    owner,
-                ),
-            ).fetchone()
-            if row is None:
-                return False
-            if outcome.sent_at is not None:  # the endpoint's health, in the same transaction
-                failing_since = "NULL" if outcome.status == "delivered" else "coalesce(failing_since, ?)"
-                c.execute(
-                    f"UPDATE webhook_endpoints SET failing_since = {failing_since} WHERE id = ?",
-                    (row[0],) if outcome.status == "delivered" else (outcome.sent_at, row[0]),
-                )
-            return True
+        return await self._write(lambda c: _finish_attempt(c, delivery_id, owner, outcome))
 
-        return await self._write(run)
+    async def finish_webhook_attempts(
+        self, attempts: Sequence[tuple[int, AttemptOutcome]], *, owner: str
+    ) -> list[bool]:
+        return await self._write(lambda c: [_finish_attempt(c, id_, owner, outcome) for id_, outcome in attempts])
 
     async def retry_webhook_delivery(self, tenant_id: int, endpoint_id: int, event_id: str, *, now: float) -> bool:
         # The lease is dropped too: an attempt under way can no longer record itself over the retry.
@@ -367,3 +346,30 @@ def _insert_deliveries(
 def erase_device_webhook_deliveries(c: sqlite3.Connection, *, tenant_id: int, imei: str) -> None:
     """Delete the deliveries of events about a device, sent or not (within its erasure's transaction)."""
     c.execute("DELETE FROM webhook_deliveries WHERE tenant_id = ? AND imei = ?", (tenant_id, imei))
+
+
+def _finish_attempt(c: sqlite3.Connection, delivery_id: int, owner: str, outcome: AttemptOutcome) -> bool:
+    row = c.execute(
+        "UPDATE webhook_deliveries SET status = ?, last_status = ?, last_error = ?, next_attempt_at = ?,"
+        " delivered_at = coalesce(?, delivered_at), attempts = attempts + 1,"
+        " window_attempts = window_attempts + 1, lease_owner = NULL, lease_until = 0"
+        " WHERE id = ? AND lease_owner = ? RETURNING endpoint_id",
+        (
+            outcome.status,
+            outcome.last_status,
+            outcome.last_error,
+            outcome.next_attempt_at,
+            outcome.delivered_at,
+            delivery_id,
+            owner,
+        ),
+    ).fetchone()
+    if row is None:
+        return False
+    if outcome.sent_at is not None:  # the endpoint's health, in the same transaction
+        failing_since = "NULL" if outcome.status == "delivered" else "coalesce(failing_since, ?)"
+        c.execute(
+            f"UPDATE webhook_endpoints SET failing_since = {failing_since} WHERE id = ?",
+            (row[0],) if outcome.status == "delivered" else (outcome.sent_at, row[0]),
+        )
+    return True

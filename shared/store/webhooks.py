@@ -175,6 +175,12 @@ class WebhookStore(Protocol):
         """Record an attempt (with the endpoint's `failing_since`, for one that was sent) and release the
         lease; False (nothing changed) when `owner` no longer holds it."""
 
+    async def finish_webhook_attempts(
+        self, attempts: Sequence[tuple[int, AttemptOutcome]], *, owner: str
+    ) -> list[bool]:
+        """`finish_webhook_attempt` for each (delivery id, outcome), in one write where the adapter can:
+        a sender records what ended meanwhile together, instead of one commit per attempt."""
+
     async def retry_webhook_delivery(self, tenant_id: int, endpoint_id: int, event_id: str, *, now: float) -> bool:
         """Make a delivery pending and due now, whatever its status, with a fresh retry window (and its
         backoff schedule from the first step: `window_attempts` 0); False when there is none."""

@@ -150,6 +150,27 @@ async def test_a_claimed_delivery_is_held_by_one_sender_until_its_lease_ends(sto
     assert len(again) == 4
 
 
+async def test_attempts_recorded_together_each_count_as_alone(store: Store) -> None:
+    acme = await store.ensure_tenant("acme")
+    endpoint = await add_endpoint(store, acme)
+    for n in range(3):
+        await store.queue_webhook_event(
+            tenant_id=acme, endpoint_ids=[endpoint.id], event_id=f"evt_{n}", type="ping", payload=b"{}", at=1.0
+        )
+    held = await store.claim_webhook_deliveries(owner="a", now=1.0, lease_s=30, limit=10)
+    by_event = {d.event_id: d.id for d in held}
+    assert await store.retry_webhook_delivery(acme, endpoint.id, "evt_2", now=1.5)  # its lease is dropped
+    done = AttemptOutcome("delivered", 204, None, None, 2.0, 1.0)
+    retry = AttemptOutcome("pending", 503, "HTTP 503", 31.0, None, 1.0)
+    results = await store.finish_webhook_attempts(
+        [(by_event["evt_0"], done), (by_event["evt_1"], retry), (by_event["evt_2"], done)], owner="a"
+    )
+    assert results == [True, True, False]
+    log = {d.event_id: (d.status, d.attempts) for d in await store.webhook_deliveries(acme, endpoint.id)}
+    assert log == {"evt_0": ("delivered", 1), "evt_1": ("pending", 1), "evt_2": ("pending", 0)}
+    assert await store.finish_webhook_attempts([], owner="a") == []
+
+
 async def test_an_attempt_is_recorded_only_by_the_lease_holder(store: Store) -> None:
     acme = await store.ensure_tenant("acme")
     endpoint = await add_endpoint(store, acme)

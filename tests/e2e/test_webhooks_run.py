@@ -21,6 +21,7 @@ import httpx
 import orjson
 import pytest
 
+from services.notifications.webhooks import LEASE_S  # a killed sender's delivery waits this long
 from shared.protocols.xsole import Ack, Command, CommandCode, CommandResult, Position
 from tests.helpers.process import SolewatchProcess
 from tests.helpers.xsole_client import XSoleTestClient
@@ -129,7 +130,7 @@ def test_a_ping_is_delivered_signed_and_survives_a_kill(tmp_path: Path, receiver
         server.kill()
         receiver.down = False
         server = start(tmp_path)
-        wait_for(lambda: len(receiver.received) == 2, timeout=30)
+        wait_for(lambda: len(receiver.received) == 2, timeout=LEASE_S + 15)
         assert receiver.received[1][0]["Solewatch-Event-Id"] == owed
     finally:
         server.stop_quietly()
@@ -253,7 +254,7 @@ def test_positions_owed_at_a_kill_are_delivered_once_after_the_restart(tmp_path:
         server.kill()
         receiver.down = False
         server = start(tmp_path)
-        wait_for(lambda: len(received_items(receiver)) >= 15, timeout=30)
+        wait_for(lambda: len(received_items(receiver)) >= 15, timeout=LEASE_S + 15)
         time.sleep(1.5)  # anything sent twice would show by now
         items = received_items(receiver)
         assert [item["ts"] for item in items] == [

@@ -37,6 +37,16 @@ async def deliveries(app: Alerting, endpoint_id: int) -> list[Any]:
     return await app.store.webhook_deliveries(await app.store.ensure_tenant("acme"), endpoint_id)
 
 
+async def recorded(app: Alerting, endpoint_id: int, delivered: int) -> None:
+    """Until the store shows that many deliveries delivered (attempts are recorded together, a moment
+    after their answer)."""
+
+    async def done() -> bool:
+        return sum(d.status == "delivered" for d in await deliveries(app, endpoint_id)) >= delivered
+
+    await eventually(done, what=f"{delivered} deliveries recorded as delivered")
+
+
 async def test_each_alert_change_is_delivered_signed_with_its_id(start_alerting, receiver: Receiver) -> None:
     app = await start_alerting(None, **FAST)
     events = ("alert.raised", "alert.acknowledged", "alert.resolved")
@@ -49,6 +59,7 @@ async def test_each_alert_change_is_delivered_signed_with_its_id(start_alerting,
     await eventually(lambda: len(receiver.delivered()) == 2, what="alert.acknowledged delivered")
     await resolve_alert(app.context, tenant_id=alert.tenant_id, alert_id=alert.id, by="Ana")
     await eventually(lambda: len(receiver.delivered()) == 3, what="alert.resolved delivered")
+    await recorded(app, endpoint_id, 3)
 
     got = receiver.delivered()
     assert [r.event["type"] for r in got] == list(events)
@@ -213,11 +224,12 @@ async def test_a_manual_retry_sends_a_delivered_event_again(start_alerting, rece
     app = await start_alerting(None, **FAST)
     endpoint_id = await endpoint(app, receiver.url)
     await app.alarm(await app.device())
-    await eventually(lambda: receiver.delivered(), what="delivered")
+    await recorded(app, endpoint_id, 1)
     [delivery] = await deliveries(app, endpoint_id)
     tenant = await app.store.ensure_tenant("acme")
     assert await app.store.retry_webhook_delivery(tenant, endpoint_id, delivery.event_id, now=time.time())
     await eventually(lambda: len(receiver.delivered()) == 2, what="sent again")
+    await eventually(lambda: _attempts(app, endpoint_id, 2), what="the second attempt recorded")
     first, second = receiver.delivered()
     assert first.body == second.body and second.headers["Solewatch-Event-Id"] == delivery.event_id
     [again] = await deliveries(app, endpoint_id)
@@ -320,10 +332,14 @@ async def test_events_owed_when_the_process_stops_are_sent_after_the_next_start(
     assert held.event_id == owed.event_id
     receiver.down = False
     again = await start_alerting(None, **FAST)
-    await eventually(lambda: receiver.delivered(), what="delivered after the restart")
+    await recorded(again, endpoint_id, 1)
     [delivery] = await deliveries(again, endpoint_id)
     assert (delivery.event_id, delivery.status) == (owed.event_id, "delivered")
     assert [r.headers["Solewatch-Event-Id"] for r in receiver.delivered()] == [owed.event_id]
+
+
+async def _attempts(app: Alerting, endpoint_id: int, attempts: int) -> bool:
+    return [d.attempts for d in await deliveries(app, endpoint_id)] == [attempts]
 
 
 async def _reopened_claim(app: Alerting) -> list[Any]:

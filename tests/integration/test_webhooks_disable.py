@@ -71,7 +71,6 @@ async def test_an_endpoint_failing_past_the_window_is_disabled_and_each_admin_em
     await eventually(lambda: len(smtp.messages) >= 2, what="the admins emailed")
     await asyncio.sleep(0.2)  # attempts that were under way when it was disabled end
     tries = len(receiver.received)
-    await owe(store, senders, other, healthy, "z")
     # Something owed to it now is tried as disabled: nothing is sent, nothing is disabled or emailed again.
     await owe(store, senders, acme, endpoint_id, "e")
 
@@ -81,6 +80,14 @@ async def test_an_endpoint_failing_past_the_window_is_disabled_and_each_admin_em
 
     await eventually(tried_disabled, what="an attempt while disabled")
     await asyncio.sleep(1.0)  # the owed deliveries keep being tried (as disabled) meanwhile
+    # Another tenant's endpoint, failing too but for less than the window: neither disabled nor told.
+    await owe(store, senders, other, healthy, "z")
+
+    async def tried_healthy() -> bool:
+        deliveries = await store.webhook_deliveries(other, healthy, limit=1)
+        return bool(deliveries and deliveries[0].attempts >= 1)
+
+    await eventually(tried_healthy, what="the other tenant's endpoint tried")
 
     assert sorted(message["To"] for message in smtp.messages) == ["ana@acme.example", "ben@acme.example"]
     mail = smtp.messages[0]
