@@ -1,0 +1,81 @@
+"""Putting a checked copy of the embedded store in place of the data directory's database.
+
+The copy is written beside the store, made durable, then renamed over it: at
+every moment the store's name holds either the old database or the whole new
+one. What the old database's WAL still held is checkpointed into it first, so
+the replaced file kept aside is complete on its own, and a stale WAL can never
+be applied to the new file.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+
+from shared.store.audit import AuditEntry
+from shared.store.sqlite_audit import insert_audit
+from shared.store.sqlite_backup import WAL_SUFFIXES, fsync_directory, fsync_file, open_read_only
+
+# The restore's audit entry, one per tenant of the restored store, given its id.
+EntryFor = Callable[[int], AuditEntry]
+
+
+def install_store(backup: Path, store: Path, *, entry_for: EntryFor, aside: Path | None) -> None:
+    """Replace `store` (and its WAL files) by a copy of `backup`, with `entry_for(tenant)` in each tenant's log.
+
+    The old database goes to the directory `aside` (created) when given, else it
+    is deleted. The caller has checked `backup` and holds the data directory's lock.
+    """
+    incoming = store.with_name(f".{store.name}.restoring")
+    incoming.unlink(missing_ok=True)  # left by a restore that was interrupted
+    try:
+        _copy_with_entries(backup, incoming, entry_for)
+        if store.exists():
+            _checkpoint(store)
+            if aside is not None:
+                aside.mkdir(parents=True)
+                os.link(store, aside / store.name)  # the old content stays there once the rename below replaces it
+            for suffix in WAL_SUFFIXES:
+                companion = store.with_name(store.name + suffix)
+                if companion.exists():
+                    if aside is not None:
+                        companion.rename(aside / companion.name)
+                    else:
+                        companion.unlink()
+        incoming.rename(store)
+    except BaseException:
+        incoming.unlink(missing_ok=True)
+        raise
+    fsync_directory(store.parent)
+
+
+def _copy_with_entries(backup: Path, incoming: Path, entry_for: EntryFor) -> None:
+    """Copy through SQLite (not byte by byte), so a backup left in WAL mode beside its WAL comes whole."""
+    source = open_read_only(backup)
+    try:
+        copy = sqlite3.connect(incoming, isolation_level=None)
+        try:
+            source.backup(copy)
+            copy.execute("BEGIN IMMEDIATE")
+            for (tenant_id,) in copy.execute("SELECT id FROM tenants ORDER BY id").fetchall():
+                insert_audit(copy, entry_for(tenant_id))
+            copy.execute("COMMIT")
+        finally:
+            copy.close()
+    finally:
+        source.close()
+    fsync_file(incoming)
+
+
+def _checkpoint(store: Path) -> None:
+    """Fold the WAL into the database file; a store too damaged to open is set aside as it is."""
+    try:
+        conn = sqlite3.connect(store, isolation_level=None, timeout=5)
+        try:
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError:
+        pass
