@@ -47,6 +47,8 @@ from shared.store.sqlite_backup import (
 from shared.store.sqlite_restore import install_store
 
 PROGRESS_EVERY_S = 1.0
+# A restore says it is checking the backup when the check will take seconds (about 30 s a GB).
+ANNOUNCE_CHECK_BYTES = 64 * 1024 * 1024
 MONGODB_ADVICE = (
     "SOLEWATCH_MONGODB_URL is set, so this deployment keeps its data in MongoDB, not in the data directory; "
     "use mongodump and mongorestore (docs/operations.md)"
@@ -141,6 +143,8 @@ def restore(settings: Settings, source: Path, *, discard_current: bool) -> dict[
     except StartupError as exc:
         raise BackupRefused(f"cannot restore while solewatch uses the data directory: {exc}") from None
     try:
+        if source.stat().st_size >= ANNOUNCE_CHECK_BYTES:
+            _say(f"checking {source} ({source.stat().st_size / 1e9:.1f} GB): SQLite's integrity check reads it all")
         try:
             summary = check_store_file(source)
         except BackupFileError as exc:
@@ -151,7 +155,9 @@ def restore(settings: Settings, source: Path, *, discard_current: bool) -> dict[
         def entry_for(tenant_id: int) -> AuditEntry:
             return AuditEntry(tenant_id, Actor.system("cli"), "store.restore", "store", None, detail)
 
-        install_store(source, data.store, entry_for=entry_for, aside=aside)
+        install_store(
+            source, data.store, entry_for=entry_for, aside=aside, progress=_progress_printer("restore", sys.stderr)
+        )
         sessions = _end_sessions(data, aside)
     finally:
         os.close(lock)
@@ -192,6 +198,11 @@ def _end_sessions(data: DataDirectory, aside: Path | None) -> list[str]:
         ended.append(path.name)
     fsync_directory(data.root)
     return ended
+
+
+def _say(line: str) -> None:
+    sys.stderr.write(f"solewatch restore: {line}\n")
+    sys.stderr.flush()
 
 
 def _progress_printer(what: str, stream: Any) -> Callable[[int, int], None]:

@@ -16,13 +16,15 @@ from pathlib import Path
 
 from shared.store.audit import AuditEntry
 from shared.store.sqlite_audit import insert_audit
-from shared.store.sqlite_backup import WAL_SUFFIXES, fsync_directory, fsync_file, open_read_only
+from shared.store.sqlite_backup import STEP_PAGES, WAL_SUFFIXES, Progress, fsync_directory, fsync_file, open_read_only
 
 # The restore's audit entry, one per tenant of the restored store, given its id.
 EntryFor = Callable[[int], AuditEntry]
 
 
-def install_store(backup: Path, store: Path, *, entry_for: EntryFor, aside: Path | None) -> None:
+def install_store(
+    backup: Path, store: Path, *, entry_for: EntryFor, aside: Path | None, progress: Progress | None = None
+) -> None:
     """Replace `store` (and its WAL files) by a copy of `backup`, with `entry_for(tenant)` in each tenant's log.
 
     The old database goes to the directory `aside` (created) when given, else it
@@ -31,7 +33,7 @@ def install_store(backup: Path, store: Path, *, entry_for: EntryFor, aside: Path
     incoming = store.with_name(f".{store.name}.restoring")
     incoming.unlink(missing_ok=True)  # left by a restore that was interrupted
     try:
-        _copy_with_entries(backup, incoming, entry_for)
+        _copy_with_entries(backup, incoming, entry_for, progress)
         if store.exists():
             _checkpoint(store)
             if aside is not None:
@@ -51,13 +53,13 @@ def install_store(backup: Path, store: Path, *, entry_for: EntryFor, aside: Path
     fsync_directory(store.parent)
 
 
-def _copy_with_entries(backup: Path, incoming: Path, entry_for: EntryFor) -> None:
+def _copy_with_entries(backup: Path, incoming: Path, entry_for: EntryFor, progress: Progress | None) -> None:
     """Copy through SQLite (not byte by byte), so a backup left in WAL mode beside its WAL comes whole."""
     source = open_read_only(backup)
     try:
         copy = sqlite3.connect(incoming, isolation_level=None)
         try:
-            source.backup(copy)
+            source.backup(copy, pages=STEP_PAGES, progress=_report(progress))
             copy.execute("BEGIN IMMEDIATE")
             for (tenant_id,) in copy.execute("SELECT id FROM tenants ORDER BY id").fetchall():
                 insert_audit(copy, entry_for(tenant_id))
@@ -67,6 +69,12 @@ def _copy_with_entries(backup: Path, incoming: Path, entry_for: EntryFor) -> Non
     finally:
         source.close()
     fsync_file(incoming)
+
+
+def _report(progress: Progress | None) -> Callable[[int, int, int], None] | None:
+    if progress is None:
+        return None
+    return lambda _status, remaining, total: progress(total - remaining, total)
 
 
 def _checkpoint(store: Path) -> None:
