@@ -130,7 +130,18 @@ async def measure_sqlite(devices: int, hours: float, seed: int) -> dict[str, Any
         finally:
             await store.close()
         after, file_bytes = _sqlite_bytes_in_use(path)
+        stored = _sqlite_frames_stored(path)
+    if stored != frames:
+        raise RuntimeError(f"{frames} frames committed but {stored} stored: the figures would be wrong")
     return _figures("sqlite", devices, hours, frames, after - before, file_bytes, seconds)
+
+
+def _sqlite_frames_stored(path: Path) -> int:
+    """Frames in the store's runs, decoded as a read decodes them."""
+    from shared.store.sqlite_runs import decode_frames
+
+    with sqlite3.connect(path) as db:
+        return sum(sum(1 for _ in decode_frames(frames)) for (frames,) in db.execute("SELECT frames FROM frame_runs"))
 
 
 async def measure_mongodb(url: str, devices: int, hours: float, seed: int) -> dict[str, Any]:
