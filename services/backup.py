@@ -44,7 +44,7 @@ from shared.store.sqlite_backup import (
     copy_online,
     fsync_directory,
 )
-from shared.store.sqlite_restore import install_store
+from shared.store.sqlite_restore import StoreInUse, check_not_in_use, install_store
 
 PROGRESS_EVERY_S = 1.0
 # A restore says it is checking the backup when the check will take seconds (about 30 s a GB).
@@ -143,6 +143,13 @@ def restore(settings: Settings, source: Path, *, discard_current: bool) -> dict[
     except StartupError as exc:
         raise BackupRefused(f"cannot restore while solewatch uses the data directory: {exc}") from None
     try:
+        try:
+            check_not_in_use(data.store)
+        except StoreInUse:
+            raise BackupRefused(
+                f"cannot restore: the store {data.store} is open in another process (a solewatch service or "
+                "command on this data directory); stop it first"
+            ) from None
         if source.stat().st_size >= ANNOUNCE_CHECK_BYTES:
             _say(f"checking {source} ({source.stat().st_size / 1e9:.1f} GB): SQLite's integrity check reads it all")
         try:

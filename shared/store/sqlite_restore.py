@@ -22,6 +22,38 @@ from shared.store.sqlite_backup import STEP_PAGES, WAL_SUFFIXES, Progress, fsync
 EntryFor = Callable[[int], AuditEntry]
 
 
+class StoreInUse(Exception):
+    """Another process has the store open."""
+
+
+def check_not_in_use(store: Path) -> None:
+    """Raise StoreInUse when any other process has the database open.
+
+    A connection in WAL mode keeps a shared lock for as long as it is open, so
+    SQLite's exclusive locking mode is refused while any other connection
+    exists, even an idle one: this catches every process on the file (the
+    distributed mode's services on SQLite, a `solewatch devices add`), not only
+    `solewatch run`, which the data directory's lock already shows.
+    """
+    if not store.exists():
+        return
+    try:
+        conn = sqlite3.connect(store, isolation_level=None, timeout=0)
+    except sqlite3.Error:
+        return  # not a database we can open: nobody else can use it either
+    try:
+        conn.execute("PRAGMA locking_mode=EXCLUSIVE")
+        conn.execute("BEGIN EXCLUSIVE")
+        conn.execute("COMMIT")
+    except sqlite3.OperationalError as exc:
+        if "locked" in str(exc) or "busy" in str(exc):
+            raise StoreInUse(f"{store} is open in another process") from None
+    except sqlite3.DatabaseError:
+        pass  # damaged: it will be set aside as it is
+    finally:
+        conn.close()
+
+
 def install_store(
     backup: Path, store: Path, *, entry_for: EntryFor, aside: Path | None, progress: Progress | None = None
 ) -> None:

@@ -211,5 +211,26 @@ async def test_restore_refuses_junk_wrong_paths_and_a_running_server(tmp_path: P
     finally:
         os.close(lock)
 
+    # A process on the store without the data directory's lock (a distributed service on SQLite, a CLI command).
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(data / "solewatch.db")], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "open"
+        refused(solewatch(data, "restore", str(good)), "open in another process")
+    finally:
+        holder.kill()
+        holder.wait()
+
     assert frames_on_disk(data / "solewatch.db") == before
     assert not [name for name in os.listdir(data) if name.startswith(("replaced-", ".solewatch.db"))]
+    assert solewatch(data, "restore", str(good)).returncode == 0  # once it is gone
+
+
+HOLDER = """
+import sqlite3, sys, time
+db = sqlite3.connect(sys.argv[1], isolation_level=None)
+db.execute("SELECT count(*) FROM devices").fetchone()
+print("open", flush=True)
+time.sleep(60)
+"""
