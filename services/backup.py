@@ -43,6 +43,7 @@ from shared.store.sqlite_backup import (
     check_store_file,
     copy_online,
     fsync_directory,
+    record_in_store,
 )
 from shared.store.sqlite_restore import StoreInUse, check_not_in_use, install_store
 
@@ -91,6 +92,11 @@ def backup(settings: Settings, target: Path, *, force: bool, progress_to: Any = 
             "set SOLEWATCH_DATA_DIR to the directory `solewatch run` uses"
         )
     target = _backup_target(target, data, force=force)
+    # A backup reads every worker's history: each tenant's log says so, and the backup holds that entry too.
+    detail = {"backup": str(target)}
+    record_in_store(
+        data.store, lambda tenant: AuditEntry(tenant, Actor.system("cli"), "store.backup", "store", None, detail)
+    )
     partial = target.with_name(f".{target.name}.partial-{os.getpid()}")
     # Created first, private: a backup holds everything, secrets of devices and users included.
     os.close(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))

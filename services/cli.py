@@ -117,6 +117,8 @@ def _add_backup_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]
 
 def _backup_or_restore(settings: Settings, args: argparse.Namespace) -> None:
     """Plain blocking work, no event loop: SQLite's backup runs in this thread."""
+    import sqlite3
+
     from services.backup import BackupRefused, backup, restore
 
     try:
@@ -128,6 +130,8 @@ def _backup_or_restore(settings: Settings, args: argparse.Namespace) -> None:
         sys.exit(f"solewatch {args.command}: {exc}")
     except OSError as exc:
         sys.exit(f"solewatch {args.command}: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "))
+    except sqlite3.Error as exc:  # the store itself: busy beyond the wait, damaged, unreadable
+        sys.exit(f"solewatch {args.command}: the store {settings.sqlite_path.resolve()} could not be used: {exc}")
     sys.stdout.write(orjson.dumps(done).decode() + "\n")
 
 

@@ -23,6 +23,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from shared.store.audit import AuditEntry
+from shared.store.sqlite_audit import insert_audit
+
 # Tables every solewatch store has had since its first version; a file without
 # them is some other SQLite database.
 STORE_TABLES = frozenset({"tenants", "users", "devices", "frame_runs", "alarms", "audit"})
@@ -34,6 +37,8 @@ STEP_PAUSE_S = 0.002
 
 # (pages copied, pages in all) after each step.
 Progress = Callable[[int, int], None]
+# The audit entry of a backup or restore for one tenant, given its id: each tenant's log tells its admins.
+EntryFor = Callable[[int], AuditEntry]
 
 
 class BackupFileError(Exception):
@@ -94,6 +99,29 @@ def copy_online(
     finally:
         reader.close()
     return CopyReport(pages, page_size, target.stat().st_size, steps, time.monotonic() - started)
+
+
+def record_for_each_tenant(conn: sqlite3.Connection, entry_for: EntryFor) -> int:
+    """Append `entry_for(tenant)` to every tenant's audit log in one transaction; returns how many."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        tenants = [tenant_id for (tenant_id,) in conn.execute("SELECT id FROM tenants ORDER BY id").fetchall()]
+        for tenant_id in tenants:
+            insert_audit(conn, entry_for(tenant_id))
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return len(tenants)
+
+
+def record_in_store(store: Path, entry_for: EntryFor) -> int:
+    """`record_for_each_tenant` in the live store, waiting a while for its writer (a group commit is short)."""
+    conn = sqlite3.connect(f"{store.resolve().as_uri()}?mode=rw", uri=True, isolation_level=None, timeout=10)
+    try:
+        return record_for_each_tenant(conn, entry_for)
+    finally:
+        conn.close()
 
 
 def open_read_only(path: Path) -> sqlite3.Connection:

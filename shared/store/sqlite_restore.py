@@ -14,12 +14,16 @@ import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
-from shared.store.audit import AuditEntry
-from shared.store.sqlite_audit import insert_audit
-from shared.store.sqlite_backup import STEP_PAGES, WAL_SUFFIXES, Progress, fsync_directory, fsync_file, open_read_only
-
-# The restore's audit entry, one per tenant of the restored store, given its id.
-EntryFor = Callable[[int], AuditEntry]
+from shared.store.sqlite_backup import (
+    STEP_PAGES,
+    WAL_SUFFIXES,
+    EntryFor,
+    Progress,
+    fsync_directory,
+    fsync_file,
+    open_read_only,
+    record_for_each_tenant,
+)
 
 
 class StoreInUse(Exception):
@@ -92,10 +96,7 @@ def _copy_with_entries(backup: Path, incoming: Path, entry_for: EntryFor, progre
         copy = sqlite3.connect(incoming, isolation_level=None)
         try:
             source.backup(copy, pages=STEP_PAGES, progress=_report(progress))
-            copy.execute("BEGIN IMMEDIATE")
-            for (tenant_id,) in copy.execute("SELECT id FROM tenants ORDER BY id").fetchall():
-                insert_audit(copy, entry_for(tenant_id))
-            copy.execute("COMMIT")
+            record_for_each_tenant(copy, entry_for)
         finally:
             copy.close()
     finally:

@@ -92,6 +92,13 @@ async def test_backup_is_one_private_file_holding_the_whole_store(tmp_path: Path
     assert stat.S_IMODE(target.stat().st_mode) == 0o600
     assert os.listdir(target.parent) == ["monday.db"]  # no partial file left beside it
     assert frames_on_disk(target) == frames_on_disk(data / "solewatch.db")
+    # Reading everyone's history is audited, in each tenant's log; the backup holds its own entry.
+    for db_path in (data / "solewatch.db", target):
+        with sqlite3.connect(db_path) as db:
+            entries = db.execute("SELECT actor_label, target_type, detail FROM audit WHERE action = 'store.backup'")
+            assert [(label, kind, orjson.loads(detail)) for label, kind, detail in entries] == [
+                ("cli", "store", {"backup": str(target)})
+            ]
     with sqlite3.connect(target) as copy:
         assert copy.execute("PRAGMA journal_mode").fetchone()[0] == "delete"  # one self-contained file
         assert copy.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
