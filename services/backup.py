@@ -111,7 +111,7 @@ def backup(settings: Settings, target: Path, *, force: bool, progress_to: Any = 
         "backup": str(target),
         "store": str(data.store),
         "copied": [data.store.name],
-        "left_out": [path.name for path in (data.root / STATE_FILE, data.root / SECRET_FILE, data.root / LOCK_FILE)],
+        "left_out": [path.name for path in (data.root / STATE_FILE, data.root / SECRET_FILE) if path.exists()],
         "bytes": report.bytes,
         "pages": report.pages,
         "page_size": report.page_size,

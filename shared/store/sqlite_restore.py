@@ -11,17 +11,15 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Callable
 from pathlib import Path
 
 from shared.store.sqlite_backup import (
-    STEP_PAGES,
     WAL_SUFFIXES,
     EntryFor,
     Progress,
+    copy_online,
     fsync_directory,
     fsync_file,
-    open_read_only,
     record_for_each_tenant,
 )
 
@@ -91,23 +89,13 @@ def install_store(
 
 def _copy_with_entries(backup: Path, incoming: Path, entry_for: EntryFor, progress: Progress | None) -> None:
     """Copy through SQLite (not byte by byte), so a backup left in WAL mode beside its WAL comes whole."""
-    source = open_read_only(backup)
+    copy_online(backup, incoming, progress=progress, pause_s=0)
+    copy = sqlite3.connect(incoming, isolation_level=None)
     try:
-        copy = sqlite3.connect(incoming, isolation_level=None)
-        try:
-            source.backup(copy, pages=STEP_PAGES, progress=_report(progress))
-            record_for_each_tenant(copy, entry_for)
-        finally:
-            copy.close()
+        record_for_each_tenant(copy, entry_for)
     finally:
-        source.close()
+        copy.close()
     fsync_file(incoming)
-
-
-def _report(progress: Progress | None) -> Callable[[int, int, int], None] | None:
-    if progress is None:
-        return None
-    return lambda _status, remaining, total: progress(total - remaining, total)
 
 
 def _checkpoint(store: Path) -> None:
