@@ -69,7 +69,7 @@ def install_store(
     try:
         _copy_with_entries(backup, incoming, entry_for, progress)
         if store.exists():
-            _checkpoint(store)
+            _fold_wal(store)
             if aside is not None:
                 aside.mkdir(parents=True)
                 os.link(store, aside / store.name)  # the old content stays there once the rename below replaces it
@@ -98,12 +98,13 @@ def _copy_with_entries(backup: Path, incoming: Path, entry_for: EntryFor, progre
     fsync_file(incoming)
 
 
-def _checkpoint(store: Path) -> None:
-    """Fold the WAL into the database file; a store too damaged to open is set aside as it is."""
+def _fold_wal(store: Path) -> None:
+    """Fold the WAL into the database file and leave WAL mode, so the replaced file is whole and plain
+    like a backup (and can be restored as one); a store too damaged to open is set aside as it is."""
     try:
         conn = sqlite3.connect(store, isolation_level=None, timeout=5)
         try:
-            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            conn.execute("PRAGMA journal_mode=DELETE").fetchone()
         finally:
             conn.close()
     except sqlite3.DatabaseError:

@@ -170,6 +170,12 @@ async def test_restore_puts_the_backup_back_and_keeps_the_replaced_store(tmp_pat
     finally:
         await store.close()
 
+    # The replaced store is a backup in its own right: restoring it undoes the restore.
+    assert sorted(os.listdir(aside)) == ["authn-state.db", "jwt-secret", "solewatch.db"]  # whole, no WAL beside it
+    undone = solewatch(data, "restore", "--discard-current", str(aside / "solewatch.db"))
+    assert undone.returncode == 0, undone.stderr
+    assert imeis_in(data / "solewatch.db") == {*IMEIS, "356307042441039"}
+
 
 async def test_restore_discard_current_keeps_nothing_and_drops_a_stale_wal(tmp_path: Path) -> None:
     data = tmp_path / "data"
