@@ -20,6 +20,6 @@ async def test_disk_bench_stores_the_whole_mix_and_reports_bytes_per_frame(monke
     assert [run["frames"] for run in sqlite["runs"]] == [10 * 225, 10 * 225]
     per_frame = sqlite["bytes_per_frame"]
     assert per_frame["min"] <= per_frame["median"] <= per_frame["max"]
-    assert 34 < per_frame["min"] and per_frame["max"] < 400  # a POSITION is 34 bytes on the wire
+    assert 32 < per_frame["min"] and per_frame["max"] < 400  # a POSITION is 32 bytes on the wire
     first = sqlite["runs"][0]
     assert first["gb_per_device_year_24h"] == pytest.approx(first["bytes_per_frame"] * 900 * 8760 / 1e9, rel=0.01)
