@@ -132,6 +132,9 @@ def _backup_or_restore(settings: Settings, args: argparse.Namespace) -> None:
         sys.exit(f"solewatch {args.command}: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "))
     except sqlite3.Error as exc:  # the store itself: busy beyond the wait, damaged, unreadable
         sys.exit(f"solewatch {args.command}: the store {settings.sqlite_path.resolve()} could not be used: {exc}")
+    except KeyboardInterrupt:  # a half-written copy is removed by the code it interrupted
+        outcome = "no backup was written" if args.command == "backup" else "run it again to finish the restore"
+        sys.exit(f"solewatch {args.command}: interrupted; {outcome}")
     sys.stdout.write(orjson.dumps(done).decode() + "\n")
 
 

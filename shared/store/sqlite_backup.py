@@ -64,7 +64,7 @@ def copy_online(
 ) -> CopyReport:
     """Copy the database at `source` (possibly in use by another process) into a new file `target`.
 
-    `target` must not exist; on failure it is removed. Nothing at `source` is written.
+    `target` must be absent or empty; on failure it is removed. Nothing at `source` is written.
     """
     started = time.monotonic()
     steps = 0
