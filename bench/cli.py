@@ -8,7 +8,7 @@ from pathlib import Path
 
 import orjson
 
-BENCHMARKS = ("ingest", "connections", "latency", "alarm", "hostile-http", "handshakes", "webhooks", "export")
+BENCHMARKS = ("ingest", "connections", "latency", "alarm", "hostile-http", "handshakes", "webhooks", "export", "disk")
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -74,6 +74,11 @@ async def _run(args: argparse.Namespace) -> None:
             args.sweep.with_suffix(".json").write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
             ingest.plot(result, args.sweep)
             print(f"\nsweep plotted to {args.sweep}")
+    elif args.name == "disk":  # `python -m bench.disk` takes --devices, --hours and --runs
+        from bench import disk
+
+        figures = await disk.run(devices=args.connections or 200)
+        disk.report(figures)
     elif args.name == "alarm":
         from bench import alarm
 

@@ -9,6 +9,7 @@ import signal
 import sys
 import traceback
 from collections.abc import Sequence
+from pathlib import Path
 
 import orjson
 
@@ -88,10 +89,53 @@ def _parser() -> argparse.ArgumentParser:
     tenant_add.add_argument("--admin-email", required=True)
     tenant_add.add_argument("--admin-password", required=True)
 
+    _add_backup_parsers(sub)
+
     from bench.cli import add_parser as add_bench_parser
 
     add_bench_parser(sub)
     return parser
+
+
+def _add_backup_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    backup = sub.add_parser(
+        "backup",
+        help="copy the embedded store into the file PATH while solewatch runs or not; prints JSON",
+    )
+    backup.add_argument("path", metavar="PATH", type=Path, help="the backup file to write (one SQLite file)")
+    backup.add_argument("--force", action="store_true", help="replace PATH if it exists")
+    restore = sub.add_parser(
+        "restore", help="put the backup file PATH in place of the embedded store (solewatch stopped); prints JSON"
+    )
+    restore.add_argument("path", metavar="PATH", type=Path, help="a file written by `solewatch backup`")
+    restore.add_argument(
+        "--discard-current",
+        action="store_true",
+        help="delete the store being replaced instead of keeping it in the data directory's replaced-<time>/",
+    )
+
+
+def _backup_or_restore(settings: Settings, args: argparse.Namespace) -> None:
+    """Plain blocking work, no event loop: SQLite's backup runs in this thread."""
+    import sqlite3
+
+    from services.backup import BackupRefused, backup, restore
+
+    try:
+        if args.command == "backup":
+            done = backup(settings, args.path, force=args.force)
+        else:
+            done = restore(settings, args.path, discard_current=args.discard_current)
+    except BackupRefused as exc:
+        sys.exit(f"solewatch {args.command}: {exc}")
+    except OSError as exc:
+        sys.exit(f"solewatch {args.command}: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "))
+    except sqlite3.Error as exc:  # the store itself: busy beyond the wait, damaged, unreadable
+        sys.exit(f"solewatch {args.command}: the store {settings.sqlite_path.resolve()} could not be used: {exc}")
+    except KeyboardInterrupt:  # a half-written copy is removed by the code it interrupted
+        outcome = "no backup was written" if args.command == "backup" else "run it again to finish the restore"
+        sys.exit(f"solewatch {args.command}: interrupted; {outcome}")
+    sys.stdout.write(orjson.dumps(done).decode() + "\n")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -112,6 +156,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         from bench.cli import run as run_bench
 
         run_bench(args)  # its own event loop; servers under test are separate processes
+        return
+    if args.command in ("backup", "restore"):
+        _backup_or_restore(settings, args)
         return
     handler = {"run": _run, "simulate": _simulate, "devices": _devices, "tenants": _tenants, "migrate": _migrate}.get(
         args.command, _service
