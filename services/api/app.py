@@ -23,6 +23,7 @@ from services.api import (
     fleet,
     geofences,
     history,
+    tenant_settings,
     webhook_endpoints,
     webhooks,
     webhooks_sms,
@@ -139,6 +140,7 @@ def create_app(
             escalation,
             geofences,
             audit,
+            tenant_settings,
             webhook_endpoints,
         ):
             app.include_router(module.router, responses=_COMMON_ERRORS)

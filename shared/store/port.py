@@ -11,6 +11,7 @@ and the compositions each service names.
 | `OutboxStore` | outbox.py | messages waiting for the relay |
 | `AuditStore` | audit.py | the append-only audit log (changes write their entry with them) |
 | `WebhookStore` | webhooks.py | partner webhook endpoints and the deliveries owed to them |
+| `TenantSettingsStore` | tenant_settings.py | a tenant's retention periods and location visibility |
 
 Each adapter (SQLite, MongoDB) is one class composed of one mixin per port and
 offers them all (`Store`); a service names only what it uses, so its
@@ -36,6 +37,7 @@ from shared.store.outbox import OutboxEntry as OutboxEntry
 from shared.store.outbox import OutboxStore
 from shared.store.telemetry import FrameRecord as FrameRecord
 from shared.store.telemetry import TelemetryHistory, TelemetryStore
+from shared.store.tenant_settings import TenantSettingsStore
 from shared.store.webhooks import WebhookStore
 
 
@@ -73,6 +75,7 @@ class ApiStore(
     DetectionConfigStore,
     AuditStore,
     WebhookStore,
+    TenantSettingsStore,
     Protocol,
 ):
     """The REST API and what shares its ServiceContext (the notifications service uses a part)."""
@@ -91,6 +94,7 @@ class Store(
     DetectionConfigStore,
     AuditStore,
     WebhookStore,
+    TenantSettingsStore,
     Protocol,
 ):
     """Every port, as one adapter offers them: for the wiring that builds, opens and hands it out."""

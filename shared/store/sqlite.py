@@ -43,6 +43,7 @@ from shared.store.sqlite_runs import (
     store_runs,
     stored_runs,
 )
+from shared.store.sqlite_tenant_settings import SqliteTenantSettings
 from shared.store.sqlite_webhooks import SqliteWebhooks, owe_event
 from shared.webhook_events import command_completed_event
 
@@ -66,6 +67,7 @@ _PORTS = (
     SqliteDetectionConfig,
     SqliteAudit,
     SqliteWebhooks,
+    SqliteTenantSettings,
 )
 
 _COMMAND_STATUS = {0: "done", 1: "failed", 2: "unsupported"}
@@ -81,6 +83,7 @@ class SqliteStore(
     SqliteDetectionConfig,
     SqliteAudit,
     SqliteWebhooks,
+    SqliteTenantSettings,
 ):
     """Every storage port on SQLite (WAL), one mixin per port over the same connections and
     threads; the telemetry commit is here, its reads in SqliteRuns. All blocking calls run
