@@ -33,6 +33,7 @@ from shared.store.sqlite_audit import SqliteAudit
 from shared.store.sqlite_detection_config import SqliteDetectionConfig
 from shared.store.sqlite_devices import COMMAND_COLUMNS, SqliteDevices
 from shared.store.sqlite_outbox import SqliteOutbox
+from shared.store.sqlite_retention import SqliteRetention
 from shared.store.sqlite_runs import (
     RunPlan,
     SqliteRuns,
@@ -84,6 +85,7 @@ class SqliteStore(
     SqliteAudit,
     SqliteWebhooks,
     SqliteTenantSettings,
+    SqliteRetention,
 ):
     """Every storage port on SQLite (WAL), one mixin per port over the same connections and
     threads; the telemetry commit is here, its reads in SqliteRuns. All blocking calls run

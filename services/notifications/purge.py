@@ -1,0 +1,140 @@
+"""The retention purge (CONTRACT §8): what each tenant keeps no longer, deleted in bounded chunks.
+
+It runs in the notifications service, at start and then every
+`retention_purge_interval` (at most an hour): that service already does the
+store's periodic work under a lease in the shared cache (offline checks,
+webhook deliveries) and is on neither the ingest path (the listener) nor the
+request path (the API), so a purge's reads and decoding never sit in their
+way. The lease keeps it to one process at a time in the distributed mode;
+`solewatch purge` runs `purge_expired` once from the command line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from functools import partial
+from typing import Any, Protocol
+
+from shared.bus.outbox import CacheLease
+from shared.cache import Cache
+from shared.config import Settings
+from shared.logging import get_logger
+from shared.store.accounts import AccountStore
+from shared.store.retention import ALERT_KINDS, TELEMETRY_KINDS, PurgeChunk, RetentionStore
+from shared.store.tenant_settings import TenantSettings, TenantSettingsStore
+
+log = get_logger("solewatch.retention")
+
+DAY_S = 86400
+# Between two chunks: ingestion's commits, queued behind a chunk on the single SQLite writer, go first.
+PAUSE_BETWEEN_CHUNKS_S = 0.005
+DRAIN_TIMEOUT_S = 5.0
+
+
+class PurgeStore(AccountStore, TenantSettingsStore, RetentionStore, Protocol):
+    """What a purge reads (tenants, their settings) and deletes."""
+
+
+async def _always() -> bool:
+    return True
+
+
+async def purge_expired(
+    store: PurgeStore,
+    *,
+    now: float | None = None,
+    chunk: int = 500,
+    keep_going: Callable[[], Awaitable[bool]] = _always,
+) -> dict[str, Any]:
+    """Delete, chunk by chunk, what is past each tenant's retention; the counts per tenant and kind.
+
+    Telemetry of devices no longer registered (retired without erasure) has no tenant
+    left to say how long: it is kept as long as the longest retention of any tenant,
+    the default included. `keep_going` is asked before each chunk; False stops the purge
+    there (what was deleted so far stays deleted, the next purge carries on)."""
+    now = time.time() if now is None else now
+    report: dict[str, Any] = {"tenants": {}, "unregistered_devices": {}}
+    longest = TenantSettings().telemetry_retention_days
+    for tenant in await store.tenants():
+        settings = await store.tenant_settings(tenant.id)
+        longest = max(longest, settings.telemetry_retention_days)
+        telemetry_before = int(now) - settings.telemetry_retention_days * DAY_S
+        resolved_before = now - settings.alert_retention_days * DAY_S
+        counts = await _chunks(partial(store.purge_telemetry, tenant.id, telemetry_before, limit=chunk), keep_going)
+        counts += await _chunks(partial(store.purge_alerts, tenant.id, resolved_before, limit=chunk), keep_going)
+        report["tenants"][tenant.name] = {kind: counts[kind] for kind in TELEMETRY_KINDS + ALERT_KINDS}
+    before = int(now) - longest * DAY_S
+    counts = await _chunks(partial(store.purge_telemetry, None, before, limit=chunk), keep_going)
+    report["unregistered_devices"] = {kind: counts[kind] for kind in TELEMETRY_KINDS}
+    return report
+
+
+async def _chunks(
+    purge: Callable[[], Awaitable[PurgeChunk]], keep_going: Callable[[], Awaitable[bool]]
+) -> Counter[str]:
+    """Call `purge` until a chunk says nothing more is left; what they deleted together."""
+    total: Counter[str] = Counter()
+    while await keep_going():
+        done = await purge()
+        total.update(done.deleted)
+        if not done.more:
+            break
+        await asyncio.sleep(PAUSE_BETWEEN_CHUNKS_S)
+    return total
+
+
+class RetentionPurger:
+    """Runs `purge_expired` at start and every `retention_purge_interval`, one process at a time."""
+
+    def __init__(self, store: PurgeStore, cache: Cache, settings: Settings):
+        self._store = store
+        self._lease = CacheLease(cache, "retention-purge:leader")
+        self._stopping = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.configure(settings)
+        self.last_report: dict[str, Any] | None = None  # the latest purge's counts, for logs and tests
+
+    def configure(self, settings: Settings) -> None:
+        self.interval = settings.retention_purge_interval
+        self.chunk = settings.retention_purge_chunk
+
+    def start(self) -> None:
+        self._stopping.clear()
+        self._task = asyncio.create_task(self._run(), name="retention-purge")
+
+    async def drain(self) -> None:
+        """Stop at the next chunk (each one is a whole write), waiting a bounded time."""
+        self._stopping.set()
+        if self._task is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._task), DRAIN_TIMEOUT_S)
+        await self.close()
+
+    async def close(self) -> None:
+        self._stopping.set()
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    async def _keep_going(self) -> bool:
+        return not self._stopping.is_set() and await self._lease.held()
+
+    async def _run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                if await self._lease.held():
+                    started = time.monotonic()
+                    self.last_report = await purge_expired(self._store, chunk=self.chunk, keep_going=self._keep_going)
+                    log.info("retention_purged", seconds=round(time.monotonic() - started, 3), **self.last_report)
+            except Exception:  # a backend away: the next round tries again
+                log.exception("retention_purge_failed")
+            finally:
+                with contextlib.suppress(Exception):
+                    await self._lease.release()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.interval)
