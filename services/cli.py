@@ -88,6 +88,8 @@ def _parser() -> argparse.ArgumentParser:
     tenant_add.add_argument("--admin-email", required=True)
     tenant_add.add_argument("--admin-password", required=True)
 
+    sub.add_parser("purge", help="delete now what is past each tenant's retention; prints the counts as JSON")
+
     from bench.cli import add_parser as add_bench_parser
 
     add_bench_parser(sub)
@@ -113,9 +115,14 @@ def main(argv: Sequence[str] | None = None) -> None:
 
         run_bench(args)  # its own event loop; servers under test are separate processes
         return
-    handler = {"run": _run, "simulate": _simulate, "devices": _devices, "tenants": _tenants, "migrate": _migrate}.get(
-        args.command, _service
-    )
+    handler = {
+        "run": _run,
+        "simulate": _simulate,
+        "devices": _devices,
+        "tenants": _tenants,
+        "migrate": _migrate,
+        "purge": _purge,
+    }.get(args.command, _service)
     try:
         run_process(lambda: handler(settings, args))
     except KeyboardInterrupt:
@@ -294,6 +301,20 @@ async def _tenants(settings: Settings, args: argparse.Namespace) -> None:
     finally:
         await store.close()
     sys.stdout.write(orjson.dumps(created).decode() + "\n")
+
+
+async def _purge(settings: Settings, args: argparse.Namespace) -> None:
+    """`solewatch purge`: one retention purge now, in whichever mode the settings name."""
+    from services.components import build_store
+    from services.notifications.purge import purge_expired
+
+    store = build_store(settings)
+    await store.open()
+    try:
+        report = await purge_expired(store, chunk=settings.retention_purge_chunk)
+    finally:
+        await store.close()
+    sys.stdout.write(orjson.dumps(report).decode() + "\n")
 
 
 if __name__ == "__main__":
