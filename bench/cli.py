@@ -8,7 +8,7 @@ from pathlib import Path
 
 import orjson
 
-BENCHMARKS = ("ingest", "connections", "latency", "alarm", "hostile-http", "handshakes")
+BENCHMARKS = ("ingest", "connections", "latency", "alarm", "hostile-http", "handshakes", "purge")
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -92,6 +92,17 @@ async def _run(args: argparse.Namespace) -> None:
             stall_bytes=300_000_000,
         )
         hostile_http.report(figures)
+    elif args.name == "purge":
+        from bench import purge
+
+        figures = await purge.run(
+            connections=args.connections or 1000,
+            seconds=args.seconds,
+            warmup=args.warmup,
+            window=args.window,
+            processes=args.processes,
+        )
+        purge.report(figures)
     elif args.name == "handshakes":
         from bench import handshakes  # `python -m bench.handshakes DIR` runs another checkout
 

@@ -30,7 +30,11 @@ from shared.store.tenant_settings import TenantSettings, TenantSettingsStore
 log = get_logger("solewatch.retention")
 
 DAY_S = 86400
-# Between two chunks: ingestion's commits, queued behind a chunk on the single SQLite writer, go first.
+# After each chunk the purge rests, so that it takes at most this share of the time: ingestion
+# shares its process (the event loop, the GIL) and SQLite's single writer. A tenth still deletes
+# thousands of runs a second, far more than a fleet stores (docs/storage.md, "Retention").
+DUTY = 0.1
+# The shortest rest: ingestion's commits, queued behind a chunk on the writer, go first.
 PAUSE_BETWEEN_CHUNKS_S = 0.005
 DRAIN_TIMEOUT_S = 5.0
 
@@ -49,41 +53,50 @@ async def purge_expired(
     now: float | None = None,
     chunk: int = 500,
     keep_going: Callable[[], Awaitable[bool]] = _always,
+    rest: Callable[[float], Awaitable[object]] = asyncio.sleep,
 ) -> dict[str, Any]:
     """Delete, chunk by chunk, what is past each tenant's retention; the counts per tenant and kind.
 
     Telemetry of devices no longer registered (retired without erasure) has no tenant
     left to say how long: it is kept as long as the longest retention of any tenant,
     the default included. `keep_going` is asked before each chunk; False stops the purge
-    there (what was deleted so far stays deleted, the next purge carries on)."""
+    there (what was deleted so far stays deleted, the next purge carries on). `rest(seconds)`
+    waits between chunks (see DUTY)."""
     now = time.time() if now is None else now
     report: dict[str, Any] = {"tenants": {}, "unregistered_devices": {}}
     longest = TenantSettings().telemetry_retention_days
+    chunks = partial(_chunks, keep_going=keep_going, rest=rest)
     for tenant in await store.tenants():
         settings = await store.tenant_settings(tenant.id)
         longest = max(longest, settings.telemetry_retention_days)
         telemetry_before = int(now) - settings.telemetry_retention_days * DAY_S
         resolved_before = now - settings.alert_retention_days * DAY_S
-        counts = await _chunks(partial(store.purge_telemetry, tenant.id, telemetry_before, limit=chunk), keep_going)
-        counts += await _chunks(partial(store.purge_alerts, tenant.id, resolved_before, limit=chunk), keep_going)
+        counts = await _chunks(
+            partial(store.purge_telemetry, tenant.id, telemetry_before, limit=chunk), keep_going, rest
+        )
+        counts += await _chunks(partial(store.purge_alerts, tenant.id, resolved_before, limit=chunk), keep_going, rest)
         report["tenants"][tenant.name] = {kind: counts[kind] for kind in TELEMETRY_KINDS + ALERT_KINDS}
     before = int(now) - longest * DAY_S
-    counts = await _chunks(partial(store.purge_telemetry, None, before, limit=chunk), keep_going)
+    counts = await chunks(partial(store.purge_telemetry, None, before, limit=chunk))
     report["unregistered_devices"] = {kind: counts[kind] for kind in TELEMETRY_KINDS}
     return report
 
 
 async def _chunks(
-    purge: Callable[[], Awaitable[PurgeChunk]], keep_going: Callable[[], Awaitable[bool]]
+    purge: Callable[[], Awaitable[PurgeChunk]],
+    keep_going: Callable[[], Awaitable[bool]],
+    rest: Callable[[float], Awaitable[object]],
 ) -> Counter[str]:
-    """Call `purge` until a chunk says nothing more is left; what they deleted together."""
+    """Call `purge` until a chunk says nothing more is left, resting after each one; what they deleted."""
     total: Counter[str] = Counter()
     while await keep_going():
+        started = time.monotonic()
         done = await purge()
         total.update(done.deleted)
         if not done.more:
             break
-        await asyncio.sleep(PAUSE_BETWEEN_CHUNKS_S)
+        # A chunk slowed by a busy process rests longer: the purge gives way to ingestion.
+        await rest(max(PAUSE_BETWEEN_CHUNKS_S, (time.monotonic() - started) * (1 - DUTY) / DUTY))
     return total
 
 
@@ -124,12 +137,19 @@ class RetentionPurger:
     async def _keep_going(self) -> bool:
         return not self._stopping.is_set() and await self._lease.held()
 
+    async def _rest(self, seconds: float) -> None:
+        """A rest between chunks that a drain cuts short."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+
     async def _run(self) -> None:
         while not self._stopping.is_set():
             try:
                 if await self._lease.held():
                     started = time.monotonic()
-                    self.last_report = await purge_expired(self._store, chunk=self.chunk, keep_going=self._keep_going)
+                    self.last_report = await purge_expired(
+                        self._store, chunk=self.chunk, keep_going=self._keep_going, rest=self._rest
+                    )
                     log.info("retention_purged", seconds=round(time.monotonic() - started, 3), **self.last_report)
             except Exception:  # a backend away: the next round tries again
                 log.exception("retention_purge_failed")
