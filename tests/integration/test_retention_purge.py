@@ -111,6 +111,17 @@ async def test_drain_stops_at_the_end_of_a_chunk(store: Store, tmp_path: Path) -
     await cache.close()
 
 
+async def test_the_notifications_service_purges_every_interval_and_stops_with_it(start_alerting: Any) -> None:
+    alerting = await start_alerting(None, retention_purge_interval=0.2)
+    device = await alerting.device()
+    await store_telemetry(alerting.store, device, OLD, NOW)  # after the purge at start: the next round's
+    await eventually(lambda: _positions(alerting.store, device.id, [NOW]), what="the service's purge")
+    purger = alerting.service.retention
+    assert purger.last_report is not None
+    await alerting.stop()  # as SIGTERM drains the service
+    assert purger._task is None
+
+
 def run_purge(data_dir: Path) -> subprocess.CompletedProcess[str]:
     env = os.environ | {"SOLEWATCH_DATA_DIR": str(data_dir)}
     return subprocess.run(
