@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from services.api.deps import AdminPrincipal, ContextDep, CurrentPrincipal
 from shared.store.tenant_settings import TenantSettings
@@ -19,6 +19,18 @@ _ALERT_DAYS = "days a resolved alert is kept after it was resolved, with its tim
 _VISIBILITY = "when positions are shown: always, on_shift (within shift hours and alerts), alerts_only"
 
 
+def _whole_number(value: object) -> object:
+    """A JSON number with no fraction: 30 or 30.0 (both JSON Schema integers), never true or "30"."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("must be a whole number of days")
+    if isinstance(value, float) and not value.is_integer():
+        raise ValueError("must be a whole number of days")
+    return int(value)
+
+
+Days = Annotated[int, BeforeValidator(_whole_number)]
+
+
 class TenantSettingsOut(BaseModel):
     telemetry_retention_days: int = Field(ge=1, le=3650, description=_TELEMETRY_DAYS)
     alert_retention_days: int = Field(ge=30, le=3650, description=_ALERT_DAYS)
@@ -29,18 +41,22 @@ class TenantSettingsIn(BaseModel):
     """The settings to change; those left out keep their current value (a merge, not a replace:
     leaving out a retention period must never shorten it to the default and delete data)."""
 
-    # Strict: JSON's true or "90" is not a number of days. No null: "unchanged" is said by leaving a field out,
-    # so the None defaults only mark a field not given (model_fields_set), never a value a client may send.
-    telemetry_retention_days: int = Field(  # type: ignore[assignment]  # None: not given, see above
-        None, ge=1, le=3650, strict=True, description=_TELEMETRY_DAYS
+    # No null: "unchanged" is said by leaving a field out, so the None defaults only mark a
+    # field not given (model_fields_set), never a value a client may send.
+    telemetry_retention_days: Days = Field(  # type: ignore[assignment]  # None: not given, see above
+        None, ge=1, le=3650, description=_TELEMETRY_DAYS
     )
-    alert_retention_days: int = Field(  # type: ignore[assignment]  # None: not given, see above
-        None, ge=30, le=3650, strict=True, description=_ALERT_DAYS
+    alert_retention_days: Days = Field(  # type: ignore[assignment]  # None: not given, see above
+        None, ge=30, le=3650, description=_ALERT_DAYS
     )
     location_visibility: Visibility = Field(None, description=_VISIBILITY)  # type: ignore[arg-type]  # not given
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra={"examples": [{"telemetry_retention_days": 30, "location_visibility": "alerts_only"}]},
+        # minProperties says in the schema what _something_to_change checks: an empty object is refused.
+        json_schema_extra={
+            "examples": [{"telemetry_retention_days": 30, "location_visibility": "alerts_only"}],
+            "minProperties": 1,
+        },
     )
 
     @model_validator(mode="after")

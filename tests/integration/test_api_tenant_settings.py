@@ -58,6 +58,9 @@ async def test_another_tenant_keeps_its_own(api: ApiHarness) -> None:
         {"telemetry_retention_days": "90"},
         {"telemetry_retention_days": 90.5},
         {"telemetry_retention_days": True},
+        {"telemetry_retention_days": 10**30},
+        {"telemetry_retention_days": 1e300},
+        {"alert_retention_days": 29.0},
         {"telemetry_retention_days": None},
         {"location_visibility": "never"},
         {"location_visibility": None},
@@ -75,6 +78,12 @@ async def test_bad_settings_are_422_and_change_nothing(api: ApiHarness, body: An
     assert response.json()["detail"]
     assert (await api.http.get(PATH, headers=admin.headers)).json() == DEFAULTS
     assert [r for r in await api.store.audit_log(tenant) if r.entry.action == "settings.update"] == []
+
+
+async def test_a_whole_number_written_with_a_fraction_is_a_number_of_days(api: ApiHarness) -> None:
+    admin = await api.caller(await api.tenant())
+    put = await api.http.put(PATH, headers=admin.headers, json={"alert_retention_days": 135.0})  # a JSON integer
+    assert put.status_code == 200 and put.json()["alert_retention_days"] == 135
 
 
 async def test_a_malformed_body_is_a_json_error(api: ApiHarness) -> None:
