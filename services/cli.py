@@ -307,11 +307,12 @@ async def _purge(settings: Settings, args: argparse.Namespace) -> None:
     """`solewatch purge`: one retention purge now, in whichever mode the settings name."""
     from services.components import build_store
     from services.notifications.purge import purge_expired
+    from shared.store.audit import Actor
 
     store = build_store(settings)
     await store.open()
     try:
-        report = await purge_expired(store, chunk=settings.retention_purge_chunk)
+        report = await purge_expired(store, chunk=settings.retention_purge_chunk, actor=Actor.system("cli"))
     finally:
         await store.close()
     sys.stdout.write(orjson.dumps(report).decode() + "\n")

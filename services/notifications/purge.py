@@ -24,6 +24,7 @@ from shared.cache import Cache
 from shared.config import Settings
 from shared.logging import get_logger
 from shared.store.accounts import AccountStore
+from shared.store.audit import Actor, AuditEntry, AuditStore
 from shared.store.retention import ALERT_KINDS, TELEMETRY_KINDS, PurgeChunk, RetentionStore
 from shared.store.tenant_settings import TenantSettings, TenantSettingsStore
 
@@ -39,8 +40,8 @@ PAUSE_BETWEEN_CHUNKS_S = 0.005
 DRAIN_TIMEOUT_S = 5.0
 
 
-class PurgeStore(AccountStore, TenantSettingsStore, RetentionStore, Protocol):
-    """What a purge reads (tenants, their settings) and deletes."""
+class PurgeStore(AccountStore, TenantSettingsStore, RetentionStore, AuditStore, Protocol):
+    """What a purge reads (tenants, their settings), deletes and, run from the CLI, audits."""
 
 
 async def _always() -> bool:
@@ -54,6 +55,7 @@ async def purge_expired(
     chunk: int = 500,
     keep_going: Callable[[], Awaitable[bool]] = _always,
     rest: Callable[[float], Awaitable[object]] = asyncio.sleep,
+    actor: Actor | None = None,
 ) -> dict[str, Any]:
     """Delete, chunk by chunk, what is past each tenant's retention; the counts per tenant and kind.
 
@@ -61,7 +63,13 @@ async def purge_expired(
     left to say how long: it is kept as long as the longest retention of any tenant,
     the default included. `keep_going` is asked before each chunk; False stops the purge
     there (what was deleted so far stays deleted, the next purge carries on). `rest(seconds)`
-    waits between chunks (see DUTY)."""
+    waits between chunks (see DUTY).
+
+    With an `actor` (`solewatch purge`: a change made through the CLI), each tenant that
+    lost something gets one `retention.purge` audit entry with the counts and cut-offs.
+    A purge is many writes, so the entry follows them rather than sharing one: a purge
+    stopped half way leaves its chunks without an entry, deletions the tenant's audited
+    settings made due anyway. The hourly purge writes none (it logs `retention_purged`)."""
     now = time.time() if now is None else now
     report: dict[str, Any] = {"tenants": {}, "unregistered_devices": {}}
     longest = TenantSettings().telemetry_retention_days
@@ -75,7 +83,12 @@ async def purge_expired(
             partial(store.purge_telemetry, tenant.id, telemetry_before, limit=chunk), keep_going, rest
         )
         counts += await _chunks(partial(store.purge_alerts, tenant.id, resolved_before, limit=chunk), keep_going, rest)
-        report["tenants"][tenant.name] = {kind: counts[kind] for kind in TELEMETRY_KINDS + ALERT_KINDS}
+        deleted = {kind: counts[kind] for kind in TELEMETRY_KINDS + ALERT_KINDS}
+        report["tenants"][tenant.name] = deleted
+        if actor is not None and any(deleted.values()):
+            cut_offs = {"telemetry_before": telemetry_before, "resolved_before": resolved_before}
+            entry = AuditEntry(tenant.id, actor, "retention.purge", "tenant", str(tenant.id), deleted | cut_offs)
+            await store.record_audit(entry)
     before = int(now) - longest * DAY_S
     counts = await chunks(partial(store.purge_telemetry, None, before, limit=chunk))
     report["unregistered_devices"] = {kind: counts[kind] for kind in TELEMETRY_KINDS}

@@ -159,6 +159,17 @@ async def test_solewatch_purge_prints_its_counts_per_tenant_and_kind(tmp_path: P
     try:
         assert await times(store, acme) == ([NOW],) * 3
         assert await times(store, globex) == ([OLD, OLD + 1, NOW],) * 3
+        # A change made through the CLI: one entry for the tenant that lost something, none for a purge of nothing.
+        [record] = await store.audit_log(acme.tenant_id)
+        entry = record.entry
+        assert (entry.action, entry.target_type, entry.actor.type, entry.actor.label) == (
+            "retention.purge",
+            "tenant",
+            "system",
+            "cli",
+        )
+        assert entry.detail["positions"] == 2 and entry.detail["telemetry_before"] < NOW - 89 * DAY_S
+        assert await store.audit_log(globex.tenant_id) == []
     finally:
         await store.close()
 
@@ -182,3 +193,4 @@ async def test_solewatch_purge_on_mongodb(
             "notifications": 0,
         }
         assert await times(store, device) == ([NOW],) * 3
+        assert [r.entry.action for r in await store.audit_log(device.tenant_id)] == ["retention.purge"]
