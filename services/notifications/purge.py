@@ -4,9 +4,9 @@ It runs in the notifications service, at start and then every
 `retention_purge_interval` (at most an hour): that service already does the
 store's periodic work under a lease in the shared cache (offline checks,
 webhook deliveries) and is on neither the ingest path (the listener) nor the
-request path (the API), so a purge's reads and decoding never sit in their
-way. The lease keeps it to one process at a time in the distributed mode;
-`solewatch purge` runs `purge_expired` once from the command line.
+request path (the API), so a purge's reads never sit in their way. The lease
+keeps it to one process at a time in the distributed mode; `solewatch purge`
+runs `purge_expired` once from the command line.
 """
 
 from __future__ import annotations
@@ -79,10 +79,8 @@ async def purge_expired(
         longest = max(longest, settings.telemetry_retention_days)
         telemetry_before = int(now) - settings.telemetry_retention_days * DAY_S
         resolved_before = now - settings.alert_retention_days * DAY_S
-        counts = await _chunks(
-            partial(store.purge_telemetry, tenant.id, telemetry_before, limit=chunk), keep_going, rest
-        )
-        counts += await _chunks(partial(store.purge_alerts, tenant.id, resolved_before, limit=chunk), keep_going, rest)
+        counts = await chunks(partial(store.purge_telemetry, tenant.id, telemetry_before, limit=chunk))
+        counts += await chunks(partial(store.purge_alerts, tenant.id, resolved_before, limit=chunk))
         deleted = {kind: counts[kind] for kind in TELEMETRY_KINDS + ALERT_KINDS}
         report["tenants"][tenant.name] = deleted
         if actor is not None and any(deleted.values()):

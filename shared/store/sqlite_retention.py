@@ -90,9 +90,7 @@ class SqliteRetention:
         if deleted or cut:
 
             def purge(c: sqlite3.Connection) -> None:
-                c.execute(
-                    "DELETE FROM frame_runs WHERE id IN (SELECT value FROM json_each(?))", (orjson.dumps(deleted),)
-                )
+                c.execute(f"DELETE FROM frame_runs WHERE id {_IN_IDS}", (orjson.dumps(deleted),))
                 # Only if unchanged since it was read (an erasure may have deleted it meanwhile).
                 c.executemany(
                     "UPDATE frame_runs SET first_ts = ?, frames = ? WHERE id = ? AND first_ts = ?",
