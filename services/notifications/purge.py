@@ -38,6 +38,10 @@ DUTY = 0.1
 # The shortest rest: ingestion's commits, queued behind a chunk on the writer, go first.
 PAUSE_BETWEEN_CHUNKS_S = 0.005
 DRAIN_TIMEOUT_S = 5.0
+# An alert takes its timeline, notifications and alarm with it (about ten rows): a chunk of
+# alerts is this many times smaller than one of runs, to keep the same short write (~1.6 ms
+# for 100 alerts on SQLite, against ~7 ms for 500).
+ROWS_PER_ALERT = 5
 
 
 class PurgeStore(AccountStore, TenantSettingsStore, RetentionStore, AuditStore, Protocol):
@@ -80,7 +84,8 @@ async def purge_expired(
         telemetry_before = int(now) - settings.telemetry_retention_days * DAY_S
         resolved_before = now - settings.alert_retention_days * DAY_S
         counts = await chunks(partial(store.purge_telemetry, tenant.id, telemetry_before, limit=chunk))
-        counts += await chunks(partial(store.purge_alerts, tenant.id, resolved_before, limit=chunk))
+        alerts = max(1, chunk // ROWS_PER_ALERT)
+        counts += await chunks(partial(store.purge_alerts, tenant.id, resolved_before, limit=alerts))
         deleted = {kind: counts[kind] for kind in TELEMETRY_KINDS + ALERT_KINDS}
         report["tenants"][tenant.name] = deleted
         if actor is not None and any(deleted.values()):
