@@ -8,7 +8,18 @@ from pathlib import Path
 
 import orjson
 
-BENCHMARKS = ("ingest", "connections", "latency", "alarm", "hostile-http", "handshakes", "webhooks", "export", "disk")
+BENCHMARKS = (
+    "ingest",
+    "connections",
+    "latency",
+    "alarm",
+    "hostile-http",
+    "handshakes",
+    "webhooks",
+    "export",
+    "disk",
+    "purge",
+)
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -126,6 +137,17 @@ async def _run(args: argparse.Namespace) -> None:
 
         figures = await export.run(frames=args.frames)
         export.report(figures)
+    elif args.name == "purge":
+        from bench import purge
+
+        figures = await purge.run(
+            connections=args.connections or 1000,
+            seconds=args.seconds,
+            warmup=args.warmup,
+            window=args.window,
+            processes=args.processes,
+        )
+        purge.report(figures)
     elif args.name == "handshakes":
         from bench import handshakes  # `python -m bench.handshakes DIR` runs another checkout
 

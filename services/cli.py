@@ -90,6 +90,7 @@ def _parser() -> argparse.ArgumentParser:
     tenant_add.add_argument("--admin-password", required=True)
 
     _add_backup_parsers(sub)
+    sub.add_parser("purge", help="delete now what is past each tenant's retention; prints the counts as JSON")
 
     from bench.cli import add_parser as add_bench_parser
 
@@ -160,9 +161,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.command in ("backup", "restore"):
         _backup_or_restore(settings, args)
         return
-    handler = {"run": _run, "simulate": _simulate, "devices": _devices, "tenants": _tenants, "migrate": _migrate}.get(
-        args.command, _service
-    )
+    handler = {
+        "run": _run,
+        "simulate": _simulate,
+        "devices": _devices,
+        "tenants": _tenants,
+        "migrate": _migrate,
+        "purge": _purge,
+    }.get(args.command, _service)
     try:
         run_process(lambda: handler(settings, args))
     except KeyboardInterrupt:
@@ -341,6 +347,21 @@ async def _tenants(settings: Settings, args: argparse.Namespace) -> None:
     finally:
         await store.close()
     sys.stdout.write(orjson.dumps(created).decode() + "\n")
+
+
+async def _purge(settings: Settings, args: argparse.Namespace) -> None:
+    """`solewatch purge`: one retention purge now, in whichever mode the settings name."""
+    from services.components import build_store
+    from services.notifications.purge import purge_expired
+    from shared.store.audit import Actor
+
+    store = build_store(settings)
+    await store.open()
+    try:
+        report = await purge_expired(store, chunk=settings.retention_purge_chunk, actor=Actor.system("cli"))
+    finally:
+        await store.close()
+    sys.stdout.write(orjson.dumps(report).decode() + "\n")
 
 
 if __name__ == "__main__":

@@ -128,6 +128,13 @@ class Settings(BaseSettings):
         description="seconds after which a notification claimed by a process that went silent is sent again",
     )
     escalation_check_interval: float = Field(1.0, gt=0, description="seconds between checks for escalation steps due")
+    # Retention (CONTRACT §8, services/notifications/purge.py): at least hourly, as the contract says.
+    retention_purge_interval: float = Field(
+        3600, gt=0, le=3600, description="seconds between retention purges (at most an hour)"
+    )
+    retention_purge_chunk: int = Field(
+        500, ge=1, le=10_000, description="stored units a purge deletes per write (SQLite: runs of frames)"
+    )
     notification_drain_timeout: float = Field(
         10, ge=0, description="seconds a stopping process waits for sends in progress"
     )

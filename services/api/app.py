@@ -24,6 +24,7 @@ from services.api import (
     fleet,
     geofences,
     history,
+    tenant_settings,
     webhook_endpoints,
     webhooks,
     webhooks_sms,
@@ -141,6 +142,7 @@ def create_app(
             escalation,
             geofences,
             audit,
+            tenant_settings,
             webhook_endpoints,
         ):
             app.include_router(module.router, responses=_COMMON_ERRORS)

@@ -11,6 +11,7 @@ from services.notifications.email import EmailNotifier
 from services.notifications.engine import AlertEngine
 from services.notifications.escalation import Escalator
 from services.notifications.notifier import Notifier
+from services.notifications.purge import RetentionPurger
 from services.notifications.push import PushNotifier
 from services.notifications.sms import SmsNotifier, sms_configured
 from services.notifications.voice import VoiceNotifier, voice_configured
@@ -76,6 +77,7 @@ class NotificationsService:
         self.webhook_positions = WebhookPositions(context.store)
         context.bus.subscribe("webhook-positions", [TOPIC_TELEMETRY], self.webhook_positions.handle)
         self.position_batcher = PositionBatcher(context.store, self.webhooks.wake)
+        self.retention = RetentionPurger(context.store, context.cache, context.settings)
 
     async def start(self) -> None:
         self.dispatcher.start()
@@ -83,9 +85,11 @@ class NotificationsService:
         await self.detection.start()
         self.webhooks.start()
         self.position_batcher.start()
+        self.retention.start()
         log.info("notifications_started", channels=self.dispatcher.channels)
 
     async def drain(self) -> None:
+        await self.retention.drain()
         await self.detection.drain()
         await self.escalator.stop()
         await self.dispatcher.drain()
@@ -94,6 +98,7 @@ class NotificationsService:
         await self.webhooks.drain(self.dispatcher.policy.drain_timeout)
 
     async def close(self) -> None:
+        await self.retention.close()
         await self.detection.close()
         await self.escalator.stop()
         await self.dispatcher.close()
@@ -106,6 +111,7 @@ class NotificationsService:
         self.escalator.check_interval = settings.escalation_check_interval
         await self.detection.reload(settings)
         self.webhooks.settings = settings
+        self.retention.configure(settings)
         log.info("notifications_reloaded", channels=self.dispatcher.channels)
 
     async def check_ready(self) -> str | None:

@@ -150,21 +150,27 @@ class WebhookSender:
 
     async def _send(self, delivery: WebhookDelivery) -> None:
         try:
-            endpoint = await self._endpoints.get(delivery.tenant_id, delivery.endpoint_id)
-            outcome = await self._attempt(delivery, endpoint)
+            try:
+                endpoint = await self._endpoints.get(delivery.tenant_id, delivery.endpoint_id)
+                outcome = await self._attempt(delivery, endpoint)
+            finally:
+                # The request is over: the endpoint's slot is free while the outcome waits to be written
+                # (the lease keeps this delivery from being claimed again meanwhile).
+                self._release(delivery.endpoint_id)
             if not await self._recorder.record(delivery.id, outcome):
                 log.info("webhook_outcome_superseded", event_id=delivery.event_id)  # retried by hand meanwhile
             elif endpoint is not None and outcome.sent_at is not None and outcome.status != "delivered":
                 await self._after_failure(endpoint, outcome)
         except Exception:  # the store failed to record it: the lease runs out and it is sent again
             log.exception("webhook_record_failed", event_id=delivery.event_id)
-        finally:
-            left = self._in_flight[delivery.endpoint_id] - 1
-            if left:
-                self._in_flight[delivery.endpoint_id] = left
-            else:
-                del self._in_flight[delivery.endpoint_id]
-            self.wake.set()  # a slot is free: that endpoint's backlog may go on
+
+    def _release(self, endpoint_id: int) -> None:
+        left = self._in_flight[endpoint_id] - 1
+        if left:
+            self._in_flight[endpoint_id] = left
+        else:
+            del self._in_flight[endpoint_id]
+        self.wake.set()  # a slot is free: that endpoint's backlog may go on
 
     async def _after_failure(self, endpoint: WebhookEndpoint, outcome: AttemptOutcome) -> None:
         """An endpoint failing for too long is disabled and its admins emailed (webhooks_disable.py)."""

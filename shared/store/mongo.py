@@ -39,6 +39,8 @@ from shared.store.mongo_detection_config import MongoDetectionConfig
 from shared.store.mongo_devices import MongoDevices
 from shared.store.mongo_ingest import DUPLICATE_KEY, TELEMETRY_KEY, MongoIngest
 from shared.store.mongo_outbox import MongoOutbox
+from shared.store.mongo_retention import MongoRetention
+from shared.store.mongo_tenant_settings import MongoTenantSettings
 from shared.store.mongo_webhook_positions import MongoWebhookPositions
 from shared.store.mongo_webhooks import MongoWebhooks
 from shared.store.port import StoreUnavailable
@@ -96,6 +98,8 @@ class MongoStore(
     MongoAudit,
     MongoWebhooks,
     MongoWebhookPositions,
+    MongoTenantSettings,
+    MongoRetention,
 ):
     """Every storage port on MongoDB (6.0 or later), one mixin per port over the same
     database; the telemetry port is MongoIngest."""

@@ -75,6 +75,7 @@ class MongoAudit:
         "geofences",
         "device_settings",
         "webhook_endpoints",
+        "tenant_settings",
     )
 
     if TYPE_CHECKING:  # provided by MongoStore

@@ -90,7 +90,10 @@ ERASURE = {
         name: "never about a device"
         for name in ("tenants", "users", "api_keys", "contacts", "escalation_policies", "push_subscriptions")
     },
-    **{name: "never about a device" for name in ("server_keys", "webhook_endpoints", "webhook_positions_last")},
+    **{
+        name: "never about a device"
+        for name in ("server_keys", "webhook_endpoints", "webhook_positions_last", "tenant_settings")
+    },
     "counters": "the id sequences",
 }
 _ERASE_BY_DEVICE = ("positions", "position_keys", "heartbeats", "activities", "alarms", "commands")

@@ -12,6 +12,8 @@ and the compositions each service names.
 | `AuditStore` | audit.py | the append-only audit log (changes write their entry with them) |
 | `WebhookStore` | webhooks.py | partner webhook endpoints and the deliveries owed to them |
 | `WebhookPositionsStore` | webhook_positions.py | positions owed to webhook endpoints, batched into deliveries |
+| `TenantSettingsStore` | tenant_settings.py | a tenant's retention periods and location visibility |
+| `RetentionStore` | retention.py | deleting what is past its tenant's retention, a chunk at a time |
 
 Each adapter (SQLite, MongoDB) is one class composed of one mixin per port and
 offers them all (`Store`); a service names only what it uses, so its
@@ -35,8 +37,10 @@ from shared.store.devices import hash_device_token as hash_device_token
 from shared.store.devices import token_matches as token_matches
 from shared.store.outbox import OutboxEntry as OutboxEntry
 from shared.store.outbox import OutboxStore
+from shared.store.retention import RetentionStore
 from shared.store.telemetry import FrameRecord as FrameRecord
 from shared.store.telemetry import TelemetryHistory, TelemetryStore
+from shared.store.tenant_settings import TenantSettingsStore
 from shared.store.webhook_positions import WebhookPositionsStore
 from shared.store.webhooks import WebhookStore
 
@@ -83,6 +87,8 @@ class ApiStore(
     AuditStore,
     WebhookStore,
     WebhookPositionsStore,  # the notifications service shares the API's context
+    TenantSettingsStore,
+    RetentionStore,
     Protocol,
 ):
     """The REST API and what shares its ServiceContext (the notifications service uses a part)."""
@@ -102,6 +108,8 @@ class Store(
     AuditStore,
     WebhookStore,
     WebhookPositionsStore,
+    TenantSettingsStore,
+    RetentionStore,
     Protocol,
 ):
     """Every port, as one adapter offers them: for the wiring that builds, opens and hands it out."""

@@ -33,6 +33,7 @@ from shared.store.sqlite_audit import SqliteAudit
 from shared.store.sqlite_detection_config import SqliteDetectionConfig
 from shared.store.sqlite_devices import COMMAND_COLUMNS, SqliteDevices
 from shared.store.sqlite_outbox import SqliteOutbox
+from shared.store.sqlite_retention import SqliteRetention
 from shared.store.sqlite_runs import (
     RunPlan,
     SqliteRuns,
@@ -43,6 +44,7 @@ from shared.store.sqlite_runs import (
     store_runs,
     stored_runs,
 )
+from shared.store.sqlite_tenant_settings import SqliteTenantSettings
 from shared.store.sqlite_webhook_positions import SqliteWebhookPositions
 from shared.store.sqlite_webhooks import SqliteWebhooks, owe_event
 from shared.webhook_events import command_completed_event
@@ -68,6 +70,7 @@ _PORTS = (
     SqliteAudit,
     SqliteWebhooks,
     SqliteWebhookPositions,
+    SqliteTenantSettings,
 )
 
 _COMMAND_STATUS = {0: "done", 1: "failed", 2: "unsupported"}
@@ -84,6 +87,8 @@ class SqliteStore(
     SqliteAudit,
     SqliteWebhooks,
     SqliteWebhookPositions,
+    SqliteTenantSettings,
+    SqliteRetention,
 ):
     """Every storage port on SQLite (WAL), one mixin per port over the same connections and
     threads; the telemetry commit is here, its reads in SqliteRuns. All blocking calls run

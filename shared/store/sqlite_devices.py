@@ -51,7 +51,10 @@ ERASURE = {
         table: "never about a device"
         for table in ("tenants", "users", "api_keys", "contacts", "escalation_policies", "push_subscriptions")
     },
-    **{table: "never about a device" for table in ("server_keys", "webhook_endpoints", "webhook_positions_last")},
+    **{
+        table: "never about a device"
+        for table in ("server_keys", "webhook_endpoints", "webhook_positions_last", "tenant_settings")
+    },
     "sqlite_sequence": "SQLite's own counters",
 }
 # Well under SQLite's limit on a statement's parameters (32,766 since 3.32, 999 before).

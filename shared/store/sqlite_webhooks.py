@@ -83,8 +83,9 @@ _OWED_AGAIN = (
 
 class SqliteWebhooks:
     SCHEMA = """
+-- AUTOINCREMENT: a deleted endpoint's id never names another one (to partners, or to a sender's cache).
 CREATE TABLE IF NOT EXISTS webhook_endpoints (
-    id INTEGER PRIMARY KEY, tenant_id INTEGER NOT NULL REFERENCES tenants(id), url TEXT NOT NULL,
+    id INTEGER PRIMARY KEY AUTOINCREMENT, tenant_id INTEGER NOT NULL REFERENCES tenants(id), url TEXT NOT NULL,
     events TEXT NOT NULL, description TEXT, enabled INTEGER NOT NULL, secret TEXT NOT NULL, created_at REAL NOT NULL,
     failing_since REAL);
 CREATE INDEX IF NOT EXISTS webhook_endpoints_by_tenant ON webhook_endpoints(tenant_id, id);

@@ -60,3 +60,14 @@ def test_alarm_bench_times_alarms_to_their_sms(tmp_path):
     assert figures["acknowledged"] == figures["alarms"]
     assert 0 < figures["alarm_to_command_p50_ms"] <= figures["alarm_to_command_p99_ms"]
     assert "ALARM frame to SMS request" in figures["stdout"]
+
+
+def test_purge_bench_measures_ingest_with_and_without_the_purge(tmp_path):
+    figures = run_bench(tmp_path, "purge", "--connections", "20", "--seconds", "1", "--warmup", "0.5")
+    assert figures["connections"] == 20 and figures["history_days"] == 30
+    assert figures["history_runs"] == 20 * 30 * 86400 // 300 // 4
+    assert figures["fps_without_purge"] > 0 and figures["fps_with_purge"] > 0
+    assert len(figures["pair_ratios"]) == 2
+    # The purge ran during the windows: it deleted some of the expired runs.
+    assert 0 <= figures["expired_runs_left_at_end"] < figures["expired_runs"]
+    assert "frames/s with purge" in figures["stdout"]

@@ -11,7 +11,7 @@ from tests.browser.team import new_tenant
 
 pytestmark = pytest.mark.slow
 
-SECTIONS = ["users", "devices", "contacts", "escalation", "geofences", "audit"]
+SECTIONS = ["users", "devices", "contacts", "escalation", "geofences", "data", "audit"]
 # Visible form controls without an accessible name (a <label>, aria-label or aria-labelledby).
 UNNAMED = """els => els.filter(e => e.offsetParent !== null && !e.labels?.length && !e.getAttribute("aria-label")
     && !e.getAttribute("aria-labelledby")).map(e => e.outerHTML.slice(0, 120))"""

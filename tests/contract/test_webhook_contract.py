@@ -454,3 +454,12 @@ async def test_mongo_an_endpoint_disabled_but_stopped_before_its_entry_is_copied
     assert [(r.entry.action, r.entry.target_id) for r in await store.audit_log(acme)] == [
         ("webhook.disable", str(endpoint.id))
     ]
+
+
+async def test_a_deleted_endpoints_id_never_names_another(store: Store) -> None:
+    acme = await store.ensure_tenant("acme")
+    first = await add_endpoint(store, acme)
+    newest = await add_endpoint(store, acme, "https://hooks.example/b")
+    assert await store.delete_webhook_endpoint(acme, newest.id)
+    again = await add_endpoint(store, acme, "https://hooks.example/c")
+    assert again.id not in (first.id, newest.id)

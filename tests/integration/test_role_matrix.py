@@ -191,6 +191,9 @@ TABLE: tuple[Row, ...] = (
         body=fixed({"offline_after": 300, "shift": None}),
         foreign=True,
     ),
+    # -- the tenant's data lifecycle (CONTRACT §8): another tenant's admin changes only its own ---------
+    Row("GET", "/api/v1/tenant/settings", "user", 200),
+    Row("PUT", "/api/v1/tenant/settings", "admin", 200, body=fixed({"telemetry_retention_days": 30})),
     # -- alerts ---------------------------------------------------------------------------------------
     Row("GET", "/api/v1/alerts", "user", 200),
     Row("GET", "/api/v1/alerts/{alert_id}", "user", 200, foreign=True),

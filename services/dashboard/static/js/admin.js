@@ -1,9 +1,10 @@
 // The admin area (admins only): one section at a time among users, devices,
-// contacts, the escalation policy, geofences and the audit log. Each section
+// contacts, the escalation policy, geofences, data retention and the audit log. Each section
 // loads when it is opened, so a supervisor's or viewer's page never asks for
 // what only admins may read.
 import { AuditSection } from "./admin-audit.js";
 import { ContactsSection } from "./admin-contacts.js";
+import { DataSection } from "./admin-data.js";
 import { DevicesSection } from "./admin-devices.js";
 import { EscalationSection } from "./admin-escalation.js";
 import { GeofencesSection } from "./admin-geofences.js";
@@ -16,6 +17,7 @@ const SECTIONS = [
   ["contacts", "Contacts", ContactsSection],
   ["escalation", "Escalation", EscalationSection],
   ["geofences", "Geofences", GeofencesSection],
+  ["data", "Data", DataSection],
   ["audit", "Audit log", AuditSection],
 ];
 
