@@ -37,6 +37,7 @@ from shared.webhook_events import device_status_event
 log = get_logger("solewatch.webhooks")
 
 CLAIM_BATCH = 100
+ALERTING_FIRST_S = 0.25  # how long an alert's webhooks wait for its own notifications to be under way
 NOBODY_TTL_S = 1.5  # an endpoint newly subscribed to device events hears them this much later at most
 # Long enough for a delivery to wait for its endpoint's slot and be sent; a process that dies holding
 # one delays it by this much at most.
@@ -73,8 +74,10 @@ class WebhookEvents:
         return True
 
     async def on_alert(self, _message: Message) -> None:
-        """An alert changed, and the store owed its events with the change: look now, not at the poll."""
-        self.wake()
+        """An alert changed, and the store owed its events with the change: look soon, not at the poll.
+        Not at once: the alert's SMS, emails and calls are being sent from this same process right
+        now, and partners' requests must not compete with them for it (`solewatch bench webhooks`)."""
+        asyncio.get_running_loop().call_later(ALERTING_FIRST_S, self.wake)
 
     def wake(self) -> None:
         if self._on_queued is not None:
