@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
@@ -52,25 +53,15 @@ def _delivery(row: tuple[Any, ...]) -> WebhookDelivery:
     )
 
 
+_DUE_ORDER = itemgetter(10, 0)  # a delivery row's next_attempt_at, then its id
+
+
 def free_room(per_endpoint: int | None, in_flight: Mapping[int, int] | None) -> Callable[[int], int] | None:
     """How many more deliveries to an endpoint a claim may take, or None for no bound."""
     if per_endpoint is None:
         return None
     busy = in_flight or {}
     return lambda endpoint_id: per_endpoint - busy.get(endpoint_id, 0)
-
-
-def take(rows: Iterable[tuple[Any, ...]], room: Callable[[int], int] | None, limit: int) -> Iterator[tuple[Any, ...]]:
-    """The first `limit` rows (deliveries, oldest due first) that fit in each endpoint's room."""
-    taken: dict[int, int] = {}
-    for row in rows:
-        if sum(taken.values()) >= limit:
-            return
-        endpoint_id = row[2]
-        if room is not None and taken.get(endpoint_id, 0) >= room(endpoint_id):
-            continue
-        taken[endpoint_id] = taken.get(endpoint_id, 0) + 1
-        yield row
 
 
 # Enabled again: what the endpoint is owed within its retry window is due now, its schedule from the
@@ -100,7 +91,9 @@ CREATE TABLE IF NOT EXISTS webhook_deliveries (
     delivered_at REAL, first_attempt_at REAL NOT NULL, created_at REAL NOT NULL,
     lease_owner TEXT, lease_until REAL NOT NULL DEFAULT 0, imei TEXT,
     UNIQUE (endpoint_id, event_id));
-CREATE INDEX IF NOT EXISTS webhook_deliveries_due ON webhook_deliveries(status, next_attempt_at);
+-- What is due, per endpoint: a claim reads a few rows of each endpoint with room, never the backlog of
+-- an endpoint that hangs (its slots are full) or of one failing for hours (not due yet).
+CREATE INDEX IF NOT EXISTS webhook_deliveries_due ON webhook_deliveries(endpoint_id, status, next_attempt_at);
 -- imei: the device an event is about, so that erasing the device deletes what is owed about it.
 CREATE INDEX IF NOT EXISTS webhook_deliveries_by_device ON webhook_deliveries(tenant_id, imei) WHERE imei IS NOT NULL;
 """
@@ -250,22 +243,15 @@ CREATE INDEX IF NOT EXISTS webhook_deliveries_by_device ON webhook_deliveries(te
         in_flight: Mapping[int, int] | None = None,
     ) -> list[WebhookDelivery]:
         room = free_room(per_endpoint, in_flight)
-        full = [
-            endpoint_id for endpoint_id, count in (in_flight or {}).items() if per_endpoint and count >= per_endpoint
-        ]
-        due = (
-            "FROM webhook_deliveries WHERE status = 'pending' AND next_attempt_at <= ? AND lease_until < ?"
-            f" AND endpoint_id NOT IN ({','.join('?' * len(full))})"
-        )
-        # Looked for on the reader first: the poll runs every second, and most polls find nothing,
-        # which must not take the one writer that ingestion and alerting commit through.
-        if not await self._read(lambda c: c.execute(f"SELECT 1 {due} LIMIT 1", (now, now, *full)).fetchone()):
+        # Looked for on the reader first: the sender looks after every alert change and every freed
+        # slot, and most looks find nothing it may take, which must not take the one writer that
+        # ingestion and alerting commit through.
+        if not await self._read(lambda c: _due(c, now, room, 1)):
             return []
 
         def run(c: sqlite3.Connection) -> list[WebhookDelivery]:
             # One writer at a time: the SELECT and the UPDATE cannot interleave with another claim.
-            rows = c.execute(f"SELECT {_DELIVERY_COLUMNS} {due} ORDER BY next_attempt_at, id", (now, now, *full))
-            taken = [_delivery(row) for row in take(rows, room, limit)]
+            taken = [_delivery(row) for row in _due(c, now, room, limit)]
             c.executemany(
                 "UPDATE webhook_deliveries SET lease_owner = ?, lease_until = ? WHERE id = ?",
                 [(owner, now + lease_s, delivery.id) for delivery in taken],
@@ -374,3 +360,19 @@ def _finish_attempt(c: sqlite3.Connection, delivery_id: int, owner: str, outcome
             (row[0],) if outcome.status == "delivered" else (outcome.sent_at, row[0]),
         )
     return True
+
+
+def _due(c: sqlite3.Connection, now: float, room: Callable[[int], int] | None, limit: int) -> list[tuple[Any, ...]]:
+    """Up to `limit` pending deliveries due by `now` that nobody holds, oldest due first, at most
+    `room(endpoint)` of each endpoint: a few index lookups per endpoint, whatever the backlog."""
+    rows: list[tuple[Any, ...]] = []
+    for (endpoint_id,) in c.execute("SELECT id FROM webhook_endpoints").fetchall():
+        wanted = limit if room is None else min(limit, room(endpoint_id))
+        if wanted > 0:
+            rows += c.execute(
+                f"SELECT {_DELIVERY_COLUMNS} FROM webhook_deliveries WHERE endpoint_id = ? AND status = 'pending'"
+                " AND next_attempt_at <= ? AND lease_until < ? ORDER BY next_attempt_at, id LIMIT ?",
+                (endpoint_id, now, now, wanted),
+            ).fetchall()
+    rows.sort(key=_DUE_ORDER)
+    return rows[:limit]
