@@ -182,6 +182,8 @@ ExportFormat = Annotated[
     "/{imei}/positions",
     response_model=PositionPage,
     summary="A device's positions, oldest first (recorded in the audit log)",
+    description="Only the positions the tenant's location visibility shows (`always`, `on_shift`, `alerts_only`):"
+    " a page may hold fewer than `limit` items, even none, and still have a `next_cursor`; follow it until null.",
     responses=_NOT_FOUND,
 )
 async def list_positions(
