@@ -134,14 +134,13 @@ class VisiblePositions:
         modes = {tenant_id: await self.mode(tenant_id) for tenant_id in {k[0] for k in keys}}
         if all(mode == "always" for mode in modes.values()):
             return list(items)  # the default: nothing more to look up
-        earliest: dict[int, float] = {}
+        earliest: dict[tuple[int, int], float] = {}  # (tenant id, device id): its oldest position here
         for tenant_id, device_id, ts in keys:
             if modes[tenant_id] != "always":
-                earliest[device_id] = min(ts, earliest.get(device_id, ts))
+                earliest[tenant_id, device_id] = min(ts, earliest.get((tenant_id, device_id), ts))
         seen = {
-            device_id: await self._live_device(tenant_id, device_id, modes[tenant_id], since=earliest[device_id])
-            for tenant_id, device_id, _ in keys
-            if device_id in earliest
+            device_id: await self._live_device(tenant_id, device_id, modes[tenant_id], since=since)
+            for (tenant_id, device_id), since in earliest.items()
         }
         shown = zip(items, keys, strict=True)
         return [item for item, (_, device_id, ts) in shown if seen.get(device_id, ALWAYS).shows(ts)]
