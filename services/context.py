@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
+from services.visibility.gate import VisiblePositions
 from shared.bus import Bus
 from shared.cache import Cache
 from shared.config import Settings
@@ -33,3 +34,8 @@ class ServiceContext:
     cache: Cache
     bus: Bus
     commands: CommandSender
+    # Where workers were, as CONTRACT §8 lets them be seen: `store` has no positions of its own.
+    positions: VisiblePositions = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.positions = VisiblePositions(self.store)

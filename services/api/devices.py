@@ -28,25 +28,29 @@ router = APIRouter(prefix="/api/v1/devices", tags=["devices"])
 Imei = Annotated[str, Path(pattern=IMEI_PATTERN, description="the device's 15-digit IMEI")]
 
 
-async def device_view(context: ServiceContext, device: Device) -> dict[str, Any]:
-    mark = await context.cache.get(online_key(device.id))
-    last_position = None
-    if device.last_fix_ts is not None and device.last_lat_e7 is not None and device.last_lon_e7 is not None:
-        last_position = {
-            "ts": iso_utc(device.last_fix_ts),
-            "lat": device.last_lat_e7 / 1e7,
-            "lon": device.last_lon_e7 / 1e7,
+async def device_view(context: ServiceContext, device: Device, *, whole: bool = False) -> dict[str, Any]:
+    """The device as the API shows it; `whole`: its last fix even where the location visibility hides it
+    (only for the admin's export of the worker's data)."""
+    return (await device_views(context, [device], whole=whole))[0]
+
+
+async def device_views(context: ServiceContext, devices: list[Device], *, whole: bool = False) -> list[dict[str, Any]]:
+    # last_position through the location visibility (CONTRACT §8): null when the tenant's mode hides it.
+    last_positions = await context.positions.last_positions(devices, whole=whole)
+    marks = await asyncio.gather(*(context.cache.get(online_key(device.id)) for device in devices))
+    return [
+        {
+            "imei": device.imei,
+            "name": device.name,
+            "created_at": iso_utc(device.created_at, millis=True),
+            "enabled": device.enabled,
+            "online": mark is not None and mark not in (b"", b"0"),
+            "last_seen": iso_utc(device.last_seen),
+            "battery": device.battery,
+            "last_position": last_position,
         }
-    return {
-        "imei": device.imei,
-        "name": device.name,
-        "created_at": iso_utc(device.created_at, millis=True),
-        "enabled": device.enabled,
-        "online": mark is not None and mark not in (b"", b"0"),
-        "last_seen": iso_utc(device.last_seen),
-        "battery": device.battery,
-        "last_position": last_position,
-    }
+        for device, mark, last_position in zip(devices, marks, last_positions, strict=True)
+    ]
 
 
 async def tenant_device(context: ServiceContext, tenant_id: int, imei: str) -> Device:
@@ -67,7 +71,7 @@ async def list_devices(
     after_id = decode_cursor(cursor, 1)[0] if cursor else None
     devices = await context.store.devices(principal.tenant_id, after_id=after_id, limit=limit + 1)
     page = devices[:limit]
-    items = await asyncio.gather(*(device_view(context, device) for device in page))
+    items = await device_views(context, page)
     return {"items": items, "next_cursor": encode_cursor(page[-1].id) if len(devices) > limit else None}
 
 

@@ -120,17 +120,28 @@ async def _commands(device: Device, store: ApiStore) -> AsyncIterator[list[dict[
         before = commands[-1].id
 
 
+def _every_position(context: ServiceContext) -> Callable[..., Awaitable[list[Any]]]:
+    """Positions hidden by the location visibility too: this export is an admin's, of the worker's own data
+    (CONTRACT §8 filters exports to non-admins: the `export=csv|geojson` reads of history.py)."""
+
+    async def read(device_id: int, *, after: tuple[int, int] | None, limit: int) -> list[Any]:
+        return await context.positions.everything(device_id, after=after, limit=limit)
+
+    return read
+
+
 async def _zip(context: ServiceContext, device: Device) -> AsyncIterator[bytes]:
     sink = _Sink()
     store = context.store
     with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         settings = (await store.device_settings(device.id)).as_dict()
-        about = {**await device_view(context, device), "settings": settings, "exported_at": iso_utc(time.time())}
+        shown = await device_view(context, device, whole=True)
+        about = {**shown, "settings": settings, "exported_at": iso_utc(time.time())}
         archive.writestr("device.json", orjson.dumps(about, option=orjson.OPT_INDENT_2))
         yield sink.take()
 
         for name, read, view, columns in (
-            ("positions.csv", store.positions, position_view, _POSITION_COLUMNS),
+            ("positions.csv", _every_position(context), position_view, _POSITION_COLUMNS),
             ("activity.csv", store.activities, activity_view, _ACTIVITY_COLUMNS),
             ("heartbeats.csv", store.heartbeats, heartbeat_view, _HEARTBEAT_COLUMNS),
         ):

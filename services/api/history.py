@@ -1,11 +1,14 @@
 """A worker's history (CONTRACT §2, §5): positions, activity and heartbeats, oldest first, paged alike.
 
 All three read the frames the listener stored, by device time, with inclusive
-`since`/`until` and a (time, seq) cursor. Reading positions or activity leaves
-a `positions.read` entry in the audit log, and a positions read made for an
-export (`export=csv|geojson`) an `export.read` entry instead (read_trace.py:
-one entry per read, not per page). Heartbeats (battery and signal) say how
-the insole is, not where the worker was or what they did, and leave none.
+`since`/`until` and a (time, seq) cursor. Positions come through the location
+visibility (services/visibility, CONTRACT §8): those the tenant's mode hides
+are left out, so a page may hold fewer than `limit` and still have a next.
+Reading positions or activity leaves a `positions.read` entry in the audit
+log, and a positions read made for an export (`export=csv|geojson`) an
+`export.read` entry instead (read_trace.py: one entry per read, not per page).
+Heartbeats (battery and signal) say how the insole is, not where the worker
+was or what they did, and leave none.
 """
 
 from __future__ import annotations
@@ -137,17 +140,24 @@ async def _page(
     cursor: str | None,
 ) -> dict[str, Any]:
     """One page of a device's frames of one kind, with the cursor of the next."""
-    start, end = _unix(since, math.ceil), _unix(until, math.floor)
-    after: tuple[int, int] | None = None
-    if cursor:
-        ts, seq = decode_cursor(cursor, 2)
-        after = (ts, seq)
+    start, end, after = _bounds(since, until, cursor)
     if start is not None and end is not None and start > end:
         return {"items": [], "next_cursor": None}  # an empty window, as valid a question as any other
     rows = await read(device_id, since=start, until=end, after=after, limit=limit + 1)
     page = rows[:limit]
     next_cursor = encode_cursor(page[-1].ts, page[-1].seq) if len(rows) > limit else None
     return {"items": [view(row) for row in page], "next_cursor": next_cursor}
+
+
+def _bounds(
+    since: datetime | None, until: datetime | None, cursor: str | None
+) -> tuple[int | None, int | None, tuple[int, int] | None]:
+    """The query's range in unix seconds and where the page starts."""
+    after: tuple[int, int] | None = None
+    if cursor:
+        ts, seq = decode_cursor(cursor, 2)
+        after = (ts, seq)
+    return _unix(since, math.ceil), _unix(until, math.floor), after
 
 
 def _unix(instant: datetime | None, to_whole: Callable[[float], int]) -> int | None:
@@ -172,6 +182,8 @@ ExportFormat = Annotated[
     "/{imei}/positions",
     response_model=PositionPage,
     summary="A device's positions, oldest first (recorded in the audit log)",
+    description="Only the positions the tenant's location visibility shows (`always`, `on_shift`, `alerts_only`):"
+    " a page may hold fewer than `limit` items, even none, and still have a `next_cursor`; follow it until null.",
     responses=_NOT_FOUND,
 )
 async def list_positions(
@@ -185,7 +197,14 @@ async def list_positions(
     export: ExportFormat = None,
 ) -> dict[str, Any]:
     device = await tenant_device(context, principal.tenant_id, imei)
-    page = await _page(context.store.positions, position_view, device.id, since, until, limit, cursor)
+    start, end, after = _bounds(since, until, cursor)
+    if start is not None and end is not None and start > end:
+        page: dict[str, Any] = {"items": [], "next_cursor": None}
+    else:
+        # Through the location visibility (CONTRACT §8): positions the tenant's mode hides are left out.
+        seen = await context.positions.page(device, since=start, until=end, after=after, limit=limit)
+        next_cursor = encode_cursor(*seen.next_after) if seen.next_after else None
+        page = {"items": [position_view(row) for row in seen.items], "next_cursor": next_cursor}
     action, detail = ("positions.read", {}) if export is None else ("export.read", {"format": export})
     await record_read(
         context,

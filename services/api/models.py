@@ -54,7 +54,9 @@ class DeviceOut(BaseModel):
     online: bool = Field(description="a listener holds the device's connection right now")
     last_seen: str | None = Field(description="when the last frame from the device was received")
     battery: int | None = Field(description="% at the newest report")
-    last_position: LastPosition | None = Field(description="the newest valid GPS fix")
+    last_position: LastPosition | None = Field(
+        description="the newest valid GPS fix; null without one, or when the tenant's location visibility hides it"
+    )
     model_config = _examples(
         {
             "imei": "356307042441013",

@@ -74,7 +74,7 @@ class NotificationsService:
         context.bus.subscribe("webhook-events", [TOPIC_DEVICE_STATUS], self.webhook_events.on_device_status)
         context.bus.subscribe("webhook-wake", [TOPIC_ALERT], self.webhook_events.on_alert, broadcast=True)
         # The `positions` event: off the devices' ACK path, a dict lookup per message while nobody asks for it.
-        self.webhook_positions = WebhookPositions(context.store)
+        self.webhook_positions = WebhookPositions(context.store, context.positions)
         context.bus.subscribe("webhook-positions", [TOPIC_TELEMETRY], self.webhook_positions.handle)
         self.position_batcher = PositionBatcher(context.store, self.webhooks.wake)
         self.retention = RetentionPurger(context.store, context.cache, context.settings)

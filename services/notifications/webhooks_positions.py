@@ -1,6 +1,9 @@
 """The `positions` webhook event (CONTRACT §7): positions reach the endpoints that asked for them,
 in batches, at most one delivery per endpoint per second, without touching ingestion.
 
+Positions the tenant's location visibility hides (services/visibility, CONTRACT §8) are dropped
+before they are owed to anyone.
+
 Two halves, beside the other webhook events:
 
 - `WebhookPositions`, a bus consumer of its own (`webhook-positions`) on the `telemetry` messages
@@ -41,6 +44,7 @@ from typing import Any
 
 import orjson
 
+from services.visibility.gate import VisiblePositions
 from shared.alerts import iso_utc
 from shared.bus import Message
 from shared.logging import get_logger
@@ -95,8 +99,9 @@ class PositionsSubscribers:
 class WebhookPositions:
     """Bus consumer: the positions of subscribed tenants become pending rows per endpoint."""
 
-    def __init__(self, store: WebhookPositionsStore):
+    def __init__(self, store: WebhookPositionsStore, positions: VisiblePositions):
         self._store = store
+        self._positions = positions  # the location visibility (CONTRACT §8): hidden positions are dropped
         self.subscribers = PositionsSubscribers(store)
 
     async def handle(self, message: Message) -> None:
@@ -108,11 +113,12 @@ class WebhookPositions:
         if table is None:
             return
         devices = telemetry["devices"]
+        ts_at = table["columns"].index("ts")
+        rows = [row for row in table["rows"] if devices[str(row[0])][0] in subscribers]
         owed: dict[int, list[PositionItem]] = {}
-        for row in table["rows"]:
+        for row in await self._positions.live(rows, lambda row: (devices[str(row[0])][0], row[0], row[ts_at])):
             tenant_id, imei = devices[str(row[0])]
-            if tenant_id in subscribers:
-                owed.setdefault(tenant_id, []).append(position_item(imei, table["columns"], row))
+            owed.setdefault(tenant_id, []).append(position_item(imei, table["columns"], row))
         for tenant_id, items in owed.items():
             await self._store.add_pending_positions(
                 tenant_id=tenant_id,

@@ -1,6 +1,9 @@
 """Live updates over Socket.IO: each dashboard joins its tenant's room and hears
 that tenant's positions, alerts and device status as the bus delivers them.
 
+Positions go through the location visibility (services/visibility, CONTRACT §8):
+a tenant whose mode hides a worker's position hears nothing of it.
+
 Live events are best effort (the REST API holds the truth): a failure to emit
 is logged and dropped, never retried by the bus, and a message nobody is
 watching costs no more than a look at the room table.
@@ -219,6 +222,7 @@ class LiveUpdates:
 
     def __init__(self, context: ServiceContext, sio: socketio.AsyncServer, *, consumer: str = "wss"):
         self._sio = sio
+        self._positions = context.positions  # the location visibility (CONTRACT §8) decides what is sent
         bus = context.bus
         bus.subscribe(f"{consumer}-positions", [TOPIC_TELEMETRY], self._guarded(self.on_telemetry))
         bus.subscribe(f"{consumer}-alerts", [TOPIC_ALERT], self._guarded(self.on_alert))
@@ -241,13 +245,15 @@ class LiveUpdates:
         if rooms is not None and not rooms:
             return  # no dashboard connected: do not even parse the message
         watched: dict[int, bool] = {}
+        items = []
         for item in telemetry_items(message.payload, "positions"):
             tenant_id = item["tenant_id"]
-            room = tenant_room(tenant_id)
             if tenant_id not in watched:
-                watched[tenant_id] = rooms is None or bool(rooms.get(room))
-            if not watched[tenant_id]:
-                continue
+                watched[tenant_id] = rooms is None or bool(rooms.get(tenant_room(tenant_id)))
+            if watched[tenant_id]:
+                items.append(item)
+        for item in await self._positions.live(items, _live_key):
+            room = tenant_room(item["tenant_id"])
             if rooms is None:
                 await self._sio.emit("position", live_position(item), to=room)
             else:
@@ -269,6 +275,7 @@ class LiveUpdates:
 
     async def on_alert(self, message: Message) -> None:
         payload = orjson.loads(message.payload)
+        self._positions.forget_alerts(payload["tenant_id"])  # it may open or close a window of positions
         room = tenant_room(payload["tenant_id"])
         if self._watched(room):
             await self._sio.emit("alert", payload["alert"], to=room)
@@ -300,6 +307,10 @@ class LiveUpdates:
                 log.warning("live_update_dropped", topic=message.topic, message_id=message.message_id, error=repr(exc))
 
         return deliver
+
+
+def _live_key(item: dict[str, Any]) -> tuple[int, int, float]:
+    return item["tenant_id"], item["device_id"], item["ts"]
 
 
 def live_position(item: dict[str, Any]) -> dict[str, Any]:

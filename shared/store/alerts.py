@@ -6,6 +6,7 @@ Every change to an alert is written together with an outbox message on the
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -119,6 +120,13 @@ class AlertStore(Protocol):
         limit: int = 50,
     ) -> list[Alert]:
         """Newest first; `before_id` is the cursor (ids below it)."""
+
+    async def alerts_overlapping(
+        self, device_ids: Sequence[int], *, start: float | None = None, end: float | None = None
+    ) -> list[Alert]:
+        """The devices' alerts whose time overlaps [start, end] (None: unbounded), oldest first: raised
+        (`ts`) at or before `end`, and not resolved before `start` (open and acknowledged ones whatever
+        `start`). What location visibility needs to know which positions an alert lets be seen."""
 
     async def acknowledge_alert(
         self,

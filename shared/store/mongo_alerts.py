@@ -113,6 +113,7 @@ class MongoAlerts:
             IndexModel([("tenant_id", 1), ("_id", 1)], name="alerts_by_tenant"),
             IndexModel([("tenant_id", 1), ("status", 1), ("_id", 1)], name="alerts_by_status"),
             IndexModel([("tenant_id", 1), ("imei", 1), ("_id", 1)], name="alerts_by_imei"),
+            IndexModel([("device_id", 1), ("ts", 1)], name="alerts_by_device"),
         ],
         "alert_events": [
             IndexModel([("alert_id", 1), ("at", 1)], name="alert_events_by_alert"),
@@ -211,6 +212,20 @@ class MongoAlerts:
                 device = await db.devices.find_one({"imei": imei}, {"_id": 1})
                 query["imei"], query["device_id"] = imei, device["_id"] if device else None
             docs = await db.alerts.find(query).sort("_id", -1).limit(limit).to_list(None)
+        return [_alert(doc) for doc in docs]
+
+    async def alerts_overlapping(
+        self, device_ids: Sequence[int], *, start: float | None = None, end: float | None = None
+    ) -> list[Alert]:
+        if not device_ids:
+            return []
+        query: Document = {"device_id": {"$in": list(device_ids)}}
+        if end is not None:
+            query["ts"] = {"$lte": end}
+        if start is not None:
+            query["$or"] = [{"resolved_at": None}, {"resolved_at": {"$gte": start}}]
+        async with self._read() as db:
+            docs = await db.alerts.find(query).sort([("ts", 1), ("_id", 1)]).to_list(None)
         return [_alert(doc) for doc in docs]
 
     async def acknowledge_alert(

@@ -4,7 +4,7 @@ and the compositions each service names.
 | port | module | what |
 |---|---|---|
 | `DeviceStore` | devices.py | devices and their downlink commands |
-| `TelemetryStore` | telemetry.py | frames committed, positions read back (`TelemetryHistory`) |
+| `TelemetryStore` | telemetry.py | frames committed and read back (`PositionHistory`, `FrameHistory`) |
 | `AccountStore` | accounts.py | tenants, users, API keys |
 | `AlertingStore` | alerting.py | alerts, notifications, escalation, detections, push, SMS replies |
 | `DetectionConfigStore` | detection_config.py | geofences and per-device settings |
@@ -38,8 +38,8 @@ from shared.store.devices import token_matches as token_matches
 from shared.store.outbox import OutboxEntry as OutboxEntry
 from shared.store.outbox import OutboxStore
 from shared.store.retention import RetentionStore
+from shared.store.telemetry import FrameHistory, TelemetryStore
 from shared.store.telemetry import FrameRecord as FrameRecord
-from shared.store.telemetry import TelemetryHistory, TelemetryStore
 from shared.store.tenant_settings import TenantSettingsStore
 from shared.store.webhook_positions import WebhookPositionsStore
 from shared.store.webhooks import WebhookStore
@@ -81,7 +81,7 @@ class NotificationsStore(
 class ApiStore(
     AccountStore,
     DeviceStore,
-    TelemetryHistory,
+    FrameHistory,  # positions only through the context's `positions` (services/visibility: CONTRACT §8)
     AlertingStore,
     DetectionConfigStore,
     AuditStore,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -59,6 +59,7 @@ CREATE TABLE IF NOT EXISTS alerts (
 CREATE INDEX IF NOT EXISTS alerts_by_tenant ON alerts(tenant_id, id);
 CREATE INDEX IF NOT EXISTS alerts_by_status ON alerts(tenant_id, status, id);
 CREATE INDEX IF NOT EXISTS alerts_by_imei ON alerts(tenant_id, imei, id);
+CREATE INDEX IF NOT EXISTS alerts_by_device ON alerts(device_id, ts);
 CREATE TABLE IF NOT EXISTS alert_events (
     id INTEGER PRIMARY KEY, alert_id INTEGER NOT NULL REFERENCES alerts(id),
     at REAL NOT NULL, action TEXT NOT NULL, actor TEXT, detail TEXT NOT NULL);
@@ -150,6 +151,21 @@ CREATE TABLE IF NOT EXISTS notification_deliveries (
             params.append(imei)
         sql = f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE {' AND '.join(clauses)} ORDER BY id DESC LIMIT ?"
         rows = await self._read(lambda c: c.execute(sql, (*params, limit)).fetchall())
+        return [Alert(*row) for row in rows]
+
+    async def alerts_overlapping(
+        self, device_ids: Sequence[int], *, start: float | None = None, end: float | None = None
+    ) -> list[Alert]:
+        if not device_ids:
+            return []
+        marks = ",".join("?" * len(device_ids))
+        sql = (
+            f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE device_id IN ({marks})"
+            " AND (? IS NULL OR ts <= ?) AND (? IS NULL OR resolved_at IS NULL OR resolved_at >= ?)"
+            " ORDER BY ts, id"
+        )
+        params = (*device_ids, end, end, start, start)
+        rows = await self._read(lambda c: c.execute(sql, params).fetchall())
         return [Alert(*row) for row in rows]
 
     async def acknowledge_alert(

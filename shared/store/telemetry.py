@@ -8,7 +8,7 @@ depend on storage, never on the codec.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, NamedTuple, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol, runtime_checkable
 
 from shared.protocols.xsole import DeviceEvent
 
@@ -68,7 +68,10 @@ class StoredHeartbeat:
     rssi: int  # dBm
 
 
-class TelemetryHistory(Protocol):
+@runtime_checkable  # services/visibility/gate.py checks the store it is given can read positions
+class PositionHistory(Protocol):
+    """Where a worker was: read only through services/visibility (CONTRACT §8), never by a reader itself."""
+
     async def positions(
         self,
         device_id: int,
@@ -81,6 +84,10 @@ class TelemetryHistory(Protocol):
         """A device's stored positions, oldest first (by device time, then seq); `since` and
         `until` are inclusive, `after` is a (ts, seq) cursor. Each position once, however
         often its frame was committed."""
+
+
+class FrameHistory(Protocol):
+    """What a worker did and how the insole was: no locations."""
 
     async def activities(
         self,
@@ -103,6 +110,10 @@ class TelemetryHistory(Protocol):
         limit: int = 100,
     ) -> list[StoredHeartbeat]:
         """A device's stored HEARTBEAT frames, ordered and paged as `positions`."""
+
+
+class TelemetryHistory(PositionHistory, FrameHistory, Protocol):
+    """Every frame stored, read back."""
 
 
 class TelemetryStore(TelemetryHistory, Protocol):
