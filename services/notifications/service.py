@@ -69,7 +69,7 @@ class NotificationsService:
         self.push = PushNotifier(context)
         context.bus.subscribe("push-notifier", [TOPIC_ALERT], self.push.handle)
         # Partner webhooks likewise: queuing is one store write, sending runs in tasks of its own.
-        self.webhooks = WebhookSender(context.store, context.settings)
+        self.webhooks = WebhookSender(context.store, context.settings, alerting_idle=self.dispatcher.idle)
         self.webhook_events = WebhookEvents(context.store, on_queued=self.webhooks.wake)
         context.bus.subscribe("webhook-events", [TOPIC_DEVICE_STATUS], self.webhook_events.on_device_status)
         context.bus.subscribe("webhook-wake", [TOPIC_ALERT], self.webhook_events.on_alert, broadcast=True)

@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 
 import httpx
 import orjson
@@ -38,6 +39,7 @@ log = get_logger("solewatch.webhooks")
 
 CLAIM_BATCH = 100
 ALERTING_FIRST_S = 0.25  # how long an alert's webhooks wait for its own notifications to be under way
+ALERTING_FIRST_MAX_S = 1.0  # the longest new webhook requests wait for alerting's sends to end
 NOBODY_TTL_S = 1.5  # an endpoint newly subscribed to device events hears them this much later at most
 # Long enough for a delivery to wait for its endpoint's slot and be sent; a process that dies holding
 # one delays it by this much at most.
@@ -87,9 +89,14 @@ class WebhookEvents:
 class WebhookSender:
     """Runtime part of the notifications service: sends what is due, as long as it runs."""
 
-    def __init__(self, store: DisablingStore, settings: Settings):
+    def __init__(
+        self, store: DisablingStore, settings: Settings, *, alerting_idle: Callable[[], Awaitable[None]] | None = None
+    ):
         self._store = store
         self.settings = settings
+        # Alerting first: while this process sends an alert's SMS, emails or calls, new webhook
+        # requests wait (at most ALERTING_FIRST_MAX_S), so they never compete with them for it.
+        self._alerting_idle = alerting_idle
         self.wake = asyncio.Event()  # set when something was queued in this process: look now
         self._owner = f"webhooks-{uuid.uuid4().hex[:12]}"
         self._recorder = AttemptRecorder(store, self._owner)
@@ -126,6 +133,9 @@ class WebhookSender:
 
     async def _run(self) -> None:
         while True:
+            if self._alerting_idle is not None:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._alerting_idle(), ALERTING_FIRST_MAX_S)
             try:
                 await self.send_due()
             except Exception:  # a store outage: try again at the next poll
