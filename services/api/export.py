@@ -26,10 +26,11 @@ from fastapi.responses import StreamingResponse
 
 from services.api.deps import AdminPrincipal, ContextDep
 from services.api.devices import Imei, device_view, tenant_device
-from services.api.history import activity_view, heartbeat_view, position_view
+from services.api.history import activity_view, heartbeat_view
 from services.authn.models import ErrorOut
 from services.context import ServiceContext
 from shared.alerts import alert_to_api, iso_utc
+from shared.position_view import position_view
 from shared.store import ApiStore, Device
 from shared.webhook_events import command_to_api
 

@@ -28,6 +28,7 @@ from services.api.pagination import Limit, PairCursor, decode_cursor, encode_cur
 from services.api.read_trace import record_read
 from services.authn.models import ErrorOut
 from shared.alerts import iso_utc
+from shared.position_view import position_view
 from shared.protocols.xsole.constants import ActivityState
 from shared.store.telemetry import StoredActivity, StoredHeartbeat, StoredPosition
 
@@ -95,22 +96,6 @@ class HeartbeatPage(BaseModel):
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorOut, "description": "no such device in the caller's tenant"}
 }
-
-
-def position_view(row: StoredPosition) -> dict[str, Any]:
-    """A stored position in the API's units (the store keeps the device's integers)."""
-    return {
-        "ts": iso_utc(row.ts),
-        "lat": row.lat_e7 / 1e7,
-        "lon": row.lon_e7 / 1e7,
-        "alt": row.alt_m,
-        "speed": row.speed_cms / 100,
-        "course": row.course_ddeg / 10,
-        "sats": row.sats,
-        "hdop": row.hdop_d / 10,
-        "battery": row.battery,
-        "buffered": row.buffered,
-    }
 
 
 def activity_view(row: StoredActivity) -> dict[str, Any]:

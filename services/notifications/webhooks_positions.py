@@ -45,10 +45,10 @@ from typing import Any
 import orjson
 
 from services.visibility.gate import VisiblePositions
-from shared.alerts import iso_utc
 from shared.bus import Message
 from shared.logging import get_logger
-from shared.protocols.xsole.constants import FLAG_BUFFERED
+from shared.position_view import position_view
+from shared.protocols.xsole import Position
 from shared.store.webhook_positions import MAX_BATCH_ITEMS, PositionItem, WebhookPositionsStore
 
 log = get_logger("solewatch.webhooks")
@@ -58,22 +58,10 @@ BATCH_POLL_S = 0.25  # how often the batcher looks; the store keeps the one-seco
 MIN_GAP_S = 1.0  # CONTRACT §7: at most one positions delivery per endpoint per second
 
 
-def position_item(imei: str, columns: list[str], row: list[Any]) -> PositionItem:
+def position_item(imei: str, row: list[Any]) -> PositionItem:
     """A telemetry message's position row as the event's item: the REST API's position, with its IMEI."""
-    p = dict(zip(columns, row, strict=True))
-    return p["device_id"], {
-        "imei": imei,
-        "ts": iso_utc(p["ts"]),
-        "lat": p["lat_e7"] / 1e7,
-        "lon": p["lon_e7"] / 1e7,
-        "alt": p["alt_m"],
-        "speed": p["speed_cms"] / 100,
-        "course": p["course_ddeg"] / 10,
-        "sats": p["sats"],
-        "hdop": p["hdop_d"] / 10,
-        "battery": p["battery"],
-        "buffered": bool(p["flags"] & FLAG_BUFFERED),
-    }
+    device_id, *fields, _received_at = row  # the row layout is shared/store/messages.py COLUMNS
+    return device_id, {"imei": imei, **position_view(Position(*fields))}
 
 
 class PositionsSubscribers:
@@ -118,7 +106,7 @@ class WebhookPositions:
         owed: dict[int, list[PositionItem]] = {}
         for row in await self._positions.live(rows, lambda row: (devices[str(row[0])][0], row[0], row[ts_at])):
             tenant_id, imei = devices[str(row[0])]
-            owed.setdefault(tenant_id, []).append(position_item(imei, table["columns"], row))
+            owed.setdefault(tenant_id, []).append(position_item(imei, row))
         for tenant_id, items in owed.items():
             await self._store.add_pending_positions(
                 tenant_id=tenant_id,

@@ -10,9 +10,9 @@ import itertools
 import time
 from typing import Any
 
-from services.api.history import position_view
 from shared.bus import Message
 from shared.bus.topics import TOPIC_TELEMETRY
+from shared.position_view import position_view
 from shared.protocols.xsole import Position
 from shared.protocols.xsole.constants import FLAG_BUFFERED, FLAG_FIX_VALID
 from shared.store import Device, FrameRecord
