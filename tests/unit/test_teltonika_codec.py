@@ -374,13 +374,21 @@ def test_record_counts_that_disagree_are_a_bad_packet() -> None:
 def test_a_packet_cut_short_costs_only_itself() -> None:
     cut_short = TRACCAR_CODEC8E_CRASH[:100]  # its header is whole, its body and CRC are not
     session = logged_in()
+    # Enough good packets behind it to fill the length it declared, so its CRC is found wrong.
     session.receive_data(cut_short + TRACCAR_CODEC8 * 20)
     events = drain(session)
     assert session.bad_frames == 1
-    # The short packet swallowed what its length declared; every good packet after that comes through.
-    swallowed = (len(TRACCAR_CODEC8E_CRASH) - 100 + len(TRACCAR_CODEC8) - 1) // len(TRACCAR_CODEC8)
-    assert len(events) >= 20 - swallowed - 1
-    assert events[-1] == decode_whole(TRACCAR_CODEC8)[0][0]
+    # The scan went on past its header: every good packet behind it came through.
+    assert events == decode_whole(TRACCAR_CODEC8)[0] * 20
+    assert store_all(session, events) == bytes.fromhex("00000001") * 20
+
+
+def test_garbage_before_the_imei_is_skipped_and_counted() -> None:
+    session = Session()
+    session.receive_data(b"GET / HTTP/1.1\r\n\r\n" + WIKI_IMEI)
+    login = session.next_event()
+    assert isinstance(login, Login) and login.imei == IMEI
+    assert session.skipped_bytes == len(b"GET / HTTP/1.1\r\n\r\n")
 
 
 # -- the session's rules ----------------------------------------------------------------------------
