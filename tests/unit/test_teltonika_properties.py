@@ -11,8 +11,19 @@ from hypothesis import strategies as st
 
 from shared.protocols.teltonika import Session
 from shared.protocols.teltonika.framing import CODEC_8, MAX_DATA_LENGTH
+from shared.protocols.xsole.constants import CommandCode, CommandStatus
+from shared.protocols.xsole.messages import CommandResult, Login
 from shared.protocols.xsole.session import Reply, SessionEnd, SessionState
-from tests.unit.test_teltonika_codec import AVL_VECTORS, TRACCAR_CODEC8, decode_whole, drain, logged_in
+from tests.unit.test_teltonika_codec import (
+    AVL_VECTORS,
+    IMEI,
+    TRACCAR_CODEC8,
+    WIKI_GETIO_ANSWER,
+    WIKI_IMEI,
+    decode_whole,
+    drain,
+    logged_in,
+)
 
 PROPERTY_SETTINGS = settings(
     max_examples=200,
@@ -101,3 +112,32 @@ def test_a_declared_length_past_the_limit_closes_at_once(length: int) -> None:
     events, session = feed_in_pieces(header, [])
     assert len(events) == 1 and isinstance(events[0], Reply) and events[0].end is SessionEnd.BAD_FRAMING
     assert session.state is SessionState.CLOSED
+
+
+def test_the_imei_and_a_command_answer_split_at_every_byte_give_the_same_events() -> None:
+    for cut in range(1, len(WIKI_IMEI)):
+        session = Session()
+        session.receive_data(WIKI_IMEI[:cut])
+        assert session.next_event() is None
+        session.receive_data(WIKI_IMEI[cut:])
+        assert session.next_event() == Login(0, IMEI, 0, b"")
+    for cut in range(1, len(WIKI_GETIO_ANSWER)):
+        session = logged_in()
+        assert session.command(5, CommandCode.LOCATE_NOW) is not None
+        session.receive_data(WIKI_GETIO_ANSWER[:cut])
+        events = drain(session)
+        session.receive_data(WIKI_GETIO_ANSWER[cut:])
+        events += drain(session)
+        assert events == [CommandResult(5, 5, CommandStatus.DONE)], cut
+
+
+@PROPERTY_SETTINGS
+@given(st.binary(max_size=1000))
+def test_garbage_before_the_login_never_crashes(garbage: bytes) -> None:
+    session = Session()
+    session.receive_data(garbage)
+    out = drain(session)
+    # At most one thing comes out: a login (the garbage held an IMEI preamble) or a close.
+    assert len(out) <= 1
+    if out:
+        assert isinstance(out[0], Login) or (isinstance(out[0], Reply) and out[0].close)
