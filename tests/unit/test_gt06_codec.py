@@ -380,6 +380,21 @@ def test_garbage_and_crc_less_forms_are_skipped_up_to_the_next_packet() -> None:
     assert link.session.bad_frames == 0
 
 
+def test_a_false_start_does_not_hold_back_the_login_after_it() -> None:
+    # Noise announcing a 255-byte packet, then the login: the device waits for its answer.
+    link = Link()
+    [login] = link.feed(b"\x78\x78\xff\x01" + h(DOC_LOGIN))
+    assert isinstance(login, Login) and link.take_sent() == h(DOC_LOGIN_REPLY)
+    assert link.session.skipped_bytes == 4
+
+
+def test_a_partial_packet_waits_for_the_rest() -> None:
+    link = logged_in()
+    assert link.feed(h(LOCATION_0X12)[:-1]) == []
+    assert link.session.skipped_bytes == 0 and link.session.bad_frames == 0
+    assert len(link.feed(h(LOCATION_0X12)[-1:])) == 1
+
+
 def test_a_known_type_cut_short_is_a_bad_packet() -> None:
     link = logged_in()
     assert link.feed(encode_packet(0x12, b"\x0f\x0a", 0x0001)) == []  # a location of two bytes

@@ -108,7 +108,14 @@ def next_packet(buffer: bytearray) -> tuple[Packet | BadPacket | None, int]:
             continue
         end = head + length + 2
         if len(buffer) < end:
-            return None, skipped
+            later = _whole_packet_after(buffer, 2)
+            if later < 0:
+                return None, skipped
+            # A false start (noise before a real packet) would hold the real one until its claimed
+            # length arrived, while the device waits for an answer: skip to the whole packet instead.
+            skipped += later
+            del buffer[:later]
+            continue
         if buffer[end - 2 : end] != STOP:
             skipped += 2
             del buffer[:2]
@@ -123,9 +130,27 @@ def next_packet(buffer: bytearray) -> tuple[Packet | BadPacket | None, int]:
         return Packet(long, protocol, body[head - 1 : -2], serial), skipped
 
 
-def _find_start(buffer: bytearray) -> int:
-    short = buffer.find(SHORT_START)
-    long = buffer.find(LONG_START)
+def _whole_packet_after(buffer: bytearray, pos: int) -> int:
+    """Where the first complete packet with a matching CRC starts at or after `pos`, or -1."""
+    while True:
+        found = _find_start(buffer, pos)
+        if found < 0:
+            return -1
+        long = buffer[found] == 0x79
+        head = 4 if long else 3
+        if len(buffer) >= found + head:
+            length = _U16.unpack_from(buffer, found + 2)[0] if long else buffer[found + 2]
+            end = found + head + length + 2
+            if MIN_LENGTH <= length and end <= len(buffer) and buffer[end - 2 : end] == STOP:
+                body = bytes(buffer[found + 2 : end - 4])
+                if crc_itu(body) == _U16.unpack_from(buffer, end - 4)[0]:
+                    return found
+        pos = found + 1
+
+
+def _find_start(buffer: bytearray, pos: int = 0) -> int:
+    short = buffer.find(SHORT_START, pos)
+    long = buffer.find(LONG_START, pos)
     if short < 0:
         return long
     if long < 0:
