@@ -68,6 +68,12 @@ TIME_REPLY = "78780B8A0F0C1D0000150006F0860D0A"
 ANSWER_FLAG_ZERO = (
     "78782d152500000000437574206f666620746865206675656c20737570706c793a2053756363657373210002013b898a0d0a"
 )
+# Traccar test (expects a position): the universal answer 0x21 with a WHERE# position, server flag 0.
+WHERE_ANSWER = (
+    "7979007121000000000143757272656e7420706f736974696f6e214c61743a4e35342e3733393333322c4c6f6e3a4532"
+    "352e3237333237302c436f757273653a3132362e35332c53706565643a302e303030302c4461746554696d653a323031"
+    "372d30352d3236202031303a32373a3437000bbee30d0a"
+)
 # Traccar test: the GT06 doc's own 0x12 example, whose CRC (0x8081) does not match its bytes.
 BAD_CRC_LOCATION = "78781F120B081D112E10CC027AC7EB0C46584900148F01CC00287D001FB8000380810D0A"
 # Traccar test: the CRC-less Wi-Fi form (length byte 0), which solewatch does not take.
@@ -272,6 +278,16 @@ def test_an_answer_to_a_command_not_ours_is_acknowledged_without_a_result() -> N
     link = logged_in()
     assert link.feed(h(ANSWER_FLAG_ZERO)) == []
     assert link.take_sent() == encode_packet(0x15, b"", 0x013B)
+
+
+def test_the_answer_to_where_is_a_position() -> None:
+    link = logged_in()
+    [position] = link.feed(h(WHERE_ANSWER))  # flag 0: no command of ours, so no CommandResult
+    assert isinstance(position, Position)
+    assert position.ts == calendar.timegm((2017, 5, 26, 10, 27, 47))
+    assert (position.lat_e7, position.lon_e7) == (547_393_320, 252_732_700)
+    assert (position.course_ddeg, position.speed_cms, position.flags) == (1265, 0, FLAG_FIX_VALID)
+    assert link.take_sent() == b""  # the long answer is not acknowledged
 
 
 # -- commands ---------------------------------------------------------------------------------

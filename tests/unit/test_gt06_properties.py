@@ -31,6 +31,7 @@ from tests.unit.test_gt06_codec import (
     LOCATION_0X22,
     NOW,
     TIME_REQUEST,
+    WHERE_ANSWER,
     WIFI_NO_CRC,
     h,
 )
@@ -54,6 +55,7 @@ VECTORS = [
     ANSWER_FLAG_ZERO,
     BAD_CRC_LOCATION,
     WIFI_NO_CRC,
+    WHERE_ANSWER,
 ]
 STREAM = h(DOC_LOGIN) + b"".join(h(v) for v in VECTORS)
 
@@ -82,7 +84,7 @@ WHOLE_EVENTS, WHOLE_SENT, _ = run([STREAM])
 
 def test_the_whole_stream_decodes_every_vector() -> None:
     kinds = [type(e).__name__ for e in WHOLE_EVENTS]
-    assert kinds.count("Position") == 7 and kinds.count("Alarm") == 6 and kinds.count("Heartbeat") == 1
+    assert kinds.count("Position") == 8 and kinds.count("Alarm") == 6 and kinds.count("Heartbeat") == 1
 
 
 @pytest.mark.parametrize("vector", VECTORS)

@@ -8,8 +8,10 @@ hemispheres and whether the fix is valid; battery as a voltage level 0-6.
 from __future__ import annotations
 
 import calendar
+import re
 import struct
 import time
+from decimal import Decimal
 from typing import NamedTuple
 
 from shared.protocols.tracker import BATTERY_UNKNOWN, kmh_to_cms
@@ -155,3 +157,37 @@ def encode_gps(*, ts: int, lat_e7: int, lon_e7: int, speed_kmh: int, course_deg:
         max(0, min(255, speed_kmh)),
         status,
     )
+
+
+# The text a device answers `WHERE#` with (Traccar's PATTERN_LOCATION, seen in its 0x21 test frame):
+# "Current position!Lat:N54.739332,Lon:E25.273270,Course:126.53,Speed:0.0000,DateTime:2017-05-26  10:27:47".
+_TEXT_POSITION = re.compile(
+    r"Lat:([NS])(\d{1,2}\.\d+),Lon:([EW])(\d{1,3}\.\d+),Course:(\d+(?:\.\d+)?),Speed:(\d+(?:\.\d+)?)[^,]*,"
+    r"DateTime:(\d{4})-(\d\d)-(\d\d) +(\d\d):(\d\d):(\d\d)"
+)
+
+
+class TextFix(NamedTuple):
+    ts: int
+    lat_e7: int
+    lon_e7: int
+    speed_cms: int
+    course_ddeg: int
+
+
+def text_position(text: str, utc_offset_s: int) -> TextFix | None:
+    """The fix in a `WHERE#` answer, its time read in the device's zone (as the older packet types'),
+    its speed in km/h (GT06's unit everywhere else); None for any other text."""
+    match = _TEXT_POSITION.search(text)
+    if match is None:
+        return None
+    north, lat, east, lon, course, speed, *when = match.groups()
+    year, *rest = (int(part) for part in when)
+    if not 2000 <= year <= 2255:
+        return None
+    ts = device_time((year - 2000, *rest), utc_offset_s)
+    if ts is None:
+        return None
+    lat_e7 = round(Decimal(lat) * 10**7) * (1 if north == "N" else -1)
+    lon_e7 = round(Decimal(lon) * 10**7) * (1 if east == "E" else -1)
+    return TextFix(ts, lat_e7, lon_e7, kmh_to_cms(float(speed)), round(Decimal(course) * 10))

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from typing import ClassVar
 
-from shared.protocols.gt06.fields import GPS_BLOCK_SIZE, gps_fix, login_utc_offset, status_block
+from shared.protocols.gt06.fields import GPS_BLOCK_SIZE, gps_fix, login_utc_offset, status_block, text_position
 from shared.protocols.gt06.framing import BadPacket, FramingError, Packet, encode_packet, next_packet
 from shared.protocols.tracker import BATTERY_UNKNOWN, Decoded, TrackerProtocolError, TrackerSession, stable_seq
 from shared.protocols.xsole.constants import FLAG_BUFFERED, FLAG_FIX_VALID, CommandCode, CommandStatus
@@ -199,16 +199,37 @@ class Session(TrackerSession):
             if len(content) < 5 or content[0] < 4:
                 return None
             flag = _U32.unpack_from(content, 1)[0]
+            text = content[5 : 1 + content[0]].decode("ascii", "replace")
             reply = echo(packet)
         else:
             if len(content) < 5:
                 return None
             flag = _U32.unpack_from(content, 0)[0]
+            text = content[5:].decode("ascii" if content[4] == 1 else "utf-16-be", "replace")
             reply = b""  # the long answer is not acknowledged (Traccar sends nothing)
-        if flag & 0xFFFF_0000 != _FLAG_MARKER:
-            return Decoded(reply=reply)  # a message of the device's own (an ICCID report, an SMS copy)
-        result = CommandResult(packet.serial, flag & 0xFFFF, CommandStatus.DONE)
-        return Decoded(events=(result,), reply=reply)
+        events: list[DeviceEvent] = []
+        fix = text_position(text, self._utc_offset_s)
+        if fix is not None:  # the answer to WHERE# (locate-now) is the device's position
+            events.append(
+                Position(
+                    packet.serial,
+                    fix.ts,
+                    fix.lat_e7,
+                    fix.lon_e7,
+                    0,
+                    fix.speed_cms,
+                    fix.course_ddeg,
+                    0,
+                    0,
+                    BATTERY_UNKNOWN,
+                    FLAG_FIX_VALID,
+                )
+            )
+        # An answer without our marker is the device's own message (an ICCID report, the answer to
+        # another server's command): answered, and no result.
+        if flag & 0xFFFF_0000 == _FLAG_MARKER:
+            events.append(CommandResult(packet.serial, flag & 0xFFFF, CommandStatus.DONE))
+        return Decoded(events=tuple(events), reply=reply)
 
     # -- commands -------------------------------------------------------------------------
 
