@@ -156,6 +156,27 @@ def test_a_flipped_bit_is_never_a_different_alarm(bit: int) -> None:
     assert events == good[:1]
 
 
+_KNOWN_TYPES = [0x01, 0x10, 0x11, 0x12, 0x13, 0x15, 0x16, 0x19, 0x21, 0x22, 0x26, 0x27, 0x8A, 0xA0, 0xA4, 0xA5, 0x94]
+
+
+@PROPERTY_SETTINGS
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(_KNOWN_TYPES), st.binary(max_size=80), st.integers(0, 0xFFFF), st.booleans()),
+        max_size=12,
+    )
+)
+def test_well_framed_packets_of_any_content_never_crash(packets: list[tuple[int, bytes, int, bool]]) -> None:
+    # CRC-valid packets of the known types with random content: every decoder meets short and odd fields.
+    stream = h(DOC_LOGIN) + b"".join(
+        encode_packet(kind, content, serial, long=long) for kind, content, serial, long in packets
+    )
+    events, _, session = run([stream])
+    assert isinstance(events[0], Login)
+    assert session.state in (SessionState.ONLINE, SessionState.CLOSED)
+    assert all(isinstance(e, (Position, Alarm, Heartbeat, CommandResult)) for e in events[1:])
+
+
 # -- the device side's round trip ------------------------------------------------------------
 
 
