@@ -103,7 +103,15 @@ class Framer:
                     return None
                 long_id = binary_core(buf, 0)
                 if long_id is not None:
-                    end = self._binary_end(buf, LONG_ID_CORE if long_id else MIN_BINARY)
+                    # A binary packet cut short and followed by a text one would take the text's first
+                    # bytes as its status word: a text head inside the core means it was cut.
+                    core = LONG_ID_CORE if long_id else SHORT_ID_CORE
+                    cut = _TEXT_HEAD.search(buf, 1, core + len(b"*HQ,") - 1)
+                    if cut is not None:
+                        self.skipped_bytes += cut.start()
+                        del buf[: cut.start()]
+                        continue
+                    end = self._binary_end(buf, core)
                     data = bytes(buf[:end])
                     del buf[:end]
                     return Packet(True, data, long_id)
@@ -111,8 +119,9 @@ class Framer:
         return None
 
     def _binary_end(self, buf: bytearray, minimum: int) -> int:
-        """Where a binary packet ends: at the next plausible start after its core, else at the end
-        of what has arrived, at most MAX_BINARY."""
+        """Where a binary packet ends: at the next plausible start after its core (a short tail is
+        a packet cut short: the next one matters more), else at the end of what has arrived, at
+        most MAX_BINARY."""
         limit = min(len(buf), MAX_BINARY)
         for at in range(minimum, limit):
             if self._plausible_start(buf, at):
