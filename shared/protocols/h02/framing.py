@@ -23,7 +23,6 @@ MAX_TEXT = 1024  # the longest text packet in Traccar's tests is ~330 bytes (a V
 MAX_BINARY = 64  # the longest binary packet in Traccar's tests is 48 bytes
 SHORT_ID_CORE = 29  # '$', 5 id bytes (10 digits), 3 time, 3 date, 4 lat, battery, 5 lon+flags, 3 speed+course, 4 status
 LONG_ID_CORE = 32  # the same with an 8-byte id (15 digits and a pad nibble)
-MIN_BINARY = 32  # the shortest binary packet: the short core and a 3-byte tail
 _TEXT_HEAD = re.compile(rb"\*[A-Za-z]{2},")
 _SEPARATORS = b"\r\n"
 

@@ -44,6 +44,7 @@ _DEVICE_ID = re.compile(r"\d{10,15}")  # CONTRACT §10: 10 to 15 digits
 _SIX_DIGITS = re.compile(r"\d{6}")
 _NUMBER = re.compile(r"\d+(\.\d*)?")
 _HEARTBEATS = frozenset(("HTBT", "LINK", "NBR", "V3", "XT"))
+MAX_PENDING = 16  # commands waiting for their answer, per connection
 
 
 @dataclass(slots=True)
@@ -97,6 +98,7 @@ class Session(TrackerSession):
         name, text = built
         if name in commands.ANSWERED:
             self._pending.append((name, text.split(",")[3].rstrip("#"), seq))
+            del self._pending[:-MAX_PENDING]  # a device that never answers must not grow the list
         return text.encode()
 
     # -- decoding ------------------------------------------------------------------------
