@@ -285,6 +285,12 @@ def test_garbage_before_and_between_packets_is_skipped_and_counted() -> None:
     assert r.session.bad_frames == 0
 
 
+def test_a_stray_dollar_does_not_hold_up_a_short_packet() -> None:
+    r = run(b"$*HQ,135790246811220,HTBT,100#")  # [C]'s heartbeat after a stray binary marker
+    assert [type(e) for e in r.events] == [Heartbeat]
+    assert r.replies == b"*HQ,135790246811220,HTBT#"
+
+
 def test_a_packet_cut_short_by_the_next_is_dropped_and_the_next_kept() -> None:
     frame = TRACCAR_STREAM[0]
     r = run(frame[:40] + frame)

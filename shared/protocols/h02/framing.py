@@ -99,8 +99,12 @@ class Framer:
                     return None
             elif head == 0x24:  # '$'
                 if len(buf) < LONG_ID_CORE:
-                    return None
-                long_id = binary_core(buf, 0)
+                    if _bcd_ok(buf[1:6]):
+                        return None
+                    # not an identifier: a stray '$', and a short packet after it must not wait for more bytes
+                    long_id = None
+                else:
+                    long_id = binary_core(buf, 0)
                 if long_id is not None:
                     # A binary packet cut short and followed by a text one would take the text's first
                     # bytes as its status word: a text head inside the core means it was cut.
