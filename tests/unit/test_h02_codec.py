@@ -261,11 +261,31 @@ TRACCAR_STREAM = [
 ]  # fmt: skip
 
 
+# The frames of the tests above, each as cited there: every one is fed cut at every byte boundary too.
+OTHER_VECTORS = [
+    b"*HQ,865205030330012,V1,145452,A,2240.55181,N,11358.32389,E,0.00,0,100815,FFFFFBFF#",  # [C]
+    b"*HQ,9001000002,V8,213945,A,3542.2043,N,38.6508,W,0.00,170,221025,FBFFF9FF,0,0,0,0,22,31,126,0#",  # [T]
+    b"*HQ,355488020119695,V1,050418,,2827.61232,N,07703.84822,E,0.00,0,031015,FFFEFBFF#",  # [T]
+    b"*HQ,1451316409,V1,030149,A,-23-29.0095,S,-46-51.5852,W,2.4,065,070315,FFFFFFFF#",  # [T]
+    binary("24410600082621532131081504419390060740418306000000fffffbfdff0015060000002c02dc0c000000001f"),  # [T]
+    b"*TH,2020916012,V1,050316,A,2212.8745,N,11346.6574,E,14.28,028,220902,FFFFFBFF#",  # [S], [T]
+    binary("2441060116601245431311165035313006004318210e000000fffffbffff0024"),  # [T], [TF]
+    binary("2435248308419329301047591808172627335900074412294E024138FEFFFFFFFF01120064BA73005ECC"),  # [T]
+    b"*HQ,353505220903211,V1,075228,A,5227.5039,N,01032.8443,E,0.00,0,231013,FFFBFFFF,106,14, 201,2173#",  # [T]
+    b"*HQ,4300256455,V1,111817,A,1935.5128,N,04656.3243,E,0.00,100,170913,FFE7FBFF#",  # [T]
+    b"*HQ,135790246811220,HTBT,100#",  # [C], [T]
+    b"*HQ,7401004662,NBR,160453,234,10,0,2,21580,27766,-67,21580,27766,-67,291019,FFFFFBFF,6#",  # [T]
+    b"*HQ,356327080425330,XT,1,100#",  # [T]
+    b"*HQ,8401016597,BASE,152609,0,0,0,0,211014,FFFFFFFF#",  # [T]
+    binary("24971305007205201916101533335008000073206976000000effffbffff000252776566060000000000000000000049"),  # [T]
+]
+
+
 def _without_seqless_noise(r: Run) -> tuple[list[object], bytes, int, int]:
     return r.events, r.replies, r.session.bad_frames, r.session.rejected
 
 
-@pytest.mark.parametrize("frame", TRACCAR_STREAM)
+@pytest.mark.parametrize("frame", TRACCAR_STREAM + OTHER_VECTORS)
 def test_every_byte_boundary_gives_the_same_events(frame: bytes) -> None:
     whole = _without_seqless_noise(run(frame + frame))
     for cut in range(1, len(frame) * 2):

@@ -8,7 +8,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from shared.protocols.h02 import Device
-from shared.protocols.xsole.constants import AlarmKind
+from shared.protocols.xsole.constants import AlarmKind, CommandCode
+from shared.protocols.xsole.messages import Position
 from tests.unit.test_h02_codec import NOW, TRACCAR_STREAM, Run
 
 PROPERTY_SETTINGS = settings(
@@ -90,3 +91,48 @@ def test_mangled_packets_never_raise(noise: bytes, frame: bytes) -> None:
             mangled[(i * 7) % len(mangled)] = b
     r = Run().feed(bytes(mangled) + TEXT_FRAME)
     assert r.closed is None or r.closed.close
+
+
+@PROPERTY_SETTINGS
+@given(
+    st.integers(1_600_000_000, 1_765_000_000),
+    st.integers(-900_000_000, 900_000_000),
+    st.integers(-1_800_000_000, 1_800_000_000),
+    st.integers(0, 20_000),
+    st.integers(0, 3599),
+)
+def test_device_positions_round_trip(ts: int, lat_e7: int, lon_e7: int, speed_cms: int, course_ddeg: int) -> None:
+    device = Device("123456789012345", clock=lambda: NOW)
+    packet = device.position(
+        ts=ts, lat_e7=lat_e7, lon_e7=lon_e7, speed_cms=speed_cms, course_ddeg=course_ddeg, battery=9
+    )
+    r = Run().feed(packet)
+    (position,) = r.events
+    assert isinstance(position, Position)
+    assert position.ts == ts and position.course_ddeg == course_ddeg
+    assert abs(position.lat_e7 - lat_e7) <= 2 and abs(position.lon_e7 - lon_e7) <= 2  # 1e-5 minute ≈ 1.7e-7 degree
+    assert abs(position.speed_cms - speed_cms) <= 1  # 0.01 knot ≈ 0.5 cm/s
+    heard = [f.kind for f in device.feed(r.replies)]
+    assert heard == ["ack"]
+
+
+@PROPERTY_SETTINGS
+@given(st.lists(st.integers(0, 200), max_size=12))
+def test_device_reads_the_server_in_any_chunking(cuts: list[int]) -> None:
+    server = (
+        b"*HQ,4210051415,V4,V1,20251206054640#\r\n*HQ,4210051415,HTBT#*HQ,4210051415,D1,054640,30,1#"
+        b"*HQ,999,V4,V1,x#*HQ,4210051415,R7,054640#"
+    )
+    device = Device("4210051415")
+    heard = []
+    last = 0
+    for cut in sorted(c for c in set(cuts) if c <= len(server)):
+        heard += device.feed(server[last:cut])
+        last = cut
+    heard += device.feed(server[last:])
+    assert [(f.kind, f.command) for f in heard] == [
+        ("ack", None),
+        ("ack", None),
+        ("command", CommandCode.LOCATE_NOW),
+        ("command", CommandCode.ALARM_ACKNOWLEDGED),
+    ]
