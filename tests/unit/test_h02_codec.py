@@ -326,9 +326,21 @@ def test_an_endless_text_packet_closes_the_connection() -> None:
 
 def test_a_packet_not_understood_is_counted_and_the_next_one_decoded() -> None:
     frame = TRACCAR_STREAM[0]
-    r = run(frame + b"*HQ,865205035331981,V1,132926,A,19x5.39,N,07920.4134,E,3.34,342,280519,FFFFFFFF#" + frame)
+    r = run(frame + b"*HQ,865205035,V1,132926,A,1935.3933,N,07920.4134,E,3.34,342,280519,FFFFFFFF#" + frame)
     assert [type(e) for e in r.events] == [Position, Position]
-    assert r.session.bad_frames == 1
+    assert r.session.bad_frames == 1  # a 9-digit id: no H02 device's (10 to 15 digits)
+    assert r.replies.count(b"V4,V1") == 2
+
+
+def test_a_fix_that_does_not_read_still_gives_the_alarm_and_the_reply() -> None:
+    r = run(b"*HQ,865205035331981,V1,132926,A,19x5.39,N,07920.4134,E,3.34,342,280519,FFFFFFFD#")
+    assert [(type(e), getattr(e, "kind", None)) for e in r.events] == [(Alarm, AlarmKind.SOS)]
+    assert r.replies == f"*HQ,865205035331981,V4,V1,{STAMP}#".encode()
+
+
+def test_zero_coordinates_with_hemispheres_read() -> None:
+    (position,) = run(b"*HQ,865205035331981,V1,132926,V,0.0000,N,0.0000,E,0.00,0,280519,FFFFFFFF#").events
+    assert isinstance(position, Position) and (position.lat_e7, position.lon_e7) == (0, 0)
 
 
 def test_ten_bad_packets_in_a_row_close() -> None:

@@ -16,7 +16,7 @@ from shared.protocols.xsole.constants import AlarmKind
 # The three ways devices write a coordinate (Traccar's H02 tests hold all three):
 # "2240.55181" degrees and decimal minutes, "-23-3.3408" degrees-minutes with dashes,
 # "37573392" degrees, two minute digits and four decimals with no point.
-_DEG_MIN = re.compile(r"(\d*)(\d\d\.\d+)")
+_DEG_MIN = re.compile(r"(\d*?)(\d{1,2}\.\d+)")  # two minute digits when there are: "701.8915" is 7° 1.8915'
 _DASHED = re.compile(r"-(\d+)-(\d+\.\d+)")
 _NO_POINT = re.compile(r"(\d+)(\d\d)(\d{4})")
 _SIX_DIGITS = re.compile(r"\d{6}")

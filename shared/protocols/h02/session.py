@@ -123,12 +123,10 @@ class Session(TrackerSession):
     def _position(self, fields: list[str]) -> Decoded | None:
         imei, kind = fields[1], fields[2]
         fix_at = _fix_index(fields, 3)
-        fix = None
-        # "V1,,V,,N,,E,..." is a device with no fix yet: a packet to answer, not one misunderstood.
-        if fix_at is not None and (fields[fix_at + 1].strip() or fields[fix_at + 3].strip()):
-            fix = self._fix(fields, fix_at)
-            if fix is None:
-                return None  # a fix whose numbers do not read: not understood
+        # "V1,,V,,N,,E,..." is a device with no fix yet, and a fix whose numbers do not read is no
+        # better: either way the packet is answered and its status word's alarms still come through
+        # (refusing it would have the device resend it forever, its SOS with it).
+        fix = self._fix(fields, fix_at) if fix_at is not None else None
         events = self._fix_events(imei, fields, fix, fix_at)
         if kind == "V1":
             answered = self._answer(commands.LOCATE, fields)
