@@ -60,6 +60,10 @@ class TrackerProtocolError(Exception):
     """The byte stream cannot be framed any more (a length past the protocol's limit): close."""
 
 
+class TooManyBadPackets(TrackerProtocolError):
+    """Bad packets kept coming (checksums, forms not understood): close, as XSole does after bad frames."""
+
+
 @dataclass(frozen=True, slots=True)
 class Decoded:
     """What one packet meant.
@@ -116,6 +120,8 @@ class TrackerSession:
                 return self._ready.popleft()
             try:
                 packet = self._next_packet()
+            except TooManyBadPackets as exc:
+                return self._close(str(exc), SessionEnd.BAD_FRAMES)
             except TrackerProtocolError as exc:
                 return self._close(str(exc), SessionEnd.BAD_FRAMING)
             if packet is None:
@@ -190,7 +196,7 @@ class TrackerSession:
         self.bad_frames += 1
         self.bad_frames_in_a_row += 1
         if self.bad_frames_in_a_row >= MAX_BAD_PACKETS_IN_A_ROW:
-            raise TrackerProtocolError(f"{self.bad_frames_in_a_row} bad packets in a row")
+            raise TooManyBadPackets(f"{self.bad_frames_in_a_row} bad packets in a row")
 
     # -- the bookkeeping ------------------------------------------------------------------
 
@@ -248,6 +254,8 @@ class TrackerDevice:
     acks_positions: ClassVar[bool] = True
     acks_alarms: ClassVar[bool] = True
     acks_heartbeats: ClassVar[bool] = True
+    # The XSole AlarmKinds `alarm` can build (what the protocol can say of SOS, fall, low battery, tamper).
+    alarm_kinds: ClassVar[frozenset[int]] = frozenset()
 
     def __init__(self, imei: str) -> None:
         self.imei = imei

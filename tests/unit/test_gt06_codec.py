@@ -377,7 +377,7 @@ def test_a_bad_crc_is_counted_unanswered_and_the_next_packet_still_decodes() -> 
 def test_ten_bad_packets_in_a_row_close() -> None:
     link = logged_in()
     link.feed(h(BAD_CRC_LOCATION) * 10)
-    assert link.ends[0].end is SessionEnd.BAD_FRAMING
+    assert link.ends[0].end is SessionEnd.BAD_FRAMES
     assert link.session.bad_frames == 10
 
 

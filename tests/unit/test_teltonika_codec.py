@@ -358,7 +358,7 @@ def test_ten_bad_packets_in_a_row_close_the_connection() -> None:
     session = logged_in()
     session.receive_data(TRACCAR_BAD_CRC_CODEC8 * 10)
     (reply,) = drain(session)
-    assert isinstance(reply, Reply) and reply.close and reply.end is SessionEnd.BAD_FRAMING
+    assert isinstance(reply, Reply) and reply.close and reply.end is SessionEnd.BAD_FRAMES
     assert session.bad_frames == 10
 
 

@@ -31,6 +31,7 @@ _ENGLISH = b"\x00\x02"
 
 class Device(TrackerDevice):
     protocol: ClassVar[str] = "gt06"
+    alarm_kinds: ClassVar[frozenset[int]] = frozenset(CODE_OF_KIND)
 
     def __init__(self, imei: str) -> None:
         super().__init__(imei)
