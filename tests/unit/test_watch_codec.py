@@ -454,6 +454,27 @@ def test_an_unreadable_position_is_a_bad_packet_and_ten_in_a_row_close() -> None
     assert run.end is SessionEnd.BAD_FRAMING
 
 
+@pytest.mark.parametrize(
+    ("good", "bad"),
+    [
+        (b"180916,025723", b"180916,0257"),  # a time of 4 digits
+        (b",A,22.570733,N,", b",X,22.570733,N,"),  # validity neither A nor V
+        (b"22.570733,N", b"22.570733,Q"),  # no such hemisphere
+        (b"113.8626083,E", b"1e3,E"),  # not a decimal number
+        (b",0.00,249.5,", b",-1.0,249.5,"),  # negative speed
+        (b",0.00,249.5,", b",0.00,-249.5,"),  # negative course
+        (b",6,100,60,", b",six,100,60,"),  # satellites not a number
+        (b",7,255,460", b""),  # too few fields
+    ],
+)
+def test_a_position_that_cannot_be_read_is_a_bad_packet(good: bytes, bad: bytes) -> None:
+    session = new_session()
+    damaged = DOC_UD.replace(good, bad, 1) if bad else DOC_UD[: DOC_UD.index(b",0,0,00000010")] + b"]"
+    assert damaged != DOC_UD
+    run = drive(session, damaged)
+    assert run.events == [] and session.bad_frames == 1
+
+
 def test_an_alarm_without_a_status_word_is_not_answered() -> None:
     session = new_session()
     run = drive(session, DOC_LK + DOC_AL.replace(b"00100018", b"zz"))

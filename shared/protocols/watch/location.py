@@ -106,6 +106,8 @@ def read_fix(fields: list[bytes]) -> Fix:
     if speed < 0:
         raise ValueError("negative speed")
     course = round(read_number(fields[8]) * 10)
+    if course < 0:
+        raise ValueError("negative course")  # Traccar's pattern refuses it too
     if not fields[10].isdigit():
         raise ValueError(f"satellites {fields[10][:8]!r}")
     return Fix(
