@@ -1,7 +1,7 @@
 """Cutting a byte stream into watch packets: `[MF*ID*LEN*content]` or, on some models, `[MF*ID*INDEX*LEN*content]`.
 
 A packet is found by its brackets, as Traccar's WatchFrameDecoder does, not by its length field: the
-devices' own lengths are often a few bytes off (a third of Traccar's real frames disagree with their
+devices' own lengths are often off (14 of the 48 text frames in Traccar's watch decoder tests disagree with their
 content), and binary content (voice, photos) is escaped so that it never holds a bracket:
 `}` `[` `]` `,` `*` travel as `7d 01` .. `7d 05`. A text packet may hold brackets of its own (a WiFi
 name such as `[LG_Wall-Mount A/C]e725`), so brackets nest. What the framing adds to Traccar's:
