@@ -324,6 +324,19 @@ def test_a_voice_message_is_skipped_and_the_next_packet_read() -> None:
     assert (session.bad_frames, session.skipped_bytes) == (0, 0)
 
 
+def test_a_long_escaped_voice_message_is_skipped_whole() -> None:
+    audio = bytes(range(256)) * 80  # 20 KiB holding every byte, the framing's own among them
+    escaped = audio.replace(b"}", b"}\x01")
+    for plain, code in ((b"[", b"\x02"), (b"]", b"\x03"), (b",", b"\x04"), (b"*", b"\x05")):
+        escaped = escaped.replace(plain, b"}" + code)
+    voice = b"[3G*8800000015*%04X*TK," % (3 + len(audio)) + escaped + b"]"
+    assert len(voice) < MAX_PACKET_BYTES
+    session = new_session()
+    run = drive(session, DOC_LK + voice + DOC_LK_BATTERY)
+    assert [type(event) for event in run.events] == [Heartbeat]
+    assert bytes(run.sent) == DOC_LK * 2 and (session.bad_frames, session.skipped_bytes) == (0, 0)
+
+
 # -- chunking --------------------------------------------------------------------------------
 
 VECTORS = [

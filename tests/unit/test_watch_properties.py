@@ -81,6 +81,27 @@ def test_garbage_never_crashes_and_the_next_good_packet_is_read(noise: bytes) ->
 
 
 @PROPERTY_SETTINGS
+@given(
+    st.sampled_from(VECTORS),
+    st.lists(st.tuples(st.integers(0, 10**6), st.one_of(st.binary(min_size=1, max_size=3), TOKENS)), max_size=4),
+)
+def test_a_damaged_packet_never_crashes_and_the_next_good_packet_is_read(
+    packet: bytes, damage: list[tuple[int, bytes]]
+) -> None:
+    damaged = bytearray(as_device(packet))
+    for at, replacement in damage:
+        at %= len(damaged)
+        damaged[at : at + len(replacement)] = replacement
+    session = new_session()
+    run = drive(session, DOC_LK + bytes(damaged) + DOC_AL)
+    if run.end is not None:
+        assert run.end in (SessionEnd.BAD_FRAMING, SessionEnd.MALFORMED_LOGIN)
+        return
+    assert [event.kind for event in run.events if isinstance(event, Alarm)][-1:] == [AlarmKind.TAMPER]
+    assert run.sent.endswith(b"[3G*8800000015*0002*AL]")
+
+
+@PROPERTY_SETTINGS
 @given(st.sampled_from([DOC_AL, T_FOUR, T_UD_BRACKETS, T_VOICE, T_AL_INDEXED]), st.integers(1, 10**6))
 def test_a_packet_cut_anywhere_never_costs_the_next_one(packet: bytes, cut: int) -> None:
     packet = as_device(packet)
