@@ -121,20 +121,19 @@ class Session(TrackerSession):
 
     @staticmethod
     def _position(fix: Fix, flags: int) -> Position:
-        flags |= FLAG_FIX_VALID if fix.valid else 0
-        seq = stable_seq(fix.ts, fix.lat_e7, fix.lon_e7, fix.speed_cms, fix.course_ddeg)
+        # The seq is drawn from the fix itself: a position the watch sends twice is stored once.
         return Position(
-            seq,
-            fix.ts,
-            fix.lat_e7,
-            fix.lon_e7,
-            fix.alt_m,
-            fix.speed_cms,
-            fix.course_ddeg,
-            fix.sats,
-            0,
-            fix.battery,
-            flags,
+            seq=stable_seq(fix.ts, fix.lat_e7, fix.lon_e7, fix.speed_cms, fix.course_ddeg),
+            ts=fix.ts,
+            lat_e7=fix.lat_e7,
+            lon_e7=fix.lon_e7,
+            alt_m=fix.alt_m,
+            speed_cms=fix.speed_cms,
+            course_ddeg=fix.course_ddeg,
+            sats=fix.sats,
+            hdop_d=0,  # unknown: the watch sends an accuracy in metres, not an HDOP
+            battery=fix.battery,
+            flags=flags | (FLAG_FIX_VALID if fix.valid else 0),
         )
 
     def _alarm_events(self, fields: list[bytes]) -> tuple[DeviceEvent, ...] | None:
@@ -163,7 +162,7 @@ class Session(TrackerSession):
             lon_e7 = _or_zero(lambda: read_coordinate(fields[5], fields[6], b"W"))
             battery, flags = read_battery(fields[12]), 0
         for kind in alarm_kinds(status):
-            seq = stable_seq("AL", kind, ts, lat_e7, lon_e7, status)
+            seq = stable_seq("AL", int(kind), ts, lat_e7, lon_e7, status)
             events.append(Alarm(seq, ts, int(kind), lat_e7, lon_e7, battery, flags))
         return tuple(events)
 
