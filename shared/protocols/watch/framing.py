@@ -116,24 +116,23 @@ class Framer:
     def next_packet(self, buf: bytearray) -> RawPacket | CutShort | None:
         """The packet at the front of `buf` (consumed), or None until one is whole. Raises
         TrackerProtocolError for a packet longer than MAX_PACKET_BYTES."""
-        while True:
-            header = self._resync(buf)
-            if header is None:
-                return None
-            if header.size + header.declared_length + 1 > MAX_PACKET_BYTES:
-                raise TrackerProtocolError(f"declared content length {header.declared_length} past the limit")
-            end = self._find_end(buf, header)
-            if end is None:
-                if len(buf) > MAX_PACKET_BYTES:
-                    raise TrackerProtocolError(f"no end of packet within {MAX_PACKET_BYTES} bytes")
-                return None
-            self._scanned_to = self._depth = 0
-            if isinstance(end, CutShort):
-                del buf[: end.size]
-                return end
-            raw = bytes(buf[: end + 1])
-            del buf[: end + 1]
-            return RawPacket(header, raw[header.size : end], raw)
+        header = self._resync(buf)
+        if header is None:
+            return None
+        if header.size + header.declared_length + 1 > MAX_PACKET_BYTES:
+            raise TrackerProtocolError(f"declared content length {header.declared_length} past the limit")
+        end = self._find_end(buf, header)
+        if end is None:
+            if len(buf) > MAX_PACKET_BYTES:
+                raise TrackerProtocolError(f"no end of packet within {MAX_PACKET_BYTES} bytes")
+            return None
+        self._scanned_to = self._depth = 0
+        if isinstance(end, CutShort):
+            del buf[: end.size]
+            return end
+        raw = bytes(buf[: end + 1])
+        del buf[: end + 1]
+        return RawPacket(header, raw[header.size : end], raw)
 
     def _resync(self, buf: bytearray) -> Header | None:
         """Skip to the first `[` starting a plausible header; its header, or None while none is whole."""
