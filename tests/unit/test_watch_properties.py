@@ -9,6 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from shared.protocols.watch import Device
+from shared.protocols.watch.framing import _read_header_slowly, read_header
 from shared.protocols.xsole.constants import FLAG_BUFFERED, FLAG_FIX_VALID, AlarmKind
 from shared.protocols.xsole.messages import Alarm, Heartbeat, Position
 from shared.protocols.xsole.session import SessionEnd
@@ -152,3 +153,11 @@ def test_a_watchs_alarm_decodes_to_what_it_was_given(kind: AlarmKind, when: int,
 def test_a_watchs_heartbeat_decodes_to_its_battery(percent: int) -> None:
     (heartbeat,) = drive(new_session(), Device(IMEI).heartbeat(ts=0, battery=percent)).events
     assert isinstance(heartbeat, Heartbeat) and heartbeat.battery == percent
+
+
+@PROPERTY_SETTINGS
+@given(st.lists(st.sampled_from([b"0", b"7", b"A", b"f", b"z", b"*", b"[", b"]", b"3G", b"0002*"]), max_size=20))
+def test_the_fast_header_read_agrees_with_the_field_by_field_one(pieces: list[bytes]) -> None:
+    candidate = b"[" + b"".join(pieces)
+    for end in range(1, len(candidate) + 1):
+        assert read_header(candidate[:end], 0) == _read_header_slowly(candidate[:end], 0)

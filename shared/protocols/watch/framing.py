@@ -31,6 +31,11 @@ _ALNUM = frozenset(b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvw
 _DIGITS = frozenset(b"0123456789")
 _HEX = frozenset(b"0123456789ABCDEFabcdef")
 _BRACKET = re.compile(rb"[\[\]]")
+# The common case, a whole header, in one match (read_header): the same fields as _read_header_slowly.
+_WHOLE_HEADER = re.compile(
+    rb"\[([0-9A-Za-z]{2})\*([0-9]{1,%d})\*([0-9A-Fa-f]{4})\*(?:([0-9A-Fa-f]{4})\*)?" % MAX_ID_DIGITS
+)
+_HEX_PREFIX = re.compile(rb"[0-9A-Fa-f]{0,4}")
 
 
 class Scan(enum.Enum):
@@ -76,6 +81,20 @@ def _field(buf: bytes | bytearray, start: int, allowed: frozenset[int], least: i
 def read_header(buf: bytes | bytearray, pos: int) -> Header | Scan:
     """The header starting at the `[` at `pos`, NOT_A_HEADER when these bytes cannot be one, NEED_MORE
     when the buffer ends before that can be told."""
+    match = _WHOLE_HEADER.match(buf, pos)
+    if match is not None:
+        manufacturer, device_id, first, second = match.groups()
+        if second is not None:
+            return Header(manufacturer.decode(), device_id.decode(), first.decode(), int(second, 16), match.end() - pos)
+        # Without an index only if the bytes after it cannot still become one: decided below otherwise.
+        tail = buf[match.end() : match.end() + 5]
+        if len(tail) == 5 or _HEX_PREFIX.fullmatch(tail) is None:
+            return Header(manufacturer.decode(), device_id.decode(), None, int(first, 16), match.end() - pos)
+    return _read_header_slowly(buf, pos)
+
+
+def _read_header_slowly(buf: bytes | bytearray, pos: int) -> Header | Scan:
+    """read_header field by field, telling a header cut by the buffer's end from no header."""
     star = _field(buf, pos + 1, _ALNUM, 2, 2)
     if isinstance(star, Scan):
         return star
