@@ -29,11 +29,12 @@ from __future__ import annotations
 import time
 import zlib
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import ClassVar
 
 from shared.protocols.xsole.constants import AckStatus, LoginStatus
-from shared.protocols.xsole.messages import DeviceEvent, Login
+from shared.protocols.xsole.messages import Alarm, DeviceEvent, Login
 from shared.protocols.xsole.session import Reply, SessionEnd, SessionState
 from shared.protocols.xsole.validation import validate
 
@@ -88,7 +89,9 @@ class Decoded:
 @dataclass(slots=True)
 class _Handed:
     left: int  # its events not yet acknowledged
-    reply: bytes  # sent when none is left (b"" once one of them was not stored)
+    reply: bytes  # sent when none is left, if all were stored
+    alarm_kinds: frozenset[int]  # of its alarms
+    stored: bool = True  # False once one of its events was not
 
 
 class TrackerSession:
@@ -107,6 +110,9 @@ class TrackerSession:
         self.skipped_bytes = 0  # bytes skipped to find the next packet's start
         self._ready: deque[DeviceEvent] = deque()  # decoded, not yet handed out
         self._unacked: deque[_Handed] = deque()  # packets handed out, oldest first
+        # Alarm kinds a status word keeps repeating (`latched`): handed out, not yet acknowledged; stored.
+        self._alarms_in_flight: set[int] = set()
+        self._alarms_stored: set[int] = set()
         self._login_packet: Decoded | None = None
 
     # -- what the ingest step calls -------------------------------------------------------
@@ -165,10 +171,13 @@ class TrackerSession:
             head = self._unacked[0]
             head.left -= 1
             if status is not AckStatus.STORED and status is not AckStatus.REJECTED:
-                head.reply = b""
+                head.stored = False
             if head.left == 0:
                 self._unacked.popleft()
-                out += head.reply
+                self._alarms_in_flight -= head.alarm_kinds
+                if head.stored:
+                    out += head.reply
+                    self._alarms_stored |= head.alarm_kinds
         return bytes(out)
 
     def ack(self, seq: int, status: AckStatus = AckStatus.STORED) -> bytes:
@@ -191,6 +200,17 @@ class TrackerSession:
         equivalent (the command then ends `unsupported` at once). A reply from the device comes
         out as `CommandResult(cmd_seq=seq)`."""
         return None
+
+    def latched(self, active: Iterable[int]) -> frozenset[int]:
+        """For protocols whose status word repeats an alarm in every packet until it is cleared (H02,
+        the watch protocol): of the alarm kinds `active` now, those to raise. A kind already handed
+        out on this connection is not raised again while it stays active, once stored (or while its
+        packet is on its way); one that was not stored is raised again with the next packet; one no
+        longer active is forgotten, so the next press raises again. One SOS held for minutes is one
+        alert, not one per packet."""
+        now_active = frozenset(active)
+        self._alarms_stored &= now_active
+        return now_active - self._alarms_stored - self._alarms_in_flight
 
     def _bad(self) -> None:
         self.bad_frames += 1
@@ -218,7 +238,9 @@ class TrackerSession:
         self.rejected += len(packet.events) - len(kept)
         if not kept:
             return Reply(packet.reply, False, "") if packet.reply else None
-        self._unacked.append(_Handed(len(kept), packet.reply))
+        kinds = frozenset(event.kind for event in kept if type(event) is Alarm)
+        self._alarms_in_flight |= kinds
+        self._unacked.append(_Handed(len(kept), packet.reply, kinds))
         self._ready.extend(kept)
         return None
 

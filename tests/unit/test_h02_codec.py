@@ -346,7 +346,7 @@ def test_zero_coordinates_with_hemispheres_read() -> None:
 def test_ten_bad_packets_in_a_row_close() -> None:
     bad = b"*HQ,NOTANID,V1,132926,A,1935.3933,N,07920.4134,E,3.34,342,280519,FFFFFFFF#"
     r = run(TRACCAR_STREAM[0] + bad * MAX_BAD_PACKETS_IN_A_ROW)
-    assert r.closed is not None and r.closed.end is SessionEnd.BAD_FRAMING
+    assert r.closed is not None and r.closed.end is SessionEnd.BAD_FRAMES
 
 
 # -- the session's rules ----------------------------------------------------------------------

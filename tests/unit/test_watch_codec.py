@@ -464,7 +464,7 @@ def test_an_unreadable_position_is_a_bad_packet_and_ten_in_a_row_close() -> None
     run = drive(session, DOC_LK + bad * 9)
     assert run.end is None and session.bad_frames == 9
     run = drive(session, bad, run)
-    assert run.end is SessionEnd.BAD_FRAMING
+    assert run.end is SessionEnd.BAD_FRAMES
 
 
 @pytest.mark.parametrize(

@@ -167,7 +167,7 @@ class Session(TrackerSession):
         events: list[DeviceEvent] = [Heartbeat(stable_seq("heartbeat", imei, ts, battery), ts, battery, 0)]
         status_at = _status_index(fields, 4)
         if status_at is not None and kind != "HTBT":
-            events += _alarms(imei, int(fields[status_at], 16), ts, 0, 0, battery, 0)
+            events += self._alarms(imei, int(fields[status_at], 16), ts, 0, 0, battery, 0)
         return Decoded(imei=imei, events=tuple(events), reply=reply)
 
     def _decode_binary(self, packet: Packet) -> Decoded | None:
@@ -181,10 +181,21 @@ class Session(TrackerSession):
         events: list[DeviceEvent] = [
             Position(seq, record.ts, record.lat_e7, record.lon_e7, 0, speed, course, 0, 0, battery, flags)
         ]
-        events += _alarms(record.imei, record.status, record.ts, record.lat_e7, record.lon_e7, battery, flags)
+        events += self._alarms(record.imei, record.status, record.ts, record.lat_e7, record.lon_e7, battery, flags)
         return Decoded(imei=record.imei, events=tuple(events))  # Traccar answers binary packets nothing
 
     # -- helpers -------------------------------------------------------------------------
+
+    def _alarms(
+        self, imei: str, status: int, ts: int, lat: int, lon: int, battery: int, flags: int
+    ) -> list[DeviceEvent]:
+        """The alarms the status word raises now: a device repeats a latched alarm in every packet
+        until R7 clears it, and one held alarm must be one alert (`TrackerSession.latched`). The seq
+        is drawn from what the alarm says, so a packet resent after a lost reply keeps it."""
+        return [
+            Alarm(stable_seq("alarm", imei, ts, int(kind), lat, lon), ts, int(kind), lat, lon, battery, flags)
+            for kind in sorted(self.latched(status_alarms(status)))
+        ]
 
     def _fix(self, fields: list[str], at: int) -> _Fix | None:
         """The fix whose validity field is at `at` (time before it, date after speed and course)."""
@@ -213,7 +224,7 @@ class Session(TrackerSession):
         status_at = _status_index(fields, (fix_at + 7) if fix_at is not None else 3)
         if status_at is not None:
             # An SOS pressed without a fix must still come through: its alarm has no location.
-            events += _alarms(imei, int(fields[status_at], 16), ts, lat, lon, BATTERY_UNKNOWN, flags)
+            events += self._alarms(imei, int(fields[status_at], 16), ts, lat, lon, BATTERY_UNKNOWN, flags)
         return events
 
     def _answer(self, name: str, fields: list[str]) -> CommandResult | None:
@@ -250,11 +261,3 @@ def _status_index(fields: list[str], start: int) -> int | None:
 def _percent(field: str) -> int:
     field = field.strip()
     return int(field) if field.isdigit() and int(field) <= 100 else BATTERY_UNKNOWN
-
-
-def _alarms(imei: str, status: int, ts: int, lat: int, lon: int, battery: int, flags: int) -> list[DeviceEvent]:
-    # The seq is drawn from what the alarm says, so a packet resent after a lost reply keeps it.
-    return [
-        Alarm(stable_seq("alarm", imei, ts, int(kind), lat, lon), ts, int(kind), lat, lon, battery, flags)
-        for kind in status_alarms(status)
-    ]
