@@ -131,6 +131,10 @@ def check_ports_free(settings: Settings) -> None:
     ports = (
         ("SOLEWATCH_HTTP_PORT", "the HTTP API", settings.http_port),
         ("SOLEWATCH_LISTENER_PORT", "the devices' XSole TCP", settings.listener_port),
+        *(
+            (f"SOLEWATCH_{protocol.upper()}_PORT", f"the {protocol} trackers' TCP", port)
+            for protocol, port in settings.tracker_ports().items()
+        ),
     )
     for variable, purpose, port in ports:
         if port:

@@ -395,7 +395,7 @@ async def test_metrics_count_bad_crc_frames(solewatch):
 
     after = await scrape(solewatch)
 
-    assert grew(before, after, "listener_bad_frames_total") == 1
+    assert grew(before, after, "listener_bad_frames_total", protocol="xsole") == 1
     await device.close()
 
 
