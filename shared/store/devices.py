@@ -14,6 +14,8 @@ from typing import Protocol
 
 from shared.store.audit import AuditEntry
 
+MODEL_MAX_LENGTH = 80  # a device's `model`: a name like "Concox GT06N" or "Teltonika FMB920", not a document
+
 
 class DeviceExists(Exception):
     """A device with that IMEI is already registered."""
