@@ -52,6 +52,9 @@ class Tracker:
         self.writer.write(data)
         await self.writer.drain()
 
+    def position(self, ts: int, battery: int, lat_e7: int = LAT) -> bytes:
+        return self.device.position(ts=ts, lat_e7=lat_e7, lon_e7=LON, speed_cms=0, course_ddeg=0, battery=battery)
+
     async def line(self, timeout: float = 5.0) -> bytes:
         return await asyncio.wait_for(self.reader.readline(), timeout)
 
@@ -167,9 +170,8 @@ async def test_positions_of_a_tracker_are_acknowledged_once_stored_and_shown_by_
 async def test_an_sos_from_a_tracker_raises_an_sos_alert(solewatch):
     await solewatch.register()
     tracker = await solewatch.logged_in()
-    await tracker.send(
-        tracker.device.alarm(1, ts=int(time.time()) - 5, lat_e7=LAT, lon_e7=LON, battery=BATTERY_UNKNOWN)
-    )
+    sos = tracker.device.alarm(1, ts=int(time.time()) - 5, lat_e7=LAT, lon_e7=LON, battery=BATTERY_UNKNOWN)
+    await tracker.send(sos)
     assert await tracker.line() == OK
 
     alerts = await eventually(lambda: solewatch.store.alerts(solewatch.tenant_id))
@@ -181,22 +183,45 @@ async def test_a_packet_without_a_battery_leaves_the_last_known_level(solewatch)
     await solewatch.register()
     tracker = await solewatch.logged_in()
     now = int(time.time())
-    await tracker.send(
-        tracker.device.position(ts=now - 20, lat_e7=LAT, lon_e7=LON, speed_cms=0, course_ddeg=0, battery=9)
-    )
-    await tracker.send(
-        tracker.device.position(
-            ts=now - 10, lat_e7=LAT, lon_e7=LON, speed_cms=0, course_ddeg=0, battery=BATTERY_UNKNOWN
-        )
-    )
+    await tracker.send(tracker.position(now - 20, battery=60))
+    await tracker.send(tracker.position(now - 10, battery=BATTERY_UNKNOWN))
     await tracker.send(tracker.device.heartbeat(ts=now, battery=BATTERY_UNKNOWN))
     assert [await tracker.line() for _ in range(3)] == [OK] * 3
 
-    assert (await solewatch.get(f"/api/v1/devices/{IMEI}"))["battery"] == 9
+    assert (await solewatch.get(f"/api/v1/devices/{IMEI}"))["battery"] == 60
     positions = (await solewatch.get(f"/api/v1/devices/{IMEI}/positions"))["items"]
-    assert [p["battery"] for p in positions] == [9, None]
+    assert [p["battery"] for p in positions] == [60, None]
     heartbeats = (await solewatch.get(f"/api/v1/devices/{IMEI}/heartbeats"))["items"]
     assert [h["battery"] for h in heartbeats] == [None]
+    await tracker.close()
+
+
+async def test_a_battery_never_reported_raises_no_low_battery_alert(solewatch):
+    await solewatch.register()
+    tracker = await solewatch.logged_in()
+    now = int(time.time())
+    await tracker.send(tracker.position(now - 20, battery=BATTERY_UNKNOWN))
+    await tracker.send(tracker.device.heartbeat(ts=now - 10, battery=BATTERY_UNKNOWN))
+    assert [await tracker.line() for _ in range(2)] == [OK] * 2
+    # An SOS after them: once its alert is there, the telemetry before it was seen by detection.
+    await tracker.send(tracker.device.alarm(1, ts=now, lat_e7=LAT, lon_e7=LON, battery=BATTERY_UNKNOWN))
+    assert await tracker.line() == OK
+    await eventually(lambda: solewatch.store.alerts(solewatch.tenant_id))
+    await asyncio.sleep(0.5)  # a low_battery detection would have followed the same telemetry message by now
+
+    assert [a.kind for a in await solewatch.store.alerts(solewatch.tenant_id)] == ["sos"]
+    assert (await solewatch.get(f"/api/v1/devices/{IMEI}"))["battery"] is None
+    await tracker.close()
+
+
+async def test_a_low_battery_reported_by_a_tracker_raises_low_battery(solewatch):
+    # The same path as above, with a level: the test above could not pass by detection being off.
+    await solewatch.register()
+    tracker = await solewatch.logged_in()
+    await tracker.send(tracker.position(int(time.time()), battery=5))
+    assert await tracker.line() == OK
+    alerts = await eventually(lambda: solewatch.store.alerts(solewatch.tenant_id))
+    assert [(a.kind, a.battery) for a in alerts] == [("low_battery", 5)]
     await tracker.close()
 
 
