@@ -19,6 +19,7 @@ import sqlite3
 from pathlib import Path
 
 from shared.config import Settings, SettingsError
+from shared.protocols.registry import CodecMissing
 
 LOCK_FILE = "solewatch.lock"
 
@@ -170,7 +171,7 @@ def _port_problem(host: str, port: int, variable: str, purpose: str, exc: OSErro
 
 def startup_failure(exc: BaseException, settings: Settings) -> str:
     """One sentence for an exception that stopped the process while it started."""
-    if isinstance(exc, StartupError):
+    if isinstance(exc, StartupError | CodecMissing):
         return str(exc)
     if isinstance(exc, SettingsError):
         return f"invalid settings: {exc}"

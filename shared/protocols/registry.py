@@ -23,8 +23,8 @@ from shared.protocols.tracker import PROTOCOLS, TrackerDevice, TrackerSession
 # H02 and watch devices send a shorter serial number on some models. No check digit is required:
 # many trackers carry serials that are not real IMEIs.
 _IMEI_DIGITS = {"xsole": (15, 15), "gt06": (15, 15), "teltonika": (15, 15), "h02": (10, 15), "watch": (10, 15)}
-IMEI_PATTERN_ANY = r"^\d{10,15}$"  # any device's identifier, whatever its protocol
-_DIGITS = re.compile(r"\d+")
+IMEI_PATTERN_ANY = r"^[0-9]{10,15}$"  # any device's identifier, whatever its protocol
+_DIGITS = re.compile(r"[0-9]+")  # ASCII digits only: \d also matches other scripts' digits
 
 
 class UnknownProtocol(Exception):
@@ -74,7 +74,10 @@ def codec(protocol: str) -> Codec:
         module = importlib.import_module(f"shared.protocols.{protocol}")
     except ModuleNotFoundError as exc:
         if exc.name is not None and exc.name.startswith(f"shared.protocols.{protocol}"):
-            missing = f"the {protocol} protocol's codec (shared/protocols/{protocol}/) is not installed"
+            missing = (
+                f"the {protocol} protocol's codec (shared/protocols/{protocol}/) is not installed;"
+                f" set SOLEWATCH_{protocol.upper()}_PORT=0 to turn its port off"
+            )
             raise CodecMissing(missing) from exc
         raise
     session, device = getattr(module, "Session", None), getattr(module, "Device", None)
