@@ -202,11 +202,10 @@ class IngestBatch:
                 continue
             fields, order = table.fields, time_order[frame_type]
             levels = order
-            # Above 100, or BATTERY_UNKNOWN (-1) from a tracker packet that did not say: level unknown,
-            # so it does not replace the device's last known one. Two C-level passes on the hot path.
-            levels_sent = list(map(itemgetter(battery_at), fields))
-            if max(levels_sent) > 100 or min(levels_sent) < 0:
-                levels = [i for i in order if 0 <= fields[i][battery_at] <= 100]
+            # Above 100: level unknown (a tracker's BATTERY_UNKNOWN arrives as 255, see add_event), so
+            # it does not replace the device's last known one.
+            if max(map(itemgetter(battery_at), fields)) > 100:
+                levels = [i for i in order if fields[i][battery_at] <= 100]
             for device_id, i in _last_of_each_device(table, levels).items():
                 row = fields[i]
                 known = battery.get(device_id)
