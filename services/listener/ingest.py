@@ -153,13 +153,13 @@ class Ingest:
             except Exception as exc:
                 # We cannot tell a good token from a bad one: no LOGIN_ACK, the device retries later.
                 log.error("login_lookup_failed", imei=login.imei, error=str(exc), peer=link.peer)
-                metrics.logins.labels("store_unavailable").inc()
+                metrics.logins.labels(link.session.protocol, "store_unavailable").inc()
                 link.close(CloseReason.STORE_UNAVAILABLE)
                 return False
             if link.closing:
                 return False
             status = login_verdict(device, login.token, link.session.protocol)
-        metrics.logins.labels(status.name.lower()).inc()
+        metrics.logins.labels(link.session.protocol, status.name.lower()).inc()
         if status is not LoginStatus.ACCEPTED or device is None:
             await self._refuse(link, login, status, server_time)
             return False

@@ -10,7 +10,7 @@ from shared.protocols.xsole import AckStatus
 
 connections_open = Gauge("listener_connections_open", "Device connections currently open")
 connections_refused = Counter("listener_connections_refused_total", "Connections closed at once: listener full")
-logins = Counter("listener_logins_total", "LOGIN frames answered", ["result"])
+logins = Counter("listener_logins_total", "Logins answered, by the protocol they came in", ["protocol", "result"])
 logins_held = Counter(
     "listener_logins_held_total", "Refused logins whose connection was held before closing (repeated wrong tokens)"
 )

@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client import REGISTRY
 
 from services.api import create_app
 from services.authn.tokens import start_session
@@ -133,6 +134,11 @@ async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 5.0) 
         await asyncio.sleep(0.05)
 
 
+def sample(name: str, **labels: str) -> float:
+    """A metric's value now (the registry is process-wide: tests compare before and after)."""
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
 async def stored(solewatch: Solewatch, imei: str) -> dict[str, int]:
     device = await solewatch.store.device_by_imei(imei)
     assert device is not None
@@ -225,10 +231,23 @@ async def test_a_low_battery_reported_by_a_tracker_raises_low_battery(solewatch)
     await tracker.close()
 
 
+async def test_a_position_out_of_range_is_dropped_counted_and_its_packet_still_acknowledged(solewatch):
+    rejected_before = sample("listener_frames_rejected_total", protocol=NAME)
+    await solewatch.register()
+    tracker = await solewatch.logged_in()
+    await tracker.send(tracker.position(int(time.time()), battery=50, lat_e7=95 * 10**7))  # 95° north
+    assert await tracker.line() == OK  # or the device would send it forever
+
+    assert sample("listener_frames_rejected_total", protocol=NAME) == rejected_before + 1
+    assert (await stored(solewatch, IMEI))["positions"] == 0
+    await tracker.close()
+
+
 # -- refused logins ------------------------------------------------------------------------------
 
 
 async def test_an_xsole_device_is_refused_on_a_tracker_port_and_nothing_is_stored(solewatch):
+    refused_before = sample("listener_logins_total", protocol=NAME, result="unknown_device")
     await solewatch.register(XSOLE_IMEI, protocol="xsole")
     tracker = await solewatch.connect(XSOLE_IMEI)
     now = int(time.time())
@@ -237,6 +256,7 @@ async def test_an_xsole_device_is_refused_on_a_tracker_port_and_nothing_is_store
 
     assert await tracker.until_closed() == NO
     assert (await stored(solewatch, XSOLE_IMEI))["positions"] == 0
+    assert sample("listener_logins_total", protocol=NAME, result="unknown_device") == refused_before + 1
 
 
 async def test_a_tracker_is_refused_on_the_xsole_port_and_nothing_is_stored(solewatch):
@@ -275,10 +295,12 @@ async def test_a_disabled_tracker_is_refused(solewatch):
 
 
 async def test_garbage_on_a_tracker_port_is_counted_and_closes_the_connection_after_too_much(solewatch):
+    bad_before = sample("listener_bad_frames_total", protocol=NAME)
     await solewatch.register()
     tracker = await solewatch.logged_in()
     await tracker.send(b"what is this\n" * 10)
     assert await tracker.until_closed() == b""
+    assert sample("listener_bad_frames_total", protocol=NAME) == bad_before + 10
 
 
 # -- commands ----------------------------------------------------------------------------------
