@@ -8,10 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from services.listener.ingest import login_verdict
 from services.listener.server import Listener
 from shared.protocols import registry
-from shared.protocols.xsole import AckStatus, DeviceSession
+from shared.protocols.xsole import AckStatus, DeviceSession, LoginStatus
 from shared.protocols.xsole.messages import encode_acks
+from shared.store import Device, hash_device_token
 from shared.store.sqlite import SqliteStore
 from tests.conftest import embedded_settings
 from tests.helpers.fake_tracker import FakeDevice, FakeSession
@@ -104,3 +106,37 @@ def test_imei_rules_by_protocol(protocol: str, imei: str, problem: str | None) -
 def test_the_xsole_session_builds_the_same_acks_as_before(status: AckStatus) -> None:
     seqs = [0, 1, 0xFFFF, 42]
     assert DeviceSession().acks(seqs, status) == encode_acks(seqs, status)
+
+
+@pytest.mark.parametrize(
+    ("registered_for", "enabled", "token", "port", "verdict"),
+    [
+        ("xsole", True, b"secret", "xsole", "ACCEPTED"),
+        ("xsole", True, b"wrong!", "xsole", "BAD_TOKEN"),
+        ("xsole", False, b"secret", "xsole", "DISABLED"),
+        ("gt06", True, b"", "gt06", "ACCEPTED"),  # no secret to check
+        ("gt06", False, b"", "gt06", "DISABLED"),
+        ("gt06", True, b"", "h02", "UNKNOWN_DEVICE"),  # another protocol's port: as unknown
+        ("gt06", True, b"", "xsole", "UNKNOWN_DEVICE"),  # even with any token
+        ("xsole", True, b"secret", "teltonika", "UNKNOWN_DEVICE"),
+        (None, True, b"", "watch", "UNKNOWN_DEVICE"),
+    ],
+)
+def test_the_login_verdict_by_protocol(
+    registered_for: str | None, enabled: bool, token: bytes, port: str, verdict: str
+) -> None:
+    device = (
+        None
+        if registered_for is None
+        else Device(
+            1,
+            1,
+            "356307042441013",
+            "w",
+            hash_device_token(b"secret") if registered_for == "xsole" else b"",
+            enabled,
+            0.0,
+            protocol=registered_for,
+        )
+    )
+    assert login_verdict(device, token, port) is LoginStatus[verdict]
