@@ -165,7 +165,13 @@ class Listener:
         self.spawn(self.registry.recheck_logins())
         self.spawn(self._report_progress())
         self.spawn(self.registry.keep_online_marks())
-        log.info("listening", bind=self.settings.bind, port=self.port, tls=self.settings.tls_cert is not None)
+        log.info(
+            "listening",
+            protocol="xsole",
+            bind=self.settings.bind,
+            port=self.port,
+            tls=self.settings.tls_cert is not None,
+        )
 
     async def drain(self) -> None:
         """Stop accepting, stop reading, let every queued frame commit and be ACKed, then close."""
