@@ -16,8 +16,10 @@ import orjson
 from services.simulator.runner import FLEET_SOS_PER_MINUTE
 from shared.config import Settings, SettingsError, load_settings
 from shared.logging import configure_logging, get_logger
+from shared.protocols.tracker import PROTOCOLS
 from shared.runtime import Runtime, run_process
 from shared.store import DeviceExists
+from shared.store.devices import MODEL_MAX_LENGTH
 
 log = get_logger("solewatch")
 
@@ -74,10 +76,16 @@ def _parser() -> argparse.ArgumentParser:
 
     devices = sub.add_parser("devices", help="manage devices in the store")
     devices_sub = devices.add_subparsers(dest="action", required=True)
-    add = devices_sub.add_parser("add", help="register a device; prints JSON with its secret token")
-    add.add_argument("imei")
+    add = devices_sub.add_parser(
+        "add", help="register a device; prints JSON with its secret token (an XSole insole's; trackers have none)"
+    )
+    add.add_argument("imei", help="15 digits (xsole, gt06, teltonika) or 10 to 15 digits (h02, watch)")
     add.add_argument("--name", required=True)
     add.add_argument("--tenant", default="default")
+    add.add_argument(
+        "--protocol", default="xsole", choices=PROTOCOLS, help="the protocol the device speaks (CONTRACT §10)"
+    )
+    add.add_argument("--model", default=None, help="what the device is, free text (e.g. 'Concox GT06N')")
     command = devices_sub.add_parser("command", help="queue a downlink command for a device")
     command.add_argument("imei")
     command.add_argument("cmd", choices=["locate-now", "set-interval", "vibrate", "alarm-acknowledged", "reboot"])
@@ -293,8 +301,16 @@ async def _devices(settings: Settings, args: argparse.Namespace) -> None:
     try:
         if args.action == "add":
             try:
+                if args.model is not None and not 1 <= len(args.model) <= MODEL_MAX_LENGTH:
+                    raise ValueError(f"--model is 1 to {MODEL_MAX_LENGTH} characters")
                 device, _ = await register_device(
-                    store, imei=args.imei, name=args.name, tenant=args.tenant, actor=Actor.system("cli")
+                    store,
+                    imei=args.imei,
+                    name=args.name,
+                    tenant=args.tenant,
+                    actor=Actor.system("cli"),
+                    protocol=args.protocol,
+                    model=args.model,
                 )
             except ValueError as exc:
                 sys.exit(f"solewatch: {exc}")

@@ -25,7 +25,7 @@ from shared.bus.topics import TOPIC_ALARM
 from shared.config import Settings
 from shared.http import HttpServer
 from shared.logging import get_logger
-from shared.protocols.xsole import imei_to_bcd
+from shared.protocols.registry import imei_problem
 from shared.runtime import Component, Runtime
 from shared.store import DeviceExists, Store, hash_device_token
 from shared.store.audit import Actor, AuditEntry
@@ -136,18 +136,38 @@ class SimulatorComponent:
 
 
 async def register_device(
-    store: Store, *, imei: str, name: str, tenant: str = DEFAULT_TENANT, actor: Actor | None = None
-) -> tuple[dict[str, str], bytes]:
-    """Register a device in a tenant; returns its public description and its new secret.
+    store: Store,
+    *,
+    imei: str,
+    name: str,
+    tenant: str = DEFAULT_TENANT,
+    actor: Actor | None = None,
+    protocol: str = "xsole",
+    model: str | None = None,
+) -> tuple[dict[str, str | None], bytes]:
+    """Register a device in a tenant; returns its public description and its new secret (b"" and no
+    `token` in the description for a tracker protocol's device, which carries none: CONTRACT §10).
     With `actor`, the registration is written to the audit log as theirs."""
-    imei_to_bcd(imei)  # refuses anything but 15 digits, before touching the store
+    problem = imei_problem(protocol, imei)  # before touching the store
+    if problem is not None:
+        raise ValueError(problem)
     tenant_id = await store.ensure_tenant(tenant)
-    token = secrets.token_bytes(16)
-    audit = None if actor is None else AuditEntry(tenant_id, actor, "device.create", "device", None, {"name": name})
+    token = secrets.token_bytes(16) if protocol == "xsole" else b""
+    detail: dict[str, object] = {"name": name} if protocol == "xsole" else {"name": name, "protocol": protocol}
+    audit = None if actor is None else AuditEntry(tenant_id, actor, "device.create", "device", None, detail)
     device = await store.add_device(
-        tenant_id=tenant_id, imei=imei, name=name, token_hash=hash_device_token(token), audit=audit
+        tenant_id=tenant_id,
+        imei=imei,
+        name=name,
+        token_hash=hash_device_token(token) if token else b"",
+        protocol=protocol,
+        model=model,
+        audit=audit,
     )
-    return {"imei": device.imei, "name": device.name, "tenant": tenant, "token": token.hex()}, token
+    described: dict[str, str | None] = {"imei": device.imei, "name": device.name, "tenant": tenant}
+    if protocol != "xsole":
+        return described | {"protocol": protocol, "model": model}, token
+    return described | {"token": token.hex()}, token
 
 
 async def register_simulated_insoles(store: Store, count: int) -> list[SimulatedInsole]:

@@ -19,6 +19,7 @@ import sqlite3
 from pathlib import Path
 
 from shared.config import Settings, SettingsError
+from shared.protocols.registry import CodecMissing
 
 LOCK_FILE = "solewatch.lock"
 
@@ -131,6 +132,10 @@ def check_ports_free(settings: Settings) -> None:
     ports = (
         ("SOLEWATCH_HTTP_PORT", "the HTTP API", settings.http_port),
         ("SOLEWATCH_LISTENER_PORT", "the devices' XSole TCP", settings.listener_port),
+        *(
+            (f"SOLEWATCH_{protocol.upper()}_PORT", f"the {protocol} trackers' TCP", port)
+            for protocol, port in settings.tracker_ports().items()
+        ),
     )
     for variable, purpose, port in ports:
         if port:
@@ -166,7 +171,7 @@ def _port_problem(host: str, port: int, variable: str, purpose: str, exc: OSErro
 
 def startup_failure(exc: BaseException, settings: Settings) -> str:
     """One sentence for an exception that stopped the process while it started."""
-    if isinstance(exc, StartupError):
+    if isinstance(exc, StartupError | CodecMissing):
         return str(exc)
     if isinstance(exc, SettingsError):
         return f"invalid settings: {exc}"

@@ -63,6 +63,11 @@ class Settings(BaseSettings):
         60, gt=0, description="seconds a request's whole body has to arrive once its headers have (408, closed)"
     )
     listener_port: int = Field(9000, ge=0, le=65535)
+    # The tracker protocols' TCP ports (CONTRACT §10; Traccar's defaults); 0 turns a protocol off.
+    gt06_port: int = Field(5023, ge=0, le=65535, description="GT06 trackers' TCP port (0: off)")
+    h02_port: int = Field(5013, ge=0, le=65535, description="H02 trackers' TCP port (0: off)")
+    watch_port: int = Field(5093, ge=0, le=65535, description="3G SOS watches' TCP port (0: off)")
+    teltonika_port: int = Field(5027, ge=0, le=65535, description="Teltonika Codec 8 / 8E TCP port (0: off)")
 
     # Embedded defaults; an URL switches that port to its server adapter.
     data_dir: Path = Path("./solewatch-data")
@@ -272,6 +277,16 @@ class Settings(BaseSettings):
     @cached_property
     def sqlite_path(self) -> Path:
         return self.data_dir / "solewatch.db"
+
+    def tracker_ports(self) -> dict[str, int]:
+        """The tracker protocols turned on, each with its TCP port."""
+        ports = {
+            "gt06": self.gt06_port,
+            "h02": self.h02_port,
+            "watch": self.watch_port,
+            "teltonika": self.teltonika_port,
+        }
+        return {protocol: port for protocol, port in ports.items() if port}
 
     @classmethod
     def settings_customise_sources(

@@ -9,6 +9,12 @@ from shared.protocols.xsole import Position
 from shared.store.telemetry import StoredPosition
 
 
+def known_battery(level: int) -> int | None:
+    """A battery level as the API shows it: None when the device did not say (a tracker packet
+    without one carries BATTERY_UNKNOWN, -1; shared/protocols/tracker.py)."""
+    return level if 0 <= level <= 100 else None
+
+
 def position_view(row: StoredPosition | Position) -> dict[str, Any]:
     """A position in the API's units (the store and the wire keep the device's integers)."""
     return {
@@ -20,6 +26,6 @@ def position_view(row: StoredPosition | Position) -> dict[str, Any]:
         "course": row.course_ddeg / 10,
         "sats": row.sats,
         "hdop": row.hdop_d / 10,
-        "battery": row.battery,
+        "battery": known_battery(row.battery),
         "buffered": row.buffered,
     }

@@ -57,8 +57,18 @@ class EmbeddedSolewatch:
         return client
 
 
+# The tracker protocols' fixed default ports stay closed in tests (a test wanting one asks for it).
+TRACKER_PORTS_OFF = {"gt06_port": 0, "h02_port": 0, "watch_port": 0, "teltonika_port": 0}
+
+
 def embedded_settings(data_dir: Path, **overrides: object) -> Settings:
-    values: dict[str, object] = {"data_dir": data_dir, "listener_port": 0, "http_port": 0, "bind": "127.0.0.1"}
+    values: dict[str, object] = {
+        "data_dir": data_dir,
+        "listener_port": 0,
+        "http_port": 0,
+        "bind": "127.0.0.1",
+        **TRACKER_PORTS_OFF,
+    }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]
 

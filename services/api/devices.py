@@ -25,7 +25,7 @@ from shared.store import Device, DeviceExists, hash_device_token
 
 router = APIRouter(prefix="/api/v1/devices", tags=["devices"])
 
-Imei = Annotated[str, Path(pattern=IMEI_PATTERN, description="the device's 15-digit IMEI")]
+Imei = Annotated[str, Path(pattern=IMEI_PATTERN, description="the device's IMEI (10 to 15 digits by its protocol)")]
 
 
 async def device_view(context: ServiceContext, device: Device, *, whole: bool = False) -> dict[str, Any]:
@@ -42,6 +42,8 @@ async def device_views(context: ServiceContext, devices: list[Device], *, whole:
         {
             "imei": device.imei,
             "name": device.name,
+            "protocol": device.protocol,
+            "model": device.model,
             "created_at": iso_utc(device.created_at, millis=True),
             "enabled": device.enabled,
             "online": mark is not None and mark not in (b"", b"0"),
@@ -80,22 +82,35 @@ async def list_devices(
     status_code=201,
     response_model=DeviceRegistered,
     summary="Register a device (admin)",
-    responses={409: {"model": ErrorOut, "description": "a device with this IMEI is already registered"}},
+    description="An XSole insole gets its secret `token` in this answer only; a device of another protocol"
+    " (CONTRACT §10) carries none, and the answer has no `token`.",
+    # Without it a tracker's answer would carry `"token": null`; every other field is always set.
+    response_model_exclude_unset=True,
+    responses={
+        409: {"model": ErrorOut, "description": "a device with this IMEI is already registered"},
+        422: {"model": ErrorOut, "description": "an unknown protocol, or an IMEI its protocol cannot carry"},
+    },
 )
 async def register_device(body: DeviceIn, context: ContextDep, principal: AdminPrincipal) -> dict[str, Any]:
-    token = secrets.token_bytes(16)
+    token = secrets.token_bytes(16) if body.protocol == "xsole" else None
+    detail: dict[str, Any] = {"name": body.name}
+    if body.protocol != "xsole":
+        detail |= {"protocol": body.protocol, "model": body.model}
     try:
         device = await context.store.add_device(
             tenant_id=principal.tenant_id,
             imei=body.imei,
             name=body.name,
-            token_hash=hash_device_token(token),
-            audit=principal.audit("device.create", "device", None, name=body.name),
+            token_hash=b"" if token is None else hash_device_token(token),
+            protocol=body.protocol,
+            model=body.model,
+            audit=principal.audit("device.create", "device", None, **detail),
         )
     except DeviceExists:
         # IMEIs are unique across tenants; the answer must not say whose it is.
         raise HTTPException(409, "a device with this IMEI is already registered") from None
-    return await device_view(context, device) | {"token": token.hex()}
+    view = await device_view(context, device)
+    return view if token is None else view | {"token": token.hex()}
 
 
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {

@@ -66,11 +66,14 @@ async def update_device(
     "/{imei}/token",
     response_model=DeviceToken,
     summary="Give a device a new secret (admin)",
-    description="The old secret gets LOGIN_ACK status 2 from now on and an open connection is closed.",
-    responses=_NOT_FOUND,
+    description="The old secret gets LOGIN_ACK status 2 from now on and an open connection is closed."
+    " Only an XSole insole has a secret (CONTRACT §10).",
+    responses={**_NOT_FOUND, 409: {"model": ErrorOut, "description": "a device of a protocol without a secret"}},
 )
 async def rotate_token(imei: Imei, context: ContextDep, principal: AdminPrincipal) -> dict[str, str]:
-    await tenant_device(context, principal.tenant_id, imei)
+    device = await tenant_device(context, principal.tenant_id, imei)
+    if device.protocol != "xsole":
+        raise HTTPException(409, f"a {device.protocol} device carries no secret: there is no token to rotate")
     token = secrets.token_bytes(16)
     audit = principal.audit("device.token_rotate", "device", imei)
     if not await context.store.set_device_token(imei=imei, token_hash=hash_device_token(token), audit=audit):

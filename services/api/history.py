@@ -28,7 +28,7 @@ from services.api.pagination import Limit, PairCursor, decode_cursor, encode_cur
 from services.api.read_trace import record_read
 from services.authn.models import ErrorOut
 from shared.alerts import iso_utc
-from shared.position_view import position_view
+from shared.position_view import known_battery, position_view
 from shared.protocols.xsole.constants import ActivityState
 from shared.store.telemetry import StoredActivity, StoredHeartbeat, StoredPosition
 
@@ -68,7 +68,7 @@ class ActivityOut(BaseModel):
     steps: int = Field(description="steps since the previous activity report")
     state: ActivityStateName = Field(description="what the insole judged the worker was doing")
     cadence: int = Field(description="steps per minute")
-    battery: int = Field(description="%")
+    battery: int | None = Field(description="%; null when the device did not say")
     model_config = {
         "json_schema_extra": {
             "examples": [{"ts": "2026-01-01T00:00:00Z", "steps": 120, "state": "walking", "cadence": 96, "battery": 87}]
@@ -83,7 +83,7 @@ class ActivityPage(BaseModel):
 
 class HeartbeatOut(BaseModel):
     ts: str = Field(description="device time, ISO-8601 UTC")
-    battery: int = Field(description="%")
+    battery: int | None = Field(description="%; null when the device did not say")
     rssi: int = Field(description="signal strength, dBm")
     model_config = {"json_schema_extra": {"examples": [{"ts": "2026-01-01T00:00:00Z", "battery": 87, "rssi": -71}]}}
 
@@ -104,12 +104,12 @@ def activity_view(row: StoredActivity) -> dict[str, Any]:
         "steps": row.steps,
         "state": _STATE_NAMES.get(row.state, "unknown"),  # a state newer firmware knows and we do not
         "cadence": row.cadence,
-        "battery": row.battery,
+        "battery": known_battery(row.battery),
     }
 
 
 def heartbeat_view(row: StoredHeartbeat) -> dict[str, Any]:
-    return {"ts": iso_utc(row.ts), "battery": row.battery, "rssi": row.rssi}
+    return {"ts": iso_utc(row.ts), "battery": known_battery(row.battery), "rssi": row.rssi}
 
 
 Reader = Callable[..., Awaitable[list[R]]]

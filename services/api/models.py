@@ -6,7 +6,10 @@ from typing import Annotated, Any, Literal, get_args
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, model_validator
 
+from shared.protocols.registry import IMEI_PATTERN_ANY, imei_problem
+from shared.protocols.tracker import PROTOCOLS
 from shared.store.alerts import ALERT_KINDS
+from shared.store.devices import MODEL_MAX_LENGTH
 
 AlertKind = Literal[
     "sos", "fall", "no_motion", "low_battery", "off_foot", "tamper", "offline", "geofence_exit", "geofence_enter"
@@ -14,7 +17,8 @@ AlertKind = Literal[
 assert set(get_args(AlertKind)) == set(ALERT_KINDS)
 AlertStatus = Literal["open", "acknowledged", "resolved"]
 
-IMEI_PATTERN = r"^\d{15}$"
+# Any device's identifier (CONTRACT §10: 15 digits for xsole, gt06, teltonika; 10 to 15 for h02, watch).
+IMEI_PATTERN = IMEI_PATTERN_ANY
 E164_PATTERN = r"^\+[1-9]\d{6,14}$"
 
 _TS = "2026-01-01T00:00:00Z"
@@ -33,11 +37,40 @@ def _examples(*examples: dict[str, Any]) -> ConfigDict:
 
 
 class DeviceIn(BaseModel):
-    imei: str = Field(pattern=IMEI_PATTERN, description="15 decimal digits")
-    name: ShortName = Field(description="who wears it, or where it is used")
-    model_config = ConfigDict(
-        extra="forbid", json_schema_extra={"examples": [{"imei": "356307042441013", "name": "Alice"}]}
+    imei: str = Field(
+        pattern=IMEI_PATTERN,
+        description="the identifier the device sends: 15 decimal digits for xsole, gt06 and teltonika,"
+        " 10 to 15 for h02 and watch (no check digit required)",
     )
+    name: ShortName = Field(description="who wears it, or where it is used")
+    protocol: str = Field(
+        "xsole",
+        description="the protocol it speaks (CONTRACT §10); only xsole devices get a secret token",
+        json_schema_extra={"enum": list(PROTOCOLS)},
+    )
+    model: str | None = Field(
+        None,
+        min_length=1,
+        max_length=MODEL_MAX_LENGTH,
+        pattern=r"\S",
+        description="what the device is, free text (e.g. 'Concox GT06N')",
+    )
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"imei": "356307042441013", "name": "Alice"},
+                {"imei": "864035051234567", "name": "Night guard", "protocol": "gt06", "model": "Concox GT06N"},
+            ]
+        },
+    )
+
+    @model_validator(mode="after")
+    def _imei_of_its_protocol(self) -> DeviceIn:
+        problem = imei_problem(self.protocol, self.imei)
+        if problem is not None:
+            raise ValueError(problem)
+        return self
 
 
 class LastPosition(BaseModel):
@@ -49,6 +82,8 @@ class LastPosition(BaseModel):
 class DeviceOut(BaseModel):
     imei: str
     name: str
+    protocol: str = Field(description="the protocol it speaks: xsole, gt06, h02, watch or teltonika")
+    model: str | None = Field(description="what the device is, as registered; null when not given")
     created_at: str
     enabled: bool = Field(description="false: its connection is closed and its LOGIN refused (status 3)")
     online: bool = Field(description="a listener holds the device's connection right now")
@@ -61,6 +96,8 @@ class DeviceOut(BaseModel):
         {
             "imei": "356307042441013",
             "name": "Alice",
+            "protocol": "xsole",
+            "model": None,
             "created_at": "2026-01-01T00:00:00.000Z",
             "enabled": True,
             "online": True,
@@ -72,11 +109,17 @@ class DeviceOut(BaseModel):
 
 
 class DeviceRegistered(DeviceOut):
-    token: str = Field(description="the device secret, 32 hex characters: shown only in this response")
+    token: str | None = Field(
+        None,
+        description="the device secret, 32 hex characters: shown only in this response; absent for the"
+        " other protocols' devices, which carry none",
+    )
     model_config = _examples(
         {
             "imei": "356307042441013",
             "name": "Alice",
+            "protocol": "xsole",
+            "model": None,
             "created_at": "2026-01-01T00:00:00.000Z",
             "enabled": True,
             "online": False,
@@ -102,7 +145,7 @@ class PositionOut(BaseModel):
     course: float = Field(description="degrees, 0 to 359.9")
     sats: int
     hdop: float
-    battery: int = Field(description="%")
+    battery: int | None = Field(description="%; null when the device did not say (some trackers' packets)")
     buffered: bool = Field(description="recorded while offline and sent late")
     model_config = _examples(
         {

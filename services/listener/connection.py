@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, Protocol, cast
 
 from services.listener import metrics
 from services.listener.ingest import Ingest, Stop
-from services.listener.link import CloseReason
+from services.listener.link import CloseReason, Session
 from shared.logging import get_logger
 from shared.protocols.xsole import AckStatus, DeviceSession, Login, SessionState
-from shared.protocols.xsole.messages import encode_acks
 from shared.store.batch import DeviceRef
 from shared.store.port import Device
 
@@ -53,17 +52,19 @@ class DeviceConnection(asyncio.Protocol):
         "last_seen_wall",
         "opened_at",
         "peer",
+        "rejected_counted",
         "session",
         "transport",
         "unacked",
     )
     login_imei = None  # any IMEI may log in on a TCP connection
 
-    def __init__(self, server: Connections):
+    def __init__(self, server: Connections, session: Callable[[], Session] = DeviceSession):
+        """`session`: what makes the protocol state of the port that accepted the connection."""
         self._server = server
         self._ingest = server.ingest
         self.device_ref = DeviceRef(0, 0, "")
-        self.session = DeviceSession()
+        self.session: Session = session()
         self.transport: asyncio.Transport | None = None
         self.device: Device | None = None
         self.last_activity = self.opened_at = time.monotonic()
@@ -76,6 +77,7 @@ class DeviceConnection(asyncio.Protocol):
         self.closing = False
         self._close_timer: asyncio.TimerHandle | None = None
         self.bad_frames_counted = 0
+        self.rejected_counted = 0
 
     # -- asyncio.Protocol ------------------------------------------------------------
 
@@ -119,10 +121,16 @@ class DeviceConnection(asyncio.Protocol):
             self._process()
 
     def _count_bad_frames(self) -> None:
-        dropped = self.session.bad_frames - self.bad_frames_counted
+        session = self.session
+        dropped = session.bad_frames - self.bad_frames_counted
         if dropped:
-            metrics.bad_frames.inc(dropped)
-            self.bad_frames_counted = self.session.bad_frames
+            metrics.bad_frames.labels(session.protocol).inc(dropped)
+            self.bad_frames_counted = session.bad_frames
+        # A tracker session drops events out of range itself (XSole's are refused by the ingest step).
+        rejected = session.rejected - self.rejected_counted
+        if rejected:
+            metrics.frames_rejected.labels(session.protocol).inc(rejected)
+            self.rejected_counted = session.rejected
 
     # -- what the ingest step asks of the link --------------------------------------------
 
@@ -141,7 +149,7 @@ class DeviceConnection(asyncio.Protocol):
 
     def queue_acks(self, seqs: list[int], status: AckStatus) -> None:
         self.unacked -= len(seqs)
-        self._acks += encode_acks(seqs, status)
+        self._acks += self.session.acks(seqs, status)
 
     def flush_acks(self) -> None:
         if self._acks:
@@ -176,6 +184,13 @@ class DeviceConnection(asyncio.Protocol):
         self._count_bad_frames()
         self.closing = True
         metrics.connections_closed.labels(reason.value).inc()
-        log.info("connection_closed", imei=self.session.imei, peer=self.peer, reason=reason.value, detail=detail)
+        log.info(
+            "connection_closed",
+            imei=self.session.imei,
+            protocol=self.session.protocol,
+            peer=self.peer,
+            reason=reason.value,
+            detail=detail,
+        )
         if self.transport is not None:
             self.transport.close()  # flushes what was written (a final ACK or LOGIN_ACK) first

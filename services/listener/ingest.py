@@ -23,8 +23,7 @@ from services.listener.login_backoff import LoginBackoff, worth_logging
 from services.listener.registry import Registry
 from shared.config import Settings
 from shared.logging import get_logger
-from shared.protocols.xsole import AckStatus, Login, LoginStatus, Reply, validate
-from shared.protocols.xsole.messages import encode_ack
+from shared.protocols.xsole import AckStatus, DeviceSession, Login, LoginStatus, Reply, validate
 from shared.store.batch import DeviceRef
 from shared.store.port import Device, token_matches
 
@@ -45,11 +44,13 @@ class Stop(enum.Enum):
     CLOSED = "closed"  # the link is closing
 
 
-def login_verdict(device: Device | None, token: bytes) -> LoginStatus:
-    """The LOGIN_ACK status for a device record (None: unknown IMEI) and the token it presented."""
-    if device is None:
+def login_verdict(device: Device | None, token: bytes, protocol: str = "xsole") -> LoginStatus:
+    """The LOGIN_ACK status for a device record (None: unknown IMEI), the token it presented and the
+    protocol it logged in with. A device registered for another protocol is refused as unknown
+    (CONTRACT §10); only XSole devices carry a secret."""
+    if device is None or device.protocol != protocol:
         return LoginStatus.UNKNOWN_DEVICE
-    if not token_matches(token, device.token_hash):
+    if protocol == "xsole" and not token_matches(token, device.token_hash):
         return LoginStatus.BAD_TOKEN
     if not device.enabled:
         return LoginStatus.DISABLED
@@ -112,9 +113,11 @@ class Ingest:
             reason = validate(event, now)  # type: ignore[arg-type]  # next_event's other events are DeviceEvents
             if reason is not None:
                 seq: int = event.seq  # type: ignore[union-attr]  # as above: a DeviceEvent, which has a seq
-                metrics.frames_rejected.inc()
-                self._send_ack(link, seq, AckStatus.REJECTED)
-                log.info("frame_rejected", imei=session.imei, seq=seq, reason=reason)
+                metrics.frames_rejected.labels(session.protocol).inc()
+                metrics.ACKS_BY_STATUS[AckStatus.REJECTED].inc()
+                # Through the session: a tracker protocol's packet is answered once all its events are.
+                link.send(session.acks([seq], AckStatus.REJECTED))
+                log.info("frame_rejected", imei=session.imei, protocol=session.protocol, seq=seq, reason=reason)
                 continue
             link.unacked += 1
             committer.add_event(link, link.device_ref, event, now)  # type: ignore[arg-type]  # a LOGIN returned above
@@ -124,17 +127,14 @@ class Ingest:
         """Send what the session asked to send, then close the link if it asked to."""
         if reply.data:
             link.send(reply.data)
-            if reply.data[3:4] == b"\x80":  # an ACK: count it by its status byte
+            # An XSole ACK: count it by its status byte (other protocols' replies are their own bytes).
+            if reply.data[3:4] == b"\x80" and type(link.session) is DeviceSession:
                 metrics.ACKS_BY_STATUS[AckStatus(reply.data[8])].inc()
         if reply.close:
             assert reply.end is not None  # the session says why it closes
             link.close(CloseReason.of(reply.end), reply.reason)
         elif reply.reason:
-            log.info("frame_refused", imei=link.session.imei, reason=reply.reason)
-
-    def _send_ack(self, link: DeviceLink, seq: int, status: AckStatus) -> None:
-        metrics.ACKS_BY_STATUS[status].inc()
-        link.send(encode_ack(seq, status))
+            log.info("frame_refused", imei=link.session.imei, protocol=link.session.protocol, reason=reply.reason)
 
     async def login(self, link: DeviceLink, login: Login) -> bool:
         """Answer the LOGIN the session handed out (the same routine for every transport).
@@ -153,13 +153,13 @@ class Ingest:
             except Exception as exc:
                 # We cannot tell a good token from a bad one: no LOGIN_ACK, the device retries later.
                 log.error("login_lookup_failed", imei=login.imei, error=str(exc), peer=link.peer)
-                metrics.logins.labels("store_unavailable").inc()
+                metrics.logins.labels(link.session.protocol, "store_unavailable").inc()
                 link.close(CloseReason.STORE_UNAVAILABLE)
                 return False
             if link.closing:
                 return False
-            status = login_verdict(device, login.token)
-        metrics.logins.labels(status.name.lower()).inc()
+            status = login_verdict(device, login.token, link.session.protocol)
+        metrics.logins.labels(link.session.protocol, status.name.lower()).inc()
         if status is not LoginStatus.ACCEPTED or device is None:
             await self._refuse(link, login, status, server_time)
             return False
@@ -168,7 +168,13 @@ class Ingest:
         link.device = device
         link.device_ref = DeviceRef(device.id, device.tenant_id, device.imei)
         link.send(link.session.accept_login(login.imei, server_time, login.seq))
-        log.info("device_online", imei=login.imei, firmware=f"0x{login.firmware:04x}", peer=link.peer)
+        log.info(
+            "device_online",
+            imei=login.imei,
+            protocol=link.session.protocol,
+            firmware=f"0x{login.firmware:04x}",
+            peer=link.peer,
+        )
         self.registry.logged_in(link)
         return True
 
@@ -183,6 +189,7 @@ class Ingest:
             log.warning(
                 "login_refused",
                 imei=login.imei,
+                protocol=link.session.protocol,
                 status=status.name,
                 peer=link.peer,
                 consecutive_failures=failures,

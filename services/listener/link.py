@@ -1,6 +1,6 @@
 """What a transport is to the listener: a device link, and why links close.
 
-Every transport (the TCP port, MQTT, the tracker protocols to come) gives
+Every transport (the XSole TCP port, MQTT, the tracker protocols' TCP ports) gives
 each device it carries one object that implements `DeviceLink`. The link
 provides the transport's side (send bytes, stop and restart reading, close
 with a reason, say who is at the other end); in return it is handed the
@@ -15,9 +15,14 @@ import enum
 from typing import Protocol
 
 from services.listener.committer import AckSink
+from shared.protocols.tracker import TrackerSession
 from shared.protocols.xsole import DeviceSession, SessionEnd
 from shared.store.batch import DeviceRef
 from shared.store.port import Device
+
+# What a link's protocol state is: XSole's session, or a tracker protocol's (shared/protocols/tracker.py).
+# Both hand out the same events and build their own ACK bytes (`acks`); `protocol` names which it is.
+Session = DeviceSession | TrackerSession
 
 
 class CloseReason(enum.Enum):
@@ -76,12 +81,13 @@ class DeviceLink(AckSink, Protocol):
     submitted, not yet answered) and `last_seen_wall` (when its last bytes came).
     """
 
-    session: DeviceSession
     device: Device | None
     device_ref: DeviceRef
     unacked: int
     last_seen_wall: float
 
+    @property
+    def session(self) -> Session: ...
     @property
     def peer(self) -> str: ...
     @property

@@ -10,13 +10,19 @@ from shared.protocols.xsole import AckStatus
 
 connections_open = Gauge("listener_connections_open", "Device connections currently open")
 connections_refused = Counter("listener_connections_refused_total", "Connections closed at once: listener full")
-logins = Counter("listener_logins_total", "LOGIN frames answered", ["result"])
+logins = Counter("listener_logins_total", "Logins answered, by the protocol they came in", ["protocol", "result"])
 logins_held = Counter(
     "listener_logins_held_total", "Refused logins whose connection was held before closing (repeated wrong tokens)"
 )
 frames_stored = Counter("listener_frames_stored_total", "Frames made durable and acknowledged with status 0")
-frames_rejected = Counter("listener_frames_rejected_total", "Frames refused with ACK status 1 (invalid values)")
-bad_frames = Counter("listener_bad_frames_total", "Frames dropped for a bad CRC or version")
+frames_rejected = Counter(
+    "listener_frames_rejected_total",
+    "Frames refused for invalid values (XSole: ACK status 1; tracker protocols: dropped, packet acknowledged)",
+    ["protocol"],
+)
+bad_frames = Counter(
+    "listener_bad_frames_total", "Frames or packets dropped for a bad checksum, version or form", ["protocol"]
+)
 connections_closed = Counter("listener_connections_closed_total", "Connections closed by the listener", ["reason"])
 acks_sent = Counter("listener_acks_sent_total", "ACK frames sent", ["status"])
 commands_sent = Counter("listener_commands_sent_total", "COMMAND frames sent to devices")

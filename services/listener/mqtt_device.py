@@ -151,7 +151,7 @@ class MqttDevice:
             self._handling = False
             self.bad_frames_in_a_row = 0 if session.state is SessionState.CLOSED else session.bad_frames_in_a_row
             if session.bad_frames:
-                metrics.bad_frames.inc(session.bad_frames)
+                metrics.bad_frames.labels(session.protocol).inc(session.bad_frames)
             self._flush_out()
         if self._end is not None:
             await self._end_session(*self._end, had_session=self._had_session)

@@ -28,12 +28,14 @@ from shared.cache import Cache
 from shared.config import Settings
 from shared.logging import get_logger
 from shared.online import online_key
+from shared.protocols.xsole import CommandResult
 from shared.store.audit import AuditEntry
 from shared.store.port import CommandRecord, Device
 
 log = get_logger("solewatch.listener")
 
 ONLINE_MARK_TTL_S = 90.0
+COMMAND_UNSUPPORTED = 2  # a COMMAND_RESULT's status for a command the device cannot carry out (CONTRACT §4)
 # How often the links held here are checked against the store (recheck_logins).
 LOGIN_RECHECK_S = 30.0
 
@@ -77,8 +79,12 @@ class Registry:
         bus: Bus | None,
         settings: Callable[[], Settings],
         spawn: Callable[[Coroutine[Any, Any, Any]], object],
+        record_result: Callable[[DeviceLink, CommandResult], None] | None = None,
     ):
+        """`record_result` stores a command's result as if its device had sent it (the committer's
+        path for a device's COMMAND_RESULT): how a command its protocol cannot carry ends."""
         self._store = store
+        self._record_result = record_result
         self._cache = cache
         self._bus = bus
         self._settings = settings
@@ -280,7 +286,21 @@ class Registry:
             if not await self._store.mark_command_sent(command.id, seq):
                 log.info("command_expired_unsent", imei=command.imei, command_id=command.id)
                 return
-            link.send(link.session.command(seq, command.cmd, command.args))
+            data = link.session.command(seq, command.cmd, command.args)
+            if data is None:
+                # The device's protocol has no such command: it ends `unsupported` at once, stored
+                # (and announced to webhooks) exactly as the COMMAND_RESULT status 2 of an insole.
+                if self._record_result is not None:
+                    self._record_result(link, CommandResult(seq, seq, COMMAND_UNSUPPORTED))
+                log.info(
+                    "command_unsupported",
+                    imei=command.imei,
+                    protocol=link.session.protocol,
+                    cmd=command.cmd,
+                    command_id=command.id,
+                )
+                return
+            link.send(data)
             metrics.commands_sent.inc()
             log.info("command_sent", imei=command.imei, cmd=command.cmd, seq=seq, command_id=command.id)
         except Exception as exc:

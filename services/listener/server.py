@@ -1,7 +1,8 @@
-"""The XSole TCP listener as a runtime component.
+"""The devices' TCP listener as a runtime component.
 
-It owns the listening socket, the set of open connections and the idle
-sweep, and composes what every transport shares: the group committer, the
+It owns the listening sockets (XSole's, and one per tracker protocol turned
+on: CONTRACT §10, shared/protocols/registry.py), the set of open connections
+and the idle sweep, and composes what every transport shares: the group committer, the
 ingest step (ingest.py) and the registry of who is online where
 (registry.py). Parsing lives in the sans-IO session; a transport plugs in
 as described in docs/listener.md.
@@ -12,14 +13,14 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
-from collections.abc import Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, cast
 
 from services.listener import metrics
 from services.listener.committer import GroupCommitter, MakeDurable
 from services.listener.connection import DeviceConnection
 from services.listener.ingest import Ingest
-from services.listener.link import CloseReason, DeviceLink
+from services.listener.link import CloseReason, DeviceLink, Session
 from services.listener.login_backoff import LoginBackoff
 from services.listener.registry import Registry
 from shared.bus import Bus
@@ -27,6 +28,8 @@ from shared.bus.topics import TOPIC_COMMAND, TOPIC_DEVICE_REVOKED
 from shared.cache import Cache
 from shared.config import Settings
 from shared.logging import get_logger
+from shared.protocols import registry as protocols
+from shared.protocols.xsole import AckStatus, CommandResult
 from shared.store.audit import AuditEntry
 from shared.store.batch import IngestBatch
 from shared.store.port import ListenerStore
@@ -34,6 +37,23 @@ from shared.store.port import ListenerStore
 log = get_logger("solewatch.listener")
 
 DRAIN_TIMEOUT_S = 10.0
+
+
+class _NoAcks:
+    """The AckSink of a result the listener stores on a device's behalf (an unsupported command):
+    no device is waiting for its acknowledgement."""
+
+    def queue_acks(self, seqs: list[int], status: AckStatus) -> None:
+        pass
+
+    def flush_acks(self) -> None:
+        pass
+
+    def resume_if_possible(self) -> None:
+        pass
+
+
+_NO_ACKS = _NoAcks()
 
 
 class Listener:
@@ -58,10 +78,21 @@ class Listener:
             max_pending=settings.max_pending_frames,
         )
         self.connections: set[DeviceConnection] = set()
+        # Tracker protocol -> its TCP port (0: any free one), from the settings; a test may add its own
+        # protocol (registered with shared.protocols.registry.register) before `start`.
+        self.tracker_ports: dict[str, int] = settings.tracker_ports()
         self._server: asyncio.AbstractServer | None = None
+        self._tracker_servers: dict[str, asyncio.AbstractServer] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self.login_backoff = LoginBackoff(cache, lambda: self.settings)
-        self.registry = Registry(store=store, cache=cache, bus=bus, settings=lambda: self.settings, spawn=self.spawn)
+        self.registry = Registry(
+            store=store,
+            cache=cache,
+            bus=bus,
+            settings=lambda: self.settings,
+            spawn=self.spawn,
+            record_result=self._record_result,
+        )
         self.ingest = Ingest(
             committer=self.committer,
             devices=store,
@@ -87,14 +118,28 @@ class Listener:
         # Looked up at each commit, not bound once: the store may be wrapped after construction.
         await self.store.commit_telemetry(batch)
 
+    def _record_result(self, link: DeviceLink, result: CommandResult) -> None:
+        self.committer.add_event(_NO_ACKS, link.device_ref, result, time.time())
+
     @property
     def port(self) -> int:
+        """The XSole port."""
         assert self._server is not None
-        return int(cast(asyncio.Server, self._server).sockets[0].getsockname()[1])
+        return _bound_port(self._server)
+
+    def tracker_port(self, protocol: str) -> int:
+        """The port a tracker protocol listens on (as bound: a port 0 asked for becomes a real one)."""
+        return _bound_port(self._tracker_servers[protocol])
+
+    def _servers(self) -> list[asyncio.AbstractServer]:
+        return [server for server in (self._server, *self._tracker_servers.values()) if server is not None]
 
     # -- component ------------------------------------------------------------------------
 
     async def start(self) -> None:
+        # Every codec first: a port turned on for a protocol whose codec is missing stops the start
+        # with a clear error (protocols.CodecMissing) before anything listens.
+        sessions = {protocol: protocols.codec(protocol).session for protocol in self.tracker_ports}
         await self.committer.start()
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
@@ -105,18 +150,34 @@ class Listener:
             reuse_address=True,
             ssl=_tls_context(self.settings),
         )
+        for protocol, session in sessions.items():
+            # Trackers speak plain TCP (none of these protocols has TLS on the devices' side).
+            self._tracker_servers[protocol] = await loop.create_server(
+                _connections(self, session),
+                self.settings.bind,
+                self.tracker_ports[protocol],
+                backlog=4096,
+                reuse_address=True,
+            )
+            log.info("listening", protocol=protocol, bind=self.settings.bind, port=self.tracker_port(protocol))
         self.spawn(self._sweep_idle())
         self.spawn(self.registry.poll_commands())
         self.spawn(self.registry.recheck_logins())
         self.spawn(self._report_progress())
         self.spawn(self.registry.keep_online_marks())
-        log.info("listening", bind=self.settings.bind, port=self.port, tls=self.settings.tls_cert is not None)
+        log.info(
+            "listening",
+            protocol="xsole",
+            bind=self.settings.bind,
+            port=self.port,
+            tls=self.settings.tls_cert is not None,
+        )
 
     async def drain(self) -> None:
         """Stop accepting, stop reading, let every queued frame commit and be ACKed, then close."""
         await self.registry.release_online_marks()
-        if self._server is not None:
-            self._server.close()
+        for server in self._servers():
+            server.close()
         for conn in list(self.connections):
             conn.pause()
         try:
@@ -131,8 +192,9 @@ class Listener:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.committer.close()
-        if self._server is not None:
-            await self._server.wait_closed()
+        for server in self._servers():
+            server.close()
+            await server.wait_closed()
 
     async def reload(self, settings: Settings) -> None:
         # Limits and timeouts apply at once; the port and bind stay until restart.
@@ -144,6 +206,9 @@ class Listener:
     async def check_ready(self) -> str | None:
         if self._server is None or not self._server.is_serving():
             return "not accepting connections"
+        for protocol, server in self._tracker_servers.items():
+            if not server.is_serving():
+                return f"not accepting {protocol} connections"
         return self.committer.recent_error
 
     # -- connections ----------------------------------------------------------------------
@@ -211,6 +276,15 @@ class Listener:
     async def revoke_device(self, imei: str) -> None:
         """The CommandSender port: the device's login no longer stands (the API in the same process)."""
         await self.registry.revoke(imei)
+
+
+def _connections(listener: Listener, session: Callable[[], Session]) -> Callable[[], DeviceConnection]:
+    """The protocol factory of a tracker port: each connection gets that protocol's session."""
+    return lambda: DeviceConnection(listener, session)
+
+
+def _bound_port(server: asyncio.AbstractServer) -> int:
+    return int(cast(asyncio.Server, server).sockets[0].getsockname()[1])
 
 
 def _tls_context(settings: Settings) -> ssl.SSLContext | None:

@@ -37,6 +37,7 @@ from shared.alerts import iso_utc
 from shared.bus import Handler, Message
 from shared.bus.topics import TOPIC_ALERT, TOPIC_DEVICE_STATUS, TOPIC_TELEMETRY
 from shared.logging import get_logger
+from shared.position_view import known_battery
 from shared.store.messages import telemetry_items
 
 log = get_logger("solewatch.wss")
@@ -322,7 +323,7 @@ def live_position(item: dict[str, Any]) -> dict[str, Any]:
         "lon": item["lon_e7"] / 1e7,
         "speed": item["speed_cms"] / 100,
         "course": item["course_ddeg"] / 10,
-        "battery": item["battery"],
+        "battery": known_battery(item["battery"]),
     }
 
 

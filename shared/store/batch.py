@@ -66,6 +66,8 @@ class FrameTable(NamedTuple):
 # What the general path hands over: any frame a device sends but a LOGIN.
 TelemetryEvent = Position | Heartbeat | Activity | Alarm | CommandResult
 
+STORED_UNKNOWN_BATTERY = 255  # how a frame stored as a run says its battery level is unknown
+
 # Per device of a batch: when last heard from, its newest battery level as
 # (ts, level), and its newest valid fix as (ts, lat_e7, lon_e7).
 Reading = tuple[float, "tuple[int, int] | None", "tuple[int, int, int] | None"]
@@ -200,7 +202,9 @@ class IngestBatch:
                 continue
             fields, order = table.fields, time_order[frame_type]
             levels = order
-            if max(map(itemgetter(battery_at), fields)) > 100:  # above 100: level unknown
+            # Above 100: level unknown (a tracker's BATTERY_UNKNOWN arrives as 255, see add_event), so
+            # it does not replace the device's last known one.
+            if max(map(itemgetter(battery_at), fields)) > 100:
                 levels = [i for i in order if fields[i][battery_at] <= 100]
             for device_id, i in _last_of_each_device(table, levels).items():
                 row = fields[i]
@@ -241,8 +245,12 @@ class BatchBuilder:
         """One frame from the general path."""
         if isinstance(event, Alarm):
             self.alarms.append(DeviceAlarm(device, event, received_at))
-        else:
-            self.runs.append(DeviceRun(device, run_of_one(event), received_at))
+            return
+        if not isinstance(event, CommandResult) and event.battery < 0:
+            # A tracker's BATTERY_UNKNOWN (-1): runs keep the XSole frame's bytes, whose battery is a
+            # u8; above 100 reads as "no level" everywhere (readings, API, detection), as -1 would.
+            event = event._replace(battery=STORED_UNKNOWN_BATTERY)
+        self.runs.append(DeviceRun(device, run_of_one(event), received_at))
 
     def build(self) -> IngestBatch:
         return IngestBatch(tuple(self.runs), tuple(self.alarms))

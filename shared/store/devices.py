@@ -14,6 +14,8 @@ from typing import Protocol
 
 from shared.store.audit import AuditEntry
 
+MODEL_MAX_LENGTH = 80  # a device's `model`: a name like "Concox GT06N" or "Teltonika FMB920", not a document
+
 
 class DeviceExists(Exception):
     """A device with that IMEI is already registered."""
@@ -44,6 +46,8 @@ class Device:
     last_fix_ts: int | None = None
     last_lat_e7: int | None = None
     last_lon_e7: int | None = None
+    protocol: str = "xsole"  # the protocol it speaks (shared/protocols/tracker.py PROTOCOLS)
+    model: str | None = None  # what it is, in the operator's words (free text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,9 +74,18 @@ def command_status(command: CommandRecord, now: float) -> str:
 
 class DeviceStore(Protocol):
     async def add_device(
-        self, *, tenant_id: int, imei: str, name: str, token_hash: bytes, audit: AuditEntry | None = None
+        self,
+        *,
+        tenant_id: int,
+        imei: str,
+        name: str,
+        token_hash: bytes,
+        protocol: str = "xsole",
+        model: str | None = None,
+        audit: AuditEntry | None = None,
     ) -> Device:
         """Register a device; DeviceExists when its IMEI is registered already (in any tenant).
+        A device of a tracker protocol carries no secret: its `token_hash` is b"".
         A retired IMEI registers as a new device (a new id) that shares none of the old one's records."""
 
     async def set_device_token(self, *, imei: str, token_hash: bytes, audit: AuditEntry | None = None) -> bool:

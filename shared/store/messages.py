@@ -105,7 +105,7 @@ def alarm_message(alarm: DeviceAlarm, alarm_id: int, ts: int) -> bytes:
             "seq": event.seq,
             "lat": fix[0] / 1e7 if fix else None,
             "lon": fix[1] / 1e7 if fix else None,
-            "battery": event.battery if event.battery <= 100 else None,
+            "battery": event.battery if 0 <= event.battery <= 100 else None,  # -1: a tracker did not say
             "buffered": event.buffered,
             "received_at": received_at,
         }

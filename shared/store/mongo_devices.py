@@ -42,6 +42,8 @@ def _device(doc: Document) -> Device:
         doc.get("last_fix_ts"),
         doc.get("last_lat_e7"),
         doc.get("last_lon_e7"),
+        doc.get("protocol", "xsole"),
+        doc.get("model"),
     )
 
 
@@ -128,7 +130,15 @@ class MongoDevices:
     # -- devices -------------------------------------------------------------------------
 
     async def add_device(
-        self, *, tenant_id: int, imei: str, name: str, token_hash: bytes, audit: AuditEntry | None = None
+        self,
+        *,
+        tenant_id: int,
+        imei: str,
+        name: str,
+        token_hash: bytes,
+        protocol: str = "xsole",
+        model: str | None = None,
+        audit: AuditEntry | None = None,
     ) -> Device:
         async with self._write() as db:
             # No null state fields: $max treats a stored null as smaller than any
@@ -141,6 +151,8 @@ class MongoDevices:
                 "token_hash": token_hash,
                 "enabled": True,
                 "created_at": time.time(),
+                "protocol": protocol,
+                "model": model,
             }
             entry = None if audit is None else await self._audit_doc(replace(audit, target_id=imei))
             try:

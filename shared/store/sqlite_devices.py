@@ -25,7 +25,7 @@ T = TypeVar("T")
 
 _DEVICE_COLUMNS = (
     "id, tenant_id, imei, name, token_hash, enabled, created_at, last_seen, battery,"
-    " last_fix_ts, last_lat_e7, last_lon_e7"
+    " last_fix_ts, last_lat_e7, last_lon_e7, protocol, model"
 )
 COMMAND_COLUMNS = (
     "c.id, c.device_id, d.imei, c.cmd, c.args, c.status, c.seq, c.created_at, c.sent_at, c.result_at, c.expires_at"
@@ -88,7 +88,7 @@ CREATE TABLE IF NOT EXISTS devices (
     imei TEXT NOT NULL UNIQUE, name TEXT NOT NULL, token_hash BLOB NOT NULL,
     enabled INTEGER NOT NULL DEFAULT 1, created_at REAL NOT NULL,
     last_seen REAL, battery INTEGER, last_fix_ts INTEGER, last_lat_e7 INTEGER, last_lon_e7 INTEGER,
-    battery_ts INTEGER);
+    battery_ts INTEGER, protocol TEXT NOT NULL DEFAULT 'xsole', model TEXT);
 CREATE INDEX IF NOT EXISTS devices_by_tenant ON devices(tenant_id);
 CREATE TABLE IF NOT EXISTS commands (
     id INTEGER PRIMARY KEY, device_id INTEGER NOT NULL, cmd INTEGER NOT NULL,
@@ -106,13 +106,22 @@ CREATE INDEX IF NOT EXISTS commands_open ON commands(status, device_id) WHERE st
     # -- devices -------------------------------------------------------------------------
 
     async def add_device(
-        self, *, tenant_id: int, imei: str, name: str, token_hash: bytes, audit: AuditEntry | None = None
+        self,
+        *,
+        tenant_id: int,
+        imei: str,
+        name: str,
+        token_hash: bytes,
+        protocol: str = "xsole",
+        model: str | None = None,
+        audit: AuditEntry | None = None,
     ) -> Device:
         def run(c: sqlite3.Connection) -> Device:
             try:
                 c.execute(
-                    "INSERT INTO devices(tenant_id, imei, name, token_hash, created_at) VALUES (?, ?, ?, ?, ?)",
-                    (tenant_id, imei, name, token_hash, time.time()),
+                    "INSERT INTO devices(tenant_id, imei, name, token_hash, created_at, protocol, model)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (tenant_id, imei, name, token_hash, time.time(), protocol, model),
                 )
             except sqlite3.IntegrityError as exc:
                 raise DeviceExists(imei) from exc

@@ -17,7 +17,7 @@ import httpx
 import orjson
 import pytest
 
-from tests.helpers.process import SolewatchProcess, free_port
+from tests.helpers.process import TRACKER_PORTS_OFF_ENV, SolewatchProcess, free_port
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
@@ -48,6 +48,7 @@ def run(
         "SOLEWATCH_BIND": "127.0.0.1",
         "SOLEWATCH_HTTP_PORT": str(http_port or free_port()),
         "SOLEWATCH_LISTENER_PORT": str(listener_port or free_port()),
+        **TRACKER_PORTS_OFF_ENV,
     }
     base = {k: v for k, v in os.environ.items() if not k.startswith("SOLEWATCH_")}
     return subprocess.run(

@@ -164,6 +164,11 @@ def api_settings(data_dir: Path, **overrides: object) -> Settings:
         "listener_port": 0,
         "bind": "127.0.0.1",
         "jwt_secret": JWT_SECRET,
+        # The tracker protocols' fixed default ports stay closed in tests.
+        "gt06_port": 0,
+        "h02_port": 0,
+        "watch_port": 0,
+        "teltonika_port": 0,
         **overrides,
     }
     return Settings(**values)  # type: ignore[arg-type]

@@ -12,6 +12,15 @@ from pathlib import Path
 
 import httpx
 
+# The tracker protocols' ports (CONTRACT §10) are on by default on fixed ports; a test process never
+# binds them (parallel runs, a real solewatch on this machine): a test wanting one sets its own.
+TRACKER_PORTS_OFF_ENV = {
+    "SOLEWATCH_GT06_PORT": "0",
+    "SOLEWATCH_H02_PORT": "0",
+    "SOLEWATCH_WATCH_PORT": "0",
+    "SOLEWATCH_TELTONIKA_PORT": "0",
+}
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -32,6 +41,7 @@ class SolewatchProcess:
             "SOLEWATCH_HTTP_PORT": str(self.http_port),
             "SOLEWATCH_LISTENER_PORT": str(self.listener_port),
             "SOLEWATCH_BIND": "127.0.0.1",
+            **TRACKER_PORTS_OFF_ENV,
             **(env or {}),
         }
         self.proc: subprocess.Popen[bytes] | None = None

@@ -50,3 +50,28 @@ async def test_cli_changes_are_audited_and_bad_arguments_refused(tmp_path: Path)
         assert log[1].entry.detail == {"command": "set-interval", "args": "003c", "id": command_id}
     finally:
         await store.close()
+
+
+async def test_cli_registers_a_tracker_with_its_protocol_and_model_and_no_token(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    added = cli(data, "add", "4209951530", "--name", "Gate", "--protocol", "h02", "--model", "Sinotrack ST-901")
+    assert added.returncode == 0, added.stderr
+    shown = orjson.loads(added.stdout)
+    assert "token" not in shown and (shown["protocol"], shown["model"]) == ("h02", "Sinotrack ST-901")
+    # The protocol's IMEI rule, and an unknown protocol, refused plainly.
+    for bad in (["4209951531", "--protocol", "gt06"], ["356307042441013", "--protocol", "tk103"]):
+        refused = cli(data, "add", *bad, "--name", "x")
+        assert refused.returncode != 0 and "Traceback" not in refused.stderr, refused.stderr
+
+    store = SqliteStore(data / "solewatch.db")
+    await store.open()
+    try:
+        device = await store.device_by_imei("4209951530")
+        assert device is not None and (device.protocol, device.model, device.token_hash) == (
+            "h02",
+            "Sinotrack ST-901",
+            b"",
+        )
+        assert await store.device_by_imei("4209951531") is None
+    finally:
+        await store.close()

@@ -378,8 +378,8 @@ async def test_metrics_count_stored_frames_and_logins(solewatch):
     after = await scrape(solewatch)
 
     assert grew(before, after, "listener_frames_stored_total") == 3
-    assert grew(before, after, "listener_logins_total", result="accepted") == 1
-    assert grew(before, after, "listener_logins_total", result="unknown_device") == 1
+    assert grew(before, after, "listener_logins_total", protocol="xsole", result="accepted") == 1
+    assert grew(before, after, "listener_logins_total", protocol="xsole", result="unknown_device") == 1
     assert grew(before, after, "listener_acks_sent_total", status="stored") == 3
     await device.close()
 
@@ -395,7 +395,7 @@ async def test_metrics_count_bad_crc_frames(solewatch):
 
     after = await scrape(solewatch)
 
-    assert grew(before, after, "listener_bad_frames_total") == 1
+    assert grew(before, after, "listener_bad_frames_total", protocol="xsole") == 1
     await device.close()
 
 

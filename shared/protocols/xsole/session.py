@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import ClassVar
 
 from shared.protocols.xsole.bulk import TelemetryRun, take_telemetry
 from shared.protocols.xsole.constants import AckStatus, FrameType, LoginStatus
@@ -27,6 +28,7 @@ from shared.protocols.xsole.messages import (
     decode,
     encode,
     encode_ack,
+    encode_acks,
 )
 
 MAX_BAD_FRAMES_IN_A_ROW = 10
@@ -86,6 +88,8 @@ class DeviceSession:
     """
 
     __slots__ = ("_frames", "_relogin", "bad_frames", "bad_frames_in_a_row", "imei", "state")
+    protocol: ClassVar[str] = "xsole"
+    rejected: ClassVar[int] = 0  # values out of range get ACK status 1 from the ingest step, not dropped here
 
     def __init__(self, *, relogin: bool = False) -> None:
         self._frames = FrameBuffer()
@@ -181,6 +185,10 @@ class DeviceSession:
 
     def ack(self, seq: int, status: AckStatus = AckStatus.STORED) -> bytes:
         return encode_ack(seq, status)
+
+    def acks(self, seqs: list[int], status: AckStatus) -> bytes:
+        """The ACK frames of several frames, back to back (one per frame)."""
+        return encode_acks(seqs, status)
 
     def command(self, seq: int, cmd: int, args: bytes = b"") -> bytes:
         """A COMMAND frame. The caller picks the seq: it must stay the same when the

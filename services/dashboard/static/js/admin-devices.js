@@ -1,11 +1,19 @@
-// Devices (admin): register an insole (its token shown once), rename, disable or
-// enable, rotate the token, detection settings, commands, retire (optionally erasing
-// everything stored about it).
-import { ago, compareNames, h } from "./dom.js";
+// Devices (admin): register an insole (its token shown once) or another tracker (CONTRACT §10:
+// its protocol and model, no token), rename, disable or enable, rotate an insole's token,
+// detection settings, commands, retire (optionally erasing everything stored about it).
+import { PROTOCOL_LABELS, ago, compareNames, deviceKind, h } from "./dom.js";
 import { DeviceSettingsForm } from "./device-settings.js";
 import { busy, confirmAction, explain, field, messageLine, replaceRows, say, secretBox } from "./forms.js";
 
-const IMEI = /^\d{15}$/;
+// The identifier each protocol's devices send: 15 digits, or 10 to 15 for H02 and watches.
+const IMEI_RULES = {
+  xsole: [/^[0-9]{15}$/, "The IMEI is the insole's 15 digits."],
+  gt06: [/^[0-9]{15}$/, "A GT06 device's IMEI is 15 digits."],
+  teltonika: [/^[0-9]{15}$/, "A Teltonika device's IMEI is 15 digits."],
+  h02: [/^[0-9]{10,15}$/, "An H02 device's identifier is 10 to 15 digits."],
+  watch: [/^[0-9]{10,15}$/, "A watch's identifier is 10 to 15 digits."],
+};
+const MODEL_MAX_LENGTH = 80;
 const TOKEN_NOTE = "Shown only now: write it into the insole before leaving this page.";
 
 export class DevicesSection {
@@ -23,34 +31,45 @@ export class DevicesSection {
   _registerForm() {
     const message = messageLine("register-message");
     const imei = h("input", { name: "imei", inputmode: "numeric", autocomplete: "off", maxlength: 15,
-      pattern: "\\d{15}", required: true, "data-testid": "register-imei" });
+      pattern: "[0-9]{10,15}", required: true, "data-testid": "register-imei" });
+    const protocol = h("select", { name: "protocol", "data-testid": "register-protocol" },
+      Object.entries(PROTOCOL_LABELS).map(([value, label]) => h("option", { value, text: label })));
+    const model = h("input", { name: "model", maxlength: MODEL_MAX_LENGTH, autocomplete: "off",
+      "data-testid": "register-model" });
     const name = h("input", { name: "name", required: true, maxlength: 200, autocomplete: "off",
       "data-testid": "register-name" });
     const submit = h("button", { type: "submit", class: "primary", "data-testid": "register-submit", text: "Register" });
     const form = h("form", { class: "stack card", "data-testid": "register-form", novalidate: true,
       onsubmit: async (event) => {
         event.preventDefault();
-        if (!IMEI.test(imei.value.trim())) {
-          say(message, "The IMEI is the insole's 15 digits.");
+        const [pattern, rule] = IMEI_RULES[protocol.value];
+        if (!pattern.test(imei.value.trim())) {
+          say(message, rule);
           return;
         }
         if (!name.value.trim()) {
           say(message, "Name the worker who wears it.");
           return;
         }
-        const created = await busy(submit, message, "register the device",
-          () => this.api.post("api/v1/devices", { imei: imei.value.trim(), name: name.value.trim() }));
+        const body = { imei: imei.value.trim(), name: name.value.trim(), protocol: protocol.value };
+        if (model.value.trim()) body.model = model.value.trim();
+        const created = await busy(submit, message, "register the device", () => this.api.post("api/v1/devices", body));
         if (!created) return;
         form.reset();
-        this.registered.replaceChildren(secretBox(`Token of ${created.name} (${created.imei})`, created.token, "new-device-token",
-          TOKEN_NOTE));
+        // Only an insole has a secret; the other trackers are known by their IMEI alone.
+        this.registered.replaceChildren(created.token
+          ? secretBox(`Token of ${created.name} (${created.imei})`, created.token, "new-device-token", TOKEN_NOTE)
+          : h("p", { class: "ok", "data-testid": "new-device-no-token",
+            text: `${created.name} (${created.imei}, ${deviceKind(created)}) is registered: it needs no token.` }));
         await this.load();
         this.context.reload();
       } },
-    h("h3", { text: "Register an insole" }),
+    h("h3", { text: "Register a device" }),
     message,
-    field("IMEI", imei, "15 digits, printed on the insole."),
+    field("Protocol", protocol, "What the device speaks: an XSole insole, or another tracker."),
+    field("IMEI", imei, "15 digits, printed on the insole or tracker (10 to 15 for H02 and watches)."),
     field("Worker's name", name),
+    field("Model (optional)", model, "What it is, e.g. Concox GT06N."),
     h("div", { class: "button-row" }, submit));
     return form;
   }
@@ -148,13 +167,14 @@ export class DevicesSection {
       h("div", { class: "admin-row-head" },
         h("span", { class: "row-main" },
           h("span", { class: "row-title", "data-testid": "device-name", text: device.name }),
-          h("span", { class: "muted", text: `${id} · ${device.online ? "online" : `last seen ${ago(device.last_seen)}`}` })),
+          h("span", { class: "muted", text: `${id} · ${device.online ? "online" : `last seen ${ago(device.last_seen)}`}` }),
+          h("span", { class: "muted", "data-testid": "device-kind", text: deviceKind(device) })),
         h("span", { class: `pill ${enabled ? "status-active" : "status-disabled"}`, "data-testid": "device-state",
           text: enabled ? "enabled" : "disabled" })),
       h("div", { class: "button-row" },
         button("Rename", "device-rename", rename),
         button(enabled ? "Disable" : "Enable", "device-toggle", toggle),
-        button("New token", "device-rotate", rotate),
+        (device.protocol ?? "xsole") === "xsole" ? button("New token", "device-rotate", rotate) : null,
         button("Settings", "device-settings", settings),
         button("Commands", "device-commands", () => this.context.openCommands(id)),
         button("Retire", "device-retire", retire, "quiet danger-text")),

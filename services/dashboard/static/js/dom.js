@@ -30,6 +30,15 @@ export const KIND_LABELS = {
 const NAME_ORDER = new Intl.Collator(undefined, { numeric: true, sensitivity: "base" });
 export const compareNames = (a, b) => NAME_ORDER.compare(a, b);
 
+// The protocols a device may speak (CONTRACT §10), as an operator names them.
+export const PROTOCOL_LABELS = { xsole: "XSole insole", gt06: "GT06", h02: "H02", watch: "3G watch", teltonika: "Teltonika" };
+
+/** What a device is, in a few words: its protocol, and its model when one was registered. */
+export function deviceKind(device) {
+  const protocol = PROTOCOL_LABELS[device.protocol] ?? device.protocol ?? PROTOCOL_LABELS.xsole;
+  return device.model ? `${protocol} · ${device.model}` : protocol;
+}
+
 export const STATE_LABELS = { ok: "OK", alert: "Alert", offline: "Offline", low_battery: "Low battery" };
 
 export function ago(iso, now = Date.now()) {

@@ -1,5 +1,5 @@
-// The workers list: status, battery, last seen; search by name or IMEI, filter by state.
-import { STATE_LABELS, ago, byTestId, compareNames, h } from "./dom.js";
+// The workers list: status, battery, last seen, what each device is (protocol, model); search by name or IMEI, filter by state.
+import { STATE_LABELS, ago, byTestId, compareNames, deviceKind, h } from "./dom.js";
 
 const STATE_ORDER = { alert: 0, low_battery: 1, offline: 2, ok: 3 };
 
@@ -60,7 +60,8 @@ export class WorkersPanel {
       h("span", { class: `dot state-${state}`, "aria-hidden": "true" }),
       h("span", { class: "row-main" },
         h("span", { class: "row-title", "data-testid": "worker-name", text: device.name }),
-        h("span", { class: "muted", text: device.imei })),
+        h("span", { class: "muted" }, `${device.imei} · `,
+          h("span", { "data-testid": "worker-kind", text: deviceKind(device) }))),
       h("span", { class: "row-side" },
         h("span", { class: `state-label state-${state}`, "data-testid": "worker-state", text: STATE_LABELS[state] }),
         h("span", { "data-testid": "worker-battery", text: battery, title: "battery" }),
