@@ -178,6 +178,8 @@ class TrackerSession:
                 if head.stored:
                     out += head.reply
                     self._alarms_stored |= head.alarm_kinds
+                while self._unacked and self._unacked[0].left == 0:  # answers that waited their turn
+                    out += self._unacked.popleft().reply
         return bytes(out)
 
     def ack(self, seq: int, status: AckStatus = AckStatus.STORED) -> bytes:
@@ -237,6 +239,9 @@ class TrackerSession:
         kept = [event for event in packet.events if validate(event, now) is None]
         self.rejected += len(packet.events) - len(kept)
         if not kept:
+            if self._unacked and packet.reply:  # replies keep the packets' order: devices match them by it
+                self._unacked.append(_Handed(0, packet.reply, frozenset()))
+                return None
             return Reply(packet.reply, False, "") if packet.reply else None
         kinds = frozenset(event.kind for event in kept if type(event) is Alarm)
         self._alarms_in_flight |= kinds

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import sys
 from pathlib import Path
 
@@ -33,26 +32,16 @@ def test_a_registered_protocol_is_found_and_forgotten() -> None:
     assert registry.imei_problem("fake", "123456789012") is not None
 
 
-def test_a_codec_package_is_imported_by_name_and_must_export_session_and_device(monkeypatch, tmp_path: Path) -> None:
-    # A stand-in package under the real name, as a codec engineer's package would be.
-    package = tmp_path / "shared" / "protocols" / "h02"
-    package.mkdir(parents=True)
-    (package / "__init__.py").write_text(
-        "from tests.helpers.fake_tracker import FakeDevice as Device, FakeSession as Session\n"
-    )
-    protocols_package = importlib.import_module("shared.protocols")
-    monkeypatch.setattr(protocols_package, "__path__", [*protocols_package.__path__, str(package.parent)])
-    monkeypatch.delitem(sys.modules, "shared.protocols.h02", raising=False)
-    try:
-        codec = registry.codec("h02")
-        assert (codec.session, codec.device) == (FakeSession, FakeDevice)
-    finally:
-        registry.unregister("h02")
-        sys.modules.pop("shared.protocols.h02", None)
+@pytest.mark.parametrize("protocol", ["gt06", "h02", "watch", "teltonika"])
+def test_each_tracker_protocol_has_its_codec_package(protocol: str) -> None:
+    codec = registry.codec(protocol)
+    assert codec.session.protocol == codec.device.protocol == protocol
+    assert codec.session.__module__.startswith(f"shared.protocols.{protocol}.")
 
 
 @pytest.mark.parametrize("protocol", ["gt06", "h02", "watch", "teltonika"])
 def test_a_missing_codec_package_is_a_clear_error(monkeypatch, protocol: str) -> None:
+    monkeypatch.setattr(registry, "_registered", {})  # nothing looked up yet
     monkeypatch.setitem(sys.modules, f"shared.protocols.{protocol}", None)  # as if not installed
     with pytest.raises(registry.CodecMissing, match=f"the {protocol} protocol.s codec"):
         registry.codec(protocol)
@@ -67,6 +56,7 @@ def test_xsole_and_unknown_names_have_no_tracker_codec() -> None:
 async def test_a_port_turned_on_for_a_protocol_without_its_codec_stops_the_listener_before_it_listens(
     monkeypatch, tmp_path: Path
 ) -> None:
+    monkeypatch.setattr(registry, "_registered", {})  # nothing looked up yet
     monkeypatch.setattr(
         registry.importlib,
         "import_module",

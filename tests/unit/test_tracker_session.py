@@ -1,5 +1,6 @@
-"""An alarm a status word repeats in every packet (H02 until R7 clears it) is one alarm, not one per
-packet (shared/protocols/tracker.py `TrackerSession.latched`), driven through the real H02 codec."""
+"""The bookkeeping every tracker session shares (shared/protocols/tracker.py), driven through the real
+H02 codec: an alarm a status word repeats in every packet (until R7 clears it) is one alarm, not one
+per packet; a packet's answer never overtakes the answers of the packets before it."""
 
 from __future__ import annotations
 
@@ -54,3 +55,17 @@ def test_an_sos_the_store_did_not_take_is_raised_again_with_the_next_packet() ->
     assert len(link.alarms) == 2 and link.alarms[1].ts == NOW - 59
     link.send(sos(link, NOW - 58))
     assert len(link.alarms) == 2
+
+
+def test_a_packet_with_nothing_to_store_is_answered_after_the_packets_before_it() -> None:
+    link = Link()
+    link.send(link.device.heartbeat(ts=NOW - 30, battery=80))  # logged in
+    session = link.session
+    session.receive_data(link.device.position(ts=NOW - 20, speed_cms=0, course_ddeg=0, **FIX))
+    waiting = [session.next_event(), session.next_event()]  # the position, then nothing yet
+    assert waiting[1] is None
+    session.receive_data(b"*HQ," + IMEI.encode() + b",V0#")  # nothing to store, answered with its head
+    assert session.next_event() is None  # and not before the position ahead of it is
+    answers = session.acks([waiting[0].seq], AckStatus.STORED)  # type: ignore[union-attr]  # a Position
+    assert answers.startswith(b"*HQ," + IMEI.encode() + b",V4,V1,")
+    assert answers.endswith(b"#*HQ," + IMEI.encode() + b",V0#")
