@@ -730,7 +730,8 @@ def test_dockerfile_exposes_the_http_and_device_ports():
         for port in rest.split()
     }
     defaults = Settings.model_fields
-    assert {defaults["http_port"].default, defaults["listener_port"].default} <= exposed
+    ports = ("http_port", "listener_port", "gt06_port", "h02_port", "watch_port", "teltonika_port")
+    assert {defaults[name].default for name in ports} <= exposed
 
 
 def test_dockerfile_builds_the_wheel_from_every_package():
@@ -899,17 +900,23 @@ def test_proxy_routes_http_paths_to_the_right_services(monkeypatch):
             assert (host, port) == (service, http_port), f"{path} goes to {host}:{port}, not {service}"
 
 
-def test_proxy_forwards_device_tcp_to_every_listener_replica(monkeypatch):
-    frontend = frontend_binding(9000)
+DEVICE_PORTS = {9000: "listener_port", 5023: "gt06_port", 5013: "h02_port", 5093: "watch_port", 5027: "teltonika_port"}
+
+
+@pytest.mark.parametrize(("published", "setting"), DEVICE_PORTS.items())
+def test_proxy_forwards_device_tcp_to_every_listener_replica(monkeypatch, published, setting):
+    """XSole's port and each tracker protocol's (CONTRACT §10) reach that protocol's port of every replica."""
+    frontend = frontend_binding(published)
     assert directives("frontend", frontend, "mode") == [["tcp"]]
     backend = directives("frontend", frontend, "default_backend")[0][0]
     assert directives("backend", backend, "mode") == [["tcp"]]
     service = service_running("listener")
     settings = settings_for(service, monkeypatch)
-    for host, port, options in backend_servers(backend):
-        assert (host, port) == (service, settings.listener_port)
-        if "port" in options:  # health from the HTTP port (option httpchk)
-            assert int(options[options.index("port") + 1]) == settings.http_port
+    servers = backend_servers(backend)
+    assert servers
+    for host, port, options in servers:
+        assert (host, port) == (service, getattr(settings, setting))
+        assert int(options[options.index("port") + 1]) == settings.http_port  # health from /readyz
 
 
 @pytest.mark.parametrize("command_word", [*SCALABLE, "api", "authn"])
@@ -973,7 +980,7 @@ def test_proxy_replaces_forwarded_headers_the_services_trust():
 def test_proxy_publishes_exactly_its_frontends_and_answers_its_healthcheck():
     proxy = services()["proxy"]
     published = {container_port(spec)[1] for spec in proxy["ports"]}
-    assert published == {8000, 9000}
+    assert published == {8000, *DEVICE_PORTS}
     for port in published:
         frontend_binding(port)
     match = re.search(r"127\.0\.0\.1:(\d+)(/\S*)", healthcheck_text(proxy))
