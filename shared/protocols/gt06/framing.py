@@ -11,6 +11,8 @@ from __future__ import annotations
 import struct
 from typing import NamedTuple
 
+from shared.protocols.crc16 import reflected_crc16
+
 SHORT_START = b"\x78\x78"
 LONG_START = b"\x79\x79"
 STOP = b"\r\n"
@@ -23,26 +25,8 @@ MAX_LONG_LENGTH = 4096
 _U16 = struct.Struct(">H")
 
 
-def _crc_table() -> tuple[int, ...]:
-    table = []
-    for byte in range(256):
-        crc = byte
-        for _ in range(8):
-            crc = (crc >> 1) ^ 0x8408 if crc & 1 else crc >> 1
-        table.append(crc)
-    return tuple(table)
-
-
-_TABLE = _crc_table()
-
-
-def crc_itu(data: bytes | memoryview) -> int:
-    """CRC-ITU as the GT06 documents define it: CRC-16/X-25 (reflected 0x1021, init and xorout 0xFFFF).
-    Python's binascii has only the unreflected CCITT variant, and this is a few lines."""
-    crc = 0xFFFF
-    for byte in data:
-        crc = (crc >> 8) ^ _TABLE[(crc ^ byte) & 0xFF]
-    return crc ^ 0xFFFF
+# CRC-ITU as the GT06 documents define it: CRC-16/X-25 (reflected 0x1021, init and xorout 0xFFFF).
+crc_itu = reflected_crc16(0x8408, init=0xFFFF, xorout=0xFFFF)
 
 
 class Packet(NamedTuple):

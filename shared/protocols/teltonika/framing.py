@@ -16,6 +16,7 @@ import re
 import struct
 from typing import NamedTuple
 
+from shared.protocols.crc16 import reflected_crc16
 from shared.protocols.tracker import TrackerProtocolError
 
 CODEC_GH3000 = 0x07
@@ -46,26 +47,8 @@ _PREAMBLE = b"\x00\x00\x00\x00"
 _CANDIDATE = re.compile(rb"[\x00\xff]")
 
 
-def _crc16_table() -> tuple[int, ...]:
-    table = []
-    for byte in range(256):
-        crc = byte
-        for _ in range(8):
-            crc = (crc >> 1) ^ 0xA001 if crc & 1 else crc >> 1
-        table.append(crc)
-    return tuple(table)
-
-
-_CRC16_TABLE = _crc16_table()
-
-
-def crc16_ibm(data: bytes | bytearray | memoryview) -> int:
-    """CRC-16/IBM (also called ARC): polynomial 0x8005 reflected, init 0, no final xor."""
-    crc = 0
-    table = _CRC16_TABLE
-    for byte in data:
-        crc = (crc >> 8) ^ table[(crc ^ byte) & 0xFF]
-    return crc
+# CRC-16/IBM (also called ARC): polynomial 0x8005 reflected, init 0, no final xor.
+crc16_ibm = reflected_crc16(0xA001, init=0, xorout=0)
 
 
 def encode_packet(data: bytes) -> bytes:
