@@ -102,12 +102,18 @@ async def start_baseline() -> tuple[ServerProcess, int]:
     return server, port
 
 
+# The benches' servers speak XSole only, and several may run side by side (listener replicas):
+# the tracker protocols' fixed ports (5023, 5013, 5093, 5027) stay off.
+TRACKER_PORTS_OFF = {f"SOLEWATCH_{name}_PORT": "0" for name in ("GT06", "H02", "WATCH", "TELTONIKA")}
+
+
 async def start_solewatch(
     data_dir: Path, command: str = "run", *, env: dict[str, str] | None = None, **settings: Any
 ) -> tuple[ServerProcess, int, int]:
     """solewatch `command` as a process, once ready; `settings` become SOLEWATCH_* variables, `env` is added as is."""
     listener_port, http_port = free_port(), free_port()
     env = {
+        **TRACKER_PORTS_OFF,
         **(env or {}),
         "SOLEWATCH_DATA_DIR": str(data_dir),
         "SOLEWATCH_LISTENER_PORT": str(listener_port),

@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 
-from bench.common import ROOT, free_port, print_table, process_rss_mb
+from bench.common import ROOT, TRACKER_PORTS_OFF, free_port, print_table, process_rss_mb
 
 HANDSHAKE_PATH = "/socket.io/?EIO=4&transport=polling"
 
@@ -31,6 +31,7 @@ async def start_server(data_dir: Path, *, source: Path, env: dict[str, str]) -> 
     http_port = free_port()
     proc_env = {
         **os.environ,
+        **TRACKER_PORTS_OFF,
         "PYTHONPATH": str(source),  # ahead of the editable install, so `source`'s code runs
         "SOLEWATCH_DATA_DIR": str(data_dir),
         "SOLEWATCH_HTTP_PORT": str(http_port),

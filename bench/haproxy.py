@@ -36,6 +36,7 @@ import dns.rdatatype
 import dns.rrset
 import yaml
 
+from bench.common import TRACKER_PORTS_OFF
 from bench.servers import ServerProcess, answers, free_port
 
 # A checkout's compose/: the wheel does not carry it, so what reads these runs from a checkout.
@@ -255,6 +256,7 @@ class Replica(ServerProcess):
             ready=lambda: http_ready(address, http_port),
             log_path=log_path,
             env={
+                **TRACKER_PORTS_OFF,
                 **env,
                 "SOLEWATCH_BIND": address,
                 "SOLEWATCH_HTTP_PORT": str(http_port),

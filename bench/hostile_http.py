@@ -32,7 +32,7 @@ from typing import Any
 
 import httpx
 
-from bench.common import ROOT, free_port, print_table
+from bench.common import ROOT, TRACKER_PORTS_OFF, free_port, print_table
 from shared.protocols.xsole import Heartbeat, Login, LoginAck, encode
 from shared.protocols.xsole.framing import FrameBuffer
 from shared.protocols.xsole.messages import decode
@@ -55,6 +55,7 @@ class Server:
     async def __aenter__(self) -> Server:
         env = {
             **os.environ,
+            **TRACKER_PORTS_OFF,
             "PYTHONPATH": str(self.source),  # ahead of the editable install, so `source`'s code runs
             "SOLEWATCH_DATA_DIR": self._tmp.name,
             "SOLEWATCH_HTTP_PORT": str(self.http_port),
