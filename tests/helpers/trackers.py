@@ -31,17 +31,28 @@ class Profile:
     logs_in: bool  # a login packet answered before anything else (GT06, Teltonika); H02 and watch name the
     # device in every packet, so the first position logs in
     position_battery: bool  # its position packets carry a battery level
+    alarm_battery: bool  # its alarm packets do
     degrees_precision: float  # the coordinate resolution of its position packets, in degrees
     speed_precision: float  # m/s: GT06 and Teltonika send whole km/h, H02 knots to 2 decimals
     command_it_cannot_carry: str | None  # a command name the protocol has no equivalent for
 
 
+def _profile(
+    name: str, logs_in: bool, battery_in: tuple[str, ...], degrees: float, speed: float, cannot: str | None
+) -> Profile:
+    return Profile(name, logs_in, "position" in battery_in, "alarm" in battery_in, degrees, speed, cannot)
+
+
 PROFILES = {
-    "gt06": Profile("gt06", True, False, 1 / 1_800_000, 0.28, "vibrate"),  # 1/30000 of a minute
-    "h02": Profile("h02", False, False, 1 / 6_000_000, 0.01, "vibrate"),  # DDMM.MMMMM
-    # Every XSole command has a watch keyword (vibrate is FIND): nothing ends unsupported.
-    "watch": Profile("watch", False, True, 1e-7, 0.001, None),
-    "teltonika": Profile("teltonika", True, True, 1e-7, 0.28, "vibrate"),
+    # GT06: coordinates in 1/30000 of a minute, whole km/h; its locations carry no battery, its alarms do.
+    "gt06": _profile("gt06", True, ("alarm",), 1 / 1_800_000, 0.28, "vibrate"),
+    # H02: DDMM.MMMMM and knots to 2 decimals; its text V1 packets carry no battery (HTBT does).
+    "h02": _profile("h02", False, (), 1 / 6_000_000, 0.01, "vibrate"),
+    # Watch: 7-decimal degrees, km/h to 3 decimals; every XSole command has a watch keyword (vibrate
+    # is FIND), so none ends unsupported.
+    "watch": _profile("watch", False, ("position", "alarm"), 1e-7, 0.001, None),
+    # Teltonika: 1e-7 degrees, whole km/h, the battery level IO in every record.
+    "teltonika": _profile("teltonika", True, ("position", "alarm"), 1e-7, 0.28, "vibrate"),
 }
 
 

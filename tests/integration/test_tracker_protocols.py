@@ -209,6 +209,7 @@ async def test_an_sos_raises_one_alert_texts_the_supervisor_and_is_acknowledged(
     alerts = await eventually(lambda: solewatch.alerts(imei))
     assert [(a["kind"], a["imei"]) for a in alerts] == [("sos", imei)]
     assert alerts[0]["lat"] == pytest.approx(LAT / 1e7, abs=PROFILES[protocol].degrees_precision)
+    assert alerts[0]["battery"] == (BATTERY if PROFILES[protocol].alarm_battery else None)
 
     async def texted() -> list[Any]:
         return [r for r in solewatch.twilio.requests if name in (r.body or "")]
@@ -292,10 +293,10 @@ async def test_locate_now_reaches_the_device_in_its_bytes_and_its_answer_marks_i
     imei = await solewatch.register(protocol)
     client = await solewatch.connect(protocol, imei)
     await client.log_in()
-    await client.send(client.position(int(time.time()) - 1))
-    await durable(client)  # online, its position stored: H02 and watch devices are known by their first packet
+    await client.send(client.position(int(time.time()) - 1))  # H02 and watch devices log in with it
     if client.device.acks_positions:
         await client.receive()
+    await durable(client)  # logged in and online
     command_id = await solewatch.command(imei, "locate-now")
 
     [received] = await client.receive()
