@@ -1,7 +1,8 @@
 """`kill -9` of `solewatch run` while GT06, H02, watch and Teltonika devices stream (issue 18, CONTRACT §10).
 
-Every packet a device saw acknowledged must be stored after the restart, once; an SOS resent after
-the restart (as devices resend an alarm) is still one alarm and one alert.
+Every packet a device saw acknowledged must be stored after the restart, once; the packets it had
+not seen answered, resent after the restart as devices do, are stored once too (some were stored
+before the kill), and so is its SOS, resent too: one alarm, one alert.
 
 The watch protocol acknowledges no position (UD packets get no reply), so its positions are only
 known durable through the heartbeat sent after them: the server answers a watch's `LK` once it and
@@ -40,6 +41,8 @@ class Stream:
     sos_ts: int = 0
     acked_positions: set[int] = field(default_factory=set)  # device times
     acked_heartbeats: int = 0
+    # The packets unanswered when the connection died, each with what its answer acknowledges.
+    unanswered: list[tuple[bytes, list[int | None]]] = field(default_factory=list)
 
 
 async def stream_until_cut(port: int, stream: Stream, ready: asyncio.Event, base_ts: int) -> None:
@@ -52,8 +55,9 @@ async def stream_until_cut(port: int, stream: Stream, ready: asyncio.Event, base
     await client.send(stream.sos)
     [answer] = await client.receive()
     assert answer.kind == "ack", answer
-    # Each entry: what one answer acknowledges (positions' device times; None: a heartbeat).
-    in_flight: deque[list[int | None]] = deque()
+    # Each entry: the packets one answer acknowledges, and what they carry (positions' device times;
+    # None: a heartbeat).
+    in_flight: deque[tuple[bytes, list[int | None]]] = deque()
     n = 0
     try:
         while True:
@@ -61,23 +65,41 @@ async def stream_until_cut(port: int, stream: Stream, ready: asyncio.Event, base
                 n += 1
                 ts = base_ts + n
                 if client.device.acks_positions:
-                    await client.send(client.position(ts, LAT + n, LON))
-                    in_flight.append([ts])
+                    packets, carried = client.position(ts, LAT + n, LON), [ts]
                 else:
-                    await client.send(client.position(ts, LAT + n, LON), client.position(ts + 10**5, LAT, LON + n))
-                    await client.send(client.heartbeat(ts))
-                    in_flight.append([ts, ts + 10**5, None])
+                    second = client.position(ts + 10**5, LAT, LON + n)
+                    packets = client.position(ts, LAT + n, LON) + second + client.heartbeat(ts)
+                    carried = [ts, ts + 10**5, None]
+                await client.send(packets)
+                in_flight.append((packets, carried))
             [answer] = await client.receive(timeout=10)
             assert answer.kind == "ack", answer
-            for acked in in_flight.popleft():
-                if acked is None:
-                    stream.acked_heartbeats += 1
-                else:
-                    stream.acked_positions.add(acked)
+            note_acknowledged(stream, in_flight.popleft()[1])
             if len(stream.acked_positions) >= ACKED_BEFORE_KILL:
                 ready.set()
     except (ConnectionError, TimeoutError, OSError):
-        return
+        stream.unanswered = list(in_flight)
+
+
+def note_acknowledged(stream: Stream, carried: list[int | None]) -> None:
+    for acked in carried:
+        if acked is None:
+            stream.acked_heartbeats += 1
+        else:
+            stream.acked_positions.add(acked)
+
+
+async def resend_after_restart(port: int, stream: Stream) -> None:
+    """What a device does when it reconnects: resend its SOS (it may not have seen the answer) and
+    every packet left unanswered, until they are answered."""
+    client = await TrackerClient.connect(port, stream.protocol, stream.imei)
+    await client.log_in()
+    await client.send(stream.sos, *(packets for packets, _ in stream.unanswered))
+    answers = await client.receive(1 + len(stream.unanswered))
+    assert all(answer.kind == "ack" for answer in answers), answers
+    for _, carried in stream.unanswered:
+        note_acknowledged(stream, carried)
+    await client.close()
 
 
 async def test_kill_9_mid_stream_loses_no_acknowledged_packet_and_a_resent_sos_is_one_alert(tmp_path: Path):
@@ -106,19 +128,14 @@ async def test_kill_9_mid_stream_loses_no_acknowledged_packet_and_a_resent_sos_i
         await asyncio.wait_for(asyncio.gather(*(r.wait() for r in ready)), 30)
         first.kill()  # mid-stream: packets are in flight on every connection
         await asyncio.wait_for(asyncio.gather(*tasks), 20)
+        assert any(s.unanswered for s in streams), "the kill found no packet in flight"
     finally:
         first.stop_quietly()
 
     second = SolewatchProcess(data_dir, "run", log_path=tmp_path / "run2.log", env=env)
     second.start()
     try:
-        for stream in streams:  # each device resends its SOS, as one not sure of it would
-            client = await TrackerClient.connect(ports[stream.protocol], stream.protocol, stream.imei)
-            await client.log_in()
-            await client.send(stream.sos)
-            [answer] = await client.receive()
-            assert answer.kind == "ack", answer
-            await client.close()
+        await asyncio.gather(*(resend_after_restart(ports[s.protocol], s) for s in streams))
         deadline = time.monotonic() + 15
         with sqlite3.connect(data_dir / "solewatch.db") as db:
             while db.execute("SELECT count(*) FROM outbox").fetchone()[0] and time.monotonic() < deadline:
