@@ -57,6 +57,13 @@ ALARM_ACKNOWLEDGED = {
     "watch": lambda data: data.endswith(b"*AL]"),
     "teltonika": lambda data: data == b"\x00\x00\x00\x01",  # one record accepted
 }
+# What locate-now is in each protocol's bytes.
+LOCATE_NOW = {
+    "gt06": b"WHERE#",  # the SMS command text in an online command (0x80)
+    "h02": b",D1,",
+    "watch": b"*CR]",
+    "teltonika": b"getgps",  # in a Codec 12 command
+}
 _numbers = itertools.count(1)
 
 
@@ -308,6 +315,7 @@ async def test_locate_now_reaches_the_device_in_its_bytes_and_its_answer_marks_i
 
     [received] = await client.receive()
     assert received.kind == "command" and received.command == 1, received  # CommandCode.LOCATE_NOW
+    assert LOCATE_NOW[protocol] in received.data, received
     assert await solewatch.command_status(imei, command_id) == "sent"
     await client.send(client.device.answer(received))
 
