@@ -16,6 +16,7 @@ from typing import Any
 
 from shared.protocols import registry
 from shared.protocols.tracker import FromServer, TrackerDevice
+from shared.protocols.xsole.constants import AlarmKind
 
 TRACKERS = ("gt06", "h02", "watch", "teltonika")
 LAT, LON = 436163000, 70553000  # 43.6163 N, 7.0553 E
@@ -59,6 +60,20 @@ PROFILES = {
 def imei_for(protocol: str, n: int) -> str:
     """A 15-digit identifier (valid for every protocol), distinct per protocol and `n`."""
     return f"86{TRACKERS.index(protocol) + 1}{n:012d}"
+
+
+def alarms_it_can_say(protocol: str) -> list[AlarmKind]:
+    """The XSole alarm kinds the protocol's Device can send (its `alarm` raises ValueError for others).
+    Asked of `alarm` itself rather than `Device.alarm_kinds`, which H02's and the watch's leave empty."""
+    device = registry.codec(protocol).device(imei_for(protocol, 0))
+    kinds = []
+    for kind in AlarmKind:
+        try:
+            device.alarm(kind, ts=int(time.time()), lat_e7=LAT, lon_e7=LON, battery=BATTERY)
+        except ValueError:
+            continue
+        kinds.append(kind)
+    return kinds
 
 
 class TrackerClient:

@@ -27,7 +27,7 @@ from services.context import ServiceContext
 from services.listener import metrics
 from services.listener.server import Listener
 from shared.bus.memory import MemoryBus
-from shared.protocols.xsole import Login, LoginAck
+from shared.protocols.xsole import AlarmKind, Login, LoginAck
 from shared.runtime import Runtime
 from tests.conftest import embedded_settings
 from tests.helpers.api import JWT_SECRET
@@ -42,6 +42,7 @@ from tests.helpers.trackers import (
     SPEED_CMS,
     TRACKERS,
     TrackerClient,
+    alarms_it_can_say,
     eventually,
     imei_for,
 )
@@ -233,6 +234,29 @@ async def test_an_sos_raises_one_alert_texts_the_supervisor_and_is_acknowledged(
     # Nothing more follows the one SOS: still one alert once the link has gone on.
     await durable(client)
     assert len(await solewatch.alerts(imei)) == 1
+    await client.close()
+
+
+@pytest.mark.parametrize(
+    ("protocol", "kind"),
+    [
+        pytest.param(p, kind, id=f"{p}-{kind.alert_kind}")
+        for p in TRACKERS
+        for kind in alarms_it_can_say(p)
+        if kind != AlarmKind.SOS
+    ],
+)
+async def test_each_alarm_a_tracker_can_send_raises_its_alert(solewatch, protocol, kind):
+    # CONTRACT §10: fall -> fall, low battery -> low_battery, removal or tamper -> tamper.
+    imei = await solewatch.register(protocol)
+    client = await solewatch.connect(protocol, imei)
+    await client.log_in()
+    await client.send(client.device.alarm(kind, ts=int(time.time()) - 5, lat_e7=LAT, lon_e7=LON, battery=BATTERY))
+    [ack] = await client.receive()
+    assert ack.kind == "ack", ack
+
+    alerts = await eventually(lambda: solewatch.alerts(imei))
+    assert [a["kind"] for a in alerts] == [kind.alert_kind]
     await client.close()
 
 
