@@ -216,6 +216,12 @@ class Settings(BaseSettings):
 
     # Listener behaviour (contract defaults).
     idle_timeout: float = Field(300, gt=0, description="seconds of silence before a device connection is closed")
+    # Sleeping 3G watches send only a bare LK every 5 to 8 minutes: past the general idle timeout.
+    watch_idle_timeout: float = Field(
+        600,
+        gt=0,
+        description="seconds of silence before a watch connection is closed (never less than idle_timeout)",
+    )
     login_timeout: float = Field(30, gt=0, description="seconds a new connection has to log in before it is closed")
     max_connections: int = Field(19_000, gt=0)
     max_unacked_per_connection: int = Field(
@@ -287,6 +293,12 @@ class Settings(BaseSettings):
             "teltonika": self.teltonika_port,
         }
         return {protocol: port for protocol, port in ports.items() if port}
+
+    def idle_timeout_of(self, protocol: str) -> float:
+        """Seconds of silence before a connection speaking `protocol` is closed."""
+        if protocol == "watch":
+            return max(self.watch_idle_timeout, self.idle_timeout)
+        return self.idle_timeout
 
     @classmethod
     def settings_customise_sources(

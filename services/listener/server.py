@@ -237,8 +237,10 @@ class Listener:
             await asyncio.sleep(min(max(min(timeout, login_timeout) / 4, 0.05), 5.0))
             now = time.monotonic()
             for conn in list(self.connections):
-                if conn.last_activity < now - timeout:
-                    conn.close(CloseReason.IDLE, f"idle for more than {timeout:g} s")
+                # Per protocol: sleeping watches are silent longer than other devices (CONTRACT §10).
+                idle = self.settings.idle_timeout_of(conn.session.protocol)
+                if conn.last_activity < now - idle:
+                    conn.close(CloseReason.IDLE, f"idle for more than {idle:g} s")
                 elif conn.device is None and conn.opened_at < now - login_timeout:
                     # Not logged in yet: a slot held without credentials is a cheap attack.
                     conn.close(CloseReason.NO_LOGIN, f"no login within {login_timeout:g} s")
