@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ from services.listener.ingest import login_verdict
 from services.listener.server import Listener
 from shared.protocols import registry
 from shared.protocols.xsole import AckStatus, DeviceSession, LoginStatus
-from shared.protocols.xsole.messages import encode_acks
+from shared.protocols.xsole.messages import Alarm, Login, encode_acks
 from shared.store import Device, hash_device_token
 from shared.store.sqlite import SqliteStore
 from tests.conftest import embedded_settings
@@ -130,3 +131,26 @@ def test_the_login_verdict_by_protocol(
         )
     )
     assert login_verdict(device, token, port) is LoginStatus[verdict]
+
+
+ALARMS = [
+    (p, kind) for p in ("gt06", "h02", "watch", "teltonika") for kind in sorted(registry.codec(p).device.alarm_kinds)
+]
+
+
+@pytest.mark.parametrize(("protocol", "kind"), ALARMS)
+def test_every_alarm_a_device_says_it_can_send_reaches_the_listener_as_that_alarm(protocol: str, kind: int) -> None:
+    codec = registry.codec(protocol)
+    imei = "359999000000017" if protocol in ("gt06", "teltonika") else "4209951530"
+    device, session = codec.device(imei), codec.session()
+    now = int(time.time())
+    session.receive_data(
+        device.login() + device.alarm(kind, ts=now - 5, lat_e7=525_000_000, lon_e7=134_000_000, battery=60)
+    )
+    alarms = []
+    while (event := session.next_event()) is not None:
+        if isinstance(event, Login):
+            session.accept_login(event.imei, now, 0)
+        elif isinstance(event, Alarm):
+            alarms.append(event)
+    assert [a.kind for a in alarms] == [kind]

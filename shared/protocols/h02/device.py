@@ -37,6 +37,7 @@ class Device(TrackerDevice):
     acks_positions = True
     acks_alarms = True
     acks_heartbeats = True
+    alarm_kinds: ClassVar[frozenset[int]] = frozenset(ALARM_KINDS)
     maker: ClassVar[str] = "HQ"
 
     def __init__(self, imei: str, clock: Callable[[], float] = time.time) -> None:

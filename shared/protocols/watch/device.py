@@ -8,6 +8,7 @@ answers with a packet of the same keyword, as a watch does.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import ClassVar
 
 from shared.protocols.tracker import BATTERY_UNKNOWN, FromServer, TrackerDevice
 from shared.protocols.watch.commands import CODES
@@ -67,6 +68,7 @@ class Device(TrackerDevice):
     acks_positions = False  # the watch expects no reply to UD/UD2: nothing tells it a position is kept
     acks_alarms = True
     acks_heartbeats = True
+    alarm_kinds: ClassVar[frozenset[int]] = frozenset(KIND_BITS)
 
     def __init__(self, imei: str, manufacturer: str = "3G") -> None:
         super().__init__(imei)
