@@ -114,6 +114,9 @@ async def start_solewatch(
         "SOLEWATCH_HTTP_PORT": str(http_port),
         "SOLEWATCH_BIND": "127.0.0.1",
         "SOLEWATCH_LOG_LEVEL": "warning",
+        # The tracker protocols' ports off unless a bench asks for one: their defaults (5023...) are fixed
+        # ports, which two benches, or a bench and a running solewatch, would both want.
+        **{f"SOLEWATCH_{name.upper()}_PORT": "0" for name in ("gt06", "h02", "watch", "teltonika")},
         **{f"SOLEWATCH_{k.upper()}": str(v) for k, v in settings.items()},
     }
     server = await ServerProcess([sys.executable, "-m", "services.cli", command], env).start()
