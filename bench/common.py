@@ -108,15 +108,15 @@ async def start_solewatch(
     """solewatch `command` as a process, once ready; `settings` become SOLEWATCH_* variables, `env` is added as is."""
     listener_port, http_port = free_port(), free_port()
     env = {
+        # The tracker protocols' ports off unless a bench asks for one (in `env` or `settings`): their
+        # defaults (5023...) are fixed ports, which two benches, or a bench and a solewatch, would both want.
+        **{f"SOLEWATCH_{name.upper()}_PORT": "0" for name in ("gt06", "h02", "watch", "teltonika")},
         **(env or {}),
         "SOLEWATCH_DATA_DIR": str(data_dir),
         "SOLEWATCH_LISTENER_PORT": str(listener_port),
         "SOLEWATCH_HTTP_PORT": str(http_port),
         "SOLEWATCH_BIND": "127.0.0.1",
         "SOLEWATCH_LOG_LEVEL": "warning",
-        # The tracker protocols' ports off unless a bench asks for one: their defaults (5023...) are fixed
-        # ports, which two benches, or a bench and a running solewatch, would both want.
-        **{f"SOLEWATCH_{name.upper()}_PORT": "0" for name in ("gt06", "h02", "watch", "teltonika")},
         **{f"SOLEWATCH_{k.upper()}": str(v) for k, v in settings.items()},
     }
     server = await ServerProcess([sys.executable, "-m", "services.cli", command], env).start()

@@ -157,10 +157,13 @@ async def run(
         finally:
             await baseline.stop()
 
-        ports = {f"{name}_port": 0 for name in TRACKERS} | {f"{protocol}_port": free_port()}
-        server, _, _ = await start_solewatch(data_dir, max_connections=connections + 100, **ports)
+        # The other tracker ports stay off (start_solewatch's default); this protocol's on a free port.
+        port = free_port()
+        server, _, _ = await start_solewatch(
+            data_dir, max_connections=connections + 100, env={f"SOLEWATCH_{protocol.upper()}_PORT": str(port)}
+        )
         try:
-            durable = await measure(protocol, ports[f"{protocol}_port"], server.pid, imeis, **load)
+            durable = await measure(protocol, port, server.pid, imeis, **load)
             stored = await settled_count(data_dir / "solewatch.db", *durable["window"])
         finally:
             await server.stop()
