@@ -270,6 +270,9 @@ async def _simulate(settings: Settings, args: argparse.Namespace) -> None:
     from shared.protocols.registry import imei_problem
 
     protocol = args.protocol
+    port = args.port or (settings.listener_port if protocol == "xsole" else getattr(settings, f"{protocol}_port"))
+    if not port:  # before registering anything
+        sys.exit(f"solewatch: the {protocol} port is off (SOLEWATCH_{protocol.upper()}_PORT=0); give --port")
     insoles: list[SimulatedInsole] = []
     imeis: list[str] = []
     if args.device and protocol != "xsole":
@@ -298,7 +301,6 @@ async def _simulate(settings: Settings, args: argparse.Namespace) -> None:
         loop.add_signal_handler(sig, stop.set)
     host = args.host or settings.bind
     if protocol == "xsole":
-        port = args.port or settings.listener_port
         stats = await run_simulation(
             host,
             port,
@@ -311,9 +313,6 @@ async def _simulate(settings: Settings, args: argparse.Namespace) -> None:
             give_up_unreachable=True,
         )
     else:
-        port = args.port or getattr(settings, f"{protocol}_port")
-        if not port:
-            sys.exit(f"solewatch: the {protocol} port is off (SOLEWATCH_{protocol.upper()}_PORT=0); give --port")
         stats = await run_tracker_simulation(
             protocol,
             host,
