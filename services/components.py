@@ -17,7 +17,7 @@ from services.authn.tokens import signing_secret
 from services.context import ServiceContext
 from services.listener.server import Listener
 from services.notifications.service import NotificationsService
-from services.startup import Preflight
+from services.startup import Preflight, StartupError
 from shared.bus import Message
 from shared.bus.memory import MemoryBus
 from shared.bus.outbox import OutboxRelay
@@ -120,7 +120,7 @@ class SimulatorComponent:
         sos = FLEET_SOS_PER_MINUTE if self._sos_per_minute is None else self._sos_per_minute
         off = [p for p in self._protocols if p != "xsole" and p not in self._listener.tracker_ports]
         if off:
-            raise RuntimeError(
+            raise StartupError(
                 f"cannot simulate {', '.join(off)} devices: their port is off"
                 f" (set SOLEWATCH_{off[0].upper()}_PORT, or leave them out of --simulate-protocols)"
             )

@@ -25,6 +25,7 @@ from services.simulator.runner import FLEET_SOS_PER_MINUTE, sos_gaps
 from services.simulator.walk import InsoleTelemetry, luhn_check_digit
 from shared.protocols import registry
 from shared.protocols.tracker import TrackerDevice
+from shared.protocols.xsole.constants import CommandCode
 
 log = structlog.get_logger("solewatch.simulator")
 
@@ -226,10 +227,15 @@ class SimulatedTracker:
         for packet in fw.acked:
             self._count(packet)
         fw.acked.clear()
-        for command in fw.commands:
+        commands, fw.commands = fw.commands, []
+        for command in commands:
             stats.commands_received += 1
             log.info("simulator.command", imei=self.imei, protocol=self.protocol, cmd=command.command)
-        fw.commands.clear()
+            if command.command == CommandCode.LOCATE_NOW and self.protocol != "h02":
+                # A fresh position too, as these devices send after a locate (H02's answer is one already).
+                fw.record(self.telemetry.locate_now(self._clock()), self._battery())
+                if self.online:
+                    self._send(self._clock())
 
     def _count(self, packet: Packet) -> None:
         stats = self.stats

@@ -100,3 +100,17 @@ def test_run_shows_a_mixed_fleet(tmp_path):
     for protocol in TRACKERS:
         assert set(simulated_tracker_imeis(protocol, 2)) <= online
     assert sum(1 for imei in online if imei.startswith("35999900")) == 2  # the insoles
+
+
+def test_run_refuses_to_simulate_a_protocol_whose_port_is_off(tmp_path):
+    # The harness turns every tracker port off: asking for GT06 devices is one sentence and status 1.
+    server = SolewatchProcess(
+        tmp_path / "data", "run", "--simulate", "4", "--simulate-protocols", "xsole,gt06", log_path=tmp_path / "run.log"
+    )
+    with pytest.raises(RuntimeError, match="exited with 1"):
+        server.start()
+    last = server.log_path.read_text().strip().splitlines()[-1]
+    assert last == (
+        "solewatch: cannot simulate gt06 devices: their port is off"
+        " (set SOLEWATCH_GT06_PORT, or leave them out of --simulate-protocols)"
+    )

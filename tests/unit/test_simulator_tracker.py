@@ -218,3 +218,30 @@ def test_simulated_identifiers_fit_the_protocol_and_never_an_insoles(protocol):
     assert all(not set(imeis) & other for other in others.values())
     with pytest.raises(ValueError):
         simulated_tracker_imeis(protocol, 2, first=999_999)
+
+
+# Not Teltonika: its answer is a bare 4-byte count of records, so any 4 bytes read as one.
+@pytest.mark.parametrize("protocol", ["gt06", "h02", "watch"])
+def test_garbage_from_the_server_settles_nothing_and_sends_nothing(protocol):
+    imei = simulated_tracker_imeis(protocol, 1)[0]
+    firmware, _ = connect(protocol, imei)
+    firmware.record(walk().advance(time.time() - 580), 70)
+    firmware.outgoing(time.time())
+    waiting, settled = list(firmware.in_flight), list(firmware.acked)
+    for garbage in (b"\x00" * 3, b"\xff\xfe garbage #]", bytes(range(256))):
+        assert firmware.received(garbage, time.time()) == b""
+    # Nothing it could read as an answer settled a packet, so nothing is lost if the server never had them.
+    assert list(firmware.in_flight) == waiting and firmware.acked == settled
+    assert firmware.commands == []
+
+
+@pytest.mark.parametrize("protocol", ["gt06", "h02", "teltonika"])
+def test_an_answer_with_nothing_in_flight_is_counted_not_fatal(protocol):
+    imei = simulated_tracker_imeis(protocol, 1)[0]
+    firmware, server = connect(protocol, imei)
+    firmware.record(walk().advance(time.time() - 590), 70)
+    sent = firmware.outgoing(time.time())
+    answer = server.receive(sent)
+    firmware.received(answer, time.time())
+    firmware.received(answer, time.time())  # the same answers again: nothing waits for them any more
+    assert firmware.unexpected > 0 and firmware.online
