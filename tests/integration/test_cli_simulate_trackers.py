@@ -42,18 +42,53 @@ async def stored_positions(data_dir: Path, imei: str) -> int:
         await store.close()
 
 
-@pytest.mark.parametrize("protocol", TRACKERS)
-def test_simulate_a_protocol_to_its_port(tmp_path, protocol):
-    server = SolewatchProcess(tmp_path / "data", "run", log_path=tmp_path / "run.log", env=tracker_ports()).start()
+def device_online(log_path: Path, imei: str) -> bool:
+    lines = [orjson.loads(line) for line in log_path.read_text().splitlines() if line.startswith("{")]
+    return any(line.get("event") == "device_online" and line.get("imei") == imei for line in lines)
+
+
+async def command_status(data_dir: Path, command_id: int) -> str | None:
+    store = SqliteStore(data_dir / "solewatch.db")
+    await store.open()
     try:
-        done = server.cli("simulate", "--protocol", protocol, "--devices", "2", "--rate", "2", "--duration", "3")
+        record = await store.command(command_id)
+        return None if record is None else record.status
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize("protocol", TRACKERS)
+def test_simulate_a_protocol_to_its_port_and_answer_a_command(tmp_path, protocol):
+    server = SolewatchProcess(tmp_path / "data", "run", log_path=tmp_path / "run.log", env=tracker_ports()).start()
+    imei = simulated_tracker_imeis(protocol, 1)[0]
+    try:
+        simulating = subprocess.Popen(
+            [sys.executable, "-m", "services.cli", "simulate", "--protocol", protocol, "--devices", "2",
+             "--rate", "2", "--duration", "6"],
+            env=server.env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 10
+            while not device_online(server.log_path, imei) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            queued = server.cli("devices", "command", imei, "locate-now")
+            assert queued.returncode == 0, queued.stderr[-2000:]
+            command_id = int(orjson.loads(queued.stdout)["command_id"])
+            _, stderr = simulating.communicate(timeout=30)
+        finally:
+            if simulating.poll() is None:
+                simulating.kill()
+                simulating.wait(10)
+        status = asyncio.run(command_status(tmp_path / "data", command_id))
     finally:
         assert server.terminate() == 0
-    assert done.returncode == 0, done.stderr[-2000:]
-    [summary] = final_stats(done.stderr)
+    assert simulating.returncode == 0, stderr[-2000:]
+    [summary] = final_stats(stderr)
     assert summary["protocol"] == protocol and summary["logins"] == 2 and summary["positions_sent"] > 0
-    for imei in simulated_tracker_imeis(protocol, 2):
-        assert asyncio.run(stored_positions(tmp_path / "data", imei)) > 0
+    assert summary["commands_received"] == 1
+    assert status == "done"  # the device answered, and the listener took the answer as its result
+    for each in simulated_tracker_imeis(protocol, 2):
+        assert asyncio.run(stored_positions(tmp_path / "data", each)) > 0
 
 
 def test_simulate_a_protocol_whose_port_is_off_says_so(tmp_path):
