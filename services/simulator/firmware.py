@@ -30,7 +30,7 @@ from shared.protocols.xsole.messages import Activity, Alarm, DeviceEvent, Heartb
 @dataclass(slots=True)
 class Packet:
     data: bytes
-    kind: str  # "position", "alarm", "heartbeat" or "answer"
+    kind: str  # "position", "alarm", "heartbeat", "answer" (to a command), "hello" (H02's, the watch's first heartbeat)
     answered: bool  # whether the server answers it (so it waits in `in_flight` for that answer)
     sent_at: float = 0.0  # when last sent (in the driver's clock)
     sent_before: bool = False  # sent on an earlier connection: the next sending is a resend

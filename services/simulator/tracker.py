@@ -238,6 +238,7 @@ class SimulatedTracker:
                     self._send(self._clock())
 
     def _count(self, packet: Packet) -> None:
+        """The run's counters, in the insoles' names: a tracker's packet counts as a frame once settled."""
         stats = self.stats
         if packet.kind == "answer":
             return
