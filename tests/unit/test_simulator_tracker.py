@@ -245,3 +245,24 @@ def test_an_answer_with_nothing_in_flight_is_counted_not_fatal(protocol):
     firmware.received(answer, time.time())
     firmware.received(answer, time.time())  # the same answers again: nothing waits for them any more
     assert firmware.unexpected > 0 and firmware.online
+
+
+@pytest.mark.parametrize("protocol", TRACKERS)
+def test_the_workers_sos_reaches_the_server_as_an_sos_ahead_of_the_positions(protocol):
+    imei = simulated_tracker_imeis(protocol, 1)[0]
+    firmware, server = connect(protocol, imei)
+    telemetry = walk()
+    firmware.record(telemetry.advance(time.time() - 500), 70)  # a backlog of positions
+    firmware.record(telemetry.sos_now(time.time() - 400), 70)  # then the worker presses SOS
+    exchange(firmware, server, firmware.outgoing(time.time()))
+    alarms = [event for event in server.stored if type(event) is Alarm]
+    assert [alarm.kind for alarm in alarms] == [AlarmKind.SOS]
+    # Ahead of a backlog of 20-odd positions: in the first packet after the login (with its own fix).
+    assert len(positions(server.stored)) > 20 and server.stored.index(alarms[0]) <= 3
+    assert alarms[0].ts == int(telemetry.t)
+
+
+def test_an_alarm_the_protocol_cannot_say_is_counted_not_sent():
+    firmware = TrackerFirmware(registry.codec("teltonika").device(simulated_tracker_imeis("teltonika", 1)[0]))
+    firmware.record([Alarm(0, int(time.time()), int(AlarmKind.LOW_BATTERY), 0, 0, 12, 0)], 12)
+    assert firmware.unsayable == 1 and not firmware.urgent
