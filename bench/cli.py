@@ -8,6 +8,8 @@ from pathlib import Path
 
 import orjson
 
+from shared.protocols.tracker import PROTOCOLS
+
 BENCHMARKS = (
     "ingest",
     "connections",
@@ -46,6 +48,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="ingest: the all-in-one process, or listener processes on RabbitMQ and Redis",
     )
     bench.add_argument("--listeners", type=int, default=2, help="listener processes (ingest --mode distributed)")
+    bench.add_argument(
+        "--protocol",
+        choices=PROTOCOLS,
+        default="xsole",
+        help="ingest: the devices' protocol (gt06, h02, watch, teltonika: see bench/tracker_ingest.py; default xsole)",
+    )
     bench.add_argument("--frames", type=int, default=300_000, help="export: positions of the large device")
     bench.add_argument(
         "--slow-endpoints", type=int, default=10, help="webhooks: slow endpoints attached in its phases B"
@@ -80,7 +88,21 @@ def run(args: argparse.Namespace) -> None:
 async def _run(args: argparse.Namespace) -> None:
     if args.seconds is None:  # each bench's own measuring window unless one is given
         args.seconds = SECONDS.get(args.name, 10.0)
-    if args.name == "ingest":
+    if args.name == "ingest" and args.protocol != "xsole":
+        from bench import tracker_ingest
+
+        if args.mode != "embedded" or args.sweep:
+            raise SystemExit("solewatch bench: ingest --protocol runs embedded only, without --sweep")
+        figures = await tracker_ingest.run(
+            protocol=args.protocol,
+            connections=args.connections or 1000,
+            seconds=args.seconds,
+            warmup=args.warmup,
+            window=args.window,
+            processes=args.processes,
+        )
+        tracker_ingest.report(figures)
+    elif args.name == "ingest":
         from bench import ingest
 
         figures = await ingest.run(

@@ -113,7 +113,7 @@ async def start_solewatch(
     """solewatch `command` as a process, once ready; `settings` become SOLEWATCH_* variables, `env` is added as is."""
     listener_port, http_port = free_port(), free_port()
     env = {
-        **TRACKER_PORTS_OFF,
+        **TRACKER_PORTS_OFF,  # unless a bench asks for one, in `env` or `settings`
         **(env or {}),
         "SOLEWATCH_DATA_DIR": str(data_dir),
         "SOLEWATCH_LISTENER_PORT": str(listener_port),

@@ -37,6 +37,14 @@ SOS_HELP = (
 )
 
 
+def _protocol_list(text: str) -> tuple[str, ...]:
+    names = PROTOCOLS if text.strip() == "all" else tuple(name.strip() for name in text.split(",") if name.strip())
+    unknown = [name for name in names if name not in PROTOCOLS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"protocols are some of {','.join(PROTOCOLS)} (or 'all'), got {text!r}")
+    return tuple(dict.fromkeys(names))  # each once, in the order given
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="solewatch", description="Lone-worker safety telemetry.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -45,6 +53,14 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--simulate", type=int, default=0, metavar="N", help="also stream N simulated insoles")
     run.add_argument("--rate", type=float, default=0.2, help="positions per second per simulated insole")
     run.add_argument("--sos-per-minute", type=_sos_per_minute, default=FLEET_SOS_PER_MINUTE, help=SOS_HELP)
+    run.add_argument(
+        "--simulate-protocols",
+        type=_protocol_list,
+        default=("xsole",),
+        metavar="P1,P2",
+        help=f"split the N simulated devices over these protocols, each to its own port ({','.join(PROTOCOLS)},"
+        " or 'all'; default: xsole)",
+    )
 
     # The distributed mode: one service per process (services/distributed.py).
     for service, description in (
@@ -58,11 +74,22 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("openapi", help="print the HTTP API's OpenAPI spec (JSON) and exit")
     sub.add_parser("migrate", help="create the store's collections, tables and indexes, and the first admin; then exit")
 
-    sim = sub.add_parser("simulate", help="simulated insoles speaking XSole v1 to a listener")
+    sim = sub.add_parser("simulate", help="simulated insoles (or trackers) speaking their protocol to a listener")
+    sim.add_argument(
+        "--protocol",
+        choices=PROTOCOLS,
+        default="xsole",
+        help="what the simulated devices speak (default: xsole, the insoles)",
+    )
     sim.add_argument("--devices", type=int, default=20)
-    sim.add_argument("--rate", type=float, default=0.2, help="positions per second per insole")
+    sim.add_argument("--rate", type=float, default=0.2, help="positions per second per device")
     sim.add_argument("--host", default=None, help="listener host (default: SOLEWATCH_BIND)")
-    sim.add_argument("--port", type=int, default=None, help="listener port (default: SOLEWATCH_LISTENER_PORT)")
+    sim.add_argument(
+        "--port",
+        type=int,
+        default=None,
+        help="listener port (default: SOLEWATCH_LISTENER_PORT, or the protocol's, e.g. SOLEWATCH_GT06_PORT)",
+    )
     sim.add_argument("--duration", type=float, default=None, help="seconds to run (default: until stopped)")
     sim.add_argument("--seed", type=int, default=None)
     sim.add_argument(
@@ -70,7 +97,8 @@ def _parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="IMEI:TOKEN",
-        help="simulate this registered device (repeatable) instead of registering simulated ones",
+        help="simulate this registered device (repeatable) instead of registering simulated ones"
+        " (a tracker's: IMEI alone)",
     )
     sim.add_argument("--sos-per-minute", type=_sos_per_minute, default=FLEET_SOS_PER_MINUTE, help=SOS_HELP)
 
@@ -192,6 +220,7 @@ async def _run(settings: Settings, args: argparse.Namespace) -> None:
         simulate=args.simulate,
         rate=args.rate,
         sos_per_minute=args.sos_per_minute,
+        simulate_protocols=args.simulate_protocols,
     )
     await _run_or_explain(runtime, settings)
 
@@ -235,10 +264,23 @@ async def _migrate(settings: Settings, args: argparse.Namespace) -> None:
 
 
 async def _simulate(settings: Settings, args: argparse.Namespace) -> None:
-    from services.components import build_store, register_simulated_insoles
+    from services.components import build_store, register_simulated_insoles, register_simulated_trackers
     from services.simulator import SimulatedInsole, run_simulation
+    from services.simulator.tracker import run_tracker_simulation
+    from shared.protocols.registry import imei_problem
 
-    if args.device:
+    protocol = args.protocol
+    port = args.port or (settings.listener_port if protocol == "xsole" else getattr(settings, f"{protocol}_port"))
+    if not port:  # before registering anything
+        sys.exit(f"solewatch: the {protocol} port is off (SOLEWATCH_{protocol.upper()}_PORT=0); give --port")
+    insoles: list[SimulatedInsole] = []
+    imeis: list[str] = []
+    if args.device and protocol != "xsole":
+        imeis = [d.split(":")[0] for d in args.device]
+        problems = [p for p in (imei_problem(protocol, imei) for imei in imeis) if p is not None]
+        if problems:
+            sys.exit(f"solewatch: --device takes the IMEI of a registered {protocol} device: {problems[0]}")
+    elif args.device:
         try:
             insoles = [SimulatedInsole(imei=d.split(":")[0], token=bytes.fromhex(d.split(":")[1])) for d in args.device]
         except (IndexError, ValueError) as exc:
@@ -247,35 +289,55 @@ async def _simulate(settings: Settings, args: argparse.Namespace) -> None:
         store = build_store(settings)
         await store.open()
         try:
-            insoles = await register_simulated_insoles(store, args.devices)
+            if protocol == "xsole":
+                insoles = await register_simulated_insoles(store, args.devices)
+            else:
+                imeis = await register_simulated_trackers(store, protocol, args.devices)
         finally:
             await store.close()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    host, port = args.host or settings.bind, args.port or settings.listener_port
-    stats = await run_simulation(
-        host,
-        port,
-        insoles,
-        rate=args.rate,
-        duration=args.duration,
-        seed=args.seed,
-        stop=stop,
-        sos_per_minute=args.sos_per_minute,
-        give_up_unreachable=True,
-    )
-    # run_simulation has logged the final counts (simulator.finished); a run that sent nothing fails.
+    host = args.host or settings.bind
+    if protocol == "xsole":
+        stats = await run_simulation(
+            host,
+            port,
+            insoles,
+            rate=args.rate,
+            duration=args.duration,
+            seed=args.seed,
+            stop=stop,
+            sos_per_minute=args.sos_per_minute,
+            give_up_unreachable=True,
+        )
+    else:
+        stats = await run_tracker_simulation(
+            protocol,
+            host,
+            port,
+            imeis,
+            rate=args.rate,
+            duration=args.duration,
+            seed=args.seed,
+            stop=stop,
+            sos_per_minute=args.sos_per_minute,
+            give_up_unreachable=True,
+        )
+    # The simulation has logged the final counts (simulator.finished); a run that sent nothing fails.
     if stats.connections_made == 0:
         sys.exit(
             f"solewatch: could not connect to a listener at {host}:{port} ({await _connect_error(host, port)}), "
             "so nothing was sent; start `solewatch run` first, or give --host and --port"
         )
     if stats.logins == 0:
+        check = (
+            "the --device IMEI:TOKEN pairs" if protocol == "xsole" else f"that the devices are registered as {protocol}"
+        )
         sys.exit(
             f"solewatch: the listener at {host}:{port} accepted no login ({stats.logins_refused} refused), "
-            "so nothing was sent; check the --device IMEI:TOKEN pairs, or that it uses this data directory"
+            f"so nothing was sent; check {check}, or that it uses this data directory"
         )
 
 

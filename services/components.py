@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING
 
 import orjson
@@ -17,7 +17,7 @@ from services.authn.tokens import signing_secret
 from services.context import ServiceContext
 from services.listener.server import Listener
 from services.notifications.service import NotificationsService
-from services.startup import Preflight
+from services.startup import Preflight, StartupError
 from shared.bus import Message
 from shared.bus.memory import MemoryBus
 from shared.bus.outbox import OutboxRelay
@@ -89,41 +89,71 @@ class PortComponent:
 
 
 class SimulatorComponent:
-    """Simulated insoles streaming to this process's own listener (`run --simulate N`)."""
+    """Simulated devices streaming to this process's own listener (`run --simulate N`): insoles, and
+    with `protocols` a mixed fleet, the N devices split over them, each to its protocol's own port."""
 
     name = "simulator"
 
-    def __init__(self, store: Store, listener: Listener, count: int, rate: float, sos_per_minute: float | None = None):
+    def __init__(
+        self,
+        store: Store,
+        listener: Listener,
+        count: int,
+        rate: float,
+        sos_per_minute: float | None = None,
+        protocols: Sequence[str] = ("xsole",),
+    ):
         self._store = store
         self._listener = listener
         self._count = count
         self._rate = rate
         self._sos_per_minute = sos_per_minute  # None: the simulator's default
+        self._protocols = tuple(protocols)
         self._stop = asyncio.Event()
-        self._task: asyncio.Task[object] | None = None
+        self._tasks: list[asyncio.Task[object]] = []
 
     async def start(self) -> None:
         from services.simulator import run_simulation
         from services.simulator.runner import FLEET_SOS_PER_MINUTE
+        from services.simulator.tracker import run_tracker_simulation
 
         sos = FLEET_SOS_PER_MINUTE if self._sos_per_minute is None else self._sos_per_minute
-        insoles = await register_simulated_insoles(self._store, self._count)
+        off = [p for p in self._protocols if p != "xsole" and p not in self._listener.tracker_ports]
+        if off:
+            raise StartupError(
+                f"cannot simulate {', '.join(off)} devices: their port is off"
+                f" (set SOLEWATCH_{off[0].upper()}_PORT, or leave them out of --simulate-protocols)"
+            )
         host = self._listener.settings.bind
         if host in ("0.0.0.0", "::"):
             host = "127.0.0.1"
-        self._task = asyncio.create_task(
-            run_simulation(host, self._listener.port, insoles, rate=self._rate, stop=self._stop, sos_per_minute=sos),
-            name="simulator",
+        for protocol, count in split_fleet(self._count, self._protocols).items():
+            share = sos * count / self._count  # the fleet's SOS rate, shared in proportion
+            if protocol == "xsole":
+                insoles = await register_simulated_insoles(self._store, count)
+                run = run_simulation(
+                    host, self._listener.port, insoles, rate=self._rate, stop=self._stop, sos_per_minute=share
+                )
+            else:
+                imeis = await register_simulated_trackers(self._store, protocol, count)
+                port = self._listener.tracker_port(protocol)
+                run = run_tracker_simulation(
+                    protocol, host, port, imeis, rate=self._rate, stop=self._stop, sos_per_minute=share
+                )
+            self._tasks.append(asyncio.create_task(run, name=f"simulator-{protocol}"))
+        log.info(
+            "simulating_devices", devices=self._count, protocols=self._protocols, rate=self._rate, sos_per_minute=sos
         )
-        log.info("simulating_insoles", devices=self._count, rate=self._rate, sos_per_minute=sos)
 
     async def drain(self) -> None:
         self._stop.set()
-        if self._task:
-            try:
-                await asyncio.wait_for(self._task, 5)
-            except (TimeoutError, Exception):
-                self._task.cancel()
+        if self._tasks:
+            done, pending = await asyncio.wait(self._tasks, timeout=5)
+            for task in pending:
+                task.cancel()
+            for task in done:
+                if not task.cancelled() and task.exception() is not None:
+                    log.warning("simulator_failed", task=task.get_name(), error=repr(task.exception()))
 
     async def close(self) -> None:
         pass
@@ -183,6 +213,35 @@ async def register_simulated_insoles(store: Store, count: int) -> list[Simulated
             await store.set_device_token(imei=imei, token_hash=hash_device_token(token))
         insoles.append(SimulatedInsole(imei=imei, token=token))
     return insoles
+
+
+def split_fleet(count: int, protocols: Sequence[str]) -> dict[str, int]:
+    """`count` devices shared over `protocols` as evenly as can be (the first ones get one more)."""
+    if not protocols:
+        raise ValueError("at least one protocol")
+    base, extra = divmod(count, len(protocols))
+    shares = {protocol: base + (index < extra) for index, protocol in enumerate(protocols)}
+    return {protocol: share for protocol, share in shares.items() if share}
+
+
+async def register_simulated_trackers(store: Store, protocol: str, count: int) -> list[str]:
+    """Register (or keep, when they exist) `count` simulated devices of a tracker protocol in the
+    default tenant; these carry no secret (CONTRACT §10)."""
+    from services.simulator.tracker import simulated_tracker_imeis
+
+    imeis = simulated_tracker_imeis(protocol, count)
+    for index, imei in enumerate(imeis):
+        try:
+            await register_device(
+                store,
+                imei=imei,
+                name=f"Simulated {protocol} {index + 1}",
+                protocol=protocol,
+                model=f"simulated {protocol}",
+            )
+        except DeviceExists:
+            pass
+    return imeis
 
 
 async def journal_alarm(message: Message) -> None:
@@ -248,6 +307,7 @@ def embedded_runtime(
     simulate: int = 0,
     rate: float = 0.2,
     sos_per_minute: float | None = None,
+    simulate_protocols: Sequence[str] = ("xsole",),
 ) -> tuple[Runtime, Listener]:
     """The all-in-one process: every service over the embedded adapters."""
     store = build_store(settings)
@@ -278,5 +338,7 @@ def embedded_runtime(
     # The first admin once every socket is bound: a failed start never shows a password it then forgets.
     runtime.components.append(AccountsBootstrap(settings, store))
     if simulate:
-        runtime.components.append(SimulatorComponent(store, listener, simulate, rate, sos_per_minute))
+        runtime.components.append(
+            SimulatorComponent(store, listener, simulate, rate, sos_per_minute, protocols=simulate_protocols)
+        )
     return runtime, listener

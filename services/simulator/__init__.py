@@ -1,4 +1,5 @@
-"""Simulated XSole insoles: lone workers walking around sites, speaking XSole v1 to a listener."""
+"""Simulated devices: XSole insoles worn by lone workers walking around sites, and trackers of the other
+protocols (tracker.py, firmware.py) walking the same routes."""
 
 from services.simulator.device import InsoleBehaviour, SimulatedInsole, SimulationStats
 from services.simulator.runner import run_simulation, simulated_imeis
