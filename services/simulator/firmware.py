@@ -23,7 +23,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from shared.protocols.tracker import FromServer, TrackerDevice
-from shared.protocols.xsole.constants import AlarmKind, CommandCode
+from shared.protocols.xsole.constants import AlarmKind
 from shared.protocols.xsole.messages import Activity, Alarm, DeviceEvent, Heartbeat, Position
 
 
@@ -35,18 +35,6 @@ class Packet:
     sent_at: float = 0.0  # when last sent (in the driver's clock)
     sent_before: bool = False  # sent on an earlier connection: the next sending is a resend
     alarm_kind: int | None = None
-
-
-def answer_is_answered(protocol: str, command: FromServer) -> bool:
-    """Whether the server answers a device's answer to `command` (so it waits for that, like a packet).
-
-    The interface (`TrackerDevice`) says what a device answers, not whether the server replies to it:
-    a GT06 answer (0x15) is echoed; an H02 device answers D1 (locate) with a V1 position, which the
-    server confirms with V4; a watch's and a Teltonika device's answers get no reply.
-    """
-    if protocol == "gt06":
-        return True
-    return protocol == "h02" and command.command == CommandCode.LOCATE_NOW
 
 
 class TrackerFirmware:
@@ -175,7 +163,7 @@ class TrackerFirmware:
                 self.commands.append(said)
                 answer = self.device.answer(said)
                 if answer:
-                    self.urgent.append(Packet(answer, "answer", answer_is_answered(self.protocol, said)))
+                    self.urgent.append(Packet(answer, "answer", self.device.answer_is_answered(said)))
         return self.outgoing(now)
 
 

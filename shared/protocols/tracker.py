@@ -309,3 +309,8 @@ class TrackerDevice:
     def answer(self, command: FromServer) -> bytes:
         """The device's reply to a command it received (b"" when the protocol has none)."""
         return b""
+
+    def answer_is_answered(self, command: FromServer) -> bool:
+        """Whether the server answers the device's `answer` to `command` (a device matching answers
+        by order must then wait for it, as for any packet)."""
+        return False

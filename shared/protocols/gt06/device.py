@@ -101,3 +101,6 @@ class Device(TrackerDevice):
         text = b"OK!"
         content = bytes((4 + len(text),)) + flag + text + _ENGLISH
         return encode_packet(COMMAND_ANSWER, content, self._next_serial())
+
+    def answer_is_answered(self, command: FromServer) -> bool:
+        return True  # the server echoes a 0x15 answer like any packet

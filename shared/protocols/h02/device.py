@@ -96,6 +96,10 @@ class Device(TrackerDevice):
             return self._general(head, now, lat_e7, lon_e7, speed_cms, course_ddeg, status_word())
         return b""
 
+    def answer_is_answered(self, command: FromServer) -> bool:
+        """The V1 answering D1 is a position, confirmed with V4; the V4 answering S71 gets nothing."""
+        return command.data.decode("latin-1").rstrip("#").split(",")[2:3] == [commands.LOCATE]
+
     def _understand(self, packet: bytes) -> FromServer | None:
         fields = packet[1:-1].decode("latin-1").split(",")
         if len(fields) < 3 or fields[1] != self.imei:
