@@ -61,7 +61,12 @@ class DeviceIn(BaseModel):
             "examples": [
                 {"imei": "356307042441013", "name": "Alice"},
                 {"imei": "864035051234567", "name": "Night guard", "protocol": "gt06", "model": "Concox GT06N"},
-            ]
+            ],
+            # The IMEI's length depends on the protocol (CONTRACT §10), said in the spec too (JSON Schema
+            # 2020-12, OpenAPI 3.1): 10 to 15 digits for h02 and watch, 15 for the others and by default.
+            "if": {"properties": {"protocol": {"enum": ["h02", "watch"]}}, "required": ["protocol"]},
+            "then": {},
+            "else": {"properties": {"imei": {"pattern": "^[0-9]{15}$"}}},
         },
     )
 
