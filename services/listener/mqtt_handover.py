@@ -21,6 +21,7 @@ from typing import Protocol
 
 from services.listener.mqtt_sessions import OWNED_REFRESH_S, OWNER_HEARTBEAT_S, SessionInfo, Sessions
 from shared.logging import get_logger
+from shared.waiting import wait_event
 
 log = get_logger("solewatch.listener.mqtt")
 OWNED_WRITE_DELAY_S = 0.05  # logins within this share one write of the owned list
@@ -78,10 +79,7 @@ class Handover:
 
     async def keep_owned_list(self) -> None:
         while True:
-            try:
-                await asyncio.wait_for(self._owned_changed.wait(), OWNED_REFRESH_S)
-            except TimeoutError:
-                pass
+            await wait_event(self._owned_changed, OWNED_REFRESH_S)
             self._owned_changed.clear()
             await asyncio.sleep(OWNED_WRITE_DELAY_S)
             if self.stopped:

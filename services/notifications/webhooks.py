@@ -33,6 +33,7 @@ from shared.bus import Message
 from shared.config import Settings
 from shared.logging import get_logger
 from shared.store.webhooks import AttemptOutcome, WebhookDelivery, WebhookEndpoint, WebhookStore
+from shared.waiting import wait_event
 from shared.webhook_events import device_status_event
 
 log = get_logger("solewatch.webhooks")
@@ -134,14 +135,14 @@ class WebhookSender:
     async def _run(self) -> None:
         while True:
             if self._alerting_idle is not None:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._alerting_idle(), ALERTING_FIRST_MAX_S)
+                with contextlib.suppress(TimeoutError):  # asyncio.timeout, not wait_for: shared/waiting.py
+                    async with asyncio.timeout(ALERTING_FIRST_MAX_S):
+                        await self._alerting_idle()
             try:
                 await self.send_due()
             except Exception:  # a store outage: try again at the next poll
                 log.exception("webhook_claim_failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), self.settings.webhook_poll_interval)
+            await wait_event(self.wake, self.settings.webhook_poll_interval)
             self.wake.clear()
 
     async def send_due(self) -> int:

@@ -22,6 +22,7 @@ from shared.cache import Cache
 from shared.config import Settings
 from shared.logging import get_logger
 from shared.store.outbox import OutboxStore
+from shared.waiting import wait_event
 
 log = get_logger("solewatch.outbox")
 
@@ -177,7 +178,4 @@ class OutboxRelay:
                 return
             if moved == self._batch or (self._stopping and moved):
                 continue
-            try:
-                await asyncio.wait_for(self._wake.wait(), self._poll_interval)
-            except TimeoutError:
-                pass
+            await wait_event(self._wake, self._poll_interval)
