@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from typing import Protocol
 
 import structlog
 
@@ -110,6 +111,48 @@ async def run_simulation(
         sos_per_minute=sos_per_minute,
     )
 
+    await run_fleet(
+        devices,
+        host=host,
+        port=port,
+        stats=stats,
+        stop=stop,
+        sos_rng=sos_rng,
+        sos_per_minute=sos_per_minute,
+        give_up_unreachable=give_up_unreachable,
+        name="insole",
+    )
+    log.info("simulator.finished", **stats.as_dict())
+    return stats
+
+
+class FleetDevice(Protocol):
+    """What `run_fleet` drives: a simulated insole or tracker."""
+
+    imei: str
+
+    @property
+    def online(self) -> bool: ...
+    def wake(self) -> None: ...
+    def raise_sos(self) -> None: ...
+    async def run(self) -> None: ...
+
+
+async def run_fleet(
+    devices: Sequence[FleetDevice],
+    *,
+    host: str,
+    port: int,
+    stats: SimulationStats,
+    stop: asyncio.Event,
+    sos_rng: random.Random,
+    sos_per_minute: float,
+    give_up_unreachable: bool,
+    name: str,
+) -> None:
+    """Run every device until all are done, with the fleet's SOS schedule and the give-up rule of
+    `run_simulation` (insoles) and `run_tracker_simulation` (trackers) alike."""
+
     async def relay_stop() -> None:
         await stop.wait()
         for device in devices:
@@ -117,7 +160,7 @@ async def run_simulation(
 
     async def raise_sos_now_and_then() -> None:
         for gap in sos_gaps(sos_rng, sos_per_minute):
-            await asyncio.sleep(gap)  # cancelled when the insoles are done
+            await asyncio.sleep(gap)  # cancelled when the devices are done
             online = [device for device in devices if device.online]
             sos_rng.choice(online or devices).raise_sos()
 
@@ -133,15 +176,13 @@ async def run_simulation(
     loop = asyncio.get_running_loop()
     helpers = [loop.create_task(relay_stop())]
     if sos_per_minute > 0 and devices:
-        helpers.append(loop.create_task(raise_sos_now_and_then(), name="simulator-sos"))
+        helpers.append(loop.create_task(raise_sos_now_and_then(), name=f"simulator-sos-{name}"))
     if give_up_unreachable and devices:
-        helpers.append(loop.create_task(give_up_when_unreachable(), name="simulator-unreachable"))
-    tasks = [loop.create_task(device.run(), name=f"insole-{device.imei}") for device in devices]
+        helpers.append(loop.create_task(give_up_when_unreachable(), name=f"simulator-unreachable-{name}"))
+    tasks = [loop.create_task(device.run(), name=f"{name}-{device.imei}") for device in devices]
     try:
         await asyncio.gather(*tasks)
     finally:
         for task in (*helpers, *tasks):
             task.cancel()
         await asyncio.gather(*helpers, *tasks, return_exceptions=True)
-    log.info("simulator.finished", **stats.as_dict())
-    return stats

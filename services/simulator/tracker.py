@@ -21,7 +21,7 @@ import structlog
 
 from services.simulator.device import SimulationStats
 from services.simulator.firmware import Packet, TrackerFirmware, is_sos
-from services.simulator.runner import FLEET_SOS_PER_MINUTE, sos_gaps
+from services.simulator.runner import FLEET_SOS_PER_MINUTE, run_fleet
 from services.simulator.walk import InsoleTelemetry, luhn_check_digit
 from shared.protocols import registry
 from shared.protocols.tracker import TrackerDevice
@@ -401,37 +401,16 @@ async def run_tracker_simulation(
     sos_rng = random.Random(seeds.getrandbits(64))
     log.info("simulator.starting", protocol=protocol, host=host, port=port, devices=len(devices), rate=rate)
 
-    async def relay_stop() -> None:
-        await stop.wait()
-        for device in devices:
-            device.wake()
-
-    async def raise_sos_now_and_then() -> None:
-        for gap in sos_gaps(sos_rng, sos_per_minute):
-            await asyncio.sleep(gap)
-            online = [device for device in devices if device.online]
-            sos_rng.choice(online or devices).raise_sos()
-
-    async def give_up_when_unreachable() -> None:
-        while stats.connections_made == 0:
-            if stats.connect_failures >= len(devices):
-                log.warning("simulator.unreachable", host=host, port=port, connect_failures=stats.connect_failures)
-                stop.set()
-                return
-            await asyncio.sleep(0.1)
-
-    loop = asyncio.get_running_loop()
-    helpers = [loop.create_task(relay_stop())]
-    if sos_per_minute > 0 and devices:
-        helpers.append(loop.create_task(raise_sos_now_and_then(), name=f"simulator-sos-{protocol}"))
-    if give_up_unreachable and devices:
-        helpers.append(loop.create_task(give_up_when_unreachable(), name=f"simulator-unreachable-{protocol}"))
-    tasks = [loop.create_task(device.run(), name=f"{protocol}-{device.imei}") for device in devices]
-    try:
-        await asyncio.gather(*tasks)
-    finally:
-        for task in (*helpers, *tasks):
-            task.cancel()
-        await asyncio.gather(*helpers, *tasks, return_exceptions=True)
+    await run_fleet(
+        devices,
+        host=host,
+        port=port,
+        stats=stats,
+        stop=stop,
+        sos_rng=sos_rng,
+        sos_per_minute=sos_per_minute,
+        give_up_unreachable=give_up_unreachable,
+        name=protocol,
+    )
     log.info("simulator.finished", protocol=protocol, **stats.as_dict())
     return stats
