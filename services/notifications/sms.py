@@ -64,6 +64,9 @@ class SmsNotifier:
         self._status_callback = status_callback_url(settings)
         self._timeout = timeout or REQUEST_TIMEOUT
         self._codes = codes
+        # The library imports its Messages API on first use, synchronously: paid here, at start or
+        # reload, and not by the first SOS after a start, which it delayed (the event loop held).
+        _ = Client(self._account_sid, self._auth_token).messages
 
     def reaches(self, contact: Contact) -> bool:
         return bool(contact.phone and E164.match(contact.phone))
