@@ -65,6 +65,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         default=None,
         help="webhooks: the order of phases A (no endpoint) and B (default ABBABAABABBA)",
     )
+    bench.add_argument("--runs", type=int, default=3, help="latency: runs on a fresh process each, for the spread")
     bench.add_argument("--json", type=Path, default=None, help="write the figures here as flat JSON")
     bench.add_argument(
         "--sweep",
@@ -153,7 +154,8 @@ async def _run(args: argparse.Namespace) -> None:
     elif args.name == "latency":
         from bench import latency
 
-        figures = await latency.run(
+        figures = await latency.run_repeated(
+            runs=args.runs,
             connections=args.connections or 200,
             seconds=args.seconds,
             warmup=args.warmup,

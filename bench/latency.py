@@ -12,6 +12,8 @@ machine's wall clock, which both processes share.
 from __future__ import annotations
 
 import asyncio
+import statistics
+import sys
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -105,19 +107,43 @@ async def run(
     return figures
 
 
+async def run_repeated(*, runs: int = 3, **options: Any) -> dict[str, Any]:
+    """`runs` runs one after the other, each on a fresh solewatch: every figure's median under its
+    own key (the keys of one run), its min and max under `_min` and `_max`, each run's as `_runN`."""
+    each = []
+    for number in range(1, runs + 1):
+        sys.stdout.write(f"latency run {number} of {runs}...\n")
+        sys.stdout.flush()
+        each.append(await run(**options))
+    figures: dict[str, Any] = {"mode": "embedded", "connections": each[0]["connections"], "runs": runs}
+    figures["rates"] = each[0]["rates"]
+    for key, value in each[0].items():
+        if key.startswith("rate_") and (value is None or isinstance(value, int | float)):
+            values = [one[key] for one in each]
+            known = sorted(v for v in values if v is not None)
+            figures[key] = statistics.median(known) if known else None
+            figures[f"{key}_min"], figures[f"{key}_max"] = (known[0], known[-1]) if known else (None, None)
+            figures |= {f"{key}_run{number}": v for number, v in enumerate(values, 1)}
+    return figures
+
+
 def report(figures: dict[str, Any]) -> None:
+    runs = figures.get("runs", 1)
     rows = []
     for rate in figures["rates"]:
-        key = f"{rate // 1000}k" if rate >= 1000 else str(rate)
-        rows.append(
-            (
-                f"{rate:,} frames/s offered",
-                (
-                    f"acked {figures[f'rate_{key}_acked_fps']:,}/s;"
-                    f" send → position event p50 {figures[f'rate_{key}_p50_ms']} ms,"
-                    f" p99 {figures[f'rate_{key}_p99_ms']} ms, max {figures[f'rate_{key}_max_ms']} ms"
-                    f" ({figures[f'rate_{key}_samples']:,} samples, {figures[f'rate_{key}_missing']} missing)"
-                ),
-            )
-        )
-    print_table(f"latency: {figures['connections']} insoles → solewatch run → one Socket.IO dashboard", rows)
+        key = f"rate_{rate // 1000}k" if rate >= 1000 else f"rate_{rate}"
+
+        def spread(name: str, key: str = key) -> str:
+            if runs == 1:
+                return f"{figures[f'{key}_{name}']}"
+            return " / ".join(str(figures[f"{key}_{name}{end}"]) for end in ("_min", "", "_max"))
+
+        rows += [
+            (f"{rate:,} frames/s offered: acked/s", spread("acked_fps")),
+            ("  send → position event p50 (ms)", spread("p50_ms")),
+            ("  p99 (ms)", spread("p99_ms")),
+            ("  max (ms)", spread("max_ms")),
+            ("  samples, missing", f"{spread('samples')}; {spread('missing')}"),
+        ]
+    what = "one run" if runs == 1 else f"min / median / max of {runs} runs, each on a fresh process"
+    print_table(f"latency: {figures['connections']} insoles → solewatch run → one Socket.IO dashboard ({what})", rows)

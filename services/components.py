@@ -24,6 +24,7 @@ from shared.bus.outbox import OutboxRelay
 from shared.bus.topics import TOPIC_ALARM
 from shared.config import Settings
 from shared.http import HttpServer
+from shared.live_feed import LiveFeed
 from shared.logging import get_logger
 from shared.protocols.registry import imei_problem
 from shared.runtime import Component, Runtime
@@ -317,7 +318,10 @@ def embedded_runtime(
     relay = OutboxRelay(store, bus)
     store.on_write = relay.notify  # every commit (frames, alerts) wakes the relay: one mechanism for all
     listener = Listener(settings, store, cache=cache, bus=bus)
-    context = ServiceContext(settings=settings, store=store, cache=cache, bus=bus, commands=listener)
+    listener.committer.live = LiveFeed()
+    context = ServiceContext(
+        settings=settings, store=store, cache=cache, bus=bus, commands=listener, live=listener.committer.live
+    )
     # Consumers subscribe as they are built, before the relay delivers anything.
     notifications = NotificationsService(context)
     components: list[Component] = [

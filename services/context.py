@@ -9,6 +9,7 @@ from services.visibility.gate import VisiblePositions
 from shared.bus import Bus
 from shared.cache import Cache
 from shared.config import Settings
+from shared.live_feed import LiveFeed
 from shared.store import ApiStore
 from shared.store.audit import AuditEntry
 
@@ -34,6 +35,8 @@ class ServiceContext:
     cache: Cache
     bus: Bus
     commands: CommandSender
+    # Positions straight from a listener in this process (the all-in-one mode), else from the bus.
+    live: LiveFeed | None = None
     # Where workers were, as CONTRACT §8 lets them be seen: `store` has no positions of its own.
     positions: VisiblePositions = field(init=False)
 

@@ -22,8 +22,9 @@ from typing import Protocol
 from services.listener import metrics
 from shared.bus import Bus
 from shared.bus.topics import TOPIC_INGEST
+from shared.live_feed import LiveFeed
 from shared.logging import get_logger
-from shared.protocols.xsole import AckStatus, FrameType
+from shared.protocols.xsole import AckStatus, FrameType, Position
 from shared.protocols.xsole.bulk import TelemetryRun
 from shared.store.batch import BatchBuilder, DeviceRef, IngestBatch, TelemetryEvent
 from shared.store.ingest_message import ingest_message
@@ -137,6 +138,9 @@ class GroupCommitter:
         self.last_error: str | None = None
         self._last_error_at = 0.0
         self.outage = CommitOutage()
+        # Where positions go the moment they arrive, for the live views of this process (the
+        # all-in-one mode): they need not wait for the commit, which the ACK does.
+        self.live: LiveFeed | None = None
 
     @property
     def recent_error(self) -> str | None:
@@ -154,6 +158,8 @@ class GroupCommitter:
         batch.acks.append((sink, run.seqs))
         batch.contents.add_run(device, run, received_at)
         self._added(batch, len(run.seqs))
+        if self.live is not None and (positions := run.fields_by_type.get(FrameType.POSITION)):
+            self.live.offer_newest(device, positions, received_at)
 
     def add_event(self, sink: AckSink, device: DeviceRef, event: TelemetryEvent, received_at: float) -> None:
         """One frame from the general path; `sink` gets its ACK once durable."""
@@ -161,6 +167,8 @@ class GroupCommitter:
         batch.contents.add_event(device, event, received_at)
         batch.acks.append((sink, [event.seq]))
         self._added(batch, 1)
+        if self.live is not None and type(event) is Position:
+            self.live.offer(device, event, received_at)
 
     def _added(self, batch: Batch, frames: int) -> None:
         batch.frames += frames

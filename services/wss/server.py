@@ -36,6 +36,7 @@ from services.wss.handshakes import Admission, HalfOpenSessions, client_address,
 from shared.alerts import iso_utc
 from shared.bus import Handler, Message
 from shared.bus.topics import TOPIC_ALERT, TOPIC_DEVICE_STATUS, TOPIC_TELEMETRY
+from shared.live_feed import PositionItem
 from shared.logging import get_logger
 from shared.position_view import known_battery
 from shared.store.messages import telemetry_items
@@ -224,8 +225,15 @@ class LiveUpdates:
     def __init__(self, context: ServiceContext, sio: socketio.AsyncServer, *, consumer: str = "wss"):
         self._sio = sio
         self._positions = context.positions  # the location visibility (CONTRACT §8) decides what is sent
+        # Positions not yet sent, newest per device: a burst waits for the socket writes in progress
+        # as one position per device, never as a queue of every frame.
+        self._unsent: dict[tuple[int, int], PositionItem] = {}
+        self._sender: asyncio.Task[None] | None = None
         bus = context.bus
-        bus.subscribe(f"{consumer}-positions", [TOPIC_TELEMETRY], self._guarded(self.on_telemetry))
+        if context.live is not None:  # the listener is in this process: positions come the moment they arrive
+            context.live.attach(self.on_live_positions, watching=self._anyone_watching)
+        else:
+            bus.subscribe(f"{consumer}-positions", [TOPIC_TELEMETRY], self._guarded(self.on_telemetry))
         bus.subscribe(f"{consumer}-alerts", [TOPIC_ALERT], self._guarded(self.on_alert))
         bus.subscribe(f"{consumer}-device-status", [TOPIC_DEVICE_STATUS], self._guarded(self.on_device_status))
 
@@ -241,19 +249,45 @@ class LiveUpdates:
         rooms = self._rooms()
         return rooms is None or bool(rooms.get(room))
 
-    async def on_telemetry(self, message: Message) -> None:
+    def _anyone_watching(self) -> bool:
         rooms = self._rooms()
-        if rooms is not None and not rooms:
-            return  # no dashboard connected: do not even parse the message
+        return rooms is None or bool(rooms)
+
+    async def on_telemetry(self, message: Message) -> None:
+        """Positions from the bus (the wss process of the distributed mode)."""
+        if self._anyone_watching():  # else do not even parse the message
+            await self._send_positions(list(telemetry_items(message.payload, "positions")))
+
+    def on_live_positions(self, items: list[PositionItem]) -> None:
+        """Positions from the listener in this process (shared/live_feed.py), newest per device."""
+        unsent = self._unsent
+        for item in items:
+            key = (item["tenant_id"], item["device_id"])
+            kept = unsent.get(key)
+            if kept is None or (kept["ts"], kept["seq"]) <= (item["ts"], item["seq"]):
+                unsent[key] = item
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.create_task(self._send_unsent(), name="wss-live-positions")
+
+    async def _send_unsent(self) -> None:
+        while self._unsent:
+            items, self._unsent = list(self._unsent.values()), {}
+            try:
+                await asyncio.wait_for(self._send_positions(items), EMIT_TIMEOUT_S)
+            except Exception as exc:
+                log.warning("live_update_dropped", topic=TOPIC_TELEMETRY, positions=len(items), error=repr(exc))
+
+    async def _send_positions(self, items: list[PositionItem]) -> None:
+        rooms = self._rooms()
         watched: dict[int, bool] = {}
-        items = []
-        for item in telemetry_items(message.payload, "positions"):
+        shown = []
+        for item in items:
             tenant_id = item["tenant_id"]
             if tenant_id not in watched:
                 watched[tenant_id] = rooms is None or bool(rooms.get(tenant_room(tenant_id)))
             if watched[tenant_id]:
-                items.append(item)
-        for item in await self._positions.live(items, _live_key):
+                shown.append(item)
+        for item in await self._positions.live(shown, _live_key):
             room = tenant_room(item["tenant_id"])
             if rooms is None:
                 await self._sio.emit("position", live_position(item), to=room)
