@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 import socketio
+from prometheus_client import Histogram
 from socketio.async_pubsub_manager import AsyncPubSubManager
 from socketio.exceptions import ConnectionRefusedError
 
@@ -48,6 +49,14 @@ EMIT_TIMEOUT_S = 5.0
 # (plus one cache read per socket), in every wss process, as each asks the shared cache.
 SESSION_CHECK_S = 2.0
 NAMESPACE = "/"
+
+# How stale the map is: from the listener's receipt of a position to its hand-over to the sockets,
+# the oldest position of each hand-over (one observation per send, not per position).
+live_position_delay = Histogram(
+    "live_position_delay_seconds",
+    "From a position's arrival at the listener to its hand-over to the dashboards' sockets",
+    buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0),
+)
 
 # The admitted handshake being answered, for `_handle_eio_connect`: python-engineio
 # calls it from within `handle_request` but hands it no ASGI scope of ours.
@@ -287,12 +296,15 @@ class LiveUpdates:
                 watched[tenant_id] = rooms is None or bool(rooms.get(tenant_room(tenant_id)))
             if watched[tenant_id]:
                 shown.append(item)
-        for item in await self._positions.live(shown, _live_key):
+        visible = await self._positions.live(shown, _live_key)
+        for item in visible:
             room = tenant_room(item["tenant_id"])
             if rooms is None:
                 await self._sio.emit("position", live_position(item), to=room)
             else:
                 await self._send_local(rooms[room], "position", live_position(item))
+        if visible:
+            live_position_delay.observe(max(0.0, time.time() - min(item["received_at"] for item in visible)))
 
     async def _send_local(self, members: Mapping[str, str], event: str, data: dict[str, Any]) -> None:
         """Emit to this process's clients in a room, encoded once with orjson.

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+from prometheus_client import REGISTRY
 
 from shared.http import HttpServer
 from shared.protocols.xsole import Ack
@@ -63,10 +64,12 @@ def hold_commits(solewatch: EmbeddedSolewatch, monkeypatch: pytest.MonkeyPatch) 
 async def test_the_map_shows_a_position_while_its_commit_is_still_running(solewatch, dashboard, monkeypatch):
     device = await solewatch.logged_in_device(IMEI)
     release = hold_commits(solewatch, monkeypatch)
+    handed_over = REGISTRY.get_sample_value("live_position_delay_seconds_count") or 0
     await device.send(device_position := device_frame(device, 1))
     await eventually(lambda: bool(dashboard.of("position")), "the position on the map")
     [shown] = dashboard.of("position")
     assert (shown["imei"], shown["lat"]) == (IMEI, device_position.lat_e7 / 1e7)
+    assert REGISTRY.get_sample_value("live_position_delay_seconds_count") == handed_over + 1  # the map's lag, timed
     with pytest.raises(TimeoutError):
         await device.recv(timeout=0.3)  # no ACK before the frame is durable
     release.set()
