@@ -213,6 +213,14 @@ class Settings(BaseSettings):
     wss_handshake_timeout: float = Field(
         10, gt=0, description="seconds a new session has to authenticate before it is closed"
     )
+    wss_ping_interval: float = Field(
+        25,
+        ge=1,
+        le=300,
+        description="seconds between Engine.IO pings to each live client (python-engineio's default); a client"
+        " silent past it plus 20 s is closed. Shorter keeps idle sockets alive through proxies and NATs that"
+        " drop quiet connections sooner",
+    )
 
     # Listener behaviour (contract defaults).
     idle_timeout: float = Field(300, gt=0, description="seconds of silence before a device connection is closed")

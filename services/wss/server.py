@@ -84,6 +84,7 @@ def create_socketio(
         max_half_open=settings.wss_max_half_open_sessions,
         max_half_open_per_address=settings.wss_max_half_open_per_address,
         handshake_timeout=settings.wss_handshake_timeout,
+        ping_interval=settings.wss_ping_interval,
         async_mode="asgi",
         client_manager=client_manager,
         cors_allowed_origins=cors_allowed_origins,

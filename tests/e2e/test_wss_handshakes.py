@@ -23,6 +23,7 @@ pytestmark = pytest.mark.slow
 
 HANDSHAKES = 4000
 TIMEOUT_S = 5
+PING_INTERVAL_S = 5
 
 
 async def test_abandoned_handshakes_give_their_memory_back(tmp_path: Path) -> None:
@@ -33,6 +34,7 @@ async def test_abandoned_handshakes_give_their_memory_back(tmp_path: Path) -> No
         log_path=tmp_path / "run.log",
         env={
             "SOLEWATCH_WSS_HANDSHAKE_TIMEOUT": str(TIMEOUT_S),
+            "SOLEWATCH_WSS_PING_INTERVAL": str(PING_INTERVAL_S),  # sessions are freed at their first ping
             "SOLEWATCH_LOG_LEVEL": "info",
         },
     )
@@ -50,9 +52,9 @@ async def test_abandoned_handshakes_give_their_memory_back(tmp_path: Path) -> No
         peak = process_rss_mb(pid)
         print(f"RSS before {before:.1f} MB, after {HANDSHAKES} handshakes {peak:.1f} MB ({dict(statuses)})")
 
-        # After the handshake timeout and python-engineio's first ping interval
-        # (25 s), the server hands the memory back and logs it: wait for that.
-        deadline = time.monotonic() + TIMEOUT_S + 60
+        # After the handshake timeout and python-engineio's first ping interval,
+        # the server hands the memory back and logs it: wait for that.
+        deadline = time.monotonic() + TIMEOUT_S + PING_INTERVAL_S + 60
         while "half_open_memory_released" not in process.log_path.read_text() and time.monotonic() < deadline:
             await asyncio.sleep(1.0)
         after = process_rss_mb(pid)
