@@ -77,7 +77,7 @@ async def drive(
             assert proc.stdout is not None
             await proc.stdout.readline()
         login_s = time.monotonic() - login_started
-        start_at = time.time() + 0.5
+        start_at = time.time() + 0.3  # every generator has read it by then
         for proc in procs:
             assert proc.stdin is not None
             proc.stdin.write(orjson.dumps({"start_at": start_at}) + b"\n")
