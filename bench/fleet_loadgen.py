@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import binascii
 import functools
+import gc
 import os
 import resource
 import struct
@@ -224,6 +225,8 @@ async def _main() -> None:
     spec = orjson.loads(await loop.run_in_executor(None, stdin.readline))
     generator = FleetGenerator(spec)
     await generator.connect()
+    # The insoles live as long as the process: the collector need not walk them again and again.
+    gc.freeze()
     sys.stdout.buffer.write(orjson.dumps({"logged_in": generator.logged_in}) + b"\n")
     sys.stdout.flush()
     start = orjson.loads(await loop.run_in_executor(None, stdin.readline))["start_at"]
