@@ -40,6 +40,7 @@ _ACTIVITY = struct.Struct(">IHBBBB")
 _WALKING = 2  # an activity state no detector raises an alert for
 HEARTBEAT_EVERY_S = 30
 ACTIVITY_EVERY_S = 20
+GRACE_S = 10.0  # frames not acknowledged this long after the last one was written count as lost
 TICK_S = 0.001  # how often the schedule is looked at: frames due meanwhile go out then, one write each
 
 
@@ -130,7 +131,8 @@ class FleetGenerator:
         self.fleet: int = spec["fleet"]
         self.warmup: float = spec["warmup"]
         self.seconds: float = spec["seconds"]
-        self.grace: float = spec.get("grace", 3.0)  # after the last frame, the longest to wait for the last ACKs
+        # After the last frame, the longest to wait for the last ACKs: what is still unanswered then is lost.
+        self.grace: float = spec.get("grace", GRACE_S)
         self.connections: list[Insole] = []
         self.phases: list[float] = []  # of each connection, in [0, 1), ascending
         self.sent = self.acked = self.acked_in_window = self.refused = 0
