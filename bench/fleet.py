@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import resource
 import sys
 import tempfile
 import time
@@ -42,6 +43,7 @@ from bench.common import (
 
 # Frames a second each insole offers: one POSITION, a HEARTBEAT every 30 s, an ACTIVITY every 20 s.
 FRAMES_PER_INSOLE_S = 1 + 1 / 30 + 1 / 20
+FILES_SPARE = 200  # a process's open files besides its device connections (the server's store, its HTTP port...)
 
 
 async def drive(
@@ -114,7 +116,8 @@ async def drive(
         "p50_ms": percentile(latencies, 0.50) * 1000,
         "p99_ms": percentile(latencies, 0.99) * 1000,
         "max_ms": latencies[-1] * 1000 if latencies else float("nan"),
-        "cpu_ms_per_1k": server_cpu * 1000 / max(acked_in_window, 1) * 1000,
+        # None when no ACK came in the window (a server far behind): no frame to share the CPU among.
+        "cpu_ms_per_1k": server_cpu * 1000 / acked_in_window * 1000 if acked_in_window else None,
         "server_cpu_share": server_cpu / seconds,  # of one core
         "rss_mb": process_rss_mb(pid),
         "loadgen_cpu_share": sum(r["cpu_seconds"] for r in results) / seconds,
@@ -127,6 +130,14 @@ async def drive(
 async def run(
     *, connections: int = 19_000, seconds: float = 30.0, warmup: float = 3.0, processes: int = 2
 ) -> dict[str, Any]:
+    # Each generator holds its share of the connections; the server holds them all (and its own files).
+    files = resource.getrlimit(resource.RLIMIT_NOFILE)[0] - FILES_SPARE
+    if connections > files:
+        raise SystemExit(f"solewatch bench fleet: one server process can hold {files:,} connections here, not more")
+    if -(-connections // processes) > files:
+        raise SystemExit(
+            f"solewatch bench fleet: a load generator process can hold {files:,} connections here; use more --processes"
+        )
     with tempfile.TemporaryDirectory(prefix="solewatch-bench-") as tmp:
         data_dir = Path(tmp)
         credentials = await register_devices(data_dir, connections)
@@ -177,12 +188,16 @@ async def run(
         "baseline_send_lag_max_ms": two(base["send_lag_max_ms"]),
         "baseline_late_frames": base["late_frames"],
         "baseline_load_avg_1m": two(base["load_avg_1m"]),
-        "cpu_ratio": two(durable["cpu_ms_per_1k"] / base["cpu_ms_per_1k"]) if base["cpu_ms_per_1k"] else None,
+        "cpu_ratio": (
+            two(durable["cpu_ms_per_1k"] / base["cpu_ms_per_1k"])
+            if durable["cpu_ms_per_1k"] and base["cpu_ms_per_1k"]
+            else None
+        ),
     }
 
 
-def _round2(value: float) -> float:
-    return round(value, 2)
+def _round2(value: float | None) -> float | None:
+    return None if value is None else round(value, 2)
 
 
 def report(figures: dict[str, Any]) -> None:
