@@ -21,23 +21,27 @@ BENCHMARKS = (
     "export",
     "disk",
     "purge",
+    "fleet",
 )
 
-SECONDS = {"webhooks": 120.0}  # measuring windows other than the 10 s default
+SECONDS = {"webhooks": 120.0, "fleet": 30.0}  # measuring windows other than the 10 s default
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     bench = sub.add_parser("bench", help="benchmarks that print their figures (see docs/performance.md)")
     bench.add_argument("name", choices=BENCHMARKS)
     bench.add_argument(
-        "--seconds", type=float, default=None, help="measuring window (default: 120 for webhooks, 10 for the others)"
+        "--seconds",
+        type=float,
+        default=None,
+        help="measuring window (default: 120 for webhooks, 30 for fleet, 10 for the others)",
     )
     bench.add_argument("--warmup", type=float, default=3.0)
     bench.add_argument(
         "--connections",
         type=int,
         default=None,
-        help="device connections (default: 1,000 for ingest, alarm and webhooks, 19,000 for connections)",
+        help="device connections (default: 1,000 for ingest, alarm and webhooks, 19,000 for connections and fleet)",
     )
     bench.add_argument("--window", type=int, default=8, help="unacknowledged frames per device (ingest)")
     bench.add_argument("--processes", type=int, default=2, help="load generator processes")
@@ -189,6 +193,16 @@ async def _run(args: argparse.Namespace) -> None:
             processes=args.processes,
         )
         purge.report(figures)
+    elif args.name == "fleet":
+        from bench import fleet
+
+        figures = await fleet.run(
+            connections=args.connections or 19_000,
+            seconds=args.seconds,
+            warmup=args.warmup,
+            processes=args.processes,
+        )
+        fleet.report(figures)
     elif args.name == "handshakes":
         from bench import handshakes  # `python -m bench.handshakes DIR` runs another checkout
 

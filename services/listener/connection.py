@@ -110,7 +110,7 @@ class DeviceConnection(asyncio.Protocol):
         # `last_seen_wall`: when these bytes arrived, even if processed after a pause.
         result = self._ingest.pump(self, self.last_seen_wall)
         if result is Stop.NEED_DATA:
-            if self.session.state in _TAKING:
+            if self._paused and self.session.state in _TAKING:
                 self.resume()
         elif type(result) is Login:
             self._server.spawn(self._login(result))  # reading stays paused until the verdict

@@ -137,6 +137,11 @@ class TrackerSession:
                 return outcome
         return None
 
+    @property
+    def drained(self) -> bool:
+        """Every byte received has been handed out: nothing comes out until more are fed."""
+        return not self._ready and not self._buffer
+
     def take_telemetry(self, received_at: float, limit: int) -> None:
         """No bulk path: these protocols go through `next_event` (XSole's hot path has it)."""
         return None

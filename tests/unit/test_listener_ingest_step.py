@@ -167,6 +167,21 @@ async def test_a_full_window_pauses_the_link(ingest: Ingest) -> None:
     assert link.paused and link.unacked == 2  # the window of this test's settings
 
 
+async def test_a_read_that_fills_the_window_exactly_pauses_the_link(ingest: Ingest) -> None:
+    # Every byte of the read is taken, so the session has nothing more to say: the link must stop
+    # being read all the same, before a next read brings frames the window has no room for.
+    link = FakeLink()
+    link.session.receive_data(encode(Login(1, IMEI, 0x0102, TOKEN)))
+    assert await ingest.login(link, ingest.pump(link, time.time()))  # type: ignore[arg-type]
+    link.paused = False
+    link.session.receive_data(encode(position(2)))
+    assert ingest.pump(link, time.time()) is Stop.NEED_DATA and not link.paused
+    link.session.receive_data(encode(position(3)))
+
+    assert ingest.pump(link, time.time()) is Stop.FULL
+    assert link.paused and link.unacked == 2
+
+
 async def test_a_refused_login_ends_the_link_with_its_reason(ingest: Ingest) -> None:
     link = FakeLink()
     link.session.receive_data(encode(Login(1, IMEI, 0x0102, bytes(16))))

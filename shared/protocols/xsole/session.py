@@ -106,6 +106,11 @@ class DeviceSession:
     def skipped_bytes(self) -> int:
         return self._frames.skipped_bytes
 
+    @property
+    def drained(self) -> bool:
+        """Every byte received has been handed out: nothing comes out until more are fed."""
+        return self._frames.buffered == 0
+
     def next_event(self) -> Login | DeviceEvent | Reply | None:
         """The next thing to act on, or None (need more data, paused or closed)."""
         frames = self._frames
