@@ -193,7 +193,10 @@ class DetectionService:
                     continue
                 extra: dict[str, Any] = {}
                 if isinstance(detector, GeofenceDetector):
-                    extra["geofences"] = await self._tenant_geofences(frame["tenant_id"], now)
+                    geofences = await self._tenant_geofences(frame["tenant_id"], now)
+                    if not geofences and states.get(detector.name) is None:
+                        continue  # a tenant without geofences: a device's first fix near one is where it starts
+                    extra["geofences"] = geofences
                 elif isinstance(detector, OfflineDetector):
                     extra["offline_after"] = (await self._overrides(device_id, now)).offline_after
                 elif isinstance(detector, NoMotionDetector):
