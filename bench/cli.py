@@ -21,9 +21,10 @@ BENCHMARKS = (
     "export",
     "disk",
     "purge",
+    "readpath",
 )
 
-SECONDS = {"webhooks": 120.0}  # measuring windows other than the 10 s default
+SECONDS = {"webhooks": 120.0, "readpath": 20.0}  # measuring windows other than the 10 s default
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -64,6 +65,20 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         type=_phases,
         default=None,
         help="webhooks: the order of phases A (no endpoint) and B (default ABBABAABABBA)",
+    )
+    bench.add_argument("--devices", type=int, default=10_000, help="readpath: devices in the store it builds")
+    bench.add_argument(
+        "--days", type=int, default=2, help="readpath: days of history, a position per 30 s (2: 57.6 M positions)"
+    )
+    bench.add_argument(
+        "--store",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="readpath: keep the built store here, or reuse the one there (default: a temporary directory)",
+    )
+    bench.add_argument(
+        "--device-days", type=int, default=40, help="readpath: device-days of positions read while quiet"
     )
     bench.add_argument("--json", type=Path, default=None, help="write the figures here as flat JSON")
     bench.add_argument(
@@ -187,6 +202,19 @@ async def _run(args: argparse.Namespace) -> None:
             processes=args.processes,
         )
         purge.report(figures)
+    elif args.name == "readpath":
+        from bench import readpath
+
+        figures = await readpath.run(
+            devices=args.devices,
+            days=args.days,
+            store=args.store,
+            device_days=args.device_days,
+            seconds=args.seconds,
+            warmup=args.warmup,
+            processes=args.processes,
+        )
+        readpath.report(figures)
     elif args.name == "handshakes":
         from bench import handshakes  # `python -m bench.handshakes DIR` runs another checkout
 
