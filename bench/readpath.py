@@ -31,13 +31,25 @@ from typing import Any
 import httpx
 
 from bench.common import percentile, print_table, run_loadgens, start_solewatch
-from bench.readpath_build import DAY_S, StoreShape, build, credentials, imei_of, load_shape, say, store_bytes
+from bench.readpath_build import (
+    DAY_S,
+    INTERVAL_S,
+    StoreShape,
+    build,
+    credentials,
+    imei_of,
+    load_shape,
+    say,
+    store_bytes,
+)
 
 ADMIN = ("bench@solewatch.local", "bench password 1")
 PAGE = 1000  # positions per page, the API's largest
 DEVICE_PAGE = 1000  # devices per page, as the dashboard asks
 ALERT_PAGE = 50  # the API's default
-INGEST_RATE = 10_000
+INGEST_PER_DEVICE = 1.0  # frames/s from each device while ingesting: 10,000 frames/s from 10,000 devices
+STEADY_WAIT_S = 60.0  # the longest wait for 10,000 devices to log in and send at the offered rate
+STEADY_MARGIN_S = 5.0  # how much longer than the reads the devices send: time to see them steady
 _FRAMES_STORED = re.compile(rb"^listener_frames_stored_total ([0-9.e+]+)$", re.MULTILINE)
 
 Timings = dict[str, list[float]]  # what was read -> each request's seconds
@@ -104,7 +116,7 @@ async def read_all(
 ) -> tuple[Timings, dict[str, int]]:
     """One round of every read: positions of `device_days` device-days, `lists` device lists, alert pages."""
     timings: Timings = {k: [] for k in ("page", "device_page", "device_list", "alerts", "alerts_open")}
-    counts = {"positions_read": 0, "devices_listed": 0, "alerts_listed": 0}
+    counts = {"device_days_read": device_days, "positions_read": 0, "devices_listed": 0, "alerts_listed": 0}
     for _ in range(device_days):
         counts["positions_read"] += await read_device_day(http, timings, shape, rng)
     for _ in range(lists):
@@ -136,7 +148,7 @@ async def run(
     *,
     devices: int = 10_000,
     days: int = 2,
-    alarms: int = 5000,
+    alarms: int | None = None,
     store: Path | None = None,
     device_days: int = 40,
     lists: int = 5,
@@ -144,12 +156,14 @@ async def run(
     seconds: float = 20.0,
     warmup: float = 3.0,
     processes: int = 2,
-    ingest_rate: int = INGEST_RATE,
+    ingest_rate: int | None = None,
 ) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="solewatch-readpath-") as tmp:
         store_dir = store or Path(tmp)
         shape = load_shape(store_dir)
         if shape is None:
+            # Some thousands of alerts on the full store, a few dozen on a small one.
+            alarms = alarms or max(20, min(5000, devices * days * DAY_S // INTERVAL_S // 10_000))
             shape = await build(store_dir, devices=devices, days=days, alarms=alarms)
         elif (shape.devices, shape.days) != (devices, days):
             say(f"readpath: reusing the store at {store_dir}: {shape.devices:,} devices × {shape.days} days")
@@ -164,7 +178,7 @@ async def run(
             seconds=seconds,
             warmup=warmup,
             processes=processes,
-            ingest_rate=ingest_rate,
+            ingest_rate=ingest_rate or round(shape.devices * INGEST_PER_DEVICE),
         )
     return figures
 
@@ -238,15 +252,18 @@ async def _under_ingest(
             port,
             credentials(shape.devices),
             processes=processes,
-            seconds=seconds + warmup,  # covers the reads, which start once frames are being stored
+            seconds=seconds + warmup + STEADY_MARGIN_S,  # covers the reads, which start once ingest is steady
             warmup=0.5,
-            window=1,
+            window=8,
             rate=rate,
         )
     )
-    # Reads start once the devices are logged in and their frames stored at the offered rate.
+    # Reads start once the devices are logged in (the load generators' clock starts then) and their
+    # frames stored at half the offered rate or more (or after STEADY_WAIT_S: the figures then say
+    # what rate the server kept up). One round of reads at least, even if the sending stopped early.
     before, at = await frames_stored(http), time.perf_counter()
-    while not load.done():
+    give_up = at + STEADY_WAIT_S
+    while not load.done() and time.perf_counter() < give_up:
         await asyncio.sleep(1.0)
         now_stored, now = await frames_stored(http), time.perf_counter()
         if (now_stored - before) / (now - at) >= rate * 0.5:
@@ -256,12 +273,13 @@ async def _under_ingest(
     timings: Timings = {}
     stored_at_start, read_start = await frames_stored(http), time.perf_counter()
     rounds = 0
-    while time.perf_counter() - read_start < seconds and not load.done():
+    while rounds == 0 or (time.perf_counter() - read_start < seconds and not load.done()):
         got, _ = await read_round()
         rounds += 1
         for key, values in got.items():
             timings.setdefault(key, []).extend(values)
     read_seconds = time.perf_counter() - read_start
+    stopped_early = load.done()  # then the frames/s below are spread over reads that partly ran without ingest
     ingest_fps = (await frames_stored(http) - stored_at_start) / read_seconds
     result = await load
     return figures_of(timings, "_under_ingest") | {
@@ -270,6 +288,7 @@ async def _under_ingest(
         "ingest_logged_in": result["logged_in"],
         "ingest_ack_p99_ms": round(result["p99_ms"], 2),
         "read_rounds_under_ingest": rounds,
+        "ingest_stopped_before_reads_ended": stopped_early,
     }
 
 
