@@ -33,7 +33,7 @@ async def test_readpath_bench_times_the_apis_reads_on_a_store_built_through_the_
     assert figures["devices_listed"] == DEVICES  # with their live state: one page of 1,000
     assert 0 < figures["alerts_listed"] <= 30
     for suffix in ("", "_under_ingest"):
-        for read in ("page", "device_page", "device_list", "alerts", "alerts_open"):
+        for read in ("page", "first_page", "device_page", "device_list", "alerts", "alerts_open"):
             assert figures[f"{read}_count{suffix}"] > 0
             p50, p99, top = (figures[f"{read}_{q}_ms{suffix}"] for q in ("p50", "p99", "max"))
             assert 0 < p50 <= p99 <= top
