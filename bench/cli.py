@@ -80,6 +80,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     bench.add_argument(
         "--device-days", type=int, default=40, help="readpath: device-days of positions read while quiet"
     )
+    bench.add_argument(
+        "--ingest-rate",
+        type=int,
+        default=None,
+        help="readpath: frames/s sent during the reads under ingest (default: one per device per second, 10,000)",
+    )
     bench.add_argument("--json", type=Path, default=None, help="write the figures here as flat JSON")
     bench.add_argument(
         "--sweep",
@@ -210,6 +216,7 @@ async def _run(args: argparse.Namespace) -> None:
             days=args.days,
             store=args.store,
             device_days=args.device_days,
+            ingest_rate=args.ingest_rate,
             seconds=args.seconds,
             warmup=args.warmup,
             processes=args.processes,
