@@ -113,6 +113,8 @@ def _alarm(index: int, tick: int, ts: int) -> Alarm:
 
 async def build(store_dir: Path, *, devices: int, days: int, alarms: int) -> StoreShape:
     """Build the store in `store_dir` (which must not hold one yet)."""
+    if (store_dir / "solewatch.db").exists():  # without readpath.json: not ours, or a build cut short
+        raise SystemExit(f"readpath: {store_dir} holds a store this bench did not finish building; use another --store")
     store_dir.mkdir(parents=True, exist_ok=True)
     check_disk(store_dir, devices, days)
     start_ts = (int(time.time()) // DAY_S - _NEWEST_HISTORY_DAYS_AGO - days) * DAY_S
