@@ -154,7 +154,7 @@ async def run(
     device_days: int = 40,
     lists: int = 5,
     alert_pages: int = 20,
-    seconds: float = 20.0,
+    seconds: float = 10.0,
     warmup: float = 3.0,
     processes: int = 2,
     ingest_rate: int | None = None,
