@@ -19,6 +19,7 @@ BENCHMARKS = (
     "handshakes",
     "webhooks",
     "export",
+    "readpath",
     "disk",
     "purge",
     "fleet",
@@ -59,6 +60,26 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="ingest: the devices' protocol (gt06, h02, watch, teltonika: see bench/tracker_ingest.py; default xsole)",
     )
     bench.add_argument("--frames", type=int, default=300_000, help="export: positions of the large device")
+    bench.add_argument("--devices", type=int, default=10_000, help="readpath: devices in the store it builds")
+    bench.add_argument(
+        "--days", type=int, default=2, help="readpath: days of history, a position per 30 s (2: 57.6 M positions)"
+    )
+    bench.add_argument(
+        "--store",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="readpath: keep the built store here, or reuse the one there (default: a temporary directory)",
+    )
+    bench.add_argument(
+        "--device-days", type=int, default=40, help="readpath: device-days of positions read while quiet"
+    )
+    bench.add_argument(
+        "--ingest-rate",
+        type=int,
+        default=None,
+        help="readpath: frames/s sent during the reads under ingest (default: one per device per second, 10,000)",
+    )
     bench.add_argument(
         "--slow-endpoints", type=int, default=10, help="webhooks: slow endpoints attached in its phases B"
     )
@@ -128,6 +149,20 @@ async def _run(args: argparse.Namespace) -> None:
             args.sweep.with_suffix(".json").write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
             ingest.plot(result, args.sweep)
             print(f"\nsweep plotted to {args.sweep}")
+    elif args.name == "readpath":  # --seconds: how long the reads under ingest go on
+        from bench import readpath
+
+        figures = await readpath.run(
+            devices=args.devices,
+            days=args.days,
+            store=args.store,
+            device_days=args.device_days,
+            ingest_rate=args.ingest_rate,
+            seconds=args.seconds,
+            warmup=args.warmup,
+            processes=args.processes,
+        )
+        readpath.report(figures)
     elif args.name == "disk":  # `python -m bench.disk` takes --devices, --hours and --runs
         from bench import disk
 

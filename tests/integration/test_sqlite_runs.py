@@ -73,6 +73,25 @@ async def test_a_retransmitted_run_is_stored_once(store: SqliteStore) -> None:
     assert (await count_stored(store, device.id))["positions"] == 12
 
 
+async def test_a_run_retransmitted_after_a_restart_is_stored_once(store: SqliteStore) -> None:
+    # The store learns each device's newest stored frame when it opens: a device whose ACKs the
+    # restart cut off sends its frames again to the new process.
+    device, other = await device_in(store), await device_in(store, imei="356307042441021")
+    first = [fix(seq, TS + seq) for seq in range(1, 9)]
+    await store.commit_telemetry(IngestBatch(runs=(run_of(device, *first), run_of(other, fix(1, TS)))))
+    await store.close()
+    reopened = SqliteStore(store.path)
+    await reopened.open()
+    try:
+        again = first[4:] + [fix(seq, TS + seq) for seq in range(9, 13)]
+        await reopened.commit_telemetry(IngestBatch(runs=(run_of(device, *again),)))
+
+        assert await all_positions(reopened, device, page=5) == as_stored(*(fix(s, TS + s) for s in range(1, 13)))
+        assert set(frames_on_disk(reopened.path).values()) == {1}
+    finally:
+        await reopened.close()
+
+
 async def test_copies_within_one_commit_are_stored_once(store: SqliteStore) -> None:
     device = await device_in(store)
     frames = [fix(seq, TS + seq) for seq in range(1, 5)]
