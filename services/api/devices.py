@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 from typing import Annotated, Any
 
@@ -37,7 +36,7 @@ async def device_view(context: ServiceContext, device: Device, *, whole: bool = 
 async def device_views(context: ServiceContext, devices: list[Device], *, whole: bool = False) -> list[dict[str, Any]]:
     # last_position through the location visibility (CONTRACT §8): null when the tenant's mode hides it.
     last_positions = await context.positions.last_positions(devices, whole=whole)
-    marks = await asyncio.gather(*(context.cache.get(online_key(device.id)) for device in devices))
+    marks = await context.cache.get_many([online_key(device.id) for device in devices])
     return [
         {
             "imei": device.imei,

@@ -47,6 +47,9 @@ class MemoryCache:
         entry = self._live(key)
         return None if entry is None else entry[0]
 
+    async def get_many(self, keys: list[str]) -> list[bytes | None]:
+        return [None if (entry := self._live(key)) is None else entry[0] for key in keys]
+
     async def set(self, key: str, value: bytes, *, ttl: float | None = None) -> None:
         self._store(key, value, ttl)
 

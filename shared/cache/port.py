@@ -24,6 +24,9 @@ class Cache(Protocol):
         """Raise when the cache cannot serve."""
 
     async def get(self, key: str) -> bytes | None: ...
+    async def get_many(self, keys: list[str]) -> list[bytes | None]:
+        """The values of `keys`, in their order (None where absent), in one round trip."""
+
     async def set(self, key: str, value: bytes, *, ttl: float | None = None) -> None: ...
     async def set_if_absent(self, key: str, value: bytes, *, ttl: float | None = None) -> bool:
         """Set only when the key does not exist; True when this call set it."""

@@ -134,6 +134,12 @@ class RedisCache:
         return cast(bytes | None, await self._redis.get(key))
 
     @_unavailable_when_unreachable
+    async def get_many(self, keys: list[str]) -> list[bytes | None]:
+        if not keys:
+            return []
+        return cast(list[bytes | None], await self._redis.mget(keys))
+
+    @_unavailable_when_unreachable
     async def set(self, key: str, value: bytes, *, ttl: float | None = None) -> None:
         await self._redis.set(key, value, px=None if ttl is None else _milliseconds(ttl))
 

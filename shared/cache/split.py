@@ -49,6 +49,12 @@ class SplitCache:
     async def get(self, key: str) -> bytes | None:
         return await self.adapter_for(key).get(key)
 
+    async def get_many(self, keys: list[str]) -> list[bytes | None]:
+        durable = [key.startswith(self._prefixes) for key in keys]
+        from_durable = iter(await self.durable.get_many([k for k, d in zip(keys, durable, strict=True) if d]))
+        from_fast = iter(await self.fast.get_many([k for k, d in zip(keys, durable, strict=True) if not d]))
+        return [next(from_durable) if d else next(from_fast) for d in durable]
+
     async def set(self, key: str, value: bytes, *, ttl: float | None = None) -> None:
         await self.adapter_for(key).set(key, value, ttl=ttl)
 

@@ -144,6 +144,10 @@ class SqliteCache:
         except sqlite3.OperationalError as exc:
             raise CacheUnavailable(f"sqlite cache {self.path}: {exc}") from exc
 
+    async def get_many(self, keys: list[str]) -> list[bytes | None]:
+        # One key at a time on the reader, as `get` does: each is an index lookup, no thread hop.
+        return [await self.get(key) for key in keys]
+
     async def set(self, key: str, value: bytes, *, ttl: float | None = None) -> None:
         expires_at = self._expiry(ttl)
         await self._run(

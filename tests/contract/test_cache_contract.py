@@ -28,6 +28,16 @@ async def test_get_set_delete(cache: Cache, unique: Unique) -> None:
     await cache.delete(unique("never-set"))
 
 
+async def test_get_many_answers_each_key_in_order(cache: Cache, unique: Unique) -> None:
+    present, expiring, absent = unique("present"), unique("expiring"), unique("absent")
+    await cache.set(present, b"P")
+    await cache.set(expiring, b"E", ttl=0.2)
+    assert await cache.get_many([absent, present, expiring, present]) == [None, b"P", b"E", b"P"]
+    assert await cache.get_many([]) == []
+    await eventually(lambda: _absent(cache, expiring))
+    assert await cache.get_many([expiring, present]) == [None, b"P"]
+
+
 async def test_ping_on_a_started_cache(cache: Cache) -> None:
     await cache.ping()
 

@@ -81,3 +81,15 @@ async def test_the_all_in_one_cache_persists_authn_keys_only(tmp_path):
         assert second.adapter_for("detect:7") is second.fast
     finally:
         await second.close()
+
+
+async def test_the_all_in_one_cache_reads_many_keys_from_both_of_its_halves_in_order(tmp_path):
+    cache = embedded_cache(Settings(data_dir=tmp_path / "data"))
+    await cache.start()
+    try:
+        await cache.set("session:s1", b"durable", ttl=600)
+        await cache.set("device:7:online", b"memory", ttl=600)
+        keys = ["device:7:online", "device:8:online", "session:s1", "session:none", "device:7:online"]
+        assert await cache.get_many(keys) == [b"memory", None, b"durable", None, b"memory"]
+    finally:
+        await cache.close()
