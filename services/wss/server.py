@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from typing import Any
 
 import orjson
 import socketio
+from engineio import packet as eio_packet
 from socketio.async_pubsub_manager import AsyncPubSubManager
 from socketio.exceptions import ConnectionRefusedError
 
@@ -32,6 +33,7 @@ from services.authn.tokens import (
     verify_access_token,
 )
 from services.context import ServiceContext
+from services.wss.backpressure import SlowReaders
 from services.wss.handshakes import Admission, HalfOpenSessions, client_address, is_handshake
 from shared.alerts import iso_utc
 from shared.bus import Handler, Message
@@ -51,6 +53,8 @@ NAMESPACE = "/"
 # The admitted handshake being answered, for `_handle_eio_connect`: python-engineio
 # calls it from within `handle_request` but hands it no ASGI scope of ours.
 _admission: ContextVar[Admission | None] = ContextVar("wss_admission", default=None)
+# How to abort the TCP connection of the WebSocket request being answered, for the same reason.
+_connection_abort: ContextVar[Callable[[], None] | None] = ContextVar("wss_connection_abort", default=None)
 
 
 def tenant_room(tenant_id: int | str) -> str:
@@ -74,6 +78,8 @@ def create_socketio(
         max_half_open=settings.wss_max_half_open_sessions,
         max_half_open_per_address=settings.wss_max_half_open_per_address,
         handshake_timeout=settings.wss_handshake_timeout,
+        send_queue_limit=settings.wss_send_queue_limit,
+        slow_reader_timeout=settings.wss_slow_reader_timeout,
         async_mode="asgi",
         client_manager=client_manager,
         cors_allowed_origins=cors_allowed_origins,
@@ -120,10 +126,24 @@ class GuardedServer(socketio.AsyncServer):  # type: ignore[misc]  # socketio is 
     `half_open.authenticated`) or it ends, through python-socketio's two
     Engine.IO event handlers, and refuses a handshake while too many wait,
     in all or from its address.
+
+    It also bounds what waits for each session's client (`slow_readers`,
+    services/wss/backpressure.py), and so keeps how to abort each WebSocket's
+    connection.
     """
 
-    def __init__(self, *, max_half_open: int, max_half_open_per_address: int, handshake_timeout: float, **kwargs: Any):
+    def __init__(
+        self,
+        *,
+        max_half_open: int,
+        max_half_open_per_address: int,
+        handshake_timeout: float,
+        send_queue_limit: int = 1000,
+        slow_reader_timeout: float = 10.0,
+        **kwargs: Any,
+    ):
         super().__init__(**kwargs)
+        self.slow_readers = SlowReaders(self.eio.sockets, queue_limit=send_queue_limit, timeout=slow_reader_timeout)
         self.half_open = HalfOpenSessions(
             limit=max_half_open,
             per_address=max_half_open_per_address,
@@ -133,16 +153,22 @@ class GuardedServer(socketio.AsyncServer):  # type: ignore[misc]  # socketio is 
         )
 
     async def handle_request(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
+        abort = _abort_of(send) if scope.get("type") == "websocket" else None
         if not is_handshake(scope):
+            upgrading = _query_sid(scope)
+            if abort is not None and upgrading is not None:  # a polling session moving to WebSocket
+                self.slow_readers.attach(upgrading, abort)
             return await super().handle_request(scope, receive, send)
         admission = self.half_open.admit(client_address(scope))
         if admission is None:
             return await self.half_open.refuse(scope, send)
         token = _admission.set(admission)
+        abort_token = _connection_abort.set(abort)
         try:
             return await super().handle_request(scope, receive, send)
         finally:
             _admission.reset(token)
+            _connection_abort.reset(abort_token)
             self.half_open.settle(admission)
 
     async def _handle_eio_connect(self, eio_sid: str, environ: dict[str, Any]) -> Any:
@@ -150,6 +176,9 @@ class GuardedServer(socketio.AsyncServer):  # type: ignore[misc]  # socketio is 
         if admission is None:  # not through handle_request (never in service): count it, against no address
             admission = self.half_open.hold("")
         self.half_open.opened(eio_sid, admission)
+        abort = _connection_abort.get()
+        if abort is not None:  # opened over WebSocket directly
+            self.slow_readers.attach(eio_sid, abort)
         # python-socketio keeps each session's environ for the `connect` handler, and
         # with it the whole ASGI request that opened it (its receive and send
         # callables, uvicorn's request cycle, a body reader of a class built for that
@@ -160,6 +189,7 @@ class GuardedServer(socketio.AsyncServer):  # type: ignore[misc]  # socketio is 
 
     async def _handle_eio_disconnect(self, eio_sid: str, reason: Any) -> None:
         self.half_open.ended(eio_sid)
+        self.slow_readers.forget(eio_sid)
         await super()._handle_eio_disconnect(eio_sid, reason)
 
     async def _close_half_open(self, eio_sid: str) -> None:
@@ -169,6 +199,26 @@ class GuardedServer(socketio.AsyncServer):  # type: ignore[misc]  # socketio is 
         socket = self.eio.sockets.pop(eio_sid, None)
         if socket is not None:
             await socket.close(wait=False, abort=False, reason=self.eio.reason.SERVER_DISCONNECT)
+
+
+def _abort_of(send: Any) -> Callable[[], None] | None:
+    """The abort of the TCP connection under an ASGI WebSocket `send`, where the server lets us reach it.
+
+    ASGI has no way to abort a connection, and a WebSocket close waits behind the
+    bytes a stalled client does not read. uvicorn's `send` is a method of its
+    WebSocket protocol, which holds the transport; any other server: None.
+    """
+    transport = getattr(getattr(send, "__self__", None), "transport", None)
+    abort = getattr(transport, "abort", None)
+    return abort if callable(abort) else None
+
+
+def _query_sid(scope: dict[str, Any]) -> str | None:
+    query: bytes = scope.get("query_string", b"")
+    for part in query.split(b"&"):
+        if part.startswith(b"sid="):
+            return part[4:].decode("latin-1")
+    return None
 
 
 class SessionGuard:
@@ -261,16 +311,24 @@ class LiveUpdates:
                 await self._send_local(rooms[room], "position", live_position(item))
 
     async def _send_local(self, members: Mapping[str, str], event: str, data: dict[str, Any]) -> None:
-        """Emit to this process's clients in a room, encoded once with orjson.
+        """Emit a position to this process's clients in a room, encoded once with orjson, in one packet.
 
         Positions are the one event sent thousands of times a second; python-socketio's
         emit builds packet objects, encodes with the json module and starts a task per
-        recipient, which cost more than everything else on the live path.
+        recipient, which cost more than everything else on the live path. One
+        Engine.IO packet serves every recipient (it caches its encoding), and a
+        client that reads too slowly gets each device's newest instead of all
+        (services/wss/backpressure.py).
         """
         encoded = "2" + orjson.dumps([event, data]).decode()  # a Socket.IO EVENT packet, default namespace
+        message = eio_packet.Packet(eio_packet.MESSAGE, data=encoded)
+        slow_readers: SlowReaders | None = getattr(self._sio, "slow_readers", None)
         for eio_sid in list(members.values()):
-            try:
-                await self._sio.eio.send(eio_sid, encoded)
+            if slow_readers is not None:
+                slow_readers.send_position(eio_sid, data["imei"], message)
+                continue
+            try:  # a server of python-socketio's own (tests)
+                await self._sio.eio.send_packet(eio_sid, message)
             except KeyError:
                 pass  # the client left while we were sending
 
