@@ -62,6 +62,7 @@ class SlowReaders:
         self._behind_since: dict[str, float] = {}
         self._aborts: dict[str, Callable[[], None]] = {}  # session -> aborts its connection (WebSocket only)
         self._task: asyncio.Task[None] | None = None
+        self._closing: set[asyncio.Task[None]] = set()
 
     def attach(self, eio_sid: str, abort: Callable[[], None]) -> None:
         """How to cut `eio_sid`'s connection when it stays behind."""
@@ -151,5 +152,7 @@ class SlowReaders:
             socket.queue.task_done()
         if abort is not None:
             abort()  # python-engineio's WebSocket loops then end and report the disconnect
-        else:  # long-polling: no connection is held open, so a close lets the next poll end the session
-            socket.queue.put_nowait(None)
+        else:  # long-polling: no connection is held open; closing the session ends it
+            closing = asyncio.create_task(socket.close(wait=False, abort=True), name="wss-slow-reader-close")
+            self._closing.add(closing)
+            closing.add_done_callback(self._closing.discard)
