@@ -12,11 +12,18 @@ newest per device only (an older position of the same device is replaced,
 counted in `wss_positions_coalesced_total`), so what waits is bounded by the
 tenant's devices. They go out, oldest first, as the queue makes room. Alerts
 and device status are never held back nor dropped: they go straight into the
-queue (python-socketio's emit). A session behind for `timeout` seconds is
-disconnected: its TCP connection is aborted (a graceful close would wait
-behind the very bytes the client does not read), which counts in
+queue (python-socketio's emit).
+
+A session that stays behind while its connection is congested (bytes wait in
+the transport: the kernel's buffers toward the client are full) for `timeout`
+seconds is disconnected: its TCP connection is aborted (a graceful close would
+wait behind the very bytes the client does not read), which counts in
 `wss_slow_readers_disconnected_total`; the dashboard reconnects and reloads
-what it shows from the REST API, as after any reconnection.
+what it shows from the REST API, as after any reconnection. A session behind
+only because the server itself cannot keep up (many dashboards, a busy CPU)
+has an empty transport buffer: it is coalesced, never cut, since reconnecting
+everyone would only add work. A long-polling session has no connection to
+look at; behind for `timeout` seconds, it is closed.
 """
 
 from __future__ import annotations
@@ -60,20 +67,22 @@ class SlowReaders:
         self._clock = clock
         self._held: dict[str, dict[str, Any]] = {}  # session -> device -> its newest position packet not queued
         self._behind_since: dict[str, float] = {}
-        self._aborts: dict[str, Callable[[], None]] = {}  # session -> aborts its connection (WebSocket only)
+        self._stalled_since: dict[str, float] = {}  # behind with a congested connection, since
+        self._transports: dict[str, asyncio.Transport] = {}  # session -> its WebSocket's TCP connection
         self._task: asyncio.Task[None] | None = None
         self._closing: set[asyncio.Task[None]] = set()
 
-    def attach(self, eio_sid: str, abort: Callable[[], None]) -> None:
-        """How to cut `eio_sid`'s connection when it stays behind."""
-        self._aborts[eio_sid] = abort
+    def attach(self, eio_sid: str, transport: asyncio.Transport) -> None:
+        """The TCP connection of `eio_sid`'s WebSocket: to see whether it is congested, and to cut it."""
+        self._transports[eio_sid] = transport
 
     def forget(self, eio_sid: str) -> None:
         """The session ended: whatever is held for it goes."""
-        self._aborts.pop(eio_sid, None)
+        self._transports.pop(eio_sid, None)
         if self._held.pop(eio_sid, None) is not None:
             sessions_behind.dec()
         self._behind_since.pop(eio_sid, None)
+        self._stalled_since.pop(eio_sid, None)
 
     def held(self, eio_sid: str) -> int:
         """Positions held for a session behind (0 when it keeps up)."""
@@ -117,6 +126,7 @@ class SlowReaders:
         if not held:
             del self._held[eio_sid]
             sessions_behind.dec()
+            self._stalled_since.pop(eio_sid, None)
             since = self._behind_since.pop(eio_sid, None)
             if since is not None:
                 log.info("wss_session_caught_up", eio_sid=eio_sid, behind_s=round(self._clock() - since, 3))
@@ -127,7 +137,7 @@ class SlowReaders:
             self.sweep()
 
     def sweep(self) -> None:
-        """Release what the queues have room for; disconnect sessions behind for longer than the timeout."""
+        """Release what the queues have room for; disconnect sessions stalled for longer than the timeout."""
         now = self._clock()
         for eio_sid, held in list(self._held.items()):
             socket = self._sockets.get(eio_sid)
@@ -135,23 +145,29 @@ class SlowReaders:
                 self.forget(eio_sid)
                 continue
             self._release(eio_sid, socket, held)
-            since = self._behind_since.get(eio_sid)
-            if eio_sid in self._held and since is not None and now - since > self.timeout:
-                self.disconnect(eio_sid, socket, behind_s=now - since)
+            if eio_sid not in self._held:
+                continue  # caught up
+            transport = self._transports.get(eio_sid)
+            if transport is not None and not transport.get_write_buffer_size():
+                self._stalled_since.pop(eio_sid, None)  # the kernel takes all we write: the server is the slow one
+                continue
+            since = self._stalled_since.setdefault(eio_sid, now)
+            if now - since > self.timeout:
+                self.disconnect(eio_sid, socket, behind_s=now - self._behind_since.get(eio_sid, since))
 
     def disconnect(self, eio_sid: str, socket: Any, *, behind_s: float) -> None:
         slow_readers_disconnected.inc()
         log.warning(
             "wss_slow_reader_disconnected", eio_sid=eio_sid, behind_s=round(behind_s, 3), held=self.held(eio_sid)
         )
-        abort = self._aborts.get(eio_sid)
+        transport = self._transports.get(eio_sid)
         self.forget(eio_sid)
         # Queued packets go with the connection: the dashboard reloads from the REST API when it reconnects.
         while not socket.queue.empty():
             socket.queue.get_nowait()
             socket.queue.task_done()
-        if abort is not None:
-            abort()  # python-engineio's WebSocket loops then end and report the disconnect
+        if transport is not None:
+            transport.abort()  # python-engineio's WebSocket loops then end and report the disconnect
         else:  # long-polling: no connection is held open; closing the session ends it
             closing = asyncio.create_task(socket.close(wait=False, abort=True), name="wss-slow-reader-close")
             self._closing.add(closing)

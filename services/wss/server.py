@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from contextvars import ContextVar
 from typing import Any
 
@@ -53,8 +53,8 @@ NAMESPACE = "/"
 # The admitted handshake being answered, for `_handle_eio_connect`: python-engineio
 # calls it from within `handle_request` but hands it no ASGI scope of ours.
 _admission: ContextVar[Admission | None] = ContextVar("wss_admission", default=None)
-# How to abort the TCP connection of the WebSocket request being answered, for the same reason.
-_connection_abort: ContextVar[Callable[[], None] | None] = ContextVar("wss_connection_abort", default=None)
+# The TCP connection of the WebSocket request being answered, for the same reason.
+_connection: ContextVar[asyncio.Transport | None] = ContextVar("wss_connection", default=None)
 
 
 def tenant_room(tenant_id: int | str) -> str:
@@ -128,8 +128,7 @@ class GuardedServer(socketio.AsyncServer):  # type: ignore[misc]  # socketio is 
     in all or from its address.
 
     It also bounds what waits for each session's client (`slow_readers`,
-    services/wss/backpressure.py), and so keeps how to abort each WebSocket's
-    connection.
+    services/wss/backpressure.py), and so hands it each WebSocket's connection.
     """
 
     def __init__(
@@ -153,22 +152,22 @@ class GuardedServer(socketio.AsyncServer):  # type: ignore[misc]  # socketio is 
         )
 
     async def handle_request(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
-        abort = _abort_of(send) if scope.get("type") == "websocket" else None
+        connection = _transport_of(send) if scope.get("type") == "websocket" else None
         if not is_handshake(scope):
             upgrading = _query_sid(scope)
-            if abort is not None and upgrading is not None:  # a polling session moving to WebSocket
-                self.slow_readers.attach(upgrading, abort)
+            if connection is not None and upgrading is not None:  # a polling session moving to WebSocket
+                self.slow_readers.attach(upgrading, connection)
             return await super().handle_request(scope, receive, send)
         admission = self.half_open.admit(client_address(scope))
         if admission is None:
             return await self.half_open.refuse(scope, send)
         token = _admission.set(admission)
-        abort_token = _connection_abort.set(abort)
+        connection_token = _connection.set(connection)
         try:
             return await super().handle_request(scope, receive, send)
         finally:
             _admission.reset(token)
-            _connection_abort.reset(abort_token)
+            _connection.reset(connection_token)
             self.half_open.settle(admission)
 
     async def _handle_eio_connect(self, eio_sid: str, environ: dict[str, Any]) -> Any:
@@ -176,9 +175,9 @@ class GuardedServer(socketio.AsyncServer):  # type: ignore[misc]  # socketio is 
         if admission is None:  # not through handle_request (never in service): count it, against no address
             admission = self.half_open.hold("")
         self.half_open.opened(eio_sid, admission)
-        abort = _connection_abort.get()
-        if abort is not None:  # opened over WebSocket directly
-            self.slow_readers.attach(eio_sid, abort)
+        connection = _connection.get()
+        if connection is not None:  # opened over WebSocket directly
+            self.slow_readers.attach(eio_sid, connection)
         # python-socketio keeps each session's environ for the `connect` handler, and
         # with it the whole ASGI request that opened it (its receive and send
         # callables, uvicorn's request cycle, a body reader of a class built for that
@@ -201,16 +200,18 @@ class GuardedServer(socketio.AsyncServer):  # type: ignore[misc]  # socketio is 
             await socket.close(wait=False, abort=False, reason=self.eio.reason.SERVER_DISCONNECT)
 
 
-def _abort_of(send: Any) -> Callable[[], None] | None:
-    """The abort of the TCP connection under an ASGI WebSocket `send`, where the server lets us reach it.
+def _transport_of(send: Any) -> asyncio.Transport | None:
+    """The TCP connection under an ASGI WebSocket `send`, where the server lets us reach it.
 
-    ASGI has no way to abort a connection, and a WebSocket close waits behind the
-    bytes a stalled client does not read. uvicorn's `send` is a method of its
-    WebSocket protocol, which holds the transport; any other server: None.
+    ASGI has no way to see a connection's backlog nor to abort it, and a WebSocket
+    close waits behind the bytes a stalled client does not read. uvicorn's `send`
+    is a method of its WebSocket protocol, which holds the transport; any other
+    server: None.
     """
     transport = getattr(getattr(send, "__self__", None), "transport", None)
-    abort = getattr(transport, "abort", None)
-    return abort if callable(abort) else None
+    if callable(getattr(transport, "abort", None)) and callable(getattr(transport, "get_write_buffer_size", None)):
+        return transport  # checked for the two methods used
+    return None
 
 
 def _query_sid(scope: dict[str, Any]) -> str | None:

@@ -70,8 +70,8 @@ class RawDashboard:
     def stall(self, api: ApiHarness) -> None:
         """Stop reading; and keep the server's kernel from buffering megabytes for us, as a far, slow link soon does."""
         self.ws.transport.pause_reading()
-        abort = api.asgi.engineio_server.slow_readers._aborts[self.eio_sid]  # the server-side transport's abort
-        abort.__self__.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        connection = api.asgi.engineio_server.slow_readers._transports[self.eio_sid]  # the server's side
+        connection.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
 
     def resume(self) -> None:
         self.ws.transport.resume_reading()
