@@ -21,6 +21,8 @@ BENCHMARKS = (
     "export",
     "disk",
     "purge",
+    "dashboards",
+    "soak",
 )
 
 SECONDS = {"webhooks": 120.0}  # measuring windows other than the 10 s default
@@ -65,6 +67,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         default=None,
         help="webhooks: the order of phases A (no endpoint) and B (default ABBABAABABBA)",
     )
+    bench.add_argument("--clients", type=int, default=None, help="dashboards: Socket.IO dashboards (default 100)")
+    bench.add_argument(
+        "--rate", type=int, default=None, help="dashboards, soak: frames/s the insoles offer (default 10,000; 5,000)"
+    )
+    bench.add_argument("--minutes", type=float, default=30.0, help="soak: how long it runs")
+    bench.add_argument("--sample-every", type=float, default=60.0, help="soak: seconds per sample (RSS, p99)")
     bench.add_argument("--json", type=Path, default=None, help="write the figures here as flat JSON")
     bench.add_argument(
         "--sweep",
@@ -187,6 +195,30 @@ async def _run(args: argparse.Namespace) -> None:
             processes=args.processes,
         )
         purge.report(figures)
+    elif args.name == "dashboards":
+        from bench import dashboards
+
+        figures = await dashboards.run(
+            clients=args.clients or 100,
+            connections=args.connections or 200,
+            rate=args.rate or 10_000,
+            seconds=args.seconds,
+            warmup=args.warmup,
+            processes=args.processes,
+        )
+        dashboards.report(figures)
+    elif args.name == "soak":
+        from bench import soak
+
+        figures = await soak.run(
+            minutes=args.minutes,
+            sample_every=args.sample_every,
+            clients=args.clients or 10,
+            connections=args.connections or 200,
+            rate=args.rate or 5000,
+            processes=args.processes,
+        )
+        soak.report(figures)
     elif args.name == "handshakes":
         from bench import handshakes  # `python -m bench.handshakes DIR` runs another checkout
 
