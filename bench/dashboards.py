@@ -207,7 +207,9 @@ async def run(
                         window=8,
                         rate=rate,
                         record_sends=True,
-                        ts_offset=-(index + 1) * 100_000,
+                        # later phases in later device times: a late event of the phase before never
+                        # counts as showing one of this phase's frames
+                        ts_offset=-(len(PHASES) - index) * 100_000,
                     )
                     await asyncio.sleep(1.0)  # let the last events arrive
                     start, end = load["window"]

@@ -3,8 +3,9 @@
 An all-in-one solewatch; insoles send POSITION frames at `rate` for `minutes`
 while `clients` dashboards (bench/dashboard_clients.py) watch their tenant.
 The load runs in periods of `sample_every` seconds (each a fresh load
-generator run: its insoles log in again, about half a second between periods,
-and send in their own range of device times, so no frame repeats another).
+generator run: its insoles log in again, about a second between periods, and
+send in a later range of device times, so no frame repeats another and a late
+event of one period never counts as showing a frame of the next).
 After each period: the server's RSS, its CPU over the period, and the p99 of
 that period's sampled frames from send to `position` event, pooled over every
 dashboard. The figures: the RSS slope (MB per hour, least squares over the
@@ -35,7 +36,6 @@ from bench.common import (
 from bench.dashboards import ADMIN, DashboardProcesses, sign_in
 
 SETTLE_S = 120.0  # RSS samples before this (from the start of the load) are left out of the slope
-TS_SPACING = 10_000  # device seconds between periods' time ranges: more than a period's frames per insole
 
 
 def least_squares_slope(points: list[tuple[float, float]]) -> float:
@@ -66,6 +66,8 @@ async def run(
     processes: int = 2,
 ) -> dict[str, Any]:
     periods = max(2, round(minutes * 60 / sample_every))
+    # Device seconds between periods' time ranges: more than a period's frames per insole (one second each).
+    ts_spacing = int(rate / connections * (sample_every + 10)) + 1000
     samples: list[dict[str, Any]] = []
     delays: list[array[float]] = []
     with tempfile.TemporaryDirectory(prefix="solewatch-bench-") as tmp:
@@ -95,7 +97,7 @@ async def run(
                         window=8,
                         rate=rate,
                         record_sends=True,
-                        ts_offset=-(index + 1) * TS_SPACING,
+                        ts_offset=-(periods - index) * ts_spacing,  # forward in device time, as insoles go
                     )
                     await asyncio.sleep(0.5)  # let the period's last events arrive
                     start, end = load["window"]
