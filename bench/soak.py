@@ -123,7 +123,7 @@ async def run(
         settled = [(s["minute"] * 60, s["rss_mb"]) for s in samples]
     third = max(1, len(samples) // 3)
     return {
-        "minutes": round(samples[-1]["minute"], 2),
+        "minutes": samples[-1]["minute"],
         "rate": rate,
         "clients": clients,
         "connections": connections,
