@@ -215,7 +215,7 @@ class Settings(BaseSettings):
     )
     # Dashboards that read too slowly (services/wss/backpressure.py).
     wss_send_queue_limit: int = Field(
-        1000,
+        200,
         gt=0,
         description="positions queued for one dashboard at most; beyond, it gets only each device's newest",
     )

@@ -47,7 +47,7 @@ slow_readers_disconnected = Counter(
 )
 sessions_behind = Gauge("wss_sessions_behind", "Dashboards whose positions are being coalesced, in this process")
 
-SWEEP_EVERY_S = 0.25  # how often positions held for sessions behind are offered again
+SWEEP_EVERY_S = 0.05  # how often positions held for sessions behind are offered again (and checked)
 
 
 class SlowReaders:

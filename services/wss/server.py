@@ -137,7 +137,7 @@ class GuardedServer(socketio.AsyncServer):  # type: ignore[misc]  # socketio is 
         max_half_open: int,
         max_half_open_per_address: int,
         handshake_timeout: float,
-        send_queue_limit: int = 1000,
+        send_queue_limit: int = 200,
         slow_reader_timeout: float = 10.0,
         **kwargs: Any,
     ):
