@@ -32,6 +32,7 @@ from bench.common import (
     CpuSampler,
     percentile,
     print_table,
+    process_cpu_seconds,
     process_rss_mb,
     register_devices,
     run_loadgens,
@@ -87,6 +88,10 @@ class DashboardProcesses:
             "clients": [client for result in results for client in result["clients"]],
             "cut": sum(result["cut"] for result in results),
         }
+
+    def cpu_seconds(self) -> float:
+        """The CPU time the dashboards' processes have used so far: they share the cores with the server."""
+        return sum(process_cpu_seconds(proc.pid) for proc in self.procs if proc.returncode is None)
 
     async def stop(self) -> None:
         for proc in self.procs:
@@ -198,6 +203,8 @@ async def run(
                 for index, name in enumerate(PHASES):
                     if name == "stalled":
                         await stalled.start(url, token, clients=1, processes=1, stall=True)
+                    clients_cpu = dashboards.cpu_seconds()
+                    began = time.time()
                     load = await run_loadgens(
                         port,
                         credentials,
@@ -211,14 +218,17 @@ async def run(
                         # counts as showing one of this phase's frames
                         ts_offset=-(len(PHASES) - index) * 100_000,
                     )
+                    clients_cpu = (dashboards.cpu_seconds() - clients_cpu) / (time.time() - began)
                     await asyncio.sleep(1.0)  # let the last events arrive
                     start, end = load["window"]
                     figures |= phase_figures(name, await dashboards.measure(load["sends"], (start, end)), seconds)
                     figures |= {
                         f"{name}_acked_fps": round(load["fps"]),
                         f"{name}_server_cpu_cores": round(cpu.cpu_between(start, end) / (end - start), 3),
+                        f"{name}_dashboards_cpu_cores": round(clients_cpu, 3),
                         f"{name}_rss_max_mb": round(rss.max_between(start, end), 1),
                         f"{name}_rss_end_mb": round(process_rss_mb(server.pid), 1),
+                        f"{name}_sessions_behind": round((await live_metrics(http_port)).get("wss_sessions_behind", 0)),
                     }
             figures["stalled_cut"] = (await stalled.measure([], (0.0, 1.0)))["cut"]
             metrics = await live_metrics(http_port)
@@ -255,7 +265,8 @@ def report(figures: dict[str, Any]) -> None:
         rows.append(
             (
                 f"{name}: server",
-                f"CPU {figures[f'{name}_server_cpu_cores']} cores, RSS max {figures[f'{name}_rss_max_mb']} MB,"
+                f"CPU {figures[f'{name}_server_cpu_cores']} cores (the dashboards'"
+                f" {figures[f'{name}_dashboards_cpu_cores']}), RSS max {figures[f'{name}_rss_max_mb']} MB,"
                 f" at the end {figures[f'{name}_rss_end_mb']} MB",
             )
         )

@@ -88,6 +88,7 @@ async def run(
             started = time.time()
             async with CpuSampler(server.pid) as cpu:
                 for index in range(periods):
+                    clients_cpu, began = dashboards.cpu_seconds(), time.time()
                     load = await run_loadgens(
                         port,
                         credentials,
@@ -99,6 +100,7 @@ async def run(
                         record_sends=True,
                         ts_offset=-(periods - index) * ts_spacing,  # forward in device time, as insoles go
                     )
+                    clients_cpu = (dashboards.cpu_seconds() - clients_cpu) / (time.time() - began)
                     await asyncio.sleep(0.5)  # let the period's last events arrive
                     start, end = load["window"]
                     measured = await dashboards.measure(load["sends"], (start, end))
@@ -110,6 +112,7 @@ async def run(
                             "rss_mb": round(process_rss_mb(server.pid), 1),
                             "p99_ms": round(percentile(list(period), 0.99) * 1000, 2) if period else math.nan,
                             "cpu_cores": round(cpu.cpu_between(start, end) / (end - start), 3),
+                            "dashboards_cpu_cores": round(clients_cpu, 3),
                             "acked_fps": round(load["fps"]),
                             "missing": sum(client["missing"] for client in measured["clients"]),
                             "cut": measured["cut"],
@@ -138,6 +141,8 @@ async def run(
         "dashboards_cut": samples[-1]["cut"],
         **{f"per_sample_{key}": [s[key] for s in samples] for key in ("minute", "rss_mb", "p99_ms", "cpu_cores")},
         "per_sample_acked_fps": [s["acked_fps"] for s in samples],
+        "per_sample_dashboards_cpu_cores": [s["dashboards_cpu_cores"] for s in samples],
+        "per_sample_missing": [s["missing"] for s in samples],
     }
 
 
@@ -145,13 +150,16 @@ def report(figures: dict[str, Any]) -> None:
     rows = [
         (
             f"minute {minute:.2f}",
-            f"RSS {rss} MB, p99 {p99} ms, server CPU {cores} cores, acked {fps:,} frames/s",
+            f"RSS {rss} MB, p99 {p99} ms ({missing:,} missing), server CPU {cores} cores"
+            f" (the dashboards' {clients}), acked {fps:,} frames/s",
         )
-        for minute, rss, p99, cores, fps in zip(
+        for minute, rss, p99, missing, cores, clients, fps in zip(
             figures["per_sample_minute"],
             figures["per_sample_rss_mb"],
             figures["per_sample_p99_ms"],
+            figures["per_sample_missing"],
             figures["per_sample_cpu_cores"],
+            figures["per_sample_dashboards_cpu_cores"],
             figures["per_sample_acked_fps"],
             strict=True,
         )
