@@ -46,7 +46,7 @@ def test_dashboards_bench_times_positions_to_every_dashboard_with_and_without_a_
         assert figures[f"{phase}_slowest_p99_ms"] <= figures[f"{phase}_slowest_max_ms"]
         assert figures[f"{phase}_all_p99_ms"] <= figures[f"{phase}_slowest_p99_ms"]  # it is the slowest one's
         assert 0 < figures[f"{phase}_events_per_s_min"] <= figures[f"{phase}_events_per_s_median"]
-        assert figures[f"{phase}_events_per_s_total"] >= 5 * figures[f"{phase}_events_per_s_min"]
+        assert figures[f"{phase}_events_per_s_total"] >= 5 * (figures[f"{phase}_events_per_s_min"] - 1)  # rounded
         assert figures[f"{phase}_server_cpu_cores"] > 0 and figures[f"{phase}_rss_max_mb"] > 0
     assert figures["stalled_p99_ratio"] == pytest.approx(
         figures["stalled_slowest_p99_ms"] / figures["steady_slowest_p99_ms"], rel=0.01
