@@ -71,6 +71,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     bench.add_argument(
         "--rate", type=int, default=None, help="dashboards, soak: frames/s the insoles offer (default 10,000; 5,000)"
     )
+    bench.add_argument(
+        "--deflate",
+        action="store_true",
+        help="dashboards, soak: the dashboards negotiate per-message deflate, as browsers do (costs them 10x the CPU)",
+    )
     bench.add_argument("--minutes", type=float, default=30.0, help="soak: how long it runs")
     bench.add_argument("--sample-every", type=float, default=60.0, help="soak: seconds per sample (RSS, p99)")
     bench.add_argument("--json", type=Path, default=None, help="write the figures here as flat JSON")
@@ -205,6 +210,7 @@ async def _run(args: argparse.Namespace) -> None:
             seconds=args.seconds,
             warmup=args.warmup,
             processes=args.processes,
+            deflate=args.deflate,
         )
         dashboards.report(figures)
     elif args.name == "soak":
@@ -217,6 +223,7 @@ async def _run(args: argparse.Namespace) -> None:
             connections=args.connections or 200,
             rate=args.rate or 5000,
             processes=args.processes,
+            deflate=args.deflate,
         )
         soak.report(figures)
     elif args.name == "handshakes":

@@ -49,7 +49,9 @@ class DashboardProcesses:
     def __init__(self) -> None:
         self.procs: list[asyncio.subprocess.Process] = []
 
-    async def start(self, url: str, token: str, *, clients: int, processes: int, stall: bool = False) -> None:
+    async def start(
+        self, url: str, token: str, *, clients: int, processes: int, stall: bool = False, deflate: bool = False
+    ) -> None:
         shares = [clients // processes + (1 if i < clients % processes else 0) for i in range(processes)]
         for share in filter(None, shares):
             proc = await asyncio.create_subprocess_exec(
@@ -61,7 +63,8 @@ class DashboardProcesses:
                 stdout=asyncio.subprocess.PIPE,
             )
             assert proc.stdin is not None
-            proc.stdin.write(orjson.dumps({"url": url, "token": token, "clients": share, "stall": stall}) + b"\n")
+            spec = {"url": url, "token": token, "clients": share, "stall": stall, "deflate": deflate}
+            proc.stdin.write(orjson.dumps(spec) + b"\n")
             await proc.stdin.drain()
             self.procs.append(proc)
         for proc in self.procs:
@@ -179,8 +182,15 @@ async def run(
     warmup: float = 2.0,
     processes: int = 2,
     client_processes: int = 4,
+    deflate: bool = False,
 ) -> dict[str, Any]:
-    figures: dict[str, Any] = {"clients": clients, "connections": connections, "rate": rate, "seconds": seconds}
+    figures: dict[str, Any] = {
+        "clients": clients,
+        "connections": connections,
+        "rate": rate,
+        "seconds": seconds,
+        "deflate": deflate,
+    }
     slow_timeout = max(seconds / 3, 0.5)
     with tempfile.TemporaryDirectory(prefix="solewatch-bench-") as tmp:
         data_dir = Path(tmp)
@@ -198,7 +208,9 @@ async def run(
         try:
             token = await sign_in(http_port)
             url = f"http://127.0.0.1:{http_port}"
-            await dashboards.start(url, token, clients=clients, processes=min(client_processes, clients))
+            await dashboards.start(
+                url, token, clients=clients, processes=min(client_processes, clients), deflate=deflate
+            )
             async with CpuSampler(server.pid) as cpu, RssSampler(server.pid) as rss:
                 for index, name in enumerate(PHASES):
                     if name == "stalled":
@@ -281,6 +293,7 @@ def report(figures: dict[str, Any]) -> None:
     )
     print_table(
         f"dashboards: {figures['clients']} Socket.IO dashboards, {figures['connections']} insoles"
-        f" at {figures['rate']:,} frames/s → solewatch run",
+        f" at {figures['rate']:,} frames/s → solewatch run"
+        f" ({'per-message deflate' if figures['deflate'] else 'no compression'})",
         rows,
     )

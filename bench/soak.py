@@ -64,6 +64,7 @@ async def run(
     connections: int = 200,
     rate: int = 5000,
     processes: int = 2,
+    deflate: bool = False,
 ) -> dict[str, Any]:
     periods = max(2, round(minutes * 60 / sample_every))
     # Device seconds between periods' time ranges: more than a period's frames per insole (one second each).
@@ -84,7 +85,8 @@ async def run(
         dashboards = DashboardProcesses()
         try:
             url = f"http://127.0.0.1:{http_port}"
-            await dashboards.start(url, await sign_in(http_port), clients=clients, processes=min(2, clients))
+            token = await sign_in(http_port)
+            await dashboards.start(url, token, clients=clients, processes=min(2, clients), deflate=deflate)
             started = time.time()
             async with CpuSampler(server.pid) as cpu:
                 for index in range(periods):
@@ -129,6 +131,7 @@ async def run(
         "minutes": samples[-1]["minute"],
         "rate": rate,
         "clients": clients,
+        "deflate": deflate,
         "connections": connections,
         "samples": len(samples),
         "rss_slope_mb_per_h": round(least_squares_slope(settled) * 3600, 2),
