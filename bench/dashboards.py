@@ -142,13 +142,13 @@ async def sign_in(http_port: int) -> str:
 
 
 async def live_metrics(http_port: int) -> dict[str, float]:
-    """The wss_* samples of the server's /metrics."""
+    """The wss_* samples of the server's /metrics, and the outbox's backlog (telemetry not yet relayed)."""
     async with httpx.AsyncClient() as http:
         text = (await http.get(f"http://127.0.0.1:{http_port}/metrics")).text
     return {
         name: float(value)
         for line in text.splitlines()
-        if line.startswith("wss_") and len(parts := line.split()) == 2
+        if line.startswith(("wss_", "outbox_backlog")) and len(parts := line.split()) == 2
         for name, value in [parts]
     }
 
@@ -240,8 +240,10 @@ async def run(
                         f"{name}_dashboards_cpu_cores": round(clients_cpu, 3),
                         f"{name}_rss_max_mb": round(rss.max_between(start, end), 1),
                         f"{name}_rss_end_mb": round(process_rss_mb(server.pid), 1),
-                        f"{name}_sessions_behind": round((await live_metrics(http_port)).get("wss_sessions_behind", 0)),
                     }
+                    metrics = await live_metrics(http_port)
+                    figures[f"{name}_sessions_behind"] = round(metrics.get("wss_sessions_behind", 0))
+                    figures[f"{name}_outbox_backlog"] = round(metrics.get("outbox_backlog", 0))
             figures["stalled_cut"] = (await stalled.measure([], (0.0, 1.0)))["cut"]
             metrics = await live_metrics(http_port)
             figures["positions_coalesced"] = round(metrics.get("wss_positions_coalesced_total", 0))
@@ -279,7 +281,8 @@ def report(figures: dict[str, Any]) -> None:
                 f"{name}: server",
                 f"CPU {figures[f'{name}_server_cpu_cores']} cores (the dashboards'"
                 f" {figures[f'{name}_dashboards_cpu_cores']}), RSS max {figures[f'{name}_rss_max_mb']} MB,"
-                f" at the end {figures[f'{name}_rss_end_mb']} MB",
+                f" at the end {figures[f'{name}_rss_end_mb']} MB; at the end, dashboards behind"
+                f" {figures[f'{name}_sessions_behind']}, outbox backlog {figures[f'{name}_outbox_backlog']:,}",
             )
         )
     rows.append(
