@@ -155,8 +155,8 @@ async def live_metrics(http_port: int) -> dict[str, float]:
 
 def phase_figures(name: str, measured: dict[str, Any], seconds: float) -> dict[str, Any]:
     clients = measured["clients"]
-    p99s = [percentile(c["delays"], 0.99) if c["delays"] else float("inf") for c in clients]
-    slowest = clients[max(range(len(clients)), key=lambda i: p99s[i])]
+    timed = [c for c in clients if c["delays"]] or clients  # one with no event in time counts in `missing`
+    slowest = max(timed, key=lambda c: percentile(c["delays"], 0.99) if c["delays"] else 0.0)
     pooled = sorted(d for c in clients for d in c["delays"])
     rates = sorted(c["events_per_s"] for c in clients)
     return {
@@ -167,6 +167,7 @@ def phase_figures(name: str, measured: dict[str, Any], seconds: float) -> dict[s
         f"{name}_all_p99_ms": round(percentile(pooled, 0.99) * 1000, 2),
         f"{name}_samples": len(pooled),
         f"{name}_missing": sum(c["missing"] for c in clients),
+        f"{name}_clients_without_samples": len(clients) - len([c for c in clients if c["delays"]]),
         f"{name}_events_per_s_min": round(rates[0]),
         f"{name}_events_per_s_median": round(statistics.median(rates)),
         f"{name}_events_per_s_total": round(sum(rates)),
@@ -266,7 +267,8 @@ def report(figures: dict[str, Any]) -> None:
                 f"{name}: slowest dashboard",
                 f"p50 {figures[f'{name}_slowest_p50_ms']} ms, p99 {figures[f'{name}_slowest_p99_ms']} ms,"
                 f" max {figures[f'{name}_slowest_max_ms']} ms (all dashboards: p99 {figures[f'{name}_all_p99_ms']} ms;"
-                f" {figures[f'{name}_samples']:,} samples, {figures[f'{name}_missing']} missing)",
+                f" {figures[f'{name}_samples']:,} samples, {figures[f'{name}_missing']:,} missing;"
+                f" {figures[f'{name}_clients_without_samples']} dashboards timed none)",
             )
         )
         rows.append(
