@@ -191,6 +191,16 @@ class GuardedServer(socketio.AsyncServer):  # type: ignore[misc]  # socketio is 
         self.slow_readers.forget(eio_sid)
         await super()._handle_eio_disconnect(eio_sid, reason)
 
+    async def _send_eio_packet(self, eio_sid: str, eio_pkt: Any) -> None:
+        # Where python-socketio's managers hand each recipient an event: a `position` emitted
+        # through them (a distributed deployment's pub/sub manager) is bounded like `_send_local`'s.
+        data = eio_pkt.data
+        if isinstance(data, str) and data.startswith(_POSITION_EVENT):
+            start = data.find(_IMEI_KEY) + len(_IMEI_KEY)
+            self.slow_readers.send_position(eio_sid, data[start : data.find('"', start)], eio_pkt)
+            return
+        await super()._send_eio_packet(eio_sid, eio_pkt)
+
     async def _close_half_open(self, eio_sid: str) -> None:
         # Not `eio.disconnect`: it waits until the client has read the CLOSE
         # packet, which an abandoned polling session never does. This is what
@@ -198,6 +208,10 @@ class GuardedServer(socketio.AsyncServer):  # type: ignore[misc]  # socketio is 
         socket = self.eio.sockets.pop(eio_sid, None)
         if socket is not None:
             await socket.close(wait=False, abort=False, reason=self.eio.reason.SERVER_DISCONNECT)
+
+
+_POSITION_EVENT = '2["position",'  # a Socket.IO EVENT packet of the default namespace, compact JSON
+_IMEI_KEY = '"imei":"'
 
 
 def _transport_of(send: Any) -> asyncio.Transport | None:

@@ -20,6 +20,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
 from services.wss.backpressure import positions_coalesced, slow_readers_disconnected
+from services.wss.server import tenant_room
 from shared.bus.outbox import OutboxRelay
 from shared.http import HttpServer
 from shared.store import Device
@@ -175,3 +176,23 @@ async def test_a_slow_dashboard_gets_each_devices_newest_position_and_every_aler
         assert readers.held(slow.eio_sid) == 0 and session(api, slow.eio_sid) is not None  # caught up, still on
     finally:
         await slow.ws.close()
+
+
+async def test_positions_emitted_through_python_socketio_are_bounded_too(served: tuple[ApiHarness, str]) -> None:
+    # A distributed deployment's pub/sub manager delivers through python-socketio's emit, not `_send_local`.
+    api, url = served
+    tenant = await api.tenant()
+    stalled = await RawDashboard.connect(url, await api.caller(tenant, "viewer"))
+    stalled.stall(api)
+    sio = api.asgi.engineio_server
+    try:
+        deepest = 0
+        for n in range(2000):
+            position = {"imei": f"35{n % DEVICES:013d}", "ts": f"2026-01-01T00:{n // 60 % 60:02d}:{n % 60:02d}Z"}
+            await sio.emit("position", position, to=tenant_room(tenant))
+            if (stalled_session := session(api, stalled.eio_sid)) is not None:
+                deepest = max(deepest, stalled_session.queue.qsize())
+        assert 0 < deepest <= QUEUE_LIMIT
+        assert 0 < sio.slow_readers.held(stalled.eio_sid) <= DEVICES or session(api, stalled.eio_sid) is None
+    finally:
+        await stalled.ws.close()
