@@ -23,6 +23,8 @@ BENCHMARKS = (
     "disk",
     "purge",
     "fleet",
+    "dashboards",
+    "soak",
 )
 
 SECONDS = {"webhooks": 120.0, "fleet": 30.0}  # measuring windows other than the 10 s default
@@ -91,6 +93,17 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="webhooks: the order of phases A (no endpoint) and B (default ABBABAABABBA)",
     )
     bench.add_argument("--runs", type=int, default=3, help="latency: runs on a fresh process each, for the spread")
+    bench.add_argument("--clients", type=int, default=None, help="dashboards: Socket.IO dashboards (default 100)")
+    bench.add_argument(
+        "--rate", type=int, default=None, help="dashboards, soak: frames/s the insoles offer (default 10,000; 5,000)"
+    )
+    bench.add_argument(
+        "--deflate",
+        action="store_true",
+        help="dashboards, soak: the dashboards negotiate per-message deflate, as browsers do (costs them 10x the CPU)",
+    )
+    bench.add_argument("--minutes", type=float, default=30.0, help="soak: how long it runs")
+    bench.add_argument("--sample-every", type=float, default=60.0, help="soak: seconds per sample (RSS, p99)")
     bench.add_argument("--json", type=Path, default=None, help="write the figures here as flat JSON")
     bench.add_argument(
         "--sweep",
@@ -238,6 +251,32 @@ async def _run(args: argparse.Namespace) -> None:
             processes=args.processes,
         )
         fleet.report(figures)
+    elif args.name == "dashboards":
+        from bench import dashboards
+
+        figures = await dashboards.run(
+            clients=args.clients or 100,
+            connections=args.connections or 200,
+            rate=args.rate or 10_000,
+            seconds=args.seconds,
+            warmup=args.warmup,
+            processes=args.processes,
+            deflate=args.deflate,
+        )
+        dashboards.report(figures)
+    elif args.name == "soak":
+        from bench import soak
+
+        figures = await soak.run(
+            minutes=args.minutes,
+            sample_every=args.sample_every,
+            clients=args.clients or 10,
+            connections=args.connections or 200,
+            rate=args.rate or 5000,
+            processes=args.processes,
+            deflate=args.deflate,
+        )
+        soak.report(figures)
     elif args.name == "handshakes":
         from bench import handshakes  # `python -m bench.handshakes DIR` runs another checkout
 

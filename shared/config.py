@@ -221,6 +221,15 @@ class Settings(BaseSettings):
         " silent past it plus 20 s is closed. Shorter keeps idle sockets alive through proxies and NATs that"
         " drop quiet connections sooner",
     )
+    # Dashboards that read too slowly (services/wss/backpressure.py).
+    wss_send_queue_limit: int = Field(
+        200,
+        gt=0,
+        description="positions queued for one dashboard at most; beyond, it gets only each device's newest",
+    )
+    wss_slow_reader_timeout: float = Field(
+        10, gt=0, description="seconds a dashboard may stay behind its live positions before it is disconnected"
+    )
 
     # Listener behaviour (contract defaults).
     idle_timeout: float = Field(300, gt=0, description="seconds of silence before a device connection is closed")

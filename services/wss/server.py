@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 import socketio
+from engineio import packet as eio_packet
 from prometheus_client import Histogram
 from socketio.async_pubsub_manager import AsyncPubSubManager
 from socketio.exceptions import ConnectionRefusedError
@@ -33,6 +34,7 @@ from services.authn.tokens import (
     verify_access_token,
 )
 from services.context import ServiceContext
+from services.wss.backpressure import SlowReaders
 from services.wss.handshakes import Admission, HalfOpenSessions, client_address, is_handshake
 from shared.alerts import iso_utc
 from shared.bus import Handler, Message
@@ -61,6 +63,8 @@ live_position_delay = Histogram(
 # The admitted handshake being answered, for `_handle_eio_connect`: python-engineio
 # calls it from within `handle_request` but hands it no ASGI scope of ours.
 _admission: ContextVar[Admission | None] = ContextVar("wss_admission", default=None)
+# The TCP connection of the WebSocket request being answered, for the same reason.
+_connection: ContextVar[asyncio.Transport | None] = ContextVar("wss_connection", default=None)
 
 
 def tenant_room(tenant_id: int | str) -> str:
@@ -85,6 +89,8 @@ def create_socketio(
         max_half_open_per_address=settings.wss_max_half_open_per_address,
         handshake_timeout=settings.wss_handshake_timeout,
         ping_interval=settings.wss_ping_interval,
+        send_queue_limit=settings.wss_send_queue_limit,
+        slow_reader_timeout=settings.wss_slow_reader_timeout,
         async_mode="asgi",
         client_manager=client_manager,
         cors_allowed_origins=cors_allowed_origins,
@@ -131,10 +137,23 @@ class GuardedServer(socketio.AsyncServer):  # type: ignore[misc]  # socketio is 
     `half_open.authenticated`) or it ends, through python-socketio's two
     Engine.IO event handlers, and refuses a handshake while too many wait,
     in all or from its address.
+
+    It also bounds what waits for each session's client (`slow_readers`,
+    services/wss/backpressure.py), and so hands it each WebSocket's connection.
     """
 
-    def __init__(self, *, max_half_open: int, max_half_open_per_address: int, handshake_timeout: float, **kwargs: Any):
+    def __init__(
+        self,
+        *,
+        max_half_open: int,
+        max_half_open_per_address: int,
+        handshake_timeout: float,
+        send_queue_limit: int = 200,
+        slow_reader_timeout: float = 10.0,
+        **kwargs: Any,
+    ):
         super().__init__(**kwargs)
+        self.slow_readers = SlowReaders(self.eio.sockets, queue_limit=send_queue_limit, timeout=slow_reader_timeout)
         self.half_open = HalfOpenSessions(
             limit=max_half_open,
             per_address=max_half_open_per_address,
@@ -144,16 +163,22 @@ class GuardedServer(socketio.AsyncServer):  # type: ignore[misc]  # socketio is 
         )
 
     async def handle_request(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
+        connection = _transport_of(send) if scope.get("type") == "websocket" else None
         if not is_handshake(scope):
+            upgrading = _query_sid(scope)
+            if connection is not None and upgrading is not None:  # a polling session moving to WebSocket
+                self.slow_readers.attach(upgrading, connection)
             return await super().handle_request(scope, receive, send)
         admission = self.half_open.admit(client_address(scope))
         if admission is None:
             return await self.half_open.refuse(scope, send)
         token = _admission.set(admission)
+        connection_token = _connection.set(connection)
         try:
             return await super().handle_request(scope, receive, send)
         finally:
             _admission.reset(token)
+            _connection.reset(connection_token)
             self.half_open.settle(admission)
 
     async def _handle_eio_connect(self, eio_sid: str, environ: dict[str, Any]) -> Any:
@@ -161,6 +186,9 @@ class GuardedServer(socketio.AsyncServer):  # type: ignore[misc]  # socketio is 
         if admission is None:  # not through handle_request (never in service): count it, against no address
             admission = self.half_open.hold("")
         self.half_open.opened(eio_sid, admission)
+        connection = _connection.get()
+        if connection is not None:  # opened over WebSocket directly
+            self.slow_readers.attach(eio_sid, connection)
         # python-socketio keeps each session's environ for the `connect` handler, and
         # with it the whole ASGI request that opened it (its receive and send
         # callables, uvicorn's request cycle, a body reader of a class built for that
@@ -171,7 +199,18 @@ class GuardedServer(socketio.AsyncServer):  # type: ignore[misc]  # socketio is 
 
     async def _handle_eio_disconnect(self, eio_sid: str, reason: Any) -> None:
         self.half_open.ended(eio_sid)
+        self.slow_readers.forget(eio_sid)
         await super()._handle_eio_disconnect(eio_sid, reason)
+
+    async def _send_eio_packet(self, eio_sid: str, eio_pkt: Any) -> None:
+        # Where python-socketio's managers hand each recipient an event: a `position` emitted
+        # through them (a distributed deployment's pub/sub manager) is bounded like `_send_local`'s.
+        data = eio_pkt.data
+        if isinstance(data, str) and data.startswith(_POSITION_EVENT):
+            start = data.find(_IMEI_KEY) + len(_IMEI_KEY)
+            self.slow_readers.send_position(eio_sid, data[start : data.find('"', start)], eio_pkt)
+            return
+        await super()._send_eio_packet(eio_sid, eio_pkt)
 
     async def _close_half_open(self, eio_sid: str) -> None:
         # Not `eio.disconnect`: it waits until the client has read the CLOSE
@@ -180,6 +219,32 @@ class GuardedServer(socketio.AsyncServer):  # type: ignore[misc]  # socketio is 
         socket = self.eio.sockets.pop(eio_sid, None)
         if socket is not None:
             await socket.close(wait=False, abort=False, reason=self.eio.reason.SERVER_DISCONNECT)
+
+
+_POSITION_EVENT = '2["position",'  # a Socket.IO EVENT packet of the default namespace, compact JSON
+_IMEI_KEY = '"imei":"'
+
+
+def _transport_of(send: Any) -> asyncio.Transport | None:
+    """The TCP connection under an ASGI WebSocket `send`, where the server lets us reach it.
+
+    ASGI has no way to see a connection's backlog nor to abort it, and a WebSocket
+    close waits behind the bytes a stalled client does not read. uvicorn's `send`
+    is a method of its WebSocket protocol, which holds the transport; any other
+    server: None.
+    """
+    transport = getattr(getattr(send, "__self__", None), "transport", None)
+    if callable(getattr(transport, "abort", None)) and callable(getattr(transport, "get_write_buffer_size", None)):
+        return transport  # checked for the two methods used
+    return None
+
+
+def _query_sid(scope: dict[str, Any]) -> str | None:
+    query: bytes = scope.get("query_string", b"")
+    for part in query.split(b"&"):
+        if part.startswith(b"sid="):
+            return part[4:].decode("latin-1")
+    return None
 
 
 class SessionGuard:
@@ -308,16 +373,24 @@ class LiveUpdates:
             live_position_delay.observe(max(0.0, time.time() - min(item["received_at"] for item in visible)))
 
     async def _send_local(self, members: Mapping[str, str], event: str, data: dict[str, Any]) -> None:
-        """Emit to this process's clients in a room, encoded once with orjson.
+        """Emit a position to this process's clients in a room, encoded once with orjson, in one packet.
 
         Positions are the one event sent thousands of times a second; python-socketio's
         emit builds packet objects, encodes with the json module and starts a task per
-        recipient, which cost more than everything else on the live path.
+        recipient, which cost more than everything else on the live path. One
+        Engine.IO packet serves every recipient (it caches its encoding), and a
+        client that reads too slowly gets each device's newest instead of all
+        (services/wss/backpressure.py).
         """
         encoded = "2" + orjson.dumps([event, data]).decode()  # a Socket.IO EVENT packet, default namespace
+        message = eio_packet.Packet(eio_packet.MESSAGE, data=encoded)
+        slow_readers: SlowReaders | None = getattr(self._sio, "slow_readers", None)
         for eio_sid in list(members.values()):
-            try:
-                await self._sio.eio.send(eio_sid, encoded)
+            if slow_readers is not None:
+                slow_readers.send_position(eio_sid, data["imei"], message)
+                continue
+            try:  # a server of python-socketio's own (tests)
+                await self._sio.eio.send_packet(eio_sid, message)
             except KeyError:
                 pass  # the client left while we were sending
 

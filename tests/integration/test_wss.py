@@ -206,10 +206,20 @@ async def test_a_failing_emit_is_dropped_without_holding_the_bus(
             await asyncio.Event().wait()
         raise RuntimeError("transport gone")
 
+    def broken_send(*args: Any, **kwargs: Any) -> None:
+        nonlocal calls
+        calls += 1
+        raise RuntimeError("transport gone")
+
     monkeypatch.setattr(wss_server, "EMIT_TIMEOUT_S", 0.2)
     # Positions go out through engine.io directly (one encode per event), the rest through emit.
-    monkeypatch.setattr(api.asgi.engineio_server, "emit", broken_emit)
-    monkeypatch.setattr(api.asgi.engineio_server.eio, "send", broken_emit)
+    sio = api.asgi.engineio_server
+    monkeypatch.setattr(sio, "emit", broken_emit)
+    if failure == "hangs":  # only awaiting engine.io can hang: a server without the slow-reader bound
+        monkeypatch.setattr(sio, "slow_readers", None)
+        monkeypatch.setattr(sio.eio, "send_packet", broken_emit)
+    else:
+        monkeypatch.setattr(sio.slow_readers, "send_position", broken_send)
     failures_before = handler_failures.labels("wss-positions")._value.get()
     try:
         started = time.monotonic()
