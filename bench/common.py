@@ -9,8 +9,9 @@ import socket
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import httpx
 import orjson
@@ -196,16 +197,18 @@ async def run_loadgens(
     }
 
 
-class CpuSampler:
-    """Samples a process's CPU time so that any wall-clock window can be read afterwards."""
+class ProcessSampler:
+    """Samples a figure of a process (`read(pid)`) every `every` seconds, so that any wall-clock
+    window can be read afterwards."""
 
-    def __init__(self, pid: int, every: float = 0.1):
+    def __init__(self, pid: int, read: Callable[[int], float], every: float):
         self.pid = pid
         self.every = every
+        self._read = read
         self.samples: list[tuple[float, float]] = []
         self._task: asyncio.Task[None] | None = None
 
-    async def __aenter__(self) -> CpuSampler:
+    async def __aenter__(self) -> Self:
         self._task = asyncio.create_task(self._run())
         return self
 
@@ -215,8 +218,25 @@ class CpuSampler:
 
     async def _run(self) -> None:
         while True:
-            self.samples.append((time.time(), process_cpu_seconds(self.pid)))
+            self.samples.append((time.time(), self._read(self.pid)))
             await asyncio.sleep(self.every)
+
+
+class RssSampler(ProcessSampler):
+    """A process's RSS, to read any window's largest afterwards."""
+
+    def __init__(self, pid: int, every: float = 0.25):
+        super().__init__(pid, process_rss_mb, every)
+
+    def max_between(self, start: float, end: float) -> float:
+        return max((rss for t, rss in self.samples if start <= t <= end), default=process_rss_mb(self.pid))
+
+
+class CpuSampler(ProcessSampler):
+    """A process's CPU time, to read what it used in any window afterwards."""
+
+    def __init__(self, pid: int, every: float = 0.1):
+        super().__init__(pid, process_cpu_seconds, every)
 
     def cpu_between(self, start: float, end: float) -> float:
         def at(t: float) -> float:

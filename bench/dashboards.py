@@ -30,6 +30,7 @@ import orjson
 from bench.common import (
     ROOT,
     CpuSampler,
+    RssSampler,
     percentile,
     print_table,
     process_cpu_seconds,
@@ -107,31 +108,6 @@ class DashboardProcesses:
             except TimeoutError:
                 proc.kill()
                 await proc.wait()
-
-
-class RssSampler:
-    """A process's RSS every `every` seconds, to read any window's largest afterwards."""
-
-    def __init__(self, pid: int, every: float = 0.25):
-        self.pid, self.every = pid, every
-        self.samples: list[tuple[float, float]] = []
-        self._task: asyncio.Task[None] | None = None
-
-    async def __aenter__(self) -> RssSampler:
-        self._task = asyncio.create_task(self._run())
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._task is not None
-        self._task.cancel()
-
-    async def _run(self) -> None:
-        while True:
-            self.samples.append((time.time(), process_rss_mb(self.pid)))
-            await asyncio.sleep(self.every)
-
-    def max_between(self, start: float, end: float) -> float:
-        return max((rss for t, rss in self.samples if start <= t <= end), default=process_rss_mb(self.pid))
 
 
 async def sign_in(http_port: int) -> str:
