@@ -14,8 +14,11 @@ export class WorkersPanel {
     this.summary = byTestId("worker-summary", root);
     this.empty = byTestId("worker-empty", root);
     this.rows = new Map();
-    this.search.addEventListener("input", () => this.render());
-    this.filter.addEventListener("change", () => this.render());
+    this.byName = null; // the devices sorted by name, until one comes, goes or is renamed
+    this.named = new Set(); // their IMEIs
+    // The same workers, shown otherwise: their name order still holds.
+    this.search.addEventListener("input", () => this.render(null, { sameWorkers: true }));
+    this.filter.addEventListener("change", () => this.render(null, { sameWorkers: true }));
   }
 
   /**
@@ -23,23 +26,26 @@ export class WorkersPanel {
    * When none of them changed state (the list's order and counts), only their rows are redrawn:
    * a tenant of 10,000 moves thousands of workers a second, and a full pass sorts them all.
    */
-  render(changed = null) {
+  render(changed = null, { sameWorkers = false } = {}) {
     if (changed && this._inPlace(changed)) return;
+    const cameOrWent = (imei) => !this.byName || !this.named.has(imei) || !this.store.devices.has(imei);
+    if (!sameWorkers && (!changed || [...changed].some(cameOrWent))) this.byName = null;
     const term = this.search.value.trim().toLowerCase();
     const wanted = this.filter.value;
     const counts = { ok: 0, alert: 0, offline: 0, low_battery: 0 };
-    const shown = [];
-    for (const device of this.store.devices.values()) {
+    // By state, then by name: the name order is kept between renders (sorting 10,000 names with a
+    // collator takes a frame or more), and each state takes its workers from it in that order.
+    const byState = { alert: [], low_battery: [], offline: [], ok: [] };
+    for (const device of this._byName()) {
       const state = this.store.stateOf(device);
       counts[state] += 1;
       if (wanted !== "all" && state !== wanted) continue;
       if (term && !device.name.toLowerCase().includes(term) && !device.imei.includes(term)) continue;
-      shown.push({ device, state });
+      byState[state].push([device, state]);
     }
-    shown.sort((a, b) => STATE_ORDER[a.state] - STATE_ORDER[b.state] || compareNames(a.device.name, b.device.name) ||
-      a.device.imei.localeCompare(b.device.imei));
+    const shown = Object.keys(STATE_ORDER).flatMap((state) => byState[state]);
 
-    const rows = shown.map(({ device, state }) => this._row(device, state));
+    const rows = shown.map(([device, state]) => this._row(device, state));
     const current = [...this.list.children];
     if (rows.length !== current.length || rows.some((row, i) => row !== current[i])) this.list.replaceChildren(...rows);
     for (const imei of this.rows.keys()) {
@@ -49,6 +55,16 @@ export class WorkersPanel {
     const total = this.store.devices.size;
     this.summary.textContent = `${total} worker${total === 1 ? "" : "s"} · ${counts.alert} in alert · ` +
       `${counts.low_battery} low battery · ${counts.offline} offline`;
+  }
+
+  _byName() {
+    if (!this.byName) {
+      this.byName = [...this.store.devices.values()]
+        .sort((a, b) => compareNames(a.name, b.name) || a.imei.localeCompare(b.imei));
+      this.named = new Set(this.byName.map((device) => device.imei));
+    }
+    // The same workers, maybe as new objects (a reload): take each one's latest.
+    return this.byName.map((device) => this.store.devices.get(device.imei) ?? device);
   }
 
   // Every changed device already has its row and keeps its state: redraw those rows where they are.
