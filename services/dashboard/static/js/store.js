@@ -8,6 +8,7 @@
 const DANGER_KINDS = new Set(["sos", "fall", "no_motion", "off_foot", "tamper", "geofence_exit", "geofence_enter"]);
 export const CUE_KINDS = new Set(["sos", "fall"]);
 const RESOLVED_KEPT = 20;
+const POSITIONS_PER_FRAME = 1000;
 
 export class Store extends EventTarget {
   constructor(config) {
@@ -51,16 +52,20 @@ export class Store extends EventTarget {
   }
 
   _flush() {
-    const positions = [...this._positions.values()];
-    this._positions.clear();
-    for (const p of positions) {
-      if (!this.applyPosition(p)) this.onUnknownDevice?.(p.imei);
+    // The oldest queued first, at most POSITIONS_PER_FRAME: a burst of 10,000 (every insole back
+    // after a network cut) is drawn over a few frames instead of freezing the page for one.
+    let room = POSITIONS_PER_FRAME;
+    for (const [imei, p] of this._positions) {
+      if (room-- === 0) break;
+      this._positions.delete(imei);
+      if (!this.applyPosition(p)) this.onUnknownDevice?.(imei);
     }
     const kinds = [...this._pending];
     const imeis = this._changedImeis;
     this._pending.clear();
     this._changedImeis = new Set();
     this._scheduled = false;
+    if (this._positions.size > 0) this._schedule(); // the rest of the burst
     for (const kind of kinds) {
       this.dispatchEvent(kind === "devices" ? new CustomEvent(kind, { detail: { imeis } }) : new Event(kind));
     }

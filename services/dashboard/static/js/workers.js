@@ -2,6 +2,8 @@
 import { STATE_LABELS, ago, byTestId, compareNames, deviceKind, h } from "./dom.js";
 
 const STATE_ORDER = { alert: 0, low_battery: 1, offline: 2, ok: 3 };
+const LONG_LIST = 500; // rows: above, the order is kept up to date at most every REORDER_EVERY_MS
+const REORDER_EVERY_MS = 1000;
 
 export class WorkersPanel {
   /** actions: select(imei). */
@@ -16,6 +18,8 @@ export class WorkersPanel {
     this.rows = new Map();
     this.byName = null; // the devices sorted by name, until one comes, goes or is renamed
     this.named = new Set(); // their IMEIs
+    this.reorderedAt = 0; // performance.now() of the last full render
+    this.reorderTimer = null;
     // The same workers, shown otherwise: their name order still holds.
     this.search.addEventListener("input", () => this.render(null, { sameWorkers: true }));
     this.filter.addEventListener("change", () => this.render(null, { sameWorkers: true }));
@@ -24,10 +28,15 @@ export class WorkersPanel {
   /**
    * changed: the IMEIs of the devices that changed since the last call, or null (any may have).
    * When none of them changed state (the list's order and counts), only their rows are redrawn:
-   * a tenant of 10,000 moves thousands of workers a second, and a full pass sorts them all.
+   * a tenant of 10,000 moves thousands of workers a second. Otherwise the list is put in order
+   * again (a long one at most once a second). sameWorkers: only the search or filter changed.
    */
   render(changed = null, { sameWorkers = false } = {}) {
     if (changed && this._inPlace(changed)) return;
+    if (changed && this._reorderLater(changed)) return;
+    clearTimeout(this.reorderTimer);
+    this.reorderTimer = null;
+    this.reorderedAt = performance.now();
     const cameOrWent = (imei) => !this.byName || !this.named.has(imei) || !this.store.devices.has(imei);
     if (!sameWorkers && (!changed || [...changed].some(cameOrWent))) this.byName = null;
     const term = this.search.value.trim().toLowerCase();
@@ -45,16 +54,43 @@ export class WorkersPanel {
     }
     const shown = Object.keys(STATE_ORDER).flatMap((state) => byState[state]);
 
-    const rows = shown.map(([device, state]) => this._row(device, state));
-    const current = [...this.list.children];
-    if (rows.length !== current.length || rows.some((row, i) => row !== current[i])) this.list.replaceChildren(...rows);
+    this._arrange(shown.map(([device, state]) => this._row(device, state)));
     for (const imei of this.rows.keys()) {
       if (!this.store.devices.has(imei)) this.rows.delete(imei);
     }
-    this.empty.hidden = rows.length > 0 || this.store.devices.size === 0;
+    this.empty.hidden = shown.length > 0 || this.store.devices.size === 0;
     const total = this.store.devices.size;
     this.summary.textContent = `${total} worker${total === 1 ? "" : "s"} · ${counts.alert} in alert · ` +
       `${counts.low_battery} low battery · ${counts.offline} offline`;
+  }
+
+  // A long list is put in order at most every REORDER_EVERY_MS: when thousands of workers change
+  // state at once (a site's network back), their rows change colour at once and move soon after.
+  _reorderLater(changed) {
+    if (this.rows.size <= LONG_LIST) return false;
+    const wait = this.reorderedAt + REORDER_EVERY_MS - performance.now();
+    if (wait <= 0) return false;
+    for (const imei of changed) {
+      const device = this.store.devices.get(imei);
+      if (device && this.rows.has(imei)) this._row(device, this.store.stateOf(device));
+    }
+    this.reorderTimer ??= setTimeout(() => this.render(), wait);
+    return true;
+  }
+
+  // The list's children become `rows`, moving only the rows out of place (replacing 10,000 rows
+  // costs the browser far more than moving the few whose state changed).
+  _arrange(rows) {
+    let next = this.list.firstChild;
+    for (const row of rows) {
+      if (row === next) next = next.nextSibling;
+      else this.list.insertBefore(row, next);
+    }
+    while (next) { // rows no longer shown (filtered out, or their worker is gone)
+      const after = next.nextSibling;
+      next.remove();
+      next = after;
+    }
   }
 
   _byName() {
