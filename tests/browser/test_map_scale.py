@@ -13,7 +13,8 @@ runs that tried it: hence 2,000 here (see the notes of issue 19).
 Printed (run with -s) and written to the test's tmp dir as map_scale.json, never asserted: the
 load time, the frame intervals and long tasks while the updates arrive, and how long a click on
 a worker, a zoom and a click on a dot take to show. What is asserted is what a supervisor sees:
-every worker listed and drawn, positions followed live, the page answering.
+every worker listed and drawn, positions followed live, the page answering, and a worker's SOS
+putting them first in the list with a red dot.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import pytest
 
 from bench.common import percentile, register_devices, run_loadgens
 from tests.browser.conftest import ADMIN, Browser, Server, sign_in
+from tests.browser.test_dashboard import register_insole
 from tests.helpers.process import SolewatchProcess, free_port
 
 pytestmark = pytest.mark.slow
@@ -48,6 +50,21 @@ ALL_DRAWN = """async (count) => {
     await frame();
     await frame();
     return performance.now();
+}"""
+
+SOS_IMEI = "356307042599992"
+SOS_AT = (436165000, 70551000)  # 1e-7 degrees: beside the others
+ALERT_RED = [211, 47, 47]  # the alert colour of app.css (--alert), as the canvas paints it
+
+# The colour [r, g, b] the map's canvas shows at the centre of a worker's dot.
+DOT_COLOUR = """(imei) => {
+    const view = window.solewatchDashboard.views.map;
+    const at = view.map.latLngToContainerPoint(view.markers.get(imei).getLatLng());
+    const canvas = view.canvas._container;
+    const box = canvas.getBoundingClientRect(), map = view.element.getBoundingClientRect();
+    const scale = canvas.width / box.width;
+    const x = Math.round((map.left + at.x - box.left) * scale), y = Math.round((map.top + at.y - box.top) * scale);
+    return [...canvas.getContext("2d").getImageData(x, y, 1, 1).data.slice(0, 3)];
 }"""
 
 # From now on: every frame's interval, the main thread's long tasks (> 50 ms), the positions received.
@@ -208,9 +225,22 @@ async def test_ten_thousand_workers_load_and_stay_live(
     await expect(fix).not_to_have_text(await fix.text_content() or "", timeout=15_000)
     figures["zoom_click_to_scale_ms"] = await page.evaluate(RESPONSE, [".leaflet-control-zoom-out", "scale", ""])
     seen = await page.evaluate(STOP_WATCHING)
+
+    # A worker registered meanwhile presses SOS: listed first, in alert, a red dot on the canvas.
+    insole = await register_insole(server, SOS_IMEI, "Lone diver")
+    try:
+        await insole.send(insole.position(lat_e7=SOS_AT[0], lon_e7=SOS_AT[1], battery=80))
+        await insole.send(insole.alarm(kind=1, lat_e7=SOS_AT[0], lon_e7=SOS_AT[1]))
+        first_row = page.get_by_test_id("worker-list").locator("li").first.locator("button")
+        await expect(first_row).to_have_attribute("data-testid", f"worker-row-{SOS_IMEI}", timeout=15_000)
+        await expect(first_row).to_have_attribute("data-state", "alert")
+        await expect(page.get_by_test_id("worker-summary")).to_contain_text(f"{WORKERS + 1} workers · 1 in alert")
+        assert await page.evaluate(DOT_COLOUR, SOS_IMEI) == ALERT_RED
+    finally:
+        await insole.close()
     result = await live
 
-    await expect(page.get_by_test_id("map")).to_have_attribute("data-markers", str(WORKERS))
+    await expect(page.get_by_test_id("map")).to_have_attribute("data-markers", str(WORKERS + 1))
     assert seen["positions"] > 0, "no position reached the page while it was watched"
     assert not off_machine, off_machine
     screenshot = tmp_path / "map_10000_workers.png"
