@@ -158,10 +158,11 @@ async def open_quietly(browser: Browser, server: Server) -> tuple[Any, list[str]
     off_machine: list[str] = []
 
     async def local_only(route: Any) -> None:
-        if urlsplit(route.request.url).hostname in ("127.0.0.1", "localhost"):
+        url = route.request.url
+        if url.startswith(("data:", "blob:")) or urlsplit(url).hostname in ("127.0.0.1", "localhost"):
             await route.continue_()
         else:
-            off_machine.append(route.request.url)
+            off_machine.append(url)
             await route.abort()
 
     await context.route("**/*", local_only)
@@ -194,57 +195,58 @@ async def test_ten_thousand_workers_load_and_stay_live(
             server.listener_port, credentials, processes=2, window=1, rate=LIVE_RATE, warmup=0, seconds=LIVE_SECONDS
         )
     )
-    await every_worker_placed(server)
-
-    page, off_machine = await open_quietly(browser, server)
-    started = time.perf_counter()
-    await sign_in(page, *server.admin)
-    await asyncio.wait_for(page.evaluate(ALL_DRAWN, WORKERS), 30)
-    figures["sign_in_to_drawn_ms"] = (time.perf_counter() - started) * 1000
-    await expect(page.get_by_test_id("map")).to_have_attribute("data-renderer", "canvas")
-    await expect(page.get_by_test_id("worker-summary")).to_contain_text(f"{WORKERS} workers")
-
-    await page.evaluate(WATCH_FRAMES)
-    # A click on a dot opens that worker's details (the canvas's hit test).
-    map_box = await page.get_by_test_id("map").bounding_box()
-    assert map_box is not None
-    await expect(page.get_by_test_id("map")).to_have_attribute("data-idle", "true")
-    dot = await page.evaluate(
-        """(imei) => { const m = window.solewatchDashboard.views.map;
-            const p = m.map.latLngToContainerPoint(m.markers.get(imei).getLatLng()); return [p.x, p.y]; }""",
-        credentials[0][0],
-    )
-    await page.mouse.click(map_box["x"] + dot[0], map_box["y"] + dot[1])
-    await expect(page.get_by_test_id("details-name")).to_contain_text("bench ")
-
-    # A worker chosen in the list: its details open, and follow its positions as they come.
-    followed = credentials[1][0]
-    row = f'[data-testid="worker-row-{followed}"]'
-    figures["row_click_to_details_ms"] = await page.evaluate(RESPONSE, [row, "details", followed])
-    fix = page.get_by_test_id("details-fix-time")
-    await expect(fix).not_to_have_text(await fix.text_content() or "", timeout=15_000)
-    figures["zoom_click_to_scale_ms"] = await page.evaluate(RESPONSE, [".leaflet-control-zoom-out", "scale", ""])
-    seen = await page.evaluate(STOP_WATCHING)
-
-    # A worker registered meanwhile presses SOS: listed first, in alert, a red dot on the canvas.
-    insole = await register_insole(server, SOS_IMEI, "Lone diver")
     try:
-        await insole.send(insole.position(lat_e7=SOS_AT[0], lon_e7=SOS_AT[1], battery=80))
-        await insole.send(insole.alarm(kind=1, lat_e7=SOS_AT[0], lon_e7=SOS_AT[1]))
-        first_row = page.get_by_test_id("worker-list").locator("li").first.locator("button")
-        await expect(first_row).to_have_attribute("data-testid", f"worker-row-{SOS_IMEI}", timeout=15_000)
-        await expect(first_row).to_have_attribute("data-state", "alert")
-        await expect(page.get_by_test_id("worker-summary")).to_contain_text(f"{WORKERS + 1} workers · 1 in alert")
-        assert await page.evaluate(DOT_COLOUR, SOS_IMEI) == ALERT_RED
-    finally:
-        await insole.close()
-    result = await live
+        await every_worker_placed(server)
 
-    await expect(page.get_by_test_id("map")).to_have_attribute("data-markers", str(WORKERS + 1))
+        page, off_machine = await open_quietly(browser, server)
+        started = time.perf_counter()
+        await sign_in(page, *server.admin)
+        await asyncio.wait_for(page.evaluate(ALL_DRAWN, WORKERS), 30)
+        figures["sign_in_to_drawn_ms"] = (time.perf_counter() - started) * 1000
+        await expect(page.get_by_test_id("map")).to_have_attribute("data-renderer", "canvas")
+        await expect(page.get_by_test_id("worker-summary")).to_contain_text(f"{WORKERS} workers")
+
+        await page.evaluate(WATCH_FRAMES)
+        # A click on a dot opens that worker's details (the canvas's hit test).
+        map_box = await page.get_by_test_id("map").bounding_box()
+        assert map_box is not None
+        await expect(page.get_by_test_id("map")).to_have_attribute("data-idle", "true")
+        dot = await page.evaluate(
+            """(imei) => { const m = window.solewatchDashboard.views.map;
+                const p = m.map.latLngToContainerPoint(m.markers.get(imei).getLatLng()); return [p.x, p.y]; }""",
+            credentials[0][0],
+        )
+        await page.mouse.click(map_box["x"] + dot[0], map_box["y"] + dot[1])
+        await expect(page.get_by_test_id("details-name")).to_contain_text("bench ")
+
+        # A worker chosen in the list: its details open, and follow its positions as they come.
+        followed = credentials[1][0]
+        row = f'[data-testid="worker-row-{followed}"]'
+        figures["row_click_to_details_ms"] = await page.evaluate(RESPONSE, [row, "details", followed])
+        fix = page.get_by_test_id("details-fix-time")
+        await expect(fix).not_to_have_text(await fix.text_content() or "", timeout=15_000)
+        figures["zoom_click_to_scale_ms"] = await page.evaluate(RESPONSE, [".leaflet-control-zoom-out", "scale", ""])
+        seen = await page.evaluate(STOP_WATCHING)
+
+        # A worker registered meanwhile presses SOS: listed first, in alert, a red dot on the canvas.
+        insole = await register_insole(server, SOS_IMEI, "Lone diver")
+        try:
+            await insole.send(insole.position(lat_e7=SOS_AT[0], lon_e7=SOS_AT[1], battery=80))
+            await insole.send(insole.alarm(kind=1, lat_e7=SOS_AT[0], lon_e7=SOS_AT[1]))
+            first_row = page.get_by_test_id("worker-list").locator("li").first.locator("button")
+            await expect(first_row).to_have_attribute("data-testid", f"worker-row-{SOS_IMEI}", timeout=15_000)
+            await expect(first_row).to_have_attribute("data-state", "alert")
+            await expect(page.get_by_test_id("worker-summary")).to_contain_text(f"{WORKERS + 1} workers · 1 in alert")
+            assert await page.evaluate(DOT_COLOUR, SOS_IMEI) == ALERT_RED
+        finally:
+            await insole.close()
+        await expect(page.get_by_test_id("map")).to_have_attribute("data-markers", str(WORKERS + 1))
+        screenshot = tmp_path / "map_10000_workers.png"
+        await page.screenshot(path=str(screenshot))  # while the positions still come
+    finally:
+        result = await live  # its load generators stop on their own: never leave them behind
     assert seen["positions"] > 0, "no position reached the page while it was watched"
     assert not off_machine, off_machine
-    screenshot = tmp_path / "map_10000_workers.png"
-    await page.screenshot(path=str(screenshot))
 
     figures.update(
         {
