@@ -46,6 +46,9 @@ export class WorkerMap {
     // Names beside the markers once zoomed in enough, placed again whenever the view changes.
     this.labelsPending = false;
     this.map.on("zoomend moveend resize overlayadd", () => this._scheduleLabels());
+    this.map.on("zoomend", () => {
+      if (this.drawnOnCanvas) this._renderAll(); // moves too small to show before may show now
+    });
     this.map.on("popupclose", (event) => {
       if (event.popup === this.popup) this.openImei = null;
     });
@@ -180,8 +183,20 @@ export class WorkerMap {
 
   _place(marker, position) {
     const at = marker.getLatLng();
-    if (at.lat !== position.lat || at.lng !== position.lon) marker.setLatLng([position.lat, position.lon]);
+    if ((at.lat !== position.lat || at.lng !== position.lon) && this._showsMove(at, position)) {
+      marker.setLatLng([position.lat, position.lon]);
+    }
     this._decorate(marker);
+  }
+
+  // A canvas dot is moved (and that part of the canvas redrawn) only when the move shows, by a
+  // pixel or more at this zoom: a walking worker's few metres do not, over a whole fleet. Zooming
+  // in places every dot again (see the constructor).
+  _showsMove(at, position) {
+    if (!this.drawnOnCanvas) return true;
+    const from = this.map.latLngToLayerPoint(at);
+    const to = this.map.latLngToLayerPoint([position.lat, position.lon]);
+    return Math.abs(from.x - to.x) >= 1 || Math.abs(from.y - to.y) >= 1;
   }
 
   _addMarker(device) {
