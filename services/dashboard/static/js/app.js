@@ -100,6 +100,7 @@ class Dashboard {
     this.reloading = null;
     this.reloadAgain = false;
     this.buffered = null;
+    this.fetching = new Set(); // IMEIs of devices being loaded one by one
     this.role = null;
     this.accounts = new AccountScreens(byTestId("login-screen"), {
       signedIn: async (pair) => {
@@ -313,9 +314,12 @@ class Dashboard {
     const commands = new CommandsPanel(byTestId("panel-commands"), this.store, this.api);
     new PasswordPanel(byTestId("panel-account"), this.api);
     this.views = { map, alerts, sos, workers, history, commands, admin: null }; // admin: see _loadAdmin
-    this.store.addEventListener("devices", () => {
-      map.render();
-      workers.render();
+    this.store.onUnknownDevice = (imei) => this._fetchDevice(imei);
+    this.store.addEventListener("devices", (event) => {
+      const changed = event.detail.imeis; // null: any device may have changed
+      map.render(changed);
+      workers.render(changed);
+      if (changed) return; // positions and statuses: no worker came, went or was renamed
       history.refreshWorkers();
       commands.refreshWorkers();
       alerts.render(); // worker names
@@ -380,7 +384,7 @@ class Dashboard {
 
   _apply(name, data) {
     if (name === "position") {
-      if (!this.store.applyPosition(data)) this._fetchDevice(data.imei);
+      this.store.queuePosition(data); // applied with the rest of the burst at the next frame
     } else if (name === "device_status") {
       if (!this.store.applyStatus(data)) this._fetchDevice(data.imei);
     } else if (name === "alert") {
@@ -390,15 +394,19 @@ class Dashboard {
   }
 
   async _fetchDevice(imei) {
+    if (this.fetching.has(imei)) return; // its positions keep coming while it loads
+    this.fetching.add(imei);
     try {
       this.store.upsertDevice(await this.api.get(`api/v1/devices/${imei}`));
     } catch (error) {
       if (!(error instanceof SessionEnded)) console.warn("device not loaded", imei, error);
+    } finally {
+      this.fetching.delete(imei);
     }
   }
 
   _tick() {
-    this.views.workers.render();
+    this.views.workers.render(new Set(this.store.devices.keys())); // "12 s ago": rows in place
     this.views.alerts.render();
     this.views.map.render();
   }

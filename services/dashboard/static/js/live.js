@@ -48,8 +48,9 @@ export function connectLive(session, handlers) {
       handlers.onStatus("reconnecting"); // the manager retries by itself
     }
   });
-  socket.on("disconnect", (reason) => {
+  socket.on("disconnect", (reason, details) => {
     if (closed) return;
+    console.info("live updates: disconnected", reason, details?.description ?? ""); // for whoever reads the console
     if (reason === "io server disconnect") reconnectWithFreshToken();
     else handlers.onStatus("reconnecting");
   });

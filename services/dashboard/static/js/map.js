@@ -1,6 +1,8 @@
 // The live map: a marker per worker coloured by state, geofences, a track.
 // Tiles are optional: without them the map is a plain background with a scale
 // and a coordinates readout, and everything else works the same.
+// A big tenant's workers are dots drawn on one canvas (Leaflet's Canvas renderer): 10,000
+// marker elements, each with its name, would take seconds to lay out and every frame after.
 import "../vendor/leaflet/leaflet.js";
 import { KIND_LABELS, STATE_LABELS, ago, clock, compareNames, coords, h } from "./dom.js";
 
@@ -12,6 +14,12 @@ const LABEL_OFFSET = 16; // px from a marker's centre to its name: clear of the 
 const MARKER_HALF = 15; // px: half a marker icon with its border, as an obstacle to names
 const LABEL_GAP = 3; // px kept free around a name
 const LABEL_PRIORITY = { alert: 0, low_battery: 1, offline: 2, ok: 3 }; // whose name is placed first
+const DOM_MARKERS_UP_TO = 500; // workers with a position; more are drawn on the canvas
+// The canvas dots: the colours of app.css's markers (--ok, --alert...); a worker in alert is bigger
+// with a dark ring, and drawn above the others.
+const DOT_COLOURS = { ok: "#2e7d32", alert: "#d32f2f", offline: "#78848f", low_battery: "#f29900" };
+const DOT_STYLE = { radius: 6, weight: 2, color: "#ffffff", opacity: 1, fillOpacity: 1 };
+const ALERT_DOT_STYLE = { radius: 10, weight: 4, color: "#7f0000" };
 
 export class WorkerMap {
   /** actions: showTrack(imei), showAlerts(imei), showCommands(imei). */
@@ -21,6 +29,8 @@ export class WorkerMap {
     this.actions = actions;
     this.map = L.map(element, { worldCopyJump: true, zoomSnap: 0.5 }).setView(WORLD.center, WORLD.zoom);
     this.markers = new Map();
+    this.canvas = L.canvas({ padding: 0.5 });
+    this.drawnOnCanvas = false; // the markers are canvas dots (a big tenant), not elements
     this.workers = L.layerGroup().addTo(this.map);
     this.geofences = L.layerGroup().addTo(this.map);
     this.track = L.layerGroup().addTo(this.map);
@@ -36,6 +46,9 @@ export class WorkerMap {
     // Names beside the markers once zoomed in enough, placed again whenever the view changes.
     this.labelsPending = false;
     this.map.on("zoomend moveend resize overlayadd", () => this._scheduleLabels());
+    this.map.on("zoomend", () => {
+      if (this.drawnOnCanvas) this._renderAll(); // moves too small to show before may show now
+    });
     this.map.on("popupclose", (event) => {
       if (event.popup === this.popup) this.openImei = null;
     });
@@ -114,36 +127,43 @@ export class WorkerMap {
     this.map.invalidateSize();
   }
 
-  render() {
+  /**
+   * Markers follow the store. changed: the IMEIs of the devices that changed since the last call,
+   * or null when any may have (then every marker is checked, and markers come and go).
+   */
+  render(changed = null) {
+    if (changed === null || !this._renderChanged(changed)) this._renderAll();
+    if (this.openImei && (changed === null || changed.has(this.openImei))) this._refreshDetails();
+    this._scheduleLabels();
+  }
+
+  // Only the changed devices' markers, when each already has one and none lost its position.
+  _renderChanged(changed) {
+    const updates = [];
+    for (const imei of changed) {
+      const device = this.store.devices.get(imei);
+      const marker = this.markers.get(imei);
+      if (!marker || !device?.last_position) return false;
+      updates.push([marker, device.last_position]);
+    }
+    for (const [marker, position] of updates) this._place(marker, position);
+    return true;
+  }
+
+  _renderAll() {
+    const positioned = [...this.store.devices.values()].filter((device) => device.last_position);
+    const canvas = positioned.length > DOM_MARKERS_UP_TO;
+    if (canvas !== this.drawnOnCanvas) { // the tenant crossed the line: draw every marker the other way
+      this.workers.clearLayers();
+      this.markers.clear();
+      this.drawnOnCanvas = canvas;
+    }
     const seen = new Set();
-    for (const device of this.store.devices.values()) {
-      const position = device.last_position;
-      if (!position) continue;
+    for (const device of positioned) {
       seen.add(device.imei);
-      let marker = this.markers.get(device.imei);
-      if (!marker) {
-        marker = L.marker([position.lat, position.lon], {
-          icon: L.divIcon({ className: "worker-marker", iconSize: [26, 26] }),
-          riseOnHover: true,
-        });
-        marker.imei = device.imei;
-        marker.bindTooltip(device.name, {
-          permanent: true, direction: "right", offset: [LABEL_OFFSET, 0], className: "worker-label" });
-        marker.on("add", () => this._decorate(marker));
-        // A name left out for lack of room (or below LABELS_ZOOM) shows while the pointer is on its marker.
-        marker.on("mouseover", () => {
-          marker.getTooltip().getElement()?.classList.add("label-hover");
-          marker.getTooltip().update(); // measured while hidden: place it again now that it shows
-        });
-        marker.on("mouseout", () => marker.getTooltip().getElement()?.classList.remove("label-hover"));
-        marker.on("click", () => this.openDetails(marker.imei));
-        this.markers.set(device.imei, marker);
-        marker.addTo(this.workers);
-      } else {
-        const at = marker.getLatLng();
-        if (at.lat !== position.lat || at.lng !== position.lon) marker.setLatLng([position.lat, position.lon]);
-      }
-      this._decorate(marker);
+      const marker = this.markers.get(device.imei);
+      if (marker) this._place(marker, device.last_position);
+      else this._addMarker(device);
     }
     for (const [imei, marker] of this.markers) {
       if (!seen.has(imei)) {
@@ -151,14 +171,61 @@ export class WorkerMap {
         this.markers.delete(imei);
       }
     }
+    this.element.dataset.markers = String(this.markers.size);
+    this.element.dataset.renderer = canvas ? "canvas" : "elements";
     if (!this.fitted && seen.size > 0) {
       this.fitted = true;
       const bounds = L.latLngBounds([...this.markers.values()].map((m) => m.getLatLng()));
       this._moving();
       this.map.fitBounds(bounds, { padding: [40, 40], maxZoom: FOCUS_ZOOM });
     }
-    if (this.openImei) this._refreshDetails();
-    this._scheduleLabels();
+  }
+
+  _place(marker, position) {
+    const at = marker.getLatLng();
+    if ((at.lat !== position.lat || at.lng !== position.lon) && this._showsMove(at, position)) {
+      marker.setLatLng([position.lat, position.lon]);
+    }
+    this._decorate(marker);
+  }
+
+  // A canvas dot is moved (and that part of the canvas redrawn) only when the move shows, by a
+  // pixel or more at this zoom: a walking worker's few metres do not, over a whole fleet. Zooming
+  // in places every dot again (see the constructor).
+  _showsMove(at, position) {
+    if (!this.drawnOnCanvas) return true;
+    const from = this.map.latLngToLayerPoint(at);
+    const to = this.map.latLngToLayerPoint([position.lat, position.lon]);
+    return Math.abs(from.x - to.x) >= 1 || Math.abs(from.y - to.y) >= 1;
+  }
+
+  _addMarker(device) {
+    const position = device.last_position;
+    const marker = this.drawnOnCanvas
+      ? L.circleMarker([position.lat, position.lon], { ...DOT_STYLE, renderer: this.canvas, className: "worker-dot" })
+      : L.marker([position.lat, position.lon], {
+        icon: L.divIcon({ className: "worker-marker", iconSize: [26, 26] }),
+        riseOnHover: true,
+      });
+    marker.imei = device.imei;
+    if (this.drawnOnCanvas) {
+      // No room for 10,000 names: a dot shows its worker's name while the pointer is on it.
+      marker.bindTooltip(device.name, { direction: "right", offset: [10, 0], className: "worker-label label-hover" });
+    } else {
+      marker.bindTooltip(device.name, {
+        permanent: true, direction: "right", offset: [LABEL_OFFSET, 0], className: "worker-label" });
+      marker.on("add", () => this._decorate(marker));
+      // A name left out for lack of room (or below LABELS_ZOOM) shows while the pointer is on its marker.
+      marker.on("mouseover", () => {
+        marker.getTooltip().getElement()?.classList.add("label-hover");
+        marker.getTooltip().update(); // measured while hidden: place it again now that it shows
+      });
+      marker.on("mouseout", () => marker.getTooltip().getElement()?.classList.remove("label-hover"));
+    }
+    marker.on("click", () => this.openDetails(marker.imei));
+    this.markers.set(device.imei, marker);
+    marker.addTo(this.workers);
+    this._decorate(marker);
   }
 
   // Once per frame at most: positions arrive in bursts.
@@ -175,7 +242,7 @@ export class WorkerMap {
   // and no map control and stays inside the map; else it is left out (hover shows it). Workers
   // in alert are named first. Sizes are all read before any label is moved (one layout).
   _placeLabels() {
-    const show = this.map.getZoom() >= LABELS_ZOOM;
+    const show = this.map.getZoom() >= LABELS_ZOOM && !this.drawnOnCanvas;
     this.element.classList.toggle("show-labels", show);
     if (!show) return;
     const size = this.map.getSize();
@@ -225,6 +292,10 @@ export class WorkerMap {
   }
 
   _decorate(marker) {
+    if (this.drawnOnCanvas) {
+      this._colourDot(marker);
+      return;
+    }
     const el = marker.getElement();
     const device = this.store.devices.get(marker.imei);
     if (!el || !device) return;
@@ -238,6 +309,20 @@ export class WorkerMap {
     if (tooltip.getContent() !== device.name) tooltip.setContent(device.name);
     tooltip.getElement()?.setAttribute("data-testid", `marker-label-${device.imei}`);
     for (const name of Object.keys(STATE_LABELS)) el.classList.toggle(`state-${name}`, name === state);
+  }
+
+  // A canvas dot's colour (and size, for an alert), restyled only when its state changes: each
+  // change redraws that part of the canvas.
+  _colourDot(marker) {
+    const device = this.store.devices.get(marker.imei);
+    if (!device) return;
+    const state = this.store.stateOf(device);
+    const tooltip = marker.getTooltip();
+    if (tooltip.getContent() !== device.name) tooltip.setContent(device.name);
+    if (marker.state === state) return;
+    marker.state = state;
+    marker.setStyle({ ...DOT_STYLE, ...(state === "alert" ? ALERT_DOT_STYLE : {}), fillColor: DOT_COLOURS[state] });
+    if (state === "alert") marker.bringToFront();
   }
 
   openDetails(imei) {
