@@ -399,7 +399,7 @@ class LiveUpdates:
         self._positions.forget_alerts(payload["tenant_id"])  # it may open or close a window of positions
         room = tenant_room(payload["tenant_id"])
         if self._watched(room):
-            await self._sio.emit("alert", payload["alert"], to=room)
+            await self._emit(room, "alert", payload["alert"])
 
     async def on_device_status(self, message: Message) -> None:
         payload = orjson.loads(message.payload)
@@ -408,16 +408,30 @@ class LiveUpdates:
             last_seen = payload.get("last_seen")
             if isinstance(last_seen, int | float):
                 last_seen = iso_utc(last_seen)
-            await self._sio.emit(
-                "device_status",
-                {
-                    "imei": payload["imei"],
-                    "online": bool(payload["online"]),
-                    "battery": payload.get("battery"),
-                    "last_seen": last_seen,
-                },
-                to=room,
-            )
+            status = {
+                "imei": payload["imei"],
+                "online": bool(payload["online"]),
+                "battery": payload.get("battery"),
+                "last_seen": last_seen,
+            }
+            await self._emit(room, "device_status", status)
+
+    async def _emit(self, room: str, event: str, data: Any) -> None:
+        """An event every member of `room` must get (never coalesced nor dropped), encoded once.
+
+        A fleet connecting at once makes thousands of `device_status` a second: python-socketio's
+        emit (a task and a JSON encoding per recipient) fell seconds behind and dropped them.
+        """
+        rooms = self._rooms()
+        if rooms is None:  # clients may be in other processes: the pub/sub manager's way
+            await self._sio.emit(event, data, to=room)
+            return
+        message = eio_packet.Packet(eio_packet.MESSAGE, data="2" + orjson.dumps([event, data]).decode())
+        for eio_sid in list(rooms.get(room, {}).values()):
+            try:
+                await self._sio.eio.send_packet(eio_sid, message)
+            except KeyError:
+                pass  # the client left while we were sending
 
     @staticmethod
     def _guarded(handler: Handler) -> Handler:
