@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from prometheus_client import Counter
+from prometheus_client import Counter, Histogram
 
 from services.context import ServiceContext
 from services.notifications.detectors import (
@@ -45,11 +45,21 @@ from shared.store.geofences import Geofence
 log = get_logger("solewatch.detection")
 
 detections_applied = Counter("detections_total", "Conditions detected on the server", ["kind", "action"])
+flush_seconds = Histogram(
+    "detection_flush_seconds",
+    "How long judging the frames kept since the last flush took (the next waits 4x that, at least 0.5 s)",
+    buckets=(0.001, 0.005, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0),
+)
 
 STATE_TTL_S = 14 * 24 * 3600  # long: an expired state reads as "never seen", which raises nothing
 GEOFENCES_CACHED_S = 30.0  # a new or deleted geofence applies within this long
 SETTINGS_CACHED_S = 30.0  # and a device's changed settings within this long
-COALESCE_S = 0.5  # a device's frames are judged at most this long after they arrive
+COALESCE_S = 0.5  # a device's frames are judged at most this long after they arrive (while within budget)
+# Detection's share of the process at most: after a flush that took D seconds the next one waits
+# D * (1 / share - 1), so under a fleet's full load each device's newest frame is judged every few
+# seconds instead of every frame, and ingestion (ACKs, SOS) keeps the rest of the process.
+DETECTION_SHARE = 0.2
+FRAMES_PER_SLICE = 64  # judged between turns of the event loop: a big flush must not stall ACKs
 STARTUP_GRACE_S = 30.0  # let the consumer catch up on queued frames before calling anyone silent
 CLEAR_NOTES = {
     "offline": "device back online",
@@ -103,6 +113,7 @@ class DetectionService:
         # Frame kind -> device id -> its newest row so far: (columns, row, the message's devices).
         self._pending: dict[FrameKind, dict[int, tuple[tuple[str, ...], list[Any], dict[str, list[Any]]]]] = {}
         self._flusher: asyncio.Task[None] | None = None
+        self._last_flush_s = 0.0
         self.configure(context.settings)
         context.bus.subscribe("detectors", [TOPIC_TELEMETRY], self.handle)
 
@@ -149,14 +160,19 @@ class DetectionService:
     # -- frames -------------------------------------------------------------------------
 
     async def handle(self, message: Message) -> None:
-        """Keep each device's newest frame of each kind; they are judged within COALESCE_S.
+        """Keep each device's newest frame of each kind; they are judged within COALESCE_S,
+        or later when judging takes more than DETECTION_SHARE of the process.
 
         A device sending many frames a second is judged a few times a second,
         not once per frame: what the detectors decide on (a silence of
         minutes, a battery level, a crossing confirmed by fixes) does not
-        change faster, and ingestion shares this process. A crash loses at
-        most COALESCE_S of detection input, which the device's next frames
-        make up for (no detection depends on one frame alone).
+        change faster, and ingestion shares this process. A fleet big enough
+        to make judging every frame cost more than that share (19,000 insoles
+        at one frame a second: ~0.7 s per flush) has each device's newest
+        frame judged every few seconds instead, so ACKs and alarms keep their
+        share. A crash loses at most one interval of detection input, which
+        the device's next frames make up for (no detection depends on one
+        frame alone).
         """
         for table in latest_telemetry_tables(message.payload):
             pending = self._pending.setdefault(table.kind, {})
@@ -169,11 +185,15 @@ class DetectionService:
             self._flusher = asyncio.create_task(self._flush_soon(), name="detection-flush")
 
     async def _flush_soon(self) -> None:
-        await asyncio.sleep(COALESCE_S)
-        try:
-            await self.flush()
-        except Exception:  # a backend is away: these frames are not judged; the next ones are
-            log.exception("detection_failed")
+        while self._pending:  # frames handled during a flush (it yields) are judged by the next
+            await asyncio.sleep(max(COALESCE_S, self._last_flush_s * (1 / DETECTION_SHARE - 1)))
+            started = time.perf_counter()
+            try:
+                await self.flush()
+            except Exception:  # a backend is away: these frames are not judged; the next ones are
+                log.exception("detection_failed")
+            self._last_flush_s = time.perf_counter() - started
+            flush_seconds.observe(self._last_flush_s)
 
     async def flush(self) -> None:
         """Judge the frames kept so far, now."""
@@ -183,7 +203,9 @@ class DetectionService:
         frames = [
             make_frame(kind, columns, row, ids) for kind, rows in pending.items() for columns, row, ids in rows.values()
         ]
-        for frame in sorted(frames, key=frame_ts):
+        for judged, frame in enumerate(sorted(frames, key=frame_ts), 1):
+            if judged % FRAMES_PER_SLICE == 0:
+                await asyncio.sleep(0)  # let the listener read and ACK between slices
             device_id = frame["device_id"]
             states = devices.get(device_id)
             if states is None:
