@@ -50,10 +50,24 @@ class LiveFeed:
         `watching` says whether anyone looks at it now (no one: positions are not even kept)."""
         self._views.append((view, watching))
 
+    def watched(self) -> bool:
+        for _, watching in self._views:
+            if watching():
+                return True
+        return False
+
     def offer(self, device: DeviceRef, fields: tuple[Any, ...], received_at: float) -> None:
         """A position received from `device` (its fields in Position order)."""
-        if not any(watching() for _, watching in self._views):
+        if not self.watched():
             return
+        self._keep(device, fields, received_at)
+
+    def offer_newest(self, device: DeviceRef, positions: list[tuple[Any, ...]], received_at: float) -> None:
+        """Several positions of one device (a run of frames): only the newest can matter."""
+        if self.watched():  # before looking for the newest: most frames arrive with no dashboard open
+            self._keep(device, max(positions, key=_ts_and_seq) if len(positions) > 1 else positions[0], received_at)
+
+    def _keep(self, device: DeviceRef, fields: tuple[Any, ...], received_at: float) -> None:
         kept = self._newest.get(device.id)
         if kept is not None and (kept[1][_TS], kept[1][_SEQ]) > (fields[_TS], fields[_SEQ]):
             return  # an older fix arrived after a newer one (a resent or buffered frame)
@@ -61,10 +75,6 @@ class LiveFeed:
         if not self._scheduled:
             self._scheduled = True
             asyncio.get_running_loop().call_soon(self._hand_over)
-
-    def offer_newest(self, device: DeviceRef, positions: list[tuple[Any, ...]], received_at: float) -> None:
-        """Several positions of one device (a run of frames): only the newest can matter."""
-        self.offer(device, max(positions, key=_ts_and_seq), received_at)
 
     def _hand_over(self) -> None:
         self._scheduled = False
