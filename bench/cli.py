@@ -93,6 +93,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="webhooks: the order of phases A (no endpoint) and B (default ABBABAABABBA)",
     )
     bench.add_argument("--runs", type=int, default=3, help="latency: runs on a fresh process each, for the spread")
+    bench.add_argument(
+        "--client",
+        choices=("lean", "socketio"),
+        default="lean",
+        help="latency: the dashboard, a lean Engine.IO client in its own process or python-socketio in the bench's",
+    )
     bench.add_argument("--clients", type=int, default=None, help="dashboards: Socket.IO dashboards (default 100)")
     bench.add_argument(
         "--rate", type=int, default=None, help="dashboards, soak: frames/s the insoles offer (default 10,000; 5,000)"
@@ -208,6 +214,7 @@ async def _run(args: argparse.Namespace) -> None:
 
         figures = await latency.run_repeated(
             runs=args.runs,
+            client=args.client,
             connections=args.connections or 200,
             seconds=args.seconds,
             warmup=args.warmup,

@@ -1,8 +1,11 @@
 """`solewatch bench latency`: from a frame's send to its `position` event at a dashboard.
 
 Insoles (load generator processes) send POSITION frames at a fixed rate to an
-all-in-one solewatch; a Socket.IO client signed in as the tenant's admin
-receives the `position` events. A telemetry message carries each insole's
+all-in-one solewatch; a dashboard signed in as the tenant's admin receives the
+`position` events: by default a lean Engine.IO client in a process of its own
+(bench/dashboard_clients.py, about a microsecond per event), or with
+`client="socketio"` a python-socketio client in this process, whose task per
+event and shared loop add their own delay to what is measured. A telemetry message carries each insole's
 newest position of a commit, so a sampled frame counts as shown at the first
 `position` event of its insole at its time or later: the delay measured is
 how long the map lagged behind the frame. Sends and events are timed on the
@@ -24,6 +27,7 @@ import httpx
 import socketio
 
 from bench.common import percentile, print_table, register_devices, run_loadgens, start_solewatch
+from bench.dashboards import DashboardProcesses
 
 ADMIN = ("bench@solewatch.local", "bench password 1")
 
@@ -44,8 +48,9 @@ async def run(
     seconds: float = 10.0,
     warmup: float = 2.0,
     processes: int = 2,
+    client: str = "lean",
 ) -> dict[str, Any]:
-    figures: dict[str, Any] = {"mode": "embedded", "connections": connections}
+    figures: dict[str, Any] = {"mode": "embedded", "connections": connections, "client": client}
     with tempfile.TemporaryDirectory(prefix="solewatch-bench-") as tmp:
         data_dir = Path(tmp)
         credentials = await register_devices(data_dir, connections)
@@ -56,19 +61,25 @@ async def run(
             admin_password=ADMIN[1],
             max_connections=connections + 100,
         )
-        client = socketio.AsyncClient(reconnection=False)
+        dashboard = socketio.AsyncClient(reconnection=False)
+        lean = DashboardProcesses()
         received: dict[str, list[tuple[str, float]]] = {}  # IMEI -> (ts, arrival) of its position events, in order
 
         async def on_position(data: dict[str, Any]) -> None:
             received.setdefault(data["imei"], []).append((data["ts"], time.time()))
 
-        client.on("position", on_position)
+        dashboard.on("position", on_position)
 
         try:
             base = f"http://127.0.0.1:{http_port}"
             async with httpx.AsyncClient(base_url=base) as http:
                 token = (await http.post("/api/v1/auth/token", json={"email": ADMIN[0], "password": ADMIN[1]})).json()
-            await client.connect(base, auth={"token": token["access_token"]}, transports=["websocket"], wait_timeout=10)
+            if client == "lean":
+                await lean.start(base, token["access_token"], clients=1, processes=1)
+            else:
+                await dashboard.connect(
+                    base, auth={"token": token["access_token"]}, transports=["websocket"], wait_timeout=10
+                )
             for index, rate in enumerate(rates):
                 received.clear()
                 load = await run_loadgens(
@@ -83,12 +94,16 @@ async def run(
                     ts_offset=-(index + 1) * 100_000,
                 )
                 await asyncio.sleep(1.0)  # let the last events arrive
-                delays = sorted(
-                    shown - sent
-                    for imei, ts, sent in load["sends"]
-                    if (shown := _shown_at(received.get(imei, []), _iso(ts))) is not None
-                )
-                missing = len(load["sends"]) - len(delays)
+                if client == "lean":
+                    [timed] = (await lean.measure(load["sends"], load["window"]))["clients"]
+                    delays, missing = timed["delays"], timed["missing"]
+                else:
+                    delays = sorted(
+                        shown - sent
+                        for imei, ts, sent in load["sends"]
+                        if (shown := _shown_at(received.get(imei, []), _iso(ts))) is not None
+                    )
+                    missing = len(load["sends"]) - len(delays)
                 key = f"{rate // 1000}k" if rate >= 1000 else str(rate)
                 figures |= {
                     f"rate_{key}_acked_fps": round(load["fps"]),
@@ -100,8 +115,9 @@ async def run(
                     f"rate_{key}_ack_p99_ms": round(load["p99_ms"], 2),
                 }
         finally:
-            if client.connected:
-                await client.disconnect()
+            if dashboard.connected:
+                await dashboard.disconnect()
+            await lean.stop()
             await server.stop()
     figures["rates"] = list(rates)
     return figures
@@ -115,7 +131,12 @@ async def run_repeated(*, runs: int = 3, **options: Any) -> dict[str, Any]:
         sys.stdout.write(f"latency run {number} of {runs}...\n")
         sys.stdout.flush()
         each.append(await run(**options))
-    figures: dict[str, Any] = {"mode": "embedded", "connections": each[0]["connections"], "runs": runs}
+    figures: dict[str, Any] = {
+        "mode": "embedded",
+        "connections": each[0]["connections"],
+        "client": each[0].get("client", "lean"),
+        "runs": runs,
+    }
     figures["rates"] = each[0]["rates"]
     for key, value in each[0].items():
         if key.startswith("rate_") and (value is None or isinstance(value, int | float)):
@@ -146,4 +167,5 @@ def report(figures: dict[str, Any]) -> None:
             ("  samples, missing", f"{spread('samples')}; {spread('missing')}"),
         ]
     what = "one run" if runs == 1 else f"min / median / max of {runs} runs, each on a fresh process"
-    print_table(f"latency: {figures['connections']} insoles → solewatch run → one Socket.IO dashboard ({what})", rows)
+    dashboard = "a lean Engine.IO client" if figures.get("client", "lean") == "lean" else "a python-socketio client"
+    print_table(f"latency: {figures['connections']} insoles → solewatch run → {dashboard} ({what})", rows)
