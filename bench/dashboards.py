@@ -31,6 +31,7 @@ from bench.common import (
     ROOT,
     CpuSampler,
     RssSampler,
+    ServerProcess,
     percentile,
     print_table,
     process_cpu_seconds,
@@ -110,6 +111,19 @@ class DashboardProcesses:
                 await proc.wait()
 
 
+async def start_watched_solewatch(data_dir: Path, connections: int, **settings: Any) -> tuple[ServerProcess, int, int]:
+    """`solewatch run` on `data_dir` with the benches' admin (for dashboards to sign in as) and room for
+    `connections` insoles; `settings` as `start_solewatch` takes them."""
+    return await start_solewatch(
+        data_dir,
+        command="run",
+        admin_email=ADMIN[0],
+        admin_password=ADMIN[1],
+        max_connections=connections + 100,
+        **settings,
+    )
+
+
 async def sign_in(http_port: int) -> str:
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http_port}") as http:
         answer = await http.post("/api/v1/auth/token", json={"email": ADMIN[0], "password": ADMIN[1]})
@@ -172,12 +186,9 @@ async def run(
     with tempfile.TemporaryDirectory(prefix="solewatch-bench-") as tmp:
         data_dir = Path(tmp)
         credentials = await register_devices(data_dir, connections)
-        server, port, http_port = await start_solewatch(
+        server, port, http_port = await start_watched_solewatch(
             data_dir,
-            command="run",
-            admin_email=ADMIN[0],
-            admin_password=ADMIN[1],
-            max_connections=connections + 100,
+            connections,
             http_max_connections_per_address=clients + 100,
             wss_slow_reader_timeout=slow_timeout,
         )

@@ -23,13 +23,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 import socketio
 
-from bench.common import percentile, print_table, register_devices, run_loadgens, start_solewatch
-from bench.dashboards import DashboardProcesses
-
-ADMIN = ("bench@solewatch.local", "bench password 1")
+from bench.common import percentile, print_table, register_devices, run_loadgens
+from bench.dashboards import DashboardProcesses, sign_in, start_watched_solewatch
 
 
 def _iso(ts: int) -> str:
@@ -54,13 +51,7 @@ async def run(
     with tempfile.TemporaryDirectory(prefix="solewatch-bench-") as tmp:
         data_dir = Path(tmp)
         credentials = await register_devices(data_dir, connections)
-        server, port, http_port = await start_solewatch(
-            data_dir,
-            command="run",
-            admin_email=ADMIN[0],
-            admin_password=ADMIN[1],
-            max_connections=connections + 100,
-        )
+        server, port, http_port = await start_watched_solewatch(data_dir, connections)
         dashboard = socketio.AsyncClient(reconnection=False)
         lean = DashboardProcesses()
         received: dict[str, list[tuple[str, float]]] = {}  # IMEI -> (ts, arrival) of its position events, in order
@@ -72,14 +63,11 @@ async def run(
 
         try:
             base = f"http://127.0.0.1:{http_port}"
-            async with httpx.AsyncClient(base_url=base) as http:
-                token = (await http.post("/api/v1/auth/token", json={"email": ADMIN[0], "password": ADMIN[1]})).json()
+            token = await sign_in(http_port)
             if client == "lean":
-                await lean.start(base, token["access_token"], clients=1, processes=1)
+                await lean.start(base, token, clients=1, processes=1)
             else:
-                await dashboard.connect(
-                    base, auth={"token": token["access_token"]}, transports=["websocket"], wait_timeout=10
-                )
+                await dashboard.connect(base, auth={"token": token}, transports=["websocket"], wait_timeout=10)
             for index, rate in enumerate(rates):
                 received.clear()
                 load = await run_loadgens(

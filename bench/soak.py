@@ -31,9 +31,8 @@ from bench.common import (
     process_rss_mb,
     register_devices,
     run_loadgens,
-    start_solewatch,
 )
-from bench.dashboards import ADMIN, DashboardProcesses, sign_in
+from bench.dashboards import DashboardProcesses, sign_in, start_watched_solewatch
 
 SETTLE_S = 120.0  # RSS samples before this (from the start of the load) are left out of the slope
 
@@ -74,12 +73,9 @@ async def run(
     with tempfile.TemporaryDirectory(prefix="solewatch-bench-") as tmp:
         data_dir = Path(tmp)
         credentials = await register_devices(data_dir, connections)
-        server, port, http_port = await start_solewatch(
+        server, port, http_port = await start_watched_solewatch(
             data_dir,
-            command="run",
-            admin_email=ADMIN[0],
-            admin_password=ADMIN[1],
-            max_connections=connections + 100,
+            connections,
             access_token_ttl=int(minutes * 60 + 3600),  # the dashboards' sockets outlive the run
         )
         dashboards = DashboardProcesses()

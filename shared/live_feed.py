@@ -65,11 +65,11 @@ class LiveFeed:
     def offer_newest(self, device: DeviceRef, positions: list[tuple[Any, ...]], received_at: float) -> None:
         """Several positions of one device (a run of frames): only the newest can matter."""
         if self.watched():  # before looking for the newest: most frames arrive with no dashboard open
-            self._keep(device, max(positions, key=_ts_and_seq) if len(positions) > 1 else positions[0], received_at)
+            self._keep(device, max(positions, key=_ts_and_seq), received_at)
 
     def _keep(self, device: DeviceRef, fields: tuple[Any, ...], received_at: float) -> None:
         kept = self._newest.get(device.id)
-        if kept is not None and (kept[1][_TS], kept[1][_SEQ]) > (fields[_TS], fields[_SEQ]):
+        if kept is not None and _ts_and_seq(kept[1]) > _ts_and_seq(fields):
             return  # an older fix arrived after a newer one (a resent or buffered frame)
         self._newest[device.id] = (device, fields, received_at)
         if not self._scheduled:
