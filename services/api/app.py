@@ -24,6 +24,7 @@ from services.api import (
     fleet,
     geofences,
     history,
+    reports,
     reports_alerts,
     tenant_settings,
     webhook_endpoints,
@@ -147,6 +148,7 @@ def create_app(
             tenant_settings,
             webhook_endpoints,
             reports_alerts,
+            reports,
         ):
             app.include_router(module.router, responses=_COMMON_ERRORS)
         app.include_router(webhooks.router)  # called by providers, who sign instead of logging in

@@ -158,9 +158,10 @@ class _Stay:
                 self.still_first = (fix, metres)
 
 
-class _Segmenter:
-    """`segments`' state: the stay under way, the trip under way, and the last stop, held back
-    because a short move after it may yet extend it."""
+class Segmenter:
+    """`segments` a fix at a time (`add`, then `finish`), for fixes that arrive a page at a time.
+    Its state: the stay under way, the trip under way, and the last stop, held back because a
+    short move after it may yet extend it."""
 
     def __init__(self, thresholds: Thresholds) -> None:
         self.thresholds = thresholds
@@ -240,7 +241,7 @@ class _Segmenter:
 def segments(track: Iterable[Fix], thresholds: Thresholds = Thresholds()) -> Iterator[Segment]:
     """The track's trips and stops, in order (see the module docstring). Streams: it keeps the
     stay under way and the last stop only, whatever the track's length."""
-    segmenter = _Segmenter(thresholds)
+    segmenter = Segmenter(thresholds)
     for fix in track:
         yield from segmenter.add(fix)
     yield from segmenter.finish()
