@@ -5,7 +5,6 @@ says, a report is exact before the worker has caught up, and erasing the device 
 
 from __future__ import annotations
 
-
 import pytest
 
 from services.api.report_figures import worker_totals
@@ -111,7 +110,7 @@ async def test_late_buffered_frames_count_once_in_their_hour(store: Store) -> No
 
 async def test_any_range_is_exact_whatever_the_workers_lag(store: Store) -> None:
     device, _ = await _store_walk(store)
-    records, positions, activities, beats = _frames(device)
+    _records, positions, activities, beats = _frames(device)
     since, until = H0 + 1234, H0 + 2 * HOUR_S + 777  # partial hours at both edges
     direct = totals(positions, activities, beats, lo=since, hi=until, gap_s=GAP_S)
     before = await worker_totals(store, [device.id], since=since, until=until, gap_s=GAP_S)  # nothing summed yet
@@ -129,5 +128,3 @@ async def test_an_erased_device_leaves_no_totals(store: Store) -> None:
     assert await store.retire_device(device.id, erase=True)
     assert await store.report_hour_sums([device.id], since=H0, until=H0 + HOURS * HOUR_S) == {}
     assert await store.report_hours_pending([device.id], since=H0 - HOUR_S, until=H0 + 9 * HOUR_S) == set()
-
-

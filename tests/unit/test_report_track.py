@@ -4,6 +4,7 @@ stops split where the thresholds say, and a span's figures adding up across its 
 
 from __future__ import annotations
 
+import itertools
 import random
 from dataclasses import replace
 
@@ -96,7 +97,7 @@ def test_trips_and_stops_split_where_the_default_thresholds_say() -> None:
     assert found[3].distance_m == pytest.approx(800, rel=0.02)
     assert found[2].duration_s == pytest.approx(600 + 50 / 1.4 + 600, abs=30)
     assert found[0].start.ts == T0 and found[-1].end.ts == _day_out()[-1].ts
-    for before, after in zip(found, found[1:], strict=False):
+    for before, after in itertools.pairwise(found):
         assert before.end == after.start  # each segment begins at the fix the one before ends at
 
 
