@@ -107,7 +107,7 @@ async def test_a_workers_morning_as_json_and_csv(harness: ApiHarness) -> None:
         if took is not None:
             now = time.time()
             with pytest.MonkeyPatch.context() as patch:
-                patch.setattr(time, "time", lambda: now + took)
+                patch.setattr(time, "time", lambda at=now + took: at)
                 await harness.store.acknowledge_alert(tenant, alert.id, by="sam@acme.example")
 
     bodies = [(await get(harness, viewer, "/api/v1/reports/workers", **RANGE)).json()]
