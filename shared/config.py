@@ -140,6 +140,9 @@ class Settings(BaseSettings):
     retention_purge_chunk: int = Field(
         500, ge=1, le=10_000, description="stored units a purge deletes per write (SQLite: runs of frames)"
     )
+    # The weekly digest email to admins who ask for it (services/notifications/digest.py, docs/reports.md).
+    digest_weekday: int = Field(0, ge=0, le=6, description="day the weekly digest goes out, 0 Monday to 6 Sunday (UTC)")
+    digest_hour: int = Field(7, ge=0, le=23, description="hour (UTC) the weekly digest goes out on that day")
     notification_drain_timeout: float = Field(
         10, ge=0, description="seconds a stopping process waits for sends in progress"
     )

@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 from services.context import ServiceContext
 from services.notifications.detection import DetectionService
+from services.notifications.digest import WeeklyDigest
 from services.notifications.dispatcher import DispatchPolicy, NotificationDispatcher
 from services.notifications.email import EmailNotifier
 from services.notifications.engine import AlertEngine
@@ -78,6 +79,7 @@ class NotificationsService:
         context.bus.subscribe("webhook-positions", [TOPIC_TELEMETRY], self.webhook_positions.handle)
         self.position_batcher = PositionBatcher(context.store, self.webhooks.wake)
         self.retention = RetentionPurger(context.store, context.cache, context.settings)
+        self.digest = WeeklyDigest(context.store, context.settings)
 
     async def start(self) -> None:
         self.dispatcher.start()
@@ -86,10 +88,12 @@ class NotificationsService:
         self.webhooks.start()
         self.position_batcher.start()
         self.retention.start()
+        self.digest.start()
         log.info("notifications_started", channels=self.dispatcher.channels)
 
     async def drain(self) -> None:
         await self.retention.drain()
+        await self.digest.drain()
         await self.detection.drain()
         await self.escalator.stop()
         await self.dispatcher.drain()
@@ -99,6 +103,7 @@ class NotificationsService:
 
     async def close(self) -> None:
         await self.retention.close()
+        await self.digest.close()
         await self.detection.close()
         await self.escalator.stop()
         await self.dispatcher.close()
@@ -112,6 +117,7 @@ class NotificationsService:
         await self.detection.reload(settings)
         self.webhooks.settings = settings
         self.retention.configure(settings)
+        self.digest.configure(settings)
         log.info("notifications_reloaded", channels=self.dispatcher.channels)
 
     async def check_ready(self) -> str | None:
