@@ -8,14 +8,17 @@ for the test count as silent unless they sent a frame shortly before.
 
 from __future__ import annotations
 
+import argparse
 import time
 from collections.abc import AsyncIterator
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
+from services import cli
 from services.notifications import digest as digest_module
 from services.notifications.digest import WeeklyDigest, due_at, iso_week, send_digests_now
 from services.notifications.email import EmailNotifier
@@ -116,3 +119,24 @@ async def test_a_week_no_mail_could_reach_is_sent_once_its_claim_is_stale(
     monkeypatch.setattr(digest_module, "STALE_CLAIM_S", 0.0)  # as if an hour had gone by
     assert await WeeklyDigest(api.store, api.settings).run_once(NOW + 3900) == {tenant: "sent"}
     assert len(smtp.to(ann.email)) == 1
+
+
+async def test_the_cli_sends_this_weeks_digest_at_once(
+    tmp_path: Path, smtp: SmtpSink, capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings = {"smtp_host": "127.0.0.1", "smtp_port": smtp.port, "smtp_starttls": False}
+    async with api_harness(tmp_path, **settings) as api:  # SQLite: the CLI opens the same file
+        tenant = await api.tenant("Acme")
+        ann = await api.caller(tenant, "admin")
+        await opt_in(api, ann)
+        await api.alert(await api.device(tenant, name="Alice"), ts=int(time.time()) - 3600)
+
+        await cli._digest(api.settings, argparse.Namespace(now=True))
+        # The JSON is the last line (the log may come before it).
+        assert orjson.loads(capsys.readouterr().out.splitlines()[-1]) == {"sent": {"Acme": 1}}
+        [mail] = smtp.to(ann.email)
+        assert "Acme: 1 alerts" in mail["Subject"] and "  sos: 1\n" in plain(mail)
+
+        await cli._digest(api.settings, argparse.Namespace(now=True))  # this week's went out already
+        assert orjson.loads(capsys.readouterr().out.splitlines()[-1]) == {"sent": {}}
+        assert len(smtp.messages) == 1
