@@ -67,6 +67,7 @@ def summary(seconds: Iterable[float]) -> dict[str, float | None]:
 
 
 def is_slow(alert: Alert) -> bool:
+    """Acknowledged more than SLOW_ACK_S after it was raised."""
     waited = time_to_ack_s(alert)
     return waited is not None and waited > SLOW_ACK_S
 
