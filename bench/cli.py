@@ -25,6 +25,7 @@ BENCHMARKS = (
     "fleet",
     "dashboards",
     "soak",
+    "reports",
 )
 
 SECONDS = {"webhooks": 120.0, "fleet": 30.0}  # measuring windows other than the 10 s default
@@ -62,16 +63,21 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="ingest: the devices' protocol (gt06, h02, watch, teltonika: see bench/tracker_ingest.py; default xsole)",
     )
     bench.add_argument("--frames", type=int, default=300_000, help="export: positions of the large device")
-    bench.add_argument("--devices", type=int, default=10_000, help="readpath: devices in the store it builds")
     bench.add_argument(
-        "--days", type=int, default=2, help="readpath: days of history, a position per 30 s (2: 57.6 M positions)"
+        "--devices", type=int, default=None, help="readpath, reports: devices in the store it builds (10,000; 1,000)"
+    )
+    bench.add_argument(
+        "--days",
+        type=int,
+        default=None,
+        help="readpath: days of history, a position per 30 s (2: 57.6 M positions); reports: the month's days (30)",
     )
     bench.add_argument(
         "--store",
         type=Path,
         default=None,
         metavar="DIR",
-        help="readpath: keep the built store here, or reuse the one there (default: a temporary directory)",
+        help="readpath, reports: keep the built store here, or reuse the one there (default: a temporary directory)",
     )
     bench.add_argument(
         "--device-days", type=int, default=40, help="readpath: device-days of positions read while quiet"
@@ -92,7 +98,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         default=None,
         help="webhooks: the order of phases A (no endpoint) and B (default ABBABAABABBA)",
     )
-    bench.add_argument("--runs", type=int, default=3, help="latency: runs on a fresh process each, for the spread")
+    bench.add_argument(
+        "--runs", type=int, default=3, help="latency, reports: runs on a fresh process each, for the spread"
+    )
     bench.add_argument(
         "--client",
         choices=("lean", "socketio"),
@@ -172,8 +180,8 @@ async def _run(args: argparse.Namespace) -> None:
         from bench import readpath
 
         figures = await readpath.run(
-            devices=args.devices,
-            days=args.days,
+            devices=args.devices or 10_000,
+            days=args.days or 2,
             store=args.store,
             device_days=args.device_days,
             ingest_rate=args.ingest_rate,
@@ -289,6 +297,13 @@ async def _run(args: argparse.Namespace) -> None:
 
         figures = await handshakes.run(handshakes=args.connections or 22_000)
         handshakes.report(figures)
+    elif args.name == "reports":
+        from bench import reports
+
+        figures = await reports.run(
+            devices=args.devices or 1000, days=args.days or 30, store=args.store, runs=args.runs
+        )
+        reports.report(figures)
     else:
         from bench import connections
 
