@@ -3,7 +3,7 @@
 import { h } from "./dom.js";
 
 const DAY_BARS_UP_TO = 31; // days; a longer range is charted one bar per week
-const LONGEST_DAYS = 366; // a custom range is cut to a year: 53 weekly requests at most
+const LONGEST_DAYS = 365; // the API takes 366 days at most; a day to spare for a clock change
 
 export const PRESETS = [
   ["7d", "Last 7 days"],
