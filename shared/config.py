@@ -140,6 +140,10 @@ class Settings(BaseSettings):
     retention_purge_chunk: int = Field(
         500, ge=1, le=10_000, description="stored units a purge deletes per write (SQLite: runs of frames)"
     )
+    # Reports (CONTRACT §9, services/notifications/report_hours.py): closed hours summed again once marked.
+    report_hours_interval: float = Field(
+        60, gt=0, le=3600, description="seconds between passes summing the device hours new frames changed"
+    )
     notification_drain_timeout: float = Field(
         10, ge=0, description="seconds a stopping process waits for sends in progress"
     )

@@ -24,6 +24,8 @@ from services.api import (
     fleet,
     geofences,
     history,
+    reports,
+    reports_alerts,
     tenant_settings,
     webhook_endpoints,
     webhooks,
@@ -80,6 +82,7 @@ TAGS = [
     {"name": "contacts", "description": "who is told about which kinds of alert"},
     {"name": "geofences", "description": "areas whose crossing raises geofence_exit or geofence_enter alerts"},
     {"name": "escalation", "description": "who is told next while nobody acknowledges an alert"},
+    {"name": "reports", "description": "figures over a range for a safety manager: alerts, response times"},
     {"name": "audit", "description": "who changed what, and who read a worker's history (admins; read only)"},
     {"name": "push", "description": "Web Push: new alerts as notifications on supervisors' browsers and phones"},
     {
@@ -144,6 +147,8 @@ def create_app(
             audit,
             tenant_settings,
             webhook_endpoints,
+            reports_alerts,
+            reports,
         ):
             app.include_router(module.router, responses=_COMMON_ERRORS)
         app.include_router(webhooks.router)  # called by providers, who sign instead of logging in

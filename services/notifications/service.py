@@ -13,6 +13,7 @@ from services.notifications.escalation import Escalator
 from services.notifications.notifier import Notifier
 from services.notifications.purge import RetentionPurger
 from services.notifications.push import PushNotifier
+from services.notifications.report_hours import ReportHours
 from services.notifications.sms import SmsNotifier, sms_configured
 from services.notifications.voice import VoiceNotifier, voice_configured
 from services.notifications.webhooks import WebhookEvents, WebhookSender
@@ -78,6 +79,7 @@ class NotificationsService:
         context.bus.subscribe("webhook-positions", [TOPIC_TELEMETRY], self.webhook_positions.handle)
         self.position_batcher = PositionBatcher(context.store, self.webhooks.wake)
         self.retention = RetentionPurger(context.store, context.cache, context.settings)
+        self.report_hours = ReportHours(context.store, context.cache, context.settings)
 
     async def start(self) -> None:
         self.dispatcher.start()
@@ -86,10 +88,12 @@ class NotificationsService:
         self.webhooks.start()
         self.position_batcher.start()
         self.retention.start()
+        self.report_hours.start()
         log.info("notifications_started", channels=self.dispatcher.channels)
 
     async def drain(self) -> None:
         await self.retention.drain()
+        await self.report_hours.drain()
         await self.detection.drain()
         await self.escalator.stop()
         await self.dispatcher.drain()
@@ -99,6 +103,7 @@ class NotificationsService:
 
     async def close(self) -> None:
         await self.retention.close()
+        await self.report_hours.close()
         await self.detection.close()
         await self.escalator.stop()
         await self.dispatcher.close()
@@ -112,6 +117,7 @@ class NotificationsService:
         await self.detection.reload(settings)
         self.webhooks.settings = settings
         self.retention.configure(settings)
+        self.report_hours.configure(settings)
         log.info("notifications_reloaded", channels=self.dispatcher.channels)
 
     async def check_ready(self) -> str | None:

@@ -128,6 +128,17 @@ class AlertStore(Protocol):
         (`ts`) at or before `end`, and not resolved before `start` (open and acknowledged ones whatever
         `start`). What location visibility needs to know which positions an alert lets be seen."""
 
+    async def alerts_raised(
+        self, tenant_id: int, *, since: float, until: float, device_id: int | None = None
+    ) -> list[Alert]:
+        """The tenant's alerts whose `ts` (when it happened) is in [since, until), oldest first
+        (optionally one device's). Bounded by the range, not loaded whole. As `alerts()`, a retired
+        device's alerts stay the tenant's: a report over a past range still counts them."""
+
+    async def alert_escalations(self, alert_ids: Sequence[int]) -> dict[int, int]:
+        """For each alert id that escalated, how many `escalated` timeline lines it has
+        (alerts that never escalated are left out)."""
+
     async def acknowledge_alert(
         self,
         tenant_id: int,

@@ -39,6 +39,7 @@ from shared.store.mongo_detection_config import MongoDetectionConfig
 from shared.store.mongo_devices import MongoDevices
 from shared.store.mongo_ingest import DUPLICATE_KEY, TELEMETRY_KEY, MongoIngest
 from shared.store.mongo_outbox import MongoOutbox
+from shared.store.mongo_reports import MongoReports
 from shared.store.mongo_retention import MongoRetention
 from shared.store.mongo_tenant_settings import MongoTenantSettings
 from shared.store.mongo_webhook_positions import MongoWebhookPositions
@@ -78,6 +79,7 @@ INDEXES: dict[str, list[IndexModel]] = (
     | MongoAudit.INDEXES
     | MongoWebhooks.INDEXES
     | MongoWebhookPositions.INDEXES
+    | MongoReports.INDEXES
 )
 
 
@@ -99,6 +101,7 @@ class MongoStore(
     MongoWebhooks,
     MongoWebhookPositions,
     MongoTenantSettings,
+    MongoReports,
     MongoRetention,
 ):
     """Every storage port on MongoDB (6.0 or later), one mixin per port over the same

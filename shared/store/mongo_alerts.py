@@ -114,6 +114,7 @@ class MongoAlerts:
             IndexModel([("tenant_id", 1), ("status", 1), ("_id", 1)], name="alerts_by_status"),
             IndexModel([("tenant_id", 1), ("imei", 1), ("_id", 1)], name="alerts_by_imei"),
             IndexModel([("device_id", 1), ("ts", 1)], name="alerts_by_device"),
+            IndexModel([("tenant_id", 1), ("ts", 1)], name="alerts_by_tenant_ts"),
         ],
         "alert_events": [
             IndexModel([("alert_id", 1), ("at", 1)], name="alert_events_by_alert"),
@@ -227,6 +228,29 @@ class MongoAlerts:
         async with self._read() as db:
             docs = await db.alerts.find(query).sort([("ts", 1), ("_id", 1)]).to_list(None)
         return [_alert(doc) for doc in docs]
+
+    async def alerts_raised(
+        self, tenant_id: int, *, since: float, until: float, device_id: int | None = None
+    ) -> list[Alert]:
+        query: Document = {"tenant_id": tenant_id, "ts": {"$gte": since, "$lt": until}}
+        if device_id is not None:
+            query["device_id"] = device_id
+        async with self._read() as db:
+            docs = await db.alerts.find(query).sort([("ts", 1), ("_id", 1)]).to_list(None)
+        return [_alert(doc) for doc in docs]
+
+    async def alert_escalations(self, alert_ids: Sequence[int]) -> dict[int, int]:
+        counts: dict[int, int] = {}
+        if not alert_ids:
+            return counts
+        async with self._read() as db:
+            # Only the ids: a plain find rather than an aggregation (which the emulator cannot await).
+            cursor = db.alert_events.find(
+                {"alert_id": {"$in": list(alert_ids)}, "action": "escalated"}, {"alert_id": 1, "_id": 0}
+            )
+            async for doc in cursor:
+                counts[doc["alert_id"]] = counts.get(doc["alert_id"], 0) + 1
+        return counts
 
     async def acknowledge_alert(
         self,

@@ -78,6 +78,7 @@ ERASURE = {
         name: "its documents"
         for name in ("positions", "position_keys", "heartbeats", "activities", "alarms", "commands", "device_settings")
     },
+    **{name: "its documents (reports' hour totals)" for name in ("report_hours", "report_marks")},
     "alerts": "its alerts",
     **{name: "its alerts' documents" for name in ("alert_events", "notifications", "detections", "escalations")},
     "sms_reply_codes": "its alerts' documents",
@@ -214,6 +215,8 @@ class MongoDevices:
             await db.alerts.delete_many({"_id": {"$in": alert_ids}})
         for collection in _ERASE_BY_DEVICE:  # positions: a time-series collection whose metaField is device_id
             await db[collection].delete_many({"device_id": device_id})
+        for collection in ("report_hours", "report_marks"):
+            await db[collection].delete_many({"d": device_id})
         await erase_device_webhook_positions(db, device_id, tenant_id=tenant_id, imei=imei)
         await db.webhook_deliveries.delete_many({"tenant_id": tenant_id, "imei": imei})  # events about it
         async for entry in db.outbox.find({}):  # not yet relayed: a handful, unless the bus is down

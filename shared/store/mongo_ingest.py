@@ -29,6 +29,7 @@ from shared.store.messages import (
     telemetry_message,
 )
 from shared.store.mongo_devices import command_from_doc
+from shared.store.mongo_reports import mark_report_hours
 from shared.store.telemetry import StoredActivity, StoredHeartbeat, StoredPosition
 from shared.store.webhooks import WebhookEvent
 from shared.webhook_events import command_completed_event
@@ -158,6 +159,7 @@ class MongoIngest:
                 self._insert_new("alarms", new_alarms),
                 self._apply_command_results(_rows(batch, FrameType.COMMAND_RESULT)),
                 self._update_device_state(batch),
+                self._mark_report_hours(batch),
             )
             pending: list[Document] = []
             if batch.alarms:
@@ -175,6 +177,16 @@ class MongoIngest:
                 [(TOPIC_TELEMETRY, telemetry_payload, None)] if telemetry_payload else []
             )
             await self._announce_alarms(pending, followed_by=telemetry_entry)
+
+    async def _mark_report_hours(self, batch: IngestBatch) -> None:
+        # With the frames, so a stop before the telemetry message leaves the marks the retry repeats.
+        frames = [
+            (row[0], row[_TS_AT])
+            for kind in (FrameType.POSITION, FrameType.HEARTBEAT, FrameType.ACTIVITY)
+            for row in _rows(batch, kind)
+        ]
+        if frames:
+            await self._db.report_marks.bulk_write(mark_report_hours(frames), ordered=False)
 
     async def _prepare_alarms(self, alarms: tuple[DeviceAlarm, ...]) -> list[Document]:
         """The documents of the alarms not stored yet, each with its id and message."""

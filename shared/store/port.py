@@ -14,6 +14,7 @@ and the compositions each service names.
 | `WebhookPositionsStore` | webhook_positions.py | positions owed to webhook endpoints, batched into deliveries |
 | `TenantSettingsStore` | tenant_settings.py | a tenant's retention periods and location visibility |
 | `RetentionStore` | retention.py | deleting what is past its tenant's retention, a chunk at a time |
+| `ReportStore` | reports.py | each device's report figures per hour, kept up to date as frames arrive |
 
 Each adapter (SQLite, MongoDB) is one class composed of one mixin per port and
 offers them all (`Store`); a service names only what it uses, so its
@@ -37,6 +38,7 @@ from shared.store.devices import hash_device_token as hash_device_token
 from shared.store.devices import token_matches as token_matches
 from shared.store.outbox import OutboxEntry as OutboxEntry
 from shared.store.outbox import OutboxStore
+from shared.store.reports import ReportStore
 from shared.store.retention import RetentionStore
 from shared.store.telemetry import FrameHistory, TelemetryStore
 from shared.store.telemetry import FrameRecord as FrameRecord
@@ -73,6 +75,7 @@ class NotificationsStore(
     AuditStore,
     WebhookStore,
     WebhookPositionsStore,
+    ReportStore,
     Protocol,
 ):
     """The notifications service: alarms to alerts, detections, who is told and how, partner webhooks."""
@@ -89,6 +92,7 @@ class ApiStore(
     WebhookPositionsStore,  # the notifications service shares the API's context
     TenantSettingsStore,
     RetentionStore,
+    ReportStore,
     Protocol,
 ):
     """The REST API and what shares its ServiceContext (the notifications service uses a part)."""
@@ -110,6 +114,7 @@ class Store(
     WebhookPositionsStore,
     TenantSettingsStore,
     RetentionStore,
+    ReportStore,
     Protocol,
 ):
     """Every port, as one adapter offers them: for the wiring that builds, opens and hands it out."""

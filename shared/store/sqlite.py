@@ -33,6 +33,7 @@ from shared.store.sqlite_audit import SqliteAudit
 from shared.store.sqlite_detection_config import SqliteDetectionConfig
 from shared.store.sqlite_devices import COMMAND_COLUMNS, SqliteDevices
 from shared.store.sqlite_outbox import SqliteOutbox
+from shared.store.sqlite_reports import SqliteReports
 from shared.store.sqlite_retention import SqliteRetention
 from shared.store.sqlite_runs import (
     RunPlan,
@@ -71,6 +72,7 @@ _PORTS = (
     SqliteWebhooks,
     SqliteWebhookPositions,
     SqliteTenantSettings,
+    SqliteReports,
 )
 
 _COMMAND_STATUS = {0: "done", 1: "failed", 2: "unsupported"}
@@ -88,6 +90,7 @@ class SqliteStore(
     SqliteWebhooks,
     SqliteWebhookPositions,
     SqliteTenantSettings,
+    SqliteReports,
     SqliteRetention,
 ):
     """Every storage port on SQLite (WAL), one mixin per port over the same connections and

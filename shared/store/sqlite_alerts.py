@@ -60,6 +60,7 @@ CREATE INDEX IF NOT EXISTS alerts_by_tenant ON alerts(tenant_id, id);
 CREATE INDEX IF NOT EXISTS alerts_by_status ON alerts(tenant_id, status, id);
 CREATE INDEX IF NOT EXISTS alerts_by_imei ON alerts(tenant_id, imei, id);
 CREATE INDEX IF NOT EXISTS alerts_by_device ON alerts(device_id, ts);
+CREATE INDEX IF NOT EXISTS alerts_by_tenant_ts ON alerts(tenant_id, ts);
 CREATE TABLE IF NOT EXISTS alert_events (
     id INTEGER PRIMARY KEY, alert_id INTEGER NOT NULL REFERENCES alerts(id),
     at REAL NOT NULL, action TEXT NOT NULL, actor TEXT, detail TEXT NOT NULL);
@@ -167,6 +168,33 @@ CREATE TABLE IF NOT EXISTS notification_deliveries (
         params = (*device_ids, end, end, start, start)
         rows = await self._read(lambda c: c.execute(sql, params).fetchall())
         return [Alert(*row) for row in rows]
+
+    async def alerts_raised(
+        self, tenant_id: int, *, since: float, until: float, device_id: int | None = None
+    ) -> list[Alert]:
+        sql = f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE tenant_id = ? AND ts >= ? AND ts < ?"
+        params: tuple[Any, ...] = (tenant_id, since, until)
+        if device_id is not None:
+            sql += " AND device_id = ?"
+            params += (device_id,)
+        rows = await self._read(lambda c: c.execute(sql + " ORDER BY ts, id", params).fetchall())
+        return [Alert(*row) for row in rows]
+
+    async def alert_escalations(self, alert_ids: Sequence[int]) -> dict[int, int]:
+        def run(c: sqlite3.Connection) -> dict[int, int]:
+            counts: dict[int, int] = {}
+            # In slices: SQLite caps the number of parameters of one statement.
+            for start in range(0, len(alert_ids), 500):
+                chunk = list(alert_ids[start : start + 500])
+                rows = c.execute(
+                    f"SELECT alert_id, COUNT(*) FROM alert_events WHERE alert_id IN ({','.join('?' * len(chunk))})"
+                    " AND action = 'escalated' GROUP BY alert_id",
+                    chunk,
+                ).fetchall()
+                counts.update({int(alert_id): int(n) for alert_id, n in rows})
+            return counts
+
+        return await self._read(run)
 
     async def acknowledge_alert(
         self,

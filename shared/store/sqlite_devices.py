@@ -31,12 +31,14 @@ COMMAND_COLUMNS = (
     "c.id, c.device_id, d.imei, c.cmd, c.args, c.status, c.seq, c.created_at, c.sent_at, c.result_at, c.expires_at"
 )
 # What `erase` deletes besides the device row: its own rows, then those of its alerts.
-_ERASE_BY_DEVICE = ("frame_runs", "alarms", "commands")
+_ERASE_BY_DEVICE = ("frame_runs", "alarms", "commands", "report_hours", "report_marks")
 # How erasing a device (retire_device(erase=True)) treats every table: a table missing here fails
 # tests/contract/test_erasure_contract.py, so a new table cannot be forgotten by erasure.
 ERASURE = {
     "devices": "the device's row",
     **{table: "its rows" for table in ("frame_runs", "alarms", "commands", "device_settings")},
+    **{table: "its rows (reports' hour totals)" for table in ("report_hours", "report_marks")},
+    "report_progress": "never about a device (how far reports' marks have read frame_runs)",
     "alerts": "its alerts",
     **{table: "its alerts' rows" for table in ("alert_events", "notifications", "notification_deliveries")},
     **{table: "its alerts' rows" for table in ("detections", "escalations", "sms_reply_codes")},

@@ -199,6 +199,14 @@ TABLE: tuple[Row, ...] = (
     Row("GET", "/api/v1/alerts/{alert_id}", "user", 200, foreign=True),
     Row("POST", "/api/v1/alerts/{alert_id}/ack", "supervisor", 200, foreign=True),
     Row("POST", "/api/v1/alerts/{alert_id}/resolve", "supervisor", 200, foreign=True),
+    # -- reports (CONTRACT §9) --------------------------------------------------------------------------
+    Row(
+        "GET",
+        "/api/v1/reports/alerts",
+        "user",
+        200,
+        params={"since": "2026-01-01T00:00:00Z", "until": "2026-02-01T00:00:00Z"},
+    ),
     # -- who is told ----------------------------------------------------------------------------------
     Row("GET", "/api/v1/contacts", "user", 200),
     Row("POST", "/api/v1/contacts", "admin", 201, body=fixed({"name": "Ana", "phone": "+33612345678"})),

@@ -15,17 +15,12 @@ from collections.abc import Sequence
 from itertools import pairwise
 from typing import Any
 
-EARTH_RADIUS_M = 6_371_008.8
+from shared.geo import EARTH_RADIUS_M
+from shared.geo import haversine_m as haversine_m  # the detectors and their tests import it from here
+
 _M_PER_DEG = math.pi / 180 * EARTH_RADIUS_M
 
 Ring = Sequence[Sequence[float]]  # [[lon, lat], ...], closed
-
-
-def haversine_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    phi1, phi2 = math.radians(lat1), math.radians(lat2)
-    dphi, dlmb = phi2 - phi1, math.radians(lon2 - lon1)
-    a = math.sin(dphi / 2) ** 2 + math.cos(phi1) * math.cos(phi2) * math.sin(dlmb / 2) ** 2
-    return 2 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(a)))
 
 
 def point_in_ring(lat: float, lon: float, ring: Ring) -> bool:

@@ -1,0 +1,363 @@
+"""GET /api/v1/reports/workers and GET /api/v1/devices/{imei}/trips (CONTRACT §9).
+
+- **Workers**: per device over [since, until): distance, online time, time per activity
+  state, steps (report_figures.py, shared/reports/totals.py), alerts by kind and time to
+  acknowledge (shared/reports/response_times.py; an alert belongs to the range by `ts`).
+  Devices page by id (`limit`, `cursor`); `format=csv` answers every device at once.
+- **Trips**: a worker's trips and stops (shared/reports/track.py), thresholds per request.
+
+Privacy (CONTRACT §8): the trips are computed from the positions the tenant's location
+visibility shows, read through the one gate (services/visibility); a tenant that does not
+show every position gets `distance_m: null` in the workers report, a figure made from where
+the worker was. Every read is audited before the answer goes: the workers report as
+`report.read`, the trips as `positions.read` (they say where a worker went).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import Counter
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from fastapi.responses import Response
+from pydantic import BaseModel, Field
+
+from services.api.csv_cells import csv_text
+from services.api.deps import ContextDep, CurrentPrincipal
+from services.api.devices import Imei, tenant_device
+from services.api.history import Instant
+from services.api.pagination import MAX_LIMIT, Cursor, Limit, PairCursor, decode_cursor, encode_cursor
+from services.api.read_trace import record_read
+from services.api.report_figures import worker_totals
+from services.api.reports_alerts import AckSummary, ReportFormat, report_range
+from services.authn.models import ErrorOut
+from services.context import ServiceContext
+from shared.alerts import iso_utc
+from shared.reports.response_times import summary, time_to_ack_s
+from shared.reports.totals import Totals
+from shared.reports.track import (
+    DEFAULT_MIN_STOP_S,
+    DEFAULT_MIN_TRIP_M,
+    DEFAULT_STOP_RADIUS_M,
+    Fix,
+    Segment,
+    Segmenter,
+    Thresholds,
+    fixes,
+)
+from shared.store import Device
+
+router = APIRouter(tags=["reports"])
+
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorOut, "description": "no such device in the tenant"}}
+_CSV: dict[int | str, dict[str, Any]] = {200: {"content": {"text/csv": {"schema": {"type": "string"}}}}}
+_STATE_FIELDS = ("walking_s", "running_s", "still_s", "lying_s", "off_foot_s")
+WORKER_COLUMNS = (
+    "imei",
+    "name",
+    "distance_m",
+    "online_s",
+    *_STATE_FIELDS,
+    "steps",
+    "alerts",
+    "ack_median_s",
+    "ack_p90_s",
+    "ack_max_s",
+)
+TRIP_COLUMNS = (
+    "type",
+    "start",
+    "end",
+    "start_lat",
+    "start_lon",
+    "end_lat",
+    "end_lon",
+    "distance_m",
+    "duration_s",
+)
+POSITIONS_PAGE = 1000
+
+
+class WorkerFigures(BaseModel):
+    imei: str
+    name: str
+    distance_m: float | None = Field(
+        description="metres between valid fixes, a standing worker's GPS jitter left out (docs/reports.md);"
+        " null when the tenant's location visibility is not `always`"
+    )
+    online_s: int = Field(description="seconds the device was connected and reporting")
+    walking_s: int
+    running_s: int
+    still_s: int
+    lying_s: int
+    off_foot_s: int
+    steps: int
+    alerts: dict[str, int] = Field(description="alerts raised in the range, by kind")
+    time_to_ack_s: AckSummary
+
+
+class WorkersReport(BaseModel):
+    since: str
+    until: str
+    location_visible: bool = Field(description="false: the tenant's location visibility hides distances")
+    items: list[WorkerFigures]
+    next_cursor: str | None
+
+
+class Place(BaseModel):
+    lat: float
+    lon: float
+
+
+class TripOrStop(BaseModel):
+    type: str = Field(description="`trip` or `stop`")
+    start: str
+    end: str
+    start_position: Place
+    end_position: Place
+    distance_m: float
+    duration_s: int
+
+
+class TripThresholds(BaseModel):
+    min_stop_s: int
+    min_trip_m: float
+    stop_radius_m: float
+
+
+class TripsReport(BaseModel):
+    items: list[TripOrStop]
+    next_cursor: str | None
+    thresholds: TripThresholds
+
+
+def _whole(since: float, until: float) -> tuple[int, int]:
+    """Frames carry whole seconds: [since, until) to whole seconds, the same frames."""
+    return math.ceil(since), math.ceil(until)
+
+
+def _figures(
+    device: Device, found: Totals, alerts: Counter[str], acks: list[float], *, show_distance: bool
+) -> dict[str, Any]:
+    return {
+        "imei": device.imei,
+        "name": device.name,
+        "distance_m": round(found.distance_m, 1) if show_distance else None,
+        "online_s": round(found.online_s),
+        **{name: round(getattr(found, name)) for name in _STATE_FIELDS},
+        "steps": found.steps,
+        "alerts": dict(sorted(alerts.items())),
+        "time_to_ack_s": summary(acks),
+    }
+
+
+async def _workers(
+    context: ServiceContext, tenant_id: int, devices: list[Device], *, since: int, until: int, show_distance: bool
+) -> list[dict[str, Any]]:
+    found = await worker_totals(
+        context.store, [d.id for d in devices], since=since, until=until, gap_s=context.settings.offline_after
+    )
+    alerts: dict[int, Counter[str]] = {d.id: Counter() for d in devices}
+    acks: dict[int, list[float]] = {d.id: [] for d in devices}
+    for alert in await context.store.alerts_raised(tenant_id, since=since, until=until):
+        if alert.device_id in alerts:
+            alerts[alert.device_id][alert.kind] += 1
+            took = time_to_ack_s(alert)
+            if took is not None:
+                acks[alert.device_id].append(took)
+    return [_figures(d, found[d.id], alerts[d.id], acks[d.id], show_distance=show_distance) for d in devices]
+
+
+def _csv_row(figures: dict[str, Any]) -> dict[str, Any]:
+    ack = figures["time_to_ack_s"]
+    alerts = " ".join(f"{kind}:{n}" for kind, n in figures["alerts"].items())
+    return {
+        **figures,
+        "alerts": alerts,
+        "ack_median_s": ack["median"],
+        "ack_p90_s": ack["p90"],
+        "ack_max_s": ack["max"],
+    }
+
+
+def _csv(body: str, name: str, since: int, until: int) -> Response:
+    day = time.strftime  # the range's first and last day, in UTC
+    filename = f"solewatch-{name}-{day('%Y%m%d', time.gmtime(since))}-{day('%Y%m%d', time.gmtime(until))}.csv"
+    return Response(
+        body,
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
+
+
+@router.get(
+    "/api/v1/reports/workers",
+    response_model=WorkersReport,
+    summary="Per worker over a range: distance, online time, activity, steps, alerts, time to acknowledge",
+    description="Devices page by id (`limit`, `cursor`); `format=csv` answers every device (or the one `imei`)"
+    " at once. Recorded in the audit log (`report.read`).",
+    responses={**_CSV, **_NOT_FOUND},
+)
+async def workers_report(
+    context: ContextDep,
+    principal: CurrentPrincipal,
+    since: Instant,
+    until: Instant,
+    imei: Annotated[str | None, Query(pattern=r"^\d{10,15}$", description="one device only")] = None,
+    limit: Limit = 100,
+    cursor: Cursor = None,
+    format: ReportFormat = "json",
+) -> Any:
+    start, end = _whole(*report_range(since, until))
+    tenant_id = principal.tenant_id
+    show_distance = await context.positions.mode(tenant_id) == "always"
+    one = await tenant_device(context, tenant_id, imei) if imei is not None else None
+    detail = {"report": "workers", "since": iso_utc(start), "until": iso_utc(end), "format": format}
+    await context.store.record_audit(
+        principal.audit("report.read", "report", "workers", **detail, **({"imei": imei} if imei else {}))
+    )
+    if format == "csv":
+        rows: list[dict[str, Any]] = []
+        after_id = None
+        while devices := await _devices(context, tenant_id, one, after_id=after_id, limit=MAX_LIMIT):
+            rows += await _workers(context, tenant_id, devices, since=start, until=end, show_distance=show_distance)
+            after_id = devices[-1].id
+        return _csv(csv_text(map(_csv_row, rows), WORKER_COLUMNS), "workers", start, end)
+    devices = await _devices(
+        context, tenant_id, one, after_id=decode_cursor(cursor, 1)[0] if cursor else None, limit=limit + 1
+    )
+    more = len(devices) > limit
+    devices = devices[:limit]
+    items = await _workers(context, tenant_id, devices, since=start, until=end, show_distance=show_distance)
+    return {
+        "since": iso_utc(start),
+        "until": iso_utc(end),
+        "location_visible": show_distance,
+        "items": items,
+        "next_cursor": encode_cursor(devices[-1].id) if more else None,
+    }
+
+
+async def _devices(
+    context: ServiceContext, tenant_id: int, one: Device | None, *, after_id: int | None, limit: int
+) -> list[Device]:
+    """A page of the tenant's devices by id after `after_id`; of `one` only, if given."""
+    if one is not None:
+        return [one] if after_id is None or one.id > after_id else []
+    return await context.store.devices(tenant_id, after_id=after_id, limit=limit)
+
+
+# -- trips ---------------------------------------------------------------------------------------
+
+
+def _place(fix: Fix) -> dict[str, float]:
+    return {"lat": round(fix.lat, 7), "lon": round(fix.lon, 7)}
+
+
+def _segment_view(segment: Segment) -> dict[str, Any]:
+    return {
+        "type": segment.type,
+        "start": iso_utc(segment.start.ts),
+        "end": iso_utc(segment.end.ts),
+        "start_position": _place(segment.start),
+        "end_position": _place(segment.end),
+        "distance_m": round(segment.distance_m, 1),
+        "duration_s": segment.duration_s,
+    }
+
+
+async def _visible_fixes(context: ServiceContext, device: Device, *, since: int, until: int) -> AsyncIterator[Fix]:
+    """The device's valid fixes in [since, until) that the tenant's visibility shows, a page at a time."""
+    after = None
+    while True:
+        page = await context.positions.page(device, since=since, until=until - 1, after=after, limit=POSITIONS_PAGE)
+        for fix in fixes(page.items):
+            yield fix
+        if page.next_after is None:
+            return
+        after = page.next_after
+
+
+@router.get(
+    "/api/v1/devices/{imei}/trips",
+    response_model=TripsReport,
+    summary="A worker's trips and stops over a range (recorded in the audit log)",
+    description="A stop: the worker stayed within `stop_radius_m` of one place for at least `min_stop_s`;"
+    " a trip: the way between two stops, at least `min_trip_m` long (shorter moves join the stops around them)."
+    " Computed from the positions the tenant's location visibility shows (docs/reports.md).",
+    responses={**_CSV, **_NOT_FOUND},
+)
+async def trips_report(
+    imei: Imei,
+    context: ContextDep,
+    principal: CurrentPrincipal,
+    since: Instant,
+    until: Instant,
+    min_stop_s: Annotated[int, Query(ge=30, le=86_400, description="shortest stay that is a stop")] = (
+        DEFAULT_MIN_STOP_S
+    ),
+    min_trip_m: Annotated[float, Query(ge=0, le=100_000, description="shortest way that is a trip")] = (
+        DEFAULT_MIN_TRIP_M
+    ),
+    stop_radius_m: Annotated[float, Query(ge=10, le=1000, description="how far a stay may wander")] = (
+        DEFAULT_STOP_RADIUS_M
+    ),
+    limit: Limit = 100,
+    cursor: PairCursor = None,
+    format: ReportFormat = "json",
+) -> Any:
+    start, end = _whole(*report_range(since, until))
+    device = await tenant_device(context, principal.tenant_id, imei)
+    thresholds = Thresholds(min_stop_s=min_stop_s, min_trip_m=min_trip_m, stop_radius_m=stop_radius_m)
+    after = decode_cursor(cursor, 2) if cursor else None
+    wanted = None if format == "csv" else limit + 1
+    found: list[Segment] = []
+    async for segment in _segments(context, device, start, end, thresholds):
+        if after is None or segment.start.key >= after:
+            found.append(segment)
+            if wanted is not None and len(found) == wanted:
+                break
+    next_cursor = None
+    if wanted is not None and len(found) == wanted:
+        next_cursor = encode_cursor(*found[-1].start.key)
+        found = found[:limit]
+    await record_read(
+        context,
+        principal,
+        device,
+        action="positions.read",
+        since=since,
+        until=until,
+        cursor=cursor,
+        next_cursor=next_cursor,
+        history="trips",
+    )
+    if format == "csv":
+        rows = [_trip_row(segment) for segment in found]
+        return _csv(csv_text(rows, TRIP_COLUMNS), f"trips-{device.imei}", start, end)
+    return {
+        "items": [_segment_view(segment) for segment in found],
+        "next_cursor": next_cursor,
+        "thresholds": {"min_stop_s": min_stop_s, "min_trip_m": min_trip_m, "stop_radius_m": stop_radius_m},
+    }
+
+
+async def _segments(
+    context: ServiceContext, device: Device, since: int, until: int, thresholds: Thresholds
+) -> AsyncIterator[Segment]:
+    """The trips and stops of fixes read a page at a time: memory holds a page, whatever the range."""
+    segmenter = Segmenter(thresholds)
+    async for fix in _visible_fixes(context, device, since=since, until=until):
+        for segment in segmenter.add(fix):
+            yield segment
+    for segment in segmenter.finish():
+        yield segment
+
+
+def _trip_row(segment: Segment) -> dict[str, Any]:
+    view = _segment_view(segment)
+    start, end = view.pop("start_position"), view.pop("end_position")
+    return {**view, "start_lat": start["lat"], "start_lon": start["lon"], "end_lat": end["lat"], "end_lon": end["lon"]}

@@ -1,0 +1,1 @@
+"""Reports (CONTRACT §9): pure figures from stored frames and alert timelines."""

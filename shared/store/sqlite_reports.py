@@ -1,0 +1,163 @@
+"""SQLite adapter, reports' hour totals (a mixin of SqliteStore; see shared/store/reports.py).
+
+Marks come from frame_runs itself: the ids of runs only grow (INTEGER PRIMARY KEY, a new row
+takes the largest id plus one), so the runs inserted since the last look are those with a
+larger id than `report_progress` holds. Looking turns them into marks in one write
+transaction; the commit pays nothing. (Were the newest runs deleted, by an erasure, before
+the look, their ids could be taken again by new runs and those missed; the look takes
+`id >= last` for that reason, and a worker that erased devices' history has no report left.)
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, TypeVar
+
+import orjson
+
+from shared.protocols.xsole import Activity, Heartbeat, Position
+from shared.reports.totals import FIELDS, Totals
+from shared.store.reports import DueHour, ReportFrames, marked_hours
+from shared.store.sqlite_runs import RUN_SPAN_S, _stored_activity, _stored_heartbeat, _stored_position, decode_frames
+
+T = TypeVar("T")
+
+LOOK_BATCH = 5000  # runs turned into marks per write transaction: a few ms of the writer ingestion shares
+_COLUMNS = ", ".join(FIELDS)
+_SUMS = ", ".join(f"sum({name})" for name in FIELDS)
+_IN_IDS = "IN (SELECT value FROM json_each(?))"
+
+
+class SqliteReports:
+    SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS report_hours (
+    device_id INTEGER NOT NULL, hour INTEGER NOT NULL, {", ".join(f"{name} REAL NOT NULL" for name in FIELDS)},
+    PRIMARY KEY (device_id, hour)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS report_marks (
+    device_id INTEGER NOT NULL, hour INTEGER NOT NULL, PRIMARY KEY (device_id, hour)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS report_marks_by_hour ON report_marks(hour);
+-- The id of the last frame run turned into marks.
+CREATE TABLE IF NOT EXISTS report_progress (id INTEGER PRIMARY KEY CHECK (id = 1), last_run INTEGER NOT NULL);
+"""
+
+    if TYPE_CHECKING:  # provided by SqliteStore
+
+        async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T: ...
+        async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T: ...
+
+    async def _mark_new_runs(self) -> None:
+        """Turn the frame runs stored since the last look into marks, a batch per transaction."""
+
+        def look(c: sqlite3.Connection) -> bool:
+            row = c.execute("SELECT last_run FROM report_progress WHERE id = 1").fetchone()
+            last = row[0] if row else 0
+            runs = c.execute(
+                "SELECT id, device_id, first_ts, last_ts FROM frame_runs WHERE id >= ? ORDER BY id LIMIT ?",
+                (last, LOOK_BATCH),
+            ).fetchall()
+            if not runs or (len(runs) == 1 and runs[0][0] == last and row is not None):
+                return False
+            marks = {(device_id, hour) for _, device_id, lo, hi in runs for hour in marked_hours(lo, hi)}
+            c.executemany("INSERT OR IGNORE INTO report_marks(device_id, hour) VALUES (?, ?)", marks)
+            c.execute(
+                "INSERT INTO report_progress(id, last_run) VALUES (1, ?)"
+                " ON CONFLICT(id) DO UPDATE SET last_run = excluded.last_run",
+                (runs[-1][0],),
+            )
+            return len(runs) == LOOK_BATCH
+
+        while await self._write(look):
+            pass
+
+    async def report_hours_due(self, *, closed_before: int, limit: int) -> list[DueHour]:
+        await self._mark_new_runs()
+        rows = await self._read(
+            lambda c: c.execute(
+                "SELECT device_id, hour FROM report_marks WHERE hour < ? ORDER BY hour, device_id LIMIT ?",
+                (closed_before, limit),
+            ).fetchall()
+        )
+        return [DueHour(device_id, hour) for device_id, hour in rows]
+
+    async def save_report_hours(self, summed: Sequence[tuple[DueHour, Totals]]) -> None:
+        """Clearing a mark unconditionally is safe here: a frame stored after the hour's frames
+        were read is in a run the next look has not seen, and it marks the hour again."""
+        rows = [(due.device_id, due.hour, *totals.as_tuple()) for due, totals in summed]
+        marks = [(due.device_id, due.hour) for due, _ in summed]
+
+        def save(c: sqlite3.Connection) -> None:
+            c.executemany(
+                f"INSERT OR REPLACE INTO report_hours(device_id, hour, {_COLUMNS})"
+                f" VALUES ({', '.join('?' * (len(FIELDS) + 2))})",
+                rows,
+            )
+            c.executemany("DELETE FROM report_marks WHERE device_id = ? AND hour = ?", marks)
+
+        await self._write(save)
+
+    async def report_hours_pending(self, device_ids: Sequence[int], *, since: int, until: int) -> set[tuple[int, int]]:
+        await self._mark_new_runs()
+        rows = await self._read(
+            lambda c: c.execute(
+                f"SELECT device_id, hour FROM report_marks WHERE device_id {_IN_IDS} AND hour >= ? AND hour < ?",
+                (orjson.dumps(list(device_ids)), since, until),
+            ).fetchall()
+        )
+        return {(device_id, hour) for device_id, hour in rows}
+
+    async def report_hour_sums(self, device_ids: Sequence[int], *, since: int, until: int) -> dict[int, Totals]:
+        rows = await self._read(
+            lambda c: c.execute(
+                f"SELECT h.device_id, {_SUMS} FROM json_each(?) AS d CROSS JOIN report_hours AS h"
+                " WHERE h.device_id = d.value AND h.hour >= ? AND h.hour < ? GROUP BY h.device_id",
+                (orjson.dumps(list(device_ids)), since, until),
+            ).fetchall()
+        )
+        return {row[0]: _totals(row[1:]) for row in rows}
+
+    async def report_hour_totals(self, hours: Iterable[tuple[int, int]]) -> dict[tuple[int, int], Totals]:
+        wanted = list(hours)
+
+        def read(c: sqlite3.Connection) -> dict[tuple[int, int], Totals]:
+            found = {}
+            for device_id, hour in wanted:
+                row = c.execute(
+                    f"SELECT {_COLUMNS} FROM report_hours WHERE device_id = ? AND hour = ?", (device_id, hour)
+                ).fetchone()
+                if row is not None:
+                    found[device_id, hour] = _totals(row)
+            return found
+
+        return await self._read(read) if wanted else {}
+
+    async def report_frames(self, device_id: int, *, since: int, until: int) -> ReportFrames:
+        def read(c: sqlite3.Connection) -> ReportFrames:
+            positions: dict[tuple[int, int], Position] = {}
+            activities: dict[tuple[int, int], Activity] = {}
+            heartbeats: dict[tuple[int, int], Heartbeat] = {}
+            kinds: dict[type, dict[tuple[int, int], object]] = {
+                Position: positions,  # type: ignore[dict-item]
+                Activity: activities,  # type: ignore[dict-item]
+                Heartbeat: heartbeats,  # type: ignore[dict-item]
+            }
+            for (frames,) in c.execute(
+                "SELECT frames FROM frame_runs WHERE device_id = ? AND last_ts BETWEEN ? AND ? AND first_ts <= ?",
+                (device_id, since, until + RUN_SPAN_S, until),
+            ):
+                for _, event in decode_frames(frames):
+                    if since <= event.ts <= until:
+                        kinds[type(event)].setdefault((event.ts, event.seq), event)
+            return ReportFrames(
+                [_stored_position(positions[k]) for k in sorted(positions)],
+                [_stored_activity(activities[k]) for k in sorted(activities)],
+                [_stored_heartbeat(heartbeats[k]) for k in sorted(heartbeats)],
+            )
+
+        return await self._read(read)
+
+
+def _totals(row: Sequence[float]) -> Totals:
+    values = dict(zip(FIELDS, row, strict=True))
+    values["steps"] = int(values["steps"])
+    return Totals(**values)  # type: ignore[arg-type]
