@@ -11,7 +11,9 @@ export const ACTIVITY_STATES = [
   ["lying_s", "Lying", "#e53935"],
   ["off_foot_s", "Off foot", "#fb8c00"],
 ];
-const WIDTH = 640;
+// The drawing is as wide as the page shows it (a phone's 330 px, a desk's 700), so that its
+// 11 px labels read at 11 px; between these bounds.
+const WIDTHS = { least: 300, most: 760, unknown: 640 };
 const HEIGHT = 180;
 const MARGIN = { top: 10, right: 8, bottom: 24, left: 40 };
 const NICE_HOURS = [1, 2, 4, 6, 8, 12, 16, 24, 48, 72, 96, 120, 144, 168];
@@ -33,6 +35,11 @@ export function activeSeconds(item) {
   return item ? ACTIVITY_STATES.reduce((sum, [field]) => sum + (item[field] ?? 0), 0) : 0;
 }
 
+/** The drawing's width for a container of that many pixels (0: not laid out, hidden). */
+export function chartWidth(pixels) {
+  return pixels > 0 ? Math.max(WIDTHS.least, Math.min(WIDTHS.most, Math.floor(pixels))) : WIDTHS.unknown;
+}
+
 /** The chart's top in hours: the tallest bar of any worker, rounded up, so that charts compare. */
 export function scaleHours(tallestSeconds) {
   const hours = tallestSeconds / 3600;
@@ -52,20 +59,21 @@ function tip(bucket, item) {
 
 /**
  * One worker's figure. `perBucket` maps a bucket's key to the worker's report item for it
- * (missing: nothing recorded); `unit` is "day" or "week"; `topHours` the shared scale.
+ * (missing: nothing recorded); `unit` is "day" or "week"; `topHours` the shared scale;
+ * `width` from chartWidth().
  */
-export function activityChart(worker, buckets, perBucket, { unit, topHours }) {
-  const plotWidth = WIDTH - MARGIN.left - MARGIN.right;
+export function activityChart(worker, buckets, perBucket, { unit, topHours, width }) {
+  const plotWidth = width - MARGIN.left - MARGIN.right;
   const plotHeight = HEIGHT - MARGIN.top - MARGIN.bottom;
   const slot = plotWidth / buckets.length;
   const barWidth = Math.max(2, Math.min(48, slot * 0.7));
   const y = (seconds) => (seconds / 3600 / topHours) * plotHeight;
-  const labelEvery = Math.ceil(buckets.length / 12); // at most a dozen dates under the bars
+  const labelEvery = Math.ceil(buckets.length / Math.floor(plotWidth / 52)); // dates that do not touch
 
   const grid = [0, topHours / 2, topHours].map((hours) => {
     const at = MARGIN.top + plotHeight - y(hours * 3600);
     return svg("g", { class: "chart-grid" },
-      svg("line", { x1: MARGIN.left, x2: WIDTH - MARGIN.right, y1: at, y2: at }),
+      svg("line", { x1: MARGIN.left, x2: width - MARGIN.right, y1: at, y2: at }),
       svg("text", { x: MARGIN.left - 6, y: at + 4, "text-anchor": "end" }, `${hours} h`));
   });
   const bars = buckets.map((bucket, index) => {
@@ -87,7 +95,7 @@ export function activityChart(worker, buckets, perBucket, { unit, topHours }) {
     (activeSeconds(perBucket.get(bucket.key)) > activeSeconds(perBucket.get(best?.key)) ? bucket : best), null);
   const summary = `Time per activity state, one bar per ${unit}, for ${worker.name}` +
     (busiest ? `; busiest ${unit} ${busiest.label} with ${duration(activeSeconds(perBucket.get(busiest.key)))}` : "");
-  const chart = svg("svg", { class: "activity-chart", viewBox: `0 0 ${WIDTH} ${HEIGHT}`, role: "img",
+  const chart = svg("svg", { class: "activity-chart", viewBox: `0 0 ${width} ${HEIGHT}`, role: "img",
     "aria-label": summary, preserveAspectRatio: "xMidYMid meet" }, grid, bars);
 
   return h("figure", { class: "report-worker", "data-testid": `activity-chart-${worker.imei}`, "data-imei": worker.imei },

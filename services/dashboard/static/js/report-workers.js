@@ -4,7 +4,7 @@
 // once per day (per week over 31 days), every worker in each answer.
 import { compareNames, duration, h } from "./dom.js";
 import { messageLine, say } from "./forms.js";
-import { activeSeconds, activityChart, scaleHours } from "./report-chart.js";
+import { activeSeconds, activityChart, chartWidth, scaleHours } from "./report-chart.js";
 import { bucketsOf, isoRange } from "./report-range.js";
 
 const PAGE = 1000; // the API's largest page
@@ -150,7 +150,8 @@ export class WorkersReport {
     const active = all.filter(({ figures }) => [...figures.values()].some((item) => activeSeconds(item) > 0));
     const idle = all.filter((entry) => !active.includes(entry));
     const tallest = Math.max(0, ...active.flatMap(({ figures }) => [...figures.values()].map(activeSeconds)));
-    const options = { unit, topHours: scaleHours(tallest) };
+    // The figure's border and padding take 22 px of the list's width.
+    const options = { unit, topHours: scaleHours(tallest), width: chartWidth(this.charts.clientWidth - 22) };
     const idleNote = idle.length ? h("p", { class: "muted", "data-testid": "report-idle-workers",
       text: `No activity recorded for ${idle.map(({ worker }) => worker.name).join(", ")}.` }) : null;
     if (active.length === 0) {
@@ -167,7 +168,7 @@ export class WorkersReport {
       more.textContent = `Show ${Math.min(CHARTS_AT_ONCE, active.length - shown)} more of ${active.length - shown}`;
     };
     more.addEventListener("click", showMore);
-    this.charts.replaceChildren(more, idleNote);
+    this.charts.replaceChildren(...[more, idleNote].filter(Boolean));
     showMore();
   }
 }
