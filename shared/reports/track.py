@@ -14,7 +14,7 @@ it lies clearly outside the anchor's error circle:
 - the distance added is the straight line anchor → fix, and the fix becomes the anchor.
 
 Fixes are left out when invalid, with hdop above `MAX_HDOP`, or when reaching them from the
-anchor would take more than `MAX_SPEED_MS` (a multipath jump); after `OUTLIER_RUN`
+previous fix would take more than `MAX_SPEED_MS` (a multipath jump); after `OUTLIER_RUN`
 such jumps in a row the worker really is elsewhere and the meter re-anchors there, adding
 nothing. A fix more than `TRACK_GAP_S` after the previous one starts afresh: a receiver
 that saw no sky for ten minutes says nothing about the way taken.
@@ -75,32 +75,32 @@ def fixes(positions: Iterable[StoredPosition]) -> Iterator[Fix]:
 class DistanceMeter:
     """Metres moved along a stream of fixes, oldest first (see the module docstring)."""
 
-    __slots__ = ("_anchor", "_last_speed", "_last_ts", "_outliers", "metres")
+    __slots__ = ("_anchor", "_last", "_outliers", "metres")
 
     def __init__(self) -> None:
         self.metres = 0.0
-        self._anchor: Fix | None = None
-        self._last_ts: int | None = None
+        self._anchor: Fix | None = None  # the last fix counted
+        self._last: Fix | None = None  # the last fix taken (not an outlier)
         self._outliers = 0
-        self._last_speed = 0.0
 
     def add(self, fix: Fix) -> float:
         """Take the next fix; the metres it adds (0 for jitter, outliers and new tracks)."""
-        anchor, last_ts, last_speed = self._anchor, self._last_ts, self._last_speed
-        self._last_ts, self._last_speed = fix.ts, fix.speed_ms
-        if anchor is None or last_ts is None or fix.ts - last_ts > TRACK_GAP_S:
-            self._anchor, self._outliers = fix, 0
+        last, anchor = self._last, self._anchor
+        if last is None or anchor is None or fix.ts - last.ts > TRACK_GAP_S:
+            self._anchor = self._last = fix
+            self._outliers = 0
             return 0.0
-        metres = haversine_m(anchor.lat, anchor.lon, fix.lat, fix.lon)
-        elapsed = fix.ts - anchor.ts
-        if metres > MAX_SPEED_MS * max(elapsed, 1):
+        if haversine_m(last.lat, last.lon, fix.lat, fix.lon) > MAX_SPEED_MS * max(fix.ts - last.ts, 1):
             self._outliers += 1
-            if self._outliers >= OUTLIER_RUN:
-                self._anchor, self._outliers = fix, 0
+            if self._outliers >= OUTLIER_RUN:  # not a jump but a move: start again from there
+                self._anchor = self._last = fix
+                self._outliers = 0
             return 0.0
         self._outliers = 0
+        self._last = fix
+        moving = min(fix.speed_ms, last.speed_ms) >= MOVING_SPEED_MS  # two in a row: a lone spike is noise
+        metres = haversine_m(anchor.lat, anchor.lon, fix.lat, fix.lon)
         radius = max(MIN_MOVE_M, 2 * fix.hdop * UERE_M)
-        moving = min(fix.speed_ms, last_speed) >= MOVING_SPEED_MS  # two in a row: a lone spike is noise
         if metres < radius or (not moving and metres < STILL_FACTOR * radius):
             return 0.0
         self._anchor = fix

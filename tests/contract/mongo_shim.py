@@ -7,6 +7,8 @@ nowhere else:
 - its bulk writer predates PyMongo's `sort` option of UpdateOne, and fails on
   the `sort=None` every UpdateOne now passes; the shim accepts None and
   refuses anything else, so a bulk update behaves as mongomock implements it;
+- its `aggregate` returns the cursor (Motor's API) where PyMongo's async API
+  returns a coroutine giving it; the shim makes it a coroutine;
 - a feature mongomock does not implement (it raises NotImplementedError) skips
   the test, naming the feature, instead of failing it or passing silently.
 
@@ -31,7 +33,7 @@ from unittest.mock import patch
 
 import pytest
 from mongomock.collection import BulkOperationBuilder
-from mongomock_motor import AsyncMongoMockClient
+from mongomock_motor import AsyncMongoMockClient, AsyncMongoMockCollection
 from pymongo import AsyncMongoClient
 
 from shared.store.mongo import MongoStore
@@ -47,10 +49,20 @@ def _add_update_without_sort(self: BulkOperationBuilder, *args: Any, sort: Any =
     return _add_update(self, *args, **kwargs)
 
 
+_aggregate = AsyncMongoMockCollection.aggregate
+
+
+async def _aggregate_as_pymongo(self: AsyncMongoMockCollection, *args: Any, **kwargs: Any) -> Any:
+    return _aggregate(self, *args, **kwargs)
+
+
 @contextmanager
 def pymongo_bulk_updates() -> Iterator[None]:
-    """mongomock's bulk writer, taking PyMongo's UpdateOne(sort=None)."""
-    with patch.object(BulkOperationBuilder, "add_update", _add_update_without_sort):
+    """mongomock's bulk writer, taking PyMongo's UpdateOne(sort=None), and its `aggregate` awaited as PyMongo's."""
+    with (
+        patch.object(BulkOperationBuilder, "add_update", _add_update_without_sort),
+        patch.object(AsyncMongoMockCollection, "aggregate", _aggregate_as_pymongo),
+    ):
         yield
 
 

@@ -7,6 +7,7 @@ same on both axes independently; Doppler speed is the true speed plus a small er
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 from collections.abc import Sequence
@@ -24,7 +25,7 @@ def moved(lat: float, lon: float, *, north_m: float = 0.0, east_m: float = 0.0) 
 
 
 def route_length_m(route: Sequence[tuple[float, float]]) -> float:
-    return sum(haversine_m(*a, *b) for a, b in zip(route, route[1:], strict=False))
+    return sum(haversine_m(*a, *b) for a, b in itertools.pairwise(route))
 
 
 @dataclass
@@ -88,7 +89,7 @@ def walk(
 ) -> list[StoredPosition]:
     """Fixes every `interval_s` of a walk along `route` at `speed_ms`, from its first point to its last."""
     out: list[StoredPosition] = []
-    legs = [(a, b, haversine_m(*a, *b)) for a, b in zip(route, route[1:], strict=False)]
+    legs = [(a, b, haversine_m(*a, *b)) for a, b in itertools.pairwise(route)]
     total = sum(length for _, _, length in legs)
     travelled, ts = 0.0, start_ts
     while True:

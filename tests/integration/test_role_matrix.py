@@ -207,6 +207,21 @@ TABLE: tuple[Row, ...] = (
         200,
         params={"since": "2026-01-01T00:00:00Z", "until": "2026-02-01T00:00:00Z"},
     ),
+    Row(
+        "GET",
+        "/api/v1/reports/workers",
+        "user",
+        200,
+        params={"since": "2026-01-01T00:00:00Z", "until": "2026-02-01T00:00:00Z"},
+    ),
+    Row(
+        "GET",
+        "/api/v1/devices/{imei}/trips",
+        "user",
+        200,
+        foreign=True,
+        params={"since": "2026-01-01T00:00:00Z", "until": "2026-02-01T00:00:00Z"},
+    ),
     # -- who is told ----------------------------------------------------------------------------------
     Row("GET", "/api/v1/contacts", "user", 200),
     Row("POST", "/api/v1/contacts", "admin", 201, body=fixed({"name": "Ana", "phone": "+33612345678"})),
