@@ -457,7 +457,9 @@ class Dashboard {
       // The map stays beside (or, on a phone, is shown for drawing): only other views end an edit.
       if (previous === "admin" && view !== "map") this.views.admin?.leave();
       if (view === "admin") this.views.admin?.open();
-      if (view === "reports") this._openReports();
+      if (view === "reports") {
+        this._openReports().catch((error) => this.notice.error(`Could not open the reports: ${error.message}`));
+      }
     }
     for (const button of byTestId("nav").querySelectorAll("button[data-view]")) {
       const current = button.dataset.view === view || (!phone.matches && view === "map" && button.dataset.view === "workers");

@@ -11,7 +11,6 @@ export class ResponseTimesReport {
   /** context: api, limit (the panel's request limiter), saveCsv(button, line, path, name). */
   constructor(root, context) {
     this.context = context;
-    this.range = null;
     this.generation = 0;
     this.message = messageLine("report-alerts-message");
     this.body = h("div", { class: "stack", "data-testid": "report-alerts-body" });
@@ -24,7 +23,6 @@ export class ResponseTimesReport {
 
   async load(range) {
     const generation = ++this.generation;
-    this.range = range;
     this.csv.disabled = true;
     say(this.message, "");
     this.body.replaceChildren(h("p", { class: "muted", text: "Loading…" }));
@@ -51,7 +49,8 @@ export class ResponseTimesReport {
   _render(report) {
     const ack = report.time_to_ack_s ?? {};
     const figure = (testid, label, value, note = null) => h("div", { class: "figure", "data-testid": testid },
-      h("dt", { text: label }), h("dd", {}, h("strong", { text: value }), note ? h("span", { class: "muted", text: ` ${note}` }) : null));
+      h("dt", { text: label }),
+      h("dd", {}, h("strong", { text: value }), note ? h("span", { class: "muted", text: ` ${note}` }) : null));
     const figures = h("dl", { class: "figures" },
       figure("report-alerts-total", "Alerts", String(report.total)),
       figure("report-alerts-acknowledged", "Acknowledged", String(report.acknowledged ?? 0),
@@ -86,7 +85,8 @@ export class ResponseTimesReport {
     const title = h("h4", { text: `Acknowledged after more than ${threshold}` });
     const slow = report.slow ?? [];
     if (slow.length === 0) {
-      return [title, h("p", { class: "empty", "data-testid": "report-slow-none", text: "None: every acknowledgement was quicker." })];
+      return [title, h("p", { class: "empty", "data-testid": "report-slow-none",
+        text: "None: every acknowledgement was quicker." })];
     }
     const rows = slow.map((alert) => h("li", { class: "admin-row", "data-testid": `report-slow-${alert.id}` },
       h("div", { class: "admin-row-head" },

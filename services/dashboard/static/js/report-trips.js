@@ -173,7 +173,7 @@ export class TripsReport {
       const page = await this.context.api.get(`api/v1/devices/${this.shown.imei}/positions`,
         { since: item.start, until: item.end, limit: PAGE });
       const route = page.items.map((p) => [p.lat, p.lon]);
-      if (route.length < 2) return;
+      if (route.length < 2 || page.next_cursor) return; // hidden, or too long a trip to be cheap
       item.line.setLatLngs(route).setStyle(ROUTE_STYLE);
       item.routed = true;
       this.context.map.frame(route);

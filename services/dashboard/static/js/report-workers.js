@@ -68,14 +68,16 @@ export class WorkersReport {
       if (current()) this.charts.replaceChildren(h("p", { class: "muted", text: `Loading ${unit} ${done} of ${buckets.length}…` }));
     };
     progress();
+    const figuresOf = (bucket) => this.context.limit.run(async () => {
+      if (!current()) return []; // another range was chosen while this waited its turn: not sent
+      const items = await this.context.api.all("api/v1/reports/workers",
+        { ...isoRange({ since: bucket.start, until: bucket.end }), limit: PAGE });
+      done += 1;
+      progress();
+      return items;
+    });
     try {
-      const perBucket = await Promise.all(buckets.map((bucket) => this.context.limit.run(() =>
-        this.context.api.all("api/v1/reports/workers", { ...isoRange({ since: bucket.start, until: bucket.end }), limit: PAGE }))
-        .then((items) => {
-          done += 1;
-          progress();
-          return items;
-        })));
+      const perBucket = await Promise.all(buckets.map(figuresOf));
       const report = await whole;
       if (current()) this._charts(report?.items ?? [], buckets, perBucket, unit);
     } catch (error) {
