@@ -8,7 +8,7 @@ import { isoRange } from "./report-range.js";
 const STATUSES = ["open", "acknowledged", "resolved"];
 
 export class ResponseTimesReport {
-  /** context: api, limit (the panel's request limiter), saveCsv(button, line, path, name). */
+  /** context: api, limit (the panel's request limiter), saveCsv(button, line, path, name), explain(error, what). */
   constructor(root, context) {
     this.context = context;
     this.generation = 0;

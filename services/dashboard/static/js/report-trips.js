@@ -18,7 +18,7 @@ function distanceText(metres) {
 const at = (position) => (position ? [position.lat, position.lon] : null);
 
 export class TripsReport {
-  /** context: api, store, map (WorkerMap), limit, saveCsv, explain, viewMap(). */
+  /** context: api, store, map (WorkerMap), limit, saveCsv, explain, viewMap(), positionsShown. */
   constructor(root, context) {
     this.context = context;
     this.range = null;
@@ -129,6 +129,10 @@ export class TripsReport {
       ? `${name}: no trip or stop in this range.`
       : `${name}: ${stops.length} stop${stops.length === 1 ? "" : "s"}, ${trips.length} trip${trips.length === 1 ? "" : "s"}` +
         ` (${distanceText(metres)}).`;
+    if (this.context.positionsShown === false) {
+      this.summary.textContent += " This tenant shows positions only during shifts or around alerts:" +
+        " trips and stops are made of those alone.";
+    }
     this.list.replaceChildren(...items.map((item, index) => {
       const what = item.type === "stop"
         ? `Stop, ${duration(item.duration_s)}`

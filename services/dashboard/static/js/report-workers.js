@@ -20,7 +20,7 @@ function distance(item, visible) {
 }
 
 export class WorkersReport {
-  /** context: api, limit, saveCsv(button, line, path, name), explain(error, what). */
+  /** context: api, limit, saveCsv(button, line, path, name), explain(error, what); sets positionsShown. */
   constructor(tableRoot, chartsRoot, context) {
     this.context = context;
     this.generation = 0;
@@ -53,6 +53,7 @@ export class WorkersReport {
 
     const whole = this._whole(range).then((report) => {
       if (!current()) return null;
+      this.context.positionsShown = report.visible; // the trips say so when positions are hidden
       this.table.replaceChildren(this._table(report));
       this.csv.disabled = false;
       return report;

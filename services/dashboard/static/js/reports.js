@@ -48,6 +48,7 @@ export class ReportsPanel {
       api, store, map, viewMap,
       limit: new Limiter(IN_FLIGHT),
       explain,
+      positionsShown: null, // whether the tenant shows every position (the workers report says)
       saveCsv: (button, line, path, stem, query) => this._saveCsv(button, line, path, stem, query),
     };
     this.picker = new RangePicker((range) => this.load(range));
