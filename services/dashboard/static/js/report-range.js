@@ -73,18 +73,25 @@ function shortDay(date) {
   return date.toLocaleDateString([], { day: "numeric", month: "short" });
 }
 
-/** "1 Mar 2026 – 7 Mar 2026": the days a range covers, as people read them. */
-export function describeRange({ since, until }) {
-  const last = new Date(until.getTime() - 1);
-  const format = (date) => date.toLocaleDateString([], { day: "numeric", month: "short", year: "numeric" });
-  return dayKey(since) === dayKey(last) ? format(since) : `${format(since)} – ${format(last)}`;
+/** The last day a range covers (its end is excluded). */
+export function lastDay({ until }) {
+  return new Date(until.getTime() - 1);
+}
+
+function longDate(date) {
+  return date.toLocaleDateString([], { day: "numeric", month: "short", year: "numeric" });
+}
+
+/** "Mar 1, 2026 – Mar 7, 2026": the days a range covers, as the browser's language writes them. */
+export function describeRange(range) {
+  const last = lastDay(range);
+  return dayKey(range.since) === dayKey(last) ? longDate(last) : `${longDate(range.since)} – ${longDate(last)}`;
 }
 
 /** The preset buttons and the custom days; `onChange({ since, until })` when a range is chosen. */
 export class RangePicker {
   constructor(onChange) {
     this.onChange = onChange;
-    this.range = null;
     this.message = h("p", { class: "form-message", role: "alert", "data-testid": "reports-range-message", hidden: true });
     this.presets = PRESETS.map(([name, label]) => h("button", { type: "button", class: "quiet", "aria-pressed": "false",
       "data-preset": name, "data-testid": `reports-preset-${name}`, text: label, onclick: () => this.choose(name) }));
@@ -111,7 +118,7 @@ export class RangePicker {
     const range = customRange(this.first.value, this.last.value);
     let problem = "";
     if (!range) problem = "Choose a first day on or before the last day.";
-    else if (range.cut) problem = `A report covers a year at most: this one ends on ${describeRange(range).split(" – ")[1]}.`;
+    else if (range.cut) problem = `A report covers a year at most: this one ends on ${longDate(lastDay(range))}.`;
     this.message.hidden = !problem;
     this.message.textContent = problem;
     this.message.dataset.kind = range ? "wait" : "error";
@@ -119,10 +126,9 @@ export class RangePicker {
   }
 
   _set(range, preset) {
-    this.range = range;
     for (const button of this.presets) button.setAttribute("aria-pressed", String(button.dataset.preset === preset));
     this.first.value = dayKey(range.since);
-    this.last.value = dayKey(new Date(range.until.getTime() - 1));
+    this.last.value = dayKey(lastDay(range));
     this.onChange(range);
   }
 }

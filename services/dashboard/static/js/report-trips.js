@@ -22,7 +22,7 @@ export class TripsReport {
   constructor(root, context) {
     this.context = context;
     this.range = null;
-    this.shown = null; // { imei, items } on the map and in the list
+    this.shown = null; // { imei, items, thresholds }: on the map and in the list
     this.generation = 0;
     this.worker = h("select", { name: "imei", required: true, "data-testid": "report-trips-worker" });
     this.minStop = h("input", { type: "number", name: "min_stop", min: 1, max: 1440, step: 1, value: 5,

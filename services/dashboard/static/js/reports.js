@@ -5,7 +5,7 @@ import { byTestId, h } from "./dom.js";
 import { download } from "./export.js";
 import { explain, say } from "./forms.js";
 import { ResponseTimesReport } from "./report-alerts.js";
-import { RangePicker, dayKey, describeRange, isoRange } from "./report-range.js";
+import { RangePicker, dayKey, describeRange, isoRange, lastDay } from "./report-range.js";
 import { TripsReport } from "./report-trips.js";
 import { WorkersReport } from "./report-workers.js";
 
@@ -44,7 +44,7 @@ export class ReportsPanel {
     this.api = api;
     this.range = null;
     this.loaded = false;
-    const context = {
+    const context = this.context = {
       api, store, map, viewMap,
       limit: new Limiter(IN_FLIGHT),
       explain,
@@ -61,17 +61,14 @@ export class ReportsPanel {
     root.append(
       h("div", { class: "report-head" }, h("h2", { class: "report-title", text: "Reports" }), print),
       this.heading, this.picker.element, alerts, table, trips, charts); // the long part last
-    this.sections = [
-      new ResponseTimesReport(alerts, context),
-      new WorkersReport(table, charts, context),
-      new TripsReport(trips, context),
-    ];
+    this.trips = new TripsReport(trips, context);
+    this.sections = [new ResponseTimesReport(alerts, context), new WorkersReport(table, charts, context), this.trips];
   }
 
   /** The view was opened: the first time, the last 7 days. */
   open() {
     if (!this.loaded) this.picker.choose("7d");
-    else this.sections[2].refreshWorkers();
+    else this.trips.refreshWorkers();
   }
 
   load(range) {
@@ -87,6 +84,7 @@ export class ReportsPanel {
     this.loaded = false;
     this.range = null;
     this.heading.textContent = "";
+    this.context.positionsShown = null;
     for (const section of this.sections) section.reset();
   }
 
@@ -100,8 +98,7 @@ export class ReportsPanel {
     say(line, "");
     try {
       const text = await this.api.text(path, { ...isoRange(this.range), ...query, format: "csv" });
-      const last = dayKey(new Date(this.range.until.getTime() - 1));
-      download(`${stem}-${dayKey(this.range.since)}-${last}.csv`, "text/csv", text);
+      download(`${stem}-${dayKey(this.range.since)}-${dayKey(lastDay(this.range))}.csv`, "text/csv", text);
     } catch (error) {
       const text = explain(error, "download the CSV");
       if (text) say(line, text);
