@@ -127,6 +127,10 @@ def _parser() -> argparse.ArgumentParser:
 
     _add_backup_parsers(sub)
     sub.add_parser("purge", help="delete now what is past each tenant's retention; prints the counts as JSON")
+    digest = sub.add_parser(
+        "digest", help="send this week's digest email to the admins who asked for it; prints who got it as JSON"
+    )
+    digest.add_argument("--now", action="store_true", required=True, help="at once, covering the seven days before now")
 
     from bench.cli import add_parser as add_bench_parser
 
@@ -204,6 +208,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "tenants": _tenants,
         "migrate": _migrate,
         "purge": _purge,
+        "digest": _digest,
     }.get(args.command, _service)
     try:
         run_process(lambda: handler(settings, args))
@@ -440,6 +445,23 @@ async def _purge(settings: Settings, args: argparse.Namespace) -> None:
     finally:
         await store.close()
     sys.stdout.write(orjson.dumps(report).decode() + "\n")
+
+
+async def _digest(settings: Settings, args: argparse.Namespace) -> None:
+    """`solewatch digest --now`: this week's digest of every tenant at once, unless it went out already."""
+    from services.components import build_store
+    from services.notifications.digest import send_digests_now
+    from services.notifications.email import EmailNotifier
+
+    if not settings.smtp_host:
+        sys.exit("solewatch: the digest is sent by email: set SOLEWATCH_SMTP_HOST")
+    store = build_store(settings)
+    await store.open()
+    try:
+        sent = await send_digests_now(store, EmailNotifier(settings))
+    finally:
+        await store.close()
+    sys.stdout.write(orjson.dumps({"sent": sent}).decode() + "\n")
 
 
 if __name__ == "__main__":

@@ -144,6 +144,9 @@ class Settings(BaseSettings):
     report_hours_interval: float = Field(
         60, gt=0, le=3600, description="seconds between passes summing the device hours new frames changed"
     )
+    # The weekly digest email to admins who ask for it (services/notifications/digest.py, docs/reports.md).
+    digest_weekday: int = Field(0, ge=0, le=6, description="day the weekly digest goes out, 0 Monday to 6 Sunday (UTC)")
+    digest_hour: int = Field(7, ge=0, le=23, description="hour (UTC) the weekly digest goes out on that day")
     notification_drain_timeout: float = Field(
         10, ge=0, description="seconds a stopping process waits for sends in progress"
     )

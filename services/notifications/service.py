@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 from services.context import ServiceContext
 from services.notifications.detection import DetectionService
+from services.notifications.digest import WeeklyDigest
 from services.notifications.dispatcher import DispatchPolicy, NotificationDispatcher
 from services.notifications.email import EmailNotifier
 from services.notifications.engine import AlertEngine
@@ -80,6 +81,7 @@ class NotificationsService:
         self.position_batcher = PositionBatcher(context.store, self.webhooks.wake)
         self.retention = RetentionPurger(context.store, context.cache, context.settings)
         self.report_hours = ReportHours(context.store, context.cache, context.settings)
+        self.digest = WeeklyDigest(context.store, context.settings)
 
     async def start(self) -> None:
         self.dispatcher.start()
@@ -89,11 +91,13 @@ class NotificationsService:
         self.position_batcher.start()
         self.retention.start()
         self.report_hours.start()
+        self.digest.start()
         log.info("notifications_started", channels=self.dispatcher.channels)
 
     async def drain(self) -> None:
         await self.retention.drain()
         await self.report_hours.drain()
+        await self.digest.drain()
         await self.detection.drain()
         await self.escalator.stop()
         await self.dispatcher.drain()
@@ -104,6 +108,7 @@ class NotificationsService:
     async def close(self) -> None:
         await self.retention.close()
         await self.report_hours.close()
+        await self.digest.close()
         await self.detection.close()
         await self.escalator.stop()
         await self.dispatcher.close()
@@ -118,6 +123,7 @@ class NotificationsService:
         self.webhooks.settings = settings
         self.retention.configure(settings)
         self.report_hours.configure(settings)
+        self.digest.configure(settings)
         log.info("notifications_reloaded", channels=self.dispatcher.channels)
 
     async def check_ready(self) -> str | None:

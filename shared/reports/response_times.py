@@ -67,6 +67,7 @@ def summary(seconds: Iterable[float]) -> dict[str, float | None]:
 
 
 def is_slow(alert: Alert) -> bool:
+    """Acknowledged more than SLOW_ACK_S after it was raised."""
     waited = time_to_ack_s(alert)
     return waited is not None and waited > SLOW_ACK_S
 
@@ -87,10 +88,18 @@ def _slow_line(alert: Alert, names: Mapping[int, str]) -> dict[str, Any]:
     }
 
 
-def slowest(alerts: Iterable[Alert], names: Mapping[int, str], *, limit: int | None = None) -> list[dict[str, Any]]:
-    """The alerts acknowledged after more than SLOW_ACK_S, slowest first (then by id)."""
-    slow = sorted((a for a in alerts if is_slow(a)), key=lambda a: (-(time_to_ack_s(a) or 0.0), a.id))
-    return [_slow_line(alert, names) for alert in slow[:limit]]
+def slowest(
+    alerts: Iterable[Alert], names: Mapping[int, str], *, over_s: float | None = SLOW_ACK_S, limit: int | None = None
+) -> list[dict[str, Any]]:
+    """The alerts acknowledged after more than `over_s` (None: every acknowledged one), slowest
+    first (then by id), at most `limit` of them."""
+
+    def waited(alert: Alert) -> float:
+        return time_to_ack_s(alert) or 0.0
+
+    acknowledged = (a for a in alerts if a.acknowledged_at is not None)
+    chosen = sorted((a for a in acknowledged if over_s is None or waited(a) > over_s), key=lambda a: (-waited(a), a.id))
+    return [_slow_line(alert, names) for alert in chosen[:limit]]
 
 
 def _counts(alerts: Sequence[Alert]) -> dict[str, int]:

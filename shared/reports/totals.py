@@ -51,6 +51,12 @@ class Totals:
     off_foot_s: float = 0.0
     steps: int = 0
 
+    @classmethod
+    def of(cls, values: Sequence[float]) -> Totals:
+        """From `as_tuple`'s order (a stored row): steps, the one count, back to an integer."""
+        distance_m, online_s, walking_s, running_s, still_s, lying_s, off_foot_s, steps = values
+        return cls(distance_m, online_s, walking_s, running_s, still_s, lying_s, off_foot_s, int(steps))
+
     def add(self, other: Totals, sign: int = 1) -> None:
         for f in FIELDS:
             setattr(self, f, getattr(self, f) + sign * getattr(other, f))

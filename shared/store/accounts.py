@@ -134,6 +134,16 @@ class AccountStore(Protocol):
         disabled user active again (an invited one stays invited). Raises LastAdmin, checked
         atomically with the change, when no active admin would be left."""
 
+    async def weekly_digest(self, user_id: int) -> bool:
+        """Whether the user asked for the weekly digest email (off until they do)."""
+
+    async def set_weekly_digest(self, user_id: int, enabled: bool, *, audit: AuditEntry | None = None) -> bool:
+        """Ask for the weekly digest or stop it; False when there is no such user. `audit` is written
+        with the change, and only when it changes something. Anyone may ask; only admins get it."""
+
+    async def digest_recipients(self, tenant_id: int) -> list[User]:
+        """The tenant's active admins who asked for the weekly digest, by id."""
+
     async def set_password_hash(self, user_id: int, password_hash: str, *, audit: AuditEntry | None = None) -> None:
         """Also voids a pending password reset (a reset link must not outlive the password it replaces)."""
 

@@ -292,6 +292,36 @@ class MongoAccounts:
                 {"_id": tenant_id, "admin_lock.holder": holder}, {"$unset": {"admin_lock": ""}}
             )
 
+    async def weekly_digest(self, user_id: int) -> bool:
+        async with self._read() as db:
+            doc = await db.users.find_one({"_id": user_id}, {"weekly_digest": 1})
+        return bool(doc and doc.get("weekly_digest"))
+
+    async def set_weekly_digest(self, user_id: int, enabled: bool, *, audit: AuditEntry | None = None) -> bool:
+        async with self._write() as db:
+            if await db.users.find_one({"_id": user_id}, {"_id": 1}) is None:
+                return False
+            entry = None if audit is None else await self._audit_doc(audit)
+            # Only a document whose setting differs changes (absent reads as off), and its entry with it.
+            differs: Document = {"weekly_digest": True} if not enabled else {"weekly_digest": {"$ne": True}}
+            result = await db.users.update_one(
+                {"_id": user_id, **differs}, with_audit({"$set": {"weekly_digest": enabled}}, entry)
+            )
+            if result.matched_count:
+                await self._settle_audit("users", entry)
+            return True
+
+    async def digest_recipients(self, tenant_id: int) -> list[User]:
+        async with self._read() as db:
+            docs = (
+                await db.users.find(
+                    {"tenant_id": tenant_id, "role": "admin", "status": "active", "weekly_digest": True}
+                )
+                .sort("_id")
+                .to_list(None)
+            )
+        return [user for user in map(_user, docs) if user is not None]
+
     async def set_password_hash(self, user_id: int, password_hash: str, *, audit: AuditEntry | None = None) -> None:
         async with self._write() as db:
             entry = None if audit is None else await self._audit_doc(audit)

@@ -8,12 +8,13 @@ from pymongo import IndexModel
 
 from shared.store.mongo_alerts import MongoAlerts
 from shared.store.mongo_detections import MongoDetections
+from shared.store.mongo_digest import MongoDigest
 from shared.store.mongo_escalation import MongoEscalation
 from shared.store.mongo_push import MongoPush
 from shared.store.mongo_sms_replies import MongoSmsReplies
 
 
-class MongoAlerting(MongoAlerts, MongoEscalation, MongoDetections, MongoPush, MongoSmsReplies):
+class MongoAlerting(MongoAlerts, MongoEscalation, MongoDetections, MongoPush, MongoSmsReplies, MongoDigest):
     INDEXES: ClassVar[dict[str, list[IndexModel]]] = (
         MongoAlerts.INDEXES | MongoEscalation.INDEXES | MongoPush.INDEXES | MongoSmsReplies.INDEXES
     )

@@ -241,15 +241,14 @@ class MongoAlerts:
 
     async def alert_escalations(self, alert_ids: Sequence[int]) -> dict[int, int]:
         counts: dict[int, int] = {}
-        if not alert_ids:
-            return counts
         async with self._read() as db:
-            # Only the ids: a plain find rather than an aggregation (which the emulator cannot await).
-            cursor = db.alert_events.find(
-                {"alert_id": {"$in": list(alert_ids)}, "action": "escalated"}, {"alert_id": 1, "_id": 0}
-            )
-            async for doc in cursor:
-                counts[doc["alert_id"]] = counts.get(doc["alert_id"], 0) + 1
+            # In slices, so each query document stays small; only the ids come back, counted here
+            # (a plain find rather than an aggregation, which the emulator cannot await).
+            for start in range(0, len(alert_ids), 1000):
+                chunk = list(alert_ids[start : start + 1000])
+                query = {"alert_id": {"$in": chunk}, "action": "escalated"}
+                async for doc in db.alert_events.find(query, {"alert_id": 1, "_id": 0}):
+                    counts[doc["alert_id"]] = counts.get(doc["alert_id"], 0) + 1
         return counts
 
     async def acknowledge_alert(

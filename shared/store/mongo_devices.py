@@ -97,6 +97,8 @@ ERASURE = {
         name: "never about a device"
         for name in ("server_keys", "webhook_endpoints", "webhook_positions_last", "tenant_settings")
     },
+    # The weekly digest (docs/reports.md): who asked for it, which weeks went out.
+    **{name: "never about a device" for name in ("weekly_digests",)},
     "counters": "the id sequences",
 }
 _ERASE_BY_DEVICE = ("positions", "position_keys", "heartbeats", "activities", "alarms", "commands")

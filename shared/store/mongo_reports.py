@@ -118,6 +118,4 @@ def _fields(totals: Totals) -> Document:
 
 
 def _totals(doc: Document) -> Totals:
-    values = {name: doc[name] for name in FIELDS}
-    values["steps"] = int(values["steps"])
-    return Totals(**values)
+    return Totals.of([doc[name] for name in FIELDS])

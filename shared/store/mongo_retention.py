@@ -20,6 +20,8 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from shared.store.mongo_devices import _ERASE_BY_ALERT as ERASE_BY_ALERT  # what goes with an alert
+from shared.store.mongo_reports import mark_report_hours
+from shared.store.reports import HOUR_S, hour_of
 from shared.store.retention import PurgeChunk
 
 if TYPE_CHECKING:
@@ -53,6 +55,8 @@ class MongoRetention:
                 if found:
                     deleted[collection] = (await db[collection].delete_many({"_id": {"$in": found}})).deleted_count
                 more = more or len(found) == limit
+            if not more:  # the frames are gone: so are the reports' hours summed from them
+                await _forget_report_hours(db, devices, before)
         return PurgeChunk({kind: count for kind, count in deleted.items() if count}, more)
 
     async def purge_alerts(self, tenant_id: int, resolved_before: float, *, limit: int = 200) -> PurgeChunk:
@@ -98,3 +102,12 @@ async def _ids(collection: Any, query: Document, limit: int) -> list[Any]:
 
 def _datetime(ts: int) -> datetime:
     return datetime.fromtimestamp(ts, UTC)
+
+
+async def _forget_report_hours(db: AsyncDatabase[Document], devices: Document, before: int) -> None:
+    """Delete the hour totals of hours wholly before `before`; the hour it falls in is summed again
+    from the frames left (marked, as a late frame marks it)."""
+    await db.report_hours.delete_many({"d": devices, "h": {"$lte": before - HOUR_S}})
+    straddling = await db.report_hours.find({"d": devices, "h": hour_of(before)}, {"d": 1}).to_list(None)
+    if straddling:
+        await db.report_marks.bulk_write(mark_report_hours((doc["d"], before) for doc in straddling), ordered=False)

@@ -76,6 +76,11 @@ CREATE TABLE IF NOT EXISTS users (
     invite_hash BLOB UNIQUE, invite_expires_at REAL,
     reset_hash BLOB UNIQUE, reset_expires_at REAL);
 CREATE INDEX IF NOT EXISTS users_by_tenant ON users(tenant_id, id);
+-- A user's choices about what solewatch sends them, one row once they make one (none: the defaults).
+-- A table of its own rather than columns of users: CREATE TABLE IF NOT EXISTS brings it to a database
+-- made before it, which a new column of users would not reach.
+CREATE TABLE IF NOT EXISTS user_preferences (
+    user_id INTEGER PRIMARY KEY REFERENCES users(id), weekly_digest INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS api_keys (
     id INTEGER PRIMARY KEY, tenant_id INTEGER NOT NULL REFERENCES tenants(id),
     name TEXT NOT NULL, prefix TEXT NOT NULL, key_hash BLOB NOT NULL UNIQUE,
@@ -232,6 +237,41 @@ CREATE INDEX IF NOT EXISTS api_keys_by_tenant ON api_keys(tenant_id);
             return changed
 
         return await self._write(run)
+
+    async def weekly_digest(self, user_id: int) -> bool:
+        row = await self._read(
+            lambda c: c.execute("SELECT weekly_digest FROM user_preferences WHERE user_id = ?", (user_id,)).fetchone()
+        )
+        return bool(row and row[0])
+
+    async def set_weekly_digest(self, user_id: int, enabled: bool, *, audit: AuditEntry | None = None) -> bool:
+        def run(c: sqlite3.Connection) -> bool:
+            if c.execute("SELECT 1 FROM users WHERE id = ?", (user_id,)).fetchone() is None:
+                return False
+            row = c.execute("SELECT weekly_digest FROM user_preferences WHERE user_id = ?", (user_id,)).fetchone()
+            if bool(row and row[0]) == enabled:
+                return True  # nothing changes: no entry
+            c.execute(
+                "INSERT INTO user_preferences(user_id, weekly_digest) VALUES (?, ?)"
+                " ON CONFLICT(user_id) DO UPDATE SET weekly_digest = excluded.weekly_digest",
+                (user_id, int(enabled)),
+            )
+            insert_audit(c, audit)
+            return True
+
+        return await self._write(run)
+
+    async def digest_recipients(self, tenant_id: int) -> list[User]:
+        columns = ", ".join(f"u.{column.strip()}" for column in _USER_COLUMNS.split(","))
+        rows = await self._read(
+            lambda c: c.execute(
+                f"SELECT {columns} FROM users u JOIN user_preferences p ON p.user_id = u.id"
+                " WHERE u.tenant_id = ? AND u.role = 'admin' AND u.status = 'active' AND p.weekly_digest = 1"
+                " ORDER BY u.id",
+                (tenant_id,),
+            ).fetchall()
+        )
+        return [user for user in map(_user, rows) if user is not None]
 
     async def set_password_hash(self, user_id: int, password_hash: str, *, audit: AuditEntry | None = None) -> None:
         def run(c: sqlite3.Connection) -> None:

@@ -57,6 +57,8 @@ ERASURE = {
         table: "never about a device"
         for table in ("server_keys", "webhook_endpoints", "webhook_positions_last", "tenant_settings")
     },
+    # The weekly digest (docs/reports.md): who asked for it, which weeks went out.
+    **{name: "never about a device" for name in ("user_preferences", "weekly_digests")},
     "sqlite_sequence": "SQLite's own counters",
 }
 # Well under SQLite's limit on a statement's parameters (32,766 since 3.32, 999 before).

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 
@@ -133,31 +133,24 @@ CREATE TABLE IF NOT EXISTS report_progress (id INTEGER PRIMARY KEY CHECK (id = 1
 
     async def report_frames(self, device_id: int, *, since: int, until: int) -> ReportFrames:
         def read(c: sqlite3.Connection) -> ReportFrames:
-            positions: dict[tuple[int, int], Position] = {}
-            activities: dict[tuple[int, int], Activity] = {}
-            heartbeats: dict[tuple[int, int], Heartbeat] = {}
-            kinds: dict[type, dict[tuple[int, int], object]] = {
-                Position: positions,  # type: ignore[dict-item]
-                Activity: activities,  # type: ignore[dict-item]
-                Heartbeat: heartbeats,  # type: ignore[dict-item]
-            }
+            # Each frame once, by kind: runs may repeat a frame (stored once, but a retransmission
+            # split over runs is read back from each).
+            found: dict[type, dict[tuple[int, int], Any]] = {Position: {}, Activity: {}, Heartbeat: {}}
             for (frames,) in c.execute(
                 "SELECT frames FROM frame_runs WHERE device_id = ? AND last_ts BETWEEN ? AND ? AND first_ts <= ?",
                 (device_id, since, until + RUN_SPAN_S, until),
             ):
                 for _, event in decode_frames(frames):
                     if since <= event.ts <= until:
-                        kinds[type(event)].setdefault((event.ts, event.seq), event)
+                        found[type(event)].setdefault((event.ts, event.seq), event)
             return ReportFrames(
-                [_stored_position(positions[k]) for k in sorted(positions)],
-                [_stored_activity(activities[k]) for k in sorted(activities)],
-                [_stored_heartbeat(heartbeats[k]) for k in sorted(heartbeats)],
+                [_stored_position(e) for _, e in sorted(found[Position].items())],
+                [_stored_activity(e) for _, e in sorted(found[Activity].items())],
+                [_stored_heartbeat(e) for _, e in sorted(found[Heartbeat].items())],
             )
 
         return await self._read(read)
 
 
 def _totals(row: Sequence[float]) -> Totals:
-    values = dict(zip(FIELDS, row, strict=True))
-    values["steps"] = int(values["steps"])
-    return Totals(**values)  # type: ignore[arg-type]
+    return Totals.of(row)

@@ -22,6 +22,7 @@ import orjson
 
 from shared.protocols.xsole import Activity, FrameType, Heartbeat, Position
 from shared.protocols.xsole.framing import HEADER_SIZE
+from shared.store.reports import HOUR_S, hour_of
 from shared.store.retention import PurgeChunk
 from shared.store.sqlite_devices import _ERASE_BY_ALERT as ERASE_BY_ALERT  # what goes with an alert
 from shared.store.sqlite_runs import RUN_SPAN_S, decode_frames
@@ -57,7 +58,7 @@ class SqliteRetention:
         # Devices with stored runs are the keys of _newest_stored (kept by the commit, on this loop).
         stored = list(self._newest_stored)
 
-        def find(c: sqlite3.Connection) -> tuple[list[int], list[Cut], Counter[str], bool]:
+        def find(c: sqlite3.Connection) -> tuple[list[int], list[int], list[Cut], Counter[str], bool]:
             if tenant_id is None:
                 registered = {device_id for (device_id,) in c.execute("SELECT id FROM devices")}
                 devices = [device_id for device_id in stored if device_id not in registered]
@@ -84,9 +85,9 @@ class SqliteRetention:
                     cut.append((run_id, kept_from, b"".join(kept), first_ts))
                 else:
                     deleted.append(run_id)
-            return deleted, cut, counts, len(rows) == limit
+            return devices, deleted, cut, counts, len(rows) == limit
 
-        deleted, cut, counts, more = await self._read(find)
+        devices, deleted, cut, counts, more = await self._read(find)
         if deleted or cut:
 
             def purge(c: sqlite3.Connection) -> None:
@@ -98,6 +99,8 @@ class SqliteRetention:
                 )
 
             await self._write(purge)
+        if not more:  # the frames are gone: so are the reports' hours summed from them
+            await self._write(lambda c: _forget_report_hours(c, devices, before))
         return PurgeChunk(dict(counts), more)
 
     async def purge_alerts(self, tenant_id: int, resolved_before: float, *, limit: int = 200) -> PurgeChunk:
@@ -116,6 +119,18 @@ class SqliteRetention:
             return PurgeChunk(dict(deleted), len(ids) == limit)
 
         return await self._write(purge)
+
+
+def _forget_report_hours(c: sqlite3.Connection, devices: list[int], before: int) -> None:
+    """Delete the hour totals of hours wholly before `before`; the hour it falls in is summed again
+    from the frames left (marked, as a late frame marks it)."""
+    chosen = orjson.dumps(devices)
+    c.execute(f"DELETE FROM report_hours WHERE device_id {_IN_IDS} AND hour <= ?", (chosen, before - HOUR_S))
+    c.execute(
+        f"INSERT OR IGNORE INTO report_marks(device_id, hour) SELECT device_id, hour FROM report_hours"
+        f" WHERE device_id {_IN_IDS} AND hour = ?",
+        (chosen, hour_of(before)),
+    )
 
 
 def _count_kinds(frames: bytes, counts: Counter[str]) -> None:

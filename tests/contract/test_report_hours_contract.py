@@ -128,3 +128,18 @@ async def test_an_erased_device_leaves_no_totals(store: Store) -> None:
     assert await store.retire_device(device.id, erase=True)
     assert await store.report_hour_sums([device.id], since=H0, until=H0 + HOURS * HOUR_S) == {}
     assert await store.report_hours_pending([device.id], since=H0 - HOUR_S, until=H0 + 9 * HOUR_S) == set()
+
+
+async def test_retention_takes_the_totals_of_what_it_deletes(store: Store) -> None:
+    device, expected = await _store_walk(store)
+    await catch_up(store, gap_s=GAP_S)
+    before = H0 + HOUR_S + 1800  # half way through the middle hour
+    while (await store.purge_telemetry(device.tenant_id, before)).more:
+        pass
+    hours = await store.report_hour_totals([(device.id, hour) for hour in _hours()])
+    assert (device.id, H0) not in hours  # wholly before the cut-off: gone with its frames
+    _same(hours[device.id, H0 + 2 * HOUR_S], expected[2])
+    assert (device.id, H0 + HOUR_S) in await store.report_hours_pending([device.id], since=H0, until=before)
+    await catch_up(store, gap_s=GAP_S)
+    middle = (await store.report_hour_totals([(device.id, H0 + HOUR_S)]))[device.id, H0 + HOUR_S]
+    assert middle.lying_s == expected[1].lying_s and middle.walking_s == 0  # the walking half was deleted

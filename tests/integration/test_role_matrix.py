@@ -110,6 +110,8 @@ TABLE: tuple[Row, ...] = (
     Row("POST", "/api/v1/auth/refresh", "anyone", 200, body=lambda w, c: {"refresh_token": w.refresh_token}),
     Row("POST", "/api/v1/auth/logout", "signed_in", 204),
     Row("GET", "/api/v1/auth/me", "user", 200),
+    Row("GET", "/api/v1/auth/me/digest", "signed_in", 200),
+    Row("PUT", "/api/v1/auth/me/digest", "signed_in", 200, body=fixed({"weekly_digest": True})),
     Row(
         "POST",
         "/api/v1/auth/accept-invite",
