@@ -165,3 +165,32 @@ async def test_the_reports_tab_charts_counts_downloads_and_maps(browser: Browser
 
     await insole.close()
     assert traffic.off_machine == [] and phone_traffic.off_machine == []
+
+
+async def test_report_days_are_the_browsers_days_across_a_clock_change(
+    browser: Browser, team_server: TeamServer
+) -> None:
+    """A week over the spring clock change in Berlin is 7 bars of local days (one of them 23 h),
+    sent to the API as the UTC instants of local midnights; 40 days are charted by the week."""
+    context = await browser.browser.new_context(timezone_id="Europe/Berlin", locale="en-GB")
+    page = await context.new_page()
+    await page.goto(team_server.url + "/")
+    days = await page.evaluate(
+        """async () => {
+        const app = document.querySelector('script[type="module"]').src;
+        const { bucketsOf, customRange, isoRange } = await import(app.replace(/app\\.js$/, "report-range.js"));
+        const week = customRange("2026-03-25", "2026-03-31");
+        const long = bucketsOf(customRange("2026-03-01", "2026-04-09"));
+        return {
+            range: isoRange(week),
+            unit: bucketsOf(week).unit,
+            bars: bucketsOf(week).buckets.map((b) => [b.key, (b.end - b.start) / 3600000]),
+            weeks: [long.unit, long.buckets.length, long.buckets.at(-1).key],
+        };
+    }"""
+    )
+    await context.close()
+    assert days["range"] == {"since": "2026-03-24T23:00:00.000Z", "until": "2026-03-31T22:00:00.000Z"}
+    assert days["unit"] == "day"
+    assert days["bars"] == [[f"2026-03-{d}", 23 if d == 29 else 24] for d in range(25, 32)]
+    assert days["weeks"] == ["week", 6, "2026-04-05"]  # 40 days: 5 weeks and 5 days
