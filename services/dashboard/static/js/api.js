@@ -208,8 +208,9 @@ export class Api {
   /**
    * `checksCredentials`: the request itself checks a password (the password change), so a 401
    * that survives a token refresh is the answer about that password, not the end of the session.
+   * `asText`: the answer is a file (CSV), returned as text rather than parsed as JSON.
    */
-  async request(method, path, { query = {}, body, checksCredentials = false } = {}) {
+  async request(method, path, { query = {}, body, checksCredentials = false, asText = false } = {}) {
     const url = appUrl(path);
     for (const [key, value] of Object.entries(query)) {
       if (value !== null && value !== undefined && value !== "") url.searchParams.set(key, value);
@@ -242,7 +243,8 @@ export class Api {
       }
       this.hooks.onOk();
       if (!response.ok) throw new ApiError(response.status, await detailOf(response));
-      return response.status === 204 ? null : response.json();
+      if (response.status === 204) return null;
+      return asText ? response.text() : response.json();
     }
   }
 
@@ -257,6 +259,11 @@ export class Api {
 
   get(path, query) {
     return this.request("GET", path, { query });
+  }
+
+  /** A GET whose answer is a file (a report's CSV): its text. */
+  text(path, query) {
+    return this.request("GET", path, { query, asText: true });
   }
 
   post(path, body) {

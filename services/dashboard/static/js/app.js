@@ -250,6 +250,20 @@ class Dashboard {
     });
   }
 
+  /** The Reports view's code is fetched the first time it is opened: most visits never need it. */
+  async _openReports() {
+    if (!this.views.reports) {
+      const { ReportsPanel } = await import("./reports.js");
+      this.views.reports ??= new ReportsPanel(byTestId("panel-reports"), {
+        api: this.api, store: this.store, map: this.views.map,
+        viewMap: () => {
+          if (phone.matches) this.setView("map"); // a desk shows the map beside the report
+        },
+      });
+    }
+    if (this.active && document.body.dataset.view === "reports") this.views.reports.open();
+  }
+
   /** The alerts view with that alert's details open (a notification was clicked). */
   showAlert(id) {
     if (!this.views) return;
@@ -280,6 +294,7 @@ class Dashboard {
       this.views.history.clear();
       this.views.commands.hide();
       this.views.admin?.reset();
+      this.views.reports?.reset();
       this.views.map.setGeofences([]); // the next user, maybe of another tenant, starts with none
       this.views.map.fitted = false;
     }
@@ -313,7 +328,8 @@ class Dashboard {
     });
     const commands = new CommandsPanel(byTestId("panel-commands"), this.store, this.api);
     new PasswordPanel(byTestId("panel-account"), this.api);
-    this.views = { map, alerts, sos, workers, history, commands, admin: null }; // admin: see _loadAdmin
+    // admin: see _loadAdmin; reports: see _openReports
+    this.views = { map, alerts, sos, workers, history, commands, admin: null, reports: null };
     this.store.onUnknownDevice = (imei) => this._fetchDevice(imei);
     this.store.addEventListener("devices", (event) => {
       const changed = event.detail.imeis; // null: any device may have changed
@@ -441,6 +457,9 @@ class Dashboard {
       // The map stays beside (or, on a phone, is shown for drawing): only other views end an edit.
       if (previous === "admin" && view !== "map") this.views.admin?.leave();
       if (view === "admin") this.views.admin?.open();
+      if (view === "reports") {
+        this._openReports().catch((error) => this.notice.error(`Could not open the reports: ${error.message}`));
+      }
     }
     for (const button of byTestId("nav").querySelectorAll("button[data-view]")) {
       const current = button.dataset.view === view || (!phone.matches && view === "map" && button.dataset.view === "workers");

@@ -464,4 +464,22 @@ export class WorkerMap {
   clearTrack() {
     this.track.clearLayers();
   }
+
+  /** A report's layers (trips and stops) in the track's place, framed. */
+  showOverlay(layers) {
+    this.map.closePopup();
+    this.track.clearLayers();
+    const group = L.featureGroup(layers).addTo(this.track);
+    const bounds = group.getBounds();
+    if (bounds.isValid()) {
+      this._moving();
+      this.map.fitBounds(bounds, { padding: [40, 40], maxZoom: 18 });
+    }
+  }
+
+  /** Frames some [lat, lon] points (a stop, a trip). */
+  frame(points) {
+    this._moving();
+    this.map.fitBounds(L.latLngBounds(points), { padding: [40, 40], maxZoom: 18 });
+  }
 }
