@@ -16,8 +16,6 @@ already sent to may then get it twice, which beats nobody getting it.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import math
 import time
 from datetime import UTC, datetime, timedelta
@@ -30,6 +28,7 @@ from services.notifications.digest_content import subject as digest_subject
 from services.notifications.digest_content import text as digest_text
 from services.notifications.email import EmailNotifier
 from services.notifications.notifier import NotificationFailed
+from services.notifications.periodic import PeriodicJob
 from shared.config import Settings
 from shared.logging import get_logger
 from shared.store.accounts import AccountStore, Tenant, User
@@ -41,7 +40,6 @@ log = get_logger("solewatch.digest")
 WEEK_S = 7 * 86400
 DIGEST_POLL_S = 300.0  # how often the service looks whether a digest is due
 STALE_CLAIM_S = 3600.0  # an unfinished claim older than this is taken again
-DRAIN_TIMEOUT_S = 5.0
 _DEVICE_PAGE = 500
 
 Outcome = Literal["nobody", "taken", "sent", "failed"]
@@ -133,13 +131,15 @@ async def send_digests_now(store: DigestSources, mailer: EmailNotifier, *, now: 
     return sent
 
 
-class WeeklyDigest:
+class WeeklyDigest(PeriodicJob):
     """Runtime part of the notifications service: sends each tenant's digest once it is due."""
 
+    name = "weekly-digest"
+    interval = DIGEST_POLL_S
+
     def __init__(self, store: DigestSources, settings: Settings):
+        super().__init__()
         self._store = store
-        self._stopping = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
         # (tenant, week) -> when to look again: after a claim refused or a send failed, once the
         # claim could be stale; never once sent. Keeps the polls from writing a claim every time.
         self._retry_at: dict[tuple[int, str], float] = {}
@@ -150,22 +150,9 @@ class WeeklyDigest:
         self._mailer = EmailNotifier(settings) if settings.smtp_host else None
 
     def start(self) -> None:
-        self._stopping.clear()
-        self._task = asyncio.create_task(self._run(), name="weekly-digest")
-
-    async def drain(self) -> None:
-        self._stopping.set()
-        if self._task is not None:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(self._task), DRAIN_TIMEOUT_S)
-        await self.close()
-
-    async def close(self) -> None:
-        self._stopping.set()
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        if self._mailer is None:
+            log.info("digest_disabled", reason="no SOLEWATCH_SMTP_HOST")
+        super().start()
 
     async def run_once(self, now: float | None = None) -> dict[int, Outcome]:
         """Send the digests of the current week that are due and not sent yet: outcome per tenant tried."""
@@ -178,7 +165,7 @@ class WeeklyDigest:
         week, tried = iso_week(now), {}
         self._retry_at = {key: at for key, at in self._retry_at.items() if key[1] == week}
         for tenant in await self._store.tenants():
-            if self._stopping.is_set():
+            if self.stopping:
                 break
             if self._retry_at.get((tenant.id, week), 0.0) > now:
                 continue
@@ -187,14 +174,3 @@ class WeeklyDigest:
             if outcome != "nobody":  # an admin asking later this week still gets it: look again next poll
                 self._retry_at[(tenant.id, week)] = math.inf if outcome == "sent" else now + STALE_CLAIM_S
         return tried
-
-    async def _run(self) -> None:
-        if self._mailer is None:
-            log.info("digest_disabled", reason="no SOLEWATCH_SMTP_HOST")
-        while not self._stopping.is_set():
-            try:
-                await self.run_once()
-            except Exception:  # a backend away: the next poll tries again
-                log.exception("digest_failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), DIGEST_POLL_S)

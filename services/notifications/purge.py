@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any, Protocol
 
+from services.notifications.periodic import PeriodicJob
 from shared.bus.outbox import CacheLease
 from shared.cache import Cache
 from shared.config import Settings
@@ -37,7 +38,6 @@ DAY_S = 86400
 DUTY = 0.1
 # The shortest rest: ingestion's commits, queued behind a chunk on the writer, go first.
 PAUSE_BETWEEN_CHUNKS_S = 0.005
-DRAIN_TIMEOUT_S = 5.0
 # An alert takes its timeline, notifications and alarm with it (about ten rows): a chunk of
 # alerts is this many times smaller than one of runs, to keep the same short write (~1.6 ms
 # for 100 alerts on SQLite, against ~7 ms for 500).
@@ -116,14 +116,15 @@ async def _chunks(
     return total
 
 
-class RetentionPurger:
+class RetentionPurger(PeriodicJob):
     """Runs `purge_expired` at start and every `retention_purge_interval`, one process at a time."""
 
+    name = "retention-purge"
+
     def __init__(self, store: PurgeStore, cache: Cache, settings: Settings):
+        super().__init__()
         self._store = store
         self._lease = CacheLease(cache, "retention-purge:leader")
-        self._stopping = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
         self.configure(settings)
         self.last_report: dict[str, Any] | None = None  # the latest purge's counts, for logs and tests
 
@@ -131,46 +132,17 @@ class RetentionPurger:
         self.interval = settings.retention_purge_interval
         self.chunk = settings.retention_purge_chunk
 
-    def start(self) -> None:
-        self._stopping.clear()
-        self._task = asyncio.create_task(self._run(), name="retention-purge")
-
-    async def drain(self) -> None:
-        """Stop at the next chunk (each one is a whole write), waiting a bounded time."""
-        self._stopping.set()
-        if self._task is not None:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(self._task), DRAIN_TIMEOUT_S)
-        await self.close()
-
-    async def close(self) -> None:
-        self._stopping.set()
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
-
     async def _keep_going(self) -> bool:
-        return not self._stopping.is_set() and await self._lease.held()
+        return not self.stopping and await self._lease.held()
 
-    async def _rest(self, seconds: float) -> None:
-        """A rest between chunks that a drain cuts short."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), seconds)
-
-    async def _run(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                if await self._lease.held():
-                    started = time.monotonic()
-                    self.last_report = await purge_expired(
-                        self._store, chunk=self.chunk, keep_going=self._keep_going, rest=self._rest
-                    )
-                    log.info("retention_purged", seconds=round(time.monotonic() - started, 3), **self.last_report)
-            except Exception:  # a backend away: the next round tries again
-                log.exception("retention_purge_failed")
-            finally:
-                with contextlib.suppress(Exception):
-                    await self._lease.release()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self.interval)
+    async def run_once(self) -> None:
+        try:
+            if await self._lease.held():
+                started = time.monotonic()
+                self.last_report = await purge_expired(
+                    self._store, chunk=self.chunk, keep_going=self._keep_going, rest=self.rest
+                )
+                log.info("retention_purged", seconds=round(time.monotonic() - started, 3), **self.last_report)
+        finally:
+            with contextlib.suppress(Exception):
+                await self._lease.release()

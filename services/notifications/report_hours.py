@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 
 from prometheus_client import Counter
 
+from services.notifications.periodic import PeriodicJob
 from shared.bus.outbox import CacheLease
 from shared.cache import Cache
 from shared.config import Settings
@@ -30,7 +31,6 @@ log = get_logger("solewatch.reports")
 FUTURE_S = 300  # how far ahead of the server's clock a device's time may run (docs/protocol.md)
 BATCH = 200  # device hours summed per pass of the loop
 DUTY = 0.25  # the share of the time a backlog may take
-DRAIN_TIMEOUT_S = 5.0
 
 HOURS_SUMMED = Counter("report_hours_summed_total", "device hours summed again for reports")
 
@@ -81,56 +81,31 @@ async def catch_up(
     return done
 
 
-class ReportHours:
+class ReportHours(PeriodicJob):
     """Runs `catch_up` at start and every `report_hours_interval`, one process at a time."""
 
+    name = "report-hours"
+
     def __init__(self, store: ReportStore, cache: Cache, settings: Settings):
+        super().__init__()
         self._store = store
         self._lease = CacheLease(cache, "report-hours:leader")
-        self._stopping = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
         self.configure(settings)
 
     def configure(self, settings: Settings) -> None:
         self.interval = settings.report_hours_interval
         self.gap_s = settings.offline_after
 
-    def start(self) -> None:
-        self._stopping.clear()
-        self._task = asyncio.create_task(self._run(), name="report-hours")
-
-    async def drain(self) -> None:
-        self._stopping.set()
-        if self._task is not None:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(self._task), DRAIN_TIMEOUT_S)
-        await self.close()
-
-    async def close(self) -> None:
-        self._stopping.set()
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
-
     async def _keep_going(self) -> bool:
-        return not self._stopping.is_set() and await self._lease.held()
+        return not self.stopping and await self._lease.held()
 
-    async def _rest(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), seconds)
-
-    async def _run(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                started = time.monotonic()
-                done = await catch_up(self._store, gap_s=self.gap_s, keep_going=self._keep_going, rest=self._rest)
-                if done:
-                    log.info("report_hours_summed", hours=done, seconds=round(time.monotonic() - started, 3))
-            except Exception:  # a backend away: the next pass tries again
-                log.exception("report_hours_failed")
-            finally:
-                with contextlib.suppress(Exception):
-                    await self._lease.release()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self.interval)
+    async def run_once(self) -> int:
+        try:
+            started = time.monotonic()
+            done = await catch_up(self._store, gap_s=self.gap_s, keep_going=self._keep_going, rest=self.rest)
+            if done:
+                log.info("report_hours_summed", hours=done, seconds=round(time.monotonic() - started, 3))
+            return done
+        finally:
+            with contextlib.suppress(Exception):
+                await self._lease.release()
