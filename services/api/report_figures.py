@@ -12,6 +12,8 @@ a month of frames (bench: `solewatch bench reports`).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from shared.reports.totals import LOOK_S, Totals, totals
 from shared.store.reports import HOUR_S, ReportStore, hour_of
@@ -25,18 +27,49 @@ async def worker_totals(
     store: ReportStore, device_ids: Sequence[int], *, since: int, until: int, gap_s: float
 ) -> dict[int, Totals]:
     """Each device's figures over device times [since, until)."""
-    found = {device_id: Totals() for device_id in device_ids}
-    if not device_ids or until <= since:
+    [found] = await worker_totals_by_piece(store, device_ids, [(since, until)], gap_s=gap_s)
+    return found
+
+
+async def worker_totals_by_piece(
+    store: ReportStore, device_ids: Sequence[int], pieces: Sequence[tuple[int, int]], *, gap_s: float
+) -> list[dict[int, Totals]]:
+    """Each device's figures over each piece [lo, hi) of device time (consecutive days, say): the
+    pending hours are asked for once, each piece's whole hours summed by the store."""
+    found = [{device_id: Totals() for device_id in device_ids} for _ in pieces]
+    wanted = [(lo, hi) for lo, hi in pieces if hi > lo]
+    if not device_ids or not wanted:
         return found
+    pending = await store.report_hours_pending(
+        device_ids, since=hour_of(min(lo for lo, _ in wanted)), until=_hour_after(max(hi for _, hi in wanted))
+    )
+    stale = await store.report_hour_totals(pending)
+    for totals_of, (lo, hi) in zip(found, pieces, strict=True):
+        if hi > lo:
+            await _piece(store, device_ids, totals_of, lo, hi, pending, stale, gap_s)
+    return found
+
+
+async def _piece(
+    store: ReportStore,
+    device_ids: Sequence[int],
+    found: dict[int, Totals],
+    since: int,
+    until: int,
+    pending: set[tuple[int, int]],
+    stale: dict[tuple[int, int], Totals],
+    gap_s: float,
+) -> None:
     first, last = _hour_after(since), hour_of(until)  # the whole hours are [first, last)
     pieces: list[tuple[int, int, int]] = []  # (device id, lo, hi) summed from frames
     if first < last:
-        pending = await store.report_hours_pending(device_ids, since=first, until=last)
         for device_id, stored in (await store.report_hour_sums(device_ids, since=first, until=last)).items():
             found[device_id].add(stored)
-        for (device_id, _), stale in (await store.report_hour_totals(pending)).items():
-            found[device_id].add(stale, -1)
-        pieces += [(device_id, hour, hour + HOUR_S) for device_id, hour in sorted(pending)]
+        marked = sorted((d, h) for d, h in pending if first <= h < last)
+        for key in marked:
+            if key in stale:
+                found[key[0]].add(stale[key], -1)
+        pieces += [(device_id, hour, hour + HOUR_S) for device_id, hour in marked]
         edges = [(since, first)] if since < first else []
         edges += [(last, until)] if last < until else []
     else:
@@ -45,4 +78,17 @@ async def worker_totals(
     for device_id, lo, hi in pieces:
         frames = await store.report_frames(device_id, since=lo - LOOK_S, until=hi + LOOK_S)
         found[device_id].add(totals(*frames, lo=lo, hi=hi, gap_s=gap_s))
-    return found
+
+
+def local_days(since: int, until: int, zone: ZoneInfo) -> list[tuple[str, int, int]]:
+    """The days of `zone` that [since, until) touches: each one's date and its part of the range."""
+    days: list[tuple[str, int, int]] = []
+    day = datetime.fromtimestamp(since, zone).date()
+    while True:
+        start = int(datetime(day.year, day.month, day.day, tzinfo=zone).timestamp())
+        if start >= until:
+            return days
+        following = day + timedelta(days=1)
+        end = int(datetime(following.year, following.month, following.day, tzinfo=zone).timestamp())
+        days.append((day.isoformat(), max(since, start), min(until, end)))
+        day = following

@@ -20,6 +20,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
@@ -28,10 +29,11 @@ from pydantic import BaseModel, Field
 from services.api.csv_cells import csv_text
 from services.api.deps import ContextDep, CurrentPrincipal
 from services.api.devices import Imei, tenant_device
+from services.api.errors import invalid_field
 from services.api.history import Instant
 from services.api.pagination import MAX_LIMIT, Cursor, Limit, PairCursor, decode_cursor, encode_cursor
 from services.api.read_trace import record_read
-from services.api.report_figures import worker_totals
+from services.api.report_figures import local_days, worker_totals, worker_totals_by_piece
 from services.api.reports_alerts import AckSummary, ReportFormat, report_range
 from services.authn.models import ErrorOut
 from services.context import ServiceContext
@@ -145,12 +147,18 @@ def _figures(
     return {
         "imei": device.imei,
         "name": device.name,
+        **_activity_figures(found, show_distance=show_distance),
+        "alerts": dict(sorted(alerts.items())),
+        "time_to_ack_s": summary(acks),
+    }
+
+
+def _activity_figures(found: Totals, *, show_distance: bool) -> dict[str, Any]:
+    return {
         "distance_m": round(found.distance_m, 1) if show_distance else None,
         "online_s": round(found.online_s),
         **{name: round(getattr(found, name)) for name in _STATE_FIELDS},
         "steps": found.steps,
-        "alerts": dict(sorted(alerts.items())),
-        "time_to_ack_s": summary(acks),
     }
 
 
@@ -248,6 +256,117 @@ async def _devices(
     if one is not None:
         return [one] if after_id is None or one.id > after_id else []
     return await context.store.devices(tenant_id, after_id=after_id, limit=limit)
+
+
+# -- activity per day ----------------------------------------------------------------------------
+
+
+class DayFigures(BaseModel):
+    date: str = Field(description="the day in `tz`, YYYY-MM-DD")
+    distance_m: float | None
+    online_s: int
+    walking_s: int
+    running_s: int
+    still_s: int
+    lying_s: int
+    off_foot_s: int
+    steps: int
+
+
+class WorkerDays(BaseModel):
+    imei: str
+    name: str
+    days: list[DayFigures] = Field(description="every day of the range, oldest first, the edges cut to it")
+
+
+class ActivityReport(BaseModel):
+    since: str
+    until: str
+    tz: str
+    location_visible: bool
+    items: list[WorkerDays]
+    next_cursor: str | None
+
+
+DAY_COLUMNS = ("imei", "name", "date", "distance_m", "online_s", *_STATE_FIELDS, "steps")
+
+
+def _zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise invalid_field("query", "tz", msg="an IANA time zone, such as Europe/Paris or UTC") from None
+
+
+async def _days(
+    context: ServiceContext, devices: list[Device], days: list[tuple[str, int, int]], *, show_distance: bool
+) -> list[dict[str, Any]]:
+    per_day = await worker_totals_by_piece(
+        context.store, [d.id for d in devices], [(lo, hi) for _, lo, hi in days], gap_s=context.settings.offline_after
+    )
+    return [
+        {
+            "imei": device.imei,
+            "name": device.name,
+            "days": [
+                {"date": date, **_activity_figures(found[device.id], show_distance=show_distance)}
+                for (date, _, _), found in zip(days, per_day, strict=True)
+            ],
+        }
+        for device in devices
+    ]
+
+
+@router.get(
+    "/api/v1/reports/activity",
+    response_model=ActivityReport,
+    summary="Per worker and day (in a time zone): distance, online time, time per activity state, steps",
+    description="The workers report's activity figures for each day of `tz` the range touches (what the"
+    " dashboard charts), in one read. Devices page by id; `format=csv` answers every device, a row per day."
+    " Recorded in the audit log (`report.read`, report `activity`).",
+    responses={**_CSV, **_NOT_FOUND},
+)
+async def activity_report(
+    context: ContextDep,
+    principal: CurrentPrincipal,
+    since: Instant,
+    until: Instant,
+    tz: Annotated[str, Query(max_length=64, description="IANA time zone whose days split the range")] = "UTC",
+    imei: Annotated[str | None, Query(pattern=r"^\d{10,15}$", description="one device only")] = None,
+    limit: Limit = 100,
+    cursor: Cursor = None,
+    format: ReportFormat = "json",
+) -> Any:
+    start, end = _whole(*report_range(since, until))
+    days = local_days(start, end, _zone(tz))
+    tenant_id = principal.tenant_id
+    show_distance = await context.positions.mode(tenant_id) == "always"
+    one = await tenant_device(context, tenant_id, imei) if imei is not None else None
+    detail = {"report": "activity", "since": iso_utc(start), "until": iso_utc(end), "tz": tz, "format": format}
+    await context.store.record_audit(
+        principal.audit("report.read", "report", "activity", **detail, **({"imei": imei} if imei else {}))
+    )
+    if format == "csv":
+        rows: list[dict[str, Any]] = []
+        after_id = None
+        while devices := await _devices(context, tenant_id, one, after_id=after_id, limit=MAX_LIMIT):
+            for worker in await _days(context, devices, days, show_distance=show_distance):
+                rows += [{"imei": worker["imei"], "name": worker["name"], **day} for day in worker["days"]]
+            after_id = devices[-1].id
+        return _csv(csv_text(rows, DAY_COLUMNS), "activity", start, end)
+    devices = await _devices(
+        context, tenant_id, one, after_id=decode_cursor(cursor, 1)[0] if cursor else None, limit=limit + 1
+    )
+    more = len(devices) > limit
+    devices = devices[:limit]
+    return {
+        "since": iso_utc(start),
+        "until": iso_utc(end),
+        "tz": tz,
+        "location_visible": show_distance,
+        "items": await _days(context, devices, days, show_distance=show_distance),
+        "next_cursor": encode_cursor(devices[-1].id) if more else None,
+    }
 
 
 # -- trips ---------------------------------------------------------------------------------------

@@ -244,3 +244,46 @@ async def test_bad_requests_say_what_is_wrong(
     assert answer.status_code == status, answer.text
     if field is not None:
         assert field in [error["loc"][-1] for error in answer.json()["detail"]]
+
+
+async def test_activity_per_day_in_the_callers_time_zone(harness: ApiHarness) -> None:
+    tenant = await harness.tenant()
+    viewer = await harness.caller(tenant, "viewer")
+    alice, bob = await harness.device(tenant, name="Alice"), await harness.device(tenant, name="Bob")
+    await store_morning(harness, alice)
+    await catch_up(harness.store, gap_s=GAP_S)
+    # Two days of Tokyo (UTC+9): the morning, 08:00-10:20 UTC, is the evening of its 1 January.
+    tokyo = {"since": "2026-01-01T00:00:00+09:00", "until": "2026-01-03T00:00:00+09:00", "tz": "Asia/Tokyo"}
+    body = (await get(harness, viewer, "/api/v1/reports/activity", **tokyo)).json()
+    assert (body["tz"], body["since"], body["location_visible"]) == ("Asia/Tokyo", "2025-12-31T15:00:00Z", True)
+    [mine, bobs] = body["items"]
+    assert [day["date"] for day in mine["days"]] == ["2026-01-01", "2026-01-02"]
+    whole = (await get(harness, viewer, "/api/v1/reports/workers", since=tokyo["since"], until=tokyo["until"])).json()
+    first, second = mine["days"]
+    for name in ("online_s", "walking_s", "still_s", "steps"):
+        assert first[name] == whole["items"][0][name] > 0, name
+        assert second[name] == 0 and all(day[name] == 0 for day in bobs["days"])
+    assert first["distance_m"] == pytest.approx(whole["items"][0]["distance_m"], abs=0.2)
+
+    # New York (UTC-5) splits the same range into three days: the morning falls on its 1 January too.
+    new_york = (await get(harness, viewer, "/api/v1/reports/activity", **{**tokyo, "tz": "America/New_York"})).json()
+    assert [(d["date"], d["steps"] > 0) for d in new_york["items"][0]["days"]] == [
+        ("2025-12-31", False),
+        ("2026-01-01", True),
+        ("2026-01-02", False),
+    ]
+    rows = list(
+        csv.DictReader(
+            io.StringIO((await get(harness, viewer, "/api/v1/reports/activity", **tokyo, format="csv")).text)
+        )
+    )
+    assert [(r["imei"], r["date"], int(r["steps"])) for r in rows] == [
+        (alice.imei, "2026-01-01", first["steps"]),
+        (alice.imei, "2026-01-02", 0),
+        (bob.imei, "2026-01-01", 0),
+        (bob.imei, "2026-01-02", 0),
+    ]
+    bad = await harness.http.get(
+        "/api/v1/reports/activity", params={**tokyo, "tz": "Mars/Olympus"}, headers=viewer.headers
+    )
+    assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["query", "tz"]

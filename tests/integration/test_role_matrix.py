@@ -218,6 +218,13 @@ TABLE: tuple[Row, ...] = (
     ),
     Row(
         "GET",
+        "/api/v1/reports/activity",
+        "user",
+        200,
+        params={"since": "2026-01-01T00:00:00Z", "until": "2026-02-01T00:00:00Z", "tz": "Europe/Paris"},
+    ),
+    Row(
+        "GET",
         "/api/v1/devices/{imei}/trips",
         "user",
         200,

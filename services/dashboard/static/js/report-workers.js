@@ -1,11 +1,11 @@
 // The workers report (GET /api/v1/reports/workers, CONTRACT §9): a table over the
 // whole range with its CSV, and a chart per worker of the time in each activity
-// state per day. The API sums a range, so the per-day figures come from asking it
-// once per day (per week over 31 days), every worker in each answer.
+// state per day, from GET /api/v1/reports/activity: every worker's figures per day
+// of this browser's time zone in one read (summed per week over 31 days).
 import { compareNames, duration, h } from "./dom.js";
 import { messageLine, say } from "./forms.js";
 import { activeSeconds, activityChart, chartWidth, scaleHours } from "./report-chart.js";
-import { bucketsOf, isoRange } from "./report-range.js";
+import { bucketsOf, dayKey, isoRange } from "./report-range.js";
 
 const PAGE = 1000; // the API's largest page
 const CHARTS_AT_ONCE = 50; // a big tenant's charts come 50 at a time ("Show more")
@@ -17,6 +17,23 @@ const TIME_COLUMNS = [
 function distance(item, visible) {
   if (item.distance_m === null || item.distance_m === undefined) return visible ? "—" : "hidden";
   return item.distance_m >= 1000 ? `${(item.distance_m / 1000).toFixed(1)} km` : `${Math.round(item.distance_m)} m`;
+}
+
+const SUMMED = ["distance_m", "online_s", "walking_s", "running_s", "still_s", "lying_s", "off_foot_s", "steps"];
+
+/** Each worker's figures over one bucket (a day, or a week of days), as the chart reads an item. */
+function bucketFigures(workers, bucket) {
+  const first = dayKey(bucket.start);
+  const after = dayKey(bucket.end); // the bucket's end is the next bucket's first day
+  return workers.map((worker) => {
+    const item = { imei: worker.imei, name: worker.name };
+    for (const field of SUMMED) item[field] = 0;
+    for (const day of worker.days) {
+      if (day.date < first || day.date >= after) continue;
+      for (const field of SUMMED) item[field] += day[field] ?? 0;
+    }
+    return item;
+  });
 }
 
 export class WorkersReport {
@@ -64,21 +81,10 @@ export class WorkersReport {
       }
       return null;
     });
-    let done = 0;
-    const progress = () => {
-      if (current()) this.charts.replaceChildren(h("p", { class: "muted", text: `Loading ${unit} ${done} of ${buckets.length}…` }));
-    };
-    progress();
-    const figuresOf = (bucket) => this.context.limit.run(async () => {
-      if (!current()) return []; // another range was chosen while this waited its turn: not sent
-      const items = await this.context.api.all("api/v1/reports/workers",
-        { ...isoRange({ since: bucket.start, until: bucket.end }), limit: PAGE });
-      done += 1;
-      progress();
-      return items;
-    });
+    this.charts.replaceChildren(h("p", { class: "muted", text: "Loading the activity per day…" }));
     try {
-      const perBucket = await Promise.all(buckets.map(figuresOf));
+      const workers = await this._days(range);
+      const perBucket = buckets.map((bucket) => bucketFigures(workers, bucket));
       const report = await whole;
       if (current()) this._charts(report?.items ?? [], buckets, perBucket, unit);
     } catch (error) {
@@ -86,6 +92,20 @@ export class WorkersReport {
       this.charts.replaceChildren();
       say(this.chartsMessage, this.context.explain(error, "load the activity per day"));
     }
+  }
+
+  /** Every worker's figures per day of this browser's time zone, following the pages. */
+  async _days(range) {
+    const zone = Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC";
+    const workers = [];
+    let cursor = null;
+    do {
+      const page = await this.context.limit.run(() => this.context.api.get("api/v1/reports/activity",
+        { ...isoRange(range), tz: zone, limit: PAGE, cursor }));
+      workers.push(...page.items);
+      cursor = page.next_cursor;
+    } while (cursor);
+    return workers;
   }
 
   reset() {
