@@ -21,7 +21,8 @@ transport: routing, validation, JSON included). Its figures are the answer's tim
 process's peak resident memory (`ru_maxrss`: the interpreter, the app, SQLite's cache and the
 report together), three runs per case. Cases: the month (whole hours), the month as CSV, the
 month with half hours at both edges (figures from frames for every device at the edge with
-frames), and one day, whose time the month's is given as a ratio of.
+frames), one day, whose time the month's is given as a ratio of, and the month per day
+(GET /api/v1/reports/activity, what the dashboard's chart reads).
 """
 
 from __future__ import annotations
@@ -66,6 +67,8 @@ def cases(days: int) -> dict[str, dict[str, str]]:
         "month_csv": {"since": _iso(start), "until": _iso(END), "format": "csv"},
         "month_edges": {"since": _iso(start + 1800), "until": _iso(END - 1800)},
         "day": {"since": _iso(END - DAY), "until": _iso(END)},
+        # What the dashboard's chart reads: the month per day (GET /api/v1/reports/activity).
+        "month_per_day": {"since": _iso(start), "until": _iso(END), "tz": "UTC", "path": "/api/v1/reports/activity"},
     }
 
 
@@ -162,6 +165,8 @@ async def build(path: Path, *, devices: int, days: int) -> dict[str, Any]:
 
 async def measure(path: Path, params: dict[str, str], devices: int) -> dict[str, Any]:
     """One report, in this (fresh) process: seconds, bytes, and the peak resident memory."""
+    params = dict(params)
+    route = params.pop("path", "/api/v1/reports/workers")
     import httpx
 
     from services.api import create_app
@@ -190,7 +195,7 @@ async def measure(path: Path, params: dict[str, str], devices: int) -> dict[str,
             await http.get("/api/v1/reports/workers", params=warm, headers={"Authorization": f"Bearer {token}"})
             started = time.perf_counter()
             answer = await http.get(
-                "/api/v1/reports/workers",
+                route,
                 params={**params, "limit": str(min(devices, 1000))},
                 headers={"Authorization": f"Bearer {token}"},
                 timeout=600,
