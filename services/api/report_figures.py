@@ -61,23 +61,24 @@ async def _piece(
     gap_s: float,
 ) -> None:
     first, last = _hour_after(since), hour_of(until)  # the whole hours are [first, last)
-    pieces: list[tuple[int, int, int]] = []  # (device id, lo, hi) summed from frames
+    spans: dict[tuple[int, int], list[int]] = {}  # (lo, hi) summed from frames: for which devices
     if first < last:
         for device_id, stored in (await store.report_hour_sums(device_ids, since=first, until=last)).items():
             found[device_id].add(stored)
-        marked = sorted((d, h) for d, h in pending if first <= h < last)
-        for key in marked:
-            if key in stale:
-                found[key[0]].add(stale[key], -1)
-        pieces += [(device_id, hour, hour + HOUR_S) for device_id, hour in marked]
+        for device_id, hour in sorted(pending):
+            if first <= hour < last:
+                if (device_id, hour) in stale:
+                    found[device_id].add(stale[device_id, hour], -1)
+                spans.setdefault((hour, hour + HOUR_S), []).append(device_id)
         edges = [(since, first)] if since < first else []
         edges += [(last, until)] if last < until else []
     else:
         edges = [(since, until)]
-    pieces += [(device_id, lo, hi) for lo, hi in edges for device_id in device_ids]
-    for device_id, lo, hi in pieces:
-        frames = await store.report_frames(device_id, since=lo - LOOK_S, until=hi + LOOK_S)
-        found[device_id].add(totals(*frames, lo=lo, hi=hi, gap_s=gap_s))
+    for edge in edges:
+        spans[edge] = list(device_ids)
+    for (lo, hi), devices in spans.items():  # one read per span, for all its devices
+        for device_id, frames in (await store.report_frames(devices, since=lo - LOOK_S, until=hi + LOOK_S)).items():
+            found[device_id].add(totals(*frames, lo=lo, hi=hi, gap_s=gap_s))
 
 
 def local_days(since: int, until: int, zone: ZoneInfo) -> list[tuple[str, int, int]]:

@@ -41,10 +41,18 @@ def closed_before(now: float) -> int:
 
 
 async def sum_hours(store: ReportStore, due: list[DueHour], *, gap_s: float) -> list[tuple[DueHour, Totals]]:
-    summed = []
+    """Each due hour's totals, summed from its frames: one read per hour for all its devices."""
+    by_hour: dict[int, list[DueHour]] = {}
     for hour in due:
-        frames = await store.report_frames(hour.device_id, since=hour.hour - LOOK_S, until=hour.hour + HOUR_S + LOOK_S)
-        summed.append((hour, totals(*frames, lo=hour.hour, hi=hour.hour + HOUR_S, gap_s=gap_s)))
+        by_hour.setdefault(hour.hour, []).append(hour)
+    summed = []
+    for start, hours in by_hour.items():
+        frames = await store.report_frames(
+            [hour.device_id for hour in hours], since=start - LOOK_S, until=start + HOUR_S + LOOK_S
+        )
+        for hour in hours:
+            found = frames.get(hour.device_id)
+            summed.append((hour, totals(*found, lo=start, hi=start + HOUR_S, gap_s=gap_s) if found else Totals()))
     return summed
 
 

@@ -17,14 +17,13 @@ edges of a range from frames.
 
 from __future__ import annotations
 
-import heapq
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
-from itertools import pairwise
+from itertools import chain, pairwise
+from typing import Protocol
 
 from shared.protocols.xsole.constants import ActivityState
-from shared.reports.track import TRACK_GAP_S, DistanceMeter, fixes
-from shared.store.telemetry import StoredActivity, StoredHeartbeat, StoredPosition
+from shared.reports.track import TRACK_GAP_S, DistanceMeter, PositionRecord, fixes
 
 # How far before and after a span its frames matter: the meter's anchor and the intervals that
 # cross its edges. Frames further off change nothing in it (TRACK_GAP_S is the meter's own gap,
@@ -68,14 +67,30 @@ class Totals:
 FIELDS = tuple(f.name for f in fields(Totals))
 
 
-def _overlap(a: float, b: float, lo: float, hi: float) -> float:
-    return max(0.0, min(b, hi) - max(a, lo))
+class ActivityRecord(Protocol):
+    """What the reports read of a stored ACTIVITY (StoredActivity, or the store's ActivityRow)."""
+
+    @property
+    def ts(self) -> int: ...
+    @property
+    def steps(self) -> int: ...
+    @property
+    def state(self) -> int: ...
+    @property
+    def buffered(self) -> bool: ...
+
+
+class FrameTime(Protocol):
+    """A stored frame's device time: all the reports read of a heartbeat."""
+
+    @property
+    def ts(self) -> int: ...
 
 
 def totals(
-    positions: Iterable[StoredPosition],
-    activities: Sequence[StoredActivity],
-    heartbeats: Iterable[StoredHeartbeat],
+    positions: Iterable[PositionRecord],
+    activities: Sequence[ActivityRecord],
+    heartbeats: Iterable[FrameTime],
     *,
     lo: int,
     hi: int,
@@ -93,17 +108,27 @@ def totals(
         added = meter.add(fix)
         if fix.ts >= lo:
             out.distance_m += added
-    live = heapq.merge(
-        (p.ts for p in positions if not p.buffered),
-        (a.ts for a in activities if not a.buffered),
-        (h.ts for h in heartbeats),
+    # Loops written out: a month's report may run them over millions of frames.
+    live = sorted(
+        chain(
+            (p.ts for p in positions if not p.buffered),
+            (a.ts for a in activities if not a.buffered),
+            (h.ts for h in heartbeats),
+        )
     )
+    online = 0.0
     for a, b in pairwise(live):
-        if b - a <= gap_s:
-            out.online_s += _overlap(a, b, lo, hi)
+        if b > lo and a < hi and b - a <= gap_s:
+            online += min(b, hi) - max(a, lo)
+    out.online_s = online
+    states = dict.fromkeys(_STATE_FIELD.values(), 0.0)
     for this, following in pairwise(activities):
-        name = _STATE_FIELD.get(this.state)
-        if name is not None and following.ts - this.ts <= gap_s:
-            setattr(out, name, getattr(out, name) + _overlap(this.ts, following.ts, lo, hi))
+        a, b = this.ts, following.ts
+        if b > lo and a < hi and b - a <= gap_s:
+            name = _STATE_FIELD.get(this.state)
+            if name is not None:
+                states[name] += min(b, hi) - max(a, lo)
+    for name, seconds in states.items():
+        setattr(out, name, seconds)
     out.steps = sum(a.steps for a in activities if lo <= a.ts < hi)
     return out

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pymongo import DeleteOne, IndexModel, UpdateOne
 
 from shared.reports.totals import FIELDS, Totals
-from shared.store.reports import DueHour, ReportFrames, marked_hours
+from shared.store.reports import ActivityRow, DueHour, HeartbeatRow, PositionRow, ReportFrames, marked_hours
 
 if TYPE_CHECKING:
     from pymongo.asynchronous.database import AsyncDatabase
@@ -105,12 +105,23 @@ class MongoReports:
             docs = await db.report_hours.find({"_id": {"$in": keys}}).to_list(None)
         return {(doc["d"], doc["h"]): _totals(doc) for doc in docs}
 
-    async def report_frames(self, device_id: int, *, since: int, until: int) -> ReportFrames:
-        return ReportFrames(
-            await self.positions(device_id, since=since, until=until, limit=FRAME_LIMIT),
-            await self.activities(device_id, since=since, until=until, limit=FRAME_LIMIT),
-            await self.heartbeats(device_id, since=since, until=until, limit=FRAME_LIMIT),
-        )
+    async def report_frames(self, device_ids: Sequence[int], *, since: int, until: int) -> dict[int, ReportFrames]:
+        found = {}
+        for device_id in device_ids:  # the adapter's readers, whose paging removes the copies a retry may leave
+            positions = await self.positions(device_id, since=since, until=until, limit=FRAME_LIMIT)
+            activities = await self.activities(device_id, since=since, until=until, limit=FRAME_LIMIT)
+            heartbeats = await self.heartbeats(device_id, since=since, until=until, limit=FRAME_LIMIT)
+            frames = ReportFrames(
+                [
+                    PositionRow(p.ts, p.seq, p.lat_e7, p.lon_e7, p.speed_cms, p.hdop_d, p.fix_valid, p.buffered)
+                    for p in positions
+                ],
+                [ActivityRow(a.ts, a.seq, a.steps, a.state, a.buffered) for a in activities],
+                [HeartbeatRow(h.ts, h.seq) for h in heartbeats],
+            )
+            if any(frames):
+                found[device_id] = frames
+        return found
 
 
 def _fields(totals: Totals) -> Document:

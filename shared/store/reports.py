@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
 from shared.reports.totals import LOOK_S, Totals
-from shared.store.telemetry import StoredActivity, StoredHeartbeat, StoredPosition
 
 HOUR_S = 3600
 
@@ -45,10 +44,36 @@ class DueHour:
     mark: int = 0
 
 
+class PositionRow(NamedTuple):
+    """What reports read of a stored position (a NamedTuple: a month holds millions)."""
+
+    ts: int
+    seq: int
+    lat_e7: int
+    lon_e7: int
+    speed_cms: int
+    hdop_d: int
+    fix_valid: bool
+    buffered: bool
+
+
+class ActivityRow(NamedTuple):
+    ts: int
+    seq: int
+    steps: int
+    state: int
+    buffered: bool
+
+
+class HeartbeatRow(NamedTuple):
+    ts: int
+    seq: int
+
+
 class ReportFrames(NamedTuple):
-    positions: list[StoredPosition]
-    activities: list[StoredActivity]
-    heartbeats: list[StoredHeartbeat]
+    positions: list[PositionRow]
+    activities: list[ActivityRow]
+    heartbeats: list[HeartbeatRow]
 
 
 class ReportStore(Protocol):
@@ -69,6 +94,8 @@ class ReportStore(Protocol):
     async def report_hour_totals(self, hours: Iterable[tuple[int, int]]) -> dict[tuple[int, int], Totals]:
         """The stored totals of these (device id, hour), those that have some."""
 
-    async def report_frames(self, device_id: int, *, since: int, until: int) -> ReportFrames:
-        """The device's positions, activities and heartbeats at device times [since, until], oldest
-        first: what an hour's (or a range edge's) totals are summed from."""
+    async def report_frames(self, device_ids: Sequence[int], *, since: int, until: int) -> dict[int, ReportFrames]:
+        """Each device's positions, activities and heartbeats at device times [since, until], oldest
+        first, each frame once: what an hour's (or a range edge's) totals are summed from. Devices
+        without any frame there are left out. One read for many devices: the hours a worker sums,
+        and a report's edges, come a device at a time otherwise."""
