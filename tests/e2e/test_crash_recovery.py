@@ -6,6 +6,7 @@ import asyncio
 import sqlite3
 import time
 
+import httpx
 import orjson
 import pytest
 
@@ -18,6 +19,7 @@ pytestmark = pytest.mark.slow
 
 DEVICES = 12
 WINDOW = 16
+ADMIN = ("admin@acme.example", "correct horse battery staple")
 
 
 class AckedFrames:
@@ -66,15 +68,20 @@ def alarm_deliveries(log_text: str) -> set[tuple[str, int]]:
 async def test_sigkill_loses_no_acknowledged_frame_and_replays_alarms(tmp_path):
     data_dir = tmp_path / "data"
     log1, log2 = tmp_path / "run1.log", tmp_path / "run2.log"
-    first = SolewatchProcess(data_dir, "run", "--simulate", "10", "--rate", "5", log_path=log1)
+    admin = {"SOLEWATCH_ADMIN_EMAIL": ADMIN[0], "SOLEWATCH_ADMIN_PASSWORD": ADMIN[1]}
+    first = SolewatchProcess(data_dir, "run", "--simulate", "10", "--rate", "5", log_path=log1, env=admin)
     first.start()
     try:
+        # Registered through the API (a `solewatch devices add` process each took a second apiece).
         credentials = []
-        for i in range(DEVICES):
-            imei = f"35630704244{i:04d}"
-            added = first.cli("devices", "add", imei, "--name", f"crash test {i}")
-            assert added.returncode == 0, added.stderr
-            credentials.append((imei, bytes.fromhex(orjson.loads(added.stdout)["token"])))
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{first.http_port}", timeout=10) as http:
+            signed_in = await http.post("/api/v1/auth/token", json={"email": ADMIN[0], "password": ADMIN[1]})
+            http.headers["Authorization"] = f"Bearer {signed_in.json()['access_token']}"
+            for i in range(DEVICES):
+                imei = f"35630704244{i:04d}"
+                added = await http.post("/api/v1/devices", json={"imei": imei, "name": f"crash test {i}"})
+                assert added.status_code == 201, added.text
+                credentials.append((imei, bytes.fromhex(added.json()["token"])))
 
         acked = AckedFrames()
         streams = [
