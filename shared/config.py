@@ -62,6 +62,12 @@ class Settings(BaseSettings):
     http_body_timeout: float = Field(
         60, gt=0, description="seconds a request's whole body has to arrive once its headers have (408, closed)"
     )
+    http_shutdown_timeout: int = Field(
+        5,
+        ge=0,
+        description="seconds a stopping HTTP server waits for requests in progress (a Socket.IO long-poll is"
+        " one) before cutting them",
+    )
     listener_port: int = Field(9000, ge=0, le=65535)
     # The tracker protocols' TCP ports (CONTRACT §10; Traccar's defaults); 0 turns a protocol off.
     gt06_port: int = Field(5023, ge=0, le=65535, description="GT06 trackers' TCP port (0: off)")
