@@ -47,6 +47,10 @@ class SolewatchProcess:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 20.0) -> SolewatchProcess:
+        return self.launch().wait_ready(timeout)
+
+    def launch(self) -> SolewatchProcess:
+        """The process started, not waited for: several can then start side by side (`wait_ready` each)."""
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "services.cli", *self.args],
@@ -55,6 +59,10 @@ class SolewatchProcess:
             stderr=log,
             cwd=Path(__file__).resolve().parents[2],
         )
+        return self
+
+    def wait_ready(self, timeout: float = 20.0) -> SolewatchProcess:
+        assert self.proc is not None, "launch() first"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
