@@ -79,6 +79,9 @@ class Settings(BaseSettings):
     data_dir: Path = Path("./solewatch-data")
     mongodb_url: str | None = None
     amqp_url: str | None = None
+    amqp_reconnect_interval: float = Field(
+        5.0, gt=0, description="seconds between attempts to reach RabbitMQ again once the link is lost"
+    )
     redis_url: str | None = None
     mqtt_url: str | None = None
     mqtt_topic_prefix: str = Field(
