@@ -207,9 +207,9 @@ async def run_loadgens(
 
 async def _stop_early(procs: list[asyncio.subprocess.Process], stop: asyncio.Event) -> None:
     """Once `stop` is set, SIGTERM to the load generators still running (they then report)."""
-    exited = asyncio.ensure_future(asyncio.gather(*(proc.wait() for proc in procs)))
-    asked = asyncio.ensure_future(stop.wait())
-    await asyncio.wait({exited, asked}, return_when=asyncio.FIRST_COMPLETED)
+    exited: asyncio.Future[Any] = asyncio.gather(*(proc.wait() for proc in procs))
+    asked: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
+    await asyncio.wait((exited, asked), return_when=asyncio.FIRST_COMPLETED)
     asked.cancel()
     if stop.is_set():
         for proc in procs:

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import binascii
-import functools
 import contextlib
+import functools
 import os
 import resource
 import signal
