@@ -6,7 +6,6 @@ import asyncio
 import sqlite3
 import time
 
-import httpx
 import orjson
 import pytest
 
@@ -72,16 +71,9 @@ async def test_sigkill_loses_no_acknowledged_frame_and_replays_alarms(tmp_path):
     first = SolewatchProcess(data_dir, "run", "--simulate", "10", "--rate", "5", log_path=log1, env=admin)
     first.start()
     try:
-        # Registered through the API (a `solewatch devices add` process each took a second apiece).
-        credentials = []
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{first.http_port}", timeout=10) as http:
-            signed_in = await http.post("/api/v1/auth/token", json={"email": ADMIN[0], "password": ADMIN[1]})
-            http.headers["Authorization"] = f"Bearer {signed_in.json()['access_token']}"
-            for i in range(DEVICES):
-                imei = f"35630704244{i:04d}"
-                added = await http.post("/api/v1/devices", json={"imei": imei, "name": f"crash test {i}"})
-                assert added.status_code == 201, added.text
-                credentials.append((imei, bytes.fromhex(added.json()["token"])))
+        imeis = [f"35630704244{i:04d}" for i in range(DEVICES)]
+        tokens = first.add_devices(ADMIN, [(imei, f"crash test {i}") for i, imei in enumerate(imeis)])
+        credentials = list(zip(imeis, tokens, strict=True))
 
         acked = AckedFrames()
         streams = [
