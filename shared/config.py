@@ -185,6 +185,12 @@ class Settings(BaseSettings):
     webhook_concurrency_per_endpoint: int = Field(
         4, ge=1, description="webhook deliveries in flight at once to one endpoint, per process"
     )
+    webhook_lease: float = Field(
+        60,
+        gt=10,
+        description="seconds a process holds a webhook delivery it took to send: longer than an attempt (10 s),"
+        " so that no other sends it meanwhile; one that dies holding it delays it this much at most",
+    )
     webhook_first_retry_max: float = Field(
         30.0, gt=0, le=30, description="most seconds before a failed webhook delivery's first retry (then doubling)"
     )
