@@ -8,7 +8,6 @@ proxy in front of two listener processes, as compose/'s reverse proxy does.
 
 from __future__ import annotations
 
-import signal
 from pathlib import Path
 
 from tests.helpers.http_router import HttpRouter
@@ -112,13 +111,8 @@ class Distributed:
         return self._devices.port
 
     def terminate(self) -> int:
-        """Stop every process (SIGTERM to all, then each waited for: each drains on its own);
-        0 when each exited cleanly, else the first other status."""
-        processes = [process for group in reversed(self.processes.values()) for process in group]
-        for process in processes:
-            assert process.proc is not None
-            process.proc.send_signal(signal.SIGTERM)
-        codes = [process.proc.wait(20) for process in processes if process.proc is not None]
+        """Stop every process (SIGTERM); 0 when each exited cleanly, else the first other status."""
+        codes = [process.terminate() for group in reversed(self.processes.values()) for process in group]
         return next((code for code in codes if code != 0), 0)
 
     async def close(self) -> None:
