@@ -34,7 +34,7 @@ from tests.browser.conftest import ADMIN, Browser, Server, sign_in
 from tests.browser.test_dashboard import register_insole
 from tests.helpers.process import SolewatchProcess, free_port
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="session")]
 
 WORKERS = 10_000
 LIVE_RATE = 2_000  # positions/s offered while the page is watched
