@@ -138,11 +138,17 @@ async def start_solewatch(
 
 
 async def run_loadgens(
-    port: int | list[int], credentials: list[tuple[str, str]], *, processes: int, **spec: Any
+    port: int | list[int],
+    credentials: list[tuple[str, str]],
+    *,
+    processes: int,
+    stop: asyncio.Event | None = None,
+    **spec: Any,
 ) -> dict[str, Any]:
     """Run the load generators in parallel processes and merge their figures.
 
     With several ports (several listener processes), load generator i drives port i modulo their number.
+    Setting `stop` (once they are sending) ends their window before `seconds` have passed.
     """
     ports = port if isinstance(port, list) else [port]
     shares = [credentials[i::processes] for i in range(processes)]
@@ -173,6 +179,8 @@ async def run_loadgens(
         proc.stdin.write(orjson.dumps(payload) + b"\n")
         proc.stdin.close()
         procs.append(proc)
+    if stop is not None:
+        await _stop_early(procs, stop)
     for proc in procs:
         await proc.wait()
     results = [orjson.loads(path.read_bytes()) for path in result_paths]
@@ -195,6 +203,19 @@ async def run_loadgens(
         "window": (min(w[0] for w in windows), max(w[1] for w in windows)),
         "sends": sends,
     }
+
+
+async def _stop_early(procs: list[asyncio.subprocess.Process], stop: asyncio.Event) -> None:
+    """Once `stop` is set, SIGTERM to the load generators still running (they then report)."""
+    exited: asyncio.Future[Any] = asyncio.gather(*(proc.wait() for proc in procs))
+    asked: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
+    await asyncio.wait((exited, asked), return_when=asyncio.FIRST_COMPLETED)
+    asked.cancel()
+    if stop.is_set():
+        for proc in procs:
+            if proc.returncode is None:
+                proc.terminate()
+    await exited
 
 
 class ProcessSampler:

@@ -4,15 +4,19 @@ Run as its own process (`python -m bench.loadgen`, spec as JSON on stdin, figure
 as JSON on stdout) so that it does not share an event loop or a GIL with the
 server it measures. Like real firmware, each connection keeps a window of
 unacknowledged frames; with `rate` set, a token bucket caps what it offers.
+SIGTERM ends the warmup or the measuring window early: the figures cover the
+window as far as it went.
 """
 
 from __future__ import annotations
 
 import asyncio
 import binascii
+import contextlib
 import functools
 import os
 import resource
+import signal
 import struct
 import sys
 import time
@@ -161,6 +165,16 @@ class LoadGenerator:
         # another process (a Socket.IO client) can then time the frame end to end.
         self.record_sends = spec.get("record_sends", False)
         self.sends: list[tuple[str, int, float]] = []
+        # Set by SIGTERM: the warmup or the window ends now, and the figures so far are reported.
+        self.stopping = asyncio.Event()
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    async def _for(self, seconds: float) -> None:
+        """`seconds`, or less if asked to stop."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.stopping.wait(), seconds)
 
     async def run(self) -> dict[str, Any]:
         loop = asyncio.get_running_loop()
@@ -179,13 +193,13 @@ class LoadGenerator:
         ticker = asyncio.create_task(self._tick()) if self.rate_per_conn else None
         for conn in self.connections:
             conn.top_up()
-        await asyncio.sleep(self.warmup)
+        await self._for(self.warmup)
         usage0 = resource.getrusage(resource.RUSAGE_SELF)
         self.figures.acked = 0
         self.measuring = True
         self.window_wall = [time.time(), 0.0]
         started = time.perf_counter()
-        await asyncio.sleep(self.seconds)
+        await self._for(self.seconds)
         self.measuring = False
         elapsed = time.perf_counter() - started
         self.window_wall[1] = time.time()
@@ -240,6 +254,7 @@ def main() -> None:
     generator = LoadGenerator(spec)
 
     async def run_and_hold() -> dict[str, Any]:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, generator.stop)
         result = await generator.run()
         if spec.get("idle"):
             # Hold the connections until the parent has measured and closes our stdin.

@@ -93,7 +93,7 @@ class Backends:
         self.store = build_store(settings)
         assert settings.redis_url and settings.amqp_url  # checked above, with the message a person needs
         self.cache = RedisCache(settings.redis_url)
-        self.bus = AmqpBus(settings.amqp_url)
+        self.bus = AmqpBus(settings.amqp_url, reconnect_interval=settings.amqp_reconnect_interval)
         self.context = ServiceContext(
             settings=settings,
             store=self.store,

@@ -62,6 +62,12 @@ class Settings(BaseSettings):
     http_body_timeout: float = Field(
         60, gt=0, description="seconds a request's whole body has to arrive once its headers have (408, closed)"
     )
+    http_shutdown_timeout: int = Field(
+        5,
+        ge=0,
+        description="seconds a stopping HTTP server waits for requests in progress (a Socket.IO long-poll is"
+        " one) before cutting them",
+    )
     listener_port: int = Field(9000, ge=0, le=65535)
     # The tracker protocols' TCP ports (CONTRACT §10; Traccar's defaults); 0 turns a protocol off.
     gt06_port: int = Field(5023, ge=0, le=65535, description="GT06 trackers' TCP port (0: off)")
@@ -73,6 +79,9 @@ class Settings(BaseSettings):
     data_dir: Path = Path("./solewatch-data")
     mongodb_url: str | None = None
     amqp_url: str | None = None
+    amqp_reconnect_interval: float = Field(
+        5.0, gt=0, description="seconds between attempts to reach RabbitMQ again once the link is lost"
+    )
     redis_url: str | None = None
     mqtt_url: str | None = None
     mqtt_topic_prefix: str = Field(
@@ -182,6 +191,12 @@ class Settings(BaseSettings):
     )
     webhook_concurrency_per_endpoint: int = Field(
         4, ge=1, description="webhook deliveries in flight at once to one endpoint, per process"
+    )
+    webhook_lease: float = Field(
+        60,
+        gt=10,
+        description="seconds a process holds a webhook delivery it took to send: longer than an attempt (10 s),"
+        " so that no other sends it meanwhile; one that dies holding it delays it this much at most",
     )
     webhook_first_retry_max: float = Field(
         30.0, gt=0, le=30, description="most seconds before a failed webhook delivery's first retry (then doubling)"

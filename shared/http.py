@@ -431,7 +431,7 @@ class HttpServer:
             log_config=None,
             access_log=False,
             lifespan="off",
-            timeout_graceful_shutdown=5,
+            timeout_graceful_shutdown=settings.http_shutdown_timeout,
             http=self._guard.protocol,  # type: ignore[arg-type]  # a factory, called as uvicorn calls a class
         )
         self._server = _QuietSignalsServer(self._config)

@@ -17,7 +17,13 @@ from shared.store import Store, hash_device_token
 from shared.store.sqlite import SqliteStore
 
 # The private servers of tests/harness/servers.py, as session fixtures every test can ask for.
-from tests.harness.servers import amqp_server, mqtt_server, redis_server  # noqa: F401
+from tests.harness.servers import (  # noqa: F401
+    _session_restartable_broker,
+    amqp_server,
+    mqtt_server,
+    redis_server,
+    restartable_broker,
+)
 from tests.helpers.xsole_client import XSoleTestClient
 
 

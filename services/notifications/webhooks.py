@@ -27,7 +27,7 @@ import httpx
 import orjson
 
 from services.notifications.webhooks_disable import DisablingStore, disable_if_failing_too_long
-from services.notifications.webhooks_outbound import ATTEMPT_TIMEOUT_S, attempt, new_client, retry_delay
+from services.notifications.webhooks_outbound import attempt, new_client, retry_delay
 from services.notifications.webhooks_recorder import AttemptRecorder, EndpointCache
 from shared.bus import Message
 from shared.config import Settings
@@ -42,9 +42,6 @@ CLAIM_BATCH = 100
 ALERTING_FIRST_S = 0.25  # how long an alert's webhooks wait for its own notifications to be under way
 ALERTING_FIRST_MAX_S = 1.0  # the longest new webhook requests wait for alerting's sends to end
 NOBODY_TTL_S = 1.5  # an endpoint newly subscribed to device events hears them this much later at most
-# Long enough for a delivery to wait for its endpoint's slot and be sent; a process that dies holding
-# one delays it by this much at most.
-LEASE_S = 6 * ATTEMPT_TIMEOUT_S
 
 
 class WebhookEvents:
@@ -150,7 +147,7 @@ class WebhookSender:
         claimed = await self._store.claim_webhook_deliveries(
             owner=self._owner,
             now=time.time(),
-            lease_s=LEASE_S,
+            lease_s=self.settings.webhook_lease,
             limit=CLAIM_BATCH,
             per_endpoint=self.settings.webhook_concurrency_per_endpoint,
             in_flight=self._in_flight,

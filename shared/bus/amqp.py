@@ -10,7 +10,8 @@
   amqp_topology.py), so a poison message delays nothing behind it for long
   and is kept for an operator, not lost.
 - The connection is robust (`connect_robust`): after a broker restart or a cut
-  link, channels, queues and consumers come back by themselves. Meanwhile
+  link, channels, queues and consumers come back by themselves, tried again every
+  `reconnect_interval` seconds (SOLEWATCH_AMQP_RECONNECT_INTERVAL). Meanwhile
   `publish` raises `BusUnavailable` and `check_ready` says why; messages not
   acked before the cut are redelivered, so handlers dedupe by message id.
 """
@@ -69,8 +70,10 @@ class AmqpBus:
         first_backoff: float = 0.5,
         max_backoff: float = 30.0,
         prefetch: int = 32,
+        reconnect_interval: float = 5.0,
     ):
         self._url = url
+        self._reconnect_interval = reconnect_interval
         self.topology = Topology(prefix=prefix, max_attempts=max_attempts)
         self._first_backoff = first_backoff
         self._max_backoff = max_backoff
@@ -85,7 +88,9 @@ class AmqpBus:
         self._subscriptions.append(_Subscription(consumer, list(topics), handler, broadcast))
 
     async def start(self) -> None:
-        self._connection = await asyncio.wait_for(aio_pika.connect_robust(self._url), CONNECT_TIMEOUT_S)
+        self._connection = await asyncio.wait_for(
+            aio_pika.connect_robust(self._url, reconnect_interval=self._reconnect_interval), CONNECT_TIMEOUT_S
+        )
         self._publish_channel = await self._connection.channel(publisher_confirms=True)
         assert self._publish_channel is not None
         await declare_exchanges(self._publish_channel, self.topology)

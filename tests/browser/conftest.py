@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
+import pytest_asyncio
 
 from services.simulator.runner import simulated_imeis
 from tests.helpers.alerting import SmtpSink
@@ -272,6 +273,11 @@ class Browser:
         await page.screenshot(path=str(path))
         return path
 
+    async def close(self) -> None:
+        """The contexts of this test's pages closed: the browser goes on to the next test."""
+        for context in {id(page.context): page.context for page, _ in self.pages}.values():
+            await context.close()
+
     async def keep_evidence(self, folder: Path) -> None:
         """After a failure: each page's screenshot and console, for whoever reads the report."""
         folder.mkdir(parents=True, exist_ok=True)
@@ -283,23 +289,38 @@ class Browser:
             print(f"page {number} at {page.url}: screenshot {path}; console:", *console[-40:], sep="\n  ")
 
 
-@pytest.fixture
-async def browser(request: pytest.FixtureRequest, tmp_path: Path, screenshots_dir: Path) -> AsyncIterator[Browser]:
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def chromium() -> AsyncIterator[Any]:
+    """One chromium for the session (a launch costs half a second); each test's pages get contexts
+    of their own, closed after it, so nothing of one test's pages is left for the next. The tests
+    using it run in the session's event loop, where it lives (their modules' `pytestmark`)."""
     reason = _missing_browser()
     if reason:
         pytest.skip(reason)
-    from playwright.async_api import async_playwright, expect
+    from playwright.async_api import async_playwright
 
-    expect.set_options(timeout=20_000)
     async with async_playwright() as playwright:
         launched = await playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        watched = Browser(launched, screenshots_dir)
         try:
-            yield watched
-            if request.node.stash.get(FAILED, False):
-                await watched.keep_evidence(tmp_path / "failure")
+            yield launched
         finally:
             await launched.close()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def browser(
+    request: pytest.FixtureRequest, tmp_path: Path, screenshots_dir: Path, chromium: Any
+) -> AsyncIterator[Browser]:
+    from playwright.async_api import expect
+
+    expect.set_options(timeout=20_000)
+    watched = Browser(chromium, screenshots_dir)
+    try:
+        yield watched
+        if request.node.stash.get(FAILED, False):
+            await watched.keep_evidence(tmp_path / "failure")
+    finally:
+        await watched.close()
 
 
 async def sign_in(page: Any, email: str, password: str) -> None:

@@ -9,7 +9,7 @@ import pytest
 from tests.browser.conftest import Browser, TeamServer, sign_in
 from tests.browser.team import new_tenant
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="session")]
 
 DEFAULTS = {"telemetry_retention_days": 90, "alert_retention_days": 730, "location_visibility": "always"}
 

@@ -12,7 +12,7 @@ import pytest
 from tests.browser.conftest import Browser, TeamServer, sign_in
 from tests.browser.team import connected_insole, new_tenant, walk_through, zoom_in
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="session")]
 
 WORKERS = {"desktop": ("356307042441104", "Gate keeper Dana"), "phone": ("356307042441112", "Gate keeper Eli")}
 SQUARE = [(-110, -90), (110, -90), (110, 90), (-110, 90)]  # px from the map's centre: about ±250 m at that zoom

@@ -9,7 +9,7 @@ import pytest
 from tests.browser.conftest import Browser, TeamServer, sign_in
 from tests.browser.team import new_tenant
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="session")]
 
 SECTIONS = ["users", "devices", "contacts", "escalation", "geofences", "data", "audit"]
 # Visible form controls without an accessible name (a <label>, aria-label or aria-labelledby).

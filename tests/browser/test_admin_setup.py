@@ -11,7 +11,7 @@ import pytest
 from tests.browser.conftest import Browser, TeamServer, sign_in
 from tests.browser.team import connected_insole, new_tenant
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="session")]
 
 IMEI, NAME = "356307042441120", "Night porter Fred"
 

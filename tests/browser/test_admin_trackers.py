@@ -8,7 +8,7 @@ import pytest
 from tests.browser.conftest import Browser, TeamServer, sign_in
 from tests.browser.team import new_tenant
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="session")]
 
 IMEI, NAME = "4209951530", "Gate guard Gus"
 

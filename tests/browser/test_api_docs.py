@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.browser.conftest import Browser, Server
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
 async def test_the_interactive_api_docs_render_with_nothing_from_outside(browser: Browser, server: Server) -> None:

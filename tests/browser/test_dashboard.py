@@ -20,7 +20,7 @@ from shared.protocols.xsole import Command, CommandCode
 from tests.browser.conftest import Browser, Server, sign_in
 from tests.helpers.xsole_client import XSoleTestClient
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="session")]
 
 # One test insole per form factor: the server is shared by the whole session.
 WORKERS = {"desktop": ("356307042441013", "Test worker Alice"), "phone": ("356307042441021", "Test worker Bruno")}

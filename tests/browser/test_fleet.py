@@ -16,7 +16,7 @@ from tests.browser.team import add_member, connected_insole, new_tenant, open_co
 from tests.browser.test_dashboard import command_received
 from tests.helpers.xsole_client import XSoleTestClient
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="session")]
 
 IMEI, NAME = "356307042441153", "Rigger Jo"
 WHERE = (43.6301, 7.0802)

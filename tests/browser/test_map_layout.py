@@ -15,7 +15,7 @@ import pytest
 from tests.browser.conftest import Browser, Server, Traffic, sign_in
 from tests.browser.test_dashboard import register_insole
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="session")]
 
 CREW_ADMIN = ("lead@crew.example", "crew secret 456")
 CENTRE = (450000000, 60000000)  # 1e-7 degrees

@@ -7,8 +7,11 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.browser.conftest import Browser, Server, sign_in
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
 async def test_the_service_worker_registers_and_the_shell_opens_offline(browser: Browser, server: Server) -> None:

@@ -9,7 +9,7 @@ import pytest
 
 from tests.browser.conftest import Browser, Server, sign_in
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="session")]
 
 
 async def test_a_503_is_explained_and_retried_until_the_server_answers(browser: Browser, server: Server) -> None:

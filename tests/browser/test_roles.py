@@ -11,7 +11,7 @@ import pytest
 from tests.browser.conftest import Browser, TeamServer, sign_in
 from tests.browser.team import add_member, connected_insole, new_tenant, open_commands, walk_through
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="session")]
 
 IMEI, NAME = "356307042441138", "Roofer Gus"
 WHERE = (43.6201, 7.0702)

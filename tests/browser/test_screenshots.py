@@ -6,7 +6,7 @@ import pytest
 
 from tests.browser.conftest import REPOSITORY, Browser, Server, screenshots_state, sign_in
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="session")]
 
 
 async def test_screenshots_land_outside_the_repository(

@@ -12,7 +12,7 @@ from tests.browser.conftest import Browser, TeamServer, sign_in
 from tests.browser.team import connected_insole, emailed_link, new_tenant, walk_through
 from tests.browser.test_dashboard import command_received
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="session")]
 
 IMEI, NAME = "356307042441146", "Welder Ines"
 WHERE = (43.6251, 7.0752)

@@ -13,7 +13,7 @@ from tests.browser.conftest import Browser, Server, sign_in
 from tests.browser.test_dashboard import register_insole, walk
 from tests.helpers.xsole_client import XSoleTestClient
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="session")]
 
 OTHER_ADMIN = ("boss@other.example", "other secret 123")
 IMEI_A, NAME_A = "356307042441039", "Acme tester Carla"

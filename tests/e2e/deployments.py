@@ -74,7 +74,14 @@ class Distributed:
                 process = SolewatchProcess(
                     self._tmp_path / "data", service, log_path=log_path, env={**env, **self._backends}
                 )
-                self.processes.setdefault(service, []).append(process.start(timeout=40))
+                self.processes.setdefault(service, []).append(process)
+        # authn alone first (it creates the store and the first admin), then the others side by side.
+        first, *others = [process for group in self.processes.values() for process in group]
+        first.start(timeout=40)
+        for process in others:
+            process.launch()
+        for process in others:
+            process.wait_ready(timeout=40)
         self._router = HttpRouter(
             [
                 ("/api/v1/auth/", self._bases("authn")),

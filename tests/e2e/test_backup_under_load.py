@@ -20,6 +20,7 @@ pytestmark = pytest.mark.slow
 
 DEVICES = 4
 WINDOW = 8
+ADMIN = ("admin@acme.example", "correct horse battery staple")
 
 
 class Acked:
@@ -53,15 +54,14 @@ async def stream(port: int, imei: str, token: bytes, acked: Acked, index: int, s
 
 
 async def test_backup_under_load_restores_every_frame_acknowledged_before_it(tmp_path: Path) -> None:
-    first = SolewatchProcess(tmp_path / "data", "run", log_path=tmp_path / "run1.log")
+    admin = {"SOLEWATCH_ADMIN_EMAIL": ADMIN[0], "SOLEWATCH_ADMIN_PASSWORD": ADMIN[1]}
+    first = SolewatchProcess(tmp_path / "data", "run", log_path=tmp_path / "run1.log", env=admin)
     first.start()
     backup_file = tmp_path / "backup.db"
     try:
-        credentials = []
-        for i in range(DEVICES):
-            added = first.cli("devices", "add", f"35630704244{i:04d}", "--name", f"backup test {i}")
-            assert added.returncode == 0, added.stderr
-            credentials.append((f"35630704244{i:04d}", bytes.fromhex(orjson.loads(added.stdout)["token"])))
+        imeis = [f"35630704244{i:04d}" for i in range(DEVICES)]
+        tokens = first.add_devices(ADMIN, [(imei, f"backup test {i}") for i, imei in enumerate(imeis)])
+        credentials = list(zip(imeis, tokens, strict=True))
         acked, stop = Acked(), asyncio.Event()
         streams = [
             asyncio.create_task(stream(first.listener_port, imei, token, acked, i, stop))

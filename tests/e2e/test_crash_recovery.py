@@ -18,6 +18,7 @@ pytestmark = pytest.mark.slow
 
 DEVICES = 12
 WINDOW = 16
+ADMIN = ("admin@acme.example", "correct horse battery staple")
 
 
 class AckedFrames:
@@ -66,15 +67,13 @@ def alarm_deliveries(log_text: str) -> set[tuple[str, int]]:
 async def test_sigkill_loses_no_acknowledged_frame_and_replays_alarms(tmp_path):
     data_dir = tmp_path / "data"
     log1, log2 = tmp_path / "run1.log", tmp_path / "run2.log"
-    first = SolewatchProcess(data_dir, "run", "--simulate", "10", "--rate", "5", log_path=log1)
+    admin = {"SOLEWATCH_ADMIN_EMAIL": ADMIN[0], "SOLEWATCH_ADMIN_PASSWORD": ADMIN[1]}
+    first = SolewatchProcess(data_dir, "run", "--simulate", "10", "--rate", "5", log_path=log1, env=admin)
     first.start()
     try:
-        credentials = []
-        for i in range(DEVICES):
-            imei = f"35630704244{i:04d}"
-            added = first.cli("devices", "add", imei, "--name", f"crash test {i}")
-            assert added.returncode == 0, added.stderr
-            credentials.append((imei, bytes.fromhex(orjson.loads(added.stdout)["token"])))
+        imeis = [f"35630704244{i:04d}" for i in range(DEVICES)]
+        tokens = first.add_devices(ADMIN, [(imei, f"crash test {i}") for i, imei in enumerate(imeis)])
+        credentials = list(zip(imeis, tokens, strict=True))
 
         acked = AckedFrames()
         streams = [

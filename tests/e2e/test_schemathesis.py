@@ -4,9 +4,10 @@ The spec is what partners build on, so every answer must be one it documents,
 in the shape it documents. This runs the schemathesis CLI, as an attacker or a
 partner would, against a real `solewatch run` subprocess: the examples,
 coverage, fuzzing and stateful phases (links inferred from the spec and from
-the answers), with `--checks all`, bounded by the examples per operation.
-tests/e2e/schemathesis.toml holds its authentication and the two operations
-whose checks no JSON Schema can express.
+the answers), with `--checks all`, bounded by the examples per operation
+(25 random ones per operation in the fuzzing phase: tests/e2e/schemathesis.toml).
+That file also holds its authentication and the two groups of operations whose
+checks no JSON Schema can express.
 
 SOLEWATCH_SCHEMATHESIS_SEED (a number) replays or varies a run; the default
 seed keeps the suite reproducible.

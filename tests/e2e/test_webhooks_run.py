@@ -21,12 +21,13 @@ import httpx
 import orjson
 import pytest
 
-from services.notifications.webhooks import LEASE_S  # a killed sender's delivery waits this long
 from shared.protocols.xsole import Ack, Command, CommandCode, CommandResult, Position
 from tests.helpers.process import SolewatchProcess
 from tests.helpers.xsole_client import XSoleTestClient
 
 ADMIN_EMAIL, ADMIN_PASSWORD = "admin@acme.example", "correct horse battery staple"
+# A killed sender's delivery waits this long to be sent again (the shortest lease allowed; the default is 60 s).
+LEASE_S = 11
 
 
 class Receiver(ThreadingHTTPServer):
@@ -91,6 +92,7 @@ def start(tmp_path: Path) -> SolewatchProcess:
             "SOLEWATCH_JWT_SECRET": "webhooks-run-" + "w" * 32,
             "SOLEWATCH_WEBHOOK_POLL_INTERVAL": "0.1",
             "SOLEWATCH_WEBHOOK_FIRST_RETRY_MAX": "0.5",
+            "SOLEWATCH_WEBHOOK_LEASE": str(LEASE_S),
         },
     ).start()
 

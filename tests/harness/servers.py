@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from bench.servers import (
+    RABBITMQ_READY_TIMEOUT,
     ServerNotReady,
     ServerProcess,
     answers,
@@ -38,6 +39,7 @@ __all__ = [
     "rabbitmq_process",
     "redis_process",
     "redis_server",
+    "restartable_broker",
     "session_server",
     "started",
 ]
@@ -62,3 +64,23 @@ def session_server(name: str, executable: str, build: Callable[[Path], ServerPro
 redis_server = session_server("redis_server", "redis-server", redis_process)
 amqp_server = session_server("amqp_server", "rabbitmq-server", rabbitmq_process)
 mqtt_server = session_server("mqtt_server", "mosquitto", mosquitto_process)
+
+
+@pytest.fixture(scope="session")
+def _session_restartable_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    if shutil.which("rabbitmq-server") is None:
+        pytest.skip("rabbitmq-server not installed: scripts/test installs it")
+    server = started(rabbitmq_process, tmp_path_factory.mktemp("restartable-rabbitmq"))
+    try:
+        yield server
+    finally:
+        server.stop_all()
+
+
+@pytest.fixture
+def restartable_broker(_session_restartable_broker: ServerProcess) -> ServerProcess:
+    """A RabbitMQ apart from `amqp_server`, which a test may stop and start again: running when the test
+    begins (started again if the previous test left it stopped). One for the session: a boot takes seconds."""
+    if not _session_restartable_broker.running:
+        _session_restartable_broker.start(RABBITMQ_READY_TIMEOUT)
+    return _session_restartable_broker

@@ -47,6 +47,10 @@ class SolewatchProcess:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 20.0) -> SolewatchProcess:
+        return self.launch().wait_ready(timeout)
+
+    def launch(self) -> SolewatchProcess:
+        """The process started, not waited for: several can then start side by side (`wait_ready` each)."""
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "services.cli", *self.args],
@@ -55,6 +59,10 @@ class SolewatchProcess:
             stderr=log,
             cwd=Path(__file__).resolve().parents[2],
         )
+        return self
+
+    def wait_ready(self, timeout: float = 20.0) -> SolewatchProcess:
+        assert self.proc is not None, "launch() first"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -66,6 +74,20 @@ class SolewatchProcess:
                 pass
             time.sleep(0.1)
         raise TimeoutError(f"solewatch not ready after {timeout} s: {self.log_path.read_text()[-2000:]}")
+
+    def add_devices(self, admin: tuple[str, str], devices: list[tuple[str, str]]) -> list[bytes]:
+        """Devices (IMEI, name) registered through the API as that admin (email, password); their tokens.
+        Quicker than `solewatch devices add`, a process (a second of start-up) each."""
+        with httpx.Client(base_url=f"http://127.0.0.1:{self.http_port}", timeout=10) as http:
+            signed_in = http.post("/api/v1/auth/token", json={"email": admin[0], "password": admin[1]})
+            assert signed_in.status_code == 200, signed_in.text
+            http.headers["Authorization"] = f"Bearer {signed_in.json()['access_token']}"
+            tokens = []
+            for imei, name in devices:
+                added = http.post("/api/v1/devices", json={"imei": imei, "name": name})
+                assert added.status_code == 201, added.text
+                tokens.append(bytes.fromhex(added.json()["token"]))
+        return tokens
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         """Another `solewatch` command against the same settings (devices add...)."""

@@ -30,6 +30,9 @@ from tests.integration.test_wss import connect as connect_dashboard
 
 QUEUE_LIMIT = 40
 DEVICES = 20
+# A stalled client never reads the server's closing frame: its close gives up this soon
+# (websockets' default, 10 s, was most of a test's time).
+CLOSE_TIMEOUT_S = 0.5
 
 
 @pytest.fixture
@@ -59,7 +62,11 @@ class RawDashboard:
         host, port = url.removeprefix("http://").split(":")
         await asyncio.get_running_loop().sock_connect(sock, (host, int(port)))
         ws = await connect(
-            f"ws://{host}:{port}/socket.io/?EIO=4&transport=websocket", sock=sock, ping_interval=None, compression=None
+            f"ws://{host}:{port}/socket.io/?EIO=4&transport=websocket",
+            sock=sock,
+            ping_interval=None,
+            compression=None,
+            close_timeout=CLOSE_TIMEOUT_S,
         )
         opened = await ws.recv()
         assert isinstance(opened, str) and opened.startswith("0")
