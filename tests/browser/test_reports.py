@@ -20,7 +20,7 @@ from tests.browser.conftest import Browser, TeamServer, sign_in
 from tests.browser.team import add_member, connected_insole, new_tenant
 from tests.helpers.xsole_client import XSoleTestClient
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="session")]
 
 IMEI, NAME = "356307042441211", "Surveyor Rosa"
 VIEWER = ("viewer@reports-co.example", "viewer passphrase 1")
