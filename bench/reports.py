@@ -89,6 +89,10 @@ def _frames(rng: random.Random, device_index: int) -> list[Any]:
     return events
 
 
+async def _no_rest(_: float) -> None:
+    """The worker rests between batches to take a quarter of the process; here it runs flat out."""
+
+
 async def build(path: Path, *, devices: int, days: int) -> dict[str, Any]:
     """Fill a fresh store at `path`; what it took."""
     from services.notifications.report_hours import catch_up
@@ -118,7 +122,7 @@ async def build(path: Path, *, devices: int, days: int) -> dict[str, Any]:
         figures["frames_stored"] = frames
         figures["frames_per_s"] = round(frames / (time.perf_counter() - started))
         started = time.perf_counter()
-        summed = await catch_up(store, gap_s=600, now=END + 2 * HOUR_S)
+        summed = await catch_up(store, gap_s=600, now=END + 2 * HOUR_S, rest=_no_rest)
         figures["hours_summed"] = summed
         figures["hours_summed_per_s"] = round(summed / (time.perf_counter() - started))
         print(f"  {summed:,} device hours summed from their frames", flush=True)
@@ -257,7 +261,10 @@ def report(figures: dict[str, Any]) -> None:
     if "frames_stored" in figures:
         rows += [
             ("frames stored (last 3 h of the month)", f"{figures['frames_stored']:,} at {figures['frames_per_s']:,}/s"),
-            ("device hours summed from frames", f"{figures['hours_summed']:,} at {figures['hours_summed_per_s']:,}/s"),
+            (
+                "device hours summed from frames (flat out)",
+                f"{figures['hours_summed']:,} at {figures['hours_summed_per_s']:,}/s",
+            ),
             ("device hours written from those", f"{figures['hours_written']:,}"),
         ]
     for case in cases(figures["days"]):

@@ -18,6 +18,10 @@ from zoneinfo import ZoneInfo
 from shared.reports.totals import LOOK_S, Totals, totals
 from shared.store.reports import HOUR_S, ReportStore, hour_of
 
+# Devices whose frames one store read brings: few reads (each a trip to the store's thread), and
+# memory for a hundred devices' hour of frames at a time, not a thousand's.
+DEVICES_PER_READ = 100
+
 
 def _hour_after(ts: int) -> int:
     return ts if ts % HOUR_S == 0 else hour_of(ts) + HOUR_S
@@ -76,9 +80,13 @@ async def _piece(
         edges = [(since, until)]
     for edge in edges:
         spans[edge] = list(device_ids)
-    for (lo, hi), devices in spans.items():  # one read per span, for all its devices
-        for device_id, frames in (await store.report_frames(devices, since=lo - LOOK_S, until=hi + LOOK_S)).items():
-            found[device_id].add(totals(*frames, lo=lo, hi=hi, gap_s=gap_s))
+    for (lo, hi), devices in spans.items():  # a read per span and DEVICES_PER_READ devices
+        for start in range(0, len(devices), DEVICES_PER_READ):
+            read = await store.report_frames(
+                devices[start : start + DEVICES_PER_READ], since=lo - LOOK_S, until=hi + LOOK_S
+            )
+            for device_id, frames in read.items():
+                found[device_id].add(totals(*frames, lo=lo, hi=hi, gap_s=gap_s))
 
 
 def local_days(since: int, until: int, zone: ZoneInfo) -> list[tuple[str, int, int]]:

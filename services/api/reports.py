@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import orjson
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
@@ -191,6 +192,13 @@ def _csv_row(figures: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _json(body: dict[str, Any]) -> Response:
+    """The report as JSON, encoded once. Its shape is the route's response model (the OpenAPI
+    spec's); validating a thousand workers' month of days against it again took more memory
+    than the report itself (tests/integration/test_reports_api.py holds the shape)."""
+    return Response(orjson.dumps(body), media_type="application/json")
+
+
 def _csv(body: str, name: str, since: int, until: int) -> Response:
     day = time.strftime  # the range's first and last day, in UTC
     filename = f"solewatch-{name}-{day('%Y%m%d', time.gmtime(since))}-{day('%Y%m%d', time.gmtime(until))}.csv"
@@ -240,13 +248,15 @@ async def workers_report(
     more = len(devices) > limit
     devices = devices[:limit]
     items = await _workers(context, tenant_id, devices, since=start, until=end, show_distance=show_distance)
-    return {
-        "since": iso_utc(start),
-        "until": iso_utc(end),
-        "location_visible": show_distance,
-        "items": items,
-        "next_cursor": encode_cursor(devices[-1].id) if more else None,
-    }
+    return _json(
+        {
+            "since": iso_utc(start),
+            "until": iso_utc(end),
+            "location_visible": show_distance,
+            "items": items,
+            "next_cursor": encode_cursor(devices[-1].id) if more else None,
+        }
+    )
 
 
 async def _devices(
@@ -359,14 +369,16 @@ async def activity_report(
     )
     more = len(devices) > limit
     devices = devices[:limit]
-    return {
-        "since": iso_utc(start),
-        "until": iso_utc(end),
-        "tz": tz,
-        "location_visible": show_distance,
-        "items": await _days(context, devices, days, show_distance=show_distance),
-        "next_cursor": encode_cursor(devices[-1].id) if more else None,
-    }
+    return _json(
+        {
+            "since": iso_utc(start),
+            "until": iso_utc(end),
+            "tz": tz,
+            "location_visible": show_distance,
+            "items": await _days(context, devices, days, show_distance=show_distance),
+            "next_cursor": encode_cursor(devices[-1].id) if more else None,
+        }
+    )
 
 
 # -- trips ---------------------------------------------------------------------------------------
