@@ -298,6 +298,7 @@ class ActivityReport(BaseModel):
     next_cursor: str | None
 
 
+DEVICE_TIME_END = 2**32  # a frame's ts is unsigned 32-bit seconds (CONTRACT §1)
 DAY_COLUMNS = ("imei", "name", "date", "distance_m", "online_s", *_STATE_FIELDS, "steps")
 
 
@@ -348,6 +349,8 @@ async def activity_report(
     format: ReportFormat = "json",
 ) -> Any:
     start, end = _whole(*report_range(since, until))
+    if start < 0 or end > DEVICE_TIME_END:  # days there have no frame, and some no date in every zone
+        raise invalid_field("query", "since" if start < 0 else "until", msg="device times run from 1970 to 2106")
     days = local_days(start, end, _zone(tz))
     tenant_id = principal.tenant_id
     show_distance = await context.positions.mode(tenant_id) == "always"

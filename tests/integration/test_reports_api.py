@@ -287,3 +287,21 @@ async def test_activity_per_day_in_the_callers_time_zone(harness: ApiHarness) ->
         "/api/v1/reports/activity", params={**tokyo, "tz": "Mars/Olympus"}, headers=viewer.headers
     )
     assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["query", "tz"]
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"since": "0001-01-01T00:00:00Z", "until": "0001-01-03T00:00:00Z", "tz": "America/New_York"}, "since"),
+        ({"since": "9999-12-29T00:00:00Z", "until": "9999-12-31T00:00:00Z", "tz": "Asia/Tokyo"}, "until"),
+        ({"since": "2026-01-01T00:00:00Z", "until": "2026-01-02T00:00:00Z", "tz": "America"}, "tz"),
+        ({"since": "2026-01-01T00:00:00Z", "until": "2026-01-02T00:00:00Z", "tz": "../../etc/passwd"}, "tz"),
+    ],
+)
+async def test_activity_per_day_refuses_what_has_no_days(
+    harness: ApiHarness, params: dict[str, str], field: str
+) -> None:
+    viewer = await harness.caller(await harness.tenant(), "viewer")
+    answer = await harness.http.get("/api/v1/reports/activity", params=params, headers=viewer.headers)
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["detail"][0]["loc"] == ["query", field]
