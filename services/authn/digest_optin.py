@@ -22,8 +22,9 @@ SignedInUser = Annotated[Principal, Depends(require_user)]
 
 class DigestChoice(BaseModel):
     weekly_digest: bool = Field(
+        strict=True,  # JSON's true or false only: "yes" or 1 is a mistake to refuse, not to guess
         description="send me the weekly digest email (off by default); only admins receive it, so a"
-        " supervisor's or viewer's choice takes effect once they are made admin"
+        " supervisor's or viewer's choice takes effect once they are made admin",
     )
 
 

@@ -124,6 +124,10 @@ class AmqpBus:
     async def check_ready(self) -> str | None:
         if self._connection is None or self._connection.is_closed or not self._connection.connected.is_set():
             return "message broker unreachable"
+        # The robust connection reopens its channels after the link: until the publishing one is back,
+        # a publish would be refused, so the process is not ready yet.
+        if self._publish_channel is not None and self._publish_channel.is_closed:
+            return "message broker channel reopening"
         return None
 
     # -- publishing -------------------------------------------------------------------

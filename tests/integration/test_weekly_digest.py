@@ -140,3 +140,12 @@ async def test_the_cli_sends_this_weeks_digest_at_once(
         await cli._digest(api.settings, argparse.Namespace(now=True))  # this week's went out already
         assert orjson.loads(capsys.readouterr().out.splitlines()[-1]) == {"sent": {}}
         assert len(smtp.messages) == 1
+
+
+@pytest.mark.parametrize("value", ["true", 1, 0, None])
+async def test_the_digest_choice_is_json_true_or_false(tmp_path: Path, value: object) -> None:
+    async with api_harness(tmp_path) as api:
+        admin = await api.caller(await api.tenant(), "admin")
+        answer = await api.http.put("/api/v1/auth/me/digest", json={"weekly_digest": value}, headers=admin.headers)
+        assert answer.status_code == 422
+        assert answer.json()["detail"][0]["loc"] == ["body", "weekly_digest"]
