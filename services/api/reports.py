@@ -18,7 +18,8 @@ from __future__ import annotations
 import math
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -36,6 +37,7 @@ from services.api.pagination import MAX_LIMIT, Cursor, Limit, PairCursor, decode
 from services.api.read_trace import record_read
 from services.api.report_figures import local_days, worker_totals, worker_totals_by_piece
 from services.api.reports_alerts import AckSummary, ReportFormat, report_range
+from services.authn.deps import Principal
 from services.authn.models import ErrorOut
 from services.context import ServiceContext
 from shared.alerts import iso_utc
@@ -228,32 +230,77 @@ async def workers_report(
     format: ReportFormat = "json",
 ) -> Any:
     start, end = _whole(*report_range(since, until))
+
+    async def figures(devices: list[Device], show_distance: bool) -> list[dict[str, Any]]:
+        return await _workers(
+            context, principal.tenant_id, devices, since=start, until=end, show_distance=show_distance
+        )
+
+    return await _per_worker(
+        context,
+        principal,
+        PerWorker("workers", start, end, imei, format, {}),
+        figures,
+        lambda item: [_csv_row(item)],
+        WORKER_COLUMNS,
+        limit=limit,
+        cursor=cursor,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class PerWorker:
+    """A per-worker report's request: which report, its range, one worker or all, its format, and what
+    else its answer and its audit entry say (the activity report's `tz`)."""
+
+    report: str
+    since: int
+    until: int
+    imei: str | None
+    format: str
+    also: dict[str, Any]
+
+
+async def _per_worker(
+    context: ServiceContext,
+    principal: Principal,
+    request: PerWorker,
+    figures: Callable[[list[Device], bool], Awaitable[list[dict[str, Any]]]],
+    csv_rows: Callable[[dict[str, Any]], list[dict[str, Any]]],
+    columns: Sequence[str],
+    *,
+    limit: int,
+    cursor: str | None,
+) -> Response:
+    """What the per-worker reports share: the audit entry, written first; the devices paged by id, or
+    every device at once as CSV; `figures` makes the items of a page of devices."""
     tenant_id = principal.tenant_id
     show_distance = await context.positions.mode(tenant_id) == "always"
-    one = await tenant_device(context, tenant_id, imei) if imei is not None else None
-    detail = {"report": "workers", "since": iso_utc(start), "until": iso_utc(end), "format": format}
-    await context.store.record_audit(
-        principal.audit("report.read", "report", "workers", **detail, **({"imei": imei} if imei else {}))
-    )
-    if format == "csv":
+    one = await tenant_device(context, tenant_id, request.imei) if request.imei is not None else None
+    since, until = iso_utc(request.since), iso_utc(request.until)
+    detail = {"report": request.report, "since": since, "until": until, **request.also, "format": request.format}
+    if request.imei:
+        detail["imei"] = request.imei
+    await context.store.record_audit(principal.audit("report.read", "report", request.report, **detail))
+    if request.format == "csv":
         rows: list[dict[str, Any]] = []
         after_id = None
         while devices := await _devices(context, tenant_id, one, after_id=after_id, limit=MAX_LIMIT):
-            rows += await _workers(context, tenant_id, devices, since=start, until=end, show_distance=show_distance)
+            rows += [row for item in await figures(devices, show_distance) for row in csv_rows(item)]
             after_id = devices[-1].id
-        return _csv(csv_text(map(_csv_row, rows), WORKER_COLUMNS), "workers", start, end)
+        return _csv(csv_text(rows, columns), request.report, request.since, request.until)
     devices = await _devices(
         context, tenant_id, one, after_id=decode_cursor(cursor, 1)[0] if cursor else None, limit=limit + 1
     )
     more = len(devices) > limit
     devices = devices[:limit]
-    items = await _workers(context, tenant_id, devices, since=start, until=end, show_distance=show_distance)
     return _json(
         {
-            "since": iso_utc(start),
-            "until": iso_utc(end),
+            "since": since,
+            "until": until,
+            **request.also,
             "location_visible": show_distance,
-            "items": items,
+            "items": await figures(devices, show_distance),
             "next_cursor": encode_cursor(devices[-1].id) if more else None,
         }
     )
@@ -352,35 +399,22 @@ async def activity_report(
     if start < 0 or end > DEVICE_TIME_END:  # days there have no frame, and some no date in every zone
         raise invalid_field("query", "since" if start < 0 else "until", msg="device times run from 1970 to 2106")
     days = local_days(start, end, _zone(tz))
-    tenant_id = principal.tenant_id
-    show_distance = await context.positions.mode(tenant_id) == "always"
-    one = await tenant_device(context, tenant_id, imei) if imei is not None else None
-    detail = {"report": "activity", "since": iso_utc(start), "until": iso_utc(end), "tz": tz, "format": format}
-    await context.store.record_audit(
-        principal.audit("report.read", "report", "activity", **detail, **({"imei": imei} if imei else {}))
-    )
-    if format == "csv":
-        rows: list[dict[str, Any]] = []
-        after_id = None
-        while devices := await _devices(context, tenant_id, one, after_id=after_id, limit=MAX_LIMIT):
-            for worker in await _days(context, devices, days, show_distance=show_distance):
-                rows += [{"imei": worker["imei"], "name": worker["name"], **day} for day in worker["days"]]
-            after_id = devices[-1].id
-        return _csv(csv_text(rows, DAY_COLUMNS), "activity", start, end)
-    devices = await _devices(
-        context, tenant_id, one, after_id=decode_cursor(cursor, 1)[0] if cursor else None, limit=limit + 1
-    )
-    more = len(devices) > limit
-    devices = devices[:limit]
-    return _json(
-        {
-            "since": iso_utc(start),
-            "until": iso_utc(end),
-            "tz": tz,
-            "location_visible": show_distance,
-            "items": await _days(context, devices, days, show_distance=show_distance),
-            "next_cursor": encode_cursor(devices[-1].id) if more else None,
-        }
+
+    async def figures(devices: list[Device], show_distance: bool) -> list[dict[str, Any]]:
+        return await _days(context, devices, days, show_distance=show_distance)
+
+    def csv_rows(worker: dict[str, Any]) -> list[dict[str, Any]]:
+        return [{"imei": worker["imei"], "name": worker["name"], **day} for day in worker["days"]]
+
+    return await _per_worker(
+        context,
+        principal,
+        PerWorker("activity", start, end, imei, format, {"tz": tz}),
+        figures,
+        csv_rows,
+        DAY_COLUMNS,
+        limit=limit,
+        cursor=cursor,
     )
 
 
