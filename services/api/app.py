@@ -24,6 +24,7 @@ from services.api import (
     fleet,
     geofences,
     history,
+    report_trips,
     reports,
     reports_alerts,
     tenant_settings,
@@ -149,6 +150,7 @@ def create_app(
             webhook_endpoints,
             reports_alerts,
             reports,
+            report_trips,
         ):
             app.include_router(module.router, responses=_COMMON_ERRORS)
         app.include_router(webhooks.router)  # called by providers, who sign instead of logging in

@@ -1,16 +1,15 @@
-"""GET /api/v1/reports/workers and GET /api/v1/devices/{imei}/trips (CONTRACT §9).
+"""GET /api/v1/reports/workers and GET /api/v1/reports/activity (CONTRACT §9): per worker.
 
 - **Workers**: per device over [since, until): distance, online time, time per activity
   state, steps (report_figures.py, shared/reports/totals.py), alerts by kind and time to
   acknowledge (shared/reports/response_times.py; an alert belongs to the range by `ts`).
-  Devices page by id (`limit`, `cursor`); `format=csv` answers every device at once.
-- **Trips**: a worker's trips and stops (shared/reports/track.py), thresholds per request.
+- **Activity**: the same figures but alerts, per day of a time zone (what the dashboard
+  charts), in one read.
 
-Privacy (CONTRACT §8): the trips are computed from the positions the tenant's location
-visibility shows, read through the one gate (services/visibility); a tenant that does not
-show every position gets `distance_m: null` in the workers report, a figure made from where
-the worker was. Every read is audited before the answer goes: the workers report as
-`report.read`, the trips as `positions.read` (they say where a worker went).
+Both page by device id (`limit`, `cursor`); `format=csv` answers every device at once. A
+tenant that does not show every position (CONTRACT §8) gets `distance_m: null`, a figure
+made from where the worker was. Every read is audited (`report.read`) before the answer goes.
+Trips are in report_trips.py.
 """
 
 from __future__ import annotations
@@ -18,7 +17,7 @@ from __future__ import annotations
 import math
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -30,11 +29,10 @@ from pydantic import BaseModel, Field
 
 from services.api.csv_cells import csv_text
 from services.api.deps import ContextDep, CurrentPrincipal
-from services.api.devices import Imei, tenant_device
+from services.api.devices import tenant_device
 from services.api.errors import invalid_field
 from services.api.history import Instant
-from services.api.pagination import MAX_LIMIT, Cursor, Limit, PairCursor, decode_cursor, encode_cursor
-from services.api.read_trace import record_read
+from services.api.pagination import MAX_LIMIT, Cursor, Limit, decode_cursor, encode_cursor
 from services.api.report_figures import local_days, worker_totals, worker_totals_by_piece
 from services.api.reports_alerts import AckSummary, ReportFormat, report_range
 from services.authn.deps import Principal
@@ -43,22 +41,12 @@ from services.context import ServiceContext
 from shared.alerts import iso_utc
 from shared.reports.response_times import summary, time_to_ack_s
 from shared.reports.totals import Totals
-from shared.reports.track import (
-    DEFAULT_MIN_STOP_S,
-    DEFAULT_MIN_TRIP_M,
-    DEFAULT_STOP_RADIUS_M,
-    Fix,
-    Segment,
-    Segmenter,
-    Thresholds,
-    fixes,
-)
 from shared.store import Device
 
 router = APIRouter(tags=["reports"])
 
-_NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorOut, "description": "no such device in the tenant"}}
-_CSV: dict[int | str, dict[str, Any]] = {200: {"content": {"text/csv": {"schema": {"type": "string"}}}}}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorOut, "description": "no such device in the tenant"}}
+CSV_ANSWER: dict[int | str, dict[str, Any]] = {200: {"content": {"text/csv": {"schema": {"type": "string"}}}}}
 _STATE_FIELDS = ("walking_s", "running_s", "still_s", "lying_s", "off_foot_s")
 WORKER_COLUMNS = (
     "imei",
@@ -72,18 +60,6 @@ WORKER_COLUMNS = (
     "ack_p90_s",
     "ack_max_s",
 )
-TRIP_COLUMNS = (
-    "type",
-    "start",
-    "end",
-    "start_lat",
-    "start_lon",
-    "end_lat",
-    "end_lon",
-    "distance_m",
-    "duration_s",
-)
-POSITIONS_PAGE = 1000
 
 
 class WorkerFigures(BaseModel):
@@ -112,34 +88,7 @@ class WorkersReport(BaseModel):
     next_cursor: str | None
 
 
-class Place(BaseModel):
-    lat: float
-    lon: float
-
-
-class TripOrStop(BaseModel):
-    type: str = Field(description="`trip` or `stop`")
-    start: str
-    end: str
-    start_position: Place
-    end_position: Place
-    distance_m: float
-    duration_s: int
-
-
-class TripThresholds(BaseModel):
-    min_stop_s: int
-    min_trip_m: float
-    stop_radius_m: float
-
-
-class TripsReport(BaseModel):
-    items: list[TripOrStop]
-    next_cursor: str | None
-    thresholds: TripThresholds
-
-
-def _whole(since: float, until: float) -> tuple[int, int]:
+def whole_seconds(since: float, until: float) -> tuple[int, int]:
     """Frames carry whole seconds: [since, until) to whole seconds, the same frames."""
     return math.ceil(since), math.ceil(until)
 
@@ -201,7 +150,7 @@ def _json(body: dict[str, Any]) -> Response:
     return Response(orjson.dumps(body), media_type="application/json")
 
 
-def _csv(body: str, name: str, since: int, until: int) -> Response:
+def csv_answer(body: str, name: str, since: int, until: int) -> Response:
     day = time.strftime  # the range's first and last day, in UTC
     filename = f"solewatch-{name}-{day('%Y%m%d', time.gmtime(since))}-{day('%Y%m%d', time.gmtime(until))}.csv"
     return Response(
@@ -217,7 +166,7 @@ def _csv(body: str, name: str, since: int, until: int) -> Response:
     summary="Per worker over a range: distance, online time, activity, steps, alerts, time to acknowledge",
     description="Devices page by id (`limit`, `cursor`); `format=csv` answers every device (or the one `imei`)"
     " at once. Recorded in the audit log (`report.read`).",
-    responses={**_CSV, **_NOT_FOUND},
+    responses={**CSV_ANSWER, **NOT_FOUND},
 )
 async def workers_report(
     context: ContextDep,
@@ -229,7 +178,7 @@ async def workers_report(
     cursor: Cursor = None,
     format: ReportFormat = "json",
 ) -> Any:
-    start, end = _whole(*report_range(since, until))
+    start, end = whole_seconds(*report_range(since, until))
 
     async def figures(devices: list[Device], show_distance: bool) -> list[dict[str, Any]]:
         return await _workers(
@@ -288,7 +237,7 @@ async def _per_worker(
         while devices := await _devices(context, tenant_id, one, after_id=after_id, limit=MAX_LIMIT):
             rows += [row for item in await figures(devices, show_distance) for row in csv_rows(item)]
             after_id = devices[-1].id
-        return _csv(csv_text(rows, columns), request.report, request.since, request.until)
+        return csv_answer(csv_text(rows, columns), request.report, request.since, request.until)
     devices = await _devices(
         context, tenant_id, one, after_id=decode_cursor(cursor, 1)[0] if cursor else None, limit=limit + 1
     )
@@ -382,7 +331,7 @@ async def _days(
     description="The workers report's activity figures for each day of `tz` the range touches (what the"
     " dashboard charts), in one read. Devices page by id; `format=csv` answers every device, a row per day."
     " Recorded in the audit log (`report.read`, report `activity`).",
-    responses={**_CSV, **_NOT_FOUND},
+    responses={**CSV_ANSWER, **NOT_FOUND},
 )
 async def activity_report(
     context: ContextDep,
@@ -395,7 +344,7 @@ async def activity_report(
     cursor: Cursor = None,
     format: ReportFormat = "json",
 ) -> Any:
-    start, end = _whole(*report_range(since, until))
+    start, end = whole_seconds(*report_range(since, until))
     if start < 0 or end > DEVICE_TIME_END:  # days there have no frame, and some no date in every zone
         raise invalid_field("query", "since" if start < 0 else "until", msg="device times run from 1970 to 2106")
     days = local_days(start, end, _zone(tz))
@@ -416,116 +365,3 @@ async def activity_report(
         limit=limit,
         cursor=cursor,
     )
-
-
-# -- trips ---------------------------------------------------------------------------------------
-
-
-def _place(fix: Fix) -> dict[str, float]:
-    return {"lat": round(fix.lat, 7), "lon": round(fix.lon, 7)}
-
-
-def _segment_view(segment: Segment) -> dict[str, Any]:
-    return {
-        "type": segment.type,
-        "start": iso_utc(segment.start.ts),
-        "end": iso_utc(segment.end.ts),
-        "start_position": _place(segment.start),
-        "end_position": _place(segment.end),
-        "distance_m": round(segment.distance_m, 1),
-        "duration_s": segment.duration_s,
-    }
-
-
-async def _visible_fixes(context: ServiceContext, device: Device, *, since: int, until: int) -> AsyncIterator[Fix]:
-    """The device's valid fixes in [since, until) that the tenant's visibility shows, a page at a time."""
-    after = None
-    while True:
-        page = await context.positions.page(device, since=since, until=until - 1, after=after, limit=POSITIONS_PAGE)
-        for fix in fixes(page.items):
-            yield fix
-        if page.next_after is None:
-            return
-        after = page.next_after
-
-
-@router.get(
-    "/api/v1/devices/{imei}/trips",
-    response_model=TripsReport,
-    summary="A worker's trips and stops over a range (recorded in the audit log)",
-    description="A stop: the worker stayed within `stop_radius_m` of one place for at least `min_stop_s`;"
-    " a trip: the way between two stops, at least `min_trip_m` long (shorter moves join the stops around them)."
-    " Computed from the positions the tenant's location visibility shows (docs/reports.md).",
-    responses={**_CSV, **_NOT_FOUND},
-)
-async def trips_report(
-    imei: Imei,
-    context: ContextDep,
-    principal: CurrentPrincipal,
-    since: Instant,
-    until: Instant,
-    min_stop_s: Annotated[int, Query(ge=30, le=86_400, description="shortest stay that is a stop")] = (
-        DEFAULT_MIN_STOP_S
-    ),
-    min_trip_m: Annotated[float, Query(ge=0, le=100_000, description="shortest way that is a trip")] = (
-        DEFAULT_MIN_TRIP_M
-    ),
-    stop_radius_m: Annotated[float, Query(ge=10, le=1000, description="how far a stay may wander")] = (
-        DEFAULT_STOP_RADIUS_M
-    ),
-    limit: Limit = 100,
-    cursor: PairCursor = None,
-    format: ReportFormat = "json",
-) -> Any:
-    start, end = _whole(*report_range(since, until))
-    device = await tenant_device(context, principal.tenant_id, imei)
-    thresholds = Thresholds(min_stop_s=min_stop_s, min_trip_m=min_trip_m, stop_radius_m=stop_radius_m)
-    after = decode_cursor(cursor, 2) if cursor else None
-    wanted = None if format == "csv" else limit + 1
-    found: list[Segment] = []
-    async for segment in _segments(context, device, start, end, thresholds):
-        if after is None or segment.start.key >= after:
-            found.append(segment)
-            if wanted is not None and len(found) == wanted:
-                break
-    next_cursor = None
-    if wanted is not None and len(found) == wanted:
-        next_cursor = encode_cursor(*found[-1].start.key)
-        found = found[:limit]
-    await record_read(
-        context,
-        principal,
-        device,
-        action="positions.read",
-        since=since,
-        until=until,
-        cursor=cursor,
-        next_cursor=next_cursor,
-        history="trips",
-    )
-    if format == "csv":
-        rows = [_trip_row(segment) for segment in found]
-        return _csv(csv_text(rows, TRIP_COLUMNS), f"trips-{device.imei}", start, end)
-    return {
-        "items": [_segment_view(segment) for segment in found],
-        "next_cursor": next_cursor,
-        "thresholds": {"min_stop_s": min_stop_s, "min_trip_m": min_trip_m, "stop_radius_m": stop_radius_m},
-    }
-
-
-async def _segments(
-    context: ServiceContext, device: Device, since: int, until: int, thresholds: Thresholds
-) -> AsyncIterator[Segment]:
-    """The trips and stops of fixes read a page at a time: memory holds a page, whatever the range."""
-    segmenter = Segmenter(thresholds)
-    async for fix in _visible_fixes(context, device, since=since, until=until):
-        for segment in segmenter.add(fix):
-            yield segment
-    for segment in segmenter.finish():
-        yield segment
-
-
-def _trip_row(segment: Segment) -> dict[str, Any]:
-    view = _segment_view(segment)
-    start, end = view.pop("start_position"), view.pop("end_position")
-    return {**view, "start_lat": start["lat"], "start_lon": start["lon"], "end_lat": end["lat"], "end_lon": end["lon"]}
