@@ -194,3 +194,25 @@ async def test_report_days_are_the_browsers_days_across_a_clock_change(
     assert days["unit"] == "day"
     assert days["bars"] == [[f"2026-03-{d}", 23 if d == 29 else 24] for d in range(25, 32)]
     assert days["weeks"] == ["week", 6, "2026-04-05"]  # 40 days: 5 weeks and 5 days
+
+
+async def test_an_admin_asks_for_the_weekly_digest_from_the_account_view(
+    browser: Browser, team_server: TeamServer
+) -> None:
+    from playwright.async_api import expect
+
+    admin = await new_tenant(team_server, "Digest Co")
+    page, _ = await browser.open(team_server)
+    await sign_in(page, *admin)
+    await page.get_by_test_id("account-button").click()
+    box = page.get_by_test_id("digest-weekly")
+    await expect(box).to_be_enabled()
+    await expect(box).not_to_be_checked()  # off until asked for
+    await box.check()
+    await expect(page.get_by_test_id("digest-message")).to_contain_text("every week")
+    async with team_server.user(*admin) as api:
+        assert (await api.get("/api/v1/auth/me/digest")).json() == {"weekly_digest": True}
+    await page.reload()
+    await expect(page.get_by_test_id("app")).to_be_visible()
+    await page.get_by_test_id("account-button").click()
+    await expect(page.get_by_test_id("digest-weekly")).to_be_checked()

@@ -215,3 +215,47 @@ export class PasswordPanel {
     root.append(this.form);
   }
 }
+
+/**
+ * The signed-in user's weekly digest email (GET/PUT /api/v1/auth/me/digest; docs/reports.md).
+ * `load()` reads the choice each time the account view opens: whoever is signed in now.
+ */
+export class DigestPanel {
+  constructor(root, api) {
+    this.api = api;
+    const message = messageLine("digest-message");
+    this.message = message;
+    this.box = h("input", { type: "checkbox", name: "weekly_digest", "data-testid": "digest-weekly", disabled: true,
+      onchange: async () => {
+        const wanted = this.box.checked;
+        this.box.disabled = true;
+        say(message, "");
+        try {
+          const saved = await this.api.request("PUT", "api/v1/auth/me/digest", { body: { weekly_digest: wanted } });
+          this.box.checked = saved.weekly_digest;
+          say(message, saved.weekly_digest ? "You will get the digest every week." : "No more weekly digest.", "ok");
+        } catch (error) {
+          this.box.checked = !wanted;
+          say(message, explain(error, "change the weekly digest"));
+        } finally {
+          this.box.disabled = false;
+        }
+      } });
+    root.append(h("section", { class: "stack", "data-testid": "digest-panel" },
+      h("h2", { text: "Weekly digest" }),
+      h("label", { class: "check" }, this.box, " Email me the week's alerts, response times and silent devices"),
+      h("p", { class: "muted", text: "Sent on Monday mornings to admins who ask for it." }),
+      message));
+  }
+
+  async load() {
+    this.box.disabled = true;
+    say(this.message, "");
+    try {
+      this.box.checked = (await this.api.get("api/v1/auth/me/digest")).weekly_digest;
+      this.box.disabled = false;
+    } catch (error) {
+      say(this.message, explain(error, "read your weekly digest choice"));
+    }
+  }
+}

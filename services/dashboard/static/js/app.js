@@ -1,7 +1,7 @@
 // The solewatch dashboard: sign-in, then the live map, workers, alerts and
 // history of the signed-in user's tenant, from the public REST API and
 // Socket.IO events only (docs/dashboard.md).
-import { AccountScreens, PasswordPanel } from "./account.js";
+import { AccountScreens, DigestPanel, PasswordPanel } from "./account.js";
 import { AlertsPanel, SosCue } from "./alerts.js";
 import { Api, ApiError, Session, SessionEnded, appUrl } from "./api.js";
 import { CommandsPanel } from "./commands.js";
@@ -328,6 +328,7 @@ class Dashboard {
     });
     const commands = new CommandsPanel(byTestId("panel-commands"), this.store, this.api);
     new PasswordPanel(byTestId("panel-account"), this.api);
+    this.digest = new DigestPanel(byTestId("panel-account"), this.api);
     // admin: see _loadAdmin; reports: see _openReports
     this.views = { map, alerts, sos, workers, history, commands, admin: null, reports: null };
     this.store.onUnknownDevice = (imei) => this._fetchDevice(imei);
@@ -439,7 +440,10 @@ class Dashboard {
     for (const button of byTestId("nav").querySelectorAll("button[data-view]")) {
       button.addEventListener("click", () => this.setView(button.dataset.view));
     }
-    byTestId("account-button").addEventListener("click", () => this.setView("account"));
+    byTestId("account-button").addEventListener("click", () => {
+      this.setView("account");
+      this.digest?.load();
+    });
     phone.addEventListener("change", () => this.views?.map.resized());
     this.setView("map");
   }
