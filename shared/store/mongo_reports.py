@@ -8,22 +8,22 @@ hour store the same totals.
 
 from __future__ import annotations
 
+import calendar
 from collections.abc import Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pymongo import DeleteOne, IndexModel, UpdateOne
 
+from shared.protocols.xsole.constants import FLAG_BUFFERED, FLAG_FIX_VALID
 from shared.reports.totals import FIELDS, Totals
 from shared.store.reports import ActivityRow, DueHour, HeartbeatRow, PositionRow, ReportFrames, marked_hours
 
 if TYPE_CHECKING:
     from pymongo.asynchronous.database import AsyncDatabase
 
-    from shared.store.telemetry import StoredActivity, StoredHeartbeat, StoredPosition
-
 Document = dict[str, Any]
-FRAME_LIMIT = 1_000_000  # a device's frames in one summed span: at most ~2 hours, far below this
 
 
 def _key(device_id: int, hour: int) -> str:
@@ -42,20 +42,11 @@ class MongoReports:
         "report_hours": [IndexModel([("d", 1), ("h", 1)], unique=True)],
     }
 
-    if TYPE_CHECKING:  # provided by MongoStore and MongoIngest
+    if TYPE_CHECKING:  # provided by MongoStore
         _db: AsyncDatabase[Document]
 
         def _write(self, *, deadline: bool = True) -> AbstractAsyncContextManager[AsyncDatabase[Document]]: ...
         def _read(self, *, deadline: bool = True) -> AbstractAsyncContextManager[AsyncDatabase[Document]]: ...
-        async def positions(
-            self, device_id: int, *, since: int | None = None, until: int | None = None, limit: int = 100
-        ) -> list[StoredPosition]: ...
-        async def activities(
-            self, device_id: int, *, since: int | None = None, until: int | None = None, limit: int = 100
-        ) -> list[StoredActivity]: ...
-        async def heartbeats(
-            self, device_id: int, *, since: int | None = None, until: int | None = None, limit: int = 100
-        ) -> list[StoredHeartbeat]: ...
 
     async def report_hours_due(self, *, closed_before: int, limit: int) -> list[DueHour]:
         async with self._read() as db:
@@ -106,22 +97,56 @@ class MongoReports:
         return {(doc["d"], doc["h"]): _totals(doc) for doc in docs}
 
     async def report_frames(self, device_ids: Sequence[int], *, since: int, until: int) -> dict[int, ReportFrames]:
-        found = {}
-        for device_id in device_ids:  # the adapter's readers, whose paging removes the copies a retry may leave
-            positions = await self.positions(device_id, since=since, until=until, limit=FRAME_LIMIT)
-            activities = await self.activities(device_id, since=since, until=until, limit=FRAME_LIMIT)
-            heartbeats = await self.heartbeats(device_id, since=since, until=until, limit=FRAME_LIMIT)
-            frames = ReportFrames(
-                [
-                    PositionRow(p.ts, p.seq, p.lat_e7, p.lon_e7, p.speed_cms, p.hdop_d, p.fix_valid, p.buffered)
-                    for p in positions
-                ],
-                [ActivityRow(a.ts, a.seq, a.steps, a.state, a.buffered) for a in activities],
-                [HeartbeatRow(h.ts, h.seq) for h in heartbeats],
+        """Three queries for all the devices (positions, activities, heartbeats), each by its
+        (device, time) index. A position stored twice (a commit retried between the position and
+        its key, mongo_ingest.py) is kept once: rows are keyed by (ts, seq)."""
+        wanted = {"$in": list(device_ids)}
+        positions: dict[int, dict[tuple[int, int], PositionRow]] = {}
+        activities: dict[int, dict[tuple[int, int], ActivityRow]] = {}
+        heartbeats: dict[int, dict[tuple[int, int], HeartbeatRow]] = {}
+        async with self._read() as db:
+            span = {"$gte": _instant(since), "$lte": _instant(until)}
+            async for doc in db.positions.find({"device_id": wanted, "time": span}, _POSITION_FIELDS):
+                ts, seq, flags = calendar.timegm(doc["time"].utctimetuple()), doc["seq"], doc["flags"]
+                positions.setdefault(doc["device_id"], {})[ts, seq] = PositionRow(
+                    ts,
+                    seq,
+                    doc["lat_e7"],
+                    doc["lon_e7"],
+                    doc["speed_cms"],
+                    doc["hdop_d"],
+                    bool(flags & FLAG_FIX_VALID),
+                    bool(flags & FLAG_BUFFERED),
+                )
+            ts_span = {"$gte": since, "$lte": until}
+            async for doc in db.activities.find({"device_id": wanted, "ts": ts_span}, _ACTIVITY_FIELDS):
+                key = (doc["ts"], doc["seq"])
+                row = ActivityRow(*key, doc["steps"], doc["state"], bool(doc["flags"] & FLAG_BUFFERED))
+                activities.setdefault(doc["device_id"], {})[key] = row
+            async for doc in db.heartbeats.find({"device_id": wanted, "ts": ts_span}, _HEARTBEAT_FIELDS):
+                key = (doc["ts"], doc["seq"])
+                heartbeats.setdefault(doc["device_id"], {})[key] = HeartbeatRow(*key)
+        return {
+            device_id: ReportFrames(
+                [row for _, row in sorted(positions.get(device_id, {}).items())],
+                [row for _, row in sorted(activities.get(device_id, {}).items())],
+                [row for _, row in sorted(heartbeats.get(device_id, {}).items())],
             )
-            if any(frames):
-                found[device_id] = frames
-        return found
+            for device_id in device_ids
+            if device_id in positions or device_id in activities or device_id in heartbeats
+        }
+
+
+_POSITION_FIELDS = {
+    name: 1 for name in ("device_id", "time", "seq", "lat_e7", "lon_e7", "speed_cms", "hdop_d", "flags")
+}
+_ACTIVITY_FIELDS = {name: 1 for name in ("device_id", "ts", "seq", "steps", "state", "flags")}
+_HEARTBEAT_FIELDS = {name: 1 for name in ("device_id", "ts", "seq")}
+
+
+def _instant(ts: int) -> datetime:
+    """Device time as a BSON date: ranges beyond what a date can hold end at its first or last day."""
+    return datetime.fromtimestamp(min(max(ts, -62135596800), 253402300799), UTC)
 
 
 def _fields(totals: Totals) -> Document:

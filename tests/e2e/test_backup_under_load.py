@@ -34,7 +34,9 @@ async def stream(port: int, imei: str, token: bytes, acked: Acked, index: int, s
     client = await XSoleTestClient.connect("127.0.0.1", port)
     assert (await client.login(imei, token)).status == 0
     in_flight: dict[int, tuple[str, int, int]] = {}
-    base_ts = int(time.time()) - 3600
+    # A second apart from a day back: a fast stream's device times must stay behind the clock (a frame
+    # more than 300 s ahead is refused), and an hour's head start ran out after 3,900 frames.
+    base_ts = int(time.time()) - 86400
     seq = 1
     try:
         while not stop.is_set() or in_flight:
