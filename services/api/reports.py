@@ -62,9 +62,9 @@ WORKER_COLUMNS = (
 )
 
 
-class WorkerFigures(BaseModel):
-    imei: str
-    name: str
+class ActivityFigures(BaseModel):
+    """What a worker did over a range or a day (docs/reports.md says how each is counted)."""
+
     distance_m: float | None = Field(
         description="metres between valid fixes, a standing worker's GPS jitter left out (docs/reports.md);"
         " null when the tenant's location visibility is not `always`"
@@ -76,6 +76,11 @@ class WorkerFigures(BaseModel):
     lying_s: int
     off_foot_s: int
     steps: int
+
+
+class WorkerFigures(ActivityFigures):
+    imei: str
+    name: str
     alerts: dict[str, int] = Field(description="alerts raised in the range, by kind")
     time_to_ack_s: AckSummary
 
@@ -267,16 +272,8 @@ async def _devices(
 # -- activity per day ----------------------------------------------------------------------------
 
 
-class DayFigures(BaseModel):
+class DayFigures(ActivityFigures):
     date: str = Field(description="the day in `tz`, YYYY-MM-DD")
-    distance_m: float | None
-    online_s: int
-    walking_s: int
-    running_s: int
-    still_s: int
-    lying_s: int
-    off_foot_s: int
-    steps: int
 
 
 class WorkerDays(BaseModel):

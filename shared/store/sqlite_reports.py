@@ -121,19 +121,15 @@ CREATE TABLE IF NOT EXISTS report_progress (id INTEGER PRIMARY KEY CHECK (id = 1
         return {row[0]: _totals(row[1:]) for row in rows}
 
     async def report_hour_totals(self, hours: Iterable[tuple[int, int]]) -> dict[tuple[int, int], Totals]:
-        wanted = list(hours)
-
-        def read(c: sqlite3.Connection) -> dict[tuple[int, int], Totals]:
-            found = {}
-            for device_id, hour in wanted:
-                row = c.execute(
-                    f"SELECT {_COLUMNS} FROM report_hours WHERE device_id = ? AND hour = ?", (device_id, hour)
-                ).fetchone()
-                if row is not None:
-                    found[device_id, hour] = _totals(row)
-            return found
-
-        return await self._read(read) if wanted else {}
+        wanted = orjson.dumps(list(hours))  # [[device id, hour], ...]: one statement, however many
+        rows = await self._read(
+            lambda c: c.execute(
+                f"SELECT h.device_id, h.hour, {_COLUMNS} FROM json_each(?) AS k CROSS JOIN report_hours AS h"
+                " WHERE h.device_id = json_extract(k.value, '$[0]') AND h.hour = json_extract(k.value, '$[1]')",
+                (wanted,),
+            ).fetchall()
+        )
+        return {(row[0], row[1]): _totals(row[2:]) for row in rows}
 
     async def report_frames(self, device_ids: Sequence[int], *, since: int, until: int) -> dict[int, ReportFrames]:
         wanted = orjson.dumps(list(device_ids))
